@@ -1,0 +1,169 @@
+package etcdtest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/tests/v3/framework/integration"
+	"go.uber.org/zap"
+)
+
+// Cluster is an in-process etcd cluster whose members can be stopped, restarted and
+// partitioned, and whose clients reach each member through a bridge that can drop or
+// blackhole their connections.
+type Cluster struct {
+	*integration.Cluster
+	t *testing.T
+}
+
+// ClusterOption adjusts the cluster configuration before it starts.
+type ClusterOption func(*integration.ClusterConfig)
+
+// WithQuota sets the backend quota of every member, so a test can raise NOSPACE.
+func WithQuota(bytes int64) ClusterOption {
+	return func(c *integration.ClusterConfig) { c.QuotaBackendBytes = bytes }
+}
+
+// WithTCP makes members listen on TCP loopback instead of unix sockets, so that HTTP
+// endpoints such as /metrics can be scraped.
+func WithTCP() ClusterOption {
+	return func(c *integration.ClusterConfig) { c.UseTCP = true }
+}
+
+// WithConfig gives full access to the cluster configuration.
+func WithConfig(fn func(*integration.ClusterConfig)) ClusterOption { return fn }
+
+// NewCluster starts a cluster of size members and terminates it when the test ends.
+// Tests that use it must not call t.Parallel: the framework keeps global state.
+func NewCluster(t *testing.T, size int, opts ...ClusterOption) *Cluster {
+	t.Helper()
+	integration.BeforeTestExternal(t)
+	cfg := &integration.ClusterConfig{Size: size, UseBridge: true}
+	for _, opt := range opts {
+		opt(cfg)
+	}
+	c := integration.NewCluster(t, cfg)
+	t.Cleanup(func() { c.Terminate(t) })
+	c.WaitLeader(t)
+	return &Cluster{Cluster: c, t: t}
+}
+
+// Client returns a client that reaches the cluster only through member i's bridge, so
+// that DropConnections(i) and Blackhole(i) cut this client off. It is closed when the
+// test ends.
+func (c *Cluster) Client(i int) *clientv3.Client {
+	c.t.Helper()
+	return c.client([]string{c.Members[i].GRPCURL})
+}
+
+// ClusterClient returns a client that knows every member. It is closed when the test ends.
+func (c *Cluster) ClusterClient() *clientv3.Client {
+	c.t.Helper()
+	return c.client(c.Endpoints())
+}
+
+func (c *Cluster) client(endpoints []string) *clientv3.Client {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		c.t.Fatalf("etcdtest: cluster client: %v", err)
+	}
+	c.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// Leader waits for a leader and returns its index.
+func (c *Cluster) Leader() int {
+	c.t.Helper()
+	return c.WaitLeader(c.t)
+}
+
+// StopMember stops member i, keeping its data.
+func (c *Cluster) StopMember(i int) {
+	c.t.Helper()
+	c.Members[i].Stop(c.t)
+}
+
+// RestartMember restarts a stopped member i and waits until it serves.
+func (c *Cluster) RestartMember(i int) {
+	c.t.Helper()
+	if err := c.Members[i].Restart(c.t); err != nil {
+		c.t.Fatalf("etcdtest: restart member %d: %v", i, err)
+	}
+	c.Members[i].WaitOK(c.t)
+}
+
+// StopLeader stops the current leader and waits until the others elect a new one. It
+// returns the index of the stopped member, for RestartMember.
+func (c *Cluster) StopLeader() int {
+	c.t.Helper()
+	lead := c.Leader()
+	c.Members[lead].Stop(c.t)
+	var rest []*integration.Member
+	for i, m := range c.Members {
+		if i != lead {
+			rest = append(rest, m)
+		}
+	}
+	c.WaitMembersForLeader(c.t, rest)
+	return lead
+}
+
+// Partition cuts member i off from its peers (clients can still reach it).
+func (c *Cluster) Partition(i int) {
+	c.t.Helper()
+	c.Members[i].InjectPartition(c.t, c.others(i)...)
+}
+
+// Heal undoes Partition.
+func (c *Cluster) Heal(i int) {
+	c.t.Helper()
+	c.Members[i].RecoverPartition(c.t, c.others(i)...)
+}
+
+func (c *Cluster) others(i int) []*integration.Member {
+	var out []*integration.Member
+	for j, m := range c.Members {
+		if j != i {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// DropConnections closes the client connections that pass through member i's bridge;
+// clients reconnect at once.
+func (c *Cluster) DropConnections(i int) { c.Members[i].Bridge().DropConnections() }
+
+// Blackhole makes member i's bridge swallow all client traffic, in both directions,
+// while keeping the connections open.
+func (c *Cluster) Blackhole(i int) { c.Members[i].Bridge().Blackhole() }
+
+// Unblackhole undoes Blackhole.
+func (c *Cluster) Unblackhole(i int) { c.Members[i].Bridge().Unblackhole() }
+
+// PauseConnections stops member i's bridge from accepting new client connections and
+// drops the existing ones, so its clients stay disconnected until ResumeConnections.
+func (c *Cluster) PauseConnections(i int) {
+	b := c.Members[i].Bridge()
+	b.PauseConnections()
+	b.DropConnections()
+}
+
+// ResumeConnections undoes PauseConnections.
+func (c *Cluster) ResumeConnections(i int) { c.Members[i].Bridge().UnpauseConnections() }
+
+// Compact compacts the cluster's history up to rev (physically, so watchers from before
+// rev see ErrCompacted).
+func (c *Cluster) Compact(ctx context.Context, rev int64) {
+	c.t.Helper()
+	cli := c.Members[c.Leader()].Client
+	if _, err := cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+		c.t.Fatalf("etcdtest: compact to %d: %v", rev, err)
+	}
+}
