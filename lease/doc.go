@@ -1,0 +1,38 @@
+// Package lease keeps an etcd lease alive and says plainly when it is gone.
+//
+// A Keeper grants a lease of a TTL, renews it, and watches its own renewals: the lease
+// counts as lost when etcd answers that it no longer exists (revoked from elsewhere,
+// expired) and also when no renewal has been acknowledged for a whole TTL, because from
+// then on the keys attached to it may already be gone.
+//
+// # Guarantees
+//
+//   - Lost (and, without re-grant, Done) closes within one renewal interval — a third of
+//     the TTL, at most one second — after etcd reports the lease revoked or expired.
+//   - Lost closes no later than the deadline of the last acknowledged renewal (the time
+//     the renewal was sent plus the TTL etcd returned), even if etcd is unreachable: the
+//     Keeper never claims a lease that etcd may already have expired.
+//   - Renewals go to whichever member the client can reach; a leader election does not
+//     lose the lease as long as a renewal succeeds within the TTL.
+//   - With WithRegrant, a lost lease is replaced by a new one, with jittered backoff and
+//     no retry cap, until Close; ID and Lost switch to the new lease, then the hook runs
+//     with its ID. A failing hook is retried with backoff while that lease lives.
+//   - Not guaranteed: that keys attached to a lost lease are gone (etcd may still hold the
+//     lease for a moment); the Keeper revokes a lost lease on a best-effort basis before
+//     re-granting.
+//
+// # Lifecycle
+//
+// New grants the lease and starts one goroutine. Close revokes the current lease (waiting
+// at most two seconds for etcd), stops the goroutine and waits for it; it is idempotent.
+// Done closes after Close, or when the lease is lost and re-grant is off; Err then says
+// why (ErrClosed or ErrLost).
+//
+//	k, err := lease.New(ctx, cli, 10*time.Second)
+//	if err != nil {
+//		return err
+//	}
+//	defer k.Close()
+//	cli.Put(ctx, "/svc/a", "addr", clientv3.WithLease(k.ID()))
+//	<-k.Done() // the lease is gone; so, soon, is the key
+package lease

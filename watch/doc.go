@@ -1,0 +1,44 @@
+// Package watch follows keys in etcd without silently missing a change: a Watcher that
+// resumes and re-lists, and a Cache that keeps a prefix in memory.
+//
+// # Guarantees
+//
+//   - A Watcher delivers every change of its key or prefix exactly once, in revision
+//     order, across dropped connections, member restarts and leader elections: it
+//     remembers the last revision delivered and resumes right after it. Watches use
+//     clientv3.WithRequireLeader, so a member cut off from the cluster ends the watch
+//     at once instead of leaving it silent, and the Watcher moves on.
+//   - When the resume revision has been compacted, the changes in between are gone from
+//     etcd; the Watcher then re-lists and emits one Resync event carrying the full
+//     current state, and continues from the revision of that list. A consumer that
+//     replaces its state on Resync and applies every other event ends equal to etcd.
+//   - A Cache applies each revision's events under one lock, so readers never see half a
+//     transaction; after a re-list it tells subscribers exactly the keys that differ. Get,
+//     List and Revision read memory only.
+//   - Stale reports, within about three progress intervals, that the Cache may be behind
+//     (disconnected, re-listing, or etcd silent). It does not say by how much.
+//   - Not guaranteed: that every intermediate value is seen after a compaction (only the
+//     state after it), or that events arrive while the consumer is not reading (the
+//     Watcher waits for the consumer; etcd buffers).
+//
+// # Lifecycle
+//
+// NewWatcher and NewCache start one goroutine each and return at once. Close stops it,
+// waits for it and is idempotent; the Watcher then closes Events, and Err says why
+// (ErrClosed, or ErrClientClosed when the etcd client was closed first). The etcd client
+// stays the caller's.
+//
+//	w, err := watch.NewWatcher(cli, "/jobs/", watch.WithPrefix())
+//	if err != nil {
+//		return err
+//	}
+//	defer w.Close()
+//	for ev := range w.Events() {
+//		switch ev.Type {
+//		case watch.Put, watch.Delete:
+//			apply(ev.KV)
+//		case watch.Resync:
+//			replaceAll(ev.State)
+//		}
+//	}
+package watch

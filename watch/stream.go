@@ -1,0 +1,239 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
+)
+
+// stream is the resilient list+watch loop shared by Watcher and Cache. It hands each
+// batch of events (all events of one or more whole revisions, in revision order, or one
+// Resync) to a sink on its own goroutine.
+type stream struct {
+	cli  *clientv3.Client
+	key  string
+	opts options
+
+	// established is true while a watch is open and acknowledged by etcd.
+	established atomic.Bool
+	// heard is the UnixNano time of the last response from etcd on the open watch.
+	heard atomic.Int64
+}
+
+// sink receives a batch; it returns false when the stream must stop (ctx ended).
+type sink func(ctx context.Context, batch []Event) bool
+
+// stale reports whether the stream may be behind etcd: no watch open, or no word from
+// etcd for three progress intervals.
+func (s *stream) stale() bool {
+	if !s.established.Load() {
+		return true
+	}
+	silent := time.Since(time.Unix(0, s.heard.Load()))
+	return silent > 3*s.opts.progressInterval
+}
+
+// run delivers events until ctx ends or the client is closed; it returns why it stopped.
+func (s *stream) run(ctx context.Context, emit sink) error {
+	next := s.opts.startRev // the first revision not yet delivered; 0 = not yet known
+	needList := s.opts.initialState
+	b := backoff.New(50*time.Millisecond, 2*time.Second)
+	for {
+		if err := s.fatal(ctx); err != nil {
+			return err
+		}
+		if needList {
+			ev, err := s.list(ctx)
+			if err != nil {
+				if ferr := s.fatal(ctx); ferr != nil {
+					return ferr
+				}
+				s.opts.logger.Warn("watch: list failed", zap.String("key", s.key), zap.Error(err))
+				b.Wait(ctx)
+				continue
+			}
+			if !emit(ctx, []Event{ev}) {
+				return s.fatal(ctx)
+			}
+			next = ev.Revision + 1
+			needList = false
+			b.Reset()
+		}
+		if next == 0 {
+			rev, err := s.currentRevision(ctx)
+			if err != nil {
+				if ferr := s.fatal(ctx); ferr != nil {
+					return ferr
+				}
+				s.opts.logger.Warn("watch: revision lookup failed", zap.String("key", s.key), zap.Error(err))
+				b.Wait(ctx)
+				continue
+			}
+			next = rev + 1
+		}
+		progressed, compacted, err := s.watch(ctx, &next, emit)
+		if ferr := s.fatal(ctx); ferr != nil {
+			return ferr
+		}
+		if progressed {
+			b.Reset()
+		}
+		if compacted {
+			s.opts.logger.Info("watch: resume revision compacted, re-listing",
+				zap.String("key", s.key), zap.Int64("revision", next))
+			needList = true
+			continue
+		}
+		s.opts.logger.Debug("watch: interrupted, resuming", zap.String("key", s.key),
+			zap.Int64("revision", next), zap.Error(err))
+		b.Wait(ctx)
+	}
+}
+
+// fatal returns the error that ends the stream for good, or nil.
+func (s *stream) fatal(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return ErrClosed
+	}
+	if err := s.cli.Ctx().Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrClientClosed, err)
+	}
+	return nil
+}
+
+func (s *stream) getOpts() []clientv3.OpOption {
+	if s.opts.prefix {
+		return []clientv3.OpOption{clientv3.WithPrefix()}
+	}
+	return nil
+}
+
+// list reads the current state as a Resync event.
+func (s *stream) list(ctx context.Context) (Event, error) {
+	resp, err := s.cli.Get(ctx, s.key, s.getOpts()...)
+	if err != nil {
+		return Event{}, fmt.Errorf("watch: list %q: %w", s.key, err)
+	}
+	state := make([]KV, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		state[i] = fromPB(kv)
+	}
+	return Event{Type: Resync, State: state, Revision: resp.Header.Revision}, nil
+}
+
+// currentRevision returns the store revision, so that "from now" is a fixed revision
+// from which every later resume starts.
+func (s *stream) currentRevision(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, s.key, append(s.getOpts(), clientv3.WithCountOnly())...)
+	if err != nil {
+		return 0, fmt.Errorf("watch: current revision: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// watch opens one watch from *next and delivers until it breaks. It advances *next past
+// every delivered revision and every revision etcd confirms as complete. It reports
+// whether anything was received, and whether the watch broke because *next was
+// compacted.
+func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed, compacted bool, err error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	opts := append(s.getOpts(), clientv3.WithRev(*next), clientv3.WithCreatedNotify(), clientv3.WithProgressNotify())
+	if s.opts.prevKV {
+		opts = append(opts, clientv3.WithPrevKV())
+	}
+	wch := s.cli.Watch(wctx, s.key, opts...)
+
+	// Ask for progress regularly: the answer proves the watch is alive (Stale) and lets a
+	// resume start after revisions that touched nothing we watch.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.opts.progressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				_ = s.cli.RequestProgress(wctx)
+			}
+		}
+	}()
+	defer func() {
+		s.established.Store(false)
+		cancel()
+		wg.Wait()
+	}()
+
+	var batch []Event
+	for {
+		var resp clientv3.WatchResponse
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return progressed, false, ctx.Err()
+		case resp, ok = <-wch:
+		}
+		if !ok {
+			return progressed, false, errors.New("watch: channel closed")
+		}
+		s.heard.Store(time.Now().UnixNano())
+		if resp.CompactRevision > 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
+			return progressed, true, resp.Err()
+		}
+		if err := resp.Err(); err != nil {
+			return progressed, false, err
+		}
+		if resp.Canceled {
+			return progressed, false, fmt.Errorf("watch: canceled by etcd: %s", resp.CancelReason)
+		}
+		progressed = true
+		if resp.Created {
+			s.established.Store(true)
+			continue
+		}
+		if resp.IsProgressNotify() {
+			// etcd confirms every event up to this revision has been sent.
+			*next = max(*next, resp.Header.Revision+1)
+			continue
+		}
+		batch = batch[:0]
+		last := int64(0)
+		for _, ev := range resp.Events {
+			rev := ev.Kv.ModRevision
+			if rev < *next {
+				continue // already delivered before a resume
+			}
+			e := Event{Type: Put, KV: fromPB(ev.Kv), Revision: rev}
+			if ev.Type == clientv3.EventTypeDelete {
+				e.Type = Delete
+			}
+			if ev.PrevKv != nil {
+				p := fromPB(ev.PrevKv)
+				e.PrevKV = &p
+			}
+			batch = append(batch, e)
+			last = rev
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		if !emit(ctx, batch) {
+			return progressed, false, ctx.Err()
+		}
+		// etcd never splits one revision's events across responses, so the whole
+		// revision has now been delivered.
+		*next = last + 1
+	}
+}
