@@ -1,0 +1,311 @@
+package bench_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/bench"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+func newRunner(t *testing.T, cli *clientv3.Client, opts ...bench.Option) *bench.Runner {
+	t.Helper()
+	r, err := bench.New(cli, opts...)
+	require.NoError(t, err)
+	return r
+}
+
+// checkCounts asserts the invariants every result keeps.
+func checkCounts(t *testing.T, res *bench.Result) {
+	t.Helper()
+	assert.Equal(t, res.Ops, res.Successes+res.Failures, "successes + failures = ops")
+	var inBuckets int64
+	for _, b := range res.Buckets {
+		inBuckets += b.Count
+	}
+	assert.Equal(t, res.Successes, inBuckets, "every success is in one bucket")
+	assert.Len(t, res.Buckets, 7)
+	var errs int64
+	for _, n := range res.Errors {
+		errs += n
+	}
+	assert.Equal(t, res.Failures, errs, "every failure has a kind")
+	var kinds int64
+	if res.Reads != nil {
+		kinds += res.Reads.Ops
+		assert.Equal(t, res.Reads.Ops, res.Reads.Successes+res.Reads.Failures)
+	}
+	if res.Writes != nil {
+		kinds += res.Writes.Ops
+		assert.Equal(t, res.Writes.Ops, res.Writes.Successes+res.Writes.Failures)
+	}
+	assert.Equal(t, res.Ops, kinds, "reads + writes = ops")
+	if res.Successes > 0 {
+		l := res.Latency
+		assert.Positive(t, l.Min)
+		assert.LessOrEqual(t, l.Min, l.P50)
+		assert.LessOrEqual(t, l.P50, l.P90)
+		assert.LessOrEqual(t, l.P90, l.P95)
+		assert.LessOrEqual(t, l.P95, l.P99)
+		assert.LessOrEqual(t, l.P99, l.P999)
+		assert.LessOrEqual(t, l.Mean, l.Max)
+		assert.Positive(t, res.Throughput)
+	}
+}
+
+func TestWorkloadsCountsAddUp(t *testing.T) {
+	cli := etcdtest.Client(t)
+	r := newRunner(t, cli)
+	ctx := etcdtest.Context(t, 60*time.Second)
+	prefix := etcdtest.Prefix(t)
+	for _, w := range bench.Workloads {
+		t.Run(string(w), func(t *testing.T) {
+			res, err := r.Run(ctx, bench.Config{Workload: w, Connections: 2, Clients: 5, Ops: 300, KeySpace: 100, Prefix: prefix, KeySize: 64})
+			require.NoError(t, err)
+			assert.Equal(t, w, res.Workload)
+			assert.EqualValues(t, 300, res.Ops)
+			assert.Zero(t, res.Failures, "errors: %v", res.Errors)
+			checkCounts(t, res)
+			assert.Equal(t, w == bench.Read || w == bench.Mixed || w == bench.Range, res.Reads != nil, "reads")
+			assert.Equal(t, w != bench.Read && w != bench.Range, res.Writes != nil, "writes")
+			if w == bench.Mixed {
+				// 70/30 of 300 ops; 3.5 standard deviations either side.
+				assert.InDelta(t, 210, res.Reads.Ops, 28)
+			}
+			got, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			require.NoError(t, err)
+			assert.Zero(t, got.Count, "the run's keys are deleted")
+		})
+	}
+}
+
+func TestWriteKeysAreSequentialAndSized(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	prefix := etcdtest.Prefix(t)
+	res, err := newRunner(t, cli).Run(ctx, bench.Config{Workload: bench.Write, Connections: 1, Clients: 3, Ops: 50,
+		KeySize: 80, ValueSize: 100, Prefix: prefix, KeepKeys: true})
+	require.NoError(t, err)
+	checkCounts(t, res)
+	got, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	require.NoError(t, err)
+	require.Len(t, got.Kvs, 50)
+	for i, kv := range got.Kvs {
+		assert.Len(t, kv.Key, 80)
+		assert.Len(t, kv.Value, 100)
+		assert.True(t, strings.HasSuffix(string(kv.Key), strings.Repeat("0", 2)+padded(i)), "key %d is %s", i, kv.Key)
+	}
+}
+
+func padded(i int) string {
+	s := "000" + string(rune('0'+i/10)) + string(rune('0'+i%10))
+	return s[len(s)-4:]
+}
+
+func TestDurationBoundRun(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	res, err := newRunner(t, etcdtest.Client(t)).Run(ctx, bench.Config{Workload: bench.Read, Connections: 2, Clients: 2, Duration: 300 * time.Millisecond, KeySpace: 50})
+	require.NoError(t, err)
+	checkCounts(t, res)
+	assert.Positive(t, res.Ops)
+	assert.GreaterOrEqual(t, res.Elapsed, 300*time.Millisecond)
+	assert.Less(t, res.Elapsed, 10*time.Second)
+}
+
+func TestFailuresAreCountedNotFatal(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	// No write finishes in a nanosecond: every operation fails with a timeout.
+	res, err := newRunner(t, etcdtest.Client(t)).Run(ctx, bench.Config{Workload: bench.Write, Connections: 1, Clients: 4, Ops: 40, OpTimeout: time.Nanosecond})
+	require.NoError(t, err)
+	checkCounts(t, res)
+	assert.EqualValues(t, 40, res.Ops)
+	assert.EqualValues(t, 40, res.Failures)
+	assert.EqualValues(t, 40, res.Errors["timeout"])
+	assert.Zero(t, res.Latency)
+}
+
+func TestRateLimitHolds(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	const rate = 200
+	res, err := newRunner(t, etcdtest.Client(t)).Run(ctx, bench.Config{Workload: bench.Write, Connections: 2, Clients: 10, Ops: 300, Rate: rate})
+	require.NoError(t, err)
+	checkCounts(t, res)
+	assert.InEpsilon(t, rate, res.Throughput, 0.10, "throughput %.1f ops/s", res.Throughput)
+}
+
+func TestSerializableReads(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	res, err := newRunner(t, etcdtest.Client(t)).Run(ctx, bench.Config{Workload: bench.Range, Connections: 1, Clients: 2, Ops: 100, KeySpace: 30, RangeLimit: 5, Consistency: bench.Serializable})
+	require.NoError(t, err)
+	checkCounts(t, res)
+	assert.Zero(t, res.Failures)
+}
+
+func TestProgress(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	var out bytes.Buffer
+	r := newRunner(t, etcdtest.Client(t), bench.WithProgress(&out, 50*time.Millisecond))
+	_, err := r.Run(ctx, bench.Config{Workload: bench.Write, Connections: 1, Clients: 2, Ops: 100})
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.NotEmpty(t, lines)
+	assert.NotContains(t, out.String(), "\r", "no carriage returns off a terminal")
+	assert.Contains(t, lines[len(lines)-1], "bench write: 100 ops")
+	assert.Contains(t, lines[len(lines)-1], "100%")
+}
+
+func TestConfigErrors(t *testing.T) {
+	r := newRunner(t, etcdtest.Client(t))
+	ctx := etcdtest.Context(t, 10*time.Second)
+	cases := []struct {
+		field string
+		cfg   bench.Config
+	}{
+		{"workload", bench.Config{}},
+		{"workload", bench.Config{Workload: "scan"}},
+		{"ops", bench.Config{Workload: bench.Write, Ops: -1}},
+		{"duration", bench.Config{Workload: bench.Write, Duration: -time.Second}},
+		{"connections", bench.Config{Workload: bench.Write, Connections: -1}},
+		{"clients", bench.Config{Workload: bench.Write, Clients: -2}},
+		{"clients", bench.Config{Workload: bench.Write, Connections: 1000, Clients: 1000}},
+		{"rate", bench.Config{Workload: bench.Write, Rate: -5}},
+		{"read_ratio", bench.Config{Workload: bench.Mixed, ReadRatio: 1.5}},
+		{"key_size", bench.Config{Workload: bench.Write, KeySize: 8}},
+		{"value_size", bench.Config{Workload: bench.Write, ValueSize: -1}},
+		{"consistency", bench.Config{Workload: bench.Read, Consistency: "eventual"}},
+		{"txn_ops", bench.Config{Workload: bench.Txn, TxnOps: 1000}},
+		{"prefix", bench.Config{Workload: bench.Write, Prefix: "bench"}},
+	}
+	for _, c := range cases {
+		_, err := r.Run(ctx, c.cfg)
+		require.ErrorIs(t, err, bench.ErrInvalidConfig, "%+v", c.cfg)
+		var ce *bench.ConfigError
+		require.True(t, errors.As(err, &ce))
+		assert.Equal(t, c.field, ce.Field, "%v", err)
+	}
+	_, err := bench.New(nil)
+	assert.Error(t, err)
+	_, err = bench.New(etcdtest.Client(t), bench.WithLogger(nil))
+	assert.Error(t, err)
+	_, err = bench.New(etcdtest.Client(t), bench.WithProgress(&bytes.Buffer{}, 0))
+	assert.Error(t, err)
+	w, err := bench.ParseWorkload(" Mixed ")
+	require.NoError(t, err)
+	assert.Equal(t, bench.Mixed, w)
+}
+
+func TestSLOBothSidesOfEachThreshold(t *testing.T) {
+	slo := bench.DefaultSLO()
+	slo.MaxErrorRate = 0.01
+	mixed := func(reads, writes float64, p99 time.Duration, failures int64) *bench.Result {
+		return &bench.Result{Workload: bench.Mixed, Ops: 1000, Successes: 1000 - failures, Failures: failures,
+			Reads: &bench.KindStats{Throughput: reads}, Writes: &bench.KindStats{Throughput: writes},
+			Latency: bench.LatencyStats{P99: p99}}
+	}
+	verdicts := func(rep bench.SLOReport) map[string]bool {
+		m := map[string]bool{}
+		for _, o := range rep.Objectives {
+			m[o.Name] = o.Pass
+		}
+		return m
+	}
+	atLimit := slo.Check(mixed(40000, 20000, 100*time.Millisecond, 10))
+	assert.True(t, atLimit.Pass, "exactly at every threshold passes:\n%s", atLimit)
+	assert.Equal(t, map[string]bool{"read_throughput": true, "write_throughput": true, "p99_latency": true, "error_rate": true}, verdicts(atLimit))
+
+	for name, res := range map[string]*bench.Result{
+		"read_throughput":  mixed(39999, 20000, 100*time.Millisecond, 0),
+		"write_throughput": mixed(40000, 19999, 100*time.Millisecond, 0),
+		"p99_latency":      mixed(40000, 20000, 100*time.Millisecond+time.Microsecond, 0),
+		"error_rate":       mixed(40000, 20000, time.Millisecond, 11),
+	} {
+		rep := slo.Check(res)
+		assert.False(t, rep.Pass, name)
+		for obj, pass := range verdicts(rep) {
+			assert.Equal(t, obj != name, pass, "%s when %s fails", obj, name)
+		}
+		assert.Contains(t, rep.String(), "FAIL "+name)
+	}
+
+	// A write workload is not held to the read floor, nor a read workload to the write floor.
+	write := slo.Check(&bench.Result{Workload: bench.Write, Writes: &bench.KindStats{Throughput: 30000}})
+	assert.NotContains(t, verdicts(write), "read_throughput")
+	read := slo.Check(&bench.Result{Workload: bench.Read, Reads: &bench.KindStats{Throughput: 50000}})
+	assert.NotContains(t, verdicts(read), "write_throughput")
+	assert.True(t, read.Pass)
+}
+
+func TestBaselineRoundTripAndCompare(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	res, err := newRunner(t, etcdtest.Client(t)).Run(ctx, bench.Config{Workload: bench.Mixed, Connections: 2, Clients: 2, Ops: 200})
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "base.json")
+	require.NoError(t, bench.SaveBaseline(path, res))
+	loaded, err := bench.LoadBaseline(path)
+	require.NoError(t, err)
+	assert.True(t, res.Started.Equal(loaded.Started))
+	loaded.Started = res.Started
+	assert.Equal(t, res, loaded, "a baseline round-trips")
+
+	same, err := bench.Compare(loaded, res, 0.1)
+	require.NoError(t, err)
+	assert.False(t, same.Regressed)
+	assert.Len(t, same.Deltas, 4)
+
+	slower := *res
+	slower.Throughput = res.Throughput * 0.85
+	slower.Latency.P99 = res.Latency.P99 * 2
+	cmp, err := bench.Compare(loaded, &slower, 0.1)
+	require.NoError(t, err)
+	assert.True(t, cmp.Regressed)
+	assert.Equal(t, []string{"throughput", "p99_ms"}, cmp.Regressions)
+
+	within := *res
+	within.Throughput = res.Throughput * 0.95
+	cmp, err = bench.Compare(loaded, &within, 0.1)
+	require.NoError(t, err)
+	assert.False(t, cmp.Regressed, "%s", cmp)
+
+	other := *res
+	other.Workload = bench.Write
+	_, err = bench.Compare(loaded, &other, 0.1)
+	assert.ErrorIs(t, err, bench.ErrMismatch)
+
+	var js bytes.Buffer
+	require.NoError(t, res.WriteJSON(&js))
+	var generic map[string]any
+	require.NoError(t, json.Unmarshal(js.Bytes(), &generic))
+	assert.Contains(t, generic["latency"], "p99_ms")
+
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	require.NoError(t, bench.SaveBaseline(bad, &bench.Result{}))
+	_, err = bench.LoadBaseline(bad)
+	assert.Error(t, err)
+}
+
+func TestClusterTargetLeader(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	cli := c.ClusterClient()
+	ctx := etcdtest.Context(t, 60*time.Second)
+	lead := c.Leader()
+	follower := (lead + 1) % 3
+	// A follower cut off from its peers fails the operations sent to it (it cannot reach
+	// the leader); a run that targets the leader sends it none.
+	c.Partition(follower)
+	defer c.Heal(follower)
+	res, err := newRunner(t, cli).Run(ctx, bench.Config{Workload: bench.Mixed, Connections: 3, Clients: 2, Ops: 120, TargetLeader: true, OpTimeout: time.Second})
+	require.NoError(t, err)
+	checkCounts(t, res)
+	assert.Zero(t, res.Failures, "errors: %v", res.Errors)
+}

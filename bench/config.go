@@ -1,0 +1,223 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Workload is the kind of operation a run issues.
+type Workload string
+
+// The workloads. Read, Mixed and Range run over keys written before the clock starts;
+// Delete deletes keys written before the clock starts.
+const (
+	Write  Workload = "write"  // puts to sequential keys
+	Read   Workload = "read"   // gets of random pre-populated keys
+	Mixed  Workload = "mixed"  // ReadRatio gets, the rest puts, over pre-populated keys
+	Range  Workload = "range"  // range gets of RangeLimit keys from a random start
+	Delete Workload = "delete" // deletes of sequential pre-populated keys
+	Txn    Workload = "txn"    // transactions putting TxnOps sequential keys each
+)
+
+// Workloads lists every workload, in the order the documentation gives them.
+var Workloads = []Workload{Write, Read, Mixed, Range, Delete, Txn}
+
+// ParseWorkload returns the workload named s, or a *ConfigError.
+func ParseWorkload(s string) (Workload, error) {
+	for _, w := range Workloads {
+		if string(w) == strings.ToLower(strings.TrimSpace(s)) {
+			return w, nil
+		}
+	}
+	return "", &ConfigError{Field: "workload", Reason: fmt.Sprintf("unknown workload %q (want one of write, read, mixed, range, delete, txn)", s)}
+}
+
+// reads reports whether the workload issues reads; writes whether it issues writes.
+func (w Workload) reads() bool  { return w == Read || w == Mixed || w == Range }
+func (w Workload) writes() bool { return w == Write || w == Mixed || w == Delete || w == Txn }
+
+// Consistency selects how reads are served.
+type Consistency string
+
+const (
+	// Linearizable reads go through raft and see every write acknowledged before them.
+	Linearizable Consistency = "linearizable"
+	// Serializable reads are served by the member the connection reaches, possibly stale.
+	Serializable Consistency = "serializable"
+)
+
+// Config describes one run. The zero value of a field means its default; negative or
+// contradictory values make Run return a *ConfigError naming the field.
+type Config struct {
+	// Workload is required.
+	Workload Workload `json:"workload"`
+	// Connections is the number of gRPC connections, each its own client. Default 10.
+	Connections int `json:"connections,omitempty"`
+	// Clients is the number of concurrent workers on each connection. Default 10.
+	Clients int `json:"clients,omitempty"`
+	// KeySize is the length of every key in bytes, prefix included. Default 32.
+	KeySize int `json:"key_size,omitempty"`
+	// ValueSize is the length of every written value in bytes. Default 256.
+	ValueSize int `json:"value_size,omitempty"`
+	// Ops is the number of operations to issue. When both Ops and Duration are zero, Ops
+	// is 10,000; when both are set the run stops at whichever comes first.
+	Ops int `json:"ops,omitempty"`
+	// Duration bounds the run by time.
+	Duration time.Duration `json:"duration,omitempty"`
+	// Rate caps the operations per second across all workers; zero means unlimited.
+	Rate float64 `json:"rate,omitempty"`
+	// ReadRatio is the share of reads in the Mixed workload. Default 0.7.
+	ReadRatio float64 `json:"read_ratio,omitempty"`
+	// KeySpace is the number of keys written before a Read, Mixed or Range run, and
+	// before a Delete run bounded by Duration. Default 1,000.
+	KeySpace int `json:"key_space,omitempty"`
+	// RangeLimit is the number of keys a Range operation returns. Default 10.
+	RangeLimit int `json:"range_limit,omitempty"`
+	// TxnOps is the number of puts in one Txn operation. Default 4.
+	TxnOps int `json:"txn_ops,omitempty"`
+	// Consistency of reads. Default Linearizable.
+	Consistency Consistency `json:"consistency,omitempty"`
+	// TargetLeader sends every operation to the current leader only.
+	TargetLeader bool `json:"target_leader,omitempty"`
+	// Prefix is where the run's keys live; each run uses a sub-prefix of its own and
+	// deletes it afterwards unless KeepKeys is set. Default "/bench/".
+	Prefix string `json:"prefix,omitempty"`
+	// KeepKeys leaves the run's keys in etcd.
+	KeepKeys bool `json:"keep_keys,omitempty"`
+	// OpTimeout bounds each operation; one that takes longer counts as a failure.
+	// Default 10s.
+	OpTimeout time.Duration `json:"op_timeout,omitempty"`
+}
+
+// Defaults returns c with every zero field set to its default. It does not validate.
+func (c Config) Defaults() Config {
+	if c.Connections == 0 {
+		c.Connections = 10
+	}
+	if c.Clients == 0 {
+		c.Clients = 10
+	}
+	if c.KeySize == 0 {
+		c.KeySize = 32
+	}
+	if c.ValueSize == 0 {
+		c.ValueSize = 256
+	}
+	if c.Ops == 0 && c.Duration == 0 {
+		c.Ops = 10000
+	}
+	if c.ReadRatio == 0 {
+		c.ReadRatio = 0.7
+	}
+	if c.KeySpace == 0 {
+		c.KeySpace = 1000
+	}
+	if c.RangeLimit == 0 {
+		c.RangeLimit = 10
+	}
+	if c.TxnOps == 0 {
+		c.TxnOps = 4
+	}
+	if c.Consistency == "" {
+		c.Consistency = Linearizable
+	}
+	if c.Prefix == "" {
+		c.Prefix = "/bench/"
+	}
+	if c.OpTimeout == 0 {
+		c.OpTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// runIDLen is the length of the per-run sub-prefix: 6 hex digits and a slash.
+const runIDLen = 7
+
+// Validate applies the defaults and reports the first problem as a *ConfigError.
+func (c Config) Validate() error {
+	c = c.Defaults()
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if c.Workload == "" {
+		return bad("workload", "required (one of write, read, mixed, range, delete, txn)")
+	}
+	if _, err := ParseWorkload(string(c.Workload)); err != nil {
+		return err
+	}
+	switch {
+	case c.Connections < 0:
+		return bad("connections", "must be positive, got %d", c.Connections)
+	case c.Clients < 0:
+		return bad("clients", "must be positive, got %d", c.Clients)
+	case c.Connections*c.Clients > 10000:
+		return bad("clients", "connections × clients must be at most 10000, got %d", c.Connections*c.Clients)
+	case c.KeySize < 0:
+		return bad("key_size", "must be positive, got %d", c.KeySize)
+	case c.ValueSize < 0:
+		return bad("value_size", "must be positive, got %d", c.ValueSize)
+	case c.ValueSize > 1<<20:
+		return bad("value_size", "must be at most 1 MiB, got %d", c.ValueSize)
+	case c.Ops < 0:
+		return bad("ops", "must not be negative, got %d", c.Ops)
+	case c.Duration < 0:
+		return bad("duration", "must not be negative, got %v", c.Duration)
+	case c.Rate < 0:
+		return bad("rate", "must not be negative, got %v", c.Rate)
+	case c.ReadRatio < 0 || c.ReadRatio > 1:
+		return bad("read_ratio", "must be between 0 and 1, got %v", c.ReadRatio)
+	case c.KeySpace < 0:
+		return bad("key_space", "must be positive, got %d", c.KeySpace)
+	case c.KeySpace > 1000000:
+		return bad("key_space", "must be at most 1000000, got %d", c.KeySpace)
+	case c.RangeLimit < 0:
+		return bad("range_limit", "must be positive, got %d", c.RangeLimit)
+	case c.TxnOps < 0:
+		return bad("txn_ops", "must be positive, got %d", c.TxnOps)
+	case c.TxnOps > 128:
+		return bad("txn_ops", "must be at most 128 (etcd's default max-txn-ops), got %d", c.TxnOps)
+	case c.Consistency != Linearizable && c.Consistency != Serializable:
+		return bad("consistency", "must be linearizable or serializable, got %q", c.Consistency)
+	case c.OpTimeout < 0:
+		return bad("op_timeout", "must be positive, got %v", c.OpTimeout)
+	case !strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/"):
+		return bad("prefix", "must start and end with /, got %q", c.Prefix)
+	}
+	if c.Workload == Delete && c.Ops > 1000000 {
+		return bad("ops", "a delete run writes its keys first; at most 1000000, got %d", c.Ops)
+	}
+	room := c.KeySize - len(c.Prefix) - runIDLen
+	if need := digits(c.maxIndex()); room < need {
+		return bad("key_size", "%d bytes cannot hold prefix %q, a run ID and %d digits", c.KeySize, c.Prefix, need)
+	}
+	return nil
+}
+
+// maxIndex is the largest key index a run can use (a guess for duration-bound write
+// runs: a run of a day at a million ops/s).
+func (c Config) maxIndex() int64 {
+	switch c.Workload {
+	case Read, Mixed, Range:
+		return int64(c.KeySpace)
+	case Delete:
+		return int64(max(c.Ops, c.KeySpace))
+	}
+	n := int64(c.Ops)
+	if c.Duration > 0 {
+		n = max(n, int64(c.Duration.Seconds()*1e6))
+	}
+	if c.Workload == Txn {
+		n *= int64(c.TxnOps)
+	}
+	return n
+}
+
+func digits(n int64) int {
+	d := 1
+	for n >= 10 {
+		n /= 10
+		d++
+	}
+	return d
+}
