@@ -98,8 +98,8 @@ func Compare(baseline, current *Result, tolerance float64) (Comparison, error) {
 		c.Deltas = append(c.Deltas, d)
 	}
 	add("throughput", baseline.Throughput, current.Throughput, true)
-	add("p50_ms", ms(baseline.Latency.P50), ms(current.Latency.P50), false)
-	add("p95_ms", ms(baseline.Latency.P95), ms(current.Latency.P95), false)
-	add("p99_ms", ms(baseline.Latency.P99), ms(current.Latency.P99), false)
+	add("p50", ms(baseline.Latency.P50), ms(current.Latency.P50), false)
+	add("p95", ms(baseline.Latency.P95), ms(current.Latency.P95), false)
+	add("p99", ms(baseline.Latency.P99), ms(current.Latency.P99), false)
 	return c, nil
 }

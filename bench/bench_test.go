@@ -180,11 +180,11 @@ func TestConfigErrors(t *testing.T) {
 		{"clients", bench.Config{Workload: bench.Write, Clients: -2}},
 		{"clients", bench.Config{Workload: bench.Write, Connections: 1000, Clients: 1000}},
 		{"rate", bench.Config{Workload: bench.Write, Rate: -5}},
-		{"read_ratio", bench.Config{Workload: bench.Mixed, ReadRatio: 1.5}},
-		{"key_size", bench.Config{Workload: bench.Write, KeySize: 8}},
-		{"value_size", bench.Config{Workload: bench.Write, ValueSize: -1}},
+		{"readRatio", bench.Config{Workload: bench.Mixed, ReadRatio: 1.5}},
+		{"keySize", bench.Config{Workload: bench.Write, KeySize: 8}},
+		{"valueSize", bench.Config{Workload: bench.Write, ValueSize: -1}},
 		{"consistency", bench.Config{Workload: bench.Read, Consistency: "eventual"}},
-		{"txn_ops", bench.Config{Workload: bench.Txn, TxnOps: 1000}},
+		{"txnOps", bench.Config{Workload: bench.Txn, TxnOps: 1000}},
 		{"prefix", bench.Config{Workload: bench.Write, Prefix: "bench"}},
 	}
 	for _, c := range cases {
@@ -269,7 +269,7 @@ func TestBaselineRoundTripAndCompare(t *testing.T) {
 	cmp, err := bench.Compare(loaded, &slower, 0.1)
 	require.NoError(t, err)
 	assert.True(t, cmp.Regressed)
-	assert.Equal(t, []string{"throughput", "p99_ms"}, cmp.Regressions)
+	assert.Equal(t, []string{"throughput", "p99"}, cmp.Regressions)
 
 	within := *res
 	within.Throughput = res.Throughput * 0.95
@@ -286,7 +286,7 @@ func TestBaselineRoundTripAndCompare(t *testing.T) {
 	require.NoError(t, res.WriteJSON(&js))
 	var generic map[string]any
 	require.NoError(t, json.Unmarshal(js.Bytes(), &generic))
-	assert.Contains(t, generic["latency"], "p99_ms")
+	assert.Contains(t, generic["latency"], "p99Ms")
 
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	require.NoError(t, bench.SaveBaseline(bad, &bench.Result{}))
@@ -308,4 +308,19 @@ func TestClusterTargetLeader(t *testing.T) {
 	require.NoError(t, err)
 	checkCounts(t, res)
 	assert.Zero(t, res.Failures, "errors: %v", res.Errors)
+}
+
+func TestConfigJSON(t *testing.T) {
+	var c bench.Config
+	require.NoError(t, json.Unmarshal([]byte(`{"workload":"mixed","ops":10,"duration":"1.5s","opTimeout":2000000000,"readRatio":0.9,"targetLeader":true}`), &c))
+	assert.Equal(t, bench.Config{Workload: bench.Mixed, Ops: 10, Duration: 1500 * time.Millisecond, OpTimeout: 2 * time.Second, ReadRatio: 0.9, TargetLeader: true}, c)
+	b, err := json.Marshal(c)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"duration":"1.5s"`)
+	var back bench.Config
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, c, back)
+
+	assert.Error(t, json.Unmarshal([]byte(`{"workload":"write","opz":1}`), &c), "unknown field")
+	assert.Error(t, json.Unmarshal([]byte(`{"workload":"write","duration":"soon"}`), &c), "bad duration")
 }

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -57,9 +59,9 @@ type Config struct {
 	// Clients is the number of concurrent workers on each connection. Default 10.
 	Clients int `json:"clients,omitempty"`
 	// KeySize is the length of every key in bytes, prefix included. Default 32.
-	KeySize int `json:"key_size,omitempty"`
+	KeySize int `json:"keySize,omitempty"`
 	// ValueSize is the length of every written value in bytes. Default 256.
-	ValueSize int `json:"value_size,omitempty"`
+	ValueSize int `json:"valueSize,omitempty"`
 	// Ops is the number of operations to issue. When both Ops and Duration are zero, Ops
 	// is 10,000; when both are set the run stops at whichever comes first.
 	Ops int `json:"ops,omitempty"`
@@ -68,26 +70,26 @@ type Config struct {
 	// Rate caps the operations per second across all workers; zero means unlimited.
 	Rate float64 `json:"rate,omitempty"`
 	// ReadRatio is the share of reads in the Mixed workload. Default 0.7.
-	ReadRatio float64 `json:"read_ratio,omitempty"`
+	ReadRatio float64 `json:"readRatio,omitempty"`
 	// KeySpace is the number of keys written before a Read, Mixed or Range run, and
 	// before a Delete run bounded by Duration. Default 1,000.
-	KeySpace int `json:"key_space,omitempty"`
+	KeySpace int `json:"keySpace,omitempty"`
 	// RangeLimit is the number of keys a Range operation returns. Default 10.
-	RangeLimit int `json:"range_limit,omitempty"`
+	RangeLimit int `json:"rangeLimit,omitempty"`
 	// TxnOps is the number of puts in one Txn operation. Default 4.
-	TxnOps int `json:"txn_ops,omitempty"`
+	TxnOps int `json:"txnOps,omitempty"`
 	// Consistency of reads. Default Linearizable.
 	Consistency Consistency `json:"consistency,omitempty"`
 	// TargetLeader sends every operation to the current leader only.
-	TargetLeader bool `json:"target_leader,omitempty"`
+	TargetLeader bool `json:"targetLeader,omitempty"`
 	// Prefix is where the run's keys live; each run uses a sub-prefix of its own and
 	// deletes it afterwards unless KeepKeys is set. Default "/bench/".
 	Prefix string `json:"prefix,omitempty"`
 	// KeepKeys leaves the run's keys in etcd.
-	KeepKeys bool `json:"keep_keys,omitempty"`
+	KeepKeys bool `json:"keepKeys,omitempty"`
 	// OpTimeout bounds each operation; one that takes longer counts as a failure.
 	// Default 10s.
-	OpTimeout time.Duration `json:"op_timeout,omitempty"`
+	OpTimeout time.Duration `json:"opTimeout,omitempty"`
 }
 
 // Defaults returns c with every zero field set to its default. It does not validate.
@@ -154,11 +156,11 @@ func (c Config) Validate() error {
 	case c.Connections*c.Clients > 10000:
 		return bad("clients", "connections × clients must be at most 10000, got %d", c.Connections*c.Clients)
 	case c.KeySize < 0:
-		return bad("key_size", "must be positive, got %d", c.KeySize)
+		return bad("keySize", "must be positive, got %d", c.KeySize)
 	case c.ValueSize < 0:
-		return bad("value_size", "must be positive, got %d", c.ValueSize)
+		return bad("valueSize", "must be positive, got %d", c.ValueSize)
 	case c.ValueSize > 1<<20:
-		return bad("value_size", "must be at most 1 MiB, got %d", c.ValueSize)
+		return bad("valueSize", "must be at most 1 MiB, got %d", c.ValueSize)
 	case c.Ops < 0:
 		return bad("ops", "must not be negative, got %d", c.Ops)
 	case c.Duration < 0:
@@ -166,21 +168,21 @@ func (c Config) Validate() error {
 	case c.Rate < 0:
 		return bad("rate", "must not be negative, got %v", c.Rate)
 	case c.ReadRatio < 0 || c.ReadRatio > 1:
-		return bad("read_ratio", "must be between 0 and 1, got %v", c.ReadRatio)
+		return bad("readRatio", "must be between 0 and 1, got %v", c.ReadRatio)
 	case c.KeySpace < 0:
-		return bad("key_space", "must be positive, got %d", c.KeySpace)
+		return bad("keySpace", "must be positive, got %d", c.KeySpace)
 	case c.KeySpace > 1000000:
-		return bad("key_space", "must be at most 1000000, got %d", c.KeySpace)
+		return bad("keySpace", "must be at most 1000000, got %d", c.KeySpace)
 	case c.RangeLimit < 0:
-		return bad("range_limit", "must be positive, got %d", c.RangeLimit)
+		return bad("rangeLimit", "must be positive, got %d", c.RangeLimit)
 	case c.TxnOps < 0:
-		return bad("txn_ops", "must be positive, got %d", c.TxnOps)
+		return bad("txnOps", "must be positive, got %d", c.TxnOps)
 	case c.TxnOps > 128:
-		return bad("txn_ops", "must be at most 128 (etcd's default max-txn-ops), got %d", c.TxnOps)
+		return bad("txnOps", "must be at most 128 (etcd's default max-txn-ops), got %d", c.TxnOps)
 	case c.Consistency != Linearizable && c.Consistency != Serializable:
 		return bad("consistency", "must be linearizable or serializable, got %q", c.Consistency)
 	case c.OpTimeout < 0:
-		return bad("op_timeout", "must be positive, got %v", c.OpTimeout)
+		return bad("opTimeout", "must be positive, got %v", c.OpTimeout)
 	case !strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/"):
 		return bad("prefix", "must start and end with /, got %q", c.Prefix)
 	}
@@ -189,7 +191,7 @@ func (c Config) Validate() error {
 	}
 	room := c.KeySize - len(c.Prefix) - runIDLen
 	if need := digits(c.maxIndex()); room < need {
-		return bad("key_size", "%d bytes cannot hold prefix %q, a run ID and %d digits", c.KeySize, c.Prefix, need)
+		return bad("keySize", "%d bytes cannot hold prefix %q, a run ID and %d digits", c.KeySize, c.Prefix, need)
 	}
 	return nil
 }
@@ -220,4 +222,57 @@ func digits(n int64) int {
 		d++
 	}
 	return d
+}
+
+// configJSON is Config with its durations as Go duration strings ("5s"), which is how
+// people write them in a request body.
+type configJSON struct {
+	configAlias
+	Duration  jsonDuration `json:"duration,omitempty"`
+	OpTimeout jsonDuration `json:"opTimeout,omitempty"`
+}
+
+type configAlias Config
+
+// MarshalJSON writes durations as strings such as "5s".
+func (c Config) MarshalJSON() ([]byte, error) {
+	return json.Marshal(configJSON{configAlias: configAlias(c), Duration: jsonDuration(c.Duration), OpTimeout: jsonDuration(c.OpTimeout)})
+}
+
+// UnmarshalJSON reads durations as strings ("500ms", "1m") or as nanoseconds; unknown
+// fields are an error, so a misspelt field is not silently ignored.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	var j configJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return err
+	}
+	*c = Config(j.configAlias)
+	c.Duration, c.OpTimeout = time.Duration(j.Duration), time.Duration(j.OpTimeout)
+	return nil
+}
+
+type jsonDuration time.Duration
+
+func (d jsonDuration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+func (d *jsonDuration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("bad duration %q: %w", s, err)
+		}
+		*d = jsonDuration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration must be a string such as \"5s\" or nanoseconds, got %s", b)
+	}
+	*d = jsonDuration(n)
+	return nil
 }

@@ -25,7 +25,7 @@ type Result struct {
 	Config   Config    `json:"config"`
 	Started  time.Time `json:"started"`
 	// Elapsed is the time from the first operation issued to the last one finished.
-	Elapsed   time.Duration `json:"elapsed_ns"`
+	Elapsed   time.Duration `json:"elapsedNs"`
 	Ops       int64         `json:"ops"`
 	Successes int64         `json:"successes"`
 	Failures  int64         `json:"failures"`
@@ -68,15 +68,15 @@ type LatencyStats struct {
 }
 
 type latencyJSON struct {
-	Min    float64 `json:"min_ms"`
-	Mean   float64 `json:"mean_ms"`
-	Max    float64 `json:"max_ms"`
-	StdDev float64 `json:"stddev_ms"`
-	P50    float64 `json:"p50_ms"`
-	P90    float64 `json:"p90_ms"`
-	P95    float64 `json:"p95_ms"`
-	P99    float64 `json:"p99_ms"`
-	P999   float64 `json:"p999_ms"`
+	Min    float64 `json:"minMs"`
+	Mean   float64 `json:"meanMs"`
+	Max    float64 `json:"maxMs"`
+	StdDev float64 `json:"stddevMs"`
+	P50    float64 `json:"p50Ms"`
+	P90    float64 `json:"p90Ms"`
+	P95    float64 `json:"p95Ms"`
+	P99    float64 `json:"p99Ms"`
+	P999   float64 `json:"p999Ms"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -103,7 +103,7 @@ func (l *LatencyStats) UnmarshalJSON(b []byte) error {
 // bucket's Upper); Upper is zero for the last, open bucket.
 type Bucket struct {
 	Label string        `json:"label"`
-	Upper time.Duration `json:"upper_ns,omitempty"`
+	Upper time.Duration `json:"upperNs,omitempty"`
 	Count int64         `json:"count"`
 }
 

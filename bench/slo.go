@@ -10,14 +10,14 @@ import (
 type SLO struct {
 	// MinReadThroughput is the floor for successful reads per second; it applies to
 	// workloads that read.
-	MinReadThroughput float64 `json:"min_read_throughput" yaml:"min_read_throughput"`
+	MinReadThroughput float64 `json:"minReadThroughput" yaml:"minReadThroughput"`
 	// MinWriteThroughput is the floor for successful writes per second; it applies to
 	// workloads that write.
-	MinWriteThroughput float64 `json:"min_write_throughput" yaml:"min_write_throughput"`
+	MinWriteThroughput float64 `json:"minWriteThroughput" yaml:"minWriteThroughput"`
 	// MaxP99 is the ceiling for the 99th percentile latency of all operations.
-	MaxP99 time.Duration `json:"max_p99" yaml:"max_p99"`
+	MaxP99 time.Duration `json:"maxP99" yaml:"maxP99"`
 	// MaxErrorRate is the ceiling for failures / ops, between 0 and 1.
-	MaxErrorRate float64 `json:"max_error_rate" yaml:"max_error_rate"`
+	MaxErrorRate float64 `json:"maxErrorRate" yaml:"maxErrorRate"`
 }
 
 // DefaultSLO returns the objectives of a healthy production cluster: 40,000 reads/s,
