@@ -1,0 +1,99 @@
+package lease_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/lease"
+)
+
+// TestFaultCluster runs the lease's fault checks on one 3-node cluster.
+func TestFaultCluster(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	ctx := etcdtest.Context(t, 60*time.Second)
+
+	t.Run("LeaderStopSurvives", func(t *testing.T) {
+		cli := c.ClusterClient()
+		k, err := lease.New(ctx, cli, 3*time.Second)
+		require.NoError(t, err)
+		defer k.Close()
+		id, lost := k.ID(), k.Lost()
+		stopped := c.StopLeader()
+		defer c.RestartMember(stopped)
+		// Outlive the TTL twice after the election: only renewals through the new
+		// leader can keep the lease.
+		select {
+		case <-lost:
+			t.Fatalf("lease lost across the election: %v", k.Err())
+		case <-time.After(6 * time.Second):
+		}
+		assert.Equal(t, id, k.ID())
+		left, err := k.TTL(ctx)
+		require.NoError(t, err)
+		assert.Positive(t, left)
+	})
+
+	t.Run("RevokedElsewhereRegrants", func(t *testing.T) {
+		cli := c.ClusterClient()
+		ids := make(chan clientv3.LeaseID, 1)
+		k, err := lease.New(ctx, cli, 5*time.Second, lease.WithRegrant(func(_ context.Context, id clientv3.LeaseID) error {
+			ids <- id
+			return nil
+		}))
+		require.NoError(t, err)
+		defer k.Close()
+		first, lost := k.ID(), k.Lost()
+		_, err = c.Client(c.Leader()).Revoke(ctx, first)
+		require.NoError(t, err)
+		select {
+		case <-lost:
+		case <-time.After(2 * time.Second):
+			t.Fatal("Lost not closed within 2s of the revoke")
+		}
+		select {
+		case id := <-ids:
+			assert.NotEqual(t, first, id)
+			assert.Equal(t, id, k.ID())
+		case <-time.After(5 * time.Second):
+			t.Fatal("hook not called")
+		}
+	})
+
+	t.Run("SilentPastTTLIsLostThenRegranted", func(t *testing.T) {
+		i := (c.Leader() + 1) % 3
+		cli := c.Client(i)
+		ids := make(chan clientv3.LeaseID, 1)
+		k, err := lease.New(ctx, cli, 2*time.Second, lease.WithRegrant(func(_ context.Context, id clientv3.LeaseID) error {
+			ids <- id
+			return nil
+		}))
+		require.NoError(t, err)
+		defer k.Close()
+		first, lost := k.ID(), k.Lost()
+		ttl, err := k.TTL(ctx)
+		require.NoError(t, err)
+		c.Blackhole(i)
+		select {
+		case <-lost:
+		case <-time.After(ttl + 2*time.Second):
+			c.Unblackhole(i)
+			t.Fatal("lease not reported lost after a TTL without renewals")
+		}
+		c.Unblackhole(i)
+		select {
+		case id := <-ids:
+			assert.NotEqual(t, first, id)
+		case <-time.After(15 * time.Second):
+			t.Fatal("no new lease after the connection came back")
+		}
+		left, err := k.TTL(ctx)
+		require.NoError(t, err)
+		assert.Positive(t, left)
+	})
+}

@@ -1,0 +1,201 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/lease"
+)
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+func TestNewRejectsBadInput(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+
+	_, err := lease.New(ctx, nil, 5*time.Second)
+	require.ErrorIs(t, err, lease.ErrNilClient)
+	assert.Contains(t, err.Error(), "nil client")
+
+	for _, ttl := range []time.Duration{0, -time.Second, 999 * time.Millisecond} {
+		_, err = lease.New(ctx, cli, ttl)
+		require.ErrorIs(t, err, lease.ErrInvalidTTL, "ttl %v", ttl)
+		assert.Contains(t, err.Error(), "ttl")
+	}
+
+	_, err = lease.New(ctx, cli, 5*time.Second, lease.WithLogger(nil))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "logger")
+}
+
+func TestNewHonoursCancelledContext(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	_, err := lease.New(ctx, cli, 5*time.Second)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, time.Since(start), time.Second)
+}
+
+func TestKeepsLeaseAlivePastTTL(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	k, err := lease.New(ctx, cli, time.Second)
+	require.NoError(t, err)
+	defer k.Close()
+	key := etcdtest.Prefix(t) + "k"
+	_, err = cli.Put(ctx, key, "v", clientv3.WithLease(k.ID()))
+	require.NoError(t, err)
+
+	granted, err := k.TTL(ctx)
+	require.NoError(t, err)
+	// Outlive the granted TTL three times over: only renewals keep the key.
+	select {
+	case <-k.Lost():
+		t.Fatalf("lease lost: %v", k.Err())
+	case <-time.After(3 * granted):
+	}
+	left, err := k.TTL(ctx)
+	require.NoError(t, err)
+	assert.Positive(t, left)
+	resp, err := cli.Get(ctx, key)
+	require.NoError(t, err)
+	assert.Len(t, resp.Kvs, 1)
+	assert.NoError(t, k.Err())
+}
+
+func TestRevokedElsewhereIsLost(t *testing.T) {
+	cli := etcdtest.Client(t)
+	other := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	k, err := lease.New(ctx, cli, 10*time.Second)
+	require.NoError(t, err)
+	defer k.Close()
+
+	_, err = other.Revoke(ctx, k.ID())
+	require.NoError(t, err)
+	select {
+	case <-k.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("Done not closed within 2s of the revoke")
+	}
+	require.ErrorIs(t, k.Err(), lease.ErrLost)
+	assertClosed(t, k.Lost())
+	_, err = k.TTL(ctx)
+	assert.ErrorIs(t, err, lease.ErrLost)
+	assert.NoError(t, k.Close())
+	assert.ErrorIs(t, k.Err(), lease.ErrLost, "the first reason stays")
+}
+
+func TestRegrantCallsHookWithNewLease(t *testing.T) {
+	cli := etcdtest.Client(t)
+	other := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	key := etcdtest.Prefix(t) + "k"
+	ids := make(chan clientv3.LeaseID, 4)
+	var failures atomic.Int32
+	k, err := lease.New(ctx, cli, 5*time.Second, lease.WithRegrant(func(ctx context.Context, id clientv3.LeaseID) error {
+		// Fail twice: the hook must be retried on the same new lease.
+		if failures.Add(1) <= 2 {
+			return errors.New("not yet")
+		}
+		if _, err := cli.Put(ctx, key, "again", clientv3.WithLease(id)); err != nil {
+			return err
+		}
+		ids <- id
+		return nil
+	}))
+	require.NoError(t, err)
+	defer k.Close()
+	first, lost := k.ID(), k.Lost()
+
+	_, err = other.Revoke(ctx, first)
+	require.NoError(t, err)
+	select {
+	case <-lost:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Lost not closed within 2s of the revoke")
+	}
+	var second clientv3.LeaseID
+	select {
+	case second = <-ids:
+	case <-time.After(5 * time.Second):
+		t.Fatal("hook not called with a new lease")
+	}
+	assert.NotEqual(t, first, second)
+	assert.Equal(t, second, k.ID())
+	assert.EqualValues(t, 3, failures.Load())
+	assertOpen(t, k.Done())
+	assertOpen(t, k.Lost())
+	assert.NoError(t, k.Err())
+	resp, err := cli.Get(ctx, key)
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 1)
+	assert.Equal(t, int64(second), resp.Kvs[0].Lease)
+}
+
+func TestCloseRevokesAndIsIdempotent(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	k, err := lease.New(ctx, cli, 30*time.Second, lease.WithLogger(zap.NewNop()))
+	require.NoError(t, err)
+	key := etcdtest.Prefix(t) + "k"
+	_, err = cli.Put(ctx, key, "v", clientv3.WithLease(k.ID()))
+	require.NoError(t, err)
+
+	require.NoError(t, k.Close())
+	require.NoError(t, k.Close())
+	assertClosed(t, k.Done())
+	assertClosed(t, k.Lost())
+	assert.ErrorIs(t, k.Err(), lease.ErrClosed)
+	resp, err := cli.Get(ctx, key)
+	require.NoError(t, err)
+	assert.Empty(t, resp.Kvs, "Close must revoke the lease and so delete its keys")
+}
+
+func TestCloseDuringRegrantReturnsPromptly(t *testing.T) {
+	c := etcdtest.NewCluster(t, 1)
+	cli := c.Client(0)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	k, err := lease.New(ctx, cli, 2*time.Second, lease.WithRegrant(nil))
+	require.NoError(t, err)
+	lost := k.Lost()
+	c.Blackhole(0) // renewals go unanswered: lost by deadline, re-grants hang
+	select {
+	case <-lost:
+	case <-time.After(6 * time.Second):
+		t.Fatal("lease not lost after its TTL of silence")
+	}
+	start := time.Now()
+	require.NoError(t, k.Close())
+	assert.Less(t, time.Since(start), 4*time.Second, "Close is bounded even when etcd is unreachable")
+	c.Unblackhole(0)
+}
+
+func assertClosed(t *testing.T, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	default:
+		t.Error("channel not closed")
+	}
+}
+
+func assertOpen(t *testing.T, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Error("channel closed")
+	default:
+	}
+}
