@@ -61,6 +61,9 @@ func (s *stream) run(ctx context.Context, emit sink) error {
 				b.Wait(ctx)
 				continue
 			}
+			// A fresh list is as current as a watch: not stale while the watch opens.
+			s.heard.Store(time.Now().UnixNano())
+			s.established.Store(true)
 			if !emit(ctx, []Event{ev}) {
 				return s.fatal(ctx)
 			}

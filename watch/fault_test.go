@@ -1,0 +1,259 @@
+package watch_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/watch"
+)
+
+// consumer applies a Watcher's events to a map the way a careful user would, and
+// records anything delivered twice or out of order.
+type consumer struct {
+	mu      sync.Mutex
+	state   map[string]string
+	seen    map[string]int // puts per key (every key is written once in these tests)
+	resyncs int
+	lastRev int64
+	dups    []string
+	back    []string
+	done    chan struct{}
+}
+
+func consume(w *watch.Watcher) *consumer {
+	c := &consumer{state: map[string]string{}, seen: map[string]int{}, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for ev := range w.Events() {
+			c.mu.Lock()
+			if ev.Revision < c.lastRev || (ev.Type == watch.Resync && ev.Revision == c.lastRev) {
+				c.back = append(c.back, fmt.Sprintf("%v at %d after %d", ev.Type, ev.Revision, c.lastRev))
+			}
+			c.lastRev = ev.Revision
+			switch ev.Type {
+			case watch.Put:
+				c.seen[ev.KV.Key]++
+				if c.seen[ev.KV.Key] > 1 {
+					c.dups = append(c.dups, ev.KV.Key)
+				}
+				c.state[ev.KV.Key] = string(ev.KV.Value)
+			case watch.Delete:
+				delete(c.state, ev.KV.Key)
+			case watch.Resync:
+				c.resyncs++
+				c.state = map[string]string{}
+				for _, kv := range ev.State {
+					c.state[kv.Key] = string(kv.Value)
+				}
+			}
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+func (c *consumer) snapshot() (state map[string]string, seen, resyncs int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	state = make(map[string]string, len(c.state))
+	for k, v := range c.state {
+		state[k] = v
+	}
+	return state, len(c.seen), c.resyncs
+}
+
+func (c *consumer) check(t *testing.T) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	assert.Empty(t, c.dups, "events delivered twice")
+	assert.Empty(t, c.back, "events out of order")
+}
+
+func currentRev(ctx context.Context, t *testing.T, cli *clientv3.Client) int64 {
+	t.Helper()
+	resp, err := cli.Get(ctx, "/")
+	require.NoError(t, err)
+	return resp.Header.Revision
+}
+
+// TestFaultClusterWatch runs the watch fault checks on one 3-node cluster.
+func TestFaultClusterWatch(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	ctx := etcdtest.Context(t, 80*time.Second)
+	const n = 500
+
+	t.Run("Resume500WhileDisconnected", func(t *testing.T) {
+		i := c.Leader() // the member the watcher talks to; writes go through another
+		cli, writer := c.Client(i), c.Client((i+1)%3)
+		p := "/resume/"
+		w, err := watch.NewWatcher(cli, p, watch.WithPrefix(), watch.WithStartRevision(currentRev(ctx, t, writer)+1))
+		require.NoError(t, err)
+		con := consume(w)
+
+		_, err = writer.Put(ctx, p+"first", "x")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen == 1 }, 10*time.Second, 10*time.Millisecond)
+
+		c.PauseConnections(i)
+		for k := range n {
+			_, err := writer.Put(ctx, fmt.Sprintf("%s%03d", p, k), fmt.Sprint(k))
+			require.NoError(t, err)
+		}
+		c.ResumeConnections(i)
+
+		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen >= n+1 }, 30*time.Second, 20*time.Millisecond)
+		// One more write proves nothing else was queued behind.
+		_, err = writer.Put(ctx, p+"last", "x")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen == n+2 }, 10*time.Second, 10*time.Millisecond)
+		require.NoError(t, w.Close())
+		<-con.done
+		con.check(t)
+		state, seen, resyncs := con.snapshot()
+		assert.Equal(t, n+2, seen)
+		assert.Zero(t, resyncs)
+		assert.Equal(t, etcdState(ctx, t, writer, p), state)
+	})
+
+	t.Run("CompactedWhileDisconnectedResyncs", func(t *testing.T) {
+		i := (c.Leader() + 1) % 3
+		cli, writer := c.Client(i), c.Client((i+1)%3)
+		p := "/compact/"
+		for k := range 20 {
+			_, err := writer.Put(ctx, fmt.Sprintf("%sold%02d", p, k), "old")
+			require.NoError(t, err)
+		}
+		w, err := watch.NewWatcher(cli, p, watch.WithPrefix(), watch.WithInitialState())
+		require.NoError(t, err)
+		con := consume(w)
+		require.Eventually(t, func() bool { _, _, r := con.snapshot(); return r == 1 }, 10*time.Second, 10*time.Millisecond)
+
+		c.PauseConnections(i)
+		for k := range 20 {
+			if k%2 == 0 {
+				_, err = writer.Delete(ctx, fmt.Sprintf("%sold%02d", p, k))
+			} else {
+				_, err = writer.Put(ctx, fmt.Sprintf("%sold%02d", p, k), "changed")
+			}
+			require.NoError(t, err)
+			_, err = writer.Put(ctx, fmt.Sprintf("%snew%02d", p, k), "new")
+			require.NoError(t, err)
+		}
+		c.Compact(ctx, currentRev(ctx, t, writer))
+		c.ResumeConnections(i)
+
+		want := etcdState(ctx, t, writer, p)
+		require.Eventually(t, func() bool {
+			state, _, resyncs := con.snapshot()
+			return resyncs == 2 && assert.ObjectsAreEqual(want, state)
+		}, 30*time.Second, 20*time.Millisecond)
+		// And it carries on watching after the resync.
+		_, err = writer.Put(ctx, p+"after", "x")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			state, _, _ := con.snapshot()
+			return state[p+"after"] == "x"
+		}, 10*time.Second, 10*time.Millisecond)
+		require.NoError(t, w.Close())
+		<-con.done
+		con.check(t)
+		state, _, _ := con.snapshot()
+		assert.Equal(t, etcdState(ctx, t, writer, p), state)
+	})
+
+	t.Run("CacheConvergesAfterRestartAndCompaction", func(t *testing.T) {
+		i := c.Leader()
+		cli := c.Client(i)
+		p := "/cache/"
+		for k := range 30 {
+			_, err := cli.Put(ctx, fmt.Sprintf("%s%02d", p, k), "v0")
+			require.NoError(t, err)
+		}
+		cache, err := watch.NewCache(cli, p)
+		require.NoError(t, err)
+		defer cache.Close()
+		log := newChangeLog()
+		defer cache.Subscribe(log.apply)()
+		require.NoError(t, cache.WaitReady(ctx))
+		require.False(t, cache.Stale())
+
+		c.StopMember(i)
+		require.Eventually(t, cache.Stale, 10*time.Second, 10*time.Millisecond, "Stale while the member is down")
+		writer := c.Client((i + 1) % 3)
+		for k := range 30 {
+			key := fmt.Sprintf("%s%02d", p, k)
+			switch k % 3 {
+			case 0:
+				_, err = writer.Delete(ctx, key)
+			case 1:
+				_, err = writer.Put(ctx, key, "v1")
+			}
+			require.NoError(t, err)
+		}
+		_, err = writer.Put(ctx, p+"added", "v1")
+		require.NoError(t, err)
+		c.Compact(ctx, currentRev(ctx, t, writer))
+		c.RestartMember(i)
+
+		want := etcdState(ctx, t, writer, p)
+		require.Eventually(t, func() bool {
+			return !cache.Stale() && assert.ObjectsAreEqual(want, cacheState(cache))
+		}, 30*time.Second, 20*time.Millisecond)
+		assert.Equal(t, want, log.snapshot(), "subscribers see exactly the differences")
+		log.mu.Lock()
+		assert.True(t, log.order, "changes in revision order")
+		log.mu.Unlock()
+
+		r, err := writer.Put(ctx, p+"later", "v2")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return cache.Revision() >= r.Header.Revision }, 10*time.Second, 10*time.Millisecond)
+		assert.Equal(t, etcdState(ctx, t, writer, p), cacheState(cache))
+	})
+
+	t.Run("WatchAcrossLeaderStop", func(t *testing.T) {
+		cli, writer := c.ClusterClient(), c.ClusterClient()
+		p := "/leader/"
+		w, err := watch.NewWatcher(cli, p, watch.WithPrefix(), watch.WithStartRevision(currentRev(ctx, t, writer)+1))
+		require.NoError(t, err)
+		con := consume(w)
+		written := 0
+		put := func() {
+			for {
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := writer.Put(pctx, fmt.Sprintf("%s%03d", p, written), "v")
+				cancel()
+				if err == nil {
+					written++
+					return
+				}
+				require.NoError(t, ctx.Err())
+			}
+		}
+		for range 50 {
+			put()
+		}
+		stopped := c.StopLeader()
+		for range 50 {
+			put()
+		}
+		c.RestartMember(stopped)
+		for range 50 {
+			put()
+		}
+		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen >= written }, 30*time.Second, 20*time.Millisecond)
+		require.NoError(t, w.Close())
+		<-con.done
+		con.check(t)
+		_, seen, _ := con.snapshot()
+		assert.Equal(t, written, seen)
+	})
+}
