@@ -1,0 +1,317 @@
+package discovery_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/discovery"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+func inst(svc, id string, port int) discovery.Instance {
+	return discovery.Instance{Service: svc, ID: id, Address: "127.0.0.1", Port: port}
+}
+
+func newRegistrar(t *testing.T, cli *clientv3.Client, prefix string, opts ...discovery.Option) *discovery.Registrar {
+	t.Helper()
+	r, err := discovery.NewRegistrar(cli, prefix, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func newResolver(t *testing.T, ctx context.Context, cli *clientv3.Client, prefix string) *discovery.Resolver {
+	t.Helper()
+	r, err := discovery.NewResolver(cli, prefix)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	require.NoError(t, r.WaitReady(ctx))
+	return r
+}
+
+func ids(t *testing.T, r *discovery.Resolver, svc string) []string {
+	t.Helper()
+	insts, err := r.Discover(svc)
+	require.NoError(t, err)
+	out := []string{}
+	for _, i := range insts {
+		out = append(out, i.ID)
+	}
+	return out
+}
+
+func waitIDs(t *testing.T, r *discovery.Resolver, svc string, within time.Duration, want ...string) {
+	t.Helper()
+	if want == nil {
+		want = []string{}
+	}
+	require.Eventually(t, func() bool { return slices.Equal(ids(t, r, svc), want) }, within, 5*time.Millisecond,
+		"want %v, have %v", want, ids(t, r, svc))
+}
+
+func TestRegisterDiscoverDeregister(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	reg := newRegistrar(t, cli, p, discovery.WithTTL(5*time.Second))
+	res := newResolver(t, ctx, etcdtest.Client(t), p)
+
+	a := inst("payment", "a", 8001)
+	a.Metadata = map[string]string{"zone": "eu-1"}
+	a.Weight = 3
+	require.NoError(t, reg.Register(ctx, a))
+	require.NoError(t, reg.Register(ctx, inst("payment", "b", 8002)))
+	require.NoError(t, reg.Register(ctx, inst("search", "a", 9001)))
+
+	// Stored as JSON under <prefix>/<service>/<id>, attached to a lease.
+	got, err := cli.Get(ctx, p+"payment/a")
+	require.NoError(t, err)
+	require.Len(t, got.Kvs, 1)
+	assert.NotZero(t, got.Kvs[0].Lease)
+	var stored discovery.Instance
+	require.NoError(t, json.Unmarshal(got.Kvs[0].Value, &stored))
+	assert.Equal(t, a, stored)
+
+	waitIDs(t, res, "payment", 2*time.Second, "a", "b")
+	waitIDs(t, res, "search", 2*time.Second, "a")
+	insts, err := res.Discover("payment")
+	require.NoError(t, err)
+	assert.Equal(t, a, insts[0])
+	assert.Equal(t, "127.0.0.1:8001", insts[0].Addr())
+	waitIDs(t, res, "unknown", time.Second)
+
+	// Re-registering replaces the value.
+	a.Port = 8011
+	require.NoError(t, reg.Register(ctx, a))
+	require.Eventually(t, func() bool {
+		insts, _ := res.Discover("payment")
+		return len(insts) > 0 && insts[0].Port == 8011
+	}, 2*time.Second, 5*time.Millisecond)
+
+	require.NoError(t, reg.Deregister(ctx, a))
+	waitIDs(t, res, "payment", 2*time.Second, "b")
+	got, err = cli.Get(ctx, p+"payment/a")
+	require.NoError(t, err)
+	assert.Empty(t, got.Kvs)
+	assert.ErrorIs(t, reg.Deregister(ctx, a), discovery.ErrNotRegistered)
+
+	// Close deregisters the rest.
+	require.NoError(t, reg.Close())
+	waitIDs(t, res, "payment", 2*time.Second)
+	waitIDs(t, res, "search", 2*time.Second)
+	assert.ErrorIs(t, reg.Register(ctx, a), discovery.ErrClosed)
+	require.NoError(t, reg.Close(), "Close is idempotent")
+}
+
+func TestDrain(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	reg := newRegistrar(t, cli, p)
+	res := newResolver(t, ctx, cli, p)
+	lb, err := discovery.NewBalancer(res, discovery.RoundRobin)
+	require.NoError(t, err)
+	defer lb.Close()
+
+	a, b := inst("api", "a", 1), inst("api", "b", 2)
+	require.NoError(t, reg.Register(ctx, a))
+	require.NoError(t, reg.Register(ctx, b))
+	waitIDs(t, res, "api", 2*time.Second, "a", "b")
+
+	require.NoError(t, reg.Drain(ctx, a, true))
+	require.Eventually(t, func() bool {
+		insts, _ := res.Discover("api")
+		return len(insts) == 2 && insts[0].Drained
+	}, 2*time.Second, 5*time.Millisecond, "drained stays registered, marked")
+	for range 10 {
+		sel, err := lb.Pick("api")
+		require.NoError(t, err)
+		assert.Equal(t, "b", sel.Instance.ID, "a drained instance is not picked")
+		sel.Done(nil)
+	}
+	require.NoError(t, reg.Drain(ctx, a, false))
+	require.Eventually(t, func() bool {
+		seen := map[string]bool{}
+		for range 4 {
+			sel, err := lb.Pick("api")
+			if err != nil {
+				return false
+			}
+			seen[sel.Instance.ID] = true
+			sel.Done(nil)
+		}
+		return seen["a"] && seen["b"]
+	}, 2*time.Second, 5*time.Millisecond)
+	assert.ErrorIs(t, reg.Drain(ctx, inst("api", "zzz", 1), true), discovery.ErrNotRegistered)
+}
+
+func TestBadInput(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	reg := newRegistrar(t, cli, p)
+
+	for name, tc := range map[string]struct {
+		inst  discovery.Instance
+		field string
+	}{
+		"empty service":   {discovery.Instance{ID: "a", Address: "h", Port: 1}, "service"},
+		"slash service":   {discovery.Instance{Service: "a/b", ID: "a", Address: "h", Port: 1}, "service"},
+		"empty id":        {discovery.Instance{Service: "s", Address: "h", Port: 1}, "id"},
+		"no address":      {discovery.Instance{Service: "s", ID: "a", Port: 1}, "address"},
+		"port zero":       {discovery.Instance{Service: "s", ID: "a", Address: "h"}, "port"},
+		"port too big":    {discovery.Instance{Service: "s", ID: "a", Address: "h", Port: 65536}, "port"},
+		"negative weight": {discovery.Instance{Service: "s", ID: "a", Address: "h", Port: 1, Weight: -1}, "weight"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := reg.Register(ctx, tc.inst)
+			require.ErrorIs(t, err, discovery.ErrInvalidInstance)
+			var ie *discovery.InstanceError
+			require.ErrorAs(t, err, &ie)
+			assert.Equal(t, tc.field, ie.Field)
+			assert.Contains(t, err.Error(), tc.field)
+		})
+	}
+
+	_, err := discovery.NewRegistrar(nil, p)
+	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	_, err = discovery.NewRegistrar(cli, "")
+	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	_, err = discovery.NewRegistrar(cli, p, discovery.WithTTL(500*time.Millisecond))
+	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	_, err = discovery.NewResolver(cli, "/")
+	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+
+	res := newResolver(t, ctx, cli, p)
+	_, err = res.Discover("")
+	assert.ErrorIs(t, err, discovery.ErrInvalidInstance)
+	_, err = discovery.NewBalancer(res, discovery.Strategy(99))
+	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	_, err = discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithCooldown(0))
+	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	_, err = discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithHealthCheck(discovery.TCPCheck(), 0))
+	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+
+	// A value another tool wrote that is not an instance is skipped; the rest works.
+	_, err = cli.Put(ctx, p+"svc/broken", "{not json")
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, p+"svc/ok", `{"address":"10.0.0.1","port":80}`)
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, p+"stray-key-without-id", "x")
+	require.NoError(t, err)
+	waitIDs(t, res, "svc", 2*time.Second, "ok")
+	lb, err := discovery.NewBalancer(res, discovery.RoundRobin)
+	require.NoError(t, err)
+	defer lb.Close()
+	_, err = lb.Pick("nothing-here")
+	assert.ErrorIs(t, err, discovery.ErrNoInstance)
+}
+
+func TestResolverWatch(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	reg := newRegistrar(t, cli, p)
+	require.NoError(t, reg.Register(ctx, inst("svc", "a", 1)))
+	res := newResolver(t, ctx, cli, p)
+
+	wctx, cancel := context.WithCancel(ctx)
+	events, err := res.Watch(wctx, "svc")
+	require.NoError(t, err)
+	next := func() discovery.Event {
+		select {
+		case ev, ok := <-events:
+			require.True(t, ok)
+			return ev
+		case <-time.After(3 * time.Second):
+			t.Fatal("no event")
+		}
+		return discovery.Event{}
+	}
+	ev := next()
+	assert.Equal(t, discovery.Added, ev.Type)
+	assert.Equal(t, "a", ev.Instance.ID)
+
+	require.NoError(t, reg.Register(ctx, inst("svc", "b", 2)))
+	ev = next()
+	assert.Equal(t, discovery.Added, ev.Type)
+	assert.Equal(t, "b", ev.Instance.ID)
+	require.NoError(t, reg.Drain(ctx, inst("svc", "b", 2), true))
+	ev = next()
+	assert.Equal(t, discovery.Updated, ev.Type)
+	assert.True(t, ev.Instance.Drained)
+	require.NoError(t, reg.Deregister(ctx, inst("svc", "a", 1)))
+	ev = next()
+	assert.Equal(t, discovery.Removed, ev.Type)
+	assert.Equal(t, "a", ev.Instance.ID)
+
+	cancel()
+	for range events {
+	}
+	// Closing the resolver closes the other watch channels.
+	events2, err := res.Watch(ctx, "svc")
+	require.NoError(t, err)
+	require.NoError(t, res.Close())
+	for range events2 {
+	}
+	_, err = res.Watch(ctx, "svc")
+	assert.ErrorIs(t, err, discovery.ErrClosed)
+}
+
+// Guarantee 2: the registration comes back after its lease is revoked or its key deleted
+// by someone else.
+func TestFaultRevokeAndDelete(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	cli, other := etcdtest.Client(t), etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	reg := newRegistrar(t, cli, p, discovery.WithTTL(3*time.Second))
+	a := inst("svc", "a", 1)
+	require.NoError(t, reg.Register(ctx, a))
+	key := reg.Key(a)
+
+	leaseOf := func() clientv3.LeaseID {
+		resp, err := other.Get(ctx, key)
+		require.NoError(t, err)
+		if len(resp.Kvs) == 0 {
+			return 0
+		}
+		return clientv3.LeaseID(resp.Kvs[0].Lease)
+	}
+	alive := func(id clientv3.LeaseID) bool {
+		ttl, err := other.TimeToLive(ctx, id)
+		return err == nil && ttl.TTL > 0
+	}
+
+	first := leaseOf()
+	require.NotZero(t, first)
+	start := time.Now()
+	_, err := other.Revoke(ctx, first)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { id := leaseOf(); return id != 0 && id != first && alive(id) },
+		4*time.Second, 10*time.Millisecond, "re-registered after revoke")
+	t.Logf("back %v after revoke", time.Since(start))
+	assert.Less(t, time.Since(start), 2*time.Second+500*time.Millisecond)
+
+	second := leaseOf()
+	start = time.Now()
+	_, err = other.Delete(ctx, key)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return leaseOf() != 0 }, 4*time.Second, 5*time.Millisecond, "re-registered after delete")
+	t.Logf("back %v after delete", time.Since(start))
+	assert.Less(t, time.Since(start), 2*time.Second)
+	assert.Equal(t, second, leaseOf(), "same lease")
+
+	// Overwritten without a lease (another tool): put back under the lease.
+	_, err = other.Put(ctx, key, `{"address":"evil","port":1}`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return leaseOf() == second }, 4*time.Second, 5*time.Millisecond)
+}

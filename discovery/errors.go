@@ -1,0 +1,39 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrInvalidInstance is returned for an instance that cannot be registered: empty or
+	// malformed service name or ID, missing address, port out of range, negative weight.
+	ErrInvalidInstance = errors.New("discovery: invalid instance")
+	// ErrNotRegistered is returned by Deregister and Drain for an instance this Registrar
+	// does not hold.
+	ErrNotRegistered = errors.New("discovery: instance not registered")
+	// ErrNoInstance is returned by Pick when the service has no instance that may be picked
+	// (none registered, all drained, or all cooling down after a failure).
+	ErrNoInstance = errors.New("discovery: no available instance")
+	// ErrNotReady is returned when a Resolver has not finished its first listing.
+	ErrNotReady = errors.New("discovery: resolver not ready")
+	// ErrClosed is returned by calls on a closed Registrar, Resolver or Balancer.
+	ErrClosed = errors.New("discovery: closed")
+	// ErrInvalidOption is wrapped by constructors for an invalid option or argument.
+	ErrInvalidOption = errors.New("discovery: invalid option")
+)
+
+// InstanceError says which field of an instance is invalid. It matches ErrInvalidInstance
+// with errors.Is.
+type InstanceError struct {
+	Service, ID string
+	Field       string
+	Reason      string
+}
+
+func (e *InstanceError) Error() string {
+	return fmt.Sprintf("discovery: invalid instance %s/%s: %s %s", e.Service, e.ID, e.Field, e.Reason)
+}
+
+// Is reports whether target is ErrInvalidInstance.
+func (e *InstanceError) Is(target error) bool { return target == ErrInvalidInstance }

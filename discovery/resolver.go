@@ -1,0 +1,450 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/watch"
+)
+
+// EventType says what happened to an instance.
+type EventType int
+
+const (
+	// Added: a new instance was registered.
+	Added EventType = iota + 1
+	// Updated: a registered instance's value changed (for example it was drained).
+	Updated
+	// Removed: an instance left (deregistered, or its lease expired).
+	Removed
+)
+
+func (t EventType) String() string {
+	switch t {
+	case Added:
+		return "added"
+	case Updated:
+		return "updated"
+	case Removed:
+		return "removed"
+	}
+	return fmt.Sprintf("EventType(%d)", int(t))
+}
+
+// Event is a change to one instance of a watched service. For Removed, Instance is the
+// last known value.
+type Event struct {
+	Type     EventType
+	Instance Instance
+}
+
+// Resolver keeps every instance under a prefix in memory, from a list+watch cache that
+// resumes after disconnects and re-lists after compaction. Discover and Balancer picks
+// read that memory and never call etcd.
+type Resolver struct {
+	prefix string
+	cache  *watch.Cache
+	log    *zap.Logger
+
+	services sync.Map // name → *service; entries are never removed
+
+	mu      sync.Mutex                  // serialises updates to the index and the subscriber lists
+	entries map[string]map[string]entry // service → ID → entry
+	loaded  bool                        // the first listing is merged
+	ready   chan struct{}               // closed when loaded
+	nextSub int
+	subs    map[string]map[int]*subscriber // service → subscribers
+	closed  bool
+
+	unsubscribe func()
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// entry is what the index knows about one key; deleted entries are kept (as tombstones)
+// only until the first listing has been merged.
+type entry struct {
+	rev     int64
+	inst    Instance
+	present bool
+}
+
+// service holds the current immutable snapshot of one service's instances.
+type service struct {
+	name string
+	snap atomic.Pointer[snapshot]
+}
+
+type snapshot struct {
+	instances []Instance // sorted by ID; never modified
+}
+
+var emptySnapshot = &snapshot{}
+
+// NewResolver starts watching every service under prefix. Use WaitReady to wait for the
+// first listing. Close stops the watch.
+func NewResolver(cli *clientv3.Client, prefix string, opts ...Option) (*Resolver, error) {
+	if cli == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+	}
+	if prefix == "" || prefix == "/" {
+		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidOption)
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	r := &Resolver{
+		prefix:  normPrefix(prefix),
+		log:     o.logger,
+		entries: map[string]map[string]entry{},
+		subs:    map[string]map[int]*subscriber{},
+		ready:   make(chan struct{}),
+		stop:    make(chan struct{}),
+	}
+	cache, err := watch.NewCache(cli, r.prefix, watch.WithLogger(o.logger))
+	if err != nil {
+		return nil, err
+	}
+	r.cache = cache
+	r.unsubscribe = cache.Subscribe(r.onChange)
+	r.wg.Add(1)
+	go r.loadWhenReady()
+	return r, nil
+}
+
+// loadWhenReady merges the cache's first listing into the index. Changes delivered to
+// onChange before that are kept by revision, so whichever arrives first, the newer wins.
+func (r *Resolver) loadWhenReady() {
+	defer r.wg.Done()
+	select {
+	case <-r.cache.Ready():
+	case <-r.stop:
+		return
+	}
+	kvs := r.cache.List("")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	touched := map[string]bool{}
+	for _, kv := range kvs {
+		if svc := r.applyLocked(kv.Key, kv.ModRevision, &kv); svc != "" {
+			touched[svc] = true
+		}
+	}
+	for _, ids := range r.entries {
+		for id, e := range ids {
+			if !e.present {
+				delete(ids, id)
+			}
+		}
+	}
+	r.loaded = true
+	close(r.ready)
+	for svc := range touched {
+		r.publishLocked(svc)
+	}
+	// Services looked up before now get a snapshot too, so Discover can tell "ready and
+	// empty" from "not ready".
+	r.services.Range(func(_, v any) bool {
+		s := v.(*service)
+		if s.snap.Load() == nil {
+			s.snap.Store(emptySnapshot)
+		}
+		return true
+	})
+}
+
+func (r *Resolver) onChange(c watch.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	var svc string
+	if c.New != nil {
+		svc = r.applyLocked(c.Key, c.New.ModRevision, c.New)
+	} else {
+		svc = r.applyLocked(c.Key, c.Revision, nil)
+	}
+	if svc != "" && r.loaded {
+		r.publishLocked(svc)
+	}
+}
+
+// applyLocked records kv (nil: deleted) at rev for key and returns the service whose set
+// changed, or "" when nothing did.
+func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) string {
+	svc, id, ok := parseKey(r.prefix, key)
+	if !ok {
+		return ""
+	}
+	ids := r.entries[svc]
+	if ids == nil {
+		ids = map[string]entry{}
+		r.entries[svc] = ids
+	}
+	old, had := ids[id]
+	if had && (old.rev > rev || (old.rev == rev && old.present == (kv != nil))) {
+		return ""
+	}
+	remove := func() string {
+		if r.loaded {
+			delete(ids, id)
+		} else {
+			ids[id] = entry{rev: rev}
+		}
+		if !had || !old.present {
+			return ""
+		}
+		r.notifyLocked(svc, Event{Type: Removed, Instance: old.inst})
+		return svc
+	}
+	if kv == nil {
+		return remove()
+	}
+	inst, err := decodeInstance(svc, id, kv.Value)
+	if err != nil {
+		r.log.Warn("skipping undecodable instance", zap.String("key", key), zap.Error(err))
+		return remove()
+	}
+	ids[id] = entry{rev: rev, inst: inst, present: true}
+	typ := Added
+	if had && old.present {
+		typ = Updated
+	}
+	r.notifyLocked(svc, Event{Type: typ, Instance: inst})
+	return svc
+}
+
+// publishLocked rebuilds the snapshot of svc from the index and wakes its subscribers.
+func (r *Resolver) publishLocked(svc string) {
+	s := r.serviceLocked(svc)
+	s.snap.Store(r.buildLocked(svc))
+	for _, sub := range r.subs[svc] {
+		sub.wake()
+	}
+}
+
+func (r *Resolver) buildLocked(svc string) *snapshot {
+	ids := r.entries[svc]
+	list := make([]Instance, 0, len(ids))
+	for _, e := range ids {
+		if e.present {
+			list = append(list, e.inst)
+		}
+	}
+	if len(list) == 0 {
+		return emptySnapshot
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	return &snapshot{instances: list}
+}
+
+// service returns the holder of name's snapshot, creating it on first use. Lookups of
+// known services take no lock.
+func (r *Resolver) service(name string) *service {
+	if s, ok := r.services.Load(name); ok {
+		return s.(*service)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.serviceLocked(name)
+}
+
+func (r *Resolver) serviceLocked(name string) *service {
+	if s, ok := r.services.Load(name); ok {
+		return s.(*service)
+	}
+	s := &service{name: name}
+	if r.loaded {
+		s.snap.Store(r.buildLocked(name))
+	}
+	r.services.Store(name, s)
+	return s
+}
+
+// WaitReady blocks until the first listing is in memory or ctx ends.
+func (r *Resolver) WaitReady(ctx context.Context) error {
+	select {
+	case <-r.ready:
+		return nil
+	case <-r.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Discover returns the instances of service, sorted by ID, drained ones included (see
+// Instance.Drained). It reads memory only. Before the first listing it returns
+// ErrNotReady.
+func (r *Resolver) Discover(service string) ([]Instance, error) {
+	if msg := validName(service); msg != "" {
+		return nil, fmt.Errorf("%w: service name %s", ErrInvalidInstance, msg)
+	}
+	snap := r.service(service).snap.Load()
+	if snap == nil {
+		return nil, ErrNotReady
+	}
+	out := make([]Instance, len(snap.instances))
+	for i, inst := range snap.instances {
+		out[i] = inst.clone()
+	}
+	return out, nil
+}
+
+// Stale reports whether the resolver is disconnected from etcd and answering from what it
+// last saw.
+func (r *Resolver) Stale() bool { return r.cache.Stale() }
+
+// Watch returns a channel of the changes to service's instances: first an Added event for
+// every current instance, then every change in order. The channel is closed when ctx ends
+// or the Resolver is closed. Events queue without bound while the reader is slow.
+func (r *Resolver) Watch(ctx context.Context, service string) (<-chan Event, error) {
+	if msg := validName(service); msg != "" {
+		return nil, fmt.Errorf("%w: service name %s", ErrInvalidInstance, msg)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrClosed
+	}
+	r.serviceLocked(service)
+	s := r.addSubLocked(service, true)
+	// Before the first listing the index holds what arrived so far; the listing itself
+	// will be delivered as Added events when it is merged.
+	for _, e := range r.entries[service] {
+		if e.present {
+			s.events = append(s.events, Event{Type: Added, Instance: e.inst})
+		}
+	}
+	sort.Slice(s.events, func(i, j int) bool { return s.events[i].Instance.ID < s.events[j].Instance.ID })
+	s.wake()
+	r.wg.Add(1)
+	r.mu.Unlock()
+
+	out := make(chan Event)
+	go func() {
+		defer r.wg.Done()
+		defer close(out)
+		defer r.removeSub(service, s.id)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.closed:
+				return
+			case <-s.notify:
+			}
+			for {
+				ev, ok := s.pop()
+				if !ok {
+					break
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				case <-s.closed:
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// subscriber is a Watch channel's queue, or a wake-up for the gRPC resolver.
+type subscriber struct {
+	id     int
+	queue  bool
+	mu     sync.Mutex
+	events []Event
+	notify chan struct{} // capacity 1
+	closed chan struct{}
+}
+
+func (s *subscriber) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *subscriber) push(ev Event) {
+	if !s.queue {
+		return
+	}
+	s.mu.Lock()
+	s.events = append(s.events, ev)
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *subscriber) pop() (Event, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.events) == 0 {
+		return Event{}, false
+	}
+	ev := s.events[0]
+	s.events[0] = Event{}
+	s.events = s.events[1:]
+	return ev, true
+}
+
+func (r *Resolver) addSubLocked(service string, queue bool) *subscriber {
+	r.nextSub++
+	s := &subscriber{id: r.nextSub, queue: queue, notify: make(chan struct{}, 1), closed: make(chan struct{})}
+	if r.subs[service] == nil {
+		r.subs[service] = map[int]*subscriber{}
+	}
+	r.subs[service][s.id] = s
+	return s
+}
+
+func (r *Resolver) removeSub(service string, id int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.subs[service], id)
+	if len(r.subs[service]) == 0 {
+		delete(r.subs, service)
+	}
+}
+
+func (r *Resolver) notifyLocked(service string, ev Event) {
+	for _, s := range r.subs[service] {
+		s.push(ev)
+	}
+}
+
+// Close stops the watch and closes every Watch channel; it waits for the goroutines it
+// owns and is idempotent.
+func (r *Resolver) Close() error {
+	r.closeOnce.Do(func() {
+		r.unsubscribe()
+		r.mu.Lock()
+		r.closed = true
+		close(r.stop)
+		for _, subs := range r.subs {
+			for _, s := range subs {
+				close(s.closed)
+			}
+		}
+		r.mu.Unlock()
+		r.closeErr = r.cache.Close()
+		r.wg.Wait()
+	})
+	return r.closeErr
+}
