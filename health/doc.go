@@ -1,0 +1,32 @@
+// Package health checks an etcd cluster member by member and derives what no single
+// member can tell: quorum, leader agreement, split brain, network partitions, alarms and
+// the history of leader changes.
+//
+// # Guarantees
+//
+// Check asks every member in parallel, each under its own timeout, so a member that is
+// down, slow or refuses the connection costs at most that timeout and never hides the
+// others: its MemberStatus carries the error and the rest of the Report is complete.
+// Quorum counts only reachable voting members that see a leader. Split brain is reported
+// when reachable members in one raft term name different leaders, or when they belong to
+// different clusters. A member is reported as partitioned when it cannot be reached,
+// when it sees no leader while others do, or when its raft index lags the leader's by
+// more than the configured threshold. Membership is read with a serializable request, so
+// a cluster without quorum is still described; if even that fails, the last known
+// membership is used.
+//
+// What Check does not guarantee: a report is a set of point-in-time views taken a few
+// milliseconds apart, so a leader change during a check can show up as disagreement in
+// that one report. Leader changes that happen and revert between two checks are not seen.
+//
+// # Lifecycle
+//
+// A Checker owns no goroutines and holds no connections between checks; it needs no
+// Close. The client passed to New stays the caller's. Check is safe for concurrent use.
+//
+//	c, err := health.New(cli, health.WithTimeout(2*time.Second))
+//	if err != nil { ... }
+//	r, err := c.Check(ctx)
+//	if err != nil { ... }
+//	if !r.Quorum.HasQuorum { ... }
+package health

@@ -1,0 +1,341 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Checker checks a cluster's health. Use New.
+type Checker struct {
+	opts options
+	src  StatusSource
+	http *http.Client
+
+	mu          sync.Mutex
+	lastMembers []Member
+	lastLeader  uint64
+	history     []LeaderChange
+}
+
+// New returns a Checker of the cluster cli belongs to. cli is used for the membership
+// list, alarms and per-member status requests; it stays the caller's to close.
+func New(cli *clientv3.Client, opts ...Option) (*Checker, error) {
+	o := defaults()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	src := o.source
+	if src == nil {
+		if cli == nil {
+			return nil, fmt.Errorf("%w: nil client and no source", ErrInvalidOption)
+		}
+		src = NewEtcdSource(cli)
+	}
+	hc := o.httpClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	return &Checker{opts: o, src: src, http: hc}, nil
+}
+
+// History returns the leader changes seen so far, oldest first (at most HistorySize).
+func (c *Checker) History() []LeaderChange {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.history)
+}
+
+// Check probes every member in parallel and returns the report. It fails only when the
+// membership cannot be read and none is known from an earlier check; a member that cannot
+// be reached is described in its entry instead.
+func (c *Checker) Check(ctx context.Context) (*Report, error) {
+	start := time.Now()
+	members, err := c.members(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	r := &Report{Time: start, Members: make([]MemberStatus, len(members))}
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Go(func() { r.Members[i] = c.probe(ctx, m) })
+	}
+	var alarms []Alarm
+	var alarmsErr error
+	wg.Go(func() {
+		actx, cancel := context.WithTimeout(ctx, c.opts.timeout)
+		defer cancel()
+		alarms, alarmsErr = c.src.Alarms(actx)
+	})
+	wg.Wait()
+
+	r.Alarms = alarms
+	if r.Alarms == nil {
+		r.Alarms = []Alarm{}
+	}
+	if alarmsErr != nil {
+		r.AlarmsError = alarmsErr.Error()
+	}
+	derive(r, c.opts.lagThreshold)
+	c.record(r)
+	r.Duration = time.Since(start)
+	return r, nil
+}
+
+func (c *Checker) members(ctx context.Context) ([]Member, error) {
+	mctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
+	defer cancel()
+	members, err := c.src.Members(mctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if c.lastMembers == nil {
+			return nil, fmt.Errorf("%w: %w", ErrMembers, err)
+		}
+		c.opts.logger.Warn("member list failed, using the last known", zap.Error(err))
+		return slices.Clone(c.lastMembers), nil
+	}
+	for i := range members {
+		if ep, ok := c.opts.endpoints[members[i].Name]; ok {
+			members[i].Endpoint = ep
+		}
+	}
+	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	c.lastMembers = slices.Clone(members)
+	return members, nil
+}
+
+func (c *Checker) probe(ctx context.Context, m Member) MemberStatus {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
+	defer cancel()
+	ms := MemberStatus{Member: m}
+	t0 := time.Now()
+	st, err := c.src.Status(ctx, m)
+	ms.Latency = time.Since(t0)
+	if err != nil {
+		ms.Err = err
+		ms.Error = err.Error()
+	} else {
+		ms.Status = st
+		ms.Reachable = true
+	}
+	if base := httpBase(m.ClientURLs); base != "" {
+		var wg sync.WaitGroup
+		wg.Go(func() { ms.Livez = c.httpProbe(ctx, base+"/livez") })
+		wg.Go(func() { ms.Readyz = c.httpProbe(ctx, base+"/readyz") })
+		wg.Wait()
+	}
+	return ms
+}
+
+// httpBase returns the first http(s) client URL; unix sockets serve no HTTP we can reach.
+func httpBase(urls []string) string {
+	for _, u := range urls {
+		if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
+			return strings.TrimSuffix(u, "/")
+		}
+	}
+	return ""
+}
+
+func (c *Checker) httpProbe(ctx context.Context, url string) Probe {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return Probe{Error: err.Error()}
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Probe{Error: err.Error()}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode == http.StatusNotFound {
+		return Probe{StatusCode: resp.StatusCode}
+	}
+	p := Probe{Served: true, StatusCode: resp.StatusCode, OK: resp.StatusCode == http.StatusOK}
+	if !p.OK {
+		p.Error = strings.TrimSpace(string(body))
+	}
+	return p
+}
+
+// record appends a leader change when the report names a different leader than the
+// last one seen, and copies the history into the report.
+func (c *Checker) record(r *Report) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id := r.Leader.ID; id != 0 && id != c.lastLeader {
+		c.history = append(c.history, LeaderChange{Time: r.Time, From: c.lastLeader, To: id, Term: r.Leader.Term})
+		if n := len(c.history) - HistorySize; n > 0 {
+			c.history = slices.Delete(c.history, 0, n)
+		}
+		c.lastLeader = id
+	}
+	r.LeaderHistory = slices.Clone(c.history)
+	if r.LeaderHistory == nil {
+		r.LeaderHistory = []LeaderChange{}
+	}
+}
+
+// derive fills the cluster-wide fields of r from its member entries.
+func derive(r *Report, lagThreshold uint64) {
+	names := map[uint64]string{}
+	var reachable []*MemberStatus
+	for i := range r.Members {
+		m := &r.Members[i]
+		names[m.Member.ID] = m.Name
+		if m.Reachable {
+			reachable = append(reachable, m)
+		}
+	}
+
+	// Cluster ID: the most common among reachable members.
+	clusterIDs := map[uint64]int{}
+	for _, m := range reachable {
+		clusterIDs[m.ClusterID]++
+	}
+	best := 0
+	for id, n := range clusterIDs {
+		if n > best || (n == best && id < r.ClusterID) {
+			r.ClusterID, best = id, n
+		}
+	}
+
+	// Quorum over voting members.
+	for _, m := range r.Members {
+		if m.Member.IsLearner {
+			continue
+		}
+		r.Quorum.Voters++
+		if m.Reachable && m.Status.Leader != 0 {
+			r.Quorum.Healthy++
+		}
+	}
+	r.Quorum.Size = r.Quorum.Voters/2 + 1
+	r.Quorum.HasQuorum = r.Quorum.Voters > 0 && r.Quorum.Healthy >= r.Quorum.Size
+
+	// Leader: the most named leader in the highest term seen.
+	var maxTerm uint64
+	for _, m := range reachable {
+		if m.Leader != 0 && m.RaftTerm > maxTerm {
+			maxTerm = m.RaftTerm
+		}
+	}
+	votes := map[uint64]int{}
+	for _, m := range reachable {
+		if m.Leader != 0 && m.RaftTerm == maxTerm {
+			votes[m.Leader]++
+		}
+	}
+	best = 0
+	for id, n := range votes {
+		if n > best || (n == best && id < r.Leader.ID) {
+			r.Leader.ID, best = id, n
+		}
+	}
+	if r.Leader.ID != 0 {
+		r.Leader.Term = maxTerm
+		r.Leader.Name = names[r.Leader.ID]
+		r.Leader.Agreed = true
+		for _, m := range reachable {
+			if m.Leader != r.Leader.ID {
+				r.Leader.Agreed = false
+			}
+		}
+	}
+
+	// Split brain: different leaders within one term, or different clusters.
+	byTerm := map[uint64]map[uint64][]uint64{}
+	for _, m := range reachable {
+		if m.Leader == 0 {
+			continue
+		}
+		if byTerm[m.RaftTerm] == nil {
+			byTerm[m.RaftTerm] = map[uint64][]uint64{}
+		}
+		byTerm[m.RaftTerm][m.Leader] = append(byTerm[m.RaftTerm][m.Leader], m.Member.ID)
+	}
+	terms := make([]uint64, 0, len(byTerm))
+	for t := range byTerm {
+		terms = append(terms, t)
+	}
+	slices.Sort(terms)
+	for _, t := range terms {
+		if len(byTerm[t]) > 1 {
+			r.SplitBrain = SplitBrain{Detected: true, Term: t, Leaders: byTerm[t],
+				Reason: fmt.Sprintf("%d members name %d different leaders in term %d", countClaims(byTerm[t]), len(byTerm[t]), t)}
+			break
+		}
+	}
+	if len(clusterIDs) > 1 {
+		ids := make([]uint64, 0, len(clusterIDs))
+		for id := range clusterIDs {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		r.SplitBrain.Detected = true
+		r.SplitBrain.ClusterIDs = ids
+		reason := fmt.Sprintf("members report %d different cluster IDs", len(ids))
+		if r.SplitBrain.Reason != "" {
+			reason = r.SplitBrain.Reason + "; " + reason
+		}
+		r.SplitBrain.Reason = reason
+	}
+
+	// Partition: unreachable, leaderless while a leader exists, or lagging.
+	var leaderIndex uint64
+	if lm, ok := r.Member(r.Leader.ID); ok && lm.Reachable {
+		leaderIndex = lm.RaftIndex
+	} else {
+		for _, m := range reachable {
+			leaderIndex = max(leaderIndex, m.RaftIndex)
+		}
+	}
+	for _, m := range r.Members {
+		pm := PartitionedMember{ID: m.Member.ID, Name: m.Name}
+		switch {
+		case !m.Reachable:
+			pm.Reason = ReasonUnreachable
+		case m.Status.Leader == 0 && r.Leader.ID != 0:
+			pm.Reason = ReasonNoLeader
+		case leaderIndex > m.RaftIndex && leaderIndex-m.RaftIndex > lagThreshold:
+			pm.Reason, pm.Lag = ReasonRaftLag, leaderIndex-m.RaftIndex
+		default:
+			continue
+		}
+		r.Partition.Members = append(r.Partition.Members, pm)
+	}
+	r.Partition.Detected = len(r.Partition.Members) > 0
+
+	// Revision spread among reachable members.
+	if len(reachable) > 0 {
+		lo, hi := reachable[0].Revision, reachable[0].Revision
+		for _, m := range reachable[1:] {
+			lo, hi = min(lo, m.Revision), max(hi, m.Revision)
+		}
+		r.RevisionSpread = hi - lo
+	}
+
+	r.Healthy = r.Quorum.HasQuorum && r.Leader.ID != 0 && r.Leader.Agreed &&
+		!r.SplitBrain.Detected && !r.Partition.Detected && len(r.Alarms) == 0
+}
+
+func countClaims(m map[uint64][]uint64) int {
+	n := 0
+	for _, v := range m {
+		n += len(v)
+	}
+	return n
+}

@@ -1,0 +1,119 @@
+package health
+
+import (
+	"context"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Member is one entry of the cluster's membership list.
+type Member struct {
+	ID         uint64   `json:"id"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+	// Endpoint is the gRPC endpoint the member is probed on: its first client URL unless
+	// WithEndpoints maps its name elsewhere.
+	Endpoint  string `json:"endpoint"`
+	IsLearner bool   `json:"isLearner"`
+}
+
+// Status is one member's own view of itself and of the cluster.
+type Status struct {
+	ClusterID        uint64   `json:"clusterID"`
+	MemberID         uint64   `json:"memberID"`
+	Version          string   `json:"version"`
+	Leader           uint64   `json:"leader"`
+	RaftTerm         uint64   `json:"raftTerm"`
+	RaftIndex        uint64   `json:"raftIndex"`
+	RaftAppliedIndex uint64   `json:"raftAppliedIndex"`
+	Revision         int64    `json:"revision"`
+	DBSize           int64    `json:"dbSize"`
+	DBSizeInUse      int64    `json:"dbSizeInUse"`
+	DBSizeQuota      int64    `json:"dbSizeQuota"`
+	IsLearner        bool     `json:"statusIsLearner"`
+	Errors           []string `json:"errors,omitempty"`
+}
+
+// Alarm is an alarm raised by a member.
+type Alarm struct {
+	MemberID uint64 `json:"memberID"`
+	// Type is etcd's alarm name: "NOSPACE" or "CORRUPT".
+	Type string `json:"type"`
+}
+
+// StatusSource is where a Checker reads the cluster from. The default, NewEtcdSource,
+// asks etcd; tests and proxies may supply their own, for example to describe states a
+// real cluster cannot be driven into.
+type StatusSource interface {
+	// Members returns the membership list.
+	Members(ctx context.Context) ([]Member, error)
+	// Status asks one member for its status.
+	Status(ctx context.Context, m Member) (Status, error)
+	// Alarms returns the cluster's active alarms.
+	Alarms(ctx context.Context) ([]Alarm, error)
+}
+
+// etcdSource reads a cluster through a client.
+type etcdSource struct{ cli *clientv3.Client }
+
+// NewEtcdSource returns the StatusSource that asks etcd through cli: a serializable
+// MemberList, Status on each member's endpoint, and AlarmList.
+func NewEtcdSource(cli *clientv3.Client) StatusSource { return etcdSource{cli: cli} }
+
+func (s etcdSource) Members(ctx context.Context) ([]Member, error) {
+	resp, err := s.cli.MemberList(ctx, clientv3.WithSerializable())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Member, 0, len(resp.Members))
+	for _, m := range resp.Members {
+		mem := Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
+		if len(m.ClientURLs) > 0 {
+			mem.Endpoint = m.ClientURLs[0]
+		}
+		out = append(out, mem)
+	}
+	return out, nil
+}
+
+func (s etcdSource) Status(ctx context.Context, m Member) (Status, error) {
+	if m.Endpoint == "" {
+		return Status{}, fmt.Errorf("%w: %s", ErrNoEndpoint, m.Name)
+	}
+	resp, err := s.cli.Status(ctx, m.Endpoint)
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{
+		Version:          resp.Version,
+		Leader:           resp.Leader,
+		RaftTerm:         resp.RaftTerm,
+		RaftIndex:        resp.RaftIndex,
+		RaftAppliedIndex: resp.RaftAppliedIndex,
+		DBSize:           resp.DbSize,
+		DBSizeInUse:      resp.DbSizeInUse,
+		DBSizeQuota:      resp.DbSizeQuota,
+		IsLearner:        resp.IsLearner,
+		Errors:           resp.Errors,
+	}
+	if resp.Header != nil {
+		st.ClusterID = resp.Header.ClusterId
+		st.MemberID = resp.Header.MemberId
+		st.Revision = resp.Header.Revision
+	}
+	return st, nil
+}
+
+func (s etcdSource) Alarms(ctx context.Context) ([]Alarm, error) {
+	resp, err := s.cli.AlarmList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Alarm, 0, len(resp.Alarms))
+	for _, a := range resp.Alarms {
+		out = append(out, Alarm{MemberID: a.MemberID, Type: a.Alarm.String()})
+	}
+	return out, nil
+}

@@ -1,0 +1,281 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// probeKey is the key latency probes read, as etcdctl endpoint health does.
+const probeKey = "health"
+
+// Collector collects metric snapshots of a cluster. Use New.
+type Collector struct {
+	cli      *clientv3.Client
+	opts     options
+	http     *http.Client
+	exporter *exporter
+
+	mu          sync.Mutex
+	lastMembers []member
+	prev        map[uint64]*raw
+	history     []*Snapshot
+	closed      bool
+}
+
+type member struct {
+	id         uint64
+	name       string
+	endpoint   string
+	metricsURL string
+}
+
+// New returns a Collector of the cluster cli belongs to. cli stays the caller's.
+func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
+	if cli == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+	}
+	o := defaults()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	hc := o.httpClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	c := &Collector{cli: cli, opts: o, http: hc, prev: map[uint64]*raw{}}
+	c.exporter = newExporter(c)
+	if o.registerer != nil {
+		if err := o.registerer.Register(c.exporter); err != nil {
+			return nil, fmt.Errorf("metrics: register exporter: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Exporter returns the prometheus.Collector that exports the latest snapshot, for
+// registering with a registry of the caller's choice. Exporting never scrapes etcd.
+func (c *Collector) Exporter() prometheus.Collector { return c.exporter }
+
+// Close unregisters the exporter if New registered it. It is idempotent.
+func (c *Collector) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.opts.registerer != nil {
+		c.opts.registerer.Unregister(c.exporter)
+	}
+	return nil
+}
+
+// Latest returns the most recent snapshot, or nil before the first Collect.
+func (c *Collector) Latest() *Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.history) == 0 {
+		return nil
+	}
+	return c.history[len(c.history)-1]
+}
+
+// History returns the kept snapshots, oldest first. Snapshots are never modified after
+// Collect returns them, so they may be shared.
+func (c *Collector) History() []*Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.history)
+}
+
+// Collect probes and scrapes every member in parallel and returns the snapshot, which
+// is also appended to the history. It fails only when the membership cannot be read and
+// none is known; a member that cannot be collected carries its error in its entry.
+func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
+	start := time.Now()
+	members, err := c.members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	prev := make(map[uint64]*raw, len(c.prev))
+	for k, v := range c.prev {
+		prev[k] = v
+	}
+	c.mu.Unlock()
+
+	snap := &Snapshot{Time: start, Members: make([]MemberMetrics, len(members))}
+	raws := make([]*raw, len(members))
+	samples := make([][]time.Duration, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Go(func() {
+			snap.Members[i], raws[i], samples[i] = c.collectMember(ctx, m, prev[m.id])
+		})
+	}
+	wg.Wait()
+
+	var all []time.Duration
+	var errs int
+	for i := range snap.Members {
+		all = append(all, samples[i]...)
+		errs += snap.Members[i].Latency.Errors
+		snap.Throughput += snap.Members[i].Throughput.Requests
+	}
+	snap.Latency = latency(all, errs)
+	snap.Duration = time.Since(start)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range members {
+		if raws[i] != nil {
+			c.prev[m.id] = raws[i]
+		}
+	}
+	c.history = append(c.history, snap)
+	if n := len(c.history) - c.opts.historySize; n > 0 {
+		c.history = slices.Delete(c.history, 0, n)
+	}
+	return snap, nil
+}
+
+func (c *Collector) members(ctx context.Context) ([]member, error) {
+	mctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
+	defer cancel()
+	resp, err := c.cli.MemberList(mctx, clientv3.WithSerializable())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if c.lastMembers == nil {
+			return nil, fmt.Errorf("%w: %w", ErrMembers, err)
+		}
+		c.opts.logger.Warn("member list failed, using the last known", zap.Error(err))
+		return slices.Clone(c.lastMembers), nil
+	}
+	out := make([]member, 0, len(resp.Members))
+	for _, pm := range resp.Members {
+		m := member{id: pm.ID, name: pm.Name}
+		if len(pm.ClientURLs) > 0 {
+			m.endpoint = pm.ClientURLs[0]
+		}
+		for _, u := range pm.ClientURLs {
+			if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
+				m.metricsURL = strings.TrimSuffix(u, "/") + "/metrics"
+				break
+			}
+		}
+		if ep, ok := c.opts.endpoints[m.name]; ok {
+			m.endpoint = ep
+		}
+		if u, ok := c.opts.metricsURLs[m.name]; ok {
+			m.metricsURL = u
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b member) int { return strings.Compare(a.name, b.name) })
+	c.lastMembers = slices.Clone(out)
+	return out, nil
+}
+
+func (c *Collector) collectMember(ctx context.Context, m member, prev *raw) (MemberMetrics, *raw, []time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
+	defer cancel()
+	mm := MemberMetrics{ID: m.id, Name: m.name, Endpoint: m.endpoint, MetricsURL: m.metricsURL}
+
+	var samples []time.Duration
+	var probeErr, scrapeErr error
+	var r *raw
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var errs int
+		samples, errs, probeErr = c.probe(ctx, m.endpoint)
+		mm.Latency = latency(samples, errs)
+	})
+	wg.Go(func() {
+		if m.metricsURL == "" {
+			scrapeErr = fmt.Errorf("%w: %w for member %s", ErrScrape, ErrNoMetricsURL, m.name)
+			return
+		}
+		fams, err := c.scrape(ctx, m.metricsURL)
+		if err != nil {
+			scrapeErr = fmt.Errorf("%w: %w", ErrScrape, err)
+			return
+		}
+		r = fill(&mm, fams, time.Now(), prev)
+	})
+	wg.Wait()
+	if err := errors.Join(probeErr, scrapeErr); err != nil {
+		mm.Err, mm.Error = err, err.Error()
+	}
+	return mm, r, samples
+}
+
+// probe times linearizable reads through one member. The first read (which also
+// connects) is not counted. It returns the successful samples, the number of failed
+// probes and the first error.
+func (c *Collector) probe(ctx context.Context, endpoint string) ([]time.Duration, int, error) {
+	n := c.opts.samples
+	if endpoint == "" {
+		return nil, n, fmt.Errorf("%w: no endpoint", ErrProbe)
+	}
+	conn, err := c.cli.Dial(endpoint)
+	if err != nil {
+		return nil, n, fmt.Errorf("%w: %s: %w", ErrProbe, endpoint, err)
+	}
+	defer conn.Close()
+	kv := pb.NewKVClient(conn)
+	req := &pb.RangeRequest{Key: []byte(probeKey), Limit: 1, CountOnly: true}
+	if _, err := kv.Range(ctx, req); err != nil {
+		return nil, n, fmt.Errorf("%w: %s: %w", ErrProbe, endpoint, err)
+	}
+	samples := make([]time.Duration, 0, n)
+	var first error
+	failed := 0
+	for range n {
+		t0 := time.Now()
+		_, err := kv.Range(ctx, req)
+		if err != nil {
+			failed++
+			if first == nil {
+				first = fmt.Errorf("%w: %s: %w", ErrProbe, endpoint, err)
+			}
+			if ctx.Err() != nil {
+				failed = n - len(samples)
+				break
+			}
+			continue
+		}
+		samples = append(samples, time.Since(t0))
+	}
+	return samples, failed, first
+}
+
+// latency summarises samples by nearest rank.
+func latency(samples []time.Duration, errs int) Latency {
+	l := Latency{Samples: len(samples), Errors: errs}
+	if len(samples) == 0 {
+		return l
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	rank := func(q float64) time.Duration {
+		i := int(q*float64(len(s))+0.999999) - 1
+		return s[min(max(i, 0), len(s)-1)]
+	}
+	l.P50, l.P95, l.P99, l.Max = rank(0.50), rank(0.95), rank(0.99), s[len(s)-1]
+	return l
+}

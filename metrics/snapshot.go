@@ -1,0 +1,124 @@
+package metrics
+
+import "time"
+
+// Snapshot is the outcome of one Collect.
+type Snapshot struct {
+	Time     time.Time       `json:"time"`
+	Duration time.Duration   `json:"duration"`
+	Members  []MemberMetrics `json:"members"`
+	// Latency is computed over every member's probe samples together.
+	Latency Latency `json:"latency"`
+	// Throughput is the sum of the members' request rates, in requests per second.
+	Throughput float64 `json:"throughput"`
+}
+
+// MemberMetrics is one member's entry in a Snapshot.
+type MemberMetrics struct {
+	ID         uint64 `json:"id"`
+	Name       string `json:"name"`
+	Endpoint   string `json:"endpoint"`
+	MetricsURL string `json:"metricsURL"`
+	// Err joins the probe and scrape errors; nil when both succeeded.
+	Err   error  `json:"-"`
+	Error string `json:"error,omitempty"`
+	// Scraped is true when /metrics was fetched and parsed.
+	Scraped bool `json:"scraped"`
+	// Interval is the time since this member's previous scrape; rates are over it. Zero
+	// in the first snapshot of a member.
+	Interval   time.Duration `json:"interval"`
+	Latency    Latency       `json:"latency"`
+	Throughput Throughput    `json:"throughput"`
+	DB         DB            `json:"db"`
+	Raft       Raft          `json:"raft"`
+	// WALFsync and BackendCommit are the disk latencies etcd records.
+	WALFsync      Histogram `json:"walFsync"`
+	BackendCommit Histogram `json:"backendCommit"`
+	// PeerRTT is the round-trip time to the member's peers, all peers together.
+	PeerRTT Histogram `json:"peerRTT"`
+	// Watchers is the number of watchers, WatchStreams of watch streams, GRPCStreams of
+	// open gRPC streams (started minus handled).
+	Watchers     float64 `json:"watchers"`
+	WatchStreams float64 `json:"watchStreams"`
+	GRPCStreams  float64 `json:"grpcStreams"`
+	Process      Process `json:"process"`
+}
+
+// Latency summarises probe round trips (linearizable reads through one member).
+type Latency struct {
+	Samples int           `json:"samples"`
+	Errors  int           `json:"errors"`
+	P50     time.Duration `json:"p50"`
+	P95     time.Duration `json:"p95"`
+	P99     time.Duration `json:"p99"`
+	Max     time.Duration `json:"max"`
+}
+
+// Throughput is a member's request rates, in operations per second.
+type Throughput struct {
+	// Requests counts every unary gRPC request the member handled.
+	Requests float64 `json:"requests"`
+	Puts     float64 `json:"puts"`
+	Ranges   float64 `json:"ranges"`
+	Txns     float64 `json:"txns"`
+	Deletes  float64 `json:"deletes"`
+}
+
+// DB is a member's backend size.
+type DB struct {
+	Size  int64 `json:"size"`
+	InUse int64 `json:"inUse"`
+	// Quota is the backend quota (etcd's default 2 GiB when unset).
+	Quota int64 `json:"quota"`
+	// GrowthRate is the change of Size in bytes per second.
+	GrowthRate float64 `json:"growthRate"`
+}
+
+// Raft is a member's consensus state.
+type Raft struct {
+	HasLeader bool `json:"hasLeader"`
+	IsLeader  bool `json:"isLeader"`
+	// LeaderChanges is how many leader changes the member has seen since it started.
+	LeaderChanges float64 `json:"leaderChanges"`
+	// ProposalsCommitted and ProposalsApplied are raft indexes (gauges), ProposalsPending
+	// the proposals waiting to commit.
+	ProposalsCommitted float64 `json:"proposalsCommitted"`
+	ProposalsApplied   float64 `json:"proposalsApplied"`
+	ProposalsPending   float64 `json:"proposalsPending"`
+	// ProposalsFailed is the counter; ProposalsFailedRate its rate per second.
+	ProposalsFailed     float64 `json:"proposalsFailed"`
+	ProposalsFailedRate float64 `json:"proposalsFailedRate"`
+}
+
+// Histogram summarises a duration histogram etcd exports.
+type Histogram struct {
+	// Count is the number of observations summarised.
+	Count uint64 `json:"count"`
+	// Windowed is true when the summary covers only the observations since the previous
+	// snapshot, false when it covers everything since the member started.
+	Windowed bool          `json:"windowed"`
+	P50      time.Duration `json:"p50"`
+	P99      time.Duration `json:"p99"`
+	// Over16ms is the share (0..1) of observations slower than 16 ms.
+	Over16ms float64 `json:"over16ms"`
+}
+
+// Process is the member process's resource use.
+type Process struct {
+	CPUSeconds float64 `json:"cpuSeconds"`
+	// CPUUsage is CPU seconds per second (1.0 = one core busy) over the interval.
+	CPUUsage float64 `json:"cpuUsage"`
+	RSS      int64   `json:"rss"`
+	OpenFDs  float64 `json:"openFDs"`
+	MaxFDs   float64 `json:"maxFDs"`
+}
+
+// Member returns the entry of the member with the given ID.
+func (s *Snapshot) Member(id uint64) (MemberMetrics, bool) {
+	for _, m := range s.Members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return MemberMetrics{}, false
+}
