@@ -1,0 +1,111 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+)
+
+// ErrClosed reports use after Close.
+var ErrClosed = errors.New("closed")
+
+// Holder hands out the live session of one owner: the borrowed one it was given, or a
+// lease of its own that it replaces after loss.
+type Holder struct {
+	cli      *clientv3.Client
+	ttl      time.Duration
+	borrowed *concurrency.Session
+	lg       *zap.Logger
+
+	grant  sync.Mutex // serialises grants
+	mu     sync.Mutex
+	cur    *Session
+	closed bool
+}
+
+// NewHolder returns a Holder; with borrowed non-nil every Get returns that session.
+func NewHolder(cli *clientv3.Client, ttl time.Duration, borrowed *concurrency.Session, lg *zap.Logger) *Holder {
+	h := &Holder{cli: cli, ttl: ttl, borrowed: borrowed, lg: lg}
+	if borrowed != nil {
+		h.cur = Attach(borrowed, lg)
+	}
+	return h
+}
+
+// Get returns the live session, granting a new lease if the owned one was lost. A lost
+// borrowed session is an error: only its owner can replace it.
+func (h *Holder) Get(ctx context.Context) (*Session, error) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrClosed
+	}
+	cur := h.cur
+	h.mu.Unlock()
+	if cur != nil && (cur.Err() == nil || h.borrowed != nil) {
+		if err := cur.Err(); err != nil {
+			return nil, err
+		}
+		return cur, nil
+	}
+
+	h.grant.Lock()
+	defer h.grant.Unlock()
+	h.mu.Lock()
+	cur = h.cur
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if cur != nil && cur.Err() == nil {
+		return cur, nil
+	}
+	ses, err := Grant(ctx, h.cli, h.ttl, h.lg)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		_ = ses.Release()
+		return nil, ErrClosed
+	}
+	h.cur = ses
+	h.mu.Unlock()
+	if cur != nil {
+		_ = cur.Release()
+	}
+	return ses, nil
+}
+
+// Current returns the session last handed out, or nil.
+func (h *Holder) Current() *Session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cur
+}
+
+// Close releases the session: an owned lease is revoked, a borrowed session is left to
+// its owner. Idempotent.
+func (h *Holder) Close() error {
+	h.grant.Lock()
+	defer h.grant.Unlock()
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	cur := h.cur
+	h.mu.Unlock()
+	if cur == nil {
+		return nil
+	}
+	return cur.Release()
+}

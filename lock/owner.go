@@ -1,0 +1,211 @@
+package lock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
+)
+
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func nonce() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// owner is one participant's key in a queue under a directory: acquired, held with loss
+// detection, released guarded by its create revision.
+type owner struct {
+	holder *ownership.Holder
+	name   string // the lock's key, for errors
+	dir    string // where the participant's key lives, ends in "/"
+	nonce  string // makes the key unique to this participant, even on a shared lease
+
+	mu   sync.Mutex
+	busy bool
+	h    *ownership.Holding
+}
+
+func (o *owner) keyFor(ses *ownership.Session) string {
+	return fmt.Sprintf("%s%x-%s", o.dir, int64(ses.Lease()), o.nonce)
+}
+
+// holding returns the current holding if it still lasts.
+func (o *owner) holding() (*ownership.Holding, error) {
+	o.mu.Lock()
+	h := o.h
+	o.mu.Unlock()
+	if h == nil {
+		return nil, ErrNotHeld
+	}
+	if err := h.Check(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (o *owner) acquire(ctx context.Context, p ownership.Policy, wait bool) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalid)
+	}
+	o.mu.Lock()
+	if o.busy {
+		o.mu.Unlock()
+		return ErrBusy
+	}
+	if o.h != nil && o.h.Check() == nil {
+		o.mu.Unlock()
+		return ErrBusy
+	}
+	o.busy = true
+	old := o.h
+	o.mu.Unlock()
+	if old != nil {
+		old.Wait()
+	}
+	defer func() {
+		o.mu.Lock()
+		o.busy = false
+		o.mu.Unlock()
+	}()
+
+	ses, err := o.holder.Get(ctx)
+	if err != nil {
+		return wrapErr(err)
+	}
+	key := o.keyFor(ses)
+	rev, blocked, err := ownership.Acquire(ctx, ses, key, "", p, wait)
+	if err != nil {
+		if blocked != nil {
+			return &HeldError{Key: o.name, Holder: blocked.Key, Rev: blocked.Rev}
+		}
+		return wrapErr(err)
+	}
+	h := ownership.NewHolding(ses, key, rev)
+	o.mu.Lock()
+	o.h = h
+	o.mu.Unlock()
+	return nil
+}
+
+func (o *owner) release(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalid)
+	}
+	o.mu.Lock()
+	h := o.h
+	o.mu.Unlock()
+	if h == nil {
+		return ErrNotHeld
+	}
+	if err := h.Check(); err != nil {
+		return notHeld(wrapErr(err))
+	}
+	held, err := ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
+	if err != nil {
+		// Unknown whether the delete was applied; the holding stands so that Unlock can
+		// be retried, and the guard keeps a retry from touching a later holder's key.
+		return err
+	}
+	if !held {
+		h.End(ownership.ErrKeyLost)
+		h.Wait()
+		return notHeld(wrapErr(ownership.ErrKeyLost))
+	}
+	h.End(nil)
+	h.Wait()
+	return nil
+}
+
+// releaseQuietly releases a held key at Close, bounded in time.
+func (o *owner) releaseQuietly() {
+	o.mu.Lock()
+	h := o.h
+	o.mu.Unlock()
+	if h == nil {
+		return
+	}
+	if h.Check() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
+		cancel()
+	}
+	h.End(nil)
+	h.Wait()
+}
+
+func (o *owner) key() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.h == nil {
+		return ""
+	}
+	return o.h.Key()
+}
+
+func (o *owner) token() int64 {
+	h, err := o.holding()
+	if err != nil {
+		return 0
+	}
+	return h.Rev()
+}
+
+func (o *owner) isOwner() clientv3.Cmp {
+	h, err := o.holding()
+	if err != nil {
+		// A create revision is never negative: this comparison always fails.
+		return clientv3.Compare(clientv3.CreateRevision(o.dir), "=", -1)
+	}
+	return clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())
+}
+
+func (o *owner) do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalid)
+	}
+	h, err := o.holding()
+	if err != nil {
+		return nil, notHeld(wrapErr(err))
+	}
+	resp, err := h.Session().Client().Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())).
+		Then(ops...).
+		Commit()
+	if err != nil {
+		return nil, err
+	}
+	if !resp.Succeeded {
+		h.End(ownership.ErrKeyLost)
+		return nil, notHeld(wrapErr(ownership.ErrKeyLost))
+	}
+	return resp, nil
+}
+
+func (o *owner) done() <-chan struct{} {
+	o.mu.Lock()
+	h := o.h
+	o.mu.Unlock()
+	if h == nil {
+		return closedCh
+	}
+	return h.Done()
+}
+
+func (o *owner) err() error {
+	o.mu.Lock()
+	h := o.h
+	o.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	return lost(wrapErr(h.Err()))
+}

@@ -1,0 +1,129 @@
+package lock
+
+import (
+	"context"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
+)
+
+// RWMutex is a distributed readers-writer lock with writer preference: any number of
+// readers share it, a writer holds it alone, and a reader that arrives while a writer
+// waits queues behind that writer, so writers are never starved. An RWMutex value is
+// one participant holding either a read or a write lock at a time.
+type RWMutex struct {
+	reader owner
+	writer owner
+	rp, wp ownership.Policy
+	holder *ownership.Holder
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// NewRWMutex returns an RWMutex on key. Like New it does no I/O.
+func NewRWMutex(cli *clientv3.Client, key string, opts ...Option) (*RWMutex, error) {
+	if err := checkArgs(cli, key); err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	h := ownership.NewHolder(cli, o.ttl, o.session, o.logger)
+	dir := dirOf(key)
+	n := nonce()
+	return &RWMutex{
+		reader: owner{holder: h, name: key, dir: dir + "r/", nonce: n},
+		writer: owner{holder: h, name: key, dir: dir + "w/", nonce: n},
+		rp:     ownership.ReadWrite(dir, false),
+		wp:     ownership.ReadWrite(dir, true),
+		holder: h,
+	}, nil
+}
+
+func (rw *RWMutex) start(o, other *owner) error {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.closed {
+		return ErrClosed
+	}
+	if _, err := other.holding(); err == nil {
+		return ErrBusy
+	}
+	return nil
+}
+
+// RLock blocks until we hold a read lock: when no writer holds or waits ahead of us.
+func (rw *RWMutex) RLock(ctx context.Context) error {
+	if err := rw.start(&rw.reader, &rw.writer); err != nil {
+		return err
+	}
+	return rw.reader.acquire(ctx, rw.rp, true)
+}
+
+// TryRLock takes a read lock if no writer holds or waits, else returns a *HeldError.
+func (rw *RWMutex) TryRLock(ctx context.Context) error {
+	if err := rw.start(&rw.reader, &rw.writer); err != nil {
+		return err
+	}
+	return rw.reader.acquire(ctx, rw.rp, false)
+}
+
+// RUnlock releases the read lock (ErrNotHeld when not held).
+func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.reader.release(ctx) }
+
+// Lock blocks until we hold the write lock: when no reader or writer is ahead of us.
+func (rw *RWMutex) Lock(ctx context.Context) error {
+	if err := rw.start(&rw.writer, &rw.reader); err != nil {
+		return err
+	}
+	return rw.writer.acquire(ctx, rw.wp, true)
+}
+
+// TryLock takes the write lock if nobody holds or waits for the lock, else returns a
+// *HeldError.
+func (rw *RWMutex) TryLock(ctx context.Context) error {
+	if err := rw.start(&rw.writer, &rw.reader); err != nil {
+		return err
+	}
+	return rw.writer.acquire(ctx, rw.wp, false)
+}
+
+// Unlock releases the write lock (ErrNotHeld when not held).
+func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.writer.release(ctx) }
+
+func (rw *RWMutex) current() *owner {
+	if _, err := rw.writer.holding(); err == nil {
+		return &rw.writer
+	}
+	return &rw.reader
+}
+
+// Token returns the fencing token of the held read or write lock, 0 when none.
+func (rw *RWMutex) Token() int64 { return rw.current().token() }
+
+// IsOwner returns a comparison that holds only while we hold the write lock.
+func (rw *RWMutex) IsOwner() clientv3.Cmp { return rw.writer.isOwner() }
+
+// Done returns a channel closed when the current read or write holding ends.
+func (rw *RWMutex) Done() <-chan struct{} { return rw.current().done() }
+
+// Err returns why the current or last holding was lost, or nil.
+func (rw *RWMutex) Err() error { return rw.current().err() }
+
+// Close releases what is held and, unless WithSession was given, revokes the lease.
+func (rw *RWMutex) Close() error {
+	rw.mu.Lock()
+	if rw.closed {
+		rw.mu.Unlock()
+		return nil
+	}
+	rw.closed = true
+	rw.mu.Unlock()
+	rw.reader.releaseQuietly()
+	rw.writer.releaseQuietly()
+	return rw.holder.Close()
+}
