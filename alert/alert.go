@@ -120,6 +120,11 @@ func (m *Manager) Evaluate(ctx context.Context, h *health.Report, s *metrics.Sna
 			continue
 		}
 		for _, f := range fs {
+			if len(m.opts.labels) > 0 {
+				l := maps.Clone(m.opts.labels)
+				maps.Copy(l, f.Labels)
+				f.Labels = l
+			}
 			fp := Fingerprint(r.Name, f.Labels)
 			if _, dup := firing[fp]; !dup {
 				firing[fp] = found{r, f}

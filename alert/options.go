@@ -2,6 +2,7 @@ package alert
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,6 +55,7 @@ type options struct {
 	retry       Retry
 	notifiers   []namedNotifier
 	errs        []error
+	labels      map[string]string
 	logger      *zap.Logger
 }
 
@@ -183,6 +185,13 @@ func WithEmail(cfg EmailConfig) Option {
 		n, err := NewEmail(cfg)
 		o.add(orDefault(cfg.Name, "email"), n, err)
 	})
+}
+
+// WithLabels adds constant labels (for example {"cluster": "prod"}) to every alert. They
+// are part of the fingerprint and are sent to the notifiers; a rule's own label of the
+// same name wins.
+func WithLabels(labels map[string]string) Option {
+	return optionFunc(func(o *options) { o.labels = maps.Clone(labels) })
 }
 
 // WithLogger sets the logger. Default zap.NewNop().
