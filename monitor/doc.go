@@ -1,0 +1,39 @@
+// Package monitor watches etcd clusters on a schedule — health checks, metric
+// collection, alert rules — and serves what it has learnt as a REST API and a Prometheus
+// endpoint.
+//
+// # Guarantees
+//
+// The API answers from memory: no request waits on etcd (except POST
+// /api/v1/performance/benchmark, which runs a benchmark against it), so a cluster that
+// is down or slow never slows the API; it shows the last check, when it ran and what
+// failed. Each cluster's health is checked every health interval (default 30s) and its
+// metrics collected every metrics interval (default 10s); a check that overruns its
+// interval delays the next one instead of overlapping it, and one cluster's slow check
+// never delays another's. After every check and every collection the alert rules run
+// over the latest report and snapshot together, so an alert raised by one source is not
+// resolved by an evaluation that lacks it; an alert appears in /api/v1/alerts and is
+// handed to the notifiers by the end of the check that first sees its cause. Bad input
+// (unknown query parameters, a malformed body, an unknown workload, negative numbers)
+// gets a 400 with a JSON Error naming the problem; an unknown cluster a 404. What is not
+// guaranteed: between two checks the API describes the cluster as it was at the last
+// one (the answer says when), and /metrics exports the state of the last check, not a
+// live probe.
+//
+// # Lifecycle
+//
+// New builds a health.Checker, metrics.Collector, alert.Manager and bench.Runner per
+// cluster and starts nothing. Run does the work until its context ends or Close is
+// called; the caller picks the goroutine. Close stops Run and any benchmark in flight,
+// waits for them and closes the alert managers (their notifier goroutines) and
+// collectors. The clusters' clients stay the caller's. The Service is an http.Handler;
+// serving it (TLS, authentication, timeouts) is the caller's business, as in
+// cmd/etcd-monitor.
+//
+//	svc, err := monitor.New([]monitor.Cluster{{Name: "prod", Client: cli}},
+//		monitor.WithAlertOptions(alert.WithWebhook(alert.WebhookConfig{URL: hook})))
+//	if err != nil { ... }
+//	defer svc.Close()
+//	go svc.Run(ctx)
+//	http.ListenAndServe(":8080", svc)
+package monitor

@@ -1,0 +1,265 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/alert"
+	"github.com/etcd-monitor/etcd-monitor/bench"
+	"github.com/etcd-monitor/etcd-monitor/health"
+	"github.com/etcd-monitor/etcd-monitor/metrics"
+)
+
+// Cluster is one cluster a Service monitors.
+type Cluster struct {
+	// Name identifies the cluster in the API (?cluster=NAME) and in metric labels.
+	Name string
+	// Client reaches the cluster; it stays the caller's to close.
+	Client *clientv3.Client
+	// Health, Metrics, Alert and Bench are passed to the cluster's health.Checker,
+	// metrics.Collector, alert.Manager (after WithAlertOptions) and bench.Runner.
+	Health  []health.Option
+	Metrics []metrics.Option
+	Alert   []alert.Option
+	Bench   []bench.Option
+}
+
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// Service monitors clusters on a schedule and serves what it learnt. Use New.
+type Service struct {
+	opts     options
+	clusters []*clusterState
+	byName   map[string]*clusterState
+	registry *prometheus.Registry
+	mux      *http.ServeMux
+	started  time.Time
+
+	mu      sync.Mutex
+	running bool
+	closed  bool
+	stop    chan struct{} // closed by Close; ends Run and in-flight benchmarks
+	wg      sync.WaitGroup
+
+	benchMu sync.Mutex // one benchmark at a time
+}
+
+// New returns a Service of the given clusters (at least one, names unique). It starts
+// nothing: call Run.
+func New(clusters []Cluster, opts ...Option) (*Service, error) {
+	o := defaults()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if len(clusters) == 0 {
+		return nil, fmt.Errorf("%w: no cluster to monitor", ErrInvalidOption)
+	}
+	reg := o.registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s := &Service{
+		opts:     o,
+		byName:   map[string]*clusterState{},
+		registry: reg,
+		started:  time.Now(),
+		stop:     make(chan struct{}),
+	}
+	for _, c := range clusters {
+		st, err := s.newCluster(c)
+		if err != nil {
+			s.closeClusters()
+			return nil, err
+		}
+		s.clusters = append(s.clusters, st)
+		s.byName[c.Name] = st
+	}
+	if err := reg.Register(&collector{s: s}); err != nil {
+		s.closeClusters()
+		return nil, fmt.Errorf("monitor: register collector: %w", err)
+	}
+	s.mux = s.routes()
+	return s, nil
+}
+
+func (s *Service) newCluster(c Cluster) (*clusterState, error) {
+	if !clusterName.MatchString(c.Name) {
+		return nil, fmt.Errorf("%w: cluster name %q (want letters, digits, '.', '_', '-')", ErrInvalidOption, c.Name)
+	}
+	if _, dup := s.byName[c.Name]; dup {
+		return nil, fmt.Errorf("%w: duplicate cluster name %q", ErrInvalidOption, c.Name)
+	}
+	if c.Client == nil {
+		return nil, fmt.Errorf("%w: cluster %q: nil client", ErrInvalidOption, c.Name)
+	}
+	log := s.opts.logger.With(zap.String("cluster", c.Name))
+	checker, err := health.New(c.Client, append([]health.Option{health.WithLogger(log)}, c.Health...)...)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
+	}
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"cluster": c.Name}, s.registry)
+	collector, err := metrics.New(c.Client, append([]metrics.Option{metrics.WithLogger(log), metrics.WithRegisterer(reg)}, c.Metrics...)...)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
+	}
+	aopts := append([]alert.Option{alert.WithLogger(log), alert.WithLabels(map[string]string{"cluster": c.Name})}, s.opts.alertOpts...)
+	alerts, err := alert.New(append(aopts, c.Alert...)...)
+	if err != nil {
+		collector.Close()
+		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
+	}
+	runner, err := bench.New(c.Client, append([]bench.Option{bench.WithLogger(log)}, c.Bench...)...)
+	if err != nil {
+		collector.Close()
+		alerts.Close()
+		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
+	}
+	return &clusterState{name: c.Name, checker: checker, collector: collector, alerts: alerts, bench: runner,
+		log: log, historySize: s.opts.historySize}, nil
+}
+
+// ServeHTTP serves the REST API and /metrics from what the Service has learnt; no
+// request waits on etcd, except a benchmark, which is a run against it.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Registry returns the Prometheus registry /metrics serves.
+func (s *Service) Registry() *prometheus.Registry { return s.registry }
+
+// Clusters returns the names of the monitored clusters, in the order given to New.
+func (s *Service) Clusters() []string {
+	names := make([]string, len(s.clusters))
+	for i, c := range s.clusters {
+		names[i] = c.name
+	}
+	return names
+}
+
+// Run checks health and collects metrics of every cluster, at once and then every
+// interval, and evaluates the alert rules after each, until ctx ends or Close is
+// called; it then waits for the checks in flight and returns nil. It returns ErrRunning
+// when another Run is going and ErrClosed after Close.
+func (s *Service) Run(ctx context.Context) error {
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return ErrClosed
+	case s.running:
+		s.mu.Unlock()
+		return ErrRunning
+	}
+	s.running = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for _, c := range s.clusters {
+		wg.Go(func() {
+			every(ctx, s.opts.healthInterval, func(ctx context.Context) { c.checkHealth(ctx, s.opts.healthInterval) })
+		})
+		wg.Go(func() {
+			every(ctx, s.opts.metricsInterval, func(ctx context.Context) { c.collectMetrics(ctx, s.opts.metricsInterval) })
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// Refresh checks health and collects metrics of every cluster once, now, and evaluates
+// the alert rules, returning when all of that is done. It is for callers that want the
+// API to have something to say before Run's first round (a daemon at startup, a test).
+func (s *Service) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	var wg sync.WaitGroup
+	for _, c := range s.clusters {
+		wg.Go(func() { c.checkHealth(ctx, s.opts.healthInterval) })
+		wg.Go(func() { c.collectMetrics(ctx, s.opts.metricsInterval) })
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// every calls fn at once and then every interval until ctx ends. A call that overruns
+// the interval delays the next one rather than overlapping it.
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		fn(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops Run and any benchmark in flight, waits for them, and releases the
+// collectors and alert managers (pending notifications are abandoned; see alert.Manager).
+// It is idempotent. The clusters' clients stay the caller's.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.stop)
+	s.mu.Unlock()
+	s.wg.Wait()
+	return s.closeClusters()
+}
+
+func (s *Service) closeClusters() error {
+	var errs []error
+	for _, c := range s.clusters {
+		errs = append(errs, c.collector.Close(), c.alerts.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// cluster returns the named cluster, or the first one when name is empty.
+func (s *Service) cluster(name string) (*clusterState, bool) {
+	if name == "" {
+		return s.clusters[0], true
+	}
+	c, ok := s.byName[name]
+	return c, ok
+}

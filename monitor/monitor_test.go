@@ -1,0 +1,455 @@
+package monitor_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/alert"
+	"github.com/etcd-monitor/etcd-monitor/bench"
+	"github.com/etcd-monitor/etcd-monitor/health"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/metrics"
+	"github.com/etcd-monitor/etcd-monitor/monitor"
+)
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+// call sends a request and decodes the JSON answer into out (when not nil).
+func call(t *testing.T, method, url, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if method != http.MethodHead && !strings.HasSuffix(url, "/metrics") {
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"), "%s %s: %s", method, url, b)
+	}
+	if out != nil {
+		require.NoError(t, json.Unmarshal(b, out), "%s", b)
+	}
+	return resp.StatusCode
+}
+
+func get(t *testing.T, url string, out any) int { return call(t, http.MethodGet, url, "", out) }
+
+// service starts a Service over clusters with short intervals, runs it until the test
+// ends and serves it on loopback.
+func service(t *testing.T, clusters []monitor.Cluster, opts ...monitor.Option) (*monitor.Service, string) {
+	t.Helper()
+	svc, err := monitor.New(clusters, opts...)
+	require.NoError(t, err)
+	srv := httptest.NewServer(svc)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, svc.Close())
+	})
+	return svc, srv.URL
+}
+
+// receiver is an Alertmanager-style webhook endpoint that records what it is sent.
+type receiver struct {
+	mu   sync.Mutex
+	msgs []alert.WebhookMessage
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var m alert.WebhookMessage
+	if err := json.NewDecoder(req.Body).Decode(&m); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+}
+
+// got reports whether an alert of this name, member and status has arrived.
+func (r *receiver) got(name, member, status string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.msgs {
+		for _, a := range m.Alerts {
+			if a.Labels["alertname"] == name && a.Labels["member"] == member && a.Status == status {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasAlert(alerts []monitor.ClusterAlert, name, member string) bool {
+	for _, a := range alerts {
+		if a.Name == name && a.Labels["member"] == member {
+			return true
+		}
+	}
+	return false
+}
+
+func TestClusterEndToEnd(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	cli := c.ClusterClient()
+	hook := &receiver{}
+	hookSrv := httptest.NewServer(hook)
+	defer hookSrv.Close()
+
+	const (
+		interval     = 200 * time.Millisecond
+		probeTimeout = 500 * time.Millisecond
+		// An alert shows by the end of the first check after its cause: one interval to
+		// the next check plus the check itself. Assertions allow three times that.
+		bound = 3 * (interval + probeTimeout)
+	)
+	// Members are probed through their test bridges, as a monitor behind a proxy would.
+	endpoints := map[string]string{}
+	for _, m := range c.Members {
+		endpoints[m.Name] = m.GRPCURL
+	}
+	_, url := service(t, []monitor.Cluster{{
+		Name: "main", Client: cli,
+		Health:  []health.Option{health.WithTimeout(probeTimeout), health.WithEndpoints(endpoints)},
+		Metrics: []metrics.Option{metrics.WithTimeout(probeTimeout), metrics.WithSamples(2), metrics.WithEndpoints(endpoints)},
+	}},
+		monitor.WithHealthInterval(interval), monitor.WithMetricsInterval(interval),
+		monitor.WithAlertOptions(alert.WithWebhook(alert.WebhookConfig{URL: hookSrv.URL}),
+			alert.WithRetry(alert.Retry{Attempts: 3, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})),
+	)
+
+	// The API describes the cluster as it is.
+	var status monitor.StatusResponse
+	require.Eventually(t, func() bool { return get(t, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy },
+		bound, 20*time.Millisecond, "status: %+v", status)
+	lead := c.Leader()
+	leadID := uint64(c.Members[lead].Server.MemberID())
+	assert.Equal(t, "main", status.Cluster)
+	assert.Equal(t, 3, status.Members)
+	assert.Equal(t, 3, status.Reachable)
+	assert.True(t, status.Quorum.HasQuorum)
+	assert.Equal(t, leadID, status.Leader.ID)
+	assert.Equal(t, fmt.Sprintf("%x", uint64(c.Members[0].Server.Cluster().ID())), status.ClusterID)
+
+	var members monitor.MembersResponse
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/cluster/members", &members))
+	want := map[uint64]string{}
+	for _, m := range c.Members {
+		want[uint64(m.Server.MemberID())] = m.Name
+	}
+	got := map[uint64]string{}
+	for _, m := range members.Members {
+		got[m.Member.ID] = m.Name
+		assert.True(t, m.Reachable, m.Name)
+		assert.Equal(t, leadID, m.Status.Leader, m.Name)
+	}
+	assert.Equal(t, want, got)
+
+	var leader monitor.LeaderResponse
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/cluster/leader", &leader))
+	assert.Equal(t, leadID, leader.Leader.ID)
+	assert.Equal(t, c.Members[lead].Name, leader.Leader.Name)
+	require.NotNil(t, leader.Member)
+	assert.Equal(t, c.Members[lead].Name, leader.Member.Name)
+
+	var alerts monitor.AlertsResponse
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/alerts", &alerts))
+	assert.Empty(t, alerts.Alerts)
+
+	var current monitor.MetricsResponse
+	require.Eventually(t, func() bool { return get(t, url+"/api/v1/metrics/current", &current) == http.StatusOK }, bound, 20*time.Millisecond)
+	assert.Len(t, current.Snapshot.Members, 3)
+	var latency monitor.LatencyResponse
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/metrics/latency?limit=5", &latency))
+	assert.Len(t, latency.Members, 3)
+	assert.NotEmpty(t, latency.History)
+	assert.LessOrEqual(t, len(latency.History), 5)
+
+	// A member stops: the alert appears in the API and reaches the webhook.
+	down := (lead + 1) % 3
+	downName := c.Members[down].Name
+	c.StopMember(down)
+	require.Eventually(t, func() bool {
+		return get(t, url+"/api/v1/alerts", &alerts) == http.StatusOK && hasAlert(alerts.Alerts, "EtcdMembersDown", downName)
+	}, bound, 20*time.Millisecond, "EtcdMembersDown for %s in /api/v1/alerts", downName)
+	for _, a := range alerts.Alerts {
+		if a.Name == "EtcdMembersDown" {
+			assert.Equal(t, "main", a.Cluster)
+			assert.Equal(t, "main", a.Labels["cluster"])
+			assert.Equal(t, alert.Firing, a.State)
+			assert.Equal(t, alert.Warning, a.Severity)
+		}
+	}
+	require.Eventually(t, func() bool { return hook.got("EtcdMembersDown", downName, "firing") }, bound, 20*time.Millisecond, "webhook got the alert")
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/cluster/status", &status))
+	assert.Equal(t, 2, status.Reachable)
+	assert.False(t, status.Healthy)
+	assert.True(t, status.Quorum.HasQuorum)
+	assert.Positive(t, status.ActiveAlerts)
+
+	var prom bytes.Buffer
+	require.Equal(t, http.StatusOK, promGet(t, url+"/metrics", &prom))
+	assert.Contains(t, prom.String(), fmt.Sprintf(`etcd_monitor_member_reachable{cluster="main",member=%q} 0`, downName))
+	assert.Contains(t, prom.String(), `etcd_monitor_cluster_members_reachable{cluster="main"} 2`)
+
+	// It comes back: the alert resolves in the API, in the history and at the webhook.
+	c.RestartMember(down)
+	require.Eventually(t, func() bool {
+		return get(t, url+"/api/v1/alerts", &alerts) == http.StatusOK && !hasAlert(alerts.Alerts, "EtcdMembersDown", downName)
+	}, bound, 20*time.Millisecond, "EtcdMembersDown resolved")
+	require.Eventually(t, func() bool { return hook.got("EtcdMembersDown", downName, "resolved") }, bound, 20*time.Millisecond, "webhook got the resolution")
+	var hist monitor.AlertsResponse
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/alerts/history?cluster=main&severity=warning", &hist))
+	var states []alert.State
+	for _, a := range hist.Alerts {
+		if a.Name == "EtcdMembersDown" && a.Labels["member"] == downName {
+			states = append(states, a.State)
+		}
+	}
+	assert.Equal(t, []alert.State{alert.Firing, alert.Resolved}, states)
+}
+
+func promGet(t *testing.T, url string, out *bytes.Buffer) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	_, err = io.Copy(out, resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode
+}
+
+func TestBadInputIs400WithJSONError(t *testing.T) {
+	cli := etcdtest.Client(t)
+	svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}})
+	require.NoError(t, err)
+	defer svc.Close()
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+	require.NoError(t, svc.Refresh(etcdtest.Context(t, 20*time.Second)))
+
+	cases := []struct {
+		method, path, body string
+		status             int
+		mention            string
+	}{
+		{"POST", "/api/v1/performance/benchmark", `{"type":"scan","ops":10}`, 400, "workload"},
+		{"POST", "/api/v1/performance/benchmark", `{"workload":"write","ops":-5}`, 400, "ops"},
+		{"POST", "/api/v1/performance/benchmark", `{"workload":"write","ops":10`, 400, "malformed JSON"},
+		{"POST", "/api/v1/performance/benchmark", `[1,2]`, 400, "malformed JSON"},
+		{"POST", "/api/v1/performance/benchmark", `{"workload":"write","opz":10}`, 400, "opz"},
+		{"POST", "/api/v1/performance/benchmark", `{"workload":"write","duration":"soon"}`, 400, "duration"},
+		{"POST", "/api/v1/performance/benchmark", `{"workload":"write","ops":2000000}`, 400, "limit"},
+		{"POST", "/api/v1/performance/benchmark", `{"workload":"read","clients":-1}`, 400, "clients"},
+		{"POST", "/api/v1/performance/benchmark", `{"workload":"write","slo":{"maxP99":"x"}}`, 400, "slo"},
+		{"POST", "/api/v1/performance/benchmark?cluster=nope", `{"workload":"write"}`, 404, "nope"},
+		{"GET", "/api/v1/metrics/history?limit=abc", "", 400, "limit"},
+		{"GET", "/api/v1/metrics/history?limit=0", "", 400, "limit"},
+		{"GET", "/api/v1/metrics/history?limit=1001", "", 400, "limit"},
+		{"GET", "/api/v1/metrics/history?since=yesterday", "", 400, "since"},
+		{"GET", "/api/v1/alerts?severity=loud", "", 400, "severity"},
+		{"GET", "/api/v1/alerts/history?limit=1&limit=2", "", 400, "limit"},
+		{"GET", "/api/v1/cluster/status?verbose=1", "", 400, "verbose"},
+		{"GET", "/api/v1/cluster/status?cluster=other", "", 404, "other"},
+		{"GET", "/health?x=1", "", 400, "x"},
+		{"GET", "/api/v1/cluster/status?%zz", "", 400, "malformed query"},
+		{"POST", "/api/v1/cluster/status", "", 405, "GET"},
+		{"GET", "/api/v1/performance/benchmark", "", 405, "POST"},
+		{"DELETE", "/metrics", "", 405, "GET"},
+		{"GET", "/api/v2/nothing", "", 404, "/api/v2/nothing"},
+	}
+	for _, c := range cases {
+		var e monitor.Error
+		status := call(t, c.method, srv.URL+c.path, c.body, &e)
+		assert.Equal(t, c.status, status, "%s %s %s: %+v", c.method, c.path, c.body, e)
+		assert.Equal(t, c.status, e.Status, "%s %s", c.method, c.path)
+		assert.Contains(t, e.Error, c.mention, "%s %s %s", c.method, c.path, c.body)
+	}
+
+	// The same service answers well-formed requests.
+	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/metrics/history?limit=10&since=5m", nil))
+	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/alerts/history?since="+time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), nil))
+}
+
+func TestBenchmarkEndpoint(t *testing.T) {
+	cli := etcdtest.Client(t)
+	svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}},
+		monitor.WithBenchmarkLimits(monitor.BenchmarkLimits{MaxOps: 500, SLO: bench.SLO{MinWriteThroughput: 1}}))
+	require.NoError(t, err)
+	defer svc.Close()
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+
+	var out struct {
+		Cluster string          `json:"cluster"`
+		Result  bench.Result    `json:"result"`
+		SLO     bench.SLOReport `json:"slo"`
+	}
+	require.Equal(t, http.StatusOK, call(t, "POST", srv.URL+"/api/v1/performance/benchmark",
+		`{"type":"write","ops":200,"connections":2,"clients":4}`, &out))
+	assert.Equal(t, "local", out.Cluster)
+	assert.Equal(t, bench.Write, out.Result.Workload)
+	assert.EqualValues(t, 200, out.Result.Ops)
+	assert.Equal(t, out.Result.Ops, out.Result.Successes+out.Result.Failures)
+	require.Len(t, out.SLO.Objectives, 1, "the service's SLO is used")
+	assert.Equal(t, "write_throughput", out.SLO.Objectives[0].Name)
+	assert.True(t, out.SLO.Pass)
+
+	// The request's SLO replaces the service's.
+	require.Equal(t, http.StatusOK, call(t, "POST", srv.URL+"/api/v1/performance/benchmark",
+		`{"workload":"read","ops":50,"connections":1,"clients":2,"slo":{"minReadThroughput":1e12}}`, &out))
+	require.Len(t, out.SLO.Objectives, 1)
+	assert.False(t, out.SLO.Pass)
+
+	var prom bytes.Buffer
+	require.Equal(t, http.StatusOK, promGet(t, srv.URL+"/metrics", &prom))
+	assert.Contains(t, prom.String(), `etcd_monitor_benchmark_throughput{cluster="local",workload="read"}`)
+
+	off, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}}, monitor.WithBenchmarkLimits(monitor.BenchmarkLimits{Disabled: true}))
+	require.NoError(t, err)
+	defer off.Close()
+	offSrv := httptest.NewServer(off)
+	defer offSrv.Close()
+	var e monitor.Error
+	assert.Equal(t, http.StatusForbidden, call(t, "POST", offSrv.URL+"/api/v1/performance/benchmark", `{"type":"write","ops":1}`, &e))
+}
+
+func TestAPIAnswersWhileEtcdIsUnreachable(t *testing.T) {
+	// Nothing listens on this port: every check fails, and the API says so at once.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	defer cli.Close()
+	svc, url := service(t, []monitor.Cluster{{Name: "gone", Client: cli, Health: []health.Option{health.WithTimeout(100 * time.Millisecond)},
+		Metrics: []metrics.Option{metrics.WithTimeout(100 * time.Millisecond)}}},
+		monitor.WithHealthInterval(100*time.Millisecond), monitor.WithMetricsInterval(100*time.Millisecond))
+
+	var h monitor.HealthResponse
+	require.Eventually(t, func() bool {
+		return get(t, url+"/health", &h) == http.StatusOK && len(h.Clusters) == 1 && h.Clusters[0].Error != ""
+	}, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, "ok", h.Status)
+	assert.False(t, h.Clusters[0].Checked)
+	var e monitor.Error
+	assert.Equal(t, http.StatusServiceUnavailable, get(t, url+"/api/v1/cluster/status", &e))
+	assert.Contains(t, e.Error, "no health check has completed")
+	assert.Equal(t, http.StatusServiceUnavailable, get(t, url+"/api/v1/metrics/current", &e))
+	var alerts monitor.AlertsResponse
+	assert.Equal(t, http.StatusOK, get(t, url+"/api/v1/alerts", &alerts))
+	assert.Equal(t, []string{"gone"}, svc.Clusters())
+	var hist struct {
+		Checks []monitor.HealthSummary `json:"checks"`
+	}
+	assert.Equal(t, http.StatusOK, get(t, url+"/api/v1/cluster/history", &hist))
+	require.NotEmpty(t, hist.Checks)
+	assert.NotEmpty(t, hist.Checks[0].Error)
+}
+
+func TestSeveralClusters(t *testing.T) {
+	a, b := etcdtest.Client(t), etcdtest.Client(t)
+	reg := prometheus.NewPedanticRegistry()
+	svc, err := monitor.New([]monitor.Cluster{{Name: "east", Client: a}, {Name: "west", Client: b}}, monitor.WithRegistry(reg))
+	require.NoError(t, err)
+	defer svc.Close()
+	require.NoError(t, svc.Refresh(etcdtest.Context(t, 20*time.Second)))
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+
+	var list struct {
+		Clusters []string `json:"clusters"`
+	}
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/clusters", &list))
+	assert.Equal(t, []string{"east", "west"}, list.Clusters)
+	var st monitor.StatusResponse
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/cluster/status?cluster=west", &st))
+	assert.Equal(t, "west", st.Cluster)
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/cluster/status", &st))
+	assert.Equal(t, "east", st.Cluster, "the first cluster is the default")
+	var h monitor.HealthResponse
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/health", &h))
+	require.Len(t, h.Clusters, 2)
+	assert.True(t, h.Clusters[0].Healthy && h.Clusters[1].Healthy)
+
+	// The pedantic registry checks every metric's consistency; both clusters are there.
+	fams, err := reg.Gather()
+	require.NoError(t, err)
+	members := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "etcd_monitor_cluster_members" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			members[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	assert.Equal(t, map[string]float64{"east": 1, "west": 1}, members)
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	cli := etcdtest.Client(t)
+	for name, tc := range map[string]struct {
+		clusters []monitor.Cluster
+		opts     []monitor.Option
+	}{
+		"no cluster":       {nil, nil},
+		"nil client":       {[]monitor.Cluster{{Name: "a"}}, nil},
+		"empty name":       {[]monitor.Cluster{{Client: cli}}, nil},
+		"bad name":         {[]monitor.Cluster{{Name: "a b", Client: cli}}, nil},
+		"duplicate name":   {[]monitor.Cluster{{Name: "a", Client: cli}, {Name: "a", Client: cli}}, nil},
+		"health interval":  {[]monitor.Cluster{{Name: "a", Client: cli}}, []monitor.Option{monitor.WithHealthInterval(0)}},
+		"metrics interval": {[]monitor.Cluster{{Name: "a", Client: cli}}, []monitor.Option{monitor.WithMetricsInterval(-time.Second)}},
+		"history":          {[]monitor.Cluster{{Name: "a", Client: cli}}, []monitor.Option{monitor.WithHistorySize(0)}},
+		"logger":           {[]monitor.Cluster{{Name: "a", Client: cli}}, []monitor.Option{monitor.WithLogger(nil)}},
+		"alert option":     {[]monitor.Cluster{{Name: "a", Client: cli}}, []monitor.Option{monitor.WithAlertOptions(alert.WithDedupWindow(0))}},
+		"health option":    {[]monitor.Cluster{{Name: "a", Client: cli, Health: []health.Option{health.WithTimeout(0)}}}, nil},
+	} {
+		_, err := monitor.New(tc.clusters, tc.opts...)
+		assert.Error(t, err, name)
+	}
+}
+
+func TestRunLifecycle(t *testing.T) {
+	svc, err := monitor.New([]monitor.Cluster{{Name: "a", Client: etcdtest.Client(t)}}, monitor.WithHealthInterval(50*time.Millisecond))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+	require.Eventually(t, func() bool { return get(t, srv.URL+"/api/v1/cluster/status", nil) == http.StatusOK }, 10*time.Second, 10*time.Millisecond)
+	assert.ErrorIs(t, svc.Run(ctx), monitor.ErrRunning)
+
+	require.NoError(t, svc.Close())
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	assert.NoError(t, svc.Close(), "Close is idempotent")
+	assert.ErrorIs(t, svc.Run(ctx), monitor.ErrClosed)
+	assert.ErrorIs(t, svc.Refresh(ctx), monitor.ErrClosed)
+	var e monitor.Error
+	assert.Equal(t, http.StatusServiceUnavailable, call(t, "POST", srv.URL+"/api/v1/performance/benchmark", `{"type":"write","ops":1}`, &e))
+	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/cluster/status", nil), "the last state is still served")
+}

@@ -1,0 +1,138 @@
+package monitor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/alert"
+	"github.com/etcd-monitor/etcd-monitor/bench"
+)
+
+// Option configures a Service.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// Defaults, in one place.
+const (
+	DefaultHealthInterval  = 30 * time.Second
+	DefaultMetricsInterval = 10 * time.Second
+	// DefaultHistorySize is how many health summaries each cluster keeps.
+	DefaultHistorySize = 1000
+)
+
+// BenchmarkLimits bound what POST /api/v1/performance/benchmark may ask for, so that a
+// request cannot load a production cluster for long or outlive the server's write
+// timeout.
+type BenchmarkLimits struct {
+	// Disabled turns the endpoint off (it answers 403).
+	Disabled bool
+	// MaxOps caps Config.Ops (default 1,000,000).
+	MaxOps int
+	// MaxDuration caps Config.Duration (default 20s).
+	MaxDuration time.Duration
+	// Timeout bounds a whole run, key population included (default 25s, under the
+	// daemon's 30s write timeout).
+	Timeout time.Duration
+	// SLO is what a result is checked against when the request names none
+	// (default bench.DefaultSLO()).
+	SLO bench.SLO
+}
+
+// DefaultBenchmarkLimits returns the defaults of BenchmarkLimits.
+func DefaultBenchmarkLimits() BenchmarkLimits {
+	return BenchmarkLimits{MaxOps: 1000000, MaxDuration: 20 * time.Second, Timeout: 25 * time.Second, SLO: bench.DefaultSLO()}
+}
+
+type options struct {
+	healthInterval  time.Duration
+	metricsInterval time.Duration
+	historySize     int
+	alertOpts       []alert.Option
+	registry        *prometheus.Registry
+	benchmark       BenchmarkLimits
+	logger          *zap.Logger
+}
+
+func defaults() options {
+	return options{
+		healthInterval:  DefaultHealthInterval,
+		metricsInterval: DefaultMetricsInterval,
+		historySize:     DefaultHistorySize,
+		benchmark:       DefaultBenchmarkLimits(),
+		logger:          zap.NewNop(),
+	}
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.healthInterval <= 0:
+		return fmt.Errorf("%w: health interval %v must be positive", ErrInvalidOption, o.healthInterval)
+	case o.metricsInterval <= 0:
+		return fmt.Errorf("%w: metrics interval %v must be positive", ErrInvalidOption, o.metricsInterval)
+	case o.historySize < 1:
+		return fmt.Errorf("%w: history size %d must be positive", ErrInvalidOption, o.historySize)
+	case o.logger == nil:
+		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+	case o.benchmark.MaxOps < 0 || o.benchmark.MaxDuration < 0 || o.benchmark.Timeout < 0:
+		return fmt.Errorf("%w: benchmark limits must not be negative", ErrInvalidOption)
+	}
+	return nil
+}
+
+// WithHealthInterval sets how often each cluster's health is checked. Default 30s.
+func WithHealthInterval(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.healthInterval = d })
+}
+
+// WithMetricsInterval sets how often each cluster's metrics are collected. Default 10s.
+func WithMetricsInterval(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.metricsInterval = d })
+}
+
+// WithHistorySize sets how many health summaries each cluster keeps (metric snapshots
+// are kept by the metrics.Collector, alerts by the alert.Manager). Default 1000.
+func WithHistorySize(n int) Option { return optionFunc(func(o *options) { o.historySize = n }) }
+
+// WithAlertOptions passes options (notifiers, thresholds, dedup window) to the
+// alert.Manager of every cluster, before the cluster's own Cluster.Alert options.
+func WithAlertOptions(opts ...alert.Option) Option {
+	return optionFunc(func(o *options) { o.alertOpts = append(o.alertOpts, opts...) })
+}
+
+// WithRegistry sets the Prometheus registry /metrics serves and the Service registers
+// its collectors with. Default: a new registry of its own with the Go and process
+// collectors; the global registry is never used.
+func WithRegistry(r *prometheus.Registry) Option {
+	return optionFunc(func(o *options) { o.registry = r })
+}
+
+// WithBenchmarkLimits bounds the benchmark endpoint. Default DefaultBenchmarkLimits().
+// Zero fields take their defaults, except SLO, which is used as given when any of its
+// objectives is set.
+func WithBenchmarkLimits(l BenchmarkLimits) Option {
+	return optionFunc(func(o *options) {
+		d := DefaultBenchmarkLimits()
+		if l.MaxOps == 0 {
+			l.MaxOps = d.MaxOps
+		}
+		if l.MaxDuration == 0 {
+			l.MaxDuration = d.MaxDuration
+		}
+		if l.Timeout == 0 {
+			l.Timeout = d.Timeout
+		}
+		if l.SLO == (bench.SLO{}) {
+			l.SLO = d.SLO
+		}
+		o.benchmark = l
+	})
+}
+
+// WithLogger sets the logger. Default zap.NewNop().
+func WithLogger(l *zap.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }

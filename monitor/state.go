@@ -1,0 +1,152 @@
+package monitor
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/alert"
+	"github.com/etcd-monitor/etcd-monitor/bench"
+	"github.com/etcd-monitor/etcd-monitor/health"
+	"github.com/etcd-monitor/etcd-monitor/metrics"
+)
+
+// HealthSummary is one health check, as kept in a cluster's history.
+type HealthSummary struct {
+	Time      time.Time `json:"time"`
+	Healthy   bool      `json:"healthy"`
+	HasQuorum bool      `json:"hasQuorum"`
+	Leader    uint64    `json:"leader"`
+	Members   int       `json:"members"`
+	Reachable int       `json:"reachable"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// clusterState is everything the Service knows about one cluster. The loops write it;
+// requests only read it, so a request never waits on etcd.
+type clusterState struct {
+	name        string
+	checker     *health.Checker
+	collector   *metrics.Collector
+	alerts      *alert.Manager
+	bench       *bench.Runner
+	log         *zap.Logger
+	historySize int
+
+	mu          sync.RWMutex
+	report      *health.Report // latest successful check; never modified once stored
+	healthErr   error          // error of the latest check, nil when it succeeded
+	healthAt    time.Time      // when the latest check finished
+	history     []HealthSummary
+	snapshot    *metrics.Snapshot
+	metricsErr  error
+	lastBench   *benchmarkResponse
+	evalMu      sync.Mutex // Evaluate calls from the two loops in turn
+	checks      atomic.Int64
+	checkErrors atomic.Int64
+	collects    atomic.Int64
+	collectErrs atomic.Int64
+}
+
+func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) {
+	cctx, cancel := context.WithTimeout(ctx, interval)
+	defer cancel()
+	rep, err := c.checker.Check(cctx)
+	if ctx.Err() != nil {
+		return // stopping: a check cut short says nothing about the cluster
+	}
+	c.checks.Add(1)
+	sum := HealthSummary{Time: time.Now()}
+	if err != nil {
+		c.checkErrors.Add(1)
+		c.log.Warn("health check failed", zap.Error(err))
+		sum.Error = err.Error()
+	} else {
+		sum.Healthy, sum.HasQuorum, sum.Leader, sum.Members = rep.Healthy, rep.Quorum.HasQuorum, rep.Leader.ID, len(rep.Members)
+		for _, m := range rep.Members {
+			if m.Reachable {
+				sum.Reachable++
+			}
+		}
+	}
+	c.mu.Lock()
+	if err == nil {
+		c.report = rep
+	}
+	c.healthErr, c.healthAt = err, sum.Time
+	c.history = append(c.history, sum)
+	if n := len(c.history) - c.historySize; n > 0 {
+		c.history = slices.Delete(c.history, 0, n)
+	}
+	c.mu.Unlock()
+	c.evaluate(ctx)
+}
+
+func (c *clusterState) collectMetrics(ctx context.Context, interval time.Duration) {
+	cctx, cancel := context.WithTimeout(ctx, interval)
+	defer cancel()
+	snap, err := c.collector.Collect(cctx)
+	if ctx.Err() != nil {
+		return
+	}
+	c.collects.Add(1)
+	if err != nil {
+		c.collectErrs.Add(1)
+		c.log.Warn("metric collection failed", zap.Error(err))
+	}
+	c.mu.Lock()
+	if err == nil {
+		c.snapshot = snap
+	}
+	c.metricsErr = err
+	c.mu.Unlock()
+	c.evaluate(ctx)
+}
+
+// evaluate runs the alert rules over the latest report and snapshot together, so that a
+// rule over one is not resolved by an evaluation that lacks it.
+func (c *clusterState) evaluate(ctx context.Context) {
+	c.evalMu.Lock()
+	defer c.evalMu.Unlock()
+	rep, snap := c.latest()
+	if rep == nil && snap == nil {
+		return
+	}
+	if _, err := c.alerts.Evaluate(ctx, rep, snap); err != nil && ctx.Err() == nil {
+		c.log.Warn("alert evaluation failed", zap.Error(err))
+	}
+}
+
+func (c *clusterState) latest() (*health.Report, *metrics.Snapshot) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.report, c.snapshot
+}
+
+type healthView struct {
+	report *health.Report
+	err    error
+	at     time.Time
+}
+
+func (c *clusterState) health() healthView {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return healthView{c.report, c.healthErr, c.healthAt}
+}
+
+func (c *clusterState) healthHistory() []HealthSummary {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return slices.Clone(c.history)
+}
+
+func (c *clusterState) metrics() (*metrics.Snapshot, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.snapshot, c.metricsErr
+}
