@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ type Checker struct {
 	opts options
 	src  StatusSource
 	http *http.Client
+	unix *http.Client
 
 	mu          sync.Mutex
 	lastMembers []Member
@@ -47,7 +49,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Checker, error) {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	return &Checker{opts: o, src: src, http: hc}, nil
+	return &Checker{opts: o, src: src, http: hc, unix: unixClient(hc)}, nil
 }
 
 // History returns the leader changes seen so far, oldest first (at most HistorySize).
@@ -131,31 +133,41 @@ func (c *Checker) probe(ctx context.Context, m Member) MemberStatus {
 		ms.Status = st
 		ms.Reachable = true
 	}
-	if base := httpBase(m.ClientURLs); base != "" {
+	if base, hc := c.httpBase(m.ClientURLs); base != "" {
 		var wg sync.WaitGroup
-		wg.Go(func() { ms.Livez = c.httpProbe(ctx, base+"/livez") })
-		wg.Go(func() { ms.Readyz = c.httpProbe(ctx, base+"/readyz") })
+		wg.Go(func() { ms.Livez = httpProbe(ctx, hc, base+"/livez") })
+		wg.Go(func() { ms.Readyz = httpProbe(ctx, hc, base+"/readyz") })
 		wg.Wait()
 	}
 	return ms
 }
 
-// httpBase returns the first http(s) client URL; unix sockets serve no HTTP we can reach.
-func httpBase(urls []string) string {
+// httpBase returns the URL to reach a member's HTTP endpoints at, and the client to use:
+// the first http(s) client URL, else the first unix(s) one, reached through the socket
+// it names (etcd serves HTTP on every client URL).
+func (c *Checker) httpBase(urls []string) (string, *http.Client) {
 	for _, u := range urls {
 		if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
-			return strings.TrimSuffix(u, "/")
+			return strings.TrimSuffix(u, "/"), c.http
 		}
 	}
-	return ""
+	for _, u := range urls {
+		if rest, ok := strings.CutPrefix(u, "unix://"); ok {
+			return "http://" + strings.TrimSuffix(rest, "/"), c.unix
+		}
+		if rest, ok := strings.CutPrefix(u, "unixs://"); ok {
+			return "https://" + strings.TrimSuffix(rest, "/"), c.unix
+		}
+	}
+	return "", nil
 }
 
-func (c *Checker) httpProbe(ctx context.Context, url string) Probe {
+func httpProbe(ctx context.Context, hc *http.Client, url string) Probe {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return Probe{Error: err.Error()}
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return Probe{Error: err.Error()}
 	}
@@ -338,4 +350,22 @@ func countClaims(m map[uint64][]uint64) int {
 		n += len(v)
 	}
 	return n
+}
+
+// unixClient returns a client like hc that dials the unix socket named by the request's
+// host instead of TCP.
+func unixClient(hc *http.Client) *http.Client {
+	tr := &http.Transport{}
+	if base, ok := hc.Transport.(*http.Transport); ok {
+		tr = base.Clone()
+	}
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", addr)
+	}
+	tr.DialTLSContext = nil
+	tr.Proxy = nil
+	out := *hc
+	out.Transport = tr
+	return &out
 }

@@ -1,9 +1,379 @@
 package health_test
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
 func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+// endpoints maps the cluster's member names to their gRPC bridges: the members of an
+// in-process cluster advertise HTTP-only client URLs.
+func endpoints(c *etcdtest.Cluster) map[string]string {
+	out := map[string]string{}
+	for _, m := range c.Members {
+		out[m.Name] = m.GRPCURL
+	}
+	return out
+}
+
+func newChecker(t *testing.T, c *etcdtest.Cluster, opts ...health.Option) *health.Checker {
+	t.Helper()
+	opts = append([]health.Option{health.WithEndpoints(endpoints(c)), health.WithTimeout(time.Second)}, opts...)
+	ch, err := health.New(c.ClusterClient(), opts...)
+	require.NoError(t, err)
+	return ch
+}
+
+func check(t *testing.T, ch *health.Checker) *health.Report {
+	t.Helper()
+	r, err := ch.Check(etcdtest.Context(t, 10*time.Second))
+	require.NoError(t, err)
+	return r
+}
+
+func memberID(c *etcdtest.Cluster, i int) uint64 { return uint64(c.Members[i].Server.MemberID()) }
+
+func partitioned(r *health.Report, id uint64) (health.PartitionedMember, bool) {
+	for _, p := range r.Partition.Members {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return health.PartitionedMember{}, false
+}
+
+// Guarantees 1 and 2 on one cluster: a healthy cluster; the leader stops, a new leader
+// appears and the change is in the history; that member shows down with quorum held;
+// a second member stops and quorum is lost.
+func TestClusterStopLeaderThenMembers(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	ch := newChecker(t, c)
+
+	r := check(t, ch)
+	require.Len(t, r.Members, 3)
+	for _, m := range r.Members {
+		assert.True(t, m.Reachable, "member %s: %v", m.Name, m.Err)
+		assert.NotEmpty(t, m.Version)
+		assert.NotZero(t, m.RaftTerm)
+		assert.NotZero(t, m.RaftIndex)
+		assert.NotZero(t, m.Revision)
+		assert.NotZero(t, m.DBSize)
+		assert.Positive(t, m.Latency)
+		assert.True(t, m.Livez.Served && m.Livez.OK, "livez of %s: %+v", m.Name, m.Livez)
+		assert.True(t, m.Readyz.Served && m.Readyz.OK, "readyz of %s: %+v", m.Name, m.Readyz)
+	}
+	assert.Equal(t, health.Quorum{Size: 2, Voters: 3, Healthy: 3, HasQuorum: true}, r.Quorum)
+	oldLeader := memberID(c, c.Leader())
+	assert.Equal(t, oldLeader, r.Leader.ID)
+	assert.True(t, r.Leader.Agreed)
+	assert.False(t, r.SplitBrain.Detected)
+	assert.False(t, r.Partition.Detected)
+	assert.True(t, r.Healthy)
+	require.Len(t, r.LeaderHistory, 1)
+	assert.Equal(t, health.LeaderChange{Time: r.Time, From: 0, To: oldLeader, Term: r.Leader.Term}, r.LeaderHistory[0])
+
+	// Guarantee 2: stop the leader.
+	stopped := c.StopLeader()
+	require.Equal(t, oldLeader, memberID(c, stopped))
+	require.Eventually(t, func() bool {
+		r = check(t, ch)
+		return r.Leader.ID != 0 && r.Leader.ID != oldLeader && r.Leader.Agreed
+	}, 15*time.Second, 50*time.Millisecond)
+	newLeader := r.Leader.ID
+	hist := ch.History()
+	require.Len(t, hist, 2)
+	assert.Equal(t, oldLeader, hist[1].From)
+	assert.Equal(t, newLeader, hist[1].To)
+	assert.Greater(t, hist[1].Term, hist[0].Term)
+	assert.Equal(t, hist, r.LeaderHistory)
+
+	// Guarantee 1, first half: the stopped member is down, quorum holds.
+	down, ok := r.Member(oldLeader)
+	require.True(t, ok)
+	assert.False(t, down.Reachable)
+	assert.Error(t, down.Err)
+	assert.NotEmpty(t, down.Error)
+	assert.False(t, down.Livez.OK)
+	assert.Equal(t, health.Quorum{Size: 2, Voters: 3, Healthy: 2, HasQuorum: true}, r.Quorum)
+	p, ok := partitioned(r, oldLeader)
+	require.True(t, ok)
+	assert.Equal(t, health.ReasonUnreachable, p.Reason)
+	assert.False(t, r.Healthy)
+
+	// Guarantee 1, second half: stop a second member, quorum is lost.
+	var second int
+	for i := range c.Members {
+		if i != stopped {
+			second = i
+			break
+		}
+	}
+	c.StopMember(second)
+	require.Eventually(t, func() bool {
+		r = check(t, ch)
+		return !r.Quorum.HasQuorum
+	}, 15*time.Second, 50*time.Millisecond)
+	assert.Equal(t, 2, r.Quorum.Size)
+	assert.Less(t, r.Quorum.Healthy, 2)
+	assert.Len(t, r.Members, 3, "membership is still known")
+}
+
+// Guarantee 3 and 5 on one cluster: a member cut off from its peers is flagged as
+// partitioned (and the flag clears when healed); split brain is seen through the status
+// source.
+func TestClusterPartitionAndSplitBrain(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	cli := c.ClusterClient()
+	lead := c.Leader()
+	follower := (lead + 1) % 3
+	fid := memberID(c, follower)
+
+	t.Run("SplitBrain", func(t *testing.T) {
+		// Two members claim different leaders in one term: the real leader and the
+		// follower itself. No real cluster can be driven into this.
+		src := &rewrite{StatusSource: health.NewEtcdSource(cli), fn: func(m health.Member, st *health.Status) {
+			if m.ID == fid {
+				st.Leader = fid
+			}
+		}}
+		ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(endpoints(c)))
+		require.NoError(t, err)
+		r := check(t, ch)
+		require.Equal(t, 3, reachable(r))
+		require.True(t, r.SplitBrain.Detected, "%+v", r.SplitBrain)
+		assert.Equal(t, r.Members[0].RaftTerm, r.SplitBrain.Term)
+		assert.Len(t, r.SplitBrain.Leaders, 2)
+		assert.Equal(t, []uint64{fid}, r.SplitBrain.Leaders[fid])
+		assert.Len(t, r.SplitBrain.Leaders[memberID(c, lead)], 2)
+		assert.Contains(t, r.SplitBrain.Reason, "different leaders")
+		assert.False(t, r.Leader.Agreed)
+		assert.False(t, r.Healthy)
+
+		// Different leaders in different terms is a leader change in flight, not split brain.
+		src.fn = func(m health.Member, st *health.Status) {
+			if m.ID == fid {
+				st.Leader, st.RaftTerm = fid, st.RaftTerm+1
+			}
+		}
+		r = check(t, ch)
+		assert.False(t, r.SplitBrain.Detected, "%+v", r.SplitBrain)
+
+		// Members of different clusters.
+		src.fn = func(m health.Member, st *health.Status) {
+			if m.ID == fid {
+				st.ClusterID++
+			}
+		}
+		r = check(t, ch)
+		assert.True(t, r.SplitBrain.Detected)
+		assert.Len(t, r.SplitBrain.ClusterIDs, 2)
+		assert.Contains(t, r.SplitBrain.Reason, "cluster IDs")
+
+		// And the unmodified source sees a sound cluster.
+		src.fn = func(health.Member, *health.Status) {}
+		r = check(t, ch)
+		assert.False(t, r.SplitBrain.Detected)
+		assert.True(t, r.Healthy, "%+v", r)
+	})
+
+	t.Run("Partition", func(t *testing.T) {
+		ch := newChecker(t, c)
+		require.False(t, check(t, ch).Partition.Detected)
+		c.Partition(follower)
+		var r *health.Report
+		require.Eventually(t, func() bool {
+			r = check(t, ch)
+			_, ok := partitioned(r, fid)
+			return ok
+		}, 15*time.Second, 50*time.Millisecond)
+		p, _ := partitioned(r, fid)
+		assert.Contains(t, []string{health.ReasonNoLeader, health.ReasonRaftLag}, p.Reason)
+		assert.True(t, r.Partition.Detected)
+		assert.Len(t, r.Partition.Members, 1, "only the cut-off member: %+v", r.Partition.Members)
+		m, _ := r.Member(fid)
+		assert.True(t, m.Reachable, "clients still reach it")
+		assert.True(t, r.Quorum.HasQuorum)
+
+		c.Heal(follower)
+		require.Eventually(t, func() bool {
+			return !check(t, ch).Partition.Detected
+		}, 15*time.Second, 50*time.Millisecond)
+	})
+
+	t.Run("RaftLag", func(t *testing.T) {
+		// A lag threshold of one entry and a member whose view trails by ten.
+		src := &rewrite{StatusSource: health.NewEtcdSource(cli), fn: func(m health.Member, st *health.Status) {
+			if m.ID == fid {
+				st.RaftIndex -= 10
+			}
+		}}
+		ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(endpoints(c)), health.WithLagThreshold(1))
+		require.NoError(t, err)
+		r := check(t, ch)
+		p, ok := partitioned(r, fid)
+		require.True(t, ok, "%+v", r.Partition)
+		assert.Equal(t, health.ReasonRaftLag, p.Reason)
+		assert.GreaterOrEqual(t, p.Lag, uint64(10))
+	})
+}
+
+func reachable(r *health.Report) int {
+	n := 0
+	for _, m := range r.Members {
+		if m.Reachable {
+			n++
+		}
+	}
+	return n
+}
+
+// rewrite is a StatusSource that lets a test alter what a real cluster reports.
+type rewrite struct {
+	health.StatusSource
+	fn func(health.Member, *health.Status)
+}
+
+func (s *rewrite) Status(ctx context.Context, m health.Member) (health.Status, error) {
+	st, err := s.StatusSource.Status(ctx, m)
+	if err == nil {
+		s.fn(m, &st)
+	}
+	return st, err
+}
+
+// extra is a StatusSource that adds members a real cluster does not have.
+type extra struct {
+	health.StatusSource
+	members []health.Member
+}
+
+func (s extra) Members(ctx context.Context) ([]health.Member, error) {
+	ms, err := s.StatusSource.Members(ctx)
+	return append(ms, s.members...), err
+}
+
+// Bad input: a member that times out, one that refuses TLS and one that answers garbage
+// each carry their error; the rest of the report is complete.
+func TestClusterFaultBadMembers(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	cli := c.ClusterClient()
+	lead := c.Leader()
+	slow := (lead + 1) % 3
+
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(tlsSrv.Close)
+	junk := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("this is not gRPC\n"))
+	}))
+	t.Cleanup(junk.Close)
+	src := extra{StatusSource: health.NewEtcdSource(cli), members: []health.Member{
+		{ID: 0xbad1, Name: "tls", ClientURLs: []string{tlsSrv.URL}},
+		{ID: 0xbad2, Name: "junk", ClientURLs: []string{junk.URL}},
+	}}
+	eps := endpoints(c)
+	eps["tls"] = tlsSrv.URL
+	eps["junk"] = junk.URL
+	const timeout = 700 * time.Millisecond
+	ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(eps), health.WithTimeout(timeout))
+	require.NoError(t, err)
+
+	c.Blackhole(slow)
+	t.Cleanup(func() { c.Unblackhole(slow) })
+	r := check(t, ch)
+	require.Len(t, r.Members, 5)
+	assert.Less(t, r.Duration, 5*timeout, "members are probed in parallel, each bounded by its timeout")
+	for _, m := range r.Members {
+		switch m.Member.ID {
+		case memberID(c, slow):
+			assert.False(t, m.Reachable)
+			assert.True(t, errors.Is(m.Err, context.DeadlineExceeded) || strings.Contains(m.Error, "deadline"), "%v", m.Err)
+		case 0xbad1, 0xbad2:
+			assert.False(t, m.Reachable, m.Name)
+			assert.Error(t, m.Err, m.Name)
+			if m.Name == "tls" {
+				assert.False(t, m.Livez.OK, "TLS endpoint with an unknown authority is refused")
+				assert.NotEmpty(t, m.Livez.Error)
+			}
+		default:
+			assert.True(t, m.Reachable, "member %s: %v", m.Name, m.Err)
+			assert.NotEmpty(t, m.Version)
+			assert.NotZero(t, m.Status.Leader)
+		}
+	}
+	assert.Equal(t, memberID(c, lead), r.Leader.ID)
+	assert.Empty(t, r.AlarmsError)
+	assert.Equal(t, 5, r.Quorum.Voters)
+	assert.Equal(t, 2, r.Quorum.Healthy)
+	assert.False(t, r.Quorum.HasQuorum, "two healthy of five listed voters")
+	var unreachable []string
+	for _, p := range r.Partition.Members {
+		if p.Reason == health.ReasonUnreachable {
+			unreachable = append(unreachable, p.Name)
+		}
+	}
+	slices.Sort(unreachable)
+	assert.Equal(t, []string{"junk", c.Members[slow].Name, "tls"}, unreachable)
+}
+
+func TestCheckSharedNode(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ch, err := health.New(cli)
+	require.NoError(t, err)
+	r := check(t, ch)
+	require.Len(t, r.Members, 1)
+	m := r.Members[0]
+	assert.True(t, m.Reachable)
+	assert.Equal(t, m.Member.ID, m.MemberID)
+	assert.Equal(t, m.Member.ID, r.Leader.ID)
+	assert.NotZero(t, r.ClusterID)
+	assert.Zero(t, r.RevisionSpread)
+	assert.True(t, r.Healthy)
+
+	// A second check of the same leader adds nothing to the history.
+	r = check(t, ch)
+	assert.Len(t, r.LeaderHistory, 1)
+}
+
+func TestNewInvalidOptions(t *testing.T) {
+	cli := etcdtest.Client(t)
+	for name, opt := range map[string]health.Option{
+		"zero timeout":     health.WithTimeout(0),
+		"negative timeout": health.WithTimeout(-time.Second),
+		"zero lag":         health.WithLagThreshold(0),
+		"nil logger":       health.WithLogger(nil),
+		"empty endpoint":   health.WithEndpoints(map[string]string{"m0": ""}),
+	} {
+		_, err := health.New(cli, opt)
+		assert.ErrorIs(t, err, health.ErrInvalidOption, name)
+	}
+	_, err := health.New(nil)
+	assert.ErrorIs(t, err, health.ErrInvalidOption)
+}
+
+func TestCheckNoMembership(t *testing.T) {
+	src := failing{}
+	ch, err := health.New(nil, health.WithSource(src))
+	require.NoError(t, err)
+	r, err := ch.Check(etcdtest.Context(t, 5*time.Second))
+	assert.Nil(t, r)
+	assert.ErrorIs(t, err, health.ErrMembers)
+}
+
+type failing struct{ health.StatusSource }
+
+func (failing) Members(context.Context) ([]health.Member, error) {
+	return nil, errors.New("no cluster")
+}

@@ -47,7 +47,8 @@ type MemberStatus struct {
 
 // Probe is the outcome of one HTTP health endpoint (/livez or /readyz) of a member.
 type Probe struct {
-	// Served is false when the member does not serve the endpoint (unix socket, 404).
+	// Served is false when the member does not serve the endpoint (404, or no http(s) or
+	// unix client URL).
 	Served bool `json:"served"`
 	// OK is true when the endpoint answered 200.
 	OK         bool   `json:"ok"`
