@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -24,6 +25,7 @@ type Collector struct {
 	cli      *clientv3.Client
 	opts     options
 	http     *http.Client
+	unix     *http.Client
 	exporter *exporter
 
 	mu          sync.Mutex
@@ -38,6 +40,45 @@ type member struct {
 	name       string
 	endpoint   string
 	metricsURL string
+	unix       bool // metricsURL's host names a unix socket
+}
+
+// metricsURL returns where a member serves /metrics: at its first http(s) client URL,
+// else at its first unix(s) one, reached through the socket it names (etcd serves HTTP
+// on every client URL).
+func metricsURL(clientURLs []string) (string, bool) {
+	for _, u := range clientURLs {
+		if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
+			return strings.TrimSuffix(u, "/") + "/metrics", false
+		}
+	}
+	for _, u := range clientURLs {
+		if rest, ok := strings.CutPrefix(u, "unix://"); ok {
+			return "http://" + strings.TrimSuffix(rest, "/") + "/metrics", true
+		}
+		if rest, ok := strings.CutPrefix(u, "unixs://"); ok {
+			return "https://" + strings.TrimSuffix(rest, "/") + "/metrics", true
+		}
+	}
+	return "", false
+}
+
+// unixClient returns a client like hc that dials the unix socket named by the request's
+// host instead of TCP.
+func unixClient(hc *http.Client) *http.Client {
+	tr := &http.Transport{}
+	if base, ok := hc.Transport.(*http.Transport); ok {
+		tr = base.Clone()
+	}
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", addr)
+	}
+	tr.DialTLSContext = nil
+	tr.Proxy = nil
+	out := *hc
+	out.Transport = tr
+	return &out
 }
 
 // New returns a Collector of the cluster cli belongs to. cli stays the caller's.
@@ -56,7 +97,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	c := &Collector{cli: cli, opts: o, http: hc, prev: map[uint64]*raw{}}
+	c := &Collector{cli: cli, opts: o, http: hc, unix: unixClient(hc), prev: map[uint64]*raw{}}
 	c.exporter = newExporter(c)
 	if o.registerer != nil {
 		if err := o.registerer.Register(c.exporter); err != nil {
@@ -172,17 +213,12 @@ func (c *Collector) members(ctx context.Context) ([]member, error) {
 		if len(pm.ClientURLs) > 0 {
 			m.endpoint = pm.ClientURLs[0]
 		}
-		for _, u := range pm.ClientURLs {
-			if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
-				m.metricsURL = strings.TrimSuffix(u, "/") + "/metrics"
-				break
-			}
-		}
+		m.metricsURL, m.unix = metricsURL(pm.ClientURLs)
 		if ep, ok := c.opts.endpoints[m.name]; ok {
 			m.endpoint = ep
 		}
 		if u, ok := c.opts.metricsURLs[m.name]; ok {
-			m.metricsURL = u
+			m.metricsURL, m.unix = u, false
 		}
 		out = append(out, m)
 	}
@@ -210,7 +246,11 @@ func (c *Collector) collectMember(ctx context.Context, m member, prev *raw) (Mem
 			scrapeErr = fmt.Errorf("%w: %w for member %s", ErrScrape, ErrNoMetricsURL, m.name)
 			return
 		}
-		fams, err := c.scrape(ctx, m.metricsURL)
+		hc := c.http
+		if m.unix {
+			hc = c.unix
+		}
+		fams, err := scrape(ctx, hc, m.metricsURL)
 		if err != nil {
 			scrapeErr = fmt.Errorf("%w: %w", ErrScrape, err)
 			return

@@ -46,13 +46,13 @@ type hist struct {
 	count   uint64
 }
 
-func (c *Collector) scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
+func scrape(ctx context.Context, hc *http.Client, url string) (map[string]*dto.MetricFamily, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
