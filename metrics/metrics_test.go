@@ -290,10 +290,10 @@ func TestClusterFaultBadMembers(t *testing.T) {
 	const timeout = time.Second
 	victim := c.Members[1].Name
 	for name, url := range map[string]string{
-		"garbage": junk.URL + "/metrics",
+		"garbage":  junk.URL + "/metrics",
 		"not etcd": notEtcd.URL + "/metrics",
-		"timeout": hang.URL + "/metrics",
-		"tls":     tlsSrv.URL + "/metrics",
+		"timeout":  hang.URL + "/metrics",
+		"tls":      tlsSrv.URL + "/metrics",
 	} {
 		t.Run(name, func(t *testing.T) {
 			col, err := metrics.New(cli, metrics.WithEndpoints(endpoints(c)), metrics.WithTimeout(timeout),
