@@ -16,7 +16,7 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 // DefaultRetries is the retry bound of Update and Atomic.
-const DefaultRetries = 16
+const DefaultRetries = 64
 
 type options struct {
 	// retries is how many times Update and Atomic retry after a conflict (so at most
@@ -26,8 +26,8 @@ type options struct {
 	lease clientv3.LeaseID
 	// isolation of Atomic. Default concurrency.SerializableSnapshot.
 	isolation concurrency.Isolation
-	// backoffMin and backoffMax bound the jittered pause between attempts. Default 1ms
-	// to 50ms.
+	// backoffMin and backoffMax bound the jittered pause between attempts. Default 2ms
+	// to 100ms.
 	backoffMin, backoffMax time.Duration
 }
 
@@ -35,8 +35,8 @@ func newOptions(opts []Option) (options, error) {
 	o := options{
 		retries:    DefaultRetries,
 		isolation:  concurrency.SerializableSnapshot,
-		backoffMin: time.Millisecond,
-		backoffMax: 50 * time.Millisecond,
+		backoffMin: 2 * time.Millisecond,
+		backoffMax: 100 * time.Millisecond,
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -62,7 +62,7 @@ func (o *options) putOpts() []clientv3.OpOption {
 }
 
 // WithRetries bounds how many times Update and Atomic retry after a conflict; 0 means a
-// single attempt. Negative values are an error. Default DefaultRetries (16).
+// single attempt. Negative values are an error. Default DefaultRetries (64).
 func WithRetries(n int) Option { return optionFunc(func(o *options) { o.retries = n }) }
 
 // WithLease attaches the keys written by CompareAndSwap, PutIfAbsent and Update to a

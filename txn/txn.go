@@ -3,11 +3,11 @@ package txn
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
 )
 
 // Cond is what a key must look like for a guarded write to happen.
@@ -126,8 +126,9 @@ func DeleteIf(ctx context.Context, kv clientv3.KV, key string, cond Cond) (int64
 
 // Update is an optimistic read-modify-write of one key. It reads the key, calls fn with
 // its value (nil when the key is absent, non-nil otherwise), and writes fn's result only
-// if the key has not changed since; on a conflict it calls fn again with the newer value,
-// up to WithRetries times (default 16), pausing with jittered backoff. fn returning nil
+// if the key has not changed since; on a conflict it pauses (full jitter, growing from
+// 2ms to 100ms), re-reads and calls fn again with the newer value, up to WithRetries
+// times (default 64). fn returning nil
 // deletes the key; an empty non-nil slice writes an empty value. An error from fn stops
 // the loop and is returned wrapped. It returns the revision of the write, or a
 // *ConflictError (matching ErrConflict) after the last attempt. fn may run several
@@ -143,16 +144,19 @@ func Update(ctx context.Context, kv clientv3.KV, key string, fn func(old []byte)
 	if err != nil {
 		return 0, err
 	}
-	get, err := kv.Get(ctx, key)
-	if err != nil {
-		return 0, fmt.Errorf("txn: update %q: read: %w", key, err)
-	}
 	var cur *mvccpb.KeyValue
-	if len(get.Kvs) > 0 {
-		cur = get.Kvs[0]
-	}
-	b := backoff.New(o.backoffMin, o.backoffMax)
+	fresh := false // cur holds the value etcd returned with the last conflict
 	for attempt := 1; ; attempt++ {
+		if !fresh {
+			get, err := kv.Get(ctx, key)
+			if err != nil {
+				return 0, fmt.Errorf("txn: update %q: read: %w", key, err)
+			}
+			cur = nil
+			if len(get.Kvs) > 0 {
+				cur = get.Kvs[0]
+			}
+		}
 		var old []byte
 		var modRev int64
 		if cur != nil {
@@ -184,8 +188,29 @@ func Update(ctx context.Context, kv clientv3.KV, key string, fn func(old []byte)
 		if attempt > o.retries {
 			return 0, &ConflictError{Key: key, Current: cur, Attempts: attempt}
 		}
-		if !b.Wait(ctx) {
-			return 0, fmt.Errorf("txn: update %q: %w", key, ctx.Err())
+		// Contenders collide: pause (jittered, growing) and re-read, so that the next
+		// attempt works on a value as fresh as possible.
+		fresh = false
+		if err := pause(ctx, o, attempt); err != nil {
+			return 0, fmt.Errorf("txn: update %q: %w", key, err)
 		}
+	}
+}
+
+// pause waits a random time in [0, d), d doubling with each conflict from backoffMin up
+// to backoffMax ("full jitter": contenders spread out instead of colliding again).
+func pause(ctx context.Context, o options, attempt int) error {
+	d := o.backoffMin
+	for i := 1; i < attempt && d < o.backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, o.backoffMax)
+	t := time.NewTimer(rand.N(d) + 1)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -1,0 +1,319 @@
+package txn_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/txn"
+)
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+func get(ctx context.Context, t *testing.T, kv clientv3.KV, key string) (string, int64, bool) {
+	t.Helper()
+	resp, err := kv.Get(ctx, key)
+	require.NoError(t, err)
+	if len(resp.Kvs) == 0 {
+		return "", 0, false
+	}
+	return string(resp.Kvs[0].Value), resp.Kvs[0].ModRevision, true
+}
+
+func TestBadInput(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	inc := func(old []byte) ([]byte, error) { return old, nil }
+
+	_, err := txn.Update(ctx, nil, "/k", inc)
+	assert.ErrorIs(t, err, txn.ErrNilClient)
+	_, err = txn.Update(ctx, cli, "", inc)
+	assert.ErrorIs(t, err, txn.ErrEmptyKey)
+	_, err = txn.Update(ctx, cli, "/k", nil)
+	assert.ErrorIs(t, err, txn.ErrInvalidOption)
+	_, err = txn.Update(ctx, cli, "/k", inc, txn.WithRetries(-1))
+	require.ErrorIs(t, err, txn.ErrInvalidOption)
+	assert.Contains(t, err.Error(), "WithRetries")
+	_, err = txn.CompareAndSwap(ctx, nil, "/k", txn.Absent(), nil)
+	assert.ErrorIs(t, err, txn.ErrNilClient)
+	_, err = txn.PutIfAbsent(ctx, cli, "", nil)
+	assert.ErrorIs(t, err, txn.ErrEmptyKey)
+	_, err = txn.DeleteIf(ctx, cli, "", txn.Absent())
+	assert.ErrorIs(t, err, txn.ErrEmptyKey)
+	_, err = txn.Atomic(ctx, nil, func(concurrency.STM) error { return nil })
+	assert.ErrorIs(t, err, txn.ErrNilClient)
+	_, err = txn.Atomic(ctx, cli, func(concurrency.STM) error { return nil }, txn.WithIsolation(99))
+	assert.ErrorIs(t, err, txn.ErrInvalidOption)
+	_, err = txn.Atomic(ctx, cli, func(concurrency.STM) error { return nil }, txn.WithRetries(-3))
+	assert.ErrorIs(t, err, txn.ErrInvalidOption)
+	var b txn.Batch
+	_, err = b.Commit(ctx, cli)
+	assert.ErrorIs(t, err, txn.ErrEmptyBatch)
+	_, err = b.Put("", nil).Commit(ctx, cli)
+	assert.ErrorIs(t, err, txn.ErrEmptyKey)
+	_, err = new(txn.Batch).Put("/k", nil).Commit(ctx, nil)
+	assert.ErrorIs(t, err, txn.ErrNilClient)
+}
+
+func TestCompareAndSwapByValueAndRevision(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	key := etcdtest.Prefix(t) + "k"
+
+	rev, err := txn.PutIfAbsent(ctx, cli, key, []byte("1"))
+	require.NoError(t, err)
+	_, err = txn.PutIfAbsent(ctx, cli, key, []byte("x"))
+	var ce *txn.ConflictError
+	require.ErrorAs(t, err, &ce)
+	require.ErrorIs(t, err, txn.ErrConflict)
+	require.NotNil(t, ce.Current)
+	assert.Equal(t, "1", string(ce.Current.Value))
+	assert.Equal(t, rev, ce.Current.ModRevision)
+
+	_, err = txn.CompareAndSwap(ctx, cli, key, txn.ValueIs([]byte("nope")), []byte("2"))
+	require.ErrorIs(t, err, txn.ErrConflict)
+	rev2, err := txn.CompareAndSwap(ctx, cli, key, txn.ValueIs([]byte("1")), []byte("2"))
+	require.NoError(t, err)
+	assert.Greater(t, rev2, rev)
+
+	_, err = txn.CompareAndSwap(ctx, cli, key, txn.ModRevisionIs(rev), []byte("3"))
+	require.ErrorIs(t, err, txn.ErrConflict, "stale revision")
+	rev3, err := txn.CompareAndSwap(ctx, cli, key, txn.ModRevisionIs(rev2), []byte("3"))
+	require.NoError(t, err)
+	v, mod, _ := get(ctx, t, cli, key)
+	assert.Equal(t, "3", v)
+	assert.Equal(t, rev3, mod)
+
+	// ValueIs never matches an absent key, even against an empty value.
+	_, err = txn.CompareAndSwap(ctx, cli, key+"/absent", txn.ValueIs(nil), []byte("x"))
+	require.ErrorAs(t, err, &ce)
+	assert.Nil(t, ce.Current)
+	_, err = txn.CompareAndSwap(ctx, cli, key+"/absent", txn.ModRevisionIs(0), []byte("x"))
+	require.NoError(t, err, "ModRevisionIs(0) means absent")
+}
+
+func TestCompareAndSwapWithLease(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	key := etcdtest.Prefix(t) + "k"
+	l, err := cli.Grant(ctx, 30)
+	require.NoError(t, err)
+	_, err = txn.PutIfAbsent(ctx, cli, key, []byte("v"), txn.WithLease(l.ID))
+	require.NoError(t, err)
+	_, err = cli.Revoke(ctx, l.ID)
+	require.NoError(t, err)
+	_, _, ok := get(ctx, t, cli, key)
+	assert.False(t, ok, "the key went with its lease")
+}
+
+func TestDeleteIf(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	key := etcdtest.Prefix(t) + "k"
+	r, err := cli.Put(ctx, key, "v")
+	require.NoError(t, err)
+
+	_, err = txn.DeleteIf(ctx, cli, key, txn.ValueIs([]byte("other")))
+	require.ErrorIs(t, err, txn.ErrConflict)
+	_, err = txn.DeleteIf(ctx, cli, key, txn.ModRevisionIs(r.Header.Revision-1))
+	require.ErrorIs(t, err, txn.ErrConflict)
+	_, _, ok := get(ctx, t, cli, key)
+	require.True(t, ok)
+	_, err = txn.DeleteIf(ctx, cli, key, txn.ModRevisionIs(r.Header.Revision))
+	require.NoError(t, err)
+	_, _, ok = get(ctx, t, cli, key)
+	require.False(t, ok)
+
+	_, err = cli.Put(ctx, key, "v")
+	require.NoError(t, err)
+	_, err = txn.DeleteIf(ctx, cli, key, txn.ValueIs([]byte("v")))
+	require.NoError(t, err)
+	_, _, ok = get(ctx, t, cli, key)
+	assert.False(t, ok)
+}
+
+func TestUpdate(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	key := etcdtest.Prefix(t) + "k"
+
+	var olds [][]byte
+	appendX := func(old []byte) ([]byte, error) {
+		olds = append(olds, old)
+		return append(append([]byte{}, old...), 'x'), nil
+	}
+	_, err := txn.Update(ctx, cli, key, appendX)
+	require.NoError(t, err)
+	rev, err := txn.Update(ctx, cli, key, appendX)
+	require.NoError(t, err)
+	require.Len(t, olds, 2)
+	assert.Nil(t, olds[0], "absent key: nil")
+	assert.Equal(t, "x", string(olds[1]))
+	v, mod, _ := get(ctx, t, cli, key)
+	assert.Equal(t, "xx", v)
+	assert.Equal(t, rev, mod)
+
+	// An empty value is not absent.
+	_, err = cli.Put(ctx, key, "")
+	require.NoError(t, err)
+	olds = nil
+	_, err = txn.Update(ctx, cli, key, appendX)
+	require.NoError(t, err)
+	require.NotNil(t, olds[0])
+	assert.Empty(t, olds[0])
+
+	// fn's error aborts without a write.
+	boom := errors.New("boom")
+	_, err = txn.Update(ctx, cli, key, func([]byte) ([]byte, error) { return nil, boom })
+	require.ErrorIs(t, err, boom)
+	v, _, _ = get(ctx, t, cli, key)
+	assert.Equal(t, "x", v)
+
+	// nil deletes.
+	_, err = txn.Update(ctx, cli, key, func([]byte) ([]byte, error) { return nil, nil })
+	require.NoError(t, err)
+	_, _, ok := get(ctx, t, cli, key)
+	assert.False(t, ok)
+}
+
+func TestUpdateGivesUpAfterRetries(t *testing.T) {
+	cli := etcdtest.Client(t)
+	other := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	key := etcdtest.Prefix(t) + "k"
+	calls := 0
+	// Every call sees the key change under it.
+	_, err := txn.Update(ctx, cli, key, func(old []byte) ([]byte, error) {
+		calls++
+		_, err := other.Put(ctx, key, strconv.Itoa(calls))
+		require.NoError(t, err)
+		return []byte("mine"), nil
+	}, txn.WithRetries(3))
+	var ce *txn.ConflictError
+	require.ErrorAs(t, err, &ce)
+	require.ErrorIs(t, err, txn.ErrConflict)
+	assert.Equal(t, 4, calls)
+	assert.Equal(t, 4, ce.Attempts)
+	require.NotNil(t, ce.Current)
+	assert.Equal(t, "4", string(ce.Current.Value))
+}
+
+func TestUpdateHonoursCancelledContext(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	_, err := txn.Update(ctx, cli, etcdtest.Prefix(t)+"k", func(old []byte) ([]byte, error) { return old, nil })
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = txn.Atomic(ctx, cli, func(s concurrency.STM) error { s.Get("/x"); return nil })
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, time.Since(start), time.Second)
+}
+
+func TestBatch(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	p := etcdtest.Prefix(t)
+	_, err := cli.Put(ctx, p+"a", "1")
+	require.NoError(t, err)
+
+	var b txn.Batch
+	b.If(p+"a", txn.ValueIs([]byte("1"))).If(p+"b", txn.Absent())
+	b.Put(p+"b", []byte("2")).Delete(p + "a")
+	rev, err := b.Commit(ctx, cli)
+	require.NoError(t, err)
+	_, _, ok := get(ctx, t, cli, p+"a")
+	assert.False(t, ok)
+	v, mod, _ := get(ctx, t, cli, p+"b")
+	assert.Equal(t, "2", v)
+	assert.Equal(t, rev, mod)
+
+	// The same batch again: its guards fail and nothing is written.
+	var b2 txn.Batch
+	b2.If(p+"b", txn.Absent()).Put(p+"c", []byte("3")).Put(p+"b", []byte("x"))
+	_, err = b2.Commit(ctx, cli)
+	require.ErrorIs(t, err, txn.ErrConflict)
+	_, _, ok = get(ctx, t, cli, p+"c")
+	assert.False(t, ok)
+	v, _, _ = get(ctx, t, cli, p+"b")
+	assert.Equal(t, "2", v)
+}
+
+func TestAtomicTransfers(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	p := etcdtest.Prefix(t)
+	_, err := cli.Put(ctx, p+"a", "100")
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, p+"b", "100")
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			from, to := p+"a", p+"b"
+			if i%2 == 1 {
+				from, to = to, from
+			}
+			_, err := txn.Atomic(ctx, cli, func(s concurrency.STM) error {
+				f, _ := strconv.Atoi(s.Get(from))
+				g, _ := strconv.Atoi(s.Get(to))
+				s.Put(from, strconv.Itoa(f-1))
+				s.Put(to, strconv.Itoa(g+1))
+				return nil
+			}, txn.WithRetries(1000))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	a, _, _ := get(ctx, t, cli, p+"a")
+	b, _, _ := get(ctx, t, cli, p+"b")
+	ai, _ := strconv.Atoi(a)
+	bi, _ := strconv.Atoi(b)
+	assert.Equal(t, 200, ai+bi, "no transfer lost or doubled")
+	assert.Equal(t, 100, ai, "10 each way")
+
+	// fn's error aborts without a write.
+	boom := errors.New("boom")
+	_, err = txn.Atomic(ctx, cli, func(s concurrency.STM) error {
+		s.Put(p+"a", "0")
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	a, _, _ = get(ctx, t, cli, p+"a")
+	assert.Equal(t, "100", a)
+}
+
+func TestAtomicGivesUpAfterRetries(t *testing.T) {
+	cli := etcdtest.Client(t)
+	other := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	key := etcdtest.Prefix(t) + "k"
+	calls := 0
+	_, err := txn.Atomic(ctx, cli, func(s concurrency.STM) error {
+		calls++
+		s.Get(key)
+		_, err := other.Put(ctx, key, strconv.Itoa(calls)) // a conflicting write every time
+		if err != nil {
+			return err
+		}
+		s.Put(key, "mine")
+		return nil
+	}, txn.WithRetries(2), txn.WithIsolation(concurrency.Serializable))
+	require.ErrorIs(t, err, txn.ErrConflict)
+	assert.Equal(t, 3, calls)
+}
