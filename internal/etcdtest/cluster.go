@@ -13,6 +13,9 @@ import (
 // Cluster is an in-process etcd cluster whose members can be stopped, restarted and
 // partitioned, and whose clients reach each member through a bridge that can drop or
 // blackhole their connections.
+//
+// Members serve gRPC on Members[i].GRPCURL (through the bridge) and HTTP (/metrics,
+// /livez, /readyz) on the unix sockets named by their client URLs.
 type Cluster struct {
 	*integration.Cluster
 	t *testing.T
@@ -24,12 +27,6 @@ type ClusterOption func(*integration.ClusterConfig)
 // WithQuota sets the backend quota of every member, so a test can raise NOSPACE.
 func WithQuota(bytes int64) ClusterOption {
 	return func(c *integration.ClusterConfig) { c.QuotaBackendBytes = bytes }
-}
-
-// WithTCP makes members listen on TCP loopback instead of unix sockets, so that HTTP
-// endpoints such as /metrics can be scraped.
-func WithTCP() ClusterOption {
-	return func(c *integration.ClusterConfig) { c.UseTCP = true }
 }
 
 // WithConfig gives full access to the cluster configuration.
