@@ -95,7 +95,8 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	return m.own.release(ctx)
 }
 
-// Key returns our key under the lock's key ("" before the first Lock).
+// Key returns our key under the lock's key: the one we wait with during Lock, then the
+// one of the current or last holding ("" before the first Lock).
 func (m *Mutex) Key() string { return m.own.key() }
 
 // Token returns the fencing token of the current holding, 0 when not held: our key's

@@ -29,9 +29,10 @@ type owner struct {
 	dir    string // where the participant's key lives, ends in "/"
 	nonce  string // makes the key unique to this participant, even on a shared lease
 
-	mu   sync.Mutex
-	busy bool
-	h    *ownership.Holding
+	mu      sync.Mutex
+	busy    bool
+	waiting string // our key while acquiring
+	h       *ownership.Holding
 }
 
 func (o *owner) keyFor(ses *ownership.Session) string {
@@ -82,6 +83,14 @@ func (o *owner) acquire(ctx context.Context, p ownership.Policy, wait bool) erro
 		return wrapErr(err)
 	}
 	key := o.keyFor(ses)
+	o.mu.Lock()
+	o.waiting = key
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.waiting = ""
+		o.mu.Unlock()
+	}()
 	rev, blocked, err := ownership.Acquire(ctx, ses, key, "", p, wait)
 	if err != nil {
 		if blocked != nil {
@@ -145,6 +154,9 @@ func (o *owner) releaseQuietly() {
 func (o *owner) key() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.waiting != "" {
+		return o.waiting
+	}
 	if o.h == nil {
 		return ""
 	}
@@ -207,5 +219,5 @@ func (o *owner) err() error {
 	if h == nil {
 		return nil
 	}
-	return lost(wrapErr(h.Err()))
+	return lost(h.Err())
 }

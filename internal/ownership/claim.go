@@ -123,6 +123,18 @@ func Acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 	if err := ses.Err(); err != nil {
 		return 0, nil, err
 	}
+	uctx := ctx
+	ctx, stop := ses.Bind(ctx)
+	defer stop()
+	rev, b, err := acquire(ctx, ses, key, val, p, wait)
+	if err != nil && b == nil {
+		// Report the caller's cancellation first, then a loss of the session.
+		err = firstErr(uctx.Err(), ses.Err(), err)
+	}
+	return rev, b, err
+}
+
+func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait bool) (int64, *Blocked, error) {
 	cli := ses.Client()
 	resp, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
@@ -142,7 +154,9 @@ func Acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 	owned, holder := p.Held(resp.Responses[1].GetResponseRange(), rev)
 	if owned {
 		if err := ses.WaitAlive(ctx); err != nil {
-			Remove(ses, key, rev)
+			if ses.Err() == nil {
+				Remove(ses, key, rev)
+			}
 			return 0, nil, err
 		}
 		return rev, nil, nil
@@ -156,7 +170,9 @@ func Acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 		return 0, b, ErrBlocked
 	}
 	if err := waitOwned(ctx, ses, key, rev, p); err != nil {
-		if !errors.Is(err, ErrKeyLost) {
+		// After a loss of the session the key goes with it: an owned lease is left to
+		// expire, a borrowed one's tracked keys are deleted by the session.
+		if !errors.Is(err, ErrKeyLost) && ses.Err() == nil {
 			Remove(ses, key, rev)
 		}
 		ses.Untrack(key)
@@ -304,15 +320,24 @@ type Holding struct {
 	err     error
 	ended   bool
 	started bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	stopLost func() bool
+	wg       sync.WaitGroup
 }
 
 // NewHolding starts a holding of key at create revision rev.
 func NewHolding(ses *Session, key string, rev int64) *Holding {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Holding{ses: ses, key: key, rev: rev, done: make(chan struct{}), ctx: ctx, cancel: cancel}
+	h := &Holding{ses: ses, key: key, rev: rev, done: make(chan struct{}), ctx: ctx, cancel: cancel}
+	h.stopLost = ses.OnLost(func() {
+		if err := ses.Err(); err != nil {
+			h.End(err)
+		} else {
+			h.End(ErrClosed)
+		}
+	})
+	return h
 }
 
 // Key returns the owned key.
@@ -373,6 +398,7 @@ func (h *Holding) End(err error) {
 	h.err = err
 	close(h.done)
 	h.cancel()
+	h.stopLost()
 }
 
 // Wait waits for the monitor goroutine.

@@ -47,6 +47,8 @@ type Session struct {
 	lost      chan struct{}
 	ctx       context.Context // ends at Release
 	cancel    context.CancelFunc
+	lostCtx   context.Context // ends at loss or Release
+	lostStop  context.CancelFunc
 	wg        sync.WaitGroup
 
 	mu       sync.Mutex
@@ -110,9 +112,11 @@ func newSession(cli *clientv3.Client, s *concurrency.Session, owned bool, lg *za
 		lg = zap.NewNop()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	lostCtx, lostStop := context.WithCancel(ctx)
 	return &Session{
 		cli: cli, s: s, owned: owned, lg: lg,
 		confirmed: make(chan struct{}), lost: make(chan struct{}), ctx: ctx, cancel: cancel,
+		lostCtx: lostCtx, lostStop: lostStop,
 		keys: map[string]int64{}, refs: 1,
 	}
 }
@@ -177,6 +181,23 @@ func (s *Session) WaitAlive(ctx context.Context) error {
 	return s.Alive()
 }
 
+// Bind returns a context that also ends when the session is lost or released, so that
+// no call made under it outlives the session. Call stop when done.
+func (s *Session) Bind(ctx context.Context) (context.Context, context.CancelFunc) {
+	bctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.lostCtx, cancel)
+	return bctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// OnLost calls fn (on a goroutine of its own) when the session is lost or released;
+// the returned stop prevents that if it has not happened yet.
+func (s *Session) OnLost(fn func()) (stop func() bool) {
+	return context.AfterFunc(s.lostCtx, fn)
+}
+
 // Track registers a key bound to the lease, deleted (guarded by rev) if the session is
 // lost while the lease may still live. Untrack removes it.
 func (s *Session) Track(key string, rev int64) {
@@ -197,6 +218,7 @@ func (s *Session) fail(err error) {
 	if s.err == nil {
 		s.err = err
 		close(s.lost)
+		s.lostStop()
 		s.lg.Warn("session lost", zap.Int64("lease", int64(s.s.Lease())), zap.Error(err))
 	}
 	s.mu.Unlock()

@@ -1,0 +1,431 @@
+package lock_test
+
+import (
+	"context"
+	"os"
+	"runtime/pprof"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/lock"
+)
+
+const faultTTL = 2 * time.Second
+
+// TestClusterFaults runs the lock's guarantees on one 3-node cluster, each with its fault
+// injected. Sub-tests that stop members run last.
+func TestClusterFaults(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	// Member 2 is never blackholed: the admin client goes through it alone.
+	admin := c.Client(2)
+
+	t.Run("Contention8x50", func(t *testing.T) { testContention(t, c) })
+	t.Run("RevokeHolder", func(t *testing.T) { testRevokeHolder(t, c, admin) })
+	t.Run("WaiterLeaseExpires", func(t *testing.T) { testWaiterLeaseExpires(t, c, admin) })
+	t.Run("TwoMutexesOneSession", func(t *testing.T) { testTwoMutexesOneSession(t, c) })
+	t.Run("RetriedUnlock", func(t *testing.T) { testRetriedUnlock(t, c, admin) })
+	t.Run("CancelWaiting", func(t *testing.T) { testCancelWaiting(t, c, admin) })
+	t.Run("Semaphore", func(t *testing.T) { testSemaphore(t, c, admin) })
+	t.Run("StopEtcdLeader", func(t *testing.T) { testStopEtcdLeader(t, c) })
+}
+
+func count(t *testing.T, cli *clientv3.Client, pfx string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	require.NoError(t, err)
+	return r.Count
+}
+
+func waitErr(t *testing.T, ch <-chan error, d time.Duration, what string) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(d):
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		t.Fatalf("%s: nothing within %v", what, d)
+		return nil
+	}
+}
+
+func leaseOf(t *testing.T, cli *clientv3.Client, key string) clientv3.LeaseID {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := cli.Get(ctx, key)
+	require.NoError(t, err)
+	require.Len(t, r.Kvs, 1, "key %s", key)
+	return clientv3.LeaseID(r.Kvs[0].Lease)
+}
+
+// Guarantee 1: 8 contenders x 50 critical sections; Do-guarded increments add up, tokens
+// strictly increase in acquisition order, holders never overlap.
+func testContention(t *testing.T, c *etcdtest.Cluster) {
+	ctx := etcdtest.Context(t, 90*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	counter := key + "-counter"
+	const workers, rounds = 8, 50
+	var (
+		inside  atomic.Int32
+		overlap atomic.Int32
+		mu      sync.Mutex
+		tokens  []int64
+		wg      sync.WaitGroup
+		errs    = make(chan error, workers)
+	)
+	clients := []*clientv3.Client{c.Client(0), c.Client(1), c.Client(2)}
+	for w := 0; w < workers; w++ {
+		m := newMutex(t, clients[w%3], key, lock.WithTTL(faultTTL))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				if err := m.Lock(ctx); err != nil {
+					errs <- err
+					return
+				}
+				if inside.Add(1) != 1 {
+					overlap.Add(1)
+				}
+				mu.Lock()
+				tokens = append(tokens, m.Token())
+				mu.Unlock()
+				cli := clients[w%3]
+				r, err := cli.Get(ctx, counter)
+				if err != nil {
+					errs <- err
+					return
+				}
+				n := 0
+				if len(r.Kvs) == 1 {
+					n, _ = strconv.Atoi(string(r.Kvs[0].Value))
+				}
+				if _, err := m.Do(ctx, clientv3.OpPut(counter, strconv.Itoa(n+1))); err != nil {
+					errs <- err
+					return
+				}
+				inside.Add(-1)
+				if err := m.Unlock(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.Zero(t, overlap.Load(), "holders overlapped")
+	r, err := clients[0].Get(ctx, counter)
+	require.NoError(t, err)
+	assert.Equal(t, strconv.Itoa(workers*rounds), string(r.Kvs[0].Value))
+	require.Len(t, tokens, workers*rounds)
+	for i := 1; i < len(tokens); i++ {
+		require.Greater(t, tokens[i], tokens[i-1], "token %d not above the previous holder's", i)
+	}
+}
+
+// Guarantee 2: revoke the holder's lease from another client.
+func testRevokeHolder(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	a := newMutex(t, c.Client(0), key, lock.WithTTL(faultTTL))
+	b := newMutex(t, c.Client(1), key, lock.WithTTL(faultTTL))
+	require.NoError(t, a.Lock(ctx))
+	done := a.Done()
+	bgot := make(chan error, 1)
+	go func() { bgot <- b.Lock(ctx) }()
+	require.Eventually(t, func() bool { return count(t, admin, key+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+
+	_, err := admin.Revoke(ctx, leaseOf(t, admin, a.Key()))
+	require.NoError(t, err)
+	revoked := time.Now()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Done not closed within 2s of the revoke")
+	}
+	t.Logf("Done closed %v after the revoke", time.Since(revoked))
+	assert.ErrorIs(t, a.Err(), lock.ErrLost)
+	_, err = a.Do(ctx, clientv3.OpPut(key+"-x", "a"))
+	assert.ErrorIs(t, err, lock.ErrNotHeld)
+	assert.ErrorIs(t, a.Unlock(ctx), lock.ErrNotHeld)
+	require.NoError(t, waitErr(t, bgot, 5*time.Second, "next contender"))
+	_, err = b.Do(ctx, clientv3.OpPut(key+"-x", "b"))
+	require.NoError(t, err)
+	require.NoError(t, b.Unlock(ctx))
+}
+
+// Guarantee 3: a waiter whose own lease expires while it waits gets an error, never the
+// lock: once cut off from etcd (its lease expires), and once with its lease revoked just
+// before the holder releases.
+func testWaiterLeaseExpires(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	a := newMutex(t, c.Client(0), key, lock.WithTTL(faultTTL))
+	require.NoError(t, a.Lock(ctx))
+
+	// Cut off: the waiter's lease expires at the server.
+	b := newMutex(t, c.Client(1), key, lock.WithTTL(faultTTL))
+	bgot := make(chan error, 1)
+	go func() { bgot <- b.Lock(ctx) }()
+	require.Eventually(t, func() bool { return count(t, admin, key+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+	bKey := b.Key()
+	c.Blackhole(1)
+	defer c.Unblackhole(1)
+	err := waitErr(t, bgot, 3*faultTTL, "cut-off waiter")
+	require.ErrorIs(t, err, lock.ErrSessionLost)
+	require.NotEmpty(t, bKey)
+	require.Eventually(t, func() bool { return count(t, admin, bKey) == 0 }, 3*faultTTL, 50*time.Millisecond,
+		"the waiter's lease expires at the server")
+	require.NoError(t, a.Unlock(ctx))
+	c.Unblackhole(1)
+	assert.Zero(t, b.Token())
+
+	// Revoked while waiting, then the holder releases at once.
+	require.NoError(t, a.Lock(ctx))
+	d := newMutex(t, c.Client(2), key, lock.WithTTL(faultTTL))
+	dgot := make(chan error, 1)
+	go func() { dgot <- d.Lock(ctx) }()
+	require.Eventually(t, func() bool { return count(t, admin, key+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+	_, err = admin.Revoke(ctx, leaseOf(t, admin, d.Key()))
+	require.NoError(t, err)
+	require.NoError(t, a.Unlock(ctx))
+	err = waitErr(t, dgot, 3*faultTTL, "revoked waiter")
+	require.Error(t, err, "a waiter whose lease was revoked must not get the lock")
+	assert.Zero(t, d.Token())
+	assert.Zero(t, count(t, admin, key+"/"))
+}
+
+// Guarantee 4: two Mutex values on one session and key never both hold it (etcd's
+// concurrency.Mutex lets them).
+func testTwoMutexesOneSession(t *testing.T, c *etcdtest.Cluster) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	cli := c.Client(0)
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(2))
+	require.NoError(t, err)
+	defer s.Close()
+
+	// The behaviour we fix: etcd's mutexes on one session both "hold" the lock.
+	e1, e2 := concurrency.NewMutex(s, key+"-etcd"), concurrency.NewMutex(s, key+"-etcd")
+	require.NoError(t, e1.Lock(ctx))
+	require.NoError(t, e2.TryLock(ctx), "etcd's Mutex: a second value on the session also holds")
+	require.NoError(t, e1.Unlock(ctx))
+
+	m1 := newMutex(t, cli, key, lock.WithSession(s))
+	m2 := newMutex(t, cli, key, lock.WithSession(s))
+	require.NoError(t, m1.Lock(ctx))
+	assert.ErrorIs(t, m2.TryLock(ctx), lock.ErrLocked)
+	got := make(chan error, 1)
+	go func() { got <- m2.Lock(ctx) }()
+	require.Eventually(t, func() bool { return count(t, cli, key+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+	select {
+	case err := <-got:
+		t.Fatalf("second Mutex on the session acquired while the first holds: %v", err)
+	default:
+	}
+	_, err = m2.Do(ctx, clientv3.OpPut(key+"-x", "2"))
+	assert.ErrorIs(t, err, lock.ErrNotHeld)
+	tok := m1.Token()
+	require.NoError(t, m1.Unlock(ctx))
+	require.NoError(t, waitErr(t, got, 5*time.Second, "second Mutex"))
+	assert.Greater(t, m2.Token(), tok)
+	require.NoError(t, m2.Unlock(ctx))
+}
+
+// Guarantee 5: an Unlock retried after another process acquired never deletes that
+// holder's key.
+func testRetriedUnlock(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	a := newMutex(t, c.Client(0), key, lock.WithTTL(faultTTL))
+	b := newMutex(t, c.Client(1), key, lock.WithTTL(faultTTL))
+
+	// a's first release is applied but a does not learn of it (here: deleted for it);
+	// b acquires; a's retried Unlock must leave b's key alone.
+	require.NoError(t, a.Lock(ctx))
+	_, err := admin.Delete(ctx, a.Key())
+	require.NoError(t, err)
+	require.NoError(t, b.Lock(ctx))
+	assert.ErrorIs(t, a.Unlock(ctx), lock.ErrNotHeld)
+	assert.EqualValues(t, 1, count(t, admin, b.Key()), "b's key survived a's retried Unlock")
+	_, err = b.Do(ctx, clientv3.OpPut(key+"-x", "b"))
+	require.NoError(t, err)
+	require.NoError(t, b.Unlock(ctx))
+
+	// a's Unlock fails on a dead connection; its lease expires; b acquires; the
+	// connection comes back and a retries.
+	require.NoError(t, a.Lock(ctx))
+	c.Blackhole(0)
+	defer c.Unblackhole(0)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = a.Unlock(short)
+	cancel()
+	require.Error(t, err)
+	require.NotErrorIs(t, err, lock.ErrNotHeld)
+	require.NoError(t, b.Lock(ctx), "b acquires once a's key is gone")
+	c.Unblackhole(0)
+	// Retry a's Unlock as a caller would, through the reconnect.
+	var uerr error
+	require.Eventually(t, func() bool {
+		uerr = a.Unlock(ctx)
+		return uerr == nil || errors.Is(uerr, lock.ErrNotHeld)
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.ErrorIs(t, uerr, lock.ErrNotHeld)
+	assert.EqualValues(t, 1, count(t, admin, b.Key()), "b's key survived a's retried Unlock")
+	require.NoError(t, b.Unlock(ctx))
+}
+
+// Guarantee 7: a canceled Lock leaves no waiter key behind.
+func testCancelWaiting(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	a := newMutex(t, c.Client(0), key, lock.WithTTL(faultTTL))
+	require.NoError(t, a.Lock(ctx))
+	for i := 0; i < 3; i++ {
+		b := newMutex(t, c.Client(1+i%2), key, lock.WithTTL(faultTTL))
+		wctx, cancel := context.WithCancel(ctx)
+		got := make(chan error, 1)
+		go func() { got <- b.Lock(wctx) }()
+		require.Eventually(t, func() bool { return count(t, admin, key+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+		cancel()
+		assert.ErrorIs(t, waitErr(t, got, 5*time.Second, "canceled Lock"), context.Canceled)
+		assert.EqualValues(t, 1, count(t, admin, key+"/"), "waiter key left behind")
+	}
+	// A deadline that expires while waiting behaves the same.
+	b := newMutex(t, c.Client(2), key, lock.WithTTL(faultTTL))
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	assert.ErrorIs(t, b.Lock(short), context.DeadlineExceeded)
+	cancel()
+	assert.EqualValues(t, 1, count(t, admin, key+"/"))
+	require.NoError(t, a.Unlock(ctx))
+}
+
+// Guarantee 10: a semaphore of 3 permits and 6 workers never has more than 3 inside, and
+// a crashed holder's permit comes back when its lease expires.
+func testSemaphore(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client) {
+	ctx := etcdtest.Context(t, 60*time.Second)
+	key := etcdtest.Prefix(t) + "s"
+	const permits, workers, rounds = 3, 6, 5
+	var (
+		inside, most atomic.Int32
+		wg           sync.WaitGroup
+		errs         = make(chan error, workers)
+	)
+	for w := 0; w < workers; w++ {
+		sem, err := lock.NewSemaphore(c.Client(w%3), key, permits, lock.WithTTL(faultTTL))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = sem.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				p, err := sem.Acquire(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				n := inside.Add(1)
+				for {
+					m := most.Load()
+					if n <= m || most.CompareAndSwap(m, n) {
+						break
+					}
+				}
+				_, err = p.Do(ctx, clientv3.OpPut(key+"-work", strconv.Itoa(w)))
+				inside.Add(-1)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := p.Release(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.LessOrEqual(t, most.Load(), int32(permits))
+	assert.Positive(t, most.Load())
+
+	// A holder crashes (its client dies without releasing): its permit returns when its
+	// lease expires.
+	crashCli := c.Client(0)
+	crashed, err := lock.NewSemaphore(crashCli, key, permits, lock.WithTTL(faultTTL))
+	require.NoError(t, err)
+	defer crashed.Close()
+	others, err := lock.NewSemaphore(c.Client(1), key, permits, lock.WithTTL(faultTTL))
+	require.NoError(t, err)
+	defer others.Close()
+	_, err = crashed.Acquire(ctx)
+	require.NoError(t, err)
+	p1, err := others.Acquire(ctx)
+	require.NoError(t, err)
+	p2, err := others.Acquire(ctx)
+	require.NoError(t, err)
+	_, err = others.TryAcquire(ctx)
+	require.ErrorIs(t, err, lock.ErrLocked)
+	got := make(chan error, 1)
+	go func() {
+		p, err := others.Acquire(ctx)
+		if err == nil {
+			err = p.Release(ctx)
+		}
+		got <- err
+	}()
+	require.NoError(t, crashCli.Close())
+	require.NoError(t, waitErr(t, got, 3*faultTTL+2*time.Second, "permit of the crashed holder"))
+	require.NoError(t, p1.Release(ctx))
+	require.NoError(t, p2.Release(ctx))
+	assert.Zero(t, count(t, admin, key+"/"))
+}
+
+// Guarantee 6 (lock half): stop the etcd leader while a lock is held: it stays held,
+// and guarded writes succeed once a new etcd leader is elected.
+func testStopEtcdLeader(t *testing.T, c *etcdtest.Cluster) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	lead := c.Leader()
+	member := (lead + 1) % 3
+	m := newMutex(t, c.Client(member), key, lock.WithTTL(3*time.Second))
+	require.NoError(t, m.Lock(ctx))
+	done := m.Done()
+	tok := m.Token()
+
+	stopped := c.StopLeader()
+	defer c.RestartMember(stopped)
+	require.Eventually(t, func() bool {
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := m.Do(wctx, clientv3.OpPut(key+"-x", "after"))
+		require.False(t, errors.Is(err, lock.ErrNotHeld), "lock lost over an etcd leader change: %v", err)
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+	select {
+	case <-done:
+		t.Fatalf("Done closed over an etcd leader change: %v", m.Err())
+	default:
+	}
+	assert.Equal(t, tok, m.Token())
+	require.NoError(t, m.Unlock(ctx))
+}
