@@ -2,9 +2,9 @@ package lock_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"runtime/pprof"
-	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"

@@ -315,11 +315,11 @@ type Holding struct {
 	key string
 	rev int64
 
-	mu      sync.Mutex
-	done    chan struct{}
-	err     error
-	ended   bool
-	started bool
+	mu       sync.Mutex
+	done     chan struct{}
+	err      error
+	ended    bool
+	started  bool
 	ctx      context.Context
 	cancel   context.CancelFunc
 	stopLost func() bool
