@@ -205,10 +205,16 @@ func (c *Cache) Get(key string) (KV, bool) {
 func (c *Cache) List(prefix string) []KV {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	i := sort.SearchStrings(c.keys, prefix)
-	var out []KV
-	for ; i < len(c.keys) && strings.HasPrefix(c.keys[i], prefix); i++ {
-		out = append(out, c.kvs[c.keys[i]])
+	// Keys with the prefix form one run in the sorted keys: find both ends, then copy.
+	lo := sort.SearchStrings(c.keys, prefix)
+	rest := c.keys[lo:]
+	n := sort.Search(len(rest), func(i int) bool { return !strings.HasPrefix(rest[i], prefix) })
+	if n == 0 {
+		return nil
+	}
+	out := make([]KV, n)
+	for i, k := range rest[:n] {
+		out[i] = c.kvs[k]
 	}
 	return out
 }
