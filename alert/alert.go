@@ -343,7 +343,7 @@ func (m *Manager) retryDelay(err error, bo *backoff.Backoff) (time.Duration, boo
 		if !he.Temporary() {
 			return 0, false
 		}
-		if he.RetryAfter > 0 {
+		if he.RetryAfter > 0 && m.opts.retry.MaxRetryAfter > 0 {
 			bo.Next()
 			return min(he.RetryAfter, m.opts.retry.MaxRetryAfter), true
 		}

@@ -10,8 +10,8 @@
 // dedup_key), so the receiver closes the incident it opened. Each notifier has its own
 // queue and goroutine: notifications to one channel arrive in the order they were raised
 // (a resolve never overtakes its trigger), and a slow or failing channel never delays
-// the others. A failed delivery is retried with backoff; a 429 or 503 answer's
-// Retry-After is honoured (capped by Retry.MaxRetryAfter). Every attempt, success and
+// the others. A failed delivery is retried with backoff; the Retry-After of a 429
+// or 5xx answer is honoured (capped by Retry.MaxRetryAfter). Every attempt, success and
 // failure is recorded in Deliveries, every firing and resolution in History (the last
 // 1000 each), so an alert is never lost from the record even when no channel accepts it.
 //

@@ -32,7 +32,8 @@ type Retry struct {
 	// MinBackoff and MaxBackoff bound the jittered exponential delay between tries
 	// (default 100ms and 10s).
 	MinBackoff, MaxBackoff time.Duration
-	// MaxRetryAfter caps how long a server's Retry-After is honoured (default 1m).
+	// MaxRetryAfter caps how long a server's Retry-After is honoured (default 1m); zero
+	// ignores Retry-After and uses the backoff.
 	MaxRetryAfter time.Duration
 }
 
