@@ -144,6 +144,7 @@ func (b *Balancer) PickKey(service, key string) (Selection, error) {
 // MarkFailed reports that an instance failed; it is skipped for the cool-down.
 func (b *Balancer) MarkFailed(service, id string) {
 	p := b.pool(service)
+	p.current() // so that byID knows the instance even before the first pick
 	p.mu.Lock()
 	ep := p.byID[id]
 	p.mu.Unlock()
@@ -155,6 +156,7 @@ func (b *Balancer) MarkFailed(service, id string) {
 // InFlight returns the number of picks of an instance not yet released by Done.
 func (b *Balancer) InFlight(service, id string) int64 {
 	p := b.pool(service)
+	p.current() // so that byID knows the instance even before the first pick
 	p.mu.Lock()
 	ep := p.byID[id]
 	p.mu.Unlock()

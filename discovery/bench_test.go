@@ -1,0 +1,121 @@
+package discovery_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/etcd-monitor/etcd-monitor/discovery"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// countingClient returns a client that counts the unary etcd calls it makes.
+func countingClient(b *testing.B) (*clientv3.Client, *atomic.Int64) {
+	var n atomic.Int64
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   etcdtest.Endpoints(),
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(
+			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				n.Add(1)
+				return invoker(ctx, method, req, reply, cc, opts...)
+			})},
+	})
+	require.NoError(b, err)
+	b.Cleanup(func() { cli.Close() })
+	return cli, &n
+}
+
+func benchResolver(b *testing.B, n int) (*discovery.Resolver, *atomic.Int64) {
+	ctx := etcdtest.Context(b, 30*time.Second)
+	cli, calls := countingClient(b)
+	p := etcdtest.Prefix(b)
+	var insts []discovery.Instance
+	for i := range n {
+		insts = append(insts, inst("bench", fmt.Sprintf("i%03d", i), 1000+i))
+	}
+	putInstances(ctx, b, etcdtest.Client(b), p, insts...)
+	res, err := discovery.NewResolver(cli, p)
+	require.NoError(b, err)
+	b.Cleanup(func() { res.Close() })
+	require.NoError(b, res.WaitReady(ctx))
+	require.Eventually(b, func() bool { got, _ := res.Discover("bench"); return len(got) == n }, 5*time.Second, time.Millisecond)
+	return res, calls
+}
+
+func BenchmarkDiscover(b *testing.B) {
+	res, calls := benchResolver(b, 10)
+	start := calls.Load()
+	for b.Loop() {
+		if _, err := res.Discover("bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(calls.Load()-start)/float64(b.N), "etcd-calls/op")
+}
+
+func BenchmarkPick(b *testing.B) {
+	for _, s := range []discovery.Strategy{discovery.RoundRobin, discovery.Random, discovery.WeightedRoundRobin, discovery.PowerOfTwo, discovery.ConsistentHash} {
+		b.Run(s.String(), func(b *testing.B) {
+			res, calls := benchResolver(b, 10)
+			lb, err := discovery.NewBalancer(res, s)
+			require.NoError(b, err)
+			defer lb.Close()
+			start := calls.Load()
+			b.ReportAllocs()
+			for b.Loop() {
+				sel, err := lb.PickKey("bench", "user-42")
+				if err != nil {
+					b.Fatal(err)
+				}
+				sel.Done(nil)
+			}
+			b.ReportMetric(float64(calls.Load()-start)/float64(b.N), "etcd-calls/op")
+			b.ReportMetric(1e9/(float64(b.Elapsed().Nanoseconds())/float64(b.N))/1e6, "Mpicks/s")
+		})
+	}
+}
+
+// BenchmarkRegisterVisible measures the time from Register to the Added event in a
+// resolver on another client.
+func BenchmarkRegisterVisible(b *testing.B) {
+	ctx := etcdtest.Context(b, 5*time.Minute)
+	p := etcdtest.Prefix(b)
+	reg, err := discovery.NewRegistrar(etcdtest.Client(b), p)
+	require.NoError(b, err)
+	defer reg.Close()
+	res, err := discovery.NewResolver(etcdtest.Client(b), p)
+	require.NoError(b, err)
+	defer res.Close()
+	require.NoError(b, res.WaitReady(ctx))
+	events, err := res.Watch(ctx, "vis")
+	require.NoError(b, err)
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		in := inst("vis", fmt.Sprint("i", i), 1)
+		i++
+		start := time.Now()
+		if err := reg.Register(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		for ev := range events {
+			if ev.Type == discovery.Added && ev.Instance.ID == in.ID {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}

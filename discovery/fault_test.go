@@ -1,0 +1,223 @@
+package discovery_test
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/discovery"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// etcdIDs lists the instance IDs of svc in etcd itself.
+func etcdIDs(ctx context.Context, t *testing.T, cli *clientv3.Client, prefix, svc string) []string {
+	t.Helper()
+	for {
+		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := cli.Get(gctx, prefix+svc+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		cancel()
+		if err == nil {
+			out := []string{}
+			for _, kv := range resp.Kvs {
+				out = append(out, string(kv.Key[len(prefix+svc+"/"):]))
+			}
+			sort.Strings(out)
+			return out
+		}
+		require.NoError(t, ctx.Err(), "etcd unreachable: %v", err)
+	}
+}
+
+// liveLease reports whether key exists and is attached to a lease etcd still has.
+func liveLease(ctx context.Context, cli *clientv3.Client, key string) bool {
+	gctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	resp, err := cli.Get(gctx, key)
+	if err != nil || len(resp.Kvs) == 0 || resp.Kvs[0].Lease == 0 {
+		return false
+	}
+	ttl, err := cli.TimeToLive(gctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+	return err == nil && ttl.TTL > 0
+}
+
+// TestFaultCluster checks guarantees 1, 3, 4 and 5 on one 3-node cluster.
+func TestFaultCluster(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	ctx := etcdtest.Context(t, 90*time.Second)
+	const ttl = 2 * time.Second
+
+	// 5: a resolver cut off while instances change and history is compacted converges
+	// to etcd's set after it reconnects.
+	t.Run("ResolverConvergesAfterCompaction", func(t *testing.T) {
+		p := etcdtest.Prefix(t)
+		// Cut off a follower: Compact goes through the leader's own client.
+		lead := c.Leader()
+		i, writerIdx := (lead+1)%3, (lead+2)%3
+		reg := newRegistrar(t, c.Client(writerIdx), p, discovery.WithTTL(5*time.Second))
+		for _, id := range []string{"a", "b", "c"} {
+			require.NoError(t, reg.Register(ctx, inst("svc", id, 1)))
+		}
+		res := newResolver(t, ctx, c.Client(i), p)
+		waitIDs(t, res, "svc", 3*time.Second, "a", "b", "c")
+
+		c.PauseConnections(i)
+		require.Eventually(t, res.Stale, 10*time.Second, 10*time.Millisecond)
+		require.NoError(t, reg.Deregister(ctx, inst("svc", "a", 1)))
+		require.NoError(t, reg.Register(ctx, inst("svc", "d", 1)))
+		require.NoError(t, reg.Drain(ctx, inst("svc", "b", 1), true))
+		writer := c.Client(writerIdx)
+		resp, err := writer.Put(ctx, p+"other/x", `{"address":"h","port":1}`)
+		require.NoError(t, err)
+		c.Compact(ctx, resp.Header.Revision)
+		assert.Equal(t, []string{"a", "b", "c"}, ids(t, res, "svc"), "serves the last set while cut off")
+		c.ResumeConnections(i)
+
+		want := etcdIDs(ctx, t, writer, p, "svc")
+		require.Equal(t, []string{"b", "c", "d"}, want)
+		waitIDs(t, res, "svc", 10*time.Second, want...)
+		waitIDs(t, res, "other", 2*time.Second, "x")
+		insts, err := res.Discover("svc")
+		require.NoError(t, err)
+		assert.True(t, insts[0].Drained, "b's drain arrived")
+	})
+
+	// 4: with the leader stopped, registrations stay and resolvers answer throughout.
+	t.Run("LeaderStop", func(t *testing.T) {
+		p := etcdtest.Prefix(t)
+		reg := newRegistrar(t, c.ClusterClient(), p, discovery.WithTTL(ttl))
+		require.NoError(t, reg.Register(ctx, inst("svc", "a", 1)))
+		require.NoError(t, reg.Register(ctx, inst("svc", "b", 1)))
+		res := newResolver(t, ctx, c.ClusterClient(), p)
+		waitIDs(t, res, "svc", 3*time.Second, "a", "b")
+
+		stop := make(chan struct{})
+		failures := make(chan string, 1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				insts, err := res.Discover("svc")
+				if err != nil || len(insts) != 2 {
+					select {
+					case failures <- "Discover during leader loss: " + errString(err) + " " + idsOf(insts):
+					default:
+					}
+				}
+			}
+		}()
+		stopped := c.StopLeader()
+		// Hold the outage past two TTLs: the leases must be renewed through the new leader.
+		hold := time.NewTimer(2 * ttl)
+		<-hold.C
+		cli := c.ClusterClient()
+		assert.Equal(t, []string{"a", "b"}, etcdIDs(ctx, t, cli, p, "svc"))
+		assert.True(t, liveLease(ctx, cli, p+"svc/a"))
+		c.RestartMember(stopped)
+		close(stop)
+		<-done
+		select {
+		case f := <-failures:
+			t.Error(f)
+		default:
+		}
+		assert.Equal(t, []string{"a", "b"}, ids(t, res, "svc"))
+	})
+
+	// 1: a registrant that dies without deregistering leaves every resolver within
+	// TTL + 1s.
+	t.Run("RegistrantDies", func(t *testing.T) {
+		p := etcdtest.Prefix(t)
+		regCli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+		require.NoError(t, err)
+		reg := newRegistrar(t, regCli, p, discovery.WithTTL(ttl))
+		require.NoError(t, reg.Register(ctx, inst("svc", "dies", 1)))
+		var resolvers []*discovery.Resolver
+		for i := range 3 {
+			r := newResolver(t, ctx, c.Client(i), p)
+			waitIDs(t, r, "svc", 3*time.Second, "dies")
+			resolvers = append(resolvers, r)
+		}
+		start := time.Now()
+		require.NoError(t, regCli.Close())
+		for _, r := range resolvers {
+			waitIDs(t, r, "svc", 2*(ttl+time.Second))
+		}
+		gone := time.Since(start)
+		t.Logf("gone from every resolver after %v", gone)
+		assert.LessOrEqual(t, gone, ttl+time.Second+500*time.Millisecond)
+	})
+
+	// 3: every member down for longer than the TTL, then back: every registration
+	// returns by itself.
+	t.Run("AllMembersDown", func(t *testing.T) {
+		p := etcdtest.Prefix(t)
+		reg := newRegistrar(t, c.ClusterClient(), p, discovery.WithTTL(ttl), discovery.WithBackoff(50*time.Millisecond, time.Second))
+		names := []string{"a", "b", "c", "d"}
+		for _, id := range names {
+			require.NoError(t, reg.Register(ctx, inst("svc", id, 1)))
+		}
+		res := newResolver(t, ctx, c.ClusterClient(), p)
+		waitIDs(t, res, "svc", 3*time.Second, names...)
+
+		for i := range c.Members {
+			c.StopMember(i)
+		}
+		outage := time.NewTimer(3 * ttl)
+		<-outage.C
+		// Restart without waiting for each one: a lone member has no leader to wait for.
+		for i := range c.Members[:len(c.Members)-1] {
+			require.NoError(t, c.Members[i].Restart(t))
+		}
+		c.RestartMember(len(c.Members) - 1)
+		c.Leader()
+		start := time.Now()
+
+		cli := c.ClusterClient()
+		require.Eventually(t, func() bool {
+			if !slices.Equal(etcdIDs(ctx, t, cli, p, "svc"), names) {
+				return false
+			}
+			for _, id := range names {
+				if !liveLease(ctx, cli, p+"svc/"+id) {
+					return false
+				}
+			}
+			return true
+		}, 20*time.Second, 20*time.Millisecond, "every registration is back on a live lease")
+		t.Logf("all back %v after the cluster", time.Since(start))
+		waitIDs(t, res, "svc", 10*time.Second, names...)
+		// And they stay: after two more TTLs they are still there.
+		hold := time.NewTimer(2 * ttl)
+		<-hold.C
+		assert.Equal(t, names, etcdIDs(ctx, t, cli, p, "svc"))
+		for _, id := range names {
+			assert.True(t, liveLease(ctx, cli, p+"svc/"+id), id)
+		}
+	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
+
+func idsOf(insts []discovery.Instance) string {
+	s := "["
+	for _, i := range insts {
+		s += i.ID + " "
+	}
+	return s + "]"
+}

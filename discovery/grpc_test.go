@@ -1,0 +1,128 @@
+package discovery_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/etcd-monitor/etcd-monitor/discovery"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// grpcServer is a real gRPC server with the health service that counts the calls it
+// serves and remembers when it served the last one.
+type grpcServer struct {
+	srv   *grpc.Server
+	port  int
+	calls atomic.Int64
+	last  atomic.Int64 // unix nanos
+}
+
+func startGRPCServer(t *testing.T) *grpcServer {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &grpcServer{port: lis.Addr().(*net.TCPAddr).Port}
+	s.srv = grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		s.calls.Add(1)
+		s.last.Store(time.Now().UnixNano())
+		return h(ctx, req)
+	}))
+	healthpb.RegisterHealthServer(s.srv, health.NewServer())
+	go s.srv.Serve(lis)
+	t.Cleanup(s.srv.Stop)
+	return s
+}
+
+// Guarantee 7: calls spread over every registered server and stop reaching one within
+// 2s of its deregistration.
+func TestGRPCResolver(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	reg := newRegistrar(t, cli, p)
+	res := newResolver(t, ctx, etcdtest.Client(t), p)
+
+	servers := make([]*grpcServer, 4)
+	insts := make([]discovery.Instance, 4)
+	for i := range servers {
+		servers[i] = startGRPCServer(t)
+		insts[i] = inst("payment-service", fmt.Sprint("s", i), servers[i].port)
+	}
+	for _, in := range insts[:3] {
+		require.NoError(t, reg.Register(ctx, in))
+	}
+
+	conn, err := grpc.NewClient("etcd:///payment-service",
+		grpc.WithResolvers(discovery.GRPCBuilder(res)),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	call := func() {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := client.Check(cctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+		require.NoError(t, err)
+	}
+
+	// Wait until all three are connected, then count a clean round.
+	require.Eventually(t, func() bool {
+		call()
+		return servers[0].calls.Load() > 0 && servers[1].calls.Load() > 0 && servers[2].calls.Load() > 0
+	}, 5*time.Second, time.Millisecond)
+	before := []int64{servers[0].calls.Load(), servers[1].calls.Load(), servers[2].calls.Load()}
+	for range 300 {
+		call()
+	}
+	for i := range 3 {
+		assert.InDelta(t, 100, servers[i].calls.Load()-before[i], 5, "server %d", i)
+	}
+
+	// Deregister s1: within 2s no call reaches it.
+	start := time.Now()
+	require.NoError(t, reg.Deregister(ctx, insts[1]))
+	for time.Since(start) < 2500*time.Millisecond {
+		call()
+	}
+	lastCall := time.Unix(0, servers[1].last.Load())
+	t.Logf("last call to the deregistered server %v after Deregister", lastCall.Sub(start))
+	assert.Less(t, lastCall.Sub(start), 2*time.Second)
+	calls1 := servers[1].calls.Load()
+
+	// A new one joins, and a drained one leaves.
+	require.NoError(t, reg.Register(ctx, insts[3]))
+	require.Eventually(t, func() bool { call(); return servers[3].calls.Load() > 0 }, 3*time.Second, time.Millisecond)
+	require.NoError(t, reg.Drain(ctx, insts[0], true))
+	start = time.Now()
+	for time.Since(start) < 2500*time.Millisecond {
+		call()
+	}
+	assert.Less(t, time.Unix(0, servers[0].last.Load()).Sub(start), 2*time.Second, "drained server stops getting calls")
+	assert.Equal(t, calls1, servers[1].calls.Load())
+}
+
+func TestGRPCBadTarget(t *testing.T) {
+	ctx := etcdtest.Context(t, 10*time.Second)
+	res := newResolver(t, ctx, etcdtest.Client(t), etcdtest.Prefix(t))
+	conn, err := grpc.NewClient("etcd:///", grpc.WithResolvers(discovery.GRPCBuilder(res)),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err == nil {
+		defer conn.Close()
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{})
+	}
+	require.Error(t, err)
+}
