@@ -2,6 +2,7 @@ package health_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -341,6 +342,15 @@ func TestCheckSharedNode(t *testing.T) {
 	assert.NotZero(t, r.ClusterID)
 	assert.Zero(t, r.RevisionSpread)
 	assert.True(t, r.Healthy)
+
+	// The report serves as JSON as is (the monitor's REST API does so).
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	var back health.Report
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, r.Members[0].Member, back.Members[0].Member)
+	assert.Equal(t, r.Members[0].Status, back.Members[0].Status)
+	assert.Equal(t, r.Quorum, back.Quorum)
 
 	// A second check of the same leader adds nothing to the history.
 	r = check(t, ch)
