@@ -14,7 +14,7 @@ var errRetriesExhausted = errors.New("txn: retries exhausted")
 
 // Atomic runs fn as a software transaction (concurrency.STM) at the isolation of
 // WithIsolation (default SerializableSnapshot): fn's reads and writes commit together or
-// fn runs again on a conflict, up to WithRetries times (default 64), after which the
+// fn runs again on a conflict, up to WithRetries times (default 100), after which the
 // error matches ErrConflict. ctx bounds every read and the commit. An error from fn
 // aborts without writing and is returned wrapped. It returns the commit revision. fn may
 // run several times and must not have side effects.

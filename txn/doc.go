@@ -9,7 +9,7 @@
 //     error wrapping ErrConflict (a *ConflictError carrying what etcd holds instead).
 //   - Update never loses a concurrent write: it writes only if the key's ModRevision is
 //     still the one fn saw, and otherwise calls fn again with the newer value, up to the
-//     retry bound (WithRetries, default 64), with jittered backoff between attempts.
+//     retry bound (WithRetries, default 100), with jittered backoff between attempts.
 //   - Atomic runs fn in a concurrency.STM bound to ctx, with the same retry bound.
 //   - Not guaranteed: that a write whose outcome was lost (ctx ended or the connection
 //     dropped after etcd received it) did not happen. Such errors are not ErrConflict;

@@ -126,13 +126,12 @@ func DeleteIf(ctx context.Context, kv clientv3.KV, key string, cond Cond) (int64
 
 // Update is an optimistic read-modify-write of one key. It reads the key, calls fn with
 // its value (nil when the key is absent, non-nil otherwise), and writes fn's result only
-// if the key has not changed since; on a conflict it pauses (full jitter, growing from
+// if the key has not changed since. On a conflict it pauses (full jitter, growing from
 // 2ms to 100ms), re-reads and calls fn again with the newer value, up to WithRetries
-// times (default 64). fn returning nil
-// deletes the key; an empty non-nil slice writes an empty value. An error from fn stops
-// the loop and is returned wrapped. It returns the revision of the write, or a
-// *ConflictError (matching ErrConflict) after the last attempt. fn may run several
-// times and must not have side effects.
+// times (default 100). fn returning nil deletes the key; an empty non-nil slice writes
+// an empty value. An error from fn stops the loop and is returned wrapped. Update
+// returns the revision of the write, or a *ConflictError (matching ErrConflict) after
+// the last attempt. fn may run several times and must not have side effects.
 func Update(ctx context.Context, kv clientv3.KV, key string, fn func(old []byte) ([]byte, error), opts ...Option) (int64, error) {
 	if err := check(kv, key); err != nil {
 		return 0, err

@@ -251,11 +251,12 @@ func (c *Cache) Stale() bool {
 }
 
 // Subscribe calls fn for every change the Cache applies, in revision order (the changes
-// of a re-list in key order), on the Cache's goroutine: fn must not block and must not
-// call cancel or Close. A subscriber added before Ready sees the initial list as
-// additions. After a compaction re-list, subscribers get exactly the differences between
-// the old and the new state, never a "resync". After cancel returns, fn is not called
-// again, except once more if cancel races with a change being delivered.
+// of a re-list in key order), on the Cache's goroutine, once the change is readable
+// through Get and List. fn must not block and must not call Close; it may call cancel.
+// A subscriber added before Ready sees the initial list as additions. After a compaction
+// re-list, subscribers get exactly the differences between the old and the new state,
+// never a "resync". After cancel returns, fn is not called again, except at most once
+// if cancel races with a change being delivered.
 func (c *Cache) Subscribe(fn func(Change)) (cancel func()) {
 	if fn == nil {
 		return func() {}

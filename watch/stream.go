@@ -136,7 +136,8 @@ func (s *stream) list(ctx context.Context) (Event, error) {
 // currentRevision returns the store revision, so that "from now" is a fixed revision
 // from which every later resume starts.
 func (s *stream) currentRevision(ctx context.Context) (int64, error) {
-	resp, err := s.cli.Get(ctx, s.key, append(s.getOpts(), clientv3.WithCountOnly())...)
+	// One key, counted only: the header's store revision is all we need.
+	resp, err := s.cli.Get(ctx, s.key, clientv3.WithCountOnly())
 	if err != nil {
 		return 0, fmt.Errorf("watch: current revision: %w", err)
 	}
