@@ -7,7 +7,10 @@
 //     order, across dropped connections, member restarts and leader elections: it
 //     remembers the last revision delivered and resumes right after it. Watches use
 //     clientv3.WithRequireLeader, so a member cut off from the cluster ends the watch
-//     at once instead of leaving it silent, and the Watcher moves on.
+//     at once instead of leaving it silent, and the Watcher moves on. A watch that etcd
+//     stops answering altogether (a blackholed connection) is abandoned after six
+//     progress intervals (3s by default) and reopened, through another endpoint if the
+//     client has one.
 //   - When the resume revision has been compacted, the changes in between are gone from
 //     etcd; the Watcher then re-lists and emits one Resync event carrying the full
 //     current state, and continues from the revision of that list. A consumer that

@@ -256,4 +256,51 @@ func TestFaultClusterWatch(t *testing.T) {
 		_, seen, _ := con.snapshot()
 		assert.Equal(t, written, seen)
 	})
+
+	t.Run("BlackholedEndpointIsAbandoned", func(t *testing.T) {
+		i, j := c.Leader(), (c.Leader()+1)%3
+		cli := c.Client(i) // the watch opens through i
+		writer := c.Client((i + 2) % 3)
+		p := "/blackhole/"
+		w, err := watch.NewWatcher(cli, p, watch.WithPrefix(), watch.WithStartRevision(currentRev(ctx, t, writer)+1))
+		require.NoError(t, err)
+		con := consume(w)
+		_, err = writer.Put(ctx, p+"first", "v")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen == 1 }, 10*time.Second, 10*time.Millisecond)
+		// i now swallows everything; j becomes reachable too.
+		c.Blackhole(i)
+		cli.SetEndpoints(c.Members[i].GRPCURL, c.Members[j].GRPCURL)
+		for k := range 20 {
+			_, err := writer.Put(ctx, fmt.Sprintf("%s%02d", p, k), "v")
+			require.NoError(t, err)
+		}
+		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen == 21 }, 30*time.Second, 20*time.Millisecond,
+			"events must arrive through the endpoint that still answers")
+		c.Unblackhole(i)
+		require.NoError(t, w.Close())
+		<-con.done
+		con.check(t)
+	})
+
+	t.Run("CacheStaleWhilePartitioned", func(t *testing.T) {
+		i := (c.Leader() + 1) % 3
+		cli, writer := c.Client(i), c.Client((i+1)%3)
+		p := "/partition/"
+		cache, err := watch.NewCache(cli, p)
+		require.NoError(t, err)
+		defer cache.Close()
+		require.NoError(t, cache.WaitReady(ctx))
+		c.Partition(i)
+		require.Eventually(t, cache.Stale, 15*time.Second, 20*time.Millisecond, "a member without a leader is not a source of truth")
+		var last int64
+		for k := range 10 {
+			r, err := writer.Put(ctx, fmt.Sprintf("%s%02d", p, k), "v")
+			require.NoError(t, err)
+			last = r.Header.Revision
+		}
+		c.Heal(i)
+		require.Eventually(t, func() bool { return !cache.Stale() && cache.Revision() >= last }, 30*time.Second, 20*time.Millisecond)
+		assert.Equal(t, etcdState(ctx, t, writer, p), cacheState(cache))
+	})
 }

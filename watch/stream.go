@@ -29,6 +29,13 @@ type stream struct {
 	heard atomic.Int64
 }
 
+// A watch is stale after staleSilence progress intervals without a word from etcd, and
+// is reopened after reopenSilence.
+const (
+	staleSilence  = 3
+	reopenSilence = 6
+)
+
 // sink receives a batch; it returns false when the stream must stop (ctx ended).
 type sink func(ctx context.Context, batch []Event) bool
 
@@ -39,7 +46,7 @@ func (s *stream) stale() bool {
 		return true
 	}
 	silent := time.Since(time.Unix(0, s.heard.Load()))
-	return silent > 3*s.opts.progressInterval
+	return silent > staleSilence*s.opts.progressInterval
 }
 
 // run delivers events until ctx ends or the client is closed; it returns why it stopped.
@@ -180,6 +187,11 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 		wg.Wait()
 	}()
 
+	// A watch that etcd stops answering (a blackholed connection, a hung member) is
+	// abandoned and reopened, possibly through another endpoint.
+	s.heard.Store(time.Now().UnixNano())
+	check := time.NewTicker(s.opts.progressInterval)
+	defer check.Stop()
 	var batch []Event
 	for {
 		var resp clientv3.WatchResponse
@@ -187,6 +199,11 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 		select {
 		case <-ctx.Done():
 			return progressed, false, ctx.Err()
+		case <-check.C:
+			if silent := time.Since(time.Unix(0, s.heard.Load())); silent > reopenSilence*s.opts.progressInterval {
+				return progressed, false, fmt.Errorf("watch: no word from etcd for %v", silent.Round(time.Millisecond))
+			}
+			continue
 		case resp, ok = <-wch:
 		}
 		if !ok {
@@ -236,6 +253,8 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 		if !emit(ctx, batch) {
 			return progressed, false, ctx.Err()
 		}
+		// Time spent waiting for the consumer is not etcd's silence.
+		s.heard.Store(time.Now().UnixNano())
 		// etcd never splits one revision's events across responses, so the whole
 		// revision has now been delivered.
 		*next = last + 1
