@@ -1,0 +1,560 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/etcd-monitor/etcd-monitor/bench"
+)
+
+// Config is the daemon's configuration: the YAML file (config.example.yaml documents
+// every key), then the flags on top of it.
+type Config struct {
+	Etcd       EtcdConfig      `yaml:"etcd"`
+	Clusters   []ClusterConfig `yaml:"clusters"`
+	API        APIConfig       `yaml:"api"`
+	Monitor    MonitorConfig   `yaml:"monitor"`
+	Thresholds Thresholds      `yaml:"thresholds"`
+	Alerts     AlertsConfig    `yaml:"alerts"`
+	Benchmark  BenchConfig     `yaml:"benchmark"`
+	Logging    LoggingConfig   `yaml:"logging"`
+}
+
+// ClusterConfig is how to reach one cluster.
+type ClusterConfig struct {
+	Name        string        `yaml:"name"`
+	Endpoints   []string      `yaml:"endpoints"`
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	Username    string        `yaml:"username"`
+	Password    string        `yaml:"password"`
+	TLS         TLSConfig     `yaml:"tls"`
+	// MemberEndpoints and MetricsURLs override, by member name, where members are probed
+	// and scraped, for members whose advertised URLs are not reachable from here.
+	MemberEndpoints map[string]string `yaml:"member_endpoints"`
+	MetricsURLs     map[string]string `yaml:"metrics_urls"`
+}
+
+// EtcdConfig is the main cluster, plus the embedded mode.
+type EtcdConfig struct {
+	ClusterConfig `yaml:",inline"`
+	// Embedded starts a single-node etcd inside the daemon and monitors it.
+	Embedded bool `yaml:"embedded"`
+}
+
+// TLSConfig is a client certificate and the CA that signs the servers'.
+type TLSConfig struct {
+	Cert               string `yaml:"cert"`
+	Key                string `yaml:"key"`
+	CA                 string `yaml:"ca"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// ServerTLSConfig is the API listener's certificate; ClientCA turns on mutual TLS.
+type ServerTLSConfig struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"`
+}
+
+// APIConfig is the REST API server.
+type APIConfig struct {
+	Host            string          `yaml:"host"`
+	Port            int             `yaml:"port"`
+	TLS             ServerTLSConfig `yaml:"tls"`
+	ReadTimeout     time.Duration   `yaml:"read_timeout"`
+	WriteTimeout    time.Duration   `yaml:"write_timeout"`
+	IdleTimeout     time.Duration   `yaml:"idle_timeout"`
+	ShutdownTimeout time.Duration   `yaml:"shutdown_timeout"`
+	CORSOrigins     []string        `yaml:"cors_origins"`
+	RequestLog      *bool           `yaml:"request_log"`
+	Auth            AuthConfig      `yaml:"auth"`
+}
+
+// AuthConfig lists bearer tokens; with none, the API is open.
+type AuthConfig struct {
+	Tokens []TokenConfig `yaml:"tokens"`
+}
+
+// TokenConfig is one bearer token and its role.
+type TokenConfig struct {
+	Name      string `yaml:"name"`
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	Role      string `yaml:"role"`
+}
+
+// Roles.
+const (
+	RoleReadOnly = "read-only"
+	RoleAdmin    = "admin"
+)
+
+// MonitorConfig is the schedule.
+type MonitorConfig struct {
+	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
+	MetricsInterval     time.Duration `yaml:"metrics_interval"`
+	CheckTimeout        time.Duration `yaml:"check_timeout"`
+	LatencySamples      int           `yaml:"latency_samples"`
+}
+
+// Thresholds are the operator's limits, turned into alert rules.
+type Thresholds struct {
+	MaxLatencyMS      int           `yaml:"max_latency_ms"`
+	MaxDBSizeMB       int           `yaml:"max_db_size_mb"`
+	MinAvailableNodes int           `yaml:"min_available_nodes"`
+	MaxLeaderChanges  int           `yaml:"max_leader_changes"`
+	LeaderChangesIn   time.Duration `yaml:"leader_changes_window"`
+}
+
+// AlertsConfig is where alerts go.
+type AlertsConfig struct {
+	DedupWindow time.Duration    `yaml:"dedup_window"`
+	Console     bool             `yaml:"console"`
+	Webhooks    []WebhookConfig  `yaml:"webhooks"`
+	Slack       *SlackConfig     `yaml:"slack"`
+	PagerDuty   *PagerDutyConfig `yaml:"pagerduty"`
+	Email       *EmailConfig     `yaml:"email"`
+}
+
+// WebhookConfig is one Alertmanager-style webhook receiver.
+type WebhookConfig struct {
+	Name    string            `yaml:"name"`
+	URL     string            `yaml:"url"`
+	Headers map[string]string `yaml:"headers"`
+}
+
+// SlackConfig is a Slack incoming webhook.
+type SlackConfig struct {
+	WebhookURL string `yaml:"webhook_url"`
+	Channel    string `yaml:"channel"`
+}
+
+// PagerDutyConfig is a PagerDuty Events API v2 integration.
+type PagerDutyConfig struct {
+	RoutingKey string `yaml:"routing_key"`
+	URL        string `yaml:"url"`
+}
+
+// EmailConfig is an SMTP relay.
+type EmailConfig struct {
+	Addr           string   `yaml:"addr"`
+	From           string   `yaml:"from"`
+	To             []string `yaml:"to"`
+	Username       string   `yaml:"username"`
+	Password       string   `yaml:"password"`
+	AllowPlaintext bool     `yaml:"allow_plaintext"`
+}
+
+// BenchConfig is --run-benchmark's workload and the API benchmark's limits.
+type BenchConfig struct {
+	Type         string         `yaml:"type"`
+	Ops          int            `yaml:"ops"`
+	Duration     time.Duration  `yaml:"duration"`
+	Connections  int            `yaml:"connections"`
+	Clients      int            `yaml:"clients"`
+	KeySize      int            `yaml:"key_size"`
+	ValueSize    int            `yaml:"value_size"`
+	Rate         float64        `yaml:"rate"`
+	ReadRatio    float64        `yaml:"read_ratio"`
+	TargetLeader bool           `yaml:"target_leader"`
+	Consistency  string         `yaml:"consistency"`
+	Output       string         `yaml:"output"`
+	Baseline     string         `yaml:"baseline"`
+	SaveBaseline string         `yaml:"save_baseline"`
+	Tolerance    float64        `yaml:"tolerance"`
+	EnforceSLO   bool           `yaml:"enforce_slo"`
+	SLO          SLOConfig      `yaml:"slo"`
+	API          BenchAPIConfig `yaml:"api"`
+}
+
+// SLOConfig is the objectives a benchmark is checked against.
+type SLOConfig struct {
+	MinReadThroughput  float64       `yaml:"min_read_throughput"`
+	MinWriteThroughput float64       `yaml:"min_write_throughput"`
+	MaxP99             time.Duration `yaml:"max_p99"`
+	MaxErrorRate       float64       `yaml:"max_error_rate"`
+}
+
+// BenchAPIConfig limits POST /api/v1/performance/benchmark.
+type BenchAPIConfig struct {
+	Enabled     *bool         `yaml:"enabled"`
+	MaxOps      int           `yaml:"max_ops"`
+	MaxDuration time.Duration `yaml:"max_duration"`
+}
+
+// LoggingConfig is the daemon's own log.
+type LoggingConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// defaultConfig is every default in one place.
+func defaultConfig() Config {
+	slo := bench.DefaultSLO()
+	return Config{
+		Etcd: EtcdConfig{ClusterConfig: ClusterConfig{Name: "default", Endpoints: []string{"127.0.0.1:2379"}, DialTimeout: 5 * time.Second}},
+		API: APIConfig{
+			Host: "0.0.0.0", Port: 8080,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+			ShutdownTimeout: 30 * time.Second,
+		},
+		Monitor: MonitorConfig{HealthCheckInterval: 30 * time.Second, MetricsInterval: 10 * time.Second,
+			CheckTimeout: 2 * time.Second, LatencySamples: 10},
+		Thresholds: Thresholds{MaxLatencyMS: 100, MaxDBSizeMB: 8192, MinAvailableNodes: 2, MaxLeaderChanges: 3,
+			LeaderChangesIn: 15 * time.Minute},
+		Alerts: AlertsConfig{DedupWindow: 5 * time.Minute, Console: true},
+		Benchmark: BenchConfig{Type: "mixed", Connections: 10, Clients: 10, KeySize: 32, ValueSize: 256,
+			ReadRatio: 0.7, Consistency: "linearizable", Output: "text", Tolerance: 0.1,
+			SLO: SLOConfig{MinReadThroughput: slo.MinReadThroughput, MinWriteThroughput: slo.MinWriteThroughput, MaxP99: slo.MaxP99},
+			API: BenchAPIConfig{MaxOps: 1000000, MaxDuration: 20 * time.Second}},
+		Logging: LoggingConfig{Level: "info", Format: "json"},
+	}
+}
+
+// loadConfig reads a YAML file over the defaults. Unknown keys are errors, so a typo
+// does not silently leave a default in place.
+func loadConfig(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return nil
+}
+
+// keyError names the configuration key at fault.
+type keyError struct {
+	key, reason string
+}
+
+func (e *keyError) Error() string { return fmt.Sprintf("config: %s: %s", e.key, e.reason) }
+
+func bad(key, format string, args ...any) error {
+	return &keyError{key: key, reason: fmt.Sprintf(format, args...)}
+}
+
+// validate checks every key and names the first one at fault.
+func (c *Config) validate() error {
+	if !c.Etcd.Embedded {
+		if err := c.Etcd.ClusterConfig.validate("etcd"); err != nil {
+			return err
+		}
+	}
+	names := map[string]bool{c.Etcd.Name: true}
+	for i := range c.Clusters {
+		cl := &c.Clusters[i]
+		key := fmt.Sprintf("clusters[%d]", i)
+		if cl.DialTimeout == 0 {
+			cl.DialTimeout = c.Etcd.DialTimeout
+		}
+		if err := cl.validate(key); err != nil {
+			return err
+		}
+		if names[cl.Name] {
+			return bad(key+".name", "duplicate cluster name %q", cl.Name)
+		}
+		names[cl.Name] = true
+	}
+	if c.Etcd.Name == "" {
+		return bad("etcd.name", "must not be empty")
+	}
+
+	a := c.API
+	switch {
+	case a.Port < 0 || a.Port > 65535:
+		return bad("api.port", "must be between 0 and 65535, got %d", a.Port)
+	case a.Host != "" && net.ParseIP(a.Host) == nil && !validHostname(a.Host):
+		return bad("api.host", "not an IP address or host name: %q", a.Host)
+	case (a.TLS.Cert == "") != (a.TLS.Key == ""):
+		return bad("api.tls", "cert and key must be given together")
+	case a.TLS.ClientCA != "" && a.TLS.Cert == "":
+		return bad("api.tls.client_ca", "needs api.tls.cert and api.tls.key")
+	case a.ReadTimeout <= 0:
+		return bad("api.read_timeout", "must be positive, got %v", a.ReadTimeout)
+	case a.WriteTimeout <= 0:
+		return bad("api.write_timeout", "must be positive, got %v", a.WriteTimeout)
+	case a.IdleTimeout < 0:
+		return bad("api.idle_timeout", "must not be negative, got %v", a.IdleTimeout)
+	case a.ShutdownTimeout <= 0:
+		return bad("api.shutdown_timeout", "must be positive, got %v", a.ShutdownTimeout)
+	}
+	for _, f := range []struct{ key, path string }{{"api.tls.cert", a.TLS.Cert}, {"api.tls.key", a.TLS.Key}, {"api.tls.client_ca", a.TLS.ClientCA}} {
+		if err := readable(f.key, f.path); err != nil {
+			return err
+		}
+	}
+	for i, o := range a.CORSOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return bad(fmt.Sprintf("api.cors_origins[%d]", i), "want \"*\" or an origin such as https://dash.example.com, got %q", o)
+		}
+	}
+	seen := map[string]bool{}
+	for i := range a.Auth.Tokens {
+		t := &c.API.Auth.Tokens[i]
+		key := fmt.Sprintf("api.auth.tokens[%d]", i)
+		if t.TokenFile != "" {
+			if t.Token != "" {
+				return bad(key, "give token or token_file, not both")
+			}
+			b, err := os.ReadFile(t.TokenFile)
+			if err != nil {
+				return bad(key+".token_file", "%v", err)
+			}
+			t.Token = strings.TrimSpace(string(b))
+		}
+		switch {
+		case len(t.Token) < 16:
+			return bad(key+".token", "must be at least 16 characters")
+		case t.Role != RoleReadOnly && t.Role != RoleAdmin:
+			return bad(key+".role", "must be %q or %q, got %q", RoleReadOnly, RoleAdmin, t.Role)
+		case seen[t.Token]:
+			return bad(key+".token", "duplicate token")
+		}
+		seen[t.Token] = true
+	}
+
+	m := c.Monitor
+	switch {
+	case m.HealthCheckInterval <= 0:
+		return bad("monitor.health_check_interval", "must be positive, got %v", m.HealthCheckInterval)
+	case m.MetricsInterval <= 0:
+		return bad("monitor.metrics_interval", "must be positive, got %v", m.MetricsInterval)
+	case m.CheckTimeout <= 0:
+		return bad("monitor.check_timeout", "must be positive, got %v", m.CheckTimeout)
+	case m.LatencySamples < 1 || m.LatencySamples > 1000:
+		return bad("monitor.latency_samples", "must be between 1 and 1000, got %d", m.LatencySamples)
+	}
+
+	t := c.Thresholds
+	switch {
+	case t.MaxLatencyMS <= 0:
+		return bad("thresholds.max_latency_ms", "must be positive, got %d", t.MaxLatencyMS)
+	case t.MaxDBSizeMB < 0:
+		return bad("thresholds.max_db_size_mb", "must not be negative (0 turns the check off), got %d", t.MaxDBSizeMB)
+	case t.MinAvailableNodes < 0:
+		return bad("thresholds.min_available_nodes", "must not be negative (0 turns the check off), got %d", t.MinAvailableNodes)
+	case t.MaxLeaderChanges < 0:
+		return bad("thresholds.max_leader_changes", "must not be negative, got %d", t.MaxLeaderChanges)
+	case t.LeaderChangesIn <= 0:
+		return bad("thresholds.leader_changes_window", "must be positive, got %v", t.LeaderChangesIn)
+	}
+
+	al := c.Alerts
+	if al.DedupWindow <= 0 {
+		return bad("alerts.dedup_window", "must be positive, got %v", al.DedupWindow)
+	}
+	for i, w := range al.Webhooks {
+		if err := httpURL(fmt.Sprintf("alerts.webhooks[%d].url", i), w.URL); err != nil {
+			return err
+		}
+	}
+	if al.Slack != nil {
+		if err := httpURL("alerts.slack.webhook_url", al.Slack.WebhookURL); err != nil {
+			return err
+		}
+	}
+	if al.PagerDuty != nil && len(al.PagerDuty.RoutingKey) != 32 {
+		return bad("alerts.pagerduty.routing_key", "must be the 32-character integration key")
+	}
+	if e := al.Email; e != nil {
+		switch {
+		case e.Addr == "":
+			return bad("alerts.email.addr", "required (host:port)")
+		case e.From == "":
+			return bad("alerts.email.from", "required")
+		case len(e.To) == 0:
+			return bad("alerts.email.to", "needs at least one recipient")
+		}
+		if _, _, err := net.SplitHostPort(e.Addr); err != nil {
+			return bad("alerts.email.addr", "want host:port, got %q", e.Addr)
+		}
+	}
+
+	if err := c.benchConfig().Validate(); err != nil {
+		var ce *bench.ConfigError
+		if errors.As(err, &ce) {
+			return bad("benchmark."+snake(ce.Field), "%s", ce.Reason)
+		}
+		return err
+	}
+	b := c.Benchmark
+	switch {
+	case b.Output != "text" && b.Output != "json":
+		return bad("benchmark.output", "must be text or json, got %q", b.Output)
+	case b.Tolerance < 0:
+		return bad("benchmark.tolerance", "must not be negative, got %v", b.Tolerance)
+	case b.SLO.MinReadThroughput < 0:
+		return bad("benchmark.slo.min_read_throughput", "must not be negative")
+	case b.SLO.MinWriteThroughput < 0:
+		return bad("benchmark.slo.min_write_throughput", "must not be negative")
+	case b.SLO.MaxP99 < 0:
+		return bad("benchmark.slo.max_p99", "must not be negative")
+	case b.SLO.MaxErrorRate < 0 || b.SLO.MaxErrorRate > 1:
+		return bad("benchmark.slo.max_error_rate", "must be between 0 and 1")
+	case b.API.MaxOps < 0:
+		return bad("benchmark.api.max_ops", "must not be negative")
+	case b.API.MaxDuration < 0 || b.API.MaxDuration >= a.WriteTimeout:
+		return bad("benchmark.api.max_duration", "must be between 0 and api.write_timeout (%v), got %v", a.WriteTimeout, b.API.MaxDuration)
+	}
+	if b.Baseline != "" {
+		if err := readable("benchmark.baseline", b.Baseline); err != nil {
+			return err
+		}
+	}
+
+	switch strings.ToLower(c.Logging.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("logging.level", "must be debug, info, warn or error, got %q", c.Logging.Level)
+	}
+	if c.Logging.Format != "json" && c.Logging.Format != "console" {
+		return bad("logging.format", "must be json or console, got %q", c.Logging.Format)
+	}
+	return nil
+}
+
+func (c *ClusterConfig) validate(key string) error {
+	if c.Name == "" {
+		return bad(key+".name", "must not be empty")
+	}
+	if len(c.Endpoints) == 0 {
+		return bad(key+".endpoints", "needs at least one endpoint")
+	}
+	for i, ep := range c.Endpoints {
+		if err := endpoint(ep); err != nil {
+			return bad(fmt.Sprintf("%s.endpoints[%d]", key, i), "%v", err)
+		}
+	}
+	if c.DialTimeout <= 0 {
+		return bad(key+".dial_timeout", "must be positive, got %v", c.DialTimeout)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return bad(key+".tls", "cert and key must be given together")
+	}
+	for _, f := range []struct{ key, path string }{{key + ".tls.cert", c.TLS.Cert}, {key + ".tls.key", c.TLS.Key}, {key + ".tls.ca", c.TLS.CA}} {
+		if err := readable(f.key, f.path); err != nil {
+			return err
+		}
+	}
+	for name, u := range c.MetricsURLs {
+		if err := httpURL(fmt.Sprintf("%s.metrics_urls.%s", key, name), u); err != nil {
+			return err
+		}
+	}
+	if c.Username == "" && c.Password != "" {
+		return bad(key+".username", "required with a password")
+	}
+	return nil
+}
+
+// endpoint accepts host:port, http(s)://host:port and unix:// endpoints, as etcdctl does.
+func endpoint(ep string) error {
+	if strings.HasPrefix(ep, "unix://") || strings.HasPrefix(ep, "unixs://") {
+		return nil
+	}
+	hostport := ep
+	if strings.Contains(ep, "://") {
+		u, err := url.Parse(ep)
+		if err != nil {
+			return fmt.Errorf("bad endpoint %q: %v", ep, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("bad endpoint %q: scheme must be http, https or unix", ep)
+		}
+		hostport = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || host == "" || port == "" {
+		return fmt.Errorf("bad endpoint %q: want host:port", ep)
+	}
+	return nil
+}
+
+func httpURL(key, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return bad(key, "want an http or https URL, got %q", raw)
+	}
+	return nil
+}
+
+func readable(key, path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return bad(key, "%v", err)
+	}
+	return f.Close()
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// snake turns a bench field name (keySize) into the config key (key_size).
+func snake(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	out := b.String()
+	if out == "workload" {
+		return "type"
+	}
+	return out
+}
+
+// benchConfig is the bench.Config of --run-benchmark.
+func (c *Config) benchConfig() bench.Config {
+	b := c.Benchmark
+	w, err := bench.ParseWorkload(b.Type)
+	if err != nil {
+		w = bench.Workload(b.Type) // Validate reports it
+	}
+	return bench.Config{
+		Workload: w, Ops: b.Ops, Duration: b.Duration, Connections: b.Connections, Clients: b.Clients,
+		KeySize: b.KeySize, ValueSize: b.ValueSize, Rate: b.Rate, ReadRatio: b.ReadRatio,
+		TargetLeader: b.TargetLeader, Consistency: bench.Consistency(b.Consistency),
+	}
+}
+
+func (c *Config) slo() bench.SLO {
+	s := c.Benchmark.SLO
+	return bench.SLO{MinReadThroughput: s.MinReadThroughput, MinWriteThroughput: s.MinWriteThroughput, MaxP99: s.MaxP99, MaxErrorRate: s.MaxErrorRate}
+}

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/etcd-monitor/etcd-monitor/alert"
+	"github.com/etcd-monitor/etcd-monitor/bench"
+	"github.com/etcd-monitor/etcd-monitor/health"
+	"github.com/etcd-monitor/etcd-monitor/internal/localetcd"
+	"github.com/etcd-monitor/etcd-monitor/metrics"
+	"github.com/etcd-monitor/etcd-monitor/monitor"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func versionString() string {
+	etcd := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "go.etcd.io/etcd/client/v3" {
+				etcd = d.Version
+			}
+		}
+	}
+	return fmt.Sprintf("etcd-monitor %s (%s, etcd client %s)", version, runtime.Version(), etcd)
+}
+
+// run is the whole daemon: main only adds the signals and the exit code. It returns nil
+// after a graceful shutdown (ctx ended) and an error naming the problem otherwise.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, o, err := parseArgs(args, stderr)
+	switch {
+	case err != nil:
+		return err
+	case o.help:
+		return nil
+	case o.version:
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	}
+	log, err := newLogger(cfg.Logging, stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	if cfg.Etcd.Embedded {
+		node, err := localetcd.Start()
+		if err != nil {
+			return fmt.Errorf("embedded etcd: %w", err)
+		}
+		defer node.Close()
+		cfg.Etcd.Endpoints = node.Endpoints()
+		cfg.Etcd.TLS = TLSConfig{}
+		log.Info("embedded etcd started", zap.Strings("endpoints", cfg.Etcd.Endpoints))
+	}
+
+	clusters := append([]ClusterConfig{cfg.Etcd.ClusterConfig}, cfg.Clusters...)
+	conns := make([]*connection, 0, len(clusters))
+	defer func() {
+		for _, c := range conns {
+			c.cli.Close()
+		}
+	}()
+	for i, cc := range clusters {
+		key := "etcd"
+		if i > 0 {
+			key = fmt.Sprintf("clusters[%d]", i-1)
+		}
+		c, err := connect(ctx, cc, key)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+		log.Info("connected to etcd", zap.String("cluster", cc.Name), zap.Strings("endpoints", cc.Endpoints), zap.Int("members", c.members))
+	}
+
+	if o.runBenchmark {
+		return runBenchmark(ctx, cfg, conns[0], stdout, stderr, log)
+	}
+	return serve(ctx, cfg, conns, log)
+}
+
+// connection is a client of one cluster and what it was made from.
+type connection struct {
+	cfg     ClusterConfig
+	cli     *clientv3.Client
+	client  clientv3.Config
+	tls     *tls.Config
+	members int
+}
+
+// connect makes a client and proves it works: a daemon that cannot reach etcd at
+// startup says so and exits rather than serving an empty API.
+func connect(ctx context.Context, cc ClusterConfig, key string) (*connection, error) {
+	tlsCfg, err := clientTLS(cc.TLS, key)
+	if err != nil {
+		return nil, err
+	}
+	ccfg := clientv3.Config{Endpoints: cc.Endpoints, DialTimeout: cc.DialTimeout, TLS: tlsCfg,
+		Username: cc.Username, Password: cc.Password, Logger: zap.NewNop()}
+	cli, err := clientv3.New(ccfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd cluster %q: %w", cc.Name, err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, cc.DialTimeout)
+	defer cancel()
+	resp, err := cli.MemberList(tctx, clientv3.WithSerializable())
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("cannot reach etcd cluster %q at %s within %v (%s.endpoints, --endpoints): %w",
+			cc.Name, strings.Join(cc.Endpoints, ","), cc.DialTimeout, key, err)
+	}
+	ccfg.Endpoints = nil // bench connections use the client's endpoints
+	return &connection{cfg: cc, cli: cli, client: ccfg, tls: tlsCfg, members: len(resp.Members)}, nil
+}
+
+func newLogger(c LoggingConfig, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("config: logging.level: %w", err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
+}
+
+// alertOptions turns the thresholds and channels of the configuration into alert
+// options shared by every cluster.
+func alertOptions(cfg *Config, log *zap.Logger) []alert.Option {
+	t := alert.DefaultThresholds()
+	t.RequestLatencyP99 = time.Duration(cfg.Thresholds.MaxLatencyMS) * time.Millisecond
+	t.LeaderChanges = cfg.Thresholds.MaxLeaderChanges + 1 // "max" is allowed; one more fires
+	t.LeaderChangesWindow = cfg.Thresholds.LeaderChangesIn
+	opts := []alert.Option{alert.WithThresholds(t), alert.WithDedupWindow(cfg.Alerts.DedupWindow)}
+	opts = append(opts, alert.WithExtraRules(extraRules(cfg.Thresholds)...))
+	a := cfg.Alerts
+	if a.Console {
+		opts = append(opts, alert.WithConsole(log.Named("alert")))
+	}
+	for i, w := range a.Webhooks {
+		name := w.Name
+		if name == "" {
+			name = "webhook-" + strconv.Itoa(i)
+		}
+		opts = append(opts, alert.WithWebhook(alert.WebhookConfig{Name: name, URL: w.URL, Headers: w.Headers}))
+	}
+	if a.Slack != nil {
+		opts = append(opts, alert.WithSlack(alert.SlackConfig{WebhookURL: a.Slack.WebhookURL, Channel: a.Slack.Channel}))
+	}
+	if a.PagerDuty != nil {
+		opts = append(opts, alert.WithPagerDuty(alert.PagerDutyConfig{RoutingKey: a.PagerDuty.RoutingKey, URL: a.PagerDuty.URL}))
+	}
+	if e := a.Email; e != nil {
+		opts = append(opts, alert.WithEmail(alert.EmailConfig{Addr: e.Addr, From: e.From, To: e.To,
+			Username: e.Username, Password: e.Password, AllowPlaintext: e.AllowPlaintext}))
+	}
+	return opts
+}
+
+// extraRules are the operator's thresholds that the default rules do not cover.
+func extraRules(t Thresholds) []alert.Rule {
+	var rules []alert.Rule
+	if t.MinAvailableNodes > 0 {
+		rules = append(rules, alert.Rule{Name: "EtcdAvailableMembersLow", Severity: alert.Critical,
+			Summary: "fewer etcd members available than configured",
+			Eval: func(h *health.Report, _ *metrics.Snapshot) []alert.Finding {
+				if h == nil {
+					return nil
+				}
+				up, voters := 0, 0
+				for _, m := range h.Members {
+					if !m.Member.IsLearner {
+						voters++
+						if m.Reachable {
+							up++
+						}
+					}
+				}
+				// A cluster smaller than the minimum (a single test node) is held to
+				// having all its members.
+				want := min(t.MinAvailableNodes, voters)
+				if up >= want {
+					return nil
+				}
+				return []alert.Finding{{Value: float64(up), Description: fmt.Sprintf("%d of %d voting members available, want at least %d", up, voters, want)}}
+			}})
+	}
+	if t.MaxDBSizeMB > 0 {
+		limit := int64(t.MaxDBSizeMB) << 20
+		rules = append(rules, alert.Rule{Name: "EtcdDatabaseSizeHigh", Severity: alert.Warning,
+			Summary: "etcd database is larger than configured",
+			Eval: func(h *health.Report, _ *metrics.Snapshot) []alert.Finding {
+				if h == nil {
+					return nil
+				}
+				var out []alert.Finding
+				for _, m := range h.Members {
+					if m.Reachable && m.DBSize > limit {
+						out = append(out, alert.Finding{Labels: map[string]string{"member": m.Name}, Value: float64(m.DBSize),
+							Description: fmt.Sprintf("database of %s is %d MiB, over %d MiB", m.Name, m.DBSize>>20, t.MaxDBSizeMB)})
+					}
+				}
+				return out
+			}})
+	}
+	return rules
+}
+
+// monitorClusters describes each connection to the monitor.
+func monitorClusters(cfg *Config, conns []*connection) []monitor.Cluster {
+	out := make([]monitor.Cluster, 0, len(conns))
+	for _, c := range conns {
+		mc := monitor.Cluster{Name: c.cfg.Name, Client: c.cli,
+			Health:  []health.Option{health.WithTimeout(cfg.Monitor.CheckTimeout)},
+			Metrics: []metrics.Option{metrics.WithTimeout(cfg.Monitor.CheckTimeout), metrics.WithSamples(cfg.Monitor.LatencySamples)},
+			Bench:   []bench.Option{bench.WithClientConfig(c.client)},
+		}
+		if len(c.cfg.MemberEndpoints) > 0 {
+			mc.Health = append(mc.Health, health.WithEndpoints(c.cfg.MemberEndpoints))
+			mc.Metrics = append(mc.Metrics, metrics.WithEndpoints(c.cfg.MemberEndpoints))
+		}
+		if len(c.cfg.MetricsURLs) > 0 {
+			mc.Metrics = append(mc.Metrics, metrics.WithMetricsURLs(c.cfg.MetricsURLs))
+		}
+		if c.tls != nil {
+			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}}
+			mc.Health = append(mc.Health, health.WithHTTPClient(hc))
+			mc.Metrics = append(mc.Metrics, metrics.WithHTTPClient(hc))
+		}
+		out = append(out, mc)
+	}
+	return out
+}
+
+// serve runs the monitor and the API until ctx ends, then shuts down in order: stop
+// accepting, let requests in flight finish, stop the background work.
+func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logger) error {
+	lim := monitor.BenchmarkLimits{
+		Disabled:    cfg.Benchmark.API.Enabled != nil && !*cfg.Benchmark.API.Enabled,
+		MaxOps:      cfg.Benchmark.API.MaxOps,
+		MaxDuration: cfg.Benchmark.API.MaxDuration,
+		// A benchmark answers before the server's write timeout would cut it off.
+		Timeout: cfg.API.WriteTimeout * 9 / 10,
+		SLO:     cfg.slo(),
+	}
+	svc, err := monitor.New(monitorClusters(cfg, conns),
+		monitor.WithHealthInterval(cfg.Monitor.HealthCheckInterval),
+		monitor.WithMetricsInterval(cfg.Monitor.MetricsInterval),
+		monitor.WithAlertOptions(alertOptions(cfg, log)...),
+		monitor.WithBenchmarkLimits(lim),
+		monitor.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	defer svc.Close()
+
+	tlsCfg, err := serverTLS(cfg.API.TLS)
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(cfg.API.Host, strconv.Itoa(cfg.API.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api: listen on %s (api.host, api.port): %w", addr, err)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	srv := &http.Server{
+		Handler:           handler(svc, cfg.API, log),
+		ReadTimeout:       cfg.API.ReadTimeout,
+		ReadHeaderTimeout: min(cfg.API.ReadTimeout, 10*time.Second),
+		WriteTimeout:      cfg.API.WriteTimeout,
+		IdleTimeout:       cfg.API.IdleTimeout,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	if len(cfg.API.Auth.Tokens) == 0 {
+		if ip := net.ParseIP(cfg.API.Host); ip == nil || !ip.IsLoopback() {
+			log.Warn("the API has no bearer tokens configured and listens beyond loopback: anyone who can reach it may run benchmarks",
+				zap.String("address", ln.Addr().String()))
+		}
+	}
+
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	runDone := make(chan error, 1)
+	go func() { runDone <- svc.Run(runCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	log.Info("serving API", zap.String("address", ln.Addr().String()), zap.Bool("tls", tlsCfg != nil),
+		zap.Strings("clusters", svc.Clusters()), zap.String("version", version))
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining requests")
+	case err := <-serveDone:
+		stopRun()
+		<-runDone
+		return fmt.Errorf("api: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout)
+	defer cancel()
+	shutdownErr := srv.Shutdown(sctx)
+	if err := <-serveDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("serve", zap.Error(err))
+	}
+	stopRun()
+	<-runDone
+	if err := svc.Close(); err != nil {
+		log.Warn("close monitor", zap.Error(err))
+	}
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown: requests still running after %v (api.shutdown_timeout): %w", cfg.API.ShutdownTimeout, shutdownErr)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// runBenchmark is --run-benchmark: one run, the report on stdout, progress on stderr.
+func runBenchmark(ctx context.Context, cfg *Config, conn *connection, stdout, stderr io.Writer, log *zap.Logger) error {
+	r, err := bench.New(conn.cli, bench.WithClientConfig(conn.client), bench.WithProgress(stderr, time.Second), bench.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	res, err := r.Run(ctx, cfg.benchConfig())
+	if err != nil {
+		return fmt.Errorf("benchmark: %w", err)
+	}
+	slo := cfg.slo().Check(res)
+	var cmp *bench.Comparison
+	if path := cfg.Benchmark.Baseline; path != "" {
+		base, err := bench.LoadBaseline(path)
+		if err != nil {
+			return err
+		}
+		c, err := bench.Compare(base, res, cfg.Benchmark.Tolerance)
+		if err != nil {
+			return fmt.Errorf("benchmark.baseline: %w", err)
+		}
+		cmp = &c
+	}
+	if path := cfg.Benchmark.SaveBaseline; path != "" {
+		if err := bench.SaveBaseline(path, res); err != nil {
+			return err
+		}
+	}
+	if cfg.Benchmark.Output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Result     *bench.Result     `json:"result"`
+			SLO        bench.SLOReport   `json:"slo"`
+			Comparison *bench.Comparison `json:"comparison,omitempty"`
+		}{res, slo, cmp}); err != nil {
+			return err
+		}
+	} else {
+		if err := res.WriteText(stdout); err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, slo)
+		if cmp != nil {
+			fmt.Fprintf(stdout, "Against baseline %s (tolerance %.0f%%):\n%s", cfg.Benchmark.Baseline, 100*cmp.Tolerance, cmp)
+		}
+	}
+	if cfg.Benchmark.EnforceSLO {
+		if !slo.Pass {
+			return errors.New("benchmark: SLO not met")
+		}
+		if cmp != nil && cmp.Regressed {
+			return fmt.Errorf("benchmark: regression against the baseline in %s", strings.Join(cmp.Regressions, ", "))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,468 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+// syncBuffer is a bytes.Buffer safe for the daemon's writes and the test's reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var servingRe = regexp.MustCompile(`"msg":"serving API","address":"([^"]+)"`)
+
+// address waits until the daemon logs where it serves.
+func address(t *testing.T, logs interface{ String() string }) string {
+	t.Helper()
+	var addr string
+	require.Eventually(t, func() bool {
+		m := servingRe.FindStringSubmatch(logs.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	}, 30*time.Second, 10*time.Millisecond, "daemon never served; logs:\n%s", logs)
+	return addr
+}
+
+// daemon runs the daemon in-process on a free loopback port until the test ends (when
+// it must have stopped cleanly) and returns its base URL.
+func daemon(t *testing.T, args ...string) (string, *syncBuffer) {
+	t.Helper()
+	t.Cleanup(http.DefaultClient.CloseIdleConnections) // runs after the daemon stopped
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	base := []string{"--api-host=127.0.0.1", "--api-port=0"}
+	go func() { done <- run(ctx, append(base, args...), &stdout, &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err, "graceful shutdown")
+		case <-time.After(30 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("daemon exited at startup: %v\n%s", err, stderr.String())
+	default:
+	}
+	return "http://" + address(t, &stderr), &stderr
+}
+
+func request(t *testing.T, method, url, token, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if out != nil {
+		require.NoError(t, json.Unmarshal(b, out), "%s", b)
+	}
+	return resp.StatusCode
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+	return path
+}
+
+func endpoints() string { return "--endpoints=" + strings.Join(etcdtest.Endpoints(), ",") }
+
+const (
+	readToken  = "read-only-token-0123456789"
+	adminToken = "admin-token-0123456789abcdef"
+)
+
+func TestAuthRoles(t *testing.T) {
+	cfg := writeFile(t, "auth.yaml", fmt.Sprintf(`
+api:
+  cors_origins: ["https://dash.example.com"]
+  auth:
+    tokens:
+      - {name: grafana, token: %s, role: read-only}
+      - {name: ops, token: %s, role: admin}
+`, readToken, adminToken))
+	url, logs := daemon(t, "--config="+cfg, endpoints())
+
+	var e struct {
+		Status int    `json:"status"`
+		Error  string `json:"error"`
+	}
+	assert.Equal(t, http.StatusOK, request(t, "GET", url+"/health", "", "", nil), "liveness needs no token")
+	assert.Equal(t, http.StatusUnauthorized, request(t, "GET", url+"/api/v1/alerts", "", "", &e))
+	assert.Contains(t, e.Error, "missing bearer token")
+	assert.Equal(t, http.StatusUnauthorized, request(t, "GET", url+"/api/v1/alerts", "not-a-known-token-at-all", "", &e))
+	assert.Contains(t, e.Error, "invalid")
+	assert.Equal(t, http.StatusUnauthorized, request(t, "GET", url+"/metrics", "", "", nil))
+	assert.Equal(t, http.StatusOK, request(t, "GET", url+"/api/v1/alerts", readToken, "", nil))
+	assert.Equal(t, http.StatusOK, request(t, "GET", url+"/metrics", readToken, "", nil))
+
+	body := `{"type":"write","ops":100,"connections":1,"clients":4}`
+	assert.Equal(t, http.StatusUnauthorized, request(t, "POST", url+"/api/v1/performance/benchmark", "", body, &e))
+	assert.Equal(t, http.StatusForbidden, request(t, "POST", url+"/api/v1/performance/benchmark", readToken, body, &e))
+	assert.Contains(t, e.Error, "read-only")
+	var res struct {
+		Result struct {
+			Ops       int64 `json:"ops"`
+			Successes int64 `json:"successes"`
+		} `json:"result"`
+	}
+	assert.Equal(t, http.StatusOK, request(t, "POST", url+"/api/v1/performance/benchmark", adminToken, body, &res))
+	assert.EqualValues(t, 100, res.Result.Ops)
+	assert.Equal(t, http.StatusBadRequest, request(t, "POST", url+"/api/v1/performance/benchmark", adminToken, `{"type":"scan"}`, &e))
+
+	// CORS: the configured origin may preflight; another may not.
+	req, _ := http.NewRequest(http.MethodOptions, url+"/api/v1/alerts", nil)
+	req.Header.Set("Origin", "https://dash.example.com")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	assert.Equal(t, "https://dash.example.com", resp.Header.Get("Access-Control-Allow-Origin"))
+	req.Header.Set("Origin", "https://evil.example.com")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+
+	// Requests are logged.
+	assert.Contains(t, logs.String(), `"msg":"request","method":"POST","path":"/api/v1/performance/benchmark","status":403`)
+}
+
+func TestBadConfigurationNamesTheProblem(t *testing.T) {
+	unreadable := filepath.Join(t.TempDir(), "missing.pem")
+	cases := []struct {
+		name    string
+		yaml    string // written to a file passed as --config, when not empty
+		args    []string
+		mention []string
+	}{
+		{"yaml syntax", "api:\n  port: [1,\n", nil, []string{"config", "line"}},
+		{"unknown key", "api:\n  prot: 8080\n", nil, []string{"prot", "line 2"}},
+		{"wrong type", "monitor:\n  health_check_interval: often\n", nil, []string{"often", "line 2"}},
+		{"port range", "api:\n  port: 70000\n", nil, []string{"api.port", "70000"}},
+		{"negative interval", "monitor:\n  metrics_interval: -1s\n", nil, []string{"monitor.metrics_interval"}},
+		{"token role", "api:\n  auth:\n    tokens:\n      - {name: a, token: 0123456789abcdefgh, role: root}\n", nil, []string{"api.auth.tokens[0].role", "root"}},
+		{"short token", "api:\n  auth:\n    tokens:\n      - {name: a, token: short, role: admin}\n", nil, []string{"api.auth.tokens[0].token"}},
+		{"bad endpoint", "etcd:\n  endpoints: [\"ftp://x:1\"]\n", nil, []string{"etcd.endpoints[0]"}},
+		{"cluster without name", "clusters:\n  - endpoints: [\"127.0.0.1:2379\"]\n", nil, []string{"clusters[0].name"}},
+		{"webhook url", "alerts:\n  webhooks:\n    - url: not-a-url\n", nil, []string{"alerts.webhooks[0].url"}},
+		{"pagerduty key", "alerts:\n  pagerduty:\n    routing_key: short\n", nil, []string{"alerts.pagerduty.routing_key"}},
+		{"tls pair", "api:\n  tls:\n    cert: /x.pem\n", nil, []string{"api.tls"}},
+		{"tls file", "etcd:\n  tls:\n    ca: " + unreadable + "\n", nil, []string{"etcd.tls.ca", "missing.pem"}},
+		{"bench workload", "benchmark:\n  type: scan\n", nil, []string{"benchmark.type", "scan"}},
+		{"bench ratio", "benchmark:\n  read_ratio: 2\n", nil, []string{"benchmark.read_ratio"}},
+		{"bench api duration", "benchmark:\n  api:\n    max_duration: 1m\n", nil, []string{"benchmark.api.max_duration"}},
+		{"log level", "logging:\n  level: loud\n", nil, []string{"logging.level"}},
+		{"missing file", "", []string{"--config=/nonexistent/etcd-monitor.yaml"}, []string{"/nonexistent/etcd-monitor.yaml"}},
+		{"flag value", "", []string{"--api-port=abc"}, []string{"api-port"}},
+		{"unknown flag", "", []string{"--api-prot=1"}, []string{"api-prot"}},
+		{"flag range", "", []string{"--api-port=-1"}, []string{"--api-port", "-1"}},
+		{"flag interval", "", []string{"--health-check-interval=0s"}, []string{"--health-check-interval"}},
+		{"flag workload", "", []string{"--benchmark-type=scan"}, []string{"--benchmark-type", "scan"}},
+		{"flag ops", "", []string{"--benchmark-ops=-5"}, []string{"--benchmark-ops"}},
+		{"stray argument", "", []string{"serve"}, []string{"serve"}},
+		{"etcd unreachable", "", []string{"--endpoints=127.0.0.1:1", "--dial-timeout=300ms"}, []string{"cannot reach etcd", "127.0.0.1:1"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"--dial-timeout=300ms"}, c.args...)
+			if c.yaml != "" {
+				args = append(args, "--config="+writeFile(t, "c.yaml", c.yaml))
+			}
+			var stdout, stderr syncBuffer
+			err := run(context.Background(), args, &stdout, &stderr)
+			require.Error(t, err)
+			msg := err.Error() + "\n" + stderr.String()
+			for _, m := range c.mention {
+				assert.Contains(t, msg, m)
+			}
+		})
+	}
+}
+
+func TestExampleConfigDocumentsEveryKey(t *testing.T) {
+	b, err := os.ReadFile("config.example.yaml")
+	require.NoError(t, err)
+	text := string(b)
+	var walk func(reflect.Type, string)
+	walk = func(typ reflect.Type, path string) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || typ.PkgPath() != reflect.TypeOf(Config{}).PkgPath() {
+			return
+		}
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")
+			if tag[0] == "" {
+				walk(f.Type, path) // inline
+				continue
+			}
+			key := path + tag[0]
+			assert.Regexp(t, `(?m)^[ #]*(- )?`+regexp.QuoteMeta(tag[0])+`:`, text, "%s is not documented", key)
+			walk(f.Type, key+".")
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+
+	// It is valid as it stands and holds the defaults.
+	cfg := defaultConfig()
+	require.NoError(t, loadConfig("config.example.yaml", &cfg))
+	require.NoError(t, cfg.validate())
+	def := defaultConfig()
+	assert.Equal(t, def.Monitor, cfg.Monitor)
+	assert.Equal(t, def.Thresholds, cfg.Thresholds)
+	assert.Equal(t, def.API.Port, cfg.API.Port)
+	assert.Equal(t, def.API.WriteTimeout, cfg.API.WriteTimeout)
+	assert.Equal(t, def.Benchmark.SLO, cfg.Benchmark.SLO)
+	assert.Equal(t, def.Etcd.Endpoints, cfg.Etcd.Endpoints)
+}
+
+func TestFlagsOverrideTheFile(t *testing.T) {
+	path := writeFile(t, "c.yaml", "api:\n  port: 9000\n  host: 127.0.0.1\nmonitor:\n  health_check_interval: 5s\n  metrics_interval: 7s\n")
+	cfg, _, err := parseArgs([]string{"--config=" + path, "--api-port=9100", "--metrics-interval=3s", "--endpoints=a:1, b:2"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 9100, cfg.API.Port, "flag wins")
+	assert.Equal(t, "127.0.0.1", cfg.API.Host, "file kept")
+	assert.Equal(t, 5*time.Second, cfg.Monitor.HealthCheckInterval, "file kept")
+	assert.Equal(t, 3*time.Second, cfg.Monitor.MetricsInterval, "flag wins")
+	assert.Equal(t, []string{"a:1", "b:2"}, cfg.Etcd.Endpoints)
+	assert.Equal(t, 30*time.Second, cfg.API.ReadTimeout, "default kept")
+}
+
+func TestVersion(t *testing.T) {
+	var stdout, stderr syncBuffer
+	require.NoError(t, run(context.Background(), []string{"--version"}, &stdout, &stderr))
+	assert.Regexp(t, `^etcd-monitor \S+ \(go`, stdout.String())
+}
+
+func TestEmbeddedServesItsOwnEtcd(t *testing.T) {
+	url, _ := daemon(t, "--embedded", "--health-check-interval=100ms", "--metrics-interval=100ms")
+	var status struct {
+		Healthy bool `json:"healthy"`
+		Members int  `json:"members"`
+	}
+	require.Eventually(t, func() bool {
+		return request(t, "GET", url+"/api/v1/cluster/status", "", "", &status) == http.StatusOK && status.Healthy
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, 1, status.Members)
+	var alerts struct {
+		Alerts []json.RawMessage `json:"alerts"`
+	}
+	require.Equal(t, http.StatusOK, request(t, "GET", url+"/api/v1/alerts", "", "", &alerts))
+	assert.Empty(t, alerts.Alerts, "a healthy single node raises nothing")
+}
+
+func TestRunBenchmarkMode(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "base.json")
+	var stdout, stderr syncBuffer
+	require.NoError(t, run(context.Background(), []string{endpoints(), "--run-benchmark", "--benchmark-type=write",
+		"--benchmark-ops=300", "--benchmark-output=json", "--config=" + writeFile(t, "b.yaml", "benchmark:\n  connections: 2\n  clients: 5\n  save_baseline: "+base+"\n")},
+		&stdout, &stderr))
+	var out struct {
+		Result struct {
+			Ops, Successes, Failures int64
+		} `json:"result"`
+		SLO struct {
+			Objectives []struct{ Name string } `json:"objectives"`
+		} `json:"slo"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout.String()), &out), stdout.String())
+	assert.EqualValues(t, 300, out.Result.Ops)
+	assert.Equal(t, out.Result.Ops, out.Result.Successes+out.Result.Failures)
+	assert.NotEmpty(t, out.SLO.Objectives)
+	assert.FileExists(t, base)
+
+	// Compared against that baseline with an impossible SLO enforced: a text report and a
+	// non-zero exit.
+	stdout = syncBuffer{}
+	err := run(context.Background(), []string{endpoints(), "--run-benchmark", "--benchmark-type=write", "--benchmark-ops=100",
+		"--config=" + writeFile(t, "c.yaml", "benchmark:\n  baseline: "+base+"\n  enforce_slo: true\n  slo:\n    min_write_throughput: 1e12\n")},
+		&stdout, &stderr)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "SLO not met")
+	assert.Contains(t, stdout.String(), "FAIL write_throughput")
+	assert.Contains(t, stdout.String(), "Against baseline")
+}
+
+func TestTLSListener(t *testing.T) {
+	certPath, keyPath, pool := selfSigned(t)
+	url, _ := daemon(t, endpoints(), "--api-cert="+certPath, "--api-key="+keyPath)
+	url = strings.Replace(url, "http://", "https://", 1)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(url + "/health")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.NotNil(t, resp.TLS)
+	// Plain HTTP on the TLS port gets no API: Go's server answers 400 and hangs up.
+	plain, err := http.Get(strings.Replace(url, "https://", "http://", 1) + "/health")
+	if err == nil {
+		plain.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, plain.StatusCode)
+	}
+}
+
+func selfSigned(t *testing.T) (certPath, keyPath string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kb, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	certPath = writeFile(t, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	keyPath = writeFile(t, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})))
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certPath, keyPath, pool
+}
+
+// TestBinarySIGTERMDuringRequest builds the real binary, starts a benchmark through the
+// API, sends SIGTERM while it runs, and checks that the request completes and the
+// process exits 0.
+func TestBinarySIGTERMDuringRequest(t *testing.T) {
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	bin := filepath.Join(t.TempDir(), "etcd-monitor")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	// A bad flag: non-zero exit, and the message names it.
+	cmd := exec.Command(bin, "--api-port=http")
+	out, err = cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	require.ErrorAs(t, err, &exitErr)
+	assert.NotZero(t, exitErr.ExitCode())
+	assert.Contains(t, string(out), "api-port")
+
+	var stderr syncBuffer
+	cmd = exec.Command(bin, endpoints(), "--api-host=127.0.0.1", "--api-port=0")
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	url := "http://" + address(t, &stderr)
+
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(url+"/api/v1/performance/benchmark", "application/json",
+			strings.NewReader(`{"type":"write","duration":"1s","connections":1,"clients":2}`))
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		answered <- answer{status: resp.StatusCode, body: string(b), err: err}
+	}()
+	// The benchmark is running once the daemon logs its start.
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), `"msg":"benchmark starting"`) },
+		20*time.Second, 5*time.Millisecond, "logs:\n%s", &stderr)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+
+	select {
+	case a := <-answered:
+		require.NoError(t, a.err)
+		assert.Equal(t, http.StatusOK, a.status, a.body)
+		var res struct {
+			Result struct{ Ops, Successes int64 } `json:"result"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(a.body), &res))
+		assert.Positive(t, res.Result.Successes, "the benchmark ran to its end")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the request in flight never completed")
+	}
+	select {
+	case <-exited:
+		assert.NoError(t, waitErr, "exit status 0; logs:\n%s", stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("the daemon did not exit after SIGTERM")
+	}
+	logs := stderr.String()
+	assert.Contains(t, logs, "shutting down")
+	assert.Contains(t, logs, `"msg":"stopped"`)
+	assert.Less(t, strings.Index(logs, "shutting down"), strings.Index(logs, `"path":"/api/v1/performance/benchmark","status":200`),
+		"the request completed after shutdown began")
+}
