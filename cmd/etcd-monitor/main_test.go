@@ -130,13 +130,16 @@ const (
 
 func TestAuthRoles(t *testing.T) {
 	cfg := writeFile(t, "auth.yaml", fmt.Sprintf(`
+clusters:
+  - name: second
+    endpoints: [%s]
 api:
   cors_origins: ["https://dash.example.com"]
   auth:
     tokens:
       - {name: grafana, token: %s, role: read-only}
       - {name: ops, token: %s, role: admin}
-`, readToken, adminToken))
+`, etcdtest.Endpoints()[0], readToken, adminToken))
 	url, logs := daemon(t, "--config="+cfg, endpoints())
 
 	var e struct {
@@ -151,6 +154,11 @@ api:
 	assert.Equal(t, http.StatusUnauthorized, request(t, "GET", url+"/metrics", "", "", nil))
 	assert.Equal(t, http.StatusOK, request(t, "GET", url+"/api/v1/alerts", readToken, "", nil))
 	assert.Equal(t, http.StatusOK, request(t, "GET", url+"/metrics", readToken, "", nil))
+	var clusters struct {
+		Clusters []string `json:"clusters"`
+	}
+	assert.Equal(t, http.StatusOK, request(t, "GET", url+"/api/v1/clusters", readToken, "", &clusters))
+	assert.Equal(t, []string{"default", "second"}, clusters.Clusters)
 
 	body := `{"type":"write","ops":100,"connections":1,"clients":4}`
 	assert.Equal(t, http.StatusUnauthorized, request(t, "POST", url+"/api/v1/performance/benchmark", "", body, &e))
