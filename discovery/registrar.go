@@ -307,9 +307,12 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 	startWatch(fromRev + 1)
 
 	var leaseMissingSince time.Time
+	keeperDead := false // the client is closed: no Keeper can be made
 	// ensure writes the key; on failure it arms the retry timer.
 	ensure := func() {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || g.r.cli.Ctx().Err() != nil {
+			// Stopping, or the client was closed: nothing can be written any more, and a
+			// write racing the client's shutdown must not resurrect the key.
 			return
 		}
 		pctx, cancel := context.WithTimeout(ctx, g.r.opts.ttl)
@@ -330,7 +333,10 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 			if leaseMissingSince.IsZero() {
 				leaseMissingSince = time.Now()
 			} else if time.Since(leaseMissingSince) > g.r.opts.ttl {
-				g.replaceKeeper(ctx, bo)
+				if !g.replaceKeeper(ctx, bo) {
+					keeperDead = true
+					return
+				}
 				leaseMissingSince = time.Time{}
 			}
 		}
@@ -349,6 +355,10 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 		var events <-chan watch.Event
 		if w != nil {
 			events = w.Events()
+		}
+		keeperDone := g.keeper.Done()
+		if keeperDead {
+			keeperDone = nil
 		}
 		select {
 		case <-ctx.Done():
@@ -370,15 +380,23 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 				kv := resp.Kvs[0]
 				check(&watch.KV{Key: string(kv.Key), Value: kv.Value, Lease: kv.Lease})
 			}
-		case <-g.keeper.Done():
+		case <-keeperDone:
 			// The Keeper stopped for good (it re-grants by itself otherwise).
-			g.replaceKeeper(ctx, bo)
-			ensure()
+			if g.replaceKeeper(ctx, bo) {
+				ensure()
+			} else {
+				keeperDead = true
+			}
 		case ev, ok := <-events:
 			if !ok {
-				g.log.Warn("registration watch ended; restarting", zap.Error(w.Err()))
+				err := w.Err()
 				w.Close()
 				w = nil
+				if g.r.cli.Ctx().Err() != nil {
+					g.log.Warn("client closed; registration no longer maintained", zap.Error(err))
+					continue
+				}
+				g.log.Warn("registration watch ended; restarting", zap.Error(err))
 				watchRetry = time.After(bo.Next())
 				ensure()
 				continue
@@ -410,11 +428,15 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 }
 
 // replaceKeeper closes the current Keeper and grants a new lease, retrying with backoff
-// until it succeeds or ctx ends.
-func (g *registration) replaceKeeper(ctx context.Context, bo *backoff.Backoff) {
+// until it succeeds (true), ctx ends or the client is closed (false).
+func (g *registration) replaceKeeper(ctx context.Context, bo *backoff.Backoff) bool {
 	old := g.keeper
 	old.Close()
 	for {
+		if ctx.Err() != nil || g.r.cli.Ctx().Err() != nil {
+			// Leave the closed Keeper in place; stop's Close of it is a no-op.
+			return false
+		}
 		gctx, cancel := context.WithTimeout(ctx, g.r.opts.ttl)
 		k, err := lease.New(gctx, g.r.cli, g.r.opts.ttl, lease.WithRegrant(g.onRegrant), lease.WithLogger(g.log))
 		cancel()
@@ -423,12 +445,9 @@ func (g *registration) replaceKeeper(ctx context.Context, bo *backoff.Backoff) {
 			g.mu.Lock()
 			g.leaseID = k.ID()
 			g.mu.Unlock()
-			return
+			return true
 		}
 		g.log.Debug("grant lease", zap.Error(err))
-		if !bo.Wait(ctx) {
-			// Leave a closed Keeper in place; stop's Close of it is a no-op.
-			return
-		}
+		bo.Wait(ctx)
 	}
 }
