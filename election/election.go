@@ -1,0 +1,412 @@
+package election
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
+	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
+)
+
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Candidate takes part in the election under a prefix. The leader is the candidate
+// whose key is the oldest under the prefix; its key's value is its ID.
+type Candidate struct {
+	cli    *clientv3.Client
+	dir    string
+	id     string
+	nonce  string
+	o      options
+	holder *ownership.Holder
+	policy ownership.Policy
+
+	cbMu sync.Mutex // callbacks run one at a time
+
+	mu      sync.Mutex
+	busy    bool
+	waiting string
+	h       *ownership.Holding
+	closed  bool
+	wg      sync.WaitGroup // defeat watchers
+}
+
+// New returns a Candidate with id (its key's value, shown by Leader and Observer) in the
+// election under prefix. It does no I/O: the lease is granted by the first Campaign.
+// Options: WithTTL, WithSession, WithLogger, OnElected, OnDefeat, OnNewLeader.
+func New(cli *clientv3.Client, prefix, id string, opts ...Option) (*Candidate, error) {
+	if cli == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrInvalid)
+	}
+	if strings.TrimRight(prefix, "/") == "" {
+		return nil, fmt.Errorf("%w: empty prefix", ErrInvalid)
+	}
+	if id == "" {
+		return nil, fmt.Errorf("%w: empty candidate ID", ErrInvalid)
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	dir := strings.TrimRight(prefix, "/") + "/"
+	return &Candidate{
+		cli: cli, dir: dir, id: id, nonce: hex.EncodeToString(b[:]), o: o,
+		holder: ownership.NewHolder(cli, o.ttl, o.session, o.logger),
+		policy: ownership.Predecessor(dir),
+	}, nil
+}
+
+// ID returns the candidate's ID.
+func (c *Candidate) ID() string { return c.id }
+
+func (c *Candidate) callback(fn func()) {
+	c.cbMu.Lock()
+	defer c.cbMu.Unlock()
+	fn()
+}
+
+func (c *Candidate) holding() (*ownership.Holding, error) {
+	c.mu.Lock()
+	h := c.h
+	c.mu.Unlock()
+	if h == nil {
+		return nil, ErrNotLeader
+	}
+	if err := h.Check(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Campaign blocks until the candidate leads, ctx ends, or its session is lost. It
+// waits only for the candidate just ahead of it, and returns success only after reading
+// its own key back with its create revision while its lease is known to be alive. A
+// canceled Campaign removes its key. Campaign on a leader returns nil at once.
+func (c *Candidate) Campaign(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalid)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.busy {
+		c.mu.Unlock()
+		return ErrBusy
+	}
+	if c.h != nil && c.h.Check() == nil {
+		c.mu.Unlock()
+		return nil
+	}
+	c.busy = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.busy = false
+		c.waiting = ""
+		c.mu.Unlock()
+	}()
+
+	ses, err := c.holder.Get(ctx)
+	if err != nil {
+		return wrapErr(err)
+	}
+	key := fmt.Sprintf("%s%x-%s", c.dir, int64(ses.Lease()), c.nonce)
+	c.mu.Lock()
+	c.waiting = key
+	c.mu.Unlock()
+	rev, _, err := ownership.Acquire(ctx, ses, key, c.id, c.policy, true)
+	if err != nil {
+		return wrapErr(err)
+	}
+	h := ownership.NewHolding(ses, key, rev)
+	done := h.Done() // leadership is always monitored
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		h.End(ErrClosed)
+		h.Wait()
+		_, _ = ownership.Release(context.WithoutCancel(ctx), ses, key, rev)
+		return ErrClosed
+	}
+	c.h = h
+	c.wg.Add(1)
+	c.mu.Unlock()
+	c.o.logger.Info("elected", zap.String("id", c.id), zap.Int64("token", rev))
+	if fn := c.o.onElected; fn != nil {
+		c.callback(func() { fn(rev) })
+	}
+	go func() {
+		defer c.wg.Done()
+		<-done
+		h.Wait()
+		err := lost(h.Err())
+		if err != nil {
+			c.o.logger.Warn("leadership lost", zap.String("id", c.id), zap.Error(err))
+		}
+		if fn := c.o.onDefeat; fn != nil {
+			c.callback(func() { fn(err) })
+		}
+	}()
+	return nil
+}
+
+// Resign gives up leadership with a delete guarded by our create revision. It returns
+// ErrNotLeader when we do not lead. After a network error it may be retried.
+func (c *Candidate) Resign(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalid)
+	}
+	h, err := c.holding()
+	if err != nil {
+		return notLeader(wrapErr(errIfEnded(err)))
+	}
+	held, err := ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
+	if err != nil {
+		return err
+	}
+	if !held {
+		h.End(ownership.ErrKeyLost)
+		return notLeader(wrapErr(ownership.ErrKeyLost))
+	}
+	h.End(nil)
+	h.Wait()
+	return nil
+}
+
+func errIfEnded(err error) error {
+	if errors.Is(err, ErrNotLeader) {
+		return nil
+	}
+	return err
+}
+
+// IsLeader reports whether the candidate leads, as far as is known without I/O.
+func (c *Candidate) IsLeader() bool {
+	_, err := c.holding()
+	return err == nil
+}
+
+// Leader returns the current leader (ErrNoLeader when there is none).
+func (c *Candidate) Leader(ctx context.Context) (Leader, error) {
+	return currentLeader(ctx, c.cli, c.dir)
+}
+
+func currentLeader(ctx context.Context, cli *clientv3.Client, dir string) (Leader, error) {
+	if ctx == nil {
+		return Leader{}, fmt.Errorf("%w: nil context", ErrInvalid)
+	}
+	resp, err := cli.Get(ctx, dir, clientv3.WithFirstCreate()...)
+	if err != nil {
+		return Leader{}, err
+	}
+	if len(resp.Kvs) == 0 {
+		return Leader{}, ErrNoLeader
+	}
+	kv := resp.Kvs[0]
+	return Leader{ID: string(kv.Value), Key: string(kv.Key), Token: kv.CreateRevision}, nil
+}
+
+// Key returns our key: the one we campaign with, then that of the current or last
+// leadership ("" before the first Campaign).
+func (c *Candidate) Key() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting != "" {
+		return c.waiting
+	}
+	if c.h == nil {
+		return ""
+	}
+	return c.h.Key()
+}
+
+// Token returns the fencing token of the current leadership (0 when not leading): our
+// key's create revision, strictly increasing from one leader to the next.
+func (c *Candidate) Token() int64 {
+	h, err := c.holding()
+	if err != nil {
+		return 0
+	}
+	return h.Rev()
+}
+
+// IsLeaderCmp returns a comparison that holds in a transaction only while we lead.
+func (c *Candidate) IsLeaderCmp() clientv3.Cmp {
+	h, err := c.holding()
+	if err != nil {
+		return clientv3.Compare(clientv3.CreateRevision(c.dir), "=", -1)
+	}
+	return clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())
+}
+
+// Do applies ops in one transaction only if we still lead when etcd applies it;
+// otherwise it returns ErrNotLeader and the leadership ends.
+func (c *Candidate) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalid)
+	}
+	h, err := c.holding()
+	if err != nil {
+		return nil, notLeader(wrapErr(errIfEnded(err)))
+	}
+	resp, err := c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())).
+		Then(ops...).
+		Commit()
+	if err != nil {
+		return nil, err
+	}
+	if !resp.Succeeded {
+		h.End(ownership.ErrKeyLost)
+		return nil, notLeader(wrapErr(ownership.ErrKeyLost))
+	}
+	return resp, nil
+}
+
+// Done returns a channel closed when the current leadership ends: Resign, our key
+// deleted, the session lost, or keep-alives silent long enough that etcd may expire
+// the lease (closed a margin before it could). Closed when not leading.
+func (c *Candidate) Done() <-chan struct{} {
+	c.mu.Lock()
+	h := c.h
+	c.mu.Unlock()
+	if h == nil {
+		return closedCh
+	}
+	return h.Done()
+}
+
+// Err returns nil while leading, after Resign, or before any Campaign, and an error
+// wrapping ErrLost (and the cause) after leadership was lost.
+func (c *Candidate) Err() error {
+	c.mu.Lock()
+	h := c.h
+	c.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	return lost(h.Err())
+}
+
+// Run campaigns, runs fn with a context canceled the moment leadership is lost (or ctx
+// ends), and campaigns again after a loss — automatic failover — until ctx ends. A lost
+// lease of our own is replaced. When fn returns while we still lead, Run resigns and
+// returns fn's error (nil: the work is done). Run returns ctx's error when ctx ends, and
+// ErrSessionLost when a session given by WithSession is lost.
+func (c *Candidate) Run(ctx context.Context, fn func(leaderCtx context.Context) error) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalid)
+	}
+	if fn == nil {
+		return fmt.Errorf("%w: nil function", ErrInvalid)
+	}
+	if c.o.onNewLeader != nil {
+		obs, err := NewObserver(c.cli, c.dir, WithLogger(c.o.logger))
+		if err != nil {
+			return err
+		}
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for l := range obs.Changes() {
+				c.callback(func() { c.o.onNewLeader(l) })
+			}
+		}()
+		defer func() {
+			_ = obs.Close()
+			wg.Wait()
+		}()
+	}
+	retry := backoff.New(100*time.Millisecond, 2*time.Second)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.Campaign(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, ErrClosed) || errors.Is(err, ErrBusy) ||
+				(c.o.session != nil && errors.Is(err, ErrSessionLost)) {
+				return err
+			}
+			c.o.logger.Warn("campaign failed; retrying", zap.String("id", c.id), zap.Error(err))
+			retry.Wait(ctx)
+			continue
+		}
+		retry.Reset()
+		c.mu.Lock()
+		h := c.h
+		c.mu.Unlock()
+		leaderCtx, cancel := context.WithCancel(ctx)
+		done := h.Done()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-done:
+				cancel()
+			case <-leaderCtx.Done():
+			}
+		}()
+		ferr := fn(leaderCtx)
+		cancel()
+		wg.Wait()
+		if h.Check() != nil {
+			// Leadership was lost (or ended under fn): campaign again.
+			continue
+		}
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.ttl)
+		if err := c.Resign(rctx); err != nil && !errors.Is(err, ErrNotLeader) {
+			c.o.logger.Warn("resign failed; the lease will expire", zap.String("id", c.id), zap.Error(err))
+		}
+		rcancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ferr
+	}
+}
+
+// Close resigns if leading and, unless WithSession was given, revokes the lease. It
+// waits for the candidate's goroutines and is idempotent.
+func (c *Candidate) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	h := c.h
+	c.mu.Unlock()
+	if h != nil {
+		if h.Check() == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _ = ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
+			cancel()
+		}
+		h.End(nil)
+		h.Wait()
+	}
+	err := c.holder.Close()
+	c.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("election: close: %w", err)
+	}
+	return nil
+}

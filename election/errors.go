@@ -1,0 +1,51 @@
+package election
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
+)
+
+var (
+	// ErrNotLeader is returned by Resign and Do when the candidate does not (or no
+	// longer) lead.
+	ErrNotLeader = errors.New("election: not leader")
+	// ErrNoLeader is returned by Leader when nobody leads.
+	ErrNoLeader = errors.New("election: no leader")
+	// ErrLost is what Err returns after leadership was lost; it wraps the cause.
+	ErrLost = errors.New("election: leadership lost")
+	// ErrSessionLost reports that the candidate's lease expired, was revoked, or could not
+	// be renewed for long enough that etcd may have expired it.
+	ErrSessionLost = ownership.ErrSessionLost
+	// ErrBusy is returned by Campaign while another Campaign of the same candidate runs.
+	ErrBusy = errors.New("election: campaign already in progress")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("election: closed")
+	// ErrInvalid reports a bad argument or option.
+	ErrInvalid = errors.New("election: invalid argument")
+)
+
+func lost(cause error) error {
+	if cause == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrLost, cause)
+}
+
+func notLeader(cause error) error {
+	if cause == nil {
+		return ErrNotLeader
+	}
+	return fmt.Errorf("%w: %w", ErrNotLeader, cause)
+}
+
+func wrapErr(err error) error {
+	if errors.Is(err, ownership.ErrClosed) {
+		return ErrClosed
+	}
+	if errors.Is(err, ownership.ErrSessionLost) || errors.Is(err, ownership.ErrKeyLost) {
+		return fmt.Errorf("election: %w", err)
+	}
+	return err
+}
