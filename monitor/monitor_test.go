@@ -227,6 +227,25 @@ func TestClusterEndToEnd(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []alert.State{alert.Firing, alert.Resolved}, states)
+
+	// The leader stops: the API names the new leader and records the change.
+	require.Eventually(t, func() bool {
+		return get(t, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy
+	}, bound, 20*time.Millisecond, "healthy again before the leader stops")
+	old := c.StopLeader()
+	newLead := c.Leader()
+	newID := uint64(c.Members[newLead].Server.MemberID())
+	require.Eventually(t, func() bool {
+		return get(t, url+"/api/v1/cluster/leader", &leader) == http.StatusOK && leader.Leader.ID == newID
+	}, bound, 20*time.Millisecond, "new leader %s in /api/v1/cluster/leader", c.Members[newLead].Name)
+	require.NotEmpty(t, leader.Changes)
+	last := leader.Changes[len(leader.Changes)-1]
+	assert.Equal(t, newID, last.To)
+	assert.Equal(t, leadID, last.From)
+	require.Eventually(t, func() bool {
+		return get(t, url+"/api/v1/alerts", &alerts) == http.StatusOK && hasAlert(alerts.Alerts, "EtcdMembersDown", c.Members[old].Name)
+	}, bound, 20*time.Millisecond)
+	c.RestartMember(old)
 }
 
 func promGet(t *testing.T, url string, out *bytes.Buffer) int {

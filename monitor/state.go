@@ -52,8 +52,13 @@ type clusterState struct {
 	collectErrs atomic.Int64
 }
 
+// roundTimeout bounds one check or collection. The checker and collector bound each
+// member by their own timeouts; this only guards against a round that never ends, and is
+// not the interval, so that a short interval does not cut a slow but healthy round short.
+func roundTimeout(interval time.Duration) time.Duration { return max(interval, 30*time.Second) }
+
 func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) {
-	cctx, cancel := context.WithTimeout(ctx, interval)
+	cctx, cancel := context.WithTimeout(ctx, roundTimeout(interval))
 	defer cancel()
 	rep, err := c.checker.Check(cctx)
 	if ctx.Err() != nil {
@@ -87,7 +92,7 @@ func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) 
 }
 
 func (c *clusterState) collectMetrics(ctx context.Context, interval time.Duration) {
-	cctx, cancel := context.WithTimeout(ctx, interval)
+	cctx, cancel := context.WithTimeout(ctx, roundTimeout(interval))
 	defer cancel()
 	snap, err := c.collector.Collect(cctx)
 	if ctx.Err() != nil {
