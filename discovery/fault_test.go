@@ -158,6 +158,27 @@ func TestFaultCluster(t *testing.T) {
 		assert.LessOrEqual(t, gone, ttl+time.Second+500*time.Millisecond)
 	})
 
+	// The registrant alone is cut off from etcd (its connection swallows everything)
+	// for longer than the TTL: the lease expires, the instance leaves, and once the
+	// connection works again the registration comes back by itself.
+	t.Run("RegistrantBlackholed", func(t *testing.T) {
+		p := etcdtest.Prefix(t)
+		lead := c.Leader()
+		i := (lead + 1) % 3
+		reg := newRegistrar(t, c.Client(i), p, discovery.WithTTL(ttl), discovery.WithBackoff(50*time.Millisecond, time.Second))
+		require.NoError(t, reg.Register(ctx, inst("svc", "cut", 1)))
+		res := newResolver(t, ctx, c.Client(lead), p)
+		waitIDs(t, res, "svc", 3*time.Second, "cut")
+
+		c.Blackhole(i)
+		waitIDs(t, res, "svc", 3*(ttl+time.Second))
+		c.Unblackhole(i)
+		start := time.Now()
+		waitIDs(t, res, "svc", 20*time.Second, "cut")
+		t.Logf("back %v after the connection healed", time.Since(start))
+		require.Eventually(t, func() bool { return liveLease(ctx, c.ClusterClient(), p+"svc/cut") }, 5*time.Second, 20*time.Millisecond)
+	})
+
 	// 3: every member down for longer than the TTL, then back: every registration
 	// returns by itself.
 	t.Run("AllMembersDown", func(t *testing.T) {
