@@ -33,7 +33,7 @@ type Keeper struct {
 	err error
 
 	closeOnce sync.Once
-	closeErr  error
+	closeErr  error // the revoke error of the first Close
 }
 
 // grant is one lease and the signal of its loss.
@@ -147,7 +147,9 @@ func (k *Keeper) Err() error {
 // Keeper and waits for its goroutine. It returns the revoke error, if any, on the first
 // call and nil afterwards. It must not be called from the re-grant hook.
 func (k *Keeper) Close() error {
+	first := false
 	k.closeOnce.Do(func() {
+		first = true
 		k.cancel()
 		<-k.exited
 		k.mu.Lock()
@@ -164,6 +166,9 @@ func (k *Keeper) Close() error {
 		}
 		k.finish(ErrClosed)
 	})
+	if !first {
+		return nil
+	}
 	return k.closeErr
 }
 

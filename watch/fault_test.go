@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/watch"
@@ -262,7 +263,7 @@ func TestFaultClusterWatch(t *testing.T) {
 		cli := c.Client(i) // the watch opens through i
 		writer := c.Client((i + 2) % 3)
 		p := "/blackhole/"
-		w, err := watch.NewWatcher(cli, p, watch.WithPrefix(), watch.WithStartRevision(currentRev(ctx, t, writer)+1))
+		w, err := watch.NewWatcher(cli, p, watch.WithPrefix(), watch.WithStartRevision(currentRev(ctx, t, writer)+1), watch.WithLogger(zaptest.NewLogger(t)))
 		require.NoError(t, err)
 		con := consume(w)
 		_, err = writer.Put(ctx, p+"first", "v")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
 )
@@ -25,6 +27,8 @@ type stream struct {
 
 	// established is true while a watch is open and acknowledged by etcd.
 	established atomic.Bool
+	// abandoned counts the watches given up because etcd stopped answering.
+	abandoned atomic.Int64
 	// heard is the UnixNano time of the last response from etcd on the open watch.
 	heard atomic.Int64
 }
@@ -156,16 +160,28 @@ func (s *stream) currentRevision(ctx context.Context) (int64, error) {
 // whether anything was received, and whether the watch broke because *next was
 // compacted.
 func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed, compacted bool, err error) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	wctx := clientv3.WithRequireLeader(ctx)
+	if gen := s.abandoned.Load(); gen > 0 {
+		// The client multiplexes watches with equal metadata onto one gRPC stream, and
+		// keeps a stream that etcd stopped answering for as long as a watch waits on it.
+		// After abandoning one, open the next watch on a stream of its own.
+		wctx = metadata.AppendToOutgoingContext(wctx, "etcd-monitor-watch-stream", strconv.FormatInt(gen, 10))
+	}
+	wctx, cancel := context.WithCancel(wctx)
 	defer cancel()
 	opts := append(s.getOpts(), clientv3.WithRev(*next), clientv3.WithCreatedNotify(), clientv3.WithProgressNotify())
 	if s.opts.prevKV {
 		opts = append(opts, clientv3.WithPrevKV())
 	}
-	wch := s.cli.Watch(wctx, s.key, opts...)
-
-	// Ask for progress regularly: the answer proves the watch is alive (Stale) and lets a
-	// resume start after revisions that touched nothing we watch.
+	// A watchdog asks etcd for progress every interval: the answer proves the watch is
+	// alive (Stale) and lets a resume start after revisions that touched nothing we
+	// watch. A watch etcd stops answering (a blackholed connection, a hung member) is
+	// abandoned, so that it can be reopened, possibly through another endpoint. The
+	// watchdog runs before Watch is called because opening a watch on a dead stream can
+	// itself block.
+	s.heard.Store(time.Now().UnixNano())
+	var emitting atomic.Bool // waiting for the consumer is not etcd's silence
+	silenced := make(chan time.Duration, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -177,8 +193,19 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 			case <-wctx.Done():
 				return
 			case <-t.C:
-				_ = s.cli.RequestProgress(wctx)
 			}
+			silent := time.Since(time.Unix(0, s.heard.Load()))
+			if !emitting.Load() && silent > reopenSilence*s.opts.progressInterval {
+				s.abandoned.Add(1)
+				silenced <- silent
+				cancel()
+				return
+			}
+			// A context derived from wctx keeps its stream key, so the request goes on the
+			// watch's own stream; the timeout keeps a stuck stream from holding us.
+			rctx, rcancel := context.WithTimeout(wctx, s.opts.progressInterval)
+			_ = s.cli.RequestProgress(rctx)
+			rcancel()
 		}
 	}()
 	defer func() {
@@ -186,12 +213,8 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 		cancel()
 		wg.Wait()
 	}()
+	wch := s.cli.Watch(wctx, s.key, opts...)
 
-	// A watch that etcd stops answering (a blackholed connection, a hung member) is
-	// abandoned and reopened, possibly through another endpoint.
-	s.heard.Store(time.Now().UnixNano())
-	check := time.NewTicker(s.opts.progressInterval)
-	defer check.Stop()
 	var batch []Event
 	for {
 		var resp clientv3.WatchResponse
@@ -199,11 +222,8 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 		select {
 		case <-ctx.Done():
 			return progressed, false, ctx.Err()
-		case <-check.C:
-			if silent := time.Since(time.Unix(0, s.heard.Load())); silent > reopenSilence*s.opts.progressInterval {
-				return progressed, false, fmt.Errorf("watch: no word from etcd for %v", silent.Round(time.Millisecond))
-			}
-			continue
+		case silent := <-silenced:
+			return progressed, false, fmt.Errorf("watch: no word from etcd for %v", silent.Round(time.Millisecond))
 		case resp, ok = <-wch:
 		}
 		if !ok {
@@ -250,11 +270,13 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 		if len(batch) == 0 {
 			continue
 		}
-		if !emit(ctx, batch) {
+		emitting.Store(true)
+		delivered := emit(ctx, batch)
+		s.heard.Store(time.Now().UnixNano())
+		emitting.Store(false)
+		if !delivered {
 			return progressed, false, ctx.Err()
 		}
-		// Time spent waiting for the consumer is not etcd's silence.
-		s.heard.Store(time.Now().UnixNano())
 		// etcd never splits one revision's events across responses, so the whole
 		// revision has now been delivered.
 		*next = last + 1
