@@ -118,6 +118,9 @@ func (b *Balancer) Pick(service string) (Selection, error) {
 func (b *Balancer) PickKey(service, key string) (Selection, error) {
 	p := b.pool(service)
 	v := p.current()
+	if v.snap == nil {
+		return Selection{}, fmt.Errorf("%w: picking %q", ErrNotReady, service)
+	}
 	if len(v.eps) == 0 {
 		return Selection{}, fmt.Errorf("%w: service %q", ErrNoInstance, service)
 	}
@@ -240,6 +243,11 @@ func (p *pool) current() *view {
 		return v
 	}
 	v := &view{snap: snap}
+	if snap == nil {
+		// The resolver has not listed yet.
+		p.view.Store(v)
+		return v
+	}
 	seen := make(map[string]*endpoint, len(snap.instances))
 	for _, inst := range snap.instances {
 		ep := p.byID[inst.ID]

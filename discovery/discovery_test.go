@@ -315,3 +315,22 @@ func TestFaultRevokeAndDelete(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return leaseOf() == second }, 4*time.Second, 5*time.Millisecond)
 }
+
+func TestNotReady(t *testing.T) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: time.Second})
+	require.NoError(t, err)
+	defer cli.Close()
+	res, err := discovery.NewResolver(cli, "/nowhere")
+	require.NoError(t, err)
+	defer res.Close()
+	_, err = res.Discover("svc")
+	assert.ErrorIs(t, err, discovery.ErrNotReady)
+	lb, err := discovery.NewBalancer(res, discovery.RoundRobin)
+	require.NoError(t, err)
+	defer lb.Close()
+	_, err = lb.Pick("svc")
+	assert.ErrorIs(t, err, discovery.ErrNotReady)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, res.WaitReady(ctx), context.DeadlineExceeded)
+}
