@@ -29,21 +29,29 @@ import (
 
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
-// call sends a request and decodes the JSON answer into out (when not nil).
+// call sends a request and decodes the JSON answer into out (when not nil). It fails the
+// test without stopping it, so that it may run inside require.Eventually's goroutine;
+// it returns 0 when there was no answer.
 func call(t *testing.T, method, url, body string, out any) int {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	require.NoError(t, err)
+	if !assert.NoError(t, err) {
+		return 0
+	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if !assert.NoError(t, err) {
+		return 0
+	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	if method != http.MethodHead && !strings.HasSuffix(url, "/metrics") {
-		require.Equal(t, "application/json", resp.Header.Get("Content-Type"), "%s %s: %s", method, url, b)
+	if !assert.NoError(t, err) {
+		return 0
 	}
-	if out != nil {
-		require.NoError(t, json.Unmarshal(b, out), "%s", b)
+	if method != http.MethodHead && !strings.HasSuffix(url, "/metrics") {
+		assert.Equal(t, "application/json", resp.Header.Get("Content-Type"), "%s %s: %s", method, url, b)
+	}
+	if out != nil && !assert.NoError(t, json.Unmarshal(b, out), "%s", b) {
+		return 0
 	}
 	return resp.StatusCode
 }
@@ -343,6 +351,24 @@ func TestBenchmarkEndpoint(t *testing.T) {
 	var prom bytes.Buffer
 	require.Equal(t, http.StatusOK, promGet(t, srv.URL+"/metrics", &prom))
 	assert.Contains(t, prom.String(), `etcd_monitor_benchmark_throughput{cluster="local",workload="read"}`)
+
+	// One benchmark at a time: while a two-second run goes (its keys are appearing),
+	// another is refused with 409.
+	prefix := etcdtest.Prefix(t)
+	first := make(chan int, 1)
+	go func() {
+		first <- call(t, "POST", srv.URL+"/api/v1/performance/benchmark",
+			fmt.Sprintf(`{"type":"write","duration":"2s","connections":1,"clients":1,"keySize":128,"prefix":%q}`, prefix), nil)
+	}()
+	ctx := etcdtest.Context(t, 10*time.Second)
+	require.Eventually(t, func() bool {
+		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count > 0
+	}, 5*time.Second, 5*time.Millisecond, "the first benchmark writes")
+	var busy monitor.Error
+	assert.Equal(t, http.StatusConflict, call(t, "POST", srv.URL+"/api/v1/performance/benchmark", `{"type":"write","ops":1}`, &busy))
+	assert.Contains(t, busy.Error, "already running")
+	assert.Equal(t, http.StatusOK, <-first)
 
 	off, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}}, monitor.WithBenchmarkLimits(monitor.BenchmarkLimits{Disabled: true}))
 	require.NoError(t, err)

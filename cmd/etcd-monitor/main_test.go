@@ -96,20 +96,29 @@ func daemon(t *testing.T, args ...string) (string, *syncBuffer) {
 	return "http://" + address(t, &stderr), &stderr
 }
 
+// request sends a request and decodes the JSON answer into out (when not nil). It fails
+// the test without stopping it, so that it may run inside require.Eventually's
+// goroutine; it returns 0 when there was no answer.
 func request(t *testing.T, method, url, token, body string, out any) int {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	require.NoError(t, err)
+	if !assert.NoError(t, err) {
+		return 0
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if !assert.NoError(t, err) {
+		return 0
+	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	if out != nil {
-		require.NoError(t, json.Unmarshal(b, out), "%s", b)
+	if !assert.NoError(t, err) {
+		return 0
+	}
+	if out != nil && !assert.NoError(t, json.Unmarshal(b, out), "%s", b) {
+		return 0
 	}
 	return resp.StatusCode
 }
