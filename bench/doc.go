@@ -6,7 +6,7 @@
 // # Guarantees
 //
 // Every operation a run issues is counted exactly once: Result.Ops = Successes +
-// Failures, and an Ops-bound run that is not cancelled issues exactly Config.Ops
+// Failures, and a run bounded by Ops alone that is not cancelled issues exactly Config.Ops
 // operations. A failed operation (a timeout, an unavailable member, NOSPACE) is counted
 // under its kind in Result.Errors and never aborts the run; latencies are those of
 // successful operations. The rate limit holds across all workers. Keys live under a
