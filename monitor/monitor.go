@@ -42,6 +42,7 @@ type Service struct {
 	clusters []*clusterState
 	byName   map[string]*clusterState
 	registry *prometheus.Registry
+	own      *collector
 	mux      *http.ServeMux
 	started  time.Time
 
@@ -88,7 +89,8 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 		s.clusters = append(s.clusters, st)
 		s.byName[c.Name] = st
 	}
-	if err := reg.Register(&collector{s: s}); err != nil {
+	s.own = &collector{s: s}
+	if err := reg.Register(s.own); err != nil {
 		s.closeClusters()
 		return nil, fmt.Errorf("monitor: register collector: %w", err)
 	}
@@ -244,6 +246,7 @@ func (s *Service) Close() error {
 	close(s.stop)
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.registry.Unregister(s.own)
 	return s.closeClusters()
 }
 

@@ -447,6 +447,14 @@ func TestSeveralClusters(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]float64{"east": 1, "west": 1}, members)
+
+	// Close takes the Service's collectors off the caller's registry.
+	require.NoError(t, svc.Close())
+	fams, err = reg.Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		assert.NotContains(t, f.GetName(), "etcd_monitor_", "still registered after Close")
+	}
 }
 
 func TestNewRejectsBadInput(t *testing.T) {
