@@ -96,4 +96,29 @@ func TestFaultCluster(t *testing.T) {
 		require.NoError(t, err)
 		assert.Positive(t, left)
 	})
+
+	t.Run("BlackholedEndpointSurvives", func(t *testing.T) {
+		i, j := c.Leader(), (c.Leader()+1)%3
+		cli := c.Client(i)
+		k, err := lease.New(ctx, cli, 3*time.Second)
+		require.NoError(t, err)
+		defer k.Close()
+		lost := k.Lost()
+		// i swallows everything from now on; j is reachable too.
+		c.Blackhole(i)
+		defer c.Unblackhole(i)
+		cli.SetEndpoints(c.Members[i].GRPCURL, c.Members[j].GRPCURL)
+		select {
+		case <-lost:
+			t.Fatalf("lease lost although another endpoint answers: %v", k.Err())
+		case <-time.After(7 * time.Second):
+		}
+		// Ask etcd, through whichever endpoint answers.
+		require.Eventually(t, func() bool {
+			tctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			left, err := k.TTL(tctx)
+			return err == nil && left > 0
+		}, 10*time.Second, 10*time.Millisecond)
+	})
 }
