@@ -282,6 +282,9 @@ func (f *Flags) lookup(name string) (*compiledFlag, error) {
 	}
 	v, err := f.s.lookup(name)
 	if errors.Is(err, ErrNotFound) {
+		f.mu.Lock()
+		delete(f.compiled, name)
+		f.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrFlagNotFound, name)
 	}
 	if err != nil {

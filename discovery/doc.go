@@ -15,6 +15,11 @@
 // watch after disconnects and re-lists after compaction, emitting exactly the differences,
 // so its set converges to etcd's.
 //
+// A Balancer picks from the Resolver's memory without locks (except smooth weighted
+// round-robin) or allocation; drained instances are never picked and failed ones are
+// skipped for the cool-down. The gRPC resolver (GRPCBuilder) pushes every change of a
+// service's non-drained instances to the ClientConn as it arrives.
+//
 // What it does not guarantee: an instance that is alive but partitioned from etcd for
 // longer than its TTL drops out of resolvers until it reconnects; resolvers cut off from
 // etcd keep serving the last set they saw.
