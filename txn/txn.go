@@ -2,11 +2,13 @@ package txn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -131,7 +133,10 @@ func DeleteIf(ctx context.Context, kv clientv3.KV, key string, cond Cond) (int64
 // times (default 100). fn returning nil deletes the key; an empty non-nil slice writes
 // an empty value. An error from fn stops the loop and is returned wrapped. Update
 // returns the revision of the write, or a *ConflictError (matching ErrConflict) after
-// the last attempt. fn may run several times and must not have side effects.
+// the last attempt. A transaction etcd refused before proposing it (too many requests,
+// a proposal dropped during an election) is retried like a conflict; a timeout is
+// returned as an error, because that write may still be applied. fn may run several
+// times and must not have side effects.
 func Update(ctx context.Context, kv clientv3.KV, key string, fn func(old []byte) ([]byte, error), opts ...Option) (int64, error) {
 	if err := check(kv, key); err != nil {
 		return 0, err
@@ -144,17 +149,14 @@ func Update(ctx context.Context, kv clientv3.KV, key string, fn func(old []byte)
 		return 0, err
 	}
 	var cur *mvccpb.KeyValue
-	fresh := false // cur holds the value etcd returned with the last conflict
 	for attempt := 1; ; attempt++ {
-		if !fresh {
-			get, err := kv.Get(ctx, key)
-			if err != nil {
-				return 0, fmt.Errorf("txn: update %q: read: %w", key, err)
-			}
-			cur = nil
-			if len(get.Kvs) > 0 {
-				cur = get.Kvs[0]
-			}
+		get, err := kv.Get(ctx, key)
+		if err != nil {
+			return 0, fmt.Errorf("txn: update %q: read: %w", key, err)
+		}
+		cur = nil
+		if len(get.Kvs) > 0 {
+			cur = get.Kvs[0]
 		}
 		var old []byte
 		var modRev int64
@@ -178,7 +180,15 @@ func Update(ctx context.Context, kv clientv3.KV, key string, fn func(old []byte)
 			Else(clientv3.OpGet(key)).
 			Commit()
 		if err != nil {
-			return 0, fmt.Errorf("txn: update %q: %w", key, err)
+			if !rejected(err) || attempt > o.retries {
+				return 0, fmt.Errorf("txn: update %q: %w", key, err)
+			}
+			// etcd refused the transaction before proposing it: nothing was written,
+			// so trying again cannot apply fn twice.
+			if err := pause(ctx, o, attempt); err != nil {
+				return 0, fmt.Errorf("txn: update %q: %w", key, err)
+			}
+			continue
 		}
 		if resp.Succeeded {
 			return resp.Header.Revision, nil
@@ -189,7 +199,6 @@ func Update(ctx context.Context, kv clientv3.KV, key string, fn func(old []byte)
 		}
 		// Contenders collide: pause (jittered, growing) and re-read, so that the next
 		// attempt works on a value as fresh as possible.
-		fresh = false
 		if err := pause(ctx, o, attempt); err != nil {
 			return 0, fmt.Errorf("txn: update %q: %w", key, err)
 		}
@@ -212,4 +221,17 @@ func pause(ctx context.Context, o options, attempt int) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// errProposalDropped is raft.ErrProposalDropped's text, as it reaches the client.
+const errProposalDropped = "raft proposal dropped"
+
+// rejected reports whether etcd refused a write before proposing it to raft, so that it
+// certainly did not happen. Timeouts and lost connections are not: the write may still
+// be applied.
+func rejected(err error) bool {
+	desc := rpctypes.ErrorDesc(err)
+	return errors.Is(err, rpctypes.ErrTooManyRequests) ||
+		desc == rpctypes.ErrTooManyRequests.Error() ||
+		desc == errProposalDropped
 }
