@@ -24,7 +24,7 @@ type options struct {
 	prevKV bool
 	// initialState emits the current state as a first Resync. Default false.
 	initialState bool
-	// buffer is the capacity of the Events channel. Default 128.
+	// buffer is the capacity of the Events channel. Default 1024.
 	buffer int
 	// progressInterval is how often the Watcher asks etcd to confirm the watch is alive;
 	// a watch silent for three intervals counts as stale. Default 500ms.
@@ -35,7 +35,7 @@ type options struct {
 
 func defaults() options {
 	return options{
-		buffer:           128,
+		buffer:           1024,
 		progressInterval: 500 * time.Millisecond,
 		logger:           zap.NewNop(),
 	}
@@ -84,7 +84,7 @@ func WithPrevKV() Option { return optionFunc(func(o *options) { o.prevKV = true 
 // Cache always does this.
 func WithInitialState() Option { return optionFunc(func(o *options) { o.initialState = true }) }
 
-// WithBuffer sets the capacity of the Events channel. Default 128.
+// WithBuffer sets the capacity of the Events channel. Default 1024.
 func WithBuffer(n int) Option { return optionFunc(func(o *options) { o.buffer = n }) }
 
 // WithProgressInterval sets how often the watch asks etcd to confirm it is alive and

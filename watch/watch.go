@@ -51,6 +51,11 @@ func (w *Watcher) run(ctx context.Context) {
 	err := w.s.run(ctx, func(ctx context.Context, batch []Event) bool {
 		for _, ev := range batch {
 			select {
+			case w.events <- ev: // the common case: room in the buffer
+				continue
+			default:
+			}
+			select {
 			case w.events <- ev:
 			case <-ctx.Done():
 				return false
