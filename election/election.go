@@ -173,8 +173,10 @@ func (c *Candidate) Resign(ctx context.Context) error {
 	if err != nil {
 		return notLeader(wrapErr(errIfEnded(err)))
 	}
+	h.Releasing(true)
 	held, err := ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
 	if err != nil {
+		h.Releasing(false)
 		return err
 	}
 	if !held {

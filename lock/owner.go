@@ -118,8 +118,10 @@ func (o *owner) release(ctx context.Context) error {
 	if err := h.Check(); err != nil {
 		return notHeld(wrapErr(err))
 	}
+	h.Releasing(true)
 	held, err := ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
 	if err != nil {
+		h.Releasing(false)
 		// Unknown whether the delete was applied; the holding stands so that Unlock can
 		// be retried, and the guard keeps a retry from touching a later holder's key.
 		return err

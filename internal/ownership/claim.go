@@ -123,13 +123,10 @@ func Acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 	if err := ses.Err(); err != nil {
 		return 0, nil, err
 	}
-	uctx := ctx
-	ctx, stop := ses.Bind(ctx)
-	defer stop()
 	rev, b, err := acquire(ctx, ses, key, val, p, wait)
 	if err != nil && b == nil {
 		// Report the caller's cancellation first, then a loss of the session.
-		err = firstErr(uctx.Err(), ses.Err(), err)
+		err = firstErr(ctx.Err(), ses.Err(), err)
 	}
 	return rev, b, err
 }
@@ -150,8 +147,9 @@ func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 	if !resp.Succeeded {
 		rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
 	}
+	rr := resp.Responses[1].GetResponseRange()
 	ses.Track(key, rev)
-	owned, holder := p.Held(resp.Responses[1].GetResponseRange(), rev)
+	owned, holder := p.Held(rr, rev)
 	if owned {
 		if err := ses.WaitAlive(ctx); err != nil {
 			if ses.Err() == nil {
@@ -169,7 +167,12 @@ func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 		}
 		return 0, b, ErrBlocked
 	}
-	if err := waitOwned(ctx, ses, key, rev, p); err != nil {
+	// Nothing made while waiting may outlive the session.
+	bctx, stop := ses.Bind(ctx)
+	err = waitOwned(bctx, ses, key, rev, p)
+	stop()
+	if err != nil {
+		err = firstErr(ctx.Err(), ses.Err(), err)
 		// After a loss of the session the key goes with it: an owned lease is left to
 		// expire, a borrowed one's tracked keys are deleted by the session.
 		if !errors.Is(err, ErrKeyLost) && ses.Err() == nil {
@@ -315,29 +318,21 @@ type Holding struct {
 	key string
 	rev int64
 
-	mu       sync.Mutex
-	done     chan struct{}
-	err      error
-	ended    bool
-	started  bool
-	ctx      context.Context
-	cancel   context.CancelFunc
-	stopLost func() bool
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	done      chan struct{}
+	err       error
+	ended     bool
+	started   bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+	stopLost  func() bool
+	releasing bool // a delete of ours is in flight: its event is a release, not a loss
+	wg        sync.WaitGroup
 }
 
 // NewHolding starts a holding of key at create revision rev.
 func NewHolding(ses *Session, key string, rev int64) *Holding {
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &Holding{ses: ses, key: key, rev: rev, done: make(chan struct{}), ctx: ctx, cancel: cancel}
-	h.stopLost = ses.OnLost(func() {
-		if err := ses.Err(); err != nil {
-			h.End(err)
-		} else {
-			h.End(ErrClosed)
-		}
-	})
-	return h
+	return &Holding{ses: ses, key: key, rev: rev, done: make(chan struct{})}
 }
 
 // Key returns the owned key.
@@ -355,6 +350,15 @@ func (h *Holding) Done() <-chan struct{} {
 	defer h.mu.Unlock()
 	if !h.started && !h.ended {
 		h.started = true
+		h.ctx, h.cancel = context.WithCancel(context.Background())
+		ses := h.ses
+		h.stopLost = ses.OnLost(func() {
+			if err := ses.Err(); err != nil {
+				h.End(err)
+			} else {
+				h.End(ErrClosed)
+			}
+		})
 		h.wg.Add(1)
 		go h.monitor()
 	}
@@ -363,6 +367,7 @@ func (h *Holding) Done() <-chan struct{} {
 
 // Err returns why the holding ended: nil while it lasts or after a release.
 func (h *Holding) Err() error {
+	_ = h.Check()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.err
@@ -387,6 +392,14 @@ func (h *Holding) Check() error {
 	return nil
 }
 
+// Releasing marks that the owner is deleting the key (on) or that the delete failed
+// (off), so the monitor takes the deletion for a release.
+func (h *Holding) Releasing(on bool) {
+	h.mu.Lock()
+	h.releasing = on
+	h.mu.Unlock()
+}
+
 // End ends the holding with err (nil for a release), stopping the monitor.
 func (h *Holding) End(err error) {
 	h.mu.Lock()
@@ -397,8 +410,10 @@ func (h *Holding) End(err error) {
 	h.ended = true
 	h.err = err
 	close(h.done)
-	h.cancel()
-	h.stopLost()
+	if h.started {
+		h.cancel()
+		h.stopLost()
+	}
 }
 
 // Wait waits for the monitor goroutine.
@@ -418,6 +433,12 @@ func (h *Holding) monitor() {
 			return
 		}
 		if lost != nil {
+			h.mu.Lock()
+			releasing := h.releasing
+			h.mu.Unlock()
+			if releasing && errors.Is(lost, ErrKeyLost) {
+				lost = nil
+			}
 			h.End(lost)
 			return
 		}
