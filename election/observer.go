@@ -156,10 +156,11 @@ func (o *Observer) run() {
 				if reread {
 					break
 				}
-			}
-			if !reread && !send(cur) {
-				cancel()
-				return
+				// Every leader is reported, even one that lasted a single event.
+				if !send(cur) {
+					cancel()
+					return
+				}
 			}
 		}
 		cancel()
