@@ -171,7 +171,7 @@ func (c *Candidate) Resign(ctx context.Context) error {
 	}
 	h, err := c.holding()
 	if err != nil {
-		return notLeader(wrapErr(errIfEnded(err)))
+		return notLeader(errIfEnded(err))
 	}
 	h.Releasing(true)
 	held, err := ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
@@ -181,7 +181,7 @@ func (c *Candidate) Resign(ctx context.Context) error {
 	}
 	if !held {
 		h.End(ownership.ErrKeyLost)
-		return notLeader(wrapErr(ownership.ErrKeyLost))
+		return notLeader(ownership.ErrKeyLost)
 	}
 	h.End(nil)
 	h.Wait()
@@ -262,7 +262,7 @@ func (c *Candidate) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnRe
 	}
 	h, err := c.holding()
 	if err != nil {
-		return nil, notLeader(wrapErr(errIfEnded(err)))
+		return nil, notLeader(errIfEnded(err))
 	}
 	resp, err := c.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())).
@@ -273,7 +273,7 @@ func (c *Candidate) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnRe
 	}
 	if !resp.Succeeded {
 		h.End(ownership.ErrKeyLost)
-		return nil, notLeader(wrapErr(ownership.ErrKeyLost))
+		return nil, notLeader(ownership.ErrKeyLost)
 	}
 	return resp, nil
 }

@@ -116,7 +116,7 @@ func (o *owner) release(ctx context.Context) error {
 		return ErrNotHeld
 	}
 	if err := h.Check(); err != nil {
-		return notHeld(wrapErr(err))
+		return notHeld(err)
 	}
 	h.Releasing(true)
 	held, err := ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
@@ -129,7 +129,7 @@ func (o *owner) release(ctx context.Context) error {
 	if !held {
 		h.End(ownership.ErrKeyLost)
 		h.Wait()
-		return notHeld(wrapErr(ownership.ErrKeyLost))
+		return notHeld(ownership.ErrKeyLost)
 	}
 	h.End(nil)
 	h.Wait()
@@ -188,7 +188,7 @@ func (o *owner) do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnRespon
 	}
 	h, err := o.holding()
 	if err != nil {
-		return nil, notHeld(wrapErr(err))
+		return nil, notHeld(err)
 	}
 	resp, err := h.Session().Client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())).
@@ -199,7 +199,7 @@ func (o *owner) do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnRespon
 	}
 	if !resp.Succeeded {
 		h.End(ownership.ErrKeyLost)
-		return nil, notHeld(wrapErr(ownership.ErrKeyLost))
+		return nil, notHeld(ownership.ErrKeyLost)
 	}
 	return resp, nil
 }
