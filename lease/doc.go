@@ -12,8 +12,9 @@
 //   - Lost closes no later than the deadline of the last acknowledged renewal (the time
 //     the renewal was sent plus the TTL etcd returned), even if etcd is unreachable: the
 //     Keeper never claims a lease that etcd may already have expired.
-//   - Renewals go to whichever member the client can reach; a leader election does not
-//     lose the lease as long as a renewal succeeds within the TTL.
+//   - Renewals go to whichever member the client can reach, each on a request of its
+//     own, so an endpoint that stops answering is left for another; a leader election
+//     does not lose the lease as long as a renewal succeeds within the TTL.
 //   - With WithRegrant, a lost lease is replaced by a new one, with jittered backoff and
 //     no retry cap, until Close; ID and Lost switch to the new lease, then the hook runs
 //     with its ID. A failing hook is retried with backoff while that lease lives.
