@@ -26,8 +26,9 @@
 //
 // New grants the lease and starts one goroutine. Close revokes the current lease (waiting
 // at most two seconds for etcd), stops the goroutine and waits for it; it is idempotent.
-// Done closes after Close, or when the lease is lost and re-grant is off; Err then says
-// why (ErrClosed or ErrLost).
+// Done closes after Close, or when the lease is lost and re-grant is off (or the etcd
+// client was closed, which ends re-grants too); Err then says why (ErrClosed or ErrLost).
+// The client stays the caller's.
 //
 //	k, err := lease.New(ctx, cli, 10*time.Second)
 //	if err != nil {

@@ -221,7 +221,8 @@ func (k *Keeper) run(ctx context.Context, g *grant) {
 			return // Close revokes and finishes.
 		}
 		k.opts.logger.Warn("lease lost", zap.Int64("lease", int64(g.id)), zap.Error(g.reason))
-		if k.opts.regrant == nil {
+		if k.opts.regrant == nil || k.cli.Ctx().Err() != nil {
+			// Without re-grant, or without a client to re-grant with, this is the end.
 			k.finish(g.reason)
 			return
 		}
@@ -317,6 +318,10 @@ func (k *Keeper) keepAlive(ctx context.Context, g *grant) {
 				break
 			}
 			if ctx.Err() != nil {
+				return
+			}
+			if cerr := k.cli.Ctx().Err(); cerr != nil {
+				g.markLost(fmt.Errorf("%w: %w: %w", ErrLost, ErrClientClosed, cerr))
 				return
 			}
 			if isNotFound(err) {

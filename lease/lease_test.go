@@ -199,3 +199,20 @@ func assertOpen(t *testing.T, ch <-chan struct{}) {
 	default:
 	}
 }
+
+func TestClientClosedEndsTheKeeper(t *testing.T) {
+	cli, err := etcdtest.NewClient()
+	require.NoError(t, err)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	k, err := lease.New(ctx, cli, 5*time.Second, lease.WithRegrant(nil))
+	require.NoError(t, err)
+	defer k.Close()
+	require.NoError(t, cli.Close())
+	select {
+	case <-k.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("Done not closed after the client closed")
+	}
+	assert.ErrorIs(t, k.Err(), lease.ErrLost)
+	assert.ErrorIs(t, k.Err(), lease.ErrClientClosed)
+}
