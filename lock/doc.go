@@ -7,8 +7,8 @@
 // the lock. Token is that create revision: it strictly increases from one holder to the
 // next, so a resource that remembers the highest token it has seen can reject a stale
 // holder. Do applies a transaction only if we still own the lock when etcd applies it,
-// and Unlock deletes our key only if it still has our create revision, so neither can
-// touch a later holder's state. Done closes when the holding ends: our key deleted, the
+// and Unlock deletes a key name no other participant uses and that we do not reuse after a
+// delete of it failed, so neither can touch a later holder's state, even when retried. Done closes when the holding ends: our key deleted, the
 // lease revoked or expired, or keep-alives unacknowledged for so long that etcd may expire
 // the lease — in that last case a margin (a sixth of the TTL, at least 200ms) *before*
 // the earliest instant etcd could, measured from the send time of the last acknowledged

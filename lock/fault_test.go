@@ -271,6 +271,7 @@ func testRetriedUnlock(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client
 	// a's Unlock fails on a dead connection; its lease expires; b acquires; the
 	// connection comes back and a retries.
 	require.NoError(t, a.Lock(ctx))
+	oldKey := a.Key()
 	c.Blackhole(0)
 	defer c.Unblackhole(0)
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
@@ -289,6 +290,10 @@ func testRetriedUnlock(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client
 	assert.ErrorIs(t, uerr, lock.ErrNotHeld)
 	assert.EqualValues(t, 1, count(t, admin, b.Key()), "b's key survived a's retried Unlock")
 	require.NoError(t, b.Unlock(ctx))
+	// After a failed delete, a's next holding has a key name no stray delete can reach.
+	require.NoError(t, a.Lock(ctx))
+	assert.NotEqual(t, oldKey, a.Key())
+	require.NoError(t, a.Unlock(ctx))
 }
 
 // Guarantee 7: a canceled Lock leaves no waiter key behind.

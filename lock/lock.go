@@ -87,10 +87,13 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 	return m.own.acquire(ctx, m.policy, false)
 }
 
-// Unlock releases the lock with a delete guarded by our create revision, so that a
-// retried Unlock never deletes a later holder's key. It returns ErrNotHeld when we do
-// not own the lock (never locked, already unlocked, or lost). After a network error it
-// is unknown whether the delete was applied: Unlock may be retried.
+// Unlock releases the lock by deleting our key. No other participant ever uses our key's
+// name, and after a delete of it fails (so may still arrive) our next holding uses a new
+// name: a retried or late Unlock can never delete a later holder's key — what a delete
+// guarded by our create revision would ensure, at the cost of a plain delete. It
+// returns ErrNotHeld when we do not own the lock (never locked, already unlocked, or
+// lost). After a network error it is unknown whether the delete was applied: Unlock may
+// be retried.
 func (m *Mutex) Unlock(ctx context.Context) error {
 	return m.own.release(ctx)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -33,10 +34,25 @@ type owner struct {
 	busy    bool
 	waiting string // our key while acquiring
 	h       *ownership.Holding
+	// gen is part of our key's name. It moves on after a delete of our key failed (so
+	// may still arrive), so that no later holding of ours ever has a name a stray delete
+	// can reach; other participants never use our names at all.
+	gen uint64
 }
 
 func (o *owner) keyFor(ses *ownership.Session) string {
-	return fmt.Sprintf("%s%x-%s", o.dir, int64(ses.Lease()), o.nonce)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gen == 0 {
+		return fmt.Sprintf("%s%x-%s", o.dir, int64(ses.Lease()), o.nonce)
+	}
+	return fmt.Sprintf("%s%x-%s-%d", o.dir, int64(ses.Lease()), o.nonce, o.gen)
+}
+
+func (o *owner) nextGen() {
+	o.mu.Lock()
+	o.gen++
+	o.mu.Unlock()
 }
 
 // holding returns the current holding if it still lasts.
@@ -96,6 +112,9 @@ func (o *owner) acquire(ctx context.Context, p ownership.Policy, wait bool) erro
 		if blocked != nil {
 			return &HeldError{Key: o.name, Holder: blocked.Key, Rev: blocked.Rev}
 		}
+		if errors.Is(err, ownership.ErrUncertain) {
+			o.nextGen()
+		}
 		return wrapErr(err)
 	}
 	h := ownership.NewHolding(ses, key, rev)
@@ -119,11 +138,13 @@ func (o *owner) release(ctx context.Context) error {
 		return notHeld(err)
 	}
 	h.Releasing(true)
-	held, err := ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
+	held, err := ownership.ReleaseUnique(ctx, h.Session(), h.Key())
 	if err != nil {
 		h.Releasing(false)
-		// Unknown whether the delete was applied; the holding stands so that Unlock can
-		// be retried, and the guard keeps a retry from touching a later holder's key.
+		// Unknown whether the delete was applied: the holding stands so that Unlock can
+		// be retried, and our next holding gets a new key name, out of reach of this
+		// delete should it arrive late.
+		o.nextGen()
 		return err
 	}
 	if !held {

@@ -17,6 +17,9 @@ import (
 // ErrKeyLost reports that an owned or waiting key was deleted or replaced.
 var ErrKeyLost = errors.New("key deleted")
 
+// ErrUncertain marks a failure after which a delete of the key may still be in flight.
+var ErrUncertain = errors.New("cleanup of the key failed")
+
 // ErrBlocked is returned by a non-waiting Acquire when others own the prefix.
 var ErrBlocked = errors.New("blocked")
 
@@ -139,8 +142,12 @@ func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 		Else(clientv3.OpGet(key), p.Check()).
 		Commit()
 	if err != nil {
-		// The put may have been applied: remove it so it does not block others.
-		Remove(ses, key, 0)
+		// The put may have been applied: remove it so it does not block others. If that
+		// fails too, a delete of the key may still be on its way: the caller must not
+		// create a key of that name again.
+		if rerr := Remove(ses, key, 0); rerr != nil {
+			return 0, nil, fmt.Errorf("%w (%w: %v)", err, ErrUncertain, rerr)
+		}
 		return 0, nil, err
 	}
 	rev := resp.Header.Revision
@@ -280,7 +287,7 @@ func waitDelete(ctx context.Context, ses *Session, key string, prefix bool, rev 
 
 // Remove deletes key, if rev is 0 unconditionally, else only while it has create
 // revision rev, with a fresh context so that a cancelled caller still cleans up.
-func Remove(ses *Session, key string, rev int64) {
+func Remove(ses *Session, key string, rev int64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), ses.ttlOr(5*time.Second))
 	defer cancel()
 	cli := ses.Client()
@@ -294,6 +301,7 @@ func Remove(ses *Session, key string, rev int64) {
 	if err == nil {
 		ses.Untrack(key)
 	}
+	return err
 }
 
 // Release deletes key guarded by its create revision; held reports whether it was
@@ -308,6 +316,20 @@ func Release(ctx context.Context, ses *Session, key string, rev int64) (held boo
 	}
 	ses.Untrack(key)
 	return resp.Succeeded, nil
+}
+
+// ReleaseUnique deletes key with a plain delete. That is as safe as a delete guarded by
+// the create revision — and cheaper for etcd — provided the caller never creates a key
+// of that name again after a delete of it failed (and so may still arrive): no retried
+// or late delete can then reach a later holding, and no other participant ever uses the
+// name. held reports whether the key was there.
+func ReleaseUnique(ctx context.Context, ses *Session, key string) (held bool, err error) {
+	resp, err := ses.Client().Delete(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	ses.Untrack(key)
+	return resp.Deleted == 1, nil
 }
 
 // Holding is one period of ownership of a key. It ends on release or loss; loss is
