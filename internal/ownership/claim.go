@@ -126,7 +126,11 @@ func Acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 	if err := ses.Err(); err != nil {
 		return 0, nil, err
 	}
-	rev, b, err := acquire(ctx, ses, key, val, p, wait)
+	// Nothing made while acquiring may outlive the session: a reply lost with the
+	// connection must not keep the caller waiting past the session's loss.
+	bctx, stop := ses.Bind(ctx)
+	rev, b, err := acquire(bctx, ses, key, val, p, wait)
+	stop()
 	if err != nil && b == nil {
 		// Report the caller's cancellation first, then a loss of the session.
 		err = firstErr(ctx.Err(), ses.Err(), err)
@@ -145,6 +149,9 @@ func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 		// The put may have been applied: remove it so it does not block others. If that
 		// fails too, a delete of the key may still be on its way: the caller must not
 		// create a key of that name again.
+		if ses.Err() != nil {
+			return 0, nil, err // the key goes with the lost lease
+		}
 		if rerr := Remove(ses, key, 0); rerr != nil {
 			return 0, nil, fmt.Errorf("%w (%w: %v)", err, ErrUncertain, rerr)
 		}
@@ -174,11 +181,7 @@ func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 		}
 		return 0, b, ErrBlocked
 	}
-	// Nothing made while waiting may outlive the session.
-	bctx, stop := ses.Bind(ctx)
-	err = waitOwned(bctx, ses, key, rev, p)
-	stop()
-	if err != nil {
+	if err := waitOwned(ctx, ses, key, rev, p); err != nil {
 		err = firstErr(ctx.Err(), ses.Err(), err)
 		// After a loss of the session the key goes with it: an owned lease is left to
 		// expire, a borrowed one's tracked keys are deleted by the session.
