@@ -34,6 +34,7 @@ func TestClusterFaults(t *testing.T) {
 	t.Run("WaiterLeaseExpires", func(t *testing.T) { testWaiterLeaseExpires(t, c, admin) })
 	t.Run("TwoMutexesOneSession", func(t *testing.T) { testTwoMutexesOneSession(t, c) })
 	t.Run("RetriedUnlock", func(t *testing.T) { testRetriedUnlock(t, c, admin) })
+	t.Run("BlackholeHolder", func(t *testing.T) { testBlackholeHolder(t, c) })
 	t.Run("CancelWaiting", func(t *testing.T) { testCancelWaiting(t, c, admin) })
 	t.Run("Semaphore", func(t *testing.T) { testSemaphore(t, c, admin) })
 	t.Run("StopEtcdLeader", func(t *testing.T) { testStopEtcdLeader(t, c) })
@@ -433,4 +434,57 @@ func testStopEtcdLeader(t *testing.T, c *etcdtest.Cluster) {
 	}
 	assert.Equal(t, tok, m.Token())
 	require.NoError(t, m.Unlock(ctx))
+}
+
+// A holder cut off from etcd learns it (Done closes) before the next contender can
+// acquire, with a lease of its own and with a shared session.
+func testBlackholeHolder(t *testing.T, c *etcdtest.Cluster) {
+	for _, shared := range []bool{false, true} {
+		ctx := etcdtest.Context(t, 30*time.Second)
+		key := etcdtest.Prefix(t) + "l"
+		opts := []lock.Option{lock.WithTTL(faultTTL)}
+		if shared {
+			s, err := concurrency.NewSession(c.Client(1), concurrency.WithTTL(int(faultTTL/time.Second)))
+			require.NoError(t, err)
+			defer s.Orphan()
+			opts = []lock.Option{lock.WithSession(s)}
+		}
+		a := newMutex(t, c.Client(1), key, opts...)
+		b := newMutex(t, c.Client(0), key, lock.WithTTL(faultTTL))
+		require.NoError(t, a.Lock(ctx))
+		done := a.Done()
+		bgot := make(chan time.Time, 1)
+		go func() {
+			if err := b.Lock(ctx); err == nil {
+				bgot <- time.Now()
+			}
+		}()
+		require.Eventually(t, func() bool { return count(t, c.Client(2), key+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+
+		c.Blackhole(1)
+		var lostAt time.Time
+		select {
+		case <-done:
+			lostAt = time.Now()
+		case <-time.After(2 * faultTTL):
+			c.Unblackhole(1)
+			t.Fatalf("shared=%v: Done not closed while cut off", shared)
+		}
+		assert.ErrorIs(t, a.Err(), lock.ErrSessionLost)
+		_, err := a.Do(ctx, clientv3.OpPut(key+"-x", "a"))
+		assert.ErrorIs(t, err, lock.ErrNotHeld)
+		var acquiredAt time.Time
+		select {
+		case acquiredAt = <-bgot:
+		case <-time.After(3 * faultTTL):
+			c.Unblackhole(1)
+			t.Fatalf("shared=%v: next contender never acquired", shared)
+		}
+		c.Unblackhole(1)
+		t.Logf("shared=%v: holder gave up %v before the next contender acquired", shared, acquiredAt.Sub(lostAt))
+		assert.True(t, lostAt.Before(acquiredAt), "shared=%v: holder still believed it held when the next one acquired", shared)
+		_, err = b.Do(ctx, clientv3.OpPut(key+"-x", "b"))
+		require.NoError(t, err)
+		require.NoError(t, b.Unlock(ctx))
+	}
 }
