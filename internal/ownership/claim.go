@@ -167,14 +167,14 @@ func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 	if owned {
 		if err := ses.WaitAlive(ctx); err != nil {
 			if ses.Err() == nil {
-				Remove(ses, key, rev)
+				_ = Remove(ses, key, rev)
 			}
 			return 0, nil, err
 		}
 		return rev, nil, nil
 	}
 	if !wait {
-		Remove(ses, key, rev)
+		_ = Remove(ses, key, rev)
 		b := &Blocked{}
 		if holder != nil {
 			b.Key, b.Value, b.Rev = string(holder.Key), holder.Value, holder.CreateRevision
@@ -185,10 +185,12 @@ func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait 
 		err = firstErr(ctx.Err(), ses.Err(), err)
 		// After a loss of the session the key goes with it: an owned lease is left to
 		// expire, a borrowed one's tracked keys are deleted by the session.
-		if !errors.Is(err, ErrKeyLost) && ses.Err() == nil {
-			Remove(ses, key, rev)
+		switch {
+		case errors.Is(err, ErrKeyLost):
+			ses.Untrack(key)
+		case ses.Err() == nil:
+			_ = Remove(ses, key, rev) // untracks on success
 		}
-		ses.Untrack(key)
 		return 0, nil, err
 	}
 	return rev, nil, nil
