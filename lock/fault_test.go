@@ -34,7 +34,14 @@ func TestClusterFaults(t *testing.T) {
 	t.Run("WaiterLeaseExpires", func(t *testing.T) { testWaiterLeaseExpires(t, c, admin) })
 	t.Run("TwoMutexesOneSession", func(t *testing.T) { testTwoMutexesOneSession(t, c) })
 	t.Run("RetriedUnlock", func(t *testing.T) { testRetriedUnlock(t, c, admin) })
-	t.Run("BlackholeHolder", func(t *testing.T) { testBlackholeHolder(t, c) })
+	t.Run("BlackholeHolder", func(t *testing.T) {
+		testCutOffHolder(t, c, 1, func() { c.Blackhole(1) }, func() { c.Unblackhole(1) })
+	})
+	t.Run("PartitionHolder", func(t *testing.T) {
+		// The holder's member is cut off from its peers (a minority of one).
+		m := (c.Leader() + 1) % 3
+		testCutOffHolder(t, c, m, func() { c.Partition(m) }, func() { c.Heal(m); c.Leader() })
+	})
 	t.Run("CancelWaiting", func(t *testing.T) { testCancelWaiting(t, c, admin) })
 	t.Run("Semaphore", func(t *testing.T) { testSemaphore(t, c, admin) })
 	t.Run("StopEtcdLeader", func(t *testing.T) { testStopEtcdLeader(t, c) })
@@ -437,20 +444,22 @@ func testStopEtcdLeader(t *testing.T, c *etcdtest.Cluster) {
 }
 
 // A holder cut off from etcd learns it (Done closes) before the next contender can
-// acquire, with a lease of its own and with a shared session.
-func testBlackholeHolder(t *testing.T, c *etcdtest.Cluster) {
+// acquire, with a lease of its own and with a shared session. The holder goes through
+// member m; cut and heal inject and undo the fault.
+func testCutOffHolder(t *testing.T, c *etcdtest.Cluster, m int, cut, heal func()) {
+	other := (m + 1) % 3
 	for _, shared := range []bool{false, true} {
 		ctx := etcdtest.Context(t, 30*time.Second)
 		key := etcdtest.Prefix(t) + "l"
 		opts := []lock.Option{lock.WithTTL(faultTTL)}
 		if shared {
-			s, err := concurrency.NewSession(c.Client(1), concurrency.WithTTL(int(faultTTL/time.Second)))
+			s, err := concurrency.NewSession(c.Client(m), concurrency.WithTTL(int(faultTTL/time.Second)))
 			require.NoError(t, err)
 			defer s.Orphan()
 			opts = []lock.Option{lock.WithSession(s)}
 		}
-		a := newMutex(t, c.Client(1), key, opts...)
-		b := newMutex(t, c.Client(0), key, lock.WithTTL(faultTTL))
+		a := newMutex(t, c.Client(m), key, opts...)
+		b := newMutex(t, c.Client(other), key, lock.WithTTL(faultTTL))
 		require.NoError(t, a.Lock(ctx))
 		done := a.Done()
 		bgot := make(chan time.Time, 1)
@@ -459,15 +468,15 @@ func testBlackholeHolder(t *testing.T, c *etcdtest.Cluster) {
 				bgot <- time.Now()
 			}
 		}()
-		require.Eventually(t, func() bool { return count(t, c.Client(2), key+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return count(t, c.Client(other), key+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
 
-		c.Blackhole(1)
+		cut()
 		var lostAt time.Time
 		select {
 		case <-done:
 			lostAt = time.Now()
 		case <-time.After(2 * faultTTL):
-			c.Unblackhole(1)
+			heal()
 			t.Fatalf("shared=%v: Done not closed while cut off", shared)
 		}
 		assert.ErrorIs(t, a.Err(), lock.ErrSessionLost)
@@ -477,10 +486,10 @@ func testBlackholeHolder(t *testing.T, c *etcdtest.Cluster) {
 		select {
 		case acquiredAt = <-bgot:
 		case <-time.After(3 * faultTTL):
-			c.Unblackhole(1)
+			heal()
 			t.Fatalf("shared=%v: next contender never acquired", shared)
 		}
-		c.Unblackhole(1)
+		heal()
 		t.Logf("shared=%v: holder gave up %v before the next contender acquired", shared, acquiredAt.Sub(lostAt))
 		assert.True(t, lostAt.Before(acquiredAt), "shared=%v: holder still believed it held when the next one acquired", shared)
 		_, err = b.Do(ctx, clientv3.OpPut(key+"-x", "b"))
