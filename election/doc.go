@@ -18,7 +18,7 @@
 // resets lease TTLs when its own leader changes, so replacing a crashed leader can take
 // longer than one TTL.
 //
-// **Lifecycle.** New does no I/O; the first Campaign grants a lease of the TTL (WithTTL,
+// **Lifecycle.** New does not block; the first Campaign grants a lease of the TTL (WithTTL,
 // default 10s) unless WithSession shares one the caller owns. Run campaigns again after
 // every loss and replaces a lost lease of our own, until its ctx ends; it resigns on
 // the way out. Close resigns, revokes our own lease and waits for the candidate's

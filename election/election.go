@@ -41,7 +41,8 @@ type Candidate struct {
 }
 
 // New returns a Candidate with id (its key's value, shown by Leader and Observer) in the
-// election under prefix. It does no I/O: the lease is granted by the first Campaign.
+// election under prefix. It does not block: the lease is granted by the first Campaign
+// (with WithSession, tracking of that session's lease starts at once).
 // Options: WithTTL, WithSession, WithLogger, OnElected, OnDefeat, OnNewLeader.
 func New(cli *clientv3.Client, prefix, id string, opts ...Option) (*Candidate, error) {
 	if cli == nil {

@@ -19,7 +19,7 @@
 // Do. etcd resets lease TTLs when its own leader changes, so a crashed holder's lock can
 // outlive its TTL.
 //
-// **Lifecycle.** New, NewRWMutex, NewSemaphore and NewManager do no I/O; the first
+// **Lifecycle.** New, NewRWMutex, NewSemaphore and NewManager do not block; the first
 // acquisition grants a lease of the TTL (WithTTL, default 10s) unless WithSession shares
 // one the caller owns. A lost lease of our own is replaced by the next acquisition; a
 // lost shared session makes acquisitions fail with ErrSessionLost. Close releases what is

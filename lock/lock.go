@@ -25,8 +25,10 @@ type Mutex struct {
 	closed bool
 }
 
-// New returns a Mutex on key (its participants' keys live under key + "/"). It does no
-// I/O: the lease is granted by the first Lock, unless WithSession supplies one.
+// New returns a Mutex on key (its participants' keys live under key + "/"). It does not
+// block: the lease is granted by the first Lock, unless WithSession supplies one (whose
+// lease is then tracked at once). Its participants' keys are compatible with etcd's
+// concurrency.Mutex and etcdctl lock on the same key: they exclude each other.
 func New(cli *clientv3.Client, key string, opts ...Option) (*Mutex, error) {
 	if err := checkArgs(cli, key); err != nil {
 		return nil, err

@@ -25,7 +25,7 @@ type Manager struct {
 	mus    map[*Mutex]struct{}
 }
 
-// NewManager returns a Manager of locks under prefix. It does no I/O.
+// NewManager returns a Manager of locks under prefix. It does not block.
 func NewManager(cli *clientv3.Client, prefix string, opts ...Option) (*Manager, error) {
 	if err := checkArgs(cli, prefix); err != nil {
 		return nil, err

@@ -23,7 +23,7 @@ type RWMutex struct {
 	closed bool
 }
 
-// NewRWMutex returns an RWMutex on key. Like New it does no I/O.
+// NewRWMutex returns an RWMutex on key. Like New it does not block.
 func NewRWMutex(cli *clientv3.Client, key string, opts ...Option) (*RWMutex, error) {
 	if err := checkArgs(cli, key); err != nil {
 		return nil, err

@@ -31,7 +31,7 @@ type Permit struct {
 	own owner
 }
 
-// NewSemaphore returns a Semaphore of permits permits on key. It does no I/O.
+// NewSemaphore returns a Semaphore of permits permits on key. It does not block.
 func NewSemaphore(cli *clientv3.Client, key string, permits int, opts ...Option) (*Semaphore, error) {
 	if err := checkArgs(cli, key); err != nil {
 		return nil, err
