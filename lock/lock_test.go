@@ -284,3 +284,21 @@ func TestManagerLockAll(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, m2.UnlockAll(ctx, held2))
 }
+
+func TestInteropWithConcurrencyMutex(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
+	require.NoError(t, err)
+	defer s.Close()
+	theirs := concurrency.NewMutex(s, key)
+	ours := newMutex(t, cli, key)
+
+	require.NoError(t, theirs.Lock(ctx))
+	assert.ErrorIs(t, ours.TryLock(ctx), lock.ErrLocked)
+	require.NoError(t, theirs.Unlock(ctx))
+	require.NoError(t, ours.Lock(ctx))
+	assert.ErrorIs(t, theirs.TryLock(ctx), concurrency.ErrLocked)
+	require.NoError(t, ours.Unlock(ctx))
+}
