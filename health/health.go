@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,6 +12,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 )
 
 // Checker checks a cluster's health. Use New.
@@ -49,7 +50,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Checker, error) {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	return &Checker{opts: o, src: src, http: hc, unix: unixClient(hc)}, nil
+	return &Checker{opts: o, src: src, http: hc, unix: memberhttp.UnixClient(hc)}, nil
 }
 
 // History returns the leader changes seen so far, oldest first (at most HistorySize).
@@ -142,24 +143,17 @@ func (c *Checker) probe(ctx context.Context, m Member) MemberStatus {
 	return ms
 }
 
-// httpBase returns the URL to reach a member's HTTP endpoints at, and the client to use:
-// the first http(s) client URL, else the first unix(s) one, reached through the socket
-// it names (etcd serves HTTP on every client URL).
+// httpBase returns the URL to reach a member's HTTP endpoints at, and the client to use.
 func (c *Checker) httpBase(urls []string) (string, *http.Client) {
-	for _, u := range urls {
-		if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
-			return strings.TrimSuffix(u, "/"), c.http
-		}
+	base, unix := memberhttp.Base(urls)
+	switch {
+	case base == "":
+		return "", nil
+	case unix:
+		return base, c.unix
+	default:
+		return base, c.http
 	}
-	for _, u := range urls {
-		if rest, ok := strings.CutPrefix(u, "unix://"); ok {
-			return "http://" + strings.TrimSuffix(rest, "/"), c.unix
-		}
-		if rest, ok := strings.CutPrefix(u, "unixs://"); ok {
-			return "https://" + strings.TrimSuffix(rest, "/"), c.unix
-		}
-	}
-	return "", nil
 }
 
 func httpProbe(ctx context.Context, hc *http.Client, url string) Probe {
@@ -350,22 +344,4 @@ func countClaims(m map[uint64][]uint64) int {
 		n += len(v)
 	}
 	return n
-}
-
-// unixClient returns a client like hc that dials the unix socket named by the request's
-// host instead of TCP.
-func unixClient(hc *http.Client) *http.Client {
-	tr := &http.Transport{}
-	if base, ok := hc.Transport.(*http.Transport); ok {
-		tr = base.Clone()
-	}
-	var d net.Dialer
-	tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
-		return d.DialContext(ctx, "unix", addr)
-	}
-	tr.DialTLSContext = nil
-	tr.Proxy = nil
-	out := *hc
-	out.Transport = tr
-	return &out
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +14,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 )
 
 // probeKey is the key latency probes read, as etcdctl endpoint health does.
@@ -43,42 +44,14 @@ type member struct {
 	unix       bool // metricsURL's host names a unix socket
 }
 
-// metricsURL returns where a member serves /metrics: at its first http(s) client URL,
-// else at its first unix(s) one, reached through the socket it names (etcd serves HTTP
-// on every client URL).
+// metricsURL returns where a member serves /metrics, and whether that is through a unix
+// socket (etcd serves HTTP on every client URL).
 func metricsURL(clientURLs []string) (string, bool) {
-	for _, u := range clientURLs {
-		if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
-			return strings.TrimSuffix(u, "/") + "/metrics", false
-		}
+	base, unix := memberhttp.Base(clientURLs)
+	if base == "" {
+		return "", false
 	}
-	for _, u := range clientURLs {
-		if rest, ok := strings.CutPrefix(u, "unix://"); ok {
-			return "http://" + strings.TrimSuffix(rest, "/") + "/metrics", true
-		}
-		if rest, ok := strings.CutPrefix(u, "unixs://"); ok {
-			return "https://" + strings.TrimSuffix(rest, "/") + "/metrics", true
-		}
-	}
-	return "", false
-}
-
-// unixClient returns a client like hc that dials the unix socket named by the request's
-// host instead of TCP.
-func unixClient(hc *http.Client) *http.Client {
-	tr := &http.Transport{}
-	if base, ok := hc.Transport.(*http.Transport); ok {
-		tr = base.Clone()
-	}
-	var d net.Dialer
-	tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
-		return d.DialContext(ctx, "unix", addr)
-	}
-	tr.DialTLSContext = nil
-	tr.Proxy = nil
-	out := *hc
-	out.Transport = tr
-	return &out
+	return base + "/metrics", unix
 }
 
 // New returns a Collector of the cluster cli belongs to. cli stays the caller's.
@@ -97,7 +70,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	c := &Collector{cli: cli, opts: o, http: hc, unix: unixClient(hc), prev: map[uint64]*raw{}}
+	c := &Collector{cli: cli, opts: o, http: hc, unix: memberhttp.UnixClient(hc), prev: map[uint64]*raw{}}
 	c.exporter = newExporter(c)
 	if o.registerer != nil {
 		if err := o.registerer.Register(c.exporter); err != nil {
