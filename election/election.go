@@ -250,9 +250,9 @@ func (c *Candidate) Token() int64 {
 func (c *Candidate) IsLeaderCmp() clientv3.Cmp {
 	h, err := c.holding()
 	if err != nil {
-		return clientv3.Compare(clientv3.CreateRevision(c.dir), "=", -1)
+		return ownership.Never(c.dir)
 	}
-	return clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())
+	return h.Cmp()
 }
 
 // Do applies ops in one transaction only if we still lead when etcd applies it;
@@ -265,18 +265,11 @@ func (c *Candidate) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnRe
 	if err != nil {
 		return nil, notLeader(errIfEnded(err))
 	}
-	resp, err := c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())).
-		Then(ops...).
-		Commit()
-	if err != nil {
-		return nil, err
+	resp, err := h.Txn(ctx, ops...)
+	if errors.Is(err, ownership.ErrKeyLost) {
+		return nil, notLeader(err)
 	}
-	if !resp.Succeeded {
-		h.End(ownership.ErrKeyLost)
-		return nil, notLeader(ownership.ErrKeyLost)
-	}
-	return resp, nil
+	return resp, err
 }
 
 // Done returns a channel closed when the current leadership ends: Resign, our key

@@ -197,10 +197,9 @@ func (o *owner) token() int64 {
 func (o *owner) isOwner() clientv3.Cmp {
 	h, err := o.holding()
 	if err != nil {
-		// A create revision is never negative: this comparison always fails.
-		return clientv3.Compare(clientv3.CreateRevision(o.dir), "=", -1)
+		return ownership.Never(o.dir)
 	}
-	return clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())
+	return h.Cmp()
 }
 
 func (o *owner) do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
@@ -211,18 +210,11 @@ func (o *owner) do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnRespon
 	if err != nil {
 		return nil, notHeld(err)
 	}
-	resp, err := h.Session().Client().Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(h.Key()), "=", h.Rev())).
-		Then(ops...).
-		Commit()
-	if err != nil {
-		return nil, err
+	resp, err := h.Txn(ctx, ops...)
+	if errors.Is(err, ownership.ErrKeyLost) {
+		return nil, notHeld(err)
 	}
-	if !resp.Succeeded {
-		h.End(ownership.ErrKeyLost)
-		return nil, notHeld(ownership.ErrKeyLost)
-	}
-	return resp, nil
+	return resp, err
 }
 
 func (o *owner) done() <-chan struct{} {

@@ -371,6 +371,32 @@ func (h *Holding) Rev() int64 { return h.rev }
 // Session returns the session the key is bound to.
 func (h *Holding) Session() *Session { return h.ses }
 
+// Cmp returns a comparison that holds in a transaction only while the owned key exists
+// with its create revision: the fence every guarded write uses.
+func (h *Holding) Cmp() clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(h.key), "=", h.rev)
+}
+
+// Never returns a comparison that no transaction satisfies (a create revision is never
+// negative), the guard of an owner that holds nothing.
+func Never(key string) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(key), "=", -1)
+}
+
+// Txn applies ops in one transaction only if the holding still lasts when etcd applies
+// it. When the guard fails the holding ends and the error is ErrKeyLost.
+func (h *Holding) Txn(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	resp, err := h.ses.Client().Txn(ctx).If(h.Cmp()).Then(ops...).Commit()
+	if err != nil {
+		return nil, err
+	}
+	if !resp.Succeeded {
+		h.End(ErrKeyLost)
+		return nil, ErrKeyLost
+	}
+	return resp, nil
+}
+
 // Done returns a channel closed when the holding ends, starting the loss monitor.
 func (h *Holding) Done() <-chan struct{} {
 	h.mu.Lock()
