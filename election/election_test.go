@@ -15,6 +15,8 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
+// TestMain runs the tests and examples against one in-process etcd and fails the run if
+// any goroutine outlives them (etcdtest.Main checks with goleak).
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
 func newCandidate(t *testing.T, cli *clientv3.Client, pfx, id string, opts ...election.Option) *election.Candidate {

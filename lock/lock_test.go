@@ -15,6 +15,8 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/lock"
 )
 
+// TestMain runs the tests and examples against one in-process etcd and fails the run if
+// any goroutine outlives them (etcdtest.Main checks with goleak).
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
 func newMutex(t *testing.T, cli *clientv3.Client, key string, opts ...lock.Option) *lock.Mutex {

@@ -27,6 +27,8 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/monitor"
 )
 
+// TestMain runs the tests and examples against one in-process etcd and fails the run if
+// any goroutine outlives them (etcdtest.Main checks with goleak).
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
 // call sends a request and decodes the JSON answer into out (when not nil). It fails the

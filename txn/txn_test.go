@@ -17,6 +17,8 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/txn"
 )
 
+// TestMain runs the tests and examples against one in-process etcd and fails the run if
+// any goroutine outlives them (etcdtest.Main checks with goleak).
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
 func get(ctx context.Context, t *testing.T, kv clientv3.KV, key string) (string, int64, bool) {
