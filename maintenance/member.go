@@ -1,0 +1,282 @@
+package maintenance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/health"
+)
+
+// Member is one member as Members lists it.
+type Member struct {
+	ID         uint64   `json:"id"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+	Learner    bool     `json:"learner"`
+	Leader     bool     `json:"leader"`
+	Reachable  bool     `json:"reachable"`
+	Version    string   `json:"version,omitempty"`
+	DBSize     int64    `json:"dbSize,omitempty"`
+	RaftIndex  uint64   `json:"raftIndex,omitempty"`
+	RaftTerm   uint64   `json:"raftTerm,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// MemberList is the outcome of Members.
+type MemberList struct {
+	Members []Member `json:"members"`
+	// Healthy is the health checker's verdict on the whole cluster.
+	Healthy bool `json:"healthy"`
+}
+
+// Members lists the members with each one's state. A member not started yet (added
+// but never joined) has no name and is unreachable.
+func (m *Maintainer) Members(ctx context.Context) (*MemberList, error) {
+	r, err := m.check(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &MemberList{Members: make([]Member, 0, len(r.Members)), Healthy: r.Healthy}
+	for _, ms := range r.Members {
+		out.Members = append(out.Members, Member{ID: ms.Member.ID, Name: ms.Name, PeerURLs: ms.PeerURLs, ClientURLs: ms.ClientURLs,
+			Learner: ms.Member.IsLearner, Leader: ms.Member.ID == r.Leader.ID, Reachable: ms.Reachable, Version: ms.Version,
+			DBSize: ms.DBSize, RaftIndex: ms.RaftIndex, RaftTerm: ms.RaftTerm, Error: ms.Error})
+	}
+	return out, nil
+}
+
+// MemberReport is the outcome of AddLearner, Promote and Remove.
+type MemberReport struct {
+	DryRun bool   `json:"dryRun"`
+	Plan   []Step `json:"plan"`
+	// MemberID is the member added, promoted or removed (0 for a dry-run add: etcd
+	// assigns the ID).
+	MemberID uint64 `json:"memberID"`
+	// InitialCluster is, after AddLearner, the --initial-cluster value to start the new
+	// member with (its own entry named NAME: replace it with the member's --name).
+	InitialCluster string `json:"initialCluster,omitempty"`
+	// Voters and QuorumAfter describe the voting members once the change is made.
+	Voters      int           `json:"voters"`
+	QuorumAfter int           `json:"quorumAfter"`
+	Duration    time.Duration `json:"duration"`
+}
+
+// AddRequest describes a new member.
+type AddRequest struct {
+	// PeerURLs are the new member's peer URLs; at least one is required.
+	PeerURLs []string `json:"peerURLs"`
+	DryRun   bool     `json:"dryRun,omitempty"`
+}
+
+// AddLearner adds a member as a learner: it receives the log but does not vote, so
+// adding it never changes the quorum, and a learner that never starts costs nothing.
+// Start it with the report's InitialCluster and --initial-cluster-state=existing, then
+// Promote it once it has caught up. Refused with ErrUnhealthy on a degraded cluster.
+func (m *Maintainer) AddLearner(ctx context.Context, req AddRequest) (*MemberReport, error) {
+	start := time.Now()
+	if len(req.PeerURLs) == 0 {
+		return nil, fmt.Errorf("%w: no peer URLs", ErrInvalidArgument)
+	}
+	for _, u := range req.PeerURLs {
+		if p, err := url.Parse(u); err != nil || p.Host == "" || (p.Scheme != "http" && p.Scheme != "https") {
+			return nil, fmt.Errorf("%w: peer URL %q is not http(s)://host:port", ErrInvalidArgument, u)
+		}
+	}
+	rep := &MemberReport{DryRun: req.DryRun, Plan: []Step{}}
+	finish := func(err error) (*MemberReport, error) {
+		rep.Duration = since(start)
+		return rep, err
+	}
+	r, err := m.check(ctx)
+	if err != nil {
+		return finish(err)
+	}
+	if err := degraded(r, 0); err != nil {
+		return finish(err)
+	}
+	rep.Voters, rep.QuorumAfter = r.Quorum.Voters, r.Quorum.Size
+	rep.Plan = append(rep.Plan, Step{Action: "add-learner", Detail: strings.Join(req.PeerURLs, ",")})
+	if req.DryRun {
+		return finish(nil)
+	}
+	resp, err := m.cli.MemberAddAsLearner(ctx, req.PeerURLs)
+	if err != nil {
+		return finish(fmt.Errorf("maintenance: add learner: %w", err))
+	}
+	rep.MemberID = resp.Member.ID
+	var parts []string
+	for _, mem := range resp.Members {
+		name := mem.Name
+		if mem.ID == resp.Member.ID || name == "" {
+			if mem.ID != resp.Member.ID {
+				continue // another member that has not started: it has no name to list
+			}
+			name = "NAME"
+		}
+		for _, u := range mem.PeerURLs {
+			parts = append(parts, name+"="+u)
+		}
+	}
+	rep.InitialCluster = strings.Join(parts, ",")
+	m.opts.logger.Info("learner added", zap.Uint64("id", rep.MemberID), zap.Strings("peerURLs", req.PeerURLs))
+	return finish(nil)
+}
+
+// PromoteRequest describes the promotion of a learner.
+type PromoteRequest struct {
+	ID uint64 `json:"id"`
+	// Timeout bounds the wait for the learner to catch up. Default 1 minute.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	DryRun  bool          `json:"dryRun,omitempty"`
+}
+
+// DefaultPromoteTimeout bounds the wait for a learner to catch up.
+const DefaultPromoteTimeout = time.Minute
+
+// Promote makes a learner a voting member once it has caught up with the leader: it
+// waits (at most Timeout) until etcd accepts the promotion, which etcd does only when
+// the learner's log is close to the leader's, and returns ErrNotCaughtUp if it never
+// does. Refused with ErrUnhealthy on a degraded cluster or an unreachable learner.
+func (m *Maintainer) Promote(ctx context.Context, req PromoteRequest) (*MemberReport, error) {
+	start := time.Now()
+	if req.ID == 0 {
+		return nil, fmt.Errorf("%w: no member ID", ErrInvalidArgument)
+	}
+	if req.Timeout < 0 {
+		return nil, fmt.Errorf("%w: timeout %v must not be negative", ErrInvalidArgument, req.Timeout)
+	}
+	if req.Timeout == 0 {
+		req.Timeout = DefaultPromoteTimeout
+	}
+	rep := &MemberReport{DryRun: req.DryRun, Plan: []Step{}, MemberID: req.ID}
+	finish := func(err error) (*MemberReport, error) {
+		rep.Duration = since(start)
+		return rep, err
+	}
+	r, err := m.check(ctx)
+	if err != nil {
+		return finish(err)
+	}
+	target, err := find(r, req.ID)
+	if err != nil {
+		return finish(err)
+	}
+	if !target.Member.IsLearner {
+		return finish(fmt.Errorf("%w: %s (%x) is not a learner", ErrInvalidArgument, target.Name, req.ID))
+	}
+	if err := degraded(r, req.ID); err != nil {
+		return finish(err)
+	}
+	if !target.Reachable {
+		return finish(fmt.Errorf("%w: learner %x is unreachable (started?): %s", ErrNotCaughtUp, req.ID, target.Error))
+	}
+	rep.Voters = r.Quorum.Voters + 1
+	rep.QuorumAfter = rep.Voters/2 + 1
+	if r.Quorum.Healthy+1 < rep.QuorumAfter {
+		return finish(fmt.Errorf("%w: %d healthy voters and the learner would not make the quorum of %d", ErrQuorum, r.Quorum.Healthy, rep.QuorumAfter))
+	}
+	rep.Plan = append(rep.Plan, Step{Action: "promote", MemberID: req.ID, Member: target.Name,
+		Detail: fmt.Sprintf("once caught up; %d voters, quorum %d", rep.Voters, rep.QuorumAfter)})
+	if req.DryRun {
+		return finish(nil)
+	}
+	pctx, cancel := context.WithTimeout(ctx, req.Timeout)
+	defer cancel()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		_, err := m.cli.MemberPromote(pctx, req.ID)
+		if err == nil {
+			m.opts.logger.Info("learner promoted", zap.String("member", target.Name), zap.Uint64("id", req.ID))
+			return finish(nil)
+		}
+		if !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) && !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) {
+			if pctx.Err() == nil {
+				return finish(fmt.Errorf("maintenance: promote %x: %w", req.ID, err))
+			}
+		}
+		t.Reset(m.opts.pollInterval)
+		select {
+		case <-pctx.Done():
+			if ctx.Err() != nil {
+				return finish(ctx.Err())
+			}
+			return finish(fmt.Errorf("%w: %s (%x) after %v: %w", ErrNotCaughtUp, target.Name, req.ID, req.Timeout, err))
+		case <-t.C:
+		}
+	}
+}
+
+// RemoveRequest describes the removal of a member.
+type RemoveRequest struct {
+	ID     uint64 `json:"id"`
+	DryRun bool   `json:"dryRun,omitempty"`
+}
+
+// Remove removes a member, refusing with ErrQuorum when the voting members left would
+// not have a quorum of healthy members, and with ErrUnhealthy when the cluster is
+// degraded other than by the member removed (a dead member can be removed; a member
+// cannot be removed while another is partitioned). It never removes the last voting
+// member. Removing the leader is allowed: it steps down.
+func (m *Maintainer) Remove(ctx context.Context, req RemoveRequest) (*MemberReport, error) {
+	start := time.Now()
+	if req.ID == 0 {
+		return nil, fmt.Errorf("%w: no member ID", ErrInvalidArgument)
+	}
+	rep := &MemberReport{DryRun: req.DryRun, Plan: []Step{}, MemberID: req.ID}
+	finish := func(err error) (*MemberReport, error) {
+		rep.Duration = since(start)
+		return rep, err
+	}
+	r, err := m.check(ctx)
+	if err != nil {
+		return finish(err)
+	}
+	target, err := find(r, req.ID)
+	if err != nil {
+		return finish(err)
+	}
+	if err := removeGuard(r, target, rep); err != nil {
+		return finish(err)
+	}
+	rep.Plan = append(rep.Plan, Step{Action: "remove", MemberID: req.ID, Member: target.Name,
+		Detail: fmt.Sprintf("%s; %d voters left, quorum %d", roleOf(target.Member.IsLearner, req.ID == r.Leader.ID), rep.Voters, rep.QuorumAfter)})
+	if req.DryRun {
+		return finish(nil)
+	}
+	if _, err := m.cli.MemberRemove(ctx, req.ID); err != nil {
+		return finish(fmt.Errorf("maintenance: remove %x: %w", req.ID, err))
+	}
+	m.opts.logger.Info("member removed", zap.String("member", target.Name), zap.Uint64("id", req.ID))
+	return finish(nil)
+}
+
+func removeGuard(r *health.Report, target health.MemberStatus, rep *MemberReport) error {
+	voter := !target.Member.IsLearner
+	healthyTarget := target.Reachable && target.Status.Leader != 0
+	rep.Voters, rep.QuorumAfter = r.Quorum.Voters, r.Quorum.Size
+	healthyAfter := r.Quorum.Healthy
+	if voter {
+		rep.Voters--
+		rep.QuorumAfter = rep.Voters/2 + 1
+		if healthyTarget {
+			healthyAfter--
+		}
+	}
+	if voter && rep.Voters == 0 {
+		return fmt.Errorf("%w: %s (%x) is the last voting member", ErrQuorum, target.Name, target.Member.ID)
+	}
+	if healthyAfter < rep.QuorumAfter {
+		return fmt.Errorf("%w: removing %s (%x) leaves %d healthy of %d voting members, and a quorum needs %d",
+			ErrQuorum, target.Name, target.Member.ID, healthyAfter, rep.Voters, rep.QuorumAfter)
+	}
+	return degraded(r, target.Member.ID)
+}
