@@ -90,8 +90,8 @@ type DisarmReport struct {
 	DryRun bool   `json:"dryRun"`
 	Plan   []Step `json:"plan"`
 	// Disarmed are the alarms disarmed (in a dry run: that would be).
-	Disarmed []Alarm      `json:"disarmed"`
-	Usage    []Usage      `json:"usage"`
+	Disarmed []Alarm       `json:"disarmed"`
+	Usage    []Usage       `json:"usage"`
 	Duration time.Duration `json:"duration"`
 }
 

@@ -54,12 +54,12 @@ func memberIndex(c *etcdtest.Cluster) map[uint64]int {
 func TestNewRejectsBadArguments(t *testing.T) {
 	cli := etcdtest.Client(t)
 	cases := map[string][]maintenance.Option{
-		"nil option":    {nil},
-		"nil logger":    {maintenance.WithLogger(nil)},
-		"zero poll":     {maintenance.WithPollInterval(0)},
-		"zero settle":   {maintenance.WithSettleTimeout(-time.Second)},
-		"bad prefix":    {maintenance.WithMarkPrefix("/no-slash")},
-		"empty prefix":  {maintenance.WithMarkPrefix("")},
+		"nil option":   {nil},
+		"nil logger":   {maintenance.WithLogger(nil)},
+		"zero poll":    {maintenance.WithPollInterval(0)},
+		"zero settle":  {maintenance.WithSettleTimeout(-time.Second)},
+		"bad prefix":   {maintenance.WithMarkPrefix("/no-slash")},
+		"empty prefix": {maintenance.WithMarkPrefix("")},
 	}
 	for name, opts := range cases {
 		_, err := maintenance.New(cli, opts...)
@@ -72,9 +72,15 @@ func TestNewRejectsBadArguments(t *testing.T) {
 	require.NoError(t, err)
 	ctx := etcdtest.Context(t, 10*time.Second)
 	bad := map[string]func() error{
-		"member timeout": func() error { _, err := m.Defragment(ctx, maintenance.DefragmentRequest{MemberTimeout: -1}); return err },
-		"unknown member": func() error { _, err := m.Defragment(ctx, maintenance.DefragmentRequest{Members: []uint64{42}}); return err },
-		"compact none":   func() error { _, err := m.Compact(ctx, maintenance.CompactRequest{}); return err },
+		"member timeout": func() error {
+			_, err := m.Defragment(ctx, maintenance.DefragmentRequest{MemberTimeout: -1})
+			return err
+		},
+		"unknown member": func() error {
+			_, err := m.Defragment(ctx, maintenance.DefragmentRequest{Members: []uint64{42}})
+			return err
+		},
+		"compact none": func() error { _, err := m.Compact(ctx, maintenance.CompactRequest{}); return err },
 		"compact both": func() error {
 			_, err := m.Compact(ctx, maintenance.CompactRequest{KeepRevisions: 1, KeepNewerThan: time.Hour})
 			return err

@@ -261,4 +261,3 @@ func (t *trailerWriter) Write(p []byte) (int, error) {
 	t.tail = append([]byte(nil), buf...)
 	return n, nil
 }
-
