@@ -11,13 +11,23 @@
 // when reachable members in one raft term name different leaders, or when they belong to
 // different clusters. A member is reported as partitioned when it cannot be reached,
 // when it sees no leader while others do, or when its raft index lags the leader's by
-// more than the configured threshold. Membership is read with a serializable request, so
-// a cluster without quorum is still described; if even that fails, the last known
-// membership is used.
+// more than the configured threshold in LagChecks consecutive checks. That lag is judged
+// against the rate the cluster commits entries at, measured between checks: statuses
+// are answers taken at different moments, and under load the leader appends thousands
+// of entries a second, so a healthy cluster under a benchmark is not reported as
+// partitioned. Membership is read with a serializable request, so a cluster without
+// quorum is still described; if even that fails, the last known membership is used.
+// Members are keyed by ID, never by name: names may be empty (a member added but not
+// started) or shared. IDs are hexadecimal strings in JSON, as etcdctl prints them.
+//
+// New returns an error wrapping ErrInvalidArgument, naming the argument, for a nil
+// option or an option out of range; it never panics.
 //
 // What Check does not guarantee: a report is a set of point-in-time views taken a few
 // milliseconds apart, so a leader change during a check can show up as disagreement in
 // that one report. Leader changes that happen and revert between two checks are not seen.
+// A member that falls behind is reported as lagging one check later than a single
+// sample could, and not at all by the first check of a Checker.
 //
 // # Lifecycle
 //

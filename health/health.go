@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -25,15 +26,19 @@ type Checker struct {
 
 	mu          sync.Mutex
 	lastMembers []Member
-	lastLeader  uint64
+	lastLeader  ID
 	history     []LeaderChange
+	lag         lagTracker
 }
 
 // New returns a Checker of the cluster cli belongs to. cli is used for the membership
 // list, alarms and per-member status requests; it stays the caller's to close.
 func New(cli *clientv3.Client, opts ...Option) (*Checker, error) {
 	o := defaults()
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i)
+		}
 		opt.apply(&o)
 	}
 	if err := o.validate(); err != nil {
@@ -42,7 +47,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Checker, error) {
 	src := o.source
 	if src == nil {
 		if cli == nil {
-			return nil, fmt.Errorf("%w: nil client and no source", ErrInvalidOption)
+			return nil, fmt.Errorf("%w: nil client and no WithSource", ErrInvalidArgument)
 		}
 		src = NewEtcdSource(cli)
 	}
@@ -91,7 +96,11 @@ func (c *Checker) Check(ctx context.Context) (*Report, error) {
 	if alarmsErr != nil {
 		r.AlarmsError = alarmsErr.Error()
 	}
-	derive(r, c.opts.lagThreshold)
+	derive(r, func(r *Report) map[ID]uint64 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.lag.observe(r, c.opts.lagThreshold)
+	})
 	c.record(r)
 	r.Duration = time.Since(start)
 	return r, nil
@@ -111,11 +120,19 @@ func (c *Checker) members(ctx context.Context) ([]Member, error) {
 		return slices.Clone(c.lastMembers), nil
 	}
 	for i := range members {
-		if ep, ok := c.opts.endpoints[members[i].Name]; ok {
+		if ep, ok := c.opts.endpoints[members[i].ID.Hex()]; ok {
+			members[i].Endpoint = ep
+		} else if ep, ok := c.opts.endpoints[members[i].Name]; ok && members[i].Name != "" {
 			members[i].Endpoint = ep
 		}
 	}
-	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	// By name, then ID: names may be empty (a member added but not started) or shared.
+	slices.SortFunc(members, func(a, b Member) int {
+		if n := strings.Compare(a.Name, b.Name); n != 0 {
+			return n
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
 	c.lastMembers = slices.Clone(members)
 	return members, nil
 }
@@ -124,9 +141,10 @@ func (c *Checker) probe(ctx context.Context, m Member) MemberStatus {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
 	defer cancel()
 	ms := MemberStatus{Member: m}
-	t0 := time.Now()
+	ms.sent = time.Now()
 	st, err := c.src.Status(ctx, m)
-	ms.Latency = time.Since(t0)
+	ms.received = time.Now()
+	ms.Latency = ms.received.Sub(ms.sent)
 	if err != nil {
 		ms.Err = err
 		ms.Error = err.Error()
@@ -196,8 +214,9 @@ func (c *Checker) record(r *Report) {
 }
 
 // derive fills the cluster-wide fields of r from its member entries.
-func derive(r *Report, lagThreshold uint64) {
-	names := map[uint64]string{}
+// lag is called once the leader is known and returns the members that lag.
+func derive(r *Report, lag func(*Report) map[ID]uint64) {
+	names := map[ID]string{}
 	var reachable []*MemberStatus
 	for i := range r.Members {
 		m := &r.Members[i]
@@ -208,7 +227,7 @@ func derive(r *Report, lagThreshold uint64) {
 	}
 
 	// Cluster ID: the most common among reachable members.
-	clusterIDs := map[uint64]int{}
+	clusterIDs := map[ID]int{}
 	for _, m := range reachable {
 		clusterIDs[m.ClusterID]++
 	}
@@ -239,7 +258,7 @@ func derive(r *Report, lagThreshold uint64) {
 			maxTerm = m.RaftTerm
 		}
 	}
-	votes := map[uint64]int{}
+	votes := map[ID]int{}
 	for _, m := range reachable {
 		if m.Leader != 0 && m.RaftTerm == maxTerm {
 			votes[m.Leader]++
@@ -263,13 +282,13 @@ func derive(r *Report, lagThreshold uint64) {
 	}
 
 	// Split brain: different leaders within one term, or different clusters.
-	byTerm := map[uint64]map[uint64][]uint64{}
+	byTerm := map[uint64]map[ID][]ID{}
 	for _, m := range reachable {
 		if m.Leader == 0 {
 			continue
 		}
 		if byTerm[m.RaftTerm] == nil {
-			byTerm[m.RaftTerm] = map[uint64][]uint64{}
+			byTerm[m.RaftTerm] = map[ID][]ID{}
 		}
 		byTerm[m.RaftTerm][m.Leader] = append(byTerm[m.RaftTerm][m.Leader], m.Member.ID)
 	}
@@ -286,7 +305,7 @@ func derive(r *Report, lagThreshold uint64) {
 		}
 	}
 	if len(clusterIDs) > 1 {
-		ids := make([]uint64, 0, len(clusterIDs))
+		ids := make([]ID, 0, len(clusterIDs))
 		for id := range clusterIDs {
 			ids = append(ids, id)
 		}
@@ -301,14 +320,7 @@ func derive(r *Report, lagThreshold uint64) {
 	}
 
 	// Partition: unreachable, leaderless while a leader exists, or lagging.
-	var leaderIndex uint64
-	if lm, ok := r.Member(r.Leader.ID); ok && lm.Reachable {
-		leaderIndex = lm.RaftIndex
-	} else {
-		for _, m := range reachable {
-			leaderIndex = max(leaderIndex, m.RaftIndex)
-		}
-	}
+	lagging := lag(r)
 	for _, m := range r.Members {
 		pm := PartitionedMember{ID: m.Member.ID, Name: m.Name}
 		switch {
@@ -316,8 +328,8 @@ func derive(r *Report, lagThreshold uint64) {
 			pm.Reason = ReasonUnreachable
 		case m.Status.Leader == 0 && r.Leader.ID != 0:
 			pm.Reason = ReasonNoLeader
-		case leaderIndex > m.RaftIndex && leaderIndex-m.RaftIndex > lagThreshold:
-			pm.Reason, pm.Lag = ReasonRaftLag, leaderIndex-m.RaftIndex
+		case lagging[m.Member.ID] > 0:
+			pm.Reason, pm.Lag = ReasonRaftLag, lagging[m.Member.ID]
 		default:
 			continue
 		}
@@ -338,7 +350,7 @@ func derive(r *Report, lagThreshold uint64) {
 		!r.SplitBrain.Detected && !r.Partition.Detected && len(r.Alarms) == 0
 }
 
-func countClaims(m map[uint64][]uint64) int {
+func countClaims(m map[ID][]ID) int {
 	n := 0
 	for _, v := range m {
 		n += len(v)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/etcd-monitor/etcd-monitor/bench"
 	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
@@ -47,9 +49,9 @@ func check(t *testing.T, ch *health.Checker) *health.Report {
 	return r
 }
 
-func memberID(c *etcdtest.Cluster, i int) uint64 { return uint64(c.Members[i].Server.MemberID()) }
+func memberID(c *etcdtest.Cluster, i int) health.ID { return health.ID(c.Members[i].Server.MemberID()) }
 
-func partitioned(r *health.Report, id uint64) (health.PartitionedMember, bool) {
+func partitioned(r *health.Report, id health.ID) (health.PartitionedMember, bool) {
 	for _, p := range r.Partition.Members {
 		if p.ID == id {
 			return p, true
@@ -159,7 +161,7 @@ func TestClusterPartitionAndSplitBrain(t *testing.T) {
 		require.True(t, r.SplitBrain.Detected, "%+v", r.SplitBrain)
 		assert.Equal(t, r.Members[0].RaftTerm, r.SplitBrain.Term)
 		assert.Len(t, r.SplitBrain.Leaders, 2)
-		assert.Equal(t, []uint64{fid}, r.SplitBrain.Leaders[fid])
+		assert.Equal(t, []health.ID{fid}, r.SplitBrain.Leaders[fid])
 		assert.Len(t, r.SplitBrain.Leaders[memberID(c, lead)], 2)
 		assert.Contains(t, r.SplitBrain.Reason, "different leaders")
 		assert.False(t, r.Leader.Agreed)
@@ -226,10 +228,15 @@ func TestClusterPartitionAndSplitBrain(t *testing.T) {
 		ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(endpoints(c)), health.WithLagThreshold(1))
 		require.NoError(t, err)
 		r := check(t, ch)
+		_, ok := partitioned(r, fid)
+		require.False(t, ok, "one check has no apply rate to judge a lag by: %+v", r.Partition)
+		assert.Zero(t, r.ApplyRate)
+		r = check(t, ch)
 		p, ok := partitioned(r, fid)
 		require.True(t, ok, "%+v", r.Partition)
 		assert.Equal(t, health.ReasonRaftLag, p.Reason)
-		assert.GreaterOrEqual(t, p.Lag, uint64(10))
+		assert.Greater(t, p.Lag, uint64(1), "over the threshold")
+		assert.LessOrEqual(t, p.Lag, uint64(10), "what the apply rate does not explain of the ten entries")
 	})
 }
 
@@ -369,10 +376,13 @@ func TestNewInvalidOptions(t *testing.T) {
 		"empty endpoint":   health.WithEndpoints(map[string]string{"m0": ""}),
 	} {
 		_, err := health.New(cli, opt)
-		assert.ErrorIs(t, err, health.ErrInvalidOption, name)
+		assert.ErrorIs(t, err, health.ErrInvalidArgument, name)
 	}
 	_, err := health.New(nil)
-	assert.ErrorIs(t, err, health.ErrInvalidOption)
+	assert.ErrorIs(t, err, health.ErrInvalidArgument)
+	_, err = health.New(cli, health.WithTimeout(time.Second), nil)
+	assert.ErrorIs(t, err, health.ErrInvalidArgument, "a nil option is an error, not a panic")
+	assert.ErrorContains(t, err, "option 1")
 }
 
 func TestCheckNoMembership(t *testing.T) {
@@ -388,4 +398,152 @@ type failing struct{ health.StatusSource }
 
 func (failing) Members(context.Context) ([]health.Member, error) {
 	return nil, errors.New("no cluster")
+}
+
+// slowLeader is a StatusSource whose answer from the leader is taken a while after the
+// others': a slow probe, a loaded leader, a long network path.
+type slowLeader struct {
+	health.StatusSource
+	leader health.ID
+	delay  time.Duration
+}
+
+func (s *slowLeader) Status(ctx context.Context, m health.Member) (health.Status, error) {
+	if m.ID == s.leader {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+			return health.Status{}, ctx.Err()
+		}
+	}
+	return s.StatusSource.Status(ctx, m)
+}
+
+// A healthy cluster under the daemon's own benchmark load is not partitioned, even
+// when the leader's status is read long after the followers': the raft index lag is
+// judged against the rate entries are committed at, over more than one check. The
+// threshold is scaled to what an in-process cluster commits under -race (hundreds of
+// entries a second): the leader's late answer alone puts it further ahead than that.
+func TestClusterNoPartitionUnderBenchmarkLoad(t *testing.T) {
+	const (
+		delay     = 1500 * time.Millisecond
+		threshold = 100
+	)
+	c := etcdtest.NewCluster(t, 3)
+	cli := c.ClusterClient()
+	src := &slowLeader{StatusSource: health.NewEtcdSource(cli), leader: memberID(c, c.Leader()), delay: delay}
+	ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(endpoints(c)),
+		health.WithTimeout(3*time.Second), health.WithLagThreshold(threshold))
+	require.NoError(t, err)
+
+	runner, err := bench.New(cli)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(etcdtest.Context(t, time.Minute))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := runner.Run(ctx, bench.Config{Workload: bench.Write, Duration: 30 * time.Second, Connections: 4, Clients: 16,
+			KeySize: 128, ValueSize: 16, Prefix: etcdtest.Prefix(t)})
+		done <- err
+	}()
+	// Wait until the load is on.
+	var first *health.Report
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		select {
+		case err := <-done:
+			done <- err
+			assert.Fail(ct, "benchmark ended", "%v", err)
+			return
+		default:
+		}
+		r, err := ch.Check(ctx)
+		if !assert.NoError(ct, err) {
+			return
+		}
+		if first == nil {
+			first = r
+		}
+		lead, _ := r.Member(r.Leader.ID)
+		f, _ := first.Member(r.Leader.ID)
+		assert.Greater(ct, lead.RaftIndex, f.RaftIndex+2*threshold, "load is on")
+	}, 30*time.Second, 100*time.Millisecond)
+
+	var rate float64
+	for range 4 {
+		r := check(t, ch)
+		assert.False(t, r.Partition.Detected, "partition on a healthy cluster under load: %+v (apply rate %.0f/s)", r.Partition, r.ApplyRate)
+		rate = max(rate, r.ApplyRate)
+	}
+	assert.Greater(t, rate*delay.Seconds(), float64(threshold), "the leader's late answer alone is ahead by more than the threshold")
+	cancel()
+	<-done
+}
+
+// Members that share a name, or have none yet (added, not started), are told apart by
+// ID: WithEndpoints may name a member by its hexadecimal ID, and each keeps its own
+// entry.
+func TestMembersKeyedByID(t *testing.T) {
+	cli := etcdtest.Client(t)
+	src := extra{StatusSource: health.NewEtcdSource(cli), members: []health.Member{
+		{ID: 0xd1, Name: "dup"}, {ID: 0xd2, Name: "dup"}, {ID: 0xd3, Name: ""},
+	}}
+	ch, err := health.New(cli, health.WithSource(src), health.WithTimeout(time.Second),
+		health.WithEndpoints(map[string]string{"d2": etcdtest.Endpoints()[0], "dup": "127.0.0.1:1"}))
+	require.NoError(t, err)
+	r := check(t, ch)
+	require.Len(t, r.Members, 4)
+	byID := map[health.ID]health.MemberStatus{}
+	for _, m := range r.Members {
+		byID[m.Member.ID] = m
+	}
+	require.Len(t, byID, 4, "one entry per member ID")
+	assert.Equal(t, etcdtest.Endpoints()[0], byID[0xd2].Endpoint, "the ID key wins over the name")
+	assert.True(t, byID[0xd2].Reachable)
+	assert.Equal(t, "127.0.0.1:1", byID[0xd1].Endpoint, "the name key applies where no ID key does")
+	assert.False(t, byID[0xd1].Reachable)
+	assert.ErrorIs(t, byID[0xd3].Err, health.ErrNoEndpoint)
+	assert.Equal(t, []health.ID{0xd3}, []health.ID{r.Members[0].Member.ID}, "sorted by name, then ID")
+	assert.Equal(t, []health.ID{0xd1, 0xd2}, []health.ID{r.Members[1].Member.ID, r.Members[2].Member.ID})
+}
+
+// IDs are one hexadecimal string everywhere in JSON: members, statuses, leader, cluster,
+// leader history, alarms.
+func TestJSONIDsAreHex(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ch, err := health.New(cli)
+	require.NoError(t, err)
+	r := check(t, ch)
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	var raw struct {
+		ClusterID string `json:"clusterID"`
+		Members   []struct {
+			ID        string `json:"id"`
+			MemberID  string `json:"memberID"`
+			ClusterID string `json:"clusterID"`
+			Leader    string `json:"leader"`
+		} `json:"members"`
+		Leader struct {
+			ID string `json:"id"`
+		} `json:"leader"`
+		LeaderHistory []struct {
+			From, To string
+		} `json:"leaderHistory"`
+	}
+	require.NoError(t, json.Unmarshal(b, &raw), "%s", b)
+	hex := fmt.Sprintf("%x", uint64(r.Members[0].Member.ID))
+	assert.Equal(t, hex, raw.Members[0].ID)
+	assert.Equal(t, hex, raw.Members[0].MemberID)
+	assert.Equal(t, hex, raw.Members[0].Leader)
+	assert.Equal(t, hex, raw.Leader.ID)
+	assert.Equal(t, hex, raw.LeaderHistory[0].To)
+	assert.Equal(t, "0", raw.LeaderHistory[0].From)
+	assert.Equal(t, fmt.Sprintf("%x", uint64(r.ClusterID)), raw.ClusterID)
+	assert.Equal(t, raw.ClusterID, raw.Members[0].ClusterID)
+
+	var id health.ID
+	assert.ErrorIs(t, json.Unmarshal([]byte(`"xyz"`), &id), health.ErrInvalidArgument)
+	require.NoError(t, json.Unmarshal([]byte(`"8e9e05c52164694d"`), &id))
+	assert.Equal(t, health.ID(0x8e9e05c52164694d), id)
+	assert.Equal(t, "8e9e05c52164694d", id.Hex())
 }

@@ -30,6 +30,10 @@ const (
 	DefaultTimeout = 2 * time.Second
 	// DefaultLagThreshold is the raft index lag beyond which a member counts as partitioned.
 	DefaultLagThreshold = 1000
+	// LagChecks is how many consecutive checks must find a member's raft index lagging
+	// before it is reported as partitioned for it: the first check has no apply rate to
+	// judge a lag by, and one late answer under load is no partition.
+	LagChecks = 2
 	// HistorySize is how many leader changes a Checker remembers.
 	HistorySize = 100
 )
@@ -44,17 +48,17 @@ func defaults() options {
 
 func (o *options) validate() error {
 	if o.timeout <= 0 {
-		return fmt.Errorf("%w: timeout %v must be positive", ErrInvalidOption, o.timeout)
+		return fmt.Errorf("%w: timeout %v must be positive", ErrInvalidArgument, o.timeout)
 	}
 	if o.lagThreshold == 0 {
-		return fmt.Errorf("%w: lag threshold must be positive", ErrInvalidOption)
+		return fmt.Errorf("%w: lag threshold must be positive", ErrInvalidArgument)
 	}
 	if o.logger == nil {
-		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		return fmt.Errorf("%w: nil logger", ErrInvalidArgument)
 	}
 	for name, ep := range o.endpoints {
 		if ep == "" {
-			return fmt.Errorf("%w: empty endpoint for member %q", ErrInvalidOption, name)
+			return fmt.Errorf("%w: WithEndpoints: empty endpoint for member %q", ErrInvalidArgument, name)
 		}
 	}
 	return nil
@@ -67,13 +71,22 @@ func WithTimeout(d time.Duration) Option {
 
 // WithLagThreshold sets how far (in raft entries) a reachable member's raft index may
 // trail the leader's before it is reported as partitioned. Default 1000.
+//
+// The members' statuses are read a few milliseconds apart (more when a probe is slow),
+// and under load the leader appends thousands of entries a second, so a raw difference
+// says little. The lag compared with the threshold is what remains after subtracting
+// the entries the cluster committed, at the rate measured between checks, in the
+// longest time that can separate the two answers; and a member counts as lagging only
+// when that holds in LagChecks consecutive checks.
 func WithLagThreshold(entries uint64) Option {
 	return optionFunc(func(o *options) { o.lagThreshold = entries })
 }
 
-// WithEndpoints maps member names to the gRPC endpoint to probe, for clusters whose
+// WithEndpoints maps members to the gRPC endpoint to probe, for clusters whose
 // advertised client URLs are not reachable from the checker (behind NAT, a proxy, or a
-// test bridge). Members not in the map are probed on their first client URL.
+// test bridge). A key is a member's hexadecimal ID or its name; the ID wins, so members
+// that share a name (or have none yet) can still be told apart. Members not in the map
+// are probed on their first client URL.
 func WithEndpoints(byName map[string]string) Option {
 	return optionFunc(func(o *options) {
 		o.endpoints = make(map[string]string, len(byName))

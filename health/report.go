@@ -8,7 +8,7 @@ type Report struct {
 	// Duration is how long the check took.
 	Duration time.Duration `json:"duration"`
 	// ClusterID is the cluster ID most reachable members report.
-	ClusterID uint64         `json:"clusterID"`
+	ClusterID ID             `json:"clusterID"`
 	Members   []MemberStatus `json:"members"`
 	Quorum    Quorum         `json:"quorum"`
 	Leader    Leader         `json:"leader"`
@@ -19,6 +19,9 @@ type Report struct {
 	Alarms     []Alarm    `json:"alarms"`
 	// AlarmsError is set when the alarm list could not be read.
 	AlarmsError string `json:"alarmsError,omitempty"`
+	// ApplyRate is how many raft entries per second the cluster committed between this
+	// check and the previous one (0 on the first check).
+	ApplyRate float64 `json:"applyRate"`
 	// RevisionSpread is the largest minus the smallest revision among reachable members.
 	RevisionSpread int64 `json:"revisionSpread"`
 	// LeaderHistory is the Checker's leader change history (oldest first, at most
@@ -43,6 +46,9 @@ type MemberStatus struct {
 	Latency time.Duration `json:"latency"`
 	Livez   Probe         `json:"livez"`
 	Readyz  Probe         `json:"readyz"`
+
+	// sent and received bound when the member's status was taken.
+	sent, received time.Time
 }
 
 // Probe is the outcome of one HTTP health endpoint (/livez or /readyz) of a member.
@@ -70,7 +76,7 @@ type Quorum struct {
 // Leader describes the leader as the members see it.
 type Leader struct {
 	// ID is the leader named by the most reachable members in the highest term; 0 if none.
-	ID   uint64 `json:"id"`
+	ID   ID     `json:"id"`
 	Name string `json:"name,omitempty"`
 	Term uint64 `json:"term"`
 	// Agreed is true when every reachable member names ID as leader.
@@ -84,10 +90,10 @@ type SplitBrain struct {
 	// conflict is about cluster IDs).
 	Term uint64 `json:"term,omitempty"`
 	// Leaders maps each claimed leader ID to the members that claim it.
-	Leaders map[uint64][]uint64 `json:"leaders,omitempty"`
+	Leaders map[ID][]ID `json:"leaders,omitempty"`
 	// ClusterIDs lists the distinct cluster IDs seen when there is more than one.
-	ClusterIDs []uint64 `json:"clusterIDs,omitempty"`
-	Reason     string   `json:"reason,omitempty"`
+	ClusterIDs []ID   `json:"clusterIDs,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // Partition lists members cut off from the rest of the cluster.
@@ -105,10 +111,11 @@ const (
 
 // PartitionedMember is one member of a Partition.
 type PartitionedMember struct {
-	ID     uint64 `json:"id"`
+	ID     ID     `json:"id"`
 	Name   string `json:"name"`
 	Reason string `json:"reason"`
-	// Lag is how many raft entries the member trails the leader by (for ReasonRaftLag).
+	// Lag is how many raft entries the member trails the leader by, beyond what the
+	// apply rate explains in the time between the two answers (for ReasonRaftLag).
 	Lag uint64 `json:"lag,omitempty"`
 }
 
@@ -116,13 +123,13 @@ type PartitionedMember struct {
 type LeaderChange struct {
 	Time time.Time `json:"time"`
 	// From is the previous leader (0 for none or unknown), To the new one.
-	From uint64 `json:"from"`
-	To   uint64 `json:"to"`
+	From ID     `json:"from"`
+	To   ID     `json:"to"`
 	Term uint64 `json:"term"`
 }
 
 // Member returns the entry of the member with the given ID.
-func (r *Report) Member(id uint64) (MemberStatus, bool) {
+func (r *Report) Member(id ID) (MemberStatus, bool) {
 	for _, m := range r.Members {
 		if m.ID == id {
 			return m, true

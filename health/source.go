@@ -9,7 +9,7 @@ import (
 
 // Member is one entry of the cluster's membership list.
 type Member struct {
-	ID         uint64   `json:"id"`
+	ID         ID       `json:"id"`
 	Name       string   `json:"name"`
 	PeerURLs   []string `json:"peerURLs"`
 	ClientURLs []string `json:"clientURLs"`
@@ -21,10 +21,10 @@ type Member struct {
 
 // Status is one member's own view of itself and of the cluster.
 type Status struct {
-	ClusterID        uint64   `json:"clusterID"`
-	MemberID         uint64   `json:"memberID"`
+	ClusterID        ID       `json:"clusterID"`
+	MemberID         ID       `json:"memberID"`
 	Version          string   `json:"version"`
-	Leader           uint64   `json:"leader"`
+	Leader           ID       `json:"leader"`
 	RaftTerm         uint64   `json:"raftTerm"`
 	RaftIndex        uint64   `json:"raftIndex"`
 	RaftAppliedIndex uint64   `json:"raftAppliedIndex"`
@@ -38,7 +38,7 @@ type Status struct {
 
 // Alarm is an alarm raised by a member.
 type Alarm struct {
-	MemberID uint64 `json:"memberID"`
+	MemberID ID `json:"memberID"`
 	// Type is etcd's alarm name: "NOSPACE" or "CORRUPT".
 	Type string `json:"type"`
 }
@@ -69,7 +69,7 @@ func (s etcdSource) Members(ctx context.Context) ([]Member, error) {
 	}
 	out := make([]Member, 0, len(resp.Members))
 	for _, m := range resp.Members {
-		mem := Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
+		mem := Member{ID: ID(m.ID), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
 		if len(m.ClientURLs) > 0 {
 			mem.Endpoint = m.ClientURLs[0]
 		}
@@ -88,7 +88,7 @@ func (s etcdSource) Status(ctx context.Context, m Member) (Status, error) {
 	}
 	st := Status{
 		Version:          resp.Version,
-		Leader:           resp.Leader,
+		Leader:           ID(resp.Leader),
 		RaftTerm:         resp.RaftTerm,
 		RaftIndex:        resp.RaftIndex,
 		RaftAppliedIndex: resp.RaftAppliedIndex,
@@ -99,8 +99,8 @@ func (s etcdSource) Status(ctx context.Context, m Member) (Status, error) {
 		Errors:           resp.Errors,
 	}
 	if resp.Header != nil {
-		st.ClusterID = resp.Header.ClusterId
-		st.MemberID = resp.Header.MemberId
+		st.ClusterID = ID(resp.Header.ClusterId)
+		st.MemberID = ID(resp.Header.MemberId)
 		st.Revision = resp.Header.Revision
 	}
 	return st, nil
@@ -113,7 +113,7 @@ func (s etcdSource) Alarms(ctx context.Context) ([]Alarm, error) {
 	}
 	out := make([]Alarm, 0, len(resp.Alarms))
 	for _, a := range resp.Alarms {
-		out = append(out, Alarm{MemberID: a.MemberID, Type: a.Alarm.String()})
+		out = append(out, Alarm{MemberID: ID(a.MemberID), Type: a.Alarm.String()})
 	}
 	return out, nil
 }
