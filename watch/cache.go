@@ -3,6 +3,7 @@ package watch
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -49,19 +50,24 @@ type subscriber struct {
 // do not apply; WithLogger and WithProgressInterval do.
 func NewCache(cli *clientv3.Client, prefix string, opts ...Option) (*Cache, error) {
 	if cli == nil {
-		return nil, ErrNilClient
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if prefix == "" {
-		return nil, ErrEmptyKey
+		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidArgument)
 	}
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range watcherOnly {
+		if o.set&w.bit != 0 {
+			return nil, fmt.Errorf("%w: %s: a Cache does not use it", ErrInvalidArgument, w.name)
+		}
+	}
 	o.prefix, o.initialState, o.startRev, o.prevKV = true, true, 0, false
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{
-		s:      &stream{cli: cli, key: prefix, opts: o},
+		s:      newStream(cli, prefix, o),
 		prefix: prefix,
 		cancel: cancel,
 		exited: make(chan struct{}),
@@ -117,10 +123,38 @@ func (c *Cache) apply(batch []Event) {
 	c.mu.Unlock()
 	select {
 	case <-c.ready:
+		notify(*c.subs.Load(), changes)
 	default:
-		close(c.ready)
+		c.becomeReady(changes)
 	}
-	subs := *c.subs.Load()
+}
+
+// becomeReady tells the subscribers the first listing and then closes Ready, so that
+// every subscriber added before Ready closed has been told it. Subscribe and the close
+// both hold subMu; a subscriber added while others are being told is told next.
+// No callback runs under subMu, so callbacks may subscribe and cancel.
+func (c *Cache) becomeReady(changes []Change) {
+	told := map[*subscriber]bool{}
+	for {
+		c.subMu.Lock()
+		var todo []*subscriber
+		for _, s := range *c.subs.Load() {
+			if !told[s] {
+				told[s] = true
+				todo = append(todo, s)
+			}
+		}
+		if len(todo) == 0 {
+			close(c.ready)
+			c.subMu.Unlock()
+			return
+		}
+		c.subMu.Unlock()
+		notify(todo, changes)
+	}
+}
+
+func notify(subs []*subscriber, changes []Change) {
 	for _, ch := range changes {
 		for _, s := range subs {
 			if !s.canceled.Load() {
@@ -172,7 +206,9 @@ func (c *Cache) removeKey(k string) {
 	}
 }
 
-// Ready returns a channel closed once the first full list is in memory.
+// Ready returns a channel closed once the first full list is in memory and every
+// subscriber added before has been called with it. After Ready, a subscriber's view
+// built from its calls equals List.
 func (c *Cache) Ready() <-chan struct{} { return c.ready }
 
 // WaitReady blocks until the Cache is ready, ctx ends, or the Cache stops.
@@ -252,8 +288,13 @@ func (c *Cache) Stale() bool {
 
 // Subscribe calls fn for every change the Cache applies, in revision order (the changes
 // of a re-list in key order), on the Cache's goroutine, once the change is readable
-// through Get and List. fn must not block and must not call Close; it may call cancel.
-// A subscriber added before Ready sees the initial list as additions. After a compaction
+// through Get and List. fn must not block, must not wait for Ready and must not call
+// Close; it may call Subscribe, cancel, Get and List.
+//
+// A subscriber added before Ready closes is called with the first listing as additions,
+// and Ready closes only after those calls returned (see Ready). A subscriber added later
+// is called for every change applied after Subscribe returns: it may start from List,
+// and a change it is then told may already be in that List. After a compaction
 // re-list, subscribers get exactly the differences between the old and the new state,
 // never a "resync". After cancel returns, fn is not called again, except at most once
 // if cancel races with a change being delivered.

@@ -17,19 +17,27 @@
 //     replaces its state on Resync and applies every other event ends equal to etcd.
 //   - A Cache applies each revision's events under one lock, so readers never see half a
 //     transaction; after a re-list it tells subscribers exactly the keys that differ. Get,
-//     List and Revision read memory only.
+//     List and Revision read memory only. Ready closes only after every subscriber added
+//     before it was told the first listing, so after WaitReady a subscriber's view equals
+//     List.
 //   - Stale reports, within about three progress intervals, that the Cache may be behind
-//     (disconnected, re-listing, or etcd silent). It does not say by how much.
+//     (disconnected, re-listing, or etcd silent). It does not say by how much. A quiet
+//     store is not silence: etcd confirms the watch on request even when nothing changes.
+//   - Silence is timed on the monotonic clock: a wall clock stepped back does not hide
+//     it, and one stepped forward does not abandon a healthy watch.
 //   - Not guaranteed: that every intermediate value is seen after a compaction (only the
 //     state after it), or that events arrive while the consumer is not reading (the
 //     Watcher waits for the consumer; etcd buffers).
 //
 // # Lifecycle
 //
-// NewWatcher and NewCache start one goroutine each and return at once. Close stops it,
-// waits for it and is idempotent; the Watcher then closes Events, and Err says why
-// (ErrClosed, or ErrClientClosed when the etcd client was closed first). The etcd client
-// stays the caller's.
+// NewWatcher and NewCache start one goroutine each and return at once; bad arguments,
+// a nil Option, or an option the constructor would not use (a Watcher-only option given
+// to NewCache) make them return an error wrapping ErrInvalidArgument instead. Close
+// stops the goroutine, waits for it and is idempotent; the Watcher then closes Events,
+// and Err says why (ErrClosed, or ErrClientClosed when the etcd client was closed
+// first). Subscribers run on the Cache's goroutine and must not call Close. The etcd
+// client stays the caller's.
 //
 //	w, err := watch.NewWatcher(cli, "/jobs/", watch.WithPrefix())
 //	if err != nil {

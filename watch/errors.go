@@ -7,10 +7,8 @@ var (
 	ErrClosed = errors.New("watch: closed")
 	// ErrClientClosed reports that the etcd client was closed under a Watcher or Cache.
 	ErrClientClosed = errors.New("watch: client closed")
-	// ErrNilClient is returned by the constructors when the client is nil.
-	ErrNilClient = errors.New("watch: nil client")
-	// ErrEmptyKey is returned by the constructors when the key or prefix is empty.
-	ErrEmptyKey = errors.New("watch: empty key or prefix")
-	// ErrInvalidOption is returned by the constructors when an option has a bad value.
-	ErrInvalidOption = errors.New("watch: invalid option")
+	// ErrInvalidArgument is returned by the constructors for a nil client, an empty key
+	// or prefix, a nil Option, an option with a bad value, or an option the constructor
+	// does not use. The error wrapping it names the argument.
+	ErrInvalidArgument = errors.New("watch: invalid argument")
 )

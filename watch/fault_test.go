@@ -79,6 +79,16 @@ func (c *consumer) check(t *testing.T) {
 	assert.Empty(t, c.back, "events out of order")
 }
 
+// waitSeen waits until at least n distinct keys were put, failing with the count it
+// reached.
+func (c *consumer) waitSeen(t *testing.T, n int, deadline time.Duration) {
+	t.Helper()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		_, seen, _ := c.snapshot()
+		assert.GreaterOrEqual(ct, seen, n, "keys seen")
+	}, deadline, 20*time.Millisecond)
+}
+
 func currentRev(ctx context.Context, t *testing.T, cli *clientv3.Client) int64 {
 	t.Helper()
 	resp, err := cli.Get(ctx, "/")
@@ -102,7 +112,7 @@ func TestFaultClusterWatch(t *testing.T) {
 
 		_, err = writer.Put(ctx, p+"first", "x")
 		require.NoError(t, err)
-		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen == 1 }, 10*time.Second, 10*time.Millisecond)
+		con.waitSeen(t, 1, 10*time.Second)
 
 		c.PauseConnections(i)
 		for k := range n {
@@ -111,11 +121,11 @@ func TestFaultClusterWatch(t *testing.T) {
 		}
 		c.ResumeConnections(i)
 
-		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen >= n+1 }, 30*time.Second, 20*time.Millisecond)
+		con.waitSeen(t, n+1, 30*time.Second)
 		// One more write proves nothing else was queued behind.
 		_, err = writer.Put(ctx, p+"last", "x")
 		require.NoError(t, err)
-		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen == n+2 }, 10*time.Second, 10*time.Millisecond)
+		con.waitSeen(t, n+2, 10*time.Second)
 		require.NoError(t, w.Close())
 		<-con.done
 		con.check(t)
@@ -136,7 +146,10 @@ func TestFaultClusterWatch(t *testing.T) {
 		w, err := watch.NewWatcher(cli, p, watch.WithPrefix(), watch.WithInitialState())
 		require.NoError(t, err)
 		con := consume(w)
-		require.Eventually(t, func() bool { _, _, r := con.snapshot(); return r == 1 }, 10*time.Second, 10*time.Millisecond)
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			_, _, r := con.snapshot()
+			assert.Equal(ct, 1, r, "resyncs")
+		}, 10*time.Second, 10*time.Millisecond)
 
 		c.PauseConnections(i)
 		for k := range 20 {
@@ -153,16 +166,17 @@ func TestFaultClusterWatch(t *testing.T) {
 		c.ResumeConnections(i)
 
 		want := etcdState(ctx, t, writer, p)
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
 			state, _, resyncs := con.snapshot()
-			return resyncs == 2 && assert.ObjectsAreEqual(want, state)
+			assert.Equal(ct, 2, resyncs, "resyncs")
+			assert.Equal(ct, want, state)
 		}, 30*time.Second, 20*time.Millisecond)
 		// And it carries on watching after the resync.
 		_, err = writer.Put(ctx, p+"after", "x")
 		require.NoError(t, err)
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
 			state, _, _ := con.snapshot()
-			return state[p+"after"] == "x"
+			assert.Equal(ct, "x", state[p+"after"])
 		}, 10*time.Second, 10*time.Millisecond)
 		require.NoError(t, w.Close())
 		<-con.done
@@ -188,7 +202,9 @@ func TestFaultClusterWatch(t *testing.T) {
 		require.False(t, cache.Stale())
 
 		c.StopMember(i)
-		require.Eventually(t, cache.Stale, 10*time.Second, 10*time.Millisecond, "Stale while the member is down")
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			assert.True(ct, cache.Stale(), "Stale while the member is down")
+		}, 10*time.Second, 10*time.Millisecond)
 		writer := c.Client((i + 1) % 3)
 		for k := range 30 {
 			key := fmt.Sprintf("%s%02d", p, k)
@@ -206,17 +222,22 @@ func TestFaultClusterWatch(t *testing.T) {
 		c.RestartMember(i)
 
 		want := etcdState(ctx, t, writer, p)
-		require.Eventually(t, func() bool {
-			return !cache.Stale() && assert.ObjectsAreEqual(want, cacheState(cache))
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			assert.False(ct, cache.Stale(), "stale")
+			assert.Equal(ct, want, cacheState(cache))
 		}, 30*time.Second, 20*time.Millisecond)
-		assert.Equal(t, want, log.snapshot(), "subscribers see exactly the differences")
+		assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+			assert.Equal(ct, want, log.snapshot(), "subscribers see exactly the differences")
+		}, 10*time.Second, 10*time.Millisecond)
 		log.mu.Lock()
 		assert.True(t, log.order, "changes in revision order")
 		log.mu.Unlock()
 
 		r, err := writer.Put(ctx, p+"later", "v2")
 		require.NoError(t, err)
-		require.Eventually(t, func() bool { return cache.Revision() >= r.Header.Revision }, 10*time.Second, 10*time.Millisecond)
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			assert.GreaterOrEqual(ct, cache.Revision(), r.Header.Revision)
+		}, 10*time.Second, 10*time.Millisecond)
 		assert.Equal(t, etcdState(ctx, t, writer, p), cacheState(cache))
 	})
 
@@ -236,7 +257,12 @@ func TestFaultClusterWatch(t *testing.T) {
 					written++
 					return
 				}
-				require.NoError(t, ctx.Err())
+				// No leader yet: pause instead of spinning.
+				select {
+				case <-ctx.Done():
+					require.NoError(t, ctx.Err())
+				case <-time.After(50 * time.Millisecond):
+				}
 			}
 		}
 		for range 50 {
@@ -250,7 +276,7 @@ func TestFaultClusterWatch(t *testing.T) {
 		for range 50 {
 			put()
 		}
-		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen >= written }, 30*time.Second, 20*time.Millisecond)
+		con.waitSeen(t, written, 30*time.Second)
 		require.NoError(t, w.Close())
 		<-con.done
 		con.check(t)
@@ -268,7 +294,7 @@ func TestFaultClusterWatch(t *testing.T) {
 		con := consume(w)
 		_, err = writer.Put(ctx, p+"first", "v")
 		require.NoError(t, err)
-		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen == 1 }, 10*time.Second, 10*time.Millisecond)
+		con.waitSeen(t, 1, 10*time.Second)
 		// i now swallows everything; j becomes reachable too.
 		c.Blackhole(i)
 		cli.SetEndpoints(c.Members[i].GRPCURL, c.Members[j].GRPCURL)
@@ -276,8 +302,8 @@ func TestFaultClusterWatch(t *testing.T) {
 			_, err := writer.Put(ctx, fmt.Sprintf("%s%02d", p, k), "v")
 			require.NoError(t, err)
 		}
-		require.Eventually(t, func() bool { _, seen, _ := con.snapshot(); return seen == 21 }, 30*time.Second, 20*time.Millisecond,
-			"events must arrive through the endpoint that still answers")
+		// Abandoned after six silent progress intervals (3s), then reopened: deadline 30s.
+		con.waitSeen(t, 21, 30*time.Second)
 		c.Unblackhole(i)
 		require.NoError(t, w.Close())
 		<-con.done
@@ -293,7 +319,9 @@ func TestFaultClusterWatch(t *testing.T) {
 		defer cache.Close()
 		require.NoError(t, cache.WaitReady(ctx))
 		c.Partition(i)
-		require.Eventually(t, cache.Stale, 15*time.Second, 20*time.Millisecond, "a member without a leader is not a source of truth")
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			assert.True(ct, cache.Stale(), "a member without a leader is not a source of truth")
+		}, 15*time.Second, 20*time.Millisecond)
 		var last int64
 		for k := range 10 {
 			r, err := writer.Put(ctx, fmt.Sprintf("%s%02d", p, k), "v")
@@ -301,7 +329,10 @@ func TestFaultClusterWatch(t *testing.T) {
 			last = r.Header.Revision
 		}
 		c.Heal(i)
-		require.Eventually(t, func() bool { return !cache.Stale() && cache.Revision() >= last }, 30*time.Second, 20*time.Millisecond)
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			assert.False(ct, cache.Stale(), "stale")
+			assert.GreaterOrEqual(ct, cache.Revision(), last)
+		}, 30*time.Second, 20*time.Millisecond)
 		assert.Equal(t, etcdState(ctx, t, writer, p), cacheState(cache))
 	})
 }

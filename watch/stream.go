@@ -29,9 +29,30 @@ type stream struct {
 	established atomic.Bool
 	// abandoned counts the watches given up because etcd stopped answering.
 	abandoned atomic.Int64
-	// heard is the UnixNano time of the last response from etcd on the open watch.
+	// epoch is when the stream was made, with its monotonic clock reading; heard is the
+	// time of the last response from etcd on the open watch, as nanoseconds since epoch.
+	// Silence is timed on the monotonic clock only: a wall clock stepped back must not
+	// hide a silence, nor one stepped forward invent one.
+	epoch time.Time
 	heard atomic.Int64
+
+	// exactStart makes the next watch open at the first revision not yet delivered
+	// rather than one before it (see watch). Used by the run goroutine only.
+	exactStart bool
 }
+
+func newStream(cli *clientv3.Client, key string, o options) *stream {
+	return &stream{cli: cli, key: key, opts: o, epoch: o.now()}
+}
+
+// elapsed is the monotonic time since the stream was made.
+func (s *stream) elapsed() time.Duration { return s.opts.now().Sub(s.epoch) }
+
+// markHeard records that etcd answered just now.
+func (s *stream) markHeard() { s.heard.Store(int64(s.elapsed())) }
+
+// silence is how long etcd has said nothing on the open watch.
+func (s *stream) silence() time.Duration { return s.elapsed() - time.Duration(s.heard.Load()) }
 
 // A watch is stale after staleSilence progress intervals without a word from etcd, and
 // is reopened after reopenSilence.
@@ -49,7 +70,7 @@ func (s *stream) stale() bool {
 	if !s.established.Load() {
 		return true
 	}
-	silent := time.Since(time.Unix(0, s.heard.Load()))
+	silent := s.silence()
 	return silent > staleSilence*s.opts.progressInterval
 }
 
@@ -73,7 +94,7 @@ func (s *stream) run(ctx context.Context, emit sink) error {
 				continue
 			}
 			// A fresh list is as current as a watch: not stale while the watch opens.
-			s.heard.Store(time.Now().UnixNano())
+			s.markHeard()
 			s.established.Store(true)
 			if !emit(ctx, []Event{ev}) {
 				return s.fatal(ctx)
@@ -169,7 +190,16 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 	}
 	wctx, cancel := context.WithCancel(wctx)
 	defer cancel()
-	opts := append(s.getOpts(), clientv3.WithRev(*next), clientv3.WithCreatedNotify(), clientv3.WithProgressNotify())
+	// Open the watch one revision back. etcd answers a progress request only once the
+	// store revision has reached every watch's start revision, so a watch opened at
+	// *next on a quiet store would never be confirmed alive, and would be abandoned as
+	// silent. The events of that one revision were delivered already and are dropped
+	// below. If that revision is just compacted, the next attempt opens at *next.
+	start := max(*next-1, 1)
+	if s.exactStart {
+		start, s.exactStart = *next, false
+	}
+	opts := append(s.getOpts(), clientv3.WithRev(start), clientv3.WithCreatedNotify(), clientv3.WithProgressNotify())
 	if s.opts.prevKV {
 		opts = append(opts, clientv3.WithPrevKV())
 	}
@@ -179,7 +209,7 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 	// abandoned, so that it can be reopened, possibly through another endpoint. The
 	// watchdog runs before Watch is called because opening a watch on a dead stream can
 	// itself block.
-	s.heard.Store(time.Now().UnixNano())
+	s.markHeard()
 	var emitting atomic.Bool // waiting for the consumer is not etcd's silence
 	silenced := make(chan time.Duration, 1)
 	var wg sync.WaitGroup
@@ -194,7 +224,7 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 				return
 			case <-t.C:
 			}
-			silent := time.Since(time.Unix(0, s.heard.Load()))
+			silent := s.silence()
 			if !emitting.Load() && silent > reopenSilence*s.opts.progressInterval {
 				s.abandoned.Add(1)
 				silenced <- silent
@@ -229,8 +259,13 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 		if !ok {
 			return progressed, false, errors.New("watch: channel closed")
 		}
-		s.heard.Store(time.Now().UnixNano())
+		s.markHeard()
 		if resp.CompactRevision > 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
+			if start < *next && resp.CompactRevision > 0 && resp.CompactRevision <= *next {
+				// Only the revision before *next is gone: nothing we need is.
+				s.exactStart = true
+				return progressed, false, resp.Err()
+			}
 			return progressed, true, resp.Err()
 		}
 		if err := resp.Err(); err != nil {
@@ -272,7 +307,7 @@ func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed,
 		}
 		emitting.Store(true)
 		delivered := emit(ctx, batch)
-		s.heard.Store(time.Now().UnixNano())
+		s.markHeard()
 		emitting.Store(false)
 		if !delivered {
 			return progressed, false, ctx.Err()

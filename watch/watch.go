@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -25,10 +26,10 @@ type Watcher struct {
 // at the revision current when the watch starts, or at WithStartRevision.
 func NewWatcher(cli *clientv3.Client, key string, opts ...Option) (*Watcher, error) {
 	if cli == nil {
-		return nil, ErrNilClient
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if key == "" {
-		return nil, ErrEmptyKey
+		return nil, fmt.Errorf("%w: empty key", ErrInvalidArgument)
 	}
 	o, err := newOptions(opts)
 	if err != nil {
@@ -36,7 +37,7 @@ func NewWatcher(cli *clientv3.Client, key string, opts ...Option) (*Watcher, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Watcher{
-		s:      &stream{cli: cli, key: key, opts: o},
+		s:      newStream(cli, key, o),
 		events: make(chan Event, o.buffer),
 		cancel: cancel,
 		exited: make(chan struct{}),

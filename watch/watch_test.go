@@ -25,27 +25,47 @@ func TestConstructorsRejectBadInput(t *testing.T) {
 		cli  *clientv3.Client
 		key  string
 		opts []watch.Option
-		want error
 		text string
 	}{
-		{"nil client", nil, "/k", nil, watch.ErrNilClient, "nil client"},
-		{"empty key", cli, "", nil, watch.ErrEmptyKey, "empty key"},
-		{"negative buffer", cli, "/k", []watch.Option{watch.WithBuffer(-1)}, watch.ErrInvalidOption, "WithBuffer"},
-		{"negative revision", cli, "/k", []watch.Option{watch.WithStartRevision(-1)}, watch.ErrInvalidOption, "WithStartRevision"},
-		{"zero progress interval", cli, "/k", []watch.Option{watch.WithProgressInterval(0)}, watch.ErrInvalidOption, "WithProgressInterval"},
-		{"nil logger", cli, "/k", []watch.Option{watch.WithLogger(nil)}, watch.ErrInvalidOption, "WithLogger"},
+		{"nil client", nil, "/k", nil, "nil client"},
+		{"empty key", cli, "", nil, "empty"},
+		{"nil option", cli, "/k", []watch.Option{watch.WithProgressInterval(time.Second), nil}, "option 1 is nil"},
+		{"negative buffer", cli, "/k", []watch.Option{watch.WithBuffer(-1)}, "WithBuffer"},
+		{"negative revision", cli, "/k", []watch.Option{watch.WithStartRevision(-1)}, "WithStartRevision"},
+		{"zero progress interval", cli, "/k", []watch.Option{watch.WithProgressInterval(0)}, "WithProgressInterval"},
+		{"nil logger", cli, "/k", []watch.Option{watch.WithLogger(nil)}, "WithLogger"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := watch.NewWatcher(tc.cli, tc.key, tc.opts...)
-			require.ErrorIs(t, err, tc.want)
+			require.ErrorIs(t, err, watch.ErrInvalidArgument)
 			assert.Nil(t, w)
 			assert.Contains(t, err.Error(), tc.text)
 			c, err := watch.NewCache(tc.cli, tc.key, tc.opts...)
-			require.ErrorIs(t, err, tc.want)
+			require.ErrorIs(t, err, watch.ErrInvalidArgument)
 			assert.Nil(t, c)
 			assert.Contains(t, err.Error(), tc.text)
 		})
+	}
+}
+
+// Options only a Watcher uses are an error for NewCache, not silently ignored.
+func TestCacheRefusesWatcherOptions(t *testing.T) {
+	cli := etcdtest.Client(t)
+	for name, opt := range map[string]watch.Option{
+		"WithPrefix":        watch.WithPrefix(),
+		"WithStartRevision": watch.WithStartRevision(5),
+		"WithPrevKV":        watch.WithPrevKV(),
+		"WithInitialState":  watch.WithInitialState(),
+		"WithBuffer":        watch.WithBuffer(8),
+	} {
+		c, err := watch.NewCache(cli, "/k/", opt)
+		require.ErrorIs(t, err, watch.ErrInvalidArgument, name)
+		assert.Nil(t, c)
+		assert.Contains(t, err.Error(), name)
+		w, err := watch.NewWatcher(cli, "/k/", opt)
+		require.NoError(t, err, name)
+		require.NoError(t, w.Close())
 	}
 }
 
@@ -117,20 +137,23 @@ func TestWatcherSingleKeyFromNow(t *testing.T) {
 	require.NoError(t, err)
 	defer w.Close()
 	// "From now" is fixed when the Watcher starts; keep writing until it is past.
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		_, err := cli.Put(ctx, key+"/child", "x") // a longer key: not watched
-		require.NoError(t, err)
+		if !assert.NoError(ct, err) {
+			return
+		}
 		_, err = cli.Put(ctx, key, "after")
-		require.NoError(t, err)
+		if !assert.NoError(ct, err) {
+			return
+		}
 		select {
 		case ev := <-w.Events():
-			require.Equal(t, key, ev.KV.Key)
-			require.Equal(t, "after", string(ev.KV.Value))
-			return true
+			assert.Equal(ct, key, ev.KV.Key)
+			assert.Equal(ct, "after", string(ev.KV.Value))
 		case <-time.After(100 * time.Millisecond):
-			return false
+			ct.Errorf("no event for the write at %s", key)
 		}
-	}, 10*time.Second, time.Millisecond)
+	}, 10*time.Second, 10*time.Millisecond)
 }
 
 func TestWatcherStartRevisionReplaysHistory(t *testing.T) {
@@ -202,6 +225,26 @@ func TestWatcherResyncsWhenStartIsCompacted(t *testing.T) {
 	ev = next(t, w)
 	assert.Equal(t, watch.Put, ev.Type)
 	assert.Equal(t, p+"c", ev.KV.Key)
+}
+
+// A start revision equal to the compaction revision is still in etcd: no Resync.
+func TestWatcherStartAtCompactionRevision(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	p := etcdtest.Prefix(t)
+	_, err := cli.Put(ctx, p+"a", "1")
+	require.NoError(t, err)
+	r, err := cli.Put(ctx, p+"b", "2")
+	require.NoError(t, err)
+	_, err = cli.Compact(ctx, r.Header.Revision, clientv3.WithCompactPhysical())
+	require.NoError(t, err)
+	w, err := watch.NewWatcher(cli, p, watch.WithPrefix(), watch.WithStartRevision(r.Header.Revision))
+	require.NoError(t, err)
+	defer w.Close()
+	ev := next(t, w)
+	assert.Equal(t, watch.Put, ev.Type)
+	assert.Equal(t, p+"b", ev.KV.Key)
+	assert.Equal(t, r.Header.Revision, ev.Revision)
 }
 
 func TestWatcherEndsWhenClientCloses(t *testing.T) {
