@@ -41,8 +41,8 @@ const (
 	maxHistoryLimit     = 1000
 )
 
-// Error is the body of every answer that is not a success.
-type Error struct {
+// ErrorResponse is the body of every answer that is not a success.
+type ErrorResponse struct {
 	Status int    `json:"status"`
 	Error  string `json:"error"`
 }
@@ -197,7 +197,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err := enc.Encode(v); err != nil {
 		status = http.StatusInternalServerError
 		buf.Reset()
-		json.NewEncoder(&buf).Encode(Error{Status: status, Error: "encode response: " + err.Error()})
+		json.NewEncoder(&buf).Encode(ErrorResponse{Status: status, Error: "encode response: " + err.Error()})
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -219,7 +219,7 @@ func writeError(w http.ResponseWriter, err error, allow string) {
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, Error{Status: status, Error: msg})
+	writeJSON(w, status, ErrorResponse{Status: status, Error: msg})
 }
 
 // ClusterHealth is one cluster's line in /health.
@@ -274,23 +274,24 @@ func report(c *clusterState) (healthView, error) {
 
 // StatusResponse is the body of GET /api/v1/cluster/status.
 type StatusResponse struct {
-	Cluster        string               `json:"cluster"`
-	CheckedAt      time.Time            `json:"checkedAt"`
-	Healthy        bool                 `json:"healthy"`
-	ClusterID      string               `json:"clusterID"`
-	Leader         health.Leader        `json:"leader"`
-	Quorum         health.Quorum        `json:"quorum"`
-	Members        int                  `json:"members"`
-	Reachable      int                  `json:"reachable"`
-	SplitBrain     health.SplitBrain    `json:"splitBrain"`
-	Partition      health.Partition     `json:"partition"`
-	Alarms         []health.Alarm       `json:"alarms"`
-	RevisionSpread int64                `json:"revisionSpread"`
-	ActiveAlerts   int                  `json:"activeAlerts"`
-	Error          string               `json:"error,omitempty"`
-	Versions       map[string]string    `json:"versions"`
-	CheckDuration  string               `json:"checkDuration"`
-	LastChange     *health.LeaderChange `json:"lastLeaderChange,omitempty"`
+	Cluster        string            `json:"cluster"`
+	CheckedAt      time.Time         `json:"checkedAt"`
+	Healthy        bool              `json:"healthy"`
+	ClusterID      health.ID         `json:"clusterID"`
+	Leader         health.Leader     `json:"leader"`
+	Quorum         health.Quorum     `json:"quorum"`
+	Members        int               `json:"members"`
+	Reachable      int               `json:"reachable"`
+	SplitBrain     health.SplitBrain `json:"splitBrain"`
+	Partition      health.Partition  `json:"partition"`
+	Alarms         []health.Alarm    `json:"alarms"`
+	RevisionSpread int64             `json:"revisionSpread"`
+	ActiveAlerts   int               `json:"activeAlerts"`
+	Error          string            `json:"error,omitempty"`
+	// Versions maps each reachable member's ID to its etcd version.
+	Versions      map[health.ID]string `json:"versions"`
+	CheckDuration string               `json:"checkDuration"`
+	LastChange    *health.LeaderChange `json:"lastLeaderChange,omitempty"`
 }
 
 func (s *Service) getStatus(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
@@ -300,10 +301,10 @@ func (s *Service) getStatus(_ http.ResponseWriter, _ *http.Request, q query) (an
 	}
 	r := h.report
 	resp := StatusResponse{
-		Cluster: q.cluster.name, CheckedAt: h.at, Healthy: r.Healthy, ClusterID: fmt.Sprintf("%x", r.ClusterID),
+		Cluster: q.cluster.name, CheckedAt: h.at, Healthy: r.Healthy, ClusterID: r.ClusterID,
 		Leader: r.Leader, Quorum: r.Quorum, Members: len(r.Members), SplitBrain: r.SplitBrain, Partition: r.Partition,
 		Alarms: r.Alarms, RevisionSpread: r.RevisionSpread, ActiveAlerts: len(q.cluster.alerts.Active()),
-		Versions: map[string]string{}, CheckDuration: r.Duration.String(),
+		Versions: map[health.ID]string{}, CheckDuration: r.Duration.String(),
 	}
 	if h.err != nil {
 		resp.Error = h.err.Error()
@@ -311,7 +312,7 @@ func (s *Service) getStatus(_ http.ResponseWriter, _ *http.Request, q query) (an
 	for _, m := range r.Members {
 		if m.Reachable {
 			resp.Reachable++
-			resp.Versions[m.Name] = m.Version
+			resp.Versions[m.Member.ID] = m.Version
 		}
 	}
 	if n := len(r.LeaderHistory); n > 0 {
@@ -431,7 +432,7 @@ type LatencyPoint struct {
 
 // MemberLatency is one member's probe latency in the latest snapshot.
 type MemberLatency struct {
-	ID      uint64          `json:"id"`
+	ID      health.ID       `json:"id"`
 	Name    string          `json:"name"`
 	Latency metrics.Latency `json:"latency"`
 }
@@ -452,7 +453,7 @@ func (s *Service) getLatency(_ http.ResponseWriter, _ *http.Request, q query) (a
 	}
 	resp := LatencyResponse{Cluster: q.cluster.name, Current: snap.Latency, Members: []MemberLatency{}, History: []LatencyPoint{}}
 	for _, m := range snap.Members {
-		resp.Members = append(resp.Members, MemberLatency{ID: m.ID, Name: m.Name, Latency: m.Latency})
+		resp.Members = append(resp.Members, MemberLatency{ID: health.ID(m.ID), Name: m.Name, Latency: m.Latency})
 	}
 	for _, h := range history(q) {
 		resp.History = append(resp.History, LatencyPoint{Time: h.Time, Latency: h.Latency})
@@ -597,7 +598,7 @@ func (s *Service) postBenchmark(_ http.ResponseWriter, r *http.Request, q query)
 	}
 	defer s.benchMu.Unlock()
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || isClosed(s.interrupted) {
 		s.mu.Unlock()
 		return nil, errorf(http.StatusServiceUnavailable, "service is shutting down")
 	}
@@ -609,7 +610,7 @@ func (s *Service) postBenchmark(_ http.ResponseWriter, r *http.Request, q query)
 	defer cancel()
 	go func() {
 		select {
-		case <-s.stop:
+		case <-s.interrupted:
 			cancel()
 		case <-ctx.Done():
 		}
@@ -621,6 +622,9 @@ func (s *Service) postBenchmark(_ http.ResponseWriter, r *http.Request, q query)
 		return nil, errorf(http.StatusBadRequest, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, errorf(http.StatusGatewayTimeout, "benchmark did not finish within %v", lim.Timeout)
+	case errors.Is(err, context.Canceled) && isClosed(s.interrupted):
+		q.cluster.log.Info("benchmark cancelled: the service is shutting down")
+		return nil, errorf(http.StatusServiceUnavailable, "benchmark cancelled: the service is shutting down")
 	case errors.Is(err, context.Canceled):
 		return nil, errorf(http.StatusServiceUnavailable, "benchmark cancelled")
 	default:
@@ -631,4 +635,13 @@ func (s *Service) postBenchmark(_ http.ResponseWriter, r *http.Request, q query)
 	q.cluster.lastBench = resp
 	q.cluster.mu.Unlock()
 	return resp, nil
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -15,7 +15,10 @@
 // resolved by an evaluation that lacks it; an alert appears in /api/v1/alerts and is
 // handed to the notifiers by the end of the check that first sees its cause. Bad input
 // (unknown query parameters, a malformed body, an unknown workload, negative numbers)
-// gets a 400 with a JSON Error naming the problem; an unknown cluster a 404. What is not
+// gets a 400 with a JSON ErrorResponse naming the problem; an unknown cluster a 404.
+// Member, cluster and leader IDs are hexadecimal strings in every answer, as etcdctl
+// prints them, and members are told apart by ID (label member_id in /metrics), never by
+// name. New returns an error wrapping ErrInvalidArgument for a nil or bad option. What is not
 // guaranteed: between two checks the API describes the cluster as it was at the last
 // one (the answer says when), and /metrics exports the state of the last check, not a
 // live probe.
@@ -26,7 +29,8 @@
 // cluster and starts nothing. Run does the work until its context ends or Close is
 // called; the caller picks the goroutine. Close stops Run and any benchmark in flight,
 // waits for them and closes the alert managers (their notifier goroutines) and
-// collectors. The clusters' clients stay the caller's. The Service is an http.Handler;
+// collectors. Interrupt cancels the benchmarks in flight without stopping anything
+// else, for a daemon that begins to shut down. The clusters' clients stay the caller's. The Service is an http.Handler;
 // serving it (TLS, authentication, timeouts) is the caller's business, as in
 // cmd/etcd-monitor.
 //

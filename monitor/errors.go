@@ -3,8 +3,9 @@ package monitor
 import "errors"
 
 var (
-	// ErrInvalidOption means an option or a Cluster passed to New is unusable.
-	ErrInvalidOption = errors.New("monitor: invalid option")
+	// ErrInvalidArgument means an argument, option or Cluster passed to New is unusable;
+	// the wrapping error names it.
+	ErrInvalidArgument = errors.New("monitor: invalid argument")
 	// ErrClosed is returned by Run on a closed Service.
 	ErrClosed = errors.New("monitor: service closed")
 	// ErrRunning is returned by Run while another Run of the same Service is going.

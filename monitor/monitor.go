@@ -46,11 +46,12 @@ type Service struct {
 	mux      *http.ServeMux
 	started  time.Time
 
-	mu      sync.Mutex
-	running bool
-	closed  bool
-	stop    chan struct{} // closed by Close; ends Run and in-flight benchmarks
-	wg      sync.WaitGroup
+	mu          sync.Mutex
+	running     bool
+	closed      bool
+	stop        chan struct{} // closed by Close; ends Run
+	interrupted chan struct{} // closed by Interrupt and Close; ends benchmarks in flight
+	wg          sync.WaitGroup
 
 	benchMu sync.Mutex // one benchmark at a time
 }
@@ -59,14 +60,17 @@ type Service struct {
 // nothing: call Run.
 func New(clusters []Cluster, opts ...Option) (*Service, error) {
 	o := defaults()
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i)
+		}
 		opt.apply(&o)
 	}
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
 	if len(clusters) == 0 {
-		return nil, fmt.Errorf("%w: no cluster to monitor", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: no cluster to monitor", ErrInvalidArgument)
 	}
 	reg := o.registry
 	if reg == nil {
@@ -79,6 +83,8 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 		registry: reg,
 		started:  time.Now(),
 		stop:     make(chan struct{}),
+
+		interrupted: make(chan struct{}),
 	}
 	for _, c := range clusters {
 		st, err := s.newCluster(c)
@@ -100,13 +106,13 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 
 func (s *Service) newCluster(c Cluster) (*clusterState, error) {
 	if !clusterName.MatchString(c.Name) {
-		return nil, fmt.Errorf("%w: cluster name %q (want letters, digits, '.', '_', '-')", ErrInvalidOption, c.Name)
+		return nil, fmt.Errorf("%w: cluster name %q (want letters, digits, '.', '_', '-')", ErrInvalidArgument, c.Name)
 	}
 	if _, dup := s.byName[c.Name]; dup {
-		return nil, fmt.Errorf("%w: duplicate cluster name %q", ErrInvalidOption, c.Name)
+		return nil, fmt.Errorf("%w: duplicate cluster name %q", ErrInvalidArgument, c.Name)
 	}
 	if c.Client == nil {
-		return nil, fmt.Errorf("%w: cluster %q: nil client", ErrInvalidOption, c.Name)
+		return nil, fmt.Errorf("%w: cluster %q: nil client", ErrInvalidArgument, c.Name)
 	}
 	log := s.opts.logger.With(zap.String("cluster", c.Name))
 	checker, err := health.New(c.Client, append([]health.Option{health.WithLogger(log)}, c.Health...)...)
@@ -233,6 +239,24 @@ func every(ctx context.Context, interval time.Duration, fn func(context.Context)
 	}
 }
 
+// Interrupt cancels the benchmarks in flight at once (their requests answer 503) and
+// refuses new ones, while Run and every read carry on until Close. A daemon calls it
+// when a shutdown begins, so that draining requests does not wait out a benchmark. It is
+// idempotent.
+func (s *Service) Interrupt() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.interruptLocked()
+}
+
+func (s *Service) interruptLocked() {
+	select {
+	case <-s.interrupted:
+	default:
+		close(s.interrupted)
+	}
+}
+
 // Close stops Run and any benchmark in flight, waits for them, and releases the
 // collectors and alert managers (pending notifications are abandoned; see alert.Manager).
 // It is idempotent. The clusters' clients stay the caller's.
@@ -244,6 +268,7 @@ func (s *Service) Close() error {
 	}
 	s.closed = true
 	close(s.stop)
+	s.interruptLocked()
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.registry.Unregister(s.own)

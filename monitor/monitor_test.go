@@ -153,21 +153,21 @@ func TestClusterEndToEnd(t *testing.T) {
 	require.Eventually(t, func() bool { return get(t, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy },
 		bound, 20*time.Millisecond, "status: %+v", status)
 	lead := c.Leader()
-	leadID := uint64(c.Members[lead].Server.MemberID())
+	leadID := health.ID(c.Members[lead].Server.MemberID())
 	assert.Equal(t, "main", status.Cluster)
 	assert.Equal(t, 3, status.Members)
 	assert.Equal(t, 3, status.Reachable)
 	assert.True(t, status.Quorum.HasQuorum)
 	assert.Equal(t, leadID, status.Leader.ID)
-	assert.Equal(t, fmt.Sprintf("%x", uint64(c.Members[0].Server.Cluster().ID())), status.ClusterID)
+	assert.Equal(t, health.ID(c.Members[0].Server.Cluster().ID()), status.ClusterID)
 
 	var members monitor.MembersResponse
 	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/cluster/members", &members))
-	want := map[uint64]string{}
+	want := map[health.ID]string{}
 	for _, m := range c.Members {
-		want[uint64(m.Server.MemberID())] = m.Name
+		want[health.ID(m.Server.MemberID())] = m.Name
 	}
-	got := map[uint64]string{}
+	got := map[health.ID]string{}
 	for _, m := range members.Members {
 		got[m.Member.ID] = m.Name
 		assert.True(t, m.Reachable, m.Name)
@@ -219,7 +219,8 @@ func TestClusterEndToEnd(t *testing.T) {
 
 	var prom bytes.Buffer
 	require.Equal(t, http.StatusOK, promGet(t, url+"/metrics", &prom))
-	assert.Contains(t, prom.String(), fmt.Sprintf(`etcd_monitor_member_reachable{cluster="main",member=%q} 0`, downName))
+	downID := health.ID(c.Members[down].Server.MemberID())
+	assert.Contains(t, prom.String(), fmt.Sprintf(`etcd_monitor_member_reachable{cluster="main",member=%q,member_id=%q} 0`, downName, downID.Hex()))
 	assert.Contains(t, prom.String(), `etcd_monitor_cluster_members_reachable{cluster="main"} 2`)
 
 	// It comes back: the alert resolves in the API, in the history and at the webhook.
@@ -244,7 +245,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	}, bound, 20*time.Millisecond, "healthy again before the leader stops")
 	old := c.StopLeader()
 	newLead := c.Leader()
-	newID := uint64(c.Members[newLead].Server.MemberID())
+	newID := health.ID(c.Members[newLead].Server.MemberID())
 	require.Eventually(t, func() bool {
 		return get(t, url+"/api/v1/cluster/leader", &leader) == http.StatusOK && leader.Leader.ID == newID
 	}, bound, 20*time.Millisecond, "new leader %s in /api/v1/cluster/leader", c.Members[newLead].Name)
@@ -255,6 +256,11 @@ func TestClusterEndToEnd(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return get(t, url+"/api/v1/alerts", &alerts) == http.StatusOK && hasAlert(alerts.Alerts, "EtcdMembersDown", c.Members[old].Name)
 	}, bound, 20*time.Millisecond)
+	// The change is counted: a counter, not the length of a bounded history.
+	prom.Reset()
+	require.Equal(t, http.StatusOK, promGet(t, url+"/metrics", &prom))
+	assert.Contains(t, prom.String(), "# TYPE etcd_monitor_cluster_leader_changes_total counter")
+	assert.Contains(t, prom.String(), `etcd_monitor_cluster_leader_changes_total{cluster="main"} 1`)
 	c.RestartMember(old)
 }
 
@@ -308,7 +314,7 @@ func TestBadInputIs400WithJSONError(t *testing.T) {
 		{"GET", "/api/v2/nothing", "", 404, "/api/v2/nothing"},
 	}
 	for _, c := range cases {
-		var e monitor.Error
+		var e monitor.ErrorResponse
 		status := call(t, c.method, srv.URL+c.path, c.body, &e)
 		assert.Equal(t, c.status, status, "%s %s %s: %+v", c.method, c.path, c.body, e)
 		assert.Equal(t, c.status, e.Status, "%s %s", c.method, c.path)
@@ -367,7 +373,7 @@ func TestBenchmarkEndpoint(t *testing.T) {
 		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		return err == nil && resp.Count > 0
 	}, 5*time.Second, 5*time.Millisecond, "the first benchmark writes")
-	var busy monitor.Error
+	var busy monitor.ErrorResponse
 	assert.Equal(t, http.StatusConflict, call(t, "POST", srv.URL+"/api/v1/performance/benchmark", `{"type":"write","ops":1}`, &busy))
 	assert.Contains(t, busy.Error, "already running")
 	assert.Equal(t, http.StatusOK, <-first)
@@ -377,7 +383,7 @@ func TestBenchmarkEndpoint(t *testing.T) {
 	defer off.Close()
 	offSrv := httptest.NewServer(off)
 	defer offSrv.Close()
-	var e monitor.Error
+	var e monitor.ErrorResponse
 	assert.Equal(t, http.StatusForbidden, call(t, "POST", offSrv.URL+"/api/v1/performance/benchmark", `{"type":"write","ops":1}`, &e))
 }
 
@@ -396,7 +402,7 @@ func TestAPIAnswersWhileEtcdIsUnreachable(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond)
 	assert.Equal(t, "ok", h.Status)
 	assert.False(t, h.Clusters[0].Checked)
-	var e monitor.Error
+	var e monitor.ErrorResponse
 	assert.Equal(t, http.StatusServiceUnavailable, get(t, url+"/api/v1/cluster/status", &e))
 	assert.Contains(t, e.Error, "no health check has completed")
 	assert.Equal(t, http.StatusServiceUnavailable, get(t, url+"/api/v1/metrics/current", &e))
@@ -504,7 +510,117 @@ func TestRunLifecycle(t *testing.T) {
 	assert.NoError(t, svc.Close(), "Close is idempotent")
 	assert.ErrorIs(t, svc.Run(ctx), monitor.ErrClosed)
 	assert.ErrorIs(t, svc.Refresh(ctx), monitor.ErrClosed)
-	var e monitor.Error
+	var e monitor.ErrorResponse
 	assert.Equal(t, http.StatusServiceUnavailable, call(t, "POST", srv.URL+"/api/v1/performance/benchmark", `{"type":"write","ops":1}`, &e))
 	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/cluster/status", nil), "the last state is still served")
+}
+
+// extraMembers is a StatusSource that adds members a real cluster does not have.
+type extraMembers struct {
+	health.StatusSource
+	members []health.Member
+}
+
+func (s extraMembers) Members(ctx context.Context) ([]health.Member, error) {
+	ms, err := s.StatusSource.Members(ctx)
+	return append(ms, s.members...), err
+}
+
+// Members with the same name, or none yet, are told apart by ID in the API and in
+// /metrics: no series collides.
+func TestMembersWithSharedOrEmptyNames(t *testing.T) {
+	cli := etcdtest.Client(t)
+	src := extraMembers{StatusSource: health.NewEtcdSource(cli), members: []health.Member{
+		{ID: 0xd1, Name: "dup", ClientURLs: []string{"http://127.0.0.1:1"}},
+		{ID: 0xd2, Name: "dup", ClientURLs: []string{"http://127.0.0.1:1"}},
+		{ID: 0xd3, Name: ""},
+	}}
+	reg := prometheus.NewPedanticRegistry()
+	svc, err := monitor.New([]monitor.Cluster{{Name: "a", Client: cli,
+		Health: []health.Option{health.WithSource(src), health.WithTimeout(500 * time.Millisecond)}}}, monitor.WithRegistry(reg))
+	require.NoError(t, err)
+	defer svc.Close()
+	require.NoError(t, svc.Refresh(etcdtest.Context(t, 20*time.Second)))
+
+	fams, err := reg.Gather()
+	require.NoError(t, err, "no two series share their labels")
+	ids := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "etcd_monitor_member_reachable" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "member_id" {
+					ids[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	assert.Len(t, ids, 4)
+	for _, id := range []string{"d1", "d2", "d3"} {
+		assert.Contains(t, ids, id)
+		assert.Zero(t, ids[id], id)
+	}
+
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+	var members struct {
+		Members []struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"members"`
+	}
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/cluster/members", &members))
+	var got []string
+	for _, m := range members.Members {
+		got = append(got, m.ID)
+	}
+	assert.Subset(t, got, []string{"d1", "d2", "d3"})
+	assert.Len(t, got, 4)
+}
+
+func TestNilOptionIsAnError(t *testing.T) {
+	_, err := monitor.New([]monitor.Cluster{{Name: "a", Client: etcdtest.Client(t)}}, monitor.WithHistorySize(5), nil)
+	assert.ErrorIs(t, err, monitor.ErrInvalidArgument)
+	assert.ErrorContains(t, err, "option 1")
+	_, err = monitor.New(nil)
+	assert.ErrorIs(t, err, monitor.ErrInvalidArgument)
+}
+
+// Interrupt cancels a benchmark in flight at once and refuses new ones; reads go on.
+func TestInterruptCancelsBenchmark(t *testing.T) {
+	cli := etcdtest.Client(t)
+	svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}})
+	require.NoError(t, err)
+	defer svc.Close()
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+
+	prefix := etcdtest.Prefix(t)
+	answered := make(chan int, 1)
+	var e monitor.ErrorResponse
+	go func() {
+		answered <- call(t, "POST", srv.URL+"/api/v1/performance/benchmark",
+			fmt.Sprintf(`{"type":"write","duration":"20s","connections":1,"clients":1,"keySize":128,"prefix":%q}`, prefix), &e)
+	}()
+	ctx := etcdtest.Context(t, 20*time.Second)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if assert.NoError(ct, err) {
+			assert.Positive(ct, resp.Count, "the benchmark writes")
+		}
+	}, 10*time.Second, 10*time.Millisecond)
+	svc.Interrupt()
+	select {
+	case status := <-answered:
+		assert.Equal(t, http.StatusServiceUnavailable, status)
+		assert.Contains(t, e.Error, "shutting down")
+	case <-ctx.Done():
+		t.Fatal("the benchmark was not cancelled")
+	}
+	var again monitor.ErrorResponse
+	assert.Equal(t, http.StatusServiceUnavailable, call(t, "POST", srv.URL+"/api/v1/performance/benchmark", `{"type":"write","ops":1}`, &again))
+	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/health", nil))
+	svc.Interrupt() // idempotent
 }

@@ -72,15 +72,15 @@ func defaults() options {
 func (o *options) validate() error {
 	switch {
 	case o.healthInterval <= 0:
-		return fmt.Errorf("%w: health interval %v must be positive", ErrInvalidOption, o.healthInterval)
+		return fmt.Errorf("%w: health interval %v must be positive", ErrInvalidArgument, o.healthInterval)
 	case o.metricsInterval <= 0:
-		return fmt.Errorf("%w: metrics interval %v must be positive", ErrInvalidOption, o.metricsInterval)
+		return fmt.Errorf("%w: metrics interval %v must be positive", ErrInvalidArgument, o.metricsInterval)
 	case o.historySize < 1:
-		return fmt.Errorf("%w: history size %d must be positive", ErrInvalidOption, o.historySize)
+		return fmt.Errorf("%w: history size %d must be positive", ErrInvalidArgument, o.historySize)
 	case o.logger == nil:
-		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		return fmt.Errorf("%w: nil logger", ErrInvalidArgument)
 	case o.benchmark.MaxOps < 0 || o.benchmark.MaxDuration < 0 || o.benchmark.Timeout < 0:
-		return fmt.Errorf("%w: benchmark limits must not be negative", ErrInvalidOption)
+		return fmt.Errorf("%w: benchmark limits must not be negative", ErrInvalidArgument)
 	}
 	return nil
 }

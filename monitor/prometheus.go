@@ -14,9 +14,10 @@ var (
 	descHasLeader    = prometheus.NewDesc("etcd_monitor_cluster_has_leader", "1 when the members agree on a leader.", []string{"cluster"}, nil)
 	descMembers      = prometheus.NewDesc("etcd_monitor_cluster_members", "Members in the cluster's membership list.", []string{"cluster"}, nil)
 	descReachable    = prometheus.NewDesc("etcd_monitor_cluster_members_reachable", "Members that answered the latest health check.", []string{"cluster"}, nil)
-	descLeaderChange = prometheus.NewDesc("etcd_monitor_cluster_leader_changes", "Leader changes seen by the monitor (the last 100 are kept).", []string{"cluster"}, nil)
-	descMemberUp     = prometheus.NewDesc("etcd_monitor_member_reachable", "1 when the member answered the latest health check.", []string{"cluster", "member"}, nil)
-	descMemberLeader = prometheus.NewDesc("etcd_monitor_member_leader", "1 for the member the cluster agrees is leader.", []string{"cluster", "member"}, nil)
+	descLeaderChange = prometheus.NewDesc("etcd_monitor_cluster_leader_changes_total", "Leader changes seen by the monitor's health checks since it started.", []string{"cluster"}, nil)
+	// Members are told apart by member_id: names may be empty or shared.
+	descMemberUp     = prometheus.NewDesc("etcd_monitor_member_reachable", "1 when the member answered the latest health check.", []string{"cluster", "member_id", "member"}, nil)
+	descMemberLeader = prometheus.NewDesc("etcd_monitor_member_leader", "1 for the member the cluster agrees is leader.", []string{"cluster", "member_id", "member"}, nil)
 	descAlerts       = prometheus.NewDesc("etcd_monitor_alerts_firing", "Alerts firing, by severity.", []string{"cluster", "severity"}, nil)
 	descChecks       = prometheus.NewDesc("etcd_monitor_health_checks_total", "Health checks run.", []string{"cluster"}, nil)
 	descCheckErrors  = prometheus.NewDesc("etcd_monitor_health_check_errors_total", "Health checks that could not read the cluster at all.", []string{"cluster"}, nil)
@@ -54,6 +55,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCheckErrors, float64(cs.checkErrors.Load()), name)
 		counter(descCollects, float64(cs.collects.Load()), name)
 		counter(descCollectErrs, float64(cs.collectErrs.Load()), name)
+		counter(descLeaderChange, float64(cs.leaderChg.Load()), name)
 
 		bySeverity := map[string]float64{"info": 0, "warning": 0, "critical": 0}
 		for _, a := range cs.alerts.Active() {
@@ -78,14 +80,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descQuorum, b2f(rep.Quorum.HasQuorum), name)
 		gauge(descHasLeader, b2f(rep.Leader.ID != 0 && rep.Leader.Agreed), name)
 		gauge(descMembers, float64(len(rep.Members)), name)
-		gauge(descLeaderChange, float64(len(rep.LeaderHistory)), name)
 		reachable := 0
 		for _, m := range rep.Members {
 			if m.Reachable {
 				reachable++
 			}
-			gauge(descMemberUp, b2f(m.Reachable), name, m.Name)
-			gauge(descMemberLeader, b2f(m.Member.ID == rep.Leader.ID), name, m.Name)
+			id := m.Member.ID.Hex()
+			gauge(descMemberUp, b2f(m.Reachable), name, id, m.Name)
+			gauge(descMemberLeader, b2f(m.Member.ID == rep.Leader.ID), name, id, m.Name)
 		}
 		gauge(descReachable, float64(reachable), name)
 	}

@@ -20,7 +20,7 @@ type HealthSummary struct {
 	Time      time.Time `json:"time"`
 	Healthy   bool      `json:"healthy"`
 	HasQuorum bool      `json:"hasQuorum"`
-	Leader    uint64    `json:"leader"`
+	Leader    health.ID `json:"leader"`
 	Members   int       `json:"members"`
 	Reachable int       `json:"reachable"`
 	Error     string    `json:"error,omitempty"`
@@ -46,6 +46,8 @@ type clusterState struct {
 	metricsErr  error
 	lastBench   *benchmarkResponse
 	evalMu      sync.Mutex // Evaluate calls from the two loops in turn
+	lastLeader  health.ID  // the leader of the latest check that saw one; under mu
+	leaderChg   atomic.Int64
 	checks      atomic.Int64
 	checkErrors atomic.Int64
 	collects    atomic.Int64
@@ -81,6 +83,14 @@ func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) 
 	c.mu.Lock()
 	if err == nil {
 		c.report = rep
+		// A change is a leader other than the last one seen; the first leader and a
+		// spell without one are not changes.
+		if id := rep.Leader.ID; id != 0 {
+			if c.lastLeader != 0 && id != c.lastLeader {
+				c.leaderChg.Add(1)
+			}
+			c.lastLeader = id
+		}
 	}
 	c.healthErr, c.healthAt = err, sum.Time
 	c.history = append(c.history, sum)
