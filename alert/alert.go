@@ -3,6 +3,7 @@ package alert
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -10,192 +11,512 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/health"
-	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
-// Manager evaluates rules, tracks which alerts fire, and delivers them. Use New.
+// storeTimeout bounds one write to the store.
+const storeTimeout = 5 * time.Second
+
+// Manager evaluates rules, tracks pending and firing alerts, and notifies receivers the
+// way Alertmanager does: grouped, routed, inhibited, silenced. Use New.
 type Manager struct {
-	opts    options
-	rules   []Rule
-	ctx     context.Context // ends at Close; bounds deliveries
-	cancel  context.CancelFunc
-	workers []*worker
-	wg      sync.WaitGroup
+	opts      options
+	log       *zap.Logger
+	st        store.Store
+	ownStore  bool
+	cfg       *compiled
+	receivers map[string]*receiver
+	overrides map[string]RuleOverride
+	counter   *prometheus.CounterVec
 
-	mu         sync.Mutex
-	closed     bool
-	active     map[string]*activeAlert
-	history    []Alert
-	deliveries []Delivery
-	pending    map[*job]struct{}
+	ctx    context.Context // ends when Close gives up on deliveries
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	wake   chan struct{}
+	closeOnce sync.Once
+
+	mu          sync.Mutex
+	closed      bool
+	rules       map[string][]Rule // by cluster
+	alerts      map[string]*alertState
+	groups      map[string]*group
+	sent        map[string]*sentEntry // notification state by group id
+	silences    map[string]*Silence
+	snapshots   map[string][]*metrics.Snapshot
+	transitions []Alert
+	deliveries  []Delivery
+
+	pendMu      sync.Mutex
+	outstanding int
+	idle        chan struct{}
 }
 
-type activeAlert struct {
-	alert    Alert
-	lastSent time.Time
-}
-
-type worker struct {
-	name  string
-	n     Notifier
-	queue chan *job
-}
-
-type job struct {
-	alert Alert
-	done  chan struct{}
+// alertState is one pending, firing or resolved-but-not-yet-notified alert.
+type alertState struct {
+	a        Alert
+	rule     string // ruleKey
+	cluster  string
+	lastTrue time.Time
+	groups   map[string]bool
 }
 
 // New returns a Manager with the default rules (or those of WithRules) and the given
-// notifiers, and starts one delivery goroutine per notifier. Invalid thresholds or
-// notifier settings make it fail.
+// receivers, loads the state kept in the store, and starts its goroutines.
 func New(opts ...Option) (*Manager, error) {
 	o := defaults()
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, fieldErr(fmt.Sprintf("options[%d]", i), "nil Option")
+		}
 		opt.apply(&o)
 	}
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	var legacy []string
+	for _, r := range o.receivers {
+		legacy = append(legacy, r.name)
+	}
+	cfg, err := compileConfig(o.config, legacy)
+	if err != nil {
+		return nil, err
+	}
+	if o.repeat > 0 {
+		cfg.root.repeat = o.repeat
+		setRepeat(cfg.root, o.repeat)
+	}
 	m := &Manager{
-		opts:    o,
-		rules:   o.ruleSet(),
-		ctx:     ctx,
-		cancel:  cancel,
-		active:  map[string]*activeAlert{},
-		pending: map[*job]struct{}{},
+		opts: o, log: o.logger, cfg: cfg, receivers: map[string]*receiver{}, overrides: o.config.Rules,
+		wake: make(chan struct{}, 1), rules: map[string][]Rule{}, alerts: map[string]*alertState{},
+		groups: map[string]*group{}, sent: map[string]*sentEntry{}, silences: map[string]*Silence{},
+		snapshots: map[string][]*metrics.Snapshot{},
 	}
-	for _, nn := range o.notifiers {
-		w := &worker{name: nn.name, n: nn.n, queue: make(chan *job, QueueSize)}
-		m.workers = append(m.workers, w)
-		m.wg.Go(func() { m.run(w) })
+	m.counter = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_monitor_notifications_total",
+		Help: "Notification attempts by receiver and result (success, failure, dropped)."}, []string{"receiver", "result"})
+	if o.registerer != nil {
+		if err := o.registerer.Register(m.counter); err != nil {
+			return nil, fmt.Errorf("alert: register metrics: %w", err)
+		}
 	}
+	for _, rc := range o.config.Receivers {
+		integ, _ := rc.build() // validated by compileConfig
+		if rc.Type == TypeConsole {
+			integ = &integration{sender: NewConsole(o.logger.Named("alert"))}
+		}
+		m.receivers[rc.Name] = newReceiver(m, rc.Name, integ, rc.sendResolved())
+	}
+	for _, nr := range o.receivers {
+		m.receivers[nr.name] = newReceiver(m, nr.name, nr.integ, nr.sendResolved)
+	}
+	m.st = o.store
+	if m.st == nil {
+		m.st, m.ownStore = store.NewMemory(), true
+	}
+	if err := m.load(); err != nil {
+		if o.registerer != nil {
+			o.registerer.Unregister(m.counter)
+		}
+		return nil, err
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	for _, r := range m.receivers {
+		m.wg.Go(func() { r.run(m.ctx) })
+	}
+	m.wg.Go(m.schedule)
 	return m, nil
 }
 
-// Close stops delivery and waits for the notifier goroutines. Deliveries still queued or
-// waiting to retry are abandoned and recorded as failed; call Flush first to wait for
-// them. Close is idempotent.
-func (m *Manager) Close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		m.wg.Wait()
-		return nil
+func setRepeat(r *route, d time.Duration) {
+	r.repeat = d
+	for _, c := range r.routes {
+		setRepeat(c, d)
 	}
-	m.closed = true
-	for _, w := range m.workers {
-		close(w.queue)
+}
+
+// load restores alerts, notification state and silences from the store.
+func (m *Manager) load() error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	alerts, err := m.st.Alerts(ctx)
+	if err != nil {
+		return fmt.Errorf("alert: load alerts: %w", err)
 	}
-	m.mu.Unlock()
-	m.cancel()
-	m.wg.Wait()
+	groups, err := m.st.Groups(ctx)
+	if err != nil {
+		return fmt.Errorf("alert: load notification state: %w", err)
+	}
+	silences, err := m.st.Silences(ctx)
+	if err != nil {
+		return fmt.Errorf("alert: load silences: %w", err)
+	}
+	for _, g := range groups {
+		m.sent[groupID(g.Receiver, g.GroupKey)] = &sentEntry{at: g.SentAt, firing: toSet(g.Firing), resolved: toSet(g.Resolved)}
+	}
+	for _, s := range silences {
+		sil := silenceFromStore(s)
+		m.silences[sil.ID] = &sil
+	}
+	now := time.Now()
+	for _, sa := range alerts {
+		var rec storedAlert
+		if err := json.Unmarshal(sa.Data, &rec); err != nil {
+			return fmt.Errorf("alert: load alert %s: %w: %w", sa.Fingerprint, store.ErrCorrupt, err)
+		}
+		as := &alertState{a: rec.Alert, rule: rec.Rule, cluster: sa.Cluster, lastTrue: rec.LastTrue, groups: map[string]bool{}}
+		if as.a.State != Resolved {
+			m.alerts[sa.Fingerprint] = as
+		}
+		if as.a.State != Pending {
+			m.route(as, now)
+		}
+	}
 	return nil
 }
 
-// Evaluate runs every rule over h and s (either may be nil), updates the set of firing
-// alerts and queues deliveries: a new alert at once, a still-firing one again only after
-// the dedup window, a resolved one at once. It returns the alerts firing now, sorted by
-// severity (highest first) and name. It never waits for a notifier.
+// storedAlert is the store's Data of an alert.
+type storedAlert struct {
+	Alert    Alert     `json:"alert"`
+	Rule     string    `json:"rule"`
+	LastTrue time.Time `json:"lastTrue"`
+}
+
+func (as *alertState) record() store.Alert {
+	data, _ := json.Marshal(storedAlert{Alert: as.a, Rule: as.rule, LastTrue: as.lastTrue})
+	return store.Alert{Fingerprint: as.a.Fingerprint, Cluster: as.cluster, State: string(as.a.State),
+		ActiveAt: as.a.ActiveAt, FiredAt: as.a.StartsAt, Data: data}
+}
+
+// Close sends what is queued (within the shutdown timeout), then stops the Manager's
+// goroutines and waits for them. Notifications still undelivered then are recorded as
+// dropped; alert state stays in the store. Close is idempotent.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		m.closed = true
+		m.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), m.opts.shutdownTimeout)
+		if err := m.flush(ctx); err != nil {
+			m.log.Warn("alert: notifications still queued at shutdown are dropped", zap.Duration("timeout", m.opts.shutdownTimeout))
+		}
+		cancel()
+		m.cancel()
+		m.wg.Wait()
+		if m.opts.registerer != nil {
+			m.opts.registerer.Unregister(m.counter)
+		}
+		if m.ownStore {
+			_ = m.st.Close()
+		}
+	})
+	return nil
+}
+
+// Evaluate is EvaluateCluster for the cluster named by WithLabels' "cluster" label (or
+// none).
 func (m *Manager) Evaluate(ctx context.Context, h *health.Report, s *metrics.Snapshot) ([]Alert, error) {
+	return m.EvaluateCluster(ctx, m.opts.labels["cluster"], h, s)
+}
+
+// EvaluateCluster runs the rules of a cluster over its latest health report and metric
+// snapshot (either may be nil) and updates its alerts: a new finding goes pending, and
+// fires once it has lasted its rule's For; an alert whose finding is gone resolves
+// (after KeepFiringFor). A rule whose input is missing — a needed nil input, a Missing
+// finding, a panic — leaves its alerts as they are. Time is the data's: the newest of
+// h.Time and s.Time. It returns the cluster's firing alerts, and never waits for a
+// receiver.
+func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health.Report, s *metrics.Snapshot) ([]Alert, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	type found struct {
-		rule Rule
-		f    Finding
-	}
-	firing := map[string]found{}
-	var errs []error
-	for _, r := range m.rules {
-		fs, err := eval(r, h, s)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, f := range fs {
-			if len(m.opts.labels) > 0 {
-				l := maps.Clone(m.opts.labels)
-				maps.Copy(l, f.Labels)
-				f.Labels = l
-			}
-			fp := Fingerprint(r.Name, f.Labels)
-			if _, dup := firing[fp]; !dup {
-				firing[fp] = found{r, f}
-			}
-		}
-	}
-
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, ErrClosed
 	}
-	for fp, fd := range firing {
-		if act, ok := m.active[fp]; ok {
-			act.alert.Value, act.alert.Description = fd.f.Value, fd.f.Description
-			if now.Sub(act.lastSent) >= m.opts.dedupWindow {
-				act.lastSent = now
-				m.enqueue(act.alert)
+	in := &Input{Cluster: cluster, Health: h, Metrics: s}
+	var ht, st time.Time
+	if h != nil {
+		ht = orNow(h.Time)
+	}
+	if s != nil {
+		st = orNow(s.Time)
+		m.remember(cluster, s)
+	}
+	in.Time = later(ht, st)
+	in.History = m.snapshots[cluster]
+
+	var errs []error
+	var changed []*alertState
+	var deleted []string
+	for _, r := range m.rulesFor(cluster) {
+		key := ruleKey(r)
+		o := m.overrides[r.Name]
+		if o.Disabled {
+			continue
+		}
+		if o.For != nil {
+			r.For = *o.For
+		}
+		if o.KeepFiringFor != nil {
+			r.KeepFiringFor = *o.KeepFiringFor
+		}
+		now := in.Time
+		switch {
+		case r.Needs&NeedsHealth != 0 && r.Needs&NeedsMetrics != 0:
+			if h == nil || s == nil {
+				continue
 			}
+		case r.Needs&NeedsHealth != 0:
+			if h == nil {
+				continue
+			}
+			now = ht
+		case r.Needs&NeedsMetrics != 0:
+			if s == nil {
+				continue
+			}
+			now = st
+		}
+		fs, err := eval(r, in)
+		if err != nil {
+			errs = append(errs, err)
+			m.log.Error("alert: rule failed; its alerts keep their state", zap.String("rule", r.Name), zap.Error(err))
 			continue
 		}
-		a := Alert{
-			Fingerprint: fp,
-			Name:        fd.rule.Name,
-			Severity:    fd.rule.Severity,
-			State:       Firing,
-			Labels:      maps.Clone(fd.f.Labels),
-			Summary:     fd.rule.Summary,
-			Description: fd.f.Description,
-			Value:       fd.f.Value,
-			StartsAt:    now,
+		found, held := map[string]Finding{}, map[string]bool{}
+		for _, f := range fs {
+			labels := m.labelsFor(cluster, f.Labels)
+			fp := fingerprint(r, labels)
+			f.Labels = labels
+			if f.Missing {
+				held[fp] = true
+			} else if _, dup := found[fp]; !dup {
+				found[fp] = f
+			}
 		}
-		m.active[fp] = &activeAlert{alert: a, lastSent: now}
-		m.record(a)
-		m.enqueue(a)
-	}
-	for fp, act := range m.active {
-		if _, ok := firing[fp]; ok {
-			continue
+		for fp, f := range found {
+			if held[fp] {
+				continue
+			}
+			as := m.alerts[fp]
+			if as == nil {
+				as = &alertState{rule: key, cluster: cluster, groups: map[string]bool{}, a: Alert{
+					Fingerprint: fp, Name: r.Name, Severity: r.Severity, State: Pending, Labels: f.Labels,
+					Annotations: annotations(r), Summary: r.Summary, ActiveAt: now, GeneratorURL: m.opts.externalURL}}
+				m.alerts[fp] = as
+			}
+			if now.Before(as.lastTrue) {
+				continue // older data than already seen
+			}
+			as.lastTrue = now
+			as.a.Value, as.a.Description = f.Value, f.Description
+			if as.a.State == Pending && now.Sub(as.a.ActiveAt) >= r.For {
+				as.a.State, as.a.StartsAt = Firing, now
+				m.transition(as.a)
+			}
+			if as.a.State == Firing {
+				m.route(as, time.Now())
+			}
+			changed = append(changed, as)
 		}
-		a := act.alert
-		a.State, a.EndsAt = Resolved, now
-		delete(m.active, fp)
-		m.record(a)
-		m.enqueue(a)
+		for fp, as := range m.alerts {
+			if as.cluster != cluster || as.rule != key || held[fp] {
+				continue
+			}
+			if _, ok := found[fp]; ok {
+				continue
+			}
+			if now.Before(as.lastTrue) {
+				continue
+			}
+			switch {
+			case as.a.State == Pending:
+				delete(m.alerts, fp)
+				deleted = append(deleted, fp)
+			case r.KeepFiringFor > 0 && now.Sub(as.lastTrue) < r.KeepFiringFor:
+			default:
+				// Resolved: out of the active set; its groups keep it until they have
+				// notified the resolve, and so does the store, across a restart.
+				as.a.State, as.a.EndsAt = Resolved, now
+				m.transition(as.a)
+				delete(m.alerts, fp)
+				m.route(as, time.Now())
+				if len(as.groups) > 0 {
+					changed = append(changed, as)
+				} else {
+					deleted = append(deleted, fp)
+				}
+			}
+		}
 	}
-	return m.activeLocked(), errors.Join(errs...)
+	if err := m.persist(changed, deleted); err != nil {
+		errs = append(errs, err)
+	}
+	m.poke()
+	var out []Alert
+	for _, a := range m.alertsLocked(true) {
+		if a.Labels["cluster"] == cluster || cluster == "" {
+			out = append(out, a)
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
-// eval runs a rule, turning a panic in a caller's rule into an error.
-func eval(r Rule, h *health.Report, s *metrics.Snapshot) (fs []Finding, err error) {
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func annotations(r Rule) map[string]string {
+	if r.RunbookURL == "" {
+		return nil
+	}
+	return map[string]string{"runbook_url": r.RunbookURL}
+}
+
+// fingerprint identifies an alert: its name, severity and labels.
+func fingerprint(r Rule, labels map[string]string) string {
+	l := maps.Clone(labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l["severity"] = r.Severity.String()
+	return Fingerprint(r.Name, l)
+}
+
+func (m *Manager) labelsFor(cluster string, own map[string]string) map[string]string {
+	l := maps.Clone(m.opts.labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	if cluster != "" {
+		l["cluster"] = cluster
+	}
+	maps.Copy(l, own)
+	return l
+}
+
+// remember appends s to the cluster's history, once, and drops what no rule's window
+// reaches any more.
+func (m *Manager) remember(cluster string, s *metrics.Snapshot) {
+	h := m.snapshots[cluster]
+	if n := len(h); n > 0 && !s.Time.After(h[n-1].Time) {
+		return
+	}
+	h = append(h, s)
+	keep := m.thresholdsFor(cluster).maxWindow() + time.Minute
+	i := 0
+	for i < len(h)-1 && s.Time.Sub(h[i].Time) > keep {
+		i++
+	}
+	if i > 0 {
+		h = slices.Delete(h, 0, i)
+	}
+	if n := len(h) - maxSnapshots; n > 0 {
+		h = slices.Delete(h, 0, n)
+	}
+	m.snapshots[cluster] = h
+}
+
+// maxSnapshots bounds the history kept per cluster (4h at one snapshot per 5 s).
+const maxSnapshots = 3000
+
+func (m *Manager) thresholdsFor(cluster string) Thresholds {
+	if t, ok := m.opts.clusterThresholds[cluster]; ok {
+		return t
+	}
+	return m.opts.thresholds
+}
+
+func (m *Manager) rulesFor(cluster string) []Rule {
+	if rs, ok := m.rules[cluster]; ok {
+		return rs
+	}
+	rs := m.opts.ruleSet(m.thresholdsFor(cluster))
+	m.rules[cluster] = rs
+	return rs
+}
+
+// eval runs a rule, turning a panic into an error.
+func eval(r Rule, in *Input) (fs []Finding, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("alert: rule %s panicked: %v", r.Name, p)
 		}
 	}()
-	return r.Eval(h, s), nil
+	if r.Check != nil {
+		return r.Check(in), nil
+	}
+	return r.Eval(in.Health, in.Metrics), nil
 }
 
-// Active returns the alerts firing now, highest severity first.
+func (m *Manager) transition(a Alert) {
+	a.Labels, a.Annotations = maps.Clone(a.Labels), maps.Clone(a.Annotations)
+	m.transitions = append(m.transitions, a)
+	if n := len(m.transitions) - HistorySize; n > 0 {
+		m.transitions = slices.Delete(m.transitions, 0, n)
+	}
+}
+
+// persist writes changed alerts and deletes others; m.mu is held.
+func (m *Manager) persist(changed []*alertState, deleted []string) error {
+	if len(changed) == 0 && len(deleted) == 0 {
+		return nil
+	}
+	put := make([]store.Alert, 0, len(changed))
+	for _, as := range changed {
+		if m.alerts[as.a.Fingerprint] == as || as.a.State == Resolved {
+			put = append(put, as.record())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := m.st.PutAlerts(ctx, put, deleted); err != nil {
+		m.log.Error("alert: store write failed", zap.Error(err))
+		return fmt.Errorf("alert: store: %w", err)
+	}
+	return nil
+}
+
+// Alerts returns the pending and firing alerts, highest severity first, each with its
+// silenced and inhibited status.
+func (m *Manager) Alerts() []Alert {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.alertsLocked(false)
+}
+
+// Active returns the firing alerts, highest severity first.
 func (m *Manager) Active() []Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.activeLocked()
+	return m.alertsLocked(true)
 }
 
-func (m *Manager) activeLocked() []Alert {
-	out := make([]Alert, 0, len(m.active))
-	for _, act := range m.active {
-		a := act.alert
-		a.Labels = maps.Clone(a.Labels)
+func (m *Manager) alertsLocked(firingOnly bool) []Alert {
+	now := time.Now()
+	out := make([]Alert, 0, len(m.alerts))
+	for _, as := range m.alerts {
+		if firingOnly && as.a.State != Firing {
+			continue
+		}
+		a := as.a
+		a.Labels, a.Annotations = maps.Clone(a.Labels), maps.Clone(a.Annotations)
+		a.Status = m.status(a, now)
 		out = append(out, a)
 	}
 	slices.SortFunc(out, func(a, b Alert) int {
@@ -208,145 +529,29 @@ func (m *Manager) activeLocked() []Alert {
 func (m *Manager) History() []Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.history)
+	return slices.Clone(m.transitions)
 }
 
-// Deliveries returns the last HistorySize delivery attempts, oldest first.
+// Deliveries returns the last HistorySize delivery attempts, one per alert of a
+// notification, oldest first.
 func (m *Manager) Deliveries() []Delivery {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.deliveries)
 }
 
-// Flush waits until every delivery queued so far has succeeded or been given up, or
-// ctx ends.
-func (m *Manager) Flush(ctx context.Context) error {
-	m.mu.Lock()
-	waits := make([]chan struct{}, 0, len(m.pending))
-	for j := range m.pending {
-		waits = append(waits, j.done)
-	}
-	m.mu.Unlock()
-	for _, done := range waits {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+// NotificationQuery selects notification log records.
+type NotificationQuery = store.NotificationQuery
+
+// NotificationRecord is one entry of the notification log.
+type NotificationRecord = store.Notification
+
+// Notifications returns the notification log, newest first: one record per attempt
+// to notify a group to a receiver, with its status and (redacted) error.
+func (m *Manager) Notifications(ctx context.Context, q NotificationQuery) ([]NotificationRecord, error) {
+	return m.st.Notifications(ctx, q)
 }
 
-func (m *Manager) record(a Alert) {
-	m.history = append(m.history, a)
-	if n := len(m.history) - HistorySize; n > 0 {
-		m.history = slices.Delete(m.history, 0, n)
-	}
-}
-
-func (m *Manager) recordDelivery(d Delivery) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.deliveriesAppend(d)
-}
-
-func (m *Manager) deliveriesAppend(d Delivery) {
-	m.deliveries = append(m.deliveries, d)
-	if n := len(m.deliveries) - HistorySize; n > 0 {
-		m.deliveries = slices.Delete(m.deliveries, 0, n)
-	}
-}
-
-// enqueue hands a to every notifier's queue; m.mu is held.
-func (m *Manager) enqueue(a Alert) {
-	for _, w := range m.workers {
-		j := &job{alert: a, done: make(chan struct{})}
-		select {
-		case w.queue <- j:
-			m.pending[j] = struct{}{}
-		default:
-			close(j.done)
-			m.deliveriesAppend(Delivery{Time: time.Now(), Notifier: w.name, Fingerprint: a.Fingerprint, Name: a.Name,
-				State: a.State, Final: true, Error: ErrQueueFull.Error()})
-			m.opts.logger.Warn("alert dropped: notifier queue full", zap.String("notifier", w.name), zap.String("alert", a.Name))
-		}
-	}
-}
-
-func (m *Manager) run(w *worker) {
-	for j := range w.queue {
-		m.deliver(w, j.alert)
-		m.mu.Lock()
-		delete(m.pending, j)
-		m.mu.Unlock()
-		close(j.done)
-	}
-}
-
-// deliver tries one alert on one notifier until it is accepted, fails permanently, runs
-// out of attempts or the Manager closes.
-func (m *Manager) deliver(w *worker, a Alert) {
-	r := m.opts.retry
-	bo := backoff.New(r.MinBackoff, r.MaxBackoff)
-	for attempt := 1; ; attempt++ {
-		d := Delivery{Notifier: w.name, Fingerprint: a.Fingerprint, Name: a.Name, State: a.State, Attempt: attempt}
-		if err := m.ctx.Err(); err != nil {
-			d.Time, d.Final, d.Error = time.Now(), true, "abandoned: "+ErrClosed.Error()
-			m.recordDelivery(d)
-			return
-		}
-		err := notify(m.ctx, w.n, a)
-		d.Time = time.Now()
-		if err == nil {
-			d.Delivered, d.Final = true, true
-			m.recordDelivery(d)
-			return
-		}
-		d.Error = err.Error()
-		delay, retry := m.retryDelay(err, bo)
-		if !retry || attempt >= r.Attempts {
-			d.Final = true
-			m.recordDelivery(d)
-			m.opts.logger.Warn("alert delivery failed", zap.String("notifier", w.name), zap.String("alert", a.Name),
-				zap.Int("attempts", attempt), zap.Error(err))
-			return
-		}
-		m.recordDelivery(d)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-m.ctx.Done():
-			t.Stop()
-		}
-	}
-}
-
-// notify calls n, turning a panic in a caller's notifier into an error.
-func notify(ctx context.Context, n Notifier, a Alert) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = Permanent(fmt.Errorf("alert: notifier panicked: %v", p))
-		}
-	}()
-	return n.Notify(ctx, a)
-}
-
-// retryDelay says whether err is worth a retry and after how long: the server's
-// Retry-After (capped) when it gave one, the backoff otherwise.
-func (m *Manager) retryDelay(err error, bo *backoff.Backoff) (time.Duration, bool) {
-	var p permanent
-	if errors.As(err, &p) {
-		return 0, false
-	}
-	var he *HTTPError
-	if errors.As(err, &he) {
-		if !he.Temporary() {
-			return 0, false
-		}
-		if he.RetryAfter > 0 && m.opts.retry.MaxRetryAfter > 0 {
-			bo.Next()
-			return min(he.RetryAfter, m.opts.retry.MaxRetryAfter), true
-		}
-	}
-	return bo.Next(), true
-}
+// Flush notifies every group now — those still in group_wait included — and waits
+// until the receivers have delivered or given up, or ctx ends.
+func (m *Manager) Flush(ctx context.Context) error { return m.flush(ctx) }

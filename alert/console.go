@@ -10,8 +10,16 @@ import (
 // warn, resolutions at info.
 type Console struct{ log *zap.Logger }
 
-// NewConsole returns a notifier that logs to l.
+// NewConsole returns a receiver that logs to l.
 func NewConsole(l *zap.Logger) *Console { return &Console{log: l} }
+
+// Send logs each alert of n. It never fails.
+func (c *Console) Send(ctx context.Context, n Notification) error {
+	for _, a := range n.Alerts {
+		_ = c.Notify(ctx, a)
+	}
+	return nil
+}
 
 // Notify logs a. It never fails.
 func (c *Console) Notify(_ context.Context, a Alert) error {

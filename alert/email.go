@@ -17,14 +17,15 @@ import (
 
 // EmailConfig configures delivery by SMTP.
 type EmailConfig struct {
-	// Name of the notifier in the Manager (default "email").
+	// Name of the receiver (default "email").
 	Name string
 	// Addr is the server's host:port. Required.
 	Addr string
 	// From is the sender address and To the recipients. Required, RFC 5322 addresses.
 	From string
 	To   []string
-	// Username and Password enable PLAIN authentication (after STARTTLS).
+	// Username and Password enable PLAIN authentication (after STARTTLS). The password
+	// is a secret, never logged.
 	Username, Password string
 	// TLS configures STARTTLS (default: verify the server against Addr's host).
 	TLS *tls.Config
@@ -43,32 +44,38 @@ type Email struct {
 	to   []string
 }
 
-// NewEmail validates cfg and returns the notifier.
+// NewEmail validates cfg and returns the receiver. A username with AllowPlaintext to a
+// server other than localhost is refused: Go's PLAIN authentication never sends
+// credentials over an unencrypted connection, so such mail could never be delivered.
 func NewEmail(cfg EmailConfig) (*Email, error) {
 	host, _, err := net.SplitHostPort(cfg.Addr)
 	if err != nil || host == "" {
-		return nil, fmt.Errorf("%w: email: address %q is not host:port", ErrInvalidNotifier, cfg.Addr)
+		return nil, fieldErr("addr", "%q is not host:port", cfg.Addr)
 	}
 	from, err := mail.ParseAddress(cfg.From)
 	if err != nil {
-		return nil, fmt.Errorf("%w: email: sender %q: %v", ErrInvalidNotifier, cfg.From, err)
+		return nil, fieldErr("from", "%q: %v", cfg.From, err)
 	}
 	if len(cfg.To) == 0 {
-		return nil, fmt.Errorf("%w: email: no recipients", ErrInvalidNotifier)
+		return nil, fieldErr("to", "no recipients")
 	}
 	e := &Email{cfg: cfg, host: host, from: from.Address}
-	for _, t := range cfg.To {
+	for i, t := range cfg.To {
 		a, err := mail.ParseAddress(t)
 		if err != nil {
-			return nil, fmt.Errorf("%w: email: recipient %q: %v", ErrInvalidNotifier, t, err)
+			return nil, fieldErr(fmt.Sprintf("to[%d]", i), "%q: %v", t, err)
 		}
 		e.to = append(e.to, a.Address)
 	}
 	if (cfg.Username == "") != (cfg.Password == "") {
-		return nil, fmt.Errorf("%w: email: username and password go together", ErrInvalidNotifier)
+		return nil, fieldErr("username", "username and password go together")
+	}
+	if cfg.Username != "" && cfg.AllowPlaintext && host != "localhost" && host != "127.0.0.1" && host != "::1" {
+		return nil, fieldErr("allow_plaintext", "with a username, mail to %s is never delivered without STARTTLS: "+
+			"Go's PLAIN authentication refuses to send credentials unencrypted (drop allow_plaintext or the credentials)", hostOnly(cfg.Addr))
 	}
 	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("%w: email: negative timeout", ErrInvalidNotifier)
+		return nil, fieldErr("timeout", "negative duration %v", cfg.Timeout)
 	}
 	if e.cfg.Timeout == 0 {
 		e.cfg.Timeout = DefaultHTTPTimeout
@@ -76,37 +83,82 @@ func NewEmail(cfg EmailConfig) (*Email, error) {
 	return e, nil
 }
 
-// Message returns the mail (headers and body) Notify sends for a.
-func (e *Email) Message(a Alert) []byte {
+// headerSafe removes CR and LF (and other control characters) from a header value, so
+// no label or member name can inject headers.
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// MessageFor returns the mail (headers and body) Send sends for n.
+func (e *Email) MessageFor(n Notification) []byte {
 	var b bytes.Buffer
-	subject := fmt.Sprintf("[%s] %s (%s)", strings.ToUpper(string(a.State)), a.Name, a.Severity)
-	if m := a.Labels["member"]; m != "" {
-		subject += " member " + m
+	name := n.GroupLabels["alertname"]
+	if name == "" && len(n.Alerts) > 0 {
+		name = n.Alerts[0].Name
 	}
-	fmt.Fprintf(&b, "From: %s\r\n", e.cfg.From)
-	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(e.cfg.To, ", "))
-	fmt.Fprintf(&b, "Subject: %s\r\n", subject)
+	subject := fmt.Sprintf("[%s", strings.ToUpper(string(n.Status)))
+	if n.Status == Firing {
+		subject += fmt.Sprintf(":%d", len(n.Firing()))
+	}
+	subject += "] " + name
+	if len(n.Alerts) == 1 {
+		a := n.Alerts[0]
+		subject += fmt.Sprintf(" (%s)", a.Severity)
+		if m := a.Labels["member"]; m != "" {
+			subject += " member " + m
+		}
+	}
+	if c := n.GroupLabels["cluster"]; c != "" {
+		subject += " cluster " + c
+	}
+	fmt.Fprintf(&b, "From: %s\r\n", headerSafe(e.cfg.From))
+	fmt.Fprintf(&b, "To: %s\r\n", headerSafe(strings.Join(e.cfg.To, ", ")))
+	fmt.Fprintf(&b, "Subject: %s\r\n", headerSafe(subject))
 	fmt.Fprintf(&b, "Date: %s\r\n", time.Now().Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "X-Etcd-Monitor-Fingerprint: %s\r\n", a.Fingerprint)
+	fmt.Fprintf(&b, "X-Etcd-Monitor-Group: %s\r\n", groupHash(n.Receiver, n.GroupKey))
+	if len(n.Alerts) == 1 {
+		fmt.Fprintf(&b, "X-Etcd-Monitor-Fingerprint: %s\r\n", n.Alerts[0].Fingerprint)
+	}
 	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
-	fmt.Fprintf(&b, "%s\r\n\r\n", a.Summary)
-	if a.Description != "" {
-		fmt.Fprintf(&b, "%s\r\n\r\n", a.Description)
+	for i, a := range n.Alerts {
+		if i > 0 {
+			b.WriteString("\r\n----\r\n\r\n")
+		}
+		fmt.Fprintf(&b, "%s\r\n\r\n", a.Summary)
+		if a.Description != "" {
+			fmt.Fprintf(&b, "%s\r\n\r\n", a.Description)
+		}
+		fmt.Fprintf(&b, "Alert:       %s\r\nState:       %s\r\nSeverity:    %s\r\nStarted:     %s\r\n",
+			a.Name, a.State, a.Severity, a.StartsAt.UTC().Format(time.RFC3339))
+		if !a.EndsAt.IsZero() {
+			fmt.Fprintf(&b, "Ended:       %s\r\n", a.EndsAt.UTC().Format(time.RFC3339))
+		}
+		for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
+			fmt.Fprintf(&b, "%-12s %s\r\n", k+":", a.Labels[k])
+		}
+		if rb := a.Annotations["runbook_url"]; rb != "" {
+			fmt.Fprintf(&b, "Runbook:     %s\r\n", rb)
+		}
+		fmt.Fprintf(&b, "Fingerprint: %s\r\n", a.Fingerprint)
 	}
-	fmt.Fprintf(&b, "Alert:       %s\r\nState:       %s\r\nSeverity:    %s\r\nStarted:     %s\r\n",
-		a.Name, a.State, a.Severity, a.StartsAt.UTC().Format(time.RFC3339))
-	if !a.EndsAt.IsZero() {
-		fmt.Fprintf(&b, "Ended:       %s\r\n", a.EndsAt.UTC().Format(time.RFC3339))
-	}
-	for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
-		fmt.Fprintf(&b, "%-12s %s\r\n", k+":", a.Labels[k])
-	}
-	fmt.Fprintf(&b, "Fingerprint: %s\r\n", a.Fingerprint)
 	return b.Bytes()
 }
 
+// Message returns the mail Notify sends for a alone.
+func (e *Email) Message(a Alert) []byte { return e.MessageFor(single(e.cfg.Name, a)) }
+
+// Send sends n's mail.
+func (e *Email) Send(ctx context.Context, n Notification) error { return e.send(ctx, e.MessageFor(n)) }
+
 // Notify sends a's mail.
-func (e *Email) Notify(ctx context.Context, a Alert) error {
+func (e *Email) Notify(ctx context.Context, a Alert) error { return e.send(ctx, e.Message(a)) }
+
+func (e *Email) send(ctx context.Context, msg []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 	defer cancel()
 	var d net.Dialer
@@ -128,7 +180,7 @@ func (e *Email) Notify(ctx context.Context, a Alert) error {
 		return fmt.Errorf("%w: email: %w", ErrDelivery, err)
 	}
 	defer c.Close()
-	if err := e.send(c, a); err != nil {
+	if err := e.session(c, msg); err != nil {
 		return fmt.Errorf("%w: email: %w", ErrDelivery, err)
 	}
 	return nil
@@ -136,7 +188,7 @@ func (e *Email) Notify(ctx context.Context, a Alert) error {
 
 var errNoStartTLS = errors.New("server does not offer STARTTLS")
 
-func (e *Email) send(c *smtp.Client, a Alert) error {
+func (e *Email) session(c *smtp.Client, msg []byte) error {
 	if err := c.Hello("localhost"); err != nil {
 		return err
 	}
@@ -173,7 +225,7 @@ func (e *Email) send(c *smtp.Client, a Alert) error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(e.Message(a)); err != nil {
+	if _, err := w.Write(msg); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {

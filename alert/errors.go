@@ -7,21 +7,52 @@ import (
 )
 
 var (
-	// ErrInvalidThreshold means a threshold passed to New is out of range.
-	ErrInvalidThreshold = errors.New("alert: invalid threshold")
-	// ErrInvalidNotifier means a notifier's settings are unusable.
-	ErrInvalidNotifier = errors.New("alert: invalid notifier")
-	// ErrInvalidOption means another option passed to New is unusable.
-	ErrInvalidOption = errors.New("alert: invalid option")
+	// ErrInvalidArgument means an argument, option or configuration value is unusable.
+	// Such errors are *FieldError values naming the field.
+	ErrInvalidArgument = errors.New("alert: invalid argument")
+	// ErrSilenceNotFound means no silence has the given ID.
+	ErrSilenceNotFound = errors.New("alert: silence not found")
 	// ErrClosed is returned by calls on a closed Manager.
 	ErrClosed = errors.New("alert: manager closed")
-	// ErrDelivery means a notifier did not accept an alert.
+	// ErrDelivery means a receiver did not accept a notification.
 	ErrDelivery = errors.New("alert: delivery failed")
-	// ErrQueueFull means a notifier's queue was full and the alert was not queued.
-	ErrQueueFull = errors.New("alert: notifier queue full")
+	// ErrQueueFull means a receiver's queue was full and a notification was dropped.
+	ErrQueueFull = errors.New("alert: receiver queue full")
 )
 
-// HTTPError is a non-2xx answer from an HTTP notifier. It matches ErrDelivery.
+// FieldError is an invalid value, named by its path in the configuration or request
+// (for example "route.routes[1].matchers[0]" or "endsAt"). It matches
+// ErrInvalidArgument.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("alert: invalid argument: %s: %s", e.Field, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalidArgument) true.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalidArgument }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// prefix adds a parent path to a FieldError's field; other errors pass through.
+func prefix(p string, err error) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		f := fe.Field
+		if p != "" && f != "" && f[0] != '[' {
+			f = "." + f
+		}
+		return &FieldError{Field: p + f, Reason: fe.Reason}
+	}
+	return err
+}
+
+// HTTPError is a non-2xx answer from an HTTP receiver. It matches ErrDelivery.
 type HTTPError struct {
 	StatusCode int
 	// RetryAfter is the delay the server asked for (Retry-After), zero if none.
@@ -51,7 +82,7 @@ type permanent struct{ err error }
 func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
 
-// Permanent wraps err so that the Manager does not retry the delivery. Notifiers return
+// Permanent wraps err so that the Manager does not retry the delivery. Receivers return
 // it for errors such as a rejected recipient.
 func Permanent(err error) error {
 	if err == nil {

@@ -8,315 +8,236 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 )
 
-// Rule turns a health report and a metric snapshot into findings. Either input may be
-// nil (the caller had only one of them); a rule with nothing to look at finds nothing.
+// Needs says which inputs a rule cannot do without. When a needed input is missing
+// from an evaluation, the rule is not run and its alerts keep their state.
+type Needs int
+
+// Inputs a rule may need.
+const (
+	NeedsHealth Needs = 1 << iota
+	NeedsMetrics
+)
+
+// Rule turns health reports and metric snapshots into findings. Its alerts go pending
+// when first found, fire once found for For, and resolve when no longer found (after
+// KeepFiringFor), with Prometheus' semantics.
 type Rule struct {
-	// Name is the alert name, such as "EtcdNoLeader".
+	// Name is the alert name, such as "EtcdNoLeader". Two rules may share a name when
+	// their severities differ (a warning and a critical tier).
 	Name     string
 	Severity Severity
 	// Summary is the one-line text of the alert.
 	Summary string
-	// Eval returns one Finding per firing instance (none when all is well). It runs on
-	// the Manager's evaluating goroutine and must not block.
+	// For is how long a finding must persist before its alert fires (0: at once).
+	For time.Duration
+	// KeepFiringFor keeps a firing alert firing that long after its finding is gone, so
+	// a flapping condition does not resolve and re-fire.
+	KeepFiringFor time.Duration
+	// RunbookURL is sent as the "runbook_url" annotation.
+	RunbookURL string
+	// Needs lists the inputs without which the rule is not run (its alerts hold).
+	Needs Needs
+	// Eval returns one Finding per instance whose condition holds. Either input may be
+	// nil unless Needs says otherwise. It runs on the evaluating goroutine and must not
+	// block. Set Eval or Check.
 	Eval func(h *health.Report, s *metrics.Snapshot) []Finding
+	// Check is Eval with the history of snapshots, for rules over windows.
+	Check func(in *Input) []Finding
 }
 
-// Finding is one firing instance of a rule.
+// Input is what a rule's Check sees.
+type Input struct {
+	Cluster string
+	// Time is the evaluation's time: the newest of Health.Time and Metrics.Time.
+	Time    time.Time
+	Health  *health.Report
+	Metrics *metrics.Snapshot
+	// History holds the cluster's snapshots, oldest first, ending with Metrics when it
+	// is not nil; it spans at least the longest window of the thresholds.
+	History []*metrics.Snapshot
+}
+
+// Finding is one instance of a rule's condition.
 type Finding struct {
 	Labels      map[string]string
 	Value       float64
 	Description string
+	// Missing says the rule could not tell for this instance (its input is missing, as
+	// when a member's /metrics failed): the alert with these labels keeps its state.
+	Missing bool
 }
 
-// Thresholds parameterise the default rules. Zero values are invalid; start from
-// DefaultThresholds.
+// MemberLabels returns the labels of a per-member finding: "member_id" (the identity,
+// 16 hex digits) and "member" (the name, shown to people).
+func MemberLabels(id uint64, name string) map[string]string {
+	return map[string]string{"member_id": fmt.Sprintf("%016x", id), "member": name}
+}
+
+// RunbookBase is where the built-in rules' runbooks live: the etcd mixin's runbooks.
+const RunbookBase = "https://github.com/etcd-monitor/etcd-monitor/blob/main/docs/runbooks.md#"
+
+func runbook(name string) string { return RunbookBase + lower(name) }
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// Thresholds parameterise the default rules. Start from DefaultThresholds; YAML
+// decoding does.
 type Thresholds struct {
-	// LeaderChanges within LeaderChangesWindow fire EtcdHighNumberOfLeaderChanges (4 in 15m).
-	LeaderChanges       int
-	LeaderChangesWindow time.Duration
-	// FailedProposalsPerHour fires EtcdHighNumberOfFailedProposals (5).
-	FailedProposalsPerHour float64
-	// FsyncP99 and CommitP99 fire EtcdHighFsyncDurations (500ms) and
-	// EtcdHighCommitDurations (250ms).
-	FsyncP99  time.Duration
-	CommitP99 time.Duration
+	// LeaderChanges within LeaderChangesWindow (etcd_server_leader_changes_seen_total's
+	// increase) fire EtcdHighNumberOfLeaderChanges (mixin: 4 in 15m).
+	LeaderChanges       int           `yaml:"leader_changes" json:"leader_changes"`
+	LeaderChangesWindow time.Duration `yaml:"leader_changes_window" json:"leader_changes_window"`
+	// FailedProposals within FailedProposalsWindow fire EtcdHighNumberOfFailedProposals
+	// (5 in 15m).
+	FailedProposals       float64       `yaml:"failed_proposals" json:"failed_proposals"`
+	FailedProposalsWindow time.Duration `yaml:"failed_proposals_window" json:"failed_proposals_window"`
+	// GRPCFailedWarning and GRPCFailedCritical are the shares (0..1) of unary gRPC
+	// requests failing with a server-side code over GRPCWindow (mixin: 1%, 5% over 5m).
+	GRPCFailedWarning  float64       `yaml:"grpc_failed_warning" json:"grpc_failed_warning"`
+	GRPCFailedCritical float64       `yaml:"grpc_failed_critical" json:"grpc_failed_critical"`
+	GRPCWindow         time.Duration `yaml:"grpc_window" json:"grpc_window"`
+	// HistogramWindow is the window of the latency percentiles below (mixin: 5m).
+	HistogramWindow time.Duration `yaml:"histogram_window" json:"histogram_window"`
+	// PeerRTTP99 fires EtcdMemberCommunicationSlow (150ms).
+	PeerRTTP99 time.Duration `yaml:"peer_rtt_p99" json:"peer_rtt_p99"`
+	// FsyncP99 and FsyncP99Critical fire EtcdHighFsyncDurations (500ms, 1s); CommitP99
+	// fires EtcdHighCommitDurations (250ms).
+	FsyncP99         time.Duration `yaml:"fsync_p99" json:"fsync_p99"`
+	FsyncP99Critical time.Duration `yaml:"fsync_p99_critical" json:"fsync_p99_critical"`
+	CommitP99        time.Duration `yaml:"commit_p99" json:"commit_p99"`
+	// ProposalsPending is the average of pending proposals over HistogramWindow that
+	// fires EtcdHighNumberOfPendingProposals (5).
+	ProposalsPending float64 `yaml:"proposals_pending" json:"proposals_pending"`
 	// QuotaUsed is the DB size / quota ratio that fires EtcdDatabaseQuotaLowSpace (0.95).
-	QuotaUsed float64
-	// FillWithin fires EtcdExcessiveDatabaseGrowth when the DB's growth rate would fill
-	// the quota within it (4h).
-	FillWithin time.Duration
+	QuotaUsed float64 `yaml:"quota_used" json:"quota_used"`
+	// FillWithin fires EtcdExcessiveDatabaseGrowth when a linear regression of the DB
+	// size over GrowthWindow (at least GrowthMinSpan of samples) predicts the quota full
+	// within it (4h, over 4h, at least 1h).
+	FillWithin    time.Duration `yaml:"fill_within" json:"fill_within"`
+	GrowthWindow  time.Duration `yaml:"growth_window" json:"growth_window"`
+	GrowthMinSpan time.Duration `yaml:"growth_min_span" json:"growth_min_span"`
 	// Fragmentation is the in-use / size ratio below which EtcdDatabaseHighFragmentationRatio
 	// fires (0.5), for databases whose in-use size exceeds FragmentationMinInUse (100 MiB).
-	Fragmentation         float64
-	FragmentationMinInUse int64
+	Fragmentation         float64 `yaml:"fragmentation" json:"fragmentation"`
+	FragmentationMinInUse int64   `yaml:"fragmentation_min_in_use" json:"fragmentation_min_in_use"`
 	// RequestLatencyP99 fires EtcdHighRequestLatency on probe latency (150ms).
-	RequestLatencyP99 time.Duration
-	// RaftIndexLag fires EtcdRaftIndexLag for a member whose raft index trails the
-	// leader's by more (1000 entries).
-	RaftIndexLag uint64
+	RequestLatencyP99 time.Duration `yaml:"request_latency_p99" json:"request_latency_p99"`
+	// RaftIndexLag and RaftLagBehind fire EtcdRaftIndexLag for a member whose raft
+	// index trails the leader's by more than RaftIndexLag entries and, when the leader's
+	// apply rate is known, by more than RaftLagBehind of its applies (1000, 5s).
+	RaftIndexLag  uint64        `yaml:"raft_index_lag" json:"raft_index_lag"`
+	RaftLagBehind time.Duration `yaml:"raft_lag_behind" json:"raft_lag_behind"`
+	// DiskFree is the share of the data directory's filesystem left free below which
+	// EtcdDiskSpaceLow fires, where members expose it (0.1).
+	DiskFree float64 `yaml:"disk_free" json:"disk_free"`
 }
 
 // DefaultThresholds returns the thresholds of the etcd mixin where it has one.
 func DefaultThresholds() Thresholds {
 	return Thresholds{
-		LeaderChanges:          4,
-		LeaderChangesWindow:    15 * time.Minute,
-		FailedProposalsPerHour: 5,
-		FsyncP99:               500 * time.Millisecond,
-		CommitP99:              250 * time.Millisecond,
-		QuotaUsed:              0.95,
-		FillWithin:             4 * time.Hour,
-		Fragmentation:          0.5,
-		FragmentationMinInUse:  100 << 20,
-		RequestLatencyP99:      150 * time.Millisecond,
-		RaftIndexLag:           1000,
+		LeaderChanges:         4,
+		LeaderChangesWindow:   15 * time.Minute,
+		FailedProposals:       5,
+		FailedProposalsWindow: 15 * time.Minute,
+		GRPCFailedWarning:     0.01,
+		GRPCFailedCritical:    0.05,
+		GRPCWindow:            5 * time.Minute,
+		HistogramWindow:       5 * time.Minute,
+		PeerRTTP99:            150 * time.Millisecond,
+		FsyncP99:              500 * time.Millisecond,
+		FsyncP99Critical:      time.Second,
+		CommitP99:             250 * time.Millisecond,
+		ProposalsPending:      5,
+		QuotaUsed:             0.95,
+		FillWithin:            4 * time.Hour,
+		GrowthWindow:          4 * time.Hour,
+		GrowthMinSpan:         time.Hour,
+		Fragmentation:         0.5,
+		FragmentationMinInUse: 100 << 20,
+		RequestLatencyP99:     150 * time.Millisecond,
+		RaftIndexLag:          1000,
+		RaftLagBehind:         5 * time.Second,
+		DiskFree:              0.1,
 	}
 }
 
-// Validate reports the first threshold out of range.
+// maxWindow is the longest window a rule looks back over.
+func (t Thresholds) maxWindow() time.Duration {
+	return max(t.LeaderChangesWindow, t.FailedProposalsWindow, t.GRPCWindow, t.HistogramWindow, t.GrowthWindow)
+}
+
+// Validate reports the first threshold out of range, naming its YAML field.
 func (t Thresholds) Validate() error {
-	bad := func(name string, v any) error {
-		return fmt.Errorf("%w: %s = %v", ErrInvalidThreshold, name, v)
+	bad := func(name string, v any, want string) error {
+		return fieldErr(name, "%v out of range (want %s)", v, want)
 	}
-	switch {
-	case t.LeaderChanges < 1:
-		return bad("LeaderChanges", t.LeaderChanges)
-	case t.LeaderChangesWindow <= 0:
-		return bad("LeaderChangesWindow", t.LeaderChangesWindow)
-	case t.FailedProposalsPerHour <= 0:
-		return bad("FailedProposalsPerHour", t.FailedProposalsPerHour)
-	case t.FsyncP99 <= 0:
-		return bad("FsyncP99", t.FsyncP99)
-	case t.CommitP99 <= 0:
-		return bad("CommitP99", t.CommitP99)
-	case t.QuotaUsed <= 0 || t.QuotaUsed > 1:
-		return bad("QuotaUsed (want (0, 1])", t.QuotaUsed)
-	case t.FillWithin <= 0:
-		return bad("FillWithin", t.FillWithin)
-	case t.Fragmentation <= 0 || t.Fragmentation >= 1:
-		return bad("Fragmentation (want (0, 1))", t.Fragmentation)
-	case t.FragmentationMinInUse < 0:
-		return bad("FragmentationMinInUse", t.FragmentationMinInUse)
-	case t.RequestLatencyP99 <= 0:
-		return bad("RequestLatencyP99", t.RequestLatencyP99)
-	case t.RaftIndexLag < 1:
-		return bad("RaftIndexLag", t.RaftIndexLag)
+	pos := func(name string, d time.Duration) error {
+		if d <= 0 {
+			return bad(name, d, "a positive duration")
+		}
+		return nil
+	}
+	ratio := func(name string, v float64) error {
+		if !(v > 0 && v < 1) {
+			return bad(name, v, "(0, 1)")
+		}
+		return nil
+	}
+	if t.LeaderChanges < 1 {
+		return bad("leader_changes", t.LeaderChanges, ">= 1")
+	}
+	if t.FailedProposals <= 0 {
+		return bad("failed_proposals", t.FailedProposals, "> 0")
+	}
+	if t.ProposalsPending <= 0 {
+		return bad("proposals_pending", t.ProposalsPending, "> 0")
+	}
+	if t.QuotaUsed <= 0 || t.QuotaUsed > 1 {
+		return bad("quota_used", t.QuotaUsed, "(0, 1]")
+	}
+	if t.FragmentationMinInUse < 0 {
+		return bad("fragmentation_min_in_use", t.FragmentationMinInUse, ">= 0")
+	}
+	if t.RaftIndexLag < 1 {
+		return bad("raft_index_lag", t.RaftIndexLag, ">= 1")
+	}
+	if t.GRPCFailedCritical < t.GRPCFailedWarning {
+		return bad("grpc_failed_critical", t.GRPCFailedCritical, ">= grpc_failed_warning")
+	}
+	if t.FsyncP99Critical < t.FsyncP99 {
+		return bad("fsync_p99_critical", t.FsyncP99Critical, ">= fsync_p99")
+	}
+	if t.GrowthMinSpan > t.GrowthWindow {
+		return bad("growth_min_span", t.GrowthMinSpan, "<= growth_window")
+	}
+	for _, c := range []struct {
+		n string
+		d time.Duration
+	}{{"leader_changes_window", t.LeaderChangesWindow}, {"failed_proposals_window", t.FailedProposalsWindow},
+		{"grpc_window", t.GRPCWindow}, {"histogram_window", t.HistogramWindow}, {"peer_rtt_p99", t.PeerRTTP99},
+		{"fsync_p99", t.FsyncP99}, {"fsync_p99_critical", t.FsyncP99Critical}, {"commit_p99", t.CommitP99},
+		{"fill_within", t.FillWithin}, {"growth_window", t.GrowthWindow}, {"growth_min_span", t.GrowthMinSpan},
+		{"request_latency_p99", t.RequestLatencyP99}, {"raft_lag_behind", t.RaftLagBehind}} {
+		if err := pos(c.n, c.d); err != nil {
+			return err
+		}
+	}
+	for _, c := range []struct {
+		n string
+		v float64
+	}{{"grpc_failed_warning", t.GRPCFailedWarning}, {"grpc_failed_critical", t.GRPCFailedCritical},
+		{"fragmentation", t.Fragmentation}, {"disk_free", t.DiskFree}} {
+		if err := ratio(c.n, c.v); err != nil {
+			return err
+		}
 	}
 	return nil
-}
-
-func member(name string) map[string]string { return map[string]string{"member": name} }
-
-// DefaultRules returns the default rule set for t: the etcd mixin's rules plus split
-// brain, partition, raft index lag and alarms.
-func DefaultRules(t Thresholds) []Rule {
-	return []Rule{
-		{Name: "EtcdNoLeader", Severity: Critical, Summary: "etcd member has no leader",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []Finding {
-				var out []Finding
-				if h == nil {
-					return nil
-				}
-				for _, m := range h.Members {
-					if m.Reachable && m.Status.Leader == 0 {
-						out = append(out, Finding{Labels: member(m.Name), Description: fmt.Sprintf("member %s (%x) sees no leader", m.Name, m.Member.ID)})
-					}
-				}
-				return out
-			}},
-		{Name: "EtcdInsufficientMembers", Severity: Critical, Summary: "etcd cluster has lost quorum",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []Finding {
-				if h == nil || h.Quorum.HasQuorum {
-					return nil
-				}
-				return []Finding{{Value: float64(h.Quorum.Healthy),
-					Description: fmt.Sprintf("%d of %d voting members healthy, quorum needs %d", h.Quorum.Healthy, h.Quorum.Voters, h.Quorum.Size)}}
-			}},
-		{Name: "EtcdMembersDown", Severity: Warning, Summary: "etcd member is down",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []Finding {
-				if h == nil {
-					return nil
-				}
-				var out []Finding
-				for _, m := range h.Members {
-					if !m.Reachable {
-						out = append(out, Finding{Labels: member(m.Name), Description: fmt.Sprintf("member %s unreachable: %s", m.Name, m.Error)})
-					}
-				}
-				return out
-			}},
-		{Name: "EtcdHighNumberOfLeaderChanges", Severity: Warning, Summary: "etcd cluster changes leader often",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []Finding {
-				if h == nil {
-					return nil
-				}
-				n := 0
-				for _, c := range h.LeaderHistory {
-					if c.From != 0 && h.Time.Sub(c.Time) <= t.LeaderChangesWindow {
-						n++
-					}
-				}
-				if n < t.LeaderChanges {
-					return nil
-				}
-				return []Finding{{Value: float64(n), Description: fmt.Sprintf("%d leader changes within %v", n, t.LeaderChangesWindow)}}
-			}},
-		memberRule("EtcdHighNumberOfFailedProposals", Warning, "etcd member has failed proposals",
-			func(m metrics.MemberMetrics) (float64, bool, string) {
-				v := m.Raft.ProposalsFailedRate * 3600
-				return v, v > t.FailedProposalsPerHour, fmt.Sprintf("%.1f failed proposals per hour", v)
-			}),
-		memberRule("EtcdHighFsyncDurations", Warning, "etcd WAL fsync is slow",
-			func(m metrics.MemberMetrics) (float64, bool, string) {
-				return m.WALFsync.P99.Seconds(), m.WALFsync.Count > 0 && m.WALFsync.P99 > t.FsyncP99,
-					fmt.Sprintf("WAL fsync p99 %v (%.1f%% over 16ms)", m.WALFsync.P99, 100*m.WALFsync.Over16ms)
-			}),
-		memberRule("EtcdHighCommitDurations", Warning, "etcd backend commit is slow",
-			func(m metrics.MemberMetrics) (float64, bool, string) {
-				return m.BackendCommit.P99.Seconds(), m.BackendCommit.Count > 0 && m.BackendCommit.P99 > t.CommitP99,
-					fmt.Sprintf("backend commit p99 %v", m.BackendCommit.P99)
-			}),
-		{Name: "EtcdDatabaseQuotaLowSpace", Severity: Critical, Summary: "etcd database is nearly full",
-			Eval: func(h *health.Report, s *metrics.Snapshot) []Finding {
-				var out []Finding
-				for _, d := range dbSizes(h, s) {
-					if d.quota > 0 {
-						if r := float64(d.size) / float64(d.quota); r > t.QuotaUsed {
-							out = append(out, Finding{Labels: member(d.name), Value: r,
-								Description: fmt.Sprintf("database uses %.1f%% of its %d-byte quota", 100*r, d.quota)})
-						}
-					}
-				}
-				return out
-			}},
-		memberRule("EtcdExcessiveDatabaseGrowth", Warning, "etcd database will fill its quota soon",
-			func(m metrics.MemberMetrics) (float64, bool, string) {
-				if m.DB.GrowthRate <= 0 || m.DB.Quota <= 0 {
-					return 0, false, ""
-				}
-				left := time.Duration(float64(m.DB.Quota-m.DB.Size) / m.DB.GrowthRate * float64(time.Second))
-				return left.Seconds(), left < t.FillWithin, fmt.Sprintf("at %.0f B/s the quota is full in %v", m.DB.GrowthRate, left.Round(time.Second))
-			}),
-		{Name: "EtcdDatabaseHighFragmentationRatio", Severity: Warning, Summary: "etcd database is fragmented; defragment it",
-			Eval: func(h *health.Report, s *metrics.Snapshot) []Finding {
-				var out []Finding
-				for _, d := range dbSizes(h, s) {
-					if d.size > 0 && d.inUse > t.FragmentationMinInUse {
-						if r := float64(d.inUse) / float64(d.size); r < t.Fragmentation {
-							out = append(out, Finding{Labels: member(d.name), Value: r,
-								Description: fmt.Sprintf("%.1f%% of the %d-byte database in use", 100*r, d.size)})
-						}
-					}
-				}
-				return out
-			}},
-		memberRule("EtcdHighRequestLatency", Warning, "etcd requests are slow",
-			func(m metrics.MemberMetrics) (float64, bool, string) {
-				return m.Latency.P99.Seconds(), m.Latency.Samples > 0 && m.Latency.P99 > t.RequestLatencyP99,
-					fmt.Sprintf("probe p99 %v over %d samples", m.Latency.P99, m.Latency.Samples)
-			}),
-		{Name: "EtcdSplitBrain", Severity: Critical, Summary: "etcd members disagree about the leader or the cluster",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []Finding {
-				if h == nil || !h.SplitBrain.Detected {
-					return nil
-				}
-				return []Finding{{Value: float64(h.SplitBrain.Term), Description: h.SplitBrain.Reason}}
-			}},
-		{Name: "EtcdMemberPartitioned", Severity: Critical, Summary: "etcd member is cut off from its peers",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []Finding {
-				if h == nil {
-					return nil
-				}
-				var out []Finding
-				for _, p := range h.Partition.Members {
-					if p.Reason == health.ReasonNoLeader {
-						out = append(out, Finding{Labels: member(p.Name),
-							Description: fmt.Sprintf("member %s is reachable but sees no leader while the cluster has one", p.Name)})
-					}
-				}
-				return out
-			}},
-		{Name: "EtcdRaftIndexLag", Severity: Warning, Summary: "etcd member lags the leader",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []Finding {
-				if h == nil {
-					return nil
-				}
-				lead, ok := h.Member(h.Leader.ID)
-				if !ok || !lead.Reachable {
-					return nil
-				}
-				var out []Finding
-				for _, m := range h.Members {
-					if m.Reachable && lead.RaftIndex > m.RaftIndex && lead.RaftIndex-m.RaftIndex > t.RaftIndexLag {
-						lag := lead.RaftIndex - m.RaftIndex
-						out = append(out, Finding{Labels: member(m.Name), Value: float64(lag),
-							Description: fmt.Sprintf("raft index %d behind the leader", lag)})
-					}
-				}
-				return out
-			}},
-		{Name: "EtcdAlarm", Severity: Critical, Summary: "etcd alarm raised",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []Finding {
-				if h == nil {
-					return nil
-				}
-				var out []Finding
-				for _, a := range h.Alarms {
-					name := fmt.Sprintf("%x", a.MemberID)
-					if m, ok := h.Member(a.MemberID); ok {
-						name = m.Name
-					}
-					out = append(out, Finding{Labels: map[string]string{"member": name, "alarm": a.Type},
-						Description: fmt.Sprintf("alarm %s on member %s", a.Type, name)})
-				}
-				return out
-			}},
-	}
-}
-
-// memberRule builds a rule over each scraped member of a snapshot.
-func memberRule(name string, sev Severity, summary string, check func(metrics.MemberMetrics) (float64, bool, string)) Rule {
-	return Rule{Name: name, Severity: sev, Summary: summary,
-		Eval: func(_ *health.Report, s *metrics.Snapshot) []Finding {
-			if s == nil {
-				return nil
-			}
-			var out []Finding
-			for _, m := range s.Members {
-				if !m.Scraped && m.Latency.Samples == 0 {
-					continue
-				}
-				if v, firing, desc := check(m); firing {
-					out = append(out, Finding{Labels: member(m.Name), Value: v, Description: desc})
-				}
-			}
-			return out
-		}}
-}
-
-type dbSize struct {
-	name               string
-	size, inUse, quota int64
-}
-
-// dbSizes prefers the snapshot's scraped sizes and falls back to the report's statuses.
-func dbSizes(h *health.Report, s *metrics.Snapshot) []dbSize {
-	var out []dbSize
-	seen := map[string]bool{}
-	if s != nil {
-		for _, m := range s.Members {
-			if m.Scraped {
-				out = append(out, dbSize{m.Name, m.DB.Size, m.DB.InUse, m.DB.Quota})
-				seen[m.Name] = true
-			}
-		}
-	}
-	if h != nil {
-		for _, m := range h.Members {
-			if m.Reachable && !seen[m.Name] {
-				out = append(out, dbSize{m.Name, m.DBSize, m.DBSizeInUse, m.DBSizeQuota})
-			}
-		}
-	}
-	return out
 }

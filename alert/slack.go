@@ -3,36 +3,38 @@ package alert
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
 	"strings"
+	"time"
 )
 
 // SlackConfig configures a Slack incoming webhook.
 type SlackConfig struct {
-	// Name of the notifier in the Manager (default "slack").
+	// Name of the receiver (default "slack").
 	Name string
-	// WebhookURL is the incoming webhook URL. Required, http or https.
+	// WebhookURL is the incoming webhook URL. Required, http or https. Its path is a
+	// secret and is never logged.
 	WebhookURL string
 	// Channel overrides the webhook's channel, optional.
 	Channel string
-	// Client sends the requests (default: http.Client with DefaultHTTPTimeout).
+	// Timeout bounds one attempt when Client is nil (default DefaultHTTPTimeout).
+	Timeout time.Duration
+	// Client sends the requests (default: http.Client with Timeout).
 	Client *http.Client
 }
 
-// Slack posts alerts to a Slack incoming webhook as Block Kit messages.
+// Slack posts notifications to a Slack incoming webhook as Block Kit messages.
 type Slack struct {
 	cfg    SlackConfig
 	client *http.Client
 }
 
-// NewSlack validates cfg and returns the notifier.
+// NewSlack validates cfg and returns the receiver.
 func NewSlack(cfg SlackConfig) (*Slack, error) {
-	if err := validURL("slack", cfg.WebhookURL); err != nil {
+	if err := validURL("webhook_url", cfg.WebhookURL); err != nil {
 		return nil, err
 	}
-	return &Slack{cfg: cfg, client: httpClient(cfg.Client)}, nil
+	return &Slack{cfg: cfg, client: httpClient(cfg.Client, cfg.Timeout)}, nil
 }
 
 // SlackMessage is the incoming-webhook payload: Block Kit blocks plus the plain text
@@ -57,30 +59,67 @@ type SlackText struct {
 	Text string `json:"text"`
 }
 
-// Message returns the payload Notify posts for a.
-func (s *Slack) Message(a Alert) SlackMessage {
-	icon := map[State]string{Firing: ":rotating_light:", Resolved: ":white_check_mark:"}[a.State]
-	title := fmt.Sprintf("[%s] %s", strings.ToUpper(string(a.State)), a.Name)
-	fields := []SlackText{
-		{Type: "mrkdwn", Text: "*Severity*\n" + a.Severity.String()},
-		{Type: "mrkdwn", Text: "*Started*\n" + a.StartsAt.UTC().Format("2006-01-02 15:04:05 MST")},
+// maxSlackAlerts bounds the sections of one message (Slack allows 50 blocks).
+const maxSlackAlerts = 20
+
+// MessageFor returns the payload Send posts for n: a header naming the group, one
+// section per alert.
+func (s *Slack) MessageFor(n Notification) SlackMessage {
+	icon := map[State]string{Firing: ":rotating_light:", Resolved: ":white_check_mark:"}[n.Status]
+	firing := len(n.Firing())
+	name := n.GroupLabels["alertname"]
+	if name == "" && len(n.Alerts) > 0 {
+		name = n.Alerts[0].Name
 	}
-	for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
-		fields = append(fields, SlackText{Type: "mrkdwn", Text: fmt.Sprintf("*%s*\n%s", k, a.Labels[k])})
+	title := fmt.Sprintf("[%s", strings.ToUpper(string(n.Status)))
+	if n.Status == Firing {
+		title += fmt.Sprintf(":%d", firing)
 	}
-	body := a.Summary
-	if a.Description != "" {
-		body += "\n" + a.Description
+	title += "] " + name
+	if c := n.GroupLabels["cluster"]; c != "" {
+		title += " (" + c + ")"
 	}
-	return SlackMessage{
-		Channel: s.cfg.Channel,
-		Text:    fmt.Sprintf("%s %s: %s", icon, title, a.Summary),
-		Blocks: []SlackBlock{
-			{Type: "header", Text: &SlackText{Type: "plain_text", Text: title}},
-			{Type: "section", Text: &SlackText{Type: "mrkdwn", Text: icon + " " + body}, Fields: fields},
-			{Type: "context", Elements: []SlackText{{Type: "mrkdwn", Text: "fingerprint `" + a.Fingerprint + "`"}}},
-		},
+	summary := ""
+	if len(n.Alerts) > 0 {
+		summary = n.Alerts[0].Summary
 	}
+	msg := SlackMessage{Channel: s.cfg.Channel, Text: fmt.Sprintf("%s %s: %s", icon, title, summary),
+		Blocks: []SlackBlock{{Type: "header", Text: &SlackText{Type: "plain_text", Text: title}}}}
+	for i, a := range n.Alerts {
+		if i == maxSlackAlerts {
+			msg.Blocks = append(msg.Blocks, SlackBlock{Type: "context", Elements: []SlackText{{Type: "mrkdwn",
+				Text: fmt.Sprintf("and %d more", len(n.Alerts)-i)}}})
+			break
+		}
+		body := fmt.Sprintf("*%s* %s", strings.ToUpper(string(a.State)), a.Summary)
+		if a.Description != "" {
+			body += "\n" + a.Description
+		}
+		if rb := a.Annotations["runbook_url"]; rb != "" {
+			body += fmt.Sprintf("\n<%s|runbook>", rb)
+		}
+		fields := []SlackText{
+			{Type: "mrkdwn", Text: "*Severity*\n" + a.Severity.String()},
+			{Type: "mrkdwn", Text: "*Started*\n" + a.StartsAt.UTC().Format("2006-01-02 15:04:05 MST")},
+		}
+		for _, k := range sortedKeys(a.Labels) {
+			if len(fields) < 10 {
+				fields = append(fields, SlackText{Type: "mrkdwn", Text: fmt.Sprintf("*%s*\n%s", k, a.Labels[k])})
+			}
+		}
+		msg.Blocks = append(msg.Blocks,
+			SlackBlock{Type: "section", Text: &SlackText{Type: "mrkdwn", Text: body}, Fields: fields},
+			SlackBlock{Type: "context", Elements: []SlackText{{Type: "mrkdwn", Text: "fingerprint `" + a.Fingerprint + "`"}}})
+	}
+	return msg
+}
+
+// Message returns the payload Notify posts for a alone.
+func (s *Slack) Message(a Alert) SlackMessage { return s.MessageFor(single(s.cfg.Name, a)) }
+
+// Send posts n's message.
+func (s *Slack) Send(ctx context.Context, n Notification) error {
+	return postJSON(ctx, s.client, s.cfg.WebhookURL, nil, s.MessageFor(n))
 }
 
 // Notify posts a's message.

@@ -5,8 +5,9 @@ import "errors"
 var (
 	// ErrMembers means the membership list could not be read and none is known.
 	ErrMembers = errors.New("metrics: member list unavailable")
-	// ErrInvalidOption means an option passed to New is out of range.
-	ErrInvalidOption = errors.New("metrics: invalid option")
+	// ErrInvalidArgument means an argument or option passed to New is unusable; the
+	// error's message names it.
+	ErrInvalidArgument = errors.New("metrics: invalid argument")
 	// ErrScrape means a member's /metrics could not be fetched or parsed.
 	ErrScrape = errors.New("metrics: scrape failed")
 	// ErrProbe means a member did not answer the latency probe.

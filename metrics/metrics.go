@@ -57,10 +57,13 @@ func metricsURL(clientURLs []string) (string, bool) {
 // New returns a Collector of the cluster cli belongs to. cli stays the caller's.
 func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	if cli == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	o := defaults()
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i)
+		}
 		opt.apply(&o)
 	}
 	if err := o.validate(); err != nil {

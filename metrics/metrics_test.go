@@ -432,8 +432,8 @@ func TestNewInvalidOptions(t *testing.T) {
 		"no host":         metrics.WithMetricsURLs(map[string]string{"m0": "http:///metrics"}),
 	} {
 		_, err := metrics.New(cli, opt)
-		assert.ErrorIs(t, err, metrics.ErrInvalidOption, name)
+		assert.ErrorIs(t, err, metrics.ErrInvalidArgument, name)
 	}
 	_, err := metrics.New(nil)
-	assert.ErrorIs(t, err, metrics.ErrInvalidOption)
+	assert.ErrorIs(t, err, metrics.ErrInvalidArgument)
 }

@@ -50,23 +50,23 @@ func defaults() options {
 func (o *options) validate() error {
 	switch {
 	case o.samples < 1 || o.samples > 1000:
-		return fmt.Errorf("%w: samples %d not in [1, 1000]", ErrInvalidOption, o.samples)
+		return fmt.Errorf("%w: samples %d not in [1, 1000]", ErrInvalidArgument, o.samples)
 	case o.timeout <= 0:
-		return fmt.Errorf("%w: timeout %v must be positive", ErrInvalidOption, o.timeout)
+		return fmt.Errorf("%w: timeout %v must be positive", ErrInvalidArgument, o.timeout)
 	case o.historySize < 1:
-		return fmt.Errorf("%w: history size %d must be positive", ErrInvalidOption, o.historySize)
+		return fmt.Errorf("%w: history size %d must be positive", ErrInvalidArgument, o.historySize)
 	case o.logger == nil:
-		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		return fmt.Errorf("%w: nil logger", ErrInvalidArgument)
 	}
 	for name, ep := range o.endpoints {
 		if ep == "" {
-			return fmt.Errorf("%w: empty endpoint for member %q", ErrInvalidOption, name)
+			return fmt.Errorf("%w: empty endpoint for member %q", ErrInvalidArgument, name)
 		}
 	}
 	for name, u := range o.metricsURLs {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("%w: metrics URL %q for member %q is not an http(s) URL", ErrInvalidOption, u, name)
+			return fmt.Errorf("%w: metrics URL %q for member %q is not an http(s) URL", ErrInvalidArgument, u, name)
 		}
 	}
 	return nil

@@ -108,6 +108,12 @@ func fill(m *MemberMetrics, fams map[string]*dto.MetricFamily, now time.Time, pr
 	m.WatchStreams = sum(fams["etcd_debugging_mvcc_watch_stream_total"], nil)
 	m.GRPCStreams = max(0, sum(fams["grpc_server_started_total"], labelIsNot("grpc_type", "unary"))-
 		sum(fams["grpc_server_handled_total"], labelIsNot("grpc_type", "unary")))
+	m.GRPCHandled = byLabel(fams["grpc_server_handled_total"], "grpc_code", labelIs("grpc_type", "unary"))
+	if avail, ok := fams["node_filesystem_avail_bytes"]; ok {
+		if size, ok := fams["node_filesystem_size_bytes"]; ok {
+			m.Disk = Disk{Exposed: true, Available: int64(first(avail)), Size: int64(first(size))}
+		}
+	}
 	m.Process = Process{
 		CPUSeconds: r.cpu,
 		RSS:        int64(sum(fams["process_resident_memory_bytes"], nil)),
@@ -137,6 +143,66 @@ func fill(m *MemberMetrics, fams map[string]*dto.MetricFamily, now time.Time, pr
 	m.BackendCommit = summarize(r.commit, pc)
 	m.PeerRTT = summarize(r.peer, pp)
 	return r
+}
+
+// byLabel sums a counter family's metrics that pass keep, by the value of one label.
+func byLabel(f *dto.MetricFamily, name string, keep labelFilter) map[string]float64 {
+	if f == nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, m := range f.GetMetric() {
+		if keep != nil && !keep(m) {
+			continue
+		}
+		out[label(m, name)] += m.GetCounter().GetValue() + m.GetUntyped().GetValue()
+	}
+	return out
+}
+
+// first returns the value of a gauge family's first metric (node_filesystem_* carries
+// one series per mount; an exporter placed beside etcd exposes the data directory's).
+func first(f *dto.MetricFamily) float64 {
+	for _, m := range f.GetMetric() {
+		return m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+	}
+	return 0
+}
+
+// Quantile returns the q-quantile (0..1) of cumulative buckets, interpolated within the
+// bucket like Prometheus' histogram_quantile; 0 when there are no observations.
+func Quantile(q float64, buckets []Bucket) float64 {
+	h := hist{buckets: make([]bucket, len(buckets))}
+	for i, b := range buckets {
+		h.buckets[i] = bucket{upper: b.UpperBound, count: b.Count}
+	}
+	if len(buckets) > 0 {
+		h.count = buckets[len(buckets)-1].Count
+	}
+	return quantile(h, q)
+}
+
+// WindowQuantile returns the q-quantile of the observations between two snapshots of
+// one member's histogram (older first), and how many there were. A reset (a count that
+// went down, as after a restart) counts newer's buckets from zero, like Prometheus'
+// increase.
+func WindowQuantile(q float64, older, newer Histogram) (float64, uint64) {
+	d := newer.Buckets
+	if len(older.Buckets) == len(newer.Buckets) && older.Total <= newer.Total {
+		d = make([]Bucket, len(newer.Buckets))
+		for i, b := range newer.Buckets {
+			o := older.Buckets[i]
+			if o.UpperBound != b.UpperBound || o.Count > b.Count {
+				d = newer.Buckets
+				break
+			}
+			d[i] = Bucket{UpperBound: b.UpperBound, Count: b.Count - o.Count}
+		}
+	}
+	if len(d) == 0 || d[len(d)-1].Count == 0 {
+		return 0, 0
+	}
+	return Quantile(q, d), d[len(d)-1].Count
 }
 
 // rate is the per-second increase of a counter; a counter that went down was reset and
@@ -250,6 +316,11 @@ func summarize(cur hist, prev *hist) Histogram {
 	}
 	out := Histogram{Count: h.count, Windowed: windowed, P50: seconds(quantile(h, 0.5)), P99: seconds(quantile(h, 0.99))}
 	out.Over16ms = 1 - float64(countAtOrBelow(h, over16ms))/float64(h.count)
+	out.Total = cur.count
+	out.Buckets = make([]Bucket, len(cur.buckets))
+	for i, b := range cur.buckets {
+		out.Buckets[i] = Bucket{UpperBound: b.upper, Count: b.count}
+	}
 	return out
 }
 

@@ -1,6 +1,11 @@
 package metrics
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // Snapshot is the outcome of one Collect.
 type Snapshot struct {
@@ -41,7 +46,21 @@ type MemberMetrics struct {
 	Watchers     float64 `json:"watchers"`
 	WatchStreams float64 `json:"watchStreams"`
 	GRPCStreams  float64 `json:"grpcStreams"`
-	Process      Process `json:"process"`
+	// GRPCHandled is etcd's grpc_server_handled_total for unary calls, by grpc_code,
+	// cumulative since the member started (rules take increases over windows of it).
+	GRPCHandled map[string]float64 `json:"grpcHandled,omitempty"`
+	Process     Process            `json:"process"`
+	// Disk is the filesystem of the member's data directory, when its /metrics exposes
+	// node_filesystem_avail_bytes and node_filesystem_size_bytes.
+	Disk Disk `json:"disk"`
+}
+
+// Disk is the space of the filesystem holding a member's data directory.
+type Disk struct {
+	// Exposed is false when the member's /metrics carries no filesystem metrics.
+	Exposed   bool  `json:"exposed"`
+	Available int64 `json:"available"`
+	Size      int64 `json:"size"`
 }
 
 // Latency summarises probe round trips (linearizable reads through one member).
@@ -101,6 +120,17 @@ type Histogram struct {
 	P99      time.Duration `json:"p99"`
 	// Over16ms is the share (0..1) of observations slower than 16 ms.
 	Over16ms float64 `json:"over16ms"`
+	// Buckets are the cumulative buckets since the member started, sorted by upper
+	// bound, +Inf last, and Total their count: subtract two snapshots' buckets (see
+	// WindowQuantile) for a quantile over any window.
+	Buckets []Bucket `json:"buckets,omitempty"`
+	Total   uint64   `json:"total"`
+}
+
+// Bucket is one cumulative histogram bucket: Count observations at or below UpperBound.
+type Bucket struct {
+	UpperBound float64 `json:"le"`
+	Count      uint64  `json:"count"`
 }
 
 // Process is the member process's resource use.
@@ -121,4 +151,29 @@ func (s *Snapshot) Member(id uint64) (MemberMetrics, bool) {
 		}
 	}
 	return MemberMetrics{}, false
+}
+
+type bucketJSON struct {
+	UpperBound string `json:"le"`
+	Count      uint64 `json:"count"`
+}
+
+// MarshalJSON writes the bound as Prometheus writes "le" ("+Inf" for the last bucket),
+// since JSON has no infinity.
+func (b Bucket) MarshalJSON() ([]byte, error) {
+	return json.Marshal(bucketJSON{UpperBound: strconv.FormatFloat(b.UpperBound, 'g', -1, 64), Count: b.Count})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (b *Bucket) UnmarshalJSON(data []byte) error {
+	var j bucketJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	u, err := strconv.ParseFloat(j.UpperBound, 64)
+	if err != nil {
+		return fmt.Errorf("metrics: bucket bound %q: %w", j.UpperBound, err)
+	}
+	b.UpperBound, b.Count = u, j.Count
+	return nil
 }

@@ -1,0 +1,95 @@
+package alert
+
+import (
+	"time"
+
+	"github.com/etcd-monitor/etcd-monitor/metrics"
+)
+
+// sample is one scraped entry of a member in the history.
+type sample struct {
+	t time.Time
+	m *metrics.MemberMetrics
+}
+
+// series returns the scraped entries of member id in the snapshots no older than
+// window before the newest, oldest first.
+func (in *Input) series(id uint64, window time.Duration) []sample {
+	if len(in.History) == 0 {
+		return nil
+	}
+	end := in.History[len(in.History)-1].Time
+	var out []sample
+	for _, s := range in.History {
+		if s.Time.Before(end.Add(-window)) {
+			continue
+		}
+		for i := range s.Members {
+			if m := &s.Members[i]; m.ID == id && m.Scraped {
+				out = append(out, sample{s.Time, m})
+			}
+		}
+	}
+	return out
+}
+
+// increase is the increase of a counter over the samples, counting a decrease as a
+// reset (the counter restarted from zero), like Prometheus' increase without the
+// extrapolation. ok is false with fewer than two samples.
+func increase(ss []sample, v func(*metrics.MemberMetrics) float64) (float64, bool) {
+	if len(ss) < 2 {
+		return 0, false
+	}
+	var total float64
+	prev := v(ss[0].m)
+	for _, s := range ss[1:] {
+		cur := v(s.m)
+		if cur < prev {
+			total += cur
+		} else {
+			total += cur - prev
+		}
+		prev = cur
+	}
+	return total, true
+}
+
+// windowQuantile is the q-quantile of a histogram's observations over the samples;
+// ok is false with fewer than two samples or no observations.
+func windowQuantile(ss []sample, q float64, h func(*metrics.MemberMetrics) metrics.Histogram) (time.Duration, bool) {
+	if len(ss) < 2 {
+		return 0, false
+	}
+	v, n := metrics.WindowQuantile(q, h(ss[0].m), h(ss[len(ss)-1].m))
+	if n == 0 {
+		return 0, false
+	}
+	return time.Duration(v * float64(time.Second)), true
+}
+
+// regression fits v = a + b*t over the samples by least squares and returns the value
+// predicted ahead of the last sample. ok is false when the samples span less than
+// minSpan.
+func regression(ss []sample, minSpan, ahead time.Duration, v func(*metrics.MemberMetrics) float64) (float64, float64, bool) {
+	if len(ss) < 2 || ss[len(ss)-1].t.Sub(ss[0].t) < minSpan {
+		return 0, 0, false
+	}
+	t0 := ss[0].t
+	var n, sx, sy, sxx, sxy float64
+	for _, s := range ss {
+		x, y := s.t.Sub(t0).Seconds(), v(s.m)
+		n++
+		sx += x
+		sy += y
+		sxx += x * x
+		sxy += x * y
+	}
+	den := n*sxx - sx*sx
+	if den == 0 {
+		return 0, 0, false
+	}
+	slope := (n*sxy - sx*sy) / den
+	icpt := (sy - slope*sx) / n
+	at := ss[len(ss)-1].t.Add(ahead).Sub(t0).Seconds()
+	return icpt + slope*at, slope, true
+}

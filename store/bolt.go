@@ -1,0 +1,315 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// formatKey and formatValue mark a file as this package's, so a foreign bbolt file is
+// refused rather than written into.
+var (
+	bucketMeta          = []byte("meta")
+	bucketAlerts        = []byte("alerts")
+	bucketGroups        = []byte("groups")
+	bucketNotifications = []byte("notifications")
+	bucketSilences      = []byte("silences")
+	bucketBenchmarks    = []byte("benchmarks")
+	formatKey           = []byte("format")
+	formatValue         = []byte("etcd-monitor/store/v1")
+)
+
+// Bolt is the embedded Store: one bbolt file. Use Open.
+type Bolt struct {
+	path string
+	opts options
+
+	mu     sync.RWMutex
+	db     *bolt.DB
+	closed bool
+}
+
+var _ Store = (*Bolt)(nil)
+
+// Open opens the state file at path, creating it (mode 0600) when it does not exist.
+// A file that cannot be opened, created or written, is not a state file, or is locked
+// by another process for longer than the lock timeout is an error naming path; Open
+// never replaces or resets it.
+func Open(path string, opts ...Option) (*Bolt, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty path", ErrInvalidArgument)
+	}
+	o, err := apply(opts)
+	if err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout})
+	if err != nil {
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
+			return nil, fmt.Errorf("%w: %s: %w", ErrLocked, path, err)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			var n int
+			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { n++; return nil })
+			if n > 0 {
+				return fmt.Errorf("%w: %s: a bbolt file of another program (no %q bucket)", ErrCorrupt, path, bucketMeta)
+			}
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := meta.Put(formatKey, formatValue); err != nil {
+				return err
+			}
+		} else if v := meta.Get(formatKey); string(v) != string(formatValue) {
+			return fmt.Errorf("%w: %s: format %q, want %q", ErrCorrupt, path, v, formatValue)
+		}
+		for _, b := range [][]byte{bucketAlerts, bucketGroups, bucketNotifications, bucketSilences, bucketBenchmarks} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		if errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: initialise %s: %w", path, err)
+	}
+	return &Bolt{path: path, opts: o, db: db}, nil
+}
+
+// Path returns the file's path.
+func (b *Bolt) Path() string { return b.path }
+
+func (b *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return ErrClosed
+	}
+	return b.db.View(fn)
+}
+
+func (b *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if err := b.db.Update(fn); err != nil {
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("store: write %s: %w", b.path, err)
+	}
+	return nil
+}
+
+func put(bk *bolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: encode %s: %w", ErrInvalidArgument, key, err)
+	}
+	return bk.Put(key, data)
+}
+
+// decodeAll decodes every value of a bucket; a value that does not decode is ErrCorrupt
+// naming the file, the bucket and the key.
+func decodeAll[T any](path string, tx *bolt.Tx, bucket []byte) ([]T, error) {
+	var out []T
+	err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		var t T
+		if err := json.Unmarshal(v, &t); err != nil {
+			return fmt.Errorf("%w: %s: %s/%q: %w", ErrCorrupt, path, bucket, k, err)
+		}
+		out = append(out, t)
+		return nil
+	})
+	return out, err
+}
+
+// Alerts implements Store.
+func (b *Bolt) Alerts(ctx context.Context) (out []Alert, err error) {
+	err = b.view(ctx, func(tx *bolt.Tx) error {
+		out, err = decodeAll[Alert](b.path, tx, bucketAlerts)
+		return err
+	})
+	return out, err
+}
+
+// PutAlerts implements Store.
+func (b *Bolt) PutAlerts(ctx context.Context, puts []Alert, del []string) error {
+	for i, a := range puts {
+		if a.Fingerprint == "" {
+			return fmt.Errorf("%w: put[%d].fingerprint is empty", ErrInvalidArgument, i)
+		}
+	}
+	if len(puts) == 0 && len(del) == 0 {
+		return nil
+	}
+	return b.update(ctx, func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketAlerts)
+		for _, fp := range del {
+			if err := bk.Delete([]byte(fp)); err != nil {
+				return err
+			}
+		}
+		for _, a := range puts {
+			if err := put(bk, []byte(a.Fingerprint), a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Groups implements Store.
+func (b *Bolt) Groups(ctx context.Context) (out []Group, err error) {
+	err = b.view(ctx, func(tx *bolt.Tx) error {
+		out, err = decodeAll[Group](b.path, tx, bucketGroups)
+		return err
+	})
+	return out, err
+}
+
+// PutGroup implements Store.
+func (b *Bolt) PutGroup(ctx context.Context, g Group) error {
+	if g.Receiver == "" {
+		return fmt.Errorf("%w: group receiver is empty", ErrInvalidArgument)
+	}
+	return b.update(ctx, func(tx *bolt.Tx) error {
+		return put(tx.Bucket(bucketGroups), []byte(groupID(g.Receiver, g.GroupKey)), g)
+	})
+}
+
+// DeleteGroup implements Store.
+func (b *Bolt) DeleteGroup(ctx context.Context, receiver, key string) error {
+	return b.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGroups).Delete([]byte(groupID(receiver, key)))
+	})
+}
+
+// AppendNotification implements Store.
+func (b *Bolt) AppendNotification(ctx context.Context, n Notification) (Notification, error) {
+	err := b.update(ctx, func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketNotifications)
+		seq, err := bk.NextSequence()
+		if err != nil {
+			return err
+		}
+		n.ID = seq
+		if err := put(bk, binary.BigEndian.AppendUint64(nil, seq), n); err != nil {
+			return err
+		}
+		// Drop the records beyond the bound, oldest first: keys are increasing sequences.
+		if seq > uint64(b.opts.maxNotifications) {
+			keep := binary.BigEndian.AppendUint64(nil, seq-uint64(b.opts.maxNotifications)+1)
+			c := bk.Cursor()
+			for k, _ := c.First(); k != nil && string(k) < string(keep); k, _ = c.First() {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Notifications implements Store.
+func (b *Bolt) Notifications(ctx context.Context, q NotificationQuery) (out []Notification, err error) {
+	err = b.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketNotifications).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limitOr(q.Limit); k, v = c.Prev() {
+			var n Notification
+			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("%w: %s: %s/%x: %w", ErrCorrupt, b.path, bucketNotifications, k, err)
+			}
+			if matchNotification(n, q) {
+				out = append(out, n)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Silences implements Store.
+func (b *Bolt) Silences(ctx context.Context) (out []Silence, err error) {
+	err = b.view(ctx, func(tx *bolt.Tx) error {
+		out, err = decodeAll[Silence](b.path, tx, bucketSilences)
+		return err
+	})
+	return out, err
+}
+
+// PutSilence implements Store.
+func (b *Bolt) PutSilence(ctx context.Context, s Silence) error {
+	if s.ID == "" {
+		return fmt.Errorf("%w: silence id is empty", ErrInvalidArgument)
+	}
+	return b.update(ctx, func(tx *bolt.Tx) error { return put(tx.Bucket(bucketSilences), []byte(s.ID), s) })
+}
+
+// DeleteSilence implements Store.
+func (b *Bolt) DeleteSilence(ctx context.Context, id string) error {
+	return b.update(ctx, func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketSilences)
+		if bk.Get([]byte(id)) == nil {
+			return fmt.Errorf("%w: silence %q", ErrNotFound, id)
+		}
+		return bk.Delete([]byte(id))
+	})
+}
+
+// PutBenchmark implements Store.
+func (b *Bolt) PutBenchmark(ctx context.Context, bm Benchmark) error {
+	if bm.ID == "" {
+		return fmt.Errorf("%w: benchmark id is empty", ErrInvalidArgument)
+	}
+	return b.update(ctx, func(tx *bolt.Tx) error { return put(tx.Bucket(bucketBenchmarks), []byte(bm.ID), bm) })
+}
+
+// Benchmarks implements Store.
+func (b *Bolt) Benchmarks(ctx context.Context, q BenchmarkQuery) (out []Benchmark, err error) {
+	err = b.view(ctx, func(tx *bolt.Tx) error {
+		out, err = decodeAll[Benchmark](b.path, tx, bucketBenchmarks)
+		return err
+	})
+	return selectBenchmarks(out, q), err
+}
+
+// Close implements Store: it releases the file and its lock. Idempotent.
+func (b *Bolt) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	if err := b.db.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", b.path, err)
+	}
+	return nil
+}
