@@ -34,10 +34,10 @@ type Manager struct {
 	overrides map[string]RuleOverride
 	counter   *prometheus.CounterVec
 
-	ctx    context.Context // ends when Close gives up on deliveries
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	wake   chan struct{}
+	ctx       context.Context // ends when Close gives up on deliveries
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	wake      chan struct{}
 	closeOnce sync.Once
 
 	mu          sync.Mutex
