@@ -15,17 +15,18 @@ var errRetriesExhausted = errors.New("txn: retries exhausted")
 // Atomic runs fn as a software transaction (concurrency.STM) at the isolation of
 // WithIsolation (default SerializableSnapshot): fn's reads and writes commit together or
 // fn runs again on a conflict, up to WithRetries times (default 100), after which the
-// error matches ErrConflict. ctx bounds every read and the commit. An error from fn
-// aborts without writing and is returned wrapped. It returns the commit revision. fn may
-// run several times and must not have side effects.
+// error is a *ConflictError (matching ErrConflict) carrying the number of attempts.
+// ctx bounds every read and the commit. An error from fn aborts without writing and is
+// returned wrapped. It returns the commit revision. fn may run several times and must
+// not have side effects.
 func Atomic(ctx context.Context, cli *clientv3.Client, fn func(stm concurrency.STM) error, opts ...Option) (int64, error) {
 	if cli == nil {
-		return 0, ErrNilClient
+		return 0, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if fn == nil {
-		return 0, fmt.Errorf("%w: nil transaction function", ErrInvalidOption)
+		return 0, fmt.Errorf("%w: nil transaction function", ErrInvalidArgument)
 	}
-	o, err := newOptions(opts)
+	o, err := newOptions("Atomic", setRetries|setIsolation, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -49,7 +50,7 @@ func Atomic(ctx context.Context, cli *clientv3.Client, fn func(stm concurrency.S
 		concurrency.WithAbortContext(ctx), concurrency.WithIsolation(o.isolation))
 	switch {
 	case errors.Is(err, errRetriesExhausted):
-		return 0, fmt.Errorf("%w: atomic: gave up after %d attempts", ErrConflict, attempts-1)
+		return 0, &ConflictError{Attempts: attempts - 1}
 	case err != nil && fnErr != nil:
 		return 0, fmt.Errorf("txn: atomic: %w", err)
 	case err != nil:

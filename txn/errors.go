@@ -9,20 +9,21 @@ import (
 
 var (
 	// ErrConflict reports that a guard did not hold: the key changed under us, or an
-	// optimistic loop ran out of retries.
+	// optimistic loop ran out of retries. Every such error is a *ConflictError.
 	ErrConflict = errors.New("txn: conflict")
-	// ErrNilClient is returned when the client or KV is nil.
-	ErrNilClient = errors.New("txn: nil client")
-	// ErrEmptyKey is returned when a key is empty.
-	ErrEmptyKey = errors.New("txn: empty key")
-	// ErrInvalidOption is returned when an option has a bad value.
-	ErrInvalidOption = errors.New("txn: invalid option")
+	// ErrInvalidArgument is returned for a nil client, an empty key, a nil function, a
+	// nil Option, an option with a bad value, or an option the call does not use. The
+	// error wrapping it names the argument.
+	ErrInvalidArgument = errors.New("txn: invalid argument")
 	// ErrEmptyBatch is returned by Batch.Commit when the batch has no operation.
 	ErrEmptyBatch = errors.New("txn: empty batch")
 )
 
-// ConflictError is the ErrConflict of a single key: what etcd held when the guard failed.
+// ConflictError is an ErrConflict: which key's guard failed and what etcd held there.
 type ConflictError struct {
+	// Key is the key whose guard failed: for a Batch the first failing guard, for a
+	// range comparison the first key in the range that failed it. Empty for Atomic,
+	// whose read set concurrency.STM does not expose.
 	Key string
 	// Current is the key as etcd held it, nil when the key was absent or not known.
 	Current *mvccpb.KeyValue
@@ -32,6 +33,8 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string {
 	switch {
+	case e.Key == "":
+		return fmt.Sprintf("txn: conflict after %d attempts", e.Attempts)
 	case e.Attempts > 1:
 		return fmt.Sprintf("txn: conflict on %q after %d attempts", e.Key, e.Attempts)
 	case e.Current == nil:

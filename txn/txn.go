@@ -64,10 +64,10 @@ func (c Cond) String() string {
 
 func check(kv clientv3.KV, key string) error {
 	if kv == nil {
-		return ErrNilClient
+		return fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if key == "" {
-		return ErrEmptyKey
+		return fmt.Errorf("%w: empty key", ErrInvalidArgument)
 	}
 	return nil
 }
@@ -100,10 +100,14 @@ func firstKV(resp *clientv3.TxnResponse) *mvccpb.KeyValue {
 // write. If cond does not hold it writes nothing and returns a *ConflictError (matching
 // ErrConflict) with the key as etcd holds it. WithLease attaches the key to a lease.
 func CompareAndSwap(ctx context.Context, kv clientv3.KV, key string, cond Cond, value []byte, opts ...Option) (int64, error) {
+	return put(ctx, "CompareAndSwap", kv, key, cond, value, opts)
+}
+
+func put(ctx context.Context, call string, kv clientv3.KV, key string, cond Cond, value []byte, opts []Option) (int64, error) {
 	if err := check(kv, key); err != nil {
 		return 0, err
 	}
-	o, err := newOptions(opts)
+	o, err := newOptions(call, setLease, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -113,7 +117,7 @@ func CompareAndSwap(ctx context.Context, kv clientv3.KV, key string, cond Cond, 
 // PutIfAbsent creates key with value unless it exists, and returns the revision of the
 // write; an existing key is a *ConflictError (matching ErrConflict) carrying it.
 func PutIfAbsent(ctx context.Context, kv clientv3.KV, key string, value []byte, opts ...Option) (int64, error) {
-	return CompareAndSwap(ctx, kv, key, Absent(), value, opts...)
+	return put(ctx, "PutIfAbsent", kv, key, Absent(), value, opts)
 }
 
 // DeleteIf deletes key if cond holds (ValueIs or ModRevisionIs), and returns the
@@ -142,9 +146,9 @@ func Update(ctx context.Context, kv clientv3.KV, key string, fn func(old []byte)
 		return 0, err
 	}
 	if fn == nil {
-		return 0, fmt.Errorf("%w: nil update function", ErrInvalidOption)
+		return 0, fmt.Errorf("%w: nil update function", ErrInvalidArgument)
 	}
-	o, err := newOptions(opts)
+	o, err := newOptions("Update", setRetries|setLease, opts)
 	if err != nil {
 		return 0, err
 	}
