@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +23,7 @@ const (
 	// smoothly (nginx's smooth weighted round-robin) instead of in bursts.
 	WeightedRoundRobin
 	// PowerOfTwo samples two instances at random and picks the one with fewer requests in
-	// flight (released by Selection.Done).
+	// flight (released by Selection.Report).
 	PowerOfTwo
 	// ConsistentHash maps the key given to PickKey onto a ring of virtual nodes, so a key
 	// keeps its instance while the set changes little.
@@ -51,60 +50,74 @@ func (s Strategy) String() string {
 // snapshot of the service's instances and make no etcd call and, for round-robin,
 // random and power-of-two, take no lock and allocate nothing.
 //
-// An instance reported failed — through Selection.Done with an error, MarkFailed, or an
-// active health check (WithHealthCheck) — is skipped until the cool-down (WithCooldown)
-// has passed. Drained instances are never picked.
+// An instance reported failed — through Selection.Report with an error, MarkFailed, or
+// an active health check (WithHealthCheck) — is skipped until the cool-down
+// (WithCooldown) has passed, measured on the monotonic clock. Drained instances are never
+// picked. State about a service nobody picks from is forgotten (WithIdleTimeout).
 type Balancer struct {
 	r        *Resolver
 	strategy Strategy
 	opts     options
 	log      *zap.Logger
+	now      func() int64 // monotonic nanoseconds
 
-	pools sync.Map // service name → *pool
+	pools sync.Map     // service name → *pool
+	tick  atomic.Int64 // advanced every idle/2; a pool records the tick of its last pick
 
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-// NewBalancer returns a Balancer over r's services. With WithHealthCheck it runs a
-// goroutine that Close stops.
+// monoBase anchors monoNow: time.Since reads the monotonic clock, so a step of the wall
+// clock moves no cool-down deadline.
+var monoBase = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// NewBalancer returns a Balancer over r's services. It runs one goroutine, which forgets
+// idle services and runs the health checks (WithHealthCheck); Close stops it. Of the
+// options, WithLogger, WithCooldown, WithHealthCheck, WithIdleTimeout and (for
+// ConsistentHash only) WithVirtualNodes apply.
 func NewBalancer(r *Resolver, strategy Strategy, opts ...Option) (*Balancer, error) {
 	if r == nil {
-		return nil, fmt.Errorf("%w: nil resolver", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: nil resolver", ErrInvalidArgument)
 	}
 	if strategy < RoundRobin || strategy > ConsistentHash {
-		return nil, fmt.Errorf("%w: unknown strategy %d", ErrInvalidOption, int(strategy))
+		return nil, fmt.Errorf("%w: unknown strategy %d", ErrInvalidArgument, int(strategy))
 	}
-	o, err := buildOptions(opts)
+	o, err := buildOptions(opts, balancerUse)
 	if err != nil {
 		return nil, err
 	}
-	b := &Balancer{r: r, strategy: strategy, opts: o, log: o.logger, stop: make(chan struct{})}
-	if o.check != nil {
-		b.wg.Add(1)
-		go b.checkLoop()
+	if strategy != ConsistentHash && o.has("WithVirtualNodes") {
+		return nil, fmt.Errorf("%w: WithVirtualNodes applies to ConsistentHash only, not %s", ErrInvalidArgument, strategy)
 	}
+	b := &Balancer{r: r, strategy: strategy, opts: o, log: o.logger, now: monoNow}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.wg.Add(1)
+	go b.maintain()
 	return b, nil
 }
 
-// Selection is the result of a pick. Call Done when the request ends so that in-flight
+// Selection is the result of a pick. Call Report when the request ends so that in-flight
 // counts stay true; a non-nil error marks the instance failed for the cool-down.
 type Selection struct {
 	// Instance is the picked instance. Its Metadata is shared: do not modify it.
 	Instance Instance
-	ep       *endpoint
+	st       *state
 	b        *Balancer
 }
 
-// Done releases the pick. err != nil reports the instance as failed.
-func (s Selection) Done(err error) {
-	if s.ep == nil {
+// Report releases the pick and reports how the request went: err != nil marks the
+// instance failed for the cool-down. Call it once per Selection.
+func (s Selection) Report(err error) {
+	if s.st == nil {
 		return
 	}
-	s.ep.inflight.Add(-1)
+	s.st.inflight.Add(-1)
 	if err != nil {
-		s.ep.fail(s.b.opts.cooldown)
+		s.st.fail(s.b.now(), s.b.opts.cooldown)
 	}
 }
 
@@ -116,86 +129,112 @@ func (b *Balancer) Pick(service string) (Selection, error) {
 
 // PickKey chooses an instance of service; key matters only to ConsistentHash.
 func (b *Balancer) PickKey(service, key string) (Selection, error) {
-	p := b.pool(service)
-	v := p.current()
-	if v.snap == nil {
+	snap := b.r.lookup(service)
+	if snap == nil {
 		return Selection{}, fmt.Errorf("%w: picking %q", ErrNotReady, service)
 	}
-	if len(v.eps) == 0 {
+	if len(snap.instances) == 0 {
+		// No pool for a service without instances: caller-supplied names cost nothing.
 		return Selection{}, fmt.Errorf("%w: service %q", ErrNoInstance, service)
 	}
+	p := b.pool(service)
+	if t := b.tick.Load(); p.lastPick.Load() != t {
+		p.lastPick.Store(t)
+	}
+	v := p.view(snap)
+	if len(v.eps) == 0 {
+		return Selection{}, fmt.Errorf("%w: service %q: every instance is drained", ErrNoInstance, service)
+	}
 	var ep *endpoint
+	now := b.now()
 	switch b.strategy {
 	case RoundRobin:
-		ep = v.roundRobin(&p.rr)
+		ep = v.roundRobin(&p.rr, now)
 	case Random:
-		ep = v.random()
+		ep = v.random(now)
 	case WeightedRoundRobin:
-		ep = p.weighted(v)
+		ep = p.weighted(v, now)
 	case PowerOfTwo:
-		ep = v.powerOfTwo()
+		ep = v.powerOfTwo(now)
 	case ConsistentHash:
-		ep = v.ring.lookup(v.eps, key)
+		ep = v.ring.lookup(v.eps, key, now)
 	}
 	if ep == nil {
 		return Selection{}, fmt.Errorf("%w: service %q: all %d instances cooling down", ErrNoInstance, service, len(v.eps))
 	}
-	ep.inflight.Add(1)
-	return Selection{Instance: ep.inst, ep: ep, b: b}, nil
+	ep.st.inflight.Add(1)
+	return Selection{Instance: ep.inst, st: ep.st, b: b}, nil
 }
 
 // MarkFailed reports that an instance failed; it is skipped for the cool-down.
 func (b *Balancer) MarkFailed(service, id string) {
-	p := b.pool(service)
-	p.current() // so that byID knows the instance even before the first pick
-	p.mu.Lock()
-	ep := p.byID[id]
-	p.mu.Unlock()
-	if ep != nil {
-		ep.fail(b.opts.cooldown)
+	if ep := b.endpoint(service, id, true); ep != nil {
+		ep.st.fail(b.now(), b.opts.cooldown)
 	}
 }
 
-// InFlight returns the number of picks of an instance not yet released by Done.
+// InFlight returns the number of picks of an instance not yet released by Report.
 func (b *Balancer) InFlight(service, id string) int64 {
-	p := b.pool(service)
-	p.current() // so that byID knows the instance even before the first pick
-	p.mu.Lock()
-	ep := p.byID[id]
-	p.mu.Unlock()
-	if ep == nil {
-		return 0
+	if ep := b.endpoint(service, id, false); ep != nil {
+		return ep.st.inflight.Load()
 	}
-	return ep.inflight.Load()
+	return 0
 }
 
-// Close stops the health checks; it is idempotent.
+// endpoint returns the balancer's endpoint for an instance, or nil.
+func (b *Balancer) endpoint(service, id string, create bool) *endpoint {
+	snap := b.r.lookup(service)
+	if snap == nil || len(snap.instances) == 0 {
+		return nil
+	}
+	var p *pool
+	if create {
+		p = b.pool(service)
+	} else if v, ok := b.pools.Load(service); ok {
+		p = v.(*pool)
+	} else {
+		return nil
+	}
+	return p.view(snap).byID[id]
+}
+
+// Close stops the Balancer's goroutine and waits for it; it is idempotent.
 func (b *Balancer) Close() error {
-	b.closeOnce.Do(func() { close(b.stop) })
+	b.cancel()
 	b.wg.Wait()
 	return nil
 }
 
-// endpoint is an instance plus the balancer's state about it, kept across snapshots.
+// endpoint is an instance as one view saw it, and the state the balancer keeps about it
+// across views. inst is never modified: a changed instance gets a new endpoint.
 type endpoint struct {
-	inst        Instance
+	inst Instance
+	st   *state
+}
+
+// state is what the balancer knows about an instance at one address.
+type state struct {
 	inflight    atomic.Int64
-	failedUntil atomic.Int64 // unix nanos; 0 = healthy
+	failedUntil atomic.Int64 // monotonic nanoseconds (Balancer.now); 0 = healthy
 	current     int64        // smooth WRR, guarded by pool.wmu
 }
 
-func (e *endpoint) fail(cooldown time.Duration) {
-	e.failedUntil.Store(time.Now().Add(cooldown).UnixNano())
+func (s *state) fail(now int64, cooldown time.Duration) {
+	until := now + int64(cooldown)
+	if until == 0 {
+		until = 1
+	}
+	s.failedUntil.Store(until)
 }
 
-// healthy reads the clock only for instances that have failed at some point.
-func (e *endpoint) healthy() bool {
-	until := e.failedUntil.Load()
+// healthy compares with the clock only for instances that have failed at some point.
+func (s *state) healthy(now int64) bool {
+	until := s.failedUntil.Load()
 	if until == 0 {
 		return true
 	}
-	if time.Now().UnixNano() >= until {
-		e.failedUntil.CompareAndSwap(until, 0)
+	if now >= until {
+		s.failedUntil.CompareAndSwap(until, 0)
 		return true
 	}
 	return false
@@ -203,78 +242,87 @@ func (e *endpoint) healthy() bool {
 
 // pool is a Balancer's state for one service.
 type pool struct {
-	src  *service
-	view atomic.Pointer[view]
-	rr   atomic.Uint64
+	b        *Balancer
+	cur      atomic.Pointer[view]
+	rr       atomic.Uint64
+	lastPick atomic.Int64 // Balancer.tick at the last pick
 
-	mu   sync.Mutex // rebuilds and byID
-	byID map[string]*endpoint
-
+	mu  sync.Mutex // rebuilds
 	wmu sync.Mutex // smooth WRR state
-	b   *Balancer
 }
 
-// view is an immutable set of pickable endpoints built from one resolver snapshot.
+// view is an immutable set of endpoints built from one resolver snapshot.
 type view struct {
 	snap *snapshot
-	eps  []*endpoint // not drained, sorted by ID
-	ring *ring       // ConsistentHash only
+	eps  []*endpoint          // not drained, sorted by ID
+	byID map[string]*endpoint // drained ones too
+	ring *ring                // ConsistentHash only
 }
 
 func (b *Balancer) pool(service string) *pool {
 	if p, ok := b.pools.Load(service); ok {
 		return p.(*pool)
 	}
-	p, _ := b.pools.LoadOrStore(service, &pool{src: b.r.service(service), byID: map[string]*endpoint{}, b: b})
+	np := &pool{b: b}
+	np.lastPick.Store(b.tick.Load())
+	p, _ := b.pools.LoadOrStore(service, np)
 	return p.(*pool)
 }
 
-// current returns the view for the resolver's latest snapshot, rebuilding it after a
-// change. The common case is two atomic loads and a compare.
-func (p *pool) current() *view {
-	snap := p.src.snap.Load()
-	if v := p.view.Load(); v != nil && v.snap == snap {
+// view returns the view of snap, building it when the snapshot changed. The common case
+// is an atomic load and a compare.
+func (p *pool) view(snap *snapshot) *view {
+	if v := p.cur.Load(); v != nil && v.snap == snap {
 		return v
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	snap = p.src.snap.Load()
-	if v := p.view.Load(); v != nil && v.snap == snap {
-		return v
+	old := p.cur.Load()
+	if old != nil && old.snap == snap {
+		return old
 	}
-	v := &view{snap: snap}
-	if snap == nil {
-		// The resolver has not listed yet.
-		p.view.Store(v)
-		return v
-	}
-	seen := make(map[string]*endpoint, len(snap.instances))
+	v := &view{snap: snap, byID: make(map[string]*endpoint, len(snap.instances))}
 	for _, inst := range snap.instances {
-		ep := p.byID[inst.ID]
-		if ep == nil {
-			ep = &endpoint{}
+		ep := &endpoint{inst: inst}
+		// Keep the state (in-flight count, cool-down) of an instance that stays at the
+		// same address; one that moved is a new server.
+		if old != nil {
+			if prev := old.byID[inst.ID]; prev != nil && prev.inst.Address == inst.Address && prev.inst.Port == inst.Port {
+				ep.st = prev.st
+			}
 		}
-		ep.inst = inst
-		seen[inst.ID] = ep
+		if ep.st == nil {
+			ep.st = &state{}
+		}
+		v.byID[inst.ID] = ep
 		if !inst.Drained {
-			v.eps = append(v.eps, ep)
+			v.eps = append(v.eps, ep) // snapshots are sorted by ID
 		}
 	}
-	p.byID = seen
-	sort.Slice(v.eps, func(i, j int) bool { return v.eps[i].inst.ID < v.eps[j].inst.ID })
 	if p.b.strategy == ConsistentHash {
 		v.ring = newRing(v.eps, p.b.opts.vnodes)
 	}
-	p.view.Store(v)
+	p.cur.Store(v)
 	return v
 }
 
-func (v *view) roundRobin(ctr *atomic.Uint64) *endpoint {
+// inflight returns the picks of the pool's current instances not yet reported.
+func (p *pool) inflight() int64 {
+	var n int64
+	if v := p.cur.Load(); v != nil {
+		for _, ep := range v.byID {
+			n += ep.st.inflight.Load()
+		}
+	}
+	return n
+}
+
+func (v *view) roundRobin(ctr *atomic.Uint64, now int64) *endpoint {
 	n := uint64(len(v.eps))
 	start := ctr.Add(1) - 1
 	for i := uint64(0); i < n; i++ {
 		ep := v.eps[(start+i)%n]
-		if ep.healthy() {
+		if ep.st.healthy(now) {
 			if i > 0 {
 				// Keep the cycle moving past the skipped ones.
 				ctr.Add(i)
@@ -285,26 +333,26 @@ func (v *view) roundRobin(ctr *atomic.Uint64) *endpoint {
 	return nil
 }
 
-func (v *view) random() *endpoint {
+func (v *view) random(now int64) *endpoint {
 	n := len(v.eps)
 	for range 3 {
-		if ep := v.eps[rand.N(n)]; ep.healthy() {
+		if ep := v.eps[rand.N(n)]; ep.st.healthy(now) {
 			return ep
 		}
 	}
 	start := rand.N(n)
 	for i := range n {
-		if ep := v.eps[(start+i)%n]; ep.healthy() {
+		if ep := v.eps[(start+i)%n]; ep.st.healthy(now) {
 			return ep
 		}
 	}
 	return nil
 }
 
-func (v *view) powerOfTwo() *endpoint {
+func (v *view) powerOfTwo(now int64) *endpoint {
 	n := len(v.eps)
 	if n == 1 {
-		if v.eps[0].healthy() {
+		if v.eps[0].st.healthy(now) {
 			return v.eps[0]
 		}
 		return nil
@@ -315,9 +363,9 @@ func (v *view) powerOfTwo() *endpoint {
 		j++
 	}
 	a, b := v.eps[i], v.eps[j]
-	switch ah, bh := a.healthy(), b.healthy(); {
+	switch ah, bh := a.st.healthy(now), b.st.healthy(now); {
 	case ah && bh:
-		if b.inflight.Load() < a.inflight.Load() {
+		if b.st.inflight.Load() < a.st.inflight.Load() {
 			return b
 		}
 		return a
@@ -329,77 +377,94 @@ func (v *view) powerOfTwo() *endpoint {
 	// Both sampled are cooling down: take the least loaded healthy one.
 	var best *endpoint
 	for _, ep := range v.eps {
-		if ep.healthy() && (best == nil || ep.inflight.Load() < best.inflight.Load()) {
+		if ep.st.healthy(now) && (best == nil || ep.st.inflight.Load() < best.st.inflight.Load()) {
 			best = ep
 		}
 	}
 	return best
 }
 
-// weighted is nginx's smooth weighted round-robin over the healthy endpoints.
-func (p *pool) weighted(v *view) *endpoint {
+// weighted is nginx's smooth weighted round-robin over the healthy endpoints. Weights
+// are at most MaxWeight, so the sums cannot overflow.
+func (p *pool) weighted(v *view, now int64) *endpoint {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	var best *endpoint
 	var total int64
 	for _, ep := range v.eps {
-		if !ep.healthy() {
+		if !ep.st.healthy(now) {
 			continue
 		}
 		w := int64(ep.inst.weight())
-		ep.current += w
+		ep.st.current += w
 		total += w
-		if best == nil || ep.current > best.current {
+		if best == nil || ep.st.current > best.st.current {
 			best = ep
 		}
 	}
 	if best != nil {
-		best.current -= total
+		best.st.current -= total
 	}
 	return best
 }
 
-func (b *Balancer) checkLoop() {
+// maintain forgets idle pools every idle/2 and runs the health checks.
+func (b *Balancer) maintain() {
 	defer b.wg.Done()
-	t := time.NewTicker(b.opts.checkInterval)
-	defer t.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-b.stop
-		cancel()
-	}()
+	sweep := time.NewTicker(b.opts.idle / 2)
+	defer sweep.Stop()
+	var checks <-chan time.Time
+	if b.opts.check != nil {
+		t := time.NewTicker(b.opts.checkInterval)
+		defer t.Stop()
+		checks = t.C
+	}
 	for {
-		b.checkAll(ctx)
 		select {
-		case <-b.stop:
+		case <-b.ctx.Done():
 			return
-		case <-t.C:
+		case <-sweep.C:
+			b.forgetIdle()
+		case <-checks:
+			b.checkAll(b.ctx)
 		}
 	}
 }
 
-// checkAll runs the health check on every instance of every service picked so far, in
+// forgetIdle drops the pools not picked from during the last two ticks (so for at least
+// idle) and with nothing in flight.
+func (b *Balancer) forgetIdle() {
+	t := b.tick.Add(1)
+	b.pools.Range(func(k, v any) bool {
+		p := v.(*pool)
+		if p.lastPick.Load() <= t-3 && p.inflight() == 0 {
+			b.pools.Delete(k)
+		}
+		return true
+	})
+}
+
+// checkAll runs the health check on every instance of every pool not forgotten, in
 // parallel, each bounded by the check interval.
 func (b *Balancer) checkAll(ctx context.Context) {
 	var eps []*endpoint
-	b.pools.Range(func(_, v any) bool {
-		eps = append(eps, v.(*pool).current().eps...)
+	b.pools.Range(func(k, v any) bool {
+		if snap := b.r.lookup(k.(string)); snap != nil {
+			eps = append(eps, v.(*pool).view(snap).eps...)
+		}
 		return true
 	})
 	var wg sync.WaitGroup
 	for _, ep := range eps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, b.opts.checkInterval)
 			defer cancel()
 			if err := b.opts.check.Check(cctx, ep.inst); err != nil && ctx.Err() == nil {
 				b.log.Debug("health check failed", zap.String("service", ep.inst.Service),
 					zap.String("id", ep.inst.ID), zap.Error(err))
-				ep.fail(b.opts.cooldown)
+				ep.st.fail(b.now(), b.opts.cooldown)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }

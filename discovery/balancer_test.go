@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,7 +65,7 @@ func pick(t testing.TB, lb *discovery.Balancer, svc string) string {
 	t.Helper()
 	sel, err := lb.Pick(svc)
 	require.NoError(t, err)
-	sel.Done(nil)
+	sel.Report(nil)
 	return sel.Instance.ID
 }
 
@@ -135,7 +136,7 @@ func TestConsistentHashRemap(t *testing.T) {
 		sel, err := lb.PickKey("ch", "user-"+strconv.Itoa(k))
 		require.NoError(t, err)
 		before[k] = sel.Instance.ID
-		sel.Done(nil)
+		sel.Report(nil)
 	}
 	// Stable: the same key maps to the same instance.
 	for k := range 100 {
@@ -157,7 +158,7 @@ func TestConsistentHashRemap(t *testing.T) {
 				movedOther++
 			}
 		}
-		sel.Done(nil)
+		sel.Report(nil)
 	}
 	t.Logf("removing 1 of 10 remapped %.1f%% of keys", 100*float64(moved)/keys)
 	assert.LessOrEqual(t, moved, keys*15/100)
@@ -176,7 +177,7 @@ func TestPowerOfTwoPrefersLessLoaded(t *testing.T) {
 			held = sel
 			break
 		}
-		sel.Done(nil)
+		sel.Report(nil)
 	}
 	assert.EqualValues(t, 1, lb.InFlight("p2c", "a"))
 	counts := map[string]int{}
@@ -185,7 +186,7 @@ func TestPowerOfTwoPrefersLessLoaded(t *testing.T) {
 	}
 	assert.Zero(t, counts["a"], "the loaded instance loses every comparison")
 	assert.InDelta(t, 150, counts["b"], 60)
-	held.Done(nil)
+	held.Report(nil)
 	assert.Zero(t, lb.InFlight("p2c", "a"))
 
 	// Requests that are never released: the load stays level.
@@ -199,7 +200,7 @@ func TestPowerOfTwoPrefersLessLoaded(t *testing.T) {
 		assert.InDelta(t, 100, lb.InFlight("p2c", id), 3, id)
 	}
 	for _, sel := range all {
-		sel.Done(nil)
+		sel.Report(nil)
 	}
 }
 
@@ -215,10 +216,10 @@ func TestFailedSkippedForCooldown(t *testing.T) {
 				sel, err := lb.PickKey("f", "k")
 				require.NoError(t, err)
 				if sel.Instance.ID == "b" {
-					sel.Done(errors.New("connection refused"))
+					sel.Report(errors.New("connection refused"))
 					break
 				}
-				sel.Done(nil)
+				sel.Report(nil)
 			}
 			failedAt := time.Now()
 			for k := range 200 {
@@ -227,7 +228,7 @@ func TestFailedSkippedForCooldown(t *testing.T) {
 				if time.Since(failedAt) < cooldown*2/3 {
 					assert.Equal(t, "c", sel.Instance.ID)
 				}
-				sel.Done(nil)
+				sel.Report(nil)
 			}
 			lb.MarkFailed("f", "c")
 			if time.Since(failedAt) < cooldown*2/3 {
@@ -242,7 +243,7 @@ func TestFailedSkippedForCooldown(t *testing.T) {
 						return false
 					}
 					seen[sel.Instance.ID] = true
-					sel.Done(nil)
+					sel.Report(nil)
 				}
 				return seen["a"] && seen["b"]
 			}, 3*cooldown, 10*time.Millisecond, "back after the cool-down")
@@ -310,4 +311,70 @@ func TestPickAfterChanges(t *testing.T) {
 		_, err := lb.Pick("chg")
 		return errors.Is(err, discovery.ErrNoInstance)
 	}, 2*time.Second, 5*time.Millisecond)
+}
+
+// Picks, the weighted round-robin and health checks read instances while a writer
+// re-registers the same IDs with new addresses: no read is torn (and -race is clean).
+func TestPickWhileInstancesChange(t *testing.T) {
+	for _, s := range []discovery.Strategy{discovery.RoundRobin, discovery.WeightedRoundRobin, discovery.ConsistentHash} {
+		t.Run(s.String(), func(t *testing.T) {
+			ctx := etcdtest.Context(t, 30*time.Second)
+			cli := etcdtest.Client(t)
+			p := etcdtest.Prefix(t)
+			// Address 10.0.0.N always goes with port 1000+N; a torn read mixes them.
+			consistent := func(in discovery.Instance) bool {
+				return in.Address == fmt.Sprintf("10.0.0.%d", in.Port-1000)
+			}
+			write := func(n int) {
+				for _, id := range []string{"a", "b"} {
+					in := discovery.Instance{Service: "svc", ID: id, Address: fmt.Sprintf("10.0.0.%d", n), Port: 1000 + n, Weight: 1 + n%3}
+					putInstances(ctx, t, cli, p, in)
+				}
+			}
+			write(1)
+			res := newResolver(t, ctx, cli, p)
+			waitIDs(t, res, "svc", 2*time.Second, "a", "b")
+			var torn atomic.Int64
+			check := discovery.CheckFunc(func(_ context.Context, in discovery.Instance) error {
+				if !consistent(in) {
+					torn.Add(1)
+				}
+				return nil
+			})
+			lb := newBalancer(t, res, s, discovery.WithHealthCheck(check, time.Millisecond))
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for k := 0; ; k++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					sel, err := lb.PickKey("svc", strconv.Itoa(k))
+					if err == nil {
+						if !consistent(sel.Instance) {
+							torn.Add(1)
+						}
+						sel.Report(nil)
+					}
+				}
+			}()
+			for n := 2; n < 100; n++ {
+				write(n)
+			}
+			waitAddr := func(c *assert.CollectT) {
+				insts, err := res.Discover("svc")
+				assert.NoError(c, err)
+				for _, in := range insts {
+					assert.Equal(c, 1099, in.Port)
+				}
+			}
+			assert.EventuallyWithT(t, waitAddr, 5*time.Second, 10*time.Millisecond)
+			close(stop)
+			<-done
+			assert.Zero(t, torn.Load(), "torn reads")
+		})
+	}
 }

@@ -77,7 +77,7 @@ func BenchmarkPick(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				sel.Done(nil)
+				sel.Report(nil)
 			}
 			b.ReportMetric(float64(calls.Load()-start)/float64(b.N), "etcd-calls/op")
 			b.ReportMetric(1e9/(float64(b.Elapsed().Nanoseconds())/float64(b.N))/1e6, "Mpicks/s")

@@ -20,7 +20,7 @@ type Instance struct {
 	Port int `json:"port"`
 	// Metadata is free-form, for example a zone or version.
 	Metadata map[string]string `json:"metadata,omitempty"`
-	// Weight is the instance's share for weighted round-robin; 0 means 1.
+	// Weight is the instance's share for weighted round-robin, 0 to MaxWeight; 0 means 1.
 	Weight int `json:"weight,omitempty"`
 	// Drained instances stay registered but balancers do not pick them.
 	Drained bool `json:"drained,omitempty"`
@@ -31,7 +31,8 @@ func (i Instance) Addr() string {
 	return net.JoinHostPort(i.Address, strconv.Itoa(i.Port))
 }
 
-// Validate reports the first invalid field as an *InstanceError.
+// Validate reports the first invalid field as an *InstanceError. Resolvers apply it to
+// every value they read from etcd and skip the instances it rejects.
 func (i Instance) Validate() error {
 	bad := func(field, reason string) error {
 		return &InstanceError{Service: i.Service, ID: i.ID, Field: field, Reason: reason}
@@ -48,8 +49,8 @@ func (i Instance) Validate() error {
 	if i.Port < 1 || i.Port > 65535 {
 		return bad("port", "out of range 1-65535: "+strconv.Itoa(i.Port))
 	}
-	if i.Weight < 0 {
-		return bad("weight", "is negative: "+strconv.Itoa(i.Weight))
+	if i.Weight < 0 || i.Weight > MaxWeight {
+		return bad("weight", "out of range 0-"+strconv.Itoa(MaxWeight)+": "+strconv.Itoa(i.Weight))
 	}
 	return nil
 }
@@ -112,7 +113,8 @@ func parseKey(prefix, key string) (service, id string, ok bool) {
 	return service, id, true
 }
 
-// decodeInstance decodes a stored value; service and ID come from the key, which is
+// decodeInstance decodes and validates a stored value, which anyone with write access
+// to the prefix may have written; service and ID come from the key, which is
 // authoritative.
 func decodeInstance(service, id string, value []byte) (Instance, error) {
 	var inst Instance
@@ -120,5 +122,26 @@ func decodeInstance(service, id string, value []byte) (Instance, error) {
 		return Instance{}, err
 	}
 	inst.Service, inst.ID = service, id
+	if err := inst.Validate(); err != nil {
+		return Instance{}, err
+	}
 	return inst, nil
 }
+
+// equal reports whether a and b describe the same instance.
+func equal(a, b Instance) bool {
+	if a.Service != b.Service || a.ID != b.ID || a.Address != b.Address || a.Port != b.Port ||
+		a.Weight != b.Weight || a.Drained != b.Drained || len(a.Metadata) != len(b.Metadata) {
+		return false
+	}
+	for k, v := range a.Metadata {
+		if w, ok := b.Metadata[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxWeight is the largest Instance.Weight. Larger weights are refused by Register and
+// make a value read from etcd invalid, so weighted round-robin totals cannot overflow.
+const MaxWeight = 1_000_000

@@ -129,7 +129,7 @@ func TestDrain(t *testing.T) {
 	require.NoError(t, reg.Register(ctx, b))
 	waitIDs(t, res, "api", 2*time.Second, "a", "b")
 
-	require.NoError(t, reg.Drain(ctx, a, true))
+	require.NoError(t, reg.Drain(ctx, a))
 	require.Eventually(t, func() bool {
 		insts, _ := res.Discover("api")
 		return len(insts) == 2 && insts[0].Drained
@@ -138,9 +138,9 @@ func TestDrain(t *testing.T) {
 		sel, err := lb.Pick("api")
 		require.NoError(t, err)
 		assert.Equal(t, "b", sel.Instance.ID, "a drained instance is not picked")
-		sel.Done(nil)
+		sel.Report(nil)
 	}
-	require.NoError(t, reg.Drain(ctx, a, false))
+	require.NoError(t, reg.Undrain(ctx, a))
 	require.Eventually(t, func() bool {
 		seen := map[string]bool{}
 		for range 4 {
@@ -149,11 +149,11 @@ func TestDrain(t *testing.T) {
 				return false
 			}
 			seen[sel.Instance.ID] = true
-			sel.Done(nil)
+			sel.Report(nil)
 		}
 		return seen["a"] && seen["b"]
 	}, 2*time.Second, 5*time.Millisecond)
-	assert.ErrorIs(t, reg.Drain(ctx, inst("api", "zzz", 1), true), discovery.ErrNotRegistered)
+	assert.ErrorIs(t, reg.Drain(ctx, inst("api", "zzz", 1)), discovery.ErrNotRegistered)
 }
 
 func TestBadInput(t *testing.T) {
@@ -185,23 +185,23 @@ func TestBadInput(t *testing.T) {
 	}
 
 	_, err := discovery.NewRegistrar(nil, p)
-	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 	_, err = discovery.NewRegistrar(cli, "")
-	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 	_, err = discovery.NewRegistrar(cli, p, discovery.WithTTL(500*time.Millisecond))
-	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 	_, err = discovery.NewResolver(cli, "/")
-	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 
 	res := newResolver(t, ctx, cli, p)
 	_, err = res.Discover("")
 	assert.ErrorIs(t, err, discovery.ErrInvalidInstance)
 	_, err = discovery.NewBalancer(res, discovery.Strategy(99))
-	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 	_, err = discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithCooldown(0))
-	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 	_, err = discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithHealthCheck(discovery.TCPCheck(), 0))
-	assert.ErrorIs(t, err, discovery.ErrInvalidOption)
+	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 
 	// A value another tool wrote that is not an instance is skipped; the rest works.
 	_, err = cli.Put(ctx, p+"svc/broken", "{not json")
@@ -247,7 +247,7 @@ func TestResolverWatch(t *testing.T) {
 	ev = next()
 	assert.Equal(t, discovery.Added, ev.Type)
 	assert.Equal(t, "b", ev.Instance.ID)
-	require.NoError(t, reg.Drain(ctx, inst("svc", "b", 2), true))
+	require.NoError(t, reg.Drain(ctx, inst("svc", "b", 2)))
 	ev = next()
 	assert.Equal(t, discovery.Updated, ev.Type)
 	assert.True(t, ev.Instance.Drained)

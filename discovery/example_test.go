@@ -79,7 +79,7 @@ func ExampleBalancer() {
 			return
 		}
 		fmt.Print(sel.Instance.ID, " ")
-		sel.Done(nil)
+		sel.Report(nil)
 	}
 	fmt.Println()
 	// Output: a b c a

@@ -70,7 +70,7 @@ func TestFaultCluster(t *testing.T) {
 		require.Eventually(t, res.Stale, 10*time.Second, 10*time.Millisecond)
 		require.NoError(t, reg.Deregister(ctx, inst("svc", "a", 1)))
 		require.NoError(t, reg.Register(ctx, inst("svc", "d", 1)))
-		require.NoError(t, reg.Drain(ctx, inst("svc", "b", 1), true))
+		require.NoError(t, reg.Drain(ctx, inst("svc", "b", 1)))
 		writer := c.Client(writerIdx)
 		resp, err := writer.Put(ctx, p+"other/x", `{"address":"h","port":1}`)
 		require.NoError(t, err)
@@ -241,4 +241,52 @@ func idsOf(insts []discovery.Instance) string {
 		s += i.ID + " "
 	}
 	return s + "]"
+}
+
+// Registrar.Close stays bounded while a Register or a Drain is blocked on a write that
+// etcd never answers (the Registrar's only connection is blackholed).
+func TestFaultCloseBehindBlockedWrite(t *testing.T) {
+	c := etcdtest.NewCluster(t, 1)
+	ctx := etcdtest.Context(t, 60*time.Second)
+	for _, blocked := range []string{"register", "drain"} {
+		t.Run(blocked, func(t *testing.T) {
+			p := etcdtest.Prefix(t)
+			reg, err := discovery.NewRegistrar(c.Client(0), p, discovery.WithTTL(2*time.Second))
+			require.NoError(t, err)
+			a := inst("svc", "a", 1)
+			require.NoError(t, reg.Register(ctx, a))
+			c.Blackhole(0)
+			defer c.Unblackhole(0)
+
+			callErr := make(chan error, 1)
+			go func() {
+				// No deadline of its own: only Close can end it.
+				if blocked == "drain" {
+					callErr <- reg.Drain(context.Background(), a)
+				} else {
+					callErr <- reg.Register(context.Background(), inst("svc", "b", 2))
+				}
+			}()
+			// Let the call reach etcd's connection before closing.
+			select {
+			case err := <-callErr:
+				t.Fatalf("%s returned while etcd is unreachable: %v", blocked, err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- reg.Close() }()
+			// Close is documented to return within about 5s; allow three times that.
+			select {
+			case <-closed:
+			case <-time.After(15 * time.Second):
+				t.Fatal("Close did not return")
+			}
+			select {
+			case err := <-callErr:
+				assert.Error(t, err, "the blocked %s fails", blocked)
+			case <-time.After(15 * time.Second):
+				t.Fatalf("the blocked %s did not return after Close", blocked)
+			}
+		})
+	}
 }

@@ -13,9 +13,11 @@ const GRPCScheme = "etcd"
 
 // GRPCBuilder returns a gRPC resolver.Builder over r. Pass it to grpc.NewClient with
 // grpc.WithResolvers and dial "etcd:///<service>": the connection gets the addresses of
-// the service's instances that are not drained, and every change after that. Pair it
-// with a balancing policy such as round_robin in the service config; gRPC's default,
-// pick_first, uses a single instance.
+// the service's instances that are not drained, and every change after that. When none
+// is left (all drained or removed) it hands gRPC an empty address list, so that the
+// connection stops using the servers it had and fails RPCs (or, with WaitForReady, holds
+// them) until an instance comes back. Pair it with a balancing policy such as
+// round_robin in the service config; gRPC's default, pick_first, uses a single instance.
 //
 // The builder does not own r: close the Resolver after the connections that use it.
 func GRPCBuilder(r *Resolver) resolver.Builder { return &grpcBuilder{r: r} }
@@ -35,13 +37,12 @@ func (b *grpcBuilder) Build(target resolver.Target, cc resolver.ClientConn, _ re
 		r.mu.Unlock()
 		return nil, ErrClosed
 	}
-	svc := r.serviceLocked(name)
 	sub := r.addSubLocked(name, false)
 	r.wg.Add(1)
 	r.mu.Unlock()
 
 	g := &grpcResolver{r: r, name: name, sub: sub, stop: make(chan struct{})}
-	go g.run(svc, cc)
+	go g.run(cc)
 	return g, nil
 }
 
@@ -55,7 +56,7 @@ type grpcResolver struct {
 
 // run pushes the service's address list to gRPC on every change. gRPC's ClientConn may
 // block briefly in UpdateState, so this runs apart from the cache's goroutine.
-func (g *grpcResolver) run(svc *service, cc resolver.ClientConn) {
+func (g *grpcResolver) run(cc resolver.ClientConn) {
 	defer g.r.wg.Done()
 	defer g.r.removeSub(g.name, g.sub.id)
 	var last *snapshot
@@ -77,7 +78,7 @@ func (g *grpcResolver) run(svc *service, cc resolver.ClientConn) {
 			return
 		case <-g.sub.notify:
 		}
-		snap := svc.snap.Load()
+		snap := g.r.lookup(g.name)
 		if snap == nil || snap == last {
 			continue
 		}
@@ -91,12 +92,14 @@ func (g *grpcResolver) run(svc *service, cc resolver.ClientConn) {
 			state.Addresses = append(state.Addresses, addr)
 			state.Endpoints = append(state.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{addr}})
 		}
-		if len(state.Endpoints) == 0 {
-			cc.ReportError(fmt.Errorf("%w: service %q", ErrNoInstance, g.name))
-			continue
-		}
-		// An error here means the balancer rejected the list; the next change retries.
+		// An error here means the balancer rejected the list (for an empty one, always);
+		// the next change retries.
 		_ = cc.UpdateState(state)
+		if len(state.Endpoints) == 0 {
+			// Only an empty list makes the policies drop the servers they use (they keep
+			// the last good list on a resolver error); the error then says why RPCs fail.
+			cc.ReportError(fmt.Errorf("%w: service %q", ErrNoInstance, g.name))
+		}
 	}
 }
 

@@ -104,7 +104,7 @@ func TestGRPCResolver(t *testing.T) {
 	// A new one joins, and a drained one leaves.
 	require.NoError(t, reg.Register(ctx, insts[3]))
 	require.Eventually(t, func() bool { call(); return servers[3].calls.Load() > 0 }, 3*time.Second, time.Millisecond)
-	require.NoError(t, reg.Drain(ctx, insts[0], true))
+	require.NoError(t, reg.Drain(ctx, insts[0]))
 	start = time.Now()
 	for time.Since(start) < 2500*time.Millisecond {
 		call()
@@ -125,4 +125,61 @@ func TestGRPCBadTarget(t *testing.T) {
 		_, err = healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{})
 	}
 	require.Error(t, err)
+}
+
+// With no usable instance left, the connection stops reaching the instance it used,
+// whatever the balancing policy: RPCs fail instead of going to a drained or removed
+// server that still answers.
+func TestGRPCStopsWithNoInstance(t *testing.T) {
+	for _, policy := range []string{"pick_first", "round_robin"} {
+		for _, how := range []string{"deregister", "drain"} {
+			t.Run(policy+"/"+how, func(t *testing.T) {
+				ctx := etcdtest.Context(t, 30*time.Second)
+				p := etcdtest.Prefix(t)
+				reg := newRegistrar(t, etcdtest.Client(t), p)
+				res := newResolver(t, ctx, etcdtest.Client(t), p)
+				srv := startGRPCServer(t)
+				a := inst("svc", "a", srv.port)
+				require.NoError(t, reg.Register(ctx, a))
+				conn, err := grpc.NewClient("etcd:///svc",
+					grpc.WithResolvers(discovery.GRPCBuilder(res)),
+					grpc.WithTransportCredentials(insecure.NewCredentials()),
+					grpc.WithDefaultServiceConfig(fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, policy)))
+				require.NoError(t, err)
+				defer conn.Close()
+				client := healthpb.NewHealthClient(conn)
+				call := func(wait bool) error {
+					cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+					defer cancel()
+					_, err := client.Check(cctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(wait))
+					return err
+				}
+				require.NoError(t, call(true))
+
+				if how == "drain" {
+					require.NoError(t, reg.Drain(ctx, a))
+				} else {
+					require.NoError(t, reg.Deregister(ctx, a))
+				}
+				assert.EventuallyWithT(t, func(c *assert.CollectT) {
+					assert.Error(c, call(false))
+				}, 5*time.Second, 50*time.Millisecond, "RPCs stop reaching the server")
+				served := srv.calls.Load()
+				for range 5 {
+					assert.Error(t, call(false))
+				}
+				assert.Equal(t, served, srv.calls.Load(), "no RPC reached the server")
+
+				// And it comes back.
+				if how == "drain" {
+					require.NoError(t, reg.Undrain(ctx, a))
+				} else {
+					require.NoError(t, reg.Register(ctx, a))
+				}
+				assert.EventuallyWithT(t, func(c *assert.CollectT) {
+					assert.NoError(c, call(true))
+				}, 5*time.Second, 50*time.Millisecond)
+			})
+		}
+	}
 }

@@ -7,16 +7,48 @@ import (
 	"go.uber.org/zap"
 )
 
-// Option configures a Registrar, Resolver or Balancer. Each constructor uses the options
-// that concern it and ignores the rest, so one option list can be shared.
+// Option configures a Registrar, Resolver or Balancer. Each option says which
+// constructors use it; passing one to a constructor that does not use it, or passing a
+// nil Option, is an error wrapping ErrInvalidArgument.
 type Option interface{ apply(*options) }
 
-type optionFunc func(*options)
+// user is a set of constructors.
+type user uint8
 
-func (f optionFunc) apply(o *options) { f(o) }
+const (
+	registrarUse user = 1 << iota
+	resolverUse
+	balancerUse
+	anyUse = registrarUse | resolverUse | balancerUse
+)
+
+func (u user) String() string {
+	switch u {
+	case registrarUse:
+		return "Registrar"
+	case resolverUse:
+		return "Resolver"
+	case balancerUse:
+		return "Balancer"
+	}
+	return "any"
+}
+
+// option is a named option and the constructors that use it.
+type option struct {
+	name string
+	by   user
+	set  func(*options)
+}
+
+func (o option) apply(opts *options) {
+	o.set(opts)
+	opts.applied = append(opts.applied, o)
+}
 
 type options struct {
-	logger *zap.Logger
+	applied []option
+	logger  *zap.Logger
 	// Registrar.
 	ttl                    time.Duration
 	backoffMin, backoffMax time.Duration
@@ -25,6 +57,7 @@ type options struct {
 	check         HealthChecker
 	checkInterval time.Duration
 	vnodes        int
+	idle          time.Duration
 }
 
 func defaults() options {
@@ -35,55 +68,101 @@ func defaults() options {
 		backoffMax: 5 * time.Second,
 		cooldown:   10 * time.Second,
 		vnodes:     160,
+		idle:       time.Minute,
 	}
 }
 
-func buildOptions(opts []Option) (options, error) {
+// buildOptions applies opts for the constructor of who and validates the result.
+func buildOptions(opts []Option, who user) (options, error) {
 	o := defaults()
-	for _, opt := range opts {
-		if opt != nil {
-			opt.apply(&o)
+	for i, opt := range opts {
+		if opt == nil {
+			return o, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i)
 		}
+		opt.apply(&o)
+	}
+	for _, opt := range o.applied {
+		if opt.by&who == 0 {
+			return o, fmt.Errorf("%w: %s applies to a %s, not a %s", ErrInvalidArgument, opt.name, opt.by, who)
+		}
+	}
+	bad := func(format string, args ...any) (options, error) {
+		return o, fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
 	}
 	switch {
 	case o.logger == nil:
-		return o, fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		return bad("WithLogger: nil logger")
 	case o.ttl < time.Second:
-		return o, fmt.Errorf("%w: TTL %v is below 1s", ErrInvalidOption, o.ttl)
+		return bad("WithTTL: %v is below 1s", o.ttl)
 	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
-		return o, fmt.Errorf("%w: backoff %v..%v", ErrInvalidOption, o.backoffMin, o.backoffMax)
+		return bad("WithBackoff: %v..%v", o.backoffMin, o.backoffMax)
 	case o.cooldown <= 0:
-		return o, fmt.Errorf("%w: cool-down %v is not positive", ErrInvalidOption, o.cooldown)
+		return bad("WithCooldown: %v is not positive", o.cooldown)
+	case o.check == nil && o.has("WithHealthCheck"):
+		return bad("WithHealthCheck: nil checker")
 	case o.check != nil && o.checkInterval <= 0:
-		return o, fmt.Errorf("%w: health check interval %v is not positive", ErrInvalidOption, o.checkInterval)
+		return bad("WithHealthCheck: interval %v is not positive", o.checkInterval)
 	case o.vnodes < 1:
-		return o, fmt.Errorf("%w: %d virtual nodes", ErrInvalidOption, o.vnodes)
+		return bad("WithVirtualNodes: %d", o.vnodes)
+	case o.idle <= 0:
+		return bad("WithIdleTimeout: %v is not positive", o.idle)
 	}
 	return o, nil
 }
 
-// WithLogger sets the logger; the default discards everything.
-func WithLogger(l *zap.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
+// has reports whether the option called name was applied.
+func (o *options) has(name string) bool {
+	for _, opt := range o.applied {
+		if opt.name == name {
+			return true
+		}
+	}
+	return false
+}
 
-// WithTTL sets the TTL of a registration's lease (default 10s, at least 1s): a registrant
+// WithLogger sets the logger of a Registrar, Resolver or Balancer; the default discards
+// everything.
+func WithLogger(l *zap.Logger) Option {
+	return option{"WithLogger", anyUse, func(o *options) { o.logger = l }}
+}
+
+// WithTTL sets the TTL of a Registrar's leases (default 10s, at least 1s): a registrant
 // that dies disappears from resolvers within about this long.
-func WithTTL(ttl time.Duration) Option { return optionFunc(func(o *options) { o.ttl = ttl }) }
+func WithTTL(ttl time.Duration) Option {
+	return option{"WithTTL", registrarUse, func(o *options) { o.ttl = ttl }}
+}
 
-// WithBackoff sets the jittered delays between re-registration attempts (default 50ms
-// doubling up to 5s). Attempts never stop until Deregister or Close.
+// WithBackoff sets a Registrar's jittered delays between writes that keep a
+// registration in place (default 50ms doubling up to 5s). Failed attempts never stop
+// until Deregister or Close; successful rewrites also back off, so a key that keeps
+// being overwritten is not rewritten in a tight loop.
 func WithBackoff(min, max time.Duration) Option {
-	return optionFunc(func(o *options) { o.backoffMin, o.backoffMax = min, max })
+	return option{"WithBackoff", registrarUse, func(o *options) { o.backoffMin, o.backoffMax = min, max }}
 }
 
 // WithCooldown sets how long a Balancer skips an instance after a failure (default 10s).
-func WithCooldown(d time.Duration) Option { return optionFunc(func(o *options) { o.cooldown = d }) }
-
-// WithHealthCheck makes a Balancer check every instance it balances over each interval;
-// an instance whose check fails is skipped for the cool-down.
-func WithHealthCheck(check HealthChecker, interval time.Duration) Option {
-	return optionFunc(func(o *options) { o.check, o.checkInterval = check, interval })
+func WithCooldown(d time.Duration) Option {
+	return option{"WithCooldown", balancerUse, func(o *options) { o.cooldown = d }}
 }
 
-// WithVirtualNodes sets how many points each instance has on the consistent-hash ring
-// (default 160). More points spread keys more evenly.
-func WithVirtualNodes(n int) Option { return optionFunc(func(o *options) { o.vnodes = n }) }
+// WithHealthCheck makes a Balancer check, each interval, every instance of the services
+// it has picked from recently (see WithIdleTimeout); an instance whose check fails is
+// skipped for the cool-down.
+func WithHealthCheck(check HealthChecker, interval time.Duration) Option {
+	return option{"WithHealthCheck", balancerUse, func(o *options) { o.check, o.checkInterval = check, interval }}
+}
+
+// WithVirtualNodes sets how many points each instance has on a ConsistentHash
+// Balancer's ring (default 160). More points spread keys more evenly. Other strategies
+// refuse it.
+func WithVirtualNodes(n int) Option {
+	return option{"WithVirtualNodes", balancerUse, func(o *options) { o.vnodes = n }}
+}
+
+// WithIdleTimeout sets how long a Balancer keeps its state about a service nobody picks
+// from (default 1m): after between d and 1.5d without a pick and with no pick in
+// flight, it forgets the service's cool-downs and round-robin position and stops
+// health-checking its instances.
+func WithIdleTimeout(d time.Duration) Option {
+	return option{"WithIdleTimeout", balancerUse, func(o *options) { o.idle = d }}
+}

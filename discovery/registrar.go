@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,42 +19,70 @@ import (
 
 // Registrar registers instances under <prefix>/<service>/<id> and keeps each one there
 // until Deregister or Close, whatever happens to etcd in between.
+//
+// Two Registrars may hold the same instance, for example during a rolling restart that
+// keeps instance IDs: the newest Register wins. The other one yields: it does not write
+// the key while a registration on another lease holds it, and writes it again once the
+// key is gone (the winner deregistered or died).
 type Registrar struct {
 	cli    *clientv3.Client
 	prefix string
 	opts   options
 	log    *zap.Logger
 
-	regMu  sync.Mutex // serialises Register, Deregister, Drain and Close
-	mu     sync.Mutex // guards regs and closed
-	regs   map[string]*registration
-	closed bool
+	ctx    context.Context // ends when Close starts; every call's etcd requests are bound to it
+	cancel context.CancelFunc
+
+	regMu     sync.Mutex // serialises Register, Deregister, Drain, Undrain and Close
+	mu        sync.Mutex // guards regs and closed
+	regs      map[string]*registration
+	closed    bool
+	closeOnce sync.Once
 }
 
 // NewRegistrar returns a Registrar writing under prefix. It owns no goroutine until the
-// first Register.
+// first Register. Of the options, WithLogger, WithTTL and WithBackoff apply.
 func NewRegistrar(cli *clientv3.Client, prefix string, opts ...Option) (*Registrar, error) {
 	if cli == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if prefix == "" || prefix == "/" {
-		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidArgument)
 	}
-	o, err := buildOptions(opts)
+	o, err := buildOptions(opts, registrarUse)
 	if err != nil {
 		return nil, err
 	}
-	return &Registrar{cli: cli, prefix: normPrefix(prefix), opts: o, log: o.logger, regs: map[string]*registration{}}, nil
+	r := &Registrar{cli: cli, prefix: normPrefix(prefix), opts: o, log: o.logger, regs: map[string]*registration{}}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
 }
 
 // Key returns the etcd key an instance is registered under.
 func (r *Registrar) Key(inst Instance) string { return instanceKey(r.prefix, inst.Service, inst.ID) }
 
+// bind returns ctx, also cancelled (with cause ErrClosed) when Close starts.
+func (r *Registrar) bind(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(r.ctx, func() { cancel(ErrClosed) })
+	return ctx, func() { stop(); cancel(context.Canceled) }
+}
+
+// interrupted wraps err with ErrClosed when Close ended ctx.
+func interrupted(ctx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), ErrClosed) && !errors.Is(err, ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
 // Register writes inst under a lease of the Registrar's TTL and returns once it is in
 // etcd. From then on a goroutine keeps it there: when the lease is lost (revoked, or
 // expired during an outage) it grants a new one and writes the key again; when the key
-// is deleted or overwritten it writes it again; failed attempts are retried with
-// jittered backoff and no cap, until Deregister or Close.
+// is deleted or overwritten without a lease it writes it again; failed attempts are
+// retried with jittered backoff and no cap, until Deregister or Close. When another
+// Registrar registers the same instance later, that one wins and this one yields (see
+// Registrar).
 //
 // Registering an instance that is already registered replaces its value. ctx bounds only
 // the first write; if it fails, nothing stays behind.
@@ -76,8 +105,10 @@ func (r *Registrar) Register(ctx context.Context, inst Instance) error {
 	if closed {
 		return ErrClosed
 	}
+	ctx, done := r.bind(ctx)
+	defer done()
 	if g != nil {
-		return g.update(ctx, inst, value)
+		return interrupted(ctx, g.update(ctx, inst, value, true))
 	}
 
 	g = &registration{
@@ -91,14 +122,14 @@ func (r *Registrar) Register(ctx context.Context, inst Instance) error {
 	}
 	keeper, err := lease.New(ctx, r.cli, r.opts.ttl, lease.WithRegrant(g.onRegrant), lease.WithLogger(r.log))
 	if err != nil {
-		return fmt.Errorf("discovery: register %s: grant lease: %w", key, err)
+		return interrupted(ctx, fmt.Errorf("discovery: register %s: grant lease: %w", key, err))
 	}
 	g.keeper = keeper
 	g.leaseID = keeper.ID()
-	rev, err := g.put(ctx)
+	rev, err := g.write(ctx, true)
 	if err != nil {
 		keeper.Close()
-		return fmt.Errorf("discovery: register %s: %w", key, err)
+		return interrupted(ctx, fmt.Errorf("discovery: register %s: %w", key, err))
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
@@ -110,7 +141,9 @@ func (r *Registrar) Register(ctx context.Context, inst Instance) error {
 	return nil
 }
 
-// Deregister stops keeping inst registered, revokes its lease and deletes its key.
+// Deregister stops keeping inst registered, revokes its lease and deletes its key (only
+// if the key is still this Registrar's: another Registrar may have registered the same
+// instance since).
 func (r *Registrar) Deregister(ctx context.Context, inst Instance) error {
 	key := r.Key(inst)
 	r.regMu.Lock()
@@ -122,18 +155,33 @@ func (r *Registrar) Deregister(ctx context.Context, inst Instance) error {
 	if g == nil {
 		return fmt.Errorf("%w: %s", ErrNotRegistered, key)
 	}
-	return g.stop(ctx)
+	ctx, done := r.bind(ctx)
+	defer done()
+	return interrupted(ctx, g.stop(ctx))
 }
 
-// Drain marks inst drained (drained true) or back in service (false): it stays
-// registered, but balancers and the gRPC resolver stop picking it.
-func (r *Registrar) Drain(ctx context.Context, inst Instance, drained bool) error {
+// Drain marks inst drained: it stays registered, but balancers and the gRPC resolver
+// stop picking it. While another Registrar holds the same instance (see Registrar), only
+// this Registrar's copy changes.
+func (r *Registrar) Drain(ctx context.Context, inst Instance) error {
+	return r.setDrained(ctx, inst, true)
+}
+
+// Undrain puts a drained inst back in service.
+func (r *Registrar) Undrain(ctx context.Context, inst Instance) error {
+	return r.setDrained(ctx, inst, false)
+}
+
+func (r *Registrar) setDrained(ctx context.Context, inst Instance, drained bool) error {
 	key := r.Key(inst)
 	r.regMu.Lock()
 	defer r.regMu.Unlock()
 	r.mu.Lock()
-	g := r.regs[key]
+	g, closed := r.regs[key], r.closed
 	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	if g == nil {
 		return fmt.Errorf("%w: %s", ErrNotRegistered, key)
 	}
@@ -145,7 +193,9 @@ func (r *Registrar) Drain(ctx context.Context, inst Instance, drained bool) erro
 	if err != nil {
 		return fmt.Errorf("discovery: encode instance: %w", err)
 	}
-	return g.update(ctx, next, value)
+	ctx, done := r.bind(ctx)
+	defer done()
+	return interrupted(ctx, g.update(ctx, next, value, false))
 }
 
 // Registered returns the instances this Registrar is keeping registered.
@@ -161,23 +211,37 @@ func (r *Registrar) Registered() []Instance {
 	return out
 }
 
-// Close deregisters every instance (revoking leases and deleting keys, each bounded by a
-// few seconds) and stops every goroutine. It is idempotent.
+// Close deregisters every instance (revoking leases and deleting keys) and stops every
+// goroutine. It first interrupts a Register, Drain, Undrain or Deregister in progress
+// (which then fails with ErrClosed), and returns within about five seconds even when etcd
+// is unreachable. It is idempotent; later calls return nil.
 func (r *Registrar) Close() error {
-	r.regMu.Lock()
-	defer r.regMu.Unlock()
-	r.mu.Lock()
-	r.closed = true
-	regs := r.regs
-	r.regs = map[string]*registration{}
-	r.mu.Unlock()
-	var errs []error
-	for _, g := range regs {
+	var err error
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.regMu.Lock()
+		defer r.regMu.Unlock()
+		r.mu.Lock()
+		r.closed = true
+		regs := r.regs
+		r.regs = map[string]*registration{}
+		r.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		errs = append(errs, g.stop(ctx))
-		cancel()
-	}
-	return errors.Join(errs...)
+		defer cancel()
+		errs := make(chan error, len(regs))
+		var wg sync.WaitGroup
+		for _, g := range regs {
+			wg.Go(func() { errs <- g.stop(ctx) })
+		}
+		wg.Wait()
+		close(errs)
+		var all []error
+		for e := range errs {
+			all = append(all, e)
+		}
+		err = errors.Join(all...)
+	})
+	return err
 }
 
 // registration keeps one key in place.
@@ -192,11 +256,13 @@ type registration struct {
 
 	putMu sync.Mutex // orders writes, so the last one carries the newest lease and value
 
-	mu      sync.Mutex
-	inst    Instance
-	value   string
-	leaseID clientv3.LeaseID
-	stopped bool
+	mu       sync.Mutex
+	inst     Instance
+	value    string
+	leaseID  clientv3.LeaseID
+	past     []clientv3.LeaseID // the last few leases before leaseID
+	yielding clientv3.LeaseID   // the other registration's lease this one yields to, or 0
+	stopped  bool
 }
 
 func (g *registration) current() (string, clientv3.LeaseID) {
@@ -205,8 +271,48 @@ func (g *registration) current() (string, clientv3.LeaseID) {
 	return g.value, g.leaseID
 }
 
-// put writes the value under the current lease and returns the revision of the write.
-func (g *registration) put(ctx context.Context) (int64, error) {
+// setLease makes id the current lease and remembers the previous one, so that the key
+// still carrying it is known as ours.
+func (g *registration) setLease(id clientv3.LeaseID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.leaseID != 0 && g.leaseID != id {
+		g.past = append(g.past, g.leaseID)
+		if len(g.past) > 4 {
+			g.past = g.past[1:]
+		}
+	}
+	g.leaseID = id
+}
+
+// foreign reports whether a key carrying lease belongs to another registration.
+func (g *registration) foreign(lease int64) bool {
+	id := clientv3.LeaseID(lease)
+	if id == 0 {
+		return false // written by hand, not a registration
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return id != g.leaseID && !slices.Contains(g.past, id)
+}
+
+// yield records that another registration holds the key (0: this one does again).
+func (g *registration) yield(to clientv3.LeaseID) {
+	g.mu.Lock()
+	changed := g.yielding != to
+	g.yielding = to
+	g.mu.Unlock()
+	if changed && to != 0 {
+		g.log.Info("another registration of this instance holds the key; yielding until it is gone",
+			zap.Int64("lease", int64(to)))
+	}
+}
+
+// write puts the value under the current lease and returns the revision of the write.
+// Unless forced, it writes only over this registration's own key, an absent key, or a
+// value without a lease; it yields to another registration's (returning 0 and no
+// error).
+func (g *registration) write(ctx context.Context, force bool) (int64, error) {
 	g.putMu.Lock()
 	defer g.putMu.Unlock()
 	g.mu.Lock()
@@ -215,30 +321,61 @@ func (g *registration) put(ctx context.Context) (int64, error) {
 	if stopped {
 		return 0, ErrClosed
 	}
-	resp, err := g.r.cli.Put(ctx, g.key, value, clientv3.WithLease(id))
+	kv := g.r.cli.KV
+	put := clientv3.OpPut(g.key, value, clientv3.WithLease(id))
+	if force {
+		resp, err := kv.Do(ctx, put)
+		if err != nil {
+			return 0, err
+		}
+		g.yield(0)
+		return resp.Put().Header.Revision, nil
+	}
+	resp, err := kv.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(g.key), "=", id)).
+		Then(put).Else(clientv3.OpGet(g.key)).Commit()
 	if err != nil {
 		return 0, err
 	}
+	if resp.Succeeded {
+		g.yield(0)
+		return resp.Header.Revision, nil
+	}
+	var seen int64 // mod revision of what is there; 0 when absent
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		if g.foreign(kvs[0].Lease) {
+			g.yield(clientv3.LeaseID(kvs[0].Lease))
+			return 0, nil
+		}
+		seen = kvs[0].ModRevision
+	}
+	resp, err = kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(g.key), "=", seen)).Then(put).Commit()
+	if err != nil {
+		return 0, err
+	}
+	if !resp.Succeeded {
+		// Written in between: look again (run does, on the kick, with backoff).
+		g.wake()
+		return 0, nil
+	}
+	g.yield(0)
 	return resp.Header.Revision, nil
 }
 
 // onRegrant runs on the Keeper's goroutine after it granted a new lease for a lost one.
 func (g *registration) onRegrant(ctx context.Context, id clientv3.LeaseID) error {
-	g.mu.Lock()
-	g.leaseID = id
-	g.mu.Unlock()
-	_, err := g.put(ctx)
-	if err == nil {
+	g.setLease(id)
+	rev, err := g.write(ctx, false)
+	if err == nil && rev != 0 {
 		g.log.Info("re-registered on a new lease", zap.Int64("lease", int64(id)))
 	}
 	return err
 }
 
-func (g *registration) update(ctx context.Context, inst Instance, value string) error {
+func (g *registration) update(ctx context.Context, inst Instance, value string, force bool) error {
 	g.mu.Lock()
 	g.inst, g.value = inst, value
 	g.mu.Unlock()
-	_, err := g.put(ctx)
+	_, err := g.write(ctx, force)
 	if err != nil {
 		// The run loop will keep trying; the caller still learns this write failed.
 		g.wake()
@@ -254,12 +391,13 @@ func (g *registration) wake() {
 	}
 }
 
-// stop ends the run loop, revokes the lease and deletes the key.
+// stop ends the run loop, revokes the lease and deletes the key if it is still ours.
 func (g *registration) stop(ctx context.Context) error {
 	g.cancel()
 	<-g.done
 	g.mu.Lock()
-	g.stopped = true // from now on put refuses to write
+	g.stopped = true // from now on write refuses
+	id := g.leaseID
 	g.mu.Unlock()
 	kerr := g.keeper.Close()
 	if errors.Is(kerr, lease.ErrClosed) || errors.Is(kerr, lease.ErrLost) {
@@ -268,7 +406,11 @@ func (g *registration) stop(ctx context.Context) error {
 	// Wait out a write that passed the check before stopped was set.
 	g.putMu.Lock()
 	defer g.putMu.Unlock()
-	if _, err := g.r.cli.Delete(ctx, g.key); err != nil {
+	// The revoke removed the key if it carried the lease; this covers a failed revoke,
+	// and leaves another registration's key alone.
+	_, err := g.r.cli.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(g.key), "=", id)).
+		Then(clientv3.OpDelete(g.key)).Commit()
+	if err != nil {
 		return fmt.Errorf("discovery: deregister %s: %w", g.key, errors.Join(err, kerr))
 	}
 	return nil
@@ -308,18 +450,26 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 
 	var leaseMissingSince time.Time
 	keeperDead := false // the client is closed: no Keeper can be made
-	// ensure writes the key; on failure it arms the retry timer.
+	// Every write backs off, successful or not: a key that keeps being overwritten is
+	// not rewritten in a tight loop. The delay resets once the key is seen in place.
+	var nextWrite time.Time
+	// ensure writes the key (unless another registration holds it); when it may not
+	// write yet or the write failed, it arms the retry timer.
 	ensure := func() {
 		if ctx.Err() != nil || g.r.cli.Ctx().Err() != nil {
 			// Stopping, or the client was closed: nothing can be written any more, and a
 			// write racing the client's shutdown must not resurrect the key.
 			return
 		}
+		if wait := time.Until(nextWrite); wait > 0 {
+			retry.Reset(wait)
+			return
+		}
 		pctx, cancel := context.WithTimeout(ctx, g.r.opts.ttl)
-		_, err := g.put(pctx)
+		_, err := g.write(pctx, false)
 		cancel()
+		nextWrite = time.Now().Add(bo.Next())
 		if err == nil {
-			bo.Reset()
 			leaseMissingSince = time.Time{}
 			return
 		}
@@ -340,14 +490,22 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 				leaseMissingSince = time.Time{}
 			}
 		}
-		retry.Reset(bo.Next())
+		retry.Reset(time.Until(nextWrite))
 	}
-	// check compares what etcd holds with what should be there.
-	check := func(kv *watch.KV) {
+	// check compares what etcd holds with what should be there; it reports whether the
+	// key is in place.
+	check := func(kv *watch.KV) bool {
+		if kv != nil && g.foreign(kv.Lease) {
+			g.yield(clientv3.LeaseID(kv.Lease))
+			return false
+		}
 		value, id := g.current()
 		if kv == nil || string(kv.Value) != value || clientv3.LeaseID(kv.Lease) != id {
 			ensure()
+			return false
 		}
+		g.yield(0)
+		return true
 	}
 
 	var watchRetry <-chan time.Time
@@ -374,11 +532,13 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 			if err != nil {
 				continue
 			}
-			if len(resp.Kvs) == 0 {
-				check(nil)
-			} else {
-				kv := resp.Kvs[0]
-				check(&watch.KV{Key: string(kv.Key), Value: kv.Value, Lease: kv.Lease})
+			var kv *watch.KV
+			if len(resp.Kvs) > 0 {
+				kv = &watch.KV{Key: string(resp.Kvs[0].Key), Value: resp.Kvs[0].Value, Lease: resp.Kvs[0].Lease}
+			}
+			if check(kv) {
+				bo.Reset()
+				nextWrite = time.Time{}
 			}
 		case <-keeperDone:
 			// The Keeper stopped for good (it re-grants by itself otherwise).
@@ -442,9 +602,7 @@ func (g *registration) replaceKeeper(ctx context.Context, bo *backoff.Backoff) b
 		cancel()
 		if err == nil {
 			g.keeper = k
-			g.mu.Lock()
-			g.leaseID = k.ID()
-			g.mu.Unlock()
+			g.setLease(k.ID())
 			return true
 		}
 		g.log.Debug("grant lease", zap.Error(err))

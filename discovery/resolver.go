@@ -47,17 +47,22 @@ type Event struct {
 // Resolver keeps every instance under a prefix in memory, from a list+watch cache that
 // resumes after disconnects and re-lists after compaction. Discover and Balancer picks
 // read that memory and never call etcd.
+//
+// Its memory is bounded by what etcd holds: looking up a service that has no instance
+// stores nothing.
 type Resolver struct {
 	prefix string
 	cache  *watch.Cache
 	log    *zap.Logger
 
-	services sync.Map // name → *service; entries are never removed
+	// snaps holds the immutable snapshot of every service with at least one instance,
+	// once the first listing is merged; a service that is not there has none.
+	snaps  sync.Map // name → *snapshot
+	loaded atomic.Bool
 
 	mu      sync.Mutex                  // serialises updates to the index and the subscriber lists
-	entries map[string]map[string]entry // service → ID → entry
-	loaded  bool                        // the first listing is merged
-	ready   chan struct{}               // closed when loaded
+	entries map[string]map[string]entry // service → ID → entry; no empty inner maps once loaded
+	ready   chan struct{}               // closed when loaded, after every service is published
 	nextSub int
 	subs    map[string]map[int]*subscriber // service → subscribers
 	closed  bool
@@ -77,12 +82,7 @@ type entry struct {
 	present bool
 }
 
-// service holds the current immutable snapshot of one service's instances.
-type service struct {
-	name string
-	snap atomic.Pointer[snapshot]
-}
-
+// snapshot is one service's instances at one moment.
 type snapshot struct {
 	instances []Instance // sorted by ID; never modified
 }
@@ -90,15 +90,15 @@ type snapshot struct {
 var emptySnapshot = &snapshot{}
 
 // NewResolver starts watching every service under prefix. Use WaitReady to wait for the
-// first listing. Close stops the watch.
+// first listing. Close stops the watch. Of the options, only WithLogger applies.
 func NewResolver(cli *clientv3.Client, prefix string, opts ...Option) (*Resolver, error) {
 	if cli == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if prefix == "" || prefix == "/" {
-		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidArgument)
 	}
-	o, err := buildOptions(opts)
+	o, err := buildOptions(opts, resolverUse)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,9 @@ func NewResolver(cli *clientv3.Client, prefix string, opts ...Option) (*Resolver
 }
 
 // loadWhenReady merges the cache's first listing into the index. Changes delivered to
-// onChange before that are kept by revision, so whichever arrives first, the newer wins.
+// onChange before that (the cache hands the first listing to subscribers too, possibly
+// before this runs) are kept by revision, so whichever arrives first, the newer wins.
+// Every service is published here, whatever was merged by whom.
 func (r *Resolver) loadWhenReady() {
 	defer r.wg.Done()
 	select {
@@ -136,33 +138,28 @@ func (r *Resolver) loadWhenReady() {
 	if r.closed {
 		return
 	}
-	touched := map[string]bool{}
 	for _, kv := range kvs {
-		if svc := r.applyLocked(kv.Key, kv.ModRevision, &kv); svc != "" {
-			touched[svc] = true
-		}
+		r.applyLocked(kv.Key, kv.ModRevision, &kv)
 	}
-	for _, ids := range r.entries {
+	for svc, ids := range r.entries {
 		for id, e := range ids {
 			if !e.present {
 				delete(ids, id)
 			}
 		}
-	}
-	r.loaded = true
-	close(r.ready)
-	for svc := range touched {
-		r.publishLocked(svc)
-	}
-	// Services looked up before now get a snapshot too, so Discover can tell "ready and
-	// empty" from "not ready".
-	r.services.Range(func(_, v any) bool {
-		s := v.(*service)
-		if s.snap.Load() == nil {
-			s.snap.Store(emptySnapshot)
+		if len(ids) == 0 {
+			delete(r.entries, svc)
+			continue
 		}
-		return true
-	})
+		r.snaps.Store(svc, r.buildLocked(svc))
+	}
+	r.loaded.Store(true)
+	close(r.ready)
+	for _, subs := range r.subs {
+		for _, sub := range subs {
+			sub.wake()
+		}
+	}
 }
 
 func (r *Resolver) onChange(c watch.Change) {
@@ -177,7 +174,7 @@ func (r *Resolver) onChange(c watch.Change) {
 	} else {
 		svc = r.applyLocked(c.Key, c.Revision, nil)
 	}
-	if svc != "" && r.loaded {
+	if svc != "" && r.loaded.Load() {
 		r.publishLocked(svc)
 	}
 }
@@ -189,6 +186,7 @@ func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) string {
 	if !ok {
 		return ""
 	}
+	loaded := r.loaded.Load()
 	ids := r.entries[svc]
 	if ids == nil {
 		ids = map[string]entry{}
@@ -199,8 +197,11 @@ func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) string {
 		return ""
 	}
 	remove := func() string {
-		if r.loaded {
+		if loaded {
 			delete(ids, id)
+			if len(ids) == 0 {
+				delete(r.entries, svc)
+			}
 		} else {
 			ids[id] = entry{rev: rev}
 		}
@@ -215,10 +216,14 @@ func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) string {
 	}
 	inst, err := decodeInstance(svc, id, kv.Value)
 	if err != nil {
-		r.log.Warn("skipping undecodable instance", zap.String("key", key), zap.Error(err))
+		r.log.Warn("skipping invalid instance", zap.String("key", key), zap.Error(err))
 		return remove()
 	}
 	ids[id] = entry{rev: rev, inst: inst, present: true}
+	if had && old.present && equal(old.inst, inst) {
+		// Rewritten with the same content (a new lease, reordered JSON): not a change.
+		return ""
+	}
 	typ := Added
 	if had && old.present {
 		typ = Updated
@@ -227,10 +232,13 @@ func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) string {
 	return svc
 }
 
-// publishLocked rebuilds the snapshot of svc from the index and wakes its subscribers.
+// publishLocked replaces the snapshot of svc from the index and wakes its subscribers.
 func (r *Resolver) publishLocked(svc string) {
-	s := r.serviceLocked(svc)
-	s.snap.Store(r.buildLocked(svc))
+	if snap := r.buildLocked(svc); snap == emptySnapshot {
+		r.snaps.Delete(svc)
+	} else {
+		r.snaps.Store(svc, snap)
+	}
 	for _, sub := range r.subs[svc] {
 		sub.wake()
 	}
@@ -251,27 +259,17 @@ func (r *Resolver) buildLocked(svc string) *snapshot {
 	return &snapshot{instances: list}
 }
 
-// service returns the holder of name's snapshot, creating it on first use. Lookups of
-// known services take no lock.
-func (r *Resolver) service(name string) *service {
-	if s, ok := r.services.Load(name); ok {
-		return s.(*service)
+// lookup returns the current snapshot of service, emptySnapshot when it has no
+// instance, or nil before the first listing. It takes no lock and stores nothing.
+func (r *Resolver) lookup(service string) *snapshot {
+	// Readiness first: every service is published before loaded is set.
+	if !r.loaded.Load() {
+		return nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.serviceLocked(name)
-}
-
-func (r *Resolver) serviceLocked(name string) *service {
-	if s, ok := r.services.Load(name); ok {
-		return s.(*service)
+	if s, ok := r.snaps.Load(service); ok {
+		return s.(*snapshot)
 	}
-	s := &service{name: name}
-	if r.loaded {
-		s.snap.Store(r.buildLocked(name))
-	}
-	r.services.Store(name, s)
-	return s
+	return emptySnapshot
 }
 
 // WaitReady blocks until the first listing is in memory or ctx ends.
@@ -293,7 +291,7 @@ func (r *Resolver) Discover(service string) ([]Instance, error) {
 	if msg := validName(service); msg != "" {
 		return nil, fmt.Errorf("%w: service name %s", ErrInvalidInstance, msg)
 	}
-	snap := r.service(service).snap.Load()
+	snap := r.lookup(service)
 	if snap == nil {
 		return nil, ErrNotReady
 	}
@@ -320,7 +318,6 @@ func (r *Resolver) Watch(ctx context.Context, service string) (<-chan Event, err
 		r.mu.Unlock()
 		return nil, ErrClosed
 	}
-	r.serviceLocked(service)
 	s := r.addSubLocked(service, true)
 	// Before the first listing the index holds what arrived so far; the listing itself
 	// will be delivered as Added events when it is merged.

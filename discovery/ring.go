@@ -42,7 +42,7 @@ func newRing(eps []*endpoint, vnodes int) *ring {
 
 // lookup returns the owner of the first point at or after hash(key) whose endpoint is
 // healthy, walking clockwise past the ones cooling down.
-func (r *ring) lookup(eps []*endpoint, key string) *endpoint {
+func (r *ring) lookup(eps []*endpoint, key string, now int64) *endpoint {
 	if r == nil || len(r.hashes) == 0 {
 		return nil
 	}
@@ -50,7 +50,7 @@ func (r *ring) lookup(eps []*endpoint, key string) *endpoint {
 	i := sort.Search(len(r.hashes), func(i int) bool { return r.hashes[i] >= h })
 	for n := 0; n < len(r.hashes); n++ {
 		ep := eps[r.owners[(i+n)%len(r.hashes)]]
-		if ep.healthy() {
+		if ep.st.healthy(now) {
 			return ep
 		}
 	}

@@ -57,7 +57,7 @@ func runLB(ctx context.Context, e *env) error {
 				return err
 			}
 			counts[sel.Instance.ID]++
-			sel.Done(nil)
+			sel.Report(nil)
 		}
 		lb.Close()
 		e.printf("%-21s %s", s, formatCounts(counts))
@@ -74,7 +74,7 @@ func runLB(ctx context.Context, e *env) error {
 			return err
 		}
 		line = append(line, user+"→"+sel.Instance.ID)
-		sel.Done(nil)
+		sel.Report(nil)
 	}
 	lb.Close()
 	e.printf("consistent-hash       %s", strings.Join(line, " "))
@@ -89,7 +89,7 @@ func runLB(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	sel.Done(errors.New("connection refused"))
+	sel.Report(errors.New("connection refused"))
 	counts := map[string]int{}
 	for range 30 {
 		s, err := lb.Pick("api")
@@ -97,7 +97,7 @@ func runLB(ctx context.Context, e *env) error {
 			return err
 		}
 		counts[s.Instance.ID]++
-		s.Done(nil)
+		s.Report(nil)
 	}
 	e.printf("%s failed; next 30 picks: %s", sel.Instance.ID, formatCounts(counts))
 

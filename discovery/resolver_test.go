@@ -1,0 +1,118 @@
+package discovery_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/discovery"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// A service looked up before the first listing arrived is filled in by that listing.
+// It used to keep an empty snapshot after WaitReady in most tries.
+func TestLookupBeforeFirstListing(t *testing.T) {
+	ctx := etcdtest.Context(t, 60*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	putInstances(ctx, t, cli, p, inst("svc", "a", 1), inst("svc", "b", 2))
+	for try := range 20 {
+		res, err := discovery.NewResolver(cli, p)
+		require.NoError(t, err)
+		lb, err := discovery.NewBalancer(res, discovery.RoundRobin)
+		require.NoError(t, err)
+		_, _ = res.Discover("svc") // usually ErrNotReady; the lookup is what matters
+		_, _ = lb.Pick("svc")
+		require.NoError(t, res.WaitReady(ctx))
+		got, err := res.Discover("svc")
+		assert.NoError(t, err, "try %d", try)
+		assert.Len(t, got, 2, "try %d: Discover after WaitReady", try)
+		sel, err := lb.Pick("svc")
+		assert.NoError(t, err, "try %d: Pick after WaitReady", try)
+		sel.Report(nil)
+		require.NoError(t, lb.Close())
+		require.NoError(t, res.Close())
+	}
+}
+
+// Values in etcd are untrusted: an instance whose port or weight is out of range is
+// skipped like an undecodable one, and Register refuses a weight above MaxWeight.
+func TestUntrustedValues(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	res := newResolver(t, ctx, cli, p)
+	for key, value := range map[string]string{
+		"svc/port0":      `{"address":"10.0.0.1","port":0}`,
+		"svc/port-big":   `{"address":"10.0.0.1","port":70000}`,
+		"svc/noaddr":     `{"port":80}`,
+		"svc/negweight":  `{"address":"10.0.0.1","port":80,"weight":-5}`,
+		"svc/hugeweight": fmt.Sprintf(`{"address":"10.0.0.1","port":80,"weight":%d}`, int64(1)<<62),
+		"svc/ok":         `{"address":"10.0.0.1","port":80,"weight":3}`,
+	} {
+		_, err := cli.Put(ctx, p+key, value)
+		require.NoError(t, err)
+	}
+	waitIDs(t, res, "svc", 2*time.Second, "ok")
+
+	reg := newRegistrar(t, cli, p)
+	big := inst("svc", "big", 1)
+	big.Weight = discovery.MaxWeight + 1
+	assert.ErrorIs(t, reg.Register(ctx, big), discovery.ErrInvalidInstance)
+	big.Weight = discovery.MaxWeight
+	assert.NoError(t, reg.Register(ctx, big))
+
+	// The largest weights do not overflow the weighted round-robin: shares stay exact.
+	lb := newBalancer(t, res, discovery.WeightedRoundRobin)
+	other := inst("svc", "big2", 2)
+	other.Weight = discovery.MaxWeight
+	require.NoError(t, reg.Register(ctx, other))
+	waitIDs(t, res, "svc", 2*time.Second, "big", "big2", "ok")
+	counts := map[string]int{}
+	for range 1000 {
+		counts[pick(t, lb, "svc")]++
+	}
+	assert.InDelta(t, 500, counts["big"], 1)
+	assert.InDelta(t, 500, counts["big2"], 1)
+}
+
+// A rewrite that changes nothing but the lease (or nothing at all) is not an Updated
+// event.
+func TestNoUpdateWithoutChange(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	res := newResolver(t, ctx, cli, p)
+	events, err := res.Watch(ctx, "svc")
+	require.NoError(t, err)
+	next := func() discovery.Event {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-ctx.Done():
+			t.Fatal("no event")
+		}
+		return discovery.Event{}
+	}
+	value := `{"address":"10.0.0.1","port":80,"metadata":{"zone":"a"}}`
+	_, err = cli.Put(ctx, p+"svc/a", value)
+	require.NoError(t, err)
+	assert.Equal(t, discovery.Added, next().Type)
+
+	l, err := cli.Grant(ctx, 30)
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, p+"svc/a", value, clientv3.WithLease(l.ID)) // lease only
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, p+"svc/a", `{"port":80,"address":"10.0.0.1","metadata":{"zone":"a"}}`) // same instance
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, p+"svc/a", `{"address":"10.0.0.1","port":81,"metadata":{"zone":"a"}}`)
+	require.NoError(t, err)
+	ev := next()
+	assert.Equal(t, discovery.Updated, ev.Type)
+	assert.Equal(t, 81, ev.Instance.Port, "the first event after Added is the real change")
+}
