@@ -237,10 +237,12 @@ type HealthResponse struct {
 	Status   string          `json:"status"`
 	Uptime   string          `json:"uptime"`
 	Clusters []ClusterHealth `json:"clusters"`
+	// Warnings lists unsafe settings (see WithWarnings).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (s *Service) getHealth(_ http.ResponseWriter, _ *http.Request, _ query) (any, error) {
-	resp := HealthResponse{Status: "ok", Uptime: time.Since(s.started).Round(time.Second).String()}
+	resp := HealthResponse{Status: "ok", Uptime: time.Since(s.started).Round(time.Second).String(), Warnings: s.opts.warnings}
 	for _, c := range s.clusters {
 		h := c.health()
 		ch := ClusterHealth{Name: c.name, Checked: h.report != nil, CheckedAt: h.at}

@@ -56,6 +56,7 @@ type options struct {
 	alertOpts       []alert.Option
 	registry        *prometheus.Registry
 	benchmark       BenchmarkLimits
+	warnings        []string
 	logger          *zap.Logger
 }
 
@@ -132,6 +133,12 @@ func WithBenchmarkLimits(l BenchmarkLimits) Option {
 		}
 		o.benchmark = l
 	})
+}
+
+// WithWarnings adds lines that GET /health reports under "warnings", for settings an
+// operator should know are unsafe (a daemon that accepts writes without authentication).
+func WithWarnings(msgs ...string) Option {
+	return optionFunc(func(o *options) { o.warnings = append(o.warnings, msgs...) })
 }
 
 // WithLogger sets the logger. Default zap.NewNop().

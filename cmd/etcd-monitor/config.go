@@ -77,9 +77,14 @@ type APIConfig struct {
 	CORSOrigins     []string        `yaml:"cors_origins"`
 	RequestLog      *bool           `yaml:"request_log"`
 	Auth            AuthConfig      `yaml:"auth"`
+	// AllowUnauthenticatedWrites lets requests without a token change things (run
+	// benchmarks, silence alerts) when no tokens are configured. Off by default: then
+	// such requests answer 403.
+	AllowUnauthenticatedWrites bool `yaml:"allow_unauthenticated_writes"`
 }
 
-// AuthConfig lists bearer tokens; with none, the API is open.
+// AuthConfig lists bearer tokens; with none, the API may be read by anyone and changed
+// by no one (unless api.allow_unauthenticated_writes).
 type AuthConfig struct {
 	Tokens []TokenConfig `yaml:"tokens"`
 }
@@ -342,16 +347,18 @@ func (c *Config) validate() error {
 		return bad("monitor.latency_samples", "must be between 1 and 1000, got %d", m.LatencySamples)
 	}
 
+	// Upper bounds keep every value far from overflowing once converted (milliseconds to
+	// a Duration, MiB to bytes): a value that wrapped would become a tiny threshold.
 	t := c.Thresholds
 	switch {
-	case t.MaxLatencyMS <= 0:
-		return bad("thresholds.max_latency_ms", "must be positive, got %d", t.MaxLatencyMS)
-	case t.MaxDBSizeMB < 0:
-		return bad("thresholds.max_db_size_mb", "must not be negative (0 turns the check off), got %d", t.MaxDBSizeMB)
-	case t.MinAvailableNodes < 0:
-		return bad("thresholds.min_available_nodes", "must not be negative (0 turns the check off), got %d", t.MinAvailableNodes)
-	case t.MaxLeaderChanges < 0:
-		return bad("thresholds.max_leader_changes", "must not be negative, got %d", t.MaxLeaderChanges)
+	case t.MaxLatencyMS <= 0 || t.MaxLatencyMS > maxLatencyMS:
+		return bad("thresholds.max_latency_ms", "must be between 1 and %d (one hour), got %d", maxLatencyMS, t.MaxLatencyMS)
+	case t.MaxDBSizeMB < 0 || t.MaxDBSizeMB > maxDBSizeMB:
+		return bad("thresholds.max_db_size_mb", "must be between 0 (off) and %d (1 TiB), got %d", maxDBSizeMB, t.MaxDBSizeMB)
+	case t.MinAvailableNodes < 0 || t.MinAvailableNodes > maxMembers:
+		return bad("thresholds.min_available_nodes", "must be between 0 (off) and %d, got %d", maxMembers, t.MinAvailableNodes)
+	case t.MaxLeaderChanges < 0 || t.MaxLeaderChanges > maxLeaderChanges:
+		return bad("thresholds.max_leader_changes", "must be between 0 and %d, got %d", maxLeaderChanges, t.MaxLeaderChanges)
 	case t.LeaderChangesIn <= 0:
 		return bad("thresholds.leader_changes_window", "must be positive, got %v", t.LeaderChangesIn)
 	}
@@ -382,8 +389,12 @@ func (c *Config) validate() error {
 		case len(e.To) == 0:
 			return bad("alerts.email.to", "needs at least one recipient")
 		}
-		if _, _, err := net.SplitHostPort(e.Addr); err != nil {
+		host, _, err := net.SplitHostPort(e.Addr)
+		if err != nil {
 			return bad("alerts.email.addr", "want host:port, got %q", e.Addr)
+		}
+		if err := plaintextAuth("alerts.email", host, e.Username, e.AllowPlaintext); err != nil {
+			return err
 		}
 	}
 
@@ -428,6 +439,30 @@ func (c *Config) validate() error {
 		return bad("logging.format", "must be json or console, got %q", c.Logging.Format)
 	}
 	return nil
+}
+
+// Bounds of the thresholds.
+const (
+	maxLatencyMS     = 3600 * 1000
+	maxDBSizeMB      = 1 << 20
+	maxMembers       = 1000
+	maxLeaderChanges = 1000000
+)
+
+// plaintextAuth refuses a configuration that can never deliver: Go's smtp.PlainAuth
+// refuses to send a username and password over a connection without TLS to any host but
+// localhost, so with allow_plaintext every message to a server without STARTTLS would
+// fail at authentication.
+func plaintextAuth(key, host, username string, allowPlaintext bool) error {
+	if !allowPlaintext || username == "" || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return bad(key+".allow_plaintext", "with a username, mail to %s would never be delivered: Go's smtp.PlainAuth refuses "+
+		"to send credentials over a connection without TLS (except to localhost); use a server that offers STARTTLS, "+
+		"or remove username and password", host)
 }
 
 func (c *ClusterConfig) validate(key string) error {

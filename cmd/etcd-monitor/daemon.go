@@ -256,6 +256,9 @@ func monitorClusters(cfg *Config, conns []*connection) []monitor.Cluster {
 	return out
 }
 
+const unauthenticatedWrites = "api.allow_unauthenticated_writes is true and no API tokens are configured: " +
+	"anyone who can reach the API may run benchmarks against etcd and silence alerts"
+
 // serve runs the monitor and the API until ctx ends, then shuts down in order: stop
 // accepting, let requests in flight finish, stop the background work.
 func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logger) error {
@@ -267,7 +270,18 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logge
 		Timeout: cfg.API.WriteTimeout * 9 / 10,
 		SLO:     cfg.slo(),
 	}
+	var warnings []string
+	switch {
+	case len(cfg.API.Auth.Tokens) > 0:
+	case cfg.API.AllowUnauthenticatedWrites:
+		warnings = append(warnings, unauthenticatedWrites)
+		log.Warn(unauthenticatedWrites)
+	default:
+		log.Info("no API tokens are configured: the API is read-only; requests that change something answer 403 " +
+			"(api.auth.tokens, api.allow_unauthenticated_writes)")
+	}
 	svc, err := monitor.New(monitorClusters(cfg, conns),
+		monitor.WithWarnings(warnings...),
 		monitor.WithHealthInterval(cfg.Monitor.HealthCheckInterval),
 		monitor.WithMetricsInterval(cfg.Monitor.MetricsInterval),
 		monitor.WithAlertOptions(alertOptions(cfg, log)...),
@@ -298,12 +312,6 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logge
 		IdleTimeout:       cfg.API.IdleTimeout,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
-	if len(cfg.API.Auth.Tokens) == 0 {
-		if ip := net.ParseIP(cfg.API.Host); ip == nil || !ip.IsLoopback() {
-			log.Warn("the API has no bearer tokens configured and listens beyond loopback: anyone who can reach it may run benchmarks",
-				zap.String("address", ln.Addr().String()))
-		}
-	}
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
@@ -316,7 +324,8 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logge
 
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down: draining requests")
+		log.Info("shutting down: cancelling benchmarks, draining requests")
+		svc.Interrupt()
 	case err := <-serveDone:
 		stopRun()
 		<-runDone

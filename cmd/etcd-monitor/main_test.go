@@ -230,6 +230,12 @@ func TestBadConfigurationNamesTheProblem(t *testing.T) {
 		{"bench ratio", "benchmark:\n  read_ratio: 2\n", nil, []string{"benchmark.read_ratio"}},
 		{"bench api duration", "benchmark:\n  api:\n    max_duration: 1m\n", nil, []string{"benchmark.api.max_duration"}},
 		{"log level", "logging:\n  level: loud\n", nil, []string{"logging.level"}},
+		{"latency overflow", "thresholds:\n  max_latency_ms: 18446744073710\n", nil, []string{"thresholds.max_latency_ms", "18446744073710"}},
+		{"db size overflow", "thresholds:\n  max_db_size_mb: 17592186044416\n", nil, []string{"thresholds.max_db_size_mb", "17592186044416"}},
+		{"leader changes overflow", "thresholds:\n  max_leader_changes: 9223372036854775807\n", nil, []string{"thresholds.max_leader_changes"}},
+		{"flag latency overflow", "", []string{"--max-latency-ms=18446744073710"}, []string{"--max-latency-ms", "18446744073710"}},
+		{"plaintext auth", "alerts:\n  email: {addr: \"smtp.example.com:25\", from: a@example.com, to: [b@example.com], username: u, password: p, allow_plaintext: true}\n",
+			nil, []string{"alerts.email.allow_plaintext", "PlainAuth", "smtp.example.com"}},
 		{"missing file", "", []string{"--config=/nonexistent/etcd-monitor.yaml"}, []string{"/nonexistent/etcd-monitor.yaml"}},
 		{"flag value", "", []string{"--api-port=abc"}, []string{"api-port"}},
 		{"unknown flag", "", []string{"--api-prot=1"}, []string{"api-prot"}},
@@ -405,9 +411,9 @@ func selfSigned(t *testing.T) (certPath, keyPath string, pool *x509.CertPool) {
 	return certPath, keyPath, pool
 }
 
-// TestBinarySIGTERMDuringRequest builds the real binary, starts a benchmark through the
-// API, sends SIGTERM while it runs, and checks that the request completes and the
-// process exits 0.
+// TestBinarySIGTERMDuringRequest builds the real binary, starts a long benchmark through
+// the API, sends SIGTERM while it runs, and checks that the benchmark is cancelled at
+// once (its request answers 503) and the process exits 0.
 func TestBinarySIGTERMDuringRequest(t *testing.T) {
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	bin := filepath.Join(t.TempDir(), "etcd-monitor")
@@ -423,8 +429,9 @@ func TestBinarySIGTERMDuringRequest(t *testing.T) {
 	assert.NotZero(t, exitErr.ExitCode())
 	assert.Contains(t, string(out), "api-port")
 
+	cfg := writeFile(t, "c.yaml", fmt.Sprintf("api:\n  shutdown_timeout: 5s\n  auth:\n    tokens:\n      - {name: ops, token: %s, role: admin}\n", adminToken))
 	var stderr syncBuffer
-	cmd = exec.Command(bin, endpoints(), "--api-host=127.0.0.1", "--api-port=0")
+	cmd = exec.Command(bin, endpoints(), "--api-host=127.0.0.1", "--api-port=0", "--config="+cfg)
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{})
@@ -446,8 +453,10 @@ func TestBinarySIGTERMDuringRequest(t *testing.T) {
 	}
 	answered := make(chan answer, 1)
 	go func() {
-		resp, err := http.Post(url+"/api/v1/performance/benchmark", "application/json",
-			strings.NewReader(`{"type":"write","duration":"1s","connections":1,"clients":2}`))
+		req, _ := http.NewRequest("POST", url+"/api/v1/performance/benchmark",
+			strings.NewReader(`{"type":"write","duration":"20s","connections":1,"clients":2}`))
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			answered <- answer{err: err}
 			return
@@ -464,12 +473,8 @@ func TestBinarySIGTERMDuringRequest(t *testing.T) {
 	select {
 	case a := <-answered:
 		require.NoError(t, a.err)
-		assert.Equal(t, http.StatusOK, a.status, a.body)
-		var res struct {
-			Result struct{ Ops, Successes int64 } `json:"result"`
-		}
-		require.NoError(t, json.Unmarshal([]byte(a.body), &res))
-		assert.Positive(t, res.Result.Successes, "the benchmark ran to its end")
+		assert.Equal(t, http.StatusServiceUnavailable, a.status, a.body)
+		assert.Contains(t, a.body, "cancelled")
 	case <-time.After(30 * time.Second):
 		t.Fatal("the request in flight never completed")
 	}
@@ -481,7 +486,96 @@ func TestBinarySIGTERMDuringRequest(t *testing.T) {
 	}
 	logs := stderr.String()
 	assert.Contains(t, logs, "shutting down")
+	assert.Contains(t, logs, "benchmark cancelled")
 	assert.Contains(t, logs, `"msg":"stopped"`)
-	assert.Less(t, strings.Index(logs, "shutting down"), strings.Index(logs, `"path":"/api/v1/performance/benchmark","status":200`),
-		"the request completed after shutdown began")
+	assert.Less(t, strings.Index(logs, "shutting down"), strings.Index(logs, `"path":"/api/v1/performance/benchmark","status":503`),
+		"the request ended after shutdown began")
+}
+
+// Plaintext SMTP with credentials is fine towards localhost, where PlainAuth sends them.
+func TestPlaintextAuthToLocalhostIsAllowed(t *testing.T) {
+	path := writeFile(t, "c.yaml", "alerts:\n  email: {addr: \"127.0.0.1:2525\", from: a@example.com, to: [b@example.com], username: u, password: p, allow_plaintext: true}\n")
+	_, _, err := parseArgs([]string{"--config=" + path}, io.Discard)
+	assert.NoError(t, err)
+}
+
+// The example configuration never points a webhook at Alertmanager's /api/v1/alerts,
+// removed in Alertmanager 0.27.
+func TestExampleConfigHasNoRemovedAlertmanagerAPI(t *testing.T) {
+	b, err := os.ReadFile("config.example.yaml")
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "/api/v1/alerts")
+}
+
+// mutatingEndpoints are every request that changes something, with a body that is
+// valid, so that an admin gets past authorization.
+func mutatingEndpoints() []struct{ method, path, body string } {
+	return []struct{ method, path, body string }{
+		{"POST", "/api/v1/performance/benchmark", `{"type":"write","ops":20,"connections":1,"clients":2}`},
+	}
+}
+
+// Secure by default: with no tokens, every request that changes something answers 403
+// naming the settings to change, reads still work, and the request is logged.
+func TestSecureByDefault(t *testing.T) {
+	url, logs := daemon(t, endpoints())
+	for _, ep := range mutatingEndpoints() {
+		var e struct {
+			Error string `json:"error"`
+		}
+		assert.Equal(t, http.StatusForbidden, request(t, ep.method, url+ep.path, "", ep.body, &e), "%s %s", ep.method, ep.path)
+		assert.Contains(t, e.Error, "api.auth.tokens")
+		assert.Contains(t, e.Error, "api.allow_unauthenticated_writes")
+		assert.Contains(t, logs.String(), fmt.Sprintf(`"method":%q,"path":%q,"status":403`, ep.method, ep.path))
+	}
+	var h struct {
+		Warnings []string `json:"warnings"`
+	}
+	assert.Equal(t, http.StatusOK, request(t, "GET", url+"/health", "", "", &h))
+	assert.Empty(t, h.Warnings)
+	assert.Equal(t, http.StatusOK, request(t, "GET", url+"/api/v1/clusters", "", "", nil))
+}
+
+// api.allow_unauthenticated_writes lets anyone change things, with a warning at startup
+// and in /health.
+func TestAllowUnauthenticatedWrites(t *testing.T) {
+	cfg := writeFile(t, "c.yaml", "api:\n  allow_unauthenticated_writes: true\n  request_log: false\n")
+	url, logs := daemon(t, "--config="+cfg, endpoints())
+	assert.Contains(t, logs.String(), `"level":"warn"`)
+	assert.Contains(t, logs.String(), "allow_unauthenticated_writes is true")
+	var h struct {
+		Warnings []string `json:"warnings"`
+	}
+	require.Equal(t, http.StatusOK, request(t, "GET", url+"/health", "", "", &h))
+	require.Len(t, h.Warnings, 1)
+	assert.Contains(t, h.Warnings[0], "allow_unauthenticated_writes")
+	for _, ep := range mutatingEndpoints() {
+		assert.Equal(t, http.StatusOK, request(t, ep.method, url+ep.path, "", ep.body, nil), "%s %s", ep.method, ep.path)
+		// Logged even with request_log off, with no token name.
+		assert.Contains(t, logs.String(), fmt.Sprintf(`"method":%q,"path":%q,"status":200`, ep.method, ep.path))
+	}
+	assert.NotContains(t, logs.String(), `"path":"/health"`, "reads are not logged with request_log off")
+}
+
+// Each mutating endpoint with no token, a read-only token and an admin token; each
+// request that changes something is logged with the token's name.
+func TestMutatingEndpointsByRole(t *testing.T) {
+	cfg := writeFile(t, "auth.yaml", fmt.Sprintf(`
+api:
+  request_log: false
+  auth:
+    tokens:
+      - {name: grafana, token: %s, role: read-only}
+      - {name: ops, token: %s, role: admin}
+`, readToken, adminToken))
+	url, logs := daemon(t, "--config="+cfg, endpoints())
+	for _, ep := range mutatingEndpoints() {
+		assert.Equal(t, http.StatusUnauthorized, request(t, ep.method, url+ep.path, "", ep.body, nil), "%s %s without a token", ep.method, ep.path)
+		assert.Equal(t, http.StatusForbidden, request(t, ep.method, url+ep.path, readToken, ep.body, nil), "%s %s read-only", ep.method, ep.path)
+		assert.Contains(t, logs.String(), fmt.Sprintf(`"method":%q,"path":%q,"status":403,`, ep.method, ep.path))
+		assert.Regexp(t, fmt.Sprintf(`"method":%q,"path":%q,"status":403,[^\n]*"token":"grafana"`, ep.method, regexp.QuoteMeta(ep.path)), logs.String())
+		status := request(t, ep.method, url+ep.path, adminToken, ep.body, nil)
+		assert.True(t, status >= 200 && status < 300, "%s %s admin: %d", ep.method, ep.path, status)
+		assert.Regexp(t, fmt.Sprintf(`"method":%q,"path":%q,"status":%d,[^\n]*"token":"ops"`, ep.method, regexp.QuoteMeta(ep.path), status), logs.String())
+	}
 }

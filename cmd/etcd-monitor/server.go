@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,19 +17,48 @@ import (
 )
 
 // handler wraps the API in what the daemon adds around it, outermost first: request
-// logging, CORS, authentication.
+// logging, CORS, authentication. Secure by default: with no tokens, requests that change
+// something answer 403 unless api.allow_unauthenticated_writes says otherwise.
 func handler(api http.Handler, cfg APIConfig, log *zap.Logger) http.Handler {
 	h := api
-	if len(cfg.Auth.Tokens) > 0 {
+	switch {
+	case len(cfg.Auth.Tokens) > 0:
 		h = authenticate(h, cfg.Auth.Tokens)
+	case !cfg.AllowUnauthenticatedWrites:
+		h = readOnly(h)
 	}
 	if len(cfg.CORSOrigins) > 0 {
 		h = cors(h, cfg.CORSOrigins)
 	}
-	if cfg.RequestLog == nil || *cfg.RequestLog {
-		h = logRequests(h, log)
+	return logRequests(h, log, cfg.RequestLog == nil || *cfg.RequestLog)
+}
+
+// mutating reports whether a request may change something.
+func mutating(r *http.Request) bool {
+	return r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions
+}
+
+// readOnly refuses every request that could change something, naming the settings that
+// allow it.
+func readOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if mutating(r) {
+			jsonError(w, http.StatusForbidden, fmt.Sprintf("%s %s changes something and no API tokens are configured: "+
+				"add a token with role admin under api.auth.tokens, or set api.allow_unauthenticated_writes: true", r.Method, r.URL.Path))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// tokenKey carries, in a request's context, where authenticate writes the name of the
+// token that authenticated it, for the request log.
+type tokenKey struct{}
+
+func setTokenName(r *http.Request, name string) {
+	if p, ok := r.Context().Value(tokenKey{}).(*string); ok {
+		*p = name
 	}
-	return h
 }
 
 // authenticate requires a bearer token on every request but GET /health (liveness
@@ -68,7 +98,8 @@ func authenticate(next http.Handler, tokens []TokenConfig) http.Handler {
 			jsonError(w, http.StatusUnauthorized, "invalid bearer token")
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && !match.admin {
+		setTokenName(r, match.name)
+		if mutating(r) && !match.admin {
 			jsonError(w, http.StatusForbidden, fmt.Sprintf("token %q is read-only; %s %s needs an admin token", match.name, r.Method, r.URL.Path))
 			return
 		}
@@ -128,14 +159,23 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-func logRequests(next http.Handler, log *zap.Logger) http.Handler {
+// logRequests logs every request when all is set, and every request that may change
+// something in any case, with the name of the token that authenticated it ("" for
+// none).
+func logRequests(next http.Handler, log *zap.Logger, all bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !all && !mutating(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
+		var token string
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), tokenKey{}, &token)))
 		log.Info("request",
 			zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Int("status", rec.status),
-			zap.Int("bytes", rec.bytes), zap.Duration("duration", time.Since(start)), zap.String("remote", r.RemoteAddr))
+			zap.Int("bytes", rec.bytes), zap.Duration("duration", time.Since(start)), zap.String("remote", r.RemoteAddr),
+			zap.String("token", token))
 	})
 }
 
