@@ -378,3 +378,23 @@ func TestPickWhileInstancesChange(t *testing.T) {
 		})
 	}
 }
+
+// A Balancer health-checks only services picked from recently.
+func TestHealthChecksStopWhenIdle(t *testing.T) {
+	res, _, _ := balancerFixture(t, []discovery.Instance{inst("idle", "a", 1)})
+	var checks atomic.Int64
+	check := discovery.CheckFunc(func(context.Context, discovery.Instance) error { checks.Add(1); return nil })
+	const interval, idle = 10 * time.Millisecond, 200 * time.Millisecond
+	lb := newBalancer(t, res, discovery.RoundRobin, discovery.WithHealthCheck(check, interval), discovery.WithIdleTimeout(idle))
+	pick(t, lb, "idle")
+	assert.Eventually(t, func() bool { return checks.Load() > 0 }, 2*time.Second, interval)
+	prev := int64(-1)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		n := checks.Load()
+		assert.Equal(c, prev, n, "no check during ten intervals")
+		prev = n
+	}, 3*idle*3/2+time.Second, 10*interval, "checks stop once the service is idle")
+	pick(t, lb, "idle")
+	n := checks.Load()
+	assert.Eventually(t, func() bool { return checks.Load() > n }, 2*time.Second, interval, "and resume with the next pick")
+}

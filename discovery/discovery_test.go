@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/discovery"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
@@ -202,6 +203,47 @@ func TestBadInput(t *testing.T) {
 	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 	_, err = discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithHealthCheck(discovery.TCPCheck(), 0))
 	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
+
+	// A nil option, a nil checker, and an option the constructor does not use are errors
+	// that name the option.
+	for name, build := range map[string]func() error{
+		"option 1 is nil": func() error {
+			_, err := discovery.NewRegistrar(cli, p, discovery.WithTTL(5*time.Second), nil)
+			return err
+		},
+		"option 0 is nil": func() error { _, err := discovery.NewResolver(cli, p, nil); return err },
+		"nil checker": func() error {
+			_, err := discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithHealthCheck(nil, time.Second))
+			return err
+		},
+		"WithTTL applies to a Registrar, not a Resolver": func() error {
+			_, err := discovery.NewResolver(cli, p, discovery.WithTTL(5*time.Second))
+			return err
+		},
+		"WithCooldown applies to a Balancer, not a Registrar": func() error {
+			_, err := discovery.NewRegistrar(cli, p, discovery.WithCooldown(time.Second))
+			return err
+		},
+		"WithBackoff applies to a Registrar, not a Balancer": func() error {
+			_, err := discovery.NewBalancer(res, discovery.Random, discovery.WithBackoff(time.Millisecond, time.Second))
+			return err
+		},
+		"WithVirtualNodes applies to ConsistentHash only": func() error {
+			_, err := discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithVirtualNodes(10))
+			return err
+		},
+		"WithIdleTimeout": func() error {
+			_, err := discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithIdleTimeout(0))
+			return err
+		},
+	} {
+		err := build()
+		assert.ErrorIs(t, err, discovery.ErrInvalidArgument, name)
+		assert.ErrorContains(t, err, name)
+	}
+	lbCH, err := discovery.NewBalancer(res, discovery.ConsistentHash, discovery.WithVirtualNodes(10), discovery.WithLogger(zap.NewNop()))
+	require.NoError(t, err)
+	require.NoError(t, lbCH.Close())
 
 	// A value another tool wrote that is not an instance is skipped; the rest works.
 	_, err = cli.Put(ctx, p+"svc/broken", "{not json")
