@@ -208,10 +208,10 @@ func TestFailedSkippedForCooldown(t *testing.T) {
 	for _, s := range []discovery.Strategy{discovery.RoundRobin, discovery.Random, discovery.WeightedRoundRobin, discovery.PowerOfTwo, discovery.ConsistentHash} {
 		t.Run(s.String(), func(t *testing.T) {
 			res, _, _ := balancerFixture(t, []discovery.Instance{inst("f", "a", 1), inst("f", "b", 2), inst("f", "c", 3)})
-			const cooldown = 300 * time.Millisecond
-			lb := newBalancer(t, res, s, discovery.WithCooldown(cooldown))
+			// A cool-down no test run outlasts: every check below holds unconditionally.
+			lb := newBalancer(t, res, s, discovery.WithCooldown(time.Hour))
 			lb.MarkFailed("f", "a")
-			// Reported through Done as well.
+			// Reported through Report as well.
 			for {
 				sel, err := lb.PickKey("f", "k")
 				require.NoError(t, err)
@@ -221,32 +221,33 @@ func TestFailedSkippedForCooldown(t *testing.T) {
 				}
 				sel.Report(nil)
 			}
-			failedAt := time.Now()
 			for k := range 200 {
 				sel, err := lb.PickKey("f", strconv.Itoa(k))
 				require.NoError(t, err)
-				if time.Since(failedAt) < cooldown*2/3 {
-					assert.Equal(t, "c", sel.Instance.ID)
-				}
+				assert.Equal(t, "c", sel.Instance.ID)
 				sel.Report(nil)
 			}
 			lb.MarkFailed("f", "c")
-			if time.Since(failedAt) < cooldown*2/3 {
-				_, err := lb.Pick("f")
-				assert.ErrorIs(t, err, discovery.ErrNoInstance, "all cooling down")
-			}
-			require.Eventually(t, func() bool {
+			_, err := lb.Pick("f")
+			assert.ErrorIs(t, err, discovery.ErrNoInstance, "all cooling down")
+
+			// With a short cool-down, failed instances come back.
+			const cooldown = 100 * time.Millisecond
+			short := newBalancer(t, res, s, discovery.WithCooldown(cooldown))
+			short.MarkFailed("f", "a")
+			short.MarkFailed("f", "b")
+			assert.EventuallyWithT(t, func(c *assert.CollectT) {
 				seen := map[string]bool{}
 				for k := range 200 {
-					sel, err := lb.PickKey("f", strconv.Itoa(k))
-					if err != nil {
-						return false
+					sel, err := short.PickKey("f", strconv.Itoa(k))
+					if !assert.NoError(c, err) {
+						return
 					}
 					seen[sel.Instance.ID] = true
 					sel.Report(nil)
 				}
-				return seen["a"] && seen["b"]
-			}, 3*cooldown, 10*time.Millisecond, "back after the cool-down")
+				assert.True(c, seen["a"] && seen["b"], "picked: %v", seen)
+			}, 3*cooldown+time.Second, 10*time.Millisecond, "back after the cool-down")
 		})
 	}
 }
@@ -285,14 +286,18 @@ func TestHealthChecks(t *testing.T) {
 			lb := newBalancer(t, res, discovery.RoundRobin, discovery.WithHealthCheck(check, 50*time.Millisecond), discovery.WithCooldown(time.Second))
 			pick(t, lb, "hc") // the balancer checks the services it has been asked for
 			want := map[string]bool{"http": true, "tcp": false, "func": true}[name]
-			require.Eventually(t, func() bool {
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
 				for range 30 {
-					id := pick(t, lb, "hc")
-					if id == "closed" || (want && id == "bad") {
-						return false
+					sel, err := lb.Pick("hc")
+					if !assert.NoError(c, err) {
+						return
+					}
+					sel.Report(nil)
+					assert.NotEqual(c, "closed", sel.Instance.ID)
+					if want {
+						assert.NotEqual(c, "bad", sel.Instance.ID)
 					}
 				}
-				return true
 			}, 3*time.Second, 20*time.Millisecond, "failing instances skipped")
 		})
 	}
@@ -304,7 +309,17 @@ func TestPickAfterChanges(t *testing.T) {
 	assert.Equal(t, "a", pick(t, lb, "chg"))
 	ctx := etcdtest.Context(t, 10*time.Second)
 	putInstances(ctx, t, cli, p, inst("chg", "b", 2))
-	require.Eventually(t, func() bool { return pick(t, lb, "chg") == "b" || pick(t, lb, "chg") == "b" }, 2*time.Second, 5*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		seen := map[string]bool{}
+		for range 2 {
+			sel, err := lb.Pick("chg")
+			if assert.NoError(c, err) {
+				seen[sel.Instance.ID] = true
+				sel.Report(nil)
+			}
+		}
+		assert.True(c, seen["b"])
+	}, 2*time.Second, 5*time.Millisecond)
 	_, err := cli.Delete(ctx, p+"chg/", clientv3.WithPrefix())
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {

@@ -3,7 +3,6 @@ package discovery_test
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"testing"
 	"time"
 
@@ -57,8 +56,17 @@ func waitIDs(t *testing.T, r *discovery.Resolver, svc string, within time.Durati
 	if want == nil {
 		want = []string{}
 	}
-	require.Eventually(t, func() bool { return slices.Equal(ids(t, r, svc), want) }, within, 5*time.Millisecond,
-		"want %v, have %v", want, ids(t, r, svc))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		insts, err := r.Discover(svc)
+		if !assert.NoError(c, err) {
+			return
+		}
+		have := []string{}
+		for _, i := range insts {
+			have = append(have, i.ID)
+		}
+		assert.Equal(c, want, have)
+	}, within, 5*time.Millisecond, "instances of %s", svc)
 }
 
 func TestRegisterDiscoverDeregister(t *testing.T) {
@@ -323,35 +331,30 @@ func TestFaultRevokeAndDelete(t *testing.T) {
 	key := reg.Key(a)
 
 	leaseOf := func() clientv3.LeaseID {
-		resp, err := other.Get(ctx, key)
-		require.NoError(t, err)
-		if len(resp.Kvs) == 0 {
-			return 0
-		}
-		return clientv3.LeaseID(resp.Kvs[0].Lease)
+		id, _ := leaseOfKey(ctx, other, key)
+		return id
 	}
 	alive := func(id clientv3.LeaseID) bool {
 		ttl, err := other.TimeToLive(ctx, id)
 		return err == nil && ttl.TTL > 0
 	}
 
+	// How fast it comes back is measured by BenchmarkRecovery; here, that it does.
 	first := leaseOf()
 	require.NotZero(t, first)
-	start := time.Now()
 	_, err := other.Revoke(ctx, first)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { id := leaseOf(); return id != 0 && id != first && alive(id) },
-		4*time.Second, 10*time.Millisecond, "re-registered after revoke")
-	t.Logf("back %v after revoke", time.Since(start))
-	assert.Less(t, time.Since(start), 2*time.Second+500*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		id := leaseOf()
+		assert.NotZero(c, id)
+		assert.NotEqual(c, first, id)
+		assert.True(c, alive(id))
+	}, 4*time.Second, 10*time.Millisecond, "re-registered after revoke")
 
 	second := leaseOf()
-	start = time.Now()
 	_, err = other.Delete(ctx, key)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return leaseOf() != 0 }, 4*time.Second, 5*time.Millisecond, "re-registered after delete")
-	t.Logf("back %v after delete", time.Since(start))
-	assert.Less(t, time.Since(start), 2*time.Second)
 	assert.Equal(t, second, leaseOf(), "same lease")
 
 	// Overwritten without a lease (another tool): put back under the lease.
