@@ -14,17 +14,17 @@ import (
 
 // Alarm is an active alarm with the member that raised it.
 type Alarm struct {
-	MemberID   uint64 `json:"memberID"`
-	MemberName string `json:"memberName"`
+	MemberID   health.ID `json:"memberID"`
+	MemberName string    `json:"memberName"`
 	// Type is etcd's alarm name: "NOSPACE" or "CORRUPT".
 	Type string `json:"type"`
 }
 
 // Usage is one member's database size against its quota.
 type Usage struct {
-	MemberID   uint64 `json:"memberID"`
-	MemberName string `json:"memberName"`
-	Reachable  bool   `json:"reachable"`
+	MemberID   health.ID `json:"memberID"`
+	MemberName string    `json:"memberName"`
+	Reachable  bool      `json:"reachable"`
 	// DBSize is the database file size, which is what etcd holds against the quota;
 	// DBSizeInUse is the logical size a defragmentation would shrink it to.
 	DBSize      int64 `json:"dbSize"`
@@ -143,12 +143,8 @@ func (m *Maintainer) DisarmNoSpace(ctx context.Context, req DisarmRequest) (*Dis
 		case u.Quota <= 0:
 			return finish(fmt.Errorf("%w: %s (%x) reports no quota; set QuotaBytes", ErrUnhealthy, u.MemberName, u.MemberID))
 		case u.Ratio >= req.MaxUsage:
-			hint := "compact, then defragment"
-			if u.DBSizeInUse < int64(float64(u.Quota)*req.MaxUsage) {
-				hint = "defragment to give the free pages back"
-			}
-			return finish(fmt.Errorf("%w: %s (%x) uses %d of %d bytes (%.0f%%, limit %.0f%%): %s",
-				ErrOverQuota, u.MemberName, u.MemberID, u.DBSize, u.Quota, 100*u.Ratio, 100*req.MaxUsage, hint))
+			return finish(fmt.Errorf("%w: %s (%x) uses %d of %d bytes (%.0f%%, limit %.0f%%; %d in use): free space first: compact, then defragment",
+				ErrOverQuota, u.MemberName, u.MemberID, u.DBSize, u.Quota, 100*u.Ratio, 100*req.MaxUsage, u.DBSizeInUse))
 		}
 	}
 	for _, a := range nospace {
@@ -160,7 +156,7 @@ func (m *Maintainer) DisarmNoSpace(ctx context.Context, req DisarmRequest) (*Dis
 	}
 	for _, a := range nospace {
 		m.opts.logger.Info("disarming alarm", zap.String("member", a.MemberName), zap.String("alarm", a.Type))
-		if _, err := m.cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: a.MemberID, Alarm: pb.AlarmType_NOSPACE}); err != nil {
+		if _, err := m.cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: uint64(a.MemberID), Alarm: pb.AlarmType_NOSPACE}); err != nil {
 			return finish(fmt.Errorf("maintenance: disarm %s on %s: %w", a.Type, a.MemberName, err))
 		}
 		rep.Disarmed = append(rep.Disarmed, a)

@@ -17,7 +17,7 @@ type DefragmentRequest struct {
 	// DryRun checks the guard and returns the plan without defragmenting anything.
 	DryRun bool `json:"dryRun,omitempty"`
 	// Members limits the run to these member IDs. Default: every member.
-	Members []uint64 `json:"members,omitempty"`
+	Members []health.ID `json:"members,omitempty"`
 	// MoveLeader moves leadership to an already defragmented voting member before the
 	// leader's turn, so the leader is never the member that pauses.
 	MoveLeader bool `json:"moveLeader,omitempty"`
@@ -43,10 +43,10 @@ const (
 
 // MemberDefrag is one member's part of a defragmentation.
 type MemberDefrag struct {
-	ID       uint64 `json:"id"`
-	Name     string `json:"name"`
-	Endpoint string `json:"endpoint"`
-	Learner  bool   `json:"learner,omitempty"`
+	ID       health.ID `json:"id"`
+	Name     string    `json:"name"`
+	Endpoint string    `json:"endpoint"`
+	Learner  bool      `json:"learner,omitempty"`
 	// WasLeader is true when the member led the cluster when its turn came.
 	WasLeader bool   `json:"wasLeader,omitempty"`
 	State     string `json:"state"`
@@ -67,7 +67,7 @@ type DefragmentReport struct {
 	Plan    []Step         `json:"plan"`
 	Members []MemberDefrag `json:"members"`
 	// LeaderMovedTo is the member leadership was moved to before the leader's turn.
-	LeaderMovedTo uint64 `json:"leaderMovedTo,omitempty"`
+	LeaderMovedTo health.ID `json:"leaderMovedTo,omitempty"`
 	// Aborted is set when the run stopped before the end; Reason says why.
 	Aborted  bool          `json:"aborted"`
 	Reason   string        `json:"reason,omitempty"`
@@ -238,7 +238,7 @@ func (m *Maintainer) defragGuard(r *health.Report, target *MemberDefrag, req Def
 }
 
 // planDefrag orders the members: learners, then followers, each by name, the leader last.
-func planDefrag(r *health.Report, only []uint64) []MemberDefrag {
+func planDefrag(r *health.Report, only []health.ID) []MemberDefrag {
 	out := []MemberDefrag{}
 	for _, ms := range r.Members {
 		if len(only) > 0 && !slices.Contains(only, ms.Member.ID) {
@@ -265,7 +265,7 @@ func planDefrag(r *health.Report, only []uint64) []MemberDefrag {
 	return out
 }
 
-func defragSteps(ms []MemberDefrag, leader uint64, moveLeader bool) []Step {
+func defragSteps(ms []MemberDefrag, leader health.ID, moveLeader bool) []Step {
 	steps := make([]Step, 0, len(ms)+1)
 	for _, md := range ms {
 		if md.ID == leader && moveLeader && len(ms) > 1 {
@@ -289,8 +289,8 @@ func roleOf(learner, leader bool) string {
 
 // moveTarget picks the voting member to hand leadership to: a healthy one already
 // defragmented, else any healthy follower.
-func moveTarget(r *health.Report, done []MemberDefrag) uint64 {
-	ok := func(id uint64) bool {
+func moveTarget(r *health.Report, done []MemberDefrag) health.ID {
+	ok := func(id health.ID) bool {
 		ms, found := r.Member(id)
 		return found && ms.Reachable && !ms.Member.IsLearner && id != r.Leader.ID && ms.Status.Leader != 0
 	}
@@ -307,7 +307,7 @@ func moveTarget(r *health.Report, done []MemberDefrag) uint64 {
 	return 0
 }
 
-func nameOf(r *health.Report, id uint64) string {
+func nameOf(r *health.Report, id health.ID) string {
 	ms, _ := r.Member(id)
 	return ms.Name
 }

@@ -17,18 +17,18 @@ import (
 type MoveLeaderRequest struct {
 	// To is the voting member to hand leadership to; 0 picks the reachable follower
 	// whose raft log is the most complete (by name on a tie).
-	To     uint64 `json:"to,omitempty"`
-	DryRun bool   `json:"dryRun,omitempty"`
+	To     health.ID `json:"to,omitempty"`
+	DryRun bool      `json:"dryRun,omitempty"`
 }
 
 // MoveLeaderReport is the outcome of MoveLeader.
 type MoveLeaderReport struct {
-	DryRun   bool   `json:"dryRun"`
-	Plan     []Step `json:"plan"`
-	From     uint64 `json:"from"`
-	FromName string `json:"fromName"`
-	To       uint64 `json:"to"`
-	ToName   string `json:"toName"`
+	DryRun   bool      `json:"dryRun"`
+	Plan     []Step    `json:"plan"`
+	From     health.ID `json:"from"`
+	FromName string    `json:"fromName"`
+	To       health.ID `json:"to"`
+	ToName   string    `json:"toName"`
 	// AlreadyLeader is set when To led already; nothing was done.
 	AlreadyLeader bool          `json:"alreadyLeader,omitempty"`
 	Duration      time.Duration `json:"duration"`
@@ -100,7 +100,7 @@ func canLead(ms health.MemberStatus) error {
 }
 
 // bestFollower is the reachable voting follower with the highest raft index.
-func bestFollower(r *health.Report) uint64 {
+func bestFollower(r *health.Report) health.ID {
 	var best *health.MemberStatus
 	for i := range r.Members {
 		ms := &r.Members[i]
@@ -119,7 +119,7 @@ func bestFollower(r *health.Report) uint64 {
 
 // moveLeader asks the current leader (only a leader accepts the request) to transfer
 // leadership to member to.
-func (m *Maintainer) moveLeader(ctx context.Context, r *health.Report, to uint64) error {
+func (m *Maintainer) moveLeader(ctx context.Context, r *health.Report, to health.ID) error {
 	leader, err := find(r, r.Leader.ID)
 	if err != nil {
 		return err
@@ -131,7 +131,7 @@ func (m *Maintainer) moveLeader(ctx context.Context, r *health.Report, to uint64
 	defer conn.Close()
 	m.opts.logger.Info("moving leadership", zap.String("from", leader.Name), zap.String("to", nameOf(r, to)))
 	mc := clientv3.NewMaintenanceFromMaintenanceClient(pb.NewMaintenanceClient(conn), m.cli)
-	if _, err := mc.MoveLeader(ctx, to); err != nil {
+	if _, err := mc.MoveLeader(ctx, uint64(to)); err != nil {
 		return fmt.Errorf("move leader from %s: %w", leader.Name, err)
 	}
 	return nil

@@ -48,10 +48,10 @@ func New(cli *clientv3.Client, opts ...Option) (*Maintainer, error) {
 type Step struct {
 	// Action is what is done: "defragment", "move-leader", "compact", "snapshot",
 	// "disarm", "add-learner", "promote", "remove".
-	Action   string `json:"action"`
-	MemberID uint64 `json:"memberID,omitempty"`
-	Member   string `json:"member,omitempty"`
-	Detail   string `json:"detail,omitempty"`
+	Action   string    `json:"action"`
+	MemberID health.ID `json:"memberID,omitempty"`
+	Member   string    `json:"member,omitempty"`
+	Detail   string    `json:"detail,omitempty"`
 }
 
 func (s Step) String() string {
@@ -78,7 +78,7 @@ func (m *Maintainer) check(ctx context.Context) (*health.Report, error) {
 // degraded returns why r shows a cluster no maintenance should touch, or nil. The state
 // of member except (0: none) is not held against the cluster, so that a dead member can
 // be removed.
-func degraded(r *health.Report, except uint64) error {
+func degraded(r *health.Report, except health.ID) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrUnhealthy, fmt.Sprintf(format, args...))
 	}
@@ -135,7 +135,7 @@ func (m *Maintainer) settle(ctx context.Context, cond func(*health.Report) error
 }
 
 // find returns the entry of member id in r.
-func find(r *health.Report, id uint64) (health.MemberStatus, error) {
+func find(r *health.Report, id health.ID) (health.MemberStatus, error) {
 	if ms, ok := r.Member(id); ok {
 		return ms, nil
 	}

@@ -33,7 +33,7 @@ func endpoints(c *etcdtest.Cluster) map[string]string {
 func clusterMaintainer(t *testing.T, c *etcdtest.Cluster, opts ...maintenance.Option) (*maintenance.Maintainer, *clientv3.Client) {
 	t.Helper()
 	cli := c.ClusterClient()
-	ch, err := health.New(cli, health.WithEndpoints(endpoints(c)), health.WithTimeout(time.Second))
+	ch, err := health.New(cli, health.WithEndpoints(endpoints(c)), health.WithTimeout(3*time.Second))
 	require.NoError(t, err)
 	opts = append([]maintenance.Option{maintenance.WithChecker(ch), maintenance.WithSettleTimeout(5 * time.Second),
 		maintenance.WithPollInterval(50 * time.Millisecond)}, opts...)
@@ -43,10 +43,10 @@ func clusterMaintainer(t *testing.T, c *etcdtest.Cluster, opts ...maintenance.Op
 }
 
 // memberIndex maps member IDs to their index in c.Members.
-func memberIndex(c *etcdtest.Cluster) map[uint64]int {
-	out := map[uint64]int{}
+func memberIndex(c *etcdtest.Cluster) map[health.ID]int {
+	out := map[health.ID]int{}
 	for i, m := range c.Members {
-		out[uint64(m.ID())] = i
+		out[health.ID(m.ID())] = i
 	}
 	return out
 }
@@ -77,7 +77,7 @@ func TestNewRejectsBadArguments(t *testing.T) {
 			return err
 		},
 		"unknown member": func() error {
-			_, err := m.Defragment(ctx, maintenance.DefragmentRequest{Members: []uint64{42}})
+			_, err := m.Defragment(ctx, maintenance.DefragmentRequest{Members: []health.ID{42}})
 			return err
 		},
 		"compact none": func() error { _, err := m.Compact(ctx, maintenance.CompactRequest{}); return err },

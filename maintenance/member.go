@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/health"
@@ -16,18 +18,18 @@ import (
 
 // Member is one member as Members lists it.
 type Member struct {
-	ID         uint64   `json:"id"`
-	Name       string   `json:"name"`
-	PeerURLs   []string `json:"peerURLs"`
-	ClientURLs []string `json:"clientURLs"`
-	Learner    bool     `json:"learner"`
-	Leader     bool     `json:"leader"`
-	Reachable  bool     `json:"reachable"`
-	Version    string   `json:"version,omitempty"`
-	DBSize     int64    `json:"dbSize,omitempty"`
-	RaftIndex  uint64   `json:"raftIndex,omitempty"`
-	RaftTerm   uint64   `json:"raftTerm,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	ID         health.ID `json:"id"`
+	Name       string    `json:"name"`
+	PeerURLs   []string  `json:"peerURLs"`
+	ClientURLs []string  `json:"clientURLs"`
+	Learner    bool      `json:"learner"`
+	Leader     bool      `json:"leader"`
+	Reachable  bool      `json:"reachable"`
+	Version    string    `json:"version,omitempty"`
+	DBSize     int64     `json:"dbSize,omitempty"`
+	RaftIndex  uint64    `json:"raftIndex,omitempty"`
+	RaftTerm   uint64    `json:"raftTerm,omitempty"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // MemberList is the outcome of Members.
@@ -59,7 +61,7 @@ type MemberReport struct {
 	Plan   []Step `json:"plan"`
 	// MemberID is the member added, promoted or removed (0 for a dry-run add: etcd
 	// assigns the ID).
-	MemberID uint64 `json:"memberID"`
+	MemberID health.ID `json:"memberID"`
 	// InitialCluster is, after AddLearner, the --initial-cluster value to start the new
 	// member with (its own entry named NAME: replace it with the member's --name).
 	InitialCluster string `json:"initialCluster,omitempty"`
@@ -86,8 +88,8 @@ func (m *Maintainer) AddLearner(ctx context.Context, req AddRequest) (*MemberRep
 		return nil, fmt.Errorf("%w: no peer URLs", ErrInvalidArgument)
 	}
 	for _, u := range req.PeerURLs {
-		if p, err := url.Parse(u); err != nil || p.Host == "" || (p.Scheme != "http" && p.Scheme != "https") {
-			return nil, fmt.Errorf("%w: peer URL %q is not http(s)://host:port", ErrInvalidArgument, u)
+		if p, err := url.Parse(u); err != nil || p.Host == "" || !slices.Contains([]string{"http", "https", "unix", "unixs"}, p.Scheme) {
+			return nil, fmt.Errorf("%w: peer URL %q is not http(s)://host:port (or unix(s)://)", ErrInvalidArgument, u)
 		}
 	}
 	rep := &MemberReport{DryRun: req.DryRun, Plan: []Step{}}
@@ -107,11 +109,15 @@ func (m *Maintainer) AddLearner(ctx context.Context, req AddRequest) (*MemberRep
 	if req.DryRun {
 		return finish(nil)
 	}
-	resp, err := m.cli.MemberAddAsLearner(ctx, req.PeerURLs)
+	var resp *clientv3.MemberAddResponse
+	err = m.whileEtcdUnhealthy(ctx, func() (err error) {
+		resp, err = m.cli.MemberAddAsLearner(ctx, req.PeerURLs)
+		return err
+	})
 	if err != nil {
 		return finish(fmt.Errorf("maintenance: add learner: %w", err))
 	}
-	rep.MemberID = resp.Member.ID
+	rep.MemberID = health.ID(resp.Member.ID)
 	var parts []string
 	for _, mem := range resp.Members {
 		name := mem.Name
@@ -126,13 +132,13 @@ func (m *Maintainer) AddLearner(ctx context.Context, req AddRequest) (*MemberRep
 		}
 	}
 	rep.InitialCluster = strings.Join(parts, ",")
-	m.opts.logger.Info("learner added", zap.Uint64("id", rep.MemberID), zap.Strings("peerURLs", req.PeerURLs))
+	m.opts.logger.Info("learner added", zap.String("id", rep.MemberID.Hex()), zap.Strings("peerURLs", req.PeerURLs))
 	return finish(nil)
 }
 
 // PromoteRequest describes the promotion of a learner.
 type PromoteRequest struct {
-	ID uint64 `json:"id"`
+	ID health.ID `json:"id"`
 	// Timeout bounds the wait for the learner to catch up. Default 1 minute.
 	Timeout time.Duration `json:"timeout,omitempty"`
 	DryRun  bool          `json:"dryRun,omitempty"`
@@ -142,9 +148,11 @@ type PromoteRequest struct {
 const DefaultPromoteTimeout = time.Minute
 
 // Promote makes a learner a voting member once it has caught up with the leader: it
-// waits (at most Timeout) until etcd accepts the promotion, which etcd does only when
-// the learner's log is close to the leader's, and returns ErrNotCaughtUp if it never
-// does. Refused with ErrUnhealthy on a degraded cluster or an unreachable learner.
+// waits (at most Timeout) until the learner answers and etcd accepts the promotion,
+// which etcd does only when the learner's log is close to the leader's, and returns
+// ErrNotCaughtUp if that does not happen in time (wrapping the last reason: the learner
+// unreachable, the cluster degraded, etcd's "not in sync"). Refused with ErrQuorum when the healthy voters and the learner would not make
+// the new quorum.
 func (m *Maintainer) Promote(ctx context.Context, req PromoteRequest) (*MemberReport, error) {
 	start := time.Now()
 	if req.ID == 0 {
@@ -161,64 +169,81 @@ func (m *Maintainer) Promote(ctx context.Context, req PromoteRequest) (*MemberRe
 		rep.Duration = since(start)
 		return rep, err
 	}
-	r, err := m.check(ctx)
-	if err != nil {
-		return finish(err)
-	}
-	target, err := find(r, req.ID)
-	if err != nil {
-		return finish(err)
-	}
-	if !target.Member.IsLearner {
-		return finish(fmt.Errorf("%w: %s (%x) is not a learner", ErrInvalidArgument, target.Name, req.ID))
-	}
-	if err := degraded(r, req.ID); err != nil {
-		return finish(err)
-	}
-	if !target.Reachable {
-		return finish(fmt.Errorf("%w: learner %x is unreachable (started?): %s", ErrNotCaughtUp, req.ID, target.Error))
-	}
-	rep.Voters = r.Quorum.Voters + 1
-	rep.QuorumAfter = rep.Voters/2 + 1
-	if r.Quorum.Healthy+1 < rep.QuorumAfter {
-		return finish(fmt.Errorf("%w: %d healthy voters and the learner would not make the quorum of %d", ErrQuorum, r.Quorum.Healthy, rep.QuorumAfter))
-	}
-	rep.Plan = append(rep.Plan, Step{Action: "promote", MemberID: req.ID, Member: target.Name,
-		Detail: fmt.Sprintf("once caught up; %d voters, quorum %d", rep.Voters, rep.QuorumAfter)})
-	if req.DryRun {
-		return finish(nil)
-	}
 	pctx, cancel := context.WithTimeout(ctx, req.Timeout)
 	defer cancel()
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var (
+		waitErr   error
+		attempted bool
+	)
 	for {
-		_, err := m.cli.MemberPromote(pctx, req.ID)
-		if err == nil {
-			m.opts.logger.Info("learner promoted", zap.String("member", target.Name), zap.Uint64("id", req.ID))
-			return finish(nil)
-		}
-		if !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) && !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) {
-			if pctx.Err() == nil {
-				return finish(fmt.Errorf("maintenance: promote %x: %w", req.ID, err))
-			}
-		}
-		t.Reset(m.opts.pollInterval)
 		select {
 		case <-pctx.Done():
 			if ctx.Err() != nil {
 				return finish(ctx.Err())
 			}
-			return finish(fmt.Errorf("%w: %s (%x) after %v: %w", ErrNotCaughtUp, target.Name, req.ID, req.Timeout, err))
+			return finish(fmt.Errorf("%w: %x after %v: %w", ErrNotCaughtUp, req.ID, req.Timeout, waitErr))
 		case <-t.C:
 		}
+		t.Reset(m.opts.pollInterval)
+		r, err := m.check(pctx)
+		if err != nil {
+			waitErr = err
+			continue
+		}
+		target, err := find(r, req.ID)
+		if err != nil {
+			if err = m.exists(pctx, req.ID); err != nil {
+				return finish(err)
+			}
+			waitErr = fmt.Errorf("%w: %x is not in the checked membership yet", ErrUnhealthy, req.ID)
+			continue
+		}
+		if !target.Member.IsLearner {
+			if attempted {
+				// A promotion whose answer was lost (a timeout, a leader change) took.
+				m.opts.logger.Info("learner promoted", zap.String("member", target.Name), zap.String("id", req.ID.Hex()), zap.NamedError("answer", waitErr))
+				return finish(nil)
+			}
+			return finish(fmt.Errorf("%w: %s (%x) is not a learner", ErrInvalidArgument, target.Name, req.ID))
+		}
+		if err := degraded(r, req.ID); err != nil {
+			if req.DryRun {
+				return finish(err)
+			}
+			waitErr = err
+			continue
+		}
+		rep.Voters = r.Quorum.Voters + 1
+		rep.QuorumAfter = rep.Voters/2 + 1
+		if r.Quorum.Healthy+1 < rep.QuorumAfter {
+			return finish(fmt.Errorf("%w: %d healthy voters and the learner would not make the quorum of %d", ErrQuorum, r.Quorum.Healthy, rep.QuorumAfter))
+		}
+		rep.Plan = []Step{{Action: "promote", MemberID: req.ID, Member: target.Name,
+			Detail: fmt.Sprintf("once caught up; %d voters, quorum %d", rep.Voters, rep.QuorumAfter)}}
+		if req.DryRun {
+			return finish(nil)
+		}
+		if !target.Reachable {
+			waitErr = fmt.Errorf("learner unreachable (started?): %s", target.Error)
+			continue
+		}
+		attempted = true
+		_, err = m.cli.MemberPromote(pctx, uint64(req.ID))
+		if err == nil {
+			m.opts.logger.Info("learner promoted", zap.String("member", target.Name), zap.String("id", req.ID.Hex()))
+			return finish(nil)
+		}
+		waitErr = err
+		m.opts.logger.Info("learner not promoted yet", zap.String("member", target.Name), zap.Error(err))
 	}
 }
 
 // RemoveRequest describes the removal of a member.
 type RemoveRequest struct {
-	ID     uint64 `json:"id"`
-	DryRun bool   `json:"dryRun,omitempty"`
+	ID     health.ID `json:"id"`
+	DryRun bool      `json:"dryRun,omitempty"`
 }
 
 // Remove removes a member, refusing with ErrQuorum when the voting members left would
@@ -236,14 +261,18 @@ func (m *Maintainer) Remove(ctx context.Context, req RemoveRequest) (*MemberRepo
 		rep.Duration = since(start)
 		return rep, err
 	}
-	r, err := m.check(ctx)
+	if err := m.exists(ctx, req.ID); err != nil {
+		return finish(err)
+	}
+	// The checker reads the membership serializably; wait for it to show the member.
+	r, err := m.settle(ctx, func(r *health.Report) error {
+		_, err := find(r, req.ID)
+		return err
+	})
 	if err != nil {
 		return finish(err)
 	}
-	target, err := find(r, req.ID)
-	if err != nil {
-		return finish(err)
-	}
+	target, _ := find(r, req.ID)
 	if err := removeGuard(r, target, rep); err != nil {
 		return finish(err)
 	}
@@ -252,11 +281,50 @@ func (m *Maintainer) Remove(ctx context.Context, req RemoveRequest) (*MemberRepo
 	if req.DryRun {
 		return finish(nil)
 	}
-	if _, err := m.cli.MemberRemove(ctx, req.ID); err != nil {
+	if err := m.whileEtcdUnhealthy(ctx, func() error {
+		_, err := m.cli.MemberRemove(ctx, uint64(req.ID))
+		return err
+	}); err != nil {
 		return finish(fmt.Errorf("maintenance: remove %x: %w", req.ID, err))
 	}
-	m.opts.logger.Info("member removed", zap.String("member", target.Name), zap.Uint64("id", req.ID))
+	m.opts.logger.Info("member removed", zap.String("member", target.Name), zap.String("id", req.ID.Hex()))
 	return finish(nil)
+}
+
+// exists returns ErrNotFound unless a linearizable member list has member id.
+func (m *Maintainer) exists(ctx context.Context, id health.ID) error {
+	resp, err := m.cli.MemberList(ctx)
+	if err != nil {
+		return fmt.Errorf("maintenance: member list: %w", err)
+	}
+	for _, mem := range resp.Members {
+		if health.ID(mem.ID) == id {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %x", ErrNotFound, id)
+}
+
+// whileEtcdUnhealthy calls fn until etcd stops refusing it as "unhealthy cluster", for
+// at most the settle timeout. etcd refuses membership changes until its leader has been
+// connected to a quorum for five seconds, which a cluster that just started or just
+// changed leader is not.
+func (m *Maintainer) whileEtcdUnhealthy(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(m.opts.settleTimeout)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		err := fn()
+		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || !time.Now().Before(deadline) {
+			return err
+		}
+		t.Reset(m.opts.pollInterval)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func removeGuard(r *health.Report, target health.MemberStatus, rep *MemberReport) error {

@@ -24,7 +24,7 @@ type SnapshotRequest struct {
 	// Member is the member to take the snapshot from. Default: a reachable follower
 	// that is not partitioned (a snapshot loads the member that sends it), else the
 	// leader.
-	Member uint64 `json:"member,omitempty"`
+	Member health.ID `json:"member,omitempty"`
 	// TempDir is where Snapshot spools the stream to verify it. Default os.TempDir().
 	TempDir string `json:"tempDir,omitempty"`
 	DryRun  bool   `json:"dryRun,omitempty"`
@@ -32,10 +32,10 @@ type SnapshotRequest struct {
 
 // SnapshotReport is the outcome of a snapshot.
 type SnapshotReport struct {
-	DryRun     bool   `json:"dryRun"`
-	Plan       []Step `json:"plan"`
-	MemberID   uint64 `json:"memberID"`
-	MemberName string `json:"memberName"`
+	DryRun     bool      `json:"dryRun"`
+	Plan       []Step    `json:"plan"`
+	MemberID   health.ID `json:"memberID"`
+	MemberName string    `json:"memberName"`
 	// Path is the file written by SnapshotFile.
 	Path string `json:"path,omitempty"`
 	// Version is the storage version the member reports for the snapshot.
@@ -156,7 +156,7 @@ func (m *Maintainer) planSnapshot(ctx context.Context, req SnapshotRequest, path
 	return rep, src, nil
 }
 
-func snapshotSource(r *health.Report, id uint64) (health.MemberStatus, error) {
+func snapshotSource(r *health.Report, id health.ID) (health.MemberStatus, error) {
 	if id != 0 {
 		ms, err := find(r, id)
 		if err != nil {
@@ -167,7 +167,7 @@ func snapshotSource(r *health.Report, id uint64) (health.MemberStatus, error) {
 		}
 		return ms, nil
 	}
-	partitioned := map[uint64]bool{}
+	partitioned := map[health.ID]bool{}
 	for _, p := range r.Partition.Members {
 		partitioned[p.ID] = true
 	}

@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/maintenance"
 )
@@ -89,7 +90,7 @@ func TestSnapshotRestore(t *testing.T) {
 	assert.Equal(t, path, rep.Path)
 	assert.Equal(t, cur.Header.Revision, rep.Revision)
 	assert.GreaterOrEqual(t, rep.Keys, len(want))
-	assert.NotEqual(t, uint64(c.Members[c.Leader()].ID()), rep.MemberID, "taken from a follower")
+	assert.NotEqual(t, health.ID(c.Members[c.Leader()].ID()), rep.MemberID, "taken from a follower")
 	_, err = os.Stat(path + ".part")
 	assert.True(t, os.IsNotExist(err), "no part file left")
 

