@@ -7,18 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/bench"
 	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
 // The API's paths.
@@ -34,9 +38,12 @@ const (
 	PathMetricsLatency  = "/api/v1/metrics/latency"
 	PathAlerts          = "/api/v1/alerts"
 	PathAlertsHistory   = "/api/v1/alerts/history"
+	PathNotifications   = "/api/v1/alerts/notifications"
+	PathSilences        = "/api/v1/silences"
 	PathBenchmark       = "/api/v1/performance/benchmark"
 	PathPrometheus      = "/metrics"
 	maxBenchmarkBody    = 64 << 10
+	maxSilenceBody      = 64 << 10
 	defaultHistoryLimit = 100
 	maxHistoryLimit     = 1000
 )
@@ -75,9 +82,12 @@ func (s *Service) routes() *http.ServeMux {
 	get(PathMetricsCurrent, []string{"cluster"}, s.getMetricsCurrent)
 	get(PathMetricsHistory, []string{"cluster", "limit", "since"}, s.getMetricsHistory)
 	get(PathMetricsLatency, []string{"cluster", "limit", "since"}, s.getLatency)
-	get(PathAlerts, []string{"cluster", "severity"}, s.getAlerts)
+	get(PathAlerts, []string{"cluster", "severity", "state"}, s.getAlerts)
 	get(PathAlertsHistory, []string{"cluster", "severity", "limit", "since"}, s.getAlertsHistory)
+	get(PathNotifications, []string{"receiver", "limit"}, s.getNotifications)
 	mux.Handle(PathBenchmark, s.endpoint(http.MethodPost, []string{"cluster"}, s.postBenchmark))
+	mux.Handle(PathSilences, s.methods(map[string]handler{http.MethodGet: s.getSilences, http.MethodPost: s.postSilence}))
+	mux.Handle(PathSilences+"/{id}", s.methods(map[string]handler{http.MethodGet: s.getSilence, http.MethodDelete: s.deleteSilence}))
 	prom := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	mux.HandleFunc(PathPrometheus, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -98,6 +108,8 @@ type query struct {
 	limit    int
 	since    time.Time
 	severity *alert.Severity
+	state    string // pending or firing
+	receiver string
 	all      bool // no cluster named: endpoints over every cluster cover them all
 }
 
@@ -120,6 +132,28 @@ func (s *Service) endpoint(method string, params []string, h handler) http.Handl
 			return
 		}
 		writeJSON(w, http.StatusOK, v)
+	})
+}
+
+// methods is endpoint for a path that answers several methods, none with query
+// parameters.
+func (s *Service) methods(hs map[string]handler) http.Handler {
+	allow := slices.Sorted(maps.Keys(hs))
+	if _, ok := hs[http.MethodGet]; ok {
+		allow = append(allow, http.MethodHead)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := r.Method
+		if m == http.MethodHead {
+			m = http.MethodGet
+		}
+		h, ok := hs[m]
+		if !ok {
+			writeError(w, errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s; use %s", r.Method, r.URL.Path,
+				strings.Join(allow, ", ")), strings.Join(allow, ", "))
+			return
+		}
+		s.endpoint(m, nil, h).ServeHTTP(w, r)
 	})
 }
 
@@ -169,6 +203,13 @@ func (s *Service) parseQuery(r *http.Request, allowed []string) (query, error) {
 			return q, errorf(http.StatusBadRequest, "bad severity %q: want info, warning or critical", v)
 		}
 		q.severity = &sev
+	}
+	q.receiver = vals.Get("receiver")
+	if v := vals.Get("state"); v != "" {
+		if v != string(alert.Pending) && v != string(alert.Firing) {
+			return q, errorf(http.StatusBadRequest, "bad state %q: want pending or firing", v)
+		}
+		q.state = v
 	}
 	return q, nil
 }
@@ -305,7 +346,7 @@ func (s *Service) getStatus(_ http.ResponseWriter, _ *http.Request, q query) (an
 	resp := StatusResponse{
 		Cluster: q.cluster.name, CheckedAt: h.at, Healthy: r.Healthy, ClusterID: r.ClusterID,
 		Leader: r.Leader, Quorum: r.Quorum, Members: len(r.Members), SplitBrain: r.SplitBrain, Partition: r.Partition,
-		Alarms: r.Alarms, RevisionSpread: r.RevisionSpread, ActiveAlerts: len(q.cluster.alerts.Active()),
+		Alarms: r.Alarms, RevisionSpread: r.RevisionSpread, ActiveAlerts: len(q.cluster.active()),
 		Versions: map[health.ID]string{}, CheckDuration: r.Duration.String(),
 	}
 	if h.err != nil {
@@ -474,43 +515,200 @@ type AlertsResponse struct {
 	Alerts []ClusterAlert `json:"alerts"`
 }
 
-// alertSources returns the clusters an alerts request covers: the named one, or all.
-func (s *Service) alertSources(q query) []*clusterState {
-	if q.all {
-		return s.clusters
-	}
-	return []*clusterState{q.cluster}
+// covers reports whether an alert belongs to the clusters a request covers: the named
+// one, or all.
+func (q query) covers(a alert.Alert) bool {
+	return (q.all || a.Labels["cluster"] == q.cluster.name) && (q.severity == nil || a.Severity == *q.severity)
 }
 
+// getAlerts lists the pending and firing alerts, each with its status: the silences
+// that mute it and the alerts that inhibit it.
 func (s *Service) getAlerts(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
 	resp := AlertsResponse{Alerts: []ClusterAlert{}}
-	for _, c := range s.alertSources(q) {
-		for _, a := range c.alerts.Active() {
-			if q.severity == nil || a.Severity == *q.severity {
-				resp.Alerts = append(resp.Alerts, ClusterAlert{Cluster: c.name, Alert: a})
-			}
+	for _, a := range s.alerts.Alerts() {
+		if q.covers(a) && (q.state == "" || string(a.State) == q.state) {
+			resp.Alerts = append(resp.Alerts, ClusterAlert{Cluster: a.Labels["cluster"], Alert: a})
 		}
 	}
 	return resp, nil
 }
 
+// transitionTime is when an alert of the history changed to its state.
+func transitionTime(a alert.Alert) time.Time {
+	switch {
+	case a.State == alert.Resolved:
+		return a.EndsAt
+	case a.State == alert.Firing:
+		return a.StartsAt
+	}
+	return a.ActiveAt
+}
+
+// getAlertsHistory lists the transitions of every covered cluster merged by time,
+// oldest first, the newest limit of them.
 func (s *Service) getAlertsHistory(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
 	resp := AlertsResponse{Alerts: []ClusterAlert{}}
-	for _, c := range s.alertSources(q) {
-		for _, a := range c.alerts.History() {
-			t := a.StartsAt
-			if !a.EndsAt.IsZero() {
-				t = a.EndsAt
-			}
-			if (q.severity == nil || a.Severity == *q.severity) && !t.Before(q.since) {
-				resp.Alerts = append(resp.Alerts, ClusterAlert{Cluster: c.name, Alert: a})
-			}
+	for _, a := range s.alerts.History() {
+		if q.covers(a) && !transitionTime(a).Before(q.since) {
+			resp.Alerts = append(resp.Alerts, ClusterAlert{Cluster: a.Labels["cluster"], Alert: a})
 		}
 	}
+	slices.SortStableFunc(resp.Alerts, func(a, b ClusterAlert) int { return transitionTime(a.Alert).Compare(transitionTime(b.Alert)) })
 	if len(resp.Alerts) > q.limit {
 		resp.Alerts = resp.Alerts[len(resp.Alerts)-q.limit:]
 	}
 	return resp, nil
+}
+
+// NotificationsResponse is the body of GET /api/v1/alerts/notifications: the
+// notification log, newest first.
+type NotificationsResponse struct {
+	Notifications []alert.NotificationRecord `json:"notifications"`
+}
+
+func (s *Service) getNotifications(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
+	recs, err := s.alerts.Notifications(r.Context(), alert.NotificationQuery{Receiver: q.receiver, Limit: q.limit})
+	if err != nil {
+		return nil, alertError(err)
+	}
+	if recs == nil {
+		recs = []alert.NotificationRecord{}
+	}
+	return NotificationsResponse{Notifications: recs}, nil
+}
+
+// SilencesResponse is the body of GET /api/v1/silences: every silence, newest first.
+type SilencesResponse struct {
+	Silences []alert.Silence `json:"silences"`
+}
+
+func (s *Service) getSilences(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
+	sils, err := s.alerts.Silences(r.Context())
+	if err != nil {
+		return nil, alertError(err)
+	}
+	if sils == nil {
+		sils = []alert.Silence{}
+	}
+	return SilencesResponse{Silences: sils}, nil
+}
+
+// postSilence creates a silence, or replaces the unexpired one its "id" names. The body
+// is Alertmanager's API v2 silence: matchers, startsAt, endsAt, createdBy, comment.
+func (s *Service) postSilence(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxSilenceBody))
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "read body: %v", err)
+	}
+	sil, err := parseSilence(body)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "%v", err)
+	}
+	created, err := s.alerts.CreateSilence(r.Context(), sil)
+	if err != nil {
+		return nil, alertError(err)
+	}
+	s.opts.logger.Info("silence saved", zap.String("id", created.ID), zap.Stringer("matchers", matchersString(created.Matchers)),
+		zap.Time("endsAt", created.EndsAt), zap.String("createdBy", created.CreatedBy))
+	return created, nil
+}
+
+func (s *Service) getSilence(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
+	sil, err := s.alerts.Silence(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, alertError(err)
+	}
+	return sil, nil
+}
+
+// deleteSilence expires a silence (it stays listed, as expired) and answers with it.
+func (s *Service) deleteSilence(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
+	id := r.PathValue("id")
+	if err := s.alerts.ExpireSilence(r.Context(), id); err != nil {
+		return nil, alertError(err)
+	}
+	s.opts.logger.Info("silence expired", zap.String("id", id))
+	sil, err := s.alerts.Silence(r.Context(), id)
+	if err != nil {
+		return nil, alertError(err)
+	}
+	return sil, nil
+}
+
+// parseSilence reads a silence field by field, so that an error names the field at
+// fault ("matchers[1]", "endsAt") and an unknown field is refused.
+func parseSilence(body []byte) (alert.Silence, error) {
+	var sil alert.Silence
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return sil, fmt.Errorf("malformed JSON body: %w", err)
+	}
+	for name, raw := range fields {
+		var err error
+		switch name {
+		case "id":
+			err = json.Unmarshal(raw, &sil.ID)
+		case "createdBy":
+			err = json.Unmarshal(raw, &sil.CreatedBy)
+		case "comment":
+			err = json.Unmarshal(raw, &sil.Comment)
+		case "startsAt", "endsAt":
+			t := &sil.StartsAt
+			if name == "endsAt" {
+				t = &sil.EndsAt
+			}
+			if err = json.Unmarshal(raw, t); err != nil {
+				err = fmt.Errorf("want an RFC 3339 time such as %q", time.Now().UTC().Add(time.Hour).Format(time.RFC3339))
+			}
+		case "matchers":
+			var list []json.RawMessage
+			if err = json.Unmarshal(raw, &list); err != nil {
+				break
+			}
+			for i, m := range list {
+				var mt alert.Matcher
+				if err := json.Unmarshal(m, &mt); err != nil {
+					return sil, fmt.Errorf("matchers[%d]: %v", i, err)
+				}
+				sil.Matchers = append(sil.Matchers, mt)
+			}
+		case "status", "updatedAt":
+			err = errors.New("set by the server, not by a request")
+		default:
+			err = errors.New("unknown field (want matchers, startsAt, endsAt, createdBy, comment, and id to replace a silence)")
+		}
+		if err != nil {
+			return sil, fmt.Errorf("%s: %v", name, err)
+		}
+	}
+	return sil, nil
+}
+
+type matchersString alert.Matchers
+
+func (m matchersString) String() string {
+	parts := make([]string, len(m))
+	for i, x := range m {
+		parts[i] = x.String()
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// alertError maps the alert manager's errors to answers: bad input (naming the field)
+// 400, an unknown silence 404, a closed manager 503.
+func alertError(err error) error {
+	var fe *alert.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return errorf(http.StatusBadRequest, "%s: %s", fe.Field, fe.Reason)
+	case errors.Is(err, alert.ErrInvalidArgument):
+		return errorf(http.StatusBadRequest, "%v", err)
+	case errors.Is(err, alert.ErrSilenceNotFound):
+		return errorf(http.StatusNotFound, "%v", err)
+	case errors.Is(err, alert.ErrClosed):
+		return errorf(http.StatusServiceUnavailable, "service is shutting down")
+	}
+	return err
 }
 
 // benchmarkResponse is the body of a successful POST /api/v1/performance/benchmark.
@@ -636,6 +834,7 @@ func (s *Service) postBenchmark(_ http.ResponseWriter, r *http.Request, q query)
 	q.cluster.mu.Lock()
 	q.cluster.lastBench = resp
 	q.cluster.mu.Unlock()
+	s.saveBenchmark(resp)
 	return resp, nil
 }
 
@@ -645,5 +844,24 @@ func isClosed(ch <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// saveBenchmark keeps a result in the store, when there is one. A failure is logged: the
+// caller has the result in the answer.
+func (s *Service) saveBenchmark(resp *benchmarkResponse) {
+	if s.opts.store == nil {
+		return
+	}
+	data, err := json.Marshal(resp)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		now := time.Now()
+		err = s.opts.store.PutBenchmark(ctx, store.Benchmark{ID: fmt.Sprintf("%s-%d", resp.Cluster, now.UnixNano()), Time: now,
+			Cluster: resp.Cluster, Name: string(resp.Result.Workload), Data: data})
+	}
+	if err != nil {
+		s.opts.logger.Warn("benchmark result not stored", zap.String("cluster", resp.Cluster), zap.Error(err))
 	}
 }

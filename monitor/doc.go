@@ -4,7 +4,7 @@
 //
 // # Guarantees
 //
-// The API answers from memory: no request waits on etcd (except POST
+// The API answers from memory (or the store): no request waits on etcd (except POST
 // /api/v1/performance/benchmark, which runs a benchmark against it), so a cluster that
 // is down or slow never slows the API; it shows the last check, when it ran and what
 // failed. Each cluster's health is checked every health interval (default 30s) and its
@@ -12,8 +12,14 @@
 // interval delays the next one instead of overlapping it, and one cluster's slow check
 // never delays another's. After every check and every collection the alert rules run
 // over the latest report and snapshot together, so an alert raised by one source is not
-// resolved by an evaluation that lacks it; an alert appears in /api/v1/alerts and is
-// handed to the notifiers by the end of the check that first sees its cause. Bad input
+// resolved by an evaluation that lacks it. One alert.Manager serves every cluster: alerts
+// go pending, fire after their rule's for, and are grouped, routed, inhibited and
+// silenced across clusters. GET /api/v1/alerts lists pending and firing alerts with the
+// silences and alerts that mute them; /api/v1/alerts/history merges every cluster's
+// transitions by time; /api/v1/alerts/notifications is the notification log;
+// /api/v1/silences (GET, POST) and /api/v1/silences/{id} (GET, DELETE) manage silences
+// in Alertmanager's API v2 shape. With WithStore, alert state, the notification log,
+// silences and benchmark results outlive a restart. Bad input
 // (unknown query parameters, a malformed body, an unknown workload, negative numbers)
 // gets a 400 with a JSON ErrorResponse naming the problem; an unknown cluster a 404.
 // Member, cluster and leader IDs are hexadecimal strings in every answer, as etcdctl
@@ -25,17 +31,17 @@
 //
 // # Lifecycle
 //
-// New builds a health.Checker, metrics.Collector, alert.Manager and bench.Runner per
-// cluster and starts nothing. Run does the work until its context ends or Close is
+// New builds one alert.Manager, and a health.Checker, metrics.Collector and bench.Runner
+// per cluster; it starts nothing but the alert manager's delivery goroutines. Run does the work until its context ends or Close is
 // called; the caller picks the goroutine. Close stops Run and any benchmark in flight,
-// waits for them and closes the alert managers (their notifier goroutines) and
-// collectors. Interrupt cancels the benchmarks in flight without stopping anything
+// waits for them and closes the alert manager (which sends what is queued within its
+// shutdown timeout) and the collectors. Interrupt cancels the benchmarks in flight without stopping anything
 // else, for a daemon that begins to shut down. The clusters' clients stay the caller's. The Service is an http.Handler;
 // serving it (TLS, authentication, timeouts) is the caller's business, as in
 // cmd/etcd-monitor.
 //
-//	svc, err := monitor.New([]monitor.Cluster{{Name: "prod", Client: cli}},
-//		monitor.WithAlertOptions(alert.WithWebhook(alert.WebhookConfig{URL: hook})))
+//	svc, err := monitor.New([]monitor.Cluster{{Name: "prod", Client: cli}}, monitor.WithStore(st),
+//		monitor.WithAlertOptions(alert.WithConfig(cfg), alert.WithShutdownTimeout(10*time.Second)))
 //	if err != nil { ... }
 //	defer svc.Close()
 //	go svc.Run(ctx)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,11 +27,11 @@ type Cluster struct {
 	Name string
 	// Client reaches the cluster; it stays the caller's to close.
 	Client *clientv3.Client
-	// Health, Metrics, Alert and Bench are passed to the cluster's health.Checker,
-	// metrics.Collector, alert.Manager (after WithAlertOptions) and bench.Runner.
+	// Health, Metrics and Bench are passed to the cluster's health.Checker,
+	// metrics.Collector and bench.Runner. A cluster's own alert thresholds are an alert
+	// option: alert.WithClusterThresholds(name, t) in WithAlertOptions.
 	Health  []health.Option
 	Metrics []metrics.Option
-	Alert   []alert.Option
 	Bench   []bench.Option
 }
 
@@ -43,6 +44,7 @@ type Service struct {
 	byName   map[string]*clusterState
 	registry *prometheus.Registry
 	own      *collector
+	alerts   *alert.Manager
 	mux      *http.ServeMux
 	started  time.Time
 
@@ -86,6 +88,12 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 
 		interrupted: make(chan struct{}),
 	}
+	alerts, err := alert.New(append([]alert.Option{alert.WithLogger(o.logger.Named("alert")), alert.WithRegisterer(reg)},
+		s.alertOptions()...)...)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: alerts: %w", err)
+	}
+	s.alerts = alerts
 	for _, c := range clusters {
 		st, err := s.newCluster(c)
 		if err != nil {
@@ -124,20 +132,21 @@ func (s *Service) newCluster(c Cluster) (*clusterState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
 	}
-	aopts := append([]alert.Option{alert.WithLogger(log), alert.WithLabels(map[string]string{"cluster": c.Name})}, s.opts.alertOpts...)
-	alerts, err := alert.New(append(aopts, c.Alert...)...)
-	if err != nil {
-		collector.Close()
-		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
-	}
 	runner, err := bench.New(c.Client, append([]bench.Option{bench.WithLogger(log)}, c.Bench...)...)
 	if err != nil {
 		collector.Close()
-		alerts.Close()
 		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
 	}
-	return &clusterState{name: c.Name, checker: checker, collector: collector, alerts: alerts, bench: runner,
+	return &clusterState{name: c.Name, checker: checker, collector: collector, alerts: s.alerts, bench: runner,
 		log: log, historySize: s.opts.historySize}, nil
+}
+
+func (s *Service) alertOptions() []alert.Option {
+	opts := slices.Clone(s.opts.alertOpts)
+	if s.opts.store != nil {
+		opts = append(opts, alert.WithStore(s.opts.store))
+	}
+	return opts
 }
 
 // ServeHTTP serves the REST API and /metrics from what the Service has learnt; no
@@ -257,9 +266,10 @@ func (s *Service) interruptLocked() {
 	}
 }
 
-// Close stops Run and any benchmark in flight, waits for them, and releases the
-// collectors and alert managers (pending notifications are abandoned; see alert.Manager).
-// It is idempotent. The clusters' clients stay the caller's.
+// Close stops Run and any benchmark in flight, waits for them, then closes the alert
+// manager — which sends what is queued within its shutdown timeout
+// (alert.WithShutdownTimeout) — and the collectors. It is idempotent. The clusters'
+// clients and the store stay the caller's.
 func (s *Service) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -276,12 +286,16 @@ func (s *Service) Close() error {
 }
 
 func (s *Service) closeClusters() error {
-	var errs []error
+	errs := []error{s.alerts.Close()}
 	for _, c := range s.clusters {
-		errs = append(errs, c.collector.Close(), c.alerts.Close())
+		errs = append(errs, c.collector.Close())
 	}
 	return errors.Join(errs...)
 }
+
+// Alerts returns the Service's alert manager, for what the API does not cover. It stays
+// the Service's: Close closes it.
+func (s *Service) Alerts() *alert.Manager { return s.alerts }
 
 // cluster returns the named cluster, or the first one when name is empty.
 func (s *Service) cluster(name string) (*clusterState, bool) {

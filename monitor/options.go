@@ -9,6 +9,7 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/bench"
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
 // Option configures a Service.
@@ -54,6 +55,7 @@ type options struct {
 	metricsInterval time.Duration
 	historySize     int
 	alertOpts       []alert.Option
+	store           store.Store
 	registry        *prometheus.Registry
 	benchmark       BenchmarkLimits
 	warnings        []string
@@ -79,7 +81,7 @@ func (o *options) validate() error {
 	case o.historySize < 1:
 		return fmt.Errorf("%w: history size %d must be positive", ErrInvalidArgument, o.historySize)
 	case o.logger == nil:
-		return fmt.Errorf("%w: nil logger", ErrInvalidArgument)
+		return fmt.Errorf("%w: WithLogger: nil logger", ErrInvalidArgument)
 	case o.benchmark.MaxOps < 0 || o.benchmark.MaxDuration < 0 || o.benchmark.Timeout < 0:
 		return fmt.Errorf("%w: benchmark limits must not be negative", ErrInvalidArgument)
 	}
@@ -100,11 +102,19 @@ func WithMetricsInterval(d time.Duration) Option {
 // are kept by the metrics.Collector, alerts by the alert.Manager). Default 1000.
 func WithHistorySize(n int) Option { return optionFunc(func(o *options) { o.historySize = n }) }
 
-// WithAlertOptions passes options (notifiers, thresholds, dedup window) to the
-// alert.Manager of every cluster, before the cluster's own Cluster.Alert options.
+// WithAlertOptions passes options (configuration, receivers, thresholds, per-cluster
+// thresholds) to the Service's alert.Manager, which evaluates every cluster's rules and
+// notifies for all of them, so that alerts of several clusters are grouped, routed,
+// inhibited and silenced together.
 func WithAlertOptions(opts ...alert.Option) Option {
 	return optionFunc(func(o *options) { o.alertOpts = append(o.alertOpts, opts...) })
 }
+
+// WithStore keeps the Service's durable state in s: alert state, the notification log
+// and silences (through the alert.Manager) and benchmark results, so that a restart
+// neither re-sends what was sent nor forgets a resolve. s stays the caller's to close,
+// after Close. Default: state lives in memory and is lost at exit.
+func WithStore(s store.Store) Option { return optionFunc(func(o *options) { o.store = s }) }
 
 // WithRegistry sets the Prometheus registry /metrics serves and the Service registers
 // its collectors with. Default: a new registry of its own with the Go and process

@@ -49,6 +49,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
+	firing := map[string]map[string]float64{}
+	for _, a := range c.s.alerts.Active() {
+		cl := a.Labels["cluster"]
+		if firing[cl] == nil {
+			firing[cl] = map[string]float64{}
+		}
+		firing[cl][a.Severity.String()]++
+	}
 	for _, cs := range c.s.clusters {
 		name := cs.name
 		counter(descChecks, float64(cs.checks.Load()), name)
@@ -57,12 +65,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCollectErrs, float64(cs.collectErrs.Load()), name)
 		counter(descLeaderChange, float64(cs.leaderChg.Load()), name)
 
-		bySeverity := map[string]float64{"info": 0, "warning": 0, "critical": 0}
-		for _, a := range cs.alerts.Active() {
-			bySeverity[a.Severity.String()]++
-		}
-		for sev, n := range bySeverity {
-			gauge(descAlerts, n, name, sev)
+		for _, sev := range []string{"info", "warning", "critical"} {
+			gauge(descAlerts, firing[name][sev], name, sev)
 		}
 
 		cs.mu.RLock()

@@ -32,7 +32,7 @@ type clusterState struct {
 	name        string
 	checker     *health.Checker
 	collector   *metrics.Collector
-	alerts      *alert.Manager
+	alerts      *alert.Manager // the Service's, shared by every cluster
 	bench       *bench.Runner
 	log         *zap.Logger
 	historySize int
@@ -131,7 +131,7 @@ func (c *clusterState) evaluate(ctx context.Context) {
 	if rep == nil && snap == nil {
 		return
 	}
-	if _, err := c.alerts.Evaluate(ctx, rep, snap); err != nil && ctx.Err() == nil {
+	if _, err := c.alerts.EvaluateCluster(ctx, c.name, rep, snap); err != nil && ctx.Err() == nil {
 		c.log.Warn("alert evaluation failed", zap.Error(err))
 	}
 }
@@ -164,4 +164,15 @@ func (c *clusterState) metrics() (*metrics.Snapshot, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.snapshot, c.metricsErr
+}
+
+// active returns the cluster's firing alerts.
+func (c *clusterState) active() []alert.Alert {
+	var out []alert.Alert
+	for _, a := range c.alerts.Active() {
+		if a.Labels["cluster"] == c.name {
+			out = append(out, a)
+		}
+	}
+	return out
 }
