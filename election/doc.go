@@ -1,37 +1,54 @@
 // Package election elects one leader among candidates on etcd, hands the leader a
 // context that ends the moment it stops leading, and fences its writes.
 //
-// **Guarantees.** The leader is the candidate whose key is the oldest under the
-// election's prefix. Campaign returns only after reading its own key back with its
-// create revision while its lease is known to be alive: a candidate whose lease expired
-// while it waited gets an error, never leadership (etcd's own Campaign returns success
-// then). Token is that create revision, strictly increasing from one leader to the next;
-// Do applies a transaction only if we still lead when etcd applies it. Leadership ends —
-// Done closes, Run's leader context is canceled, OnDefeat is called — when our key is
-// deleted, the lease is revoked or expires, or keep-alives go unacknowledged so long that
-// etcd may expire the lease; in that last case a margin (a sixth of the TTL, at least
-// 200ms) *before* the earliest instant etcd could, measured from the send time of the last
-// acknowledged renewal, so a leader cut off from etcd stops before another can be
-// elected. An etcd leader change does not end leadership. What this cannot guarantee: a
-// leader that ignores its canceled context, or whose process stalls longer than the
-// margin, can act on a stale belief — fence external writes with Token or use Do. etcd
-// resets lease TTLs when its own leader changes, so replacing a crashed leader can take
-// longer than one TTL.
+// # Guarantees
 //
-// **Lifecycle.** New does not block; the first Campaign grants a lease of the TTL (WithTTL,
-// default 10s) unless WithSession shares one the caller owns. Run campaigns again after
-// every loss and replaces a lost lease of our own, until its ctx ends; it resigns on
-// the way out. Close resigns, revokes our own lease and waits for the candidate's
-// goroutines. An Observer's Changes channel is closed by Close. A LeaderTask runs inside
-// its candidate's Run.
+//   - The leader is the candidate whose key is the oldest under the election's prefix.
+//     Campaign returns only after reading its own key back with its create revision while
+//     its lease is known to be alive: a candidate whose lease expired while it waited gets
+//     an error, never leadership (etcd's own Campaign returns success then).
+//   - Token is that create revision, strictly increasing from one leader to the next; Do
+//     applies a transaction only if we still lead when etcd applies it.
+//   - Leadership ends — Done closes, Run's leader context is canceled, OnDefeat is called —
+//     when our key is deleted, the lease is revoked or expires, or keep-alives go
+//     unacknowledged so long that etcd may expire the lease; in that last case a margin (a
+//     sixth of the TTL, at least 200ms) before the earliest instant etcd could, measured
+//     from the send time of the last acknowledged renewal, so a leader cut off from etcd
+//     stops before another can be elected. A lease of our own given up that way is revoked
+//     as soon as etcd answers, so the next leader need not wait out its TTL.
+//   - An etcd leader change does not end leadership.
+//   - Every campaign uses a key name never used before, so no delete of an earlier one can
+//     reach a later leadership. A canceled or failed campaign leaves no key behind: it is
+//     deleted before Campaign returns when etcd answers within a third of the TTL (at least
+//     1s), and otherwise in the background until the delete lands or the lease is gone.
+//   - Run never leaves a leader that runs nothing: when its resign fails after fn
+//     returned, the candidate steps down and its key is deleted in the background.
+//   - Close waits at most a third of the TTL (at least 1s) per call to etcd.
+//   - Not guaranteed: a leader that ignores its canceled context, or whose process stalls
+//     longer than the margin, can act on a stale belief — fence external writes with Token
+//     or use Do. etcd resets lease TTLs when its own leader changes, so replacing a crashed
+//     leader can take longer than one TTL.
 //
-//	c, err := election.New(cli, "/election/scheduler", hostname)
-//	if err != nil { return err }
-//	defer c.Close()
-//	return c.Run(ctx, func(leaderCtx context.Context) error {
-//		for leaderCtx.Err() == nil {
-//			// lead; fence external writes with c.Token(), etcd writes with c.Do
-//		}
-//		return leaderCtx.Err()
-//	})
+// # Lifecycle
+//
+//   - New does not block; the first Campaign grants a lease of the TTL (WithTTL, default
+//     10s) unless WithSession shares one the caller owns.
+//
+//   - Run campaigns again at once after every loss and replaces a lost lease of our own,
+//     until its ctx ends; it resigns on the way out.
+//
+//   - Close resigns, revokes our own lease and waits for the candidate's goroutines.
+//
+//   - An Observer's Changes channel is closed by Close. A LeaderTask runs inside its
+//     candidate's Run.
+//
+//     c, err := election.New(cli, "/election/scheduler", hostname)
+//     if err != nil { return err }
+//     defer c.Close()
+//     return c.Run(ctx, func(leaderCtx context.Context) error {
+//     for leaderCtx.Err() == nil {
+//     // lead; fence external writes with c.Token(), etcd writes with c.Do
+//     }
+//     return leaderCtx.Err()
+//     })
 package election

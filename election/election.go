@@ -34,6 +34,7 @@ type Candidate struct {
 
 	mu      sync.Mutex
 	busy    bool
+	seq     uint64 // numbers our campaigns: part of our key's name, never used twice
 	waiting string
 	h       *ownership.Holding
 	closed  bool
@@ -46,15 +47,15 @@ type Candidate struct {
 // Options: WithTTL, WithSession, WithLogger, OnElected, OnDefeat, OnNewLeader.
 func New(cli *clientv3.Client, prefix, id string, opts ...Option) (*Candidate, error) {
 	if cli == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrInvalid)
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if strings.TrimRight(prefix, "/") == "" {
-		return nil, fmt.Errorf("%w: empty prefix", ErrInvalid)
+		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidArgument)
 	}
 	if id == "" {
-		return nil, fmt.Errorf("%w: empty candidate ID", ErrInvalid)
+		return nil, fmt.Errorf("%w: empty candidate ID", ErrInvalidArgument)
 	}
-	o, err := buildOptions(opts)
+	o, err := buildOptions(forCandidate, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func (c *Candidate) holding() (*ownership.Holding, error) {
 // canceled Campaign removes its key. Campaign on a leader returns nil at once.
 func (c *Candidate) Campaign(ctx context.Context) error {
 	if ctx == nil {
-		return fmt.Errorf("%w: nil context", ErrInvalid)
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -124,8 +125,9 @@ func (c *Candidate) Campaign(ctx context.Context) error {
 	if err != nil {
 		return wrapErr(err)
 	}
-	key := fmt.Sprintf("%s%x-%s", c.dir, int64(ses.Lease()), c.nonce)
 	c.mu.Lock()
+	c.seq++
+	key := fmt.Sprintf("%s%x-%s-%d", c.dir, int64(ses.Lease()), c.nonce, c.seq)
 	c.waiting = key
 	c.mu.Unlock()
 	rev, _, err := ownership.Acquire(ctx, ses, key, c.id, c.policy, true)
@@ -137,9 +139,7 @@ func (c *Candidate) Campaign(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		h.End(ErrClosed)
-		h.Wait()
-		_, _ = ownership.Release(context.WithoutCancel(ctx), ses, key, rev)
+		h.Abandon() // bounded; finished in the background if etcd does not answer
 		return ErrClosed
 	}
 	c.h = h
@@ -164,28 +164,23 @@ func (c *Candidate) Campaign(ctx context.Context) error {
 	return nil
 }
 
-// Resign gives up leadership with a delete guarded by our create revision. It returns
-// ErrNotLeader when we do not lead. After a network error it may be retried.
+// Resign gives up leadership by deleting our key (a name no other leadership ever has).
+// It returns ErrNotLeader when we do not lead. After a network error it is unknown
+// whether the delete was applied: we still lead, and Resign may be retried.
 func (c *Candidate) Resign(ctx context.Context) error {
 	if ctx == nil {
-		return fmt.Errorf("%w: nil context", ErrInvalid)
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	h, err := c.holding()
 	if err != nil {
 		return notLeader(errIfEnded(err))
 	}
-	h.Releasing(true)
-	held, err := ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
-	if err != nil {
-		h.Releasing(false)
+	if err := h.Release(ctx); err != nil {
+		if h.Check() != nil {
+			return notLeader(h.Err())
+		}
 		return err
 	}
-	if !held {
-		h.End(ownership.ErrKeyLost)
-		return notLeader(ownership.ErrKeyLost)
-	}
-	h.End(nil)
-	h.Wait()
 	return nil
 }
 
@@ -209,7 +204,7 @@ func (c *Candidate) Leader(ctx context.Context) (Leader, error) {
 
 func currentLeader(ctx context.Context, cli *clientv3.Client, dir string) (Leader, error) {
 	if ctx == nil {
-		return Leader{}, fmt.Errorf("%w: nil context", ErrInvalid)
+		return Leader{}, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	resp, err := cli.Get(ctx, dir, clientv3.WithFirstCreate()...)
 	if err != nil {
@@ -246,8 +241,8 @@ func (c *Candidate) Token() int64 {
 	return h.Rev()
 }
 
-// IsLeaderCmp returns a comparison that holds in a transaction only while we lead.
-func (c *Candidate) IsLeaderCmp() clientv3.Cmp {
+// LeaderCmp returns a comparison that holds in a transaction only while we lead.
+func (c *Candidate) LeaderCmp() clientv3.Cmp {
 	h, err := c.holding()
 	if err != nil {
 		return ownership.Never(c.dir)
@@ -259,7 +254,7 @@ func (c *Candidate) IsLeaderCmp() clientv3.Cmp {
 // otherwise it returns ErrNotLeader and the leadership ends.
 func (c *Candidate) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
 	if ctx == nil {
-		return nil, fmt.Errorf("%w: nil context", ErrInvalid)
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	h, err := c.holding()
 	if err != nil {
@@ -304,10 +299,10 @@ func (c *Candidate) Err() error {
 // ErrSessionLost when a session given by WithSession is lost.
 func (c *Candidate) Run(ctx context.Context, fn func(leaderCtx context.Context) error) error {
 	if ctx == nil {
-		return fmt.Errorf("%w: nil context", ErrInvalid)
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	if fn == nil {
-		return fmt.Errorf("%w: nil function", ErrInvalid)
+		return fmt.Errorf("%w: nil function", ErrInvalidArgument)
 	}
 	if c.o.onNewLeader != nil {
 		obs, err := NewObserver(c.cli, c.dir, WithLogger(c.o.logger))
@@ -367,9 +362,13 @@ func (c *Candidate) Run(ctx context.Context, fn func(leaderCtx context.Context) 
 			// Leadership was lost (or ended under fn): campaign again.
 			continue
 		}
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.ttl)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), ownership.CleanupTimeout(c.o.ttl))
 		if err := c.Resign(rctx); err != nil && !errors.Is(err, ErrNotLeader) {
-			c.o.logger.Warn("resign failed; the lease will expire", zap.String("id", c.id), zap.Error(err))
+			// Never leave a leader that runs nothing: step down now, and delete the key
+			// in the background until the delete lands or the lease is gone.
+			c.o.logger.Warn("resign failed; stepping down and deleting the key in the background",
+				zap.String("id", c.id), zap.Error(err))
+			h.Abandon()
 		}
 		rcancel()
 		if ctx.Err() != nil {
@@ -391,13 +390,7 @@ func (c *Candidate) Close() error {
 	h := c.h
 	c.mu.Unlock()
 	if h != nil {
-		if h.Check() == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, _ = ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
-			cancel()
-		}
-		h.End(nil)
-		h.Wait()
+		h.Abandon()
 	}
 	err := c.holder.Close()
 	c.wg.Wait()

@@ -22,8 +22,8 @@ var (
 	ErrBusy = errors.New("election: campaign already in progress")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("election: closed")
-	// ErrInvalid reports a bad argument or option.
-	ErrInvalid = errors.New("election: invalid argument")
+	// ErrInvalidArgument reports a bad argument or option.
+	ErrInvalidArgument = errors.New("election: invalid argument")
 )
 
 func lost(cause error) error {

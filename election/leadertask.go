@@ -21,15 +21,15 @@ type LeaderTask struct {
 // return promptly then. Option: WithLogger (fn's errors are logged there).
 func NewLeaderTask(c *Candidate, interval time.Duration, fn func(ctx context.Context) error, opts ...Option) (*LeaderTask, error) {
 	if c == nil {
-		return nil, fmt.Errorf("%w: nil candidate", ErrInvalid)
+		return nil, fmt.Errorf("%w: nil candidate", ErrInvalidArgument)
 	}
 	if interval <= 0 {
-		return nil, fmt.Errorf("%w: interval %v must be positive", ErrInvalid, interval)
+		return nil, fmt.Errorf("%w: interval %v must be positive", ErrInvalidArgument, interval)
 	}
 	if fn == nil {
-		return nil, fmt.Errorf("%w: nil function", ErrInvalid)
+		return nil, fmt.Errorf("%w: nil function", ErrInvalidArgument)
 	}
-	o, err := buildOptions(opts)
+	o, err := buildOptions(forLeaderTask, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -44,12 +44,12 @@ type Observer struct {
 // is the leader at start (or the zero Leader). Option: WithLogger.
 func NewObserver(cli *clientv3.Client, prefix string, opts ...Option) (*Observer, error) {
 	if cli == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrInvalid)
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if strings.TrimRight(prefix, "/") == "" {
-		return nil, fmt.Errorf("%w: empty prefix", ErrInvalid)
+		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidArgument)
 	}
-	o, err := buildOptions(opts)
+	o, err := buildOptions(forObserver, opts)
 	if err != nil {
 		return nil, err
 	}

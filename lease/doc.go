@@ -2,39 +2,45 @@
 //
 // A Keeper grants a lease of a TTL, renews it, and watches its own renewals: the lease
 // counts as lost when etcd answers that it no longer exists (revoked from elsewhere,
-// expired) and also when no renewal has been acknowledged for a whole TTL, because from
-// then on the keys attached to it may already be gone.
+// expired), and also a margin before etcd could expire it when renewals go unanswered,
+// because from then on the keys attached to it may be gone. The renewals and this
+// definition of loss are the ones lock and election use.
 //
 // # Guarantees
 //
-//   - Lost (and, without re-grant, Done) closes within one renewal interval — a third of
-//     the TTL, at most one second — after etcd reports the lease revoked or expired.
-//   - Lost closes no later than the deadline of the last acknowledged renewal (the time
-//     the renewal was sent plus the TTL etcd returned), even if etcd is unreachable: the
-//     Keeper never claims a lease that etcd may already have expired.
-//   - Renewals go to whichever member the client can reach, each on a request of its
+//   - Lost (and, without re-grant, Done) closes within one renewal interval — a quarter
+//     of the TTL, at most one second — after etcd reports the lease revoked or expired.
+//   - Lost closes a margin (a sixth of the TTL, at least 200ms) before the earliest
+//     instant etcd could expire the lease — the send time of the last acknowledged
+//     renewal plus the TTL etcd returned — even if etcd is unreachable: the Keeper never
+//     claims a lease that etcd may already have expired.
+//   - Renewals go to whichever member the client can reach, each on a short request of its
 //     own, so an endpoint that stops answering is left for another; a leader election
-//     does not lose the lease as long as a renewal succeeds within the TTL.
+//     does not lose the lease as long as a renewal succeeds in time.
+//   - A lease given up for silence is no longer renewed, and is revoked as soon as etcd
+//     answers.
 //   - With WithRegrant, a lost lease is replaced by a new one, with jittered backoff and
 //     no retry cap, until Close; ID and Lost switch to the new lease, then the hook runs
 //     with its ID. A failing hook is retried with backoff while that lease lives.
-//   - Not guaranteed: that keys attached to a lost lease are gone (etcd may still hold the
-//     lease for a moment); the Keeper revokes a lost lease on a best-effort basis before
-//     re-granting.
+//   - Not guaranteed: that keys attached to a lost lease are gone at once (etcd may still
+//     hold the lease for a moment).
 //
 // # Lifecycle
 //
-// New grants the lease and starts one goroutine. Close revokes the current lease (waiting
-// at most two seconds for etcd), stops the goroutine and waits for it; it is idempotent.
-// Done closes after Close, or when the lease is lost and re-grant is off (or the etcd
-// client was closed, which ends re-grants too); Err then says why (ErrClosed or ErrLost).
-// The client stays the caller's.
+//   - New grants the lease and starts the Keeper's goroutines.
 //
-//	k, err := lease.New(ctx, cli, 10*time.Second)
-//	if err != nil {
-//		return err
-//	}
-//	defer k.Close()
-//	cli.Put(ctx, "/svc/a", "addr", clientv3.WithLease(k.ID()))
-//	<-k.Done() // the lease is gone; so, soon, is the key
+//   - Close revokes the current lease (waiting at most a third of the TTL, at least one
+//     second, for etcd), stops the goroutines and waits for them; it is idempotent.
+//
+//   - Done closes after Close, or when the lease is lost and re-grant is off (or the etcd
+//     client was closed, which ends re-grants too); Err then says why (ErrClosed or
+//     ErrLost). The client stays the caller's.
+//
+//     k, err := lease.New(ctx, cli, 10*time.Second)
+//     if err != nil {
+//     return err
+//     }
+//     defer k.Close()
+//     cli.Put(ctx, "/svc/a", "addr", clientv3.WithLease(k.ID()))
+//     <-k.Done() // the lease is gone; so, soon, is the key
 package lease

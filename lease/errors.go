@@ -11,8 +11,7 @@ var (
 	// ErrClientClosed reports that the etcd client was closed under the Keeper; the
 	// lease is then lost for good (with ErrLost), re-grant or not.
 	ErrClientClosed = errors.New("lease: client closed")
-	// ErrNilClient is returned by New when the client is nil.
-	ErrNilClient = errors.New("lease: nil client")
-	// ErrInvalidTTL is returned by New when the TTL is under one second.
-	ErrInvalidTTL = errors.New("lease: ttl must be at least 1s")
+	// ErrInvalidArgument is returned by New for a bad argument or option (nil client,
+	// TTL under one second, nil option, nil logger); the message names the argument.
+	ErrInvalidArgument = errors.New("lease: invalid argument")
 )

@@ -97,6 +97,31 @@ func TestFaultCluster(t *testing.T) {
 		assert.Positive(t, left)
 	})
 
+	t.Run("LostBeforeEtcdCanExpire", func(t *testing.T) {
+		// Cut off right after the grant: no renewal is ever acknowledged, so etcd may
+		// expire the lease from grant send time + TTL on. Lost must close before then.
+		i := (c.Leader() + 1) % 3
+		cli := c.Client(i)
+		const ttl = 2 * time.Second
+		sent := time.Now()
+		k, err := lease.New(ctx, cli, ttl)
+		require.NoError(t, err)
+		defer k.Close()
+		c.Blackhole(i)
+		defer c.Unblackhole(i)
+		var lostAt time.Time
+		select {
+		case <-k.Lost():
+			lostAt = time.Now()
+		case <-time.After(3 * ttl):
+			t.Fatal("lease not reported lost while cut off")
+		}
+		t.Logf("lost %v before etcd could expire the lease", sent.Add(ttl).Sub(lostAt))
+		assert.True(t, lostAt.Before(sent.Add(ttl)), "Lost closed when etcd could already have expired the lease")
+		<-k.Done()
+		assert.ErrorIs(t, k.Err(), lease.ErrLost)
+	})
+
 	t.Run("BlackholedEndpointSurvives", func(t *testing.T) {
 		i, j := c.Leader(), (c.Leader()+1)%3
 		cli := c.Client(i)

@@ -12,13 +12,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
+	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
 )
 
-// maxRenewInterval caps the renewal interval, so that a revoked lease of a long TTL is
-// noticed within about a second.
-const maxRenewInterval = time.Second
-
-// Keeper holds one lease (or, with WithRegrant, a succession of leases) alive.
+// Keeper holds one lease (or, with WithRegrant, a succession of leases) alive. The
+// renewals and the definition of loss are those of the lock and election packages
+// (internal/ownership): a lease is lost when etcd says it is gone, or a margin before
+// etcd could expire it, counted from the send time of the last acknowledged renewal.
 type Keeper struct {
 	cli  *clientv3.Client
 	ttl  time.Duration
@@ -29,72 +29,44 @@ type Keeper struct {
 	done   chan struct{}      // closed when the Keeper stops for good
 
 	mu  sync.Mutex
-	cur *grant
+	cur *ownership.Session
 	err error
 
 	closeOnce sync.Once
 	closeErr  error // the revoke error of the first Close
 }
 
-// grant is one lease and the signal of its loss.
-type grant struct {
-	id      clientv3.LeaseID
-	ttl     time.Duration // as granted by etcd
-	granted time.Time     // when the grant request was sent
-	lost    chan struct{}
-	once    sync.Once
-	reason  error
-}
-
-func (g *grant) markLost(reason error) {
-	g.once.Do(func() {
-		g.reason = reason
-		close(g.lost)
-	})
-}
-
-func (g *grant) isLost() bool {
-	select {
-	case <-g.lost:
-		return true
-	default:
-		return false
-	}
-}
-
 // New grants a lease of ttl (at least one second; etcd counts in whole seconds and
 // rounds up) and starts keeping it alive. ctx bounds only the grant.
 func New(ctx context.Context, cli *clientv3.Client, ttl time.Duration, opts ...Option) (*Keeper, error) {
 	if cli == nil {
-		return nil, ErrNilClient
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
+	}
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	if ttl < time.Second {
-		return nil, fmt.Errorf("%w, got %v", ErrInvalidTTL, ttl)
+		return nil, fmt.Errorf("%w: ttl %v is under 1s", ErrInvalidArgument, ttl)
 	}
 	o := defaults()
 	for _, opt := range opts {
-		if opt != nil {
-			opt.apply(&o)
+		if opt == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidArgument)
 		}
+		opt.apply(&o)
 	}
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	k := &Keeper{
-		cli:    cli,
-		ttl:    ttl,
-		opts:   o,
-		exited: make(chan struct{}),
-		done:   make(chan struct{}),
-	}
-	g, err := k.grant(ctx)
+	k := &Keeper{cli: cli, ttl: ttl, opts: o, exited: make(chan struct{}), done: make(chan struct{})}
+	ses, err := ownership.Grant(ctx, cli, ttl, o.logger)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lease: %w", err)
 	}
-	k.cur = g
+	k.cur = ses
 	runCtx, cancel := context.WithCancel(context.Background())
 	k.cancel = cancel
-	go k.run(runCtx, g)
+	go k.run(runCtx, ses)
 	return k, nil
 }
 
@@ -102,7 +74,7 @@ func New(ctx context.Context, cli *clientv3.Client, ttl time.Duration, opts ...O
 func (k *Keeper) ID() clientv3.LeaseID {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.cur.id
+	return k.cur.Lease()
 }
 
 // TTL asks etcd for the remaining time to live of the current lease. It returns an
@@ -122,13 +94,13 @@ func (k *Keeper) TTL(ctx context.Context) (time.Duration, error) {
 	return time.Duration(resp.TTL) * time.Second, nil
 }
 
-// Lost returns a channel closed when the current lease is lost (revoked, expired, or not
-// renewed within its TTL) or revoked by Close. With re-grant, the next lease has a fresh
-// channel: call Lost again after the hook has run.
+// Lost returns a channel closed when the current lease is lost (revoked, expired, or
+// not renewed for so long that etcd may expire it) or revoked by Close. With re-grant,
+// the next lease has a fresh channel: call Lost again after the hook has run.
 func (k *Keeper) Lost() <-chan struct{} {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.cur.lost
+	return k.cur.Lost()
 }
 
 // Done returns a channel closed when the Keeper stops for good: after Close, or when the
@@ -143,9 +115,10 @@ func (k *Keeper) Err() error {
 	return k.err
 }
 
-// Close revokes the current lease (waiting at most two seconds for etcd), stops the
-// Keeper and waits for its goroutine. It returns the revoke error, if any, on the first
-// call and nil afterwards. It must not be called from the re-grant hook.
+// Close revokes the current lease (waiting at most a third of the TTL, at least one
+// second, for etcd), stops the Keeper and waits for its goroutine. It returns the revoke
+// error, if any, on the first call and nil afterwards. It must not be called from the
+// re-grant hook.
 func (k *Keeper) Close() error {
 	first := false
 	k.closeOnce.Do(func() {
@@ -153,16 +126,10 @@ func (k *Keeper) Close() error {
 		k.cancel()
 		<-k.exited
 		k.mu.Lock()
-		g := k.cur
+		ses := k.cur
 		k.mu.Unlock()
-		if !g.isLost() {
-			ctx, cancel := context.WithTimeout(context.Background(), k.opts.revokeTimeout)
-			_, err := k.cli.Revoke(ctx, g.id)
-			cancel()
-			if err != nil && !isNotFound(err) {
-				k.closeErr = fmt.Errorf("lease: revoke %x: %w", int64(g.id), err)
-			}
-			g.markLost(ErrClosed)
+		if err := ses.Release(); err != nil {
+			k.closeErr = fmt.Errorf("lease: %x: %w", int64(ses.Lease()), err)
 		}
 		k.finish(ErrClosed)
 	})
@@ -182,76 +149,60 @@ func (k *Keeper) finish(err error) {
 	}
 }
 
-func (k *Keeper) grant(ctx context.Context) (*grant, error) {
-	secs := int64((k.ttl + time.Second - 1) / time.Second)
-	sent := time.Now()
-	resp, err := k.cli.Grant(ctx, secs)
-	if err != nil {
-		return nil, fmt.Errorf("lease: grant %ds: %w", secs, err)
+// lossOf says why ses was lost, in this package's terms.
+func (k *Keeper) lossOf(ses *ownership.Session) error {
+	if cerr := k.cli.Ctx().Err(); cerr != nil {
+		return fmt.Errorf("%w: %w: %w", ErrLost, ErrClientClosed, cerr)
 	}
-	return &grant{
-		id:      resp.ID,
-		ttl:     time.Duration(resp.TTL) * time.Second,
-		granted: sent,
-		lost:    make(chan struct{}),
-	}, nil
+	return fmt.Errorf("%w: lease %x: %w", ErrLost, int64(ses.Lease()), ses.Err())
 }
 
-// run keeps the current lease alive and, on loss, re-grants or stops.
-func (k *Keeper) run(ctx context.Context, g *grant) {
+// run waits for the loss of the current lease and then re-grants or stops.
+func (k *Keeper) run(ctx context.Context, ses *ownership.Session) {
 	defer close(k.exited)
-	needHook := false
 	for {
-		kctx, kcancel := context.WithCancel(ctx)
-		kdone := make(chan struct{})
-		go func() {
-			defer close(kdone)
-			k.keepAlive(kctx, g)
-		}()
-		if needHook {
-			k.runHook(ctx, g)
-		}
 		select {
-		case <-g.lost:
+		case <-ses.Lost():
 		case <-ctx.Done():
-		}
-		kcancel()
-		<-kdone
-		if ctx.Err() != nil {
 			return // Close revokes and finishes.
 		}
-		k.opts.logger.Warn("lease lost", zap.Int64("lease", int64(g.id)), zap.Error(g.reason))
+		reason := k.lossOf(ses)
+		k.opts.logger.Warn("lease lost", zap.Int64("lease", int64(ses.Lease())), zap.Error(reason))
 		if k.opts.regrant == nil || k.cli.Ctx().Err() != nil {
 			// Without re-grant, or without a client to re-grant with, this is the end.
-			k.finish(g.reason)
+			k.finish(reason)
 			return
 		}
-		// The lease is given up: revoke it so that its keys do not outlive our claim.
-		rctx, rcancel := context.WithTimeout(ctx, time.Second)
-		_, _ = k.cli.Revoke(rctx, g.id)
-		rcancel()
-		ng := k.regrant(ctx)
-		if ng == nil {
+		// The lost lease was left to expire (ownership stops renewing it): its keys do
+		// not outlive our claim. Release it while the next one is granted.
+		old := ses
+		released := make(chan struct{})
+		go func() {
+			defer close(released)
+			_ = old.Release()
+		}()
+		ses = k.regrant(ctx)
+		<-released
+		if ses == nil {
 			return
 		}
 		k.mu.Lock()
-		k.cur = ng
+		k.cur = ses
 		k.mu.Unlock()
-		g = ng
-		needHook = true
+		k.runHook(ctx, ses)
 	}
 }
 
 // regrant grants a new lease, retrying with backoff until it succeeds or ctx ends.
-func (k *Keeper) regrant(ctx context.Context) *grant {
+func (k *Keeper) regrant(ctx context.Context) *ownership.Session {
 	b := backoff.New(k.opts.backoffMin, k.opts.backoffMax)
 	for {
 		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		g, err := k.grant(gctx)
+		ses, err := ownership.Grant(gctx, k.cli, k.ttl, k.opts.logger)
 		cancel()
 		if err == nil {
-			k.opts.logger.Info("lease re-granted", zap.Int64("lease", int64(g.id)))
-			return g
+			k.opts.logger.Info("lease re-granted", zap.Int64("lease", int64(ses.Lease())))
+			return ses
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -264,83 +215,24 @@ func (k *Keeper) regrant(ctx context.Context) *grant {
 }
 
 // runHook calls the re-grant hook until it succeeds, the lease is lost again, or ctx ends.
-func (k *Keeper) runHook(ctx context.Context, g *grant) {
+func (k *Keeper) runHook(ctx context.Context, ses *ownership.Session) {
 	b := backoff.New(k.opts.backoffMin, k.opts.backoffMax)
 	for {
-		err := k.opts.regrant(ctx, g.id)
+		err := k.opts.regrant(ctx, ses.Lease())
 		if err == nil {
 			return
 		}
-		k.opts.logger.Warn("lease re-grant hook failed", zap.Int64("lease", int64(g.id)), zap.Error(err))
+		k.opts.logger.Warn("lease re-grant hook failed", zap.Int64("lease", int64(ses.Lease())), zap.Error(err))
 		t := time.NewTimer(b.Next())
 		select {
 		case <-t.C:
-		case <-g.lost:
+		case <-ses.Lost():
 			t.Stop()
 			return
 		case <-ctx.Done():
 			t.Stop()
 			return
 		}
-	}
-}
-
-// keepAlive renews g every interval until ctx ends or g is lost. g counts as lost when
-// etcd says it does not exist, or when the deadline of the last acknowledged renewal
-// passes without a new acknowledgement.
-func (k *Keeper) keepAlive(ctx context.Context, g *grant) {
-	interval := min(g.ttl/3, maxRenewInterval)
-	if interval <= 0 {
-		interval = 100 * time.Millisecond
-	}
-	attemptMax := max(interval, 500*time.Millisecond)
-	deadline := g.granted.Add(g.ttl)
-	timer := time.NewTimer(interval)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		b := backoff.New(50*time.Millisecond, interval)
-		for {
-			now := time.Now()
-			if !now.Before(deadline) {
-				g.markLost(fmt.Errorf("%w: lease %x not renewed within its TTL of %v", ErrLost, int64(g.id), g.ttl))
-				return
-			}
-			actx, cancel := context.WithTimeout(ctx, min(deadline.Sub(now), attemptMax))
-			resp, err := k.cli.KeepAliveOnce(actx, g.id)
-			cancel()
-			if err == nil {
-				deadline = now.Add(time.Duration(resp.TTL) * time.Second)
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			if cerr := k.cli.Ctx().Err(); cerr != nil {
-				g.markLost(fmt.Errorf("%w: %w: %w", ErrLost, ErrClientClosed, cerr))
-				return
-			}
-			if isNotFound(err) {
-				g.markLost(fmt.Errorf("%w: lease %x revoked or expired", ErrLost, int64(g.id)))
-				return
-			}
-			k.opts.logger.Debug("lease renewal failed", zap.Int64("lease", int64(g.id)), zap.Error(err))
-			wait := min(b.Next(), time.Until(deadline))
-			if wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-t.C:
-				}
-			}
-		}
-		timer.Reset(interval)
 	}
 }
 

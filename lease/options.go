@@ -2,7 +2,7 @@ package lease
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,8 +21,6 @@ type options struct {
 	regrant func(ctx context.Context, id clientv3.LeaseID) error
 	// logger receives re-grant and renewal failures. Default zap.NewNop().
 	logger *zap.Logger
-	// revokeTimeout bounds the revoke in Close. Default 2s.
-	revokeTimeout time.Duration
 	// backoffMin and backoffMax bound the delay between re-grant and hook attempts.
 	// Default 100ms to 5s.
 	backoffMin, backoffMax time.Duration
@@ -30,16 +28,15 @@ type options struct {
 
 func defaults() options {
 	return options{
-		logger:        zap.NewNop(),
-		revokeTimeout: 2 * time.Second,
-		backoffMin:    100 * time.Millisecond,
-		backoffMax:    5 * time.Second,
+		logger:     zap.NewNop(),
+		backoffMin: 100 * time.Millisecond,
+		backoffMax: 5 * time.Second,
 	}
 }
 
 func (o *options) validate() error {
 	if o.logger == nil {
-		return errors.New("lease: WithLogger: nil logger")
+		return fmt.Errorf("%w: WithLogger: nil logger", ErrInvalidArgument)
 	}
 	return nil
 }

@@ -24,8 +24,8 @@ var (
 	ErrBusy = errors.New("lock: already held or being acquired by this value")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("lock: closed")
-	// ErrInvalid reports a bad argument or option.
-	ErrInvalid = errors.New("lock: invalid argument")
+	// ErrInvalidArgument reports a bad argument or option.
+	ErrInvalidArgument = errors.New("lock: invalid argument")
 )
 
 // HeldError is returned by TryLock when another holder has the lock. It matches

@@ -51,10 +51,10 @@ func newMutex(h *ownership.Holder, key string, ownsHold bool) *Mutex {
 
 func checkArgs(cli *clientv3.Client, key string) error {
 	if cli == nil {
-		return fmt.Errorf("%w: nil client", ErrInvalid)
+		return fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if strings.TrimRight(key, "/") == "" {
-		return fmt.Errorf("%w: empty key", ErrInvalid)
+		return fmt.Errorf("%w: empty key", ErrInvalidArgument)
 	}
 	return nil
 }
@@ -109,9 +109,9 @@ func (m *Mutex) Key() string { return m.own.key() }
 // resources the lock protects so they can reject a stale holder.
 func (m *Mutex) Token() int64 { return m.own.token() }
 
-// IsOwner returns a comparison that holds in a transaction only while we own the lock
+// OwnerCmp returns a comparison that holds in a transaction only while we own the lock
 // (and never when we do not).
-func (m *Mutex) IsOwner() clientv3.Cmp { return m.own.isOwner() }
+func (m *Mutex) OwnerCmp() clientv3.Cmp { return m.own.ownerCmp() }
 
 // Do applies ops in one transaction only if we still own the lock at the moment etcd
 // applies it; otherwise it returns ErrNotHeld and the holding ends.
@@ -139,7 +139,7 @@ func (m *Mutex) Close() error {
 	}
 	m.closed = true
 	m.mu.Unlock()
-	m.own.releaseQuietly()
+	m.own.abandon()
 	if m.onClose != nil {
 		m.onClose()
 	}

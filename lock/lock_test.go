@@ -33,23 +33,28 @@ func TestBadInput(t *testing.T) {
 	key := etcdtest.Prefix(t) + "l"
 
 	_, err := lock.New(nil, key)
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 	_, err = lock.New(cli, "")
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 	_, err = lock.New(cli, "///")
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 	_, err = lock.New(cli, key, lock.WithTTL(500*time.Millisecond))
 	assert.ErrorContains(t, err, "TTL")
 	_, err = lock.New(cli, key, nil)
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = lock.New(cli, key, lock.WithSession(s), lock.WithTTL(time.Second))
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument, "WithTTL would be ignored")
 	_, err = lock.New(cli, key, lock.WithLogger(nil))
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 	_, err = lock.NewSemaphore(cli, key, 0)
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 	_, err = lock.NewRWMutex(nil, key)
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 	_, err = lock.NewManager(cli, "")
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 
 	m := newMutex(t, cli, key)
 	assert.ErrorIs(t, m.Unlock(ctx), lock.ErrNotHeld, "Unlock without Lock")
@@ -63,10 +68,10 @@ func TestBadInput(t *testing.T) {
 		t.Fatal("Done must be closed when nothing is held")
 	}
 	//nolint:staticcheck // a nil context is the bad input under test
-	assert.ErrorIs(t, m.Lock(nil), lock.ErrInvalid)
+	assert.ErrorIs(t, m.Lock(nil), lock.ErrInvalidArgument)
 
-	// IsOwner of a Mutex that does not hold never succeeds.
-	resp, err := cli.Txn(ctx).If(m.IsOwner()).Commit()
+	// OwnerCmp of a Mutex that does not hold never succeeds.
+	resp, err := cli.Txn(ctx).If(m.OwnerCmp()).Commit()
 	require.NoError(t, err)
 	assert.False(t, resp.Succeeded)
 
@@ -82,9 +87,9 @@ func TestBadInput(t *testing.T) {
 	require.NoError(t, err)
 	defer mgr.Close()
 	_, err = mgr.LockAll(ctx)
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 	_, err = mgr.Lock(ctx, "")
-	assert.ErrorIs(t, err, lock.ErrInvalid)
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 }
 
 func TestLockUnlock(t *testing.T) {
@@ -121,7 +126,7 @@ func TestLockUnlock(t *testing.T) {
 		t.Fatalf("b acquired while a holds: %v", err)
 	default:
 	}
-	txn, err := cli.Txn(ctx).If(a.IsOwner()).Commit()
+	txn, err := cli.Txn(ctx).If(a.OwnerCmp()).Commit()
 	require.NoError(t, err)
 	assert.True(t, txn.Succeeded)
 
@@ -139,7 +144,7 @@ func TestLockUnlock(t *testing.T) {
 		t.Fatal("b did not acquire after a's Unlock")
 	}
 	assert.Greater(t, b.Token(), tokA)
-	txn, err = cli.Txn(ctx).If(a.IsOwner()).Commit()
+	txn, err = cli.Txn(ctx).If(a.OwnerCmp()).Commit()
 	require.NoError(t, err)
 	assert.False(t, txn.Succeeded)
 	require.NoError(t, b.Unlock(ctx))

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -19,6 +20,7 @@ import (
 type Manager struct {
 	holder *ownership.Holder
 	prefix string
+	ttl    time.Duration
 
 	mu     sync.Mutex
 	closed bool
@@ -34,14 +36,17 @@ func NewManager(cli *clientv3.Client, prefix string, opts ...Option) (*Manager, 
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{holder: ownership.NewHolder(cli, o.ttl, o.session, o.logger), prefix: dirOf(prefix), mus: map[*Mutex]struct{}{}}, nil
+	return &Manager{
+		holder: ownership.NewHolder(cli, o.ttl, o.session, o.logger),
+		prefix: dirOf(prefix), ttl: o.ttl, mus: map[*Mutex]struct{}{},
+	}, nil
 }
 
 // Mutex returns a new participant on the named lock, sharing the Manager's lease.
 // Closing it releases the lock but not the lease.
 func (m *Manager) Mutex(name string) (*Mutex, error) {
 	if strings.Trim(name, "/") == "" {
-		return nil, fmt.Errorf("%w: empty lock name", ErrInvalid)
+		return nil, fmt.Errorf("%w: empty lock name", ErrInvalidArgument)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -72,10 +77,12 @@ func (m *Manager) Lock(ctx context.Context, name string) (*Mutex, error) {
 }
 
 // LockAll takes every named lock, in sorted order whatever the order given, and returns
-// them in that sorted order. If one fails it releases those it got and returns the error.
+// them in that sorted order. If one fails it releases those it got and returns the
+// error; that release waits at most a third of the TTL (at least 1s) for etcd, and what
+// it could not release is released in the background.
 func (m *Manager) LockAll(ctx context.Context, names ...string) ([]*Mutex, error) {
 	if len(names) == 0 {
-		return nil, fmt.Errorf("%w: no lock names", ErrInvalid)
+		return nil, fmt.Errorf("%w: no lock names", ErrInvalidArgument)
 	}
 	sorted := slices.Clone(names)
 	for i, n := range sorted {
@@ -87,9 +94,13 @@ func (m *Manager) LockAll(ctx context.Context, names ...string) ([]*Mutex, error
 	for _, n := range sorted {
 		mu, err := m.Lock(ctx, n)
 		if err != nil {
-			if uerr := m.UnlockAll(context.WithoutCancel(ctx), got); uerr != nil {
+			// Bounded: a lock whose release does not finish in time is released in the
+			// background by Close (see UnlockAll).
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ownership.CleanupTimeout(m.ttl))
+			if uerr := m.UnlockAll(uctx, got); uerr != nil {
 				err = errors.Join(err, uerr)
 			}
+			cancel()
 			return nil, fmt.Errorf("lock %q: %w", n, err)
 		}
 		got = append(got, mu)
@@ -98,7 +109,9 @@ func (m *Manager) LockAll(ctx context.Context, names ...string) ([]*Mutex, error
 }
 
 // UnlockAll unlocks the given locks in reverse order and closes them. It returns the
-// errors joined; a lock that was already lost reports ErrNotHeld.
+// errors joined; a lock that was already lost reports ErrNotHeld. A lock whose Unlock
+// fails (ctx ended, etcd unreachable) is still given up by its Close: its key is deleted
+// in the background, until the delete lands or the lease is gone.
 func (m *Manager) UnlockAll(ctx context.Context, mus []*Mutex) error {
 	var errs []error
 	for i := len(mus) - 1; i >= 0; i-- {

@@ -17,7 +17,8 @@ func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
 	// ttl of the lease the lock is bound to. Default 10s, at least 1s.
-	ttl time.Duration
+	ttl    time.Duration
+	ttlSet bool
 	// session to share instead of granting a lease of our own. Default none.
 	session *concurrency.Session
 	// logger. Default zap.NewNop().
@@ -33,9 +34,9 @@ func defaults() options {
 // until the TTL runs out; a holder that cannot reach etcd gives it up (Done closes) a
 // margin before the TTL could run out at the server. etcd resets every lease's TTL when
 // its own leader changes, so a dead holder's lock may outlive its TTL by up to one TTL
-// per etcd leader election. Ignored with WithSession.
+// per etcd leader election. Not allowed with WithSession, whose TTL is its owner's.
 func WithTTL(ttl time.Duration) Option {
-	return optionFunc(func(o *options) { o.ttl = ttl })
+	return optionFunc(func(o *options) { o.ttl, o.ttlSet = ttl, true })
 }
 
 // WithSession binds the lock to a session the caller owns and closes, so that several
@@ -55,15 +56,18 @@ func buildOptions(opts []Option) (options, error) {
 	o := defaults()
 	for _, opt := range opts {
 		if opt == nil {
-			return o, fmt.Errorf("%w: nil option", ErrInvalid)
+			return o, fmt.Errorf("%w: nil option", ErrInvalidArgument)
 		}
 		opt.apply(&o)
 	}
 	if o.ttl < time.Second {
-		return o, fmt.Errorf("%w: TTL %v is under 1s", ErrInvalid, o.ttl)
+		return o, fmt.Errorf("%w: TTL %v is under 1s", ErrInvalidArgument, o.ttl)
+	}
+	if o.session != nil && o.ttlSet {
+		return o, fmt.Errorf("%w: WithTTL and WithSession together (the session's TTL is its owner's)", ErrInvalidArgument)
 	}
 	if o.logger == nil {
-		return o, fmt.Errorf("%w: nil logger", ErrInvalid)
+		return o, fmt.Errorf("%w: nil logger", ErrInvalidArgument)
 	}
 	return o, nil
 }

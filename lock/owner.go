@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -34,25 +33,17 @@ type owner struct {
 	busy    bool
 	waiting string // our key while acquiring
 	h       *ownership.Holding
-	// gen is part of our key's name. It moves on after a delete of our key failed (so
-	// may still arrive), so that no later holding of ours ever has a name a stray delete
-	// can reach; other participants never use our names at all.
-	gen uint64
+	// seq numbers our attempts: it is part of our key's name, so that no name is used
+	// twice and no delete of an earlier attempt, however late, can reach a later one.
+	// Other participants never use our names at all.
+	seq uint64
 }
 
-func (o *owner) keyFor(ses *ownership.Session) string {
+func (o *owner) nextKey(ses *ownership.Session) string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.gen == 0 {
-		return fmt.Sprintf("%s%x-%s", o.dir, int64(ses.Lease()), o.nonce)
-	}
-	return fmt.Sprintf("%s%x-%s-%d", o.dir, int64(ses.Lease()), o.nonce, o.gen)
-}
-
-func (o *owner) nextGen() {
-	o.mu.Lock()
-	o.gen++
-	o.mu.Unlock()
+	o.seq++
+	return fmt.Sprintf("%s%x-%s-%d", o.dir, int64(ses.Lease()), o.nonce, o.seq)
 }
 
 // holding returns the current holding if it still lasts.
@@ -71,7 +62,7 @@ func (o *owner) holding() (*ownership.Holding, error) {
 
 func (o *owner) acquire(ctx context.Context, p ownership.Policy, wait bool) error {
 	if ctx == nil {
-		return fmt.Errorf("%w: nil context", ErrInvalid)
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	o.mu.Lock()
 	if o.busy {
@@ -98,7 +89,7 @@ func (o *owner) acquire(ctx context.Context, p ownership.Policy, wait bool) erro
 	if err != nil {
 		return wrapErr(err)
 	}
-	key := o.keyFor(ses)
+	key := o.nextKey(ses)
 	o.mu.Lock()
 	o.waiting = key
 	o.mu.Unlock()
@@ -112,9 +103,6 @@ func (o *owner) acquire(ctx context.Context, p ownership.Policy, wait bool) erro
 		if blocked != nil {
 			return &HeldError{Key: o.name, Holder: blocked.Key, Rev: blocked.Rev}
 		}
-		if errors.Is(err, ownership.ErrUncertain) {
-			o.nextGen()
-		}
 		return wrapErr(err)
 	}
 	h := ownership.NewHolding(ses, key, rev)
@@ -124,9 +112,11 @@ func (o *owner) acquire(ctx context.Context, p ownership.Policy, wait bool) erro
 	return nil
 }
 
+// release is the one Unlock path: a delete of our key, whose name no other holding
+// ever has.
 func (o *owner) release(ctx context.Context) error {
 	if ctx == nil {
-		return fmt.Errorf("%w: nil context", ErrInvalid)
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	o.mu.Lock()
 	h := o.h
@@ -134,44 +124,26 @@ func (o *owner) release(ctx context.Context) error {
 	if h == nil {
 		return ErrNotHeld
 	}
-	if err := h.Check(); err != nil {
-		return notHeld(err)
+	err := h.Release(ctx)
+	if err == nil {
+		return nil
 	}
-	h.Releasing(true)
-	held, err := ownership.ReleaseUnique(ctx, h.Session(), h.Key())
-	if err != nil {
-		h.Releasing(false)
-		// Unknown whether the delete was applied: the holding stands so that Unlock can
-		// be retried, and our next holding gets a new key name, out of reach of this
-		// delete should it arrive late.
-		o.nextGen()
-		return err
+	if h.Check() != nil {
+		return notHeld(h.Err())
 	}
-	if !held {
-		h.End(ownership.ErrKeyLost)
-		h.Wait()
-		return notHeld(ownership.ErrKeyLost)
-	}
-	h.End(nil)
-	h.Wait()
-	return nil
+	// Unknown whether the delete was applied: the holding stands, Unlock may be retried.
+	return err
 }
 
-// releaseQuietly releases a held key at Close, bounded in time.
-func (o *owner) releaseQuietly() {
+// abandon ends a holding at Close: the key is deleted within a bounded time, or in the
+// background by the session.
+func (o *owner) abandon() {
 	o.mu.Lock()
 	h := o.h
 	o.mu.Unlock()
-	if h == nil {
-		return
+	if h != nil {
+		h.Abandon()
 	}
-	if h.Check() == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _ = ownership.Release(ctx, h.Session(), h.Key(), h.Rev())
-		cancel()
-	}
-	h.End(nil)
-	h.Wait()
 }
 
 func (o *owner) key() string {
@@ -194,7 +166,7 @@ func (o *owner) token() int64 {
 	return h.Rev()
 }
 
-func (o *owner) isOwner() clientv3.Cmp {
+func (o *owner) ownerCmp() clientv3.Cmp {
 	h, err := o.holding()
 	if err != nil {
 		return ownership.Never(o.dir)
@@ -204,7 +176,7 @@ func (o *owner) isOwner() clientv3.Cmp {
 
 func (o *owner) do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
 	if ctx == nil {
-		return nil, fmt.Errorf("%w: nil context", ErrInvalid)
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	h, err := o.holding()
 	if err != nil {

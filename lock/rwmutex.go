@@ -21,6 +21,7 @@ type RWMutex struct {
 
 	mu     sync.Mutex
 	closed bool
+	last   *owner // the side of the current or last holding
 }
 
 // NewRWMutex returns an RWMutex on key. Like New it does not block.
@@ -61,7 +62,7 @@ func (rw *RWMutex) RLock(ctx context.Context) error {
 	if err := rw.start(&rw.reader, &rw.writer); err != nil {
 		return err
 	}
-	return rw.reader.acquire(ctx, rw.rp, true)
+	return rw.acquired(&rw.reader, rw.reader.acquire(ctx, rw.rp, true))
 }
 
 // TryRLock takes a read lock if no writer holds or waits, else returns a *HeldError.
@@ -69,7 +70,7 @@ func (rw *RWMutex) TryRLock(ctx context.Context) error {
 	if err := rw.start(&rw.reader, &rw.writer); err != nil {
 		return err
 	}
-	return rw.reader.acquire(ctx, rw.rp, false)
+	return rw.acquired(&rw.reader, rw.reader.acquire(ctx, rw.rp, false))
 }
 
 // RUnlock releases the read lock (ErrNotHeld when not held).
@@ -80,7 +81,7 @@ func (rw *RWMutex) Lock(ctx context.Context) error {
 	if err := rw.start(&rw.writer, &rw.reader); err != nil {
 		return err
 	}
-	return rw.writer.acquire(ctx, rw.wp, true)
+	return rw.acquired(&rw.writer, rw.writer.acquire(ctx, rw.wp, true))
 }
 
 // TryLock takes the write lock if nobody holds or waits for the lock, else returns a
@@ -89,24 +90,37 @@ func (rw *RWMutex) TryLock(ctx context.Context) error {
 	if err := rw.start(&rw.writer, &rw.reader); err != nil {
 		return err
 	}
-	return rw.writer.acquire(ctx, rw.wp, false)
+	return rw.acquired(&rw.writer, rw.writer.acquire(ctx, rw.wp, false))
+}
+
+// acquired remembers which side holds after a successful acquisition.
+func (rw *RWMutex) acquired(o *owner, err error) error {
+	if err == nil {
+		rw.mu.Lock()
+		rw.last = o
+		rw.mu.Unlock()
+	}
+	return err
 }
 
 // Unlock releases the write lock (ErrNotHeld when not held).
 func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.writer.release(ctx) }
 
+// current returns the side of the current or last holding (the reader before any).
 func (rw *RWMutex) current() *owner {
-	if _, err := rw.writer.holding(); err == nil {
-		return &rw.writer
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.last == nil {
+		return &rw.reader
 	}
-	return &rw.reader
+	return rw.last
 }
 
 // Token returns the fencing token of the held read or write lock, 0 when none.
 func (rw *RWMutex) Token() int64 { return rw.current().token() }
 
-// IsOwner returns a comparison that holds only while we hold the write lock.
-func (rw *RWMutex) IsOwner() clientv3.Cmp { return rw.writer.isOwner() }
+// OwnerCmp returns a comparison that holds only while we hold the write lock.
+func (rw *RWMutex) OwnerCmp() clientv3.Cmp { return rw.writer.ownerCmp() }
 
 // Done returns a channel closed when the current read or write holding ends.
 func (rw *RWMutex) Done() <-chan struct{} { return rw.current().done() }
@@ -123,7 +137,7 @@ func (rw *RWMutex) Close() error {
 	}
 	rw.closed = true
 	rw.mu.Unlock()
-	rw.reader.releaseQuietly()
-	rw.writer.releaseQuietly()
+	rw.reader.abandon()
+	rw.writer.abandon()
 	return rw.holder.Close()
 }

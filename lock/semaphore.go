@@ -37,7 +37,7 @@ func NewSemaphore(cli *clientv3.Client, key string, permits int, opts ...Option)
 		return nil, err
 	}
 	if permits < 1 {
-		return nil, fmt.Errorf("%w: %d permits, need at least 1", ErrInvalid, permits)
+		return nil, fmt.Errorf("%w: %d permits, need at least 1", ErrInvalidArgument, permits)
 	}
 	o, err := buildOptions(opts)
 	if err != nil {
@@ -67,6 +67,12 @@ func (s *Semaphore) acquire(ctx context.Context, wait bool) (*Permit, error) {
 		return nil, err
 	}
 	s.mu.Lock()
+	if s.closed {
+		// Close ran while we acquired: it could not see this permit, so give it back.
+		s.mu.Unlock()
+		p.own.abandon()
+		return nil, ErrClosed
+	}
 	s.held[p] = struct{}{}
 	s.mu.Unlock()
 	return p, nil
@@ -88,10 +94,10 @@ func (s *Semaphore) Close() error {
 	}
 	s.closed = true
 	held := s.held
-	s.held = nil
+	s.held = map[*Permit]struct{}{}
 	s.mu.Unlock()
 	for p := range held {
-		p.own.releaseQuietly()
+		p.own.abandon()
 	}
 	return s.holder.Close()
 }
@@ -100,7 +106,7 @@ func (s *Semaphore) Close() error {
 func (p *Permit) Release(ctx context.Context) error {
 	err := p.own.release(ctx)
 	p.sem.mu.Lock()
-	if p.sem.held != nil && (err == nil || ownershipEnded(&p.own)) {
+	if err == nil || ownershipEnded(&p.own) {
 		delete(p.sem.held, p)
 	}
 	p.sem.mu.Unlock()
@@ -118,8 +124,8 @@ func (p *Permit) Key() string { return p.own.key() }
 // Token returns the permit key's create revision (0 once released or lost).
 func (p *Permit) Token() int64 { return p.own.token() }
 
-// IsOwner returns a comparison that holds only while the permit is held.
-func (p *Permit) IsOwner() clientv3.Cmp { return p.own.isOwner() }
+// OwnerCmp returns a comparison that holds only while the permit is held.
+func (p *Permit) OwnerCmp() clientv3.Cmp { return p.own.ownerCmp() }
 
 // Do applies ops only while the permit is held, else returns ErrNotHeld.
 func (p *Permit) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {

@@ -18,7 +18,7 @@ import (
 // /livez, /readyz) on the unix sockets named by their client URLs.
 type Cluster struct {
 	*integration.Cluster
-	t *testing.T
+	t testing.TB
 }
 
 // ClusterOption adjusts the cluster configuration before it starts.
@@ -35,6 +35,12 @@ func WithConfig(fn func(*integration.ClusterConfig)) ClusterOption { return fn }
 // NewCluster starts a cluster of size members and terminates it when the test ends.
 // Tests that use it must not call t.Parallel: the framework keeps global state.
 func NewCluster(t *testing.T, size int, opts ...ClusterOption) *Cluster {
+	t.Helper()
+	return StartCluster(t, size, opts...)
+}
+
+// StartCluster is NewCluster for benchmarks as well as tests.
+func StartCluster(t testing.TB, size int, opts ...ClusterOption) *Cluster {
 	t.Helper()
 	integration.BeforeTestExternal(t)
 	cfg := &integration.ClusterConfig{Size: size, UseBridge: true}

@@ -22,7 +22,8 @@ type Holder struct {
 	borrowed *concurrency.Session
 	lg       *zap.Logger
 
-	grant  sync.Mutex // serialises grants
+	grant  sync.Mutex     // serialises grants
+	old    sync.WaitGroup // releases of replaced sessions
 	mu     sync.Mutex
 	cur    *Session
 	closed bool
@@ -66,6 +67,18 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	if cur != nil && cur.Err() == nil {
 		return cur, nil
 	}
+	if cur != nil {
+		// Release the lost lease (a revoke, so that nobody waits out its TTL) while the
+		// next one is granted.
+		h.mu.Lock()
+		h.cur = nil
+		h.mu.Unlock()
+		h.old.Add(1)
+		go func() {
+			defer h.old.Done()
+			_ = cur.Release()
+		}()
+	}
 	ses, err := Grant(ctx, h.cli, h.ttl, h.lg)
 	if err != nil {
 		return nil, err
@@ -78,9 +91,6 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	}
 	h.cur = ses
 	h.mu.Unlock()
-	if cur != nil {
-		_ = cur.Release()
-	}
 	return ses, nil
 }
 
@@ -104,6 +114,7 @@ func (h *Holder) Close() error {
 	h.closed = true
 	cur := h.cur
 	h.mu.Unlock()
+	defer h.old.Wait()
 	if cur == nil {
 		return nil
 	}

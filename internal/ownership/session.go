@@ -32,14 +32,16 @@ func Margin(ttl time.Duration) time.Duration {
 	return m
 }
 
-// Session is a concurrency.Session watched by a tracker of its own. The tracker renews the
+// Session is a lease watched by a tracker of its own: granted here (owned), or that of a
+// concurrency.Session the caller owns (borrowed). The tracker renews the
 // lease with single keep-alive requests and remembers when each acknowledged request was
 // sent: the server cannot expire the lease before send time + TTL, so the lease is known
 // to be alive until that instant minus Margin. When that deadline passes without a newer
 // acknowledgement, or the lease is gone, or the session ends, the Session is lost for good.
 type Session struct {
 	cli   *clientv3.Client
-	s     *concurrency.Session
+	lease clientv3.LeaseID
+	s     *concurrency.Session // the borrowed session; nil when owned
 	owned bool
 	lg    *zap.Logger
 
@@ -55,9 +57,13 @@ type Session struct {
 	deadline time.Time
 	ttl      time.Duration
 	err      error
-	keys     map[string]int64 // keys to delete if the session is lost but the lease may survive
+	keys     map[string]int64 // keys on the lease, deleted if the session is lost but the lease may survive
+	drops    map[string]int64 // keys to delete in the background (rev 0: guard by the lease)
 	refs     int
 	closed   bool
+	revoked  bool // our own lease, revoked (or found gone) after its loss or at Release
+
+	kick chan struct{} // wakes the janitor
 }
 
 // Grant creates a session with a new lease of ttl. ctx bounds only the grant.
@@ -68,15 +74,8 @@ func Grant(ctx context.Context, cli *clientv3.Client, ttl time.Duration, lg *zap
 	if err != nil {
 		return nil, fmt.Errorf("grant lease: %w", err)
 	}
-	s, err := concurrency.NewSession(cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(int(resp.TTL)))
-	if err != nil {
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, _ = cli.Revoke(rctx, resp.ID)
-		cancel()
-		return nil, fmt.Errorf("start session: %w", err)
-	}
 	got := time.Duration(resp.TTL) * time.Second
-	ses := newSession(cli, s, true, lg)
+	ses := newSession(cli, resp.ID, nil, lg)
 	ses.ttl = got
 	ses.deadline = sent.Add(got - Margin(got))
 	close(ses.confirmed)
@@ -100,45 +99,47 @@ func Attach(s *concurrency.Session, lg *zap.Logger) *Session {
 		ses.mu.Unlock()
 		return ses
 	}
-	ses := newSession(s.Client(), s, false, lg)
+	ses := newSession(s.Client(), s.Lease(), s, lg)
 	ses.refs = 1
 	registry[s] = ses
 	ses.start()
 	return ses
 }
 
-func newSession(cli *clientv3.Client, s *concurrency.Session, owned bool, lg *zap.Logger) *Session {
+func newSession(cli *clientv3.Client, lease clientv3.LeaseID, borrowed *concurrency.Session, lg *zap.Logger) *Session {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	lostCtx, lostStop := context.WithCancel(ctx)
 	return &Session{
-		cli: cli, s: s, owned: owned, lg: lg,
+		cli: cli, lease: lease, s: borrowed, owned: borrowed == nil, lg: lg,
 		confirmed: make(chan struct{}), lost: make(chan struct{}), ctx: ctx, cancel: cancel,
 		lostCtx: lostCtx, lostStop: lostStop,
-		keys: map[string]int64{}, refs: 1,
+		keys: map[string]int64{}, drops: map[string]int64{}, refs: 1,
+		kick: make(chan struct{}, 1),
 	}
 }
 
 func (s *Session) start() {
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.track()
+	go s.janitor()
 }
 
 // Client returns the session's client.
 func (s *Session) Client() *clientv3.Client { return s.cli }
 
 // Lease returns the session's lease.
-func (s *Session) Lease() clientv3.LeaseID { return s.s.Lease() }
+func (s *Session) Lease() clientv3.LeaseID { return s.lease }
 
 // Owned reports whether the session was granted by Grant (and may be replaced).
 func (s *Session) Owned() bool { return s.owned }
 
-// Lost is closed when the session is lost.
+// Lost is closed when the session is lost or released.
 func (s *Session) Lost() <-chan struct{} { return s.lost }
 
-// Err returns why the session was lost, or nil.
+// Err returns why the session was lost (ErrClosed after Release), or nil.
 func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -158,6 +159,9 @@ func (s *Session) Alive() error {
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return s.err
+	}
+	if s.closed {
+		return ErrClosed
 	}
 	select {
 	case <-s.confirmed:
@@ -203,14 +207,133 @@ func (s *Session) OnLost(fn func()) (stop func() bool) {
 func (s *Session) Track(key string, rev int64) {
 	s.mu.Lock()
 	s.keys[key] = rev
+	lostBorrowed := s.err != nil && !s.owned
+	if lostBorrowed {
+		s.drops[key] = rev
+	}
 	s.mu.Unlock()
+	if lostBorrowed {
+		s.wake()
+	}
 }
 
 // Untrack forgets a key registered with Track.
 func (s *Session) Untrack(key string) {
 	s.mu.Lock()
 	delete(s.keys, key)
+	delete(s.drops, key)
 	s.mu.Unlock()
+}
+
+// Drop deletes key — guarded by its create revision rev, or by the lease when rev is 0
+// (the key's name is ours alone) — so that it never blocks others: at once, waiting at
+// most CleanupTimeout, and if that fails, in the background, with backoff, until the
+// delete lands, the lease is gone, or the session is released. A lost session of our
+// own needs nothing: its lease is left to expire, and the key with it.
+func (s *Session) Drop(key string, rev int64) {
+	s.mu.Lock()
+	gone := s.err != nil && s.owned
+	s.mu.Unlock()
+	if gone {
+		s.Untrack(key)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout(s.ttlOr(0)))
+	err := s.remove(ctx, key, rev)
+	cancel()
+	if err == nil {
+		return
+	}
+	s.mu.Lock()
+	s.keys[key] = rev
+	s.drops[key] = rev
+	s.mu.Unlock()
+	s.wake()
+}
+
+// CleanupTimeout bounds each wait for etcd in a cleanup: a third of the TTL, at least
+// one second (and 2s when the TTL is not known yet).
+func CleanupTimeout(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 2 * time.Second
+	}
+	return max(ttl/3, time.Second)
+}
+
+func (s *Session) remove(ctx context.Context, key string, rev int64) error {
+	guard := clientv3.Compare(clientv3.CreateRevision(key), "=", rev)
+	if rev == 0 {
+		guard = clientv3.Compare(clientv3.LeaseValue(key), "=", s.lease)
+	}
+	if _, err := s.cli.Txn(ctx).If(guard).Then(clientv3.OpDelete(key)).Commit(); err != nil {
+		return err
+	}
+	s.Untrack(key)
+	return nil
+}
+
+func (s *Session) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// janitor deletes the keys handed to Drop (and, once a borrowed session is lost, every
+// key on it), until the session is released. Once a session of our own is lost it
+// revokes the lease instead, as soon as etcd answers.
+func (s *Session) janitor() {
+	defer s.wg.Done()
+	b := backoff.New(100*time.Millisecond, time.Second)
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.kick:
+		case <-retry:
+		}
+		retry = nil
+		if !s.sweep(s.ctx) {
+			retry = time.After(b.Next())
+			continue
+		}
+		b.Reset()
+	}
+}
+
+// sweep tries every pending drop once and reports whether none is left (or none need be).
+func (s *Session) sweep(ctx context.Context) bool {
+	s.mu.Lock()
+	if s.err != nil && s.owned {
+		// We stopped renewing. Revoke at once rather than let the lease expire, so that
+		// nobody waits out a TTL behind our keys — until etcd will have expired it anyway.
+		done := s.revoked || time.Now().After(s.deadline.Add(s.ttl))
+		s.mu.Unlock()
+		if done {
+			return true
+		}
+		rctx, cancel := context.WithTimeout(ctx, CleanupTimeout(s.ttlOr(0)))
+		defer cancel()
+		return s.revoke(rctx) == nil
+	}
+	drops := make(map[string]int64, len(s.drops))
+	for k, v := range s.drops {
+		drops[k] = v
+	}
+	s.mu.Unlock()
+	ok := true
+	for k, rev := range drops {
+		rctx, cancel := context.WithTimeout(ctx, CleanupTimeout(s.ttlOr(0)))
+		if err := s.remove(rctx, k, rev); err != nil {
+			ok = false
+		}
+		cancel()
+	}
+	s.mu.Lock()
+	left := len(s.drops)
+	s.mu.Unlock()
+	return ok && left == 0
 }
 
 func (s *Session) fail(err error) {
@@ -219,9 +342,18 @@ func (s *Session) fail(err error) {
 		s.err = err
 		close(s.lost)
 		s.lostStop()
-		s.lg.Warn("session lost", zap.Int64("lease", int64(s.s.Lease())), zap.Error(err))
+		if err != ErrClosed {
+			s.lg.Warn("session lost", zap.Int64("lease", int64(s.lease)), zap.Error(err))
+		}
+		if !s.owned {
+			// The caller's lease may live on: our keys must not.
+			for k, v := range s.keys {
+				s.drops[k] = v
+			}
+		}
 	}
 	s.mu.Unlock()
+	s.wake()
 }
 
 func (s *Session) interval() time.Duration {
@@ -230,7 +362,7 @@ func (s *Session) interval() time.Duration {
 	if s.ttl == 0 {
 		return 0
 	}
-	return s.ttl / 4
+	return min(s.ttl/4, time.Second)
 }
 
 func (s *Session) track() {
@@ -242,6 +374,10 @@ func (s *Session) track() {
 	expire := time.NewTimer(time.Hour)
 	defer expire.Stop()
 	retry := backoff.New(50*time.Millisecond, 500*time.Millisecond)
+	ended := s.cli.Ctx().Done() // the client closed; for a borrowed session, its end
+	if s.s != nil {
+		ended = s.s.Done()
+	}
 	for {
 		if d := s.Deadline(); !d.IsZero() {
 			expire.Reset(time.Until(d))
@@ -249,14 +385,12 @@ func (s *Session) track() {
 		select {
 		case <-base.Done():
 			return
-		case <-s.s.Done():
+		case <-ended:
 			s.fail(fmt.Errorf("%w: session ended", ErrSessionLost))
-			s.afterLoss(base)
 			return
 		case <-expire.C:
 			if !time.Now().Before(s.Deadline()) {
 				s.fail(fmt.Errorf("%w: keep-alive silent past the lease deadline", ErrSessionLost))
-				s.afterLoss(base)
 				return
 			}
 		case <-renew.C:
@@ -264,7 +398,6 @@ func (s *Session) track() {
 			switch {
 			case errors.Is(err, rpctypes.ErrLeaseNotFound):
 				s.fail(fmt.Errorf("%w: lease not found", ErrSessionLost))
-				s.afterLoss(base)
 				return
 			case err != nil:
 				if base.Err() != nil {
@@ -285,9 +418,14 @@ func (s *Session) renew(base context.Context) error {
 	if limit.IsZero() {
 		limit = sent.Add(5 * time.Second)
 	}
+	// Each attempt is short, so that a request stuck on an endpoint that stopped
+	// answering leaves time for retries, which the client sends to another endpoint.
+	if attempt := sent.Add(max(s.interval(), 500*time.Millisecond)); attempt.Before(limit) {
+		limit = attempt
+	}
 	ctx, cancel := context.WithDeadline(base, limit)
 	defer cancel()
-	resp, err := s.cli.KeepAliveOnce(ctx, s.s.Lease())
+	resp, err := s.cli.KeepAliveOnce(ctx, s.lease)
 	if err != nil {
 		return err
 	}
@@ -309,47 +447,9 @@ func (s *Session) renew(base context.Context) error {
 	return nil
 }
 
-// afterLoss makes the server agree with the loss: an owned session stops renewing so the
-// lease expires; a borrowed session is left alone, but the keys tracked on it are deleted
-// so they do not block others if the lease survives.
-func (s *Session) afterLoss(base context.Context) {
-	if s.owned {
-		s.s.Orphan()
-		return
-	}
-	s.mu.Lock()
-	ttl := s.ttl
-	s.mu.Unlock()
-	if ttl == 0 {
-		ttl = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(base, 2*ttl)
-	defer cancel()
-	b := backoff.New(100*time.Millisecond, time.Second)
-	for {
-		s.mu.Lock()
-		keys := make(map[string]int64, len(s.keys))
-		for k, v := range s.keys {
-			keys[k] = v
-		}
-		s.mu.Unlock()
-		ok := true
-		for k, rev := range keys {
-			if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", rev)).
-				Then(clientv3.OpDelete(k)).Commit(); err != nil {
-				ok = false
-				continue
-			}
-			s.Untrack(k)
-		}
-		if ok || !b.Wait(ctx) {
-			return
-		}
-	}
-}
-
-// Release drops one reference; the last one stops the tracker. An owned session is
-// closed (its lease revoked, deleting every key on it).
+// Release drops one reference; the last one stops the tracker and the janitor. An owned
+// session is closed: its lease revoked, deleting every key on it. A borrowed one gets a
+// last try at the keys still owed a delete. Either waits at most CleanupTimeout for etcd.
 func (s *Session) Release() error {
 	if !s.owned {
 		registryMu.Lock()
@@ -373,26 +473,40 @@ func (s *Session) Release() error {
 		return nil
 	}
 	s.closed = true
+	wasLost := s.err != nil
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	if !s.owned {
-		return nil
-	}
-	select {
-	case <-s.lost:
-		// The lease is expiring on its own; a revoke could only wait on a dead network.
-		s.s.Orphan()
-		return nil
-	default:
-	}
-	s.s.Orphan()
-	ttl := s.ttlOr(5 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), ttl)
+	s.fail(ErrClosed) // Lost closes; a borrowed session's keys are owed a delete
+	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout(s.ttlOr(0)))
 	defer cancel()
-	if _, err := s.cli.Revoke(ctx, s.s.Lease()); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	if !s.owned {
+		// The lease is the caller's: a last try at the keys we still owe a delete.
+		if !s.sweep(ctx) {
+			return errors.New("keys left on the session's lease")
+		}
+		return nil
+	}
+	s.mu.Lock()
+	skip := s.revoked || (wasLost && time.Now().After(s.deadline.Add(s.ttl)))
+	s.mu.Unlock()
+	if skip {
+		return nil
+	}
+	if err := s.revoke(ctx); err != nil && !wasLost {
 		return fmt.Errorf("revoke lease: %w", err)
 	}
+	return nil
+}
+
+func (s *Session) revoke(ctx context.Context) error {
+	_, err := s.cli.Revoke(ctx, s.lease)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return err
+	}
+	s.mu.Lock()
+	s.revoked = true
+	s.mu.Unlock()
 	return nil
 }
 

@@ -1,0 +1,68 @@
+package election_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/election"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// When Run's resign fails after fn returned, the candidate does not stay leader with
+// nothing running: another candidate leads once etcd takes deletes again.
+func TestRunResignFailsNoZombie(t *testing.T) {
+	admin := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	pfx := etcdtest.Prefix(t) + "e"
+	cli, faults := etcdtest.FaultClient(t)
+	a := newCandidate(t, cli, pfx, "a", election.WithTTL(5*time.Second))
+	err := a.Run(ctx, func(context.Context) error {
+		faults.Fail(etcdtest.IsDelete) // the resign after fn fails
+		return nil
+	})
+	require.NoError(t, err)
+	require.Positive(t, faults.Hits())
+	assert.False(t, a.IsLeader(), "a stepped down")
+	faults.Fail(nil)
+	b := newCandidate(t, admin, pfx, "b", election.WithTTL(5*time.Second))
+	// Well within a's TTL, which its session keeps renewing: only a delete lets b lead.
+	cctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	require.NoError(t, b.Campaign(cctx), "a zombie leader blocks the election")
+	require.NoError(t, b.Resign(ctx))
+}
+
+// The key name of a failed campaign is never used again: a delete of it may still be on
+// its way.
+func TestFailedCampaignNameNotReused(t *testing.T) {
+	admin := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	pfx := etcdtest.Prefix(t) + "e"
+	cli, faults := etcdtest.FaultClient(t)
+	leader := newCandidate(t, admin, pfx, "leader")
+	c := newCandidate(t, cli, pfx, "c")
+	require.NoError(t, leader.Campaign(ctx))
+	faults.Fail(etcdtest.IsDelete)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	require.ErrorIs(t, c.Campaign(short), context.DeadlineExceeded)
+	cancel()
+	r, err := admin.Get(ctx, pfx+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	require.NoError(t, err)
+	var failed string
+	for _, kv := range r.Kvs {
+		if string(kv.Key) != leader.Key() {
+			failed = string(kv.Key)
+		}
+	}
+	require.NotEmpty(t, failed, "the failed campaign's key is still there")
+	faults.Fail(nil)
+	require.NoError(t, leader.Resign(ctx))
+	require.NoError(t, c.Campaign(ctx))
+	assert.NotEqual(t, failed, c.Key(), "a failed campaign's name was used again")
+	require.NoError(t, c.Resign(ctx))
+}

@@ -1,0 +1,168 @@
+package election_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/etcd-monitor/etcd-monitor/election"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+const (
+	progressTTL        = 2 * time.Second
+	progressCandidates = 3
+	progressSeed       = 9
+	// progressPace is the leader's pause between writes.
+	progressPace = 20 * time.Millisecond
+)
+
+// progressFaults is the schedule both sides run: 5 faults of 2-3s with 1s of health
+// after each (about 20s), 2 with -short.
+func progressFaults() []etcdtest.Fault {
+	n := 5
+	if testing.Short() {
+		n = 2
+	}
+	return etcdtest.Schedule(progressSeed, n, progressTTL)
+}
+
+// BenchmarkProgressUnderFaults runs 3 candidates, one per member (each client reaches
+// one member), whose leader writes a guarded read-modify-write to a ledger every 20ms,
+// on a 3-node cluster under a seeded schedule of faults — etcd leader stops, member
+// partitions, client blackholes longer than the TTL — first with our Candidate.Run,
+// then with etcd's concurrency.Election with each write guarded by a transaction on the
+// leader key's create revision, under the same schedule. It reports each side's writes
+// committed, lost updates and stale writes (read back from the ledger's history), and
+// the ratio of committed writes, ours over etcd's. Run with -benchtime=1x.
+func BenchmarkProgressUnderFaults(b *testing.B) {
+	c := etcdtest.StartCluster(b, 3)
+	var ours, theirs progress
+	for b.Loop() {
+		ours = runProgress(b, c, "ours", oursCandidate)
+		theirs = runProgress(b, c, "etcd", etcdCandidate)
+	}
+	b.ReportMetric(float64(ours.committed), "ours-writes")
+	b.ReportMetric(float64(ours.lost), "ours-lost")
+	b.ReportMetric(float64(ours.stale), "ours-stale")
+	b.ReportMetric(float64(theirs.committed), "etcd-writes")
+	b.ReportMetric(float64(theirs.lost), "etcd-lost")
+	b.ReportMetric(float64(theirs.stale), "etcd-stale")
+	if theirs.committed > 0 {
+		b.ReportMetric(float64(ours.committed)/float64(theirs.committed), "ratio")
+	}
+}
+
+type progress struct{ committed, lost, stale int }
+
+type candidateFunc func(ctx context.Context, b *testing.B, cli *clientv3.Client, pfx, id string, l *etcdtest.Ledger)
+
+func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFunc) progress {
+	pfx := etcdtest.Prefix(b) + side
+	admin := c.ClusterClient()
+	setup, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	l, err := etcdtest.NewLedger(setup, admin, pfx+"-ledger")
+	cancel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < progressCandidates; i++ {
+		cli := c.Client(i % 3)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(ctx, b, cli, pfx, fmt.Sprintf("c%d", i), l)
+		}()
+	}
+	c.RunSchedule(ctx, progressFaults(), time.Second)
+	stop()
+	wg.Wait()
+	check, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var p progress
+	p.committed, p.lost, p.stale, err = l.Check(check, admin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s: %d writes, %d lost, %d stale", side, p.committed, p.lost, p.stale)
+	return p
+}
+
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func oursCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, pfx, id string, l *etcdtest.Ledger) {
+	cand, err := election.New(cli, pfx, id, election.WithTTL(progressTTL))
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer cand.Close()
+	_ = cand.Run(ctx, func(leaderCtx context.Context) error {
+		for leaderCtx.Err() == nil {
+			wctx, cancel := context.WithTimeout(leaderCtx, time.Second)
+			_, _ = l.Write(wctx, cli, cand.Token(), cand.LeaderCmp())
+			cancel()
+			pause(leaderCtx, progressPace)
+		}
+		return leaderCtx.Err()
+	})
+}
+
+func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, pfx, id string, l *etcdtest.Ledger) {
+	for ctx.Err() == nil {
+		// The context bounds the grant and the keep-alives: it must outlive the session.
+		s, err := concurrency.NewSession(cli, concurrency.WithTTL(int(progressTTL/time.Second)), concurrency.WithContext(ctx))
+		if err != nil {
+			pause(ctx, 50*time.Millisecond)
+			continue
+		}
+		ended, stop := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-s.Done():
+			case <-ended.Done():
+			}
+			stop()
+		}()
+		e := concurrency.NewElection(s, pfx)
+		for ended.Err() == nil {
+			// etcd's Campaign does not notice its own session's end: bound it by it.
+			if err := e.Campaign(ended, id); err != nil {
+				pause(ended, 50*time.Millisecond)
+				continue
+			}
+			guard := clientv3.Compare(clientv3.CreateRevision(e.Key()), "=", e.Rev())
+			for ended.Err() == nil {
+				wctx, cancel := context.WithTimeout(ended, time.Second)
+				ok, err := l.Write(wctx, cli, e.Rev(), guard)
+				cancel()
+				if err == nil && !ok {
+					break // no longer the leader
+				}
+				pause(ended, progressPace)
+			}
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = e.Resign(rctx)
+			cancel()
+		}
+		stop()
+		s.Orphan()
+		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, _ = cli.Revoke(rctx, s.Lease())
+		cancel()
+	}
+}

@@ -1,0 +1,152 @@
+package etcdtest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// ErrInjected is the error of a request failed by Faults.
+var ErrInjected = errors.New("etcdtest: injected fault")
+
+// Faults fails chosen unary requests of a client made by FaultClient: a request either
+// never reaches etcd (Fail) or is applied and its reply lost (LoseReply). It is safe for
+// concurrent use.
+type Faults struct {
+	mu    sync.Mutex
+	match func(method string, req any) bool
+	mode  faultMode
+	hits  int
+}
+
+type faultMode int
+
+const (
+	failMode faultMode = iota
+	loseReplyMode
+	stallMode
+)
+
+// Fail makes every request that match accepts fail with ErrInjected without reaching
+// etcd; nil clears the fault.
+func (f *Faults) Fail(match func(method string, req any) bool) { f.set(match, failMode) }
+
+// LoseReply makes every request that match accepts reach etcd, then fail with
+// ErrInjected as if the reply had been lost; nil clears the fault.
+func (f *Faults) LoseReply(match func(method string, req any) bool) { f.set(match, loseReplyMode) }
+
+// Stall makes every request that match accepts hang, unsent, until its context ends
+// (forever without a deadline), as on a connection that swallows everything; nil clears
+// the fault (requests already stalled stay so).
+func (f *Faults) Stall(match func(method string, req any) bool) { f.set(match, stallMode) }
+
+// Hits returns how many requests were failed so far.
+func (f *Faults) Hits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hits
+}
+
+func (f *Faults) set(match func(string, any) bool, mode faultMode) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.match, f.mode = match, mode
+}
+
+func (f *Faults) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	f.mu.Lock()
+	hit := f.match != nil && f.match(method, req)
+	mode := f.mode
+	if hit {
+		f.hits++
+	}
+	f.mu.Unlock()
+	if !hit {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	switch mode {
+	case loseReplyMode:
+		_ = invoker(ctx, method, req, reply, cc, opts...)
+	case stallMode:
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return ErrInjected
+}
+
+// FaultClient returns a client of endpoints (the shared node's when none are given)
+// whose unary requests can be failed through the returned Faults. It is closed when the
+// test ends.
+func FaultClient(tb testing.TB, endpoints ...string) (*clientv3.Client, *Faults) {
+	tb.Helper()
+	if len(endpoints) == 0 {
+		endpoints = Endpoints()
+	}
+	f := &Faults{}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(f.intercept)},
+	})
+	if err != nil {
+		tb.Fatalf("etcdtest: fault client: %v", err)
+	}
+	tb.Cleanup(func() { cli.Close() })
+	return cli, f
+}
+
+// IsDelete matches requests that delete keys: a DeleteRange, or a Txn with a delete in
+// either branch.
+func IsDelete(_ string, req any) bool {
+	switch r := req.(type) {
+	case *pb.DeleteRangeRequest:
+		return true
+	case *pb.TxnRequest:
+		for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+			for _, op := range ops {
+				if op.GetRequestDeleteRange() != nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// IsPut matches requests that put keys: a Put, or a Txn with a put in either branch.
+func IsPut(_ string, req any) bool {
+	switch r := req.(type) {
+	case *pb.PutRequest:
+		return true
+	case *pb.TxnRequest:
+		for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+			for _, op := range ops {
+				if op.GetRequestPut() != nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// Count returns how many keys exist under prefix (or at key), read through cli, or -1
+// if the read failed; it is safe to call inside an Eventually condition.
+func Count(cli *clientv3.Client, prefix string) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return -1
+	}
+	return r.Count
+}

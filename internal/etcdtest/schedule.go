@@ -1,0 +1,164 @@
+package etcdtest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// FaultKind is a kind of fault a schedule injects.
+type FaultKind string
+
+// The faults of a schedule.
+const (
+	StopLeader FaultKind = "stop-leader" // the etcd leader stops, then restarts
+	Partition  FaultKind = "partition"   // a member is cut off from its peers, then healed
+	Blackhole  FaultKind = "blackhole"   // a member's clients are cut off, then reconnected
+)
+
+// Fault is one step of a fault schedule: a fault held for For, then undone.
+type Fault struct {
+	Kind   FaultKind
+	Member int // ignored for StopLeader: the leader of the moment stops
+	For    time.Duration
+}
+
+func (f Fault) String() string { return fmt.Sprintf("%s(%d) %v", f.Kind, f.Member, f.For) }
+
+// Schedule returns n faults drawn from seed, for a cluster of 3: leader stops of 2s,
+// partitions of a member for ttl+1s and blackholes of a member's clients for ttl+1s
+// (longer than the TTL, so leases of cut-off clients expire).
+func Schedule(seed uint64, n int, ttl time.Duration) []Fault {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	kinds := []FaultKind{StopLeader, Partition, Blackhole}
+	out := make([]Fault, n)
+	for i := range out {
+		k := kinds[r.IntN(len(kinds))]
+		d := ttl + time.Second
+		if k == StopLeader {
+			d = 2 * time.Second
+		}
+		out[i] = Fault{Kind: k, Member: r.IntN(3), For: d}
+	}
+	return out
+}
+
+// RunSchedule injects each fault in turn for its duration, undoes it, waits for a
+// leader, then leaves the cluster healthy for pause. It returns when all are done or ctx
+// ends (undoing the fault in progress). It must run on the test's goroutine.
+func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Duration) {
+	c.t.Helper()
+	for _, f := range faults {
+		if ctx.Err() != nil {
+			return
+		}
+		var undo func()
+		switch f.Kind {
+		case StopLeader:
+			stopped := c.StopLeader()
+			undo = func() { c.RestartMember(stopped) }
+		case Partition:
+			c.Cluster.Members[f.Member].InjectPartition(c.t, c.others(f.Member)...)
+			undo = func() { c.Cluster.Members[f.Member].RecoverPartition(c.t, c.others(f.Member)...) }
+		case Blackhole:
+			c.Blackhole(f.Member)
+			undo = func() { c.Unblackhole(f.Member) }
+		}
+		sleep(ctx, f.For)
+		undo()
+		c.Leader()
+		sleep(ctx, pause)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Ledger is a counter under one key that writers advance by read-modify-write, each
+// write carrying the writer's fencing token. Its history tells whether mutual exclusion
+// held: every applied write advances the count by exactly one (else an update was lost)
+// and carries a token no lower than the write before it (else the write was stale).
+type Ledger struct {
+	Key   string
+	start int64
+}
+
+// NewLedger returns a ledger on key, its history counted from now.
+func NewLedger(ctx context.Context, cli *clientv3.Client, key string) (*Ledger, error) {
+	r, err := cli.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return &Ledger{Key: key, start: r.Header.Revision + 1}, nil
+}
+
+// Write reads the count and writes count+1 with token, in a transaction guarded by
+// guard. It reports whether the write was applied.
+func (l *Ledger) Write(ctx context.Context, cli *clientv3.Client, token int64, guard clientv3.Cmp) (bool, error) {
+	r, err := cli.Get(ctx, l.Key)
+	if err != nil {
+		return false, err
+	}
+	n := 0
+	if len(r.Kvs) == 1 {
+		n, _ = strconv.Atoi(strings.SplitN(string(r.Kvs[0].Value), "/", 2)[0])
+	}
+	resp, err := cli.Txn(ctx).If(guard).Then(clientv3.OpPut(l.Key, fmt.Sprintf("%d/%d", n+1, token))).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// Check reads the ledger's history and returns the writes applied, the updates lost
+// (a write that did not advance the count by one) and the stale writes (a token lower
+// than the one before).
+func (l *Ledger) Check(ctx context.Context, cli *clientv3.Client) (committed, lost, stale int, err error) {
+	end, err := cli.Get(ctx, l.Key)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if len(end.Kvs) == 0 || end.Kvs[0].ModRevision < l.start {
+		return 0, 0, 0, nil
+	}
+	last := end.Kvs[0].ModRevision
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := cli.Watch(wctx, l.Key, clientv3.WithRev(l.start))
+	prevN, prevTok := -1, int64(0)
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			return 0, 0, 0, err
+		}
+		done := false
+		for _, ev := range wr.Events {
+			done = done || ev.Kv.ModRevision >= last
+			parts := strings.SplitN(string(ev.Kv.Value), "/", 2)
+			n, _ := strconv.Atoi(parts[0])
+			tok, _ := strconv.ParseInt(parts[len(parts)-1], 10, 64)
+			committed++
+			if prevN >= 0 && n != prevN+1 {
+				lost++
+			}
+			if tok < prevTok {
+				stale++
+			}
+			prevN, prevTok = n, tok
+		}
+		if done {
+			break
+		}
+	}
+	return committed, lost, stale, ctx.Err()
+}

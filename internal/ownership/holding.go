@@ -1,0 +1,262 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
+)
+
+// Holding is one period of ownership of a key. It ends on release or loss; loss is
+// noticed locally (the session's deadline) at every check, and asynchronously once
+// Done has been called (a watch on the key plus the session's loss).
+type Holding struct {
+	ses *Session
+	key string
+	rev int64
+
+	mu        sync.Mutex
+	done      chan struct{}
+	err       error
+	ended     bool
+	started   bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+	stopLost  func() bool
+	releasing bool // a delete of ours is in flight: its event is a release, not a loss
+	wg        sync.WaitGroup
+}
+
+// NewHolding starts a holding of key at create revision rev.
+func NewHolding(ses *Session, key string, rev int64) *Holding {
+	return &Holding{ses: ses, key: key, rev: rev, done: make(chan struct{})}
+}
+
+// Key returns the owned key.
+func (h *Holding) Key() string { return h.key }
+
+// Rev returns the owned key's create revision.
+func (h *Holding) Rev() int64 { return h.rev }
+
+// Session returns the session the key is bound to.
+func (h *Holding) Session() *Session { return h.ses }
+
+// Cmp returns a comparison that holds in a transaction only while the owned key exists
+// with its create revision: the fence every guarded write uses.
+func (h *Holding) Cmp() clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(h.key), "=", h.rev)
+}
+
+// Never returns a comparison that no transaction satisfies (a create revision is never
+// negative), the guard of an owner that holds nothing.
+func Never(key string) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(key), "=", -1)
+}
+
+// Txn applies ops in one transaction only if the holding still lasts when etcd applies
+// it. When the guard fails the holding ends and the error is ErrKeyLost.
+func (h *Holding) Txn(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	resp, err := h.ses.Client().Txn(ctx).If(h.Cmp()).Then(ops...).Commit()
+	if err != nil {
+		return nil, err
+	}
+	if !resp.Succeeded {
+		h.End(ErrKeyLost)
+		return nil, ErrKeyLost
+	}
+	return resp, nil
+}
+
+// Done returns a channel closed when the holding ends, starting the loss monitor.
+func (h *Holding) Done() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.started && !h.ended {
+		h.started = true
+		h.ctx, h.cancel = context.WithCancel(context.Background())
+		ses := h.ses
+		h.stopLost = ses.OnLost(func() {
+			if err := ses.Err(); err != nil {
+				h.End(err)
+			} else {
+				h.End(ErrClosed)
+			}
+		})
+		h.wg.Add(1)
+		go h.monitor()
+	}
+	return h.done
+}
+
+// Err returns why the holding ended: nil while it lasts or after a release.
+func (h *Holding) Err() error {
+	_ = h.Check()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+// Check returns nil while the holding lasts as far as can be told without I/O; it ends
+// the holding when the session is no longer known to be alive.
+func (h *Holding) Check() error {
+	h.mu.Lock()
+	ended, err := h.ended, h.err
+	h.mu.Unlock()
+	if ended {
+		if err == nil {
+			err = errors.New("released")
+		}
+		return err
+	}
+	if err := h.ses.Alive(); err != nil {
+		h.End(err)
+		return err
+	}
+	return nil
+}
+
+// Release ends the holding by deleting the key: the one way out of a holding that is
+// still ours. A plain delete suffices, as a key name is never used twice (see Acquire),
+// so a retried or late delete can reach no later holding. It returns nil when the key
+// was ours to delete, an error wrapping ErrKeyLost when it was already gone (the holding
+// ends as lost), the holding's end when it had already ended, and a network error
+// otherwise: then it is unknown whether the delete was applied, the holding stands and
+// Release may be retried.
+func (h *Holding) Release(ctx context.Context) error {
+	if err := h.Check(); err != nil {
+		return err
+	}
+	h.setReleasing(true)
+	resp, err := h.ses.Client().Delete(ctx, h.key)
+	if err != nil {
+		h.setReleasing(false)
+		return err
+	}
+	h.ses.Untrack(h.key)
+	if resp.Deleted == 0 {
+		h.End(ErrKeyLost)
+		h.wg.Wait()
+		return ErrKeyLost
+	}
+	h.End(nil)
+	h.wg.Wait()
+	return nil
+}
+
+// Abandon ends the holding as released and leaves the deletion of the key to the
+// session (Session.Drop): bounded in time, finished in the background if need be.
+func (h *Holding) Abandon() {
+	live := h.Check() == nil
+	h.setReleasing(true)
+	h.End(nil)
+	h.wg.Wait()
+	if live {
+		h.ses.Drop(h.key, h.rev)
+	}
+}
+
+func (h *Holding) setReleasing(on bool) {
+	h.mu.Lock()
+	h.releasing = on
+	h.mu.Unlock()
+}
+
+// End ends the holding with err (nil for a release), stopping the monitor.
+func (h *Holding) End(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ended {
+		return
+	}
+	h.ended = true
+	h.err = err
+	close(h.done)
+	if h.started {
+		h.cancel()
+		h.stopLost()
+	}
+}
+
+// Wait waits for the monitor goroutine.
+func (h *Holding) Wait() { h.wg.Wait() }
+
+func (h *Holding) monitor() {
+	defer h.wg.Done()
+	cli := h.ses.Client()
+	retry := backoff.New(50*time.Millisecond, time.Second)
+	next := h.rev + 1
+	for {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(h.ctx))
+		wch := cli.Watch(wctx, h.key, clientv3.WithRev(next))
+		lost, stop := h.watch(wch, &next)
+		cancel()
+		if stop {
+			return
+		}
+		if lost != nil {
+			h.mu.Lock()
+			releasing := h.releasing
+			h.mu.Unlock()
+			if releasing && errors.Is(lost, ErrKeyLost) {
+				lost = nil
+			}
+			h.End(lost)
+			return
+		}
+		// The watch broke: re-read the key, then watch again from where the read was.
+		for {
+			t := time.NewTimer(retry.Next())
+			select {
+			case <-h.ctx.Done():
+				t.Stop()
+				return
+			case <-h.ses.Lost():
+				t.Stop()
+				h.End(h.ses.Err())
+				return
+			case <-t.C:
+			}
+			gctx, gcancel := context.WithTimeout(h.ctx, h.ses.ttlOr(5*time.Second))
+			gr, err := cli.Get(gctx, h.key)
+			gcancel()
+			if err != nil {
+				continue
+			}
+			if len(gr.Kvs) == 0 || gr.Kvs[0].CreateRevision != h.rev {
+				h.End(ErrKeyLost)
+				return
+			}
+			next = gr.Header.Revision + 1
+			break
+		}
+	}
+}
+
+// watch consumes wch until the key is lost (lost non-nil), the holding ends (stop), or
+// the watch breaks (both zero).
+func (h *Holding) watch(wch clientv3.WatchChan, next *int64) (lost error, stop bool) {
+	for {
+		select {
+		case <-h.ctx.Done():
+			return nil, true
+		case <-h.ses.Lost():
+			return h.ses.Err(), false
+		case wr, ok := <-wch:
+			if !ok || wr.Err() != nil {
+				return nil, false
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != h.rev {
+					return ErrKeyLost, false
+				}
+			}
+			if wr.Header.Revision >= *next {
+				*next = wr.Header.Revision + 1
+			}
+		}
+	}
+}

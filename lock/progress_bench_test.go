@@ -1,0 +1,183 @@
+package lock_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/lock"
+)
+
+const (
+	progressTTL     = 2 * time.Second
+	progressWorkers = 5
+	progressSeed    = 9
+)
+
+// progressFaults is the schedule both sides run: 5 faults of 2-3s with 1s of health
+// after each (about 20s), 2 with -short.
+func progressFaults() []etcdtest.Fault {
+	n := 5
+	if testing.Short() {
+		n = 2
+	}
+	return etcdtest.Schedule(progressSeed, n, progressTTL)
+}
+
+// BenchmarkProgressUnderFaults runs 5 workers that each lock, write a guarded
+// read-modify-write to a ledger and unlock, on a 3-node cluster (each worker's client
+// reaches one member) under a seeded schedule of faults — etcd leader stops, member
+// partitions, client blackholes longer than the TTL — first with our Mutex, then with
+// etcd's concurrency.Mutex with each write guarded by a transaction on the key's create
+// revision, under the same schedule. It reports each side's writes committed, lost
+// updates and stale writes (read back from the ledger's history), and the ratio of
+// committed writes, ours over etcd's. Run with -benchtime=1x.
+func BenchmarkProgressUnderFaults(b *testing.B) {
+	c := etcdtest.StartCluster(b, 3)
+	var ours, theirs progress
+	for b.Loop() {
+		ours = runProgress(b, c, "ours", oursLockWorker)
+		theirs = runProgress(b, c, "etcd", etcdLockWorker)
+	}
+	b.ReportMetric(float64(ours.committed), "ours-writes")
+	b.ReportMetric(float64(ours.lost), "ours-lost")
+	b.ReportMetric(float64(ours.stale), "ours-stale")
+	b.ReportMetric(float64(theirs.committed), "etcd-writes")
+	b.ReportMetric(float64(theirs.lost), "etcd-lost")
+	b.ReportMetric(float64(theirs.stale), "etcd-stale")
+	if theirs.committed > 0 {
+		b.ReportMetric(float64(ours.committed)/float64(theirs.committed), "ratio")
+	}
+}
+
+type progress struct{ committed, lost, stale int }
+
+type lockWorker func(ctx context.Context, b *testing.B, cli *clientv3.Client, key string, l *etcdtest.Ledger)
+
+func runProgress(b *testing.B, c *etcdtest.Cluster, side string, worker lockWorker) progress {
+	key := etcdtest.Prefix(b) + side
+	admin := c.ClusterClient()
+	setup, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	l, err := etcdtest.NewLedger(setup, admin, key+"-ledger")
+	cancel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < progressWorkers; w++ {
+		cli := c.Client(w % 3)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			worker(ctx, b, cli, key, l)
+		}()
+	}
+	c.RunSchedule(ctx, progressFaults(), time.Second)
+	stop()
+	wg.Wait()
+	check, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var p progress
+	p.committed, p.lost, p.stale, err = l.Check(check, admin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s: %d writes, %d lost, %d stale", side, p.committed, p.lost, p.stale)
+	return p
+}
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func oursLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, key string, l *etcdtest.Ledger) {
+	m, err := lock.New(cli, key, lock.WithTTL(progressTTL))
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer m.Close()
+	for ctx.Err() == nil {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := m.Lock(lctx)
+		cancel()
+		if err != nil {
+			pause(ctx, 50*time.Millisecond)
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, _ = l.Write(wctx, cli, m.Token(), m.OwnerCmp())
+		cancel()
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = m.Unlock(uctx)
+		cancel()
+	}
+}
+
+func etcdLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, key string, l *etcdtest.Ledger) {
+	for ctx.Err() == nil {
+		s, ended, err := etcdSession(ctx, cli)
+		if err != nil {
+			pause(ctx, 50*time.Millisecond)
+			continue
+		}
+		m := concurrency.NewMutex(s, key)
+		for ended.Err() == nil {
+			// etcd's Lock does not notice its own session's end: bound the wait by it.
+			lctx, cancel := context.WithTimeout(ended, 5*time.Second)
+			err := m.Lock(lctx)
+			cancel()
+			if err != nil {
+				pause(ended, 50*time.Millisecond)
+				continue
+			}
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			guard := clientv3.Compare(clientv3.CreateRevision(m.Key()), "=", m.Header().Revision)
+			_, _ = l.Write(wctx, cli, m.Header().Revision, guard)
+			cancel()
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = m.Unlock(uctx)
+			cancel()
+		}
+		closeEtcdSession(s)
+	}
+}
+
+// etcdSession starts a session of progressTTL and returns a context that ends with it
+// (its lease lost or revoked) or with ctx.
+func etcdSession(ctx context.Context, cli *clientv3.Client) (*concurrency.Session, context.Context, error) {
+	// The context bounds the grant and the keep-alives: it must outlive the session.
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(int(progressTTL/time.Second)), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, nil, err
+	}
+	ended, stop := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.Done():
+		case <-ended.Done():
+		}
+		stop()
+	}()
+	return s, ended, nil
+}
+
+// closeEtcdSession stops renewing s and revokes its lease, waiting at most a second.
+func closeEtcdSession(s *concurrency.Session) {
+	s.Orphan()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _ = s.Client().Revoke(ctx, s.Lease())
+}
