@@ -68,7 +68,8 @@ type DefragmentReport struct {
 	Members []MemberDefrag `json:"members"`
 	// LeaderMovedTo is the member leadership was moved to before the leader's turn.
 	LeaderMovedTo health.ID `json:"leaderMovedTo,omitempty"`
-	// Aborted is set when the run stopped before the end; Reason says why.
+	// Aborted is set when the run stopped before the end, or was refused before the
+	// first member; Reason says why.
 	Aborted  bool          `json:"aborted"`
 	Reason   string        `json:"reason,omitempty"`
 	Duration time.Duration `json:"duration"`
@@ -119,6 +120,7 @@ func (m *Maintainer) Defragment(ctx context.Context, req DefragmentRequest) (*De
 	rep.Members = planDefrag(r, req.Members)
 	rep.Plan = defragSteps(rep.Members, r.Leader.ID, req.MoveLeader)
 	if err := m.defragGuard(r, nil, req); err != nil {
+		rep.Aborted, rep.Reason = true, err.Error()
 		return finish(err)
 	}
 	if req.DryRun {

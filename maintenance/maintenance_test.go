@@ -111,6 +111,8 @@ func TestSingleMemberDefragmentNeedsConsent(t *testing.T) {
 	require.NotNil(t, rep)
 	assert.Len(t, rep.Members, 1)
 	assert.Equal(t, maintenance.StatePending, rep.Members[0].State)
+	assert.True(t, rep.Aborted, "a refusal says so in the report")
+	assert.Contains(t, rep.Reason, "AllowSingleMember")
 
 	rep, err = m.Defragment(ctx, maintenance.DefragmentRequest{AllowSingleMember: true})
 	require.NoError(t, err)
