@@ -45,6 +45,7 @@ func TestNotifiersPayloadsAndRetries(t *testing.T) {
 	m, err := alert.New(
 		alert.WithRules(sw.rule()),
 		alert.WithRetry(fastRetry()),
+		alert.WithConfig(timing(time.Hour, time.Hour, time.Hour)), // only Flush sends
 		alert.WithWebhook(alert.WebhookConfig{URL: hook.URL, Receiver: "ops", ExternalURL: "http://monitor:8080"}),
 		alert.WithSlack(alert.SlackConfig{WebhookURL: slack.URL, Channel: "#etcd"}),
 		alert.WithPagerDuty(alert.PagerDutyConfig{RoutingKey: routingKey, URL: pd.URL, Source: "etcd-prod"}),
@@ -58,7 +59,7 @@ func TestNotifiersPayloadsAndRetries(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, firing, 1)
 	a := firing[0]
-	assert.Equal(t, alert.Fingerprint("EtcdTestSwitch", map[string]string{"member": member}), a.Fingerprint)
+	assert.Equal(t, alert.Fingerprint("EtcdTestSwitch", map[string]string{"member": member, "severity": "critical"}), a.Fingerprint)
 	assert.Equal(t, alert.Firing, a.State)
 	assert.True(t, a.EndsAt.IsZero())
 	require.NoError(t, m.Flush(etcdtest.Context(t, 30*time.Second)))
@@ -83,7 +84,7 @@ func TestNotifiersPayloadsAndRetries(t *testing.T) {
 	started := a.StartsAt.Format(time.RFC3339Nano)
 	assert.JSONEq(t, fmt.Sprintf(`{
 		"version": "4",
-		"groupKey": "{}:{alertname=\"EtcdTestSwitch\", fingerprint=\"%[1]s\"}",
+		"groupKey": "route.routes[0]:{alertname=\"EtcdTestSwitch\"}",
 		"truncatedAlerts": 0,
 		"status": "firing",
 		"receiver": "ops",
@@ -102,6 +103,8 @@ func TestNotifiersPayloadsAndRetries(t *testing.T) {
 		}]
 	}`, a.Fingerprint, member, started), string(hook.requests()[2].body))
 
+	dedupKey := pd.decode(t, 2)["dedup_key"].(string)
+	assert.Len(t, dedupKey, 32, "one incident per group: a hash of receiver and group key")
 	assert.JSONEq(t, fmt.Sprintf(`{
 		"routing_key": %[1]q,
 		"event_action": "trigger",
@@ -113,16 +116,16 @@ func TestNotifiersPayloadsAndRetries(t *testing.T) {
 			"timestamp": %[3]q,
 			"component": "etcd",
 			"class": "EtcdTestSwitch",
-			"custom_details": {"alertname": "EtcdTestSwitch", "severity": "critical", "member": %[4]q, "description": "switched on by the test"}
+			"custom_details": {"alertname": "EtcdTestSwitch", "firing": "1", "alerts": "EtcdTestSwitch member %[4]s: switched on by the test"}
 		}
-	}`, routingKey, a.Fingerprint, a.StartsAt.UTC().Format(time.RFC3339), member), string(pd.requests()[2].body))
+	}`, routingKey, dedupKey, a.StartsAt.UTC().Format(time.RFC3339), member), string(pd.requests()[2].body))
 
 	assert.JSONEq(t, fmt.Sprintf(`{
 		"channel": "#etcd",
-		"text": ":rotating_light: [FIRING] EtcdTestSwitch: test switch is on",
+		"text": ":rotating_light: [FIRING:1] EtcdTestSwitch: test switch is on",
 		"blocks": [
-			{"type": "header", "text": {"type": "plain_text", "text": "[FIRING] EtcdTestSwitch"}},
-			{"type": "section", "text": {"type": "mrkdwn", "text": ":rotating_light: test switch is on\nswitched on by the test"},
+			{"type": "header", "text": {"type": "plain_text", "text": "[FIRING:1] EtcdTestSwitch"}},
+			{"type": "section", "text": {"type": "mrkdwn", "text": "*FIRING* test switch is on\nswitched on by the test"},
 			 "fields": [
 				{"type": "mrkdwn", "text": "*Severity*\ncritical"},
 				{"type": "mrkdwn", "text": "*Started*\n%[1]s"},
@@ -132,13 +135,13 @@ func TestNotifiersPayloadsAndRetries(t *testing.T) {
 		]
 	}`, a.StartsAt.UTC().Format("2006-01-02 15:04:05 MST"), member, a.Fingerprint), string(slack.requests()[2].body))
 
-	// Resolution: sent at once, PagerDuty resolves the same dedup_key.
+	// Resolution: PagerDuty resolves the same dedup_key.
 	sw.set(false)
 	firing, err = m.Evaluate(context.Background(), r, nil)
 	require.NoError(t, err)
 	assert.Empty(t, firing)
 	require.NoError(t, m.Flush(etcdtest.Context(t, 30*time.Second)))
-	assert.JSONEq(t, fmt.Sprintf(`{"routing_key": %q, "event_action": "resolve", "dedup_key": %q}`, routingKey, a.Fingerprint),
+	assert.JSONEq(t, fmt.Sprintf(`{"routing_key": %q, "event_action": "resolve", "dedup_key": %q}`, routingKey, dedupKey),
 		string(pd.requests()[3].body))
 	resolved := hook.decode(t, 3)
 	assert.Equal(t, "resolved", resolved["status"])
@@ -156,12 +159,12 @@ func TestNotifiersPayloadsAndRetries(t *testing.T) {
 	assert.False(t, h[1].EndsAt.Before(h[1].StartsAt))
 }
 
-// Guarantee 7: the same alert raised 100 times within the window yields one
-// notification; its resolution sends a PagerDuty resolve with the same dedup_key.
-func TestDedupWindow(t *testing.T) {
+// The same alert evaluated 100 times yields one notification; its resolution sends a
+// PagerDuty resolve with the same dedup_key.
+func TestRepeatedEvaluationNotifiesOnce(t *testing.T) {
 	pd := newReceiver(t, http.StatusAccepted)
 	sw := &switchRule{on: true}
-	m, err := alert.New(alert.WithRules(sw.rule()),
+	m, err := alert.New(alert.WithRules(sw.rule()), alert.WithConfig(timing(time.Millisecond, time.Millisecond, time.Hour)),
 		alert.WithPagerDuty(alert.PagerDutyConfig{RoutingKey: routingKey, URL: pd.URL}))
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
@@ -171,6 +174,7 @@ func TestDedupWindow(t *testing.T) {
 		firing, err := m.Evaluate(context.Background(), r, nil)
 		require.NoError(t, err)
 		require.Len(t, firing, 1)
+		require.NoError(t, m.Flush(etcdtest.Context(t, 10*time.Second)))
 	}
 	require.NoError(t, m.Flush(etcdtest.Context(t, 10*time.Second)))
 	require.Len(t, pd.requests(), 1)
@@ -188,12 +192,14 @@ func TestDedupWindow(t *testing.T) {
 	assert.Len(t, m.History(), 2)
 }
 
-// After the window a still-firing alert is delivered again, once per window.
-func TestDedupWindowRepeats(t *testing.T) {
+// After the repeat interval (WithDedupWindow, kept for compatibility) a still-firing
+// group is notified again, once per interval.
+func TestRepeatInterval(t *testing.T) {
 	var mu sync.Mutex
 	var got []alert.Alert
 	sw := &switchRule{on: true}
 	m, err := alert.New(alert.WithRules(sw.rule()), alert.WithDedupWindow(300*time.Millisecond),
+		alert.WithConfig(timing(time.Millisecond, 10*time.Millisecond, 0)),
 		alert.WithNotifier("recorder", alert.NotifierFunc(func(_ context.Context, a alert.Alert) error {
 			mu.Lock()
 			got = append(got, a)
@@ -234,7 +240,8 @@ func TestFailingChannelDoesNotDelayOthers(t *testing.T) {
 	sw := &switchRule{on: true}
 	retry := fastRetry()
 	retry.Attempts = 3
-	m, err := alert.New(alert.WithRules(sw.rule()), alert.WithRetry(retry),
+	m, err := alert.New(alert.WithRules(sw.rule()), alert.WithRetry(retry), alert.WithShutdownTimeout(50*time.Millisecond),
+		alert.WithConfig(timing(time.Millisecond, time.Hour, time.Hour)),
 		alert.WithNotifier("stuck", alert.NotifierFunc(func(ctx context.Context, _ alert.Alert) error {
 			entered <- struct{}{}
 			<-ctx.Done()
@@ -279,6 +286,7 @@ func TestPermanentFailuresNotRetried(t *testing.T) {
 	bad := newReceiver(t, http.StatusBadRequest)
 	sw := &switchRule{on: true}
 	m, err := alert.New(alert.WithRules(sw.rule()), alert.WithRetry(fastRetry()),
+		alert.WithConfig(timing(time.Hour, time.Hour, time.Hour)),
 		alert.WithWebhook(alert.WebhookConfig{URL: bad.URL}),
 		alert.WithNotifier("permanent", alert.NotifierFunc(func(context.Context, alert.Alert) error {
 			return alert.Permanent(errors.New("recipient rejected"))
@@ -353,30 +361,29 @@ func TestClusterQuotaAlarm(t *testing.T) {
 	assert.Contains(t, sent, "EtcdAlarm firing")
 
 	for _, a := range r.Alarms {
-		_, err := cli.AlarmDisarm(etcdtest.Context(t, 10*time.Second), &clientv3.AlarmMember{MemberID: a.MemberID, Alarm: pb.AlarmType_NOSPACE})
+		_, err := cli.AlarmDisarm(etcdtest.Context(t, 10*time.Second), &clientv3.AlarmMember{MemberID: uint64(a.MemberID), Alarm: pb.AlarmType_NOSPACE})
 		require.NoError(t, err)
 	}
-	require.Eventually(t, func() bool {
-		r := check()
-		if r.HasAlarm("NOSPACE") {
-			return false
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		r, err := ch.Check(etcdtest.Context(t, 10*time.Second))
+		if !assert.NoError(c, err) || !assert.False(c, r.HasAlarm("NOSPACE")) {
+			return
 		}
-		_, err := m.Evaluate(context.Background(), r, nil)
-		require.NoError(t, err)
+		_, err = m.Evaluate(context.Background(), r, nil)
+		assert.NoError(c, err)
 		for _, a := range m.Active() {
-			if a.Name == "EtcdAlarm" {
-				return false
-			}
+			assert.NotEqual(c, "EtcdAlarm", a.Name)
 		}
-		return true
 	}, 15*time.Second, 50*time.Millisecond)
 	require.NoError(t, m.Flush(etcdtest.Context(t, 10*time.Second)))
 	var resolved bool
 	for i := range hook.requests() {
 		msg := hook.decode(t, i)
-		a := msg["alerts"].([]any)[0].(map[string]any)
-		if a["labels"].(map[string]any)["alertname"] == "EtcdAlarm" && a["status"] == "resolved" {
-			resolved = resolved || a["fingerprint"] == alarm.Fingerprint
+		for _, x := range msg["alerts"].([]any) {
+			a := x.(map[string]any)
+			if a["labels"].(map[string]any)["alertname"] == "EtcdAlarm" && a["status"] == "resolved" {
+				resolved = resolved || a["fingerprint"] == alarm.Fingerprint
+			}
 		}
 	}
 	assert.True(t, resolved, "the webhook got the resolution of the same alert")
@@ -392,60 +399,30 @@ func TestClusterDefaultRulesMemberDown(t *testing.T) {
 	}
 	ch, err := health.New(c.ClusterClient(), health.WithEndpoints(eps), health.WithTimeout(time.Second))
 	require.NoError(t, err)
-	m, err := alert.New(alert.WithLabels(map[string]string{"cluster": "test"}))
+	now := time.Duration(0)
+	m, err := alert.New(alert.WithLabels(map[string]string{"cluster": "test"}),
+		alert.WithConfig(alert.Config{Rules: map[string]alert.RuleOverride{"EtcdMembersDown": {For: &now}}}))
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 
 	down := (c.Leader() + 1) % 3
 	c.StopMember(down)
-	require.Eventually(t, func() bool {
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
 		r, err := ch.Check(etcdtest.Context(t, 10*time.Second))
-		require.NoError(t, err)
-		firing, err := m.Evaluate(context.Background(), r, nil)
-		require.NoError(t, err)
-		for _, a := range firing {
-			if a.Name == "EtcdMembersDown" && a.Labels["member"] == c.Members[down].Name && a.Labels["cluster"] == "test" {
-				return true
-			}
+		if !assert.NoError(ct, err) {
+			return
 		}
-		return false
+		firing, err := m.Evaluate(context.Background(), r, nil)
+		assert.NoError(ct, err)
+		found := false
+		for _, a := range firing {
+			found = found || (a.Name == "EtcdMembersDown" && a.Labels["member"] == c.Members[down].Name && a.Labels["cluster"] == "test")
+		}
+		assert.True(ct, found, "EtcdMembersDown for %s", c.Members[down].Name)
 	}, 15*time.Second, 50*time.Millisecond)
 	for _, a := range m.Active() {
 		assert.NotEqual(t, "EtcdInsufficientMembers", a.Name, "quorum holds with one member down")
 	}
-}
-
-// The metric rules over a snapshot with the values that cross their thresholds.
-func TestDefaultMetricRules(t *testing.T) {
-	th := alert.DefaultThresholds()
-	m, err := alert.New(alert.WithThresholds(th))
-	require.NoError(t, err)
-	t.Cleanup(func() { m.Close() })
-	s := &metrics.Snapshot{Members: []metrics.MemberMetrics{{
-		Name: "m0", Scraped: true,
-		Latency:       metrics.Latency{Samples: 10, P99: time.Second},
-		DB:            metrics.DB{Size: 1000 << 20, InUse: 200 << 20, Quota: 1024 << 20, GrowthRate: 1 << 20},
-		Raft:          metrics.Raft{HasLeader: true, ProposalsFailedRate: 1},
-		WALFsync:      metrics.Histogram{Count: 10, P99: time.Second},
-		BackendCommit: metrics.Histogram{Count: 10, P99: time.Second},
-	}}}
-	firing, err := m.Evaluate(context.Background(), nil, s)
-	require.NoError(t, err)
-	var names []string
-	for _, a := range firing {
-		names = append(names, a.Name)
-		assert.Equal(t, "m0", a.Labels["member"])
-	}
-	assert.ElementsMatch(t, []string{"EtcdDatabaseQuotaLowSpace", "EtcdHighNumberOfFailedProposals", "EtcdHighFsyncDurations",
-		"EtcdHighCommitDurations", "EtcdExcessiveDatabaseGrowth", "EtcdDatabaseHighFragmentationRatio", "EtcdHighRequestLatency"}, names)
-	assert.Equal(t, alert.Critical, firing[0].Severity, "highest severity first")
-
-	// Below every threshold: all resolve.
-	s.Members[0] = metrics.MemberMetrics{Name: "m0", Scraped: true, DB: metrics.DB{Size: 10 << 20, InUse: 9 << 20, Quota: 1024 << 20}}
-	firing, err = m.Evaluate(context.Background(), nil, s)
-	require.NoError(t, err)
-	assert.Empty(t, firing)
-	assert.Len(t, m.History(), 14)
 }
 
 // A rule that panics is reported as an error; the other rules still run.
@@ -472,26 +449,26 @@ func TestNewInvalidSettings(t *testing.T) {
 		opt  alert.Option
 		want error
 	}{
-		"empty webhook URL":   {alert.WithWebhook(alert.WebhookConfig{}), alert.ErrInvalidNotifier},
-		"relative webhook":    {alert.WithWebhook(alert.WebhookConfig{URL: "/hook"}), alert.ErrInvalidNotifier},
-		"empty slack URL":     {alert.WithSlack(alert.SlackConfig{}), alert.ErrInvalidNotifier},
-		"short routing key":   {alert.WithPagerDuty(alert.PagerDutyConfig{RoutingKey: "abc"}), alert.ErrInvalidNotifier},
-		"bad pagerduty URL":   {alert.WithPagerDuty(alert.PagerDutyConfig{RoutingKey: routingKey, URL: "ftp://x"}), alert.ErrInvalidNotifier},
-		"bad email address":   {alert.WithEmail(alert.EmailConfig{Addr: "smtp:25", From: "not an address", To: []string{"a@b.c"}}), alert.ErrInvalidNotifier},
-		"bad recipient":       {alert.WithEmail(alert.EmailConfig{Addr: "smtp:25", From: "a@b.c", To: []string{"nobody"}}), alert.ErrInvalidNotifier},
-		"no recipients":       {alert.WithEmail(alert.EmailConfig{Addr: "smtp:25", From: "a@b.c"}), alert.ErrInvalidNotifier},
-		"no port":             {alert.WithEmail(alert.EmailConfig{Addr: "smtp", From: "a@b.c", To: []string{"a@b.c"}}), alert.ErrInvalidNotifier},
-		"half credentials":    {alert.WithEmail(alert.EmailConfig{Addr: "smtp:25", From: "a@b.c", To: []string{"a@b.c"}, Username: "u"}), alert.ErrInvalidNotifier},
-		"nil console logger":  {alert.WithConsole(nil), alert.ErrInvalidNotifier},
-		"nil notifier":        {alert.WithNotifier("x", nil), alert.ErrInvalidNotifier},
-		"zero leader changes": {th(func(t *alert.Thresholds) { t.LeaderChanges = 0 }), alert.ErrInvalidThreshold},
-		"quota over 1":        {th(func(t *alert.Thresholds) { t.QuotaUsed = 1.5 }), alert.ErrInvalidThreshold},
-		"fragmentation 1":     {th(func(t *alert.Thresholds) { t.Fragmentation = 1 }), alert.ErrInvalidThreshold},
-		"negative fsync":      {th(func(t *alert.Thresholds) { t.FsyncP99 = -time.Second }), alert.ErrInvalidThreshold},
-		"zero thresholds":     {alert.WithThresholds(alert.Thresholds{}), alert.ErrInvalidThreshold},
-		"zero dedup window":   {alert.WithDedupWindow(0), alert.ErrInvalidOption},
-		"zero attempts":       {alert.WithRetry(alert.Retry{MinBackoff: time.Millisecond, MaxBackoff: time.Second}), alert.ErrInvalidOption},
-		"rule without Eval":   {alert.WithRules(alert.Rule{Name: "x"}), alert.ErrInvalidOption},
+		"empty webhook URL":   {alert.WithWebhook(alert.WebhookConfig{}), alert.ErrInvalidArgument},
+		"relative webhook":    {alert.WithWebhook(alert.WebhookConfig{URL: "/hook"}), alert.ErrInvalidArgument},
+		"empty slack URL":     {alert.WithSlack(alert.SlackConfig{}), alert.ErrInvalidArgument},
+		"short routing key":   {alert.WithPagerDuty(alert.PagerDutyConfig{RoutingKey: "abc"}), alert.ErrInvalidArgument},
+		"bad pagerduty URL":   {alert.WithPagerDuty(alert.PagerDutyConfig{RoutingKey: routingKey, URL: "ftp://x"}), alert.ErrInvalidArgument},
+		"bad email address":   {alert.WithEmail(alert.EmailConfig{Addr: "smtp:25", From: "not an address", To: []string{"a@b.c"}}), alert.ErrInvalidArgument},
+		"bad recipient":       {alert.WithEmail(alert.EmailConfig{Addr: "smtp:25", From: "a@b.c", To: []string{"nobody"}}), alert.ErrInvalidArgument},
+		"no recipients":       {alert.WithEmail(alert.EmailConfig{Addr: "smtp:25", From: "a@b.c"}), alert.ErrInvalidArgument},
+		"no port":             {alert.WithEmail(alert.EmailConfig{Addr: "smtp", From: "a@b.c", To: []string{"a@b.c"}}), alert.ErrInvalidArgument},
+		"half credentials":    {alert.WithEmail(alert.EmailConfig{Addr: "smtp:25", From: "a@b.c", To: []string{"a@b.c"}, Username: "u"}), alert.ErrInvalidArgument},
+		"nil console logger":  {alert.WithConsole(nil), alert.ErrInvalidArgument},
+		"nil notifier":        {alert.WithNotifier("x", nil), alert.ErrInvalidArgument},
+		"zero leader changes": {th(func(t *alert.Thresholds) { t.LeaderChanges = 0 }), alert.ErrInvalidArgument},
+		"quota over 1":        {th(func(t *alert.Thresholds) { t.QuotaUsed = 1.5 }), alert.ErrInvalidArgument},
+		"fragmentation 1":     {th(func(t *alert.Thresholds) { t.Fragmentation = 1 }), alert.ErrInvalidArgument},
+		"negative fsync":      {th(func(t *alert.Thresholds) { t.FsyncP99 = -time.Second }), alert.ErrInvalidArgument},
+		"zero thresholds":     {alert.WithThresholds(alert.Thresholds{}), alert.ErrInvalidArgument},
+		"zero dedup window":   {alert.WithDedupWindow(0), alert.ErrInvalidArgument},
+		"zero attempts":       {alert.WithRetry(alert.Retry{MinBackoff: time.Millisecond, MaxBackoff: time.Second}), alert.ErrInvalidArgument},
+		"rule without Eval":   {alert.WithRules(alert.Rule{Name: "x"}), alert.ErrInvalidArgument},
 	}
 	for name, tc := range cases {
 		m, err := alert.New(tc.opt)
@@ -500,10 +477,10 @@ func TestNewInvalidSettings(t *testing.T) {
 	}
 	hook := alert.WithWebhook(alert.WebhookConfig{URL: "http://a/hook"})
 	_, err := alert.New(hook, hook)
-	assert.ErrorIs(t, err, alert.ErrInvalidNotifier, "duplicate notifier names")
+	assert.ErrorIs(t, err, alert.ErrInvalidArgument, "duplicate notifier names")
 	sw := &switchRule{}
 	_, err = alert.New(alert.WithExtraRules(sw.rule(), sw.rule()))
-	assert.ErrorIs(t, err, alert.ErrInvalidOption, "duplicate rules")
+	assert.ErrorIs(t, err, alert.ErrInvalidArgument, "duplicate rules")
 }
 
 func TestSeverityText(t *testing.T) {

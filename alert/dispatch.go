@@ -147,32 +147,43 @@ func (m *Manager) schedule() {
 	}
 }
 
-// flush notifies every group now and waits for the receivers.
+// flush notifies every group now and waits for the receivers; a group whose previous
+// notification was in flight is flushed again once it has landed.
 func (m *Manager) flush(ctx context.Context) error {
-	m.mu.Lock()
-	now := time.Now()
-	for _, g := range m.groups {
-		m.flushGroup(g, now)
-	}
-	m.mu.Unlock()
-	m.pendMu.Lock()
-	idle := m.idle
-	m.pendMu.Unlock()
-	if idle == nil {
-		return nil
-	}
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for pass := 0; ; pass++ {
+		m.mu.Lock()
+		now := time.Now()
+		skipped := false
+		for _, g := range m.groups {
+			if !m.flushGroup(g, now) {
+				skipped = true
+			}
+		}
+		m.mu.Unlock()
+		m.pendMu.Lock()
+		idle := m.idle
+		m.pendMu.Unlock()
+		if idle != nil {
+			select {
+			case <-idle:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if !skipped || pass >= 10 {
+			return nil
+		}
 	}
 }
 
 // flushGroup decides, as Alertmanager does, whether the group needs a notification and
-// queues it; m.mu is held.
-func (m *Manager) flushGroup(g *group, now time.Time) {
+// queues it. It does nothing and returns false while the group's previous notification
+// is in flight: its outcome decides what the next one must say. m.mu is held.
+func (m *Manager) flushGroup(g *group, now time.Time) bool {
 	g.next = now.Add(g.route.groupInterval)
+	if g.recv.sendingGroup(g.key) {
+		return false
+	}
 	entry := m.sent[g.id]
 	var firing, resolved []Alert
 	for fp, a := range g.alerts {
@@ -220,7 +231,7 @@ func (m *Manager) flushGroup(g *group, now time.Time) {
 	}
 	if !need {
 		m.gcGroup(g)
-		return
+		return true
 	}
 	sortAlerts(firing)
 	sortAlerts(resolved)
@@ -237,7 +248,7 @@ func (m *Manager) flushGroup(g *group, now time.Time) {
 		// Everything resolved and the receiver does not want resolves: nothing to send,
 		// but the group is done with them.
 		m.delivered(g.id, sent, resolved)
-		return
+		return true
 	}
 	sev := Info
 	for _, a := range firing {
@@ -248,6 +259,7 @@ func (m *Manager) flushGroup(g *group, now time.Time) {
 		defer m.mu.Unlock()
 		m.delivered(g.id, sent, resolved)
 	}})
+	return true
 }
 
 func sortAlerts(as []Alert) {

@@ -145,7 +145,7 @@ func TestEmailOverSTARTTLS(t *testing.T) {
 	assert.Equal(t, "alerts", got[0].username)
 	assert.Equal(t, "monitor@example.com", got[0].from)
 	assert.Equal(t, []string{"oncall@example.com", "ops@example.com"}, got[0].to)
-	assert.Contains(t, string(got[0].data), "Subject: [FIRING] EtcdTestSwitch (critical) member "+firing[0].Labels["member"]+"\r\n")
+	assert.Contains(t, string(got[0].data), "Subject: [FIRING:1] EtcdTestSwitch (critical) member "+firing[0].Labels["member"]+"\r\n")
 	assert.Contains(t, string(got[0].data), "X-Etcd-Monitor-Fingerprint: "+firing[0].Fingerprint+"\r\n")
 	assert.Contains(t, string(got[0].data), "switched on by the test")
 
@@ -202,6 +202,7 @@ func TestConsole(t *testing.T) {
 	r := report(t)
 	_, err = m.Evaluate(context.Background(), r, nil)
 	require.NoError(t, err)
+	require.NoError(t, m.Flush(etcdtest.Context(t, 5*time.Second)))
 	sw.set(false)
 	_, err = m.Evaluate(context.Background(), r, nil)
 	require.NoError(t, err)

@@ -1,10 +1,14 @@
 package alert_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,4 +122,105 @@ func report(t *testing.T) *health.Report {
 
 func fastRetry() alert.Retry {
 	return alert.Retry{Attempts: 5, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxRetryAfter: 5 * time.Second}
+}
+
+// timing returns a Config whose root route notifies quickly, for tests.
+func timing(wait, interval, repeat time.Duration) alert.Config {
+	return alert.Config{Route: &alert.Route{GroupWait: wait, GroupInterval: interval, RepeatInterval: repeat}}
+}
+
+// sink is a receiver that records notifications and can be made to fail.
+type sink struct {
+	mu   sync.Mutex
+	got  []alert.Notification
+	fail func(alert.Notification) error
+}
+
+func (s *sink) Send(_ context.Context, n alert.Notification) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		if err := s.fail(n); err != nil {
+			return err
+		}
+	}
+	s.got = append(s.got, n)
+	return nil
+}
+
+func (s *sink) notifications() []alert.Notification {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+// summary lists each notification as "STATUS alertname[member,...]" with its alerts.
+func (s *sink) summary() []string {
+	var out []string
+	for _, n := range s.notifications() {
+		var as []string
+		for _, a := range n.Alerts {
+			as = append(as, fmt.Sprintf("%s:%s:%s", a.Name, a.Labels["member"], a.State))
+		}
+		out = append(out, fmt.Sprintf("%s %s", n.Status, strings.Join(as, ",")))
+	}
+	return out
+}
+
+// member is one member of a synthetic health report.
+type member struct {
+	id     uint64
+	name   string
+	up     bool
+	leader uint64
+}
+
+// synthReport builds a health report of members at t, as health.Checker would.
+func synthReport(t time.Time, ms ...member) *health.Report {
+	r := &health.Report{Time: t}
+	for _, m := range ms {
+		st := health.MemberStatus{Reachable: m.up}
+		st.Member.ID = health.ID(m.id)
+		st.Member.Name = m.name
+		if m.up {
+			st.Status.Leader = health.ID(m.leader)
+		} else {
+			st.Error = "connection refused"
+		}
+		r.Members = append(r.Members, st)
+		r.Quorum.Voters++
+		if m.up && m.leader != 0 {
+			r.Quorum.Healthy++
+		}
+	}
+	r.Quorum.Size = r.Quorum.Voters/2 + 1
+	r.Quorum.HasQuorum = r.Quorum.Healthy >= r.Quorum.Size
+	return r
+}
+
+// three returns a healthy 3-member cluster with member 1 leading, with the members
+// listed in down stopped.
+func three(t time.Time, down ...uint64) *health.Report {
+	ms := []member{{1, "m1", true, 1}, {2, "m2", true, 1}, {3, "m3", true, 1}}
+	for i := range ms {
+		if slices.Contains(down, ms[i].id) {
+			ms[i].up = false
+		}
+	}
+	leaderUp := !slices.Contains(down, 1)
+	for i := range ms {
+		if !leaderUp {
+			ms[i].leader = 0
+		}
+	}
+	return synthReport(t, ms...)
+}
+
+func stateOf(m *alert.Manager, name, member string) alert.State {
+	for _, a := range m.Alerts() {
+		if a.Name == name && (member == "" || a.Labels["member"] == member) {
+			return a.State
+		}
+	}
+	return ""
 }

@@ -57,6 +57,13 @@ func (r *receiver) poke() {
 	}
 }
 
+// sendingGroup reports whether a notification of the group is being sent.
+func (r *receiver) sendingGroup(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inflight[key]
+}
+
 // enqueue queues it, replacing a queued notification of the same group.
 func (r *receiver) enqueue(it *item) {
 	r.mu.Lock()

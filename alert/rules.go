@@ -209,12 +209,15 @@ func DefaultRules(t Thresholds) []Rule {
 				if !ok || !lead.Reachable {
 					return nil
 				}
-				rate := 0.0 // the leader's applies per second, when metrics tell
+				// The leader's applies per second over the last minute, when metrics tell;
+				// with metrics but too short a history, lagging members are unknown.
+				rate, unknown := 0.0, false
 				if in.Metrics != nil {
-					if ss := in.series(uint64(lead.Member.ID), time.Minute); len(ss) >= 2 {
-						if n, ok := increase(ss, func(m *metrics.MemberMetrics) float64 { return m.Raft.ProposalsApplied }); ok {
-							rate = n / ss[len(ss)-1].t.Sub(ss[0].t).Seconds()
-						}
+					ss := in.series(uint64(lead.Member.ID), time.Minute)
+					if n, ok := increase(ss, func(m *metrics.MemberMetrics) float64 { return m.Raft.ProposalsApplied }); ok {
+						rate = n / ss[len(ss)-1].t.Sub(ss[0].t).Seconds()
+					} else {
+						unknown = true
 					}
 				}
 				var out []Finding
@@ -223,6 +226,10 @@ func DefaultRules(t Thresholds) []Rule {
 						continue
 					}
 					lag := lead.RaftIndex - m.RaftIndex
+					if unknown && lag > t.RaftIndexLag {
+						out = append(out, Finding{Labels: healthMember(m), Missing: true})
+						continue
+					}
 					behind := time.Duration(0)
 					if rate > 0 {
 						behind = time.Duration(float64(lag) / rate * float64(time.Second))

@@ -119,7 +119,7 @@ func (w *Webhook) MessageFor(n Notification) WebhookMessage {
 		l, an := labelsOf(a), annotationsOf(a)
 		ls, as = append(ls, l), append(as, an)
 		msg.Alerts = append(msg.Alerts, WebhookAlert{Status: string(a.State), Labels: l, Annotations: an,
-			StartsAt: a.StartsAt, EndsAt: a.EndsAt, GeneratorURL: a.GeneratorURL, Fingerprint: a.Fingerprint})
+			StartsAt: a.StartsAt, EndsAt: a.EndsAt, GeneratorURL: orDefault(a.GeneratorURL, w.cfg.ExternalURL), Fingerprint: a.Fingerprint})
 	}
 	msg.CommonLabels, msg.CommonAnnotations = common(ls), common(as)
 	return msg
@@ -127,11 +127,7 @@ func (w *Webhook) MessageFor(n Notification) WebhookMessage {
 
 // Message returns the payload Notify posts for a alone.
 func (w *Webhook) Message(a Alert) WebhookMessage {
-	m := w.MessageFor(single(w.cfg.Receiver, a))
-	if m.Alerts[0].GeneratorURL == "" {
-		m.Alerts[0].GeneratorURL = w.cfg.ExternalURL
-	}
-	return m
+	return w.MessageFor(single(w.cfg.Receiver, a))
 }
 
 // Send posts n's message.

@@ -54,17 +54,45 @@ func increase(ss []sample, v func(*metrics.MemberMetrics) float64) (float64, boo
 	return total, true
 }
 
-// windowQuantile is the q-quantile of a histogram's observations over the samples;
-// ok is false with fewer than two samples or no observations.
+// windowQuantile is the q-quantile of a histogram's observations over the samples:
+// the buckets' increases between consecutive samples are summed, and a bucket that went
+// down (the member restarted) counts from zero, like Prometheus' rate. ok is false with
+// fewer than two samples or no observations.
 func windowQuantile(ss []sample, q float64, h func(*metrics.MemberMetrics) metrics.Histogram) (time.Duration, bool) {
 	if len(ss) < 2 {
 		return 0, false
 	}
-	v, n := metrics.WindowQuantile(q, h(ss[0].m), h(ss[len(ss)-1].m))
-	if n == 0 {
+	var sum []metrics.Bucket
+	prev := h(ss[0].m)
+	for _, s := range ss[1:] {
+		cur := h(s.m)
+		if sum == nil && len(cur.Buckets) > 0 {
+			sum = make([]metrics.Bucket, len(cur.Buckets))
+			for i, b := range cur.Buckets {
+				sum[i].UpperBound = b.UpperBound
+			}
+		}
+		if len(cur.Buckets) == len(sum) {
+			reset := len(prev.Buckets) != len(cur.Buckets) || prev.Total > cur.Total
+			for i, b := range cur.Buckets {
+				if !reset && (prev.Buckets[i].UpperBound != b.UpperBound || prev.Buckets[i].Count > b.Count) {
+					reset = true
+				}
+			}
+			for i, b := range cur.Buckets {
+				if reset {
+					sum[i].Count += b.Count
+				} else {
+					sum[i].Count += b.Count - prev.Buckets[i].Count
+				}
+			}
+		}
+		prev = cur
+	}
+	if len(sum) == 0 || sum[len(sum)-1].Count == 0 {
 		return 0, false
 	}
-	return time.Duration(v * float64(time.Second)), true
+	return time.Duration(metrics.Quantile(q, sum) * float64(time.Second)), true
 }
 
 // regression fits v = a + b*t over the samples by least squares and returns the value
