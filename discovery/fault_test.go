@@ -265,12 +265,21 @@ func TestFaultCloseBehindBlockedWrite(t *testing.T) {
 	for _, blocked := range []string{"register", "drain"} {
 		t.Run(blocked, func(t *testing.T) {
 			p := etcdtest.Prefix(t)
-			reg, err := discovery.NewRegistrar(c.Client(0), p, discovery.WithTTL(2*time.Second))
+			cli := c.Client(0)
+			reg, err := discovery.NewRegistrar(cli, p, discovery.WithTTL(2*time.Second))
 			require.NoError(t, err)
 			a := inst("svc", "a", 1)
 			require.NoError(t, reg.Register(ctx, a))
 			c.Blackhole(0)
 			defer c.Unblackhole(0)
+			// The bridge forwards what a copy already waiting for data reads next; wait
+			// until requests really go nowhere.
+			require.Eventually(t, func() bool {
+				gctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				defer cancel()
+				_, err := cli.Get(gctx, "probe")
+				return err != nil
+			}, 10*time.Second, 10*time.Millisecond)
 
 			callErr := make(chan error, 1)
 			go func() {
