@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/bench"
 )
 
@@ -27,7 +28,13 @@ type Config struct {
 	Alerts     AlertsConfig    `yaml:"alerts"`
 	Benchmark  BenchConfig     `yaml:"benchmark"`
 	Logging    LoggingConfig   `yaml:"logging"`
+	// DataDir holds the state file (alert state, notification log, silences, benchmark
+	// results). Empty: state lives in memory and a restart forgets it.
+	DataDir string `yaml:"data_dir"`
 }
+
+// stateFile is the name of the state file under data_dir.
+const stateFile = "etcd-monitor.db"
 
 // ClusterConfig is how to reach one cluster.
 type ClusterConfig struct {
@@ -41,6 +48,10 @@ type ClusterConfig struct {
 	// and scraped, for members whose advertised URLs are not reachable from here.
 	MemberEndpoints map[string]string `yaml:"member_endpoints"`
 	MetricsURLs     map[string]string `yaml:"metrics_urls"`
+	// Thresholds override alerts.thresholds for this cluster: only the keys given.
+	Thresholds yaml.Node `yaml:"thresholds"`
+	// Routes are routes for this cluster's alerts only, tried before alerts.route's.
+	Routes []*alert.Route `yaml:"routes"`
 }
 
 // EtcdConfig is the main cluster, plus the embedded mode.
@@ -111,23 +122,32 @@ type MonitorConfig struct {
 	LatencySamples      int           `yaml:"latency_samples"`
 }
 
-// Thresholds are the operator's limits, turned into alert rules.
+// Thresholds are the operator's limits of the first daemon, kept working: those that
+// are set override alerts.thresholds; MaxDBSizeMB and MinAvailableNodes are rules of
+// their own.
 type Thresholds struct {
-	MaxLatencyMS      int           `yaml:"max_latency_ms"`
-	MaxDBSizeMB       int           `yaml:"max_db_size_mb"`
-	MinAvailableNodes int           `yaml:"min_available_nodes"`
-	MaxLeaderChanges  int           `yaml:"max_leader_changes"`
-	LeaderChangesIn   time.Duration `yaml:"leader_changes_window"`
+	// MaxLatencyMS overrides alerts.thresholds.request_latency_p99 when not 0.
+	MaxLatencyMS      int `yaml:"max_latency_ms"`
+	MaxDBSizeMB       int `yaml:"max_db_size_mb"`
+	MinAvailableNodes int `yaml:"min_available_nodes"`
+	// MaxLeaderChanges, when set, is alerts.thresholds.leader_changes minus one.
+	MaxLeaderChanges *int `yaml:"max_leader_changes"`
+	// LeaderChangesIn overrides alerts.thresholds.leader_changes_window when not 0.
+	LeaderChangesIn time.Duration `yaml:"leader_changes_window"`
 }
 
-// AlertsConfig is where alerts go.
+// AlertsConfig is how alerts are evaluated and where they go: alert.Config (route,
+// receivers, inhibit_rules, thresholds, cluster_thresholds, rules) plus the channels of
+// the first daemon, each of which becomes a receiver of every alert.
 type AlertsConfig struct {
-	DedupWindow time.Duration    `yaml:"dedup_window"`
-	Console     bool             `yaml:"console"`
-	Webhooks    []WebhookConfig  `yaml:"webhooks"`
-	Slack       *SlackConfig     `yaml:"slack"`
-	PagerDuty   *PagerDutyConfig `yaml:"pagerduty"`
-	Email       *EmailConfig     `yaml:"email"`
+	// DedupWindow, when set, is the root route's repeat_interval (kept working).
+	DedupWindow  time.Duration    `yaml:"dedup_window"`
+	Console      bool             `yaml:"console"`
+	Webhooks     []WebhookConfig  `yaml:"webhooks"`
+	Slack        *SlackConfig     `yaml:"slack"`
+	PagerDuty    *PagerDutyConfig `yaml:"pagerduty"`
+	Email        *EmailConfig     `yaml:"email"`
+	alert.Config `yaml:",inline"`
 }
 
 // WebhookConfig is one Alertmanager-style webhook receiver.
@@ -214,9 +234,8 @@ func defaultConfig() Config {
 		},
 		Monitor: MonitorConfig{HealthCheckInterval: 30 * time.Second, MetricsInterval: 10 * time.Second,
 			CheckTimeout: 2 * time.Second, LatencySamples: 10},
-		Thresholds: Thresholds{MaxLatencyMS: 100, MaxDBSizeMB: 8192, MinAvailableNodes: 2, MaxLeaderChanges: 3,
-			LeaderChangesIn: 15 * time.Minute},
-		Alerts: AlertsConfig{DedupWindow: 5 * time.Minute, Console: true},
+		Thresholds: Thresholds{MaxDBSizeMB: 8192, MinAvailableNodes: 2},
+		Alerts:     AlertsConfig{Console: true},
 		Benchmark: BenchConfig{Type: "mixed", Connections: 10, Clients: 10, KeySize: 32, ValueSize: 256,
 			ReadRatio: 0.7, Consistency: "linearizable", Output: "text", Tolerance: 0.1,
 			SLO: SLOConfig{MinReadThroughput: slo.MinReadThroughput, MinWriteThroughput: slo.MinWriteThroughput, MaxP99: slo.MaxP99},
@@ -235,9 +254,58 @@ func loadConfig(path string, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		var root yaml.Node
+		if yaml.Unmarshal(b, &root) == nil {
+			if key, line, merr := badMatcher(&root, ""); merr != nil {
+				return fmt.Errorf("config %s: %s (line %d): %v", path, key, line, merr)
+			}
+		}
 		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return nil
+}
+
+// badMatcher finds the first label matcher (under a key ending in "matchers") that does
+// not parse, and returns its key, such as alerts.route.routes[0].matchers[1], and line:
+// the decoder's own error does not say where it is.
+func badMatcher(n *yaml.Node, key string) (string, int, error) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if k, l, err := badMatcher(c, key); err != nil {
+				return k, l, err
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			name, v := n.Content[i].Value, n.Content[i+1]
+			sub := name
+			if key != "" {
+				sub = key + "." + name
+			}
+			if strings.HasSuffix(name, "matchers") && v.Kind == yaml.SequenceNode {
+				for j, m := range v.Content {
+					if m.Kind != yaml.ScalarNode {
+						continue
+					}
+					if _, err := alert.ParseMatcher(m.Value); err != nil {
+						return fmt.Sprintf("%s[%d]", sub, j), m.Line, err
+					}
+				}
+				continue
+			}
+			if k, l, err := badMatcher(v, sub); err != nil {
+				return k, l, err
+			}
+		}
+	case yaml.SequenceNode:
+		for j, c := range n.Content {
+			if k, l, err := badMatcher(c, fmt.Sprintf("%s[%d]", key, j)); err != nil {
+				return k, l, err
+			}
+		}
+	}
+	return "", 0, nil
 }
 
 // keyError names the configuration key at fault.
@@ -351,21 +419,21 @@ func (c *Config) validate() error {
 	// a Duration, MiB to bytes): a value that wrapped would become a tiny threshold.
 	t := c.Thresholds
 	switch {
-	case t.MaxLatencyMS <= 0 || t.MaxLatencyMS > maxLatencyMS:
-		return bad("thresholds.max_latency_ms", "must be between 1 and %d (one hour), got %d", maxLatencyMS, t.MaxLatencyMS)
+	case t.MaxLatencyMS < 0 || t.MaxLatencyMS > maxLatencyMS:
+		return bad("thresholds.max_latency_ms", "must be between 0 (alerts.thresholds.request_latency_p99) and %d (one hour), got %d", maxLatencyMS, t.MaxLatencyMS)
 	case t.MaxDBSizeMB < 0 || t.MaxDBSizeMB > maxDBSizeMB:
 		return bad("thresholds.max_db_size_mb", "must be between 0 (off) and %d (1 TiB), got %d", maxDBSizeMB, t.MaxDBSizeMB)
 	case t.MinAvailableNodes < 0 || t.MinAvailableNodes > maxMembers:
 		return bad("thresholds.min_available_nodes", "must be between 0 (off) and %d, got %d", maxMembers, t.MinAvailableNodes)
-	case t.MaxLeaderChanges < 0 || t.MaxLeaderChanges > maxLeaderChanges:
-		return bad("thresholds.max_leader_changes", "must be between 0 and %d, got %d", maxLeaderChanges, t.MaxLeaderChanges)
-	case t.LeaderChangesIn <= 0:
-		return bad("thresholds.leader_changes_window", "must be positive, got %v", t.LeaderChangesIn)
+	case t.MaxLeaderChanges != nil && (*t.MaxLeaderChanges < 0 || *t.MaxLeaderChanges > maxLeaderChanges):
+		return bad("thresholds.max_leader_changes", "must be between 0 and %d, got %d", maxLeaderChanges, *t.MaxLeaderChanges)
+	case t.LeaderChangesIn < 0:
+		return bad("thresholds.leader_changes_window", "must not be negative (0: alerts.thresholds.leader_changes_window), got %v", t.LeaderChangesIn)
 	}
 
 	al := c.Alerts
-	if al.DedupWindow <= 0 {
-		return bad("alerts.dedup_window", "must be positive, got %v", al.DedupWindow)
+	if al.DedupWindow < 0 {
+		return bad("alerts.dedup_window", "must not be negative (0: the route's repeat_interval), got %v", al.DedupWindow)
 	}
 	for i, w := range al.Webhooks {
 		if err := httpURL(fmt.Sprintf("alerts.webhooks[%d].url", i), w.URL); err != nil {
@@ -396,6 +464,10 @@ func (c *Config) validate() error {
 		if err := plaintextAuth("alerts.email", host, e.Username, e.AllowPlaintext); err != nil {
 			return err
 		}
+	}
+
+	if err := c.validateAlerting(); err != nil {
+		return err
 	}
 
 	if err := c.benchConfig().Validate(); err != nil {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -19,12 +21,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/bench"
 	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/localetcd"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 	"github.com/etcd-monitor/etcd-monitor/monitor"
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -98,6 +100,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, cfg, conns, log)
 }
 
+// openStore opens the state file under dir, creating dir when missing, or an in-memory
+// store when dir is empty. Errors name the file.
+func openStore(dir string) (store.Store, error) {
+	if dir == "" {
+		return store.NewMemory(), nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir (--data-dir): %w", err)
+	}
+	st, err := store.Open(filepath.Join(dir, stateFile))
+	if err != nil {
+		return nil, fmt.Errorf("data_dir (--data-dir): %w", err)
+	}
+	return st, nil
+}
+
 // connection is a client of one cluster and what it was made from.
 type connection struct {
 	cfg     ClusterConfig
@@ -146,88 +164,6 @@ func newLogger(c LoggingConfig, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
-}
-
-// alertOptions turns the thresholds and channels of the configuration into alert
-// options shared by every cluster.
-func alertOptions(cfg *Config, log *zap.Logger) []alert.Option {
-	t := alert.DefaultThresholds()
-	t.RequestLatencyP99 = time.Duration(cfg.Thresholds.MaxLatencyMS) * time.Millisecond
-	t.LeaderChanges = cfg.Thresholds.MaxLeaderChanges + 1 // "max" is allowed; one more fires
-	t.LeaderChangesWindow = cfg.Thresholds.LeaderChangesIn
-	opts := []alert.Option{alert.WithThresholds(t), alert.WithDedupWindow(cfg.Alerts.DedupWindow)}
-	opts = append(opts, alert.WithExtraRules(extraRules(cfg.Thresholds)...))
-	a := cfg.Alerts
-	if a.Console {
-		opts = append(opts, alert.WithConsole(log.Named("alert")))
-	}
-	for i, w := range a.Webhooks {
-		name := w.Name
-		if name == "" {
-			name = "webhook-" + strconv.Itoa(i)
-		}
-		opts = append(opts, alert.WithWebhook(alert.WebhookConfig{Name: name, URL: w.URL, Headers: w.Headers}))
-	}
-	if a.Slack != nil {
-		opts = append(opts, alert.WithSlack(alert.SlackConfig{WebhookURL: a.Slack.WebhookURL, Channel: a.Slack.Channel}))
-	}
-	if a.PagerDuty != nil {
-		opts = append(opts, alert.WithPagerDuty(alert.PagerDutyConfig{RoutingKey: a.PagerDuty.RoutingKey, URL: a.PagerDuty.URL}))
-	}
-	if e := a.Email; e != nil {
-		opts = append(opts, alert.WithEmail(alert.EmailConfig{Addr: e.Addr, From: e.From, To: e.To,
-			Username: e.Username, Password: e.Password, AllowPlaintext: e.AllowPlaintext}))
-	}
-	return opts
-}
-
-// extraRules are the operator's thresholds that the default rules do not cover.
-func extraRules(t Thresholds) []alert.Rule {
-	var rules []alert.Rule
-	if t.MinAvailableNodes > 0 {
-		rules = append(rules, alert.Rule{Name: "EtcdAvailableMembersLow", Severity: alert.Critical,
-			Summary: "fewer etcd members available than configured",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []alert.Finding {
-				if h == nil {
-					return nil
-				}
-				up, voters := 0, 0
-				for _, m := range h.Members {
-					if !m.Member.IsLearner {
-						voters++
-						if m.Reachable {
-							up++
-						}
-					}
-				}
-				// A cluster smaller than the minimum (a single test node) is held to
-				// having all its members.
-				want := min(t.MinAvailableNodes, voters)
-				if up >= want {
-					return nil
-				}
-				return []alert.Finding{{Value: float64(up), Description: fmt.Sprintf("%d of %d voting members available, want at least %d", up, voters, want)}}
-			}})
-	}
-	if t.MaxDBSizeMB > 0 {
-		limit := int64(t.MaxDBSizeMB) << 20
-		rules = append(rules, alert.Rule{Name: "EtcdDatabaseSizeHigh", Severity: alert.Warning,
-			Summary: "etcd database is larger than configured",
-			Eval: func(h *health.Report, _ *metrics.Snapshot) []alert.Finding {
-				if h == nil {
-					return nil
-				}
-				var out []alert.Finding
-				for _, m := range h.Members {
-					if m.Reachable && m.DBSize > limit {
-						out = append(out, alert.Finding{Labels: map[string]string{"member": m.Name}, Value: float64(m.DBSize),
-							Description: fmt.Sprintf("database of %s is %d MiB, over %d MiB", m.Name, m.DBSize>>20, t.MaxDBSizeMB)})
-					}
-				}
-				return out
-			}})
-	}
-	return rules
 }
 
 // monitorClusters describes each connection to the monitor.
@@ -280,11 +216,27 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logge
 		log.Info("no API tokens are configured: the API is read-only; requests that change something answer 403 " +
 			"(api.auth.tokens, api.allow_unauthenticated_writes)")
 	}
+	aopts, err := alertOptions(cfg, log)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if cfg.DataDir == "" {
+		log.Warn("no data_dir (--data-dir): alert state, the notification log and silences live in memory; " +
+			"a restart re-sends what was sent and forgets resolves")
+	} else {
+		log.Info("state file opened", zap.String("path", filepath.Join(cfg.DataDir, stateFile)))
+	}
 	svc, err := monitor.New(monitorClusters(cfg, conns),
+		monitor.WithStore(st),
 		monitor.WithWarnings(warnings...),
 		monitor.WithHealthInterval(cfg.Monitor.HealthCheckInterval),
 		monitor.WithMetricsInterval(cfg.Monitor.MetricsInterval),
-		monitor.WithAlertOptions(alertOptions(cfg, log)...),
+		monitor.WithAlertOptions(aopts...),
 		monitor.WithBenchmarkLimits(lim),
 		monitor.WithLogger(log))
 	if err != nil {
@@ -331,6 +283,7 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logge
 		<-runDone
 		return fmt.Errorf("api: %w", err)
 	}
+	// One deadline for all of it: requests drain, then queued notifications are sent.
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
@@ -339,6 +292,9 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logge
 	}
 	stopRun()
 	<-runDone
+	if err := svc.Alerts().Flush(sctx); err != nil {
+		log.Warn("notifications still queued at shutdown (api.shutdown_timeout)", zap.Error(err))
+	}
 	if err := svc.Close(); err != nil {
 		log.Warn("close monitor", zap.Error(err))
 	}

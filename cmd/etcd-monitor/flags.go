@@ -41,10 +41,11 @@ func parseArgs(args []string, stderr io.Writer) (*Config, cliOptions, error) {
 		apiKey         = fs.String("api-key", "", "TLS key for the API listener (PEM)")
 		healthInterval = fs.Duration("health-check-interval", def.Monitor.HealthCheckInterval, "how often to check cluster health")
 		metricsInterv  = fs.Duration("metrics-interval", def.Monitor.MetricsInterval, "how often to collect metrics")
-		maxLatency     = fs.Int("max-latency-ms", def.Thresholds.MaxLatencyMS, "alert when probe latency p99 exceeds this many milliseconds")
+		maxLatency     = fs.Int("max-latency-ms", def.Thresholds.MaxLatencyMS, "alert when probe latency p99 exceeds this many milliseconds (0: alerts.thresholds.request_latency_p99)")
 		maxDBSize      = fs.Int("max-db-size-mb", def.Thresholds.MaxDBSizeMB, "alert when a member's database exceeds this many MiB (0: off)")
 		minNodes       = fs.Int("min-available-nodes", def.Thresholds.MinAvailableNodes, "alert when fewer members are available (0: off)")
-		maxLeaderChg   = fs.Int("max-leader-changes", def.Thresholds.MaxLeaderChanges, "alert when the leader changes more often within the window (thresholds.leader_changes_window)")
+		maxLeaderChg   = fs.Int("max-leader-changes", 3, "alert when the leader changes more often within the window (default: alerts.thresholds.leader_changes - 1)")
+		dataDir        = fs.String("data-dir", def.DataDir, "directory of the state file (alert state, notifications, silences, benchmarks); empty: in memory")
 		benchType      = fs.String("benchmark-type", def.Benchmark.Type, "benchmark workload: write, read, mixed, range, delete, txn")
 		benchOps       = fs.Int("benchmark-ops", 0, "benchmark operations (default 10000 unless a duration is set)")
 		benchDuration  = fs.Duration("benchmark-duration", 0, "benchmark duration (instead of or with --benchmark-ops)")
@@ -97,7 +98,8 @@ func parseArgs(args []string, stderr io.Writer) (*Config, cliOptions, error) {
 	apply("max-latency-ms", func() { cfg.Thresholds.MaxLatencyMS = *maxLatency })
 	apply("max-db-size-mb", func() { cfg.Thresholds.MaxDBSizeMB = *maxDBSize })
 	apply("min-available-nodes", func() { cfg.Thresholds.MinAvailableNodes = *minNodes })
-	apply("max-leader-changes", func() { cfg.Thresholds.MaxLeaderChanges = *maxLeaderChg })
+	apply("max-leader-changes", func() { cfg.Thresholds.MaxLeaderChanges = maxLeaderChg })
+	apply("data-dir", func() { cfg.DataDir = *dataDir })
 	apply("benchmark-type", func() { cfg.Benchmark.Type = *benchType })
 	apply("benchmark-ops", func() { cfg.Benchmark.Ops = *benchOps })
 	apply("benchmark-duration", func() { cfg.Benchmark.Duration = *benchDuration })
@@ -132,7 +134,7 @@ var flagKeys = map[string]string{
 	"max-latency-ms": "thresholds.max_latency_ms", "max-db-size-mb": "thresholds.max_db_size_mb",
 	"min-available-nodes": "thresholds.min_available_nodes", "max-leader-changes": "thresholds.max_leader_changes",
 	"benchmark-type": "benchmark.type", "benchmark-ops": "benchmark.ops", "benchmark-duration": "benchmark.duration",
-	"benchmark-output": "benchmark.output", "log-level": "logging.level",
+	"benchmark-output": "benchmark.output", "log-level": "logging.level", "data-dir": "data_dir",
 }
 
 func splitList(s string) []string {

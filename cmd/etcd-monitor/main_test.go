@@ -234,6 +234,19 @@ func TestBadConfigurationNamesTheProblem(t *testing.T) {
 		{"db size overflow", "thresholds:\n  max_db_size_mb: 17592186044416\n", nil, []string{"thresholds.max_db_size_mb", "17592186044416"}},
 		{"leader changes overflow", "thresholds:\n  max_leader_changes: 9223372036854775807\n", nil, []string{"thresholds.max_leader_changes"}},
 		{"flag latency overflow", "", []string{"--max-latency-ms=18446744073710"}, []string{"--max-latency-ms", "18446744073710"}},
+		{"route receiver", "alerts:\n  route:\n    receiver: nobody\n", nil, []string{"alerts.route.receiver", "nobody"}},
+		{"route matcher regexp", "alerts:\n  receivers: [{name: a, type: console}]\n  route:\n    receiver: a\n    routes:\n      - matchers: ['cluster=~\"(\"']\n        receiver: a\n", nil, []string{"alerts.route.routes[0].matchers[0]"}},
+		{"receiver type", "alerts:\n  receivers: [{name: a, type: fax}]\n", nil, []string{"alerts.receivers[0].type", "fax"}},
+		{"receiver url", "alerts:\n  receivers: [{name: a, type: slack, url: nope}]\n", nil, []string{"alerts.receivers[0].url"}},
+		{"receiver clash", "alerts:\n  console: true\n  receivers: [{name: console, type: console}]\n", nil, []string{"alerts.receivers[0].name", "console"}},
+		{"inhibit rule", "alerts:\n  inhibit_rules: [{source_matchers: ['a=b']}]\n", nil, []string{"alerts.inhibit_rules[0]"}},
+		{"rule for", "alerts:\n  rules: {EtcdMembersDown: {for: -1s}}\n", nil, []string{"alerts.rules.EtcdMembersDown.for"}},
+		{"threshold", "alerts:\n  thresholds: {quota_used: 2}\n", nil, []string{"alerts.thresholds.quota_used"}},
+		{"cluster threshold", "etcd:\n  thresholds: {quota_used: 7}\n", nil, []string{"etcd.thresholds.quota_used"}},
+		{"cluster threshold key", "etcd:\n  thresholds: {quota_usd: 0.5}\n", nil, []string{"etcd.thresholds.quota_usd", "unknown"}},
+		{"cluster route", "etcd:\n  routes: [{receiver: nobody}]\n", nil, []string{"etcd.routes[0].receiver", "nobody"}},
+		{"email receiver plaintext", "alerts:\n  receivers: [{name: m, type: email, addr: \"mx.example.com:25\", from: a@example.com, to: [b@example.com], username: u, password: p, allow_plaintext: true}]\n",
+			nil, []string{"alerts.receivers[0].allow_plaintext", "PlainAuth"}},
 		{"plaintext auth", "alerts:\n  email: {addr: \"smtp.example.com:25\", from: a@example.com, to: [b@example.com], username: u, password: p, allow_plaintext: true}\n",
 			nil, []string{"alerts.email.allow_plaintext", "PlainAuth", "smtp.example.com"}},
 		{"missing file", "", []string{"--config=/nonexistent/etcd-monitor.yaml"}, []string{"/nonexistent/etcd-monitor.yaml"}},
@@ -296,6 +309,7 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 	def := defaultConfig()
 	assert.Equal(t, def.Monitor, cfg.Monitor)
 	assert.Equal(t, def.Thresholds, cfg.Thresholds)
+	assert.Equal(t, def.DataDir, cfg.DataDir)
 	assert.Equal(t, def.API.Port, cfg.API.Port)
 	assert.Equal(t, def.API.WriteTimeout, cfg.API.WriteTimeout)
 	assert.Equal(t, def.Benchmark.SLO, cfg.Benchmark.SLO)
