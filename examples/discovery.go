@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	register("discovery", "self-healing registration: key deleted, registrant dies; a resolver follows", runDiscovery)
+	register("discovery", "self-healing registration: drained, key deleted, registrant dies; a resolver follows", runDiscovery)
 }
 
 func runDiscovery(ctx context.Context, e *env) error {
@@ -80,6 +80,20 @@ func runDiscovery(ctx context.Context, e *env) error {
 		return err
 	}
 	e.printf("Discover(payment) from memory: %d instances", len(insts))
+
+	// p1 is drained for maintenance: it stays registered, balancers stop picking it;
+	// then it is back in service.
+	p1 := discovery.Instance{Service: "payment", ID: "p1"}
+	for _, step := range []func(context.Context, discovery.Instance) error{regs[1].Drain, regs[1].Undrain} {
+		if err := step(ctx, p1); err != nil {
+			return err
+		}
+		ev, err := next()
+		if err != nil {
+			return err
+		}
+		e.printf("resolver: %s %s, drained=%v", ev.Type, ev.Instance.ID, ev.Instance.Drained)
+	}
 
 	// Someone deletes p0's key: its Registrar writes it back.
 	key := regs[0].Key(discovery.Instance{Service: "payment", ID: "p0"})
