@@ -2,6 +2,7 @@ package election_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"sync"
 	"testing"
@@ -22,14 +23,14 @@ const (
 	progressPace = 20 * time.Millisecond
 )
 
-// progressFaults is the schedule both sides run: 5 faults of 2-3s with 1s of health
-// after each (about 20s), 2 with -short.
+// faultCount is the number of faults per side (-faults; -short skips the benchmark, as
+// it does every test that starts a cluster).
+var faultCount = flag.Int("faults", 5, "faults per side in BenchmarkProgressUnderFaults")
+
+// progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s with
+// 1s of health after each (about 20s).
 func progressFaults() []etcdtest.Fault {
-	n := 5
-	if testing.Short() {
-		n = 2
-	}
-	return etcdtest.Schedule(progressSeed, n, progressTTL)
+	return etcdtest.Schedule(progressSeed, *faultCount, progressTTL)
 }
 
 // BenchmarkProgressUnderFaults runs 3 candidates, one per member (each client reaches
