@@ -306,7 +306,7 @@ func TestFaultCloseBehindBlockedWrite(t *testing.T) {
 			}
 			select {
 			case err := <-callErr:
-				assert.Error(t, err, "the blocked %s fails", blocked)
+				assert.ErrorIs(t, err, discovery.ErrClosed, "the blocked %s fails", blocked)
 			case <-time.After(15 * time.Second):
 				t.Fatalf("the blocked %s did not return after Close", blocked)
 			}
