@@ -28,7 +28,6 @@ type Manager struct {
 	opts      options
 	log       *zap.Logger
 	st        store.Store
-	ownStore  bool
 	cfg       *compiled
 	receivers map[string]*receiver
 	overrides map[string]RuleOverride
@@ -115,7 +114,7 @@ func New(opts ...Option) (*Manager, error) {
 	}
 	m.st = o.store
 	if m.st == nil {
-		m.st, m.ownStore = store.NewMemory(), true
+		m.st = store.NewMemory()
 	}
 	if err := m.load(); err != nil {
 		if o.registerer != nil {
@@ -209,9 +208,7 @@ func (m *Manager) Close() error {
 		if m.opts.registerer != nil {
 			m.opts.registerer.Unregister(m.counter)
 		}
-		if m.ownStore {
-			_ = m.st.Close()
-		}
+		// The Manager's own in-memory store stays readable (Notifications) after Close.
 	})
 	return nil
 }

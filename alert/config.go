@@ -208,9 +208,24 @@ func compileConfig(c Config, legacy []string) (*compiled, error) {
 	} else if len(root.Matchers) > 0 {
 		return nil, fieldErr("route.matchers", "the root route matches every alert and takes no matchers")
 	}
+	// Receivers added by options that the tree does not name get every alert.
+	used := map[string]bool{}
+	var walk func(*Route)
+	walk = func(r *Route) {
+		if r == nil {
+			return
+		}
+		used[r.Receiver] = true
+		for _, c := range r.Routes {
+			walk(c)
+		}
+	}
+	walk(root)
 	var lr []*Route
 	for _, n := range legacy {
-		lr = append(lr, &Route{Receiver: n, Continue: true})
+		if !used[n] {
+			lr = append(lr, &Route{Receiver: n, Continue: true})
+		}
 	}
 	cr := *root
 	cr.Routes = append(lr, root.Routes...)

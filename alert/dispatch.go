@@ -264,7 +264,8 @@ func (m *Manager) flushGroup(g *group, now time.Time) bool {
 
 func sortAlerts(as []Alert) {
 	slices.SortFunc(as, func(a, b Alert) int {
-		return cmp.Or(cmp.Compare(b.Severity, a.Severity), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Fingerprint, b.Fingerprint))
+		return cmp.Or(cmp.Compare(b.Severity, a.Severity), cmp.Compare(a.Name, b.Name),
+			cmp.Compare(a.Labels["member"], b.Labels["member"]), cmp.Compare(a.Fingerprint, b.Fingerprint))
 	})
 }
 

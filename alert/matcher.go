@@ -2,6 +2,7 @@ package alert
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -42,6 +43,8 @@ type Matcher struct {
 	Type  MatchType
 	Value string
 	re    *regexp.Regexp
+	// err is why the YAML text did not parse; reported with its path by Validate.
+	err error
 }
 
 var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -163,15 +166,18 @@ func (m *Matcher) UnmarshalJSON(data []byte) error {
 // MarshalYAML writes the matcher as a string.
 func (m Matcher) MarshalYAML() (any, error) { return m.String(), nil }
 
-// UnmarshalYAML reads a string in ParseMatcher's syntax.
+// UnmarshalYAML reads a string in ParseMatcher's syntax. A string that does not parse
+// is reported, with its path in the configuration, by Config.Validate and New.
 func (m *Matcher) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fieldErr("", "line %d: a matcher is a string like 'severity=\"critical\"'", n.Line)
+		*m = Matcher{err: fmt.Errorf("line %d: a matcher is a string like 'severity=\"critical\"'", n.Line)}
+		return nil
 	}
 	v, err := ParseMatcher(s)
 	if err != nil {
-		return err
+		*m = Matcher{err: errors.New(err.(*FieldError).Reason)}
+		return nil
 	}
 	*m = v
 	return nil
@@ -195,6 +201,9 @@ func (ms Matchers) Matches(labels map[string]string) bool {
 func (ms Matchers) compile(field string) (Matchers, error) {
 	out := make(Matchers, len(ms))
 	for i, m := range ms {
+		if m.err != nil {
+			return nil, fieldErr(fmt.Sprintf("%s[%d]", field, i), "%v", m.err)
+		}
 		c, err := NewMatcher(m.Type, m.Name, m.Value)
 		if err != nil {
 			return nil, prefix(fmt.Sprintf("%s[%d]", field, i), err)
