@@ -74,6 +74,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("embedded etcd started", zap.Strings("endpoints", cfg.Etcd.Endpoints))
 	}
 
+	// The state file first: a bad one is a startup error whatever etcd's state.
+	var st store.Store
+	if !o.runBenchmark {
+		if st, err = openStore(cfg.DataDir); err != nil {
+			return err
+		}
+		defer st.Close()
+	}
+
 	clusters := append([]ClusterConfig{cfg.Etcd.ClusterConfig}, cfg.Clusters...)
 	conns := make([]*connection, 0, len(clusters))
 	defer func() {
@@ -97,7 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.runBenchmark {
 		return runBenchmark(ctx, cfg, conns[0], stdout, stderr, log)
 	}
-	return serve(ctx, cfg, conns, log)
+	return serve(ctx, cfg, conns, st, log)
 }
 
 // openStore opens the state file under dir, creating dir when missing, or an in-memory
@@ -197,7 +206,7 @@ const unauthenticatedWrites = "api.allow_unauthenticated_writes is true and no A
 
 // serve runs the monitor and the API until ctx ends, then shuts down in order: stop
 // accepting, let requests in flight finish, stop the background work.
-func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logger) error {
+func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store, log *zap.Logger) error {
 	lim := monitor.BenchmarkLimits{
 		Disabled:    cfg.Benchmark.API.Enabled != nil && !*cfg.Benchmark.API.Enabled,
 		MaxOps:      cfg.Benchmark.API.MaxOps,
@@ -220,11 +229,6 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, log *zap.Logge
 	if err != nil {
 		return err
 	}
-	st, err := openStore(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	if cfg.DataDir == "" {
 		log.Warn("no data_dir (--data-dir): alert state, the notification log and silences live in memory; " +
 			"a restart re-sends what was sent and forgets resolves")

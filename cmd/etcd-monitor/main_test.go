@@ -205,6 +205,13 @@ api:
 	assert.Contains(t, logs.String(), `"msg":"request","method":"POST","path":"/api/v1/performance/benchmark","status":403`)
 }
 
+// corruptDir is a data_dir whose state file is not one.
+func corruptDir(t *testing.T) string {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "etcd-monitor.db"), []byte("not a state file, and long enough to look like one: "+strings.Repeat("x", 8192)), 0o600))
+	return dir
+}
+
 func TestBadConfigurationNamesTheProblem(t *testing.T) {
 	unreadable := filepath.Join(t.TempDir(), "missing.pem")
 	cases := []struct {
@@ -247,6 +254,8 @@ func TestBadConfigurationNamesTheProblem(t *testing.T) {
 		{"cluster route", "etcd:\n  routes: [{receiver: nobody}]\n", nil, []string{"etcd.routes[0].receiver", "nobody"}},
 		{"email receiver plaintext", "alerts:\n  receivers: [{name: m, type: email, addr: \"mx.example.com:25\", from: a@example.com, to: [b@example.com], username: u, password: p, allow_plaintext: true}]\n",
 			nil, []string{"alerts.receivers[0].allow_plaintext", "PlainAuth"}},
+		{"corrupt state file", "data_dir: " + corruptDir(t) + "\n", nil, []string{"etcd-monitor.db", "data_dir"}},
+		{"unwritable data dir", "data_dir: /proc/etcd-monitor\n", nil, []string{"data_dir", "/proc/etcd-monitor"}},
 		{"plaintext auth", "alerts:\n  email: {addr: \"smtp.example.com:25\", from: a@example.com, to: [b@example.com], username: u, password: p, allow_plaintext: true}\n",
 			nil, []string{"alerts.email.allow_plaintext", "PlainAuth", "smtp.example.com"}},
 		{"missing file", "", []string{"--config=/nonexistent/etcd-monitor.yaml"}, []string{"/nonexistent/etcd-monitor.yaml"}},

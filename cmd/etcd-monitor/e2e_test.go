@@ -1,0 +1,460 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// The receivers of the end-to-end tests are httptest servers that check the shape of
+// what they get against the services' published formats and record it.
+
+// notice is one notification a receiver accepted.
+type notice struct {
+	at     time.Time
+	status string   // firing or resolved (for PagerDuty: trigger or resolve)
+	names  []string // alert names it carries (firing ones first)
+	crit   bool     // it carries a critical alert
+}
+
+type receiverLog struct {
+	mu       sync.Mutex
+	notices  []notice
+	problems []string
+}
+
+func (l *receiverLog) add(n notice) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.notices = append(l.notices, n)
+}
+
+func (l *receiverLog) problem(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.problems = append(l.problems, fmt.Sprintf(format, args...))
+}
+
+func (l *receiverLog) all() ([]notice, []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.notices), slices.Clone(l.problems)
+}
+
+func (l *receiverLog) count(status string) int {
+	ns, _ := l.all()
+	n := 0
+	for _, x := range ns {
+		if x.status == status {
+			n++
+		}
+	}
+	return n
+}
+
+// slackServer accepts Slack incoming-webhook payloads: {"text", "blocks": [{"type", ...}]}.
+func slackServer(t *testing.T) (*httptest.Server, *receiverLog) {
+	log := &receiverLog{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			Channel string `json:"channel"`
+			Text    string `json:"text"`
+			Blocks  []struct {
+				Type string          `json:"type"`
+				Text json.RawMessage `json:"text"`
+			} `json:"blocks"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/services/T000/B000/SECRET" {
+			log.problem("slack: %s %s", r.Method, r.URL.Path)
+		}
+		if err := json.Unmarshal(body, &m); err != nil || m.Text == "" || len(m.Blocks) == 0 {
+			log.problem("slack: bad payload (%v): %s", err, body)
+			http.Error(w, "invalid_payload", http.StatusBadRequest)
+			return
+		}
+		for _, b := range m.Blocks {
+			if !slices.Contains([]string{"header", "section", "context", "divider"}, b.Type) {
+				log.problem("slack: block type %q", b.Type)
+			}
+		}
+		status := "firing"
+		if strings.Contains(strings.ToLower(m.Text), "resolved") && !strings.Contains(strings.ToLower(m.Text), "firing") {
+			status = "resolved"
+		}
+		log.add(notice{at: time.Now(), status: status, names: alertNames(string(body)), crit: strings.Contains(string(body), "critical")})
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, log
+}
+
+// routingKey is the PagerDuty integration key of the tests.
+const routingKey = "0123456789abcdef0123456789abcdef"
+
+// pagerDutyServer accepts Events API v2 events.
+func pagerDutyServer(t *testing.T) (*httptest.Server, *receiverLog) {
+	log := &receiverLog{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e struct {
+			RoutingKey  string `json:"routing_key"`
+			EventAction string `json:"event_action"`
+			DedupKey    string `json:"dedup_key"`
+			Payload     *struct {
+				Summary   string `json:"summary"`
+				Source    string `json:"source"`
+				Severity  string `json:"severity"`
+				Timestamp string `json:"timestamp"`
+			} `json:"payload"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/v2/enqueue" {
+			log.problem("pagerduty: %s %s", r.Method, r.URL.Path)
+		}
+		err := json.Unmarshal(body, &e)
+		switch {
+		case err != nil, e.RoutingKey != routingKey, e.DedupKey == "", len(e.DedupKey) > 255:
+			log.problem("pagerduty: bad event (%v): %s", err, body)
+			http.Error(w, `{"status":"invalid event"}`, http.StatusBadRequest)
+			return
+		case e.EventAction == "trigger":
+			p := e.Payload
+			if p == nil || p.Summary == "" || len(p.Summary) > 1024 || p.Source == "" ||
+				!slices.Contains([]string{"critical", "error", "warning", "info"}, p.Severity) {
+				log.problem("pagerduty: bad trigger payload: %s", body)
+			}
+			if p != nil && p.Timestamp != "" {
+				if _, err := time.Parse(time.RFC3339, p.Timestamp); err != nil {
+					log.problem("pagerduty: timestamp %q", p.Timestamp)
+				}
+			}
+		case e.EventAction == "resolve", e.EventAction == "acknowledge":
+		default:
+			log.problem("pagerduty: event_action %q", e.EventAction)
+		}
+		log.add(notice{at: time.Now(), status: e.EventAction, names: alertNames(string(body)),
+			crit: e.Payload != nil && e.Payload.Severity == "critical"})
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = fmt.Fprintf(w, `{"status":"success","message":"Event processed","dedup_key":%q}`, e.DedupKey)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, log
+}
+
+// alertmanagerServer accepts POST /api/v2/alerts: a list of postableAlert (labels
+// required; annotations, startsAt, endsAt, generatorURL optional; nothing else).
+func alertmanagerServer(t *testing.T) (*httptest.Server, *receiverLog) {
+	log := &receiverLog{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v2/alerts" {
+			log.problem("alertmanager: %s %s", r.Method, r.URL.Path)
+			http.NotFound(w, r)
+			return
+		}
+		var raw []map[string]json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil || len(raw) == 0 {
+			log.problem("alertmanager: not a list of alerts (%v): %s", err, body)
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		n := notice{at: time.Now(), status: "resolved"}
+		for _, a := range raw {
+			for k := range a {
+				if !slices.Contains([]string{"labels", "annotations", "startsAt", "endsAt", "generatorURL"}, k) {
+					log.problem("alertmanager: unknown field %q", k)
+				}
+			}
+			var labels, annotations map[string]string
+			if err := json.Unmarshal(a["labels"], &labels); err != nil || labels["alertname"] == "" {
+				log.problem("alertmanager: labels: %v: %s", err, a["labels"])
+			}
+			if v, ok := a["annotations"]; ok {
+				if err := json.Unmarshal(v, &annotations); err != nil {
+					log.problem("alertmanager: annotations: %v", err)
+				}
+			}
+			var ends time.Time
+			for _, k := range []string{"startsAt", "endsAt"} {
+				if v, ok := a[k]; ok {
+					var ts time.Time
+					if err := json.Unmarshal(v, &ts); err != nil {
+						log.problem("alertmanager: %s: %v", k, err)
+					}
+					if k == "endsAt" {
+						ends = ts
+					}
+				}
+			}
+			if ends.IsZero() || ends.After(time.Now()) {
+				n.status = "firing"
+			}
+			n.names = append(n.names, labels["alertname"])
+			n.crit = n.crit || labels["severity"] == "critical"
+		}
+		log.add(n)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, log
+}
+
+// alertNames picks the etcd alert names out of a payload.
+func alertNames(body string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(body, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) {
+		if strings.HasPrefix(f, "Etcd") && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// runningDaemon is a daemon started in-process that a test stops when it chooses.
+type runningDaemon struct {
+	url  string
+	logs *syncBuffer
+	stop func() error
+}
+
+func startDaemon(t *testing.T, args ...string) *runningDaemon {
+	t.Helper()
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"--api-host=127.0.0.1", "--api-port=0"}, args...), &stdout, &stderr)
+	}()
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(60 * time.Second):
+				stopErr = fmt.Errorf("daemon did not stop")
+			}
+			http.DefaultClient.CloseIdleConnections()
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { assert.NoError(t, stop(), "graceful shutdown") })
+	select {
+	case err := <-done:
+		t.Fatalf("daemon exited at startup: %v\n%s", err, stderr.String())
+	default:
+	}
+	return &runningDaemon{url: "http://" + address(t, &stderr), logs: &stderr, stop: stop}
+}
+
+// e2eConfig is the daemon's configuration for a 3-member cluster and the three
+// receivers: critical alerts page (PagerDuty) and go to Alertmanager, critical and
+// warning alerts go to Slack. Timings are the defaults but for the health interval, so
+// that the tests are fast, and group_interval, so that resolves come in seconds.
+func e2eConfig(t *testing.T, c *etcdtest.Cluster, slack, pd, am string, extra string) string {
+	var eps, members []string
+	for _, m := range c.Members {
+		eps = append(eps, m.GRPCURL)
+		members = append(members, fmt.Sprintf("%s: %q", m.Name, m.GRPCURL))
+	}
+	return writeFile(t, "e2e.yaml", fmt.Sprintf(`
+etcd:
+  name: prod
+  endpoints: [%s]
+  dial_timeout: 2s
+  member_endpoints: {%s}
+monitor:
+  health_check_interval: %s
+  metrics_interval: %s
+  check_timeout: 1s
+  latency_samples: 2
+api:
+  request_log: false
+  auth:
+    tokens:
+      - {name: ops, token: %s, role: admin}
+alerts:
+  console: false
+  route:
+    receiver: slack
+    group_interval: 3s
+    routes:
+      - matchers: ['severity="critical"']
+        receiver: pagerduty
+        continue: true
+      - matchers: ['severity="critical"']
+        receiver: am
+        continue: true
+      - matchers: ['severity=~"critical|warning"']
+        receiver: slack
+  receivers:
+    - {name: slack, type: slack, url: "%s/services/T000/B000/SECRET"}
+    - {name: pagerduty, type: pagerduty, routing_key: %s, url: "%s/v2/enqueue"}
+    - {name: am, type: alertmanager, url: %q}
+%s`, strings.Join(quoteAll(eps), ", "), strings.Join(members, ", "), e2eInterval, e2eInterval, adminToken,
+		slack, routingKey, pd, am, extra))
+}
+
+// e2eInterval is the health interval of the end-to-end tests.
+const e2eInterval = time.Second
+
+// notifyBound is what the issue asks of a page for a lost quorum: one health interval
+// plus 10 s (the default group_wait).
+const notifyBound = e2eInterval + 10*time.Second
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+type statusView struct {
+	Healthy   bool `json:"healthy"`
+	Reachable int  `json:"reachable"`
+	Quorum    struct {
+		HasQuorum bool `json:"hasQuorum"`
+	} `json:"quorum"`
+}
+
+// waitStatus waits until the daemon's view of the cluster satisfies ok.
+func waitStatus(t *testing.T, d *runningDaemon, within time.Duration, ok func(statusView) bool, msg string) {
+	t.Helper()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var st statusView
+		code := request(t, "GET", d.url+"/api/v1/cluster/status", adminToken, "", &st)
+		assert.Equal(ct, http.StatusOK, code)
+		assert.True(ct, ok(st), "%s: %+v", msg, st)
+	}, within, 50*time.Millisecond, msg)
+}
+
+type e2eReceivers struct {
+	slack, pd, am *receiverLog
+	urls          [3]string
+}
+
+func newReceivers(t *testing.T) *e2eReceivers {
+	s, sl := slackServer(t)
+	p, pl := pagerDutyServer(t)
+	a, al := alertmanagerServer(t)
+	return &e2eReceivers{slack: sl, pd: pl, am: al, urls: [3]string{s.URL, p.URL, a.URL}}
+}
+
+func (r *e2eReceivers) noProblems(t *testing.T) {
+	t.Helper()
+	for name, l := range map[string]*receiverLog{"slack": r.slack, "pagerduty": r.pd, "alertmanager": r.am} {
+		_, problems := l.all()
+		assert.Empty(t, problems, "%s saw payloads that do not follow its format", name)
+	}
+}
+
+func (r *e2eReceivers) counts() string {
+	s, _ := r.slack.all()
+	p, _ := r.pd.all()
+	a, _ := r.am.all()
+	return fmt.Sprintf("slack %v, pagerduty %v, alertmanager %v", s, p, a)
+}
+
+// The issue's Show, on one 3-member cluster: a rolling restart pages nobody; losing two
+// members sends exactly one grouped critical notification to each routed receiver within
+// a health interval plus 10 s; restarting the daemon mid-incident sends no duplicate; a
+// condition that clears while the daemon is down is resolved after it restarts.
+func TestEndToEndIncident(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	rec := newReceivers(t)
+	dataDir := t.TempDir()
+	cfg := e2eConfig(t, c, rec.urls[0], rec.urls[1], rec.urls[2], "")
+	args := []string{"--config=" + cfg, "--data-dir=" + dataDir}
+	d := startDaemon(t, args...)
+	healthy := func(st statusView) bool { return st.Healthy && st.Reachable == 3 }
+	waitStatus(t, d, 20*time.Second, healthy, "healthy at start")
+
+	// Rolling restart: each member down 5 s, quorum kept throughout.
+	for i := range c.Members {
+		c.StopMember(i)
+		waitStatus(t, d, 10*time.Second, func(st statusView) bool { return st.Reachable == 2 && st.Quorum.HasQuorum }, "member down")
+		downSince := time.Now()
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			assert.GreaterOrEqual(ct, time.Since(downSince), 5*time.Second)
+		}, 10*time.Second, 100*time.Millisecond)
+		c.RestartMember(i)
+		waitStatus(t, d, 20*time.Second, healthy, "member back")
+	}
+	assert.Zero(t, rec.slack.count("firing")+rec.pd.count("trigger")+rec.am.count("firing"),
+		"a rolling restart notifies nobody: %s", rec.counts())
+
+	// Quorum lost: two of three members stop.
+	c.StopMember(0)
+	c.StopMember(1)
+	lost := time.Now()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, 1, rec.pd.count("trigger"), "pagerduty")
+		assert.Equal(ct, 1, rec.am.count("firing"), "alertmanager")
+		assert.Equal(ct, 1, rec.slack.count("firing"), "slack")
+	}, 3*notifyBound, 50*time.Millisecond, "one notification per receiver: %s", rec.counts())
+	for _, l := range []*receiverLog{rec.pd, rec.am, rec.slack} {
+		ns, _ := l.all()
+		assert.True(t, ns[0].crit, "critical: %+v", ns[0])
+		assert.LessOrEqual(t, ns[0].at.Sub(lost), notifyBound, "paged within a health interval + 10 s")
+		t.Logf("notified %v after quorum loss: %v", ns[0].at.Sub(lost).Round(10*time.Millisecond), ns[0].names)
+	}
+
+	// The daemon restarts mid-incident: the incident is known, nothing is sent twice.
+	require.NoError(t, d.stop())
+	d = startDaemon(t, args...)
+	waitStatus(t, d, 20*time.Second, func(st statusView) bool { return !st.Quorum.HasQuorum }, "quorum lost seen after restart")
+	var alerts struct {
+		Alerts []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"alerts"`
+	}
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, request(t, "GET", d.url+"/api/v1/alerts?state=firing", adminToken, "", &alerts))
+		assert.NotEmpty(ct, alerts.Alerts, "the incident fires after the restart")
+	}, 20*time.Second, 50*time.Millisecond)
+	// A duplicate would follow within group_wait (10 s) of the first evaluation.
+	assert.Never(t, func() bool {
+		return rec.pd.count("trigger") > 1 || rec.am.count("firing") > 1 || rec.slack.count("firing") > 1
+	}, 12*time.Second, 200*time.Millisecond, "no duplicate after the restart: %s", rec.counts())
+
+	// The condition clears while the daemon is down: the resolve is sent after restart.
+	require.NoError(t, d.stop())
+	c.RestartMember(0)
+	c.RestartMember(1)
+	c.WaitLeader(t)
+	d = startDaemon(t, args...)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, 1, rec.pd.count("resolve"), "pagerduty resolve")
+		assert.GreaterOrEqual(ct, rec.am.count("resolved"), 1, "alertmanager resolve")
+		assert.Equal(ct, 1, rec.slack.count("resolved"), "slack resolve")
+	}, 30*time.Second, 100*time.Millisecond, "resolves after the restart: %s", rec.counts())
+	assert.Equal(t, 1, rec.pd.count("trigger"), "still one page: %s", rec.counts())
+
+	var notes struct {
+		Notifications []struct {
+			Receiver string `json:"receiver"`
+			Status   string `json:"status"`
+			Error    string `json:"error"`
+		} `json:"notifications"`
+	}
+	require.Equal(t, http.StatusOK, request(t, "GET", d.url+"/api/v1/alerts/notifications?receiver=pagerduty", adminToken, "", &notes))
+	assert.NotEmpty(t, notes.Notifications, "the notification log outlives restarts")
+	rec.noProblems(t)
+}
