@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,14 +24,17 @@ type Runner struct {
 }
 
 // New returns a Runner for the cluster cli reaches. cli is used to find the leader, to
-// write the keys a workload reads and to clean up; the operations themselves go over
-// connections of the run's own.
+// read the members' database sizes, to write the keys a workload reads and to clean
+// up; the operations themselves go over connections of the run's own.
 func New(cli *clientv3.Client, opts ...Option) (*Runner, error) {
 	if cli == nil {
-		return nil, errors.New("bench: nil client")
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	o := defaultOptions()
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i)
+		}
 		opt.apply(&o)
 	}
 	if err := o.validate(); err != nil {
@@ -40,20 +44,44 @@ func New(cli *clientv3.Client, opts ...Option) (*Runner, error) {
 }
 
 // Run executes one benchmark and returns its result. It returns a *ConfigError for a bad
-// cfg, and ctx's error when ctx ends before the run does. Failed operations are not an
-// error of Run: they are counted in the Result.
+// cfg (a Config.Prefix outside the runner's prefix included), an error matching ErrQuota
+// when the quota guard refuses the run, and ctx's error when ctx ends before the run
+// does, setup included. Failed operations are not an error of Run: they are counted in
+// the Result. Whatever happens, the run's keys are deleted before Run returns (unless
+// Config.KeepKeys), within the cleanup timeout.
 func (r *Runner) Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = r.opts.prefix
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.Defaults()
-	if cfg.Workload, _ = ParseWorkload(string(cfg.Workload)); cfg.Workload == "" {
-		return nil, &ConfigError{Field: "workload", Reason: "unknown"}
+	cfg.Workload, _ = ParseWorkload(string(cfg.Workload))
+	if !strings.HasPrefix(cfg.Prefix, r.opts.prefix) {
+		return nil, &ConfigError{Field: "prefix", Reason: fmt.Sprintf("%q is outside %q, the only prefix this runner writes under", cfg.Prefix, r.opts.prefix)}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 
 	endpoints := r.opts.clientConfig.Endpoints
 	if len(endpoints) == 0 {
 		endpoints = r.cli.Endpoints()
+	}
+	populated := 0
+	switch cfg.Workload {
+	case Read, Mixed, Range:
+		populated = cfg.KeySpace
+	case Delete:
+		populated = cfg.KeySpace
+		if cfg.Ops > 0 {
+			populated = cfg.Ops
+		}
+	}
+	budget, err := r.quotaBudget(ctx, endpoints, cfg, populated)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.TargetLeader {
 		leader, err := r.leaderEndpoint(ctx, endpoints)
@@ -63,7 +91,7 @@ func (r *Runner) Run(ctx context.Context, cfg Config) (*Result, error) {
 		endpoints = []string{leader}
 	}
 
-	conns, err := r.connect(endpoints, cfg.Connections)
+	conns, err := r.connect(ctx, endpoints, cfg.Connections)
 	if err != nil {
 		return nil, err
 	}
@@ -83,19 +111,9 @@ func (r *Runner) Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	ks := newKeySpace(prefix, cfg.KeySize)
 
-	populated := 0
-	switch cfg.Workload {
-	case Read, Mixed, Range:
-		populated = cfg.KeySpace
-	case Delete:
-		populated = cfg.KeySpace
-		if cfg.Ops > 0 {
-			populated = cfg.Ops
-		}
-	}
 	value := makeValue(cfg.ValueSize)
 	if populated > 0 {
-		if err := populate(ctx, conns, ks, value, populated); err != nil {
+		if err := populate(ctx, conns, ks, value, populated, cfg.OpTimeout); err != nil {
 			return nil, err
 		}
 	}
@@ -103,11 +121,15 @@ func (r *Runner) Run(ctx context.Context, cfg Config) (*Result, error) {
 	r.opts.logger.Info("benchmark starting",
 		zap.String("workload", string(cfg.Workload)), zap.Strings("endpoints", endpoints),
 		zap.Int("connections", cfg.Connections), zap.Int("clients", cfg.Clients),
-		zap.Int("ops", cfg.Ops), zap.Duration("duration", cfg.Duration), zap.Float64("rate", cfg.Rate))
+		zap.Int("ops", cfg.Ops), zap.Duration("duration", cfg.Duration), zap.Float64("rate", cfg.Rate),
+		zap.Int64("quotaBudget", budget))
 
-	res, err := r.execute(ctx, cfg, conns, ks, value, populated)
+	res, err := r.execute(ctx, cfg, conns, ks, value, populated, budget)
 	if err != nil {
 		return nil, err
+	}
+	if res.Stopped != "" {
+		r.opts.logger.Warn("benchmark stopped early", zap.String("reason", res.Stopped))
 	}
 	r.opts.logger.Info("benchmark finished",
 		zap.String("workload", string(cfg.Workload)), zap.Int64("ops", res.Ops),
@@ -117,7 +139,7 @@ func (r *Runner) Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // execute runs the workers; it is the part of Run whose time is measured.
-func (r *Runner) execute(ctx context.Context, cfg Config, conns []*clientv3.Client, ks keySpace, value string, populated int) (*Result, error) {
+func (r *Runner) execute(ctx context.Context, cfg Config, conns []*clientv3.Client, ks keySpace, value string, populated int, budget int64) (*Result, error) {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 
@@ -128,11 +150,13 @@ func (r *Runner) execute(ctx context.Context, cfg Config, conns []*clientv3.Clie
 	var (
 		next      atomic.Int64 // the next operation index to claim
 		completed atomic.Int64 // operations finished, for progress
+		g         = newGuard(budget, stopRun)
 	)
+	shards := newShards(cfg.Connections * cfg.Clients)
 	workers := make([]*worker, 0, cfg.Connections*cfg.Clients)
 	for _, c := range conns {
 		for range cfg.Clients {
-			workers = append(workers, newWorker(cfg, c, ks, value, populated))
+			workers = append(workers, newWorker(cfg, c, ks, value, populated, shards.next(), g))
 		}
 	}
 
@@ -152,8 +176,9 @@ func (r *Runner) execute(ctx context.Context, cfg Config, conns []*clientv3.Clie
 				if limiter != nil && limiter.Wait(runCtx) != nil {
 					return
 				}
-				w.do(ctx, i)
-				completed.Add(1)
+				if w.do(ctx, i) {
+					completed.Add(1)
+				}
 			}
 		})
 	}
@@ -171,21 +196,35 @@ func (r *Runner) execute(ctx context.Context, cfg Config, conns []*clientv3.Clie
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return merge(cfg, start, elapsed, workers), nil
+	res := shards.merge(cfg, start, elapsed)
+	res.Stopped = g.reason()
+	return res, nil
 }
 
-func (r *Runner) connect(endpoints []string, n int) ([]*clientv3.Client, error) {
+// connect opens n connections, giving up as soon as ctx ends.
+func (r *Runner) connect(ctx context.Context, endpoints []string, n int) ([]*clientv3.Client, error) {
 	conns := make([]*clientv3.Client, 0, n)
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
 	for range n {
+		if err := ctx.Err(); err != nil {
+			closeAll()
+			return nil, err
+		}
 		cc := r.opts.clientConfig
 		cc.Endpoints = endpoints
+		cc.Context = ctx
 		if cc.Logger == nil {
 			cc.Logger = zap.NewNop()
 		}
 		c, err := clientv3.New(cc)
 		if err != nil {
-			for _, c := range conns {
-				c.Close()
+			closeAll()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
 			}
 			return nil, fmt.Errorf("bench: connect: %w", err)
 		}
@@ -234,19 +273,21 @@ func (r *Runner) leaderEndpoint(ctx context.Context, endpoints []string) (string
 	return "", fmt.Errorf("%w among %v: %w", ErrNoLeader, endpoints, errors.Join(errs...))
 }
 
-// cleanup deletes the run's keys even when ctx has ended.
+// cleanup deletes the run's keys even when ctx has ended, within the cleanup timeout.
 func (r *Runner) cleanup(ctx context.Context, prefix string) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.cleanupTimeout)
 	defer cancel()
 	if _, err := r.cli.Delete(cctx, prefix, clientv3.WithPrefix()); err != nil {
 		r.opts.logger.Warn("benchmark cleanup failed", zap.String("prefix", prefix), zap.Error(err))
 	}
 }
 
-// populate writes keys 0..n-1, in transactions of up to 64 puts, a few at a time on
-// each connection.
-func populate(ctx context.Context, conns []*clientv3.Client, ks keySpace, value string, n int) error {
-	const batch = 64
+// populate writes keys 0..n-1 in transactions of up to 64 puts and 1 MiB, a few at a
+// time on each connection, and stops at the first failure or when ctx ends. A
+// transaction in flight when ctx ends is not abandoned (it could be applied after the
+// cleanup): it finishes, within opTimeout.
+func populate(ctx context.Context, conns []*clientv3.Client, ks keySpace, value string, n int, opTimeout time.Duration) error {
+	batch := int(max(1, min(64, (1<<20)/int64(ks.size+len(value)))))
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -262,7 +303,10 @@ func populate(ctx context.Context, conns []*clientv3.Client, ks keySpace, value 
 				for i := lo; i < hi; i++ {
 					ops = append(ops, clientv3.OpPut(ks.key(int64(i)), value))
 				}
-				if _, err := c.Txn(ctx).Then(ops...).Commit(); err != nil {
+				tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+				_, err := c.Txn(tctx).Then(ops...).Commit()
+				cancel()
+				if err != nil {
 					mu.Lock()
 					if firstEr == nil {
 						firstEr = fmt.Errorf("bench: populate keys: %w", err)
@@ -276,13 +320,19 @@ func populate(ctx context.Context, conns []*clientv3.Client, ks keySpace, value 
 		mu.Lock()
 		failed := firstEr != nil
 		mu.Unlock()
-		if failed {
+		if failed || ctx.Err() != nil {
 			break
 		}
-		batches <- lo
+		select {
+		case batches <- lo:
+		case <-ctx.Done():
+		}
 	}
 	close(batches)
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return firstEr
 }
 

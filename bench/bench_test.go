@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { etcdtest.Main(m) }
 
 func newRunner(t *testing.T, cli *clientv3.Client, opts ...bench.Option) *bench.Runner {
 	t.Helper()
-	r, err := bench.New(cli, opts...)
+	r, err := bench.New(cli, append([]bench.Option{bench.WithPrefix("/etcdtest/")}, opts...)...)
 	require.NoError(t, err)
 	return r
 }

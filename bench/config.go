@@ -136,6 +136,32 @@ func (c Config) Defaults() Config {
 // runIDLen is the length of the per-run sub-prefix: 6 hex digits and a slash.
 const runIDLen = 7
 
+// Bounds on a Config. Each is checked on its own before any product of two is formed, so
+// no combination of values can overflow; together they bound what one run can cost the
+// cluster and this process.
+const (
+	MaxConnections = 1000
+	MaxClients     = 1000 // per connection
+	// MaxWorkers bounds Connections × Clients.
+	MaxWorkers    = 10000
+	MaxKeySize    = 4096
+	MaxValueSize  = 1 << 20
+	MaxOps        = 100_000_000
+	MaxDuration   = 24 * time.Hour
+	MaxRate       = 10_000_000
+	MaxKeySpace   = 1_000_000
+	MaxRangeLimit = 10_000
+	MaxTxnOps     = 128
+	MaxOpTimeout  = 10 * time.Minute
+	// MaxRequestBytes bounds the keys and values one operation sends: etcd's default
+	// --max-request-bytes (1.5 MiB) less room for the envelope.
+	MaxRequestBytes = 1<<20 + 1<<19 - 4096
+	// MaxInFlightBytes bounds Connections × Clients × the bytes one operation sends or
+	// receives (a Range returns up to RangeLimit values), so that the workers of one run
+	// never hold more than this much at once.
+	MaxInFlightBytes = 256 << 20
+)
+
 // Validate applies the defaults and reports the first problem as a *ConfigError.
 func (c Config) Validate() error {
 	c = c.Defaults()
@@ -148,52 +174,79 @@ func (c Config) Validate() error {
 	if _, err := ParseWorkload(string(c.Workload)); err != nil {
 		return err
 	}
+	c.Workload, _ = ParseWorkload(string(c.Workload))
+	between := func(field string, v, lo, hi int) error {
+		if v < lo || v > hi {
+			return bad(field, "must be between %d and %d, got %d", lo, hi, v)
+		}
+		return nil
+	}
+	for _, b := range []struct {
+		field     string
+		v, lo, hi int
+	}{
+		{"connections", c.Connections, 1, MaxConnections},
+		{"clients", c.Clients, 1, MaxClients},
+		{"keySize", c.KeySize, 1, MaxKeySize},
+		{"valueSize", c.ValueSize, 1, MaxValueSize},
+		{"ops", c.Ops, 0, MaxOps},
+		{"keySpace", c.KeySpace, 1, MaxKeySpace},
+		{"rangeLimit", c.RangeLimit, 1, MaxRangeLimit},
+		{"txnOps", c.TxnOps, 1, MaxTxnOps},
+	} {
+		if err := between(b.field, b.v, b.lo, b.hi); err != nil {
+			return err
+		}
+	}
+	workers := c.Connections * c.Clients // both bounded above: no overflow
 	switch {
-	case c.Connections < 0:
-		return bad("connections", "must be positive, got %d", c.Connections)
-	case c.Clients < 0:
-		return bad("clients", "must be positive, got %d", c.Clients)
-	case c.Connections*c.Clients > 10000:
-		return bad("clients", "connections × clients must be at most 10000, got %d", c.Connections*c.Clients)
-	case c.KeySize < 0:
-		return bad("keySize", "must be positive, got %d", c.KeySize)
-	case c.ValueSize < 0:
-		return bad("valueSize", "must be positive, got %d", c.ValueSize)
-	case c.ValueSize > 1<<20:
-		return bad("valueSize", "must be at most 1 MiB, got %d", c.ValueSize)
-	case c.Ops < 0:
-		return bad("ops", "must not be negative, got %d", c.Ops)
-	case c.Duration < 0:
-		return bad("duration", "must not be negative, got %v", c.Duration)
-	case c.Rate < 0:
-		return bad("rate", "must not be negative, got %v", c.Rate)
-	case c.ReadRatio < 0 || c.ReadRatio > 1:
+	case workers > MaxWorkers:
+		return bad("clients", "connections × clients must be at most %d, got %d", MaxWorkers, workers)
+	case c.Duration < 0 || c.Duration > MaxDuration:
+		return bad("duration", "must be between 0 and %v, got %v", MaxDuration, c.Duration)
+	case !(c.Rate >= 0 && c.Rate <= MaxRate): // NaN fails too
+		return bad("rate", "must be between 0 and %d, got %v", MaxRate, c.Rate)
+	case !(c.ReadRatio >= 0 && c.ReadRatio <= 1):
 		return bad("readRatio", "must be between 0 and 1, got %v", c.ReadRatio)
-	case c.KeySpace < 0:
-		return bad("keySpace", "must be positive, got %d", c.KeySpace)
-	case c.KeySpace > 1000000:
-		return bad("keySpace", "must be at most 1000000, got %d", c.KeySpace)
-	case c.RangeLimit < 0:
-		return bad("rangeLimit", "must be positive, got %d", c.RangeLimit)
-	case c.TxnOps < 0:
-		return bad("txnOps", "must be positive, got %d", c.TxnOps)
-	case c.TxnOps > 128:
-		return bad("txnOps", "must be at most 128 (etcd's default max-txn-ops), got %d", c.TxnOps)
 	case c.Consistency != Linearizable && c.Consistency != Serializable:
 		return bad("consistency", "must be linearizable or serializable, got %q", c.Consistency)
-	case c.OpTimeout < 0:
-		return bad("opTimeout", "must be positive, got %v", c.OpTimeout)
+	case c.OpTimeout < 0 || c.OpTimeout > MaxOpTimeout:
+		return bad("opTimeout", "must be between 0 and %v, got %v", MaxOpTimeout, c.OpTimeout)
 	case !strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/"):
 		return bad("prefix", "must start and end with /, got %q", c.Prefix)
 	}
-	if c.Workload == Delete && c.Ops > 1000000 {
-		return bad("ops", "a delete run writes its keys first; at most 1000000, got %d", c.Ops)
+	if c.Workload == Delete && c.Ops > MaxKeySpace {
+		return bad("ops", "a delete run writes its keys first; at most %d, got %d", MaxKeySpace, c.Ops)
+	}
+	if n := c.requestBytes(); n > MaxRequestBytes {
+		return bad("valueSize", "one operation would send %d bytes of keys and values; etcd's default request limit allows %d", n, MaxRequestBytes)
+	}
+	if n := int64(workers) * c.opBytes(); n > MaxInFlightBytes {
+		return bad("clients", "%d workers × %d bytes per operation = %d bytes in flight; at most %d (fewer workers, smaller values or a smaller rangeLimit)",
+			workers, c.opBytes(), n, MaxInFlightBytes)
 	}
 	room := c.KeySize - len(c.Prefix) - runIDLen
 	if need := digits(c.maxIndex()); room < need {
 		return bad("keySize", "%d bytes cannot hold prefix %q, a run ID and %d digits", c.KeySize, c.Prefix, need)
 	}
 	return nil
+}
+
+// requestBytes is the size of the keys and values one operation sends.
+func (c Config) requestBytes() int64 {
+	kv := int64(c.KeySize) + int64(c.ValueSize)
+	if c.Workload == Txn {
+		return int64(c.TxnOps) * kv
+	}
+	return kv
+}
+
+// opBytes is the most one operation sends or receives.
+func (c Config) opBytes() int64 {
+	if c.Workload == Range {
+		return int64(c.RangeLimit) * (int64(c.KeySize) + int64(c.ValueSize))
+	}
+	return c.requestBytes()
 }
 
 // maxIndex is the largest key index a run can use (a guess for duration-bound write

@@ -6,17 +6,27 @@ import (
 )
 
 var (
-	// ErrInvalidConfig is matched by every *ConfigError.
-	ErrInvalidConfig = errors.New("bench: invalid config")
+	// ErrInvalidArgument is matched by every *ConfigError and by the errors of New for a
+	// nil client or a bad option.
+	ErrInvalidArgument = errors.New("bench: invalid argument")
+	// ErrInvalidConfig is ErrInvalidArgument.
+	//
+	// Deprecated: use ErrInvalidArgument.
+	ErrInvalidConfig = ErrInvalidArgument
 	// ErrNoLeader is returned when Config.TargetLeader is set and no endpoint reports
 	// itself as the leader.
 	ErrNoLeader = errors.New("bench: no leader found")
 	// ErrMismatch is returned by Compare when the baseline ran a different workload.
 	ErrMismatch = errors.New("bench: baseline is for a different workload")
+	// ErrQuota is returned when the quota guard refuses a run: what it would write could
+	// push a member's database past the share of its quota set by WithQuotaShare, or the
+	// members' database sizes cannot be read. The wrapping error names the member and
+	// the figures.
+	ErrQuota = errors.New("bench: quota guard")
 )
 
 // ConfigError names the configuration field that is wrong and why. It matches
-// ErrInvalidConfig with errors.Is.
+// ErrInvalidArgument with errors.Is.
 type ConfigError struct {
 	Field  string
 	Reason string
@@ -26,5 +36,5 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("bench: invalid config: %s: %s", e.Field, e.Reason)
 }
 
-// Is reports whether target is ErrInvalidConfig.
-func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+// Is reports whether target is ErrInvalidArgument.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidArgument }

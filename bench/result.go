@@ -41,6 +41,9 @@ type Result struct {
 	// workload issues none of that kind.
 	Reads  *KindStats `json:"reads,omitempty"`
 	Writes *KindStats `json:"writes,omitempty"`
+	// Stopped says why the run ended before its Ops or Duration: the quota guard
+	// refused the next write. Empty when the run ended as configured.
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // KindStats are the counts and latencies of one kind of operation.
@@ -107,12 +110,8 @@ type Bucket struct {
 	Count int64         `json:"count"`
 }
 
-func merge(cfg Config, start time.Time, elapsed time.Duration, workers []*worker) *Result {
-	reads, writes, all := newRecorder(), newRecorder(), newRecorder()
-	for _, w := range workers {
-		reads.merge(w.reads)
-		writes.merge(w.writes)
-	}
+func merge(cfg Config, start time.Time, elapsed time.Duration, reads, writes *recorder) *Result {
+	all := newRecorder()
 	all.merge(reads)
 	all.merge(writes)
 	secs := max(elapsed.Seconds(), 1e-9)
@@ -187,6 +186,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "Workload:    %s (%d connections × %d clients)\n", r.Workload, r.Config.Connections, r.Config.Clients)
 	fmt.Fprintf(&b, "Operations:  %d (%d ok, %d failed) in %v\n", r.Ops, r.Successes, r.Failures, r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(&b, "Throughput:  %.1f ops/s\n", r.Throughput)
+	if r.Stopped != "" {
+		fmt.Fprintf(&b, "Stopped:     %s\n", r.Stopped)
+	}
 	l := r.Latency
 	fmt.Fprintf(&b, "Latency:     min %v  mean %v  max %v  stddev %v\n", l.Min, l.Mean, l.Max, l.StdDev)
 	fmt.Fprintf(&b, "Percentiles: p50 %v  p90 %v  p95 %v  p99 %v  p99.9 %v\n", l.P50, l.P90, l.P95, l.P99, l.P999)

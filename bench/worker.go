@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -94,6 +96,46 @@ func classify(err error) string {
 	return fmt.Sprintf("%T", err)
 }
 
+// shards hold the recorders of a run. Workers share them, a few workers to a shard, so
+// that the memory of a run does not grow with its workers (a recorder's histogram is a
+// few hundred kilobytes); a shard's lock is held only to record one latency.
+type shards struct {
+	s []*shard
+	n int
+}
+
+type shard struct {
+	mu            sync.Mutex
+	reads, writes *recorder
+}
+
+// maxShards bounds the recorders of a run, whatever its number of workers.
+func maxShards() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+func newShards(workers int) *shards {
+	s := &shards{s: make([]*shard, min(workers, maxShards()))}
+	for i := range s.s {
+		s.s[i] = &shard{reads: newRecorder(), writes: newRecorder()}
+	}
+	return s
+}
+
+// next returns the shard of the next worker.
+func (s *shards) next() *shard {
+	sh := s.s[s.n%len(s.s)]
+	s.n++
+	return sh
+}
+
+func (s *shards) merge(cfg Config, start time.Time, elapsed time.Duration) *Result {
+	reads, writes := newRecorder(), newRecorder()
+	for _, sh := range s.s {
+		reads.merge(sh.reads)
+		writes.merge(sh.writes)
+	}
+	return merge(cfg, start, elapsed, reads, writes)
+}
+
 // worker issues operations on one connection, one at a time.
 type worker struct {
 	cfg       Config
@@ -104,11 +146,12 @@ type worker struct {
 	rng       *rand.Rand
 	getOpts   []clientv3.OpOption
 	rangeOpts []clientv3.OpOption
-	reads     *recorder
-	writes    *recorder
+	shard     *shard
+	guard     *guard
+	putCost   int64
 }
 
-func newWorker(cfg Config, c *clientv3.Client, ks keySpace, value string, populated int) *worker {
+func newWorker(cfg Config, c *clientv3.Client, ks keySpace, value string, populated int, sh *shard, g *guard) *worker {
 	w := &worker{
 		cfg:       cfg,
 		kv:        c.KV,
@@ -116,8 +159,9 @@ func newWorker(cfg Config, c *clientv3.Client, ks keySpace, value string, popula
 		value:     value,
 		populated: int64(populated),
 		rng:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		reads:     newRecorder(),
-		writes:    newRecorder(),
+		shard:     sh,
+		guard:     g,
+		putCost:   putCost(cfg.KeySize, cfg.ValueSize),
 	}
 	if cfg.Consistency == Serializable {
 		w.getOpts = append(w.getOpts, clientv3.WithSerializable())
@@ -126,31 +170,43 @@ func newWorker(cfg Config, c *clientv3.Client, ks keySpace, value string, popula
 	return w
 }
 
-// do issues operation i and records it.
-func (w *worker) do(ctx context.Context, i int64) {
-	octx, cancel := context.WithTimeout(ctx, w.cfg.OpTimeout)
+// do issues operation i and records it. It returns false, issuing nothing, when the
+// quota guard refuses the write.
+func (w *worker) do(ctx context.Context, i int64) bool {
+	var (
+		read bool
+		key  string
+	)
+	switch w.cfg.Workload {
+	case Read, Range:
+		read = true
+	case Mixed:
+		key = w.ks.key(w.rng.Int64N(w.populated))
+		read = w.rng.Float64() < w.cfg.ReadRatio
+	}
+	if !read && !w.guard.reserve(writeCost(w.cfg)) {
+		return false
+	}
+	// An operation is not cut short when ctx ends: one the client abandoned could still
+	// be applied after the cleanup and leave a key behind. OpTimeout bounds it.
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.OpTimeout)
 	defer cancel()
 	var (
 		err  error
-		rec  = w.writes
 		from = time.Now()
 	)
 	switch w.cfg.Workload {
 	case Write:
 		_, err = w.kv.Put(octx, w.ks.key(i), w.value)
 	case Read:
-		rec = w.reads
 		_, err = w.kv.Get(octx, w.ks.key(w.rng.Int64N(w.populated)), w.getOpts...)
 	case Mixed:
-		k := w.ks.key(w.rng.Int64N(w.populated))
-		if w.rng.Float64() < w.cfg.ReadRatio {
-			rec = w.reads
-			_, err = w.kv.Get(octx, k, w.getOpts...)
+		if read {
+			_, err = w.kv.Get(octx, key, w.getOpts...)
 		} else {
-			_, err = w.kv.Put(octx, k, w.value)
+			_, err = w.kv.Put(octx, key, w.value)
 		}
 	case Range:
-		rec = w.reads
 		_, err = w.kv.Get(octx, w.ks.key(w.rng.Int64N(w.populated)), w.rangeOpts...)
 	case Delete:
 		_, err = w.kv.Delete(octx, w.ks.key(i%w.populated))
@@ -162,5 +218,13 @@ func (w *worker) do(ctx context.Context, i int64) {
 		}
 		_, err = w.kv.Txn(octx).Then(ops...).Commit()
 	}
-	rec.record(time.Since(from), err)
+	d := time.Since(from)
+	w.shard.mu.Lock()
+	if read {
+		w.shard.reads.record(d, err)
+	} else {
+		w.shard.writes.record(d, err)
+	}
+	w.shard.mu.Unlock()
+	return true
 }
