@@ -14,14 +14,20 @@
 // rates. WAL fsync and backend commit percentiles are interpolated within histogram
 // buckets like Prometheus' histogram_quantile, over the observations since the previous
 // snapshot when there are any (otherwise since the member started); the share of fsyncs
-// slower than 16 ms is exact because 16 ms is a bucket boundary.
+// slower than 16 ms is exact because 16 ms is a bucket boundary. Each Histogram also
+// carries its cumulative buckets, and each member its unary gRPC requests by code, so
+// that a consumer (the alert rules) can compute percentiles and ratios over any window
+// of the history with WindowQuantile, resets included. A member that was not scraped
+// has every scraped field zero and Scraped false: consumers must read that as
+// "unknown", never as "zero".
 //
 // Members of an in-process test cluster share one Prometheus registry, so their
 // scraped values are the same; real deployments have one process per member.
 //
 // # Lifecycle
 //
-// A Collector owns no goroutines. Close unregisters the exporter when WithRegisterer was
+// New returns an error wrapping ErrInvalidArgument, naming the argument, for a bad
+// option (a nil Option included). A Collector owns no goroutines. Close unregisters the exporter when WithRegisterer was
 // used; the client passed to New stays the caller's. Collect is safe for concurrent use.
 //
 //	c, err := metrics.New(cli, metrics.WithRegisterer(reg))

@@ -2,7 +2,9 @@ package metrics_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -136,6 +138,12 @@ grpc_server_started_total{grpc_method="Range",grpc_service="etcdserverpb.KV",grp
 # TYPE grpc_server_handled_total counter
 grpc_server_handled_total{grpc_code="OK",grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 2
 grpc_server_handled_total{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} {{.Requests}}
+grpc_server_handled_total{grpc_code="Unavailable",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 4
+grpc_server_handled_total{grpc_code="Unavailable",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1
+# TYPE node_filesystem_avail_bytes gauge
+node_filesystem_avail_bytes{mountpoint="/var/lib/etcd"} 1000
+# TYPE node_filesystem_size_bytes gauge
+node_filesystem_size_bytes{mountpoint="/var/lib/etcd"} 4000
 # TYPE process_cpu_seconds_total counter
 process_cpu_seconds_total {{.CPU}}
 # TYPE etcd_disk_wal_fsync_duration_seconds histogram
@@ -213,6 +221,19 @@ func TestCollectArithmetic(t *testing.T) {
 	assert.Equal(t, float64(3), m.GRPCStreams, "bidi streams started minus handled")
 	assert.Equal(t, float64(7), m.Watchers)
 	assert.Equal(t, int64(8589934592), m.DB.Quota)
+	assert.Equal(t, map[string]float64{"OK": 50, "Unavailable": 5}, m.GRPCHandled, "unary only, by code")
+	assert.Equal(t, metrics.Disk{Exposed: true, Available: 1000, Size: 4000}, m.Disk)
+	require.Len(t, f.Buckets, 7, "cumulative buckets kept for windows")
+	assert.Equal(t, uint64(100), f.Total)
+	assert.Equal(t, metrics.Bucket{UpperBound: 0.016, Count: 90}, f.Buckets[4])
+	assert.True(t, math.IsInf(f.Buckets[6].UpperBound, 1))
+	b, err := json.Marshal(f.Buckets[6])
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"le":"+Inf","count":100}`, string(b), "JSON has no infinity")
+	var back metrics.Bucket
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, f.Buckets[6], back)
+	first := m
 
 	mu.Lock()
 	v.Committed, v.Failed, v.Puts, v.DB, v.Requests, v.CPU = 200, 5, 1600, 2<<20, 150, 11
@@ -239,6 +260,12 @@ func TestCollectArithmetic(t *testing.T) {
 	assert.Equal(t, 990*time.Microsecond, f.P99)
 	assert.Zero(t, f.Over16ms)
 	assert.False(t, m.PeerRTT.Windowed, "no new peer observations: the whole history")
+	q, n := metrics.WindowQuantile(0.99, first.WALFsync, m.WALFsync)
+	assert.Equal(t, uint64(100), n, "the window between two snapshots")
+	assert.InDelta(t, 0.00099, q, 1e-9)
+	q, n = metrics.WindowQuantile(0.99, m.WALFsync, first.WALFsync)
+	assert.Equal(t, uint64(100), n, "a reset counts the newer buckets from zero")
+	assert.InDelta(t, 0.0304, q, 1e-9)
 
 	// A restarted member: counters start again; no negative rates, no window.
 	mu.Lock()
@@ -436,4 +463,6 @@ func TestNewInvalidOptions(t *testing.T) {
 	}
 	_, err := metrics.New(nil)
 	assert.ErrorIs(t, err, metrics.ErrInvalidArgument)
+	_, err = metrics.New(cli, nil)
+	assert.ErrorIs(t, err, metrics.ErrInvalidArgument, "a nil Option is an error, not a panic")
 }
