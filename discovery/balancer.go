@@ -129,24 +129,18 @@ func (b *Balancer) Pick(service string) (Selection, error) {
 
 // PickKey chooses an instance of service; key matters only to ConsistentHash.
 func (b *Balancer) PickKey(service, key string) (Selection, error) {
-	snap := b.r.lookup(service)
-	if snap == nil {
-		return Selection{}, fmt.Errorf("%w: picking %q", ErrNotReady, service)
+	p, v, err := b.current(service, true)
+	if err != nil {
+		return Selection{}, err
 	}
-	if len(snap.instances) == 0 {
-		// No pool for a service without instances: caller-supplied names cost nothing.
-		return Selection{}, fmt.Errorf("%w: service %q", ErrNoInstance, service)
-	}
-	p := b.pool(service)
 	if t := b.tick.Load(); p.lastPick.Load() != t {
 		p.lastPick.Store(t)
 	}
-	v := p.view(snap)
 	if len(v.eps) == 0 {
 		return Selection{}, fmt.Errorf("%w: service %q: every instance is drained", ErrNoInstance, service)
 	}
 	var ep *endpoint
-	now := b.now()
+	now := b.now
 	switch b.strategy {
 	case RoundRobin:
 		ep = v.roundRobin(&p.rr, now)
@@ -183,19 +177,42 @@ func (b *Balancer) InFlight(service, id string) int64 {
 
 // endpoint returns the balancer's endpoint for an instance, or nil.
 func (b *Balancer) endpoint(service, id string, create bool) *endpoint {
-	snap := b.r.lookup(service)
-	if snap == nil || len(snap.instances) == 0 {
-		return nil
+	if _, v, err := b.current(service, create); err == nil {
+		return v.byID[id]
 	}
+	return nil
+}
+
+// current returns the pool of service and its view of the resolver's latest snapshot.
+// The common case is a map load, two atomic loads and a compare. Without create, or
+// when the service has no instance, it makes no pool; the error then says why.
+func (b *Balancer) current(service string, create bool) (*pool, *view, error) {
 	var p *pool
-	if create {
-		p = b.pool(service)
-	} else if v, ok := b.pools.Load(service); ok {
-		p = v.(*pool)
-	} else {
-		return nil
+	if x, ok := b.pools.Load(service); ok {
+		p = x.(*pool)
+		if p.seen.Load() == b.r.gen.Load() {
+			if v := p.cur.Load(); len(v.snap.instances) > 0 {
+				return p, v, nil
+			}
+			return nil, nil, fmt.Errorf("%w: service %q", ErrNoInstance, service)
+		}
 	}
-	return p.view(snap).byID[id]
+	if p == nil {
+		snap := b.r.lookup(service)
+		switch {
+		case snap == nil:
+			return nil, nil, fmt.Errorf("%w: picking %q", ErrNotReady, service)
+		case len(snap.instances) == 0 || !create:
+			// No pool for a service without instances: caller-supplied names cost nothing.
+			return nil, nil, fmt.Errorf("%w: service %q", ErrNoInstance, service)
+		}
+		p = b.pool(service)
+	}
+	v := p.refresh()
+	if len(v.snap.instances) == 0 {
+		return nil, nil, fmt.Errorf("%w: service %q", ErrNoInstance, service)
+	}
+	return p, v, nil
 }
 
 // Close stops the Balancer's goroutine and waits for it; it is idempotent.
@@ -227,13 +244,13 @@ func (s *state) fail(now int64, cooldown time.Duration) {
 	s.failedUntil.Store(until)
 }
 
-// healthy compares with the clock only for instances that have failed at some point.
-func (s *state) healthy(now int64) bool {
+// healthy reads the clock only for instances that have failed at some point.
+func (s *state) healthy(now func() int64) bool {
 	until := s.failedUntil.Load()
 	if until == 0 {
 		return true
 	}
-	if now >= until {
+	if now() >= until {
 		s.failedUntil.CompareAndSwap(until, 0)
 		return true
 	}
@@ -243,7 +260,9 @@ func (s *state) healthy(now int64) bool {
 // pool is a Balancer's state for one service.
 type pool struct {
 	b        *Balancer
+	name     string
 	cur      atomic.Pointer[view]
+	seen     atomic.Uint64 // the resolver generation cur is known to be current for
 	rr       atomic.Uint64
 	lastPick atomic.Int64 // Balancer.tick at the last pick
 
@@ -263,22 +282,26 @@ func (b *Balancer) pool(service string) *pool {
 	if p, ok := b.pools.Load(service); ok {
 		return p.(*pool)
 	}
-	np := &pool{b: b}
+	np := &pool{b: b, name: service}
 	np.lastPick.Store(b.tick.Load())
 	p, _ := b.pools.LoadOrStore(service, np)
 	return p.(*pool)
 }
 
-// view returns the view of snap, building it when the snapshot changed. The common case
-// is an atomic load and a compare.
-func (p *pool) view(snap *snapshot) *view {
-	if v := p.cur.Load(); v != nil && v.snap == snap {
-		return v
-	}
+// refresh brings the pool's view up to the resolver's latest snapshot of its service
+// and returns it.
+func (p *pool) refresh() *view {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// The generation first: the resolver stores a snapshot before it counts it.
+	gen := p.b.r.gen.Load()
+	snap := p.b.r.lookup(p.name)
+	if snap == nil {
+		snap = emptySnapshot // not reached: pools are made once the resolver is loaded
+	}
 	old := p.cur.Load()
 	if old != nil && old.snap == snap {
+		p.seen.Store(gen)
 		return old
 	}
 	v := &view{snap: snap, byID: make(map[string]*endpoint, len(snap.instances))}
@@ -303,6 +326,7 @@ func (p *pool) view(snap *snapshot) *view {
 		v.ring = newRing(v.eps, p.b.opts.vnodes)
 	}
 	p.cur.Store(v)
+	p.seen.Store(gen)
 	return v
 }
 
@@ -317,7 +341,7 @@ func (p *pool) inflight() int64 {
 	return n
 }
 
-func (v *view) roundRobin(ctr *atomic.Uint64, now int64) *endpoint {
+func (v *view) roundRobin(ctr *atomic.Uint64, now func() int64) *endpoint {
 	n := uint64(len(v.eps))
 	start := ctr.Add(1) - 1
 	for i := uint64(0); i < n; i++ {
@@ -333,7 +357,7 @@ func (v *view) roundRobin(ctr *atomic.Uint64, now int64) *endpoint {
 	return nil
 }
 
-func (v *view) random(now int64) *endpoint {
+func (v *view) random(now func() int64) *endpoint {
 	n := len(v.eps)
 	for range 3 {
 		if ep := v.eps[rand.N(n)]; ep.st.healthy(now) {
@@ -349,7 +373,7 @@ func (v *view) random(now int64) *endpoint {
 	return nil
 }
 
-func (v *view) powerOfTwo(now int64) *endpoint {
+func (v *view) powerOfTwo(now func() int64) *endpoint {
 	n := len(v.eps)
 	if n == 1 {
 		if v.eps[0].st.healthy(now) {
@@ -386,7 +410,7 @@ func (v *view) powerOfTwo(now int64) *endpoint {
 
 // weighted is nginx's smooth weighted round-robin over the healthy endpoints. Weights
 // are at most MaxWeight, so the sums cannot overflow.
-func (p *pool) weighted(v *view, now int64) *endpoint {
+func (p *pool) weighted(v *view, now func() int64) *endpoint {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	var best *endpoint
@@ -449,9 +473,7 @@ func (b *Balancer) forgetIdle() {
 func (b *Balancer) checkAll(ctx context.Context) {
 	var eps []*endpoint
 	b.pools.Range(func(k, v any) bool {
-		if snap := b.r.lookup(k.(string)); snap != nil {
-			eps = append(eps, v.(*pool).view(snap).eps...)
-		}
+		eps = append(eps, v.(*pool).refresh().eps...)
 		return true
 	})
 	var wg sync.WaitGroup

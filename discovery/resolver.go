@@ -57,7 +57,8 @@ type Resolver struct {
 
 	// snaps holds the immutable snapshot of every service with at least one instance,
 	// once the first listing is merged; a service that is not there has none.
-	snaps  sync.Map // name → *snapshot
+	snaps  sync.Map      // name → *snapshot
+	gen    atomic.Uint64 // counts changes to snaps, each after it is made
 	loaded atomic.Bool
 
 	mu      sync.Mutex                  // serialises updates to the index and the subscriber lists
@@ -153,6 +154,7 @@ func (r *Resolver) loadWhenReady() {
 		}
 		r.snaps.Store(svc, r.buildLocked(svc))
 	}
+	r.gen.Add(1)
 	r.loaded.Store(true)
 	close(r.ready)
 	for _, subs := range r.subs {
@@ -239,6 +241,7 @@ func (r *Resolver) publishLocked(svc string) {
 	} else {
 		r.snaps.Store(svc, snap)
 	}
+	r.gen.Add(1)
 	for _, sub := range r.subs[svc] {
 		sub.wake()
 	}

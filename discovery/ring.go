@@ -42,7 +42,7 @@ func newRing(eps []*endpoint, vnodes int) *ring {
 
 // lookup returns the owner of the first point at or after hash(key) whose endpoint is
 // healthy, walking clockwise past the ones cooling down.
-func (r *ring) lookup(eps []*endpoint, key string, now int64) *endpoint {
+func (r *ring) lookup(eps []*endpoint, key string, now func() int64) *endpoint {
 	if r == nil || len(r.hashes) == 0 {
 		return nil
 	}
