@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
@@ -33,6 +34,7 @@ type notice struct {
 type receiverLog struct {
 	mu       sync.Mutex
 	notices  []notice
+	bodies   []string
 	problems []string
 }
 
@@ -96,6 +98,9 @@ func slackServer(t *testing.T) (*httptest.Server, *receiverLog) {
 			status = "resolved"
 		}
 		log.add(notice{at: time.Now(), status: status, names: alertNames(string(body)), crit: strings.Contains(string(body), "critical")})
+		log.mu.Lock()
+		log.bodies = append(log.bodies, string(body))
+		log.mu.Unlock()
 		_, _ = w.Write([]byte("ok"))
 	}))
 	t.Cleanup(srv.Close)
@@ -356,6 +361,12 @@ func newReceivers(t *testing.T) *e2eReceivers {
 	return &e2eReceivers{slack: sl, pd: pl, am: al, urls: [3]string{s.URL, p.URL, a.URL}}
 }
 
+func (r *e2eReceivers) slackBodies() []string {
+	r.slack.mu.Lock()
+	defer r.slack.mu.Unlock()
+	return slices.Clone(r.slack.bodies)
+}
+
 func (r *e2eReceivers) noProblems(t *testing.T) {
 	t.Helper()
 	for name, l := range map[string]*receiverLog{"slack": r.slack, "pagerduty": r.pd, "alertmanager": r.am} {
@@ -456,5 +467,109 @@ func TestEndToEndIncident(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, request(t, "GET", d.url+"/api/v1/alerts/notifications?receiver=pagerduty", adminToken, "", &notes))
 	assert.NotEmpty(t, notes.Notifications, "the notification log outlives restarts")
+	rec.noProblems(t)
+}
+
+// A silence created over the API mutes exactly what it matches: one member's alerts are
+// muted, another member's are not. Members down fire after 2 s here, so the test needs
+// no minutes.
+func TestEndToEndSilence(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	rec := newReceivers(t)
+	cfg := e2eConfig(t, c, rec.urls[0], rec.urls[1], rec.urls[2], `
+  rules:
+    EtcdMembersDown: {for: 2s}
+`)
+	d := startDaemon(t, "--config="+cfg)
+	healthy := func(st statusView) bool { return st.Healthy && st.Reachable == 3 }
+	waitStatus(t, d, 20*time.Second, healthy, "healthy at start")
+
+	lead := c.Leader()
+	a, b := (lead+1)%3, (lead+2)%3 // followers: no election, no other alert
+	// IDs as the API shows them (and etcdctl prints them).
+	var members struct {
+		Members []struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"members"`
+	}
+	require.Equal(t, http.StatusOK, request(t, "GET", d.url+"/api/v1/cluster/members", adminToken, "", &members))
+	apiID := map[string]string{}
+	for _, m := range members.Members {
+		apiID[m.Name] = m.ID
+	}
+	nameA, nameB := c.Members[a].Name, c.Members[b].Name
+	require.Equal(t, health.ID(c.Members[a].Server.MemberID()).Hex(), apiID[nameA])
+	body := fmt.Sprintf(`{"matchers":[{"name":"member","value":%q,"isRegex":false,"isEqual":true}],
+		"endsAt":%q,"createdBy":"ops","comment":"replacing the disk of %s"}`, nameA, time.Now().Add(time.Hour).UTC().Format(time.RFC3339), nameA)
+	var sil struct {
+		ID     string `json:"id"`
+		Status struct {
+			State string `json:"state"`
+		} `json:"status"`
+	}
+	require.Equal(t, http.StatusUnauthorized, request(t, "POST", d.url+"/api/v1/silences", "", body, nil), "silences need the admin role")
+	require.Equal(t, http.StatusOK, request(t, "POST", d.url+"/api/v1/silences", adminToken, body, &sil))
+	assert.Equal(t, "active", sil.Status.State)
+
+	type apiAlert struct {
+		Name   string            `json:"name"`
+		State  string            `json:"state"`
+		Labels map[string]string `json:"labels"`
+		Status struct {
+			SilencedBy []string `json:"silencedBy"`
+		} `json:"status"`
+	}
+	firingFor := func(ct *assert.CollectT, name string) (apiAlert, bool) {
+		var resp struct {
+			Alerts []apiAlert `json:"alerts"`
+		}
+		assert.Equal(ct, http.StatusOK, request(t, "GET", d.url+"/api/v1/alerts?state=firing", adminToken, "", &resp))
+		for _, x := range resp.Alerts {
+			if x.Name == "EtcdMembersDown" && x.Labels["member"] == name {
+				return x, true
+			}
+		}
+		return apiAlert{}, false
+	}
+
+	// Member A down: its alert fires, silenced, and nobody hears of it.
+	c.StopMember(a)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		x, ok := firingFor(ct, nameA)
+		if assert.True(ct, ok, "EtcdMembersDown of %s fires", nameA) {
+			assert.Equal(ct, []string{sil.ID}, x.Status.SilencedBy)
+			assert.Equal(ct, apiID[nameA], x.Labels["member_id"], "one ID format in every answer")
+		}
+	}, 20*time.Second, 50*time.Millisecond)
+	c.RestartMember(a)
+	waitStatus(t, d, 20*time.Second, healthy, "member A back")
+
+	// Member B down: not matched, so Slack hears of it.
+	c.StopMember(b)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		_, ok := firingFor(ct, nameB)
+		assert.True(ct, ok, "EtcdMembersDown of %s fires", nameB)
+		ns, _ := rec.slack.all()
+		assert.NotEmpty(ct, ns, "slack is notified of member B")
+	}, 3*notifyBound, 50*time.Millisecond)
+	ns, _ := rec.slack.all()
+	for _, n := range ns {
+		assert.Contains(t, n.names, "EtcdMembersDown")
+	}
+	assert.Zero(t, rec.pd.count("trigger"), "a warning pages nobody")
+	for _, sb := range rec.slackBodies() {
+		assert.NotContains(t, sb, nameA, "member A's alert stays muted")
+		assert.Contains(t, sb, nameB)
+	}
+
+	var expired struct {
+		Status struct {
+			State string `json:"state"`
+		} `json:"status"`
+	}
+	require.Equal(t, http.StatusOK, request(t, "DELETE", d.url+"/api/v1/silences/"+sil.ID, adminToken, "", &expired))
+	assert.Equal(t, "expired", expired.Status.State)
+	c.RestartMember(b)
 	rec.noProblems(t)
 }

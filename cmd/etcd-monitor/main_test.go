@@ -530,11 +530,31 @@ func TestExampleConfigHasNoRemovedAlertmanagerAPI(t *testing.T) {
 	assert.NotContains(t, string(b), "/api/v1/alerts")
 }
 
+// silenceBody is a valid silence.
+func silenceBody() string {
+	return fmt.Sprintf(`{"matchers":[{"name":"alertname","value":"EtcdMembersDown","isRegex":false,"isEqual":true}],
+		"endsAt":%q,"createdBy":"test","comment":"maintenance"}`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+}
+
+// createSilence creates a silence with token and returns its ID.
+func createSilence(t *testing.T, url, token string) string {
+	t.Helper()
+	var sil struct {
+		ID string `json:"id"`
+	}
+	require.Equal(t, http.StatusOK, request(t, "POST", url+"/api/v1/silences", token, silenceBody(), &sil))
+	require.NotEmpty(t, sil.ID)
+	return sil.ID
+}
+
 // mutatingEndpoints are every request that changes something, with a body that is
-// valid, so that an admin gets past authorization.
-func mutatingEndpoints() []struct{ method, path, body string } {
+// valid, so that an admin gets past authorization; silenceID is the silence DELETE
+// expires.
+func mutatingEndpoints(silenceID string) []struct{ method, path, body string } {
 	return []struct{ method, path, body string }{
 		{"POST", "/api/v1/performance/benchmark", `{"type":"write","ops":20,"connections":1,"clients":2}`},
+		{"POST", "/api/v1/silences", silenceBody()},
+		{"DELETE", "/api/v1/silences/" + silenceID, ""},
 	}
 }
 
@@ -542,7 +562,7 @@ func mutatingEndpoints() []struct{ method, path, body string } {
 // naming the settings to change, reads still work, and the request is logged.
 func TestSecureByDefault(t *testing.T) {
 	url, logs := daemon(t, endpoints())
-	for _, ep := range mutatingEndpoints() {
+	for _, ep := range mutatingEndpoints("0123456789abcdef") {
 		var e struct {
 			Error string `json:"error"`
 		}
@@ -572,7 +592,7 @@ func TestAllowUnauthenticatedWrites(t *testing.T) {
 	require.Equal(t, http.StatusOK, request(t, "GET", url+"/health", "", "", &h))
 	require.Len(t, h.Warnings, 1)
 	assert.Contains(t, h.Warnings[0], "allow_unauthenticated_writes")
-	for _, ep := range mutatingEndpoints() {
+	for _, ep := range mutatingEndpoints(createSilence(t, url, "")) {
 		assert.Equal(t, http.StatusOK, request(t, ep.method, url+ep.path, "", ep.body, nil), "%s %s", ep.method, ep.path)
 		// Logged even with request_log off, with no token name.
 		assert.Contains(t, logs.String(), fmt.Sprintf(`"method":%q,"path":%q,"status":200`, ep.method, ep.path))
@@ -592,7 +612,7 @@ api:
       - {name: ops, token: %s, role: admin}
 `, readToken, adminToken))
 	url, logs := daemon(t, "--config="+cfg, endpoints())
-	for _, ep := range mutatingEndpoints() {
+	for _, ep := range mutatingEndpoints(createSilence(t, url, adminToken)) {
 		assert.Equal(t, http.StatusUnauthorized, request(t, ep.method, url+ep.path, "", ep.body, nil), "%s %s without a token", ep.method, ep.path)
 		assert.Equal(t, http.StatusForbidden, request(t, ep.method, url+ep.path, readToken, ep.body, nil), "%s %s read-only", ep.method, ep.path)
 		assert.Contains(t, logs.String(), fmt.Sprintf(`"method":%q,"path":%q,"status":403,`, ep.method, ep.path))
