@@ -1,31 +1,57 @@
-// Package alert evaluates rules over health reports and metric snapshots of an etcd
-// cluster and delivers the resulting alerts — deduplicated, retried, with history — to
-// notifiers: console, Alertmanager-compatible webhook, Slack, PagerDuty and email.
+// Package alert evaluates rules over the health reports and metric snapshots of etcd
+// clusters and notifies people the way Prometheus and Alertmanager do: alerts go
+// pending, fire after their rule's For, and are grouped, routed by label matchers to
+// named receivers (console, webhook, Alertmanager, Slack, PagerDuty, email), inhibited
+// and silenced. Alert state, the notification log and silences live in a store.Store, so
+// a restart neither re-pages nor forgets a resolve.
 //
 // # Guarantees
 //
-// An alert is identified by its fingerprint (rule name plus labels). While it keeps
-// firing it is delivered once per dedup window (default 5 min), however often it is
-// evaluated; its resolution is delivered at once, with the same fingerprint (PagerDuty's
-// dedup_key), so the receiver closes the incident it opened. Each notifier has its own
-// queue and goroutine: notifications to one channel arrive in the order they were raised
-// (a resolve never overtakes its trigger), and a slow or failing channel never delays
-// the others. A failed delivery is retried with backoff; the Retry-After of a 429
-// or 5xx answer is honoured (capped by Retry.MaxRetryAfter). Every attempt, success and
-// failure is recorded in Deliveries, every firing and resolution in History (the last
-// 1000 each), so an alert is never lost from the record even when no channel accepts it.
+//   - Pending and firing follow Prometheus: a finding goes pending, fires once it has
+//     lasted For (measured on the data's own timestamps), and resolves at the first
+//     evaluation without it, or KeepFiringFor later. The defaults give no notification
+//     for a rolling restart in which each member is down up to 60 s, and page for a lost
+//     quorum or a cluster without a leader at the first health check that sees it plus
+//     group_wait (10 s). The README lists each default beside the etcd mixin's.
+//   - A rule never resolves an alert it cannot see: when its input is missing (a nil
+//     report or snapshot it needs, a member whose /metrics failed — zero fields are
+//     "unknown", not "zero" — or a window too short) or it panics, its alerts keep their
+//     state. A failed scrape raises EtcdMetricsUnavailable.
+//   - Notifications follow Alertmanager: one per group (group_by, default cluster and
+//     alertname) listing its alerts, after group_wait; changes after group_interval; an
+//     unchanged firing group again after repeat_interval (default 4 h); resolutions only
+//     to receivers with send_resolved, and only for alerts that were notified firing.
+//     Silenced and inhibited alerts are not notified and are listed with their status.
+//   - Each receiver has its own queue, holding one notification per group (a newer one
+//     replaces an older one not yet sent), sending critical ones first, a few at a time:
+//     a notification waiting to retry (backoff, or a 429's Retry-After) never delays the
+//     others, and a failing receiver never delays another receiver.
+//   - Every attempt is in the notification log (Notifications: receiver, group, attempt,
+//     status, error) and in etcd_monitor_notifications_total{receiver,result}. Secrets —
+//     webhook and Slack URL paths and queries, header values, PagerDuty routing keys,
+//     SMTP passwords — are redacted from every log line and every record.
+//   - With a durable store, after a restart: nothing still firing is re-sent before
+//     repeat_interval; a resolve not yet delivered, or a condition that cleared while
+//     the daemon was down, is sent; pending alerts keep their start.
+//   - Per-member alerts are keyed by member ID (label member_id); the member name is a
+//     label for people only.
 //
-// What is not guaranteed: delivery is at least once per window, not exactly once — a
-// receiver that answers 5xx after accepting sees the retry. Alerts still queued when
-// Close is called are abandoned (recorded as failed); call Flush first to wait for them.
+// What is not guaranteed: delivery is at least once — a receiver that answers 5xx after
+// accepting sees the retry. Notifications still undelivered when Close's shutdown
+// timeout ends are recorded as dropped (their resolves stay in the store for the next
+// run). A cluster that is never evaluated again keeps its alerts.
 //
 // # Lifecycle
 //
-// New starts one goroutine per notifier; Close stops them and waits. Evaluate only
-// enqueues deliveries and never blocks on a notifier.
+// New validates everything — a bad option, route, matcher, receiver or threshold is a
+// *FieldError naming the field, matching ErrInvalidArgument — loads the store, and
+// starts one scheduling goroutine and one delivery goroutine per receiver. Close sends
+// what is queued (within WithShutdownTimeout), stops them and waits; it is idempotent.
+// EvaluateCluster only updates state and never waits for a receiver. The store passed
+// with WithStore stays the caller's to close, after the Manager.
 //
-//	m, err := alert.New(alert.WithWebhook(alert.WebhookConfig{URL: "http://am:9093/hook"}))
+//	m, err := alert.New(alert.WithConfig(cfg), alert.WithStore(st), alert.WithRegisterer(reg))
 //	if err != nil { ... }
 //	defer m.Close()
-//	firing, err := m.Evaluate(ctx, report, snapshot)
+//	firing, err := m.EvaluateCluster(ctx, "prod", report, snapshot)
 package alert

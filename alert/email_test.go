@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,4 +215,22 @@ func TestConsole(t *testing.T) {
 	assert.Equal(t, "EtcdTestSwitch", entries[0].ContextMap()["alert"])
 	assert.Equal(t, zap.InfoLevel, entries[1].Level, "resolved")
 	assert.Equal(t, "resolved", entries[1].ContextMap()["state"])
+}
+
+// A member name with CR/LF cannot inject mail headers: the Subject is one line.
+func TestEmailSubjectStripsCRLF(t *testing.T) {
+	e, err := alert.NewEmail(alert.EmailConfig{Addr: "smtp.example.com:587", From: "a@example.com", To: []string{"b@example.com"}})
+	require.NoError(t, err)
+	labels := alert.MemberLabels(1, "m1\r\nBcc: victim@example.com")
+	labels["cluster"] = "prod\nX-Evil: 1"
+	msg := string(e.MessageFor(alert.Notification{Receiver: "mail", GroupKey: "k", Status: alert.Firing,
+		GroupLabels: map[string]string{"alertname": "EtcdMembersDown", "cluster": labels["cluster"]},
+		Alerts:      []alert.Alert{{Name: "EtcdMembersDown", Severity: alert.Warning, State: alert.Firing, Labels: labels}}}))
+	headers, _, ok := strings.Cut(msg, "\r\n\r\n")
+	require.True(t, ok)
+	for _, h := range strings.Split(headers, "\r\n") {
+		assert.NotContains(t, h, "\n")
+		assert.False(t, strings.HasPrefix(h, "Bcc:") || strings.HasPrefix(h, "X-Evil:"), "injected header %q", h)
+	}
+	assert.Contains(t, headers, "Subject: [FIRING:1] EtcdMembersDown (warning) member m1  Bcc: victim@example.com cluster prod X-Evil: 1")
 }

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
@@ -81,4 +83,62 @@ func ExampleManager_webhook() {
 	}
 	// Output:
 	// 4 firing EtcdFewMembers warning 1 member(s)
+}
+
+// Route critical alerts to a pager and a chat, warnings to the chat only; a silence
+// mutes one cluster's alerts.
+func ExampleManager_routing() {
+	var cfg alert.Config
+	err := yaml.Unmarshal([]byte(`
+route:
+  receiver: chat
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+      continue: true
+    - matchers: ['severity=~"critical|warning"']
+      receiver: chat
+`), &cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	print := func(name string) alert.Sender {
+		return alert.SenderFunc(func(_ context.Context, n alert.Notification) error {
+			fmt.Printf("%s: %s %s (%s)\n", name, n.Status, n.GroupLabels["alertname"], n.GroupLabels["cluster"])
+			return nil
+		})
+	}
+	always := func(name string, sev alert.Severity) alert.Rule {
+		return alert.Rule{Name: name, Severity: sev, Summary: name,
+			Eval: func(*health.Report, *metrics.Snapshot) []alert.Finding { return []alert.Finding{{}} }}
+	}
+	m, err := alert.New(alert.WithConfig(cfg), alert.WithReceiver("pager", print("pager"), true),
+		alert.WithReceiver("chat", print("chat"), true),
+		alert.WithRules(always("QuorumLost", alert.Critical), always("DiskSlow", alert.Warning)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+	ctx := context.Background()
+	_, err = m.CreateSilence(ctx, alert.Silence{Matchers: alert.MustParseMatchers(`cluster="lab"`),
+		EndsAt: time.Now().Add(time.Hour), CreatedBy: "ops", Comment: "lab maintenance"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, cluster := range []string{"prod", "lab"} {
+		if _, err := m.EvaluateCluster(ctx, cluster, &health.Report{Time: time.Now()}, nil); err != nil {
+			fmt.Println(err)
+		}
+	}
+	// Flush sends what group_wait would have sent 10 s later.
+	if err := m.Flush(ctx); err != nil {
+		fmt.Println(err)
+	}
+	// Unordered output:
+	// pager: firing QuorumLost (prod)
+	// chat: firing QuorumLost (prod)
+	// chat: firing DiskSlow (prod)
 }

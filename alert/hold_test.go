@@ -260,3 +260,20 @@ func TestKeepFiringFor(t *testing.T) {
 	assert.Equal(t, none, eval(false, 20*time.Second))
 	assert.Len(t, m.History(), 2, "one firing, one resolve")
 }
+
+// Every built-in rule links a runbook, sent as the runbook_url annotation.
+func TestBuiltinRulesHaveRunbooks(t *testing.T) {
+	for _, r := range alert.DefaultRules(alert.DefaultThresholds()) {
+		assert.Regexp(t, `^https://`, r.RunbookURL, r.Name)
+	}
+	rec := &sink{}
+	m, err := alert.New(alert.WithReceiver("r", rec, true), alert.WithRules(rulesNamed(t, alert.DefaultThresholds(), "EtcdInsufficientMembers")...))
+	require.NoError(t, err)
+	defer m.Close()
+	_, err = m.EvaluateCluster(context.Background(), "c", three(t0, 2, 3), nil)
+	require.NoError(t, err)
+	require.NoError(t, m.Flush(context.Background()))
+	require.Len(t, rec.notifications(), 1)
+	assert.Equal(t, "https://runbooks.prometheus-operator.dev/runbooks/etcd/etcdinsufficientmembers",
+		rec.notifications()[0].Alerts[0].Annotations["runbook_url"])
+}

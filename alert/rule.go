@@ -73,10 +73,30 @@ func MemberLabels(id uint64, name string) map[string]string {
 	return map[string]string{"member_id": fmt.Sprintf("%016x", id), "member": name}
 }
 
-// RunbookBase is where the built-in rules' runbooks live: the etcd mixin's runbooks.
-const RunbookBase = "https://github.com/etcd-monitor/etcd-monitor/blob/main/docs/runbooks.md#"
+// Runbooks of the built-in rules: the etcd mixin's alerts have Prometheus Operator's
+// runbooks; the others are in the repository's runbook page.
+const (
+	MixinRunbookBase = "https://runbooks.prometheus-operator.dev/runbooks/etcd/"
+	RunbookBase      = "https://github.com/etcd-monitor/etcd-monitor/blob/main/docs/runbooks.md#"
+)
 
-func runbook(name string) string { return RunbookBase + lower(name) }
+// mixinRunbook maps built-in rules to the mixin alert whose runbook applies.
+var mixinRunbook = map[string]string{
+	"EtcdInsufficientMembers": "etcdinsufficientmembers", "EtcdNoLeader": "etcdnoleader", "EtcdMemberNoLeader": "etcdnoleader",
+	"EtcdMembersDown": "etcdmembersdown", "EtcdHighNumberOfLeaderChanges": "etcdhighnumberofleaderchanges",
+	"EtcdHighNumberOfFailedProposals": "etcdhighnumberoffailedproposals", "EtcdHighNumberOfFailedGRPCRequests": "etcdhighnumberoffailedgrpcrequests",
+	"EtcdMemberCommunicationSlow": "etcdmembercommunicationslow", "EtcdHighFsyncDurations": "etcdhighfsyncdurations",
+	"EtcdHighCommitDurations": "etcdhighcommitdurations", "EtcdDatabaseQuotaLowSpace": "etcddatabasequotalowspace",
+	"EtcdExcessiveDatabaseGrowth": "etcdexcessivedatabasegrowth", "EtcdDatabaseHighFragmentationRatio": "etcddatabasehighfragmentationratio",
+	"EtcdHighRequestLatency": "etcdgrpcrequestsslow",
+}
+
+func runbook(name string) string {
+	if m, ok := mixinRunbook[name]; ok {
+		return MixinRunbookBase + m
+	}
+	return RunbookBase + lower(name)
+}
 
 func lower(s string) string {
 	b := []byte(s)
