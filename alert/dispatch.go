@@ -187,10 +187,9 @@ func (m *Manager) flushGroup(g *group, now time.Time) bool {
 	entry := m.sent[g.id]
 	var firing, resolved []Alert
 	for fp, a := range g.alerts {
-		if m.status(a, now).Muted() {
-			if a.State == Resolved {
-				delete(g.alerts, fp)
-			}
+		// A muted alert is not notified; but the resolve of one that was notified
+		// firing always goes out, so the incident it opened is closed.
+		if a.State == Firing && m.status(a, now).Muted() {
 			continue
 		}
 		switch {

@@ -575,3 +575,31 @@ func TestQueueCriticalFirst(t *testing.T) {
 	}
 	assert.Equal(t, []string{"Page", "Warn", "Info"}, got, "%v", order)
 }
+
+// A silence created while an alert is firing stops repeats, but the alert's resolve
+// still goes out, so the PagerDuty incident it opened is closed.
+func TestSilencedResolveStillSent(t *testing.T) {
+	rec := &sink{}
+	var on sync.Map
+	on.Store("x", true)
+	r := alert.Rule{Name: "A", Severity: alert.Critical, Summary: "A", Eval: func(*health.Report, *metrics.Snapshot) []alert.Finding {
+		if _, ok := on.Load("x"); ok {
+			return []alert.Finding{{}}
+		}
+		return nil
+	}}
+	m, err := alert.New(alert.WithConfig(timing(time.Hour, time.Hour, time.Hour)), alert.WithReceiver("pd", rec, true), alert.WithRules(r))
+	require.NoError(t, err)
+	defer m.Close()
+	ctx := context.Background()
+	_, err = m.EvaluateCluster(ctx, "c", three(t0), nil)
+	require.NoError(t, err)
+	require.NoError(t, m.Flush(ctx))
+	_, err = m.CreateSilence(ctx, alert.Silence{Matchers: alert.MustParseMatchers(`alertname="A"`), EndsAt: time.Now().Add(time.Hour), CreatedBy: "me", Comment: "x"})
+	require.NoError(t, err)
+	on.Delete("x")
+	_, err = m.EvaluateCluster(ctx, "c", three(t0.Add(time.Minute)), nil)
+	require.NoError(t, err)
+	require.NoError(t, m.Flush(ctx))
+	assert.Equal(t, []string{"firing A::firing", "resolved A::resolved"}, rec.summary())
+}
