@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/health"
@@ -276,4 +277,28 @@ func TestBuiltinRulesHaveRunbooks(t *testing.T) {
 	require.Len(t, rec.notifications(), 1)
 	assert.Equal(t, "https://runbooks.prometheus-operator.dev/runbooks/etcd/etcdinsufficientmembers",
 		rec.notifications()[0].Alerts[0].Annotations["runbook_url"])
+}
+
+// Per-cluster thresholds: the same data fires in the cluster with the stricter one only.
+func TestClusterThresholds(t *testing.T) {
+	var cfg alert.Config
+	require.NoError(t, yaml.Unmarshal([]byte("cluster_thresholds:\n  prod:\n    quota_used: 0.5\n"), &cfg))
+	cfg.Rules = map[string]alert.RuleOverride{"EtcdDatabaseQuotaLowSpace": {For: new(time.Duration)}}
+	m, err := alert.New(alert.WithConfig(cfg))
+	require.NoError(t, err)
+	defer m.Close()
+	md := newModel(1)
+	// 55% of the 2 GiB quota: over prod's 50%, under the default 95%.
+	s := md.step(0, func(_ int, mm *metrics.MemberMetrics) { mm.DB.Size = (1 << 30) + (100 << 20) })
+	for _, c := range []string{"prod", "lab"} {
+		_, err := m.EvaluateCluster(context.Background(), c, nil, s)
+		require.NoError(t, err)
+	}
+	var fired []string
+	for _, a := range m.Alerts() {
+		if a.Name == "EtcdDatabaseQuotaLowSpace" {
+			fired = append(fired, a.Labels["cluster"]+"/"+a.Name+"/"+string(a.State))
+		}
+	}
+	assert.Equal(t, []string{"prod/EtcdDatabaseQuotaLowSpace/firing"}, fired)
 }
