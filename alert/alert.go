@@ -161,6 +161,7 @@ func (m *Manager) load() error {
 		m.silences[sil.ID] = &sil
 	}
 	now := time.Now()
+	var gone []string
 	for _, sa := range alerts {
 		var rec storedAlert
 		if err := json.Unmarshal(sa.Data, &rec); err != nil {
@@ -172,6 +173,14 @@ func (m *Manager) load() error {
 		}
 		if as.a.State != Pending {
 			m.route(as, now)
+		}
+		if as.a.State == Resolved && len(as.groups) == 0 {
+			gone = append(gone, sa.Fingerprint) // its resolve was never due anywhere
+		}
+	}
+	if len(gone) > 0 {
+		if err := m.st.PutAlerts(ctx, nil, gone); err != nil {
+			return fmt.Errorf("alert: clean up the store: %w", err)
 		}
 	}
 	return nil
