@@ -73,10 +73,10 @@ func newValue(raw []byte, rev int64) *value {
 // waits under a context.
 func New(cli *clientv3.Client, prefix string, opts ...Option) (*Store, error) {
 	if cli == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)
 	}
 	if strings.Trim(prefix, "/") == "" {
-		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: empty prefix", ErrInvalidArgument)
 	}
 	o, err := buildOptions(opts)
 	if err != nil {
@@ -97,7 +97,7 @@ func New(cli *clientv3.Client, prefix string, opts ...Option) (*Store, error) {
 	}
 	s.snapPfx = strings.TrimRight(s.snapPfx, "/") + "/"
 	if strings.HasPrefix(s.snapPfx, s.prefix) {
-		return nil, fmt.Errorf("%w: snapshot prefix %q is under the store prefix %q", ErrInvalidOption, s.snapPfx, s.prefix)
+		return nil, fmt.Errorf("%w: WithSnapshotPrefix: %q is under the store prefix %q", ErrInvalidArgument, s.snapPfx, s.prefix)
 	}
 	s.disp = newDispatcher(&s.wg)
 	cache, err := watch.NewCache(cli, s.prefix, watch.WithLogger(o.logger))
@@ -286,19 +286,20 @@ func (s *Store) String(key string) (string, error) {
 	return "", v.typeErr(key, "string")
 }
 
-// Int returns a JSON number that is an integer.
+// Int returns a JSON number whose value is an integer that fits an int, in any JSON
+// form ("10", "10.0", "1e3"). A number out of range, or with a fraction, is a *TypeError:
+// Int never rounds or clamps.
 func (s *Store) Int(key string) (int, error) {
 	v, err := s.lookup(key)
 	if err != nil {
 		return 0, err
 	}
 	if x, ok := v.parsed.(json.Number); ok && v.perr == nil {
-		if n, err := x.Int64(); err == nil {
-			return int(n), nil
+		n, err := exactInt(string(x))
+		if err == nil {
+			return n, nil
 		}
-		if f, err := x.Float64(); err == nil && f == float64(int64(f)) {
-			return int(f), nil
-		}
+		return 0, &TypeError{Key: key, Want: "int", Got: kindOf(x), Err: err}
 	}
 	return 0, v.typeErr(key, "int")
 }
@@ -432,7 +433,7 @@ func (s *Store) Watch(key string, fn func(Change)) (cancel func(), err error) {
 		}
 	}
 	if fn == nil {
-		return nil, fmt.Errorf("%w: nil callback", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: nil callback", ErrInvalidArgument)
 	}
 	select {
 	case <-s.stop:
@@ -442,16 +443,20 @@ func (s *Store) Watch(key string, fn func(Change)) (cancel func(), err error) {
 	return s.disp.add(strings.TrimSuffix(key, "/"), fn), nil
 }
 
-// Close stops the cache and the dispatch goroutine; it is idempotent. Getters keep
-// answering from the last state.
+// Close stops the cache and the dispatch goroutine, waits for them, and is idempotent.
+// Getters keep answering from the last state. Close may be called from a Watch
+// callback: it then returns without waiting for that callback (which would wait for
+// itself), and no callback runs after it.
 func (s *Store) Close() error {
 	s.closeOne.Do(func() {
 		close(s.stop)
 		s.unsub()
 		s.closeErr = s.cache.Close()
 		s.disp.close()
-		s.wg.Wait()
 	})
+	if !s.disp.running() {
+		s.wg.Wait()
+	}
 	return s.closeErr
 }
 
@@ -466,11 +471,20 @@ func matches(pattern, key string) bool {
 func validKey(key string) error {
 	switch {
 	case key == "":
-		return fmt.Errorf("%w: empty", ErrInvalidKey)
+		return &keyError{"empty"}
 	case strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/"):
-		return fmt.Errorf("%w: %q starts or ends with '/'", ErrInvalidKey, key)
+		return &keyError{fmt.Sprintf("%q starts or ends with '/'", key)}
 	case strings.Contains(key, "//"):
-		return fmt.Errorf("%w: %q has an empty segment", ErrInvalidKey, key)
+		return &keyError{fmt.Sprintf("%q has an empty segment", key)}
 	}
 	return nil
+}
+
+// keyError is an invalid key: it matches ErrInvalidKey and ErrInvalidArgument.
+type keyError struct{ msg string }
+
+func (e *keyError) Error() string { return ErrInvalidKey.Error() + ": " + e.msg }
+
+func (e *keyError) Is(target error) bool {
+	return target == ErrInvalidKey || target == ErrInvalidArgument
 }

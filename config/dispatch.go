@@ -1,6 +1,9 @@
 package config
 
 import (
+	"bytes"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -14,6 +17,9 @@ type dispatcher struct {
 	wake    chan struct{}
 	stop    chan struct{}
 	once    sync.Once
+	// gid is the dispatch goroutine's id, so that Close can tell it is called from a
+	// callback (and must not wait for the goroutine it runs on).
+	gid atomic.Uint64
 }
 
 type watcher struct {
@@ -69,6 +75,7 @@ func (d *dispatcher) add(pattern string, fn func(Change)) func() {
 }
 
 func (d *dispatcher) run() {
+	d.gid.Store(goid())
 	for {
 		select {
 		case <-d.stop:
@@ -101,3 +108,23 @@ func (d *dispatcher) run() {
 }
 
 func (d *dispatcher) close() { d.once.Do(func() { close(d.stop) }) }
+
+// running reports whether the caller runs on the dispatch goroutine, that is, inside a
+// callback.
+func (d *dispatcher) running() bool {
+	id := d.gid.Load()
+	return id != 0 && id == goid()
+}
+
+// goid returns the calling goroutine's id, from the first line of its stack trace
+// ("goroutine 42 [running]:"). It is used only to recognise a callback calling Close.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
+}

@@ -10,7 +10,12 @@ var (
 	ErrNotFound = errors.New("config: key not found")
 	// ErrType is matched (errors.Is) by every *TypeError.
 	ErrType = errors.New("config: wrong type")
-	// ErrInvalidKey is returned for an empty or malformed key.
+	// ErrInvalidArgument is returned for a nil client, an empty prefix, a nil callback, a
+	// nil Option, an option with a bad value, or an option the constructor does not use.
+	// The error wrapping it names the argument. Every ErrInvalidKey matches it too.
+	ErrInvalidArgument = errors.New("config: invalid argument")
+	// ErrInvalidKey is returned for an empty or malformed key or flag name; it also
+	// matches ErrInvalidArgument.
 	ErrInvalidKey = errors.New("config: invalid key")
 	// ErrNotReady is returned by getters when the first listing did not arrive within the
 	// ready timeout (WithReadyTimeout).
@@ -22,8 +27,6 @@ var (
 	ErrConflict = errors.New("config: too many concurrent changes")
 	// ErrClosed is returned by calls on a closed Store or Flags.
 	ErrClosed = errors.New("config: closed")
-	// ErrInvalidOption is wrapped by constructors for an invalid option or argument.
-	ErrInvalidOption = errors.New("config: invalid option")
 	// ErrFlagNotFound is returned when evaluating a flag that is not defined.
 	ErrFlagNotFound = errors.New("config: flag not found")
 	// ErrInvalidFlag is matched by every *FlagError: a flag definition that cannot be

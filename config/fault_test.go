@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-monitor/etcd-monitor/config"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
@@ -43,11 +42,11 @@ func TestFaultCluster(t *testing.T) {
 	require.NoError(t, err)
 	defer stop()
 	snapshot := func() map[string]string { <-mu; defer func() { mu <- struct{}{} }(); return maps.Clone(state) }
-	require.Eventually(t, func() bool { return len(s.Keys("")) == 3 }, 2*time.Second, time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) { assert.Len(ct, s.Keys(""), 3) }, 10*time.Second, 10*time.Millisecond)
 	state = map[string]string{"a": `"v0"`, "b": `"v0"`, "c": `"v0"`}
 
 	c.PauseConnections(i)
-	require.Eventually(t, s.Stale, 10*time.Second, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) { assert.True(ct, s.Stale(), "stale while cut off") }, 10*time.Second, 10*time.Millisecond)
 	_, err = writer.Delete(ctx, p+"a")
 	require.NoError(t, err)
 	_, err = writer.Put(ctx, p+"b", `"v1"`)
@@ -61,7 +60,7 @@ func TestFaultCluster(t *testing.T) {
 	c.ResumeConnections(i)
 
 	want := map[string]string{"b": `"v1"`, "c": `"v0"`, "d": `"v1"`}
-	require.Eventually(t, func() bool { return maps.Equal(want, snapshot()) }, 10*time.Second, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) { assert.Equal(ct, want, snapshot()) }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, []string{"b", "c", "d"}, s.Keys(""))
 
 	// Leader stop: getters answer throughout; a write after the election arrives.
@@ -72,7 +71,10 @@ func TestFaultCluster(t *testing.T) {
 	cli := c.ClusterClient()
 	_, err = cli.Put(ctx, p+"e", `5`)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { n, err := s.Int("e"); return err == nil && n == 5 }, 10*time.Second, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		n, err := s.Int("e")
+		assert.NoError(ct, err)
+		assert.Equal(ct, 5, n)
+	}, 10*time.Second, 10*time.Millisecond)
 	c.RestartMember(stopped)
-	_ = clientv3.WithPrefix
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -36,7 +37,10 @@ type Rule struct {
 	Attribute string `json:"attribute"`
 	// Op is OpEquals (Values has one element) or OpIn.
 	Op string `json:"op"`
-	// Values are compared with the attribute's value formatted by fmt.Sprint.
+	// Values are compared with the attribute's value: a number attribute (any Go
+	// integer or float type, or json.Number) as a number, so that 1000000, 1e6 and
+	// float64(1000000) all match "1000000" and nothing is rounded; a string attribute
+	// as a string; anything else as formatted by fmt.Sprint.
 	Values []string `json:"values"`
 	// Variant is served on a match, unless Rollout is set.
 	Variant string `json:"variant,omitempty"`
@@ -191,10 +195,26 @@ type compiledFlag struct {
 	rev  int64
 	flag Flag
 	err  error
+	// nums[i][j] is Rules[i].Values[j] as a number, when it is one.
+	nums [][]*decimal
+	// kill is what the kill switch serves when engaged, even for a definition that
+	// does not validate, as long as its off variant can be found.
+	kill *Evaluation
 }
 
-// NewFlags returns Flags over prefix. It accepts the Store's options.
+// NewFlags returns Flags over prefix. It accepts the Store's options except
+// WithSnapshotPrefix (Flags take no snapshots).
 func NewFlags(cli *clientv3.Client, prefix string, opts ...Option) (*Flags, error) {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i)
+		}
+		var o options
+		opt.apply(&o)
+		if o.set&setSnapshotPrefix != 0 {
+			return nil, fmt.Errorf("%w: WithSnapshotPrefix: Flags do not use it", ErrInvalidArgument)
+		}
+	}
 	s, err := New(cli, prefix, opts...)
 	if err != nil {
 		return nil, err
@@ -227,9 +247,26 @@ func (f *Flags) Delete(ctx context.Context, name string) error {
 	return f.s.Delete(ctx, name)
 }
 
-// Kill engages (true) or releases (false) a flag's kill switch, with a compare-and-swap
-// on the flag's revision so a concurrent edit is never overwritten.
-func (f *Flags) Kill(ctx context.Context, name string, killed bool) error {
+// Kill engages a flag's kill switch: every evaluation then serves its off variant (or
+// its default variant when it has none), with ReasonDisabled, even if the rest of the
+// definition does not validate. Only the "killed" field of the stored JSON object
+// changes: unknown fields and numbers are kept byte for byte. It is a compare-and-swap
+// on the flag's revision, so a concurrent edit is never overwritten.
+func (f *Flags) Kill(ctx context.Context, name string) error {
+	return f.setKilled(ctx, name, true)
+}
+
+// Revive releases a flag's kill switch: the "killed" field is removed and the rest of
+// the stored definition stays as it is.
+func (f *Flags) Revive(ctx context.Context, name string) error {
+	return f.setKilled(ctx, name, false)
+}
+
+func (f *Flags) setKilled(ctx context.Context, name string, killed bool) error {
+	verb := "kill"
+	if !killed {
+		verb = "revive"
+	}
 	if err := validFlagName(name); err != nil {
 		return err
 	}
@@ -237,40 +274,98 @@ func (f *Flags) Kill(ctx context.Context, name string, killed bool) error {
 	for range maxAttempts {
 		resp, err := f.s.cli.Get(ctx, key)
 		if err != nil {
-			return fmt.Errorf("config: kill %q: %w", name, err)
+			return fmt.Errorf("config: %s %q: %w", verb, name, err)
 		}
 		if len(resp.Kvs) == 0 {
 			return fmt.Errorf("%w: %q", ErrFlagNotFound, name)
 		}
-		var flag Flag
-		if err := json.Unmarshal(resp.Kvs[0].Value, &flag); err != nil {
-			return &FlagError{Flag: name, Reason: "bad JSON: " + err.Error()}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(resp.Kvs[0].Value, &obj); err != nil || obj == nil {
+			reason := "not a JSON object"
+			if err != nil {
+				reason += ": " + err.Error()
+			}
+			return &FlagError{Flag: name, Reason: reason}
 		}
-		flag.Killed = killed
-		b, err := json.Marshal(flag)
-		if err != nil {
-			return fmt.Errorf("config: kill %q: %w", name, err)
+		var was bool
+		if raw, ok := obj["killed"]; ok && json.Unmarshal(raw, &was) != nil {
+			was = false
+		}
+		if _, present := obj["killed"]; was == killed && (killed || !present) {
+			return nil // already so: no write, no change event
+		}
+		if killed {
+			obj["killed"] = json.RawMessage("true")
+		} else {
+			delete(obj, "killed")
+		}
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false) // keep the other fields' bytes as they were
+		if err := enc.Encode(obj); err != nil {
+			return fmt.Errorf("config: %s %q: %w", verb, name, err)
 		}
 		txn, err := f.s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
-			Then(clientv3.OpPut(key, string(b))).Commit()
+			Then(clientv3.OpPut(key, strings.TrimSuffix(b.String(), "\n"))).Commit()
 		if err != nil {
-			return fmt.Errorf("config: kill %q: %w", name, err)
+			return fmt.Errorf("config: %s %q: %w", verb, name, err)
 		}
 		if txn.Succeeded {
 			return nil
 		}
 	}
-	return fmt.Errorf("config: kill %q: %w", name, ErrConflict)
+	return fmt.Errorf("config: %s %q: %w", verb, name, ErrConflict)
 }
 
-// Flag returns a flag's definition from memory.
+// Flag returns a copy of a flag's definition from memory, and the error that stops it
+// from evaluating, if any.
 func (f *Flags) Flag(name string) (Flag, error) {
 	c, err := f.lookup(name)
 	if err != nil {
 		return Flag{}, err
 	}
-	return c.flag, c.err
+	return c.flag.clone(), c.err
+}
+
+// clone returns a deep copy, so that callers cannot change a compiled flag.
+func (fl Flag) clone() Flag {
+	out := fl
+	if fl.Variants != nil {
+		out.Variants = make(map[string]any, len(fl.Variants))
+		for k, v := range fl.Variants {
+			out.Variants[k] = cloneValue(v)
+		}
+	}
+	out.Rollout = slices.Clone(fl.Rollout)
+	if fl.Rules != nil {
+		out.Rules = make([]Rule, len(fl.Rules))
+		for i, r := range fl.Rules {
+			r.Values = slices.Clone(r.Values)
+			r.Rollout = slices.Clone(r.Rollout)
+			out.Rules[i] = r
+		}
+	}
+	return out
+}
+
+// cloneValue deep-copies a decoded JSON value (maps and slices; the rest is immutable).
+func cloneValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = cloneValue(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = cloneValue(e)
+		}
+		return out
+	}
+	return v
 }
 
 // Names returns the defined flags, sorted.
@@ -309,35 +404,82 @@ func compile(name string, raw []byte, rev int64) *compiledFlag {
 	c := &compiledFlag{rev: rev}
 	if err := json.Unmarshal(raw, &c.flag); err != nil {
 		c.err = &FlagError{Flag: name, Reason: "bad JSON: " + err.Error()}
+		c.kill = killSwitch(name, raw)
 		return c
 	}
 	c.err = c.flag.Validate(name)
+	c.nums = make([][]*decimal, len(c.flag.Rules))
+	for i, r := range c.flag.Rules {
+		c.nums[i] = make([]*decimal, len(r.Values))
+		for j, v := range r.Values {
+			if d, err := parseDecimal(v); err == nil {
+				c.nums[i][j] = &d
+			}
+		}
+	}
+	if c.flag.Killed {
+		c.kill = offEvaluation(name, c.flag.Variants, c.flag.OffVariant, c.flag.DefaultVariant)
+	}
 	return c
 }
 
+// killSwitch reads only the fields the kill switch needs from a definition that does
+// not decode as a Flag, so that such a flag can still be killed.
+func killSwitch(name string, raw []byte) *Evaluation {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil
+	}
+	var killed bool
+	var variants map[string]any
+	var off, def string
+	if json.Unmarshal(obj["killed"], &killed) != nil || !killed || json.Unmarshal(obj["variants"], &variants) != nil {
+		return nil
+	}
+	_ = json.Unmarshal(obj["offVariant"], &off)
+	_ = json.Unmarshal(obj["defaultVariant"], &def)
+	return offEvaluation(name, variants, off, def)
+}
+
+// offEvaluation is what a killed flag serves: its off variant, else its default; nil
+// when that is not one of its variants.
+func offEvaluation(name string, variants map[string]any, off, def string) *Evaluation {
+	v := off
+	if v == "" {
+		v = def
+	}
+	value, ok := variants[v]
+	if !ok {
+		return nil
+	}
+	return &Evaluation{Flag: name, Variant: v, Value: value, Reason: ReasonDisabled}
+}
+
 // Evaluate evaluates a flag for ec: the kill switch, then the rules in order, then the
-// rollout, then the default variant.
+// rollout, then the default variant. The kill switch works even on a definition that
+// does not validate, as long as its off (or default) variant exists. Value is the
+// caller's copy: changing it changes nothing in Flags.
 func (f *Flags) Evaluate(name string, ec EvalContext) (Evaluation, error) {
 	c, err := f.lookup(name)
 	if err != nil {
 		return Evaluation{Flag: name}, err
 	}
+	if c.kill != nil {
+		ev := *c.kill
+		ev.Value = cloneValue(ev.Value)
+		return ev, nil
+	}
 	if c.err != nil {
 		return Evaluation{Flag: name}, c.err
 	}
-	variant, reason := c.flag.decide(name, ec)
-	return Evaluation{Flag: name, Variant: variant, Value: c.flag.Variants[variant], Reason: reason}, nil
+	variant, reason := c.decide(name, ec)
+	return Evaluation{Flag: name, Variant: variant, Value: cloneValue(c.flag.Variants[variant]), Reason: reason}, nil
 }
 
-func (fl *Flag) decide(name string, ec EvalContext) (string, Reason) {
-	if fl.Killed {
-		if fl.OffVariant != "" {
-			return fl.OffVariant, ReasonDisabled
-		}
-		return fl.DefaultVariant, ReasonDisabled
-	}
-	for _, r := range fl.Rules {
-		if !r.matches(ec) {
+func (c *compiledFlag) decide(name string, ec EvalContext) (string, Reason) {
+	fl := &c.flag
+	for i, r := range fl.Rules {
+		if !r.matches(ec, c.nums[i]) {
 			continue
 		}
 		if r.Variant != "" {
@@ -356,21 +498,82 @@ func (fl *Flag) decide(name string, ec EvalContext) (string, Reason) {
 	return fl.DefaultVariant, ReasonStatic
 }
 
-func (r *Rule) matches(ec EvalContext) bool {
-	var val string
+// matches reports whether the attribute is one of the rule's values; nums are the
+// values as numbers (nil where a value is not one).
+func (r *Rule) matches(ec EvalContext, nums []*decimal) bool {
+	var x any
 	if r.Attribute == "targetingKey" {
 		if ec.TargetingKey == "" {
 			return false
 		}
-		val = ec.TargetingKey
+		x = ec.TargetingKey
 	} else {
-		x, ok := ec.Attributes[r.Attribute]
-		if !ok {
+		var ok bool
+		if x, ok = ec.Attributes[r.Attribute]; !ok {
 			return false
 		}
-		val = fmt.Sprint(x)
 	}
-	return slices.Contains(r.Values, val)
+	switch v := x.(type) {
+	case string:
+		return slices.Contains(r.Values, v)
+	case json.Number:
+		d, err := parseDecimal(string(v))
+		return err == nil && containsNumber(nums, d)
+	}
+	if lit, ok := numberLiteral(x); ok {
+		d, err := parseDecimal(lit)
+		return err == nil && containsNumber(nums, d)
+	}
+	return slices.Contains(r.Values, fmt.Sprint(x))
+}
+
+func containsNumber(nums []*decimal, d decimal) bool {
+	for _, n := range nums {
+		if n != nil && *n == d {
+			return true
+		}
+	}
+	return false
+}
+
+// numberLiteral formats a Go number exactly (a float by its shortest round-trip form,
+// which is what JSON carried) in JSON syntax; ok is false for non-numbers, NaN and
+// infinities.
+func numberLiteral(x any) (string, bool) {
+	switch v := x.(type) {
+	case int:
+		return strconv.FormatInt(int64(v), 10), true
+	case int8:
+		return strconv.FormatInt(int64(v), 10), true
+	case int16:
+		return strconv.FormatInt(int64(v), 10), true
+	case int32:
+		return strconv.FormatInt(int64(v), 10), true
+	case int64:
+		return strconv.FormatInt(v, 10), true
+	case uint:
+		return strconv.FormatUint(uint64(v), 10), true
+	case uint8:
+		return strconv.FormatUint(uint64(v), 10), true
+	case uint16:
+		return strconv.FormatUint(uint64(v), 10), true
+	case uint32:
+		return strconv.FormatUint(uint64(v), 10), true
+	case uint64:
+		return strconv.FormatUint(v, 10), true
+	case float32:
+		return floatLiteral(float64(v), 32)
+	case float64:
+		return floatLiteral(v, 64)
+	}
+	return "", false
+}
+
+func floatLiteral(f float64, bits int) (string, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return "", false
+	}
+	return strconv.FormatFloat(f, 'g', -1, bits), true
 }
 
 // split assigns key to a variant by its bucket: a hash of the flag name and the key,
@@ -455,7 +658,7 @@ func kindOfValue(x any) string {
 // Store.Watch).
 func (f *Flags) Watch(fn func(FlagChange)) (cancel func(), err error) {
 	if fn == nil {
-		return nil, fmt.Errorf("%w: nil callback", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: nil callback", ErrInvalidArgument)
 	}
 	return f.s.Watch("", func(c Change) {
 		fc := FlagChange{Name: c.Key}
@@ -480,7 +683,7 @@ func (f *Flags) Watch(fn func(FlagChange)) (cancel func(), err error) {
 
 func validFlagName(name string) error {
 	if name == "" || strings.Contains(name, "/") {
-		return fmt.Errorf("%w: flag name %q (empty or contains '/')", ErrInvalidKey, name)
+		return &keyError{fmt.Sprintf("flag name %q (empty or contains '/')", name)}
 	}
 	return nil
 }

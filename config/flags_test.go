@@ -33,7 +33,7 @@ func waitFlag(t *testing.T, f *config.Flags, name string, ok func(config.Flag) b
 	require.Eventually(t, func() bool {
 		fl, err := f.Flag(name)
 		return err == nil && ok(fl)
-	}, 2*time.Second, time.Millisecond)
+	}, 10*time.Second, 10*time.Millisecond)
 }
 
 func TestFlagEvaluation(t *testing.T) {
@@ -83,22 +83,22 @@ func TestFlagEvaluation(t *testing.T) {
 	assert.ErrorIs(t, err, config.ErrType)
 
 	// Kill switch.
-	require.NoError(t, f.Kill(ctx, "checkout", true))
+	require.NoError(t, f.Kill(ctx, "checkout"))
 	waitFlag(t, f, "checkout", func(fl config.Flag) bool { return fl.Killed })
 	ev, err = f.Evaluate("checkout", config.EvalContext{TargetingKey: "vip"})
 	require.NoError(t, err)
 	assert.Equal(t, config.Evaluation{Flag: "checkout", Variant: "old", Value: "v1", Reason: config.ReasonDisabled}, ev)
-	require.NoError(t, f.Kill(ctx, "checkout", false))
+	require.NoError(t, f.Revive(ctx, "checkout"))
 	waitFlag(t, f, "checkout", func(fl config.Flag) bool { return !fl.Killed })
 	assert.Equal(t, checkout.Rules, mustFlag(t, f, "checkout").Rules, "kill switch keeps the rest")
 
 	// The kill switch of a boolean flag turns it off, whatever its default.
-	require.NoError(t, f.Kill(ctx, "dark-mode", true))
+	require.NoError(t, f.Kill(ctx, "dark-mode"))
 	waitFlag(t, f, "dark-mode", func(fl config.Flag) bool { return fl.Killed })
 	ev, err = f.Evaluate("dark-mode", config.EvalContext{})
 	require.NoError(t, err)
 	assert.Equal(t, config.Evaluation{Flag: "dark-mode", Variant: "off", Value: false, Reason: config.ReasonDisabled}, ev)
-	require.NoError(t, f.Kill(ctx, "dark-mode", false))
+	require.NoError(t, f.Revive(ctx, "dark-mode"))
 	waitFlag(t, f, "dark-mode", func(fl config.Flag) bool { return !fl.Killed })
 
 	assert.Equal(t, []string{"checkout", "dark-mode"}, f.Names())
@@ -107,7 +107,7 @@ func TestFlagEvaluation(t *testing.T) {
 	_, err = f.Evaluate("nope", config.EvalContext{})
 	assert.ErrorIs(t, err, config.ErrFlagNotFound)
 	assert.False(t, f.Enabled("nope", config.EvalContext{}))
-	assert.ErrorIs(t, f.Kill(ctx, "nope", true), config.ErrFlagNotFound)
+	assert.ErrorIs(t, f.Kill(ctx, "nope"), config.ErrFlagNotFound)
 	_, err = f.Evaluate("", config.EvalContext{})
 	assert.ErrorIs(t, err, config.ErrInvalidKey)
 	for name, bad := range map[string]config.Flag{
@@ -131,7 +131,7 @@ func TestFlagEvaluation(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, err := f.Evaluate("half", config.EvalContext{})
 		return errors.Is(err, config.ErrInvalidFlag)
-	}, 2*time.Second, time.Millisecond)
+	}, 10*time.Second, 10*time.Millisecond)
 	_, err = f.Evaluate("garbage", config.EvalContext{})
 	assert.ErrorIs(t, err, config.ErrInvalidFlag)
 	assert.True(t, f.Enabled("dark-mode", config.EvalContext{}))
@@ -158,9 +158,9 @@ func TestFlagChangeEvents(t *testing.T) {
 	require.NoError(t, err)
 	defer cancel()
 	require.NoError(t, f.Set(ctx, "x", config.BoolFlag(false)))
-	require.NoError(t, f.Kill(ctx, "x", true))
+	require.NoError(t, f.Kill(ctx, "x"))
 	require.NoError(t, f.Delete(ctx, "x"))
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 }, 2*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 }, 10*time.Second, 10*time.Millisecond)
 	assert.Nil(t, got[0].Old)
 	assert.Equal(t, "off", got[0].New.DefaultVariant)
 	assert.False(t, got[1].Old.Killed)

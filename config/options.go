@@ -18,7 +18,15 @@ type options struct {
 	logger         *zap.Logger
 	readyTimeout   time.Duration
 	snapshotPrefix string
+
+	set optionSet
 }
+
+// optionSet records which options were given, so that NewFlags can refuse the ones it
+// would ignore.
+type optionSet uint
+
+const setSnapshotPrefix optionSet = 1
 
 func defaults() options {
 	return options{logger: zap.NewNop(), readyTimeout: 5 * time.Second}
@@ -26,16 +34,17 @@ func defaults() options {
 
 func buildOptions(opts []Option) (options, error) {
 	o := defaults()
-	for _, opt := range opts {
-		if opt != nil {
-			opt.apply(&o)
+	for i, opt := range opts {
+		if opt == nil {
+			return o, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i)
 		}
+		opt.apply(&o)
 	}
 	switch {
 	case o.logger == nil:
-		return o, fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		return o, fmt.Errorf("%w: WithLogger: nil logger", ErrInvalidArgument)
 	case o.readyTimeout < 0:
-		return o, fmt.Errorf("%w: negative ready timeout %v", ErrInvalidOption, o.readyTimeout)
+		return o, fmt.Errorf("%w: WithReadyTimeout: negative timeout %v", ErrInvalidArgument, o.readyTimeout)
 	}
 	return o, nil
 }
@@ -51,7 +60,8 @@ func WithReadyTimeout(d time.Duration) Option {
 }
 
 // WithSnapshotPrefix sets where snapshots are kept (default: the Store's prefix without
-// its trailing "/", plus ".snapshots/"). It must not be under the Store's prefix.
+// its trailing "/", plus ".snapshots/"). It must not be under the Store's prefix. Store
+// only: NewFlags refuses it.
 func WithSnapshotPrefix(p string) Option {
-	return optionFunc(func(o *options) { o.snapshotPrefix = p })
+	return optionFunc(func(o *options) { o.snapshotPrefix = p; o.set |= setSnapshotPrefix })
 }

@@ -21,9 +21,37 @@ type SnapshotInfo struct {
 	Keys     int       `json:"keys"`
 }
 
+// snapshotDoc is a stored snapshot. Format 2 keeps keys and values as bytes (base64 in
+// JSON), so that nothing that is not valid UTF-8 is altered. Format 1 (no "format"
+// field) kept them as JSON strings, which replaced invalid UTF-8 with U+FFFD; such
+// snapshots are still read and restored as they are.
 type snapshotDoc struct {
 	SnapshotInfo
-	Values map[string]string `json:"values"` // relative key → stored bytes
+	Format  int               `json:"format,omitempty"`
+	Entries []snapshotEntry   `json:"entries,omitempty"` // format 2
+	Values  map[string]string `json:"values,omitempty"`  // format 1: relative key → value
+}
+
+type snapshotEntry struct {
+	Key   []byte `json:"key"` // relative to the Store's prefix
+	Value []byte `json:"value"`
+}
+
+const snapshotFormat = 2
+
+// values returns relative key → stored bytes, whatever the format.
+func (d *snapshotDoc) values() (map[string]string, error) {
+	switch d.Format {
+	case 0, 1:
+		return d.Values, nil
+	case snapshotFormat:
+		out := make(map[string]string, len(d.Entries))
+		for _, e := range d.Entries {
+			out[string(e.Key)] = string(e.Value)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown snapshot format %d", d.Format)
 }
 
 const maxAttempts = 16
@@ -33,7 +61,8 @@ func (s *Store) versionKey(v int64) string      { return s.snapPfx + "v/" + fmt.
 func (s *Store) versionFromKey(k string) string { return strings.TrimPrefix(k, s.snapPfx+"v/") }
 
 // Snapshot stores the current configuration (read from etcd at one revision, not from
-// the cache) as the next version and returns it.
+// the cache) as the next version and returns it. Keys and values are kept as bytes:
+// a value that is not valid UTF-8 (or not JSON) is restored exactly.
 func (s *Store) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 	for range maxAttempts {
 		read, err := s.cli.Txn(ctx).Then(
@@ -53,10 +82,11 @@ func (s *Store) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 		}
 		doc := snapshotDoc{
 			SnapshotInfo: SnapshotInfo{Version: seq + 1, Revision: read.Header.Revision, Created: time.Now().UTC(), Keys: len(data.Kvs)},
-			Values:       make(map[string]string, len(data.Kvs)),
+			Format:       snapshotFormat,
+			Entries:      make([]snapshotEntry, 0, len(data.Kvs)),
 		}
 		for _, kv := range data.Kvs {
-			doc.Values[strings.TrimPrefix(string(kv.Key), s.prefix)] = string(kv.Value)
+			doc.Entries = append(doc.Entries, snapshotEntry{Key: kv.Key[len(s.prefix):], Value: kv.Value})
 		}
 		b, err := json.Marshal(doc)
 		if err != nil {
@@ -113,13 +143,17 @@ func (s *Store) Restore(ctx context.Context, version int64) error {
 	if err := json.Unmarshal(got.Kvs[0].Value, &doc); err != nil {
 		return fmt.Errorf("config: restore %d: corrupt snapshot: %w", version, err)
 	}
+	values, err := doc.values()
+	if err != nil {
+		return fmt.Errorf("config: restore %d: %w", version, err)
+	}
 	for range maxAttempts {
 		cur, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 		if err != nil {
 			return fmt.Errorf("config: restore %d: %w", version, err)
 		}
-		ops := s.deleteOps(cur.Kvs, doc.Values)
-		for k, v := range doc.Values {
+		ops := s.deleteOps(cur.Kvs, values)
+		for k, v := range values {
 			ops = append(ops, clientv3.OpPut(s.prefix+k, v))
 		}
 		resp, err := s.cli.Txn(ctx).

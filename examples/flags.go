@@ -80,7 +80,7 @@ func runFlags(ctx context.Context, e *env) error {
 	e.printf("OpenFeature: new-checkout for internal user-7 = %v (variant %s, reason %s)", d.Value, d.Variant, d.Reason)
 
 	// Kill switch: everyone off at once.
-	if err := flags.Kill(ctx, "new-checkout", true); err != nil {
+	if err := flags.Kill(ctx, "new-checkout"); err != nil {
 		return err
 	}
 	if err := waitChange(); err != nil {

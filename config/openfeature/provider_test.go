@@ -31,13 +31,14 @@ func TestProvider(t *testing.T) {
 		Rules:          []config.Rule{{Attribute: "country", Op: config.OpEquals, Values: []string{"NZ"}, Variant: "blue"}},
 	}))
 	require.NoError(t, flags.Set(ctx, "limit", config.Flag{Variants: map[string]any{"low": 10, "high": 1000.5}, DefaultVariant: "low"}))
+	require.NoError(t, flags.Set(ctx, "theme", config.Flag{Variants: map[string]any{"dark": map[string]any{"bg": "black"}}, DefaultVariant: "dark"}))
 
 	provider := cfgof.New(flags)
 	require.NoError(t, of.SetNamedProviderAndWait("cfg-test", provider))
 	defer of.Shutdown()
 	client := of.NewClient("cfg-test")
 
-	require.Eventually(t, func() bool { _, err := flags.Flag("limit"); return err == nil }, 2*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { _, err := flags.Flag("theme"); return err == nil }, 10*time.Second, 10*time.Millisecond)
 	changed := make(chan of.EventDetails, 16)
 	cb := func(d of.EventDetails) { changed <- d }
 	client.AddHandler(of.ProviderConfigChange, &cb)
@@ -62,6 +63,13 @@ func TestProvider(t *testing.T) {
 	obj, err := client.ObjectValue(ctx, "color", nil, of.EvaluationContext{})
 	require.NoError(t, err)
 	assert.Equal(t, "#f00", obj)
+	// An object variant is the caller's copy.
+	theme, err := client.ObjectValue(ctx, "theme", nil, of.EvaluationContext{})
+	require.NoError(t, err)
+	theme.(map[string]any)["bg"] = "pink"
+	theme, err = client.ObjectValue(ctx, "theme", nil, of.EvaluationContext{})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"bg": "black"}, theme)
 
 	// Errors give the caller's default and a code.
 	d, err := client.BooleanValueDetails(ctx, "missing", true, of.EvaluationContext{})
@@ -73,8 +81,8 @@ func TestProvider(t *testing.T) {
 	assert.Equal(t, of.TypeMismatchCode, d.ErrorCode)
 
 	// A change in etcd is a configuration-changed event, and evaluations follow it.
-	require.NoError(t, flags.Kill(ctx, "beta", true))
-	deadline := time.After(3 * time.Second)
+	require.NoError(t, flags.Kill(ctx, "beta"))
+	deadline := time.After(10 * time.Second)
 	for killed := false; !killed; {
 		select {
 		case ev := <-changed:
