@@ -1,0 +1,56 @@
+// Package queue is a work queue on etcd with at-least-once delivery: a consumer claims an
+// item for a visibility timeout, and an item whose consumer crashes or is cut off is
+// delivered again.
+//
+// Queue delivers in enqueue order; PriorityQueue delivers the lowest priority number
+// first, and in enqueue order within a priority. Dequeue claims an item with a claim key
+// on a lease of its own (the visibility timeout, WithVisibilityTimeout); the consumer
+// then calls Ack once it has processed the item, Nack to give it back, or Extend to keep
+// it longer. Unlike etcd's contrib recipes, nothing is deleted before it is acknowledged.
+//
+// # Guarantees
+//
+//   - At most one live claim per item: a claim is created only if none exists, in the
+//     same transaction that checks the item is unchanged, so two consumers never hold
+//     the same item at once. Deadline is never later than the instant etcd could expire
+//     the claim, so a consumer that stops work by its Deadline never overlaps the next.
+//   - At least once: an item leaves the queue only through an Ack made while its claim
+//     is alive (or through the dead letters). A consumer that crashes, hangs or is cut off
+//     from etcd loses its claim when the lease expires, and the item is delivered again.
+//     Work is therefore done at least once, and more than once if a consumer overruns its
+//     Deadline or crashes after the work but before Ack: make processing idempotent.
+//   - Order: an item is claimed only when no older unclaimed item of the same (or a
+//     lower-numbered) priority is visible; items being worked on, or given back, keep
+//     their place, so a redelivered item comes before newer ones.
+//   - Enqueue with WithID is idempotent within the dedup window; Ack may be retried after
+//     an unknown outcome and succeeds as long as the claim lives.
+//   - With WithMaxDeliveries(n), an item that was delivered n times without an Ack is
+//     moved to the dead letters instead of being delivered again.
+//   - Consumers with nothing to do wait on a watch (an item added, a claim gone), not by
+//     polling. Every Enqueue and claim is one etcd transaction when uncontended; a claim
+//     also grants a lease, and Ack revokes it.
+//   - Not guaranteed: a consumer that goes on working past Deadline may overlap the next
+//     consumer of the item; etcd extends lease TTLs when its leader changes, so a crashed
+//     consumer's item can stay invisible for longer than the timeout.
+//
+// # Lifecycle
+//
+// New and NewPriority do not block and start no goroutine. An Item's claim ends with Ack,
+// Nack, or the expiry of its lease. Close gives back the claims of this Queue's items
+// that were neither acknowledged nor given back (so they are delivered again at once),
+// waits at most two seconds for etcd, and is idempotent; later calls return ErrClosed. The
+// keys under the prefix belong to the queue; IDs given to WithID live on a lease of the
+// dedup window and need no cleanup; dead letters stay until DeleteDeadLetter.
+//
+//	q, err := queue.New(cli, "/jobs/resize")
+//	if err != nil { return err }
+//	defer q.Close()
+//	_, err = q.Enqueue(ctx, payload, queue.WithID(upload.ID)) // safe to retry
+//	...
+//	it, err := q.Dequeue(ctx) // waits for work
+//	if err != nil { return err }
+//	if err := resize(ctx, it.Value()); err != nil {
+//		return it.Nack(ctx) // try again, elsewhere
+//	}
+//	return it.Ack(ctx)
+package queue

@@ -1,0 +1,249 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/queue"
+)
+
+// claims records every claim the consumers get, to check that no item is ever held by
+// two live claims, and every successful Ack.
+type claims struct {
+	mu         sync.Mutex
+	holder     map[string]*queue.Item // the last claim of each item, nil once finished
+	overlaps   []string
+	acks       map[string]int
+	log        map[string][]string
+	waiters    map[string]chan struct{}
+	redelivery int
+}
+
+func (c *claims) claimed(it *queue.Item) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev := c.holder[it.ID()]; prev != nil && !now.After(prev.Deadline()) {
+		c.overlaps = append(c.overlaps, fmt.Sprintf("%s claimed at %v while the previous claim lives until %v",
+			it.ID(), now.Format(time.StampMicro), prev.Deadline().Format(time.StampMicro)))
+	}
+	c.holder[it.ID()] = it
+	if w := c.waiters[it.ID()]; w != nil {
+		close(w)
+		delete(c.waiters, it.ID())
+	}
+	c.log[it.ID()] = append(c.log[it.ID()], fmt.Sprintf("claimed %v until %v", now.Format(time.StampMicro), it.Deadline().Format(time.StampMicro)))
+	if it.Deliveries() > 1 {
+		c.redelivery++
+	}
+}
+
+// next returns a channel closed when the item is claimed again.
+func (c *claims) next(id string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := make(chan struct{})
+	c.waiters[id] = w
+	return w
+}
+
+func (c *claims) finished(it *queue.Item, acked bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holder[it.ID()] == it {
+		c.holder[it.ID()] = nil
+	}
+	if acked {
+		c.acks[it.ID()]++
+	}
+	c.log[it.ID()] = append(c.log[it.ID()], fmt.Sprintf("finished %v acked %v", time.Now().Format(time.StampMicro), acked))
+}
+
+// TestFaultManyConsumers runs 1,000 items through 5 consumers on a 3-node cluster while
+// two consumers crash holding an item, one is cut off from etcd holding an item, and
+// the etcd leader is stopped and restarted. Every item must be acknowledged exactly once,
+// none lost, and no item ever held by two live claims.
+func TestFaultManyConsumers(t *testing.T) {
+	const (
+		items      = 1000
+		visibility = 2 * time.Second
+	)
+	c := etcdtest.NewCluster(t, 3)
+	ctx := etcdtest.Context(t, 8*time.Minute)
+	prefix := etcdtest.Prefix(t)
+	rec := &claims{holder: map[string]*queue.Item{}, acks: map[string]int{}, log: map[string][]string{}, waiters: map[string]chan struct{}{}}
+	var acked atomic.Int64
+	done, stop := context.WithCancel(ctx)
+	defer stop()
+
+	// The producer retries with the same ID until Enqueue succeeds, so an Enqueue lost
+	// in the leader restart neither loses nor duplicates an item.
+	prod, err := queue.New(c.ClusterClient(), prefix, queue.WithVisibilityTimeout(visibility))
+	require.NoError(t, err)
+	defer prod.Close()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range items {
+			for {
+				octx, cancel := context.WithTimeout(done, 2*time.Second)
+				_, err := prod.Enqueue(octx, fmt.Appendf(nil, "%d", i), queue.WithID(fmt.Sprintf("item-%04d", i)))
+				cancel()
+				if err == nil || done.Err() != nil {
+					break
+				}
+			}
+		}
+	})
+
+	// fate decides what a consumer does with its nth item: process it, crash holding it,
+	// or be cut off from etcd while holding it.
+	type fate int
+	const (
+		work fate = iota
+		crash
+		cutOff
+	)
+	// ack retries an Ack whose outcome is unknown: the answer is definitive once etcd is
+	// reached.
+	ack := func(it *queue.Item) error {
+		for {
+			actx, cancel := context.WithTimeout(done, time.Second)
+			err := it.Ack(actx)
+			cancel()
+			if err == nil || errors.Is(err, queue.ErrClaimLost) || done.Err() != nil {
+				return err
+			}
+		}
+	}
+	consume := func(cli *clientv3.Client, fateOf func(n int) fate, member int) {
+		q, err := queue.New(cli, prefix, queue.WithVisibilityTimeout(visibility))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for n := 1; done.Err() == nil; n++ {
+			dctx, cancel := context.WithTimeout(done, 3*time.Second)
+			it, err := q.Dequeue(dctx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			rec.claimed(it)
+			switch fateOf(n) {
+			case crash:
+				// A crash: no Ack, no Close, the client gone with its claim.
+				cli.Close()
+				return
+			case cutOff:
+				// Cut off from etcd while working on the item, for as long as it takes
+				// another consumer to get it; then this consumer's Ack must fail.
+				again := rec.next(it.ID())
+				c.Blackhole(member)
+				select {
+				case <-again:
+				case <-done.Done():
+				}
+				c.Unblackhole(member)
+				err := ack(it)
+				if !errors.Is(err, queue.ErrClaimLost) && done.Err() == nil {
+					t.Errorf("Ack of %s by a consumer whose claim expired: %v, want ErrClaimLost", it.ID(), err)
+				}
+				rec.finished(it, err == nil)
+				if err == nil {
+					acked.Add(1)
+				}
+				continue
+			}
+			err = ack(it)
+			rec.finished(it, err == nil)
+			if err != nil {
+				t.Logf("ack %s: %v", it.ID(), err)
+			}
+			if err == nil {
+				acked.Add(1)
+			}
+		}
+		_ = q.Close()
+	}
+	always := func(int) fate { return work }
+	crashAt := func(k int) func(int) fate {
+		return func(n int) fate {
+			if n == k {
+				return crash
+			}
+			return work
+		}
+	}
+	// Member 2's bridge carries only consumer 2, the one cut off; the others know every
+	// member, as production clients do.
+	wg.Go(func() { consume(c.ClusterClient(), always, -1) })
+	wg.Go(func() { consume(c.ClusterClient(), always, -1) })
+	wg.Go(func() {
+		consume(c.Client(2), func(n int) fate {
+			if n == 40 {
+				return cutOff
+			}
+			return work
+		}, 2)
+	})
+	// Two consumers crash mid-item; each is replaced, as a supervisor would.
+	for _, k := range []int{30, 120} {
+		wg.Go(func() {
+			consume(c.ClusterClient(), crashAt(k), -1)
+			consume(c.ClusterClient(), always, -1)
+		})
+	}
+
+	// Restart the leader in the middle of the run.
+	waitAcked := func(n int64) {
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			assert.GreaterOrEqual(ct, acked.Load(), n)
+		}, 3*time.Minute, 20*time.Millisecond)
+	}
+	start := time.Now()
+	waitAcked(300)
+	t.Logf("%v: 300 acked, stopping the leader", time.Since(start))
+	stopped := c.StopLeader()
+	waitAcked(450)
+	t.Logf("%v: 450 acked, restarting it", time.Since(start))
+	c.RestartMember(stopped)
+	t.Logf("%v: restarted", time.Since(start))
+
+	check, err := queue.New(c.ClusterClient(), prefix)
+	require.NoError(t, err)
+	defer check.Close()
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, int64(items), acked.Load())
+		n, err := check.Len(ctx)
+		assert.NoError(ct, err)
+		assert.Zero(ct, n)
+	}, 3*time.Minute, 50*time.Millisecond)
+	t.Logf("%v: all acked", time.Since(start))
+	stop()
+	wg.Wait()
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	assert.Empty(t, rec.overlaps, "items held by two live claims")
+	for i := range items {
+		id := fmt.Sprintf("item-%04d", i)
+		if rec.acks[id] == 0 {
+			t.Errorf("%s never acknowledged: %v", id, rec.log[id])
+		}
+	}
+	for id, n := range rec.acks {
+		assert.Equal(t, 1, n, "acks of %s", id)
+	}
+	assert.GreaterOrEqual(t, rec.redelivery, 3, "the items of the crashed and cut-off consumers are delivered again")
+	t.Logf("%d items, %d redeliveries", items, rec.redelivery)
+}
