@@ -15,11 +15,13 @@ import (
 )
 
 // TestFaultClusterCounter: 8 goroutines on separate clients, spread over the members of a
-// 3-node cluster, each Update one counter 100 times with the default retry bound.
+// 3-node cluster, each Update one counter 50 times with the default retry bound. No
+// update is lost and none gives up. The context is a bound on a hang, not on speed
+// (a loaded machine may take minutes); speed is measured by the benchmarks.
 func TestFaultClusterCounter(t *testing.T) {
 	c := etcdtest.NewCluster(t, 3)
-	ctx := etcdtest.Context(t, 60*time.Second)
-	const key, workers, each = "/counter", 8, 100
+	ctx := etcdtest.Context(t, 5*time.Minute)
+	const key, workers, each = "/counter", 8, 50
 	var maxCalls atomic.Int64
 
 	var wg sync.WaitGroup
