@@ -225,7 +225,9 @@ func NewFlags(cli *clientv3.Client, prefix string, opts ...Option) (*Flags, erro
 // WaitReady blocks until the flags are in memory, ctx ends, or Flags closes.
 func (f *Flags) WaitReady(ctx context.Context) error { return f.s.WaitReady(ctx) }
 
-// Close stops the cache; it is idempotent.
+// Close stops the cache and the callback goroutine and waits for them; it is
+// idempotent. Called from a Watch callback it does not wait for that callback (see
+// Store.Close).
 func (f *Flags) Close() error { return f.s.Close() }
 
 // Set validates and stores a flag definition.
