@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +41,9 @@ type Cache struct {
 	subs   atomic.Pointer[[]*subscriber]
 	err    error
 	closer sync.Once
+	// gid is the id of the goroutine that runs subscribers, so that Close can tell it
+	// is called from one.
+	gid atomic.Uint64
 }
 
 type subscriber struct {
@@ -80,6 +85,7 @@ func NewCache(cli *clientv3.Client, prefix string, opts ...Option) (*Cache, erro
 }
 
 func (c *Cache) run(ctx context.Context) {
+	c.gid.Store(goid())
 	defer close(c.exited)
 	err := c.s.run(ctx, func(_ context.Context, batch []Event) bool {
 		c.apply(batch)
@@ -288,8 +294,8 @@ func (c *Cache) Stale() bool {
 
 // Subscribe calls fn for every change the Cache applies, in revision order (the changes
 // of a re-list in key order), on the Cache's goroutine, once the change is readable
-// through Get and List. fn must not block, must not wait for Ready and must not call
-// Close; it may call Subscribe, cancel, Get and List.
+// through Get and List. fn must not block and must not wait for Ready; it may call
+// Subscribe, cancel, Get, List and Close.
 //
 // A subscriber added before Ready closes is called with the first listing as additions,
 // and Ready closes only after those calls returned (see Ready). A subscriber added later
@@ -341,10 +347,26 @@ func (c *Cache) Err() error {
 
 // Close stops the watch and waits for the Cache's goroutine. The cached state stays
 // readable. It is idempotent and returns nil.
+//
+// Close may be called from a subscriber: it then returns without waiting for the
+// Cache's goroutine (which is running that subscriber, and ends when it returns).
 func (c *Cache) Close() error {
-	c.closer.Do(func() {
-		c.cancel()
+	c.closer.Do(c.cancel)
+	if c.gid.Load() != goid() {
 		<-c.exited
-	})
+	}
 	return nil
+}
+
+// goid returns the calling goroutine's id, from the first line of its stack trace
+// ("goroutine 42 [running]:"). It is used only to recognise a subscriber calling Close.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
 }

@@ -234,3 +234,34 @@ func TestCacheTellsSubscribersBeforeReady(t *testing.T) {
 	assert.False(t, readyDuringFirst, "Ready closed while the first listing was being told")
 	mu.Unlock()
 }
+
+// A subscriber may close the Cache: Close then returns without waiting for the
+// goroutine that is running the subscriber, which ends right after.
+func TestCacheCloseFromSubscriber(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	p := etcdtest.Prefix(t)
+	c, err := watch.NewCache(cli, p)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.WaitReady(ctx))
+	closed := make(chan error, 1)
+	defer c.Subscribe(func(watch.Change) {
+		select {
+		case closed <- c.Close():
+		default:
+		}
+	})()
+	_, err = cli.Put(ctx, p+"a", "1")
+	require.NoError(t, err)
+	select {
+	case err := <-closed:
+		assert.NoError(t, err)
+	case <-ctx.Done():
+		t.Fatal("Close from a subscriber did not return")
+	}
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.ErrorIs(ct, c.Err(), watch.ErrClosed)
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.NoError(t, c.Close(), "idempotent")
+}

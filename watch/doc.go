@@ -36,8 +36,9 @@
 // to NewCache) make them return an error wrapping ErrInvalidArgument instead. Close
 // stops the goroutine, waits for it and is idempotent; the Watcher then closes Events,
 // and Err says why (ErrClosed, or ErrClientClosed when the etcd client was closed
-// first). Subscribers run on the Cache's goroutine and must not call Close. The etcd
-// client stays the caller's.
+// first). Subscribers run on the Cache's goroutine; one that calls Close does not wait
+// for that goroutine, which ends when the subscriber returns. The etcd client stays the
+// caller's.
 //
 //	w, err := watch.NewWatcher(cli, "/jobs/", watch.WithPrefix())
 //	if err != nil {
