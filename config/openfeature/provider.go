@@ -38,7 +38,8 @@ var (
 	_ of.EventHandler    = (*Provider)(nil)
 )
 
-// New returns a provider over flags. Init waits at most 10s for the flags to load.
+// New returns a provider over flags. Init waits at most 10s for the flags to load, and
+// fails for nil flags.
 func New(flags *config.Flags) *Provider {
 	return &Provider{
 		flags:  flags,
@@ -61,6 +62,9 @@ func (p *Provider) Init(of.EvaluationContext) error {
 	defer p.mu.Unlock()
 	if p.state != 0 {
 		return fmt.Errorf("openfeature: provider already initialised or shut down")
+	}
+	if p.flags == nil {
+		return fmt.Errorf("openfeature: nil flags")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.init)
 	defer cancel()

@@ -99,3 +99,7 @@ func TestProvider(t *testing.T) {
 	assert.False(t, b.Value)
 	assert.Equal(t, of.DisabledReason, b.Reason)
 }
+
+func TestProviderWithoutFlags(t *testing.T) {
+	require.Error(t, cfgof.New(nil).Init(of.EvaluationContext{}))
+}
