@@ -535,7 +535,11 @@ func (m *Manager) alertsLocked(firingOnly bool) []Alert {
 func (m *Manager) History() []Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.transitions)
+	out := slices.Clone(m.transitions)
+	for i := range out {
+		out[i].Labels, out[i].Annotations = maps.Clone(out[i].Labels), maps.Clone(out[i].Annotations)
+	}
+	return out
 }
 
 // Deliveries returns the last HistorySize delivery attempts, one per alert of a

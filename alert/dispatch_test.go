@@ -603,3 +603,50 @@ func TestSilencedResolveStillSent(t *testing.T) {
 	require.NoError(t, m.Flush(ctx))
 	assert.Equal(t, []string{"firing A::firing", "resolved A::resolved"}, rec.summary())
 }
+
+// A matcher that does not parse names its path and its line.
+func TestMatcherErrorLine(t *testing.T) {
+	var cfg alert.Config
+	require.NoError(t, yaml.Unmarshal([]byte("route:\n  routes:\n    - receiver: ''\n      matchers:\n        - 'cluster=~\"(\"'\n"), &cfg))
+	err := cfg.Validate()
+	var fe *alert.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "route.routes[0].matchers[0]", fe.Field)
+	assert.Contains(t, fe.Reason, "line 5")
+}
+
+// History records are copies: a later resolve never changes an earlier firing record.
+func TestHistoryRecordsAreStable(t *testing.T) {
+	var on sync.Map
+	r := alert.Rule{Name: "A", Severity: alert.Warning, Summary: "A", Eval: func(*health.Report, *metrics.Snapshot) []alert.Finding {
+		if _, ok := on.Load("x"); ok {
+			return []alert.Finding{{Labels: alert.MemberLabels(1, "m1")}, {Labels: alert.MemberLabels(2, "m2")}}
+		}
+		return nil
+	}}
+	m, err := alert.New(alert.WithRules(r))
+	require.NoError(t, err)
+	defer m.Close()
+	ctx := context.Background()
+	for i := range 4 {
+		if i%2 == 0 {
+			on.Store("x", true)
+		} else {
+			on.Delete("x")
+		}
+		_, err := m.EvaluateCluster(ctx, "c", three(t0.Add(time.Duration(i)*time.Minute)), nil)
+		require.NoError(t, err)
+	}
+	h := m.History()
+	require.Len(t, h, 8)
+	for _, a := range h {
+		if a.State == alert.Firing {
+			assert.True(t, a.EndsAt.IsZero(), "%+v", a)
+		} else {
+			assert.False(t, a.EndsAt.IsZero())
+			assert.True(t, a.EndsAt.After(a.StartsAt))
+		}
+	}
+	h[0].Labels["member"] = "mutated"
+	assert.NotEqual(t, "mutated", m.History()[0].Labels["member"], "callers get their own copies")
+}

@@ -2,7 +2,6 @@ package alert
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -176,7 +175,7 @@ func (m *Matcher) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := ParseMatcher(s)
 	if err != nil {
-		*m = Matcher{err: errors.New(err.(*FieldError).Reason)}
+		*m = Matcher{err: fmt.Errorf("line %d: %s", n.Line, err.(*FieldError).Reason)}
 		return nil
 	}
 	*m = v

@@ -1,7 +1,7 @@
 package alert
 
 import (
-	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/etcd-monitor/etcd-monitor/health"
@@ -68,9 +68,10 @@ type Finding struct {
 }
 
 // MemberLabels returns the labels of a per-member finding: "member_id" (the identity,
-// 16 hex digits) and "member" (the name, shown to people).
+// in unpadded hex as etcd, etcdctl and the health package write it) and "member" (the
+// name, shown to people).
 func MemberLabels(id uint64, name string) map[string]string {
-	return map[string]string{"member_id": fmt.Sprintf("%016x", id), "member": name}
+	return map[string]string{"member_id": strconv.FormatUint(id, 16), "member": name}
 }
 
 // Runbooks of the built-in rules: the etcd mixin's alerts have Prometheus Operator's

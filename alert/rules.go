@@ -97,7 +97,7 @@ func DefaultRules(t Thresholds) []Rule {
 			Check: func(in *Input) []Finding {
 				best, known := 0.0, false
 				for _, m := range in.Metrics.Members {
-					if n, ok := increase(in.series(m.ID, t.LeaderChangesWindow), func(m *metrics.MemberMetrics) float64 { return m.Raft.LeaderChanges }); ok {
+					if n, ok := increase(in.series(uint64(m.ID), t.LeaderChangesWindow), func(m *metrics.MemberMetrics) float64 { return m.Raft.LeaderChanges }); ok {
 						best, known = max(best, n), true
 					}
 				}
@@ -112,7 +112,7 @@ func DefaultRules(t Thresholds) []Rule {
 		perMember(Rule{Name: "EtcdHighNumberOfFailedProposals", Severity: Warning, For: 15 * time.Minute,
 			Summary: "etcd member has failed proposals"},
 			func(in *Input, m *metrics.MemberMetrics) (float64, bool, bool, string) {
-				n, ok := increase(in.series(m.ID, t.FailedProposalsWindow), func(m *metrics.MemberMetrics) float64 { return m.Raft.ProposalsFailed })
+				n, ok := increase(in.series(uint64(m.ID), t.FailedProposalsWindow), func(m *metrics.MemberMetrics) float64 { return m.Raft.ProposalsFailed })
 				return n, n > t.FailedProposals, ok, fmt.Sprintf("%.0f failed proposals within %v", n, t.FailedProposalsWindow)
 			}),
 		grpcRule(t, Warning, t.GRPCFailedWarning, 10*time.Minute),
@@ -128,7 +128,7 @@ func DefaultRules(t Thresholds) []Rule {
 		perMember(Rule{Name: "EtcdHighNumberOfPendingProposals", Severity: Warning, For: 5 * time.Minute,
 			Summary: "etcd member has a long proposal queue"},
 			func(in *Input, m *metrics.MemberMetrics) (float64, bool, bool, string) {
-				ss := in.series(m.ID, t.HistogramWindow)
+				ss := in.series(uint64(m.ID), t.HistogramWindow)
 				var sum float64
 				for _, s := range ss {
 					sum += s.m.Raft.ProposalsPending
@@ -155,7 +155,7 @@ func DefaultRules(t Thresholds) []Rule {
 		perMember(Rule{Name: "EtcdExcessiveDatabaseGrowth", Severity: Warning, For: 10 * time.Minute,
 			Summary: "etcd database will fill its quota soon"},
 			func(in *Input, m *metrics.MemberMetrics) (float64, bool, bool, string) {
-				pred, slope, ok := regression(in.series(m.ID, t.GrowthWindow), t.GrowthMinSpan, t.FillWithin,
+				pred, slope, ok := regression(in.series(uint64(m.ID), t.GrowthWindow), t.GrowthMinSpan, t.FillWithin,
 					func(m *metrics.MemberMetrics) float64 { return float64(m.DB.Size) })
 				if !ok || m.DB.Quota <= 0 {
 					return 0, false, ok, ""
@@ -183,7 +183,7 @@ func DefaultRules(t Thresholds) []Rule {
 			Eval: func(_ *health.Report, s *metrics.Snapshot) []Finding {
 				var out []Finding
 				for _, m := range s.Members {
-					l := MemberLabels(m.ID, m.Name)
+					l := MemberLabels(uint64(m.ID), m.Name)
 					switch {
 					case m.Latency.Samples == 0:
 						out = append(out, Finding{Labels: l, Missing: true})
@@ -254,7 +254,7 @@ func DefaultRules(t Thresholds) []Rule {
 					}
 					l := MemberLabels(uint64(a.MemberID), name)
 					l["alarm"] = a.Type
-					out = append(out, Finding{Labels: l, Description: fmt.Sprintf("alarm %s on member %s (%016x)", a.Type, name, uint64(a.MemberID))})
+					out = append(out, Finding{Labels: l, Description: fmt.Sprintf("alarm %s on member %s (%x)", a.Type, name, uint64(a.MemberID))})
 				}
 				return out
 			}},
@@ -264,7 +264,7 @@ func DefaultRules(t Thresholds) []Rule {
 				var out []Finding
 				for _, m := range s.Members {
 					if !m.Scraped {
-						out = append(out, Finding{Labels: MemberLabels(m.ID, m.Name),
+						out = append(out, Finding{Labels: MemberLabels(uint64(m.ID), m.Name),
 							Description: fmt.Sprintf("scrape of %s failed: %s", m.MetricsURL, m.Error)})
 					}
 				}
@@ -295,7 +295,7 @@ func perMember(r Rule, check func(in *Input, m *metrics.MemberMetrics) (v float6
 		var out []Finding
 		for i := range in.Metrics.Members {
 			m := &in.Metrics.Members[i]
-			l := MemberLabels(m.ID, m.Name)
+			l := MemberLabels(uint64(m.ID), m.Name)
 			if !m.Scraped {
 				out = append(out, Finding{Labels: l, Missing: true})
 				continue
@@ -317,7 +317,7 @@ func histRule(name string, sev Severity, summary string, limit, window time.Dura
 	h func(*metrics.MemberMetrics) metrics.Histogram) Rule {
 	return perMember(Rule{Name: name, Severity: sev, For: 10 * time.Minute, Summary: summary},
 		func(in *Input, m *metrics.MemberMetrics) (float64, bool, bool, string) {
-			ss := in.series(m.ID, window)
+			ss := in.series(uint64(m.ID), window)
 			p99, ok := windowQuantile(ss, 0.99, h)
 			if !ok {
 				// No observations in the window is known-quiet; too few samples is unknown.
@@ -331,7 +331,7 @@ func grpcRule(t Thresholds, sev Severity, limit float64, forDur time.Duration) R
 	return perMember(Rule{Name: "EtcdHighNumberOfFailedGRPCRequests", Severity: sev, For: forDur,
 		Summary: "etcd member fails many gRPC requests"},
 		func(in *Input, m *metrics.MemberMetrics) (float64, bool, bool, string) {
-			ss := in.series(m.ID, t.GRPCWindow)
+			ss := in.series(uint64(m.ID), t.GRPCWindow)
 			total, ok := increase(ss, func(m *metrics.MemberMetrics) float64 {
 				var s float64
 				for _, v := range m.GRPCHandled {
@@ -370,8 +370,8 @@ func dbSizes(h *health.Report, s *metrics.Snapshot) []dbSize {
 	byID := map[uint64]int{}
 	if s != nil {
 		for _, m := range s.Members {
-			byID[m.ID] = len(out)
-			out = append(out, dbSize{labels: MemberLabels(m.ID, m.Name), size: m.DB.Size, inUse: m.DB.InUse, quota: m.DB.Quota, missing: !m.Scraped})
+			byID[uint64(m.ID)] = len(out)
+			out = append(out, dbSize{labels: MemberLabels(uint64(m.ID), m.Name), size: m.DB.Size, inUse: m.DB.InUse, quota: m.DB.Quota, missing: !m.Scraped})
 		}
 	}
 	if h != nil {

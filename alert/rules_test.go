@@ -29,7 +29,7 @@ type model struct {
 func newModel(n int) *model {
 	md := &model{t: t0}
 	for i := range n {
-		md.ms = append(md.ms, metrics.MemberMetrics{ID: uint64(i + 1), Name: "m" + string(rune('1'+i)), Scraped: true,
+		md.ms = append(md.ms, metrics.MemberMetrics{ID: metrics.ID(i + 1), Name: "m" + string(rune('1'+i)), Scraped: true,
 			Latency: metrics.Latency{Samples: 10, P99: 5 * time.Millisecond},
 			DB:      metrics.DB{Size: 100 << 20, InUse: 90 << 20, Quota: 2 << 30},
 			Raft:    metrics.Raft{HasLeader: true, IsLeader: i == 0}})

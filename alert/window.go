@@ -25,7 +25,7 @@ func (in *Input) series(id uint64, window time.Duration) []sample {
 			continue
 		}
 		for i := range s.Members {
-			if m := &s.Members[i]; m.ID == id && m.Scraped {
+			if m := &s.Members[i]; uint64(m.ID) == id && m.Scraped {
 				out = append(out, sample{s.Time, m})
 			}
 		}

@@ -206,7 +206,7 @@ func (c *Collector) members(ctx context.Context) ([]member, error) {
 func (c *Collector) collectMember(ctx context.Context, m member, prev *raw) (MemberMetrics, *raw, []time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
 	defer cancel()
-	mm := MemberMetrics{ID: m.id, Name: m.name, Endpoint: m.endpoint, MetricsURL: m.metricsURL}
+	mm := MemberMetrics{ID: ID(m.id), Name: m.name, Endpoint: m.endpoint, MetricsURL: m.metricsURL}
 
 	var samples []time.Duration
 	var probeErr, scrapeErr error

@@ -18,9 +18,28 @@ type Snapshot struct {
 	Throughput float64 `json:"throughput"`
 }
 
+// ID is an etcd member ID. It is written as etcd and etcdctl write it: unpadded hex.
+type ID uint64
+
+// Hex returns the ID in unpadded hexadecimal.
+func (id ID) Hex() string { return strconv.FormatUint(uint64(id), 16) }
+
+// MarshalText writes the ID in unpadded hexadecimal.
+func (id ID) MarshalText() ([]byte, error) { return []byte(id.Hex()), nil }
+
+// UnmarshalText reads an ID in hexadecimal.
+func (id *ID) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(string(b), 16, 64)
+	if err != nil {
+		return fmt.Errorf("metrics: member ID %q: %w", b, err)
+	}
+	*id = ID(v)
+	return nil
+}
+
 // MemberMetrics is one member's entry in a Snapshot.
 type MemberMetrics struct {
-	ID         uint64 `json:"id"`
+	ID         ID     `json:"id"`
 	Name       string `json:"name"`
 	Endpoint   string `json:"endpoint"`
 	MetricsURL string `json:"metricsURL"`
@@ -146,7 +165,7 @@ type Process struct {
 // Member returns the entry of the member with the given ID.
 func (s *Snapshot) Member(id uint64) (MemberMetrics, bool) {
 	for _, m := range s.Members {
-		if m.ID == id {
+		if uint64(m.ID) == id {
 			return m, true
 		}
 	}

@@ -1,0 +1,80 @@
+package alert_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/alert"
+	"github.com/etcd-monitor/etcd-monitor/health"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// On a real 3-member cluster, checked every 500 ms with group_wait 2 s (the ratio of
+// a 5 s health interval to the default 10 s): a rolling restart sends nothing; stopping
+// 2 of 3 members sends exactly one notification, EtcdInsufficientMembers.
+func TestClusterRollingRestartQuietQuorumLossPages(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	eps := map[string]string{}
+	for _, mem := range c.Members {
+		eps[mem.Name] = mem.GRPCURL
+	}
+	ch, err := health.New(c.ClusterClient(), health.WithEndpoints(eps), health.WithTimeout(300*time.Millisecond))
+	require.NoError(t, err)
+	rec := &sink{}
+	m, err := alert.New(alert.WithReceiver("pager", rec, true),
+		alert.WithConfig(alert.Config{Route: &alert.Route{GroupWait: 2 * time.Second}}))
+	require.NoError(t, err)
+	defer m.Close()
+	ctx := context.Background()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	check := func() *health.Report {
+		<-tick.C // the health interval
+		r, err := ch.Check(etcdtest.Context(t, 10*time.Second))
+		require.NoError(t, err)
+		_, err = m.EvaluateCluster(ctx, "test", r, nil)
+		require.NoError(t, err)
+		return r
+	}
+	allUp := func(r *health.Report) bool {
+		for _, mm := range r.Members {
+			if !mm.Reachable || mm.Status.Leader == 0 {
+				return false
+			}
+		}
+		return true
+	}
+
+	for i := range c.Members {
+		c.StopMember(i)
+		for range 4 { // down about 3 s
+			check()
+		}
+		c.RestartMember(i)
+		up := false
+		for n := 0; n < 60 && !up; n++ {
+			up = allUp(check())
+		}
+		require.True(t, up, "member %d back", i)
+	}
+	for range 6 { // longer than group_wait
+		check()
+	}
+	assert.Empty(t, rec.summary(), "a rolling restart notifies nobody")
+
+	c.StopMember(0)
+	c.StopMember(1)
+	for n := 0; n < 60 && len(rec.summary()) == 0; n++ {
+		check()
+	}
+	for range 6 {
+		check()
+	}
+	assert.Equal(t, []string{"firing EtcdInsufficientMembers::firing"}, rec.summary(), "one page, per-member alerts inhibited")
+	c.RestartMember(0)
+	c.RestartMember(1)
+}
