@@ -103,3 +103,45 @@ func TestSameKeyTakeOver(t *testing.T) {
 		assert.True(c, liveLease(ctx, observer, key))
 	}, 6*time.Second, 50*time.Millisecond, "the remaining Registrar writes the key again")
 }
+
+// Every rewrite backs off, successful or not: against a tool that overwrites the key
+// (without a lease) each time the Registrar writes it, the Registrar's writes stay few.
+func TestRewritesBackOff(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	p := etcdtest.Prefix(t)
+	tool := etcdtest.Client(t)
+	reg := newRegistrar(t, etcdtest.Client(t), p, discovery.WithTTL(10*time.Second),
+		discovery.WithBackoff(50*time.Millisecond, 5*time.Second))
+	a := inst("svc", "a", 1)
+	key := reg.Key(a)
+	require.NoError(t, reg.Register(ctx, a))
+
+	var rewrites atomic.Int64
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := tool.Watch(wctx, key)
+	require.NoError(t, tool.RequestProgress(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for resp := range wch {
+			for _, ev := range resp.Events {
+				if ev.Type == clientv3.EventTypePut && ev.Kv.Lease != 0 {
+					rewrites.Add(1)
+					_, _ = tool.Put(wctx, key, `{"address":"other","port":2}`)
+				}
+			}
+		}
+	}()
+	_, err := tool.Put(ctx, key, `{"address":"other","port":2}`)
+	require.NoError(t, err)
+	window := time.NewTimer(3 * time.Second)
+	<-window.C
+	cancel()
+	<-done
+	// 50ms doubling (with jitter down to half) sums past 3s after about 8 writes; a
+	// write that resets the delay on success would make hundreds.
+	t.Logf("%d rewrites in 3s", rewrites.Load())
+	assert.Positive(t, rewrites.Load(), "the Registrar does rewrite")
+	assert.LessOrEqual(t, rewrites.Load(), int64(12))
+}
