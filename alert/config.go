@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -333,6 +334,27 @@ func compileRoute(r *Route, parent *route, path string, receivers map[string]boo
 		out.routes = append(out.routes, cr)
 	}
 	return out, nil
+}
+
+// MarshalJSON writes the receiver with its secrets redacted — URL path and query,
+// header values, routing key, password — so a configuration can be shown safely.
+func (r ReceiverConfig) MarshalJSON() ([]byte, error) {
+	type plain ReceiverConfig
+	p := plain(r)
+	if p.URL != "" {
+		p.URL = RedactURL(p.URL)
+	}
+	if len(p.Headers) > 0 {
+		h := make(map[string]string, len(p.Headers))
+		for k := range p.Headers {
+			h[k] = redacted
+		}
+		p.Headers = h
+	}
+	if p.RoutingKey != "" {
+		p.RoutingKey = redacted
+	}
+	return json.Marshal(p)
 }
 
 func (r ReceiverConfig) validate() error {

@@ -2,6 +2,7 @@ package alert_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -649,4 +650,15 @@ func TestHistoryRecordsAreStable(t *testing.T) {
 	}
 	h[0].Labels["member"] = "mutated"
 	assert.NotEqual(t, "mutated", m.History()[0].Labels["member"], "callers get their own copies")
+}
+
+// A receiver's configuration shown as JSON carries no secret.
+func TestReceiverConfigJSONRedacted(t *testing.T) {
+	b, err := json.Marshal(alert.ReceiverConfig{Name: "s", Type: alert.TypeSlack, URL: "https://hooks.slack.com/services/T/B/SECRET",
+		Headers: map[string]string{"Authorization": "Bearer TOKEN"}, RoutingKey: routingKey, Password: "PASSWORD"})
+	require.NoError(t, err)
+	for _, secret := range []string{"SECRET", "TOKEN", routingKey, "PASSWORD"} {
+		assert.NotContains(t, string(b), secret)
+	}
+	assert.Contains(t, string(b), `https://hooks.slack.com/\u003credacted\u003e`)
 }
