@@ -259,12 +259,14 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 	var errs []error
 	var changed []*alertState
 	var deleted []string
+	live := map[string]bool{}
 	for _, r := range m.rulesFor(cluster) {
 		key := ruleKey(r)
 		o := m.overrides[r.Name]
 		if o.Disabled {
 			continue
 		}
+		live[key] = true
 		if o.For != nil {
 			r.For = *o.For
 		}
@@ -358,6 +360,26 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 					deleted = append(deleted, fp)
 				}
 			}
+		}
+	}
+	// Alerts of rules that no longer exist or were disabled (say, restored from the
+	// store after a configuration change) resolve rather than fire forever.
+	for fp, as := range m.alerts {
+		if as.cluster != cluster || live[as.rule] {
+			continue
+		}
+		delete(m.alerts, fp)
+		if as.a.State != Firing {
+			deleted = append(deleted, fp)
+			continue
+		}
+		as.a.State, as.a.EndsAt = Resolved, in.Time
+		m.transition(as.a)
+		m.route(as, time.Now())
+		if len(as.groups) > 0 {
+			changed = append(changed, as)
+		} else {
+			deleted = append(deleted, fp)
 		}
 	}
 	if err := m.persist(changed, deleted); err != nil {

@@ -180,7 +180,11 @@ func (m *Manager) flush(ctx context.Context) error {
 // queues it. It does nothing and returns false while the group's previous notification
 // is in flight: its outcome decides what the next one must say. m.mu is held.
 func (m *Manager) flushGroup(g *group, now time.Time) bool {
-	g.next = now.Add(g.route.groupInterval)
+	interval := g.route.groupInterval
+	if mr := g.recv.integ.maxRepeat; mr > 0 && mr < interval {
+		interval = mr // an Alertmanager receiver must hear again before its endsAt
+	}
+	g.next = now.Add(interval)
 	if g.recv.sendingGroup(g.key) {
 		return false
 	}

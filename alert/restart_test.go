@@ -127,3 +127,28 @@ func TestCorruptStateFile(t *testing.T) {
 	b, _ := readFile(path)
 	assert.Equal(t, "not a database, but someone's notes", string(b))
 }
+
+// An alert restored from the store whose rule is gone (or disabled) after a
+// configuration change resolves at the cluster's next evaluation.
+func TestRestoredAlertOfRemovedRuleResolves(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	rec := &sink{}
+	ctx := context.Background()
+	m, st := daemon(t, path, rec)
+	_, err := m.EvaluateCluster(ctx, "prod", three(t0, 2, 3), nil)
+	require.NoError(t, err)
+	require.NoError(t, m.Flush(ctx))
+	stop(t, m, st)
+
+	st, err = store.Open(path)
+	require.NoError(t, err)
+	m, err = alert.New(alert.WithStore(st), alert.WithReceiver("pager", rec, true),
+		alert.WithConfig(alert.Config{Rules: map[string]alert.RuleOverride{"EtcdInsufficientMembers": {Disabled: true}}}))
+	require.NoError(t, err)
+	_, err = m.EvaluateCluster(ctx, "prod", three(t0.Add(time.Minute), 2, 3), nil)
+	require.NoError(t, err)
+	require.NoError(t, m.Flush(ctx))
+	assert.Equal(t, none, stateOf(m, "EtcdInsufficientMembers", ""))
+	assert.Equal(t, []string{"firing EtcdInsufficientMembers::firing", "resolved EtcdInsufficientMembers::resolved"}, rec.summary())
+	stop(t, m, st)
+}
