@@ -1,0 +1,46 @@
+package barrier
+
+import (
+	"fmt"
+	"time"
+)
+
+// Option configures a Barrier or DoubleBarrier.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	// ttl is the TTL of the lease the participant's keys live on: how long after a crash
+	// etcd counts the participant out. Default 10s.
+	ttl time.Duration
+}
+
+func defaults() options { return options{ttl: 10 * time.Second} }
+
+func (o *options) validate() error {
+	if o.ttl < time.Second {
+		return fmt.Errorf("%w: WithTTL: %v is under 1s", ErrInvalidArgument, o.ttl)
+	}
+	return nil
+}
+
+// WithTTL sets the TTL of the lease this participant's keys live on, rounded up to whole
+// seconds: a participant that crashes or is cut off is counted out this long (at most
+// about this long plus an etcd election) after its last renewal. Default 10s; at least 1s.
+func WithTTL(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.ttl = d })
+}
+
+func build(opts []Option) (options, error) {
+	o := defaults()
+	for i, opt := range opts {
+		if opt == nil {
+			return o, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i)
+		}
+		opt.apply(&o)
+	}
+	return o, o.validate()
+}
