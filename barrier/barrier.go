@@ -133,4 +133,3 @@ func (b *Barrier) Close() error {
 	b.m.close()
 	return nil
 }
-
