@@ -162,7 +162,11 @@ func (m *Manager) load() error {
 	}
 	now := time.Now()
 	var gone []string
+	only, one := m.opts.labels["cluster"]
 	for _, sa := range alerts {
+		if one && sa.Cluster != only {
+			continue // a Manager per cluster over a shared store takes its own
+		}
 		var rec storedAlert
 		if err := json.Unmarshal(sa.Data, &rec); err != nil {
 			return fmt.Errorf("alert: load alert %s: %w: %w", sa.Fingerprint, store.ErrCorrupt, err)
