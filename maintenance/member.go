@@ -192,21 +192,28 @@ func (m *Maintainer) Promote(ctx context.Context, req PromoteRequest) (*MemberRe
 			waitErr = err
 			continue
 		}
-		target, err := find(r, req.ID)
+		// Whether it is still a learner comes from a linearizable member list: the
+		// checker's serializable one may come from the new member itself, which sees
+		// itself as a voter until it has caught up.
+		learner, err := m.isLearner(pctx, req.ID)
 		if err != nil {
-			if err = m.exists(pctx, req.ID); err != nil {
-				return finish(err)
+			if pctx.Err() != nil {
+				continue
 			}
-			waitErr = fmt.Errorf("%w: %x is not in the checked membership yet", ErrUnhealthy, req.ID)
-			continue
+			return finish(err)
 		}
-		if !target.Member.IsLearner {
+		target, ferr := find(r, req.ID)
+		if !learner {
 			if attempted {
 				// A promotion whose answer was lost (a timeout, a leader change) took.
 				m.opts.logger.Info("learner promoted", zap.String("member", target.Name), zap.String("id", req.ID.Hex()), zap.NamedError("answer", waitErr))
 				return finish(nil)
 			}
 			return finish(fmt.Errorf("%w: %s (%x) is not a learner", ErrInvalidArgument, target.Name, req.ID))
+		}
+		if ferr != nil {
+			waitErr = fmt.Errorf("%w: %x is not in the checked membership yet", ErrUnhealthy, req.ID)
+			continue
 		}
 		if err := degraded(r, req.ID); err != nil {
 			if req.DryRun {
@@ -215,10 +222,15 @@ func (m *Maintainer) Promote(ctx context.Context, req PromoteRequest) (*MemberRe
 			waitErr = err
 			continue
 		}
-		rep.Voters = r.Quorum.Voters + 1
+		voters, healthy, err := m.quorum(pctx, r)
+		if err != nil {
+			waitErr = err
+			continue
+		}
+		rep.Voters = voters + 1
 		rep.QuorumAfter = rep.Voters/2 + 1
-		if r.Quorum.Healthy+1 < rep.QuorumAfter {
-			return finish(fmt.Errorf("%w: %d healthy voters and the learner would not make the quorum of %d", ErrQuorum, r.Quorum.Healthy, rep.QuorumAfter))
+		if healthy+1 < rep.QuorumAfter {
+			return finish(fmt.Errorf("%w: %d healthy voters and the learner would not make the quorum of %d", ErrQuorum, healthy, rep.QuorumAfter))
 		}
 		rep.Plan = []Step{{Action: "promote", MemberID: req.ID, Member: target.Name,
 			Detail: fmt.Sprintf("once caught up; %d voters, quorum %d", rep.Voters, rep.QuorumAfter)}}
@@ -273,7 +285,16 @@ func (m *Maintainer) Remove(ctx context.Context, req RemoveRequest) (*MemberRepo
 		return finish(err)
 	}
 	target, _ := find(r, req.ID)
-	if err := removeGuard(r, target, rep); err != nil {
+	voters, healthy, err := m.quorum(ctx, r)
+	if err != nil {
+		return finish(err)
+	}
+	learner, err := m.isLearner(ctx, req.ID)
+	if err != nil {
+		return finish(err)
+	}
+	target.Member.IsLearner = learner
+	if err := removeGuard(r, target, voters, healthy, rep); err != nil {
 		return finish(err)
 	}
 	rep.Plan = append(rep.Plan, Step{Action: "remove", MemberID: req.ID, Member: target.Name,
@@ -293,16 +314,44 @@ func (m *Maintainer) Remove(ctx context.Context, req RemoveRequest) (*MemberRepo
 
 // exists returns ErrNotFound unless a linearizable member list has member id.
 func (m *Maintainer) exists(ctx context.Context, id health.ID) error {
+	_, err := m.isLearner(ctx, id)
+	return err
+}
+
+// isLearner reads, from a linearizable member list, whether member id is a learner; it
+// returns ErrNotFound when there is no such member.
+func (m *Maintainer) isLearner(ctx context.Context, id health.ID) (bool, error) {
 	resp, err := m.cli.MemberList(ctx)
 	if err != nil {
-		return fmt.Errorf("maintenance: member list: %w", err)
+		return false, fmt.Errorf("maintenance: member list: %w", err)
 	}
 	for _, mem := range resp.Members {
 		if health.ID(mem.ID) == id {
-			return nil
+			return mem.IsLearner, nil
 		}
 	}
-	return fmt.Errorf("%w: %x", ErrNotFound, id)
+	return false, fmt.Errorf("%w: %x", ErrNotFound, id)
+}
+
+// quorum counts the voting members of a linearizable member list, and those of them r
+// shows healthy (reachable and seeing a leader). The checker's own counts come from a
+// serializable list, which a member that has just joined may answer with a view of its
+// own.
+func (m *Maintainer) quorum(ctx context.Context, r *health.Report) (voters, healthy int, err error) {
+	resp, err := m.cli.MemberList(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("maintenance: member list: %w", err)
+	}
+	for _, mem := range resp.Members {
+		if mem.IsLearner {
+			continue
+		}
+		voters++
+		if ms, ok := r.Member(health.ID(mem.ID)); ok && ms.Reachable && ms.Status.Leader != 0 {
+			healthy++
+		}
+	}
+	return voters, healthy, nil
 }
 
 // whileEtcdUnhealthy calls fn until etcd stops refusing it as "unhealthy cluster", for
@@ -327,11 +376,11 @@ func (m *Maintainer) whileEtcdUnhealthy(ctx context.Context, fn func() error) er
 	}
 }
 
-func removeGuard(r *health.Report, target health.MemberStatus, rep *MemberReport) error {
+func removeGuard(r *health.Report, target health.MemberStatus, voters, healthy int, rep *MemberReport) error {
 	voter := !target.Member.IsLearner
 	healthyTarget := target.Reachable && target.Status.Leader != 0
-	rep.Voters, rep.QuorumAfter = r.Quorum.Voters, r.Quorum.Size
-	healthyAfter := r.Quorum.Healthy
+	rep.Voters, rep.QuorumAfter = voters, voters/2+1
+	healthyAfter := healthy
 	if voter {
 		rep.Voters--
 		rep.QuorumAfter = rep.Voters/2 + 1

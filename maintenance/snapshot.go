@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -124,7 +126,7 @@ func (m *Maintainer) SnapshotFile(ctx context.Context, path string, req Snapshot
 		err = m.verify(part, rep)
 	}
 	if err == nil {
-		err = os.Rename(part, path)
+		err = publish(part, path)
 	}
 	rep.Duration = since(start)
 	if err != nil {
@@ -134,6 +136,20 @@ func (m *Maintainer) SnapshotFile(ctx context.Context, path string, req Snapshot
 	rep.Path = path
 	m.opts.logger.Info("snapshot saved", zap.String("path", path), zap.Int64("revision", rep.Revision), zap.Int("keys", rep.Keys), zap.Int64("size", rep.Size))
 	return rep, nil
+}
+
+// publish moves the verified part file to path without replacing a file that appeared
+// there meanwhile: a hard link fails if path exists. Where hard links are not supported
+// it falls back to a rename.
+func publish(part, path string) error {
+	err := os.Link(part, path)
+	switch {
+	case err == nil:
+		return os.Remove(part)
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%w: %s exists; choose another path", ErrInvalidArgument, path)
+	}
+	return os.Rename(part, path)
 }
 
 func (m *Maintainer) planSnapshot(ctx context.Context, req SnapshotRequest, path string) (*SnapshotReport, health.MemberStatus, error) {
