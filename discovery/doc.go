@@ -39,8 +39,8 @@
 //
 // What it does not guarantee: an instance that is alive but partitioned from etcd for
 // longer than its TTL drops out of resolvers until it reconnects; resolvers cut off from
-// etcd keep serving the last set they saw; Watch channels queue without bound while
-// their reader is slow.
+// etcd keep serving the last set they saw; a Watch reader that falls behind sees each
+// instance's net change, not every intermediate value.
 //
 // # Lifecycle
 //

@@ -310,8 +310,12 @@ func (r *Resolver) Discover(service string) ([]Instance, error) {
 func (r *Resolver) Stale() bool { return r.cache.Stale() }
 
 // Watch returns a channel of the changes to service's instances: first an Added event for
-// every current instance, then every change in order. The channel is closed when ctx ends
-// or the Resolver is closed. Events queue without bound while the reader is slow.
+// every current instance, then every change, each instance's in order. While the reader
+// is behind, the changes to one instance are merged into their net effect (added then
+// updated is one Added with the new value; added then removed is nothing; removed then
+// added is one Updated), so the queue holds at most one event per instance and a reader
+// that catches up has seen every instance's latest state. The channel is closed when
+// ctx ends or the Resolver is closed.
 func (r *Resolver) Watch(ctx context.Context, service string) (<-chan Event, error) {
 	if msg := validName(service); msg != "" {
 		return nil, fmt.Errorf("%w: service name %s", ErrInvalidInstance, msg)
@@ -324,12 +328,16 @@ func (r *Resolver) Watch(ctx context.Context, service string) (<-chan Event, err
 	s := r.addSubLocked(service, true)
 	// Before the first listing the index holds what arrived so far; the listing itself
 	// will be delivered as Added events when it is merged.
+	var initial []Instance
 	for _, e := range r.entries[service] {
 		if e.present {
-			s.events = append(s.events, Event{Type: Added, Instance: e.inst})
+			initial = append(initial, e.inst)
 		}
 	}
-	sort.Slice(s.events, func(i, j int) bool { return s.events[i].Instance.ID < s.events[j].Instance.ID })
+	sort.Slice(initial, func(i, j int) bool { return initial[i].ID < initial[j].ID })
+	for _, inst := range initial {
+		s.push(Event{Type: Added, Instance: inst})
+	}
 	s.wake()
 	r.wg.Add(1)
 	r.mu.Unlock()
@@ -366,13 +374,18 @@ func (r *Resolver) Watch(ctx context.Context, service string) (<-chan Event, err
 }
 
 // subscriber is a Watch channel's queue, or a wake-up for the gRPC resolver.
+//
+// The queue holds at most one event per instance: a change to an instance that already
+// has one pending is merged into it (the net change), so a slow reader costs memory in
+// proportion to the service, not to the rate of changes.
 type subscriber struct {
-	id     int
-	queue  bool
-	mu     sync.Mutex
-	events []Event
-	notify chan struct{} // capacity 1
-	closed chan struct{}
+	id      int
+	queue   bool
+	mu      sync.Mutex
+	order   []string         // IDs with a pending slot, in the order the slots were made
+	pending map[string]Event // ID → net change; Type 0 when the changes cancelled out
+	notify  chan struct{}    // capacity 1
+	closed  chan struct{}
 }
 
 func (s *subscriber) wake() {
@@ -387,7 +400,19 @@ func (s *subscriber) push(ev Event) {
 		return
 	}
 	s.mu.Lock()
-	s.events = append(s.events, ev)
+	id := ev.Instance.ID
+	old, ok := s.pending[id]
+	switch {
+	case !ok:
+		s.order = append(s.order, id)
+	case old.Type == Added && ev.Type == Removed:
+		ev = Event{} // never seen by the reader: nothing to tell
+	case old.Type == Added:
+		ev.Type = Added // added, then changed: added with the new value
+	case old.Type == Removed && ev.Type == Added:
+		ev.Type = Updated // the reader knows an older value
+	}
+	s.pending[id] = ev
 	s.mu.Unlock()
 	s.wake()
 }
@@ -395,18 +420,22 @@ func (s *subscriber) push(ev Event) {
 func (s *subscriber) pop() (Event, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.events) == 0 {
-		return Event{}, false
+	for len(s.order) > 0 {
+		id := s.order[0]
+		s.order[0] = ""
+		s.order = s.order[1:]
+		ev := s.pending[id]
+		delete(s.pending, id)
+		if ev.Type != 0 {
+			return ev, true
+		}
 	}
-	ev := s.events[0]
-	s.events[0] = Event{}
-	s.events = s.events[1:]
-	return ev, true
+	return Event{}, false
 }
 
 func (r *Resolver) addSubLocked(service string, queue bool) *subscriber {
 	r.nextSub++
-	s := &subscriber{id: r.nextSub, queue: queue, notify: make(chan struct{}, 1), closed: make(chan struct{})}
+	s := &subscriber{id: r.nextSub, queue: queue, pending: map[string]Event{}, notify: make(chan struct{}, 1), closed: make(chan struct{})}
 	if r.subs[service] == nil {
 		r.subs[service] = map[int]*subscriber{}
 	}

@@ -116,3 +116,56 @@ func TestNoUpdateWithoutChange(t *testing.T) {
 	assert.Equal(t, discovery.Updated, ev.Type)
 	assert.Equal(t, 81, ev.Instance.Port, "the first event after Added is the real change")
 }
+
+// A Watch reader that falls behind gets each instance's net change, and the queue holds
+// no more than one event per instance.
+func TestWatchMergesWhileBehind(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	res := newResolver(t, ctx, cli, p)
+	events, err := res.Watch(ctx, "svc")
+	require.NoError(t, err)
+	put := func(id string, port int) {
+		_, err := cli.Put(ctx, p+"svc/"+id, fmt.Sprintf(`{"address":"10.0.0.1","port":%d}`, port))
+		require.NoError(t, err)
+	}
+	// Nobody reads while these happen.
+	for port := 1; port <= 200; port++ {
+		put("a", port)
+	}
+	for range 50 {
+		put("b", 1)
+		_, err := cli.Delete(ctx, p+"svc/b")
+		require.NoError(t, err)
+	}
+	put("c", 1)
+	put("d", 1) // the marker: everything before it has been queued once d arrives
+	waitIDs(t, res, "svc", 5*time.Second, "a", "c", "d")
+
+	var got []discovery.Event
+	for {
+		ev, ok := <-events
+		require.True(t, ok, "the channel closed before d arrived: %v", got)
+		got = append(got, ev)
+		if ev.Instance.ID == "d" {
+			break
+		}
+	}
+	require.NotEmpty(t, got)
+	assert.Equal(t, discovery.Added, got[0].Type)
+	assert.Equal(t, "a", got[0].Instance.ID)
+	rest := got[1:]
+	if len(rest) > 0 && rest[0].Instance.ID == "a" {
+		// The first Added was handed over before the updates: one Updated carries them.
+		assert.Equal(t, discovery.Updated, rest[0].Type)
+		assert.Equal(t, 200, rest[0].Instance.Port)
+		rest = rest[1:]
+	} else {
+		assert.Equal(t, 200, got[0].Instance.Port)
+	}
+	require.Len(t, rest, 2, "then c and d only: %v", got)
+	assert.Equal(t, discovery.Event{Type: discovery.Added, Instance: rest[0].Instance}, rest[0])
+	assert.Equal(t, "c", rest[0].Instance.ID)
+	assert.Equal(t, "d", rest[1].Instance.ID)
+}
