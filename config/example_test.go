@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcd-monitor/etcd-monitor/config"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
@@ -19,6 +21,7 @@ func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
+	_, _ = cli.Delete(ctx, "/example/app/config/", clientv3.WithPrefix()) // however often the example runs
 	cfg, err := config.New(cli, "/example/app/config")
 	if err != nil {
 		fmt.Println(err)
@@ -34,13 +37,21 @@ func Example() {
 	stop, _ := cfg.Watch("pool", func(c config.Change) { changed <- c })
 	defer stop()
 
+	next := func() config.Change {
+		select {
+		case c := <-changed:
+			return c
+		case <-ctx.Done():
+			return config.Change{Key: ctx.Err().Error()}
+		}
+	}
 	_ = cfg.Set(ctx, "pool/size", 10)
-	c := <-changed
+	c := next()
 	size, _ := cfg.Int("pool/size")
 	fmt.Printf("%s: %s -> %s, Int = %d\n", c.Key, c.Old, c.New, size)
 
 	_ = cfg.Set(ctx, "pool/size", 20)
-	c = <-changed
+	c = next()
 	fmt.Printf("%s: %s -> %s\n", c.Key, c.Old, c.New)
 
 	_, err = cfg.Bool("pool/size")
@@ -56,6 +67,7 @@ func ExampleStore_Restore() {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	_, _ = cli.Delete(ctx, "/example/restore/config", clientv3.WithPrefix()) // and its snapshots
 	cfg, _ := config.New(cli, "/example/restore/config")
 	defer cfg.Close()
 
@@ -74,6 +86,7 @@ func ExampleFlags() {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	_, _ = cli.Delete(ctx, "/example/flags/", clientv3.WithPrefix())
 	flags, _ := config.NewFlags(cli, "/example/flags")
 	defer flags.Close()
 	_ = flags.WaitReady(ctx)
@@ -85,7 +98,12 @@ func ExampleFlags() {
 	f := config.RolloutFlag(25)
 	f.Rules = []config.Rule{{Attribute: "plan", Op: config.OpIn, Values: []string{"beta"}, Variant: "on"}}
 	_ = flags.Set(ctx, "new-search", f)
-	<-changed
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		fmt.Println(ctx.Err())
+		return
+	}
 
 	on := 0
 	for i := range 1000 {

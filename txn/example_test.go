@@ -22,6 +22,7 @@ func ExampleUpdate() {
 	defer cli.Close()
 	ctx := context.Background()
 	const key = "/example/txn/counter"
+	_, _ = cli.Delete(ctx, key) // start from nothing, however often the example runs
 
 	for range 3 {
 		_, err := txn.Update(ctx, cli, key, func(old []byte) ([]byte, error) {
@@ -85,6 +86,7 @@ func ExampleBatch() {
 	}
 	defer cli.Close()
 	ctx := context.Background()
+	_, _ = cli.Delete(ctx, "/example/txn/running/job1")
 	if _, err := cli.Put(ctx, "/example/txn/queue/job1", "pending"); err != nil {
 		fmt.Println(err)
 		return

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/watch"
 )
@@ -20,6 +22,7 @@ func ExampleNewWatcher() {
 	defer cli.Close()
 	ctx := context.Background()
 	const prefix = "/example/watch/jobs/"
+	_, _ = cli.Delete(ctx, prefix, clientv3.WithPrefix()) // however often the example runs
 	_, _ = cli.Put(ctx, prefix+"1", "queued")
 
 	w, err := watch.NewWatcher(cli, prefix, watch.WithPrefix(), watch.WithInitialState())
