@@ -75,9 +75,9 @@ func (b *Batch) fail(err error) {
 
 // Commit applies the batch in one transaction and returns its revision. If a guard
 // fails nothing is written and the error is a *ConflictError (matching ErrConflict)
-// naming the first guard that failed and what etcd held there; the keys are read in the
-// same transaction, so that answer is exact. etcd refuses a batch that writes the same
-// key twice.
+// naming the first guard that failed and what etcd held there; the guarded keys are
+// read in the same transaction (only when a guard fails; a range guard reads its whole
+// range), so that answer is exact. etcd refuses a batch that writes the same key twice.
 func (b *Batch) Commit(ctx context.Context, kv clientv3.KV) (int64, error) {
 	if kv == nil {
 		return 0, fmt.Errorf("%w: nil client", ErrInvalidArgument)
