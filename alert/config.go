@@ -124,9 +124,12 @@ func DefaultRoute() *Route {
 //   - a lost quorum or an unreachable cluster mutes the per-member alerts (those with a
 //     member_id label) of the same cluster;
 //   - an unreachable cluster mutes EtcdInsufficientMembers of the same cluster;
-//   - a critical alert mutes the warning of the same name, cluster and member.
+//   - a critical alert mutes the warning of the same name, cluster and member;
+//   - a member that is down mutes its own EtcdMetricsUnavailable.
 func DefaultInhibitRules() []InhibitRule {
 	return []InhibitRule{
+		{SourceMatchers: MustParseMatchers(`alertname="EtcdMembersDown"`),
+			TargetMatchers: MustParseMatchers(`alertname="EtcdMetricsUnavailable"`), Equal: []string{"cluster", "member_id"}},
 		{SourceMatchers: MustParseMatchers(`alertname=~"EtcdInsufficientMembers|EtcdClusterUnreachable"`),
 			TargetMatchers: MustParseMatchers(`member_id=~".+"`), Equal: []string{"cluster"}},
 		{SourceMatchers: MustParseMatchers(`alertname="EtcdClusterUnreachable"`),

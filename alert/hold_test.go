@@ -302,3 +302,22 @@ func TestClusterThresholds(t *testing.T) {
 	}
 	assert.Equal(t, []string{"prod/EtcdDatabaseQuotaLowSpace/firing"}, fired)
 }
+
+// A member down for long enough raises EtcdMembersDown; its failed scrapes do not add a
+// second notification (EtcdMetricsUnavailable is inhibited for that member).
+func TestMemberDownMutesItsMetricsUnavailable(t *testing.T) {
+	rec := &sink{}
+	m, err := alert.New(alert.WithReceiver("r", rec, true),
+		alert.WithRules(rulesNamed(t, alert.DefaultThresholds(), "EtcdMembersDown", "EtcdMetricsUnavailable")...))
+	require.NoError(t, err)
+	defer m.Close()
+	md := newModel(3)
+	for i := range 8 {
+		s := md.step(time.Minute, func(j int, mm *metrics.MemberMetrics) { mm.Scraped = j != 2 })
+		_, err := m.EvaluateCluster(context.Background(), "c", three(s.Time, 3), s)
+		require.NoError(t, err, i)
+	}
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Equal(t, firing, stateOf(m, "EtcdMetricsUnavailable", "m3"))
+	assert.Equal(t, []string{"firing EtcdMembersDown:m3:firing"}, rec.summary())
+}
