@@ -321,3 +321,18 @@ func TestMemberDownMutesItsMetricsUnavailable(t *testing.T) {
 	assert.Equal(t, firing, stateOf(m, "EtcdMetricsUnavailable", "m3"))
 	assert.Equal(t, []string{"firing EtcdMembersDown:m3:firing"}, rec.summary())
 }
+
+// Without metrics, the raft index lag is judged against the health checker's apply rate.
+func TestRuleRaftIndexLagHealthRate(t *testing.T) {
+	r := func(at time.Time, rate float64) *health.Report {
+		h := three(at)
+		h.Leader.ID = 1
+		h.ApplyRate = rate
+		h.Members[0].Status.RaftIndex, h.Members[1].Status.RaftIndex, h.Members[2].Status.RaftIndex = 100000, 100000, 95000
+		return h
+	}
+	replay(t, rulesNamed(t, alert.DefaultThresholds(), "EtcdRaftIndexLag"), []step{
+		{h: r(t0, 50000), want: map[string]alert.State{"EtcdRaftIndexLag/m3": none}},                   // 100 ms behind
+		{h: r(t0.Add(time.Minute), 100), want: map[string]alert.State{"EtcdRaftIndexLag/m3": pending}}, // 50 s behind
+	})
+}

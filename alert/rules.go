@@ -209,14 +209,15 @@ func DefaultRules(t Thresholds) []Rule {
 				if !ok || !lead.Reachable {
 					return nil
 				}
-				// The leader's applies per second over the last minute, when metrics tell;
-				// with metrics but too short a history, lagging members are unknown.
-				rate, unknown := 0.0, false
+				// The leader's applies per second over the last minute, when metrics tell,
+				// else the health checker's rate between its last two checks; with neither
+				// known yet while metrics come in, lagging members are unknown.
+				rate, unknown := h.ApplyRate, false
 				if in.Metrics != nil {
 					ss := in.series(uint64(lead.Member.ID), time.Minute)
 					if n, ok := increase(ss, func(m *metrics.MemberMetrics) float64 { return m.Raft.ProposalsApplied }); ok {
 						rate = n / ss[len(ss)-1].t.Sub(ss[0].t).Seconds()
-					} else {
+					} else if rate == 0 {
 						unknown = true
 					}
 				}
