@@ -17,8 +17,10 @@ type exporter struct {
 }
 
 func newExporter(c *Collector) *exporter {
-	m := []string{"member"}
-	mq := []string{"member", "quantile"}
+	// Series are keyed by member ID (names may be empty or repeated); the name is kept
+	// for people and dashboards.
+	m := []string{"member_id", "member"}
+	mq := []string{"member_id", "member", "quantile"}
 	d := func(name, help string, labels []string) *prometheus.Desc {
 		return prometheus.NewDesc("etcd_monitor_"+name, help, labels, nil)
 	}
@@ -78,44 +80,44 @@ func (e *exporter) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	for _, m := range snap.Members {
-		n := m.Name
-		gauge(e.up, b(m.Err == nil), n)
+		id, n := m.ID.Hex(), m.Name
+		gauge(e.up, b(m.Err == nil), id, n)
 		if m.Latency.Samples > 0 {
-			gauge(e.latency, m.Latency.P50.Seconds(), n, "0.5")
-			gauge(e.latency, m.Latency.P95.Seconds(), n, "0.95")
-			gauge(e.latency, m.Latency.P99.Seconds(), n, "0.99")
+			gauge(e.latency, m.Latency.P50.Seconds(), id, n, "0.5")
+			gauge(e.latency, m.Latency.P95.Seconds(), id, n, "0.95")
+			gauge(e.latency, m.Latency.P99.Seconds(), id, n, "0.99")
 		}
 		if !m.Scraped {
 			continue
 		}
-		gauge(e.requests, m.Throughput.Requests, n)
-		gauge(e.dbSize, float64(m.DB.Size), n)
-		gauge(e.dbInUse, float64(m.DB.InUse), n)
-		gauge(e.dbQuota, float64(m.DB.Quota), n)
-		gauge(e.dbGrowth, m.DB.GrowthRate, n)
-		gauge(e.hasLeader, b(m.Raft.HasLeader), n)
-		gauge(e.isLeader, b(m.Raft.IsLeader), n)
-		counter(e.leaderChanges, m.Raft.LeaderChanges, n)
-		gauge(e.committed, m.Raft.ProposalsCommitted, n)
-		gauge(e.applied, m.Raft.ProposalsApplied, n)
-		gauge(e.pending, m.Raft.ProposalsPending, n)
-		counter(e.failed, m.Raft.ProposalsFailed, n)
+		gauge(e.requests, m.Throughput.Requests, id, n)
+		gauge(e.dbSize, float64(m.DB.Size), id, n)
+		gauge(e.dbInUse, float64(m.DB.InUse), id, n)
+		gauge(e.dbQuota, float64(m.DB.Quota), id, n)
+		gauge(e.dbGrowth, m.DB.GrowthRate, id, n)
+		gauge(e.hasLeader, b(m.Raft.HasLeader), id, n)
+		gauge(e.isLeader, b(m.Raft.IsLeader), id, n)
+		counter(e.leaderChanges, m.Raft.LeaderChanges, id, n)
+		gauge(e.committed, m.Raft.ProposalsCommitted, id, n)
+		gauge(e.applied, m.Raft.ProposalsApplied, id, n)
+		gauge(e.pending, m.Raft.ProposalsPending, id, n)
+		counter(e.failed, m.Raft.ProposalsFailed, id, n)
 		for _, h := range []struct {
 			d *prometheus.Desc
 			h Histogram
 		}{{e.fsync, m.WALFsync}, {e.commit, m.BackendCommit}, {e.peerRTT, m.PeerRTT}} {
 			if h.h.Count > 0 {
-				gauge(h.d, h.h.P50.Seconds(), n, "0.5")
-				gauge(h.d, h.h.P99.Seconds(), n, "0.99")
+				gauge(h.d, h.h.P50.Seconds(), id, n, "0.5")
+				gauge(h.d, h.h.P99.Seconds(), id, n, "0.99")
 			}
 		}
 		if m.WALFsync.Count > 0 {
-			gauge(e.fsyncSlow, m.WALFsync.Over16ms, n)
+			gauge(e.fsyncSlow, m.WALFsync.Over16ms, id, n)
 		}
-		gauge(e.watchers, m.Watchers, n)
-		gauge(e.grpcStreams, m.GRPCStreams, n)
-		gauge(e.cpu, m.Process.CPUUsage, n)
-		gauge(e.rss, float64(m.Process.RSS), n)
-		gauge(e.fds, m.Process.OpenFDs, n)
+		gauge(e.watchers, m.Watchers, id, n)
+		gauge(e.grpcStreams, m.GRPCStreams, id, n)
+		gauge(e.cpu, m.Process.CPUUsage, id, n)
+		gauge(e.rss, float64(m.Process.RSS), id, n)
+		gauge(e.fds, m.Process.OpenFDs, id, n)
 	}
 }

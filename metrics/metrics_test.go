@@ -401,16 +401,17 @@ func TestExporterPedantic(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing before the first collection")
 
-	collect(t, c)
+	snap := collect(t, c)
 	name := sharedMemberName(t, cli)
+	id := snap.Members[0].ID.Hex()
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(`
 # HELP etcd_monitor_member_up 1 when the member answered both the probe and the scrape of the latest collection.
 # TYPE etcd_monitor_member_up gauge
-etcd_monitor_member_up{member=%q} 1
+etcd_monitor_member_up{member=%[1]q,member_id=%[2]q} 1
 # HELP etcd_monitor_has_leader 1 when the member sees a leader.
 # TYPE etcd_monitor_has_leader gauge
-etcd_monitor_has_leader{member=%q} 1
-`, name, name)), "etcd_monitor_member_up", "etcd_monitor_has_leader"))
+etcd_monitor_has_leader{member=%[1]q,member_id=%[2]q} 1
+`, name, id)), "etcd_monitor_member_up", "etcd_monitor_has_leader"))
 	n, err = testutil.GatherAndCount(reg, "etcd_monitor_probe_latency_seconds")
 	require.NoError(t, err)
 	assert.Equal(t, 3, n, "p50, p95, p99")
