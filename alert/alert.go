@@ -589,5 +589,14 @@ func (m *Manager) Notifications(ctx context.Context, q NotificationQuery) ([]Not
 }
 
 // Flush notifies every group now — those still in group_wait included — and waits
-// until the receivers have delivered or given up, or ctx ends.
-func (m *Manager) Flush(ctx context.Context) error { return m.flush(ctx) }
+// until the receivers have delivered or given up, or ctx ends. After Close it returns
+// ErrClosed.
+func (m *Manager) Flush(ctx context.Context) error {
+	m.mu.Lock()
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	return m.flush(ctx)
+}

@@ -82,6 +82,7 @@ func TestCloseFlushesQueued(t *testing.T) {
 	assert.Equal(t, []string{"firing EtcdInsufficientMembers::firing"}, rec.summary())
 	_, err = m.EvaluateCluster(context.Background(), "prod", three(t0), nil)
 	assert.ErrorIs(t, err, alert.ErrClosed)
+	assert.ErrorIs(t, m.Flush(context.Background()), alert.ErrClosed, "does not wait for receivers that are gone")
 	require.NoError(t, m.Close(), "idempotent")
 }
 
