@@ -86,7 +86,9 @@ func New(opts ...Option) (*Manager, error) {
 		return nil, err
 	}
 	if o.repeat > 0 {
-		cfg.root.repeat = o.repeat
+		if o.config.Route != nil && o.config.Route.RepeatInterval > 0 {
+			return nil, fieldErr("dedup_window", "conflicts with route.repeat_interval; set only one")
+		}
 		setRepeat(cfg.root, o.repeat)
 	}
 	m := &Manager{
@@ -130,10 +132,13 @@ func New(opts ...Option) (*Manager, error) {
 	return m, nil
 }
 
+// setRepeat sets the repeat interval of r and of the routes below that inherit it.
 func setRepeat(r *route, d time.Duration) {
 	r.repeat = d
 	for _, c := range r.routes {
-		setRepeat(c, d)
+		if !c.repeatSet {
+			setRepeat(c, d)
+		}
 	}
 }
 

@@ -475,8 +475,12 @@ func TestNewInvalidSettings(t *testing.T) {
 		assert.ErrorIs(t, err, tc.want, name)
 		assert.Nil(t, m, name)
 	}
+	_, err := alert.New(alert.WithDedupWindow(time.Minute), alert.WithConfig(timing(0, 0, time.Hour)))
+	var fe *alert.FieldError
+	require.ErrorAs(t, err, &fe, "two repeat intervals")
+	assert.Equal(t, "dedup_window", fe.Field)
 	hook := alert.WithWebhook(alert.WebhookConfig{URL: "http://a/hook"})
-	_, err := alert.New(hook, hook)
+	_, err = alert.New(hook, hook)
 	assert.ErrorIs(t, err, alert.ErrInvalidArgument, "duplicate notifier names")
 	sw := &switchRule{}
 	_, err = alert.New(alert.WithExtraRules(sw.rule(), sw.rule()))

@@ -156,6 +156,7 @@ type route struct {
 	groupWait     time.Duration
 	groupInterval time.Duration
 	repeat        time.Duration
+	repeatSet     bool // RepeatInterval given on this route
 	routes        []*route
 }
 
@@ -290,7 +291,7 @@ func compileRoute(r *Route, parent *route, path string, receivers map[string]boo
 		return nil, fieldErr(path, "empty route")
 	}
 	out := &route{path: path, receiver: r.Receiver, cont: r.Continue, groupBy: parent.groupBy, groupAll: parent.groupAll,
-		groupWait: parent.groupWait, groupInterval: parent.groupInterval, repeat: parent.repeat}
+		groupWait: parent.groupWait, groupInterval: parent.groupInterval, repeat: parent.repeat, repeatSet: r.RepeatInterval > 0}
 	if r.Receiver == "" {
 		out.receiver = parent.receiver
 	} else if !receivers[r.Receiver] {
