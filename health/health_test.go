@@ -436,14 +436,15 @@ func TestClusterNoPartitionUnderBenchmarkLoad(t *testing.T) {
 		health.WithTimeout(3*time.Second), health.WithLagThreshold(threshold))
 	require.NoError(t, err)
 
-	runner, err := bench.New(cli)
+	prefix := etcdtest.Prefix(t)
+	runner, err := bench.New(cli, bench.WithPrefix(prefix))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(etcdtest.Context(t, time.Minute))
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		_, err := runner.Run(ctx, bench.Config{Workload: bench.Write, Duration: 30 * time.Second, Connections: 4, Clients: 16,
-			KeySize: 128, ValueSize: 16, Prefix: etcdtest.Prefix(t)})
+			KeySize: 128, ValueSize: 16, Prefix: prefix})
 		done <- err
 	}()
 	// Wait until the load is on.

@@ -818,8 +818,10 @@ func (s *Service) postBenchmark(_ http.ResponseWriter, r *http.Request, q query)
 	res, err := q.cluster.bench.Run(ctx, cfg)
 	switch {
 	case err == nil:
-	case errors.Is(err, bench.ErrInvalidConfig):
+	case errors.Is(err, bench.ErrInvalidArgument):
 		return nil, errorf(http.StatusBadRequest, "%v", err)
+	case errors.Is(err, bench.ErrQuota):
+		return nil, errorf(http.StatusUnprocessableEntity, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, errorf(http.StatusGatewayTimeout, "benchmark did not finish within %v", lim.Timeout)
 	case errors.Is(err, context.Canceled) && isClosed(s.interrupted):

@@ -312,6 +312,7 @@ func TestBadInputIs400WithJSONError(t *testing.T) {
 		{"POST", "/api/v1/performance/benchmark", `{"workload":"read","clients":-1}`, 400, "clients"},
 		{"POST", "/api/v1/performance/benchmark", `{"workload":"write","slo":{"maxP99":"x"}}`, 400, "slo"},
 		{"POST", "/api/v1/performance/benchmark?cluster=nope", `{"workload":"write"}`, 404, "nope"},
+		{"POST", "/api/v1/performance/benchmark", `{"workload":"write","ops":10,"keepKeys":true,"prefix":"/registry/pods/"}`, 400, "prefix"},
 		{"GET", "/api/v1/metrics/history?limit=abc", "", 400, "limit"},
 		{"GET", "/api/v1/metrics/history?limit=0", "", 400, "limit"},
 		{"GET", "/api/v1/metrics/history?limit=1001", "", 400, "limit"},
@@ -382,7 +383,7 @@ func TestBenchmarkEndpoint(t *testing.T) {
 
 	// One benchmark at a time: while a two-second run goes (its keys are appearing),
 	// another is refused with 409.
-	prefix := etcdtest.Prefix(t)
+	prefix := "/bench/" + t.Name() + "/"
 	first := make(chan int, 1)
 	go func() {
 		first <- call(t, "POST", srv.URL+"/api/v1/performance/benchmark",
@@ -617,7 +618,7 @@ func TestInterruptCancelsBenchmark(t *testing.T) {
 	srv := httptest.NewServer(svc)
 	defer srv.Close()
 
-	prefix := etcdtest.Prefix(t)
+	prefix := "/bench/" + t.Name() + "/"
 	answered := make(chan int, 1)
 	var e monitor.ErrorResponse
 	go func() {

@@ -58,7 +58,7 @@ func (b *syncBuffer) String() string {
 var servingRe = regexp.MustCompile(`"msg":"serving API","address":"([^"]+)"`)
 
 // address waits until the daemon logs where it serves.
-func address(t *testing.T, logs interface{ String() string }) string {
+func address(t testing.TB, logs interface{ String() string }) string {
 	t.Helper()
 	var addr string
 	require.Eventually(t, func() bool {
@@ -101,7 +101,7 @@ func daemon(t *testing.T, args ...string) (string, *syncBuffer) {
 // request sends a request and decodes the JSON answer into out (when not nil). It fails
 // the test without stopping it, so that it may run inside require.Eventually's
 // goroutine; it returns 0 when there was no answer.
-func request(t *testing.T, method, url, token, body string, out any) int {
+func request(t testing.TB, method, url, token, body string, out any) int {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if !assert.NoError(t, err) {
@@ -125,7 +125,7 @@ func request(t *testing.T, method, url, token, body string, out any) int {
 	return resp.StatusCode
 }
 
-func writeFile(t *testing.T, name, content string) string {
+func writeFile(t testing.TB, name, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
