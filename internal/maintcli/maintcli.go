@@ -148,6 +148,7 @@ type flags struct {
 	output      string
 	dryRun      bool
 	settle      time.Duration
+	memberEPs   string
 }
 
 func newFlags(stderr io.Writer) *flags {
@@ -161,6 +162,7 @@ func newFlags(stderr io.Writer) *flags {
 	f.fs.StringVar(&f.output, "output", "table", "output format: table or json")
 	f.fs.BoolVar(&f.dryRun, "dry-run", false, "check the guard and print the plan; change nothing")
 	f.fs.DurationVar(&f.settle, "settle-timeout", maintenance.DefaultSettleTimeout, "how long to wait for the cluster to be healthy again between steps")
+	f.fs.StringVar(&f.memberEPs, "member-endpoints", "", "name=endpoint,... for members whose advertised client URLs are not reachable from here (NAT, proxies)")
 	return f
 }
 
@@ -195,6 +197,18 @@ func (f *flags) connect() (*env, error) {
 		return nil, fmt.Errorf("connect to %s: %w", f.endpoints, err)
 	}
 	var hopts []health.Option
+	if f.memberEPs != "" {
+		byName := map[string]string{}
+		for _, kv := range splitList(f.memberEPs) {
+			name, ep, ok := strings.Cut(kv, "=")
+			if !ok || name == "" || ep == "" {
+				cli.Close()
+				return nil, fmt.Errorf("--member-endpoints: %q is not name=endpoint", kv)
+			}
+			byName[name] = ep
+		}
+		hopts = append(hopts, health.WithEndpoints(byName))
+	}
 	if tlsCfg != nil {
 		hopts = append(hopts, health.WithHTTPClient(httpsClient(tlsCfg)))
 	}
