@@ -2,7 +2,7 @@ package maintenance_test
 
 import (
 	"context"
-	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -218,6 +218,18 @@ func TestCancelledContext(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = m.Defragment(ctx, maintenance.DefragmentRequest{AllowSingleMember: true})
-	assert.True(t, errors.Is(err, context.Canceled) || errors.Is(err, maintenance.ErrUnhealthy), "%v", err)
+	for name, op := range map[string]func() error{
+		"defragment": func() error {
+			_, err := m.Defragment(ctx, maintenance.DefragmentRequest{AllowSingleMember: true})
+			return err
+		},
+		"compact":  func() error { _, err := m.Compact(ctx, maintenance.CompactRequest{KeepRevisions: 1}); return err },
+		"snapshot": func() error { _, err := m.Snapshot(ctx, io.Discard, maintenance.SnapshotRequest{}); return err },
+		"promote": func() error {
+			_, err := m.Promote(ctx, maintenance.PromoteRequest{ID: 1, Timeout: time.Second})
+			return err
+		},
+	} {
+		assert.ErrorIs(t, op(), context.Canceled, name)
+	}
 }
