@@ -219,10 +219,17 @@ func TestRepeatInterval(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, count())
 	start := time.Now()
-	require.Eventually(t, func() bool {
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		_, err := m.Evaluate(context.Background(), r, nil)
-		return err == nil && count() == 2
+		assert.NoError(c, err)
+		assert.NoError(c, m.Flush(context.Background()))
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Len(c, got, 2)
 	}, 5*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	require.Len(t, got, 2)
+	mu.Unlock()
 	assert.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond, "not before the window")
 	mu.Lock()
 	assert.Equal(t, got[0].Fingerprint, got[1].Fingerprint)

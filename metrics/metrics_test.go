@@ -82,7 +82,12 @@ func TestCollectSharedNode(t *testing.T) {
 		require.NoError(t, err)
 	}
 	cli.Watch(etcdtest.Context(t, 30*time.Second), prefix, clientv3.WithPrefix())
-	require.Eventually(t, func() bool { return collect(t, c).Members[0].Watchers >= 1 }, 10*time.Second, 20*time.Millisecond)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		s, err := c.Collect(etcdtest.Context(t, 20*time.Second))
+		if assert.NoError(ct, err) {
+			assert.GreaterOrEqual(ct, s.Members[0].Watchers, float64(1))
+		}
+	}, 10*time.Second, 20*time.Millisecond)
 
 	second := c.Latest()
 	m2 := second.Members[0]
@@ -294,15 +299,15 @@ func endpoints(c *etcdtest.Cluster) map[string]string {
 func steady(t *testing.T, col *metrics.Collector, victim string) *metrics.Snapshot {
 	t.Helper()
 	var s *metrics.Snapshot
-	require.Eventually(t, func() bool {
-		s = collect(t, col)
-		for _, m := range s.Members {
-			if m.Name != victim && m.Err != nil {
-				t.Logf("member %s: %v; collecting again", m.Name, m.Err)
-				return false
-			}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got, err := col.Collect(etcdtest.Context(t, 20*time.Second))
+		if !assert.NoError(c, err) {
+			return
 		}
-		return true
+		for _, m := range got.Members {
+			assert.True(c, m.Name == victim || m.Err == nil, "member %s: %v; collecting again", m.Name, m.Err)
+		}
+		s = got
 	}, 60*time.Second, 10*time.Millisecond)
 	return s
 }
