@@ -330,8 +330,9 @@ func (s *Store) Bool(key string) (bool, error) {
 	return false, v.typeErr(key, "bool")
 }
 
-// Duration returns a JSON string in time.ParseDuration form ("1.5s"), or a JSON integer
-// of nanoseconds (how encoding/json writes a time.Duration).
+// Duration returns a JSON string in time.ParseDuration form ("1.5s"), or a JSON number
+// whose value is an integer of nanoseconds (how encoding/json writes a time.Duration;
+// "1e9" is a second). Like Int, it never rounds.
 func (s *Store) Duration(key string) (time.Duration, error) {
 	v, err := s.lookup(key)
 	if err != nil {
@@ -344,7 +345,7 @@ func (s *Store) Duration(key string) (time.Duration, error) {
 				return d, nil
 			}
 		case json.Number:
-			if n, err := x.Int64(); err == nil {
+			if n, err := exactIntBits(string(x), 64); err == nil {
 				return time.Duration(n), nil
 			}
 		}

@@ -333,3 +333,23 @@ func TestEvaluationsAreCopies(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, config.ReasonTargetingMatch, ev.Reason, "the rule is unchanged")
 }
+
+// Duration accepts nanoseconds in any exact JSON form, and never rounds.
+func TestDurationIsExact(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	s := newStore(t, ctx, cli, p)
+	for k, v := range map[string]string{"exp": "1e9", "frac": "1.5", "over": "1e19"} {
+		_, err := cli.Put(ctx, p+k, v)
+		require.NoError(t, err)
+	}
+	require.EventuallyWithT(t, func(ct *assert.CollectT) { assert.Len(ct, s.Keys(""), 3) }, 10*time.Second, 10*time.Millisecond)
+	d, err := s.Duration("exp")
+	require.NoError(t, err)
+	assert.Equal(t, time.Second, d)
+	_, err = s.Duration("frac")
+	assert.ErrorIs(t, err, config.ErrType)
+	_, err = s.Duration("over")
+	assert.ErrorIs(t, err, config.ErrType)
+}

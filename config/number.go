@@ -76,6 +76,12 @@ func allDigits(s string) bool {
 
 // exactInt returns the value of a JSON number if it is an integer that fits an int.
 func exactInt(s string) (int, error) {
+	n, err := exactIntBits(s, strconv.IntSize)
+	return int(n), err
+}
+
+// exactIntBits returns the value of a JSON number if it is an integer that fits bits.
+func exactIntBits(s string, bits int) (int64, error) {
 	d, err := parseDecimal(s)
 	if err != nil {
 		return 0, err
@@ -93,9 +99,9 @@ func exactInt(s string) (int, error) {
 	if d.neg {
 		lit = "-" + lit
 	}
-	n, err := strconv.ParseInt(lit, 10, strconv.IntSize)
+	n, err := strconv.ParseInt(lit, 10, bits)
 	if err != nil {
 		return 0, errors.New("out of range for int")
 	}
-	return int(n), nil
+	return n, nil
 }
