@@ -17,28 +17,22 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
 )
 
-var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
 // Candidate takes part in the election under a prefix. The leader is the candidate
 // whose key is the oldest under the prefix; its key's value is its ID.
 type Candidate struct {
 	cli    *clientv3.Client
 	dir    string
 	id     string
-	nonce  string
 	o      options
 	holder *ownership.Holder
+	claim  *ownership.Claim // acquire, hold, release: the same core as a lock's
 	policy ownership.Policy
 
 	cbMu sync.Mutex // callbacks run one at a time
 
-	mu      sync.Mutex
-	busy    bool
-	seq     uint64 // numbers our campaigns: part of our key's name, never used twice
-	waiting string
-	h       *ownership.Holding
-	closed  bool
-	wg      sync.WaitGroup // defeat watchers
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup // defeat watchers
 }
 
 // New returns a Candidate with id (its key's value, shown by Leader and Observer) in the
@@ -62,9 +56,10 @@ func New(cli *clientv3.Client, prefix, id string, opts ...Option) (*Candidate, e
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	dir := strings.TrimRight(prefix, "/") + "/"
+	holder := ownership.NewHolder(cli, o.ttl, o.session, o.logger)
 	return &Candidate{
-		cli: cli, dir: dir, id: id, nonce: hex.EncodeToString(b[:]), o: o,
-		holder: ownership.NewHolder(cli, o.ttl, o.session, o.logger),
+		cli: cli, dir: dir, id: id, o: o, holder: holder,
+		claim:  ownership.NewClaim(holder, dir, hex.EncodeToString(b[:]), id),
 		policy: ownership.Predecessor(dir),
 	}, nil
 }
@@ -78,19 +73,6 @@ func (c *Candidate) callback(fn func()) {
 	fn()
 }
 
-func (c *Candidate) holding() (*ownership.Holding, error) {
-	c.mu.Lock()
-	h := c.h
-	c.mu.Unlock()
-	if h == nil {
-		return nil, ErrNotLeader
-	}
-	if err := h.Check(); err != nil {
-		return nil, err
-	}
-	return h, nil
-}
-
 // Campaign blocks until the candidate leads, ctx ends, or its session is lost. It
 // waits only for the candidate just ahead of it, and returns success only after reading
 // its own key back with its create revision while its lease is known to be alive. A
@@ -100,41 +82,21 @@ func (c *Candidate) Campaign(ctx context.Context) error {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
 		return ErrClosed
 	}
-	if c.busy {
-		c.mu.Unlock()
-		return ErrBusy
-	}
-	if c.h != nil && c.h.Check() == nil {
-		c.mu.Unlock()
-		return nil
-	}
-	c.busy = true
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.busy = false
-		c.waiting = ""
-		c.mu.Unlock()
-	}()
-
-	ses, err := c.holder.Get(ctx)
-	if err != nil {
+	if _, err := c.claim.Acquire(ctx, c.policy, true); err != nil {
+		switch {
+		case errors.Is(err, ownership.ErrHeld):
+			return nil
+		case errors.Is(err, ownership.ErrBusy):
+			return ErrBusy
+		}
 		return wrapErr(err)
 	}
-	c.mu.Lock()
-	c.seq++
-	key := fmt.Sprintf("%s%x-%s-%d", c.dir, int64(ses.Lease()), c.nonce, c.seq)
-	c.waiting = key
-	c.mu.Unlock()
-	rev, _, err := ownership.Acquire(ctx, ses, key, c.id, c.policy, true)
-	if err != nil {
-		return wrapErr(err)
-	}
-	h := ownership.NewHolding(ses, key, rev)
+	h := c.claim.Last()
 	done := h.Done() // leadership is always monitored
 	c.mu.Lock()
 	if c.closed {
@@ -142,9 +104,9 @@ func (c *Candidate) Campaign(ctx context.Context) error {
 		h.Abandon() // bounded; finished in the background if etcd does not answer
 		return ErrClosed
 	}
-	c.h = h
 	c.wg.Add(1)
 	c.mu.Unlock()
+	rev := h.Rev()
 	c.o.logger.Info("elected", zap.String("id", c.id), zap.Int64("token", rev))
 	if fn := c.o.onElected; fn != nil {
 		c.callback(func() { fn(rev) })
@@ -171,29 +133,12 @@ func (c *Candidate) Resign(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
-	h, err := c.holding()
-	if err != nil {
-		return notLeader(errIfEnded(err))
-	}
-	if err := h.Release(ctx); err != nil {
-		if h.Check() != nil {
-			return notLeader(h.Err())
-		}
-		return err
-	}
-	return nil
-}
-
-func errIfEnded(err error) error {
-	if errors.Is(err, ErrNotLeader) {
-		return nil
-	}
-	return err
+	return wrapErr(c.claim.Release(ctx))
 }
 
 // IsLeader reports whether the candidate leads, as far as is known without I/O.
 func (c *Candidate) IsLeader() bool {
-	_, err := c.holding()
+	_, err := c.claim.Holding()
 	return err == nil
 }
 
@@ -219,36 +164,14 @@ func currentLeader(ctx context.Context, cli *clientv3.Client, dir string) (Leade
 
 // Key returns our key: the one we campaign with, then that of the current or last
 // leadership ("" before the first Campaign).
-func (c *Candidate) Key() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.waiting != "" {
-		return c.waiting
-	}
-	if c.h == nil {
-		return ""
-	}
-	return c.h.Key()
-}
+func (c *Candidate) Key() string { return c.claim.Key() }
 
 // Token returns the fencing token of the current leadership (0 when not leading): our
 // key's create revision, strictly increasing from one leader to the next.
-func (c *Candidate) Token() int64 {
-	h, err := c.holding()
-	if err != nil {
-		return 0
-	}
-	return h.Rev()
-}
+func (c *Candidate) Token() int64 { return c.claim.Token() }
 
 // LeaderCmp returns a comparison that holds in a transaction only while we lead.
-func (c *Candidate) LeaderCmp() clientv3.Cmp {
-	h, err := c.holding()
-	if err != nil {
-		return ownership.Never(c.dir)
-	}
-	return h.Cmp()
-}
+func (c *Candidate) LeaderCmp() clientv3.Cmp { return c.claim.Cmp() }
 
 // Do applies ops in one transaction only if we still lead when etcd applies it;
 // otherwise it returns ErrNotLeader and the leadership ends.
@@ -256,41 +179,18 @@ func (c *Candidate) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnRe
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
-	h, err := c.holding()
-	if err != nil {
-		return nil, notLeader(errIfEnded(err))
-	}
-	resp, err := h.Txn(ctx, ops...)
-	if errors.Is(err, ownership.ErrKeyLost) {
-		return nil, notLeader(err)
-	}
-	return resp, err
+	resp, err := c.claim.Do(ctx, ops...)
+	return resp, wrapErr(err)
 }
 
 // Done returns a channel closed when the current leadership ends: Resign, our key
 // deleted, the session lost, or keep-alives silent long enough that etcd may expire
 // the lease (closed a margin before it could). Closed when not leading.
-func (c *Candidate) Done() <-chan struct{} {
-	c.mu.Lock()
-	h := c.h
-	c.mu.Unlock()
-	if h == nil {
-		return closedCh
-	}
-	return h.Done()
-}
+func (c *Candidate) Done() <-chan struct{} { return c.claim.Done() }
 
 // Err returns nil while leading, after Resign, or before any Campaign, and an error
 // wrapping ErrLost (and the cause) after leadership was lost.
-func (c *Candidate) Err() error {
-	c.mu.Lock()
-	h := c.h
-	c.mu.Unlock()
-	if h == nil {
-		return nil
-	}
-	return lost(h.Err())
-}
+func (c *Candidate) Err() error { return lost(c.claim.Err()) }
 
 // Run campaigns, runs fn with a context canceled the moment leadership is lost (or ctx
 // ends), and campaigns again after a loss — automatic failover — until ctx ends. A lost
@@ -322,7 +222,8 @@ func (c *Candidate) Run(ctx context.Context, fn func(leaderCtx context.Context) 
 			wg.Wait()
 		}()
 	}
-	retry := backoff.New(100*time.Millisecond, 2*time.Second)
+	// Short: a failed campaign is retried as soon as etcd may answer again.
+	retry := backoff.New(50*time.Millisecond, 500*time.Millisecond)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -340,9 +241,7 @@ func (c *Candidate) Run(ctx context.Context, fn func(leaderCtx context.Context) 
 			continue
 		}
 		retry.Reset()
-		c.mu.Lock()
-		h := c.h
-		c.mu.Unlock()
+		h := c.claim.Last()
 		leaderCtx, cancel := context.WithCancel(ctx)
 		done := h.Done()
 		var wg sync.WaitGroup
@@ -387,11 +286,8 @@ func (c *Candidate) Close() error {
 		return nil
 	}
 	c.closed = true
-	h := c.h
 	c.mu.Unlock()
-	if h != nil {
-		h.Abandon()
-	}
+	c.claim.Abandon()
 	err := c.holder.Close()
 	c.wg.Wait()
 	if err != nil {

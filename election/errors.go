@@ -41,6 +41,13 @@ func notLeader(cause error) error {
 }
 
 func wrapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var nh *ownership.NotHeldError
+	if errors.As(err, &nh) {
+		return notLeader(nh.Cause)
+	}
 	if errors.Is(err, ownership.ErrClosed) {
 		return ErrClosed
 	}

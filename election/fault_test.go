@@ -31,15 +31,6 @@ func TestClusterFaults(t *testing.T) {
 	t.Run("StopEtcdLeader", func(t *testing.T) { testStopEtcdLeader(t, c) })
 }
 
-func count(t *testing.T, cli *clientv3.Client, pfx string) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r, err := cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	require.NoError(t, err)
-	return r.Count
-}
-
 // Guarantee 3 (election half): a candidate whose own lease expires while it waits gets
 // an error from Campaign, never leadership.
 func testCampaignLeaseExpires(t *testing.T, c *etcdtest.Cluster) {
@@ -53,7 +44,7 @@ func testCampaignLeaseExpires(t *testing.T, c *etcdtest.Cluster) {
 	b := newCandidate(t, c.Client(1), pfx, "b", election.WithTTL(faultTTL))
 	bgot := make(chan error, 1)
 	go func() { bgot <- b.Campaign(ctx) }()
-	require.Eventually(t, func() bool { return count(t, admin, pfx+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) { assert.EqualValues(ct, 2, etcdtest.Count(admin, pfx+"/")) }, 5*time.Second, 10*time.Millisecond)
 	bKey := b.Key()
 	require.NotEmpty(t, bKey)
 	c.Blackhole(1)
@@ -61,7 +52,7 @@ func testCampaignLeaseExpires(t *testing.T, c *etcdtest.Cluster) {
 	err := recv(t, bgot, 3*faultTTL, "cut-off candidate")
 	require.ErrorIs(t, err, election.ErrSessionLost)
 	assert.False(t, b.IsLeader())
-	require.Eventually(t, func() bool { return count(t, admin, bKey) == 0 }, 3*faultTTL, 50*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) { assert.EqualValues(ct, 0, etcdtest.Count(admin, bKey)) }, 3*faultTTL, 50*time.Millisecond)
 	require.NoError(t, a.Resign(ctx))
 	c.Unblackhole(1)
 
@@ -71,7 +62,7 @@ func testCampaignLeaseExpires(t *testing.T, c *etcdtest.Cluster) {
 	d := newCandidate(t, c.Client(2), pfx, "d", election.WithTTL(faultTTL))
 	dgot := make(chan error, 1)
 	go func() { dgot <- d.Campaign(ctx) }()
-	require.Eventually(t, func() bool { return count(t, admin, pfx+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) { assert.EqualValues(ct, 2, etcdtest.Count(admin, pfx+"/")) }, 5*time.Second, 10*time.Millisecond)
 	r, err := admin.Get(ctx, d.Key())
 	require.NoError(t, err)
 	require.Len(t, r.Kvs, 1)
@@ -80,7 +71,7 @@ func testCampaignLeaseExpires(t *testing.T, c *etcdtest.Cluster) {
 	require.NoError(t, a.Resign(ctx))
 	require.Error(t, recv(t, dgot, 3*faultTTL, "revoked candidate"), "a candidate whose lease was revoked must not lead")
 	assert.False(t, d.IsLeader())
-	assert.Zero(t, count(t, admin, pfx+"/"))
+	assert.Zero(t, etcdtest.Count(admin, pfx+"/"))
 }
 
 // Guarantee 7 (election half): a canceled Campaign leaves no key behind.
@@ -95,10 +86,10 @@ func testCancelCampaign(t *testing.T, c *etcdtest.Cluster) {
 		cctx, cancel := context.WithCancel(ctx)
 		got := make(chan error, 1)
 		go func() { got <- b.Campaign(cctx) }()
-		require.Eventually(t, func() bool { return count(t, admin, pfx+"/") == 2 }, 5*time.Second, 10*time.Millisecond)
+		require.EventuallyWithT(t, func(ct *assert.CollectT) { assert.EqualValues(ct, 2, etcdtest.Count(admin, pfx+"/")) }, 5*time.Second, 10*time.Millisecond)
 		cancel()
 		assert.ErrorIs(t, recv(t, got, 5*time.Second, "canceled Campaign"), context.Canceled)
-		assert.EqualValues(t, 1, count(t, admin, pfx+"/"), "candidate key left behind")
+		assert.EqualValues(t, 1, etcdtest.Count(admin, pfx+"/"), "candidate key left behind")
 	}
 	require.NoError(t, a.Resign(ctx))
 }
@@ -364,20 +355,10 @@ func testStopEtcdLeader(t *testing.T, c *etcdtest.Cluster) {
 	done := cand.Done()
 	tok := cand.Token()
 
-	stopped := c.StopLeader()
-	defer c.RestartMember(stopped)
-	require.Eventually(t, func() bool {
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		_, err := cand.Do(wctx, clientv3.OpPut(pfx+"-x", "after"))
-		require.False(t, errors.Is(err, election.ErrNotLeader), "leadership lost over an etcd leader change: %v", err)
-		return err == nil
-	}, 10*time.Second, 50*time.Millisecond)
-	select {
-	case <-done:
-		t.Fatalf("Done closed over an etcd leader change: %v", cand.Err())
-	default:
-	}
+	c.StopLeaderWhileHeld(t, func(ctx context.Context) error {
+		_, err := cand.Do(ctx, clientv3.OpPut(pfx+"-x", "after"))
+		return err
+	}, func(err error) bool { return errors.Is(err, election.ErrNotLeader) }, done)
 	assert.True(t, cand.IsLeader())
 	assert.Equal(t, tok, cand.Token())
 	require.NoError(t, cand.Resign(ctx))

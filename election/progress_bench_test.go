@@ -27,6 +27,10 @@ const (
 // it does every test that starts a cluster).
 var faultCount = flag.Int("faults", 5, "faults per side in BenchmarkProgressUnderFaults")
 
+// clusterClients gives every client of BenchmarkProgressUnderFaults all three endpoints
+// (-cluster-clients) instead of one member's.
+var clusterClients = flag.Bool("cluster-clients", false, "clients of BenchmarkProgressUnderFaults know every member")
+
 // progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s with
 // 1s of health after each (about 20s).
 func progressFaults() []etcdtest.Fault {
@@ -76,6 +80,9 @@ func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFu
 	var wg sync.WaitGroup
 	for i := 0; i < progressCandidates; i++ {
 		cli := c.Client(i % 3)
+		if *clusterClients {
+			cli = c.ClusterClient()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

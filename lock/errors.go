@@ -60,6 +60,13 @@ func notHeld(cause error) error {
 }
 
 func wrapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var nh *ownership.NotHeldError
+	if errors.As(err, &nh) {
+		return notHeld(nh.Cause)
+	}
 	if errors.Is(err, ownership.ErrClosed) {
 		return ErrClosed
 	}

@@ -18,6 +18,7 @@ import (
 type Mutex struct {
 	own      owner
 	policy   ownership.Policy
+	holder   *ownership.Holder
 	ownsHold bool   // the holder (and its lease) belongs to this Mutex
 	onClose  func() // tells a Manager to forget this Mutex
 
@@ -43,7 +44,8 @@ func New(cli *clientv3.Client, key string, opts ...Option) (*Mutex, error) {
 func newMutex(h *ownership.Holder, key string, ownsHold bool) *Mutex {
 	dir := dirOf(key)
 	return &Mutex{
-		own:      owner{holder: h, name: key, dir: dir, nonce: nonce()},
+		own:      newOwner(h, key, dir, nonce()),
+		holder:   h,
 		policy:   ownership.Predecessor(dir),
 		ownsHold: ownsHold,
 	}
@@ -89,13 +91,12 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 	return m.own.acquire(ctx, m.policy, false)
 }
 
-// Unlock releases the lock by deleting our key. No other participant ever uses our key's
-// name, and after a delete of it fails (so may still arrive) our next holding uses a new
-// name: a retried or late Unlock can never delete a later holder's key — what a delete
-// guarded by our create revision would ensure, at the cost of a plain delete. It
-// returns ErrNotHeld when we do not own the lock (never locked, already unlocked, or
-// lost). After a network error it is unknown whether the delete was applied: Unlock may
-// be retried.
+// Unlock releases the lock by deleting our key. Its name is used by no other holding,
+// ours or anyone's, so a retried or late Unlock can never delete a later holder's key —
+// what a delete guarded by our create revision would ensure, at the cost of a plain
+// delete. It returns ErrNotHeld when we do not own the lock (never locked, already
+// unlocked, or lost). After a network error it is unknown whether the delete was
+// applied: Unlock may be retried.
 func (m *Mutex) Unlock(ctx context.Context) error {
 	return m.own.release(ctx)
 }
@@ -144,7 +145,7 @@ func (m *Mutex) Close() error {
 		m.onClose()
 	}
 	if m.ownsHold {
-		return m.own.holder.Close()
+		return m.holder.Close()
 	}
 	return nil
 }

@@ -37,8 +37,8 @@ func NewRWMutex(cli *clientv3.Client, key string, opts ...Option) (*RWMutex, err
 	dir := dirOf(key)
 	n := nonce()
 	return &RWMutex{
-		reader: owner{holder: h, name: key, dir: dir + "r/", nonce: n},
-		writer: owner{holder: h, name: key, dir: dir + "w/", nonce: n},
+		reader: newOwner(h, key, dir+"r/", n),
+		writer: newOwner(h, key, dir+"w/", n),
 		rp:     ownership.ReadWrite(dir, false),
 		wp:     ownership.ReadWrite(dir, true),
 		holder: h,
@@ -51,7 +51,7 @@ func (rw *RWMutex) start(o, other *owner) error {
 	if rw.closed {
 		return ErrClosed
 	}
-	if _, err := other.holding(); err == nil {
+	if other.held() {
 		return ErrBusy
 	}
 	return nil

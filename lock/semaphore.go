@@ -62,7 +62,7 @@ func (s *Semaphore) acquire(ctx context.Context, wait bool) (*Permit, error) {
 		return nil, ErrClosed
 	}
 	s.mu.Unlock()
-	p := &Permit{sem: s, own: owner{holder: s.holder, name: s.name, dir: s.dir, nonce: nonce()}}
+	p := &Permit{sem: s, own: newOwner(s.holder, s.name, s.dir, nonce())}
 	if err := p.own.acquire(ctx, s.policy, wait); err != nil {
 		return nil, err
 	}
@@ -106,16 +106,11 @@ func (s *Semaphore) Close() error {
 func (p *Permit) Release(ctx context.Context) error {
 	err := p.own.release(ctx)
 	p.sem.mu.Lock()
-	if err == nil || ownershipEnded(&p.own) {
+	if err == nil || !p.own.held() {
 		delete(p.sem.held, p)
 	}
 	p.sem.mu.Unlock()
 	return err
-}
-
-func ownershipEnded(o *owner) bool {
-	_, err := o.holding()
-	return err != nil
 }
 
 // Key returns the permit's key.

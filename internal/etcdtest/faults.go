@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -149,4 +150,43 @@ func Count(cli *clientv3.Client, prefix string) int64 {
 		return -1
 	}
 	return r.Count
+}
+
+// StopLeaderWhileHeld is the shared check that a holding (a lock, a leadership) survives
+// an etcd leader change: it stops the etcd leader and waits until write — a write
+// guarded by the holding — succeeds again, failing the test if write ever returns an
+// error that lost says means the holding ended, or if done (the holding's end) closes.
+// The member is restarted before it returns.
+func (c *Cluster) StopLeaderWhileHeld(t *testing.T, write func(context.Context) error, lost func(error) bool, done <-chan struct{}) {
+	t.Helper()
+	stopped := c.StopLeader()
+	defer c.RestartMember(stopped)
+	var (
+		mu       sync.Mutex
+		lostWith error
+	)
+	ok := assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		err := write(wctx)
+		if err != nil && lost(err) {
+			mu.Lock()
+			lostWith = err
+			mu.Unlock()
+		}
+		assert.NoError(ct, err)
+	}, 10*time.Second, 50*time.Millisecond, "guarded writes succeed once etcd has a new leader")
+	mu.Lock()
+	if lostWith != nil {
+		t.Errorf("holding lost over an etcd leader change: %v", lostWith)
+	}
+	mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case <-done:
+		t.Error("holding ended over an etcd leader change")
+	default:
+	}
 }

@@ -79,7 +79,11 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 			_ = cur.Release()
 		}()
 	}
-	ses, err := Grant(ctx, h.cli, h.ttl, h.lg)
+	// A grant lost on a connection that swallowed it would never be answered: bound it,
+	// so that the caller can try again once etcd is reachable.
+	gctx, cancel := context.WithTimeout(ctx, h.ttl)
+	ses, err := Grant(gctx, h.cli, h.ttl, h.lg)
+	cancel()
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,3 @@
-// Package ownership is the machinery under lock and election: a session whose lease is
-// known to be alive until a deadline, and keys that are owned while they are the oldest
-// (or among the oldest) under a prefix.
 package ownership
 
 import (
@@ -418,9 +415,10 @@ func (s *Session) renew(base context.Context) error {
 	if limit.IsZero() {
 		limit = sent.Add(5 * time.Second)
 	}
-	// Each attempt is short, so that a request stuck on an endpoint that stopped
-	// answering leaves time for retries, which the client sends to another endpoint.
-	if attempt := sent.Add(max(s.interval(), 500*time.Millisecond)); attempt.Before(limit) {
+	// Each attempt gets at most half the time left (and at least 500ms), so that a
+	// request stuck on an endpoint that stopped answering leaves time for a retry, which
+	// the client sends to another endpoint.
+	if attempt := sent.Add(max(limit.Sub(sent)/2, 500*time.Millisecond)); attempt.Before(limit) {
 		limit = attempt
 	}
 	ctx, cancel := context.WithDeadline(base, limit)

@@ -1,0 +1,24 @@
+// Package ownership is the one core under lease, lock and election: a lease known to be
+// alive until a deadline, and keys owned while a policy says so. Read it in the order a
+// holding lives:
+//
+//   - session.go — Session: a lease (granted here, or borrowed from the caller's
+//     concurrency.Session) and its tracker, the one renewal loop and the one definition
+//     of loss: each renewal is a single keep-alive request, and the lease is known to be
+//     alive until the send time of the last acknowledged one plus the TTL, minus Margin.
+//     When that passes, or etcd says the lease is gone, the session is lost for good; a
+//     lease of our own is then no longer renewed, and revoked as soon as etcd answers.
+//     Its janitor deletes the keys handed to Drop until the delete lands or the lease is
+//     gone. holder.go — Holder: the live session of one owner, replaced after loss.
+//   - acquire: claim.go — Claim, one participant and its succession of holdings; each
+//     attempt puts a key of a name never used before. acquire.go — Acquire: put the key,
+//     then wait (only for the key a policy names) until the policy says it is owned,
+//     returning only after a read that found the key while the lease was known alive.
+//     policy.go — who owns: the oldest key (mutex, election), one of the n oldest
+//     (semaphore), no older writer (readers-writer lock).
+//   - hold: holding.go — Holding: the fence (Cmp, Txn) and the end (Done, Err), noticed
+//     locally from the session's deadline at every check and asynchronously from a watch
+//     on the key and the session's loss.
+//   - release: Holding.Release deletes the key — the one release path; Abandon leaves the
+//     delete to the session's janitor when the caller may not wait (Close).
+package ownership
