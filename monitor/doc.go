@@ -38,7 +38,9 @@
 // shutdown timeout) and the collectors. Interrupt cancels the benchmarks in flight without stopping anything
 // else, for a daemon that begins to shut down. The clusters' clients stay the caller's. The Service is an http.Handler;
 // serving it (TLS, authentication, timeouts) is the caller's business, as in
-// cmd/etcd-monitor.
+// cmd/etcd-monitor, which lets only admin tokens make the requests that change something:
+// POST /api/v1/performance/benchmark, POST /api/v1/silences and DELETE
+// /api/v1/silences/{id}.
 //
 //	svc, err := monitor.New([]monitor.Cluster{{Name: "prod", Client: cli}}, monitor.WithStore(st),
 //		monitor.WithAlertOptions(alert.WithConfig(cfg), alert.WithShutdownTimeout(10*time.Second)))

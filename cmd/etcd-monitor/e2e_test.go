@@ -288,7 +288,7 @@ etcd:
 monitor:
   health_check_interval: %s
   metrics_interval: %s
-  check_timeout: 1s
+  check_timeout: 2s
   latency_samples: 2
 api:
   request_log: false
@@ -578,4 +578,60 @@ func TestEndToEndSilence(t *testing.T) {
 	assert.Equal(t, "expired", expired.Status.State)
 	c.RestartMember(b)
 	rec.noProblems(t)
+}
+
+// Shutdown sends what is queued: an alert whose group is still in group_wait (an hour)
+// reaches the webhook while the daemon stops, within api.shutdown_timeout.
+func TestShutdownFlushesQueuedNotifications(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			Status string `json:"status"`
+			Alerts []struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"alerts"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, a := range m.Alerts {
+			got = append(got, m.Status+" "+a.Labels["alertname"])
+		}
+	}))
+	defer hook.Close()
+	// Every probe is slower than a nanosecond: EtcdHighRequestLatency fires at once.
+	cfg := writeFile(t, "c.yaml", fmt.Sprintf(`
+monitor: {health_check_interval: 200ms, metrics_interval: 200ms, latency_samples: 2}
+api: {shutdown_timeout: 10s}
+alerts:
+  console: false
+  route: {receiver: hook, group_wait: 1h}
+  receivers: [{name: hook, type: webhook, url: %q}]
+  thresholds: {request_latency_p99: 1ns}
+  rules: {EtcdHighRequestLatency: {for: 0s}}
+`, hook.URL))
+	d := startDaemon(t, "--config="+cfg, endpoints())
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var resp struct {
+			Alerts []struct {
+				Name string `json:"name"`
+			} `json:"alerts"`
+		}
+		assert.Equal(ct, http.StatusOK, request(t, "GET", d.url+"/api/v1/alerts?state=firing", "", "", &resp))
+		if assert.NotEmpty(ct, resp.Alerts) {
+			assert.Equal(ct, "EtcdHighRequestLatency", resp.Alerts[0].Name)
+		}
+	}, 20*time.Second, 50*time.Millisecond)
+	mu.Lock()
+	assert.Empty(t, got, "still in group_wait")
+	mu.Unlock()
+
+	require.NoError(t, d.stop())
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Contains(t, got, "firing EtcdHighRequestLatency", "sent during shutdown")
 }

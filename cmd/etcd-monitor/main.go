@@ -1,13 +1,24 @@
 // Command etcd-monitor monitors etcd clusters: it checks their health and collects their
-// metrics on a schedule, raises alerts, and serves a REST API and Prometheus metrics.
+// metrics on a schedule, raises alerts the way Alertmanager sends them (pending and for,
+// grouped, routed, inhibited, silenced), and serves a REST API and Prometheus metrics.
 //
-//	etcd-monitor --endpoints=10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379
+//	etcd-monitor --endpoints=10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379 --data-dir=/var/lib/etcd-monitor
 //	etcd-monitor --embedded                      # try it with nothing installed
 //	etcd-monitor --config=/etc/etcd-monitor.yaml # every key: config.example.yaml
 //	etcd-monitor --run-benchmark --benchmark-type=mixed --benchmark-ops=100000
 //
-// SIGINT or SIGTERM stops it gracefully: requests in flight complete, background work
-// stops, and it exits 0.
+// Secure by default: with no API tokens configured (api.auth.tokens) anyone may read the
+// API and nobody may change anything (benchmarks, silences answer 403), unless
+// api.allow_unauthenticated_writes says otherwise, which it warns about at startup and in
+// /health. Every request that changes something is logged with the name of its token.
+//
+// Alert state, the notification log, silences and benchmark results live in one state
+// file under --data-dir, so a restart neither re-pages nor forgets a resolve; a state
+// file that cannot be opened is a startup error naming it.
+//
+// SIGINT or SIGTERM stops it gracefully within api.shutdown_timeout: a benchmark in
+// flight is cancelled at once, other requests complete, queued notifications are sent,
+// and it exits 0.
 package main
 
 import (
