@@ -190,10 +190,16 @@ func (m *Manager) flushGroup(g *group, now time.Time) bool {
 	}
 	entry := m.sent[g.id]
 	var firing, resolved []Alert
+	// open are muted firing alerts that were notified firing: they are not notified
+	// again while muted, but stay "notified firing", so their resolve goes out.
+	open := map[string]bool{}
 	for fp, a := range g.alerts {
 		// A muted alert is not notified; but the resolve of one that was notified
 		// firing always goes out, so the incident it opened is closed.
 		if a.State == Firing && m.status(a, now).Muted() {
+			if entry != nil && entry.firing[fp] {
+				open[fp] = true
+			}
 			continue
 		}
 		switch {
@@ -208,6 +214,9 @@ func (m *Manager) flushGroup(g *group, now time.Time) bool {
 	fset, rset := map[string]bool{}, map[string]bool{}
 	for _, a := range firing {
 		fset[a.Fingerprint] = true
+	}
+	for fp := range open {
+		fset[fp] = true
 	}
 	for _, a := range resolved {
 		rset[a.Fingerprint] = true
@@ -230,7 +239,7 @@ func (m *Manager) flushGroup(g *group, now time.Time) bool {
 	case !subset(rset, entry.resolved):
 		need = true
 	default:
-		need = len(fset) > 0 && now.Sub(entry.at) >= repeat
+		need = len(firing) > 0 && now.Sub(entry.at) >= repeat
 	}
 	if !need {
 		m.gcGroup(g)

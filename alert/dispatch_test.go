@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -661,4 +662,51 @@ func TestReceiverConfigJSONRedacted(t *testing.T) {
 		assert.NotContains(t, string(b), secret)
 	}
 	assert.Contains(t, string(b), `https://hooks.slack.com/\u003credacted\u003e`)
+}
+
+// Review item 6: an alert notified firing, then inhibited (the cluster became
+// unreachable), must still get its resolve when it clears — the incident it opened is
+// closed.
+func TestInhibitedAfterNotifiedStillResolves(t *testing.T) {
+	rec := &sink{}
+	m, err := alert.New(alert.WithReceiver("pd", rec, true), alert.WithConfig(timing(time.Hour, time.Hour, time.Hour)),
+		alert.WithRules(rulesNamed(t, alert.DefaultThresholds(), "EtcdInsufficientMembers", "EtcdClusterUnreachable")...))
+	require.NoError(t, err)
+	defer m.Close()
+	ctx := context.Background()
+	step := func(at time.Duration, down ...uint64) {
+		_, err := m.EvaluateCluster(ctx, "prod", three(t0.Add(at), down...), nil)
+		require.NoError(t, err)
+		require.NoError(t, m.Flush(ctx))
+	}
+	step(0, 2, 3)              // quorum lost: paged
+	step(time.Minute, 1, 2, 3) // unreachable: inhibits the quorum alert
+	step(2 * time.Minute)      // all back
+	assert.Equal(t, []string{
+		"firing EtcdInsufficientMembers::firing",
+		"firing EtcdClusterUnreachable::firing",
+		"resolved EtcdClusterUnreachable::resolved",
+		"resolved EtcdInsufficientMembers::resolved",
+	}, sortedSummary(rec))
+}
+
+// sortedSummary orders notifications of different groups by their text after the first
+// (groups flush in any order).
+func sortedSummary(s *sink) []string {
+	out := s.summary()
+	if len(out) > 2 {
+		rest := out[2:]
+		slices.SortFunc(rest, func(a, b string) int {
+			// resolves of the unreachable alert first, as they happened first
+			ra, rb := strings.Contains(a, "Unreachable"), strings.Contains(b, "Unreachable")
+			switch {
+			case ra && !rb:
+				return -1
+			case rb && !ra:
+				return 1
+			}
+			return strings.Compare(a, b)
+		})
+	}
+	return out
 }
