@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
@@ -104,4 +106,29 @@ func TestSilenceTimingIgnoresClockSteps(t *testing.T) {
 		assert.Eventually(t, func() bool { return c.s.abandoned.Load() > 0 }, 3*(reopenSilence+1)*interval, interval/4,
 			"a silent watch is abandoned despite the step back")
 	})
+}
+
+// A watch of someone else on the same client, which etcd cannot confirm (it starts at a
+// future revision), must not make ours look silent: each stream has a gRPC stream of
+// its own, so progress requests answer for our watch alone.
+func TestQuietWatchBesideAnUnconfirmableOne(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	p := etcdtest.Prefix(t)
+	r, err := cli.Get(ctx, "/")
+	require.NoError(t, err)
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	other := cli.Watch(wctx, p+"other", clientv3.WithRev(r.Header.Revision+1000))
+	c, err := NewCache(cli, p+"mine/", WithProgressInterval(interval))
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.WaitReady(ctx))
+	require.Eventually(t, func() bool { return !c.Stale() }, 5*time.Second, 10*time.Millisecond)
+	assert.Never(t, c.Stale, 20*interval, interval/4, "a quiet healthy watch is not stale")
+	assert.Zero(t, c.s.abandoned.Load(), "a quiet healthy watch is not abandoned")
+	cancel()
+	for range other {
+	}
 }

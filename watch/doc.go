@@ -22,7 +22,9 @@
 //     List.
 //   - Stale reports, within about three progress intervals, that the Cache may be behind
 //     (disconnected, re-listing, or etcd silent). It does not say by how much. A quiet
-//     store is not silence: etcd confirms the watch on request even when nothing changes.
+//     store is not silence: etcd confirms the watch on request even when nothing
+//     changes. Each Watcher and Cache has a gRPC watch stream of its own, so other
+//     watches on the same client cannot delay that confirmation.
 //   - Silence is timed on the monotonic clock: a wall clock stepped back does not hide
 //     it, and one stepped forward does not abandon a healthy watch.
 //   - Not guaranteed: that every intermediate value is seen after a compaction (only the

@@ -24,6 +24,7 @@ type stream struct {
 	cli  *clientv3.Client
 	key  string
 	opts options
+	id   int64 // unique in the process: the stream's own gRPC watch stream
 
 	// established is true while a watch is open and acknowledged by etcd.
 	established atomic.Bool
@@ -41,8 +42,11 @@ type stream struct {
 	exactStart bool
 }
 
+// streamIDs numbers the streams of this process (see watch).
+var streamIDs atomic.Int64
+
 func newStream(cli *clientv3.Client, key string, o options) *stream {
-	return &stream{cli: cli, key: key, opts: o, epoch: o.now()}
+	return &stream{cli: cli, key: key, opts: o, epoch: o.now(), id: streamIDs.Add(1)}
 }
 
 // elapsed is the monotonic time since the stream was made.
@@ -181,13 +185,14 @@ func (s *stream) currentRevision(ctx context.Context) (int64, error) {
 // whether anything was received, and whether the watch broke because *next was
 // compacted.
 func (s *stream) watch(ctx context.Context, next *int64, emit sink) (progressed, compacted bool, err error) {
-	wctx := clientv3.WithRequireLeader(ctx)
-	if gen := s.abandoned.Load(); gen > 0 {
-		// The client multiplexes watches with equal metadata onto one gRPC stream, and
-		// keeps a stream that etcd stopped answering for as long as a watch waits on it.
-		// After abandoning one, open the next watch on a stream of its own.
-		wctx = metadata.AppendToOutgoingContext(wctx, "etcd-monitor-watch-stream", strconv.FormatInt(gen, 10))
-	}
+	// The client multiplexes watches with equal metadata onto one gRPC stream. Give each
+	// stream a gRPC stream of its own: etcd answers a progress request only when every
+	// watch on the gRPC stream is caught up, so another watch on the same client (one
+	// catching up, or starting at a future revision) would make ours look silent. And
+	// the client keeps a gRPC stream that etcd stopped answering for as long as a watch
+	// waits on it: after abandoning one, the next watch opens on a new one.
+	wctx := metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
+		"etcd-monitor-watch-stream", strconv.FormatInt(s.id, 10)+"."+strconv.FormatInt(s.abandoned.Load(), 10))
 	wctx, cancel := context.WithCancel(wctx)
 	defer cancel()
 	// Open the watch one revision back. etcd answers a progress request only once the
