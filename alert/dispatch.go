@@ -95,7 +95,16 @@ func (m *Manager) route(as *alertState, now time.Time) {
 				if as.a.State != Firing && m.sent[id] == nil {
 					continue // a resolve for a group never notified
 				}
-				g = &group{id: id, key: key, recv: recv, route: r, labels: gl, alerts: map[string]Alert{}, next: now.Add(r.groupWait)}
+				// group_wait counts from when the alert started firing by the data's
+				// clock (the health check's start), not from when this evaluation ran:
+				// a check slowed by unreachable members does not delay the page.
+				next := now.Add(r.groupWait)
+				if as.a.State == Firing && !as.a.StartsAt.IsZero() {
+					if byData := as.a.StartsAt.Add(r.groupWait); byData.Before(next) {
+						next = later(now, byData)
+					}
+				}
+				g = &group{id: id, key: key, recv: recv, route: r, labels: gl, alerts: map[string]Alert{}, next: next}
 				m.groups[id] = g
 			}
 			as.groups[id] = true

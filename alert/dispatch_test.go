@@ -710,3 +710,19 @@ func sortedSummary(s *sink) []string {
 	}
 	return out
 }
+
+// Review item 7: group_wait counts from the health check that saw the condition, not
+// from when its (slow) evaluation ran. A check that started group_wait ago is notified
+// at once, without Flush.
+func TestGroupWaitFromDataTime(t *testing.T) {
+	rec := &sink{}
+	m, err := alert.New(alert.WithReceiver("pd", rec, true), alert.WithConfig(timing(time.Hour, time.Hour, time.Hour)),
+		alert.WithRules(rulesNamed(t, alert.DefaultThresholds(), "EtcdInsufficientMembers")...))
+	require.NoError(t, err)
+	defer m.Close()
+	_, err = m.EvaluateCluster(context.Background(), "prod", three(time.Now().Add(-time.Hour), 2, 3), nil)
+	require.NoError(t, err)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, []string{"firing EtcdInsufficientMembers::firing"}, rec.summary())
+	}, 10*time.Second, 10*time.Millisecond)
+}
