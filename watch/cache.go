@@ -80,6 +80,9 @@ func NewCache(cli *clientv3.Client, prefix string, opts ...Option) (*Cache, erro
 		kvs:    map[string]KV{},
 	}
 	c.subs.Store(&[]*subscriber{})
+	if o.beforeStart != nil {
+		o.beforeStart(c)
+	}
 	go c.run(ctx)
 	return c, nil
 }
@@ -299,8 +302,10 @@ func (c *Cache) Stale() bool {
 //
 // A subscriber added before Ready closes is called with the first listing as additions,
 // and Ready closes only after those calls returned (see Ready). A subscriber added later
-// is called for every change applied after Subscribe returns: it may start from List,
-// and a change it is then told may already be in that List. After a compaction
+// is called for every change applied after Subscribe returns. Whether Ready has closed
+// when Subscribe is called is a race with the first listing; to start from the full
+// state either way, Subscribe, then WaitReady, then read List: a change fn is told
+// may then already be in that List, and applying it again is harmless. After a compaction
 // re-list, subscribers get exactly the differences between the old and the new state,
 // never a "resync". After cancel returns, fn is not called again, except at most once
 // if cancel races with a change being delivered.

