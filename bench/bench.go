@@ -113,7 +113,7 @@ func (r *Runner) Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	value := makeValue(cfg.ValueSize)
 	if populated > 0 {
-		if err := populate(ctx, conns, ks, value, populated, cfg.OpTimeout); err != nil {
+		if err := populate(ctx, conns, ks, value, populated, max(cfg.OpTimeout, setupOpTimeout)); err != nil {
 			return nil, err
 		}
 	}
@@ -281,6 +281,10 @@ func (r *Runner) cleanup(ctx context.Context, prefix string) {
 		r.opts.logger.Warn("benchmark cleanup failed", zap.String("prefix", prefix), zap.Error(err))
 	}
 }
+
+// setupOpTimeout is the least time a transaction of the setup is given: a short
+// OpTimeout is about the measured operations, not the writing of the keys they read.
+const setupOpTimeout = 30 * time.Second
 
 // populate writes keys 0..n-1 in transactions of up to 64 puts and 1 MiB, a few at a
 // time on each connection, and stops at the first failure or when ctx ends. A

@@ -31,7 +31,8 @@
 //     Config.KeepKeys), within the cleanup timeout (WithCleanupTimeout).
 //   - Cancelling ctx stops a run at once, setup included: no new operation is issued;
 //     those in flight are not abandoned (an abandoned write could still be applied after
-//     the cleanup) but finish, each within Config.OpTimeout; then the keys are deleted.
+//     the cleanup) but finish, each within Config.OpTimeout (a setup transaction within
+//     30s or OpTimeout, whichever is longer); then the keys are deleted.
 //
 // What is not guaranteed: a run against a cluster that other clients are loading
 // measures the cluster, not the workload alone, and the quota guard does not account
