@@ -472,7 +472,11 @@ func TestClusterNoPartitionUnderBenchmarkLoad(t *testing.T) {
 	var rate float64
 	for range 4 {
 		r := check(t, ch)
-		assert.False(t, r.Partition.Detected, "partition on a healthy cluster under load: %+v (apply rate %.0f/s)", r.Partition, r.ApplyRate)
+		// A starved -race run may see a real election ("no leader"); what must never
+		// show is a raft index lag that the apply rate explains.
+		for _, p := range r.Partition.Members {
+			assert.NotEqual(t, health.ReasonRaftLag, p.Reason, "raft lag on a healthy cluster under load: %+v (apply rate %.0f/s)", p, r.ApplyRate)
+		}
 		rate = max(rate, r.ApplyRate)
 	}
 	assert.Greater(t, rate*delay.Seconds(), float64(threshold), "the leader's late answer alone is ahead by more than the threshold")
