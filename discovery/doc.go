@@ -16,8 +16,9 @@
 //     delete a key only while it carries their own lease.
 //   - A registrant that dies without deregistering disappears when its lease expires,
 //     within the TTL.
-//   - Registrar.Close interrupts calls blocked on etcd and returns within about five
-//     seconds even when etcd is unreachable.
+//   - Registrar.Close interrupts calls blocked on etcd and returns within a bound even
+//     when etcd is unreachable: about two thirds of the TTL (at least two seconds) plus
+//     three seconds.
 //   - A Resolver answers Discover and Balancer picks from memory, so lookups keep working
 //     while etcd has no leader or is unreachable (Stale reports that). Its cache resumes
 //     the watch after disconnects and re-lists after compaction, emitting exactly the

@@ -298,7 +298,7 @@ func TestFaultCloseBehindBlockedWrite(t *testing.T) {
 			}
 			closed := make(chan error, 1)
 			go func() { closed <- reg.Close() }()
-			// Close is documented to return within about 5s; allow three times that.
+			// With a 2s TTL, Close is documented to return within about 2s + 3s; allow three times that.
 			select {
 			case <-closed:
 			case <-time.After(15 * time.Second):

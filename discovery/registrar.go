@@ -211,10 +211,13 @@ func (r *Registrar) Registered() []Instance {
 	return out
 }
 
-// Close deregisters every instance (revoking leases and deleting keys) and stops every
-// goroutine. It first interrupts a Register, Drain, Undrain or Deregister in progress
-// (which then fails with ErrClosed), and returns within about five seconds even when etcd
-// is unreachable. It is idempotent; later calls return nil.
+// Close deregisters every instance (revoking leases, which deletes their keys) and stops
+// every goroutine. It first interrupts a Register, Drain, Undrain or Deregister in
+// progress (which then fails with ErrClosed). It is bounded even when etcd is
+// unreachable: the registrations are closed in parallel, each waiting at most for two
+// lease revokes (a third of the TTL each, at least one second; see lease.Keeper.Close)
+// and, when a revoke failed, three seconds for a delete. It is idempotent; later calls
+// return nil.
 func (r *Registrar) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
@@ -400,18 +403,19 @@ func (g *registration) stop(ctx context.Context) error {
 	id := g.leaseID
 	g.mu.Unlock()
 	kerr := g.keeper.Close()
-	if errors.Is(kerr, lease.ErrClosed) || errors.Is(kerr, lease.ErrLost) {
-		kerr = nil
+	if kerr == nil || errors.Is(kerr, lease.ErrClosed) || errors.Is(kerr, lease.ErrLost) {
+		// Revoked (or already gone): the key went with the lease if it carried it, and
+		// another registration's key is not ours to delete.
+		return nil
 	}
 	// Wait out a write that passed the check before stopped was set.
 	g.putMu.Lock()
 	defer g.putMu.Unlock()
-	// The revoke removed the key if it carried the lease; this covers a failed revoke,
-	// and leaves another registration's key alone.
+	// The revoke failed: delete the key, if it is still ours.
 	_, err := g.r.cli.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(g.key), "=", id)).
 		Then(clientv3.OpDelete(g.key)).Commit()
 	if err != nil {
-		return fmt.Errorf("discovery: deregister %s: %w", g.key, errors.Join(err, kerr))
+		return fmt.Errorf("discovery: deregister %s: %w", g.key, errors.Join(kerr, err))
 	}
 	return nil
 }
@@ -478,16 +482,24 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 		}
 		g.log.Debug("registration write failed", zap.Error(err))
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			// The Keeper re-grants when it notices the loss; if it has not after a TTL,
-			// replace it.
-			if leaseMissingSince.IsZero() {
+			// The Keeper re-grants when it notices the loss, with a backoff that may have
+			// grown during an outage. etcd has just answered, so when the Keeper already
+			// knows the lease is lost, or has not noticed after a TTL, replace it now.
+			lost := false
+			select {
+			case <-g.keeper.Lost():
+				lost = true
+			default:
+			}
+			if leaseMissingSince.IsZero() && !lost {
 				leaseMissingSince = time.Now()
-			} else if time.Since(leaseMissingSince) > g.r.opts.ttl {
+			} else if lost || time.Since(leaseMissingSince) > g.r.opts.ttl {
 				if !g.replaceKeeper(ctx, bo) {
 					keeperDead = true
 					return
 				}
 				leaseMissingSince = time.Time{}
+				nextWrite = time.Now() // a new lease: write at once
 			}
 		}
 		retry.Reset(time.Until(nextWrite))
