@@ -8,8 +8,8 @@
 //     unreachable), it grants a new one and writes the key again; if the key is deleted
 //     or overwritten without a lease, it writes it again; it also re-reads the key every
 //     TTL/2 as a backstop. Attempts never stop until Deregister or Close, and every
-//     write, successful or not, backs off with jitter, so a key that keeps being
-//     overwritten is never rewritten in a tight loop.
+//     rewrite it makes by itself, successful or not, backs off with jitter, so a key
+//     that keeps being overwritten is never rewritten in a tight loop.
 //   - Two Registrars holding the same instance (a rolling restart with stable IDs) do
 //     not fight: the newest Register wins, the other yields while the winner's lease
 //     holds the key and writes it again once the key is gone. Deregister and Close
@@ -30,8 +30,8 @@
 //   - Memory follows etcd, not callers: looking up or picking from a service that has no
 //     instance stores nothing, and a Balancer forgets (and stops health-checking) a
 //     service nobody has picked from for its idle timeout.
-//   - A Balancer picks from the Resolver's memory without locks (except smooth weighted
-//     round-robin) or allocation; drained instances are never picked and failed ones
+//   - A Balancer picks from the Resolver's memory without etcd calls, allocation or, once
+//     it has seen the latest change, locks (except smooth weighted round-robin); drained instances are never picked and failed ones
 //     are skipped for the cool-down, measured on the monotonic clock. Weights are at
 //     most MaxWeight, so weighted sums cannot overflow.
 //   - The gRPC resolver (GRPCBuilder) pushes every change of a service's non-drained
