@@ -30,10 +30,11 @@
 //   - Memory follows etcd, not callers: looking up or picking from a service that has no
 //     instance stores nothing, and a Balancer forgets (and stops health-checking) a
 //     service nobody has picked from for its idle timeout.
-//   - A Balancer picks from the Resolver's memory without etcd calls, allocation or, once
-//     it has seen the latest change, locks (except smooth weighted round-robin); drained instances are never picked and failed ones
-//     are skipped for the cool-down, measured on the monotonic clock. Weights are at
-//     most MaxWeight, so weighted sums cannot overflow.
+//   - A Balancer picks from the Resolver's memory without etcd calls, allocation or,
+//     once it has seen the latest change, locks (except smooth weighted round-robin).
+//     Drained instances are never picked and failed ones are skipped for the cool-down,
+//     measured on the monotonic clock. Weights are at most MaxWeight, so weighted sums
+//     cannot overflow.
 //   - The gRPC resolver (GRPCBuilder) pushes every change of a service's non-drained
 //     instances to the ClientConn as it arrives; when none is left it pushes an empty
 //     list, so that no policy keeps using a drained or removed server.
