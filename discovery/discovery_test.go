@@ -244,6 +244,10 @@ func TestBadInput(t *testing.T) {
 			_, err := discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithIdleTimeout(0))
 			return err
 		},
+		"WithIdleTimeout: 1ns is below 10ms": func() error {
+			_, err := discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithIdleTimeout(time.Nanosecond))
+			return err
+		},
 	} {
 		err := build()
 		assert.ErrorIs(t, err, discovery.ErrInvalidArgument, name)

@@ -104,8 +104,8 @@ func buildOptions(opts []Option, who user) (options, error) {
 		return bad("WithHealthCheck: interval %v is not positive", o.checkInterval)
 	case o.vnodes < 1:
 		return bad("WithVirtualNodes: %d", o.vnodes)
-	case o.idle <= 0:
-		return bad("WithIdleTimeout: %v is not positive", o.idle)
+	case o.idle < 10*time.Millisecond:
+		return bad("WithIdleTimeout: %v is below 10ms", o.idle)
 	}
 	return o, nil
 }
@@ -160,7 +160,7 @@ func WithVirtualNodes(n int) Option {
 }
 
 // WithIdleTimeout sets how long a Balancer keeps its state about a service nobody picks
-// from (default 1m): after between d and 1.5d without a pick and with no pick in
+// from (default 1m, at least 10ms): after between d and 1.5d without a pick and with no pick in
 // flight, it forgets the service's cool-downs and round-robin position and stops
 // health-checking its instances.
 func WithIdleTimeout(d time.Duration) Option {
