@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -238,7 +239,10 @@ type state struct {
 
 func (s *state) fail(now int64, cooldown time.Duration) {
 	until := now + int64(cooldown)
-	if until == 0 {
+	switch {
+	case until < now:
+		until = math.MaxInt64 // a cool-down of centuries
+	case until == 0:
 		until = 1
 	}
 	s.failedUntil.Store(until)

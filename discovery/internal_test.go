@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,4 +131,11 @@ func TestCooldownOnMonotonicClock(t *testing.T) {
 	a := monoNow()
 	assert.GreaterOrEqual(t, monoNow(), a)
 	assert.Less(t, monoNow(), time.Now().UnixNano()/2, "not the Unix epoch")
+}
+
+// A cool-down too long to add to the clock does not wrap around to "healthy".
+func TestHugeCooldown(t *testing.T) {
+	var s state
+	s.fail(int64(time.Hour), time.Duration(math.MaxInt64))
+	assert.False(t, s.healthy(func() int64 { return int64(2 * time.Hour) }))
 }
