@@ -204,7 +204,7 @@ func TestBadInput(t *testing.T) {
 
 	res := newResolver(t, ctx, cli, p)
 	_, err = res.Discover("")
-	assert.ErrorIs(t, err, discovery.ErrInvalidInstance)
+	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 	_, err = discovery.NewBalancer(res, discovery.Strategy(99))
 	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
 	_, err = discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithCooldown(0))

@@ -29,7 +29,7 @@ func (b *grpcBuilder) Scheme() string { return GRPCScheme }
 func (b *grpcBuilder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
 	name := strings.Trim(target.Endpoint(), "/")
 	if msg := validName(name); msg != "" {
-		return nil, fmt.Errorf("%w: gRPC target %q: service name %s", ErrInvalidInstance, target.URL.String(), msg)
+		return nil, fmt.Errorf("%w: gRPC target %q: service name %s", ErrInvalidArgument, target.URL.String(), msg)
 	}
 	r := b.r
 	r.mu.Lock()

@@ -292,7 +292,7 @@ func (r *Resolver) WaitReady(ctx context.Context) error {
 // ErrNotReady.
 func (r *Resolver) Discover(service string) ([]Instance, error) {
 	if msg := validName(service); msg != "" {
-		return nil, fmt.Errorf("%w: service name %s", ErrInvalidInstance, msg)
+		return nil, fmt.Errorf("%w: service name %s", ErrInvalidArgument, msg)
 	}
 	snap := r.lookup(service)
 	if snap == nil {
@@ -318,7 +318,7 @@ func (r *Resolver) Stale() bool { return r.cache.Stale() }
 // ctx ends or the Resolver is closed.
 func (r *Resolver) Watch(ctx context.Context, service string) (<-chan Event, error) {
 	if msg := validName(service); msg != "" {
-		return nil, fmt.Errorf("%w: service name %s", ErrInvalidInstance, msg)
+		return nil, fmt.Errorf("%w: service name %s", ErrInvalidArgument, msg)
 	}
 	r.mu.Lock()
 	if r.closed {
