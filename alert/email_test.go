@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -233,4 +234,16 @@ func TestEmailSubjectStripsCRLF(t *testing.T) {
 		assert.False(t, strings.HasPrefix(h, "Bcc:") || strings.HasPrefix(h, "X-Evil:"), "injected header %q", h)
 	}
 	assert.Contains(t, headers, "Subject: [FIRING:1] EtcdMembersDown (warning) member m1  Bcc: victim@example.com cluster prod X-Evil: 1")
+}
+
+// Slack rejects headers over 150 characters: long names are cut, not refused.
+func TestSlackLimits(t *testing.T) {
+	sl, err := alert.NewSlack(alert.SlackConfig{WebhookURL: "https://hooks.slack.com/services/T/B/X"})
+	require.NoError(t, err)
+	long := strings.Repeat("é", 200)
+	msg := sl.MessageFor(alert.Notification{Status: alert.Firing, GroupLabels: map[string]string{"alertname": "A", "cluster": long},
+		Alerts: []alert.Alert{{Name: "A", State: alert.Firing, Description: strings.Repeat("x", 5000)}}})
+	assert.LessOrEqual(t, len(msg.Blocks[0].Text.Text), 150)
+	assert.True(t, utf8.ValidString(msg.Blocks[0].Text.Text))
+	assert.LessOrEqual(t, len(msg.Blocks[1].Text.Text), 3000)
 }

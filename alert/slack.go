@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // SlackConfig configures a Slack incoming webhook.
@@ -84,7 +85,7 @@ func (s *Slack) MessageFor(n Notification) SlackMessage {
 		summary = n.Alerts[0].Summary
 	}
 	msg := SlackMessage{Channel: s.cfg.Channel, Text: fmt.Sprintf("%s %s: %s", icon, title, summary),
-		Blocks: []SlackBlock{{Type: "header", Text: &SlackText{Type: "plain_text", Text: title}}}}
+		Blocks: []SlackBlock{{Type: "header", Text: &SlackText{Type: "plain_text", Text: truncate(title, 150)}}}}
 	for i, a := range n.Alerts {
 		if i == maxSlackAlerts {
 			msg.Blocks = append(msg.Blocks, SlackBlock{Type: "context", Elements: []SlackText{{Type: "mrkdwn",
@@ -108,7 +109,7 @@ func (s *Slack) MessageFor(n Notification) SlackMessage {
 			}
 		}
 		msg.Blocks = append(msg.Blocks,
-			SlackBlock{Type: "section", Text: &SlackText{Type: "mrkdwn", Text: body}, Fields: fields},
+			SlackBlock{Type: "section", Text: &SlackText{Type: "mrkdwn", Text: truncate(body, 3000)}, Fields: fields},
 			SlackBlock{Type: "context", Elements: []SlackText{{Type: "mrkdwn", Text: "fingerprint `" + a.Fingerprint + "`"}}})
 	}
 	return msg
@@ -125,4 +126,17 @@ func (s *Slack) Send(ctx context.Context, n Notification) error {
 // Notify posts a's message.
 func (s *Slack) Notify(ctx context.Context, a Alert) error {
 	return postJSON(ctx, s.client, s.cfg.WebhookURL, nil, s.Message(a))
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut: Slack rejects
+// a header over 150 characters and a section over 3000.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
