@@ -113,9 +113,7 @@ func (p *PagerDuty) EventFor(n Notification) PagerDutyEvent {
 	if len(firing) > 1 {
 		summary += fmt.Sprintf(" (%d alerts)", len(firing))
 	}
-	if len(summary) > 1024 {
-		summary = summary[:1024]
-	}
+	summary = truncate(summary, 1024) // PagerDuty's limit
 	ev.Payload = &PagerDutyPayload{Summary: summary, Source: p.cfg.Source, Severity: top.Severity.String(),
 		Timestamp: top.StartsAt.UTC().Format(time.RFC3339), Component: "etcd", Class: top.Name, CustomDetails: details}
 	return ev
