@@ -34,17 +34,29 @@ var clusterClients = flag.Bool("cluster-clients", false, "clients of BenchmarkPr
 // progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s with
 // 1s of health after each (about 20s).
 func progressFaults() []etcdtest.Fault {
-	return etcdtest.Schedule(progressSeed, *faultCount, progressTTL)
+	faults := etcdtest.Schedule(progressSeed, *faultCount, progressTTL)
+	if *noFaults {
+		for i := range faults {
+			faults[i].Kind = etcdtest.NoFault
+		}
+	}
+	return faults
 }
 
-// BenchmarkProgressUnderFaults runs 3 candidates, one per member (each client reaches
-// one member), whose leader writes a guarded read-modify-write to a ledger every 20ms,
-// on a 3-node cluster under a seeded schedule of faults — etcd leader stops, member
-// partitions, client blackholes longer than the TTL — first with our Candidate.Run,
-// then with etcd's concurrency.Election with each write guarded by a transaction on the
-// leader key's create revision, under the same schedule. It reports each side's writes
-// committed, lost updates and stale writes (read back from the ledger's history), and
-// the ratio of committed writes, ours over etcd's. Run with -benchtime=1x.
+// noFaults runs the same schedule with every fault replaced by nothing (-no-faults): the
+// control, to tell the cost of faults from the cost of the primitive itself.
+var noFaults = flag.Bool("no-faults", false, "BenchmarkProgressUnderFaults without faults, as a control")
+
+// BenchmarkProgressUnderFaults runs 3 candidates, one per member (each client reaches one
+// member), whose leader writes a guarded read-modify-write to a ledger every 20ms, on a
+// 3-node cluster under a seeded schedule of faults — etcd leader stops, member
+// partitions, client blackholes longer than the TTL, the last two on the member of the
+// last leader to write, so that both sides face the same faults — first with our
+// Candidate.Run, then with etcd's concurrency.Election with each write guarded by a
+// transaction on the leader key's create revision, under the same schedule. It reports
+// each side's writes committed, lost updates and stale writes (read back from the
+// ledger's history), and the ratio of committed writes, ours over etcd's. Run with
+// -benchtime=1x.
 func BenchmarkProgressUnderFaults(b *testing.B) {
 	c := etcdtest.StartCluster(b, 3)
 	var ours, theirs progress
@@ -65,7 +77,7 @@ func BenchmarkProgressUnderFaults(b *testing.B) {
 
 type progress struct{ committed, lost, stale int }
 
-type candidateFunc func(ctx context.Context, b *testing.B, cli *clientv3.Client, pfx, id string, l *etcdtest.Ledger)
+type candidateFunc func(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger)
 
 func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFunc) progress {
 	pfx := etcdtest.Prefix(b) + side
@@ -86,10 +98,15 @@ func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			run(ctx, b, cli, pfx, fmt.Sprintf("c%d", i), l)
+			run(ctx, b, cli, i%3, pfx, fmt.Sprintf("c%d", i), l)
 		}()
 	}
-	c.RunSchedule(ctx, progressFaults(), time.Second)
+	c.RunSchedule(ctx, progressFaults(), time.Second, func() int {
+		if *clusterClients {
+			return -1
+		}
+		return int(l.LastWriter())
+	})
 	stop()
 	wg.Wait()
 	check, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -112,7 +129,7 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-func oursCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, pfx, id string, l *etcdtest.Ledger) {
+func oursCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger) {
 	cand, err := election.New(cli, pfx, id, election.WithTTL(progressTTL))
 	if err != nil {
 		b.Error(err)
@@ -122,7 +139,7 @@ func oursCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, pfx,
 	_ = cand.Run(ctx, func(leaderCtx context.Context) error {
 		for leaderCtx.Err() == nil {
 			wctx, cancel := context.WithTimeout(leaderCtx, time.Second)
-			_, _ = l.Write(wctx, cli, cand.Token(), cand.LeaderCmp())
+			_, _ = l.Write(wctx, cli, member, cand.Token(), cand.LeaderCmp())
 			cancel()
 			pause(leaderCtx, progressPace)
 		}
@@ -130,7 +147,7 @@ func oursCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, pfx,
 	})
 }
 
-func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, pfx, id string, l *etcdtest.Ledger) {
+func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger) {
 	for ctx.Err() == nil {
 		// The context bounds the grant and the keep-alives: it must outlive the session.
 		s, err := concurrency.NewSession(cli, concurrency.WithTTL(int(progressTTL/time.Second)), concurrency.WithContext(ctx))
@@ -156,7 +173,7 @@ func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, pfx,
 			guard := clientv3.Compare(clientv3.CreateRevision(e.Key()), "=", e.Rev())
 			for ended.Err() == nil {
 				wctx, cancel := context.WithTimeout(ended, time.Second)
-				ok, err := l.Write(wctx, cli, e.Rev(), guard)
+				ok, err := l.Write(wctx, cli, member, e.Rev(), guard)
 				cancel()
 				if err == nil && !ok {
 					break // no longer the leader

@@ -103,7 +103,7 @@ func testContention(t *testing.T, c *etcdtest.Cluster) {
 					errs <- err
 					return
 				}
-				ok, err := l.Write(ctx, cli, m.Token(), m.OwnerCmp())
+				ok, err := l.Write(ctx, cli, w%3, m.Token(), m.OwnerCmp())
 				if err != nil {
 					errs <- err
 					return

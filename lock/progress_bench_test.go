@@ -32,17 +32,28 @@ var clusterClients = flag.Bool("cluster-clients", false, "clients of BenchmarkPr
 // progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s with
 // 1s of health after each (about 20s).
 func progressFaults() []etcdtest.Fault {
-	return etcdtest.Schedule(progressSeed, *faultCount, progressTTL)
+	faults := etcdtest.Schedule(progressSeed, *faultCount, progressTTL)
+	if *noFaults {
+		for i := range faults {
+			faults[i].Kind = etcdtest.NoFault
+		}
+	}
+	return faults
 }
+
+// noFaults runs the same schedule with every fault replaced by nothing (-no-faults): the
+// control, to tell the cost of faults from the cost of the primitive itself.
+var noFaults = flag.Bool("no-faults", false, "BenchmarkProgressUnderFaults without faults, as a control")
 
 // BenchmarkProgressUnderFaults runs 5 workers that each lock, write a guarded
 // read-modify-write to a ledger and unlock, on a 3-node cluster (each worker's client
 // reaches one member) under a seeded schedule of faults — etcd leader stops, member
-// partitions, client blackholes longer than the TTL — first with our Mutex, then with
-// etcd's concurrency.Mutex with each write guarded by a transaction on the key's create
-// revision, under the same schedule. It reports each side's writes committed, lost
-// updates and stale writes (read back from the ledger's history), and the ratio of
-// committed writes, ours over etcd's. Run with -benchtime=1x.
+// partitions, client blackholes longer than the TTL, the last two on the member of the
+// last holder to write, so that both sides face the same faults — first with our Mutex,
+// then with etcd's concurrency.Mutex with each write guarded by a transaction on the
+// key's create revision, under the same schedule. It reports each side's writes
+// committed, lost updates and stale writes (read back from the ledger's history), and the
+// ratio of committed writes, ours over etcd's. Run with -benchtime=1x.
 func BenchmarkProgressUnderFaults(b *testing.B) {
 	c := etcdtest.StartCluster(b, 3)
 	var ours, theirs progress
@@ -63,7 +74,7 @@ func BenchmarkProgressUnderFaults(b *testing.B) {
 
 type progress struct{ committed, lost, stale int }
 
-type lockWorker func(ctx context.Context, b *testing.B, cli *clientv3.Client, key string, l *etcdtest.Ledger)
+type lockWorker func(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, key string, l *etcdtest.Ledger)
 
 func runProgress(b *testing.B, c *etcdtest.Cluster, side string, worker lockWorker) progress {
 	key := etcdtest.Prefix(b) + side
@@ -84,10 +95,15 @@ func runProgress(b *testing.B, c *etcdtest.Cluster, side string, worker lockWork
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			worker(ctx, b, cli, key, l)
+			worker(ctx, b, cli, w%3, key, l)
 		}()
 	}
-	c.RunSchedule(ctx, progressFaults(), time.Second)
+	c.RunSchedule(ctx, progressFaults(), time.Second, func() int {
+		if *clusterClients {
+			return -1
+		}
+		return int(l.LastWriter())
+	})
 	stop()
 	wg.Wait()
 	check, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -111,7 +127,7 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-func oursLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, key string, l *etcdtest.Ledger) {
+func oursLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, key string, l *etcdtest.Ledger) {
 	m, err := lock.New(cli, key, lock.WithTTL(progressTTL))
 	if err != nil {
 		b.Error(err)
@@ -127,7 +143,7 @@ func oursLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, key
 			continue
 		}
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, _ = l.Write(wctx, cli, m.Token(), m.OwnerCmp())
+		_, _ = l.Write(wctx, cli, member, m.Token(), m.OwnerCmp())
 		cancel()
 		unlock(ctx, m)
 	}
@@ -147,7 +163,7 @@ func unlock(ctx context.Context, m *lock.Mutex) {
 	}
 }
 
-func etcdLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, key string, l *etcdtest.Ledger) {
+func etcdLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, key string, l *etcdtest.Ledger) {
 	for ctx.Err() == nil {
 		s, ended, err := etcdSession(ctx, cli)
 		if err != nil {
@@ -168,7 +184,7 @@ func etcdLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, key
 			// IsOwner compares the key's create revision; the header's revision at
 			// acquisition strictly increases from one holder to the next: a token.
 			guard := m.IsOwner()
-			_, _ = l.Write(wctx, cli, m.Header().Revision, guard)
+			_, _ = l.Write(wctx, cli, member, m.Header().Revision, guard)
 			cancel()
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			_ = m.Unlock(uctx)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,6 +20,7 @@ const (
 	StopLeader FaultKind = "stop-leader" // the etcd leader stops, then restarts
 	Partition  FaultKind = "partition"   // a member is cut off from its peers, then healed
 	Blackhole  FaultKind = "blackhole"   // a member's clients are cut off, then reconnected
+	NoFault    FaultKind = "none"        // nothing happens: a control run
 )
 
 // Fault is one step of a fault schedule: a fault held for For, then undone.
@@ -49,13 +51,21 @@ func Schedule(seed uint64, n int, ttl time.Duration) []Fault {
 }
 
 // RunSchedule injects each fault in turn for its duration, undoes it, waits for a
-// leader, then leaves the cluster healthy for pause. It returns when all are done or ctx
-// ends (undoing the fault in progress). It must run on the test's goroutine.
-func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Duration) {
+// leader, then leaves the cluster healthy for pause. With target non-nil, partitions and
+// blackholes hit the member target returns (when it returns one, 0 to 2) instead of the
+// schedule's: the member of the current lock holder or leader, say, so that runs of
+// different primitives face the same faults. It returns when all are done or ctx ends
+// (undoing the fault in progress). It must run on the test's goroutine.
+func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Duration, target func() int) {
 	c.t.Helper()
 	for _, f := range faults {
 		if ctx.Err() != nil {
 			return
+		}
+		if target != nil {
+			if m := target(); m >= 0 && m < len(c.Cluster.Members) {
+				f.Member = m
+			}
 		}
 		var undo func()
 		switch f.Kind {
@@ -68,6 +78,8 @@ func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Du
 		case Blackhole:
 			c.Blackhole(f.Member)
 			undo = func() { c.Unblackhole(f.Member) }
+		default:
+			undo = func() {}
 		}
 		sleep(ctx, f.For)
 		undo()
@@ -92,6 +104,7 @@ func sleep(ctx context.Context, d time.Duration) {
 type Ledger struct {
 	Key   string
 	start int64
+	last  atomic.Int64 // the writer of the last applied write, -1 before any
 }
 
 // NewLedger returns a ledger on key, its history counted from now.
@@ -100,12 +113,18 @@ func NewLedger(ctx context.Context, cli *clientv3.Client, key string) (*Ledger, 
 	if err != nil {
 		return nil, err
 	}
-	return &Ledger{Key: key, start: r.Header.Revision + 1}, nil
+	l := &Ledger{Key: key, start: r.Header.Revision + 1}
+	l.last.Store(-1)
+	return l, nil
 }
 
+// LastWriter returns the writer of the last write applied through Write, -1 before any.
+func (l *Ledger) LastWriter() int64 { return l.last.Load() }
+
 // Write reads the count and writes count+1 with token, in a transaction guarded by
-// guard. It reports whether the write was applied.
-func (l *Ledger) Write(ctx context.Context, cli *clientv3.Client, token int64, guard clientv3.Cmp) (bool, error) {
+// guard, on behalf of writer (any number that names it, such as its member). It reports
+// whether the write was applied.
+func (l *Ledger) Write(ctx context.Context, cli *clientv3.Client, writer int, token int64, guard clientv3.Cmp) (bool, error) {
 	r, err := cli.Get(ctx, l.Key)
 	if err != nil {
 		return false, err
@@ -117,6 +136,9 @@ func (l *Ledger) Write(ctx context.Context, cli *clientv3.Client, token int64, g
 	resp, err := cli.Txn(ctx).If(guard).Then(clientv3.OpPut(l.Key, fmt.Sprintf("%d/%d", n+1, token))).Commit()
 	if err != nil {
 		return false, err
+	}
+	if resp.Succeeded {
+		l.last.Store(int64(writer))
 	}
 	return resp.Succeeded, nil
 }
