@@ -165,6 +165,7 @@ func (m *Manager) load() error {
 		sil := silenceFromStore(s)
 		m.silences[sil.ID] = &sil
 	}
+	m.pruneSilences(ctx, time.Now())
 	now := time.Now()
 	var gone []string
 	only, one := m.opts.labels["cluster"]

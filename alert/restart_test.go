@@ -153,3 +153,34 @@ func TestRestoredAlertOfRemovedRuleResolves(t *testing.T) {
 	assert.Equal(t, []string{"firing EtcdInsufficientMembers::firing", "resolved EtcdInsufficientMembers::resolved"}, rec.summary())
 	stop(t, m, st)
 }
+
+// Silences survive a restart; those expired for longer than the retention are dropped.
+func TestSilencesPersistAndExpire(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	ctx := context.Background()
+	st, err := store.Open(path)
+	require.NoError(t, err)
+	old := time.Now().Add(-alert.SilenceRetention - time.Hour)
+	require.NoError(t, st.PutSilence(ctx, store.Silence{ID: "old", Matchers: []store.Matcher{{Name: "a", Value: "b", IsEqual: true}},
+		StartsAt: old.Add(-time.Hour), EndsAt: old, CreatedBy: "x", Comment: "x"}))
+	m, err := alert.New(alert.WithStore(st))
+	require.NoError(t, err)
+	s, err := m.CreateSilence(ctx, alert.Silence{Matchers: alert.MustParseMatchers(`cluster="prod"`), EndsAt: time.Now().Add(time.Hour),
+		CreatedBy: "me", Comment: "upgrade"})
+	require.NoError(t, err)
+	require.NoError(t, m.Close())
+	require.NoError(t, st.Close())
+
+	st, err = store.Open(path)
+	require.NoError(t, err)
+	m, err = alert.New(alert.WithStore(st))
+	require.NoError(t, err)
+	list, err := m.Silences(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, s.ID, list[0].ID)
+	assert.Equal(t, `cluster="prod"`, list[0].Matchers[0].String())
+	assert.Equal(t, alert.SilenceActive, list[0].Status.State)
+	require.NoError(t, m.Close())
+	require.NoError(t, st.Close())
+}

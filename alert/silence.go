@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -120,6 +121,7 @@ func (m *Manager) CreateSilence(ctx context.Context, s Silence) (Silence, error)
 		s.ID = newSilenceID()
 	}
 	s.UpdatedAt = now
+	m.pruneSilences(ctx, now)
 	if err := m.st.PutSilence(ctx, silenceToStore(s)); err != nil {
 		return Silence{}, fmt.Errorf("alert: store silence: %w", err)
 	}
@@ -211,4 +213,18 @@ func silenceFromStore(s store.Silence) Silence {
 		}
 	}
 	return out
+}
+
+// SilenceRetention is how long an expired silence is kept (Alertmanager's default).
+const SilenceRetention = 120 * time.Hour
+
+// pruneSilences forgets silences expired for longer than SilenceRetention; m.mu is held.
+func (m *Manager) pruneSilences(ctx context.Context, now time.Time) {
+	for id, s := range m.silences {
+		if now.Sub(s.EndsAt) > SilenceRetention {
+			if err := m.st.DeleteSilence(ctx, id); err == nil || errors.Is(err, store.ErrNotFound) {
+				delete(m.silences, id)
+			}
+		}
+	}
 }
