@@ -46,7 +46,9 @@
 // New validates everything — a bad option, route, matcher, receiver or threshold is a
 // *FieldError naming the field, matching ErrInvalidArgument — loads the store, and
 // starts one scheduling goroutine and one delivery goroutine per receiver. Close sends
-// what is queued (within WithShutdownTimeout), stops them and waits; it is idempotent.
+// what is queued (within WithShutdownTimeout), then cancels the context of the sends
+// still in flight and waits for them (a custom Sender must return when its ctx ends);
+// it is idempotent.
 // EvaluateCluster only updates state and never waits for a receiver. The store passed
 // with WithStore stays the caller's to close, after the Manager.
 //
