@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -388,7 +389,8 @@ func (s *Store) Keys(prefix string) []string {
 }
 
 // Set stores value as JSON under key. A json.RawMessage is stored as is, after checking
-// that it is valid JSON.
+// that it is valid JSON. A string that is not valid UTF-8 is refused rather than
+// altered (encoding/json would replace its bad bytes).
 func (s *Store) Set(ctx context.Context, key string, value any) error {
 	if err := validKey(key); err != nil {
 		return err
@@ -400,6 +402,10 @@ func (s *Store) Set(ctx context.Context, key string, value any) error {
 		}
 		b = raw
 	} else {
+		if str, ok := value.(string); ok && !utf8.ValidString(str) {
+			// encoding/json would replace the bad bytes with U+FFFD without a word.
+			return fmt.Errorf("%w: set %q: the string is not valid UTF-8, which a JSON string cannot carry (store []byte instead)", ErrInvalidArgument, key)
+		}
 		var err error
 		if b, err = json.Marshal(value); err != nil {
 			return fmt.Errorf("config: set %q: %w", key, err)

@@ -353,3 +353,16 @@ func TestDurationIsExact(t *testing.T) {
 	_, err = s.Duration("over")
 	assert.ErrorIs(t, err, config.ErrType)
 }
+
+// Set refuses a string that JSON cannot carry instead of storing U+FFFD in its place.
+func TestSetRefusesInvalidUTF8(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	s := newStore(t, ctx, cli, p)
+	assert.ErrorIs(t, s.Set(ctx, "k", "caf\xe9"), config.ErrInvalidArgument)
+	resp, err := cli.Get(ctx, p+"k")
+	require.NoError(t, err)
+	assert.Empty(t, resp.Kvs, "nothing written")
+	require.NoError(t, s.Set(ctx, "k", []byte("caf\xe9")), "bytes travel as base64")
+}
