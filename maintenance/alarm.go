@@ -1,8 +1,11 @@
 package maintenance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -34,7 +37,8 @@ type Usage struct {
 	Ratio float64 `json:"ratio"`
 }
 
-// AlarmReport lists the active alarms and every member's usage of its quota.
+// AlarmReport lists the active alarms (by member name) and every member's usage of its
+// quota.
 type AlarmReport struct {
 	Alarms []Alarm `json:"alarms"`
 	Usage  []Usage `json:"usage"`
@@ -57,6 +61,9 @@ func alarmReport(r *health.Report, quota int64) *AlarmReport {
 	for _, a := range r.Alarms {
 		rep.Alarms = append(rep.Alarms, Alarm{MemberID: a.MemberID, MemberName: nameOf(r, a.MemberID), Type: a.Type})
 	}
+	slices.SortFunc(rep.Alarms, func(a, b Alarm) int {
+		return cmp.Or(strings.Compare(a.MemberName, b.MemberName), cmp.Compare(a.MemberID, b.MemberID), strings.Compare(a.Type, b.Type))
+	})
 	for _, ms := range r.Members {
 		u := Usage{MemberID: ms.Member.ID, MemberName: ms.Name, Reachable: ms.Reachable, DBSize: ms.DBSize, DBSizeInUse: ms.DBSizeInUse, Quota: ms.DBSizeQuota}
 		if quota > 0 {
