@@ -292,7 +292,7 @@ func alertOptions(cfg *Config, log *zap.Logger) ([]alert.Option, error) {
 func extraRules(t Thresholds) []alert.Rule {
 	var rules []alert.Rule
 	if t.MinAvailableNodes > 0 {
-		rules = append(rules, alert.Rule{Name: "EtcdAvailableMembersLow", Severity: alert.Critical, For: time.Minute,
+		rules = append(rules, alert.Rule{Name: "EtcdAvailableMembersLow", Severity: alert.Critical, For: 3 * time.Minute,
 			Summary: "fewer etcd members available than configured", Needs: alert.NeedsHealth,
 			RunbookURL: alert.RunbookBase + "etcdavailablememberslow",
 			Eval: func(h *health.Report, _ *metrics.Snapshot) []alert.Finding {
