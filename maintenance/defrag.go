@@ -93,9 +93,18 @@ func (r *DefragmentReport) Freed() int64 {
 // ErrAborted. A cluster that fails the guard before the first member is refused with
 // ErrUnhealthy or ErrQuorum. NOSPACE alarms do not block it: freeing space is its point.
 //
-// The report is returned with every error except ErrInvalidArgument.
+// Only one defragmentation runs at a time through a Maintainer; another one started
+// meanwhile (a dry run excepted) returns ErrBusy at once.
+//
+// The report is returned with every error except ErrInvalidArgument and ErrBusy.
 func (m *Maintainer) Defragment(ctx context.Context, req DefragmentRequest) (*DefragmentReport, error) {
 	start := time.Now()
+	if !req.DryRun {
+		if !m.defrag.TryLock() {
+			return nil, ErrBusy
+		}
+		defer m.defrag.Unlock()
+	}
 	if req.MemberTimeout < 0 {
 		return nil, fmt.Errorf("%w: member timeout %v must not be negative", ErrInvalidArgument, req.MemberTimeout)
 	}

@@ -41,7 +41,9 @@
 //
 // A Maintainer owns no goroutines and holds nothing between operations; it needs no
 // Close. The client passed to New stays the caller's. Operations may run concurrently,
-// but two defragmentations at once defeat the one-at-a-time guarantee: run one.
+// except that a Maintainer runs one defragmentation at a time (another returns
+// ErrBusy); two Maintainers, or two processes, defragmenting one cluster at once defeat
+// the one-at-a-time guarantee: run one.
 //
 //	m, err := maintenance.New(cli)
 //	if err != nil { ... }

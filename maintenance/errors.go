@@ -24,6 +24,9 @@ var (
 	// ErrVerify means a snapshot failed verification: its SHA-256 trailer does not match
 	// or etcd's integrity check rejects it.
 	ErrVerify = errors.New("maintenance: snapshot verification failed")
+	// ErrBusy means a defragmentation is already running through the same Maintainer:
+	// two at once would pause two members at once.
+	ErrBusy = errors.New("maintenance: a defragmentation is already running")
 	// ErrNotFound means no member has the given ID.
 	ErrNotFound = errors.New("maintenance: member not found")
 	// ErrNotCaughtUp means a learner did not catch up with the leader in time to be

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -16,6 +17,7 @@ type Maintainer struct {
 	cli     *clientv3.Client
 	checker *health.Checker
 	opts    options
+	defrag  sync.Mutex // held by the running defragmentation
 }
 
 // New returns a Maintainer of the cluster cli reaches. cli stays the caller's to close.

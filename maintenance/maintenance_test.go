@@ -122,6 +122,30 @@ func TestSingleMemberDefragmentNeedsConsent(t *testing.T) {
 	assert.Positive(t, rep.Members[0].DBSizeAfter)
 }
 
+func TestOneDefragmentationAtATime(t *testing.T) {
+	m, err := maintenance.New(etcdtest.Client(t))
+	require.NoError(t, err)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Defragment(ctx, maintenance.DefragmentRequest{AllowSingleMember: true, Progress: func(maintenance.MemberDefrag) {
+			close(inside)
+			<-release
+		}})
+		done <- err
+	}()
+	<-inside
+	_, err = m.Defragment(ctx, maintenance.DefragmentRequest{AllowSingleMember: true})
+	assert.ErrorIs(t, err, maintenance.ErrBusy)
+	_, err = m.Defragment(ctx, maintenance.DefragmentRequest{AllowSingleMember: true, DryRun: true})
+	assert.NoError(t, err, "a dry run changes nothing and may run alongside")
+	close(release)
+	require.NoError(t, <-done)
+	_, err = m.Defragment(ctx, maintenance.DefragmentRequest{AllowSingleMember: true})
+	assert.NoError(t, err, "free again")
+}
+
 func TestCompactKeepRevisionsAndMarks(t *testing.T) {
 	cli := etcdtest.Client(t)
 	prefix := etcdtest.Prefix(t)
