@@ -71,8 +71,7 @@ Flags of every command:
 // returns the exit status.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || !IsCommand(args[0]) {
-		fmt.Fprint(stderr, usage)
-		newFlags(stderr).fs.PrintDefaults()
+		newFlags(stderr).fs.Usage()
 		return ExitUsage
 	}
 	cmd := args[0]
@@ -154,6 +153,10 @@ type flags struct {
 func newFlags(stderr io.Writer) *flags {
 	f := &flags{fs: flag.NewFlagSet("etcd-monitor", flag.ContinueOnError)}
 	f.fs.SetOutput(stderr)
+	f.fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		f.fs.PrintDefaults()
+	}
 	f.fs.StringVar(&f.endpoints, "endpoints", "127.0.0.1:2379", "comma-separated etcd endpoints")
 	f.fs.DurationVar(&f.dialTimeout, "dial-timeout", 5*time.Second, "timeout to connect to etcd")
 	f.fs.StringVar(&f.cacert, "cacert", "", "CA bundle that signs etcd's certificates (PEM)")

@@ -38,6 +38,10 @@ func TestUsageErrors(t *testing.T) {
 	assert.Contains(t, errOut.String(), "Usage: etcd-monitor <command>")
 	assert.Contains(t, errOut.String(), "-endpoints")
 	assert.False(t, maintcli.IsCommand("serve"))
+	errOut.Reset()
+	assert.Equal(t, maintcli.ExitOK, maintcli.Run(context.Background(), []string{"defrag", "--help"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "--move-leader")
+	assert.Contains(t, errOut.String(), "-move-leader", "the command's own flags are listed")
 	assert.True(t, maintcli.IsCommand("move-leader"))
 
 	for _, args := range [][]string{
