@@ -122,6 +122,23 @@ func TestDefragmentMovesLeaderFirst(t *testing.T) {
 	}
 	assert.Equal(t, []string{"defragment", "defragment", "move-leader", "defragment"}, actions)
 	assert.NotEqual(t, leader, health.ID(c.Members[c.Leader()].ID()))
+
+	// MoveLeader on its own: a dry run changes nothing; then back to the first leader.
+	now := health.ID(c.Members[c.Leader()].ID())
+	dry, err := m.MoveLeader(ctx, maintenance.MoveLeaderRequest{To: leader, DryRun: true})
+	require.NoError(t, err)
+	require.Len(t, dry.Plan, 1)
+	assert.Equal(t, now, dry.From)
+	assert.Equal(t, now, health.ID(c.Members[c.Leader()].ID()))
+	mv, err := m.MoveLeader(ctx, maintenance.MoveLeaderRequest{To: leader})
+	require.NoError(t, err)
+	assert.Equal(t, leader, mv.To)
+	assert.Equal(t, leader, health.ID(c.Members[c.Leader()].ID()))
+	auto, err := m.MoveLeader(ctx, maintenance.MoveLeaderRequest{})
+	require.NoError(t, err)
+	assert.NotEqual(t, leader, auto.To, "the most up-to-date follower")
+	_, err = m.MoveLeader(ctx, maintenance.MoveLeaderRequest{To: 0xdead})
+	assert.ErrorIs(t, err, maintenance.ErrNotFound)
 }
 
 // TestDefragmentAbortsWhenAMemberStops stops a member after the first one is done: the
