@@ -8,7 +8,10 @@ import (
 	"strings"
 )
 
-// HealthChecker actively checks an instance; a non-nil error marks it failed.
+// HealthChecker actively checks an instance; a non-nil error marks it failed. A Balancer
+// calls Check from its own goroutine with a context bounded by the check interval; Check
+// must return when that context ends and must not call the Balancer's Close (which waits
+// for the checks).
 type HealthChecker interface {
 	Check(ctx context.Context, inst Instance) error
 }
