@@ -99,6 +99,10 @@ func TestDefragmentUnderWriteLoad(t *testing.T) {
 	}
 	assert.Equal(t, leader, rep.Members[2].ID)
 	assert.Positive(t, rep.Freed())
+	for _, md := range rep.Members {
+		t.Logf("%s (leader %v): %d -> %d bytes in %v", md.Name, md.WasLeader, md.DBSizeBefore, md.DBSizeAfter, md.Duration)
+	}
+	t.Logf("%d writes during the run, %d failed; %d bytes freed in %v", writes.Load(), failures.Load(), rep.Freed(), rep.Duration)
 }
 
 // TestDefragmentMovesLeaderFirst hands leadership away before the leader's turn.
