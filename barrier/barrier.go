@@ -97,17 +97,22 @@ func waitGone(ctx context.Context, cli *clientv3.Client, key string) error {
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		gone := false
-		for wr := range cli.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1)) {
-			if wr.Err() != nil {
-				break
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					gone = true
+		wch := cli.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1))
+	follow:
+		for !gone {
+			// Select on ctx too: a watch on a client closed under us never closes.
+			select {
+			case <-ctx.Done():
+				break follow
+			case wr, ok := <-wch:
+				if !ok || wr.Err() != nil {
+					break follow
 				}
-			}
-			if gone {
-				break
+				for _, ev := range wr.Events {
+					if ev.Type == clientv3.EventTypeDelete {
+						gone = true
+					}
+				}
 			}
 		}
 		cancel()

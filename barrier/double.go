@@ -169,18 +169,23 @@ func (b *DoubleBarrier) Leave(ctx context.Context) error {
 	rev := resp.Header.Revision
 	for len(cohort) > 0 {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		for wr := range b.cli.Watch(wctx, b.waiters(), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
-			if wr.Err() != nil {
-				break
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					delete(cohort, string(ev.Kv.Key))
+		wch := b.cli.Watch(wctx, b.waiters(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	follow:
+		for len(cohort) > 0 {
+			// Select on ctx too: a watch on a client closed under us never closes.
+			select {
+			case <-ctx.Done():
+				break follow
+			case wr, ok := <-wch:
+				if !ok || wr.Err() != nil {
+					break follow
 				}
-			}
-			rev = wr.Header.Revision
-			if len(cohort) == 0 {
-				break
+				for _, ev := range wr.Events {
+					if ev.Type == clientv3.EventTypeDelete {
+						delete(cohort, string(ev.Kv.Key))
+					}
+				}
+				rev = wr.Header.Revision
 			}
 		}
 		cancel()

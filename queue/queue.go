@@ -429,7 +429,18 @@ func (c *core) wait(ctx context.Context, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := c.cli.Watch(wctx, c.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
-	for resp := range wch {
+	for {
+		var resp clientv3.WatchResponse
+		var ok bool
+		// Select on ctx too: a watch on a client closed under us never closes.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case resp, ok = <-wch:
+		}
+		if !ok {
+			return ctx.Err() // nil when the watch ended for another reason: read again
+		}
 		if resp.Err() != nil {
 			return nil // compacted, or no leader: read again
 		}
@@ -442,7 +453,6 @@ func (c *core) wait(ctx context.Context, rev int64) error {
 			}
 		}
 	}
-	return ctx.Err() // nil when the watch ended for another reason: read again
 }
 
 func (c *core) len(ctx context.Context) (int, error) {
