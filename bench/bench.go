@@ -150,7 +150,7 @@ func (r *Runner) execute(ctx context.Context, cfg Config, conns []*clientv3.Clie
 	var (
 		next      atomic.Int64 // the next operation index to claim
 		completed atomic.Int64 // operations finished, for progress
-		g         = newGuard(budget, stopRun)
+		g         = newGuard(budget, r.opts.quotaShare, stopRun)
 	)
 	shards := newShards(cfg.Connections * cfg.Clients)
 	workers := make([]*worker, 0, cfg.Connections*cfg.Clients)

@@ -137,7 +137,7 @@ func TestQuotaGuardRefusesAndStops(t *testing.T) {
 	// The same writes bounded by time: stopped before the share is passed.
 	res, err := r.Run(ctx, bench.Config{Workload: bench.Write, Connections: 1, Clients: 4, Duration: 30 * time.Second, ValueSize: 64 << 10})
 	require.NoError(t, err)
-	assert.Contains(t, res.Stopped, "quota guard")
+	assert.Contains(t, res.Stopped, "quota guard: stopped before a write that could take a member's database past 50% of its quota")
 	assert.Positive(t, res.Successes)
 	assert.Zero(t, res.Failures, "errors: %v", res.Errors)
 	assert.Less(t, res.Elapsed, 30*time.Second, "stopped, not timed out")

@@ -85,6 +85,7 @@ func (r *Runner) quotaBudget(ctx context.Context, endpoints []string, cfg Config
 // guard is the quota budget of a running benchmark, shared by its workers.
 type guard struct {
 	budget int64        // bytes the run may write
+	share  float64      // of the quota, for the message
 	left   atomic.Int64 // bytes not yet reserved
 	stop   func()
 	once   sync.Once
@@ -92,8 +93,8 @@ type guard struct {
 	why    string
 }
 
-func newGuard(budget int64, stop func()) *guard {
-	g := &guard{budget: budget, stop: stop}
+func newGuard(budget int64, share float64, stop func()) *guard {
+	g := &guard{budget: budget, share: share, stop: stop}
 	g.left.Store(budget)
 	return g
 }
@@ -109,7 +110,7 @@ func (g *guard) reserve(cost int64) bool {
 	}
 	g.once.Do(func() {
 		g.mu.Lock()
-		g.why = fmt.Sprintf("quota guard: the next write could take a member's database past %d more bytes, its share of the quota (WithQuotaShare)", g.budget)
+		g.why = fmt.Sprintf("quota guard: stopped before a write that could take a member's database past %.0f%% of its quota (the run's %d-byte budget is used up; WithQuotaShare)", 100*g.share, g.budget)
 		g.mu.Unlock()
 		g.stop()
 	})
