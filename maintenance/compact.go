@@ -122,7 +122,9 @@ type RevisionMark struct {
 // Mark records the cluster's current revision and time under the mark prefix, so that a
 // later Compact can keep "everything newer than a duration". Call it regularly (the
 // period is the precision of such compactions), for example from the loop that checks
-// health. Each mark is one small key; Compact deletes the marks it has passed.
+// health. Each mark is one small key; Compact deletes the marks it has passed. A mark
+// carries the clock of the process that wrote it, and Compact compares it with its own:
+// keep the clocks of both in sync (NTP), or call both from one process.
 func (m *Maintainer) Mark(ctx context.Context) (RevisionMark, error) {
 	now := time.Now().UTC()
 	key := m.markKey(now)
