@@ -10,7 +10,9 @@
 //     at once instead of leaving it silent, and the Watcher moves on. A watch that etcd
 //     stops answering altogether (a blackholed connection) is abandoned after six
 //     progress intervals (3s by default) and reopened, through another endpoint if the
-//     client has one.
+//     client has one. A list or revision lookup etcd does not answer is given up after
+//     the same time (doubling on each timeout, so that a large list still completes)
+//     and tried again.
 //   - When the resume revision has been compacted, the changes in between are gone from
 //     etcd; the Watcher then re-lists and emits one Resync event carrying the full
 //     current state, and continues from the revision of that list. A consumer that

@@ -83,20 +83,33 @@ func (s *stream) run(ctx context.Context, emit sink) error {
 	next := s.opts.startRev // the first revision not yet delivered; 0 = not yet known
 	needList := s.opts.initialState
 	b := backoff.New(50*time.Millisecond, 2*time.Second)
+	// A list or revision lookup that etcd does not answer (a blackholed endpoint) is
+	// given up like a silent watch, and tried again, perhaps through another endpoint.
+	// The bound doubles after each timeout, so that a list too large for it still
+	// completes in the end.
+	minBound := reopenSilence * s.opts.progressInterval
+	bound := minBound
+	timedOut := func(err error) {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			bound = min(2*bound, 64*minBound)
+		}
+	}
 	for {
 		if err := s.fatal(ctx); err != nil {
 			return err
 		}
 		if needList {
-			ev, err := s.list(ctx)
+			ev, err := s.list(ctx, bound)
 			if err != nil {
 				if ferr := s.fatal(ctx); ferr != nil {
 					return ferr
 				}
 				s.opts.logger.Warn("watch: list failed", zap.String("key", s.key), zap.Error(err))
+				timedOut(err)
 				b.Wait(ctx)
 				continue
 			}
+			bound = minBound
 			// A fresh list is as current as a watch: not stale while the watch opens.
 			s.markHeard()
 			s.established.Store(true)
@@ -108,15 +121,17 @@ func (s *stream) run(ctx context.Context, emit sink) error {
 			b.Reset()
 		}
 		if next == 0 {
-			rev, err := s.currentRevision(ctx)
+			rev, err := s.currentRevision(ctx, bound)
 			if err != nil {
 				if ferr := s.fatal(ctx); ferr != nil {
 					return ferr
 				}
 				s.opts.logger.Warn("watch: revision lookup failed", zap.String("key", s.key), zap.Error(err))
+				timedOut(err)
 				b.Wait(ctx)
 				continue
 			}
+			bound = minBound
 			next = rev + 1
 		}
 		progressed, compacted, err := s.watch(ctx, &next, emit)
@@ -156,8 +171,10 @@ func (s *stream) getOpts() []clientv3.OpOption {
 	return nil
 }
 
-// list reads the current state as a Resync event.
-func (s *stream) list(ctx context.Context) (Event, error) {
+// list reads the current state as a Resync event, giving up after bound.
+func (s *stream) list(ctx context.Context, bound time.Duration) (Event, error) {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, s.key, s.getOpts()...)
 	if err != nil {
 		return Event{}, fmt.Errorf("watch: list %q: %w", s.key, err)
@@ -170,8 +187,10 @@ func (s *stream) list(ctx context.Context) (Event, error) {
 }
 
 // currentRevision returns the store revision, so that "from now" is a fixed revision
-// from which every later resume starts.
-func (s *stream) currentRevision(ctx context.Context) (int64, error) {
+// from which every later resume starts. It gives up after bound.
+func (s *stream) currentRevision(ctx context.Context, bound time.Duration) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
 	// One key, counted only: the header's store revision is all we need.
 	resp, err := s.cli.Get(ctx, s.key, clientv3.WithCountOnly())
 	if err != nil {
