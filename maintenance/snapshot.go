@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime/debug"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -232,25 +234,95 @@ func (m *Maintainer) stream(ctx context.Context, src health.MemberStatus, w io.W
 		}
 		return fmt.Errorf("maintenance: snapshot of %s: %w", src.Name, err)
 	}
-	if len(tw.tail) != sha256.Size || (n-sha256.Size)%512 != 0 {
-		return fmt.Errorf("%w: %d bytes do not end in a SHA-256 trailer", ErrVerify, n)
+	sum, err := tw.check(n)
+	if err != nil {
+		return err
 	}
-	sum := tw.h.Sum(nil)
-	if !bytes.Equal(sum, tw.tail) {
-		return fmt.Errorf("%w: SHA-256 of the data is %x, the trailer says %x", ErrVerify, sum, tw.tail)
-	}
-	rep.SHA256 = hex.EncodeToString(sum)
+	rep.SHA256 = sum
 	return nil
 }
 
 // verify runs etcd's snapshot status on the file: bbolt's consistency check and a walk
-// of every bucket.
-func (m *Maintainer) verify(path string, rep *SnapshotReport) error {
+// of every bucket. bbolt reads the file through a memory map, so a database cut short
+// would fault the process: its size is checked against what its meta pages claim first,
+// and a fault that still happens is turned into an error.
+func (m *Maintainer) verify(path string, rep *SnapshotReport) (err error) {
+	if err := checkBoltSize(path); err != nil {
+		return err
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: reading the database faulted: %v", ErrVerify, p)
+		}
+	}()
 	st, err := snapshot.NewV3(m.opts.logger).Status(path)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrVerify, err)
 	}
 	rep.Revision, rep.Keys, rep.DBSize, rep.Hash = st.Revision, st.TotalKey, st.TotalSize, st.Hash
+	return nil
+}
+
+// check returns the hex SHA-256 of the n bytes written, trailer excluded, or an error
+// matching ErrVerify when they do not end in a trailer that matches them. etcd appends
+// the trailer to a database whose size is a multiple of 512.
+func (t *trailerWriter) check(n int64) (string, error) {
+	if len(t.tail) != sha256.Size || (n-sha256.Size)%512 != 0 {
+		return "", fmt.Errorf("%w: %d bytes do not end in a SHA-256 trailer", ErrVerify, n)
+	}
+	sum := t.h.Sum(nil)
+	if !bytes.Equal(sum, t.tail) {
+		return "", fmt.Errorf("%w: SHA-256 of the data is %x, the trailer says %x", ErrVerify, sum, t.tail)
+	}
+	return hex.EncodeToString(sum), nil
+}
+
+// boltMagic marks a bbolt meta page.
+const boltMagic = 0xED0CDAED
+
+// checkBoltSize returns an error matching ErrVerify when the bbolt database at path is
+// shorter than its valid meta pages say it is (its high-water page times the page
+// size). A meta page sits after a 16-byte page header: magic, version, page size,
+// flags (4 bytes each), the root bucket (16), the freelist page (8), the high-water
+// page (8).
+func checkBoltSize(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrVerify, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrVerify, err)
+	}
+	size := st.Size()
+	valid := 0
+	hdr := make([]byte, 16+48)
+	for _, off := range []int64{0, -1} {
+		if off < 0 { // the second meta page is one page in
+			if _, err := f.ReadAt(hdr, 0); err != nil {
+				break
+			}
+			off = int64(binary.LittleEndian.Uint32(hdr[16+8:]))
+		}
+		if _, err := f.ReadAt(hdr, off); err != nil {
+			continue
+		}
+		meta := hdr[16:]
+		if binary.LittleEndian.Uint32(meta) != boltMagic {
+			continue
+		}
+		valid++
+		pageSize := int64(binary.LittleEndian.Uint32(meta[8:]))
+		pages := binary.LittleEndian.Uint64(meta[40:])
+		if pageSize <= 0 || pages > uint64(size) || int64(pages)*pageSize > size {
+			return fmt.Errorf("%w: the database claims %d pages of %d bytes, the file has %d bytes", ErrVerify, pages, pageSize, size)
+		}
+	}
+	if valid == 0 {
+		return fmt.Errorf("%w: no bbolt meta page", ErrVerify)
+	}
 	return nil
 }
 
