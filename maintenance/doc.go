@@ -28,8 +28,8 @@
 //     either a verified file or none.
 //   - Every operation takes a context, returns a typed report, and with DryRun checks its
 //     guard and returns its plan without changing anything. A refused or failed
-//     operation returns its report (as far as it got) with the error; only an invalid
-//     argument (ErrInvalidArgument) returns a nil report.
+//     or failed operation returns its report (as far as it got) with the error; only an
+//     invalid argument (ErrInvalidArgument) and ErrBusy return a nil report.
 //
 // What is not guaranteed: a health check is a point-in-time view, so a member that fails
 // while it is being defragmented is only noticed at the next check; the operation then
