@@ -44,6 +44,8 @@ type Cache struct {
 	// gid is the id of the goroutine that runs subscribers, so that Close can tell it
 	// is called from one.
 	gid atomic.Uint64
+	// closed is set by Close: no subscriber is called after it.
+	closed atomic.Bool
 }
 
 type subscriber struct {
@@ -132,7 +134,7 @@ func (c *Cache) apply(batch []Event) {
 	c.mu.Unlock()
 	select {
 	case <-c.ready:
-		notify(*c.subs.Load(), changes)
+		c.notify(*c.subs.Load(), changes)
 	default:
 		c.becomeReady(changes)
 	}
@@ -159,18 +161,26 @@ func (c *Cache) becomeReady(changes []Change) {
 			return
 		}
 		c.subMu.Unlock()
-		notify(todo, changes)
+		if !c.notify(todo, changes) {
+			return
+		}
 	}
 }
 
-func notify(subs []*subscriber, changes []Change) {
+// notify calls the subscribers with the changes, and stops as soon as the Cache is
+// closed (a subscriber may close it); it reports whether it got through.
+func (c *Cache) notify(subs []*subscriber, changes []Change) bool {
 	for _, ch := range changes {
 		for _, s := range subs {
+			if c.closed.Load() {
+				return false
+			}
 			if !s.canceled.Load() {
 				s.fn(ch)
 			}
 		}
 	}
+	return true
 }
 
 // replace swaps in a full state and returns the difference from the old one.
@@ -354,9 +364,13 @@ func (c *Cache) Err() error {
 // readable. It is idempotent and returns nil.
 //
 // Close may be called from a subscriber: it then returns without waiting for the
-// Cache's goroutine (which is running that subscriber, and ends when it returns).
+// Cache's goroutine (which is running that subscriber, and ends when it returns). No
+// subscriber is called after Close, not even for the rest of a revision.
 func (c *Cache) Close() error {
-	c.closer.Do(c.cancel)
+	c.closer.Do(func() {
+		c.closed.Store(true)
+		c.cancel()
+	})
 	if c.gid.Load() != goid() {
 		<-c.exited
 	}
