@@ -27,7 +27,7 @@
 //     and etcd's own snapshot status (bbolt's consistency check); SnapshotFile leaves
 //     either a verified file or none.
 //   - Every operation takes a context, returns a typed report, and with DryRun checks its
-//     guard and returns its plan without changing anything. A refused or failed
+//     guard and returns its plan without changing anything. A refused
 //     or failed operation returns its report (as far as it got) with the error; only an
 //     invalid argument (ErrInvalidArgument) and ErrBusy return a nil report.
 //
