@@ -214,3 +214,45 @@ func TestLockAllCleanupBounded(t *testing.T) {
 	}, 15*time.Second, 50*time.Millisecond)
 	require.NoError(t, b.Unlock(ctx))
 }
+
+// When we declare a shared session lost while the caller's lease lives on (our
+// renewals fail, the caller's keep-alive stream does not), our keys on it are deleted:
+// they are ours to clean up, not the caller's.
+func TestSharedSessionLostKeysDeleted(t *testing.T) {
+	admin := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	cli, faults := etcdtest.FaultClient(t)
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(3))
+	require.NoError(t, err)
+	defer s.Close()
+	holder := newMutex(t, admin, key)
+	require.NoError(t, holder.Lock(ctx))
+	held := newMutex(t, cli, key+"-other", lock.WithSession(s))
+	require.NoError(t, held.Lock(ctx))
+	waiter := newMutex(t, cli, key, lock.WithSession(s))
+	got := make(chan error, 1)
+	go func() { got <- waiter.Lock(ctx) }()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.EqualValues(ct, 2, etcdtest.Count(admin, key+"/"))
+	}, 10*time.Second, 20*time.Millisecond)
+
+	// Our renewals open a stream each; the session's own keep-alive stream is open.
+	faults.FailStreams(func(m string) bool { return strings.HasSuffix(m, "/LeaseKeepAlive") })
+	select {
+	case <-held.Done():
+	case <-time.After(3 * 3 * time.Second):
+		t.Fatal("the holding on the shared session did not end")
+	}
+	assert.ErrorIs(t, held.Err(), lock.ErrSessionLost)
+	assert.ErrorIs(t, waitErr(t, got, 10*time.Second, "waiter on the lost session"), lock.ErrSessionLost)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, etcdtest.Count(admin, key+"-other/"), "the held key is deleted")
+		assert.EqualValues(ct, 1, etcdtest.Count(admin, key+"/"), "the waiting key is deleted")
+	}, 10*time.Second, 50*time.Millisecond)
+	ttl, err := admin.TimeToLive(ctx, s.Lease())
+	require.NoError(t, err)
+	assert.Positive(t, ttl.TTL, "the caller's lease lives on")
+	faults.FailStreams(nil)
+	require.NoError(t, holder.Unlock(ctx))
+}

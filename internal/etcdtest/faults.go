@@ -21,10 +21,11 @@ var ErrInjected = errors.New("etcdtest: injected fault")
 // never reaches etcd (Fail) or is applied and its reply lost (LoseReply). It is safe for
 // concurrent use.
 type Faults struct {
-	mu    sync.Mutex
-	match func(method string, req any) bool
-	mode  faultMode
-	hits  int
+	mu      sync.Mutex
+	match   func(method string, req any) bool
+	mode    faultMode
+	hits    int
+	streams func(method string) bool
 }
 
 type faultMode int
@@ -47,6 +48,29 @@ func (f *Faults) LoseReply(match func(method string, req any) bool) { f.set(matc
 // (forever without a deadline), as on a connection that swallows everything; nil clears
 // the fault (requests already stalled stay so).
 func (f *Faults) Stall(match func(method string, req any) bool) { f.set(match, stallMode) }
+
+// FailStreams makes every new stream whose method match accepts fail to open with
+// ErrInjected ("/etcdserverpb.Lease/LeaseKeepAlive": keep-alives; a stream opened before
+// goes on); nil clears the fault.
+func (f *Faults) FailStreams(match func(method string) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.streams = match
+}
+
+func (f *Faults) interceptStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	f.mu.Lock()
+	hit := f.streams != nil && f.streams(method)
+	if hit {
+		f.hits++
+	}
+	f.mu.Unlock()
+	if hit {
+		return nil, ErrInjected
+	}
+	return streamer(ctx, desc, cc, method, opts...)
+}
 
 // Hits returns how many requests were failed so far.
 func (f *Faults) Hits() int {
@@ -96,7 +120,10 @@ func FaultClient(tb testing.TB, endpoints ...string) (*clientv3.Client, *Faults)
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(f.intercept)},
+		DialOptions: []grpc.DialOption{
+			grpc.WithChainUnaryInterceptor(f.intercept),
+			grpc.WithChainStreamInterceptor(f.interceptStream),
+		},
 	})
 	if err != nil {
 		tb.Fatalf("etcdtest: fault client: %v", err)

@@ -98,13 +98,6 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	return ses, nil
 }
 
-// Current returns the session last handed out, or nil.
-func (h *Holder) Current() *Session {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.cur
-}
-
 // Close releases the session: an owned lease is revoked, a borrowed session is left to
 // its owner. Idempotent.
 func (h *Holder) Close() error {

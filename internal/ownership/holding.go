@@ -42,9 +42,6 @@ func (h *Holding) Key() string { return h.key }
 // Rev returns the owned key's create revision.
 func (h *Holding) Rev() int64 { return h.rev }
 
-// Session returns the session the key is bound to.
-func (h *Holding) Session() *Session { return h.ses }
-
 // Cmp returns a comparison that holds in a transaction only while the owned key exists
 // with its create revision: the fence every guarded write uses.
 func (h *Holding) Cmp() clientv3.Cmp {

@@ -130,9 +130,6 @@ func (s *Session) Client() *clientv3.Client { return s.cli }
 // Lease returns the session's lease.
 func (s *Session) Lease() clientv3.LeaseID { return s.lease }
 
-// Owned reports whether the session was granted by Grant (and may be replaced).
-func (s *Session) Owned() bool { return s.owned }
-
 // Lost is closed when the session is lost or released.
 func (s *Session) Lost() <-chan struct{} { return s.lost }
 
