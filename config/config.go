@@ -19,7 +19,7 @@ import (
 
 // Change is one key's change, as delivered to Watch callbacks. Old is nil when the key
 // was added, New is nil when it was removed; both are the raw stored bytes (normally
-// JSON).
+// JSON), a copy for each callback.
 type Change struct {
 	Key      string // relative to the Store's prefix, e.g. "database/host"
 	Old, New json.RawMessage
@@ -135,23 +135,25 @@ func (s *Store) loadWhenReady() {
 		}
 	}
 	s.loaded = true
-	s.mu.Unlock()
+	// Queue the changes before unlocking: onChange, waiting on s.mu with a newer
+	// revision, must queue after these, so that callbacks see revision order.
 	close(s.ready)
 	s.disp.push(changes...)
+	s.mu.Unlock()
 }
 
 func (s *Store) onChange(c watch.Change) {
 	var ch Change
 	var ok bool
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if c.New != nil {
 		ch, ok = s.applyLocked(c.Key, c.New.ModRevision, c.New.Value, true)
 	} else {
 		ch, ok = s.applyLocked(c.Key, c.Revision, nil, false)
 	}
-	s.mu.Unlock()
 	if ok {
-		s.disp.push(ch)
+		s.disp.push(ch) // under s.mu: in the order applied (see loadWhenReady)
 	}
 }
 

@@ -99,7 +99,9 @@ func (d *dispatcher) run() {
 					default:
 					}
 					if !w.canceled.Load() && matches(w.pattern, c.Key) {
-						w.fn(c)
+						// Each callback gets bytes of its own: Old and New are also the
+						// Store's memory and another callback's.
+						w.fn(Change{Key: c.Key, Old: bytes.Clone(c.Old), New: bytes.Clone(c.New), Revision: c.Revision})
 					}
 				}
 			}

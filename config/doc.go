@@ -11,7 +11,7 @@
 //     clamp: Int refuses a number with a fraction or out of range.
 //   - Watch callbacks see every change with its old and new value, in revision order,
 //     after the getters already return the new value; rewrites with an identical value
-//     are not reported.
+//     are not reported. Each callback gets its own copy of the bytes.
 //   - Restore writes a snapshot back in one etcd transaction: all keys change at one
 //     revision, or none do. Snapshots keep keys and values as bytes, so values that are
 //     not valid UTF-8 come back exactly; snapshots of the older text format stay

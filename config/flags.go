@@ -175,8 +175,9 @@ type Evaluation struct {
 }
 
 // FlagChange is a flag's change, as delivered to Flags.Watch. Old is nil when the flag
-// was created, New is nil when it was deleted. A definition that does not parse is
-// reported with Err set.
+// was created (or its old definition did not parse), New is nil when it was deleted or
+// its new definition does not parse. Err is about the new definition only: why it
+// does not parse or validate.
 type FlagChange struct {
 	Name     string
 	Old, New *Flag
@@ -289,17 +290,26 @@ func (f *Flags) setKilled(ctx context.Context, name string, killed bool) error {
 			}
 			return &FlagError{Flag: name, Reason: reason}
 		}
-		var was bool
-		if raw, ok := obj["killed"]; ok && json.Unmarshal(raw, &was) != nil {
-			was = false
+		// encoding/json matches field names without regard to case, so "Killed" or
+		// "KILLED" is the kill switch too: every spelling goes, one stays on Kill.
+		var spellings []string
+		for k := range obj {
+			if strings.EqualFold(k, "killed") {
+				spellings = append(spellings, k)
+			}
 		}
-		if _, present := obj["killed"]; was == killed && (killed || !present) {
-			return nil // already so: no write, no change event
+		already := len(spellings) == 0 // revived: no field at all
+		if killed {
+			already = len(spellings) == 1 && spellings[0] == "killed" && string(obj["killed"]) == "true"
+		}
+		if already {
+			return nil // no write, no change event
+		}
+		for _, k := range spellings {
+			delete(obj, k)
 		}
 		if killed {
 			obj["killed"] = json.RawMessage("true")
-		} else {
-			delete(obj, "killed")
 		}
 		var b strings.Builder
 		enc := json.NewEncoder(&b)
@@ -428,19 +438,22 @@ func compile(name string, raw []byte, rev int64) *compiledFlag {
 // killSwitch reads only the fields the kill switch needs from a definition that does
 // not decode as a Flag, so that such a flag can still be killed.
 func killSwitch(name string, raw []byte) *Evaluation {
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(raw, &obj) != nil {
+	// Decoded as Flag would be (field names without regard to case); a field of the
+	// wrong type is skipped and the rest still read.
+	var k struct {
+		Variants       map[string]any `json:"variants"`
+		DefaultVariant string         `json:"defaultVariant"`
+		OffVariant     string         `json:"offVariant"`
+		Killed         bool           `json:"killed"`
+	}
+	var typeErr *json.UnmarshalTypeError
+	if err := json.Unmarshal(raw, &k); err != nil && !errors.As(err, &typeErr) {
 		return nil
 	}
-	var killed bool
-	var variants map[string]any
-	var off, def string
-	if json.Unmarshal(obj["killed"], &killed) != nil || !killed || json.Unmarshal(obj["variants"], &variants) != nil {
+	if !k.Killed {
 		return nil
 	}
-	_ = json.Unmarshal(obj["offVariant"], &off)
-	_ = json.Unmarshal(obj["defaultVariant"], &def)
-	return offEvaluation(name, variants, off, def)
+	return offEvaluation(name, k.Variants, k.OffVariant, k.DefaultVariant)
 }
 
 // offEvaluation is what a killed flag serves: its off variant, else its default; nil
@@ -664,19 +677,19 @@ func (f *Flags) Watch(fn func(FlagChange)) (cancel func(), err error) {
 	}
 	return f.s.Watch("", func(c Change) {
 		fc := FlagChange{Name: c.Key}
-		decode := func(raw json.RawMessage) *Flag {
+		decode := func(raw json.RawMessage) (*Flag, error) {
 			if raw == nil {
-				return nil
+				return nil, nil
 			}
 			var fl Flag
 			if err := json.Unmarshal(raw, &fl); err != nil {
-				fc.Err = &FlagError{Flag: c.Key, Reason: "bad JSON: " + err.Error()}
-				return nil
+				return nil, &FlagError{Flag: c.Key, Reason: "bad JSON: " + err.Error()}
 			}
-			return &fl
+			return &fl, nil
 		}
-		fc.Old, fc.New = decode(c.Old), decode(c.New)
-		if fc.New != nil && fc.Err == nil {
+		fc.Old, _ = decode(c.Old) // nil when the old definition did not parse
+		fc.New, fc.Err = decode(c.New)
+		if fc.New != nil {
 			fc.Err = fc.New.Validate(c.Key)
 		}
 		fn(fc)
