@@ -22,13 +22,16 @@
 //   - Order: an item is claimed only when no older unclaimed item of the same (or a
 //     lower-numbered) priority is visible; items being worked on, or given back, keep
 //     their place, so a redelivered item comes before newer ones.
-//   - Enqueue with WithID is idempotent within the dedup window; Ack may be retried after
-//     an unknown outcome and succeeds as long as the claim lives.
+//   - Enqueue with WithID is idempotent within the dedup window. Ack leaves a record on
+//     the dedup lease, so a retry of an Ack whose reply was lost reports success, even
+//     after the claim is gone; an Ack made after the claim expired returns ErrClaimLost.
 //   - With WithMaxDeliveries(n), an item that was delivered n times without an Ack is
 //     moved to the dead letters instead of being delivered again.
 //   - Consumers with nothing to do wait on a watch (an item added, a claim gone), not by
-//     polling. Every Enqueue and claim is one etcd transaction when uncontended; a claim
-//     also grants a lease, and Ack revokes it.
+//     polling. Enqueue, the claim and Ack are one etcd transaction each when
+//     uncontended, plus a read per Dequeue; a claim reuses the lease of one of this
+//     Queue's acknowledged claims while that lease is in the first eighth of its TTL, and
+//     grants a new one otherwise.
 //   - Not guaranteed: a consumer that goes on working past Deadline may overlap the next
 //     consumer of the item; etcd extends lease TTLs when its leader changes, so a crashed
 //     consumer's item can stay invisible for longer than the timeout.

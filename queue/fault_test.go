@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/queue"
@@ -88,7 +89,10 @@ func TestFaultManyConsumers(t *testing.T) {
 
 	// The producer retries with the same ID until Enqueue succeeds, so an Enqueue lost
 	// in the leader restart neither loses nor duplicates an item.
-	prod, err := queue.New(c.ClusterClient(), prefix, queue.WithVisibilityTimeout(visibility))
+	// Member 2's bridge carries only consumer 2, the one cut off; the others know
+	// members 0 and 1, as production clients know several members.
+	others := func() *clientv3.Client { return clientOf(t, c, 0, 1) }
+	prod, err := queue.New(others(), prefix, queue.WithVisibilityTimeout(visibility))
 	require.NoError(t, err)
 	defer prod.Close()
 	var wg sync.WaitGroup
@@ -184,10 +188,8 @@ func TestFaultManyConsumers(t *testing.T) {
 			return work
 		}
 	}
-	// Member 2's bridge carries only consumer 2, the one cut off; the others know every
-	// member, as production clients do.
-	wg.Go(func() { consume(c.ClusterClient(), always, -1) })
-	wg.Go(func() { consume(c.ClusterClient(), always, -1) })
+	wg.Go(func() { consume(others(), always, -1) })
+	wg.Go(func() { consume(others(), always, -1) })
 	wg.Go(func() {
 		consume(c.Client(2), func(n int) fate {
 			if n == 40 {
@@ -199,8 +201,8 @@ func TestFaultManyConsumers(t *testing.T) {
 	// Two consumers crash mid-item; each is replaced, as a supervisor would.
 	for _, k := range []int{30, 120} {
 		wg.Go(func() {
-			consume(c.ClusterClient(), crashAt(k), -1)
-			consume(c.ClusterClient(), always, -1)
+			consume(others(), crashAt(k), -1)
+			consume(others(), always, -1)
 		})
 	}
 
@@ -219,7 +221,7 @@ func TestFaultManyConsumers(t *testing.T) {
 	c.RestartMember(stopped)
 	t.Logf("%v: restarted", time.Since(start))
 
-	check, err := queue.New(c.ClusterClient(), prefix)
+	check, err := queue.New(others(), prefix)
 	require.NoError(t, err)
 	defer check.Close()
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
@@ -246,4 +248,19 @@ func TestFaultManyConsumers(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, rec.redelivery, 3, "the items of the crashed and cut-off consumers are delivered again")
 	t.Logf("%d items, %d redeliveries", items, rec.redelivery)
+}
+
+// clientOf returns a client of the given members, closed when the test ends.
+func clientOf(t *testing.T, c *etcdtest.Cluster, members ...int) *clientv3.Client {
+	var eps []string
+	for _, i := range members {
+		eps = append(eps, c.Members[i].GRPCURL)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Errorf("client: %v", err)
+		return nil
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }

@@ -366,6 +366,9 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 				continue
 			}
 			if err != nil {
+				// The claim may have been made: give its lease up rather than reuse it.
+				c.revoke(ctx, l.id)
+				l = claimLease{}
 				return nil, err
 			}
 			if !cr.Succeeded {
