@@ -41,6 +41,7 @@ const (
 	PathNotifications   = "/api/v1/alerts/notifications"
 	PathSilences        = "/api/v1/silences"
 	PathBenchmark       = "/api/v1/performance/benchmark"
+	PathBenchmarks      = "/api/v1/performance/benchmarks"
 	PathPrometheus      = "/metrics"
 	maxBenchmarkBody    = 64 << 10
 	maxSilenceBody      = 64 << 10
@@ -86,6 +87,7 @@ func (s *Service) routes() *http.ServeMux {
 	get(PathAlertsHistory, []string{"cluster", "severity", "limit", "since"}, s.getAlertsHistory)
 	get(PathNotifications, []string{"receiver", "limit"}, s.getNotifications)
 	mux.Handle(PathBenchmark, s.endpoint(http.MethodPost, []string{"cluster"}, s.postBenchmark))
+	get(PathBenchmarks, []string{"cluster", "limit"}, s.getBenchmarks)
 	mux.Handle(PathSilences, s.methods(map[string]handler{http.MethodGet: s.getSilences, http.MethodPost: s.postSilence}))
 	mux.Handle(PathSilences+"/{id}", s.methods(map[string]handler{http.MethodGet: s.getSilence, http.MethodDelete: s.deleteSilence}))
 	prom := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
@@ -847,6 +849,38 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// BenchmarksResponse is the body of GET /api/v1/performance/benchmarks: the results kept
+// in the store, newest first (empty without a store).
+type BenchmarksResponse struct {
+	Benchmarks []StoredBenchmark `json:"benchmarks"`
+}
+
+// StoredBenchmark is one stored result: when, and the answer the run gave.
+type StoredBenchmark struct {
+	ID     string          `json:"id"`
+	Time   time.Time       `json:"time"`
+	Result json.RawMessage `json:"result"`
+}
+
+func (s *Service) getBenchmarks(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
+	resp := BenchmarksResponse{Benchmarks: []StoredBenchmark{}}
+	if s.opts.store == nil {
+		return resp, nil
+	}
+	cluster := ""
+	if !q.all {
+		cluster = q.cluster.name
+	}
+	bs, err := s.opts.store.Benchmarks(r.Context(), store.BenchmarkQuery{Cluster: cluster, Limit: q.limit})
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range bs {
+		resp.Benchmarks = append(resp.Benchmarks, StoredBenchmark{ID: b.ID, Time: b.Time, Result: b.Data})
+	}
+	return resp, nil
 }
 
 // saveBenchmark keeps a result in the store, when there is one. A failure is logged: the

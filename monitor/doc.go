@@ -19,7 +19,7 @@
 // transitions by time; /api/v1/alerts/notifications is the notification log;
 // /api/v1/silences (GET, POST) and /api/v1/silences/{id} (GET, DELETE) manage silences
 // in Alertmanager's API v2 shape. With WithStore, alert state, the notification log,
-// silences and benchmark results outlive a restart. Bad input
+// silences and benchmark results (GET /api/v1/performance/benchmarks) outlive a restart. Bad input
 // (unknown query parameters, a malformed body, an unknown workload, negative numbers)
 // gets a 400 with a JSON ErrorResponse naming the problem; an unknown cluster a 404.
 // Member, cluster and leader IDs are hexadecimal strings in every answer, as etcdctl

@@ -370,6 +370,16 @@ func TestBenchmarkEndpoint(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, stored, 1, "the result is kept in the store")
 	assert.Equal(t, "write", stored[0].Name)
+	var listed monitor.BenchmarksResponse
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/performance/benchmarks?cluster=local&limit=5", &listed))
+	require.Len(t, listed.Benchmarks, 1)
+	var kept struct {
+		Cluster string       `json:"cluster"`
+		Result  bench.Result `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(listed.Benchmarks[0].Result, &kept))
+	assert.Equal(t, "local", kept.Cluster)
+	assert.EqualValues(t, 200, kept.Result.Ops)
 
 	// The request's SLO replaces the service's.
 	require.Equal(t, http.StatusOK, call(t, "POST", srv.URL+"/api/v1/performance/benchmark",
