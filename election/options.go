@@ -6,6 +6,8 @@ import (
 
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
 )
 
 // Option configures a Candidate, an Observer or a LeaderTask. Each constructor says
@@ -101,8 +103,8 @@ func buildOptions(u user, opts []Option) (options, error) {
 		}
 		opt.apply(&o)
 	}
-	if o.ttl < time.Second {
-		return o, fmt.Errorf("%w: TTL %v is under 1s", ErrInvalidArgument, o.ttl)
+	if o.ttl < time.Second || o.ttl > ownership.MaxTTL {
+		return o, fmt.Errorf("%w: TTL %v is not within 1s and etcd's maximum %v", ErrInvalidArgument, o.ttl, ownership.MaxTTL)
 	}
 	if o.session != nil && o.ttlSet {
 		return o, fmt.Errorf("%w: WithTTL and WithSession together (the session's TTL is its owner's)", ErrInvalidArgument)

@@ -45,8 +45,8 @@ func New(ctx context.Context, cli *clientv3.Client, ttl time.Duration, opts ...O
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
-	if ttl < time.Second {
-		return nil, fmt.Errorf("%w: ttl %v is under 1s", ErrInvalidArgument, ttl)
+	if ttl < time.Second || ttl > ownership.MaxTTL {
+		return nil, fmt.Errorf("%w: ttl %v is not within 1s and etcd's maximum %v", ErrInvalidArgument, ttl, ownership.MaxTTL)
 	}
 	o := defaults()
 	for _, opt := range opts {

@@ -24,6 +24,8 @@ type Holder struct {
 
 	grant  sync.Mutex     // serialises grants
 	old    sync.WaitGroup // releases of replaced sessions
+	ctx    context.Context
+	cancel context.CancelFunc // ends a grant in flight at Close
 	mu     sync.Mutex
 	cur    *Session
 	closed bool
@@ -32,6 +34,7 @@ type Holder struct {
 // NewHolder returns a Holder; with borrowed non-nil every Get returns that session.
 func NewHolder(cli *clientv3.Client, ttl time.Duration, borrowed *concurrency.Session, lg *zap.Logger) *Holder {
 	h := &Holder{cli: cli, ttl: ttl, borrowed: borrowed, lg: lg}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if borrowed != nil {
 		h.cur = Attach(borrowed, lg)
 	}
@@ -81,9 +84,18 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	}
 	// A grant lost on a connection that swallowed it would never be answered: bound it,
 	// so that the caller can try again once etcd is reachable.
+	// Close ends it too, so that Close never waits for a grant.
 	gctx, cancel := context.WithTimeout(ctx, h.ttl)
+	stop := context.AfterFunc(h.ctx, cancel)
 	ses, err := Grant(gctx, h.cli, h.ttl, h.lg)
+	stop()
 	cancel()
+	if h.ctx.Err() != nil {
+		if err == nil {
+			_ = ses.Release()
+		}
+		return nil, ErrClosed
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -101,14 +113,17 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 // Close releases the session: an owned lease is revoked, a borrowed session is left to
 // its owner. Idempotent.
 func (h *Holder) Close() error {
-	h.grant.Lock()
-	defer h.grant.Unlock()
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		return nil
 	}
 	h.closed = true
+	h.mu.Unlock()
+	h.cancel() // a grant in flight ends now
+	h.grant.Lock()
+	defer h.grant.Unlock()
+	h.mu.Lock()
 	cur := h.cur
 	h.mu.Unlock()
 	defer h.old.Wait()

@@ -59,13 +59,24 @@ type Session struct {
 	refs     int
 	closed   bool
 	revoked  bool // our own lease, revoked (or found gone) after its loss or at Release
+	draining bool // a borrowed session's drops outlive its Release: see drainAfterRelease
 
 	kick chan struct{} // wakes the janitor
 }
 
-// Grant creates a session with a new lease of ttl. ctx bounds only the grant.
+// MaxTTL is etcd's maximum lease TTL (9e9 seconds); a longer TTL is an invalid argument.
+const MaxTTL = 9_000_000_000 * time.Second
+
+// Grant creates a session with a new lease of ttl (rounded up to whole seconds, at most
+// MaxTTL). ctx bounds only the grant.
 func Grant(ctx context.Context, cli *clientv3.Client, ttl time.Duration, lg *zap.Logger) (*Session, error) {
-	secs := int64((ttl + time.Second - 1) / time.Second)
+	if ttl <= 0 || ttl > MaxTTL {
+		return nil, fmt.Errorf("grant lease: TTL %v out of range (0, %v]", ttl, MaxTTL)
+	}
+	secs := int64(ttl / time.Second)
+	if ttl%time.Second != 0 {
+		secs++
+	}
 	sent := time.Now()
 	resp, err := cli.Grant(ctx, secs)
 	if err != nil {
@@ -241,7 +252,12 @@ func (s *Session) Drop(key string, rev int64) {
 	s.mu.Lock()
 	s.keys[key] = rev
 	s.drops[key] = rev
+	released := s.closed && !s.owned
 	s.mu.Unlock()
+	if released {
+		s.drainAfterRelease()
+		return
+	}
 	s.wake()
 }
 
@@ -443,8 +459,10 @@ func (s *Session) renew(base context.Context) error {
 }
 
 // Release drops one reference; the last one stops the tracker and the janitor. An owned
-// session is closed: its lease revoked, deleting every key on it. A borrowed one gets a
-// last try at the keys still owed a delete. Either waits at most CleanupTimeout for etcd.
+// session is closed: its lease revoked, deleting every key on it. A borrowed one tries
+// the keys still owed a delete once more, and leaves what fails to a goroutine that
+// retries until the deletes land or the caller's session ends. Either waits at most
+// CleanupTimeout for etcd.
 func (s *Session) Release() error {
 	if !s.owned {
 		registryMu.Lock()
@@ -476,9 +494,10 @@ func (s *Session) Release() error {
 	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout(s.ttlOr(0)))
 	defer cancel()
 	if !s.owned {
-		// The lease is the caller's: a last try at the keys we still owe a delete.
+		// The lease is the caller's and lives on: the keys we still owe a delete are
+		// deleted now or, if etcd does not answer, in the background after Release.
 		if !s.sweep(ctx) {
-			return errors.New("keys left on the session's lease")
+			s.drainAfterRelease()
 		}
 		return nil
 	}
@@ -492,6 +511,43 @@ func (s *Session) Release() error {
 		return fmt.Errorf("revoke lease: %w", err)
 	}
 	return nil
+}
+
+// drainAfterRelease deletes the keys a released borrowed session still owes a delete, in
+// the background, with backoff, until every delete lands or the caller's session ends
+// (its lease gone, and our keys with it). It outlives the Session: only the caller's
+// session bounds it.
+func (s *Session) drainAfterRelease() {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return
+	}
+	s.draining = true
+	s.mu.Unlock()
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			s.draining = false
+			s.mu.Unlock()
+		}()
+		b := backoff.New(100*time.Millisecond, time.Second)
+		for {
+			t := time.NewTimer(b.Next())
+			select {
+			case <-s.s.Done():
+				t.Stop()
+				return
+			case <-s.cli.Ctx().Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if s.sweep(context.Background()) {
+				return
+			}
+		}
+	}()
 }
 
 func (s *Session) revoke(ctx context.Context) error {

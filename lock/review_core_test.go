@@ -1,0 +1,72 @@
+package lock_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/lock"
+)
+
+// A Mutex on a shared session (WithSession) closed while etcd does not answer deletes
+// must not leave its key on the caller's lease: the delete goes on in the background
+// after Close, until it lands or the caller's session ends — else the lock is dead for
+// everyone while that session lives.
+func TestCloseWithSessionKeyDeletedLater(t *testing.T) {
+	cli, faults := etcdtest.FaultClient(t)
+	other := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 90*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+
+	ses, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
+	require.NoError(t, err)
+	defer ses.Close()
+
+	m, err := lock.New(cli, key, lock.WithSession(ses))
+	require.NoError(t, err)
+	require.NoError(t, m.Lock(ctx))
+
+	faults.Stall(etcdtest.IsDelete) // etcd does not answer deletes for a while
+	_ = m.Close()                   // bounded: returns after the cleanup timeouts
+	faults.Stall(nil)               // etcd answers again; the caller's session lives on
+
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, etcdtest.Count(other, key+"/"),
+			"Close left our key on the caller's live lease: nobody can take the lock")
+	}, 20*time.Second, 200*time.Millisecond)
+
+	m2, err := lock.New(other, key, lock.WithTTL(5*time.Second))
+	require.NoError(t, err)
+	defer m2.Close()
+	require.NoError(t, m2.TryLock(ctx))
+}
+
+// Close is bounded (a third of the TTL, at least 1s, per wait for etcd) even while a
+// Lock is granting a lease that etcd does not answer: it must not wait out the grant,
+// which may take the whole TTL.
+func TestCloseDoesNotWaitForGrant(t *testing.T) {
+	cli, faults := etcdtest.FaultClient(t)
+	key := etcdtest.Prefix(t) + "l"
+	const ttl = 15 * time.Second
+	m, err := lock.New(cli, key, lock.WithTTL(ttl))
+	require.NoError(t, err)
+
+	faults.Stall(func(method string, _ any) bool { return method == "/etcdserverpb.Lease/LeaseGrant" })
+	defer faults.Stall(nil)
+	lockErr := make(chan error, 1)
+	go func() { lockErr <- m.Lock(etcdtest.Context(t, 60*time.Second)) }()
+	require.Eventually(t, func() bool { return faults.Hits() > 0 }, 10*time.Second, 10*time.Millisecond)
+
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(2 * (ttl/3 + time.Second)):
+		t.Fatal("Close blocked behind a lease grant")
+	}
+	assert.ErrorIs(t, <-lockErr, lock.ErrClosed)
+}
