@@ -3,6 +3,7 @@ package discovery_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 
@@ -242,6 +243,14 @@ func TestBadInput(t *testing.T) {
 		},
 		"WithIdleTimeout": func() error {
 			_, err := discovery.NewBalancer(res, discovery.RoundRobin, discovery.WithIdleTimeout(0))
+			return err
+		},
+		"WithVirtualNodes: 4611686018427387903 is outside 1-10000": func() error {
+			_, err := discovery.NewBalancer(res, discovery.ConsistentHash, discovery.WithVirtualNodes(math.MaxInt/2))
+			return err
+		},
+		"WithTTL: 1s is below 2s": func() error {
+			_, err := discovery.NewRegistrar(cli, p, discovery.WithTTL(time.Second))
 			return err
 		},
 		"WithIdleTimeout: 1ns is below 10ms": func() error {

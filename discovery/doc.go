@@ -15,7 +15,7 @@
 //     holds the key and writes it again once the key is gone. Deregister and Close
 //     delete a key only while it carries their own lease.
 //   - A registrant that dies without deregistering disappears when its lease expires,
-//     within the TTL.
+//     within the TTL (as etcd granted it: see WithTTL).
 //   - Registrar.Close interrupts calls blocked on etcd and returns within a bound even
 //     when etcd is unreachable: about two thirds of the TTL (at least two seconds) plus
 //     three seconds.

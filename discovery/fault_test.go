@@ -313,3 +313,58 @@ func TestFaultCloseBehindBlockedWrite(t *testing.T) {
 		})
 	}
 }
+
+// The lease is revoked and re-granted while every write of the Registrar hangs unsent
+// (a connection that swallows requests): the re-grant hook's write must not hold the
+// registration, so Close still returns within its bound.
+func TestFaultCloseWhileRegrantWriteHangs(t *testing.T) {
+	ctx := etcdtest.Context(t, 60*time.Second)
+	p := etcdtest.Prefix(t)
+	cli, faults := etcdtest.FaultClient(t)
+	const ttl = 2 * time.Second
+	reg, err := discovery.NewRegistrar(cli, p, discovery.WithTTL(ttl))
+	require.NoError(t, err)
+	a := inst("svc", "a", 1)
+	require.NoError(t, reg.Register(ctx, a))
+
+	admin := etcdtest.Client(t)
+	got, err := admin.Get(ctx, reg.Key(a))
+	require.NoError(t, err)
+	require.Len(t, got.Kvs, 1)
+	old := clientv3.LeaseID(got.Kvs[0].Lease)
+	before, err := admin.Leases(ctx)
+	require.NoError(t, err)
+	known := map[clientv3.LeaseID]bool{}
+	for _, l := range before.Leases {
+		known[l.ID] = true
+	}
+
+	faults.Stall(etcdtest.IsPut)
+	defer faults.Stall(nil)
+	_, err = admin.Revoke(ctx, old)
+	require.NoError(t, err)
+	// The Keeper re-grants (grants are not stalled) and its hook writes the key; that
+	// write and the run loop's hang, but each ends with its deadline and the attempts go
+	// on (a hook write that held the registration forever froze them at two).
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		now, err := admin.Leases(ctx)
+		if !assert.NoError(c, err) {
+			return
+		}
+		fresh := false
+		for _, l := range now.Leases {
+			fresh = fresh || !known[l.ID]
+		}
+		assert.True(c, fresh, "a new lease")
+		assert.GreaterOrEqual(c, faults.Hits(), 4, "write attempts go on")
+	}, 15*time.Second, 20*time.Millisecond)
+
+	closed := make(chan struct{})
+	go func() { reg.Close(); close(closed) }()
+	// Documented bound with a 2s TTL: about 2 × 1s + 3s; allow three times that.
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close did not return")
+	}
+}

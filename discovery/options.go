@@ -60,6 +60,14 @@ type options struct {
 	idle          time.Duration
 }
 
+const (
+	// minTTL is etcd's minimum lease TTL with its default election timeout: a shorter
+	// one would be raised by etcd and not mean what it says.
+	minTTL = 2 * time.Second
+	// maxVirtualNodes bounds the consistent-hash ring: points = instances × vnodes.
+	maxVirtualNodes = 10000
+)
+
 func defaults() options {
 	return options{
 		logger:     zap.NewNop(),
@@ -92,8 +100,8 @@ func buildOptions(opts []Option, who user) (options, error) {
 	switch {
 	case o.logger == nil:
 		return bad("WithLogger: nil logger")
-	case o.ttl < time.Second:
-		return bad("WithTTL: %v is below 1s", o.ttl)
+	case o.ttl < minTTL:
+		return bad("WithTTL: %v is below %v", o.ttl, minTTL)
 	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
 		return bad("WithBackoff: %v..%v", o.backoffMin, o.backoffMax)
 	case o.cooldown <= 0:
@@ -102,8 +110,8 @@ func buildOptions(opts []Option, who user) (options, error) {
 		return bad("WithHealthCheck: nil checker")
 	case o.check != nil && o.checkInterval <= 0:
 		return bad("WithHealthCheck: interval %v is not positive", o.checkInterval)
-	case o.vnodes < 1:
-		return bad("WithVirtualNodes: %d", o.vnodes)
+	case o.vnodes < 1 || o.vnodes > maxVirtualNodes:
+		return bad("WithVirtualNodes: %d is outside 1-%d", o.vnodes, maxVirtualNodes)
 	case o.idle < 10*time.Millisecond:
 		return bad("WithIdleTimeout: %v is below 10ms", o.idle)
 	}
@@ -126,8 +134,10 @@ func WithLogger(l *zap.Logger) Option {
 	return option{"WithLogger", anyUse, func(o *options) { o.logger = l }}
 }
 
-// WithTTL sets the TTL of a Registrar's leases (default 10s, at least 1s): a registrant
-// that dies disappears from resolvers within about this long.
+// WithTTL sets the TTL of a Registrar's leases (default 10s, at least 2s): a registrant
+// that dies disappears from resolvers within about this long. etcd raises a TTL below
+// its own minimum, 1.5 × its election timeout (2s with etcd's default 1s), and that
+// longer TTL is the one that applies.
 func WithTTL(ttl time.Duration) Option {
 	return option{"WithTTL", registrarUse, func(o *options) { o.ttl = ttl }}
 }
@@ -153,8 +163,8 @@ func WithHealthCheck(check HealthChecker, interval time.Duration) Option {
 }
 
 // WithVirtualNodes sets how many points each instance has on a ConsistentHash
-// Balancer's ring (default 160). More points spread keys more evenly. Other strategies
-// refuse it.
+// Balancer's ring (default 160, at most 10000). More points spread keys more evenly.
+// Other strategies refuse it.
 func WithVirtualNodes(n int) Option {
 	return option{"WithVirtualNodes", balancerUse, func(o *options) { o.vnodes = n }}
 }

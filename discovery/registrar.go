@@ -111,28 +111,32 @@ func (r *Registrar) Register(ctx context.Context, inst Instance) error {
 		return interrupted(ctx, g.update(ctx, inst, value, true))
 	}
 
+	runCtx, cancel := context.WithCancel(context.Background())
 	g = &registration{
-		r:     r,
-		key:   key,
-		inst:  inst,
-		value: value,
-		kick:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		log:   r.log.With(zap.String("key", key)),
+		r:      r,
+		key:    key,
+		ctx:    runCtx,
+		cancel: cancel,
+		inst:   inst,
+		value:  value,
+		putSem: make(chan struct{}, 1),
+		kick:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		log:    r.log.With(zap.String("key", key)),
 	}
 	keeper, err := lease.New(ctx, r.cli, r.opts.ttl, lease.WithRegrant(g.onRegrant), lease.WithLogger(r.log))
 	if err != nil {
+		cancel()
 		return interrupted(ctx, fmt.Errorf("discovery: register %s: grant lease: %w", key, err))
 	}
 	g.keeper = keeper
 	g.leaseID = keeper.ID()
 	rev, err := g.write(ctx, true)
 	if err != nil {
+		cancel()
 		keeper.Close()
 		return interrupted(ctx, fmt.Errorf("discovery: register %s: %w", key, err))
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	g.cancel = cancel
 	go g.run(runCtx, rev)
 
 	r.mu.Lock()
@@ -251,13 +255,16 @@ func (r *Registrar) Close() error {
 type registration struct {
 	r      *Registrar
 	key    string
-	keeper *lease.Keeper // replaced only by run
+	keeper *lease.Keeper   // replaced only by run
+	ctx    context.Context // ends when the registration stops; bounds run and the re-grant hook
 	cancel context.CancelFunc
 	kick   chan struct{} // capacity 1: write the value again
 	done   chan struct{} // closed when run returns
 	log    *zap.Logger
 
-	putMu sync.Mutex // orders writes, so the last one carries the newest lease and value
+	// putSem (one slot) orders writes, so the last one carries the newest lease and
+	// value; waiting for it honours the writer's context.
+	putSem chan struct{}
 
 	mu       sync.Mutex
 	inst     Instance
@@ -316,8 +323,10 @@ func (g *registration) yield(to clientv3.LeaseID) {
 // value without a lease; it yields to another registration's (returning 0 and no
 // error).
 func (g *registration) write(ctx context.Context, force bool) (int64, error) {
-	g.putMu.Lock()
-	defer g.putMu.Unlock()
+	if err := g.lockPut(ctx); err != nil {
+		return 0, err
+	}
+	defer g.unlockPut()
 	g.mu.Lock()
 	value, id, stopped := g.value, g.leaseID, g.stopped
 	g.mu.Unlock()
@@ -364,9 +373,25 @@ func (g *registration) write(ctx context.Context, force bool) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
+func (g *registration) lockPut(ctx context.Context) error {
+	select {
+	case g.putSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *registration) unlockPut() { <-g.putSem }
+
 // onRegrant runs on the Keeper's goroutine after it granted a new lease for a lost one.
+// Its write is bounded by the TTL and ends when the registration stops, so that a
+// request etcd never answers cannot hold the Keeper (and Close behind it).
 func (g *registration) onRegrant(ctx context.Context, id clientv3.LeaseID) error {
 	g.setLease(id)
+	ctx, cancel := context.WithTimeout(ctx, g.r.opts.ttl)
+	defer cancel()
+	defer context.AfterFunc(g.ctx, cancel)()
 	rev, err := g.write(ctx, false)
 	if err == nil && rev != 0 {
 		g.log.Info("re-registered on a new lease", zap.Int64("lease", int64(id)))
@@ -409,8 +434,10 @@ func (g *registration) stop(ctx context.Context) error {
 		return nil
 	}
 	// Wait out a write that passed the check before stopped was set.
-	g.putMu.Lock()
-	defer g.putMu.Unlock()
+	if err := g.lockPut(ctx); err != nil {
+		return fmt.Errorf("discovery: deregister %s: %w", g.key, errors.Join(kerr, err))
+	}
+	defer g.unlockPut()
 	// The revoke failed: delete the key, if it is still ours.
 	_, err := g.r.cli.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(g.key), "=", id)).
 		Then(clientv3.OpDelete(g.key)).Commit()

@@ -399,6 +399,8 @@ func (s *subscriber) push(ev Event) {
 	if !s.queue {
 		return
 	}
+	// Each reader gets its own Metadata: what it does with it is not the index's business.
+	ev.Instance = ev.Instance.clone()
 	s.mu.Lock()
 	id := ev.Instance.ID
 	old, ok := s.pending[id]

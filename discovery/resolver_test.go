@@ -169,3 +169,57 @@ func TestWatchMergesWhileBehind(t *testing.T) {
 	assert.Equal(t, "c", rest[0].Instance.ID)
 	assert.Equal(t, "d", rest[1].Instance.ID)
 }
+
+// A Watch event's Instance is the reader's own: editing its Metadata changes nothing
+// the Resolver serves (nor another reader's events).
+func TestWatchEventMetadataIsACopy(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	_, err := cli.Put(ctx, p+"svc/a", `{"address":"127.0.0.1","port":1001,"metadata":{"zone":"eu-1"}}`)
+	require.NoError(t, err)
+	res := newResolver(t, ctx, cli, p)
+	waitIDs(t, res, "svc", 2*time.Second, "a")
+
+	first, err := res.Watch(ctx, "svc")
+	require.NoError(t, err)
+	second, err := res.Watch(ctx, "svc")
+	require.NoError(t, err)
+	ev := <-first
+	ev.Instance.Metadata["zone"] = "changed"
+	other := <-second
+	assert.Equal(t, "eu-1", other.Instance.Metadata["zone"], "another reader's event")
+	insts, err := res.Discover("svc")
+	require.NoError(t, err)
+	assert.Equal(t, "eu-1", insts[0].Metadata["zone"], "the resolver's memory")
+
+	// The same for changes after the initial events.
+	_, err = cli.Put(ctx, p+"svc/b", `{"address":"127.0.0.1","port":1002,"metadata":{"zone":"eu-2"}}`)
+	require.NoError(t, err)
+	ev = <-first
+	ev.Instance.Metadata["zone"] = "changed"
+	other = <-second
+	assert.Equal(t, "eu-2", other.Instance.Metadata["zone"])
+	insts, err = res.Discover("svc")
+	require.NoError(t, err)
+	require.Len(t, insts, 2)
+	assert.Equal(t, "eu-2", insts[1].Metadata["zone"])
+}
+
+// The TTL etcd grants is the one asked for: WithTTL refuses what etcd would raise.
+func TestGrantedTTL(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	reg := newRegistrar(t, cli, p, discovery.WithTTL(2*time.Second))
+	a := inst("svc", "a", 1)
+	require.NoError(t, reg.Register(ctx, a))
+	got, err := cli.Get(ctx, reg.Key(a))
+	require.NoError(t, err)
+	require.Len(t, got.Kvs, 1)
+	ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(got.Kvs[0].Lease))
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, ttl.GrantedTTL)
+	_, err = discovery.NewRegistrar(cli, p, discovery.WithTTL(time.Second))
+	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
+}
