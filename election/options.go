@@ -35,7 +35,7 @@ type option struct {
 func (o option) apply(opts *options) { o.fn(opts) }
 
 type options struct {
-	// ttl of the candidate's lease. Default 10s, at least 1s. Candidate only.
+	// ttl of the candidate's lease. Default 10s, at least 1s, at most 9e9s. Candidate only.
 	ttl    time.Duration
 	ttlSet bool
 	// session shared instead of a lease of our own. Default none. Candidate only.
@@ -52,11 +52,12 @@ func defaults() options {
 	return options{ttl: 10 * time.Second, logger: zap.NewNop()}
 }
 
-// WithTTL sets the TTL of the candidate's lease (default 10s, at least 1s). A crashed
-// leader is replaced once its TTL runs out; a leader cut off from etcd steps down (its
-// leader context is canceled) a margin — a sixth of the TTL, at least 200ms — before
-// etcd could expire its lease. etcd resets lease TTLs when its own leader changes, so a
-// crashed leader may be replaced later than its TTL. Not allowed with WithSession.
+// WithTTL sets the TTL of the candidate's lease (default 10s, at least 1s, at most etcd's
+// maximum of 9e9s). A crashed leader is replaced once its TTL runs out; a leader cut off
+// from etcd steps down (its leader context is canceled) a margin — a sixth of the TTL, at
+// least 200ms — before etcd could expire its lease. etcd resets lease TTLs when its own
+// leader changes, so a crashed leader may be replaced later than its TTL. Not allowed
+// with WithSession.
 func WithTTL(ttl time.Duration) Option {
 	return option{"WithTTL", forCandidate, func(o *options) { o.ttl = ttl; o.ttlSet = true }}
 }

@@ -36,8 +36,9 @@ type Keeper struct {
 	closeErr  error // the revoke error of the first Close
 }
 
-// New grants a lease of ttl (at least one second; etcd counts in whole seconds and
-// rounds up) and starts keeping it alive. ctx bounds only the grant.
+// New grants a lease of ttl (at least one second and at most etcd's maximum of 9e9
+// seconds; etcd counts in whole seconds and rounds up) and starts keeping it alive. ctx
+// bounds only the grant.
 func New(ctx context.Context, cli *clientv3.Client, ttl time.Duration, opts ...Option) (*Keeper, error) {
 	if cli == nil {
 		return nil, fmt.Errorf("%w: nil client", ErrInvalidArgument)

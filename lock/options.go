@@ -18,7 +18,7 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
-	// ttl of the lease the lock is bound to. Default 10s, at least 1s.
+	// ttl of the lease the lock is bound to. Default 10s, at least 1s, at most etcd's 9e9s.
 	ttl    time.Duration
 	ttlSet bool
 	// session to share instead of granting a lease of our own. Default none.
@@ -31,12 +31,13 @@ func defaults() options {
 	return options{ttl: 10 * time.Second, logger: zap.NewNop()}
 }
 
-// WithTTL sets the TTL of the lease the lock is bound to (default 10s, at least 1s;
-// etcd may round it up to its minimum lease TTL). A holder that crashes keeps the lock
-// until the TTL runs out; a holder that cannot reach etcd gives it up (Done closes) a
-// margin before the TTL could run out at the server. etcd resets every lease's TTL when
-// its own leader changes, so a dead holder's lock may outlive its TTL by up to one TTL
-// per etcd leader election. Not allowed with WithSession, whose TTL is its owner's.
+// WithTTL sets the TTL of the lease the lock is bound to (default 10s, at least 1s and at
+// most etcd's maximum of 9e9s; etcd may round it up to its minimum lease TTL). A holder
+// that crashes keeps the lock until the TTL runs out; a holder that cannot reach etcd
+// gives it up (Done closes) a margin before the TTL could run out at the server. etcd
+// resets every lease's TTL when its own leader changes, so a dead holder's lock may
+// outlive its TTL by up to one TTL per etcd leader election. Not allowed with
+// WithSession, whose TTL is its owner's.
 func WithTTL(ttl time.Duration) Option {
 	return optionFunc(func(o *options) { o.ttl, o.ttlSet = ttl, true })
 }
