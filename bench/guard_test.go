@@ -195,3 +195,41 @@ func TestCancelledRunCleansUp(t *testing.T) {
 		assert.Zero(t, count(), "%s: keys left behind", name)
 	}
 }
+
+// Cleanup is bounded in time: a run cancelled while its cluster swallows every request
+// returns within the operation timeout plus the cleanup timeout (the keys it could not
+// delete are logged).
+func TestCleanupIsBoundedWhenTheClusterHangs(t *testing.T) {
+	c := etcdtest.NewCluster(t, 1)
+	cli := c.Client(0) // through the bridge that Blackhole cuts
+	direct := c.Client(0)
+	r, err := bench.New(cli, bench.WithCleanupTimeout(500*time.Millisecond))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Run(ctx, bench.Config{Workload: bench.Write, Connections: 1, Clients: 2, Duration: time.Minute, OpTimeout: 500 * time.Millisecond})
+		done <- err
+	}()
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		got, err := direct.Get(etcdtest.Context(t, 5*time.Second), bench.DefaultPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if assert.NoError(ct, err) {
+			assert.Positive(ct, got.Count)
+		}
+	}, 30*time.Second, 5*time.Millisecond)
+	c.Blackhole(0)
+	cancel()
+	// The bound is 0.5s (an operation in flight) + 0.5s (cleanup); the deadline is 3x.
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.Canceled)
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return within its operation and cleanup timeouts")
+	}
+	c.Unblackhole(0)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) { // the connection comes back
+		_, err := direct.Delete(etcdtest.Context(t, 5*time.Second), bench.DefaultPrefix, clientv3.WithPrefix())
+		assert.NoError(ct, err)
+	}, 30*time.Second, 50*time.Millisecond)
+}
