@@ -19,6 +19,12 @@
 // SIGINT or SIGTERM stops it gracefully within api.shutdown_timeout: a benchmark in
 // flight is cancelled at once, other requests complete, queued notifications are sent,
 // and it exits 0.
+//
+// The guarded maintenance commands share the binary and the connection flags:
+//
+//	etcd-monitor defrag | compact | snapshot save | alarm list|disarm | member list|add|promote|remove | move-leader
+//
+// (see internal/maintcli, or etcd-monitor defrag --help).
 package main
 
 import (
@@ -27,10 +33,17 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/maintcli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if len(os.Args) > 1 && maintcli.IsCommand(os.Args[1]) {
+		code := maintcli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {

@@ -452,6 +452,12 @@ func TestBinarySIGTERMDuringRequest(t *testing.T) {
 	assert.NotZero(t, exitErr.ExitCode())
 	assert.Contains(t, string(out), "api-port")
 
+	// The maintenance commands share the binary.
+	cmd = exec.Command(bin, "member", "list", endpoints(), "--output=json")
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), `"members"`)
+
 	cfg := writeFile(t, "c.yaml", fmt.Sprintf("api:\n  shutdown_timeout: 5s\n  auth:\n    tokens:\n      - {name: ops, token: %s, role: admin}\n", adminToken))
 	var stderr syncBuffer
 	cmd = exec.Command(bin, endpoints(), "--api-host=127.0.0.1", "--api-port=0", "--config="+cfg)
