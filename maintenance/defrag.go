@@ -182,7 +182,10 @@ func (m *Maintainer) Defragment(ctx context.Context, req DefragmentRequest) (*De
 		if err := m.defragGuard(r, md, req); err != nil {
 			return m.abort(rep, finish, err)
 		}
-		ms, _ := r.Member(md.ID)
+		ms, found := r.Member(md.ID)
+		if !found {
+			return m.abort(rep, finish, fmt.Errorf("%w: %s (%x) left the cluster", ErrNotFound, md.Name, md.ID))
+		}
 		md.WasLeader = md.ID == r.Leader.ID
 		md.DBSizeBefore, md.DBSizeInUse, md.Endpoint = ms.DBSize, ms.DBSizeInUse, ms.Endpoint
 		rep.Plan = append(rep.Plan, Step{Action: "defragment", MemberID: md.ID, Member: md.Name, Detail: roleOf(md.Learner, md.WasLeader)})
