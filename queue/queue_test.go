@@ -65,7 +65,8 @@ func TestFIFOAndAck(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("v%d", i), string(it.Value()))
 		assert.Equal(t, 1, it.Deliveries())
 		require.NoError(t, it.Ack(ctx))
-		require.ErrorIs(t, it.Ack(ctx), queue.ErrClaimLost, "a second Ack after the claim is gone")
+		// A retried Ack (its first reply lost) finds the ack record and reports success.
+		require.NoError(t, it.Ack(ctx), "a retried Ack after the claim is gone")
 	}
 	n, err = q.Len(ctx)
 	require.NoError(t, err)
