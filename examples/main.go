@@ -61,7 +61,7 @@ func register(name, help string, run func(ctx context.Context, e *env) error) {
 }
 
 // order is the order in which --example=all runs them.
-var order = []string{"txn", "lease", "watch", "lock", "election", "leader-task", "ha", "discovery", "lb", "config", "flags", "queue", "barrier", "ratelimit", "breaker"}
+var order = []string{"txn", "lease", "watch", "lock", "election", "leader-task", "ha", "discovery", "lb", "config", "flags", "queue", "barrier", "ratelimit", "breaker", "maintenance"}
 
 func main() {
 	if err := run(); err != nil {
