@@ -275,12 +275,11 @@ func (m *Manager) flushGroup(g *group, now time.Time) bool {
 	for _, a := range firing {
 		sev = max(sev, a.Severity)
 	}
-	g.recv.enqueue(&item{n: n, sev: sev, onSent: func() {
+	return g.recv.enqueue(&item{n: n, sev: sev, onSent: func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.delivered(g.id, sent, resolved)
 	}})
-	return true
 }
 
 func sortAlerts(as []Alert) {

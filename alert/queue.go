@@ -64,16 +64,22 @@ func (r *receiver) sendingGroup(key string) bool {
 	return r.inflight[key]
 }
 
-// enqueue queues it, replacing a queued notification of the same group.
-func (r *receiver) enqueue(it *item) {
+// enqueue queues it, replacing a queued notification of the same group. It refuses
+// (false) while a notification of the group is being sent: the outcome of that one
+// decides what the next must say, and checking and queueing must be one step.
+func (r *receiver) enqueue(it *item) bool {
 	r.mu.Lock()
+	if r.inflight[it.n.GroupKey] {
+		r.mu.Unlock()
+		return false
+	}
 	r.seq++
 	it.seq = it.seqOr(r.seq)
 	old := r.queued[it.n.GroupKey]
 	if old == nil && len(r.queued) >= QueueSize {
 		r.mu.Unlock()
 		r.m.record(r, it, "dropped", ErrQueueFull, true)
-		return
+		return true
 	}
 	r.queued[it.n.GroupKey] = it
 	r.mu.Unlock()
@@ -81,6 +87,7 @@ func (r *receiver) enqueue(it *item) {
 		r.m.addOutstanding(1)
 	}
 	r.poke()
+	return true
 }
 
 func (it *item) seqOr(s uint64) uint64 {
