@@ -174,7 +174,11 @@ func (s *Session) Alive() error {
 		return fmt.Errorf("%w: lease not yet confirmed", ErrSessionLost)
 	}
 	if !time.Now().Before(s.deadline) {
-		return fmt.Errorf("%w: keep-alive silent past the lease deadline", ErrSessionLost)
+		// Loss is for good: record it, so that no late reply can revive the session.
+		s.mu.Unlock()
+		s.fail(fmt.Errorf("%w: keep-alive silent past the lease deadline", ErrSessionLost))
+		s.mu.Lock()
+		return s.err
 	}
 	return nil
 }
@@ -443,18 +447,27 @@ func (s *Session) renew(base context.Context) error {
 	ttl := time.Duration(resp.TTL) * time.Second
 	d := sent.Add(ttl - Margin(ttl))
 	s.mu.Lock()
+	expired := false
 	if s.err == nil {
-		s.ttl = ttl
-		if d.After(s.deadline) {
-			s.deadline = d
-		}
 		select {
 		case <-s.confirmed:
+			// A reply processed after the deadline comes too late: the session may
+			// already have been declared lost, and loss is for good.
+			expired = !time.Now().Before(s.deadline)
 		default:
 			close(s.confirmed)
 		}
+		if !expired {
+			s.ttl = ttl
+			if d.After(s.deadline) {
+				s.deadline = d
+			}
+		}
 	}
 	s.mu.Unlock()
+	if expired {
+		s.fail(fmt.Errorf("%w: keep-alive silent past the lease deadline", ErrSessionLost))
+	}
 	return nil
 }
 
