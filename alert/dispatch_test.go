@@ -664,7 +664,7 @@ func TestReceiverConfigJSONRedacted(t *testing.T) {
 	assert.Contains(t, string(b), `https://hooks.slack.com/\u003credacted\u003e`)
 }
 
-// Review item 6: an alert notified firing, then inhibited (the cluster became
+// an alert notified firing, then inhibited (the cluster became
 // unreachable), must still get its resolve when it clears — the incident it opened is
 // closed.
 func TestInhibitedAfterNotifiedStillResolves(t *testing.T) {
@@ -711,7 +711,7 @@ func sortedSummary(s *sink) []string {
 	return out
 }
 
-// Review item 7: group_wait counts from the health check that saw the condition, not
+// group_wait counts from the health check that saw the condition, not
 // from when its (slow) evaluation ran. A check that started group_wait ago is notified
 // at once, without Flush.
 func TestGroupWaitFromDataTime(t *testing.T) {
