@@ -98,9 +98,8 @@ func (s *Service) routes() *http.ServeMux {
 		}
 		prom.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, errorf(http.StatusNotFound, "no such endpoint: %s", r.URL.Path), "")
-	})
+	s.maintenanceRoutes(mux)
+	s.pageRoutes(mux)
 	return mux
 }
 
