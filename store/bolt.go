@@ -1,12 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -21,6 +23,9 @@ var (
 	bucketNotifications = []byte("notifications")
 	bucketSilences      = []byte("silences")
 	bucketBenchmarks    = []byte("benchmarks")
+	bucketMaintenance   = []byte("maintenance")
+	bucketHealth        = []byte("health")  // a bucket per cluster, keys time(8) + member
+	bucketMetrics       = []byte("metrics") // the same
 	formatKey           = []byte("format")
 	formatValue         = []byte("etcd-monitor/store/v1")
 )
@@ -76,7 +81,8 @@ func Open(path string, opts ...Option) (*Bolt, error) {
 		} else if v := meta.Get(formatKey); string(v) != string(formatValue) {
 			return fmt.Errorf("%w: %s: format %q, want %q", ErrCorrupt, path, v, formatValue)
 		}
-		for _, b := range [][]byte{bucketAlerts, bucketGroups, bucketNotifications, bucketSilences, bucketBenchmarks} {
+		for _, b := range [][]byte{bucketAlerts, bucketGroups, bucketNotifications, bucketSilences, bucketBenchmarks,
+			bucketMaintenance, bucketHealth, bucketMetrics} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -298,6 +304,156 @@ func (b *Bolt) Benchmarks(ctx context.Context, q BenchmarkQuery) (out []Benchmar
 		return err
 	})
 	return selectBenchmarks(out, q), err
+}
+
+// PutHealthChecks implements Store.
+func (b *Bolt) PutHealthChecks(ctx context.Context, checks []HealthCheck) error {
+	in, err := validSamples(checks, fromHealth)
+	if err != nil {
+		return err
+	}
+	return b.putSamples(ctx, bucketHealth, in)
+}
+
+// HealthChecks implements Store.
+func (b *Bolt) HealthChecks(ctx context.Context, q HistoryQuery) ([]HealthCheck, error) {
+	out, err := b.samples(ctx, bucketHealth, q, false)
+	return convert(out, sample.health), err
+}
+
+// PutMetricSnapshots implements Store.
+func (b *Bolt) PutMetricSnapshots(ctx context.Context, snaps []MetricSnapshot) error {
+	in, err := validSamples(snaps, fromMetric)
+	if err != nil {
+		return err
+	}
+	return b.putSamples(ctx, bucketMetrics, in)
+}
+
+// MetricSnapshots implements Store.
+func (b *Bolt) MetricSnapshots(ctx context.Context, q HistoryQuery) ([]MetricSnapshot, error) {
+	out, err := b.samples(ctx, bucketMetrics, q, true)
+	return convert(out, sample.metric), err
+}
+
+func sampleKey(t time.Time, member string) []byte {
+	return append(binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())), member...)
+}
+
+func keyTime(k []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
+}
+
+func (b *Bolt) putSamples(ctx context.Context, bucket []byte, in []sample) error {
+	if len(in) == 0 {
+		return nil
+	}
+	cutoff := sampleKey(time.Now().Add(-b.opts.retention), "")
+	return b.update(ctx, func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucket)
+		touched := map[string]*bolt.Bucket{}
+		for _, s := range in {
+			bk := touched[s.Cluster]
+			if bk == nil {
+				var err error
+				if bk, err = root.CreateBucketIfNotExists([]byte(s.Cluster)); err != nil {
+					return err
+				}
+				touched[s.Cluster] = bk
+			}
+			if err := put(bk, sampleKey(s.Time, s.Member), s); err != nil {
+				return err
+			}
+		}
+		// Retention: keys are time-ordered, so the expired ones are at the front.
+		for _, bk := range touched {
+			c := bk.Cursor()
+			for k, _ := c.First(); k != nil && bytes.Compare(k, cutoff) < 0; k, _ = c.First() {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func (b *Bolt) samples(ctx context.Context, bucket []byte, q HistoryQuery, members bool) ([]sample, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	limit := q.EffectiveLimit()
+	var all []sample
+	err := b.view(ctx, func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucket)
+		return root.ForEachBucket(func(name []byte) error {
+			if q.Cluster != "" && string(name) != q.Cluster {
+				return nil
+			}
+			// Newest first from Until, stopping once the cluster alone fills the limit
+			// (in whole steps when downsampling).
+			c := root.Bucket(name).Cursor()
+			var k, v []byte
+			if q.Until.IsZero() {
+				k, v = c.Last()
+			} else if k, v = c.Seek(sampleKey(q.Until, "")); k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+			n, steps := 0, 0
+			var lastStep time.Time
+			for ; k != nil; k, v = c.Prev() {
+				t := keyTime(k)
+				if !q.Since.IsZero() && t.Before(q.Since) {
+					break
+				}
+				if members && q.Member != "" && string(k[8:]) != q.Member {
+					continue
+				}
+				if q.Step > 0 {
+					if st := StepStart(t, q.Step); steps == 0 || !st.Equal(lastStep) {
+						if steps++; steps > limit {
+							break
+						}
+						lastStep = st
+					}
+				} else if n++; n > limit {
+					break
+				}
+				var s sample
+				if err := json.Unmarshal(v, &s); err != nil {
+					return fmt.Errorf("%w: %s: %s/%s/%x: %w", ErrCorrupt, b.path, bucket, name, k, err)
+				}
+				all = append(all, s)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return selectSamples(all, q, members), nil
+}
+
+// PutMaintenanceOp implements Store.
+func (b *Bolt) PutMaintenanceOp(ctx context.Context, op MaintenanceOp) error {
+	if err := op.Validate(); err != nil {
+		return err
+	}
+	return b.update(ctx, func(tx *bolt.Tx) error { return put(tx.Bucket(bucketMaintenance), []byte(op.ID), op) })
+}
+
+// MaintenanceOps implements Store.
+func (b *Bolt) MaintenanceOps(ctx context.Context, q MaintenanceQuery) (out []MaintenanceOp, err error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	err = b.view(ctx, func(tx *bolt.Tx) error {
+		out, err = decodeAll[MaintenanceOp](b.path, tx, bucketMaintenance)
+		return err
+	})
+	return selectMaintenance(out, q), err
 }
 
 // Close implements Store: it releases the file and its lock. Idempotent.

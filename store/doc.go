@@ -1,13 +1,18 @@
 // Package store keeps the durable state of the etcd-monitor daemon: the alerts that are
 // pending or firing with their start times, the notification log (what was sent to which
 // receiver, when, and how it went), the per-group notification state that stops a
-// restart from re-paging, silences, and benchmark results.
+// restart from re-paging, silences, benchmark results, maintenance operations, and the
+// history of health checks and metric snapshots.
 //
 // Store is the interface; Open returns the embedded default, one bbolt file, and
 // NewMemory an in-memory implementation for tests and for running without a data
-// directory. A PostgreSQL implementation can satisfy the same interface: every record is
-// plain data (strings, times, JSON) keyed by a string ID, and no method needs more than
-// a single-record or a whole-table transaction.
+// directory. Package store/postgres implements it on PostgreSQL. Every record is plain
+// data (strings, times, numbers, JSON), and package storetest is the contract every
+// implementation passes.
+//
+// History (HealthCheck, MetricSnapshot) is read with a HistoryQuery: Since and Until
+// bound the time, Step downsamples (means and maxima of the named Values per step), and
+// Limit keeps the newest records, which are returned oldest first.
 //
 // # Guarantees
 //
@@ -18,6 +23,9 @@
 //     an error that names the file (ErrCorrupt, ErrLocked, or the *fs.PathError).
 //   - The notification log is bounded (WithMaxNotifications, default 10000 records per
 //     store): the oldest records are dropped first.
+//   - History older than the retention (WithHistoryRetention, default 24h) is deleted
+//     as new history is written; a Memory store also keeps at most DefaultMemoryHistory
+//     records per cluster and member.
 //   - Every method is safe for concurrent use. After Close every method returns
 //     ErrClosed.
 //

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Memory is a Store held in memory: state lives as long as the process. Use NewMemory.
@@ -20,14 +21,23 @@ type Memory struct {
 	seq           uint64
 	silences      map[string]Silence
 	benchmarks    map[string]Benchmark
+	maintenance   map[string]MaintenanceOp
+	health        map[seriesKey][]sample
+	metrics       map[seriesKey][]sample
 }
+
+// seriesKey names one time series of history.
+type seriesKey struct{ cluster, member string }
 
 var _ Store = (*Memory)(nil)
 
-// NewMemory returns an empty in-memory Store with the default bounds.
+// NewMemory returns an empty in-memory Store with the default bounds: the notification
+// log holds DefaultMaxNotifications records; history keeps DefaultHistoryRetention, and
+// at most DefaultMemoryHistory records of each cluster (and member).
 func NewMemory() *Memory {
 	return &Memory{max: DefaultMaxNotifications, alerts: map[string]Alert{}, groups: map[string]Group{},
-		silences: map[string]Silence{}, benchmarks: map[string]Benchmark{}}
+		silences: map[string]Silence{}, benchmarks: map[string]Benchmark{}, maintenance: map[string]MaintenanceOp{},
+		health: map[seriesKey][]sample{}, metrics: map[seriesKey][]sample{}}
 }
 
 func (m *Memory) lock(ctx context.Context) error {
@@ -209,6 +219,125 @@ func selectBenchmarks(all []Benchmark, q BenchmarkQuery) []Benchmark {
 		all = all[:n]
 	}
 	return all
+}
+
+// PutHealthChecks implements Store.
+func (m *Memory) PutHealthChecks(ctx context.Context, checks []HealthCheck) error {
+	in, err := validSamples(checks, fromHealth)
+	if err != nil {
+		return err
+	}
+	return m.putSamples(ctx, m.health, in)
+}
+
+// HealthChecks implements Store.
+func (m *Memory) HealthChecks(ctx context.Context, q HistoryQuery) ([]HealthCheck, error) {
+	out, err := m.samples(ctx, m.health, q, false)
+	return convert(out, sample.health), err
+}
+
+// PutMetricSnapshots implements Store.
+func (m *Memory) PutMetricSnapshots(ctx context.Context, snaps []MetricSnapshot) error {
+	in, err := validSamples(snaps, fromMetric)
+	if err != nil {
+		return err
+	}
+	return m.putSamples(ctx, m.metrics, in)
+}
+
+// MetricSnapshots implements Store.
+func (m *Memory) MetricSnapshots(ctx context.Context, q HistoryQuery) ([]MetricSnapshot, error) {
+	out, err := m.samples(ctx, m.metrics, q, true)
+	return convert(out, sample.metric), err
+}
+
+func convert[T any](in []sample, fn func(sample) T) []T {
+	out := make([]T, len(in))
+	for i, s := range in {
+		out[i] = fn(s)
+	}
+	return out
+}
+
+func (m *Memory) putSamples(ctx context.Context, series map[seriesKey][]sample, in []sample) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	cutoff := time.Now().Add(-DefaultHistoryRetention)
+	for _, s := range in {
+		k := seriesKey{s.Cluster, s.Member}
+		ss := series[k]
+		i, found := slices.BinarySearchFunc(ss, s.Time, func(e sample, t time.Time) int { return e.Time.Compare(t) })
+		if found {
+			ss[i] = s
+		} else {
+			ss = slices.Insert(ss, i, s)
+		}
+		drop, _ := slices.BinarySearchFunc(ss, cutoff, func(e sample, t time.Time) int { return e.Time.Compare(t) })
+		drop = max(drop, len(ss)-DefaultMemoryHistory)
+		if drop > 0 {
+			ss = slices.Delete(ss, 0, drop)
+		}
+		if len(ss) == 0 {
+			delete(series, k)
+		} else {
+			series[k] = ss
+		}
+	}
+	return nil
+}
+
+func (m *Memory) samples(ctx context.Context, series map[seriesKey][]sample, q HistoryQuery, members bool) ([]sample, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	var all []sample
+	for k, ss := range series {
+		if (q.Cluster != "" && k.cluster != q.Cluster) || (members && q.Member != "" && k.member != q.Member) {
+			continue
+		}
+		lo, hi := 0, len(ss)
+		if !q.Since.IsZero() {
+			lo, _ = slices.BinarySearchFunc(ss, q.Since, func(e sample, t time.Time) int { return e.Time.Compare(t) })
+		}
+		if !q.Until.IsZero() {
+			hi, _ = slices.BinarySearchFunc(ss, q.Until, func(e sample, t time.Time) int { return e.Time.Compare(t) })
+		}
+		if lo < hi {
+			all = append(all, ss[lo:hi]...)
+		}
+	}
+	return selectSamples(all, q, members), nil
+}
+
+// PutMaintenanceOp implements Store.
+func (m *Memory) PutMaintenanceOp(ctx context.Context, op MaintenanceOp) error {
+	if err := op.Validate(); err != nil {
+		return err
+	}
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	m.maintenance[op.ID] = op
+	return nil
+}
+
+// MaintenanceOps implements Store.
+func (m *Memory) MaintenanceOps(ctx context.Context, q MaintenanceQuery) ([]MaintenanceOp, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	return selectMaintenance(slices.Collect(maps.Values(m.maintenance)), q), nil
 }
 
 // Close implements Store.

@@ -18,15 +18,21 @@ const (
 	DefaultLockTimeout = time.Second
 	// DefaultMaxNotifications bounds the notification log.
 	DefaultMaxNotifications = 10000
+	// DefaultHistoryRetention is how long raw health checks and metric snapshots are kept.
+	DefaultHistoryRetention = 24 * time.Hour
+	// DefaultMemoryHistory bounds the history a Memory store keeps per cluster (and
+	// member), whatever its age.
+	DefaultMemoryHistory = 1000
 )
 
 type options struct {
 	lockTimeout      time.Duration
 	maxNotifications int
+	retention        time.Duration
 }
 
 func defaults() options {
-	return options{lockTimeout: DefaultLockTimeout, maxNotifications: DefaultMaxNotifications}
+	return options{lockTimeout: DefaultLockTimeout, maxNotifications: DefaultMaxNotifications, retention: DefaultHistoryRetention}
 }
 
 func apply(opts []Option) (options, error) {
@@ -40,6 +46,8 @@ func apply(opts []Option) (options, error) {
 	switch {
 	case o.lockTimeout <= 0:
 		return o, fmt.Errorf("%w: lock timeout %v must be positive", ErrInvalidArgument, o.lockTimeout)
+	case o.retention <= 0:
+		return o, fmt.Errorf("%w: history retention %v must be positive", ErrInvalidArgument, o.retention)
 	case o.maxNotifications < 1:
 		return o, fmt.Errorf("%w: max notifications %d must be at least 1", ErrInvalidArgument, o.maxNotifications)
 	}
@@ -56,4 +64,10 @@ func WithLockTimeout(d time.Duration) Option {
 // first. Default 10000.
 func WithMaxNotifications(n int) Option {
 	return optionFunc(func(o *options) { o.maxNotifications = n })
+}
+
+// WithHistoryRetention sets how long health checks and metric snapshots are kept; older
+// ones are deleted as new ones are written. Default 24h.
+func WithHistoryRetention(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.retention = d })
 }

@@ -39,6 +39,20 @@ type Store interface {
 	// Benchmarks returns stored results matching q, newest first.
 	Benchmarks(ctx context.Context, q BenchmarkQuery) ([]Benchmark, error)
 
+	// PutHealthChecks stores health checks in history.
+	PutHealthChecks(ctx context.Context, checks []HealthCheck) error
+	// HealthChecks returns the health checks matching q, oldest first.
+	HealthChecks(ctx context.Context, q HistoryQuery) ([]HealthCheck, error)
+	// PutMetricSnapshots stores metric snapshots in history.
+	PutMetricSnapshots(ctx context.Context, snaps []MetricSnapshot) error
+	// MetricSnapshots returns the metric snapshots matching q, oldest first.
+	MetricSnapshots(ctx context.Context, q HistoryQuery) ([]MetricSnapshot, error)
+
+	// PutMaintenanceOp stores op, replacing the operation of the same ID.
+	PutMaintenanceOp(ctx context.Context, op MaintenanceOp) error
+	// MaintenanceOps returns the operations matching q, newest Started first.
+	MaintenanceOps(ctx context.Context, q MaintenanceQuery) ([]MaintenanceOp, error)
+
 	// Close releases the store. It is idempotent.
 	Close() error
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/etcd-monitor/etcd-monitor/store"
+	"github.com/etcd-monitor/etcd-monitor/store/storetest"
 )
 
 // TestMain fails the run if any goroutine outlives the tests.
@@ -187,4 +188,60 @@ func TestForeignBoltFileRefused(t *testing.T) {
 	_, err := store.Open(path)
 	assert.ErrorIs(t, err, store.ErrCorrupt)
 	assert.Contains(t, err.Error(), path)
+}
+
+// The history and maintenance contract, shared with the PostgreSQL store.
+func TestHistoryContract(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) (store.Store, func() store.Store) {
+			s := store.NewMemory()
+			return s, func() store.Store { return s }
+		})
+	})
+	t.Run("bolt", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) (store.Store, func() store.Store) {
+			path := filepath.Join(t.TempDir(), "state.db")
+			s, err := store.Open(path)
+			require.NoError(t, err)
+			t.Cleanup(func() { s.Close() })
+			return s, func() store.Store {
+				require.NoError(t, s.Close())
+				s2, err := store.Open(path)
+				require.NoError(t, err)
+				t.Cleanup(func() { s2.Close() })
+				return s2
+			}
+		})
+	})
+}
+
+// History older than the retention is deleted as new history is written.
+func TestHistoryRetention(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.WithHistoryRetention(time.Hour))
+	require.NoError(t, err)
+	defer s.Close()
+	now := time.Now()
+	require.NoError(t, s.PutMetricSnapshots(ctx, []store.MetricSnapshot{{Time: now.Add(-2 * time.Hour), Cluster: "c", Member: "m"},
+		{Time: now.Add(-90 * time.Minute), Cluster: "c"}}))
+	require.NoError(t, s.PutMetricSnapshots(ctx, []store.MetricSnapshot{{Time: now, Cluster: "c"}}))
+	got, err := s.MetricSnapshots(ctx, store.HistoryQuery{})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.True(t, got[0].Time.Equal(now))
+
+	_, err = store.Open(filepath.Join(t.TempDir(), "x.db"), store.WithHistoryRetention(0))
+	assert.ErrorIs(t, err, store.ErrInvalidArgument)
+
+	m := store.NewMemory()
+	var many []store.HealthCheck
+	for i := range store.DefaultMemoryHistory + 5 {
+		many = append(many, store.HealthCheck{Time: now.Add(time.Duration(i) * time.Second), Cluster: "c"})
+	}
+	require.NoError(t, m.PutHealthChecks(ctx, many))
+	require.NoError(t, m.PutHealthChecks(ctx, []store.HealthCheck{{Time: now.Add(-25 * time.Hour), Cluster: "c"}}))
+	hs, err := m.HealthChecks(ctx, store.HistoryQuery{Limit: 10 * store.DefaultMemoryHistory})
+	require.NoError(t, err)
+	require.Len(t, hs, store.DefaultMemoryHistory)
+	assert.True(t, hs[0].Time.Equal(now.Add(5*time.Second)), "the oldest went first")
 }

@@ -1,0 +1,229 @@
+// Package storetest is the contract every store.Store implementation passes: the same
+// tests run against the memory, bbolt and PostgreSQL stores.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+)
+
+// Opener returns an empty store for one test, and a function that closes it and opens
+// the same state again (for a store without durable state, the same store). The
+// opener registers any cleanup with t.
+type Opener func(t *testing.T) (s store.Store, reopen func() store.Store)
+
+// Base is a time within every implementation's raw retention, on an hour boundary, so
+// steps of a minute or an hour split the test data deterministically.
+func Base() time.Time { return time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour) }
+
+// Run runs the history and maintenance contract against open.
+func Run(t *testing.T, open Opener) {
+	t.Run("History", func(t *testing.T) { testHistory(t, open) })
+	t.Run("HistoryMembers", func(t *testing.T) { testHistoryMembers(t, open) })
+	t.Run("HistoryInvalid", func(t *testing.T) { testHistoryInvalid(t, open) })
+	t.Run("Maintenance", func(t *testing.T) { testMaintenance(t, open) })
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// testHistory writes an hour of health checks of two clusters every 10 s and reads them
+// back raw, bounded, limited and downsampled.
+func testHistory(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	base := Base()
+	var checks []store.HealthCheck
+	for i := range 360 {
+		at := base.Add(time.Duration(i) * 10 * time.Second)
+		for _, c := range []string{"a", "b"} {
+			checks = append(checks, store.HealthCheck{Time: at, Cluster: c, Healthy: i != 7, // unhealthy in minute 1
+				Values: map[string]float64{"i": float64(i), "nan": math.NaN()}, Data: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))})
+		}
+	}
+	require.NoError(t, s.PutHealthChecks(ctx(t), checks[:100]))
+	require.NoError(t, s.PutHealthChecks(ctx(t), checks[100:]))
+	require.NoError(t, s.PutHealthChecks(ctx(t), nil))
+	// The same cluster and time replaces.
+	require.NoError(t, s.PutHealthChecks(ctx(t), []store.HealthCheck{{Time: base, Cluster: "a", Healthy: true,
+		Values: map[string]float64{"i": 0}, Data: json.RawMessage(`{"i":0,"again":true}`)}}))
+	s = reopen()
+
+	all, err := s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "a", Limit: 1000})
+	require.NoError(t, err)
+	require.Len(t, all, 360)
+	for i, h := range all {
+		assert.True(t, h.Time.Equal(base.Add(time.Duration(i)*10*time.Second)), "record %d at %v", i, h.Time)
+		assert.Equal(t, "a", h.Cluster)
+		assert.Equal(t, 1, h.Samples)
+		assert.Equal(t, map[string]float64{"i": float64(i)}, h.Values, "NaN dropped")
+		assert.Nil(t, h.Max)
+	}
+	assert.JSONEq(t, `{"i":0,"again":true}`, string(all[0].Data))
+	assert.JSONEq(t, `{"i":5}`, string(all[5].Data))
+	assert.False(t, all[7].Healthy)
+	assert.True(t, all[8].Healthy)
+
+	both, err := s.HealthChecks(ctx(t), store.HistoryQuery{Limit: 1000})
+	require.NoError(t, err)
+	assert.Len(t, both, 720)
+
+	// Since is inclusive, Until exclusive; Limit keeps the newest, oldest first.
+	got, err := s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "b", Since: base.Add(time.Minute), Until: base.Add(2 * time.Minute)})
+	require.NoError(t, err)
+	require.Len(t, got, 6)
+	assert.True(t, got[0].Time.Equal(base.Add(time.Minute)))
+	assert.True(t, got[5].Time.Equal(base.Add(110*time.Second)))
+	got, err = s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "b", Limit: 3})
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	assert.Equal(t, []float64{357, 358, 359}, []float64{got[0].Values["i"], got[1].Values["i"], got[2].Values["i"]})
+	got, err = s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "b"})
+	require.NoError(t, err)
+	assert.Len(t, got, 100, "default limit")
+
+	// One record per minute: means, maxima, the sample count, health of all of them.
+	got, err = s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "a", Step: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, got, 60)
+	for m, h := range got {
+		assert.True(t, h.Time.Equal(base.Add(time.Duration(m)*time.Minute)), "step %d at %v", m, h.Time)
+		assert.Equal(t, 6, h.Samples)
+		assert.InDelta(t, float64(6*m)+2.5, h.Values["i"], 1e-9)
+		assert.InDelta(t, float64(6*m)+5, h.Max["i"], 1e-9)
+		assert.Equal(t, m != 1, h.Healthy, "step %d", m)
+	}
+	// A step that does not start on the query's Since; the limit counts steps.
+	got, err = s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "a", Since: base.Add(30 * time.Second), Until: base.Add(10 * time.Minute), Step: 5 * time.Minute, Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.True(t, got[0].Time.Equal(base.Add(5*time.Minute)))
+	assert.Equal(t, 30, got[0].Samples)
+	got, err = s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "a", Since: base.Add(30 * time.Second), Until: base.Add(10 * time.Minute), Step: 5 * time.Minute})
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	assert.True(t, got[0].Time.Equal(base))
+	assert.Equal(t, 27, got[0].Samples, "the step holds only what the range holds")
+	got, err = s.HealthChecks(ctx(t), store.HistoryQuery{Step: time.Hour})
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, 360, got[0].Samples)
+	assert.Equal(t, 360, got[1].Samples)
+	assert.ElementsMatch(t, []string{"a", "b"}, []string{got[0].Cluster, got[1].Cluster})
+
+	none, err := s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "nosuch"})
+	require.NoError(t, err)
+	assert.Empty(t, none)
+}
+
+// testHistoryMembers writes metric snapshots of a cluster and its members and selects
+// by member.
+func testHistoryMembers(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	base := Base()
+	var snaps []store.MetricSnapshot
+	for i := range 12 {
+		at := base.Add(time.Duration(i) * 10 * time.Second)
+		for _, m := range []string{"", "m1", "m2"} {
+			snaps = append(snaps, store.MetricSnapshot{Time: at, Cluster: "c", Member: m,
+				Values: map[string]float64{"v": float64(i), "m2only": map[bool]float64{true: 1}[m == "m2"]}})
+		}
+	}
+	require.NoError(t, s.PutMetricSnapshots(ctx(t), snaps))
+	s = reopen()
+	all, err := s.MetricSnapshots(ctx(t), store.HistoryQuery{Cluster: "c", Limit: 1000})
+	require.NoError(t, err)
+	assert.Len(t, all, 36)
+	m1, err := s.MetricSnapshots(ctx(t), store.HistoryQuery{Cluster: "c", Member: "m1", Limit: 1000})
+	require.NoError(t, err)
+	require.Len(t, m1, 12)
+	for _, r := range m1 {
+		assert.Equal(t, "m1", r.Member)
+	}
+	steps, err := s.MetricSnapshots(ctx(t), store.HistoryQuery{Cluster: "c", Step: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, steps, 6, "two minutes of three series")
+	members := map[string]int{}
+	for _, r := range steps {
+		members[r.Member]++
+		assert.Equal(t, 6, r.Samples)
+	}
+	assert.Equal(t, map[string]int{"": 2, "m1": 2, "m2": 2}, members)
+	last, err := s.MetricSnapshots(ctx(t), store.HistoryQuery{Cluster: "c", Member: "m2", Step: time.Minute, Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, last, 1)
+	assert.True(t, last[0].Time.Equal(base.Add(time.Minute)))
+	assert.InDelta(t, 8.5, last[0].Values["v"], 1e-9)
+	assert.InDelta(t, 1, last[0].Values["m2only"], 1e-9)
+}
+
+func testHistoryInvalid(t *testing.T, open Opener) {
+	s, _ := open(t)
+	for name, h := range map[string]store.HealthCheck{
+		"zero time":    {Cluster: "c"},
+		"before epoch": {Time: time.Unix(-1, 0), Cluster: "c"},
+		"no cluster":   {Time: Base()},
+		"empty value":  {Time: Base(), Cluster: "c", Values: map[string]float64{"": 1}},
+	} {
+		assert.ErrorIs(t, s.PutHealthChecks(ctx(t), []store.HealthCheck{h}), store.ErrInvalidArgument, name)
+	}
+	assert.ErrorIs(t, s.PutMetricSnapshots(ctx(t), []store.MetricSnapshot{{Cluster: "c"}}), store.ErrInvalidArgument)
+	for name, q := range map[string]store.HistoryQuery{
+		"negative step":  {Step: -time.Second},
+		"negative limit": {Limit: -1},
+		"empty range":    {Since: Base(), Until: Base()},
+	} {
+		_, err := s.HealthChecks(ctx(t), q)
+		assert.ErrorIs(t, err, store.ErrInvalidArgument, name)
+		_, err = s.MetricSnapshots(ctx(t), q)
+		assert.ErrorIs(t, err, store.ErrInvalidArgument, name)
+	}
+	// A batch with one bad record writes nothing.
+	err := s.PutHealthChecks(ctx(t), []store.HealthCheck{{Time: Base(), Cluster: "c"}, {Time: Base()}})
+	assert.ErrorIs(t, err, store.ErrInvalidArgument)
+	got, err := s.HealthChecks(ctx(t), store.HistoryQuery{})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+}
+
+func testMaintenance(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	base := Base()
+	for i := range 5 {
+		require.NoError(t, s.PutMaintenanceOp(ctx(t), store.MaintenanceOp{ID: fmt.Sprintf("op%d", i), Cluster: []string{"a", "b"}[i%2],
+			Kind: "defragment", State: "running", Started: base.Add(time.Duration(i) * time.Minute)}))
+	}
+	require.NoError(t, s.PutMaintenanceOp(ctx(t), store.MaintenanceOp{ID: "op2", Cluster: "a", Kind: "defragment", State: "succeeded",
+		Started: base.Add(2 * time.Minute), Finished: base.Add(3 * time.Minute), Alert: "fp1", DryRun: true, Data: json.RawMessage(`{"members":3}`)}))
+	assert.ErrorIs(t, s.PutMaintenanceOp(ctx(t), store.MaintenanceOp{}), store.ErrInvalidArgument)
+	_, err := s.MaintenanceOps(ctx(t), store.MaintenanceQuery{Limit: -1})
+	assert.ErrorIs(t, err, store.ErrInvalidArgument)
+	s = reopen()
+
+	all, err := s.MaintenanceOps(ctx(t), store.MaintenanceQuery{})
+	require.NoError(t, err)
+	require.Len(t, all, 5)
+	assert.Equal(t, "op4", all[0].ID, "newest first")
+	a, err := s.MaintenanceOps(ctx(t), store.MaintenanceQuery{Cluster: "a", Limit: 2})
+	require.NoError(t, err)
+	require.Len(t, a, 2)
+	assert.Equal(t, []string{"op4", "op2"}, []string{a[0].ID, a[1].ID})
+	op := a[1]
+	assert.Equal(t, "succeeded", op.State)
+	assert.True(t, op.Finished.Equal(base.Add(3*time.Minute)))
+	assert.True(t, op.Started.Equal(base.Add(2*time.Minute)))
+	assert.Equal(t, "fp1", op.Alert)
+	assert.True(t, op.DryRun)
+	assert.JSONEq(t, `{"members":3}`, string(op.Data))
+}
