@@ -19,9 +19,18 @@
 //     from etcd loses its claim when the lease expires, and the item is delivered again.
 //     Work is therefore done at least once, and more than once if a consumer overruns its
 //     Deadline or crashes after the work but before Ack: make processing idempotent.
-//   - Order: an item is claimed only when no older unclaimed item of the same (or a
-//     lower-numbered) priority is visible; items being worked on, or given back, keep
-//     their place, so a redelivered item comes before newer ones.
+//   - Order: an item is claimed only if, at the revision of the claim, every item ahead
+//     of it (enqueued earlier with the same priority, or of a lower priority number) is
+//     claimed; the claim's transaction compares exactly that, and a consumer whose claim
+//     fails reads the head again and chooses afresh. So no consumer claims an item while
+//     an older one is visible and unclaimed, however many consumers there are. An item
+//     given back (Nack, an expired claim, Close) keeps its place, ahead of every younger
+//     item still waiting. Claims are in order, not the end of work: consumers run
+//     concurrently, and a redelivered item is processed after younger ones claimed
+//     while it was held. The transaction compares the claims of the nearest 100 items
+//     ahead (fewer if etcd's --max-txn-ops is under 104); of more items ahead, those
+//     further away are known claimed as of the read the choice was made from, one
+//     round trip before the claim.
 //   - Enqueue with WithID is idempotent within the dedup window. Ack leaves a record on
 //     the dedup lease, so a retry of an Ack whose reply was lost reports success, even
 //     after the claim is gone; an Ack made after the claim expired returns ErrClaimLost.
@@ -29,9 +38,11 @@
 //     moved to the dead letters instead of being delivered again.
 //   - Consumers with nothing to do wait on a watch (an item added, a claim gone), not by
 //     polling. Enqueue, the claim and Ack are one etcd transaction each when
-//     uncontended, plus a read per Dequeue; a claim reuses the lease of one of this
-//     Queue's acknowledged claims while that lease is in the first eighth of its TTL, and
-//     grants a new one otherwise.
+//     uncontended, plus a read per Dequeue; a claim that loses a race (or finds an
+//     older item visible again) costs one more transaction, which also reads the head
+//     for the next choice. A claim reuses the lease of one of this Queue's acknowledged
+//     claims while that lease is in the first eighth of its TTL, and grants a new one
+//     otherwise.
 //   - Not guaranteed: a consumer that goes on working past Deadline may overlap the next
 //     consumer of the item; etcd extends lease TTLs when its leader changes, so a crashed
 //     consumer's item can stay invisible for longer than the timeout.

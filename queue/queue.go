@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -86,13 +87,16 @@ type core struct {
 	seqVer int64 // the last seen version of the sequence key
 	// dedupMu guards the dedup lease apart from mu, so that a slow grant holds up
 	// neither Close nor other calls.
-	dedupMu  sync.Mutex
-	dedup    clientv3.LeaseID
-	dedupAt  time.Time
-	held     map[*Item]struct{}
-	pool     []claimLease // leases free for the next claims
-	closeErr error
-	once     sync.Once
+	dedupMu sync.Mutex
+	dedup   clientv3.LeaseID
+	dedupAt time.Time
+	held    map[*Item]struct{}
+	pool    []claimLease // leases free for the next claims
+	// orderCmps is how many claims of older items a claim compares: maxOrderCmps, less
+	// if etcd refused that many.
+	orderCmps atomic.Int64
+	closeErr  error
+	once      sync.Once
 }
 
 func newCore(cli *clientv3.Client, prefix string, opts []Option) (*core, error) {
@@ -115,7 +119,9 @@ func newCore(cli *clientv3.Client, prefix string, opts []Option) (*core, error) 
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return &core{cli: cli, prefix: prefix, o: o, held: map[*Item]struct{}{}}, nil
+	c := &core{cli: cli, prefix: prefix, o: o, held: map[*Item]struct{}{}}
+	c.orderCmps.Store(maxOrderCmps)
+	return c, nil
 }
 
 func (c *core) seqKey() string         { return c.prefix + "seq" }
@@ -299,6 +305,24 @@ func (c *core) revoke(ctx context.Context, id clientv3.LeaseID) {
 	}
 }
 
+// maxOrderCmps bounds the claims of older items a claim compares (see dequeue); etcd
+// refuses a transaction of more than --max-txn-ops (default 128) comparisons.
+const maxOrderCmps = 100
+
+// listOps read the head of the queue: its first limit items, and every claim.
+func (c *core) listOps(limit int64) []clientv3.Op {
+	return []clientv3.Op{
+		clientv3.OpGet(c.itemsPrefix(), clientv3.WithPrefix(), clientv3.WithLimit(limit)),
+		clientv3.OpGet(c.claimsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+	}
+}
+
+// dequeue claims the oldest visible item. The claim is a transaction that holds only if,
+// at its revision, every item older than the one claimed (in key order: a lower priority
+// number, or the same priority and enqueued earlier) is still claimed by the claim seen
+// in the read the choice was made from, and no older item was added since. Otherwise it
+// fails, its Else branch reads the head again, and the choice is made afresh: a consumer
+// never claims an item while an older one is visible and unclaimed.
 func (c *core) dequeue(ctx context.Context) (*Item, error) {
 	var l claimLease
 	defer func() {
@@ -307,6 +331,7 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 		}
 	}()
 	limit := int64(64)
+	var head *clientv3.TxnResponse // the last read of the head; nil: read it
 	for {
 		if c.isClosed() {
 			return nil, ErrClosed
@@ -314,104 +339,120 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		resp, err := c.cli.Txn(ctx).Then(
-			clientv3.OpGet(c.itemsPrefix(), clientv3.WithPrefix(), clientv3.WithLimit(limit)),
-			clientv3.OpGet(c.claimsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
-		).Commit()
-		if err != nil {
-			return nil, err
-		}
-		items := resp.Responses[0].GetResponseRange()
-		claimed := c.claimed(resp.Responses[1].GetResponseRange().Kvs)
-		tried := 0
-		for _, kv := range items.Kvs {
-			s := strings.TrimPrefix(string(kv.Key), c.itemsPrefix())
-			if claimed[s] {
-				continue
-			}
-			tried++
-			env, err := decode(kv.Value)
+		if head == nil {
+			resp, err := c.cli.Txn(ctx).Then(c.listOps(limit)...).Commit()
 			if err != nil {
-				return nil, fmt.Errorf("queue: item %s: %w", kv.Key, err)
-			}
-			if c.o.maxDeliveries > 0 && env.deliveries >= c.o.maxDeliveries {
-				if err := c.bury(ctx, kv, s); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			// A lease granted long ago would shorten the claim; take a fresh one.
-			if l.id != 0 && !c.fresh(l) {
-				c.revoke(ctx, l.id)
-				l = claimLease{}
-			}
-			if l.id == 0 {
-				if l, err = c.lease(ctx); err != nil {
-					return nil, err
-				}
-			}
-			env.deliveries++
-			claimKey := c.claimKey(s)
-			cr, err := c.cli.Txn(ctx).If(
-				clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision),
-				clientv3.Compare(clientv3.CreateRevision(claimKey), "=", 0),
-			).Then(
-				clientv3.OpPut(string(kv.Key), encode(env)),
-				clientv3.OpPut(claimKey, "", clientv3.WithLease(l.id)),
-			).Else(
-				clientv3.OpGet(c.claimsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
-			).Commit()
-			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-				l = claimLease{}
-				continue
-			}
-			if err != nil {
-				// The claim may have been made: give its lease up rather than reuse it.
-				c.revoke(ctx, l.id)
-				l = claimLease{}
 				return nil, err
 			}
-			if !cr.Succeeded {
-				// Another consumer took it. Go on down the list, skipping what the
-				// others claimed meanwhile, so that contending consumers spread out.
-				claimed = c.claimed(cr.Responses[0].GetResponseRange().Kvs)
+			head = resp
+		}
+		rev := head.Header.Revision
+		items := head.Responses[0].GetResponseRange()
+		claims := c.claims(head.Responses[1].GetResponseRange().Kvs)
+		// The oldest item without a claim, and the claims of the items before it.
+		var kv *mvccpb.KeyValue
+		var older []clientv3.Cmp
+		for _, ikv := range items.Kvs {
+			s := strings.TrimPrefix(string(ikv.Key), c.itemsPrefix())
+			if crev, ok := claims[s]; ok {
+				older = append(older, clientv3.Compare(clientv3.CreateRevision(c.claimKey(s)), "=", crev))
 				continue
 			}
-			it := &Item{
-				c: c, id: env.id, value: env.value, priority: parsePriority(s),
-				deliveries: env.deliveries, key: string(kv.Key), claimKey: claimKey,
-				claimRev: cr.Header.Revision, lease: l,
-			}
-			l = claimLease{}
-			c.mu.Lock()
-			if c.closed {
-				c.mu.Unlock()
-				c.revoke(ctx, it.lease.id)
-				return nil, ErrClosed
-			}
-			c.held[it] = struct{}{}
-			c.mu.Unlock()
-			return it, nil
+			kv = ikv
+			break
 		}
-		if tried > 0 {
-			continue // every candidate was taken meanwhile: read again
-		}
-		if items.More && int64(len(items.Kvs)) == limit {
-			limit *= 2 // all of the first ones are claimed
+		if kv == nil {
+			if items.More && int64(len(items.Kvs)) == limit {
+				limit *= 2 // all of the first ones are claimed
+			} else if err := c.wait(ctx, rev+1); err != nil {
+				return nil, err
+			}
+			head = nil
 			continue
 		}
-		if err := c.wait(ctx, resp.Header.Revision+1); err != nil {
+		s := strings.TrimPrefix(string(kv.Key), c.itemsPrefix())
+		env, err := decode(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("queue: item %s: %w", kv.Key, err)
+		}
+		if c.o.maxDeliveries > 0 && env.deliveries >= c.o.maxDeliveries {
+			if err := c.bury(ctx, kv, s); err != nil {
+				return nil, err
+			}
+			head = nil
+			continue
+		}
+		// A lease granted long ago would shorten the claim; take a fresh one.
+		if l.id != 0 && !c.fresh(l) {
+			c.revoke(ctx, l.id)
+			l = claimLease{}
+		}
+		if l.id == 0 {
+			if l, err = c.lease(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if n := int(c.orderCmps.Load()); len(older) > n {
+			older = older[len(older)-n:] // the nearest ones; see maxOrderCmps
+		}
+		env.deliveries++
+		claimKey := c.claimKey(s)
+		cmps := append([]clientv3.Cmp{
+			clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision),
+			clientv3.Compare(clientv3.CreateRevision(claimKey), "=", 0),
+			// No older item was added since the read (a lower priority number).
+			clientv3.Compare(clientv3.CreateRevision(c.itemsPrefix()), "<", rev+1).WithRange(string(kv.Key)),
+		}, older...)
+		cr, err := c.cli.Txn(ctx).If(cmps...).Then(
+			clientv3.OpPut(string(kv.Key), encode(env)),
+			clientv3.OpPut(claimKey, "", clientv3.WithLease(l.id)),
+		).Else(c.listOps(limit)...).Commit()
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			l = claimLease{}
+			continue
+		}
+		if errors.Is(err, rpctypes.ErrTooManyOps) && len(older) > 1 {
+			// etcd runs with a --max-txn-ops below ours: compare fewer claims.
+			c.orderCmps.Store(int64(len(older) / 2))
+			continue
+		}
+		if err != nil {
+			// The claim may have been made: give its lease up rather than reuse it.
+			c.revoke(ctx, l.id)
+			l = claimLease{}
 			return nil, err
 		}
+		if !cr.Succeeded {
+			// Taken by another consumer, or an older item became visible: choose again
+			// from the head as it is now.
+			head = &clientv3.TxnResponse{Header: cr.Header, Responses: cr.Responses}
+			continue
+		}
+		it := &Item{
+			c: c, id: env.id, value: env.value, priority: parsePriority(s),
+			deliveries: env.deliveries, key: string(kv.Key), claimKey: claimKey,
+			claimRev: cr.Header.Revision, lease: l,
+		}
+		l = claimLease{}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			c.revoke(ctx, it.lease.id)
+			return nil, ErrClosed
+		}
+		c.held[it] = struct{}{}
+		c.mu.Unlock()
+		return it, nil
 	}
 }
 
-func (c *core) claimed(kvs []*mvccpb.KeyValue) map[string]bool {
-	claimed := make(map[string]bool, len(kvs))
+// claims maps the suffix of each claim to the claim's create revision.
+func (c *core) claims(kvs []*mvccpb.KeyValue) map[string]int64 {
+	claims := make(map[string]int64, len(kvs))
 	for _, kv := range kvs {
-		claimed[strings.TrimPrefix(string(kv.Key), c.claimsPrefix())] = true
+		claims[strings.TrimPrefix(string(kv.Key), c.claimsPrefix())] = kv.CreateRevision
 	}
-	return claimed
+	return claims
 }
 
 // bury moves an item that was delivered too often to the dead letters.
