@@ -22,7 +22,8 @@
 //     only; Promote promotes only once etcd agrees the learner has caught up.
 //   - DisarmNoSpace disarms NOSPACE only once every member's database file is under a
 //     share of its quota (ErrOverQuota otherwise), never CORRUPT. The way back from
-//     NOSPACE is Compact, then Defragment, then DisarmNoSpace.
+//     NOSPACE is Compact, then Defragment, then DisarmNoSpace; RecoverNoSpace takes the
+//     three steps in turn, each under its own guard, and stops at the first that fails.
 //   - Snapshot and SnapshotFile verify what they wrote: the SHA-256 trailer etcd appends,
 //     and etcd's own snapshot status (bbolt's consistency check); SnapshotFile leaves
 //     either a verified file or none.
@@ -30,6 +31,10 @@
 //     guard and returns its plan without changing anything. A refused
 //     or failed operation returns its report (as far as it got) with the error; only an
 //     invalid argument (ErrInvalidArgument) and ErrBusy return a nil report.
+//
+// A Window (ParseWindow: "Sat,Sun 02:00-04:00 Europe/Berlin") says when maintenance
+// may run by itself; the package does not schedule anything, its callers (the monitor's
+// remediation) check Window.Contains before they start.
 //
 // What is not guaranteed: a health check is a point-in-time view, so a member that fails
 // while it is being defragmented is only noticed at the next check; the operation then

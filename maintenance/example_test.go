@@ -105,3 +105,20 @@ func ExampleMaintainer_DisarmNoSpace() {
 	// Output:
 	// disarmed: 0
 }
+
+// A maintenance window on weekend nights in Berlin: Contains tells a scheduler whether
+// it may start now, Next when it may.
+func ExampleParseWindow() {
+	w, err := maintenance.ParseWindow("Sat,Sun 02:00-04:00 Europe/Berlin")
+	if err != nil {
+		panic(err)
+	}
+	friday := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	fmt.Println(w.Contains(friday))
+	fmt.Println(w.Next(friday).UTC())
+	fmt.Println(w.Contains(time.Date(2026, 11, 28, 1, 30, 0, 0, time.UTC)))
+	// Output:
+	// false
+	// 2026-11-28 01:00:00 +0000 UTC
+	// true
+}
