@@ -33,7 +33,7 @@ func TestExporterKeysMembersByID(t *testing.T) {
 		if f.GetName() == "etcd_monitor_member_up" {
 			for _, m := range f.GetMetric() {
 				for _, l := range m.GetLabel() {
-					if l.GetName() == "member_id" {
+					if l.GetName() == "member" {
 						ids = append(ids, l.GetValue())
 					}
 				}

@@ -32,6 +32,7 @@ type Collector struct {
 	mu          sync.Mutex
 	lastMembers []member
 	prev        map[uint64]*raw
+	seen        map[uint64]bool // members with exported series
 	history     []*Snapshot
 	closed      bool
 }
@@ -73,7 +74,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	c := &Collector{cli: cli, opts: o, http: hc, unix: memberhttp.UnixClient(hc), prev: map[uint64]*raw{}}
+	c := &Collector{cli: cli, opts: o, http: hc, unix: memberhttp.UnixClient(hc), prev: map[uint64]*raw{}, seen: map[uint64]bool{}}
 	c.exporter = newExporter(c)
 	if o.registerer != nil {
 		if err := o.registerer.Register(c.exporter); err != nil {
@@ -119,12 +120,15 @@ func (c *Collector) History() []*Snapshot {
 	return slices.Clone(c.history)
 }
 
-// Collect probes and scrapes every member in parallel and returns the snapshot, which
-// is also appended to the history. It fails only when the membership cannot be read and
-// none is known; a member that cannot be collected carries its error in its entry.
+// Collect probes and scrapes every member, at most WithConcurrency members at once, and
+// returns the snapshot, which is also appended to the history. It fails only when the
+// membership cannot be read and none is known; a member that cannot be collected carries
+// its error in its entry. A member that left the cluster is forgotten: its state and its
+// exported series go with it.
 func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 	start := time.Now()
-	members, err := c.members(ctx)
+	defer func() { c.exporter.collection.Observe(time.Since(start).Seconds()) }()
+	members, fresh, err := c.members(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -138,9 +142,15 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 	snap := &Snapshot{Time: start, Members: make([]MemberMetrics, len(members))}
 	raws := make([]*raw, len(members))
 	samples := make([][]time.Duration, len(members))
+	slots := make(chan struct{}, c.opts.concurrency)
 	var wg sync.WaitGroup
 	for i, m := range members {
 		wg.Go(func() {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+			case <-ctx.Done(): // collectMember fails at once and records why
+			}
 			snap.Members[i], raws[i], samples[i] = c.collectMember(ctx, m, prev[m.id])
 		})
 	}
@@ -163,14 +173,42 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 			c.prev[m.id] = raws[i]
 		}
 	}
+	if fresh {
+		c.forget(members)
+	}
 	c.history = append(c.history, snap)
 	if n := len(c.history) - c.opts.historySize; n > 0 {
+		clear(c.history[:n])
 		c.history = slices.Delete(c.history, 0, n)
 	}
 	return snap, nil
 }
 
-func (c *Collector) members(ctx context.Context) ([]member, error) {
+// forget drops the state and series of members no longer in the membership list.
+func (c *Collector) forget(members []member) {
+	keep := make(map[uint64]bool, len(members))
+	for _, m := range members {
+		keep[m.id] = true
+	}
+	for id := range c.prev {
+		if !keep[id] {
+			delete(c.prev, id)
+		}
+	}
+	for id := range c.seen {
+		if !keep[id] {
+			delete(c.seen, id)
+			c.exporter.forget(ID(id).Hex())
+		}
+	}
+	for _, m := range members {
+		c.seen[m.id] = true
+	}
+}
+
+// members returns the membership list, and whether it is fresh (false: the last known
+// one, because the list could not be read).
+func (c *Collector) members(ctx context.Context) ([]member, bool, error) {
 	mctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
 	defer cancel()
 	resp, err := c.cli.MemberList(mctx, clientv3.WithSerializable())
@@ -178,10 +216,10 @@ func (c *Collector) members(ctx context.Context) ([]member, error) {
 	defer c.mu.Unlock()
 	if err != nil {
 		if c.lastMembers == nil {
-			return nil, fmt.Errorf("%w: %w", ErrMembers, err)
+			return nil, false, fmt.Errorf("%w: %w", ErrMembers, err)
 		}
 		c.opts.logger.Warn("member list failed, using the last known", zap.Error(err))
-		return slices.Clone(c.lastMembers), nil
+		return slices.Clone(c.lastMembers), false, nil
 	}
 	out := make([]member, 0, len(resp.Members))
 	for _, pm := range resp.Members {
@@ -200,13 +238,14 @@ func (c *Collector) members(ctx context.Context) ([]member, error) {
 	}
 	slices.SortFunc(out, func(a, b member) int { return strings.Compare(a.name, b.name) })
 	c.lastMembers = slices.Clone(out)
-	return out, nil
+	return out, true, nil
 }
 
 func (c *Collector) collectMember(ctx context.Context, m member, prev *raw) (MemberMetrics, *raw, []time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
 	defer cancel()
 	mm := MemberMetrics{ID: ID(m.id), Name: m.name, Endpoint: m.endpoint, MetricsURL: m.metricsURL}
+	id := mm.ID.Hex()
 
 	var samples []time.Duration
 	var probeErr, scrapeErr error
@@ -216,22 +255,26 @@ func (c *Collector) collectMember(ctx context.Context, m member, prev *raw) (Mem
 		var errs int
 		samples, errs, probeErr = c.probe(ctx, m.endpoint)
 		mm.Latency = latency(samples, errs)
+		c.exporter.observeProbes(id, samples, errs)
 	})
 	wg.Go(func() {
 		if m.metricsURL == "" {
 			scrapeErr = fmt.Errorf("%w: %w for member %s", ErrScrape, ErrNoMetricsURL, m.name)
+			c.exporter.observeScrape(id, 0, 0, scrapeErr)
 			return
 		}
 		hc := c.http
 		if m.unix {
 			hc = c.unix
 		}
-		fams, err := scrape(ctx, hc, m.metricsURL)
+		t0 := time.Now()
+		p, size, err := scrape(ctx, hc, m.metricsURL)
+		c.exporter.observeScrape(id, time.Since(t0), size, err)
 		if err != nil {
 			scrapeErr = fmt.Errorf("%w: %w", ErrScrape, err)
 			return
 		}
-		r = fill(&mm, fams, time.Now(), prev)
+		r = fill(&mm, p, time.Now(), prev)
 	})
 	wg.Wait()
 	if err := errors.Join(probeErr, scrapeErr); err != nil {

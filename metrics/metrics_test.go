@@ -404,25 +404,30 @@ func TestExporterPedantic(t *testing.T) {
 
 	n, err := testutil.GatherAndCount(reg)
 	require.NoError(t, err)
-	assert.Zero(t, n, "nothing before the first collection")
+	assert.Equal(t, 1, n, "before the first collection, only the (empty) collection duration histogram")
 
 	snap := collect(t, c)
-	name := sharedMemberName(t, cli)
 	id := snap.Members[0].ID.Hex()
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(`
 # HELP etcd_monitor_member_up 1 when the member answered both the probe and the scrape of the latest collection.
 # TYPE etcd_monitor_member_up gauge
-etcd_monitor_member_up{member=%[1]q,member_id=%[2]q} 1
-# HELP etcd_monitor_has_leader 1 when the member sees a leader.
-# TYPE etcd_monitor_has_leader gauge
-etcd_monitor_has_leader{member=%[1]q,member_id=%[2]q} 1
-`, name, id)), "etcd_monitor_member_up", "etcd_monitor_has_leader"))
-	n, err = testutil.GatherAndCount(reg, "etcd_monitor_probe_latency_seconds")
+etcd_monitor_member_up{member=%[1]q} 1
+# HELP etcd_monitor_member_has_leader 1 when the member sees a leader (etcd_server_has_leader).
+# TYPE etcd_monitor_member_has_leader gauge
+etcd_monitor_member_has_leader{member=%[1]q} 1
+# HELP etcd_monitor_probe_errors_total Linearizable read probes through the member that failed.
+# TYPE etcd_monitor_probe_errors_total counter
+etcd_monitor_probe_errors_total{member=%[1]q} 0
+`, id)), "etcd_monitor_member_up", "etcd_monitor_member_has_leader", "etcd_monitor_probe_errors_total"))
+	n, err = testutil.GatherAndCount(reg, "etcd_monitor_probe_duration_seconds")
 	require.NoError(t, err)
-	assert.Equal(t, 3, n, "p50, p95, p99")
+	assert.Equal(t, 1, n, "one histogram per member")
 	n, err = testutil.GatherAndCount(reg)
 	require.NoError(t, err)
 	assert.Greater(t, n, 20)
+	problems, err := testutil.CollectAndLint(c.Exporter())
+	require.NoError(t, err)
+	assert.Empty(t, problems)
 
 	// A second registration of the same exporter is refused by the registry.
 	assert.Error(t, reg.Register(c.Exporter()))

@@ -25,12 +25,15 @@ const (
 	DefaultTimeout = 5 * time.Second
 	// DefaultHistorySize is how many snapshots a Collector keeps.
 	DefaultHistorySize = 1000
+	// DefaultConcurrency is how many members a Collect collects at once.
+	DefaultConcurrency = 8
 )
 
 type options struct {
 	samples     int
 	timeout     time.Duration
 	historySize int
+	concurrency int
 	endpoints   map[string]string
 	metricsURLs map[string]string
 	httpClient  *http.Client
@@ -43,6 +46,7 @@ func defaults() options {
 		samples:     DefaultSamples,
 		timeout:     DefaultTimeout,
 		historySize: DefaultHistorySize,
+		concurrency: DefaultConcurrency,
 		logger:      zap.NewNop(),
 	}
 }
@@ -55,6 +59,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("%w: timeout %v must be positive", ErrInvalidArgument, o.timeout)
 	case o.historySize < 1:
 		return fmt.Errorf("%w: history size %d must be positive", ErrInvalidArgument, o.historySize)
+	case o.concurrency < 1:
+		return fmt.Errorf("%w: concurrency %d must be positive", ErrInvalidArgument, o.concurrency)
 	case o.logger == nil:
 		return fmt.Errorf("%w: nil logger", ErrInvalidArgument)
 	}
@@ -80,6 +86,11 @@ func WithTimeout(d time.Duration) Option { return optionFunc(func(o *options) { 
 
 // WithHistorySize sets how many snapshots History keeps. Default 1000.
 func WithHistorySize(n int) Option { return optionFunc(func(o *options) { o.historySize = n }) }
+
+// WithConcurrency sets how many members one Collect probes and scrapes at once. Default
+// 8. Each member in flight holds at most a 64 KiB read buffer, whatever its /metrics
+// serves, so this bounds goroutines and bursts of CPU more than memory.
+func WithConcurrency(n int) Option { return optionFunc(func(o *options) { o.concurrency = n }) }
 
 // WithEndpoints maps member names to the gRPC endpoint to probe, for members whose
 // advertised client URLs are not reachable from here. Others are probed on their first

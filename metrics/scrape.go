@@ -2,20 +2,17 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"slices"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
-// maxScrapeBytes bounds what is read from one /metrics response.
-const maxScrapeBytes = 16 << 20
+// MaxScrapeBytes bounds what is read from one member's /metrics response; a larger
+// body is an error (ErrTooLarge), never silently truncated.
+const MaxScrapeBytes = 16 << 20
 
 // over16ms is the fsync bound the share of slow fsyncs is measured against; etcd's disk
 // histograms have a bucket boundary exactly there.
@@ -44,81 +41,102 @@ type bucket struct {
 type hist struct {
 	buckets []bucket
 	count   uint64
+	sum     float64
 }
 
-func scrape(ctx context.Context, hc *http.Client, url string) (map[string]*dto.MetricFamily, error) {
+// scrape fetches and parses a member's /metrics. It asks for the text format without
+// compression: on the networks members and monitors share, decompressing would cost the
+// collector more CPU than the bytes it saves.
+func scrape(ctx context.Context, hc *http.Client, url string) (*parsed, int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return nil, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(io.LimitReader(resp.Body, maxScrapeBytes))
+	if resp.ContentLength > MaxScrapeBytes {
+		return nil, 0, fmt.Errorf("%w: GET %s: Content-Length %d over %d bytes", ErrTooLarge, url, resp.ContentLength, MaxScrapeBytes)
+	}
+	cr := &countingReader{r: resp.Body}
+	p, err := parse(cr, MaxScrapeBytes)
+	if errors.Is(err, errTooLarge) {
+		return nil, cr.n, fmt.Errorf("%w: GET %s: over %d bytes", ErrTooLarge, url, MaxScrapeBytes)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", url, err)
+		return nil, cr.n, fmt.Errorf("parse %s: %w", url, err)
 	}
-	if _, ok := fams["etcd_server_has_leader"]; !ok {
-		return nil, fmt.Errorf("parse %s: no etcd metrics (%d families)", url, len(fams))
+	if !p.seen[sHasLeader] {
+		return nil, cr.n, fmt.Errorf("parse %s: no etcd metrics (etcd_server_has_leader missing)", url)
 	}
-	return fams, nil
+	return p, cr.n, nil
 }
 
-// fill sets m's scraped fields from fams and returns the raw values for the next
-// scrape; prev is the member's previous raw values, or nil.
-func fill(m *MemberMetrics, fams map[string]*dto.MetricFamily, now time.Time, prev *raw) *raw {
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// fill sets m's scraped fields from p and returns the raw values for the next scrape;
+// prev is the member's previous raw values, or nil.
+func fill(m *MemberMetrics, p *parsed, now time.Time, prev *raw) *raw {
+	v := &p.vals
 	r := &raw{
 		time:            now,
-		requests:        sum(fams["grpc_server_handled_total"], labelIs("grpc_type", "unary")),
-		puts:            sum(fams["etcd_mvcc_put_total"], nil),
-		ranges:          sum(fams["etcd_mvcc_range_total"], nil),
-		txns:            sum(fams["etcd_mvcc_txn_total"], nil),
-		deletes:         sum(fams["etcd_mvcc_delete_total"], nil),
-		dbSize:          sum(fams["etcd_mvcc_db_total_size_in_bytes"], nil),
-		proposalsFailed: sum(fams["etcd_server_proposals_failed_total"], nil),
-		cpu:             sum(fams["process_cpu_seconds_total"], nil),
-		fsync:           histogram(fams["etcd_disk_wal_fsync_duration_seconds"]),
-		commit:          histogram(fams["etcd_disk_backend_commit_duration_seconds"]),
-		peer:            histogram(fams["etcd_network_peer_round_trip_time_seconds"]),
+		requests:        p.unary,
+		puts:            v[sPuts],
+		ranges:          v[sRanges],
+		txns:            v[sTxns],
+		deletes:         v[sDeletes],
+		dbSize:          v[sDBSize],
+		proposalsFailed: v[sFailed],
+		cpu:             v[sCPU],
+		fsync:           p.hists[hFsync].finish(),
+		commit:          p.hists[hCommit].finish(),
+		peer:            p.hists[hPeer].finish(),
 	}
 	m.Scraped = true
+	m.Totals = Totals{Requests: r.requests, Puts: r.puts, Ranges: r.ranges, Txns: r.txns, Deletes: r.deletes}
 	m.DB = DB{
-		Size:  int64(r.dbSize),
-		InUse: int64(sum(fams["etcd_mvcc_db_total_size_in_use_in_bytes"], nil)),
-		Quota: int64(sum(fams["etcd_server_quota_backend_bytes"], nil)),
+		Size:  toInt64(r.dbSize),
+		InUse: toInt64(v[sDBInUse]),
+		Quota: toInt64(v[sQuota]),
 	}
 	m.Raft = Raft{
-		HasLeader:          sum(fams["etcd_server_has_leader"], nil) > 0,
-		IsLeader:           sum(fams["etcd_server_is_leader"], nil) > 0,
-		LeaderChanges:      sum(fams["etcd_server_leader_changes_seen_total"], nil),
-		ProposalsCommitted: sum(fams["etcd_server_proposals_committed_total"], nil),
-		ProposalsApplied:   sum(fams["etcd_server_proposals_applied_total"], nil),
-		ProposalsPending:   sum(fams["etcd_server_proposals_pending"], nil),
+		HasLeader:          v[sHasLeader] > 0,
+		IsLeader:           v[sIsLeader] > 0,
+		LeaderChanges:      v[sLeaderChanges],
+		ProposalsCommitted: v[sCommitted],
+		ProposalsApplied:   v[sApplied],
+		ProposalsPending:   v[sPending],
 		ProposalsFailed:    r.proposalsFailed,
 	}
-	m.Watchers = sum(fams["etcd_debugging_mvcc_watcher_total"], nil)
-	m.WatchStreams = sum(fams["etcd_debugging_mvcc_watch_stream_total"], nil)
-	m.GRPCStreams = max(0, sum(fams["grpc_server_started_total"], labelIsNot("grpc_type", "unary"))-
-		sum(fams["grpc_server_handled_total"], labelIsNot("grpc_type", "unary")))
-	m.GRPCHandled = byLabel(fams["grpc_server_handled_total"], "grpc_code", labelIs("grpc_type", "unary"))
-	if avail, ok := fams["node_filesystem_avail_bytes"]; ok {
-		if size, ok := fams["node_filesystem_size_bytes"]; ok {
-			m.Disk = Disk{Exposed: true, Available: int64(first(avail)), Size: int64(first(size))}
-		}
+	m.Watchers = v[sWatchers]
+	m.WatchStreams = v[sWatchStreams]
+	m.GRPCStreams = max(0, p.streamStarted-p.streamHandled)
+	m.GRPCHandled = p.byCode()
+	if p.seen[sFSAvail] && p.seen[sFSSize] {
+		m.Disk = Disk{Exposed: true, Available: toInt64(v[sFSAvail]), Size: toInt64(v[sFSSize])}
 	}
 	m.Process = Process{
 		CPUSeconds: r.cpu,
-		RSS:        int64(sum(fams["process_resident_memory_bytes"], nil)),
-		OpenFDs:    sum(fams["process_open_fds"], nil),
-		MaxFDs:     sum(fams["process_max_fds"], nil),
+		RSS:        toInt64(v[sRSS]),
+		OpenFDs:    v[sOpenFDs],
+		MaxFDs:     v[sMaxFDs],
 	}
 
 	var pf, pc, pp *hist
@@ -134,7 +152,7 @@ func fill(m *MemberMetrics, fams map[string]*dto.MetricFamily, now time.Time, pr
 				Txns:     rate(prev.txns, r.txns, s),
 				Deletes:  rate(prev.deletes, r.deletes, s),
 			}
-			m.DB.GrowthRate = (r.dbSize - prev.dbSize) / s
+			m.DB.GrowthRate = finite((r.dbSize - prev.dbSize) / s)
 			m.Raft.ProposalsFailedRate = rate(prev.proposalsFailed, r.proposalsFailed, s)
 			m.Process.CPUUsage = rate(prev.cpu, r.cpu, s)
 		}
@@ -145,28 +163,24 @@ func fill(m *MemberMetrics, fams map[string]*dto.MetricFamily, now time.Time, pr
 	return r
 }
 
-// byLabel sums a counter family's metrics that pass keep, by the value of one label.
-func byLabel(f *dto.MetricFamily, name string, keep labelFilter) map[string]float64 {
-	if f == nil {
-		return nil
+// finite returns v, or 0 when v is NaN or infinite (sums and differences of huge finite
+// values a hostile member may serve).
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
 	}
-	out := map[string]float64{}
-	for _, m := range f.GetMetric() {
-		if keep != nil && !keep(m) {
-			continue
-		}
-		out[label(m, name)] += m.GetCounter().GetValue() + m.GetUntyped().GetValue()
-	}
-	return out
+	return v
 }
 
-// first returns the value of a gauge family's first metric (node_filesystem_* carries
-// one series per mount; an exporter placed beside etcd exposes the data directory's).
-func first(f *dto.MetricFamily) float64 {
-	for _, m := range f.GetMetric() {
-		return m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+// toInt64 converts a byte count, clamping values out of int64's range.
+func toInt64(v float64) int64 {
+	switch {
+	case v >= math.MaxInt64:
+		return math.MaxInt64
+	case v <= math.MinInt64:
+		return math.MinInt64
 	}
-	return 0
+	return int64(v)
 }
 
 // Quantile returns the q-quantile (0..1) of cumulative buckets, interpolated within the
@@ -211,83 +225,7 @@ func rate(prev, cur, seconds float64) float64 {
 	if cur < prev || seconds <= 0 {
 		return 0
 	}
-	return (cur - prev) / seconds
-}
-
-type labelFilter func(*dto.Metric) bool
-
-func labelIs(name, value string) labelFilter {
-	return func(m *dto.Metric) bool { return label(m, name) == value }
-}
-
-func labelIsNot(name, value string) labelFilter {
-	return func(m *dto.Metric) bool { return label(m, name) != value }
-}
-
-func label(m *dto.Metric, name string) string {
-	for _, lp := range m.GetLabel() {
-		if lp.GetName() == name {
-			return lp.GetValue()
-		}
-	}
-	return ""
-}
-
-// sum adds up the values of a counter, gauge or untyped family's metrics that pass keep.
-func sum(f *dto.MetricFamily, keep labelFilter) float64 {
-	if f == nil {
-		return 0
-	}
-	var total float64
-	for _, m := range f.GetMetric() {
-		if keep != nil && !keep(m) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			total += m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			total += m.GetGauge().GetValue()
-		case m.Untyped != nil:
-			total += m.GetUntyped().GetValue()
-		}
-	}
-	return total
-}
-
-// histogram merges a histogram family's metrics (all label sets) into one.
-func histogram(f *dto.MetricFamily) hist {
-	var h hist
-	if f == nil {
-		return h
-	}
-	byUpper := map[float64]uint64{}
-	for _, m := range f.GetMetric() {
-		hm := m.GetHistogram()
-		if hm == nil {
-			continue
-		}
-		h.count += hm.GetSampleCount()
-		for _, b := range hm.GetBucket() {
-			byUpper[b.GetUpperBound()] += b.GetCumulativeCount()
-		}
-	}
-	for u, c := range byUpper {
-		if !math.IsInf(u, +1) {
-			h.buckets = append(h.buckets, bucket{upper: u, count: c})
-		}
-	}
-	slices.SortFunc(h.buckets, func(a, b bucket) int {
-		switch {
-		case a.upper < b.upper:
-			return -1
-		case a.upper > b.upper:
-			return 1
-		}
-		return 0
-	})
-	h.buckets = append(h.buckets, bucket{upper: math.Inf(+1), count: h.count})
-	return h
+	return finite((cur - prev) / seconds)
 }
 
 // delta returns cur minus prev when prev is an earlier state of the same histogram.
@@ -317,6 +255,7 @@ func summarize(cur hist, prev *hist) Histogram {
 	out := Histogram{Count: h.count, Windowed: windowed, P50: seconds(quantile(h, 0.5)), P99: seconds(quantile(h, 0.99))}
 	out.Over16ms = 1 - float64(countAtOrBelow(h, over16ms))/float64(h.count)
 	out.Total = cur.count
+	out.Sum = finite(cur.sum)
 	out.Buckets = make([]Bucket, len(cur.buckets))
 	for i, b := range cur.buckets {
 		out.Buckets[i] = Bucket{UpperBound: b.upper, Count: b.count}

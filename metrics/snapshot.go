@@ -53,6 +53,9 @@ type MemberMetrics struct {
 	Interval   time.Duration `json:"interval"`
 	Latency    Latency       `json:"latency"`
 	Throughput Throughput    `json:"throughput"`
+	// Totals are the counters Throughput is computed from, cumulative since the member
+	// started.
+	Totals Totals `json:"totals"`
 	DB         DB            `json:"db"`
 	Raft       Raft          `json:"raft"`
 	// WALFsync and BackendCommit are the disk latencies etcd records.
@@ -94,6 +97,16 @@ type Latency struct {
 
 // Throughput is a member's request rates, in operations per second.
 type Throughput struct {
+	// Requests counts every unary gRPC request the member handled.
+	Requests float64 `json:"requests"`
+	Puts     float64 `json:"puts"`
+	Ranges   float64 `json:"ranges"`
+	Txns     float64 `json:"txns"`
+	Deletes  float64 `json:"deletes"`
+}
+
+// Totals are a member's request counters, cumulative since it started.
+type Totals struct {
 	// Requests counts every unary gRPC request the member handled.
 	Requests float64 `json:"requests"`
 	Puts     float64 `json:"puts"`
@@ -144,6 +157,8 @@ type Histogram struct {
 	// WindowQuantile) for a quantile over any window.
 	Buckets []Bucket `json:"buckets,omitempty"`
 	Total   uint64   `json:"total"`
+	// Sum is the sum of all observations since the member started, in seconds.
+	Sum float64 `json:"sum"`
 }
 
 // Bucket is one cumulative histogram bucket: Count observations at or below UpperBound.
