@@ -9,13 +9,38 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Defaults of the root route, as in Alertmanager except GroupWait (30s there): a page
-// for a lost quorum must arrive within one health interval plus 10 s.
+// Defaults of the root route, as in Alertmanager except group_wait (30s there), which
+// has two defaults here: DefaultOutageGroupWait for the alerts that say the whole
+// cluster is down (OutageAlerts), DefaultGroupWait for every other alert. A group_wait
+// set on a route, or on a route above it, applies to every alert alike.
+//
+// Why: a page for a lost quorum or a cluster without a leader must arrive within one
+// health interval plus 10 s, with margin. With 10 s for everything the page came at
+// the next health check + 10 s + the delivery — at the bound's edge. The outage alerts
+// need no wait to gather more alerts: the alerts of one check are evaluated together,
+// a rolling restart (quorum kept) cannot raise them, and EtcdNoLeader waits out an
+// election with its own for. Other alerts keep 10 s, so that alerts of one name raised
+// by a few consecutive checks go out as one notification.
 const (
-	DefaultGroupWait      = 10 * time.Second
-	DefaultGroupInterval  = 5 * time.Minute
-	DefaultRepeatInterval = 4 * time.Hour
+	DefaultGroupWait       = 10 * time.Second
+	DefaultOutageGroupWait = 2 * time.Second
+	DefaultGroupInterval   = 5 * time.Minute
+	DefaultRepeatInterval  = 4 * time.Hour
 )
+
+// OutageAlerts are the built-in alerts that mean the cluster as a whole cannot serve:
+// their groups wait DefaultOutageGroupWait unless a route sets group_wait.
+var OutageAlerts = []string{"EtcdClusterUnreachable", "EtcdInsufficientMembers", "EtcdNoLeader"}
+
+// outageAlert reports whether an alert named name is one of OutageAlerts.
+func outageAlert(name string) bool {
+	for _, n := range OutageAlerts {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
 
 // Config is the notification side of alerting — routes, receivers, inhibit rules —
 // plus thresholds and rule overrides, with YAML tags so a daemon can embed it in its
@@ -50,7 +75,10 @@ type Route struct {
 	Matchers Matchers `yaml:"matchers,omitempty" json:"matchers,omitempty"`
 	Continue bool     `yaml:"continue,omitempty" json:"continue,omitempty"`
 	// GroupWait is how long a new group waits for more alerts before its first
-	// notification (root default 10s).
+	// notification, counted from the start of the evaluation (health check) that raised
+	// its first alert. Zero inherits the parent's; where no route on the path sets it,
+	// the default is DefaultOutageGroupWait (2s) for OutageAlerts and DefaultGroupWait
+	// (10s) for the others.
 	GroupWait time.Duration `yaml:"group_wait,omitempty" json:"group_wait,omitempty"`
 	// GroupInterval is how long a group waits before notifying about alerts added to or
 	// resolved in it (root default 5m).
@@ -113,10 +141,11 @@ type RuleOverride struct {
 	Disabled      bool           `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 }
 
-// DefaultRoute returns the root route: group by cluster and alert name, wait 10 s,
-// interval 5 m, repeat 4 h.
+// DefaultRoute returns the root route: group by cluster and alert name, interval 5 m,
+// repeat 4 h, and group_wait left to its defaults (2 s for OutageAlerts, 10 s for the
+// others).
 func DefaultRoute() *Route {
-	return &Route{GroupBy: []string{"cluster", "alertname"}, GroupWait: DefaultGroupWait,
+	return &Route{GroupBy: []string{"cluster", "alertname"},
 		GroupInterval: DefaultGroupInterval, RepeatInterval: DefaultRepeatInterval}
 }
 
@@ -154,6 +183,7 @@ type route struct {
 	matchers      Matchers
 	cont          bool
 	groupWait     time.Duration
+	groupWaitSet  bool // GroupWait given on this route or one above it
 	groupInterval time.Duration
 	repeat        time.Duration
 	repeatSet     bool // RepeatInterval given on this route
@@ -291,7 +321,8 @@ func compileRoute(r *Route, parent *route, path string, receivers map[string]boo
 		return nil, fieldErr(path, "empty route")
 	}
 	out := &route{path: path, receiver: r.Receiver, cont: r.Continue, groupBy: parent.groupBy, groupAll: parent.groupAll,
-		groupWait: parent.groupWait, groupInterval: parent.groupInterval, repeat: parent.repeat, repeatSet: r.RepeatInterval > 0}
+		groupWait: parent.groupWait, groupWaitSet: parent.groupWaitSet || r.GroupWait > 0,
+		groupInterval: parent.groupInterval, repeat: parent.repeat, repeatSet: r.RepeatInterval > 0}
 	if r.Receiver == "" {
 		out.receiver = parent.receiver
 	} else if !receivers[r.Receiver] {

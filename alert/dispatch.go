@@ -98,9 +98,10 @@ func (m *Manager) route(as *alertState, now time.Time) {
 				// group_wait counts from when the alert started firing by the data's
 				// clock (the health check's start), not from when this evaluation ran:
 				// a check slowed by unreachable members does not delay the page.
-				next := now.Add(r.groupWait)
+				wait := r.groupWaitFor(as.a.Name)
+				next := now.Add(wait)
 				if as.a.State == Firing && !as.a.StartsAt.IsZero() {
-					if byData := as.a.StartsAt.Add(r.groupWait); byData.Before(next) {
+					if byData := as.a.StartsAt.Add(wait); byData.Before(next) {
 						next = later(now, byData)
 					}
 				}
@@ -119,6 +120,15 @@ func (m *Manager) route(as *alertState, now time.Time) {
 			delete(as.groups, id)
 		}
 	}
+}
+
+// groupWaitFor is the group_wait of a new group at r whose first alert is named name:
+// the route's, or where no route set it, the outage default for OutageAlerts.
+func (r *route) groupWaitFor(name string) time.Duration {
+	if !r.groupWaitSet && outageAlert(name) {
+		return DefaultOutageGroupWait
+	}
+	return r.groupWait
 }
 
 // poke wakes the scheduler.

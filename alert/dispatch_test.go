@@ -726,3 +726,50 @@ func TestGroupWaitFromDataTime(t *testing.T) {
 		assert.Equal(c, []string{"firing EtcdInsufficientMembers::firing"}, rec.summary())
 	}, 10*time.Second, 10*time.Millisecond)
 }
+
+// With group_wait left to its defaults, the cluster-wide outage alerts wait 2 s and
+// every other alert 10 s, both counted from the check that raised them: a lost quorum
+// seen by a check that started 3 s ago is notified at once, an alarm raised by the same
+// check (critical, but about one member; no inhibition here) 7 s later.
+func TestOutageGroupWaitDefault(t *testing.T) {
+	rec := &sink{}
+	m, err := alert.New(alert.WithReceiver("pd", rec, true), alert.WithConfig(alert.Config{InhibitRules: []alert.InhibitRule{}}),
+		alert.WithRules(rulesNamed(t, alert.DefaultThresholds(), "EtcdInsufficientMembers", "EtcdAlarm")...))
+	require.NoError(t, err)
+	defer m.Close()
+	h := three(time.Now().Add(-3*time.Second), 2, 3)
+	h.Alarms = []health.Alarm{{MemberID: 1, Type: "NOSPACE"}}
+	_, err = m.EvaluateCluster(context.Background(), "prod", h, nil)
+	require.NoError(t, err)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Contains(c, rec.summary(), "firing EtcdInsufficientMembers::firing")
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, []string{"firing EtcdInsufficientMembers::firing"}, rec.summary(), "the alarm's group still waits")
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Contains(t, rec.summary(), "firing EtcdAlarm:m1:firing")
+}
+
+// A group_wait set on a route (here the root) applies to the outage alerts too, as in
+// Alertmanager.
+func TestOutageGroupWaitRouteSetting(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		route *alert.Route
+	}{
+		{"root", &alert.Route{GroupWait: time.Hour}},
+		{"parent", &alert.Route{GroupWait: time.Hour, Routes: []*alert.Route{{Matchers: alert.MustParseMatchers(`severity="critical"`)}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &sink{}
+			m, err := alert.New(alert.WithReceiver("pd", rec, true), alert.WithConfig(alert.Config{Route: tc.route}),
+				alert.WithRules(rulesNamed(t, alert.DefaultThresholds(), "EtcdInsufficientMembers")...))
+			require.NoError(t, err)
+			defer m.Close()
+			_, err = m.EvaluateCluster(context.Background(), "prod", three(time.Now().Add(-3*time.Second), 2, 3), nil)
+			require.NoError(t, err)
+			assert.Never(t, func() bool { return len(rec.notifications()) > 0 }, 500*time.Millisecond, 10*time.Millisecond)
+			require.NoError(t, m.Flush(context.Background()))
+			assert.Equal(t, []string{"firing EtcdInsufficientMembers::firing"}, rec.summary())
+		})
+	}
+}

@@ -15,6 +15,11 @@ func healthMember(m health.MemberStatus) map[string]string {
 	return MemberLabels(uint64(m.Member.ID), m.Name)
 }
 
+// NoLeaderFor is EtcdNoLeader's default for: longer than an etcd leader election, so
+// that a health check which happens to catch one does not page, and short enough that
+// with a health interval up to 7 s the page still comes within the interval plus 10 s.
+const NoLeaderFor = 5 * time.Second
+
 // DefaultRules returns the default rule set for t: the etcd mixin's rules over etcd's
 // own counters and histograms (over windows of history), plus quorum, split brain,
 // partition, raft index lag, alarms, metrics availability and disk space. The timing of
@@ -50,7 +55,9 @@ func DefaultRules(t Thresholds) []Rule {
 				return []Finding{{Value: float64(up),
 					Description: fmt.Sprintf("%d of %d voting members reachable, quorum needs %d", up, voters, voters/2+1)}}
 			}},
-		{Name: "EtcdNoLeader", Severity: Critical, Summary: "etcd cluster has no leader", Needs: NeedsHealth,
+		// For: longer than an election (etcd's election timeout, 1 s by default,
+		// randomised up to twice that), so a check that catches one does not page.
+		{Name: "EtcdNoLeader", Severity: Critical, For: NoLeaderFor, Summary: "etcd cluster has no leader", Needs: NeedsHealth,
 			Eval: func(h *health.Report, _ *metrics.Snapshot) []Finding {
 				voters, up := 0, 0
 				for _, m := range h.Members {
