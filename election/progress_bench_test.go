@@ -34,7 +34,7 @@ var clusterClients = flag.Bool("cluster-clients", false, "clients of BenchmarkPr
 // progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s with
 // 1s of health after each (about 20s).
 func progressFaults() []etcdtest.Fault {
-	faults := etcdtest.Schedule(progressSeed, *faultCount, progressTTL)
+	faults := etcdtest.AlignLeaders(etcdtest.Schedule(progressSeed, *faultCount, progressTTL), progressSeed)
 	if *noFaults {
 		for i := range faults {
 			faults[i].Kind = etcdtest.NoFault
@@ -77,7 +77,7 @@ func BenchmarkProgressUnderFaults(b *testing.B) {
 
 type progress struct{ committed, lost, stale int }
 
-type candidateFunc func(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger)
+type candidateFunc func(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger, tl *tlog)
 
 func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFunc) progress {
 	pfx := etcdtest.Prefix(b) + side
@@ -89,6 +89,7 @@ func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFu
 		b.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
+	tl := newTlog()
 	var wg sync.WaitGroup
 	for i := 0; i < progressCandidates; i++ {
 		cli := c.Client(i % 3)
@@ -98,15 +99,37 @@ func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			run(ctx, b, cli, i%3, pfx, fmt.Sprintf("c%d", i), l)
+			run(ctx, b, cli, i%3, pfx, fmt.Sprintf("c%d", i), l, tl)
 		}()
 	}
-	c.RunSchedule(ctx, progressFaults(), time.Second, func() int {
-		if *clusterClients {
-			return -1
+	// Faults start once the first write is applied: both sides face them under way.
+	warm, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = l.WaitWrite(warm)
+	cancel()
+	if err != nil {
+		stop()
+		wg.Wait()
+		b.Fatalf("%s: no write within 30s: %v", side, err)
+	}
+	faults := progressFaults()
+	nf := 0
+	c.RunSchedule(ctx, faults, time.Second, func() int {
+		if nf > 0 {
+			tl.add("sched", "fault %d healed and cluster has a leader (+1s pause before next)", nf-1)
 		}
-		return int(l.LastWriter())
+		m := int(l.LastWriter())
+		if *clusterClients {
+			m = -1
+		}
+		f := faults[nf]
+		if m >= 0 {
+			f.Member = m
+		}
+		tl.add("sched", "FAULT %d: %v lead=%d", nf, f, f.Lead)
+		nf++
+		return m
 	})
+	tl.add("sched", "end")
 	stop()
 	wg.Wait()
 	check, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -116,6 +139,7 @@ func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFu
 	if err != nil {
 		b.Fatal(err)
 	}
+	tl.print(side)
 	b.Logf("%s: %d writes, %d lost, %d stale", side, p.committed, p.lost, p.stale)
 	return p
 }
@@ -129,8 +153,11 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-func oursCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger) {
-	cand, err := election.New(cli, pfx, id, election.WithTTL(progressTTL))
+func oursCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger, tl *tlog) {
+	wl := &writeLog{t: tl, who: id}
+	cand, err := election.New(cli, pfx, id, election.WithTTL(progressTTL), election.WithLogger(tl.logger(id)),
+		election.OnElected(func(tok int64) { tl.add(id, "elected %d", tok) }),
+		election.OnDefeat(func(err error) { tl.add(id, "defeat: %v", err) }))
 	if err != nil {
 		b.Error(err)
 		return
@@ -139,22 +166,26 @@ func oursCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, memb
 	_ = cand.Run(ctx, func(leaderCtx context.Context) error {
 		for leaderCtx.Err() == nil {
 			wctx, cancel := context.WithTimeout(leaderCtx, time.Second)
-			_, _ = l.Write(wctx, cli, member, cand.Token(), cand.LeaderCmp())
+			ok, err := l.Write(wctx, cli, member, cand.Token(), cand.LeaderCmp())
 			cancel()
+			wl.log(ok, err)
 			pause(leaderCtx, progressPace)
 		}
 		return leaderCtx.Err()
 	})
 }
 
-func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger) {
+func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger, tl *tlog) {
+	wl := &writeLog{t: tl, who: id}
 	for ctx.Err() == nil {
 		// The context bounds the grant and the keep-alives: it must outlive the session.
 		s, err := concurrency.NewSession(cli, concurrency.WithTTL(int(progressTTL/time.Second)), concurrency.WithContext(ctx))
 		if err != nil {
+			tl.add(id, "session FAIL: %v", err)
 			pause(ctx, 50*time.Millisecond)
 			continue
 		}
+		tl.add(id, "session %x", int64(s.Lease()))
 		ended, stop := context.WithCancel(ctx)
 		go func() {
 			select {
@@ -167,14 +198,17 @@ func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, memb
 		for ended.Err() == nil {
 			// etcd's Campaign does not notice its own session's end: bound it by it.
 			if err := e.Campaign(ended, id); err != nil {
+				tl.add(id, "campaign FAIL: %v", err)
 				pause(ended, 50*time.Millisecond)
 				continue
 			}
+			tl.add(id, "elected %d", e.Rev())
 			guard := clientv3.Compare(clientv3.CreateRevision(e.Key()), "=", e.Rev())
 			for ended.Err() == nil {
 				wctx, cancel := context.WithTimeout(ended, time.Second)
 				ok, err := l.Write(wctx, cli, member, e.Rev(), guard)
 				cancel()
+				wl.log(ok, err)
 				if err == nil && !ok {
 					break // no longer the leader
 				}
@@ -185,6 +219,7 @@ func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, memb
 			cancel()
 		}
 		stop()
+		tl.add(id, "session ended")
 		s.Orphan()
 		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, _ = cli.Revoke(rctx, s.Lease())

@@ -8,7 +8,7 @@
 //
 // # Guarantees
 //
-//   - Lost (and, without re-grant, Done) closes within one renewal interval — a quarter
+//   - Lost (and, without re-grant, Done) closes within one renewal interval — a third
 //     of the TTL, at most one second — after etcd reports the lease revoked or expired.
 //   - Lost closes a margin (a sixth of the TTL, at least 200ms) before the earliest
 //     instant etcd could expire the lease — the send time of the last acknowledged

@@ -32,7 +32,7 @@ var clusterClients = flag.Bool("cluster-clients", false, "clients of BenchmarkPr
 // progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s with
 // 1s of health after each (about 20s).
 func progressFaults() []etcdtest.Fault {
-	faults := etcdtest.Schedule(progressSeed, *faultCount, progressTTL)
+	faults := etcdtest.AlignLeaders(etcdtest.Schedule(progressSeed, *faultCount, progressTTL), progressSeed)
 	if *noFaults {
 		for i := range faults {
 			faults[i].Kind = etcdtest.NoFault
@@ -97,6 +97,15 @@ func runProgress(b *testing.B, c *etcdtest.Cluster, side string, worker lockWork
 			defer wg.Done()
 			worker(ctx, b, cli, w%3, key, l)
 		}()
+	}
+	// Faults start once the first write is applied: both sides face them under way.
+	warm, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = l.WaitWrite(warm)
+	cancel()
+	if err != nil {
+		stop()
+		wg.Wait()
+		b.Fatalf("%s: no write within 30s: %v", side, err)
 	}
 	c.RunSchedule(ctx, progressFaults(), time.Second, func() int {
 		if *clusterClients {

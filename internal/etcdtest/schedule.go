@@ -28,6 +28,36 @@ type Fault struct {
 	Kind   FaultKind
 	Member int // ignored for StopLeader: the leader of the moment stops
 	For    time.Duration
+	// Lead places etcd's leader before the fault, relative to the fault's member (with a
+	// RunSchedule target, the member target returns). The zero value leaves it where it is.
+	Lead Placement
+}
+
+// Placement says where RunSchedule puts etcd's leader before a fault: which member leads
+// decides what a fault costs (a partitioned leader's leases outlive it; a stopped
+// leader's clients are cut off), so runs compared with each other must agree on it.
+type Placement int
+
+const (
+	LeadAnywhere  Placement = iota // etcd's leader stays where it is
+	LeadOnTarget                   // the fault's member leads (StopLeader then stops it)
+	LeadElsewhere                  // another member leads
+)
+
+// AlignLeaders draws, from seed, where etcd's leader is at each fault (on the fault's
+// member or elsewhere, with equal odds), so that every run of the schedule faces the
+// same faults relative to the member it targets. Kinds and members are unchanged.
+func AlignLeaders(faults []Fault, seed uint64) []Fault {
+	r := rand.New(rand.NewPCG(seed^0x5851f42d4c957f2d, seed))
+	out := make([]Fault, len(faults))
+	for i, f := range faults {
+		f.Lead = LeadElsewhere
+		if r.IntN(2) == 0 {
+			f.Lead = LeadOnTarget
+		}
+		out[i] = f
+	}
+	return out
 }
 
 func (f Fault) String() string { return fmt.Sprintf("%s(%d) %v", f.Kind, f.Member, f.For) }
@@ -54,8 +84,9 @@ func Schedule(seed uint64, n int, ttl time.Duration) []Fault {
 // leader, then leaves the cluster healthy for pause. With target non-nil, partitions and
 // blackholes hit the member target returns (when it returns one, 0 to 2) instead of the
 // schedule's: the member of the current lock holder or leader, say, so that runs of
-// different primitives face the same faults. It returns when all are done or ctx ends
-// (undoing the fault in progress). It must run on the test's goroutine.
+// different primitives face the same faults. Before each fault, etcd's leader is placed
+// as its Lead says (see AlignLeaders), relative to that member. It returns when all are
+// done or ctx ends (undoing the fault in progress). It must run on the test's goroutine.
 func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Duration, target func() int) {
 	c.t.Helper()
 	for _, f := range faults {
@@ -67,6 +98,7 @@ func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Du
 				f.Member = m
 			}
 		}
+		c.place(ctx, f)
 		var undo func()
 		switch f.Kind {
 		case StopLeader:
@@ -86,6 +118,29 @@ func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Du
 		c.Leader()
 		sleep(ctx, pause)
 	}
+}
+
+// place moves etcd's leader as f.Lead says, relative to f.Member.
+func (c *Cluster) place(ctx context.Context, f Fault) {
+	c.t.Helper()
+	lead := c.Leader()
+	to := lead
+	switch {
+	case f.Lead == LeadOnTarget:
+		to = f.Member
+	case f.Lead == LeadElsewhere && lead == f.Member:
+		to = (f.Member + 1) % len(c.Members)
+	}
+	if to == lead {
+		return
+	}
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	from := c.Members[lead].Server
+	if err := from.MoveLeader(mctx, from.Lead(), uint64(c.Members[to].Server.MemberID())); err != nil && ctx.Err() == nil {
+		c.t.Fatalf("etcdtest: move etcd's leader from member %d to %d: %v", lead, to, err)
+	}
+	c.Leader()
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -120,6 +175,21 @@ func NewLedger(ctx context.Context, cli *clientv3.Client, key string) (*Ledger, 
 
 // LastWriter returns the writer of the last write applied through Write, -1 before any.
 func (l *Ledger) LastWriter() int64 { return l.last.Load() }
+
+// WaitWrite waits until a write was applied through Write, or ctx ends: a run starts its
+// faults only once its writers are under way.
+func (l *Ledger) WaitWrite(ctx context.Context) error {
+	for l.LastWriter() < 0 {
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	return nil
+}
 
 // Write reads the count and writes count+1 with token, in a transaction guarded by
 // guard, on behalf of writer (any number that names it, such as its member). It reports

@@ -376,7 +376,9 @@ func (s *Session) interval() time.Duration {
 	if s.ttl == 0 {
 		return 0
 	}
-	return min(s.ttl/4, time.Second)
+	// A third of the TTL, as etcd's own keep-alive: renewing more often would only make
+	// a lease cut off from us outlive us longer, and its keys block successors longer.
+	return min(s.ttl/3, time.Second)
 }
 
 func (s *Session) track() {
