@@ -477,3 +477,136 @@ func TestNewInvalidOptions(t *testing.T) {
 	_, err = metrics.New(cli, nil)
 	assert.ErrorIs(t, err, metrics.ErrInvalidArgument, "a nil Option is an error, not a panic")
 }
+
+// A member serving NaN and ±Inf (process_cpu_seconds_total NaN is what some platforms
+// serve): the snapshot drops them and still encodes as JSON, in the latest snapshot and
+// in the history, which is what the API serves.
+func TestCollectNonFiniteValues(t *testing.T) {
+	cli := etcdtest.Client(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("etcd_server_has_leader 1\n" +
+			"process_cpu_seconds_total NaN\n" +
+			"process_resident_memory_bytes +Inf\n" +
+			"etcd_mvcc_db_total_size_in_bytes -Inf\n" +
+			"etcd_mvcc_put_total NaN\n" +
+			"etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"} 1\n" +
+			"etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} 1\n" +
+			"etcd_disk_wal_fsync_duration_seconds_sum NaN\n" +
+			"etcd_disk_wal_fsync_duration_seconds_count 1\n"))
+	}))
+	t.Cleanup(srv.Close)
+	reg := prometheus.NewPedanticRegistry()
+	c, err := metrics.New(cli, metrics.WithMetricsURLs(map[string]string{sharedMemberName(t, cli): srv.URL}),
+		metrics.WithSamples(1), metrics.WithRegisterer(reg))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	for range 2 { // the second has rates
+		m := collect(t, c).Members[0]
+		require.NoError(t, m.Err)
+		assert.True(t, m.Scraped)
+		assert.Zero(t, m.Process.CPUSeconds, "NaN dropped")
+		assert.Zero(t, m.Process.RSS, "+Inf dropped")
+		assert.Zero(t, m.DB.Size, "-Inf dropped")
+		assert.Equal(t, uint64(1), m.WALFsync.Total)
+		assert.Zero(t, m.WALFsync.Sum)
+	}
+	_, err = json.Marshal(c.Latest())
+	require.NoError(t, err)
+	_, err = json.Marshal(c.History())
+	require.NoError(t, err)
+	_, err = reg.Gather()
+	require.NoError(t, err)
+}
+
+// A member's /metrics is read up to metrics.MaxScrapeBytes; a larger body is a clear
+// error (ErrTooLarge inside ErrScrape), not a truncated parse.
+func TestCollectOversizedMetrics(t *testing.T) {
+	cli := etcdtest.Client(t)
+	line := []byte("go_memstats_other_sys_bytes 1.234567e+06\n")
+	for name, declared := range map[string]bool{"chunked": false, "Content-Length": true} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				n := metrics.MaxScrapeBytes/len(line) + 1
+				if declared {
+					w.Header().Set("Content-Length", fmt.Sprint(n*len(line)+len("etcd_server_has_leader 1\n")))
+				}
+				_, _ = w.Write([]byte("etcd_server_has_leader 1\n"))
+				for range n {
+					if _, err := w.Write(line); err != nil {
+						return
+					}
+				}
+			}))
+			t.Cleanup(srv.Close)
+			c, err := metrics.New(cli, metrics.WithMetricsURLs(map[string]string{sharedMemberName(t, cli): srv.URL}), metrics.WithSamples(1))
+			require.NoError(t, err)
+			m := collect(t, c).Members[0]
+			assert.ErrorIs(t, m.Err, metrics.ErrScrape)
+			assert.ErrorIs(t, m.Err, metrics.ErrTooLarge)
+			assert.False(t, m.Scraped)
+			assert.Contains(t, m.Error, "16777216 bytes")
+		})
+	}
+}
+
+// Each successful probe is one observation in the member's probe histogram, and a
+// scrape one in its scrape histogram; the collection histogram counts collections.
+func TestExporterHistogramsMove(t *testing.T) {
+	cli := etcdtest.Client(t)
+	reg := prometheus.NewPedanticRegistry()
+	c, err := metrics.New(cli, metrics.WithSamples(4), metrics.WithRegisterer(reg))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	count := func(name string) uint64 {
+		fams, err := reg.Gather()
+		require.NoError(t, err)
+		for _, f := range fams {
+			if f.GetName() == name {
+				require.Len(t, f.GetMetric(), 1)
+				return f.GetMetric()[0].GetHistogram().GetSampleCount()
+			}
+		}
+		return 0
+	}
+	s := collect(t, c)
+	id := s.Members[0].ID.Hex()
+	assert.Equal(t, uint64(s.Members[0].Latency.Samples), count("etcd_monitor_probe_duration_seconds"))
+	collect(t, c)
+	collect(t, c)
+	var probes int
+	for _, s := range c.History() {
+		probes += s.Members[0].Latency.Samples
+	}
+	assert.Equal(t, 12, probes)
+	assert.Equal(t, uint64(probes), count("etcd_monitor_probe_duration_seconds"), "one observation per successful probe")
+	assert.Equal(t, uint64(3), count("etcd_monitor_scrape_duration_seconds"))
+	assert.Equal(t, uint64(3), count("etcd_monitor_metric_collection_duration_seconds"))
+	assert.Equal(t, float64(0), testutil.ToFloat64(mustCollector(t, reg, "etcd_monitor_scrape_errors_total", id)))
+	fsync := count("etcd_monitor_member_wal_fsync_duration_seconds")
+	assert.Positive(t, fsync)
+	assert.LessOrEqual(t, s.Members[0].WALFsync.Total, fsync, "etcd's own histogram re-exported with its count")
+}
+
+// mustCollector returns a collector of the one series of name with member=id, for
+// testutil.ToFloat64.
+func mustCollector(t *testing.T, g prometheus.Gatherer, name, id string) prometheus.Collector {
+	t.Helper()
+	fams, err := g.Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "member" && l.GetValue() == id {
+					return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x", Help: "x"}, func() float64 {
+						return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+					})
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{member=%q}", name, id)
+	return nil
+}

@@ -178,7 +178,7 @@ type parsed struct {
 	// unary handled, stream handled and stream started gRPC calls.
 	unary, streamHandled, streamStarted float64
 	codes                               []codeSum // unary handled, by grpc_code
-	dropped                             int                // samples that were NaN or ±Inf
+	dropped                             int       // samples that were NaN or ±Inf
 }
 
 var bufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, scrapeBufSize) }}

@@ -56,8 +56,8 @@ type MemberMetrics struct {
 	// Totals are the counters Throughput is computed from, cumulative since the member
 	// started.
 	Totals Totals `json:"totals"`
-	DB         DB            `json:"db"`
-	Raft       Raft          `json:"raft"`
+	DB     DB     `json:"db"`
+	Raft   Raft   `json:"raft"`
 	// WALFsync and BackendCommit are the disk latencies etcd records.
 	WALFsync      Histogram `json:"walFsync"`
 	BackendCommit Histogram `json:"backendCommit"`

@@ -1,0 +1,86 @@
+package metrics
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// A member removed from the cluster is forgotten: its previous raw values, its exported
+// series (probe and scrape histograms, counters, gauges) and its snapshot entry go.
+func TestClusterFaultRemovedMemberForgotten(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	eps := map[string]string{}
+	for _, m := range c.Members {
+		eps[m.Name] = m.GRPCURL
+	}
+	reg := prometheus.NewPedanticRegistry()
+	col, err := New(c.Client(0), WithEndpoints(eps), WithSamples(1), WithRegisterer(reg))
+	require.NoError(t, err)
+	t.Cleanup(func() { col.Close() })
+
+	victim := 2
+	if c.Leader() == victim {
+		victim = 1
+	}
+	gone := ID(c.Members[victim].Server.MemberID()).Hex()
+	ctx := etcdtest.Context(t, 60*time.Second)
+	// Until every member was scraped once (an election on a loaded machine may fail one).
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		s, err := col.Collect(ctx)
+		if assert.NoError(ct, err) {
+			for _, m := range s.Members {
+				assert.True(ct, m.Scraped, m.Name)
+			}
+		}
+	}, 30*time.Second, 10*time.Millisecond)
+	assert.Len(t, col.prev, 3)
+	assert.Positive(t, seriesOf(t, reg, gone))
+
+	// etcd refuses a removal until the member it is asked through has been connected to
+	// every peer for a while.
+	victimID := uint64(c.Members[victim].Server.MemberID())
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.NoError(ct, c.RemoveMember(t, c.Client(0), victimID))
+	}, 30*time.Second, 100*time.Millisecond)
+	s, err := col.Collect(ctx)
+	require.NoError(t, err)
+	require.Len(t, s.Members, 2)
+	_, ok := s.Member(uint64(mustParseID(t, gone)))
+	assert.False(t, ok)
+	col.mu.Lock()
+	assert.Len(t, col.prev, 2, "its raw values are dropped")
+	assert.NotContains(t, col.prev, uint64(mustParseID(t, gone)))
+	assert.Len(t, col.seen, 2)
+	col.mu.Unlock()
+	assert.Zero(t, seriesOf(t, reg, gone), "no series of the removed member remain")
+}
+
+func mustParseID(t *testing.T, hex string) ID {
+	var id ID
+	require.NoError(t, id.UnmarshalText([]byte(hex)))
+	return id
+}
+
+// seriesOf counts the series labelled member=id.
+func seriesOf(t *testing.T, g prometheus.Gatherer, id string) int {
+	t.Helper()
+	fams, err := g.Gather()
+	require.NoError(t, err)
+	n := 0
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "member" && l.GetValue() == id {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
