@@ -1,4 +1,4 @@
-package metrics
+package metrics_test
 
 import (
 	"testing"
@@ -9,7 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/metrics"
 )
+
+// This file sorts after metrics_test.go on purpose: members of in-process clusters
+// register with the process's Prometheus registry, which the shared node serves, so the
+// shared node's tests must run before any cluster's.
 
 // A member removed from the cluster is forgotten: its previous raw values, its exported
 // series (probe and scrape histograms, counters, gauges) and its snapshot entry go.
@@ -20,7 +25,7 @@ func TestClusterFaultRemovedMemberForgotten(t *testing.T) {
 		eps[m.Name] = m.GRPCURL
 	}
 	reg := prometheus.NewPedanticRegistry()
-	col, err := New(c.Client(0), WithEndpoints(eps), WithSamples(1), WithRegisterer(reg))
+	col, err := metrics.New(c.Client(0), metrics.WithEndpoints(eps), metrics.WithSamples(1), metrics.WithRegisterer(reg))
 	require.NoError(t, err)
 	t.Cleanup(func() { col.Close() })
 
@@ -28,7 +33,7 @@ func TestClusterFaultRemovedMemberForgotten(t *testing.T) {
 	if c.Leader() == victim {
 		victim = 1
 	}
-	gone := ID(c.Members[victim].Server.MemberID()).Hex()
+	gone := metrics.ID(c.Members[victim].Server.MemberID()).Hex()
 	ctx := etcdtest.Context(t, 60*time.Second)
 	// Until every member was scraped once (an election on a loaded machine may fail one).
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
@@ -39,7 +44,9 @@ func TestClusterFaultRemovedMemberForgotten(t *testing.T) {
 			}
 		}
 	}, 30*time.Second, 10*time.Millisecond)
-	assert.Len(t, col.prev, 3)
+	raw, series := col.Members()
+	assert.Len(t, raw, 3)
+	assert.Len(t, series, 3)
 	assert.Positive(t, seriesOf(t, reg, gone))
 
 	// etcd refuses a removal until the member it is asked through has been connected to
@@ -53,16 +60,16 @@ func TestClusterFaultRemovedMemberForgotten(t *testing.T) {
 	require.Len(t, s.Members, 2)
 	_, ok := s.Member(uint64(mustParseID(t, gone)))
 	assert.False(t, ok)
-	col.mu.Lock()
-	assert.Len(t, col.prev, 2, "its raw values are dropped")
-	assert.NotContains(t, col.prev, uint64(mustParseID(t, gone)))
-	assert.Len(t, col.seen, 2)
-	col.mu.Unlock()
+	raw, series = col.Members()
+	assert.Len(t, raw, 2, "its raw values are dropped")
+	assert.NotContains(t, raw, mustParseID(t, gone))
+	assert.Len(t, series, 2)
+	assert.NotContains(t, series, mustParseID(t, gone))
 	assert.Zero(t, seriesOf(t, reg, gone), "no series of the removed member remain")
 }
 
-func mustParseID(t *testing.T, hex string) ID {
-	var id ID
+func mustParseID(t *testing.T, hex string) metrics.ID {
+	var id metrics.ID
 	require.NoError(t, id.UnmarshalText([]byte(hex)))
 	return id
 }
