@@ -1,0 +1,325 @@
+package monitor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/health"
+	"github.com/etcd-monitor/etcd-monitor/maintenance"
+	"github.com/etcd-monitor/etcd-monitor/store"
+)
+
+// Kinds of maintenance operation.
+const (
+	OpDefragment     = "defragment"
+	OpCompact        = "compact"
+	OpSnapshot       = "snapshot"
+	OpRecoverNoSpace = "recover-nospace"
+)
+
+// States of a maintenance operation.
+const (
+	OpRunning   = "running"
+	OpSucceeded = "succeeded"
+	OpFailed    = "failed"
+	// OpCancelled is an operation cut short by the Service's shutdown (Interrupt or
+	// Close). A member whose defragmentation was under way may still finish it: etcd
+	// does not stop a defragmentation whose caller went away.
+	OpCancelled = "cancelled"
+)
+
+// Triggers of a maintenance operation.
+const (
+	TriggerAPI         = "api"
+	TriggerRemediation = "remediation"
+)
+
+// MaintenanceOperation is one maintenance operation of a cluster, as the API shows it and
+// the store keeps it: what was asked, how far it got, and the maintenance package's
+// report of it.
+type MaintenanceOperation struct {
+	ID      string `json:"id"`
+	Cluster string `json:"cluster"`
+	// Kind is defragment, compact, snapshot or recover-nospace.
+	Kind string `json:"kind"`
+	// State is running, succeeded, failed or cancelled.
+	State    string    `json:"state"`
+	DryRun   bool      `json:"dryRun"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	// Trigger is "api" (a request) or "remediation" (the Service, answering an alert).
+	Trigger string `json:"trigger"`
+	// Alert is the fingerprint of the alert a remediation answers; AlertName its rule.
+	Alert     string `json:"alert,omitempty"`
+	AlertName string `json:"alertName,omitempty"`
+	// Request is what was asked (a DefragRequest, CompactRequest, SnapshotRequest or
+	// the remediation's maintenance request).
+	Request json.RawMessage `json:"request,omitempty"`
+	// Progress lists the members defragmented so far, while the operation runs.
+	Progress []maintenance.MemberDefrag `json:"progress,omitempty"`
+	// Report is the maintenance package's report (DefragmentReport, CompactReport,
+	// SnapshotReport, NoSpaceReport): the plan of a dry run, what was done otherwise.
+	Report json.RawMessage `json:"report,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// record is op as the store keeps it.
+func (op MaintenanceOperation) record() (store.MaintenanceOp, error) {
+	data, err := json.Marshal(op)
+	return store.MaintenanceOp{ID: op.ID, Cluster: op.Cluster, Kind: op.Kind, State: op.State, Started: op.Started,
+		Finished: op.Finished, Alert: op.Alert, DryRun: op.DryRun, Data: data}, err
+}
+
+// operation reads a stored record; a record this package did not write shows its fields.
+func operation(rec store.MaintenanceOp) MaintenanceOperation {
+	var op MaintenanceOperation
+	if json.Unmarshal(rec.Data, &op) != nil || op.ID != rec.ID {
+		op = MaintenanceOperation{}
+	}
+	op.ID, op.Cluster, op.Kind, op.State, op.Started, op.Finished, op.Alert, op.DryRun =
+		rec.ID, rec.Cluster, rec.Kind, rec.State, rec.Started, rec.Finished, rec.Alert, rec.DryRun
+	return op
+}
+
+// maintenanceOptions are the Service's options about maintenance (maintenance_api.go,
+// remediation.go).
+type maintenanceOptions struct {
+	snapshotDir string
+	remediation map[string]Remediation
+}
+
+// maintRunner runs the Service's maintenance operations: one at a time per cluster, in
+// the background, each persisted when it starts, after each defragmented member and
+// when it ends.
+type maintRunner struct {
+	s           *Service
+	st          store.Store // the Service's, or one in memory
+	snapshotDir string
+	clusters    map[string]*clusterMaint
+	order       []*clusterMaint
+	now         func() time.Time // remediation's clock
+}
+
+// clusterMaint is one cluster's maintenance.
+type clusterMaint struct {
+	name string
+	m    *maintenance.Maintainer
+	log  *zap.Logger
+	rem  Remediation
+
+	mu      sync.Mutex
+	running *MaintenanceOperation // the operation in flight, as it stands
+	acted   map[string]acted      // remediation: the alerts acted on, by fingerprint
+	waiting map[string]bool       // remediation: alerts logged as waiting for the window
+}
+
+// opTimeout bounds each write of an operation's record.
+const opTimeout = 5 * time.Second
+
+func newMaintRunner(s *Service, clusters []Cluster) (*maintRunner, error) {
+	o := s.opts.maint
+	r := &maintRunner{s: s, st: s.opts.store, clusters: map[string]*clusterMaint{}, now: time.Now}
+	if r.st == nil {
+		r.st = store.NewMemory()
+	}
+	if o.snapshotDir != "" {
+		if !filepath.IsAbs(o.snapshotDir) {
+			return nil, fmt.Errorf("%w: WithSnapshotDir: %q is not an absolute path", ErrInvalidArgument, o.snapshotDir)
+		}
+		fi, err := os.Stat(o.snapshotDir)
+		if err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%w: WithSnapshotDir: %q is not a directory", ErrInvalidArgument, o.snapshotDir)
+		}
+		r.snapshotDir = filepath.Clean(o.snapshotDir)
+	}
+	for name := range o.remediation {
+		if !slices.ContainsFunc(clusters, func(c Cluster) bool { return c.Name == name }) {
+			return nil, fmt.Errorf("%w: WithRemediation: unknown cluster %q", ErrInvalidArgument, name)
+		}
+	}
+	for _, c := range clusters {
+		log := s.opts.logger.With(zap.String("cluster", c.Name))
+		// A checker of its own, so that maintenance checks do not count in the cluster's
+		// health history.
+		checker, err := health.New(c.Client, append([]health.Option{health.WithLogger(log)}, c.Health...)...)
+		if err != nil {
+			return nil, fmt.Errorf("monitor: cluster %q: maintenance: %w", c.Name, err)
+		}
+		m, err := maintenance.New(c.Client, maintenance.WithChecker(checker), maintenance.WithLogger(log.Named("maintenance")))
+		if err != nil {
+			return nil, fmt.Errorf("monitor: cluster %q: maintenance: %w", c.Name, err)
+		}
+		rem := o.remediation[c.Name]
+		if err := rem.validate(); err != nil {
+			return nil, fmt.Errorf("%w: WithRemediation(%q): %w", ErrInvalidArgument, c.Name, err)
+		}
+		cm := &clusterMaint{name: c.Name, m: m, log: log, rem: rem.withDefaults(), acted: map[string]acted{}, waiting: map[string]bool{}}
+		r.clusters[c.Name] = cm
+		r.order = append(r.order, cm)
+	}
+	return r, nil
+}
+
+// opFunc does an operation's work; progress records a defragmented member.
+type opFunc func(ctx context.Context, progress func(maintenance.MemberDefrag)) (report any, err error)
+
+// errBusy is the answer while another operation of the cluster runs.
+func errBusy(c *clusterMaint, running *MaintenanceOperation) error {
+	return errorf(http.StatusConflict, "cluster %s: operation %s (%s, started %s) is running; one maintenance operation runs at a time",
+		c.name, running.ID, running.Kind, running.Started.UTC().Format(time.RFC3339))
+}
+
+// start records op as running and does fn in the background. It returns the record as
+// it starts, or an error: 409 while another operation of the cluster runs, 503 once the
+// Service shuts down.
+func (r *maintRunner) start(c *clusterMaint, op MaintenanceOperation, fn opFunc) (MaintenanceOperation, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running != nil {
+		return op, errBusy(c, c.running)
+	}
+	s := r.s
+	s.mu.Lock()
+	if s.closed || isClosed(s.interrupted) {
+		s.mu.Unlock()
+		return op, errorf(http.StatusServiceUnavailable, "service is shutting down")
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	op.ID, op.Cluster, op.State, op.Started = newOpID(), c.name, OpRunning, time.Now().UTC()
+	cp := op
+	c.running = &cp
+	c.log.Info("maintenance operation started", zap.String("id", op.ID), zap.String("kind", op.Kind), zap.Bool("dryRun", op.DryRun),
+		zap.String("trigger", op.Trigger), zap.String("alert", op.Alert), zap.String("alertName", op.AlertName), zap.ByteString("request", op.Request))
+	go r.run(c, op, fn)
+	return op, nil
+}
+
+func (r *maintRunner) run(c *clusterMaint, op MaintenanceOperation, fn opFunc) {
+	defer r.s.wg.Done()
+	r.save(op, c.log)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-r.s.interrupted:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	progress := func(md maintenance.MemberDefrag) {
+		op.Progress = append(slices.Clip(op.Progress), md)
+		c.mu.Lock()
+		cp := op
+		c.running = &cp
+		c.mu.Unlock()
+		r.save(op, c.log)
+	}
+	rep, err := fn(ctx, progress)
+	op.Finished = time.Now().UTC()
+	if rep != nil {
+		if b, merr := json.Marshal(rep); merr == nil {
+			op.Report = b
+		}
+	}
+	switch {
+	case err == nil:
+		op.State = OpSucceeded
+	case ctx.Err() != nil:
+		op.State, op.Error = OpCancelled, "cancelled: the service is shutting down: "+err.Error()
+	default:
+		op.State, op.Error = OpFailed, err.Error()
+	}
+	op.Progress = nil // the report has every member
+	r.save(op, c.log)
+	fields := []zap.Field{zap.String("id", op.ID), zap.String("kind", op.Kind), zap.String("state", op.State),
+		zap.Bool("dryRun", op.DryRun), zap.String("alert", op.Alert), zap.Duration("took", op.Finished.Sub(op.Started))}
+	if err != nil {
+		c.log.Warn("maintenance operation ended", append(fields, zap.Error(err))...)
+	} else {
+		c.log.Info("maintenance operation ended", fields...)
+	}
+	c.mu.Lock()
+	c.running = nil
+	c.mu.Unlock()
+}
+
+// save writes op to the store. A failure is logged: the operation goes on, and GET shows
+// it from memory while it runs.
+func (r *maintRunner) save(op MaintenanceOperation, log *zap.Logger) {
+	rec, err := op.record()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		err = r.st.PutMaintenanceOp(ctx, rec)
+		cancel()
+	}
+	if err != nil {
+		log.Warn("maintenance operation not stored", zap.String("id", op.ID), zap.String("state", op.State), zap.Error(err))
+	}
+}
+
+// current returns the operation of c in flight, if any.
+func (c *clusterMaint) current() (MaintenanceOperation, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running == nil {
+		return MaintenanceOperation{}, false
+	}
+	return *c.running, true
+}
+
+// list returns c's operations, newest first: the stored ones, with the one in flight as
+// it stands.
+func (r *maintRunner) list(ctx context.Context, c *clusterMaint, limit int) ([]MaintenanceOperation, error) {
+	recs, err := r.st.MaintenanceOps(ctx, store.MaintenanceQuery{Cluster: c.name, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	cur, running := c.current()
+	out := make([]MaintenanceOperation, 0, len(recs)+1)
+	found := false
+	for _, rec := range recs {
+		if running && rec.ID == cur.ID {
+			out = append(out, cur)
+			found = true
+			continue
+		}
+		out = append(out, operation(rec))
+	}
+	if running && !found {
+		out = append([]MaintenanceOperation{cur}, out...)
+		if len(out) > limit {
+			out = out[:limit]
+		}
+	}
+	return out, nil
+}
+
+func newOpID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// run starts each cluster's remediation loop (for clusters with remediation) on wg,
+// until ctx ends.
+func (r *maintRunner) runRemediation(ctx context.Context, wg *sync.WaitGroup) {
+	interval := min(r.s.opts.healthInterval, r.s.opts.metricsInterval)
+	for _, c := range r.order {
+		if c.rem.enabled() {
+			wg.Go(func() { every(ctx, interval, func(ctx context.Context) { r.remediate(ctx, c) }) })
+		}
+	}
+}

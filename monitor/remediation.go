@@ -1,0 +1,211 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/alert"
+	"github.com/etcd-monitor/etcd-monitor/maintenance"
+)
+
+// The alerts remediation answers (alert's default rules).
+const (
+	// AlertFragmentation fires per member when most of its database file is free pages.
+	AlertFragmentation = "EtcdDatabaseHighFragmentationRatio"
+	// AlertAlarm fires per member and alarm; remediation answers alarm="NOSPACE".
+	AlertAlarm = "EtcdAlarm"
+)
+
+// Remediation is what the Service does by itself about one cluster's alerts. The zero
+// value does nothing: remediation is off unless asked for, cluster by cluster.
+//
+// Each action is a maintenance operation like those the API starts (one at a time per
+// cluster, guarded by the cluster's health, persisted, listed under
+// /api/v1/clusters/{name}/maintenance), with Trigger "remediation" and the alert's
+// fingerprint in Alert, so GET /api/v1/clusters/{name}/maintenance?alert=FINGERPRINT
+// shows what was done about an alert. Every decision is logged.
+type Remediation struct {
+	// Defragment answers EtcdDatabaseHighFragmentationRatio with a defragmentation of
+	// the cluster (one member at a time, the leader last), started only inside Window.
+	Defragment bool
+	// Window is when a defragmentation may start; required with Defragment. An
+	// operation that starts inside the window is not stopped when the window closes.
+	Window maintenance.Window
+	// NoSpace answers a NOSPACE alarm (EtcdAlarm with alarm="NOSPACE") with compact,
+	// defragment and disarm, at any time: the cluster refuses writes until then. The
+	// alarm is disarmed only once every member is back under 80% of its quota; when the
+	// live data itself fills the quota, the operation fails and the alarm stays.
+	NoSpace bool
+	// KeepRevisions is the history the NOSPACE compaction keeps. Default
+	// maintenance.DefaultNoSpaceKeepRevisions.
+	KeepRevisions int64
+	// MoveLeader hands leadership away before the leader's defragmentation.
+	MoveLeader bool
+	// AllowSingleMember lets remediation defragment a cluster of one voting member,
+	// which does not serve while it does.
+	AllowSingleMember bool
+	// DryRun records each action's plan (as a dry-run operation) without taking it.
+	DryRun bool
+	// Retry is how long after acting on an alert that still fires remediation acts on
+	// it again. Default 1h. An alert that resolves and fires again is acted on at once.
+	Retry time.Duration
+}
+
+// DefaultRemediationRetry is Remediation.Retry's default.
+const DefaultRemediationRetry = time.Hour
+
+// WithRemediation turns remediation on for the named cluster. Default: none, for every
+// cluster. An unknown cluster, Defragment without a Window, or a negative number is an
+// error of New.
+func WithRemediation(cluster string, r Remediation) Option {
+	return optionFunc(func(o *options) {
+		if o.maint.remediation == nil {
+			o.maint.remediation = map[string]Remediation{}
+		}
+		o.maint.remediation[cluster] = r
+	})
+}
+
+func (r Remediation) enabled() bool { return r.Defragment || r.NoSpace }
+
+func (r Remediation) validate() error {
+	switch {
+	case r.Defragment && r.Window.IsZero():
+		return errors.New("Defragment needs a Window (maintenance.ParseWindow)")
+	case r.KeepRevisions < 0:
+		return fmt.Errorf("KeepRevisions %d must not be negative", r.KeepRevisions)
+	case r.Retry < 0:
+		return fmt.Errorf("Retry %v must not be negative", r.Retry)
+	}
+	return nil
+}
+
+func (r Remediation) withDefaults() Remediation {
+	if r.KeepRevisions == 0 {
+		r.KeepRevisions = maintenance.DefaultNoSpaceKeepRevisions
+	}
+	if r.Retry == 0 {
+		r.Retry = DefaultRemediationRetry
+	}
+	return r
+}
+
+// acted is remediation's memory of one alert: when it acted on which firing of it.
+type acted struct {
+	startsAt time.Time
+	at       time.Time
+}
+
+// remediate looks at the cluster's firing alerts once and starts what its remediation
+// calls for, if anything; it returns what it decided, for the log and for tests.
+func (r *maintRunner) remediate(ctx context.Context, c *clusterMaint) string {
+	if !c.rem.enabled() || ctx.Err() != nil {
+		return "off"
+	}
+	now := r.now()
+	var firing []alert.Alert
+	for _, a := range r.s.alerts.Active() {
+		if a.Labels["cluster"] == c.name {
+			firing = append(firing, a)
+		}
+	}
+	slices.SortFunc(firing, func(a, b alert.Alert) int { return strings.Compare(a.Fingerprint, b.Fingerprint) })
+	c.forget(firing)
+
+	if c.rem.NoSpace {
+		if a, ok := first(firing, func(a alert.Alert) bool { return a.Name == AlertAlarm && a.Labels["alarm"] == "NOSPACE" }); ok {
+			req := maintenance.NoSpaceRequest{KeepRevisions: c.rem.KeepRevisions, MoveLeader: c.rem.MoveLeader,
+				AllowSingleMember: c.rem.AllowSingleMember, DryRun: c.rem.DryRun}
+			return r.act(c, a, now, OpRecoverNoSpace, req, func(ctx context.Context, progress func(maintenance.MemberDefrag)) (any, error) {
+				req.Progress = progress
+				return c.m.RecoverNoSpace(ctx, req)
+			})
+		}
+	}
+	if c.rem.Defragment {
+		if a, ok := first(firing, func(a alert.Alert) bool { return a.Name == AlertFragmentation }); ok {
+			if !c.rem.Window.Contains(now) {
+				c.mu.Lock()
+				logged := c.waiting[a.Fingerprint]
+				c.waiting[a.Fingerprint] = true
+				c.mu.Unlock()
+				if !logged {
+					c.log.Info("remediation: defragmentation waits for the maintenance window", zap.String("alert", a.Fingerprint),
+						zap.String("alertName", a.Name), zap.Stringer("window", c.rem.Window), zap.Time("next", c.rem.Window.Next(now)))
+				}
+				return "outside window"
+			}
+			req := maintenance.DefragmentRequest{MoveLeader: c.rem.MoveLeader, AllowSingleMember: c.rem.AllowSingleMember, DryRun: c.rem.DryRun}
+			return r.act(c, a, now, OpDefragment, req, func(ctx context.Context, progress func(maintenance.MemberDefrag)) (any, error) {
+				req.Progress = progress
+				return c.m.Defragment(ctx, req)
+			})
+		}
+	}
+	return "nothing to do"
+}
+
+// act starts an operation answering a, unless it acted on this firing of a within
+// Retry.
+func (r *maintRunner) act(c *clusterMaint, a alert.Alert, now time.Time, kind string, req any, fn opFunc) string {
+	c.mu.Lock()
+	last, seen := c.acted[a.Fingerprint]
+	c.mu.Unlock()
+	if seen && last.startsAt.Equal(a.StartsAt) && now.Sub(last.at) < c.rem.Retry {
+		return "acted already"
+	}
+	body, _ := json.Marshal(req)
+	op, err := r.start(c, MaintenanceOperation{Kind: kind, DryRun: c.rem.DryRun, Trigger: TriggerRemediation,
+		Alert: a.Fingerprint, AlertName: a.Name, Request: body}, fn)
+	if err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.status == http.StatusConflict {
+			c.log.Debug("remediation: waits for the running operation", zap.String("alert", a.Fingerprint), zap.Error(err))
+			return "busy"
+		}
+		c.log.Warn("remediation: not started", zap.String("alert", a.Fingerprint), zap.Error(err))
+		return "not started"
+	}
+	c.mu.Lock()
+	c.acted[a.Fingerprint] = acted{startsAt: a.StartsAt, at: now}
+	delete(c.waiting, a.Fingerprint)
+	c.mu.Unlock()
+	c.log.Info("remediation: started "+kind, zap.String("id", op.ID), zap.String("alert", a.Fingerprint), zap.String("alertName", a.Name),
+		zap.Any("labels", a.Labels), zap.Bool("dryRun", c.rem.DryRun))
+	return "started " + kind
+}
+
+// forget drops what remediation remembers about alerts no longer firing.
+func (c *clusterMaint) forget(firing []alert.Alert) {
+	gone := func(fp string) bool {
+		return !slices.ContainsFunc(firing, func(a alert.Alert) bool { return a.Fingerprint == fp })
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for fp := range c.acted {
+		if gone(fp) {
+			delete(c.acted, fp)
+		}
+	}
+	for fp := range c.waiting {
+		if gone(fp) {
+			delete(c.waiting, fp)
+		}
+	}
+}
+
+func first(alerts []alert.Alert, match func(alert.Alert) bool) (alert.Alert, bool) {
+	i := slices.IndexFunc(alerts, match)
+	if i < 0 {
+		return alert.Alert{}, false
+	}
+	return alerts[i], true
+}
