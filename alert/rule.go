@@ -35,6 +35,11 @@ type Rule struct {
 	KeepFiringFor time.Duration
 	// RunbookURL is sent as the "runbook_url" annotation.
 	RunbookURL string
+	// Expr is the rule's condition in PromQL over etcd's own metrics, with the same
+	// thresholds, for a Prometheus rule file (etcd-monitor rules). Its series selectors
+	// hold the etcd mixin's EtcdSelector. Empty when etcd exports nothing the condition
+	// can be computed from.
+	Expr string
 	// Needs lists the inputs without which the rule is not run (its alerts hold).
 	Needs Needs
 	// Eval returns one Finding per instance whose condition holds. Either input may be
@@ -74,30 +79,34 @@ func MemberLabels(id uint64, name string) map[string]string {
 	return map[string]string{"member_id": strconv.FormatUint(id, 16), "member": name}
 }
 
-// Runbooks of the built-in rules: the etcd mixin's alerts have Prometheus Operator's
-// runbooks; the others are in the repository's runbook page.
+// EtcdSelector is the label matcher of etcd's series in Expr, the etcd mixin's default.
+const EtcdSelector = `job=~".*etcd.*"`
+
+// promDuration writes d as a PromQL duration ("15m", "4h", "90s").
+func promDuration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
+}
+
+// promNumber writes v as a PromQL number.
+func promNumber(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// RunbookBase is where the built-in rules' runbooks are: one section of
+// docs/runbooks.md per rule, whose anchor is the rule's name in lower case. The
+// sections of the etcd mixin's alerts link the mixin's runbooks (MixinRunbookBase) too.
 const (
-	MixinRunbookBase = "https://runbooks.prometheus-operator.dev/runbooks/etcd/"
 	RunbookBase      = "https://github.com/etcd-monitor/etcd-monitor/blob/main/docs/runbooks.md#"
+	MixinRunbookBase = "https://runbooks.prometheus-operator.dev/runbooks/etcd/"
 )
 
-// mixinRunbook maps built-in rules to the mixin alert whose runbook applies.
-var mixinRunbook = map[string]string{
-	"EtcdInsufficientMembers": "etcdinsufficientmembers", "EtcdNoLeader": "etcdnoleader", "EtcdMemberNoLeader": "etcdnoleader",
-	"EtcdMembersDown": "etcdmembersdown", "EtcdHighNumberOfLeaderChanges": "etcdhighnumberofleaderchanges",
-	"EtcdHighNumberOfFailedProposals": "etcdhighnumberoffailedproposals", "EtcdHighNumberOfFailedGRPCRequests": "etcdhighnumberoffailedgrpcrequests",
-	"EtcdMemberCommunicationSlow": "etcdmembercommunicationslow", "EtcdHighFsyncDurations": "etcdhighfsyncdurations",
-	"EtcdHighCommitDurations": "etcdhighcommitdurations", "EtcdDatabaseQuotaLowSpace": "etcddatabasequotalowspace",
-	"EtcdExcessiveDatabaseGrowth": "etcdexcessivedatabasegrowth", "EtcdDatabaseHighFragmentationRatio": "etcddatabasehighfragmentationratio",
-	"EtcdHighRequestLatency": "etcdgrpcrequestsslow",
-}
-
-func runbook(name string) string {
-	if m, ok := mixinRunbook[name]; ok {
-		return MixinRunbookBase + m
-	}
-	return RunbookBase + lower(name)
-}
+func runbook(name string) string { return RunbookBase + lower(name) }
 
 func lower(s string) string {
 	b := []byte(s)

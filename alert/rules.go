@@ -290,8 +290,98 @@ func DefaultRules(t Thresholds) []Rule {
 	}
 	for i := range rules {
 		rules[i].RunbookURL = runbook(rules[i].Name)
+		rules[i].Expr = promExpr(rules[i].Name, rules[i].Severity, t)
 	}
 	return rules
+}
+
+// promExpr is the PromQL of the built-in rule name at severity sev over etcd's own
+// metrics, with the thresholds of t: what the rule's Go code computes, as the etcd mixin
+// writes it where the mixin has the alert. A cluster is a job, as in the mixin. Empty
+// when etcd exports nothing the condition can be computed from.
+func promExpr(name string, sev Severity, t Thresholds) string {
+	sel := "{" + EtcdSelector + "}"
+	with := func(more string) string { return "{" + EtcdSelector + ", " + more + "}" }
+	up := "up" + sel
+	quorum := "(floor(count without (instance) (" + up + ") / 2) + 1)"
+	reachable := "sum without (instance) (" + up + " == bool 1)"
+	seeLeader := "sum without (instance) (etcd_server_has_leader" + sel + ")"
+	n, d := promNumber, promDuration
+	p99 := func(metric, limit string, by string) string {
+		r := fmt.Sprintf("rate(%s[%s])", metric, d(t.HistogramWindow))
+		if by != "" {
+			r = fmt.Sprintf("sum without (%s) (%s)", by, r)
+		}
+		return fmt.Sprintf("histogram_quantile(0.99, %s) > %s", r, limit)
+	}
+	lag := fmt.Sprintf("(max without (instance) (etcd_server_proposals_committed_total%s) - on (job) group_right () etcd_server_proposals_committed_total%s)", sel, sel)
+	switch name {
+	case "EtcdClusterUnreachable":
+		return fmt.Sprintf("count without (instance) (%s == 0) == count without (instance) (%s)", up, up)
+	case "EtcdInsufficientMembers":
+		return reachable + " < " + quorum
+	case "EtcdNoLeader":
+		return fmt.Sprintf("(%s >= %s) and (%s < %s)", reachable, quorum, seeLeader, quorum)
+	case "EtcdMembersDown":
+		return up + " == 0"
+	case "EtcdMemberNoLeader":
+		return fmt.Sprintf("etcd_server_has_leader%s == 0 and on (job) (%s >= %s)", sel, seeLeader, quorum)
+	case "EtcdHighNumberOfLeaderChanges":
+		return fmt.Sprintf("max without (instance) (increase(etcd_server_leader_changes_seen_total%s[%s])) >= %d", sel, d(t.LeaderChangesWindow), t.LeaderChanges)
+	case "EtcdHighNumberOfFailedProposals":
+		return fmt.Sprintf("increase(etcd_server_proposals_failed_total%s[%s]) > %s", sel, d(t.FailedProposalsWindow), n(t.FailedProposals))
+	case "EtcdHighNumberOfFailedGRPCRequests":
+		limit := t.GRPCFailedWarning
+		if sev == Critical {
+			limit = t.GRPCFailedCritical
+		}
+		by := "grpc_type, grpc_code, grpc_service, grpc_method"
+		codes := ""
+		for i, c := range failedGRPCCodes {
+			if i > 0 {
+				codes += "|"
+			}
+			codes += c
+		}
+		return fmt.Sprintf("sum without (%s) (rate(grpc_server_handled_total%s[%s]))\n/\nsum without (%s) (rate(grpc_server_handled_total%s[%s]))\n> %s",
+			by, with(`grpc_type="unary", grpc_code=~"`+codes+`"`), d(t.GRPCWindow), by, with(`grpc_type="unary"`), d(t.GRPCWindow), n(limit))
+	case "EtcdMemberCommunicationSlow":
+		return p99("etcd_network_peer_round_trip_time_seconds_bucket"+sel, n(t.PeerRTTP99.Seconds()), "To")
+	case "EtcdHighFsyncDurations":
+		limit := t.FsyncP99
+		if sev == Critical {
+			limit = t.FsyncP99Critical
+		}
+		return p99("etcd_disk_wal_fsync_duration_seconds_bucket"+sel, n(limit.Seconds()), "")
+	case "EtcdHighCommitDurations":
+		return p99("etcd_disk_backend_commit_duration_seconds_bucket"+sel, n(t.CommitP99.Seconds()), "")
+	case "EtcdHighNumberOfPendingProposals":
+		return fmt.Sprintf("avg_over_time(etcd_server_proposals_pending%s[%s]) > %s", sel, d(t.HistogramWindow), n(t.ProposalsPending))
+	case "EtcdDatabaseQuotaLowSpace":
+		return fmt.Sprintf("etcd_mvcc_db_total_size_in_bytes%s / etcd_server_quota_backend_bytes%s > %s", sel, sel, n(t.QuotaUsed))
+	case "EtcdExcessiveDatabaseGrowth":
+		// At least GrowthMinSpan of samples: one older than that within the window.
+		return fmt.Sprintf("predict_linear(etcd_mvcc_db_total_size_in_bytes%s[%s], %s) > etcd_server_quota_backend_bytes%s\nand count_over_time(etcd_mvcc_db_total_size_in_bytes%s[%s] offset %s)",
+			sel, d(t.GrowthWindow), n(t.FillWithin.Seconds()), sel, sel, d(t.GrowthWindow-t.GrowthMinSpan), d(t.GrowthMinSpan))
+	case "EtcdDatabaseHighFragmentationRatio":
+		return fmt.Sprintf("etcd_mvcc_db_total_size_in_use_in_bytes%s / etcd_mvcc_db_total_size_in_bytes%s < %s\nand etcd_mvcc_db_total_size_in_use_in_bytes%s > %d",
+			sel, sel, n(t.Fragmentation), sel, t.FragmentationMinInUse)
+	case "EtcdHighRequestLatency":
+		// The daemon probes; Prometheus sees etcd's own handling time (--metrics=extensive).
+		return p99("grpc_server_handling_seconds_bucket"+with(`grpc_type="unary", grpc_method!="Defragment"`),
+			n(t.RequestLatencyP99.Seconds()), "grpc_type, grpc_service, grpc_method")
+	case "EtcdSplitBrain":
+		// The part /metrics can tell: more than one member says it leads.
+		return fmt.Sprintf("sum without (instance) (etcd_server_is_leader%s) > 1", sel)
+	case "EtcdRaftIndexLag":
+		return fmt.Sprintf("%s > %d\nand\n%s / on (job) group_left () max without (instance) (rate(etcd_server_proposals_applied_total%s[1m])) > %s",
+			lag, t.RaftIndexLag, lag, sel, n(t.RaftLagBehind.Seconds()))
+	case "EtcdDiskSpaceLow":
+		return fmt.Sprintf("node_filesystem_avail_bytes%s / node_filesystem_size_bytes%s < %s", sel, sel, n(t.DiskFree))
+	}
+	// EtcdAlarm: etcd exports no alarm metric. EtcdMetricsUnavailable: in Prometheus a
+	// failed scrape is up == 0, which EtcdMembersDown covers.
+	return ""
 }
 
 // perMember builds a metrics rule evaluated for each member of the latest snapshot. A

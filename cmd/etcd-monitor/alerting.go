@@ -295,6 +295,8 @@ func extraRules(t Thresholds) []alert.Rule {
 		rules = append(rules, alert.Rule{Name: "EtcdAvailableMembersLow", Severity: alert.Critical, For: 3 * time.Minute,
 			Summary: "fewer etcd members available than configured", Needs: alert.NeedsHealth,
 			RunbookURL: alert.RunbookBase + "etcdavailablememberslow",
+			Expr: fmt.Sprintf("sum without (instance) (up{%[1]s} == bool 1) < clamp_max(count without (instance) (up{%[1]s}), %[2]d)",
+				alert.EtcdSelector, t.MinAvailableNodes),
 			Eval: func(h *health.Report, _ *metrics.Snapshot) []alert.Finding {
 				up, voters := 0, 0
 				for _, m := range h.Members {
@@ -319,6 +321,7 @@ func extraRules(t Thresholds) []alert.Rule {
 		rules = append(rules, alert.Rule{Name: "EtcdDatabaseSizeHigh", Severity: alert.Warning, For: 10 * time.Minute,
 			Summary: "etcd database is larger than configured", Needs: alert.NeedsHealth,
 			RunbookURL: alert.RunbookBase + "etcddatabasesizehigh",
+			Expr:       fmt.Sprintf("etcd_mvcc_db_total_size_in_bytes{%s} > %d", alert.EtcdSelector, limit),
 			Eval: func(h *health.Report, _ *metrics.Snapshot) []alert.Finding {
 				var out []alert.Finding
 				for _, m := range h.Members {

@@ -270,9 +270,9 @@ func startDaemon(t testing.TB, args ...string) *runningDaemon {
 
 // e2eConfig is the daemon's configuration for a 3-member cluster and the three
 // receivers: critical alerts page (PagerDuty) and go to Alertmanager, critical and
-// warning alerts go to Slack. Rule timings and group_wait are the defaults (group_wait is
-// what absorbs a blip such as a leader election); the health interval and group_interval
-// are short so that the tests take seconds and resolves come quickly.
+// warning alerts go to Slack. Rule timings and group_wait are the defaults (EtcdNoLeader's
+// for is what absorbs a leader election; EtcdMembersDown's a member's restart); the
+// health interval and group_interval are short so that the tests take seconds and resolves come quickly.
 func e2eConfig(t *testing.T, c *etcdtest.Cluster, slack, pd, am string, extra string) string {
 	var eps, members []string
 	for _, m := range c.Members {
@@ -317,7 +317,8 @@ alerts:
 		slack, routingKey, pd, am, extra))
 }
 
-// The health interval and group_wait (the default) of the end-to-end tests.
+// The health interval and the group_wait of the longest-waiting group (the default for
+// alerts other than the outage ones) of the end-to-end tests.
 const (
 	e2eInterval  = time.Second
 	e2eGroupWait = alert.DefaultGroupWait
@@ -514,8 +515,8 @@ func TestEndToEndSilence(t *testing.T) {
 			State string `json:"state"`
 		} `json:"status"`
 	}
-	require.Equal(t, http.StatusUnauthorized, request(t, "POST", d.url+"/api/v1/silences", "", body, nil), "silences need the admin role")
-	require.Equal(t, http.StatusOK, request(t, "POST", d.url+"/api/v1/silences", adminToken, body, &sil))
+	require.Equal(t, http.StatusUnauthorized, postJSON(t, d.url+"/api/v1/silences", "", body, nil), "silences need the admin role")
+	require.Equal(t, http.StatusOK, postJSON(t, d.url+"/api/v1/silences", adminToken, body, &sil))
 	assert.Equal(t, "active", sil.Status.State)
 
 	type apiAlert struct {
@@ -634,4 +635,31 @@ alerts:
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Contains(t, got, "firing EtcdHighRequestLatency", "sent during shutdown")
+}
+
+// postJSON POSTs a JSON body, as the API requires of a request that changes something,
+// and decodes the answer into out (when not nil); it returns the status code.
+func postJSON(t testing.TB, url, token, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if !assert.NoError(t, err) {
+		return 0
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if !assert.NoError(t, err) {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if !assert.NoError(t, err) {
+		return 0
+	}
+	if out != nil && !assert.NoError(t, json.Unmarshal(b, out), "%s", b) {
+		return 0
+	}
+	return resp.StatusCode
 }

@@ -38,6 +38,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "rules" {
+		os.Exit(rulesCommand(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	if len(os.Args) > 1 && maintcli.IsCommand(os.Args[1]) {
 		code := maintcli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
