@@ -24,8 +24,8 @@ import (
 // PathMaintenanceOp starts one (POST .../defrag, .../compact, .../snapshot) or shows one
 // (GET .../{id}).
 const (
-	PathMaintenance   = "/api/v1/clusters/{name}/maintenance"
-	PathMaintenanceOp = "/api/v1/clusters/{name}/maintenance/{op}"
+	PathMaintenance    = "/api/v1/clusters/{name}/maintenance"
+	PathMaintenanceOp  = "/api/v1/clusters/{name}/maintenance/{op}"
 	maxMaintenanceBody = 16 << 10
 )
 
@@ -246,7 +246,9 @@ func (s *Service) postMaintenance(w http.ResponseWriter, r *http.Request, c *clu
 		}
 		op = MaintenanceOperation{Kind: OpCompact, DryRun: req.DryRun}
 		op.Request, _ = json.Marshal(req)
-		fn = func(ctx context.Context, _ func(maintenance.MemberDefrag)) (any, error) { return c.m.Compact(ctx, mreq) }
+		fn = func(ctx context.Context, _ func(maintenance.MemberDefrag)) (any, error) {
+			return c.m.Compact(ctx, mreq)
+		}
 	case "snapshot":
 		if s.maint.snapshotDir == "" {
 			return errorf(http.StatusForbidden, "snapshots through the API are off: no snapshot directory is configured "+
