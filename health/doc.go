@@ -20,6 +20,11 @@
 // Members are keyed by ID, never by name: names may be empty (a member added but not
 // started) or shared. IDs are hexadecimal strings in JSON, as etcdctl prints them.
 //
+// A failing /livez or /readyz answer is summarised in Probe.Error as one plain line
+// (etcd's first failing check, printable characters only, at most MaxProbeError bytes),
+// since the body is the member's to choose. Stats counts every check and its duration
+// in cumulative buckets, for export as a histogram.
+//
 // New returns an error wrapping ErrInvalidArgument, naming the argument, for a nil
 // option or an option out of range; it never panics.
 //

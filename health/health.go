@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -29,6 +31,8 @@ type Checker struct {
 	lastLeader  ID
 	history     []LeaderChange
 	lag         lagTracker
+
+	stats stats
 }
 
 // New returns a Checker of the cluster cli belongs to. cli is used for the membership
@@ -68,8 +72,9 @@ func (c *Checker) History() []LeaderChange {
 // Check probes every member in parallel and returns the report. It fails only when the
 // membership cannot be read and none is known from an earlier check; a member that cannot
 // be reached is described in its entry instead.
-func (c *Checker) Check(ctx context.Context) (*Report, error) {
+func (c *Checker) Check(ctx context.Context) (_ *Report, err error) {
 	start := time.Now()
+	defer func() { c.stats.observe(time.Since(start), err != nil) }()
 	members, err := c.members(ctx)
 	if err != nil {
 		return nil, err
@@ -184,15 +189,59 @@ func httpProbe(ctx context.Context, hc *http.Client, url string) Probe {
 		return Probe{Error: err.Error()}
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
 	if resp.StatusCode == http.StatusNotFound {
 		return Probe{StatusCode: resp.StatusCode}
 	}
 	p := Probe{Served: true, StatusCode: resp.StatusCode, OK: resp.StatusCode == http.StatusOK}
 	if !p.OK {
-		p.Error = strings.TrimSpace(string(body))
+		p.Error = probeError(body)
 	}
 	return p
+}
+
+const (
+	// maxProbeBody is how much of a failing /livez or /readyz answer is read.
+	maxProbeBody = 4096
+	// MaxProbeError bounds Probe.Error, in bytes.
+	MaxProbeError = 200
+)
+
+// probeError keeps what a person needs from a failing health endpoint's body: etcd
+// answers with one line per check ("[-]serializable_read failed: ..."), so the first
+// failing check, or else the first line, printable characters only, at most
+// MaxProbeError bytes (cut on a rune boundary, "…" marking the cut).
+func probeError(body []byte) string {
+	lines := strings.Split(strings.ToValidUTF8(string(body), "\uFFFD"), "\n")
+	line := ""
+	for _, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "[-]") {
+			line = l
+			break
+		}
+	}
+	if line == "" {
+		for _, l := range lines {
+			if strings.TrimSpace(l) != "" {
+				line = l
+				break
+			}
+		}
+	}
+	line = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return ' '
+	}, line))
+	if len(line) <= MaxProbeError {
+		return line
+	}
+	cut := MaxProbeError - len("…")
+	for cut > 0 && !utf8.RuneStart(line[cut]) {
+		cut--
+	}
+	return line[:cut] + "…"
 }
 
 // record appends a leader change when the report names a different leader than the
