@@ -302,3 +302,17 @@ func (q MaintenanceQuery) Validate() error {
 	}
 	return nil
 }
+
+// DownsampleHealth merges health checks into one record per cluster and step, oldest
+// first, as a downsampled HealthQuery returns them: Values are means weighted by
+// Samples, Max the maxima, Healthy whether all were healthy, Data the last one's. The
+// input must be ordered by time.
+func DownsampleHealth(in []HealthCheck, step time.Duration) []HealthCheck {
+	return convert(downsample(convert(in, fromHealth), step), sample.health)
+}
+
+// DownsampleMetrics merges metric snapshots into one record per cluster, member and
+// step, oldest first, as DownsampleHealth does. The input must be ordered by time.
+func DownsampleMetrics(in []MetricSnapshot, step time.Duration) []MetricSnapshot {
+	return convert(downsample(convert(in, fromMetric), step), sample.metric)
+}

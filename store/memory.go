@@ -251,7 +251,7 @@ func (m *Memory) MetricSnapshots(ctx context.Context, q HistoryQuery) ([]MetricS
 	return convert(out, sample.metric), err
 }
 
-func convert[T any](in []sample, fn func(sample) T) []T {
+func convert[S, T any](in []S, fn func(S) T) []T {
 	out := make([]T, len(in))
 	for i, s := range in {
 		out[i] = fn(s)

@@ -39,7 +39,9 @@ type Store interface {
 	// Benchmarks returns stored results matching q, newest first.
 	Benchmarks(ctx context.Context, q BenchmarkQuery) ([]Benchmark, error)
 
-	// PutHealthChecks stores health checks in history.
+	// PutHealthChecks stores health checks in history. History writes may be
+	// asynchronous (the PostgreSQL store queues them): nil then means accepted, and a
+	// read may not see them yet.
 	PutHealthChecks(ctx context.Context, checks []HealthCheck) error
 	// HealthChecks returns the health checks matching q, oldest first.
 	HealthChecks(ctx context.Context, q HistoryQuery) ([]HealthCheck, error)

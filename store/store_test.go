@@ -2,7 +2,7 @@ package store_test
 
 import (
 	"context"
-	"encoding/json"
+
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,88 +18,6 @@ import (
 
 // TestMain fails the run if any goroutine outlives the tests.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// Both implementations pass the same contract.
-func TestContract(t *testing.T) {
-	impls := map[string]func(t *testing.T) (store.Store, func() store.Store){
-		"memory": func(t *testing.T) (store.Store, func() store.Store) {
-			s := store.NewMemory()
-			return s, func() store.Store { return s }
-		},
-		"bolt": func(t *testing.T) (store.Store, func() store.Store) {
-			path := filepath.Join(t.TempDir(), "state.db")
-			s, err := store.Open(path)
-			require.NoError(t, err)
-			return s, func() store.Store {
-				require.NoError(t, s.Close())
-				s2, err := store.Open(path)
-				require.NoError(t, err)
-				t.Cleanup(func() { s2.Close() })
-				return s2
-			}
-		},
-	}
-	for name, open := range impls {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			s, reopen := open(t)
-			at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-			require.NoError(t, s.PutAlerts(ctx, []store.Alert{
-				{Fingerprint: "a", Cluster: "prod", State: "firing", ActiveAt: at, FiredAt: at.Add(time.Minute), Data: json.RawMessage(`{"x":1}`)},
-				{Fingerprint: "b", State: "pending", ActiveAt: at},
-			}, nil))
-			require.NoError(t, s.PutAlerts(ctx, nil, []string{"b"}))
-			assert.ErrorIs(t, s.PutAlerts(ctx, []store.Alert{{}}, nil), store.ErrInvalidArgument)
-			require.NoError(t, s.PutGroup(ctx, store.Group{Receiver: "pd", GroupKey: "k1", SentAt: at, Firing: []string{"a"}}))
-			require.NoError(t, s.PutGroup(ctx, store.Group{Receiver: "pd", GroupKey: "k2", SentAt: at}))
-			require.NoError(t, s.DeleteGroup(ctx, "pd", "k2"))
-			for i := range 5 {
-				n, err := s.AppendNotification(ctx, store.Notification{Time: at.Add(time.Duration(i) * time.Second), Receiver: []string{"pd", "slack"}[i%2], Attempt: 1, Status: "sent"})
-				require.NoError(t, err)
-				assert.Equal(t, uint64(i+1), n.ID)
-			}
-			require.NoError(t, s.PutSilence(ctx, store.Silence{ID: "s1", Matchers: []store.Matcher{{Name: "alertname", Value: "X", IsEqual: true}}, EndsAt: at.Add(time.Hour)}))
-			require.NoError(t, s.PutSilence(ctx, store.Silence{ID: "s2"}))
-			require.NoError(t, s.DeleteSilence(ctx, "s2"))
-			assert.ErrorIs(t, s.DeleteSilence(ctx, "s2"), store.ErrNotFound)
-			require.NoError(t, s.PutBenchmark(ctx, store.Benchmark{ID: "b1", Time: at, Cluster: "prod", Data: json.RawMessage(`{"ops":1}`)}))
-			require.NoError(t, s.PutBenchmark(ctx, store.Benchmark{ID: "b2", Time: at.Add(time.Hour), Cluster: "lab"}))
-
-			s = reopen()
-			alerts, err := s.Alerts(ctx)
-			require.NoError(t, err)
-			require.Len(t, alerts, 1)
-			assert.Equal(t, "a", alerts[0].Fingerprint)
-			assert.True(t, alerts[0].FiredAt.Equal(at.Add(time.Minute)))
-			assert.JSONEq(t, `{"x":1}`, string(alerts[0].Data))
-			groups, err := s.Groups(ctx)
-			require.NoError(t, err)
-			require.Len(t, groups, 1)
-			assert.Equal(t, []string{"a"}, groups[0].Firing)
-			ns, err := s.Notifications(ctx, store.NotificationQuery{Receiver: "pd", Limit: 2})
-			require.NoError(t, err)
-			require.Len(t, ns, 2)
-			assert.Equal(t, uint64(5), ns[0].ID, "newest first")
-			assert.Equal(t, uint64(3), ns[1].ID)
-			sils, err := s.Silences(ctx)
-			require.NoError(t, err)
-			require.Len(t, sils, 1)
-			assert.Equal(t, "X", sils[0].Matchers[0].Value)
-			bs, err := s.Benchmarks(ctx, store.BenchmarkQuery{})
-			require.NoError(t, err)
-			require.Len(t, bs, 2)
-			assert.Equal(t, "b2", bs[0].ID, "newest first")
-			bs, err = s.Benchmarks(ctx, store.BenchmarkQuery{Cluster: "prod"})
-			require.NoError(t, err)
-			require.Len(t, bs, 1)
-
-			require.NoError(t, s.Close())
-			require.NoError(t, s.Close(), "idempotent")
-			_, err = s.Alerts(ctx)
-			assert.ErrorIs(t, err, store.ErrClosed)
-		})
-	}
-}
 
 // The notification log keeps the newest records within its bound.
 func TestNotificationLogBounded(t *testing.T) {
@@ -190,8 +108,8 @@ func TestForeignBoltFileRefused(t *testing.T) {
 	assert.Contains(t, err.Error(), path)
 }
 
-// The history and maintenance contract, shared with the PostgreSQL store.
-func TestHistoryContract(t *testing.T) {
+// Both implementations pass the contract, shared with the PostgreSQL store.
+func TestContract(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) (store.Store, func() store.Store) {
 			s := store.NewMemory()

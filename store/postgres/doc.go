@@ -1,0 +1,51 @@
+// Package postgres is the store.Store of etcd-monitor on PostgreSQL (through pgx and
+// its pool): alert state, the notification log, silences, benchmark results,
+// maintenance operations and the history of health checks and metric snapshots, shared
+// by every daemon that points at the same database, and the fenced Lease that lets one
+// of them evaluate alerts and notify.
+//
+// Open applies the schema migrations (versioned, each in its own transaction and
+// recorded in schema_migrations; concurrent starters queue on an advisory lock) and
+// starts two goroutines: the history writer and the background job.
+//
+// History is written off the caller's path: PutHealthChecks and PutMetricSnapshots
+// queue the records (bounded, WithQueueSize) and return. Raw records are kept for a
+// day, rolled up into 1-minute steps kept 30 days and 1-hour steps kept a year
+// (WithRetention). A query picks per part of its range the table that answers it:
+// the coarsest rollup whose resolution divides the step, finer data for the most
+// recent part not rolled up yet, and coarser rollups for what is older than the finer
+// ones keep. When the timescaledb extension is installed before the first start, the
+// history tables are hypertables and retention drops whole chunks; the rollups are
+// this package's own either way.
+//
+// # Guarantees
+//
+//   - A synchronous call never waits longer than the operation timeout (WithOpTimeout,
+//     default 5s) for PostgreSQL; a failure is returned and counted in Stats.Errors.
+//   - History writes never block: while PostgreSQL is down, batches are retried with
+//     backoff (up to 5s apart) and new records queue up to the bound; beyond it the
+//     oldest are dropped, counted in Stats.Dropped. Records PostgreSQL refuses as data
+//     are dropped and counted, not retried forever.
+//   - Late history (written after its steps were rolled up) moves the rollup
+//     watermarks back, so the rollups are redone with it.
+//   - Raw data and 1-minute rollups are deleted only after they are rolled up.
+//   - A Lease has one holder at a time by PostgreSQL's clock; a term's token is larger
+//     than every earlier term's; writes through Lease.Fenced are refused (ErrFenced)
+//     once the term ended, and a takeover waits for a fenced write in progress.
+//   - Errors never show the DSN's password.
+//
+// What is not guaranteed: history accepted by Put* is lost if the process dies before
+// the writer wrote it (at most one batch interval, or the outage's backlog); reads do
+// not see queued history (Flush waits for it).
+//
+// # Lifecycle
+//
+// Open connects and starts the writer and the job; Close writes what is queued (within
+// the operation timeout), stops both and closes the pool; it is idempotent. A Lease
+// owns no goroutine: its holder calls Acquire and Renew (see the daemon's replica
+// loop) and Release when done. A Fenced view shares the store and is not closed.
+//
+//	st, err := postgres.Open(ctx, dsn, postgres.WithLogger(log))
+//	if err != nil { ... }
+//	defer st.Close()
+package postgres

@@ -1,0 +1,333 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+)
+
+const (
+	minute = time.Minute
+	hour   = time.Hour
+)
+
+// table is one history table: a kind at a resolution (0 for raw).
+type table struct {
+	name, kind string
+	res        time.Duration
+}
+
+var historyTables = []table{
+	{"health_raw", "health", 0}, {"health_1m", "health", minute}, {"health_1h", "health", hour},
+	{"metrics_raw", "metrics", 0}, {"metrics_1m", "metrics", minute}, {"metrics_1h", "metrics", hour},
+}
+
+// levels returns kind's tables, finest first.
+func levels(kind string) []table {
+	var out []table
+	for _, t := range historyTables {
+		if t.kind == kind {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// bounds is a half-open time range; a nil end does not bound.
+type bounds struct{ lo, hi *time.Time }
+
+func (b bounds) intersect(o bounds) bounds {
+	if o.lo != nil && (b.lo == nil || o.lo.After(*b.lo)) {
+		b.lo = o.lo
+	}
+	if o.hi != nil && (b.hi == nil || o.hi.Before(*b.hi)) {
+		b.hi = o.hi
+	}
+	return b
+}
+
+func (b bounds) empty() bool {
+	return b.hi != nil && (b.hi.IsZero() || (b.lo != nil && !b.lo.Before(*b.hi)))
+}
+
+// watermarks reads how far each rollup of kind has got: index 1 and 2 of the result
+// are the 1-minute and 1-hour rollups' done_until (nil: nothing rolled up).
+func (s *Store) watermarks(ctx context.Context, q pgx.Tx, kind string) ([3]*time.Time, error) {
+	var wm [3]*time.Time
+	rows, err := q.Query(ctx, `SELECT name, done_until FROM rollup_state WHERE name IN ($1 || '_1m', $1 || '_1h')`, kind)
+	if err != nil {
+		return wm, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var t *time.Time
+		if err := rows.Scan(&name, &t); err != nil {
+			return wm, err
+		}
+		if strings.HasSuffix(name, "_1m") {
+			wm[1] = t
+		} else {
+			wm[2] = t
+		}
+	}
+	return wm, rows.Err()
+}
+
+// segments says which table answers which part of the time axis. preferred is the
+// table a query wants (the coarsest whose resolution divides the step). Rollups cover
+// what their source had up to their watermark; raw data and 1-minute rollups are
+// deleted before their retention cut (and never before they are rolled up). So:
+// the preferred table serves from its cut to its watermark; a finer table serves from
+// the watermark of the table above it to its own (the most recent data, not yet rolled
+// up); a coarser table serves what is older than the cut of the table below it.
+func (s *Store) segments(preferred int, wm [3]*time.Time, now time.Time) []bounds {
+	r := s.opts.retention
+	// The zero time stands for minus infinity: a level with nothing rolled up has
+	// nothing (its top), and deleted nothing of the level below (its cut).
+	var never time.Time
+	orNever := func(t *time.Time) *time.Time {
+		if t == nil {
+			return &never
+		}
+		return t
+	}
+	minOf := func(a time.Time, b *time.Time) *time.Time {
+		if b == nil {
+			return &never
+		}
+		if a.Before(*b) {
+			return &a
+		}
+		return b
+	}
+	cut := [3]*time.Time{minOf(now.Add(-r.Raw), wm[1]), minOf(now.Add(-r.Minute), wm[2]), &never}
+	top := [3]*time.Time{nil, orNever(wm[1]), orNever(wm[2])}
+	out := make([]bounds, 3)
+	for i := range 3 {
+		switch {
+		case i == preferred:
+			out[i] = bounds{cut[i], top[i]}
+		case i < preferred:
+			out[i] = bounds{top[i+1], top[i]}
+		default:
+			out[i] = bounds{cut[i], cut[i-1]}
+		}
+		if out[i].lo != nil && out[i].lo.IsZero() {
+			out[i].lo = nil
+		}
+	}
+	return out
+}
+
+// HealthChecks implements store.Store.
+func (s *Store) HealthChecks(ctx context.Context, q store.HistoryQuery) ([]store.HealthCheck, error) {
+	rows, err := s.history(ctx, "health", q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.HealthCheck, len(rows))
+	for i, r := range rows {
+		out[i] = store.HealthCheck{Time: r.Time, Cluster: r.Cluster, Healthy: r.healthy, Values: r.Values, Max: r.Max,
+			Samples: r.Samples, Data: r.Data}
+	}
+	if q.Step > 0 {
+		out = store.DownsampleHealth(out, q.Step)
+	}
+	return tail(out, q.EffectiveLimit()), nil
+}
+
+// MetricSnapshots implements store.Store.
+func (s *Store) MetricSnapshots(ctx context.Context, q store.HistoryQuery) ([]store.MetricSnapshot, error) {
+	rows, err := s.history(ctx, "metrics", q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.MetricSnapshot, len(rows))
+	for i, r := range rows {
+		out[i] = r.MetricSnapshot
+	}
+	if q.Step > 0 {
+		out = store.DownsampleMetrics(out, q.Step)
+	}
+	return tail(out, q.EffectiveLimit()), nil
+}
+
+func tail[T any](s []T, n int) []T {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// row is a history row of either kind (health rows have no member).
+type row struct {
+	store.MetricSnapshot
+	healthy bool
+}
+
+// history reads the rows of kind that q selects, oldest first, from the tables the
+// segments assign. A step query reads only the newest Limit steps' worth of time first,
+// and the whole range only when that finds fewer than Limit steps.
+func (s *Store) history(ctx context.Context, kind string, q store.HistoryQuery) ([]row, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	var out []row
+	err := s.op(ctx, "read "+kind+" history", func(ctx context.Context) error {
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+			wm, err := s.watermarks(ctx, tx, kind)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			if q.Step == 0 {
+				out, err = s.readRows(ctx, tx, kind, q, q.Since, wm, now)
+				return err
+			}
+			limit := q.EffectiveLimit()
+			end := q.Until
+			if end.IsZero() {
+				end = now
+			}
+			since := store.StepStart(end.Add(-1), q.Step).Add(-time.Duration(limit-1) * q.Step)
+			if since.After(q.Since) {
+				if out, err = s.readRows(ctx, tx, kind, q, since, wm, now); err != nil {
+					return err
+				}
+				if steps(out, q.Step) >= limit {
+					return nil
+				}
+			}
+			out, err = s.readRows(ctx, tx, kind, q, q.Since, wm, now)
+			return err
+		})
+	})
+	return out, err
+}
+
+func steps(rows []row, step time.Duration) int {
+	n := 0
+	var last time.Time
+	for _, r := range rows {
+		if st := store.StepStart(r.Time, step); n == 0 || !st.Equal(last) {
+			n++
+			last = st
+		}
+	}
+	return n
+}
+
+func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.HistoryQuery, since time.Time, wm [3]*time.Time, now time.Time) ([]row, error) {
+	preferred := 0
+	for i, t := range levels(kind) {
+		if t.res > 0 && q.Step >= t.res && q.Step%t.res == 0 {
+			preferred = i
+		}
+	}
+	want := bounds{}
+	if !since.IsZero() {
+		want.lo = &since
+	}
+	if !q.Until.IsZero() {
+		want.hi = &q.Until
+	}
+	member := `''`
+	if kind == "metrics" {
+		member = "member"
+	}
+	healthy := "true"
+	if kind == "health" {
+		healthy = "healthy"
+	}
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	var parts []string
+	for i, seg := range s.segments(preferred, wm, now) {
+		b := seg.intersect(want)
+		if b.empty() {
+			continue
+		}
+		t := levels(kind)[i]
+		var where []string
+		if q.Cluster != "" {
+			where = append(where, "cluster = "+arg(q.Cluster))
+		}
+		if kind == "metrics" && q.Member != "" {
+			where = append(where, "member = "+arg(q.Member))
+		}
+		if b.lo != nil {
+			where = append(where, "time >= "+arg(*b.lo))
+		}
+		if b.hi != nil {
+			where = append(where, "time < "+arg(*b.hi))
+		}
+		var sel string
+		if t.res == 0 {
+			// Of raw rows, a step query needs only each step's last one's data.
+			data := "data"
+			if q.Step > 0 {
+				data = fmt.Sprintf(`CASE WHEN time = max(time) OVER (PARTITION BY cluster, %s,
+	date_bin(%s::interval, time, timestamptz 'epoch')) THEN data END`, member, arg(q.Step))
+			}
+			sel = fmt.Sprintf(`SELECT cluster, %s AS member, time, 1 AS samples, %s AS healthy, "values", NULL::jsonb AS "max", %s AS data FROM %s`,
+				member, healthy, data, t.name)
+		} else {
+			sel = fmt.Sprintf(`SELECT cluster, %s AS member, time, samples, %s AS healthy, "values", "max", NULL::jsonb AS data FROM %s`,
+				member, healthy, t.name)
+		}
+		if len(where) > 0 {
+			sel += " WHERE " + strings.Join(where, " AND ")
+		}
+		parts = append(parts, sel)
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	sql := strings.Join(parts, "\nUNION ALL\n")
+	if q.Step == 0 {
+		sql = fmt.Sprintf("SELECT * FROM (%s) h ORDER BY time DESC, cluster DESC, member DESC LIMIT %s", sql, arg(q.EffectiveLimit()))
+	} else {
+		sql = fmt.Sprintf("SELECT * FROM (%s) h ORDER BY time, cluster, member", sql)
+	}
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var o row
+		var values, max, data []byte
+		if err := r.Scan(&o.Cluster, &o.Member, &o.Time, &o.Samples, &o.healthy, &values, &max, &data); err != nil {
+			return o, err
+		}
+		o.Time, o.Data = o.Time.UTC(), rawOrNil(data)
+		if values != nil {
+			if err := json.Unmarshal(values, &o.Values); err != nil {
+				return o, fmt.Errorf("%w: values: %w", store.ErrCorrupt, err)
+			}
+		}
+		if max != nil {
+			if err := json.Unmarshal(max, &o.Max); err != nil {
+				return o, fmt.Errorf("%w: max: %w", store.ErrCorrupt, err)
+			}
+		}
+		return o, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if q.Step == 0 {
+		slices.Reverse(out)
+	}
+	return out, nil
+}

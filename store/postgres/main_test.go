@@ -1,0 +1,94 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+	"github.com/etcd-monitor/etcd-monitor/store/postgres"
+	"github.com/etcd-monitor/etcd-monitor/store/storetest"
+)
+
+// TestMain fails the run if any goroutine outlives the tests.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const urlEnv = "ETCD_MONITOR_TEST_POSTGRES_URL"
+
+// dsn returns the test server's URL; without one the test skips, or fails in CI.
+func dsn(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(urlEnv)
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: CI must start a PostgreSQL (.ci/postgres start)", urlEnv)
+		}
+		t.Skipf("%s is not set: start one with `eval \"$(.ci/postgres start)\"` to run this test", urlEnv)
+	}
+	return u
+}
+
+var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// schema returns a fresh schema name for t, dropped when t ends.
+func schema(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := nonIdent.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	name = "t_" + name + "_" + hex.EncodeToString(b)
+	u := dsn(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			t.Logf("drop schema %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil {
+			t.Logf("drop schema %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// open opens a store in its own schema, closed when t ends.
+func open(t testing.TB, sch string, opts ...postgres.Option) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(ctxT(t), dsn(t), append([]postgres.Option{postgres.WithSchema(sch)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// The store passes the contract of every store.Store.
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) (store.Store, func() store.Store) {
+		sch := schema(t)
+		s := open(t, sch)
+		return s, func() store.Store {
+			require.NoError(t, s.Close())
+			return open(t, sch)
+		}
+	})
+}

@@ -1,0 +1,231 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// migration is one versioned step of the schema. Steps are applied in order, each in
+// its own transaction together with its row in schema_migrations, so a step is either
+// applied and recorded or neither. A step's SQL never changes once released: a change
+// is a new step.
+type migration struct {
+	version int
+	name    string
+	sql     string
+	// fn, when set, runs after sql in the same transaction.
+	fn func(ctx context.Context, tx pgx.Tx) error
+}
+
+// migrations of the schema. History tables are plain tables with a B-tree primary key
+// (cluster, time[, member]) for the queries of one cluster and a BRIN index on time for
+// the rollup and retention scans over all clusters (rows arrive in time order, so a
+// BRIN index is a few pages): see the README's measurements.
+var migrations = []migration{
+	{version: 1, name: "state", sql: `
+CREATE TABLE alerts (
+	fingerprint text PRIMARY KEY,
+	cluster     text NOT NULL DEFAULT '',
+	state       text NOT NULL,
+	active_at   timestamptz NOT NULL,
+	fired_at    timestamptz,
+	data        jsonb
+);
+CREATE TABLE notification_groups (
+	receiver  text NOT NULL,
+	group_key text NOT NULL,
+	sent_at   timestamptz NOT NULL,
+	firing    text[],
+	resolved  text[],
+	data      jsonb,
+	PRIMARY KEY (receiver, group_key)
+);
+CREATE TABLE notifications (
+	id           bigserial PRIMARY KEY,
+	time         timestamptz NOT NULL,
+	receiver     text NOT NULL,
+	group_key    text NOT NULL,
+	group_labels jsonb,
+	attempt      integer NOT NULL,
+	status       text NOT NULL,
+	error        text NOT NULL DEFAULT '',
+	firing       text[],
+	resolved     text[]
+);
+CREATE INDEX notifications_receiver ON notifications (receiver, group_key, id);
+CREATE TABLE silences (
+	id     text PRIMARY KEY,
+	record jsonb NOT NULL
+);
+CREATE TABLE benchmarks (
+	id      text PRIMARY KEY,
+	time    timestamptz NOT NULL,
+	cluster text NOT NULL DEFAULT '',
+	name    text NOT NULL DEFAULT '',
+	data    jsonb
+);
+CREATE INDEX benchmarks_cluster_time ON benchmarks (cluster, time);
+CREATE TABLE maintenance_ops (
+	id       text PRIMARY KEY,
+	cluster  text NOT NULL DEFAULT '',
+	kind     text NOT NULL DEFAULT '',
+	state    text NOT NULL DEFAULT '',
+	started  timestamptz NOT NULL,
+	finished timestamptz,
+	alert    text NOT NULL DEFAULT '',
+	dry_run  boolean NOT NULL DEFAULT false,
+	data     jsonb
+);
+CREATE INDEX maintenance_ops_cluster_started ON maintenance_ops (cluster, started);
+CREATE TABLE leases (
+	name     text PRIMARY KEY,
+	holder   text NOT NULL,
+	token    bigint NOT NULL,
+	expires  timestamptz NOT NULL,
+	acquired timestamptz NOT NULL
+);
+`},
+	{version: 2, name: "history", sql: `
+CREATE TABLE health_raw (
+	cluster  text NOT NULL,
+	time     timestamptz NOT NULL,
+	healthy  boolean NOT NULL,
+	"values" jsonb,
+	data     jsonb,
+	PRIMARY KEY (cluster, time)
+);
+CREATE TABLE health_1m (
+	cluster  text NOT NULL,
+	time     timestamptz NOT NULL,
+	samples  integer NOT NULL,
+	healthy  boolean NOT NULL,
+	"values" jsonb,
+	"max"    jsonb,
+	PRIMARY KEY (cluster, time)
+);
+CREATE TABLE health_1h (LIKE health_1m INCLUDING ALL);
+CREATE TABLE metrics_raw (
+	cluster  text NOT NULL,
+	time     timestamptz NOT NULL,
+	member   text NOT NULL,
+	"values" jsonb,
+	data     jsonb,
+	PRIMARY KEY (cluster, time, member)
+);
+CREATE TABLE metrics_1m (
+	cluster  text NOT NULL,
+	time     timestamptz NOT NULL,
+	member   text NOT NULL,
+	samples  integer NOT NULL,
+	"values" jsonb,
+	"max"    jsonb,
+	PRIMARY KEY (cluster, time, member)
+);
+CREATE TABLE metrics_1h (LIKE metrics_1m INCLUDING ALL);
+CREATE INDEX health_raw_time ON health_raw USING brin (time);
+CREATE INDEX health_1m_time ON health_1m USING brin (time);
+CREATE INDEX health_1h_time ON health_1h USING brin (time);
+CREATE INDEX metrics_raw_time ON metrics_raw USING brin (time);
+CREATE INDEX metrics_1m_time ON metrics_1m USING brin (time);
+CREATE INDEX metrics_1h_time ON metrics_1h USING brin (time);
+-- done_until: the rollup holds every source row before it (NULL: nothing rolled up yet).
+CREATE TABLE rollup_state (
+	name       text PRIMARY KEY,
+	done_until timestamptz
+);
+INSERT INTO rollup_state (name) VALUES ('health_1m'), ('health_1h'), ('metrics_1m'), ('metrics_1h');
+`},
+	{version: 3, name: "timescaledb", fn: timescale},
+}
+
+// timescale turns the history tables into hypertables when the timescaledb extension
+// is installed in the database (CREATE EXTENSION timescaledb, before the first start):
+// retention then drops whole chunks. Rollups stay this package's own tables and job:
+// continuous aggregates cannot aggregate the jsonb value maps. Without the extension
+// this step does nothing.
+func timescale(ctx context.Context, tx pgx.Tx) error {
+	var present bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')`).Scan(&present); err != nil {
+		return err
+	}
+	if !present {
+		return nil
+	}
+	for _, t := range historyTables {
+		chunk := "1 day"
+		if t.res >= hour {
+			chunk = "30 days"
+		}
+		if _, err := tx.Exec(ctx, `SELECT create_hypertable($1::regclass, 'time', chunk_time_interval => $2::interval, migrate_data => true)`,
+			t.name, chunk); err != nil {
+			return fmt.Errorf("hypertable %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// migrationLock is the advisory lock key that serialises concurrent starters.
+const migrationLock = 0x65746364_6d6f6e31 // "etcdmon1"
+
+// migrate applies the steps not yet recorded in schema_migrations. Concurrent starters
+// queue on an advisory lock held for the whole run, so each step runs once; a starter
+// that finds a version newer than it knows refuses to run against that schema.
+func migrate(ctx context.Context, conn *pgx.Conn) (applied int, err error) {
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLock)); err != nil {
+		return 0, fmt.Errorf("postgres: migration lock: %w", err)
+	}
+	defer func() {
+		// A lock the server already dropped (connection lost) is not an error worth
+		// more than the one we return.
+		_, uerr := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLock))
+		if err == nil && uerr != nil {
+			err = fmt.Errorf("postgres: migration unlock: %w", uerr)
+		}
+	}()
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    integer PRIMARY KEY,
+	name       text NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now()
+)`); err != nil {
+		return 0, fmt.Errorf("postgres: schema_migrations: %w", err)
+	}
+	var current int
+	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return 0, fmt.Errorf("postgres: schema_migrations: %w", err)
+	}
+	if latest := migrations[len(migrations)-1].version; current > latest {
+		return 0, fmt.Errorf("%w: schema version %d is newer than this program's %d", ErrSchema, current, latest)
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if m.sql != "" {
+				if _, err := tx.Exec(ctx, m.sql); err != nil {
+					return err
+				}
+			}
+			if m.fn != nil {
+				if err := m.fn(ctx, tx); err != nil {
+					return err
+				}
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			return err
+		})
+		if err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) {
+				return applied, fmt.Errorf("%w: migration %d (%s): %w", ErrSchema, m.version, m.name, err)
+			}
+			return applied, fmt.Errorf("postgres: migration %d (%s): %w", m.version, m.name, err)
+		}
+		applied++
+	}
+	return applied, nil
+}

@@ -1,0 +1,141 @@
+package postgres
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Option configures Open.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// Retention says how long history is kept at each resolution.
+type Retention struct {
+	// Raw is how long raw health checks and metric snapshots are kept. Default 24h.
+	Raw time.Duration `yaml:"raw" json:"raw"`
+	// Minute is how long 1-minute rollups are kept. Default 30 days.
+	Minute time.Duration `yaml:"minute" json:"minute"`
+	// Hour is how long 1-hour rollups are kept. Default 365 days.
+	Hour time.Duration `yaml:"hour" json:"hour"`
+}
+
+// Defaults, in one place.
+const (
+	DefaultRawRetention    = 24 * time.Hour
+	DefaultMinuteRetention = 30 * 24 * time.Hour
+	DefaultHourRetention   = 365 * 24 * time.Hour
+	// DefaultQueueSize bounds the history records waiting to be written.
+	DefaultQueueSize = 10000
+	// DefaultOpTimeout bounds each synchronous operation (and each history batch).
+	DefaultOpTimeout = 5 * time.Second
+	// DefaultJobInterval is how often rollups and retention run.
+	DefaultJobInterval = time.Minute
+	// DefaultMaxNotifications bounds the notification log.
+	DefaultMaxNotifications = 10000
+)
+
+// DefaultRetention returns the default retention.
+func DefaultRetention() Retention {
+	return Retention{Raw: DefaultRawRetention, Minute: DefaultMinuteRetention, Hour: DefaultHourRetention}
+}
+
+type options struct {
+	logger           *zap.Logger
+	schema           string
+	retention        Retention
+	queueSize        int
+	opTimeout        time.Duration
+	jobInterval      time.Duration
+	maxNotifications int
+}
+
+func defaults() options {
+	return options{logger: zap.NewNop(), retention: DefaultRetention(), queueSize: DefaultQueueSize,
+		opTimeout: DefaultOpTimeout, jobInterval: DefaultJobInterval, maxNotifications: DefaultMaxNotifications}
+}
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+func apply(opts []Option) (options, error) {
+	o := defaults()
+	for i, opt := range opts {
+		if opt == nil {
+			return o, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i)
+		}
+		opt.apply(&o)
+	}
+	r := o.retention
+	switch {
+	case o.logger == nil:
+		return o, fmt.Errorf("%w: nil logger", ErrInvalidArgument)
+	case o.schema != "" && !schemaName.MatchString(o.schema):
+		return o, fmt.Errorf("%w: schema %q: want lower-case letters, digits and _", ErrInvalidArgument, o.schema)
+	case r.Raw < time.Minute:
+		return o, fmt.Errorf("%w: raw retention %v is under a minute", ErrInvalidArgument, r.Raw)
+	case r.Minute < r.Raw || r.Minute < time.Hour:
+		return o, fmt.Errorf("%w: minute retention %v is under an hour or the raw retention %v", ErrInvalidArgument, r.Minute, r.Raw)
+	case r.Hour < r.Minute:
+		return o, fmt.Errorf("%w: hour retention %v is under the minute retention %v", ErrInvalidArgument, r.Hour, r.Minute)
+	case o.queueSize < 1:
+		return o, fmt.Errorf("%w: queue size %d must be at least 1", ErrInvalidArgument, o.queueSize)
+	case o.opTimeout <= 0:
+		return o, fmt.Errorf("%w: operation timeout %v must be positive", ErrInvalidArgument, o.opTimeout)
+	case o.jobInterval <= 0:
+		return o, fmt.Errorf("%w: job interval %v must be positive", ErrInvalidArgument, o.jobInterval)
+	case o.maxNotifications < 1:
+		return o, fmt.Errorf("%w: max notifications %d must be at least 1", ErrInvalidArgument, o.maxNotifications)
+	}
+	return o, nil
+}
+
+// WithLogger sets the logger. Default: none.
+func WithLogger(l *zap.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
+
+// WithSchema keeps every table in the named schema (created when missing) instead of
+// the DSN's search path. Default: the search path.
+func WithSchema(name string) Option { return optionFunc(func(o *options) { o.schema = name }) }
+
+// WithRetention sets how long history is kept at each resolution; zero fields keep
+// their defaults. Raw must be at least a minute, Minute at least an hour and Raw, Hour
+// at least Minute. Default DefaultRetention().
+func WithRetention(r Retention) Option {
+	return optionFunc(func(o *options) {
+		d := DefaultRetention()
+		if r.Raw == 0 {
+			r.Raw = d.Raw
+		}
+		if r.Minute == 0 {
+			r.Minute = d.Minute
+		}
+		if r.Hour == 0 {
+			r.Hour = d.Hour
+		}
+		o.retention = r
+	})
+}
+
+// WithQueueSize bounds the history records waiting to be written; when it is full the
+// oldest are dropped and counted. Default 10000.
+func WithQueueSize(n int) Option { return optionFunc(func(o *options) { o.queueSize = n }) }
+
+// WithOpTimeout bounds each synchronous operation and each history batch, so a
+// PostgreSQL that does not answer never holds a caller longer. Default 5s.
+func WithOpTimeout(d time.Duration) Option { return optionFunc(func(o *options) { o.opTimeout = d }) }
+
+// WithJobInterval sets how often the background job rolls history up and applies the
+// retention. Default 1m.
+func WithJobInterval(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.jobInterval = d })
+}
+
+// WithMaxNotifications bounds the notification log; the background job deletes the
+// oldest records beyond it. Default 10000.
+func WithMaxNotifications(n int) Option {
+	return optionFunc(func(o *options) { o.maxNotifications = n })
+}

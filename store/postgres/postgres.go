@@ -1,0 +1,205 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+)
+
+// Store is a store.Store on PostgreSQL. Use Open.
+type Store struct {
+	pool      *pgxpool.Pool
+	opts      options
+	log       *zap.Logger
+	timescale bool
+
+	errors  atomic.Uint64
+	dropped atomic.Uint64
+	written atomic.Uint64
+
+	w writer
+
+	bg       context.Context // cancelled by Close: background work stops
+	bgCancel context.CancelFunc
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	closed    atomic.Bool
+	wg        sync.WaitGroup
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Stats are the store's counters since Open.
+type Stats struct {
+	// Errors counts failed operations: every synchronous call that failed for a reason
+	// other than its arguments, every failed attempt to write a history batch, every
+	// failed background job. The daemon exports it as etcd_monitor_store_errors_total.
+	Errors uint64 `json:"errors"`
+	// Dropped counts history records given up: the queue was full, the store closed
+	// before they were written, or PostgreSQL refused them as data.
+	Dropped uint64 `json:"dropped"`
+	// Written counts history records written.
+	Written uint64 `json:"written"`
+	// Queued is the number of history records waiting to be written.
+	Queued int `json:"queued"`
+}
+
+// Open connects to the PostgreSQL of dsn (a URL or key=value string as libpq takes it;
+// TLS through sslmode, sslrootcert, sslcert, sslkey), applies the schema migrations
+// not yet applied, and starts the history writer and the background job. It fails when
+// PostgreSQL cannot be reached within the operation timeout; errors never contain the
+// DSN's password.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	o, err := apply(opts)
+	if err != nil {
+		return nil, err
+	}
+	if dsn == "" {
+		return nil, fmt.Errorf("%w: empty DSN", ErrInvalidArgument)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgconn's message redacts the password.
+		return nil, fmt.Errorf("%w: DSN: %v", ErrInvalidArgument, err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > o.opTimeout {
+		cfg.ConnConfig.ConnectTimeout = o.opTimeout
+	}
+	if o.schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = o.schema
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "etcd-monitor"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, opts: o, log: o.logger, closing: make(chan struct{})}
+	s.bg, s.bgCancel = context.WithCancel(context.Background())
+	if err := s.init(ctx); err != nil {
+		s.bgCancel()
+		pool.Close()
+		return nil, err
+	}
+	s.w.init(o.queueSize)
+	s.wg.Add(2)
+	go s.writeLoop()
+	go s.jobLoop()
+	return s, nil
+}
+
+func (s *Store) init(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 6*s.opts.opTimeout)
+	defer cancel()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: connect: %w", err)
+	}
+	defer conn.Release()
+	if s.opts.schema != "" {
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.opts.schema}.Sanitize()); err != nil {
+			return fmt.Errorf("postgres: create schema %s: %w", s.opts.schema, err)
+		}
+	}
+	n, err := migrate(ctx, conn.Conn())
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.Info("postgres schema migrated", zap.Int("steps", n), zap.Int("version", migrations[len(migrations)-1].version))
+	}
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
+	AND to_regclass('health_raw') IS NOT NULL`).Scan(&s.timescale)
+	if err == nil && s.timescale {
+		err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+	WHERE hypertable_schema = current_schema() AND hypertable_name = 'health_raw')`).Scan(&s.timescale)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: detect timescaledb: %w", err)
+	}
+	return nil
+}
+
+// Timescale reports whether the history tables are TimescaleDB hypertables.
+func (s *Store) Timescale() bool { return s.timescale }
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Errors: s.errors.Load(), Dropped: s.dropped.Load(), Written: s.written.Load(), Queued: s.w.len()}
+}
+
+// Pool returns the connection pool, for callers that need PostgreSQL's own statistics.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close writes the queued history (for at most the operation timeout), stops the
+// background work and closes the pool. It is idempotent; calls after it return
+// store.ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.closing)
+		s.bgCancel()
+		s.wg.Wait()
+		s.pool.Close()
+	})
+	return nil
+}
+
+// op runs fn under the operation timeout and counts its failure. Argument errors are
+// the caller's, not the store's, and are not counted.
+func (s *Store) op(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.opTimeout)
+	defer cancel()
+	err := fn(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrInvalidArgument), errors.Is(err, store.ErrNotFound), errors.Is(err, ErrFenced):
+		return err
+	case s.closed.Load():
+		return store.ErrClosed
+	}
+	s.errors.Add(1)
+	return fmt.Errorf("postgres: %s: %w", what, err)
+}
+
+// retryable reports whether a failed write may succeed when tried again: connection
+// and server-state errors may, errors about the data may not.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code[:2] {
+		case "22", "23", "42", "2B", "0A":
+			return false
+		}
+	}
+	return true
+}
+
+// backoff waits d or until the store closes; it reports whether the wait ran out.
+func (s *Store) backoff(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.closing:
+		return false
+	}
+}

@@ -1,0 +1,356 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+)
+
+// record is one queued history record: a health check or a metric snapshot, already
+// validated and encoded.
+type record struct {
+	health  bool
+	cluster string
+	member  string
+	time    time.Time
+	healthy bool
+	values  *string
+	data    *string
+}
+
+// writer is the bounded queue between Put* and the goroutine that writes to
+// PostgreSQL. Records are numbered; head is the number of buf[0], so the writer knows
+// which of the records it wrote are still queued after Put dropped the oldest.
+type writer struct {
+	mu      sync.Mutex
+	buf     []record
+	head    uint64
+	max     int
+	wake    chan struct{}
+	changed chan struct{} // closed and replaced when the queue shrinks
+}
+
+func (w *writer) init(max int) {
+	w.max, w.wake, w.changed = max, make(chan struct{}, 1), make(chan struct{})
+}
+
+func (w *writer) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buf)
+}
+
+// push queues rs, dropping the oldest records beyond the bound; it returns how many
+// were dropped.
+func (w *writer) push(rs []record) (dropped int) {
+	w.mu.Lock()
+	w.buf = append(w.buf, rs...)
+	if over := len(w.buf) - w.max; over > 0 {
+		w.buf = append(w.buf[:0:0], w.buf[over:]...)
+		w.head += uint64(over)
+		dropped = over
+		w.signalLocked()
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return dropped
+}
+
+// peek returns up to n queued records and the number after the last of them.
+func (w *writer) peek(n int) ([]record, uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n = min(n, len(w.buf))
+	return append([]record(nil), w.buf[:n]...), w.head + uint64(n)
+}
+
+// done removes the records numbered below end that are still queued.
+func (w *writer) done(end uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if end <= w.head {
+		return
+	}
+	n := min(int(end-w.head), len(w.buf))
+	w.buf = append(w.buf[:0:0], w.buf[n:]...)
+	w.head += uint64(n)
+	w.signalLocked()
+}
+
+func (w *writer) signalLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// empty returns whether the queue is empty, and a channel closed when it next shrinks.
+func (w *writer) empty() (bool, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buf) == 0, w.changed
+}
+
+const maxBatch = 2000
+
+// PutHealthChecks implements store.Store: the checks are queued and written by a
+// background goroutine; nil means queued. When the queue is full the oldest records are
+// dropped and counted in Stats.Dropped and Stats.Errors.
+func (s *Store) PutHealthChecks(ctx context.Context, checks []store.HealthCheck) error {
+	rs := make([]record, 0, len(checks))
+	for i, h := range checks {
+		if err := h.Validate(); err != nil {
+			return fmt.Errorf("%w (record %d)", err, i)
+		}
+		r, err := encode(true, h.Time, h.Cluster, "", h.Healthy, h.Values, h.Data, i)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, r)
+	}
+	return s.queue(ctx, rs)
+}
+
+// PutMetricSnapshots implements store.Store, as PutHealthChecks does.
+func (s *Store) PutMetricSnapshots(ctx context.Context, snaps []store.MetricSnapshot) error {
+	rs := make([]record, 0, len(snaps))
+	for i, m := range snaps {
+		if err := m.Validate(); err != nil {
+			return fmt.Errorf("%w (record %d)", err, i)
+		}
+		r, err := encode(false, m.Time, m.Cluster, m.Member, false, m.Values, m.Data, i)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, r)
+	}
+	return s.queue(ctx, rs)
+}
+
+func encode(health bool, t time.Time, cluster, member string, healthy bool, values map[string]float64, data json.RawMessage, i int) (record, error) {
+	r := record{health: health, cluster: cluster, member: member, time: t.UTC(), healthy: healthy}
+	if v := store.FiniteValues(values); v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return r, fmt.Errorf("%w: values of record %d: %w", store.ErrInvalidArgument, i, err)
+		}
+		str := string(b)
+		r.values = &str
+	}
+	var err error
+	r.data, err = jsonOrNil(fmt.Sprintf("data of record %d", i), data)
+	return r, err
+}
+
+func (s *Store) queue(ctx context.Context, rs []record) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	if n := s.w.push(rs); n > 0 {
+		s.dropped.Add(uint64(n))
+		s.errors.Add(1)
+		s.log.Warn("history queue full: oldest records dropped", zap.Int("dropped", n), zap.Int("queue_size", s.opts.queueSize))
+	}
+	return nil
+}
+
+// Flush waits until every history record queued before the call is written (or
+// dropped), or ctx ends.
+func (s *Store) Flush(ctx context.Context) error {
+	for {
+		empty, changed := s.w.empty()
+		if empty {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("postgres: flush: %d records still queued: %w", s.w.len(), ctx.Err())
+		case <-s.closing:
+			return store.ErrClosed
+		}
+	}
+}
+
+// writeLoop writes queued history in batches. A batch that fails for a reason that may
+// pass (PostgreSQL down, restarting, overloaded) is retried with backoff while new
+// records queue up to the bound; a batch PostgreSQL refuses as data is dropped. At
+// Close the queue gets one last attempt within the operation timeout.
+func (s *Store) writeLoop() {
+	defer s.wg.Done()
+	delay := 100 * time.Millisecond
+	for {
+		select {
+		case <-s.w.wake:
+		case <-s.closing:
+			s.drain()
+			return
+		}
+		for {
+			batch, end := s.w.peek(maxBatch)
+			if len(batch) == 0 {
+				break
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.opTimeout)
+			err := s.writeBatch(ctx, batch)
+			cancel()
+			if err == nil {
+				s.written.Add(uint64(len(batch)))
+				s.w.done(end)
+				delay = 100 * time.Millisecond
+				continue
+			}
+			s.errors.Add(1)
+			if !retryable(err) {
+				s.dropped.Add(uint64(len(batch)))
+				s.w.done(end)
+				s.log.Error("history batch refused: dropped", zap.Int("records", len(batch)), zap.Error(err))
+				continue
+			}
+			s.log.Warn("history batch not written: will retry", zap.Int("records", len(batch)), zap.Duration("in", delay), zap.Error(err))
+			if !s.backoff(delay) {
+				s.drain()
+				return
+			}
+			delay = min(2*delay, 5*time.Second)
+		}
+	}
+}
+
+// drain makes one bounded attempt to write what is queued at Close, and counts the
+// rest as dropped.
+func (s *Store) drain() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.opTimeout)
+	defer cancel()
+	for {
+		batch, end := s.w.peek(maxBatch)
+		if len(batch) == 0 {
+			return
+		}
+		if err := s.writeBatch(ctx, batch); err != nil {
+			s.errors.Add(1)
+			n := s.w.len()
+			s.dropped.Add(uint64(n))
+			s.w.done(end + uint64(n))
+			s.log.Error("history not written at close: dropped", zap.Int("records", n), zap.Error(err))
+			return
+		}
+		s.written.Add(uint64(len(batch)))
+		s.w.done(end)
+	}
+}
+
+// writeBatch upserts a batch in one transaction, and moves the rollup watermarks back
+// when it wrote rows the rollups already passed (late records, after an outage), so
+// the next rollup redoes those steps.
+func (s *Store) writeBatch(ctx context.Context, batch []record) error {
+	type hkey struct {
+		cluster string
+		t       time.Time
+	}
+	type mkey struct {
+		cluster, member string
+		t               time.Time
+	}
+	// Upsert needs each key once per statement; the last record of a key wins.
+	hi, mi := map[hkey]int{}, map[mkey]int{}
+	var hs, ms []record
+	var hmin, mmin time.Time
+	for _, r := range batch {
+		if r.health {
+			if i, ok := hi[hkey{r.cluster, r.time}]; ok {
+				hs[i] = r
+				continue
+			}
+			hi[hkey{r.cluster, r.time}] = len(hs)
+			hs = append(hs, r)
+			if hmin.IsZero() || r.time.Before(hmin) {
+				hmin = r.time
+			}
+		} else {
+			if i, ok := mi[mkey{r.cluster, r.member, r.time}]; ok {
+				ms[i] = r
+				continue
+			}
+			mi[mkey{r.cluster, r.member, r.time}] = len(ms)
+			ms = append(ms, r)
+			if mmin.IsZero() || r.time.Before(mmin) {
+				mmin = r.time
+			}
+		}
+	}
+	var kinds []string
+	if len(hs) > 0 {
+		kinds = append(kinds, "health_1m", "health_1h")
+	}
+	if len(ms) > 0 {
+		kinds = append(kinds, "metrics_1m", "metrics_1h")
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Hold off a rollup of these kinds until this commits (and wait for one that
+		// runs), so no rollup misses rows committed after its snapshot. KEY SHARE does
+		// not conflict with another writer's, nor with the rewind's update below.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM rollup_state WHERE name = ANY($1) FOR KEY SHARE`, kinds); err != nil {
+			return err
+		}
+		if len(hs) > 0 {
+			cl, ts, ok, vs, ds := columns(hs)
+			if _, err := tx.Exec(ctx, `INSERT INTO health_raw (cluster, time, healthy, "values", data)
+	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::boolean[], $4::jsonb[], $5::jsonb[])
+	ON CONFLICT (cluster, time) DO UPDATE SET healthy = excluded.healthy, "values" = excluded."values", data = excluded.data`,
+				cl, ts, ok, vs, ds); err != nil {
+				return err
+			}
+		}
+		if len(ms) > 0 {
+			cl, ts, _, vs, ds := columns(ms)
+			mem := make([]string, len(ms))
+			for i, r := range ms {
+				mem[i] = r.member
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO metrics_raw (cluster, time, member, "values", data)
+	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::jsonb[], $5::jsonb[])
+	ON CONFLICT (cluster, time, member) DO UPDATE SET "values" = excluded."values", data = excluded.data`,
+				cl, ts, mem, vs, ds); err != nil {
+				return err
+			}
+		}
+		for _, k := range []struct {
+			kind string
+			min  time.Time
+		}{{"health", hmin}, {"metrics", mmin}} {
+			if k.min.IsZero() {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `UPDATE rollup_state SET done_until = date_bin(
+	CASE WHEN name LIKE '%\_1h' THEN interval '1 hour' ELSE interval '1 minute' END, $2::timestamptz, timestamptz 'epoch')
+	WHERE name IN ($1 || '_1m', $1 || '_1h') AND done_until > $2`, k.kind, k.min); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func columns(rs []record) (cl []string, ts []time.Time, ok []bool, vs, ds []*string) {
+	cl, ts, ok = make([]string, len(rs)), make([]time.Time, len(rs)), make([]bool, len(rs))
+	vs, ds = make([]*string, len(rs)), make([]*string, len(rs))
+	for i, r := range rs {
+		cl[i], ts[i], ok[i], vs[i], ds[i] = r.cluster, r.time, r.healthy, r.values, r.data
+	}
+	return
+}
