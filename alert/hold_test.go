@@ -2,8 +2,11 @@ package alert_test
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -275,8 +278,45 @@ func TestBuiltinRulesHaveRunbooks(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, m.Flush(context.Background()))
 	require.Len(t, rec.notifications(), 1)
-	assert.Equal(t, "https://runbooks.prometheus-operator.dev/runbooks/etcd/etcdinsufficientmembers",
+	assert.Equal(t, "https://github.com/etcd-monitor/etcd-monitor/blob/main/docs/runbooks.md#etcdinsufficientmembers",
 		rec.notifications()[0].Alerts[0].Annotations["runbook_url"])
+}
+
+// Every built-in rule's runbook_url points at a section of docs/runbooks.md that exists.
+func TestBuiltinRunbookAnchorsExist(t *testing.T) {
+	anchors := runbookAnchors(t, "../docs/runbooks.md")
+	for _, r := range alert.DefaultRules(alert.DefaultThresholds()) {
+		anchor, ok := strings.CutPrefix(r.RunbookURL, alert.RunbookBase)
+		if assert.True(t, ok, "%s: runbook %s is not in docs/runbooks.md", r.Name, r.RunbookURL) {
+			assert.True(t, anchors[anchor], "%s: docs/runbooks.md has no section #%s", r.Name, anchor)
+		}
+	}
+}
+
+// runbookAnchors returns the anchors GitHub gives the headings of a Markdown file:
+// lower case, punctuation other than '-' and '_' dropped, spaces as '-'.
+func runbookAnchors(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		h := strings.TrimLeft(line, "#")
+		if h == line || !strings.HasPrefix(h, " ") {
+			continue
+		}
+		var a strings.Builder
+		for _, c := range strings.ToLower(strings.TrimSpace(h)) {
+			switch {
+			case c == ' ':
+				a.WriteRune('-')
+			case c == '-' || c == '_' || unicode.IsLetter(c) || unicode.IsDigit(c):
+				a.WriteRune(c)
+			}
+		}
+		out[a.String()] = true
+	}
+	return out
 }
 
 // Per-cluster thresholds: the same data fires in the cluster with the stricter one only.
