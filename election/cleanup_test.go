@@ -2,12 +2,17 @@ package election_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/etcd-monitor/etcd-monitor/election"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
@@ -65,4 +70,41 @@ func TestFailedCampaignNameNotReused(t *testing.T) {
 	require.NoError(t, c.Campaign(ctx))
 	assert.NotEqual(t, failed, c.Key(), "a failed campaign's name was used again")
 	require.NoError(t, c.Resign(ctx))
+}
+
+// Run's resign after fn is a cleanup: it waits for etcd at most a third of the TTL (at
+// least 1s) — with WithSession, of that session's TTL, not of the default one.
+func TestRunResignBoundBySessionTTL(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		left time.Duration // time left to the first delete when it was sent
+	)
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: etcdtest.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(
+			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+				invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				if _, ok := req.(*pb.DeleteRangeRequest); ok {
+					mu.Lock()
+					if d, ok := ctx.Deadline(); ok && left == 0 {
+						left = time.Until(d)
+					}
+					mu.Unlock()
+				}
+				return invoker(ctx, method, req, reply, cc, opts...)
+			})},
+	})
+	require.NoError(t, err)
+	defer cli.Close()
+	ctx := etcdtest.Context(t, 30*time.Second)
+
+	ses, err := concurrency.NewSession(cli, concurrency.WithTTL(3))
+	require.NoError(t, err)
+	defer ses.Close()
+	c := newCandidate(t, cli, etcdtest.Prefix(t)+"e", "c", election.WithSession(ses))
+	require.NoError(t, c.Run(ctx, func(context.Context) error { return nil }))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Positive(t, left, "the resign sent a delete with a deadline")
+	assert.LessOrEqual(t, left, time.Second, "a 3s session's cleanups wait at most 1s")
 }

@@ -261,7 +261,7 @@ func (c *Candidate) Run(ctx context.Context, fn func(leaderCtx context.Context) 
 			// Leadership was lost (or ended under fn): campaign again.
 			continue
 		}
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), ownership.CleanupTimeout(c.o.ttl))
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.holder.CleanupTimeout())
 		if err := c.Resign(rctx); err != nil && !errors.Is(err, ErrNotLeader) {
 			// Never leave a leader that runs nothing: step down now, and delete the key
 			// in the background until the delete lands or the lease is gone.

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -20,7 +19,6 @@ import (
 type Manager struct {
 	holder *ownership.Holder
 	prefix string
-	ttl    time.Duration
 
 	mu     sync.Mutex
 	closed bool
@@ -38,7 +36,7 @@ func NewManager(cli *clientv3.Client, prefix string, opts ...Option) (*Manager, 
 	}
 	return &Manager{
 		holder: ownership.NewHolder(cli, o.ttl, o.session, o.logger),
-		prefix: dirOf(prefix), ttl: o.ttl, mus: map[*Mutex]struct{}{},
+		prefix: dirOf(prefix), mus: map[*Mutex]struct{}{},
 	}, nil
 }
 
@@ -96,7 +94,7 @@ func (m *Manager) LockAll(ctx context.Context, names ...string) ([]*Mutex, error
 		if err != nil {
 			// Bounded: a lock whose release does not finish in time is released in the
 			// background by Close (see UnlockAll).
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ownership.CleanupTimeout(m.ttl))
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.holder.CleanupTimeout())
 			if uerr := m.UnlockAll(uctx, got); uerr != nil {
 				err = errors.Join(err, uerr)
 			}

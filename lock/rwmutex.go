@@ -12,16 +12,18 @@ import (
 // RWMutex is a distributed readers-writer lock with writer preference: any number of
 // readers share it, a writer holds it alone, and a reader that arrives while a writer
 // waits queues behind that writer, so writers are never starved. An RWMutex value is
-// one participant holding either a read or a write lock at a time.
+// one participant holding — or acquiring — either a read or a write lock at a time: a
+// call for the other side meanwhile returns ErrBusy.
 type RWMutex struct {
 	reader owner
 	writer owner
 	rp, wp ownership.Policy
 	holder *ownership.Holder
 
-	mu     sync.Mutex
-	closed bool
-	last   *owner // the side of the current or last holding
+	mu        sync.Mutex
+	closed    bool
+	acquiring bool   // an acquisition of either side is in progress
+	last      *owner // the side of the current or last holding
 }
 
 // NewRWMutex returns an RWMutex on key. Like New it does not block.
@@ -45,32 +47,37 @@ func NewRWMutex(cli *clientv3.Client, key string, opts ...Option) (*RWMutex, err
 	}, nil
 }
 
-func (rw *RWMutex) start(o, other *owner) error {
+// acquire takes side o (one side at a time: the value is one participant).
+func (rw *RWMutex) acquire(ctx context.Context, o, other *owner, p ownership.Policy, wait bool) error {
 	rw.mu.Lock()
-	defer rw.mu.Unlock()
-	if rw.closed {
+	switch {
+	case rw.closed:
+		rw.mu.Unlock()
 		return ErrClosed
-	}
-	if other.held() {
+	case rw.acquiring || other.held():
+		rw.mu.Unlock()
 		return ErrBusy
 	}
-	return nil
+	rw.acquiring = true
+	rw.mu.Unlock()
+	err := o.acquire(ctx, p, wait)
+	rw.mu.Lock()
+	rw.acquiring = false
+	if err == nil {
+		rw.last = o
+	}
+	rw.mu.Unlock()
+	return err
 }
 
 // RLock blocks until we hold a read lock: when no writer holds or waits ahead of us.
 func (rw *RWMutex) RLock(ctx context.Context) error {
-	if err := rw.start(&rw.reader, &rw.writer); err != nil {
-		return err
-	}
-	return rw.acquired(&rw.reader, rw.reader.acquire(ctx, rw.rp, true))
+	return rw.acquire(ctx, &rw.reader, &rw.writer, rw.rp, true)
 }
 
 // TryRLock takes a read lock if no writer holds or waits, else returns a *HeldError.
 func (rw *RWMutex) TryRLock(ctx context.Context) error {
-	if err := rw.start(&rw.reader, &rw.writer); err != nil {
-		return err
-	}
-	return rw.acquired(&rw.reader, rw.reader.acquire(ctx, rw.rp, false))
+	return rw.acquire(ctx, &rw.reader, &rw.writer, rw.rp, false)
 }
 
 // RUnlock releases the read lock (ErrNotHeld when not held).
@@ -78,29 +85,13 @@ func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.reader.release
 
 // Lock blocks until we hold the write lock: when no reader or writer is ahead of us.
 func (rw *RWMutex) Lock(ctx context.Context) error {
-	if err := rw.start(&rw.writer, &rw.reader); err != nil {
-		return err
-	}
-	return rw.acquired(&rw.writer, rw.writer.acquire(ctx, rw.wp, true))
+	return rw.acquire(ctx, &rw.writer, &rw.reader, rw.wp, true)
 }
 
 // TryLock takes the write lock if nobody holds or waits for the lock, else returns a
 // *HeldError.
 func (rw *RWMutex) TryLock(ctx context.Context) error {
-	if err := rw.start(&rw.writer, &rw.reader); err != nil {
-		return err
-	}
-	return rw.acquired(&rw.writer, rw.writer.acquire(ctx, rw.wp, false))
-}
-
-// acquired remembers which side holds after a successful acquisition.
-func (rw *RWMutex) acquired(o *owner, err error) error {
-	if err == nil {
-		rw.mu.Lock()
-		rw.last = o
-		rw.mu.Unlock()
-	}
-	return err
+	return rw.acquire(ctx, &rw.writer, &rw.reader, rw.wp, false)
 }
 
 // Unlock releases the write lock (ErrNotHeld when not held).

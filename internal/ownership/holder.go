@@ -110,6 +110,22 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	return ses, nil
 }
 
+// CleanupTimeout bounds each wait for etcd in a cleanup (see CleanupTimeout): from the
+// TTL of the current session (a borrowed one's own), else from the TTL asked for.
+func (h *Holder) CleanupTimeout() time.Duration {
+	h.mu.Lock()
+	cur := h.cur
+	h.mu.Unlock()
+	ttl := h.ttl
+	if h.borrowed != nil {
+		ttl = 0
+	}
+	if cur != nil {
+		ttl = cur.ttlOr(ttl)
+	}
+	return CleanupTimeout(ttl)
+}
+
 // Close releases the session: an owned lease is revoked, a borrowed session is left to
 // its owner. Idempotent.
 func (h *Holder) Close() error {

@@ -195,13 +195,7 @@ func (h *Holding) monitor() {
 			return
 		}
 		if lost != nil {
-			h.mu.Lock()
-			releasing := h.releasing
-			h.mu.Unlock()
-			if releasing && errors.Is(lost, ErrKeyLost) {
-				lost = nil
-			}
-			h.End(lost)
+			h.lose(lost)
 			return
 		}
 		// The watch broke: re-read the key, then watch again from where the read was.
@@ -224,13 +218,25 @@ func (h *Holding) monitor() {
 				continue
 			}
 			if len(gr.Kvs) == 0 || gr.Kvs[0].CreateRevision != h.rev {
-				h.End(ErrKeyLost)
+				h.lose(ErrKeyLost)
 				return
 			}
 			next = gr.Header.Revision + 1
 			break
 		}
 	}
+}
+
+// lose ends the holding as lost with err — unless the key is gone while a delete of ours
+// is in flight: that is our release, however its disappearance was noticed.
+func (h *Holding) lose(err error) {
+	h.mu.Lock()
+	releasing := h.releasing
+	h.mu.Unlock()
+	if releasing && errors.Is(err, ErrKeyLost) {
+		err = nil
+	}
+	h.End(err)
 }
 
 // watch consumes wch until the key is lost (lost non-nil), the holding ends (stop), or
