@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -191,7 +192,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := r.Run(ctx, c.cfg)
-		require.ErrorIs(t, err, bench.ErrInvalidConfig, "%+v", c.cfg)
+		require.ErrorIs(t, err, bench.ErrInvalidArgument, "%+v", c.cfg)
 		var ce *bench.ConfigError
 		require.True(t, errors.As(err, &ce))
 		assert.Equal(t, c.field, ce.Field, "%v", err)
@@ -210,10 +211,14 @@ func TestConfigErrors(t *testing.T) {
 func TestSLOBothSidesOfEachThreshold(t *testing.T) {
 	slo := bench.DefaultSLO()
 	slo.MaxErrorRate = 0.01
-	mixed := func(reads, writes float64, p99 time.Duration, failures int64) *bench.Result {
+	kinds := func(reads, writes float64, readP99, writeP99, p99 time.Duration, failures int64) *bench.Result {
 		return &bench.Result{Workload: bench.Mixed, Ops: 1000, Successes: 1000 - failures, Failures: failures,
-			Reads: &bench.KindStats{Throughput: reads}, Writes: &bench.KindStats{Throughput: writes},
+			Reads:   &bench.KindStats{Throughput: reads, Latency: bench.LatencyStats{P99: readP99}},
+			Writes:  &bench.KindStats{Throughput: writes, Latency: bench.LatencyStats{P99: writeP99}},
 			Latency: bench.LatencyStats{P99: p99}}
+	}
+	mixed := func(reads, writes float64, p99 time.Duration, failures int64) *bench.Result {
+		return kinds(reads, writes, 20*time.Millisecond, 50*time.Millisecond, p99, failures)
 	}
 	verdicts := func(rep bench.SLOReport) map[string]bool {
 		m := map[string]bool{}
@@ -224,13 +229,16 @@ func TestSLOBothSidesOfEachThreshold(t *testing.T) {
 	}
 	atLimit := slo.Check(mixed(40000, 20000, 100*time.Millisecond, 10))
 	assert.True(t, atLimit.Pass, "exactly at every threshold passes:\n%s", atLimit)
-	assert.Equal(t, map[string]bool{"read_throughput": true, "write_throughput": true, "p99_latency": true, "error_rate": true}, verdicts(atLimit))
+	assert.Equal(t, map[string]bool{"read_throughput": true, "write_throughput": true, "p99_latency": true, "error_rate": true,
+		"read_p99_latency": true, "write_p99_latency": true}, verdicts(atLimit))
 
 	for name, res := range map[string]*bench.Result{
-		"read_throughput":  mixed(39999, 20000, 100*time.Millisecond, 0),
-		"write_throughput": mixed(40000, 19999, 100*time.Millisecond, 0),
-		"p99_latency":      mixed(40000, 20000, 100*time.Millisecond+time.Microsecond, 0),
-		"error_rate":       mixed(40000, 20000, time.Millisecond, 11),
+		"read_throughput":   mixed(39999, 20000, 100*time.Millisecond, 0),
+		"write_throughput":  mixed(40000, 19999, 100*time.Millisecond, 0),
+		"p99_latency":       mixed(40000, 20000, 100*time.Millisecond+time.Microsecond, 0),
+		"error_rate":        mixed(40000, 20000, time.Millisecond, 11),
+		"read_p99_latency":  kinds(40000, 20000, 20*time.Millisecond+time.Microsecond, 50*time.Millisecond, 100*time.Millisecond, 0),
+		"write_p99_latency": kinds(40000, 20000, 20*time.Millisecond, 50*time.Millisecond+time.Microsecond, 100*time.Millisecond, 0),
 	} {
 		rep := slo.Check(res)
 		assert.False(t, rep.Pass, name)
@@ -243,8 +251,10 @@ func TestSLOBothSidesOfEachThreshold(t *testing.T) {
 	// A write workload is not held to the read floor, nor a read workload to the write floor.
 	write := slo.Check(&bench.Result{Workload: bench.Write, Writes: &bench.KindStats{Throughput: 30000}})
 	assert.NotContains(t, verdicts(write), "read_throughput")
+	assert.NotContains(t, verdicts(write), "read_p99_latency")
 	read := slo.Check(&bench.Result{Workload: bench.Read, Reads: &bench.KindStats{Throughput: 50000}})
 	assert.NotContains(t, verdicts(read), "write_throughput")
+	assert.NotContains(t, verdicts(read), "write_p99_latency")
 	assert.True(t, read.Pass)
 }
 
@@ -288,7 +298,22 @@ func TestBaselineRoundTripAndCompare(t *testing.T) {
 	require.NoError(t, res.WriteJSON(&js))
 	var generic map[string]any
 	require.NoError(t, json.Unmarshal(js.Bytes(), &generic))
-	assert.Contains(t, generic["latency"], "p99Ms")
+	assert.Contains(t, generic["latency"], "p99Seconds", "durations are seconds, named so")
+	assert.Contains(t, generic, "elapsedSeconds")
+	assert.InDelta(t, res.Latency.P99.Seconds(), generic["latency"].(map[string]any)["p99Seconds"], 1e-9)
+
+	// A baseline saved before durations became seconds (milliseconds, elapsedNs) loads.
+	legacy := filepath.Join(t.TempDir(), "legacy.json")
+	require.NoError(t, os.WriteFile(legacy, []byte(`{"workload":"write","config":{"workload":"write","duration":"2s"},
+		"elapsedNs":2000000000,"ops":10,"successes":10,"throughput":5,
+		"latency":{"minMs":1,"meanMs":2,"maxMs":3,"stddevMs":0.5,"p50Ms":2,"p90Ms":2.5,"p95Ms":2.75,"p99Ms":2.9,"p999Ms":3},
+		"buckets":[{"label":"1-5ms","upperNs":5000000,"count":10}]}`), 0o600))
+	old, err := bench.LoadBaseline(legacy)
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Second, old.Elapsed)
+	assert.Equal(t, 2900*time.Microsecond, old.Latency.P99)
+	assert.Equal(t, 5*time.Millisecond, old.Buckets[0].Upper)
+	assert.Equal(t, 2*time.Second, old.Config.Duration)
 
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	require.NoError(t, bench.SaveBaseline(bad, &bench.Result{}))
@@ -318,11 +343,17 @@ func TestConfigJSON(t *testing.T) {
 	assert.Equal(t, bench.Config{Workload: bench.Mixed, Ops: 10, Duration: 1500 * time.Millisecond, OpTimeout: 2 * time.Second, ReadRatio: 0.9, TargetLeader: true}, c)
 	b, err := json.Marshal(c)
 	require.NoError(t, err)
-	assert.Contains(t, string(b), `"duration":"1.5s"`)
+	assert.Contains(t, string(b), `"durationSeconds":1.5`)
+	assert.Contains(t, string(b), `"opTimeoutSeconds":2`)
+	assert.NotContains(t, string(b), `"duration"`)
 	var back bench.Config
 	require.NoError(t, json.Unmarshal(b, &back))
 	assert.Equal(t, c, back)
 
 	assert.Error(t, json.Unmarshal([]byte(`{"workload":"write","opz":1}`), &c), "unknown field")
 	assert.Error(t, json.Unmarshal([]byte(`{"workload":"write","duration":"soon"}`), &c), "bad duration")
+	assert.Error(t, json.Unmarshal([]byte(`{"workload":"write","duration":"1s","durationSeconds":1}`), &c), "both forms")
+	assert.Error(t, json.Unmarshal([]byte(`{"workload":"write","durationSeconds":1e300}`), &c), "out of range")
+	require.NoError(t, json.Unmarshal([]byte(`{"workload":"write","durationSeconds":0.25}`), &c))
+	assert.Equal(t, 250*time.Millisecond, c.Duration)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -65,8 +66,8 @@ type Config struct {
 	// Ops is the number of operations to issue. When both Ops and Duration are zero, Ops
 	// is 10,000; when both are set the run stops at whichever comes first.
 	Ops int `json:"ops,omitempty"`
-	// Duration bounds the run by time.
-	Duration time.Duration `json:"duration,omitempty"`
+	// Duration bounds the run by time (durationSeconds in JSON).
+	Duration time.Duration `json:"-"`
 	// Rate caps the operations per second across all workers; zero means unlimited.
 	Rate float64 `json:"rate,omitempty"`
 	// ReadRatio is the share of reads in the Mixed workload. Default 0.7.
@@ -89,7 +90,7 @@ type Config struct {
 	KeepKeys bool `json:"keepKeys,omitempty"`
 	// OpTimeout bounds each operation; one that takes longer counts as a failure.
 	// Default 10s.
-	OpTimeout time.Duration `json:"opTimeout,omitempty"`
+	OpTimeout time.Duration `json:"-"`
 }
 
 // Defaults returns c with every zero field set to its default. It does not validate.
@@ -277,23 +278,32 @@ func digits(n int64) int {
 	return d
 }
 
-// configJSON is Config with its durations as Go duration strings ("5s"), which is how
-// people write them in a request body.
+// configJSON is Config as JSON: durations as seconds (durationSeconds, opTimeoutSeconds,
+// the module's one convention). Reading also takes "duration" and "opTimeout" as Go
+// duration strings ("5s"), which is how people write them by hand.
 type configJSON struct {
 	configAlias
-	Duration  jsonDuration `json:"duration,omitempty"`
-	OpTimeout jsonDuration `json:"opTimeout,omitempty"`
+	Duration         jsonDuration `json:"duration,omitempty"`
+	OpTimeout        jsonDuration `json:"opTimeout,omitempty"`
+	DurationSeconds  *float64     `json:"durationSeconds,omitempty"`
+	OpTimeoutSeconds *float64     `json:"opTimeoutSeconds,omitempty"`
 }
 
 type configAlias Config
 
-// MarshalJSON writes durations as strings such as "5s".
+// MarshalJSON writes durations in seconds (durationSeconds, opTimeoutSeconds).
 func (c Config) MarshalJSON() ([]byte, error) {
-	return json.Marshal(configJSON{configAlias: configAlias(c), Duration: jsonDuration(c.Duration), OpTimeout: jsonDuration(c.OpTimeout)})
+	type out struct {
+		configAlias
+		DurationSeconds  float64 `json:"durationSeconds,omitempty"`
+		OpTimeoutSeconds float64 `json:"opTimeoutSeconds,omitempty"`
+	}
+	return json.Marshal(out{configAlias: configAlias(c), DurationSeconds: c.Duration.Seconds(), OpTimeoutSeconds: c.OpTimeout.Seconds()})
 }
 
-// UnmarshalJSON reads durations as strings ("500ms", "1m") or as nanoseconds; unknown
-// fields are an error, so a misspelt field is not silently ignored.
+// UnmarshalJSON reads durations as seconds (durationSeconds: 2.5) or as strings
+// (duration: "500ms"); unknown fields are an error, so a misspelt field is not silently
+// ignored.
 func (c *Config) UnmarshalJSON(b []byte) error {
 	var j configJSON
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -303,6 +313,23 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	}
 	*c = Config(j.configAlias)
 	c.Duration, c.OpTimeout = time.Duration(j.Duration), time.Duration(j.OpTimeout)
+	for _, f := range []struct {
+		name string
+		secs *float64
+		str  jsonDuration
+		dst  *time.Duration
+	}{{"duration", j.DurationSeconds, j.Duration, &c.Duration}, {"opTimeout", j.OpTimeoutSeconds, j.OpTimeout, &c.OpTimeout}} {
+		if f.secs == nil {
+			continue
+		}
+		if f.str != 0 {
+			return fmt.Errorf("give %s or %sSeconds, not both", f.name, f.name)
+		}
+		if math.IsNaN(*f.secs) || math.IsInf(*f.secs, 0) || math.Abs(*f.secs) > math.MaxInt64/float64(time.Second) {
+			return fmt.Errorf("%sSeconds %v is out of range", f.name, *f.secs)
+		}
+		*f.dst = fromSecs(*f.secs)
+	}
 	return nil
 }
 

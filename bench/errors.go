@@ -9,10 +9,6 @@ var (
 	// ErrInvalidArgument is matched by every *ConfigError and by the errors of New for a
 	// nil client or a bad option.
 	ErrInvalidArgument = errors.New("bench: invalid argument")
-	// ErrInvalidConfig is ErrInvalidArgument.
-	//
-	// Deprecated: use ErrInvalidArgument.
-	ErrInvalidConfig = ErrInvalidArgument
 	// ErrNoLeader is returned when Config.TargetLeader is set and no endpoint reports
 	// itself as the leader.
 	ErrNoLeader = errors.New("bench: no leader found")
@@ -33,7 +29,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("bench: invalid config: %s: %s", e.Field, e.Reason)
+	return fmt.Sprintf("bench: invalid argument: %s: %s", e.Field, e.Reason)
 }
 
 // Is reports whether target is ErrInvalidArgument.

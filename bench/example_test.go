@@ -46,12 +46,13 @@ func ExampleRunner_Run() {
 func ExampleSLO_Check() {
 	res := &bench.Result{
 		Workload: bench.Write,
-		Writes:   &bench.KindStats{Throughput: 25000},
+		Writes:   &bench.KindStats{Throughput: 25000, Latency: bench.LatencyStats{P99: 150 * time.Millisecond}},
 		Latency:  bench.LatencyStats{P99: 150 * time.Millisecond},
 	}
 	fmt.Print(bench.DefaultSLO().Check(res))
 	// Output:
 	// PASS write_throughput: 25000.00 ops/s (target 20000.00)
+	// FAIL write_p99_latency: 150.00 ms (target 50.00)
 	// FAIL p99_latency: 150.00 ms (target 100.00)
 	// SLO: FAIL
 }

@@ -76,7 +76,8 @@ func TestOptionsAreChecked(t *testing.T) {
 	}
 	_, err := bench.New(nil)
 	assert.ErrorIs(t, err, bench.ErrInvalidArgument)
-	assert.ErrorIs(t, &bench.ConfigError{Field: "x"}, bench.ErrInvalidConfig, "the old name still matches")
+	assert.ErrorIs(t, &bench.ConfigError{Field: "x"}, bench.ErrInvalidArgument)
+	assert.EqualError(t, &bench.ConfigError{Field: "x", Reason: "y"}, "bench: invalid argument: x: y", "worded as ErrInvalidArgument")
 }
 
 // A run never writes outside the runner's prefix, even when asked to keep its keys.

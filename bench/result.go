@@ -24,8 +24,9 @@ type Result struct {
 	Workload Workload  `json:"workload"`
 	Config   Config    `json:"config"`
 	Started  time.Time `json:"started"`
-	// Elapsed is the time from the first operation issued to the last one finished.
-	Elapsed   time.Duration `json:"elapsedNs"`
+	// Elapsed is the time from the first operation issued to the last one finished
+	// (elapsedSeconds in JSON).
+	Elapsed   time.Duration `json:"-"`
 	Ops       int64         `json:"ops"`
 	Successes int64         `json:"successes"`
 	Failures  int64         `json:"failures"`
@@ -57,7 +58,7 @@ type KindStats struct {
 
 // LatencyStats summarise latencies. Min, Max, Mean and StdDev are exact; percentiles
 // come from an HDR histogram with three significant digits. In JSON every field is in
-// milliseconds.
+// seconds, its name ending in "Seconds" (the module's one convention for durations).
 type LatencyStats struct {
 	Min    time.Duration
 	Mean   time.Duration
@@ -71,43 +72,129 @@ type LatencyStats struct {
 }
 
 type latencyJSON struct {
-	Min    float64 `json:"minMs"`
-	Mean   float64 `json:"meanMs"`
-	Max    float64 `json:"maxMs"`
-	StdDev float64 `json:"stddevMs"`
-	P50    float64 `json:"p50Ms"`
-	P90    float64 `json:"p90Ms"`
-	P95    float64 `json:"p95Ms"`
-	P99    float64 `json:"p99Ms"`
-	P999   float64 `json:"p999Ms"`
+	Min    float64 `json:"minSeconds"`
+	Mean   float64 `json:"meanSeconds"`
+	Max    float64 `json:"maxSeconds"`
+	StdDev float64 `json:"stddevSeconds"`
+	P50    float64 `json:"p50Seconds"`
+	P90    float64 `json:"p90Seconds"`
+	P95    float64 `json:"p95Seconds"`
+	P99    float64 `json:"p99Seconds"`
+	P999   float64 `json:"p999Seconds"`
+}
+
+// legacyLatencyJSON is how results saved before the seconds convention wrote latencies:
+// milliseconds. Baselines saved then still load.
+type legacyLatencyJSON struct {
+	Min    *float64 `json:"minMs"`
+	Mean   float64  `json:"meanMs"`
+	Max    float64  `json:"maxMs"`
+	StdDev float64  `json:"stddevMs"`
+	P50    float64  `json:"p50Ms"`
+	P90    float64  `json:"p90Ms"`
+	P95    float64  `json:"p95Ms"`
+	P99    float64  `json:"p99Ms"`
+	P999   float64  `json:"p999Ms"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 func fromMs(f float64) time.Duration {
 	return time.Duration(math.Round(f * float64(time.Millisecond)))
 }
-
-// MarshalJSON writes the latencies in milliseconds.
-func (l LatencyStats) MarshalJSON() ([]byte, error) {
-	return json.Marshal(latencyJSON{ms(l.Min), ms(l.Mean), ms(l.Max), ms(l.StdDev), ms(l.P50), ms(l.P90), ms(l.P95), ms(l.P99), ms(l.P999)})
+func secs(d time.Duration) float64 { return d.Seconds() }
+func fromSecs(f float64) time.Duration {
+	return time.Duration(math.Round(f * float64(time.Second)))
 }
 
-// UnmarshalJSON reads what MarshalJSON writes.
+// MarshalJSON writes the latencies in seconds.
+func (l LatencyStats) MarshalJSON() ([]byte, error) {
+	return json.Marshal(latencyJSON{secs(l.Min), secs(l.Mean), secs(l.Max), secs(l.StdDev), secs(l.P50), secs(l.P90), secs(l.P95), secs(l.P99), secs(l.P999)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, and the milliseconds of older results.
 func (l *LatencyStats) UnmarshalJSON(b []byte) error {
+	var old legacyLatencyJSON
+	if err := json.Unmarshal(b, &old); err != nil {
+		return err
+	}
+	if old.Min != nil {
+		*l = LatencyStats{fromMs(*old.Min), fromMs(old.Mean), fromMs(old.Max), fromMs(old.StdDev), fromMs(old.P50), fromMs(old.P90), fromMs(old.P95), fromMs(old.P99), fromMs(old.P999)}
+		return nil
+	}
 	var j latencyJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*l = LatencyStats{fromMs(j.Min), fromMs(j.Mean), fromMs(j.Max), fromMs(j.StdDev), fromMs(j.P50), fromMs(j.P90), fromMs(j.P95), fromMs(j.P99), fromMs(j.P999)}
+	*l = LatencyStats{fromSecs(j.Min), fromSecs(j.Mean), fromSecs(j.Max), fromSecs(j.StdDev), fromSecs(j.P50), fromSecs(j.P90), fromSecs(j.P95), fromSecs(j.P99), fromSecs(j.P999)}
 	return nil
 }
 
 // Bucket counts operations whose latency is below Upper (and at or above the previous
-// bucket's Upper); Upper is zero for the last, open bucket.
+// bucket's Upper); Upper is zero for the last, open bucket. In JSON Upper is
+// upperSeconds, absent for the open bucket.
 type Bucket struct {
 	Label string        `json:"label"`
-	Upper time.Duration `json:"upperNs,omitempty"`
+	Upper time.Duration `json:"-"`
 	Count int64         `json:"count"`
+}
+
+type bucketJSON struct {
+	Label        string  `json:"label"`
+	UpperSeconds float64 `json:"upperSeconds,omitempty"`
+	UpperNs      int64   `json:"upperNs,omitempty"` // read only: results saved before the seconds convention
+	Count        int64   `json:"count"`
+}
+
+// MarshalJSON writes Upper in seconds.
+func (b Bucket) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Label        string  `json:"label"`
+		UpperSeconds float64 `json:"upperSeconds,omitempty"`
+		Count        int64   `json:"count"`
+	}{b.Label, secs(b.Upper), b.Count})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, and the nanoseconds of older results.
+func (b *Bucket) UnmarshalJSON(data []byte) error {
+	var j bucketJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*b = Bucket{Label: j.Label, Upper: fromSecs(j.UpperSeconds), Count: j.Count}
+	if j.UpperNs != 0 {
+		b.Upper = time.Duration(j.UpperNs)
+	}
+	return nil
+}
+
+type resultAlias Result
+
+type resultJSON struct {
+	*resultAlias
+	ElapsedSeconds float64 `json:"elapsedSeconds"`
+}
+
+// MarshalJSON writes Elapsed as elapsedSeconds.
+func (r Result) MarshalJSON() ([]byte, error) {
+	return json.Marshal(resultJSON{resultAlias: (*resultAlias)(&r), ElapsedSeconds: secs(r.Elapsed)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, and the elapsedNs of older results.
+func (r *Result) UnmarshalJSON(data []byte) error {
+	var j struct {
+		*resultAlias
+		ElapsedSeconds float64 `json:"elapsedSeconds"`
+		ElapsedNs      int64   `json:"elapsedNs"`
+	}
+	j.resultAlias = (*resultAlias)(r)
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	r.Elapsed = fromSecs(j.ElapsedSeconds)
+	if j.ElapsedNs != 0 {
+		r.Elapsed = time.Duration(j.ElapsedNs)
+	}
+	return nil
 }
 
 func merge(cfg Config, start time.Time, elapsed time.Duration, reads, writes *recorder) *Result {

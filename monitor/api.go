@@ -1,52 +1,63 @@
 package monitor
 
 import (
+	"bufio"
 	"bytes"
-	"context"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
-	"github.com/etcd-monitor/etcd-monitor/bench"
-	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
-	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
-// The API's paths.
+// The API's paths. Cluster-scoped paths take the cluster's name in the path; each has
+// a legacy alias (PathClusterStatus, ...) that takes it as ?cluster=NAME and answers the
+// same.
 const (
-	PathHealth          = "/health"
-	PathClusters        = "/api/v1/clusters"
-	PathClusterStatus   = "/api/v1/cluster/status"
-	PathClusterMembers  = "/api/v1/cluster/members"
-	PathClusterLeader   = "/api/v1/cluster/leader"
-	PathClusterHistory  = "/api/v1/cluster/history"
-	PathMetricsCurrent  = "/api/v1/metrics/current"
-	PathMetricsHistory  = "/api/v1/metrics/history"
-	PathMetricsLatency  = "/api/v1/metrics/latency"
-	PathAlerts          = "/api/v1/alerts"
-	PathAlertsHistory   = "/api/v1/alerts/history"
-	PathNotifications   = "/api/v1/alerts/notifications"
-	PathSilences        = "/api/v1/silences"
-	PathBenchmark       = "/api/v1/performance/benchmark"
-	PathBenchmarks      = "/api/v1/performance/benchmarks"
-	PathPrometheus      = "/metrics"
+	PathHealth     = "/health"
+	PathOpenAPI    = "/api/v1/openapi.json"
+	PathClusters   = "/api/v1/clusters"
+	PathCluster    = "/api/v1/clusters/{name}"
+	PathAlerts     = "/api/v1/alerts"
+	PathAlertsHist = "/api/v1/alerts/history"
+	// PathAlertsHistory is PathAlertsHist.
+	PathAlertsHistory = PathAlertsHist
+	PathNotifications = "/api/v1/alerts/notifications"
+	PathSilences      = "/api/v1/silences"
+	PathSilence       = "/api/v1/silences/{id}"
+	PathBenchmarks    = "/api/v1/performance/benchmarks"
+	PathPrometheus    = "/metrics"
+
+	// Legacy aliases of the cluster-scoped paths.
+	PathClusterStatus  = "/api/v1/cluster/status"
+	PathClusterMembers = "/api/v1/cluster/members"
+	PathClusterLeader  = "/api/v1/cluster/leader"
+	PathClusterHistory = "/api/v1/cluster/history"
+	PathMetricsCurrent = "/api/v1/metrics/current"
+	PathMetricsHistory = "/api/v1/metrics/history"
+	PathMetricsLatency = "/api/v1/metrics/latency"
+	PathBenchmark      = "/api/v1/performance/benchmark"
+
 	maxBenchmarkBody    = 64 << 10
 	maxSilenceBody      = 64 << 10
 	defaultHistoryLimit = 100
 	maxHistoryLimit     = 1000
+	// DefaultHeavyRequests is how many history requests (the heavy ones: up to 1000
+	// snapshots each) are answered at once; more get 429 with Retry-After.
+	DefaultHeavyRequests = 4
 )
 
 // ErrorResponse is the body of every answer that is not a success.
@@ -69,27 +80,90 @@ func errorf(status int, format string, args ...any) error {
 	return &apiError{status: status, msg: fmt.Sprintf(format, args...)}
 }
 
+// route is one endpoint: what serves it and what documents it. The mux and the OpenAPI
+// document are both built from the route table, so neither can drift from the other.
+type route struct {
+	method string
+	path   string // a pattern; {name} is a cluster's name
+	// alias is a legacy path answering the same, with the cluster as ?cluster=NAME
+	// (optional there: the first cluster, or for alerts every cluster).
+	alias   string
+	params  []string // query parameters besides cluster and pretty
+	summary string
+	body    any // the request body's type, for POST
+	resp    any // the answer's type
+	h       handler
+	admin   bool // changes something: the daemon lets only admin tokens through
+	heavy   bool // at most opts.heavyRequests at once
+	lenient bool // ignores unknown query parameters
+}
+
+func (s *Service) routeTable() []route {
+	hist := []string{"limit", "since", "until", "step"}
+	return []route{
+		{method: "GET", path: PathHealth, h: s.getHealth, resp: HealthResponse{}, lenient: true,
+			summary: "Liveness of the monitor and the verdict of each cluster's latest check; unknown query parameters are ignored (cache-busting probes)."},
+		{method: "GET", path: PathOpenAPI, h: s.getOpenAPI, resp: json.RawMessage{}, summary: "This document."},
+		{method: "GET", path: PathClusters, h: s.getClusters, resp: ClustersResponse{}, summary: "The monitored clusters' names."},
+		{method: "GET", path: PathCluster + "/status", alias: PathClusterStatus, h: s.getStatus, resp: StatusResponse{},
+			summary: "The cluster's health, quorum, leader, split brain, partitions and alarms as of its latest check."},
+		{method: "GET", path: PathCluster + "/members", alias: PathClusterMembers, h: s.getMembers, resp: MembersResponse{},
+			summary: "Every member as the latest health check saw it."},
+		{method: "GET", path: PathCluster + "/leader", alias: PathClusterLeader, h: s.getLeader, resp: LeaderResponse{},
+			summary: "The leader and the leader change history."},
+		{method: "GET", path: PathCluster + "/history", alias: PathClusterHistory, params: hist, h: s.getClusterHistory, resp: HealthHistoryResponse{}, heavy: true,
+			summary: "Health check summaries, oldest first; from the store when it keeps history."},
+		{method: "GET", path: PathCluster + "/metrics/current", alias: PathMetricsCurrent, h: s.getMetricsCurrent, resp: MetricsResponse{},
+			summary: "The latest metric snapshot."},
+		{method: "GET", path: PathCluster + "/metrics/history", alias: PathMetricsHistory, params: hist, h: s.getMetricsHistory, resp: MetricsHistoryResponse{}, heavy: true,
+			summary: "Metric snapshots, oldest first; from the store when it keeps history. Streamed."},
+		{method: "GET", path: PathCluster + "/metrics/latency", alias: PathMetricsLatency, params: hist, h: s.getLatency, resp: LatencyResponse{}, heavy: true,
+			summary: "Probe latency now, by member, and over history."},
+		{method: "GET", path: PathCluster + "/alerts", params: []string{"severity", "state"}, h: s.getAlerts, resp: AlertsResponse{},
+			summary: "The cluster's pending and firing alerts with what silences or inhibits them."},
+		{method: "GET", path: PathCluster + "/alerts/history", params: []string{"severity", "limit", "since"}, h: s.getAlertsHistory, resp: AlertsResponse{},
+			summary: "The cluster's alert transitions, oldest first."},
+		{method: "POST", path: PathCluster + "/benchmark", alias: PathBenchmark, h: s.postBenchmark, body: BenchmarkRequestBody{}, resp: BenchmarkResponse{}, admin: true,
+			summary: "Runs a benchmark against the cluster and answers with its result (Content-Type: application/json). " +
+				"On the alias, ?cluster= is required when more than one cluster is monitored."},
+		{method: "GET", path: PathCluster + "/benchmarks", params: []string{"limit"}, h: s.getBenchmarks, resp: BenchmarksResponse{},
+			summary: "The cluster's stored benchmark results, newest first."},
+		{method: "GET", path: PathAlerts, params: []string{"cluster", "severity", "state"}, h: s.getAlerts, resp: AlertsResponse{},
+			summary: "Pending and firing alerts of every cluster (or ?cluster=)."},
+		{method: "GET", path: PathAlertsHist, params: []string{"cluster", "severity", "limit", "since"}, h: s.getAlertsHistory, resp: AlertsResponse{},
+			summary: "Alert transitions of every cluster (or ?cluster=), merged by time, oldest first."},
+		{method: "GET", path: PathNotifications, params: []string{"receiver", "limit"}, h: s.getNotifications, resp: NotificationsResponse{},
+			summary: "The notification log, newest first."},
+		{method: "GET", path: PathSilences, h: s.getSilences, resp: SilencesResponse{}, summary: "Every silence, newest first."},
+		{method: "POST", path: PathSilences, h: s.postSilence, body: SilenceRequest{}, resp: alert.Silence{}, admin: true,
+			summary: "Creates a silence, or replaces the unexpired one its id names (Alertmanager's API v2 shape; Content-Type: application/json)."},
+		{method: "GET", path: PathSilence, h: s.getSilence, resp: alert.Silence{}, summary: "One silence."},
+		{method: "DELETE", path: PathSilence, h: s.deleteSilence, resp: alert.Silence{}, admin: true,
+			summary: "Expires a silence (it stays listed, as expired) and answers with it."},
+		{method: "GET", path: PathBenchmarks, params: []string{"cluster", "limit"}, h: s.getBenchmarks, resp: BenchmarksResponse{},
+			summary: "Stored benchmark results of every cluster (or ?cluster=), newest first."},
+	}
+}
+
 func (s *Service) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	get := func(path string, params []string, h handler) {
-		mux.Handle(path, s.endpoint(http.MethodGet, params, h))
+	byPath := map[string][]route{}
+	var order []string
+	add := func(path string, rt route) {
+		if _, ok := byPath[path]; !ok {
+			order = append(order, path)
+		}
+		byPath[path] = append(byPath[path], rt)
 	}
-	get(PathHealth, nil, s.getHealth)
-	get(PathClusters, nil, s.getClusters)
-	get(PathClusterStatus, []string{"cluster"}, s.getStatus)
-	get(PathClusterMembers, []string{"cluster"}, s.getMembers)
-	get(PathClusterLeader, []string{"cluster"}, s.getLeader)
-	get(PathClusterHistory, []string{"cluster", "limit", "since"}, s.getClusterHistory)
-	get(PathMetricsCurrent, []string{"cluster"}, s.getMetricsCurrent)
-	get(PathMetricsHistory, []string{"cluster", "limit", "since"}, s.getMetricsHistory)
-	get(PathMetricsLatency, []string{"cluster", "limit", "since"}, s.getLatency)
-	get(PathAlerts, []string{"cluster", "severity", "state"}, s.getAlerts)
-	get(PathAlertsHistory, []string{"cluster", "severity", "limit", "since"}, s.getAlertsHistory)
-	get(PathNotifications, []string{"receiver", "limit"}, s.getNotifications)
-	mux.Handle(PathBenchmark, s.endpoint(http.MethodPost, []string{"cluster"}, s.postBenchmark))
-	get(PathBenchmarks, []string{"cluster", "limit"}, s.getBenchmarks)
-	mux.Handle(PathSilences, s.methods(map[string]handler{http.MethodGet: s.getSilences, http.MethodPost: s.postSilence}))
-	mux.Handle(PathSilences+"/{id}", s.methods(map[string]handler{http.MethodGet: s.getSilence, http.MethodDelete: s.deleteSilence}))
+	for _, rt := range s.routeTable() {
+		add(rt.path, rt)
+		if rt.alias != "" {
+			add(rt.alias, rt)
+		}
+	}
+	for _, path := range order {
+		mux.Handle(path, s.dispatch(path, byPath[path]))
+	}
 	prom := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	mux.HandleFunc(PathPrometheus, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -106,76 +180,134 @@ func (s *Service) routes() *http.ServeMux {
 // query is a request's validated query parameters.
 type query struct {
 	cluster  *clusterState
+	all      bool // no cluster named: endpoints over every cluster cover them all
+	hist     HistoryQuery
 	limit    int
 	since    time.Time
 	severity *alert.Severity
-	state    string // pending or firing
+	state    alert.State
 	receiver string
-	all      bool // no cluster named: endpoints over every cluster cover them all
+	pretty   bool
 }
 
-// endpoint checks the method and the query parameters, then answers with h's value as
-// JSON or h's error as an Error.
-func (s *Service) endpoint(method string, params []string, h handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
-			writeError(w, errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s; use %s", r.Method, r.URL.Path, method), method)
-			return
+// dispatch serves one path: it picks the route of the method, checks the query and
+// the body's type, bounds heavy requests, and answers with the handler's value as JSON
+// or its error as an ErrorResponse.
+func (s *Service) dispatch(path string, rts []route) http.Handler {
+	var allow []string
+	for _, rt := range rts {
+		allow = append(allow, rt.method)
+		if rt.method == http.MethodGet {
+			allow = append(allow, http.MethodHead)
 		}
-		q, err := s.parseQuery(r, params)
-		if err != nil {
-			writeError(w, err, "")
-			return
-		}
-		v, err := h(w, r, q)
-		if err != nil {
-			writeError(w, err, "")
-			return
-		}
-		writeJSON(w, http.StatusOK, v)
-	})
-}
-
-// methods is endpoint for a path that answers several methods, none with query
-// parameters.
-func (s *Service) methods(hs map[string]handler) http.Handler {
-	allow := slices.Sorted(maps.Keys(hs))
-	if _, ok := hs[http.MethodGet]; ok {
-		allow = append(allow, http.MethodHead)
 	}
+	allowed := strings.Join(allow, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := r.Method
 		if m == http.MethodHead {
 			m = http.MethodGet
 		}
-		h, ok := hs[m]
-		if !ok {
-			writeError(w, errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s; use %s", r.Method, r.URL.Path,
-				strings.Join(allow, ", ")), strings.Join(allow, ", "))
+		i := slices.IndexFunc(rts, func(rt route) bool { return rt.method == m })
+		if i < 0 {
+			writeError(w, errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s; use %s", r.Method, r.URL.Path, allowed), allowed)
 			return
 		}
-		s.endpoint(m, nil, h).ServeHTTP(w, r)
+		rt := rts[i]
+		aliased := path != rt.path
+		q, err := s.parseQuery(r, rt, aliased)
+		if err != nil {
+			writeError(w, err, "")
+			return
+		}
+		if rt.body != nil {
+			if err := jsonBody(r); err != nil {
+				writeError(w, err, "")
+				return
+			}
+		}
+		if rt.method == http.MethodPost && strings.Contains(rt.path, "{name}") && aliased && q.all && len(s.clusters) > 1 {
+			writeError(w, errorf(http.StatusBadRequest, "%d clusters are monitored: name the one to act on with ?cluster= (one of %s) or use %s",
+				len(s.clusters), strings.Join(s.Clusters(), ", "), rt.path), "")
+			return
+		}
+		if rt.heavy {
+			select {
+			case s.heavy <- struct{}{}:
+				defer func() { <-s.heavy }()
+			default:
+				w.Header().Set("Retry-After", "1")
+				writeError(w, errorf(http.StatusTooManyRequests, "too many history requests at once (at most %d); retry shortly", cap(s.heavy)), "")
+				return
+			}
+		}
+		v, err := rt.h(w, r, q)
+		if err != nil {
+			writeError(w, err, "")
+			return
+		}
+		respond(w, r, http.StatusOK, v, q.pretty)
 	})
 }
 
-func (s *Service) parseQuery(r *http.Request, allowed []string) (query, error) {
-	vals, err := urlQuery(r)
-	if err != nil {
-		return query{}, err
+// jsonBody refuses a request whose body is not declared JSON: a browser sends a form or
+// text/plain cross-origin without a preflight, never application/json.
+func jsonBody(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, "Content-Type %q: %s %s takes application/json", ct, r.Method, r.URL.Path)
 	}
+	return nil
+}
+
+// readBody reads at most limit bytes of the body: more is a 413.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, errorf(http.StatusRequestEntityTooLarge, "body over %d bytes", limit)
+	case err != nil:
+		return nil, errorf(http.StatusBadRequest, "read body: %v", err)
+	}
+	return body, nil
+}
+
+func (s *Service) parseQuery(r *http.Request, rt route, aliased bool) (query, error) {
+	vals, err := url.ParseQuery(r.URL.RawQuery)
+	if rt.lenient {
+		// Only pretty counts; whatever else a probe adds (a cache buster) is ignored.
+		p := vals.Get("pretty")
+		return query{cluster: s.clusters[0], all: true, limit: defaultHistoryLimit, pretty: p == "1" || p == "true"}, nil
+	}
+	if err != nil {
+		return query{}, errorf(http.StatusBadRequest, "malformed query string: %v", err)
+	}
+	params := slices.Clone(rt.params)
+	if aliased && !slices.Contains(params, "cluster") {
+		params = append(params, "cluster")
+	}
+	params = append(params, "pretty")
 	q := query{limit: defaultHistoryLimit}
 	for name, v := range vals {
-		if !contains(allowed, name) {
-			if len(allowed) == 0 {
-				return q, errorf(http.StatusBadRequest, "unknown query parameter %q: %s takes none", name, r.URL.Path)
-			}
-			return q, errorf(http.StatusBadRequest, "unknown query parameter %q (want %s)", name, strings.Join(allowed, ", "))
+		if !slices.Contains(params, name) {
+			return q, errorf(http.StatusBadRequest, "unknown query parameter %q (want %s)", name, strings.Join(params, ", "))
 		}
 		if len(v) != 1 {
 			return q, errorf(http.StatusBadRequest, "query parameter %q given %d times", name, len(v))
 		}
 	}
-	name := vals.Get("cluster")
+	switch v := vals.Get("pretty"); v {
+	case "", "0", "false":
+	case "1", "true":
+		q.pretty = true
+	default:
+		return q, errorf(http.StatusBadRequest, "bad pretty %q: want 1 or 0", v)
+	}
+	name := r.PathValue("name")
+	if name == "" {
+		name = vals.Get("cluster")
+	}
 	q.all = name == ""
 	c, ok := s.cluster(name)
 	if !ok {
@@ -189,14 +321,37 @@ func (s *Service) parseQuery(r *http.Request, allowed []string) (query, error) {
 		}
 		q.limit = n
 	}
-	if v := vals.Get("since"); v != "" {
-		if t, err := time.Parse(time.RFC3339, v); err == nil {
-			q.since = t
-		} else if d, err := time.ParseDuration(v); err == nil && d > 0 {
-			q.since = time.Now().Add(-d)
-		} else {
-			return q, errorf(http.StatusBadRequest, "bad since %q: want an RFC 3339 time or a positive duration such as 15m", v)
+	q.hist.Limit = q.limit
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &q.hist.Since}, {"until", &q.hist.Until}} {
+		v := vals.Get(p.name)
+		if v == "" {
+			continue
 		}
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			*p.t = t
+		} else if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			*p.t = time.Now().Add(-d)
+		} else {
+			return q, errorf(http.StatusBadRequest, "bad %s %q: want an RFC 3339 time or a positive duration ago such as 15m", p.name, v)
+		}
+	}
+	q.since = q.hist.Since
+	if !q.hist.Until.IsZero() && q.hist.Until.Before(q.hist.Since) {
+		return q, errorf(http.StatusBadRequest, "until %s is before since %s", q.hist.Until.Format(time.RFC3339), q.hist.Since.Format(time.RFC3339))
+	}
+	if v := vals.Get("step"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			if f, ferr := strconv.ParseFloat(v, 64); ferr == nil && f > 0 && f < 1e9 {
+				d, err = time.Duration(f*float64(time.Second)), nil
+			} else {
+				return q, errorf(http.StatusBadRequest, "bad step %q: want a positive duration such as 1m or a number of seconds", v)
+			}
+		}
+		q.hist.Step = d
 	}
 	if v := vals.Get("severity"); v != "" {
 		sev, err := alert.ParseSeverity(v)
@@ -210,693 +365,236 @@ func (s *Service) parseQuery(r *http.Request, allowed []string) (query, error) {
 		if v != string(alert.Pending) && v != string(alert.Firing) {
 			return q, errorf(http.StatusBadRequest, "bad state %q: want pending or firing", v)
 		}
-		q.state = v
+		q.state = alert.State(v)
 	}
 	return q, nil
 }
 
-func urlQuery(r *http.Request) (url.Values, error) {
-	vals, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "malformed query string: %v", err)
-	}
-	return vals, nil
+// streamer is an answer too large to build in memory: it writes itself, item by item.
+type streamer interface {
+	streamJSON(w io.Writer, pretty bool) error
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
+var gzipPool = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
+
+// acceptsGzip reports whether the request's Accept-Encoding allows gzip.
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if c := strings.ToLower(strings.TrimSpace(coding)); c != "gzip" && c != "*" {
+			continue
 		}
+		if qv, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q="); ok {
+			if f, err := strconv.ParseFloat(qv, 64); err == nil && f == 0 {
+				return false
+			}
+		}
+		return true
 	}
 	return false
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// respond writes v as JSON: compact unless pretty, gzipped when the client accepts it,
+// streamed when v is a streamer.
+func respond(w http.ResponseWriter, r *http.Request, status int, v any, pretty bool) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Add("Vary", "Accept-Encoding")
+	if st, ok := v.(streamer); ok {
+		out, finish := encoder(w, r)
+		w.WriteHeader(status)
+		bw := bufio.NewWriterSize(out, 32<<10)
+		if err := st.streamJSON(bw, pretty); err != nil {
+			// The status is sent: cut the connection so the client sees a broken answer
+			// rather than a truncated one that parses.
+			panic(http.ErrAbortHandler)
+		}
+		bw.Flush()
+		finish()
+		return
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if pretty {
+		enc.SetIndent("", "  ")
+	}
 	if err := enc.Encode(v); err != nil {
 		status = http.StatusInternalServerError
 		buf.Reset()
 		json.NewEncoder(&buf).Encode(ErrorResponse{Status: status, Error: "encode response: " + err.Error()})
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	out, finish := encoder(w, r)
 	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	out.Write(buf.Bytes())
+	finish()
 }
 
-func writeError(w http.ResponseWriter, err error, allow string) {
-	status, msg := http.StatusInternalServerError, err.Error()
-	var ae *apiError
-	if errors.As(err, &ae) {
-		status, msg = ae.status, ae.msg
+// encoder returns where to write the body (gzipped when the client accepts it) and a
+// function that finishes it.
+func encoder(w http.ResponseWriter, r *http.Request) (io.Writer, func()) {
+	if r == nil || r.Method == http.MethodHead || !acceptsGzip(r) {
+		return w, func() {}
 	}
+	w.Header().Set("Content-Encoding", "gzip")
+	w.Header().Del("Content-Length")
+	gz := gzipPool.Get().(*gzip.Writer)
+	gz.Reset(w)
+	return gz, func() {
+		gz.Close()
+		gz.Reset(io.Discard)
+		gzipPool.Put(gz)
+	}
+}
+
+// statusOf maps an error to an HTTP status and a message for the client.
+func statusOf(err error) (int, string) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae.status, ae.msg
+	case errors.Is(err, ErrUnknownCluster):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, ErrNoData):
+		return http.StatusServiceUnavailable, err.Error()
+	case errors.Is(err, ErrInvalidArgument):
+		return http.StatusBadRequest, err.Error()
+	}
+	return http.StatusInternalServerError, err.Error()
+}
+
+// writeError answers with err as an ErrorResponse (never gzipped: it is short).
+func writeError(w http.ResponseWriter, err error, allow string) {
+	status, msg := statusOf(err)
 	if allow != "" {
 		w.Header().Set("Allow", allow)
 	}
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, ErrorResponse{Status: status, Error: msg})
-}
-
-// ClusterHealth is one cluster's line in /health.
-type ClusterHealth struct {
-	Name      string    `json:"name"`
-	Checked   bool      `json:"checked"`
-	Healthy   bool      `json:"healthy"`
-	CheckedAt time.Time `json:"checkedAt,omitzero"`
-	Error     string    `json:"error,omitempty"`
-}
-
-// HealthResponse is the body of GET /health. The answer is 200 while the service runs:
-// it says whether the monitor is up; the clusters' health is in Clusters.
-type HealthResponse struct {
-	Status   string          `json:"status"`
-	Uptime   string          `json:"uptime"`
-	Clusters []ClusterHealth `json:"clusters"`
-	// Warnings lists unsafe settings (see WithWarnings).
-	Warnings []string `json:"warnings,omitempty"`
+	respond(w, nil, status, ErrorResponse{Status: status, Error: msg}, false)
 }
 
 func (s *Service) getHealth(_ http.ResponseWriter, _ *http.Request, _ query) (any, error) {
-	resp := HealthResponse{Status: "ok", Uptime: time.Since(s.started).Round(time.Second).String(), Warnings: s.opts.warnings}
-	for _, c := range s.clusters {
-		h := c.health()
-		ch := ClusterHealth{Name: c.name, Checked: h.report != nil, CheckedAt: h.at}
-		if h.report != nil {
-			ch.Healthy = h.report.Healthy
-		}
-		if h.err != nil {
-			ch.Error = h.err.Error()
-		}
-		resp.Clusters = append(resp.Clusters, ch)
-	}
-	return resp, nil
+	return s.Health(), nil
+}
+
+func (s *Service) getOpenAPI(_ http.ResponseWriter, _ *http.Request, _ query) (any, error) {
+	return json.RawMessage(s.openapi), nil
 }
 
 func (s *Service) getClusters(_ http.ResponseWriter, _ *http.Request, _ query) (any, error) {
-	return map[string][]string{"clusters": s.Clusters()}, nil
-}
-
-// report returns the cluster's latest health report or a 503 before the first check.
-func report(c *clusterState) (healthView, error) {
-	h := c.health()
-	if h.report == nil {
-		msg := "no health check has completed yet"
-		if h.err != nil {
-			msg += ": " + h.err.Error()
-		}
-		return h, errorf(http.StatusServiceUnavailable, "cluster %s: %s", c.name, msg)
-	}
-	return h, nil
-}
-
-// StatusResponse is the body of GET /api/v1/cluster/status.
-type StatusResponse struct {
-	Cluster        string            `json:"cluster"`
-	CheckedAt      time.Time         `json:"checkedAt"`
-	Healthy        bool              `json:"healthy"`
-	ClusterID      health.ID         `json:"clusterID"`
-	Leader         health.Leader     `json:"leader"`
-	Quorum         health.Quorum     `json:"quorum"`
-	Members        int               `json:"members"`
-	Reachable      int               `json:"reachable"`
-	SplitBrain     health.SplitBrain `json:"splitBrain"`
-	Partition      health.Partition  `json:"partition"`
-	Alarms         []health.Alarm    `json:"alarms"`
-	RevisionSpread int64             `json:"revisionSpread"`
-	ActiveAlerts   int               `json:"activeAlerts"`
-	Error          string            `json:"error,omitempty"`
-	// Versions maps each reachable member's ID to its etcd version.
-	Versions      map[health.ID]string `json:"versions"`
-	CheckDuration string               `json:"checkDuration"`
-	LastChange    *health.LeaderChange `json:"lastLeaderChange,omitempty"`
+	return ClustersResponse{Clusters: s.Clusters()}, nil
 }
 
 func (s *Service) getStatus(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	h, err := report(q.cluster)
-	if err != nil {
-		return nil, err
-	}
-	r := h.report
-	resp := StatusResponse{
-		Cluster: q.cluster.name, CheckedAt: h.at, Healthy: r.Healthy, ClusterID: r.ClusterID,
-		Leader: r.Leader, Quorum: r.Quorum, Members: len(r.Members), SplitBrain: r.SplitBrain, Partition: r.Partition,
-		Alarms: r.Alarms, RevisionSpread: r.RevisionSpread, ActiveAlerts: len(q.cluster.active()),
-		Versions: map[health.ID]string{}, CheckDuration: r.Duration.String(),
-	}
-	if h.err != nil {
-		resp.Error = h.err.Error()
-	}
-	for _, m := range r.Members {
-		if m.Reachable {
-			resp.Reachable++
-			resp.Versions[m.Member.ID] = m.Version
-		}
-	}
-	if n := len(r.LeaderHistory); n > 0 {
-		lc := r.LeaderHistory[n-1]
-		resp.LastChange = &lc
-	}
-	return resp, nil
-}
-
-// MembersResponse is the body of GET /api/v1/cluster/members.
-type MembersResponse struct {
-	Cluster   string                `json:"cluster"`
-	CheckedAt time.Time             `json:"checkedAt"`
-	Members   []health.MemberStatus `json:"members"`
+	return s.ClusterStatus(q.cluster.name)
 }
 
 func (s *Service) getMembers(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	h, err := report(q.cluster)
-	if err != nil {
-		return nil, err
-	}
-	return MembersResponse{Cluster: q.cluster.name, CheckedAt: h.at, Members: h.report.Members}, nil
-}
-
-// LeaderResponse is the body of GET /api/v1/cluster/leader. Member is nil when there is
-// no leader.
-type LeaderResponse struct {
-	Cluster   string                `json:"cluster"`
-	CheckedAt time.Time             `json:"checkedAt"`
-	Leader    health.Leader         `json:"leader"`
-	Member    *health.MemberStatus  `json:"member,omitempty"`
-	Changes   []health.LeaderChange `json:"changes"`
+	return s.Members(q.cluster.name)
 }
 
 func (s *Service) getLeader(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	h, err := report(q.cluster)
-	if err != nil {
-		return nil, err
-	}
-	resp := LeaderResponse{Cluster: q.cluster.name, CheckedAt: h.at, Leader: h.report.Leader, Changes: h.report.LeaderHistory}
-	if m, ok := h.report.Member(h.report.Leader.ID); ok && h.report.Leader.ID != 0 {
-		resp.Member = &m
-	}
-	return resp, nil
+	return s.Leader(q.cluster.name)
 }
 
-func (s *Service) getClusterHistory(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	all := q.cluster.healthHistory()
-	out := make([]HealthSummary, 0, min(len(all), q.limit))
-	for _, h := range all {
-		if !h.Time.Before(q.since) {
-			out = append(out, h)
-		}
-	}
-	if len(out) > q.limit {
-		out = out[len(out)-q.limit:]
-	}
-	return map[string]any{"cluster": q.cluster.name, "checks": out}, nil
-}
-
-func snapshot(c *clusterState) (*metrics.Snapshot, error) {
-	snap, err := c.metrics()
-	if snap == nil {
-		msg := "no metrics have been collected yet"
-		if err != nil {
-			msg += ": " + err.Error()
-		}
-		return nil, errorf(http.StatusServiceUnavailable, "cluster %s: %s", c.name, msg)
-	}
-	return snap, nil
-}
-
-// MetricsResponse is the body of GET /api/v1/metrics/current.
-type MetricsResponse struct {
-	Cluster  string            `json:"cluster"`
-	Snapshot *metrics.Snapshot `json:"snapshot"`
+func (s *Service) getClusterHistory(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
+	return s.HealthHistory(r.Context(), q.cluster.name, q.hist)
 }
 
 func (s *Service) getMetricsCurrent(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	snap, err := snapshot(q.cluster)
-	if err != nil {
-		return nil, err
-	}
-	return MetricsResponse{Cluster: q.cluster.name, Snapshot: snap}, nil
+	return s.CurrentMetrics(q.cluster.name)
 }
 
-// history returns the cluster's snapshots since q.since, the newest q.limit of them.
-func history(q query) []*metrics.Snapshot {
-	all := q.cluster.collector.History()
-	out := make([]*metrics.Snapshot, 0, min(len(all), q.limit))
-	for _, s := range all {
-		if !s.Time.Before(q.since) {
-			out = append(out, s)
+// metricsStream writes a MetricsHistoryResponse one snapshot at a time, so that a
+// thousand snapshots never sit in memory as one 10 MB buffer.
+type metricsStream struct {
+	cluster string
+	snaps   []*metrics.Snapshot
+}
+
+func (m metricsStream) streamJSON(w io.Writer, pretty bool) error {
+	name, err := json.Marshal(m.cluster)
+	if err != nil {
+		return err
+	}
+	open, sep, closing, indent := `{"cluster":%s,"snapshots":[`, ",", "]}\n", ""
+	if pretty {
+		open, sep, closing, indent = "{\n  \"cluster\": %s,\n  \"snapshots\": [\n    ", ",\n    ", "\n  ]\n}\n", "    "
+	}
+	if len(m.snaps) == 0 {
+		open, closing = strings.TrimRight(open, "\n "), "]}\n"
+		if pretty {
+			closing = "]\n}\n"
 		}
 	}
-	if len(out) > q.limit {
-		out = out[len(out)-q.limit:]
+	if _, err := fmt.Fprintf(w, open, name); err != nil {
+		return err
 	}
-	return out
-}
-
-// MetricsHistoryResponse is the body of GET /api/v1/metrics/history (oldest first).
-type MetricsHistoryResponse struct {
-	Cluster   string              `json:"cluster"`
-	Snapshots []*metrics.Snapshot `json:"snapshots"`
-}
-
-func (s *Service) getMetricsHistory(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	return MetricsHistoryResponse{Cluster: q.cluster.name, Snapshots: history(q)}, nil
-}
-
-// LatencyPoint is the cluster-wide probe latency of one snapshot.
-type LatencyPoint struct {
-	Time time.Time `json:"time"`
-	metrics.Latency
-}
-
-// MemberLatency is one member's probe latency in the latest snapshot.
-type MemberLatency struct {
-	ID      health.ID       `json:"id"`
-	Name    string          `json:"name"`
-	Latency metrics.Latency `json:"latency"`
-}
-
-// LatencyResponse is the body of GET /api/v1/metrics/latency. Latencies are in
-// nanoseconds.
-type LatencyResponse struct {
-	Cluster string          `json:"cluster"`
-	Current metrics.Latency `json:"current"`
-	Members []MemberLatency `json:"members"`
-	History []LatencyPoint  `json:"history"`
-}
-
-func (s *Service) getLatency(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	snap, err := snapshot(q.cluster)
-	if err != nil {
-		return nil, err
-	}
-	resp := LatencyResponse{Cluster: q.cluster.name, Current: snap.Latency, Members: []MemberLatency{}, History: []LatencyPoint{}}
-	for _, m := range snap.Members {
-		resp.Members = append(resp.Members, MemberLatency{ID: health.ID(m.ID), Name: m.Name, Latency: m.Latency})
-	}
-	for _, h := range history(q) {
-		resp.History = append(resp.History, LatencyPoint{Time: h.Time, Latency: h.Latency})
-	}
-	return resp, nil
-}
-
-// ClusterAlert is an alert with the cluster it belongs to.
-type ClusterAlert struct {
-	Cluster string `json:"cluster"`
-	alert.Alert
-}
-
-// AlertsResponse is the body of GET /api/v1/alerts and /api/v1/alerts/history.
-type AlertsResponse struct {
-	Alerts []ClusterAlert `json:"alerts"`
-}
-
-// covers reports whether an alert belongs to the clusters a request covers: the named
-// one, or all.
-func (q query) covers(a alert.Alert) bool {
-	return (q.all || a.Labels["cluster"] == q.cluster.name) && (q.severity == nil || a.Severity == *q.severity)
-}
-
-// getAlerts lists the pending and firing alerts, each with its status: the silences
-// that mute it and the alerts that inhibit it.
-func (s *Service) getAlerts(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	resp := AlertsResponse{Alerts: []ClusterAlert{}}
-	for _, a := range s.alerts.Alerts() {
-		if q.covers(a) && (q.state == "" || string(a.State) == q.state) {
-			resp.Alerts = append(resp.Alerts, ClusterAlert{Cluster: a.Labels["cluster"], Alert: a})
+	for i, sn := range m.snaps {
+		if i > 0 {
+			if _, err := io.WriteString(w, sep); err != nil {
+				return err
+			}
 		}
-	}
-	return resp, nil
-}
-
-// transitionTime is when an alert of the history changed to its state.
-func transitionTime(a alert.Alert) time.Time {
-	switch {
-	case a.State == alert.Resolved:
-		return a.EndsAt
-	case a.State == alert.Firing:
-		return a.StartsAt
-	}
-	return a.ActiveAt
-}
-
-// getAlertsHistory lists the transitions of every covered cluster merged by time,
-// oldest first, the newest limit of them.
-func (s *Service) getAlertsHistory(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	resp := AlertsResponse{Alerts: []ClusterAlert{}}
-	for _, a := range s.alerts.History() {
-		if q.covers(a) && !transitionTime(a).Before(q.since) {
-			resp.Alerts = append(resp.Alerts, ClusterAlert{Cluster: a.Labels["cluster"], Alert: a})
-		}
-	}
-	slices.SortStableFunc(resp.Alerts, func(a, b ClusterAlert) int { return transitionTime(a.Alert).Compare(transitionTime(b.Alert)) })
-	if len(resp.Alerts) > q.limit {
-		resp.Alerts = resp.Alerts[len(resp.Alerts)-q.limit:]
-	}
-	return resp, nil
-}
-
-// NotificationsResponse is the body of GET /api/v1/alerts/notifications: the
-// notification log, newest first.
-type NotificationsResponse struct {
-	Notifications []alert.NotificationRecord `json:"notifications"`
-}
-
-func (s *Service) getNotifications(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
-	recs, err := s.alerts.Notifications(r.Context(), alert.NotificationQuery{Receiver: q.receiver, Limit: q.limit})
-	if err != nil {
-		return nil, alertError(err)
-	}
-	if recs == nil {
-		recs = []alert.NotificationRecord{}
-	}
-	return NotificationsResponse{Notifications: recs}, nil
-}
-
-// SilencesResponse is the body of GET /api/v1/silences: every silence, newest first.
-type SilencesResponse struct {
-	Silences []alert.Silence `json:"silences"`
-}
-
-func (s *Service) getSilences(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
-	sils, err := s.alerts.Silences(r.Context())
-	if err != nil {
-		return nil, alertError(err)
-	}
-	if sils == nil {
-		sils = []alert.Silence{}
-	}
-	return SilencesResponse{Silences: sils}, nil
-}
-
-// postSilence creates a silence, or replaces the unexpired one its "id" names. The body
-// is Alertmanager's API v2 silence: matchers, startsAt, endsAt, createdBy, comment.
-func (s *Service) postSilence(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxSilenceBody))
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "read body: %v", err)
-	}
-	sil, err := parseSilence(body)
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "%v", err)
-	}
-	created, err := s.alerts.CreateSilence(r.Context(), sil)
-	if err != nil {
-		return nil, alertError(err)
-	}
-	s.opts.logger.Info("silence saved", zap.String("id", created.ID), zap.Stringer("matchers", matchersString(created.Matchers)),
-		zap.Time("endsAt", created.EndsAt), zap.String("createdBy", created.CreatedBy))
-	return created, nil
-}
-
-func (s *Service) getSilence(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
-	sil, err := s.alerts.Silence(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return nil, alertError(err)
-	}
-	return sil, nil
-}
-
-// deleteSilence expires a silence (it stays listed, as expired) and answers with it.
-func (s *Service) deleteSilence(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
-	id := r.PathValue("id")
-	if err := s.alerts.ExpireSilence(r.Context(), id); err != nil {
-		return nil, alertError(err)
-	}
-	s.opts.logger.Info("silence expired", zap.String("id", id))
-	sil, err := s.alerts.Silence(r.Context(), id)
-	if err != nil {
-		return nil, alertError(err)
-	}
-	return sil, nil
-}
-
-// parseSilence reads a silence field by field, so that an error names the field at
-// fault ("matchers[1]", "endsAt") and an unknown field is refused.
-func parseSilence(body []byte) (alert.Silence, error) {
-	var sil alert.Silence
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return sil, fmt.Errorf("malformed JSON body: %w", err)
-	}
-	for name, raw := range fields {
-		var err error
-		switch name {
-		case "id":
-			err = json.Unmarshal(raw, &sil.ID)
-		case "createdBy":
-			err = json.Unmarshal(raw, &sil.CreatedBy)
-		case "comment":
-			err = json.Unmarshal(raw, &sil.Comment)
-		case "startsAt", "endsAt":
-			t := &sil.StartsAt
-			if name == "endsAt" {
-				t = &sil.EndsAt
-			}
-			if err = json.Unmarshal(raw, t); err != nil {
-				err = fmt.Errorf("want an RFC 3339 time such as %q", time.Now().UTC().Add(time.Hour).Format(time.RFC3339))
-			}
-		case "matchers":
-			var list []json.RawMessage
-			if err = json.Unmarshal(raw, &list); err != nil {
-				break
-			}
-			for i, m := range list {
-				var mt alert.Matcher
-				if err := json.Unmarshal(m, &mt); err != nil {
-					return sil, fmt.Errorf("matchers[%d]: %v", i, err)
-				}
-				sil.Matchers = append(sil.Matchers, mt)
-			}
-		case "status", "updatedAt":
-			err = errors.New("set by the server, not by a request")
-		default:
-			err = errors.New("unknown field (want matchers, startsAt, endsAt, createdBy, comment, and id to replace a silence)")
+		var b []byte
+		if pretty {
+			b, err = json.MarshalIndent(snapshotOf(sn), indent, "  ")
+		} else {
+			b, err = json.Marshal(snapshotOf(sn))
 		}
 		if err != nil {
-			return sil, fmt.Errorf("%s: %v", name, err)
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
 		}
 	}
-	return sil, nil
-}
-
-type matchersString alert.Matchers
-
-func (m matchersString) String() string {
-	parts := make([]string, len(m))
-	for i, x := range m {
-		parts[i] = x.String()
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
-}
-
-// alertError maps the alert manager's errors to answers: bad input (naming the field)
-// 400, an unknown silence 404, a closed manager 503.
-func alertError(err error) error {
-	var fe *alert.FieldError
-	switch {
-	case errors.As(err, &fe):
-		return errorf(http.StatusBadRequest, "%s: %s", fe.Field, fe.Reason)
-	case errors.Is(err, alert.ErrInvalidArgument):
-		return errorf(http.StatusBadRequest, "%v", err)
-	case errors.Is(err, alert.ErrSilenceNotFound):
-		return errorf(http.StatusNotFound, "%v", err)
-	case errors.Is(err, alert.ErrClosed):
-		return errorf(http.StatusServiceUnavailable, "service is shutting down")
-	}
+	_, err = io.WriteString(w, closing)
 	return err
 }
 
-// benchmarkResponse is the body of a successful POST /api/v1/performance/benchmark.
-type benchmarkResponse struct {
-	Cluster string          `json:"cluster"`
-	Result  *bench.Result   `json:"result"`
-	SLO     bench.SLOReport `json:"slo"`
-}
-
-// BenchmarkRequest is the body of POST /api/v1/performance/benchmark: the fields of
-// bench.Config ("workload" or its alias "type", "ops", "duration": "10s", "connections",
-// "clients", "rate", ...) and optionally "slo" to check the result against instead of
-// the service's.
-type BenchmarkRequest struct {
-	Config bench.Config
-	SLO    *bench.SLO
-}
-
-// ParseBenchmarkRequest reads a request body; errors name the field at fault.
-func ParseBenchmarkRequest(body []byte) (BenchmarkRequest, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return BenchmarkRequest{}, fmt.Errorf("malformed JSON body: %w", err)
-	}
-	var req BenchmarkRequest
-	if raw, ok := fields["slo"]; ok {
-		var slo bench.SLO
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&slo); err != nil {
-			return req, fmt.Errorf("slo: %w", err)
-		}
-		req.SLO = &slo
-		delete(fields, "slo")
-	}
-	if raw, ok := fields["type"]; ok {
-		if _, dup := fields["workload"]; dup {
-			return req, errors.New(`give "workload" or "type", not both`)
-		}
-		fields["workload"] = raw
-		delete(fields, "type")
-	}
-	rest, err := json.Marshal(fields)
+func (s *Service) getMetricsHistory(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
+	hq, err := q.hist.normalize()
 	if err != nil {
-		return req, err
+		return nil, err
 	}
-	if err := json.Unmarshal(rest, &req.Config); err != nil {
-		return req, err
-	}
-	if req.Config.Workload != "" {
-		w, err := bench.ParseWorkload(string(req.Config.Workload))
-		if err != nil {
-			return req, err
-		}
-		req.Config.Workload = w
-	}
-	return req, req.Config.Validate()
+	return metricsStream{cluster: q.cluster.name, snaps: s.rawHistory(r.Context(), q.cluster, hq)}, nil
 }
 
-func (s *Service) postBenchmark(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
-	lim := s.opts.benchmark
-	if lim.Disabled {
-		return nil, errorf(http.StatusForbidden, "benchmarks are disabled on this service")
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBenchmarkBody))
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "read body: %v", err)
-	}
-	req, err := ParseBenchmarkRequest(body)
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "%v", err)
-	}
-	cfg := req.Config
-	if cfg.Ops > lim.MaxOps {
-		return nil, errorf(http.StatusBadRequest, "ops %d is over this service's limit of %d", cfg.Ops, lim.MaxOps)
-	}
-	if cfg.Duration > lim.MaxDuration {
-		return nil, errorf(http.StatusBadRequest, "duration %v is over this service's limit of %v", cfg.Duration, lim.MaxDuration)
-	}
-	slo := lim.SLO
-	if req.SLO != nil {
-		slo = *req.SLO
-	}
-
-	if !s.benchMu.TryLock() {
-		return nil, errorf(http.StatusConflict, "a benchmark is already running")
-	}
-	defer s.benchMu.Unlock()
-	s.mu.Lock()
-	if s.closed || isClosed(s.interrupted) {
-		s.mu.Unlock()
-		return nil, errorf(http.StatusServiceUnavailable, "service is shutting down")
-	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
-
-	ctx, cancel := context.WithTimeout(r.Context(), lim.Timeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.interrupted:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	res, err := q.cluster.bench.Run(ctx, cfg)
-	switch {
-	case err == nil:
-	case errors.Is(err, bench.ErrInvalidArgument):
-		return nil, errorf(http.StatusBadRequest, "%v", err)
-	case errors.Is(err, bench.ErrQuota):
-		return nil, errorf(http.StatusUnprocessableEntity, "%v", err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return nil, errorf(http.StatusGatewayTimeout, "benchmark did not finish within %v", lim.Timeout)
-	case errors.Is(err, context.Canceled) && isClosed(s.interrupted):
-		q.cluster.log.Info("benchmark cancelled: the service is shutting down")
-		return nil, errorf(http.StatusServiceUnavailable, "benchmark cancelled: the service is shutting down")
-	case errors.Is(err, context.Canceled):
-		return nil, errorf(http.StatusServiceUnavailable, "benchmark cancelled")
-	default:
-		return nil, errorf(http.StatusBadGateway, "benchmark: %v", err)
-	}
-	resp := &benchmarkResponse{Cluster: q.cluster.name, Result: res, SLO: slo.Check(res)}
-	q.cluster.mu.Lock()
-	q.cluster.lastBench = resp
-	q.cluster.mu.Unlock()
-	s.saveBenchmark(resp)
-	return resp, nil
+func (s *Service) getLatency(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
+	return s.LatencyHistory(r.Context(), q.cluster.name, q.hist)
 }
 
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
+func (q query) alertQuery() AlertQuery {
+	aq := AlertQuery{Severity: q.severity, State: q.state, Since: q.since, Limit: q.limit}
+	if !q.all {
+		aq.Cluster = q.cluster.name
 	}
+	return aq
 }
 
-// BenchmarksResponse is the body of GET /api/v1/performance/benchmarks: the results kept
-// in the store, newest first (empty without a store).
-type BenchmarksResponse struct {
-	Benchmarks []StoredBenchmark `json:"benchmarks"`
+func (s *Service) getAlerts(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
+	as, err := s.ActiveAlerts(q.alertQuery())
+	return AlertsResponse{Alerts: as}, err
 }
 
-// StoredBenchmark is one stored result: when, and the answer the run gave.
-type StoredBenchmark struct {
-	ID     string          `json:"id"`
-	Time   time.Time       `json:"time"`
-	Result json.RawMessage `json:"result"`
+func (s *Service) getAlertsHistory(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
+	as, err := s.AlertHistory(q.alertQuery())
+	return AlertsResponse{Alerts: as}, err
 }
 
 func (s *Service) getBenchmarks(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
-	resp := BenchmarksResponse{Benchmarks: []StoredBenchmark{}}
-	if s.opts.store == nil {
-		return resp, nil
-	}
 	cluster := ""
 	if !q.all {
 		cluster = q.cluster.name
 	}
-	bs, err := s.opts.store.Benchmarks(r.Context(), store.BenchmarkQuery{Cluster: cluster, Limit: q.limit})
+	bs, err := s.Benchmarks(r.Context(), cluster, q.limit)
 	if err != nil {
 		return nil, err
 	}
-	for _, b := range bs {
-		resp.Benchmarks = append(resp.Benchmarks, StoredBenchmark{ID: b.ID, Time: b.Time, Result: b.Data})
-	}
-	return resp, nil
-}
-
-// saveBenchmark keeps a result in the store, when there is one. A failure is logged: the
-// caller has the result in the answer.
-func (s *Service) saveBenchmark(resp *benchmarkResponse) {
-	if s.opts.store == nil {
-		return
-	}
-	data, err := json.Marshal(resp)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		now := time.Now()
-		err = s.opts.store.PutBenchmark(ctx, store.Benchmark{ID: fmt.Sprintf("%s-%d", resp.Cluster, now.UnixNano()), Time: now,
-			Cluster: resp.Cluster, Name: string(resp.Result.Workload), Data: data})
-	}
-	if err != nil {
-		s.opts.logger.Warn("benchmark result not stored", zap.String("cluster", resp.Cluster), zap.Error(err))
-	}
+	return BenchmarksResponse{Benchmarks: bs}, nil
 }

@@ -58,6 +58,6 @@ func ExampleParseBenchmarkRequest() {
 	req, err := monitor.ParseBenchmarkRequest([]byte(`{"type": "mixed", "duration": "5s", "rate": 1000}`))
 	fmt.Println(req.Config.Workload, req.Config.Duration, req.Config.Rate, err)
 	// Output:
-	// bench: invalid config: workload: unknown workload "scan" (want one of write, read, mixed, range, delete, txn)
+	// bench: invalid argument: workload: unknown workload "scan" (want one of write, read, mixed, range, delete, txn)
 	// mixed 5s 1000 <nil>
 }

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,6 +47,8 @@ type Service struct {
 	own      *collector
 	alerts   *alert.Manager
 	mux      *http.ServeMux
+	openapi  []byte        // the OpenAPI document, built once by New
+	heavy    chan struct{} // a slot per history request in flight
 	started  time.Time
 
 	mu          sync.Mutex
@@ -56,6 +59,7 @@ type Service struct {
 	wg          sync.WaitGroup
 
 	benchMu sync.Mutex // one benchmark at a time
+
 }
 
 // New returns a Service of the given clusters (at least one, names unique). It starts
@@ -85,6 +89,7 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 		registry: reg,
 		started:  time.Now(),
 		stop:     make(chan struct{}),
+		heavy:    make(chan struct{}, o.heavyRequests),
 
 		interrupted: make(chan struct{}),
 	}
@@ -109,6 +114,11 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("monitor: register collector: %w", err)
 	}
 	s.mux = s.routes()
+	doc, _ := s.openAPI() // what it cannot describe is a test failure, not a user's
+	if s.openapi, err = json.Marshal(doc); err != nil {
+		s.closeClusters()
+		return nil, fmt.Errorf("monitor: OpenAPI document: %w", err)
+	}
 	return s, nil
 }
 

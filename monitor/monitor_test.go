@@ -41,6 +41,9 @@ func call(t *testing.T, method, url, body string, out any) int {
 	if !assert.NoError(t, err) {
 		return 0
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if !assert.NoError(t, err) {
 		return 0
@@ -170,9 +173,9 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	got := map[health.ID]string{}
 	for _, m := range members.Members {
-		got[m.Member.ID] = m.Name
+		got[m.ID] = m.Name
 		assert.True(t, m.Reachable, m.Name)
-		assert.Equal(t, leadID, m.Status.Leader, m.Name)
+		assert.Equal(t, leadID, m.Leader, m.Name)
 	}
 	assert.Equal(t, want, got)
 
@@ -321,7 +324,11 @@ func TestBadInputIs400WithJSONError(t *testing.T) {
 		{"GET", "/api/v1/alerts/history?limit=1&limit=2", "", 400, "limit"},
 		{"GET", "/api/v1/cluster/status?verbose=1", "", 400, "verbose"},
 		{"GET", "/api/v1/cluster/status?cluster=other", "", 404, "other"},
-		{"GET", "/health?x=1", "", 400, "x"},
+		{"GET", "/api/v1/clusters/local/status?cluster=local", "", 400, "cluster"},
+		{"GET", "/api/v1/clusters/nope/members", "", 404, "nope"},
+		{"GET", "/api/v1/clusters/local/metrics/history?step=-1s", "", 400, "step"},
+		{"GET", "/api/v1/clusters/local/history?since=5m&until=10m", "", 400, "until"},
+		{"GET", "/api/v1/cluster/status?pretty=yes", "", 400, "pretty"},
 		{"GET", "/api/v1/cluster/status?%zz", "", 400, "malformed query"},
 		{"POST", "/api/v1/cluster/status", "", 405, "GET"},
 		{"GET", "/api/v1/performance/benchmark", "", 405, "POST"},
@@ -336,7 +343,8 @@ func TestBadInputIs400WithJSONError(t *testing.T) {
 		assert.Contains(t, e.Error, c.mention, "%s %s %s", c.method, c.path, c.body)
 	}
 
-	// The same service answers well-formed requests.
+	// The same service answers well-formed requests; /health ignores what it does not know.
+	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/health?x=1&_=1733000000&cluster=nope&pretty=1", nil))
 	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/metrics/history?limit=10&since=5m", nil))
 	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/alerts/history?since="+time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), nil))
 }

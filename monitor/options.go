@@ -59,6 +59,8 @@ type options struct {
 	registry        *prometheus.Registry
 	benchmark       BenchmarkLimits
 	warnings        []string
+	heavyRequests   int
+	replica         func() ReplicaStatus
 	logger          *zap.Logger
 }
 
@@ -68,6 +70,7 @@ func defaults() options {
 		metricsInterval: DefaultMetricsInterval,
 		historySize:     DefaultHistorySize,
 		benchmark:       DefaultBenchmarkLimits(),
+		heavyRequests:   DefaultHeavyRequests,
 		logger:          zap.NewNop(),
 	}
 }
@@ -84,6 +87,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("%w: WithLogger: nil logger", ErrInvalidArgument)
 	case o.benchmark.MaxOps < 0 || o.benchmark.MaxDuration < 0 || o.benchmark.Timeout < 0:
 		return fmt.Errorf("%w: benchmark limits must not be negative", ErrInvalidArgument)
+	case o.heavyRequests < 1:
+		return fmt.Errorf("%w: WithHeavyRequests: %d must be positive", ErrInvalidArgument, o.heavyRequests)
 	}
 	return nil
 }
@@ -153,3 +158,16 @@ func WithWarnings(msgs ...string) Option {
 
 // WithLogger sets the logger. Default zap.NewNop().
 func WithLogger(l *zap.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
+
+// WithHeavyRequests bounds how many history requests (metrics, latency and health
+// history: up to 1000 entries each) the API answers at once; more are refused with 429
+// and Retry-After, so that a burst of them cannot exhaust memory. Default
+// DefaultHeavyRequests.
+func WithHeavyRequests(n int) Option { return optionFunc(func(o *options) { o.heavyRequests = n }) }
+
+// WithReplica makes GET /health name this replica and the active one, for daemons that
+// share a store and elect one of them to notify. fn is called on every /health request
+// and must not block.
+func WithReplica(fn func() ReplicaStatus) Option {
+	return optionFunc(func(o *options) { o.replica = fn })
+}

@@ -44,7 +44,7 @@ type clusterState struct {
 	history     []HealthSummary
 	snapshot    *metrics.Snapshot
 	metricsErr  error
-	lastBench   *benchmarkResponse
+	lastBench   *BenchmarkResponse
 	evalMu      sync.Mutex // Evaluate calls from the two loops in turn
 	lastLeader  health.ID  // the leader of the latest check that saw one; under mu
 	leaderChg   atomic.Int64

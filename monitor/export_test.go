@@ -1,0 +1,13 @@
+package monitor
+
+import "net/http"
+
+// Handler returns the handler and pattern the Service's mux picks for r, so that tests
+// check which route serves a path.
+func (s *Service) Handler(r *http.Request) (http.Handler, string) { return s.mux.Handler(r) }
+
+// OpenAPIProblems lists what the OpenAPI document could not describe.
+func (s *Service) OpenAPIProblems() []string {
+	_, p := s.openAPI()
+	return p
+}
