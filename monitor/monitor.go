@@ -60,6 +60,7 @@ type Service struct {
 
 	benchMu sync.Mutex // one benchmark at a time
 
+	maint *maintRunner // maintenance_ops.go
 }
 
 // New returns a Service of the given clusters (at least one, names unique). It starts
@@ -107,6 +108,10 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 		}
 		s.clusters = append(s.clusters, st)
 		s.byName[c.Name] = st
+	}
+	if s.maint, err = newMaintRunner(s, clusters); err != nil { // maintenance_ops.go
+		s.closeClusters()
+		return nil, err
 	}
 	s.own = &collector{s: s}
 	if err := reg.Register(s.own); err != nil {
@@ -218,6 +223,7 @@ func (s *Service) Run(ctx context.Context) error {
 			every(ctx, s.opts.metricsInterval, func(ctx context.Context) { c.collectMetrics(ctx, s.opts.metricsInterval) })
 		})
 	}
+	s.maint.runRemediation(ctx, &wg) // maintenance_ops.go
 	wg.Wait()
 	return nil
 }

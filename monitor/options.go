@@ -61,6 +61,7 @@ type options struct {
 	warnings        []string
 	heavyRequests   int
 	replica         func() ReplicaStatus
+	maint           maintenanceOptions // maintenance_ops.go
 	logger          *zap.Logger
 }
 
