@@ -17,8 +17,7 @@
 //   - A registrant that dies without deregistering disappears when its lease expires,
 //     within the TTL (as etcd granted it: see WithTTL).
 //   - Registrar.Close interrupts calls blocked on etcd and returns within a bound even
-//     when etcd is unreachable: about two thirds of the TTL (at least two seconds) plus
-//     three seconds.
+//     when etcd is unreachable: about three seconds, whatever the TTL.
 //   - A Resolver answers Discover and Balancer picks from memory, so lookups keep working
 //     while etcd has no leader or is unreachable (Stale reports that). Its cache resumes
 //     the watch after disconnects and re-lists after compaction, emitting exactly the

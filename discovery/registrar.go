@@ -218,10 +218,9 @@ func (r *Registrar) Registered() []Instance {
 // Close deregisters every instance (revoking leases, which deletes their keys) and stops
 // every goroutine. It first interrupts a Register, Drain, Undrain or Deregister in
 // progress (which then fails with ErrClosed). It is bounded even when etcd is
-// unreachable: the registrations are closed in parallel, each waiting at most for two
-// lease revokes (a third of the TTL each, at least one second; see lease.Keeper.Close)
-// and, when a revoke failed, three seconds for a delete. It is idempotent; later calls
-// return nil.
+// unreachable: the registrations are closed in parallel, each waiting for its lease's
+// revoke and, when that failed, for a delete, three seconds in all
+// (lease.Keeper.CloseContext). It is idempotent; later calls return nil.
 func (r *Registrar) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
@@ -427,7 +426,7 @@ func (g *registration) stop(ctx context.Context) error {
 	g.stopped = true // from now on write refuses
 	id := g.leaseID
 	g.mu.Unlock()
-	kerr := g.keeper.Close()
+	kerr := g.keeper.CloseContext(ctx)
 	if kerr == nil || errors.Is(kerr, lease.ErrClosed) || errors.Is(kerr, lease.ErrLost) {
 		// Revoked (or already gone): the key went with the lease if it carried it, and
 		// another registration's key is not ours to delete.
@@ -630,7 +629,7 @@ func (g *registration) run(ctx context.Context, fromRev int64) {
 // until it succeeds (true), ctx ends or the client is closed (false).
 func (g *registration) replaceKeeper(ctx context.Context, bo *backoff.Backoff) bool {
 	old := g.keeper
-	old.Close()
+	_ = old.CloseContext(ctx) // a lost lease: Close of the Registrar need not wait for its revoke
 	for {
 		if ctx.Err() != nil || g.r.cli.Ctx().Err() != nil {
 			// Leave the closed Keeper in place; stop's Close of it is a no-op.

@@ -22,6 +22,9 @@
 //   - With WithRegrant, a lost lease is replaced by a new one, with jittered backoff and
 //     no retry cap, until Close; ID and Lost switch to the new lease, then the hook runs
 //     with its ID. A failing hook is retried with backoff while that lease lives.
+//   - Close waits for etcd at most a third of the TTL (at least one second) in all,
+//     CloseContext no longer than its ctx either, even when etcd is unreachable; a
+//     revoke given up then leaves the lease to expire within its TTL.
 //   - Not guaranteed: that keys attached to a lost lease are gone at once (etcd may still
 //     hold the lease for a moment).
 //
@@ -29,8 +32,8 @@
 //
 //   - New grants the lease and starts the Keeper's goroutines.
 //
-//   - Close revokes the current lease (waiting at most a third of the TTL, at least one
-//     second, for etcd), stops the goroutines and waits for them; it is idempotent.
+//   - Close revokes the current lease, stops the goroutines and waits for them; it is
+//     idempotent. CloseContext does the same within a deadline of the caller's.
 //
 //   - Done closes after Close, or when the lease is lost and re-grant is off (or the etcd
 //     client was closed, which ends re-grants too); Err then says why (ErrClosed or

@@ -116,11 +116,19 @@ func (k *Keeper) Err() error {
 	return k.err
 }
 
-// Close revokes the current lease (waiting at most a third of the TTL, at least one
-// second, for etcd), stops the Keeper and waits for its goroutine. It returns the revoke
-// error, if any, on the first call and nil afterwards. It must not be called from the
-// re-grant hook.
-func (k *Keeper) Close() error {
+// Close stops the Keeper, revokes the current lease, waiting for etcd at most a third
+// of the TTL (at least one second), and waits for the Keeper's goroutine. It returns the
+// revoke error, if any, on the first call and nil afterwards. It must not be called from
+// the re-grant hook.
+func (k *Keeper) Close() error { return k.CloseContext(context.Background()) }
+
+// CloseContext is Close, waiting for etcd no longer than until ctx ends either: a
+// revoke etcd does not answer by then is given up, and the lease expires within its
+// TTL (its keys with it).
+func (k *Keeper) CloseContext(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
 	first := false
 	k.closeOnce.Do(func() {
 		first = true
@@ -129,7 +137,7 @@ func (k *Keeper) Close() error {
 		k.mu.Lock()
 		ses := k.cur
 		k.mu.Unlock()
-		if err := ses.Release(); err != nil {
+		if err := ses.ReleaseContext(ctx); err != nil {
 			k.closeErr = fmt.Errorf("lease: %x: %w", int64(ses.Lease()), err)
 		}
 		k.finish(ErrClosed)
@@ -175,12 +183,13 @@ func (k *Keeper) run(ctx context.Context, ses *ownership.Session) {
 			return
 		}
 		// The lost lease was left to expire (ownership stops renewing it): its keys do
-		// not outlive our claim. Release it while the next one is granted.
+		// not outlive our claim. Release it while the next one is granted; Close gives
+		// up waiting for that revoke at once.
 		old := ses
 		released := make(chan struct{})
 		go func() {
 			defer close(released)
-			_ = old.Release()
+			_ = old.ReleaseContext(ctx)
 		}()
 		ses = k.regrant(ctx)
 		<-released

@@ -167,30 +167,55 @@ func TestCloseRevokesAndIsIdempotent(t *testing.T) {
 	assert.Empty(t, resp.Kvs, "Close must revoke the lease and so delete its keys")
 }
 
-func TestCloseDuringRegrantReturnsPromptly(t *testing.T) {
+// Close and CloseContext are bounded even when etcd is unreachable (checked on one
+// single-member cluster whose client is blackholed).
+func TestCloseBoundedWhileUnreachable(t *testing.T) {
 	c := etcdtest.NewCluster(t, 1)
 	cli := c.Client(0)
-	ctx := etcdtest.Context(t, 20*time.Second)
-	k, err := lease.New(ctx, cli, 2*time.Second, lease.WithRegrant(nil))
-	require.NoError(t, err)
-	lost := k.Lost()
-	c.Blackhole(0) // renewals go unanswered: lost by deadline, re-grants hang
-	select {
-	case <-lost:
-	case <-time.After(6 * time.Second):
-		t.Fatal("lease not lost after its TTL of silence")
-	}
-	// Close is bounded (a third of the TTL, at least 1s, per wait for etcd) even when
-	// etcd is unreachable; checked with a deadline of three times that.
-	closed := make(chan error, 1)
-	go func() { closed <- k.Close() }()
-	select {
-	case err := <-closed:
+	ctx := etcdtest.Context(t, 30*time.Second)
+
+	t.Run("CloseDuringRegrant", func(t *testing.T) {
+		k, err := lease.New(ctx, cli, 2*time.Second, lease.WithRegrant(nil))
 		require.NoError(t, err)
-	case <-time.After(3 * time.Second):
-		t.Fatal("Close not bounded while etcd is unreachable")
-	}
-	c.Unblackhole(0)
+		lost := k.Lost()
+		c.Blackhole(0) // renewals go unanswered: lost by deadline, re-grants hang
+		defer c.Unblackhole(0)
+		select {
+		case <-lost:
+		case <-time.After(6 * time.Second):
+			t.Fatal("lease not lost after its TTL of silence")
+		}
+		// A third of the TTL, at least 1s, in all; checked with a deadline of three times that.
+		closed := make(chan error, 1)
+		go func() { closed <- k.Close() }()
+		select {
+		case err := <-closed:
+			require.NoError(t, err)
+		case <-time.After(3 * time.Second):
+			t.Fatal("Close not bounded while etcd is unreachable")
+		}
+	})
+
+	t.Run("CloseContextGivesUpTheRevoke", func(t *testing.T) {
+		// Close alone would wait a third of this TTL (10s) for the revoke.
+		k, err := lease.New(ctx, cli, 30*time.Second)
+		require.NoError(t, err)
+		c.Blackhole(0)
+		defer c.Unblackhole(0)
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		closed := make(chan error, 1)
+		go func() { closed <- k.CloseContext(cctx) }()
+		select {
+		case err := <-closed:
+			assert.ErrorIs(t, err, context.DeadlineExceeded, "the revoke was given up")
+		case <-time.After(3 * time.Second):
+			t.Fatal("CloseContext waited past its context for a revoke etcd does not answer")
+		}
+		assertClosed(t, k.Done())
+		assert.ErrorIs(t, k.Err(), lease.ErrClosed)
+		require.NoError(t, k.Close(), "later calls return nil")
+	})
 }
 
 func assertClosed(t *testing.T, ch <-chan struct{}) {

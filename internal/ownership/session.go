@@ -478,7 +478,10 @@ func (s *Session) renew(base context.Context) error {
 // the keys still owed a delete once more, and leaves what fails to a goroutine that
 // retries until the deletes land or the caller's session ends. Either waits at most
 // CleanupTimeout for etcd.
-func (s *Session) Release() error {
+func (s *Session) Release() error { return s.ReleaseContext(context.Background()) }
+
+// ReleaseContext is Release, waiting for etcd no longer than until ctx ends either.
+func (s *Session) ReleaseContext(ctx context.Context) error {
 	if !s.owned {
 		registryMu.Lock()
 		s.mu.Lock()
@@ -506,7 +509,7 @@ func (s *Session) Release() error {
 	s.cancel()
 	s.wg.Wait()
 	s.fail(ErrClosed) // Lost closes; a borrowed session's keys are owed a delete
-	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout(s.ttlOr(0)))
+	ctx, cancel := context.WithTimeout(ctx, CleanupTimeout(s.ttlOr(0)))
 	defer cancel()
 	if !s.owned {
 		// The lease is the caller's and lives on: the keys we still owe a delete are
