@@ -82,43 +82,52 @@ func (s *Store) watermarks(ctx context.Context, q pgx.Tx, kind string) ([3]*time
 }
 
 // segments says which table answers which part of the time axis. preferred is the
-// table a query wants (the coarsest whose resolution divides the step). Rollups cover
-// what their source had up to their watermark; raw data and 1-minute rollups are
-// deleted before their retention cut (and never before they are rolled up). So:
-// the preferred table serves from its cut to its watermark; a finer table serves from
-// the watermark of the table above it to its own (the most recent data, not yet rolled
-// up); a coarser table serves what is older than the cut of the table below it.
+// table a query wants (the coarsest whose resolution divides the step). A rollup
+// covers what its source had up to its watermark; raw data and 1-minute rollups are
+// deleted before their retention cut, never before they are rolled up. So: the
+// preferred table serves up to its watermark; a finer table serves from the watermark
+// of the table above it to its own (recent data not rolled up yet); a coarser table
+// serves what is older than the table below it keeps. Each boundary between a table
+// and a coarser one falls on a step of the coarser one, so no row of one covers time
+// that a row of the other covers too.
 func (s *Store) segments(preferred int, wm [3]*time.Time, now time.Time) []bounds {
 	r := s.opts.retention
-	// The zero time stands for minus infinity: a level with nothing rolled up has
-	// nothing (its top), and deleted nothing of the level below (its cut).
+	res := [3]time.Duration{0, minute, hour}
+	// lo[i]: where table i's data starts being served, when it serves the older part.
+	// Nothing rolled up into the next table means nothing of table i deleted.
+	var lo [3]*time.Time
+	for i, ret := range []time.Duration{r.Raw, r.Minute} {
+		if wm[i+1] == nil {
+			continue
+		}
+		cut := now.Add(-ret)
+		if wm[i+1].Before(cut) {
+			cut = *wm[i+1]
+		}
+		up := binStart(cut.Add(res[i+1]-1), res[i+1])
+		lo[i] = &up
+	}
+	// top[i]: where table i's data ends; the zero time (minus infinity) when nothing
+	// was rolled up into it.
 	var never time.Time
-	orNever := func(t *time.Time) *time.Time {
-		if t == nil {
-			return &never
+	top := [3]*time.Time{nil, &never, &never}
+	for i := 1; i < 3; i++ {
+		if wm[i] != nil {
+			top[i] = wm[i]
 		}
-		return t
 	}
-	minOf := func(a time.Time, b *time.Time) *time.Time {
-		if b == nil {
-			return &never
-		}
-		if a.Before(*b) {
-			return &a
-		}
-		return b
-	}
-	cut := [3]*time.Time{minOf(now.Add(-r.Raw), wm[1]), minOf(now.Add(-r.Minute), wm[2]), &never}
-	top := [3]*time.Time{nil, orNever(wm[1]), orNever(wm[2])}
 	out := make([]bounds, 3)
 	for i := range 3 {
 		switch {
 		case i == preferred:
-			out[i] = bounds{cut[i], top[i]}
+			out[i] = bounds{lo[i], top[i]}
 		case i < preferred:
 			out[i] = bounds{top[i+1], top[i]}
 		default:
-			out[i] = bounds{cut[i], cut[i-1]}
+			out[i] = bounds{lo[i], lo[i-1]}
+			if lo[i-1] == nil {
+				out[i].hi = &never // the finer table kept everything
+			}
 		}
 		if out[i].lo != nil && out[i].lo.IsZero() {
 			out[i].lo = nil

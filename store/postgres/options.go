@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
 // Option configures Open.
@@ -15,15 +17,10 @@ type optionFunc func(*options)
 
 func (f optionFunc) apply(o *options) { f(o) }
 
-// Retention says how long history is kept at each resolution.
-type Retention struct {
-	// Raw is how long raw health checks and metric snapshots are kept. Default 24h.
-	Raw time.Duration `yaml:"raw" json:"raw"`
-	// Minute is how long 1-minute rollups are kept. Default 30 days.
-	Minute time.Duration `yaml:"minute" json:"minute"`
-	// Hour is how long 1-hour rollups are kept. Default 365 days.
-	Hour time.Duration `yaml:"hour" json:"hour"`
-}
+// Retention says how long history is kept at each resolution: Raw (default 24h),
+// Minute for 1-minute rollups (default 30 days), Hour for 1-hour rollups (default 365
+// days).
+type Retention = store.Retention
 
 // Defaults, in one place.
 const (

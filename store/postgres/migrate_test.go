@@ -1,0 +1,100 @@
+package postgres_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+	"github.com/etcd-monitor/etcd-monitor/store/postgres"
+)
+
+// Daemons starting at once on an empty database apply each migration once; a later
+// start applies nothing; a schema newer than the program is refused.
+func TestMigrationsConcurrentStarters(t *testing.T) {
+	sch := schema(t)
+	var wg sync.WaitGroup
+	stores := make([]*postgres.Store, 4)
+	errs := make([]error, 4)
+	for i := range stores {
+		wg.Go(func() { stores[i], errs[i] = postgres.Open(context.Background(), dsn(t), postgres.WithSchema(sch)) })
+	}
+	wg.Wait()
+	for i, s := range stores {
+		require.NoError(t, errs[i])
+		defer s.Close()
+	}
+	s := stores[0]
+	assert.Equal(t, 3, count(t, s, `SELECT count(*) FROM schema_migrations`))
+	assert.Equal(t, 3, count(t, s, `SELECT count(DISTINCT version) FROM schema_migrations`))
+	assert.False(t, s.Timescale(), "the test server has no timescaledb")
+
+	again := open(t, sch)
+	assert.Equal(t, 3, count(t, again, `SELECT count(*) FROM schema_migrations`))
+	require.NoError(t, again.PutAlerts(ctxT(t), []store.Alert{{Fingerprint: "a", State: "firing"}}, nil))
+
+	_, err := s.Pool().Exec(ctxT(t), `INSERT INTO schema_migrations (version, name) VALUES (99, 'from the future')`)
+	require.NoError(t, err)
+	_, err = postgres.Open(ctxT(t), dsn(t), postgres.WithSchema(sch))
+	assert.ErrorIs(t, err, postgres.ErrSchema)
+}
+
+// A migration that fails leaves no trace: neither its tables nor its version.
+func TestMigrationFailureRollsBack(t *testing.T) {
+	sch := schema(t)
+	conn, err := pgx.Connect(ctxT(t), dsn(t))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	// A table in the way of migration 2 (history).
+	_, err = conn.Exec(ctxT(t), `CREATE SCHEMA `+sch+`; CREATE TABLE `+sch+`.health_1m (x int)`)
+	require.NoError(t, err)
+	_, err = postgres.Open(ctxT(t), dsn(t), postgres.WithSchema(sch))
+	require.ErrorIs(t, err, postgres.ErrSchema)
+	assert.Contains(t, err.Error(), "migration 2 (history)")
+	var versions []int
+	rows, err := conn.Query(ctxT(t), `SELECT version FROM `+sch+`.schema_migrations ORDER BY version`)
+	require.NoError(t, err)
+	versions, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	assert.Equal(t, []int{1}, versions)
+	var raw *string
+	require.NoError(t, conn.QueryRow(ctxT(t), `SELECT to_regclass('`+sch+`.health_raw')::text`).Scan(&raw))
+	assert.Nil(t, raw, "migration 2's first table rolled back")
+
+	_, err = conn.Exec(ctxT(t), `DROP TABLE `+sch+`.health_1m`)
+	require.NoError(t, err)
+	s := open(t, sch)
+	assert.Equal(t, 3, count(t, s, `SELECT count(*) FROM schema_migrations`))
+}
+
+func TestOpenArguments(t *testing.T) {
+	ctx := ctxT(t)
+	for name, opts := range map[string][]postgres.Option{
+		"nil option":    {nil},
+		"nil logger":    {postgres.WithLogger(nil)},
+		"bad schema":    {postgres.WithSchema("Robert'); DROP TABLE x;--")},
+		"raw retention": {postgres.WithRetention(postgres.Retention{Raw: time.Second})},
+		"minute < raw":  {postgres.WithRetention(postgres.Retention{Raw: 48 * time.Hour, Minute: 24 * time.Hour})},
+		"queue":         {postgres.WithQueueSize(0)},
+		"op timeout":    {postgres.WithOpTimeout(0)},
+		"job interval":  {postgres.WithJobInterval(-1)},
+		"notifications": {postgres.WithMaxNotifications(0)},
+	} {
+		_, err := postgres.Open(ctx, "postgres://localhost:1/x", opts...)
+		assert.ErrorIs(t, err, postgres.ErrInvalidArgument, name)
+	}
+	_, err := postgres.Open(ctx, "")
+	assert.ErrorIs(t, err, postgres.ErrInvalidArgument)
+	_, err = postgres.Open(ctx, "postgres://user:s3cret@[::1")
+	assert.ErrorIs(t, err, postgres.ErrInvalidArgument)
+	assert.NotContains(t, err.Error(), "s3cret")
+	// Nothing listens on port 1: the error says so, without the password.
+	_, err = postgres.Open(ctx, "postgres://user:s3cret@127.0.0.1:1/x?connect_timeout=1")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret")
+}

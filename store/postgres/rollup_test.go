@@ -1,0 +1,137 @@
+package postgres_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+	"github.com/etcd-monitor/etcd-monitor/store/postgres"
+)
+
+func count(t *testing.T, s *postgres.Store, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, s.Pool().QueryRow(ctxT(t), sql, args...).Scan(&n))
+	return n
+}
+
+// Five hours of checks every 10 s: the job rolls them up into minutes and hours,
+// applies the retention (raw 1h, minutes 2h, hours 4h) at a chosen now, and queries
+// read each part of the range from the table that still has it, never counting a
+// sample twice.
+func TestRollupAndRetention(t *testing.T) {
+	s := open(t, schema(t), postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour}))
+	ctx := ctxT(t)
+	base := time.Now().UTC().Truncate(time.Hour).Add(-5 * time.Hour)
+	var checks []store.HealthCheck
+	var snaps []store.MetricSnapshot
+	for i := range 1800 {
+		at := base.Add(time.Duration(i) * 10 * time.Second)
+		checks = append(checks, store.HealthCheck{Time: at, Cluster: "a", Healthy: i != 400,
+			Values: map[string]float64{"i": float64(i)}})
+		snaps = append(snaps, store.MetricSnapshot{Time: at, Cluster: "a", Member: "m1", Values: map[string]float64{"i": float64(i)}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.PutMetricSnapshots(ctx, snaps))
+	require.NoError(t, s.Flush(ctx))
+	assert.Equal(t, uint64(3600), s.Stats().Written)
+
+	// Before any rollup, a step query is answered from raw data.
+	hours, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Step: time.Hour})
+	require.NoError(t, err)
+	require.Len(t, hours, 5)
+
+	now := base.Add(5*time.Hour + 30*time.Second)
+	require.NoError(t, s.Maintain(ctx, now))
+	require.NoError(t, s.Maintain(ctx, now), "idempotent")
+
+	// Raw: kept from now-1h; minutes from now-2h (the hour rollup has them); hours from now-4h.
+	assert.Equal(t, 357, count(t, s, `SELECT count(*) FROM health_raw`))
+	assert.Equal(t, 357, count(t, s, `SELECT count(*) FROM metrics_raw`))
+	assert.Equal(t, 119, count(t, s, `SELECT count(*) FROM health_1m`))
+	assert.Equal(t, 119, count(t, s, `SELECT count(*) FROM metrics_1m`))
+	assert.Equal(t, 3, count(t, s, `SELECT count(*) FROM health_1h`))
+	assert.Equal(t, 3, count(t, s, `SELECT count(*) FROM metrics_1h`))
+
+	// Hours 2-4 from the hour rollup: means and maxima of 360 samples each.
+	hours, err = s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Step: time.Hour})
+	require.NoError(t, err)
+	require.Len(t, hours, 3)
+	for j, h := range hours {
+		hr := j + 2
+		assert.True(t, h.Time.Equal(base.Add(time.Duration(hr)*time.Hour)), "hour %d at %v", hr, h.Time)
+		assert.Equal(t, 360, h.Samples)
+		assert.InDelta(t, float64(360*hr)+179.5, h.Values["i"], 1e-6)
+		assert.InDelta(t, float64(360*hr)+359, h.Max["i"], 1e-6)
+		assert.True(t, h.Healthy)
+		assert.Nil(t, h.Data)
+	}
+	// Minutes: hour 3 from the hour rollup (its minutes are partly gone), hour 4 minute by minute.
+	mins, err := s.MetricSnapshots(ctx, store.HistoryQuery{Cluster: "a", Member: "m1", Step: time.Minute,
+		Since: base.Add(3 * time.Hour), Limit: 1000})
+	require.NoError(t, err)
+	require.Len(t, mins, 61)
+	assert.True(t, mins[0].Time.Equal(base.Add(3*time.Hour)))
+	assert.Equal(t, 360, mins[0].Samples)
+	total := 0
+	for _, m := range mins {
+		total += m.Samples
+	}
+	assert.Equal(t, 720, total, "every sample once")
+	assert.InDelta(t, float64(1440+6*59)+2.5, mins[60].Values["i"], 1e-6)
+	// Raw records: the finest kept for the range, newest first within the limit.
+	raw, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Limit: 2})
+	require.NoError(t, err)
+	require.Len(t, raw, 2)
+	assert.InDelta(t, 1799, raw[1].Values["i"], 0)
+	assert.Equal(t, 1, raw[1].Samples)
+	// An unhealthy check makes its minute and hour unhealthy; its raw record is gone.
+	early, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Until: base.Add(2 * time.Hour), Step: time.Hour})
+	require.NoError(t, err)
+	assert.Empty(t, early, "hours 0 and 1 are past every retention")
+}
+
+// History written after its steps were rolled up (late, after an outage) makes the job
+// roll those steps up again.
+func TestLateHistoryRolledUpAgain(t *testing.T) {
+	s := open(t, schema(t))
+	ctx := ctxT(t)
+	base := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	put := func(at time.Time, v float64, healthy bool) {
+		require.NoError(t, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: at, Cluster: "a", Healthy: healthy, Values: map[string]float64{"v": v}}}))
+		require.NoError(t, s.Flush(ctx))
+	}
+	put(base.Add(10*time.Second), 1, true)
+	put(base.Add(90*time.Minute), 1, true)
+	require.NoError(t, s.Maintain(ctx, base.Add(91*time.Minute)))
+	put(base.Add(20*time.Second), 3, false) // late: its minute and hour were rolled up
+
+	require.NoError(t, s.Maintain(ctx, base.Add(91*time.Minute)))
+	hours, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Step: time.Hour, Until: base.Add(time.Hour)})
+	require.NoError(t, err)
+	require.Len(t, hours, 1)
+	assert.Equal(t, 2, hours[0].Samples)
+	assert.InDelta(t, 2, hours[0].Values["v"], 1e-9)
+	assert.InDelta(t, 3, hours[0].Max["v"], 1e-9)
+	assert.False(t, hours[0].Healthy)
+	assert.Equal(t, 1, count(t, s, `SELECT count(*) FROM health_1h`))
+	assert.Equal(t, 2, count(t, s, `SELECT count(*) FROM health_1m`))
+}
+
+// The notification log is bounded by the job.
+func TestNotificationLogBounded(t *testing.T) {
+	s := open(t, schema(t), postgres.WithMaxNotifications(3))
+	ctx := ctxT(t)
+	for range 10 {
+		_, err := s.AppendNotification(ctx, store.Notification{Receiver: "r", Time: time.Now()})
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Maintain(ctx, time.Now()))
+	ns, err := s.Notifications(ctx, store.NotificationQuery{})
+	require.NoError(t, err)
+	require.Len(t, ns, 3)
+	assert.Equal(t, []uint64{10, 9, 8}, []uint64{ns[0].ID, ns[1].ID, ns[2].ID})
+}
