@@ -186,14 +186,15 @@ func errBusy(c *clusterMaint, running *MaintenanceOperation) error {
 func (r *maintRunner) start(c *clusterMaint, op MaintenanceOperation, fn opFunc) (MaintenanceOperation, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.running != nil {
-		return op, errBusy(c, c.running)
-	}
 	s := r.s
 	s.mu.Lock()
 	if s.closed || isClosed(s.interrupted) {
 		s.mu.Unlock()
 		return op, errorf(http.StatusServiceUnavailable, "service is shutting down")
+	}
+	if c.running != nil {
+		s.mu.Unlock()
+		return op, errBusy(c, c.running)
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/bench"
+	"github.com/etcd-monitor/etcd-monitor/maintenance"
+	"github.com/etcd-monitor/etcd-monitor/monitor"
 )
 
 // Config is the daemon's configuration: the YAML file (config.example.yaml documents
@@ -28,6 +31,8 @@ type Config struct {
 	Alerts     AlertsConfig    `yaml:"alerts"`
 	Benchmark  BenchConfig     `yaml:"benchmark"`
 	Logging    LoggingConfig   `yaml:"logging"`
+	// Maintenance is the maintenance API's settings (see the end of this file).
+	Maintenance MaintenanceConfig `yaml:"maintenance"`
 	// DataDir holds the state file (alert state, notification log, silences, benchmark
 	// results). Empty: state lives in memory and a restart forgets it.
 	DataDir string `yaml:"data_dir"`
@@ -52,6 +57,9 @@ type ClusterConfig struct {
 	Thresholds yaml.Node `yaml:"thresholds"`
 	// Routes are routes for this cluster's alerts only, tried before alerts.route's.
 	Routes []*alert.Route `yaml:"routes"`
+	// Remediation is what the daemon does by itself about this cluster's alerts; off
+	// unless set (see the maintenance block at the end of this file).
+	Remediation RemediationConfig `yaml:"remediation"`
 }
 
 // EtcdConfig is the main cluster, plus the embedded mode.
@@ -466,6 +474,9 @@ func (c *Config) validate() error {
 		}
 	}
 
+	if err := c.validateMaintenance(); err != nil {
+		return err
+	}
 	if err := c.validateAlerting(); err != nil {
 		return err
 	}
@@ -664,4 +675,97 @@ func (c *Config) benchConfig() bench.Config {
 func (c *Config) slo() bench.SLO {
 	s := c.Benchmark.SLO
 	return bench.SLO{MinReadThroughput: s.MinReadThroughput, MinWriteThroughput: s.MinWriteThroughput, MaxP99: s.MaxP99, MaxErrorRate: s.MaxErrorRate}
+}
+
+// ---- Maintenance through the API and remediation: maintenance.snapshot_dir and
+// ---- etcd.remediation / clusters[].remediation.
+
+// MaintenanceConfig is the maintenance API's settings.
+type MaintenanceConfig struct {
+	// SnapshotDir is the directory POST /api/v1/clusters/{name}/maintenance/snapshot
+	// writes into (a file name the request may choose, never a path). Empty: snapshots
+	// through the API are off (403).
+	SnapshotDir string `yaml:"snapshot_dir"`
+}
+
+// RemediationConfig is what the daemon does by itself about one cluster's alerts
+// (monitor.Remediation). Off unless defragment or nospace is set.
+type RemediationConfig struct {
+	// Defragment answers EtcdDatabaseHighFragmentationRatio with a defragmentation (one
+	// member at a time, the leader last), started only inside Window.
+	Defragment bool `yaml:"defragment"`
+	// Window is "DAYS HH:MM-HH:MM [ZONE]", such as "Sat,Sun 02:00-04:00 Europe/Berlin";
+	// required with defragment.
+	Window string `yaml:"window"`
+	// NoSpace answers a NOSPACE alarm with compact, defragment and disarm (disarm only
+	// once every member is under 80% of its quota), at any time.
+	NoSpace bool `yaml:"nospace"`
+	// KeepRevisions is the history the NOSPACE compaction keeps (0: 1000).
+	KeepRevisions int64 `yaml:"keep_revisions"`
+	// MoveLeader hands leadership away before the leader's defragmentation.
+	MoveLeader bool `yaml:"move_leader"`
+	// DryRun records each action's plan as a dry-run operation without taking it.
+	DryRun bool `yaml:"dry_run"`
+	// Retry is how long after acting on an alert that still fires it is acted on again
+	// (0: 1h).
+	Retry time.Duration `yaml:"retry"`
+}
+
+func (c *Config) validateMaintenance() error {
+	if d := c.Maintenance.SnapshotDir; d != "" {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return bad("maintenance.snapshot_dir", "%v", err)
+		}
+		fi, err := os.Stat(abs)
+		if err != nil || !fi.IsDir() {
+			return bad("maintenance.snapshot_dir", "%q is not an existing directory", d)
+		}
+		c.Maintenance.SnapshotDir = abs
+	}
+	clusters := append([]ClusterConfig{c.Etcd.ClusterConfig}, c.Clusters...)
+	for i, cl := range clusters {
+		key := "etcd.remediation"
+		if i > 0 {
+			key = fmt.Sprintf("clusters[%d].remediation", i-1)
+		}
+		if _, err := cl.Remediation.remediation(key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// remediation converts r, naming the key at fault.
+func (r RemediationConfig) remediation(key string) (monitor.Remediation, error) {
+	out := monitor.Remediation{Defragment: r.Defragment, NoSpace: r.NoSpace, KeepRevisions: r.KeepRevisions,
+		MoveLeader: r.MoveLeader, DryRun: r.DryRun, Retry: r.Retry}
+	switch {
+	case r.Window != "":
+		w, err := maintenance.ParseWindow(r.Window)
+		if err != nil {
+			return out, bad(key+".window", "%v", err)
+		}
+		out.Window = w
+	case r.Defragment:
+		return out, bad(key+".window", `required with defragment: "DAYS HH:MM-HH:MM [ZONE]", such as "Sat,Sun 02:00-04:00 Europe/Berlin"`)
+	}
+	switch {
+	case r.KeepRevisions < 0:
+		return out, bad(key+".keep_revisions", "must not be negative, got %d", r.KeepRevisions)
+	case r.Retry < 0:
+		return out, bad(key+".retry", "must not be negative, got %v", r.Retry)
+	}
+	return out, nil
+}
+
+// maintenanceOptions are the monitor's options of this block (validated already).
+func (c *Config) maintenanceOptions() []monitor.Option {
+	opts := []monitor.Option{monitor.WithSnapshotDir(c.Maintenance.SnapshotDir)}
+	for _, cl := range append([]ClusterConfig{c.Etcd.ClusterConfig}, c.Clusters...) {
+		if r, err := cl.Remediation.remediation(""); err == nil && (r.Defragment || r.NoSpace) {
+			opts = append(opts, monitor.WithRemediation(cl.Name, r))
+		}
+	}
+	return opts
 }

@@ -235,14 +235,14 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 	} else {
 		log.Info("state file opened", zap.String("path", filepath.Join(cfg.DataDir, stateFile)))
 	}
-	svc, err := monitor.New(monitorClusters(cfg, conns),
+	svc, err := monitor.New(monitorClusters(cfg, conns), append(cfg.maintenanceOptions(), // snapshot_dir, remediation
 		monitor.WithStore(st),
 		monitor.WithWarnings(warnings...),
 		monitor.WithHealthInterval(cfg.Monitor.HealthCheckInterval),
 		monitor.WithMetricsInterval(cfg.Monitor.MetricsInterval),
 		monitor.WithAlertOptions(aopts...),
 		monitor.WithBenchmarkLimits(lim),
-		monitor.WithLogger(log))
+		monitor.WithLogger(log))...)
 	if err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
