@@ -11,3 +11,17 @@ func (s *Service) OpenAPIProblems() []string {
 	_, p := s.openAPI()
 	return p
 }
+
+// FillHeavy takes every slot for history requests, as that many requests in flight
+// would, until the returned function is called.
+func (s *Service) FillHeavy() (release func()) {
+	n := cap(s.heavy)
+	for range n {
+		s.heavy <- struct{}{}
+	}
+	return func() {
+		for range n {
+			<-s.heavy
+		}
+	}
+}

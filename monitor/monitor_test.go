@@ -224,7 +224,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	var prom bytes.Buffer
 	require.Equal(t, http.StatusOK, promGet(t, url+"/metrics", &prom))
 	downID := health.ID(c.Members[down].Server.MemberID())
-	assert.Contains(t, prom.String(), fmt.Sprintf(`etcd_monitor_member_reachable{cluster="main",member=%q,member_id=%q} 0`, downName, downID.Hex()))
+	assert.Contains(t, prom.String(), fmt.Sprintf(`etcd_monitor_member_reachable{cluster="main",member=%q} 0`, downID.Hex()))
 	assert.Contains(t, prom.String(), `etcd_monitor_cluster_members_reachable{cluster="main"} 2`)
 
 	// It comes back: the alert resolves in the API, in the history and at the webhook.
@@ -590,7 +590,7 @@ func TestMembersWithSharedOrEmptyNames(t *testing.T) {
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "member_id" {
+				if l.GetName() == "member" {
 					ids[l.GetValue()] = m.GetGauge().GetValue()
 				}
 			}
