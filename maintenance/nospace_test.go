@@ -34,9 +34,11 @@ func TestRecoverNoSpace(t *testing.T) {
 		require.ErrorIs(t, err, rpctypes.ErrNoSpace)
 	}
 
-	// Live data: nothing to compact away.
+	// Live data: nothing to compact away. How close to the quota the defragmented file
+	// ends up depends on bbolt's page use, so the limit is half the quota here: the
+	// live keys alone are well over it.
 	fill(func(i int) string { return fmt.Sprintf("/live/%03d", i) })
-	rep, err := m.RecoverNoSpace(ctx, maintenance.NoSpaceRequest{KeepRevisions: 1})
+	rep, err := m.RecoverNoSpace(ctx, maintenance.NoSpaceRequest{KeepRevisions: 1, MaxUsage: 0.5})
 	require.ErrorIs(t, err, maintenance.ErrOverQuota)
 	require.NotNil(t, rep)
 	assert.NotEmpty(t, rep.Alarms)
