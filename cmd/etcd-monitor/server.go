@@ -74,7 +74,7 @@ func authenticate(next http.Handler, tokens []TokenConfig) http.Handler {
 		known = append(known, entry{token: []byte(t.Token), name: t.Name, admin: t.Role == RoleAdmin})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" || r.Method == http.MethodOptions {
+		if r.URL.Path == "/health" || r.Method == http.MethodOptions || isPageAsset(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -105,6 +105,15 @@ func authenticate(next http.Handler, tokens []TokenConfig) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isPageAsset reports whether r asks for the status page or its script and style
+// sheet: static files with no data in them, which a browser fetches without an
+// Authorization header when it navigates to the page. Everything the page shows comes
+// from /api/v1/..., which stays authenticated.
+func isPageAsset(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		(r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/ui/"))
 }
 
 // cors answers preflights and marks responses for the configured origins ("*" for any).
