@@ -2,8 +2,6 @@ package election
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,13 +51,11 @@ func New(cli *clientv3.Client, prefix, id string, opts ...Option) (*Candidate, e
 	if err != nil {
 		return nil, err
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
 	dir := strings.TrimRight(prefix, "/") + "/"
 	holder := ownership.NewHolder(cli, o.ttl, o.session, o.logger)
 	return &Candidate{
 		cli: cli, dir: dir, id: id, o: o, holder: holder,
-		claim:  ownership.NewClaim(holder, dir, hex.EncodeToString(b[:]), id),
+		claim:  ownership.NewClaim(holder, dir, id, vocab),
 		policy: ownership.Predecessor(dir),
 	}, nil
 }
@@ -78,9 +74,6 @@ func (c *Candidate) callback(fn func()) {
 // its own key back with its create revision while its lease is known to be alive. A
 // canceled Campaign removes its key. Campaign on a leader returns nil at once.
 func (c *Candidate) Campaign(ctx context.Context) error {
-	if ctx == nil {
-		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
-	}
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
@@ -94,7 +87,7 @@ func (c *Candidate) Campaign(ctx context.Context) error {
 		case errors.Is(err, ownership.ErrBusy):
 			return ErrBusy
 		}
-		return wrapErr(err)
+		return err
 	}
 	h := c.claim.Last()
 	done := h.Done() // leadership is always monitored
@@ -115,7 +108,7 @@ func (c *Candidate) Campaign(ctx context.Context) error {
 		defer c.wg.Done()
 		<-done
 		h.Wait()
-		err := lost(h.Err())
+		err := vocab.Loss(h.Err())
 		if err != nil {
 			c.o.logger.Warn("leadership lost", zap.String("id", c.id), zap.Error(err))
 		}
@@ -129,18 +122,10 @@ func (c *Candidate) Campaign(ctx context.Context) error {
 // Resign gives up leadership by deleting our key (a name no other leadership ever has).
 // It returns ErrNotLeader when we do not lead. After a network error it is unknown
 // whether the delete was applied: we still lead, and Resign may be retried.
-func (c *Candidate) Resign(ctx context.Context) error {
-	if ctx == nil {
-		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
-	}
-	return wrapErr(c.claim.Release(ctx))
-}
+func (c *Candidate) Resign(ctx context.Context) error { return c.claim.Release(ctx) }
 
 // IsLeader reports whether the candidate leads, as far as is known without I/O.
-func (c *Candidate) IsLeader() bool {
-	_, err := c.claim.Holding()
-	return err == nil
-}
+func (c *Candidate) IsLeader() bool { return c.claim.Held() }
 
 // Leader returns the current leader (ErrNoLeader when there is none).
 func (c *Candidate) Leader(ctx context.Context) (Leader, error) {
@@ -176,11 +161,7 @@ func (c *Candidate) LeaderCmp() clientv3.Cmp { return c.claim.Cmp() }
 // Do applies ops in one transaction only if we still lead when etcd applies it;
 // otherwise it returns ErrNotLeader and the leadership ends.
 func (c *Candidate) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
-	if ctx == nil {
-		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
-	}
-	resp, err := c.claim.Do(ctx, ops...)
-	return resp, wrapErr(err)
+	return c.claim.Do(ctx, ops...)
 }
 
 // Done returns a channel closed when the current leadership ends: Resign, our key
@@ -190,7 +171,7 @@ func (c *Candidate) Done() <-chan struct{} { return c.claim.Done() }
 
 // Err returns nil while leading, after Resign, or before any Campaign, and an error
 // wrapping ErrLost (and the cause) after leadership was lost.
-func (c *Candidate) Err() error { return lost(c.claim.Err()) }
+func (c *Candidate) Err() error { return c.claim.Err() }
 
 // Run campaigns, runs fn with a context canceled the moment leadership is lost (or ctx
 // ends), and campaigns again after a loss — automatic failover — until ctx ends. A lost

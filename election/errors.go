@@ -2,7 +2,6 @@ package election
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
 )
@@ -26,33 +25,5 @@ var (
 	ErrInvalidArgument = errors.New("election: invalid argument")
 )
 
-func lost(cause error) error {
-	if cause == nil {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrLost, cause)
-}
-
-func notLeader(cause error) error {
-	if cause == nil {
-		return ErrNotLeader
-	}
-	return fmt.Errorf("%w: %w", ErrNotLeader, cause)
-}
-
-func wrapErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var nh *ownership.NotHeldError
-	if errors.As(err, &nh) {
-		return notLeader(nh.Cause)
-	}
-	if errors.Is(err, ownership.ErrClosed) {
-		return ErrClosed
-	}
-	if errors.Is(err, ownership.ErrSessionLost) || errors.Is(err, ownership.ErrKeyLost) {
-		return fmt.Errorf("election: %w", err)
-	}
-	return err
-}
+// vocab names the errors of our claim (internal/ownership) in this package's terms.
+var vocab = &ownership.Vocab{Pkg: "election", NotHeld: ErrNotLeader, Lost: ErrLost, Closed: ErrClosed, Invalid: ErrInvalidArgument}

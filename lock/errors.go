@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -43,35 +44,17 @@ func (e *HeldError) Error() string {
 // Is makes errors.Is(err, ErrLocked) true.
 func (e *HeldError) Is(target error) bool { return target == ErrLocked }
 
-// lost wraps the cause of a loss.
-func lost(cause error) error {
-	if cause == nil {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrLost, cause)
-}
+// vocab names the errors of our claims (internal/ownership) in this package's terms.
+var vocab = &ownership.Vocab{Pkg: "lock", NotHeld: ErrNotHeld, Lost: ErrLost, Closed: ErrClosed, Invalid: ErrInvalidArgument}
 
-// notHeld wraps the cause of not holding, if any.
-func notHeld(cause error) error {
-	if cause == nil {
-		return ErrNotHeld
-	}
-	return fmt.Errorf("%w: %w", ErrNotHeld, cause)
-}
-
-func wrapErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var nh *ownership.NotHeldError
-	if errors.As(err, &nh) {
-		return notHeld(nh.Cause)
-	}
-	if errors.Is(err, ownership.ErrClosed) {
-		return ErrClosed
-	}
-	if errors.Is(err, ownership.ErrSessionLost) || errors.Is(err, ownership.ErrKeyLost) {
-		return fmt.Errorf("lock: %w", err)
+// acquire takes c as p says: an error says why not, in this package's terms.
+func acquire(ctx context.Context, c *ownership.Claim, name string, p ownership.Policy, wait bool) error {
+	blocked, err := c.Acquire(ctx, p, wait)
+	switch {
+	case blocked != nil:
+		return &HeldError{Key: name, Holder: blocked.Key, Rev: blocked.Rev}
+	case errors.Is(err, ownership.ErrBusy), errors.Is(err, ownership.ErrHeld):
+		return ErrBusy
 	}
 	return err
 }

@@ -16,7 +16,8 @@ import (
 // use one per goroutine that competes for the lock. Its methods are safe to call
 // concurrently (Lock on a value that holds or is acquiring returns ErrBusy).
 type Mutex struct {
-	own      owner
+	name     string
+	claim    *ownership.Claim
 	policy   ownership.Policy
 	holder   *ownership.Holder
 	ownsHold bool   // the holder (and its lease) belongs to this Mutex
@@ -44,7 +45,8 @@ func New(cli *clientv3.Client, key string, opts ...Option) (*Mutex, error) {
 func newMutex(h *ownership.Holder, key string, ownsHold bool) *Mutex {
 	dir := dirOf(key)
 	return &Mutex{
-		own:      newOwner(h, key, dir, nonce()),
+		name:     key,
+		claim:    ownership.NewClaim(h, dir, "", vocab),
 		holder:   h,
 		policy:   ownership.Predecessor(dir),
 		ownsHold: ownsHold,
@@ -79,7 +81,7 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	if m.isClosed() {
 		return ErrClosed
 	}
-	return m.own.acquire(ctx, m.policy, true)
+	return acquire(ctx, m.claim, m.name, m.policy, true)
 }
 
 // TryLock takes the lock if it is free and otherwise returns a *HeldError (matching
@@ -88,7 +90,7 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 	if m.isClosed() {
 		return ErrClosed
 	}
-	return m.own.acquire(ctx, m.policy, false)
+	return acquire(ctx, m.claim, m.name, m.policy, false)
 }
 
 // Unlock releases the lock by deleting our key. Its name is used by no other holding,
@@ -98,37 +100,37 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 // unlocked, or lost). After a network error it is unknown whether the delete was
 // applied: Unlock may be retried.
 func (m *Mutex) Unlock(ctx context.Context) error {
-	return m.own.release(ctx)
+	return m.claim.Release(ctx)
 }
 
 // Key returns our key under the lock's key: the one we wait with during Lock, then the
 // one of the current or last holding ("" before the first Lock).
-func (m *Mutex) Key() string { return m.own.key() }
+func (m *Mutex) Key() string { return m.claim.Key() }
 
 // Token returns the fencing token of the current holding, 0 when not held: our key's
 // create revision, strictly increasing from one holder to the next. Pass it to the
 // resources the lock protects so they can reject a stale holder.
-func (m *Mutex) Token() int64 { return m.own.token() }
+func (m *Mutex) Token() int64 { return m.claim.Token() }
 
 // OwnerCmp returns a comparison that holds in a transaction only while we own the lock
 // (and never when we do not).
-func (m *Mutex) OwnerCmp() clientv3.Cmp { return m.own.ownerCmp() }
+func (m *Mutex) OwnerCmp() clientv3.Cmp { return m.claim.Cmp() }
 
 // Do applies ops in one transaction only if we still own the lock at the moment etcd
 // applies it; otherwise it returns ErrNotHeld and the holding ends.
 func (m *Mutex) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
-	return m.own.do(ctx, ops...)
+	return m.claim.Do(ctx, ops...)
 }
 
 // Done returns a channel closed when the current holding ends: Unlock, our key deleted
 // or replaced, the session lost, or keep-alives silent long enough that etcd may have
 // expired the lease (closed a margin before that could happen). The first call during
 // a holding starts a watch on our key. When nothing is held it returns a closed channel.
-func (m *Mutex) Done() <-chan struct{} { return m.own.done() }
+func (m *Mutex) Done() <-chan struct{} { return m.claim.Done() }
 
 // Err returns nil while the lock is held, after Unlock, or before any Lock, and an error
 // wrapping ErrLost (and the cause, such as ErrSessionLost) after ownership was lost.
-func (m *Mutex) Err() error { return m.own.err() }
+func (m *Mutex) Err() error { return m.claim.Err() }
 
 // Close releases the lock if held and, unless WithSession was given, revokes the lease.
 // It is idempotent.
@@ -140,7 +142,7 @@ func (m *Mutex) Close() error {
 	}
 	m.closed = true
 	m.mu.Unlock()
-	m.own.abandon()
+	m.claim.Abandon()
 	if m.onClose != nil {
 		m.onClose()
 	}

@@ -15,15 +15,16 @@ import (
 // one participant holding — or acquiring — either a read or a write lock at a time: a
 // call for the other side meanwhile returns ErrBusy.
 type RWMutex struct {
-	reader owner
-	writer owner
+	name   string
+	reader *ownership.Claim
+	writer *ownership.Claim
 	rp, wp ownership.Policy
 	holder *ownership.Holder
 
 	mu        sync.Mutex
 	closed    bool
-	acquiring bool   // an acquisition of either side is in progress
-	last      *owner // the side of the current or last holding
+	acquiring bool             // an acquisition of either side is in progress
+	last      *ownership.Claim // the side of the current or last holding
 }
 
 // NewRWMutex returns an RWMutex on key. Like New it does not block.
@@ -37,10 +38,10 @@ func NewRWMutex(cli *clientv3.Client, key string, opts ...Option) (*RWMutex, err
 	}
 	h := ownership.NewHolder(cli, o.ttl, o.session, o.logger)
 	dir := dirOf(key)
-	n := nonce()
 	return &RWMutex{
-		reader: newOwner(h, key, dir+"r/", n),
-		writer: newOwner(h, key, dir+"w/", n),
+		name:   key,
+		reader: ownership.NewClaim(h, dir+"r/", "", vocab),
+		writer: ownership.NewClaim(h, dir+"w/", "", vocab),
 		rp:     ownership.ReadWrite(dir, false),
 		wp:     ownership.ReadWrite(dir, true),
 		holder: h,
@@ -48,19 +49,19 @@ func NewRWMutex(cli *clientv3.Client, key string, opts ...Option) (*RWMutex, err
 }
 
 // acquire takes side o (one side at a time: the value is one participant).
-func (rw *RWMutex) acquire(ctx context.Context, o, other *owner, p ownership.Policy, wait bool) error {
+func (rw *RWMutex) acquire(ctx context.Context, o, other *ownership.Claim, p ownership.Policy, wait bool) error {
 	rw.mu.Lock()
 	switch {
 	case rw.closed:
 		rw.mu.Unlock()
 		return ErrClosed
-	case rw.acquiring || other.held():
+	case rw.acquiring || other.Held():
 		rw.mu.Unlock()
 		return ErrBusy
 	}
 	rw.acquiring = true
 	rw.mu.Unlock()
-	err := o.acquire(ctx, p, wait)
+	err := acquire(ctx, o, rw.name, p, wait)
 	rw.mu.Lock()
 	rw.acquiring = false
 	if err == nil {
@@ -72,52 +73,52 @@ func (rw *RWMutex) acquire(ctx context.Context, o, other *owner, p ownership.Pol
 
 // RLock blocks until we hold a read lock: when no writer holds or waits ahead of us.
 func (rw *RWMutex) RLock(ctx context.Context) error {
-	return rw.acquire(ctx, &rw.reader, &rw.writer, rw.rp, true)
+	return rw.acquire(ctx, rw.reader, rw.writer, rw.rp, true)
 }
 
 // TryRLock takes a read lock if no writer holds or waits, else returns a *HeldError.
 func (rw *RWMutex) TryRLock(ctx context.Context) error {
-	return rw.acquire(ctx, &rw.reader, &rw.writer, rw.rp, false)
+	return rw.acquire(ctx, rw.reader, rw.writer, rw.rp, false)
 }
 
 // RUnlock releases the read lock (ErrNotHeld when not held).
-func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.reader.release(ctx) }
+func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.reader.Release(ctx) }
 
 // Lock blocks until we hold the write lock: when no reader or writer is ahead of us.
 func (rw *RWMutex) Lock(ctx context.Context) error {
-	return rw.acquire(ctx, &rw.writer, &rw.reader, rw.wp, true)
+	return rw.acquire(ctx, rw.writer, rw.reader, rw.wp, true)
 }
 
 // TryLock takes the write lock if nobody holds or waits for the lock, else returns a
 // *HeldError.
 func (rw *RWMutex) TryLock(ctx context.Context) error {
-	return rw.acquire(ctx, &rw.writer, &rw.reader, rw.wp, false)
+	return rw.acquire(ctx, rw.writer, rw.reader, rw.wp, false)
 }
 
 // Unlock releases the write lock (ErrNotHeld when not held).
-func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.writer.release(ctx) }
+func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.writer.Release(ctx) }
 
 // current returns the side of the current or last holding (the reader before any).
-func (rw *RWMutex) current() *owner {
+func (rw *RWMutex) current() *ownership.Claim {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
 	if rw.last == nil {
-		return &rw.reader
+		return rw.reader
 	}
 	return rw.last
 }
 
 // Token returns the fencing token of the held read or write lock, 0 when none.
-func (rw *RWMutex) Token() int64 { return rw.current().token() }
+func (rw *RWMutex) Token() int64 { return rw.current().Token() }
 
 // OwnerCmp returns a comparison that holds only while we hold the write lock.
-func (rw *RWMutex) OwnerCmp() clientv3.Cmp { return rw.writer.ownerCmp() }
+func (rw *RWMutex) OwnerCmp() clientv3.Cmp { return rw.writer.Cmp() }
 
 // Done returns a channel closed when the current read or write holding ends.
-func (rw *RWMutex) Done() <-chan struct{} { return rw.current().done() }
+func (rw *RWMutex) Done() <-chan struct{} { return rw.current().Done() }
 
 // Err returns why the current or last holding was lost, or nil.
-func (rw *RWMutex) Err() error { return rw.current().err() }
+func (rw *RWMutex) Err() error { return rw.current().Err() }
 
 // Close releases what is held and, unless WithSession was given, revokes the lease.
 func (rw *RWMutex) Close() error {
@@ -128,7 +129,7 @@ func (rw *RWMutex) Close() error {
 	}
 	rw.closed = true
 	rw.mu.Unlock()
-	rw.reader.abandon()
-	rw.writer.abandon()
+	rw.reader.Abandon()
+	rw.writer.Abandon()
 	return rw.holder.Close()
 }

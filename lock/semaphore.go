@@ -27,8 +27,8 @@ type Semaphore struct {
 
 // Permit is one held permit of a Semaphore.
 type Permit struct {
-	sem *Semaphore
-	own owner
+	sem   *Semaphore
+	claim *ownership.Claim
 }
 
 // NewSemaphore returns a Semaphore of permits permits on key. It does not block.
@@ -62,15 +62,15 @@ func (s *Semaphore) acquire(ctx context.Context, wait bool) (*Permit, error) {
 		return nil, ErrClosed
 	}
 	s.mu.Unlock()
-	p := &Permit{sem: s, own: newOwner(s.holder, s.name, s.dir, nonce())}
-	if err := p.own.acquire(ctx, s.policy, wait); err != nil {
+	p := &Permit{sem: s, claim: ownership.NewClaim(s.holder, s.dir, "", vocab)}
+	if err := acquire(ctx, p.claim, s.name, s.policy, wait); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	if s.closed {
 		// Close ran while we acquired: it could not see this permit, so give it back.
 		s.mu.Unlock()
-		p.own.abandon()
+		p.claim.Abandon()
 		return nil, ErrClosed
 	}
 	s.held[p] = struct{}{}
@@ -97,16 +97,16 @@ func (s *Semaphore) Close() error {
 	s.held = map[*Permit]struct{}{}
 	s.mu.Unlock()
 	for p := range held {
-		p.own.abandon()
+		p.claim.Abandon()
 	}
 	return s.holder.Close()
 }
 
 // Release gives the permit back (ErrNotHeld if it was already released or lost).
 func (p *Permit) Release(ctx context.Context) error {
-	err := p.own.release(ctx)
+	err := p.claim.Release(ctx)
 	p.sem.mu.Lock()
-	if err == nil || !p.own.held() {
+	if err == nil || !p.claim.Held() {
 		delete(p.sem.held, p)
 	}
 	p.sem.mu.Unlock()
@@ -114,21 +114,21 @@ func (p *Permit) Release(ctx context.Context) error {
 }
 
 // Key returns the permit's key.
-func (p *Permit) Key() string { return p.own.key() }
+func (p *Permit) Key() string { return p.claim.Key() }
 
 // Token returns the permit key's create revision (0 once released or lost).
-func (p *Permit) Token() int64 { return p.own.token() }
+func (p *Permit) Token() int64 { return p.claim.Token() }
 
 // OwnerCmp returns a comparison that holds only while the permit is held.
-func (p *Permit) OwnerCmp() clientv3.Cmp { return p.own.ownerCmp() }
+func (p *Permit) OwnerCmp() clientv3.Cmp { return p.claim.Cmp() }
 
 // Do applies ops only while the permit is held, else returns ErrNotHeld.
 func (p *Permit) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
-	return p.own.do(ctx, ops...)
+	return p.claim.Do(ctx, ops...)
 }
 
 // Done returns a channel closed when the permit is released or lost.
-func (p *Permit) Done() <-chan struct{} { return p.own.done() }
+func (p *Permit) Done() <-chan struct{} { return p.claim.Done() }
 
 // Err returns why the permit was lost, or nil.
-func (p *Permit) Err() error { return p.own.err() }
+func (p *Permit) Err() error { return p.claim.Err() }

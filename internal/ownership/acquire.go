@@ -24,30 +24,9 @@ type Blocked struct {
 	Rev   int64
 }
 
-// Acquire puts key under the session's lease (or finds it there) and, when wait is set,
-// blocks until the policy says it is owned. Success is returned only right after a
-// read that found key with its create revision, and with the lease known to be alive.
-// On failure or cancellation the key is dropped (Session.Drop): deleted before Acquire
-// returns, or else in the background until the delete lands or the lease is gone. A
-// non-waiting Acquire that finds the prefix owned returns an error wrapping ErrBlocked
-// and the holder. The caller must never use the name key again, so that no delete of
-// this attempt can reach a later one.
-func Acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait bool) (int64, *Blocked, error) {
-	if err := ses.Err(); err != nil {
-		return 0, nil, err
-	}
-	// Nothing made while acquiring may outlive the session: a reply lost with the
-	// connection must not keep the caller waiting past the session's loss.
-	bctx, stop := ses.Bind(ctx)
-	rev, b, err := acquire(bctx, ses, key, val, p, wait)
-	stop()
-	if err != nil && b == nil {
-		// Report the caller's cancellation first, then a loss of the session.
-		err = firstErr(ctx.Err(), ses.Err(), err)
-	}
-	return rev, b, err
-}
-
+// acquire puts key under the session's lease (or finds it there) and, when wait is set,
+// blocks until the policy says it is owned (see Claim.Acquire). The caller must never use
+// the name key again, so that no delete of this attempt can reach a later one.
 func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait bool) (int64, *Blocked, error) {
 	cli := ses.Client()
 	resp, err := cli.Txn(ctx).

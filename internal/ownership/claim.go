@@ -2,6 +2,8 @@ package ownership
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -10,14 +12,48 @@ import (
 )
 
 var (
-	// ErrNotHeld reports that a Claim holds nothing (never acquired, released, or lost;
-	// the cause of a loss is wrapped too).
-	ErrNotHeld = errors.New("not held")
 	// ErrBusy reports an Acquire while another Acquire of the same Claim runs.
 	ErrBusy = errors.New("acquisition in progress")
 	// ErrHeld reports an Acquire while the Claim's holding still lasts.
 	ErrHeld = errors.New("already held")
 )
+
+// Vocab names the errors of a Claim in its user's terms, so that lock and election hand
+// them on as they are.
+type Vocab struct {
+	Pkg     string // prefixes this package's errors that pass through: "lock: session lost"
+	NotHeld error  // nothing is held (wrapping the cause of a loss, if any)
+	Lost    error  // what Err returns after a loss (wrapping its cause)
+	Closed  error  // the Holder was closed
+	Invalid error  // a bad argument
+}
+
+func (v *Vocab) err(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrClosed):
+		return v.Closed
+	case errors.Is(err, ErrSessionLost), errors.Is(err, ErrKeyLost):
+		return fmt.Errorf("%s: %w", v.Pkg, err)
+	}
+	return err
+}
+
+func (v *Vocab) notHeld(cause error) error {
+	if cause == nil {
+		return v.NotHeld
+	}
+	return fmt.Errorf("%w: %w", v.NotHeld, cause)
+}
+
+// Loss returns the error of a holding that ended for cause: nil after a release.
+func (v *Vocab) Loss(cause error) error {
+	if cause == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", v.Lost, cause)
+}
 
 var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
@@ -38,6 +74,7 @@ type Claim struct {
 	dir    string // ends in "/"
 	nonce  string // makes our names unique, even on a shared lease
 	val    string // our key's value
+	v      *Vocab
 
 	mu      sync.Mutex
 	busy    bool
@@ -47,15 +84,25 @@ type Claim struct {
 }
 
 // NewClaim returns a participant with keys under dir (ending in "/") whose value is val,
-// on the leases of holder.
-func NewClaim(holder *Holder, dir, nonce, val string) *Claim {
-	return &Claim{holder: holder, dir: dir, nonce: nonce, val: val}
+// on the leases of holder, with errors named by v.
+func NewClaim(holder *Holder, dir, val string, v *Vocab) *Claim {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &Claim{holder: holder, dir: dir, nonce: hex.EncodeToString(b[:]), val: val, v: v}
 }
 
-// Acquire starts a new holding, as Policy p says (waiting for it when wait is set). It
+// Acquire starts a new holding, as Policy p says (waiting for it when wait is set): it
+// puts a key of a name never used before under the Holder's lease and, when wait is set,
+// blocks until the policy says it is owned. Success is returned only right after a read
+// that found the key with its create revision, with the lease known to be alive. On
+// failure or cancellation the key is dropped (Session.Drop): deleted before Acquire
+// returns, or else in the background until the delete lands or the lease is gone. It
 // returns ErrHeld while the current holding lasts and ErrBusy during another Acquire; a
 // non-waiting Acquire that finds others ahead returns ErrBlocked with who blocked it.
 func (c *Claim) Acquire(ctx context.Context, p Policy, wait bool) (*Blocked, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", c.v.Invalid)
+	}
 	c.mu.Lock()
 	if c.busy {
 		c.mu.Unlock()
@@ -77,17 +124,28 @@ func (c *Claim) Acquire(ctx context.Context, p Policy, wait bool) (*Blocked, err
 		old.Wait()
 	}
 	ses, err := c.holder.Get(ctx)
+	if err == nil {
+		err = ses.Err()
+	}
 	if err != nil {
-		return nil, err
+		return nil, c.v.err(err)
 	}
 	c.mu.Lock()
 	c.seq++
 	key := fmt.Sprintf("%s%x-%s-%d", c.dir, int64(ses.Lease()), c.nonce, c.seq)
 	c.waiting = key
 	c.mu.Unlock()
-	rev, blocked, err := Acquire(ctx, ses, key, c.val, p, wait)
-	if err != nil {
+	// Nothing made while acquiring may outlive the session: a reply lost with the
+	// connection must not keep the caller waiting past the session's loss.
+	bctx, stop := ses.Bind(ctx)
+	rev, blocked, err := acquire(bctx, ses, key, c.val, p, wait)
+	stop()
+	if blocked != nil {
 		return blocked, err
+	}
+	if err != nil {
+		// Report the caller's cancellation first, then a loss of the session.
+		return nil, c.v.err(firstErr(ctx.Err(), ses.Err(), err))
 	}
 	h := NewHolding(ses, key, rev)
 	c.mu.Lock()
@@ -96,38 +154,24 @@ func (c *Claim) Acquire(ctx context.Context, p Policy, wait bool) (*Blocked, err
 	return nil, nil
 }
 
-// Holding returns the current holding while it lasts, else an error wrapping ErrNotHeld
-// (and the cause of a loss).
+// Holding returns the current holding while it lasts, else an error wrapping
+// Vocab.NotHeld (and the cause of a loss).
 func (c *Claim) Holding() (*Holding, error) {
-	c.mu.Lock()
-	h := c.h
-	c.mu.Unlock()
+	h := c.Last()
 	if h == nil {
-		return nil, notHeld(nil)
+		return nil, c.v.notHeld(nil)
 	}
 	if err := h.Check(); err != nil {
-		return nil, notHeld(h.Err())
+		return nil, c.v.notHeld(h.Err())
 	}
 	return h, nil
 }
 
-// NotHeldError is the error of a Claim that holds nothing: it matches ErrNotHeld and
-// unwraps to the cause of the loss, if any, so that callers can name both in their terms.
-type NotHeldError struct{ Cause error }
-
-func (e *NotHeldError) Error() string {
-	if e.Cause == nil {
-		return ErrNotHeld.Error()
-	}
-	return ErrNotHeld.Error() + ": " + e.Cause.Error()
+// Held reports whether a holding lasts, as far as is known without I/O.
+func (c *Claim) Held() bool {
+	_, err := c.Holding()
+	return err == nil
 }
-
-// Is makes errors.Is(err, ErrNotHeld) true.
-func (e *NotHeldError) Is(target error) bool { return target == ErrNotHeld }
-
-func (e *NotHeldError) Unwrap() error { return e.Cause }
-
-func notHeld(cause error) error { return &NotHeldError{Cause: cause} }
 
 // Last returns the current or last holding, or nil before the first.
 func (c *Claim) Last() *Holding {
@@ -169,17 +213,20 @@ func (c *Claim) Cmp() clientv3.Cmp {
 }
 
 // Do applies ops in one transaction only if the current holding still lasts when etcd
-// applies it; otherwise the error wraps ErrNotHeld and the holding ends.
+// applies it; otherwise the error wraps Vocab.NotHeld and the holding ends.
 func (c *Claim) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", c.v.Invalid)
+	}
 	h, err := c.Holding()
 	if err != nil {
 		return nil, err
 	}
 	resp, err := h.Txn(ctx, ops...)
 	if errors.Is(err, ErrKeyLost) {
-		return nil, notHeld(err)
+		return nil, c.v.notHeld(err)
 	}
-	return resp, err
+	return resp, c.v.err(err)
 }
 
 // Done returns a channel closed when the current holding ends (closed when none).
@@ -190,28 +237,31 @@ func (c *Claim) Done() <-chan struct{} {
 	return closedCh
 }
 
-// Err returns why the current or last holding was lost, nil while it lasts or after a
-// release.
+// Err returns nil while the current holding lasts, after a release and before the first
+// holding, and after a loss an error wrapping Vocab.Lost and the cause.
 func (c *Claim) Err() error {
 	if h := c.Last(); h != nil {
-		return h.Err()
+		return c.v.Loss(h.Err())
 	}
 	return nil
 }
 
 // Release ends the current holding by deleting its key (Holding.Release). Its error
-// wraps ErrNotHeld when nothing was held (or it was lost: the cause is wrapped too); any
-// other error leaves the holding standing, and Release may be retried.
+// wraps Vocab.NotHeld when nothing was held (or it was lost: the cause is wrapped too);
+// any other error leaves the holding standing, and Release may be retried.
 func (c *Claim) Release(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", c.v.Invalid)
+	}
 	h, err := c.Holding()
 	if err != nil {
 		return err
 	}
 	if err := h.Release(ctx); err != nil {
 		if h.Check() != nil {
-			return notHeld(h.Err())
+			return c.v.notHeld(h.Err())
 		}
-		return err
+		return c.v.err(err)
 	}
 	return nil
 }
