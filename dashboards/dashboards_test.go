@@ -114,9 +114,9 @@ func metricNames(expr string) []string {
 func TestMetricNames(t *testing.T) {
 	for expr, want := range map[string][]string{
 		`histogram_quantile(0.99, sum by (cluster, le) (rate(a_bucket{cluster=~"$cluster", x="by(y)"}[$__rate_interval])))`: {"a_bucket"},
-		`max by (cluster) (b) - on (cluster) group_right c{job="j"} / ignoring(x) d offset 5m`:                               {"b", "c", "d"},
-		`label_values(etcd_server_has_leader, job)`:                                                                          {"etcd_server_has_leader"},
-		`sum without (instance) (rate(e_total[1m])) > bool 1e3 and f`:                                                        {"e_total", "f"},
+		`max by (cluster) (b) - on (cluster) group_right c{job="j"} / ignoring(x) d offset 5m`:                              {"b", "c", "d"},
+		`label_values(etcd_server_has_leader, job)`:                                                                         {"etcd_server_has_leader"},
+		`sum without (instance) (rate(e_total[1m])) > bool 1e3 and f`:                                                       {"e_total", "f"},
 	} {
 		assert.Equal(t, want, metricNames(expr), expr)
 	}
