@@ -1,0 +1,497 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/etcd-monitor/etcd-monitor/alert"
+	"github.com/etcd-monitor/etcd-monitor/health"
+	"github.com/etcd-monitor/etcd-monitor/metrics"
+	"github.com/etcd-monitor/etcd-monitor/store"
+	"github.com/etcd-monitor/etcd-monitor/store/postgres"
+)
+
+const pgURLEnv = "ETCD_MONITOR_TEST_POSTGRES_URL"
+
+// pgURL returns the test PostgreSQL's URL; without one the test skips, or fails in CI.
+func pgURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv(pgURLEnv)
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: CI must start a PostgreSQL (.ci/postgres start)", pgURLEnv)
+		}
+		t.Skipf("%s is not set: start one with `eval \"$(.ci/postgres start)\"` to run this test", pgURLEnv)
+	}
+	return u
+}
+
+// pgSchema returns a fresh schema name, dropped when t ends.
+func pgSchema(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "t_replica_" + hex.EncodeToString(b)
+	u := pgURL(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			return
+		}
+		defer conn.Close(ctx)
+		_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE")
+	})
+	return name
+}
+
+func pgStore(t *testing.T, schema string) *postgres.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := postgres.Open(ctx, pgURL(t), postgres.WithSchema(schema))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// events is a log of what the terms did, in order.
+type events struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (e *events) add(s string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.log = append(e.log, s)
+}
+
+func (e *events) all() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.log...)
+}
+
+// recordingTerm is a term that logs its start and end.
+func recordingTerm(ev *events, id string) func(ctx context.Context, st store.Store) {
+	return func(ctx context.Context, st store.Store) {
+		ev.add(id + " start")
+		<-ctx.Done()
+		ev.add(id + " stop")
+	}
+}
+
+type running struct {
+	r      *replica
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startReplica(t *testing.T, st *postgres.Store, id string, ttl time.Duration, term func(context.Context, store.Store)) *running {
+	t.Helper()
+	r, err := newReplica(st, id, ttl, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &running{r: r, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		r.run(ctx, term)
+	}()
+	t.Cleanup(run.stop)
+	return run
+}
+
+func (r *running) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// One replica is active at a time; a replica that shuts down releases the lease and a
+// standby takes over at once (well within the TTL), after the first one's term ended.
+func TestReplicaHandoverOnShutdown(t *testing.T) {
+	schema := pgSchema(t)
+	const ttl = 2 * time.Second
+	var ev events
+	a := startReplica(t, pgStore(t, schema), "a", ttl, recordingTerm(&ev, "a"))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 3*time.Second, 10*time.Millisecond)
+	b := startReplica(t, pgStore(t, schema), "b", ttl, recordingTerm(&ev, "b"))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, "a", b.r.status().ActiveID)
+	}, 3*time.Second, 10*time.Millisecond)
+	assert.False(t, b.r.status().Active)
+	assert.Equal(t, "a", a.r.status().ActiveID)
+
+	stopped := time.Now()
+	a.stop()
+	assert.False(t, a.r.status().Active)
+	// Released: b needs at most one campaign period (TTL/4), not the TTL.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, b.r.status().Active) }, ttl/2, 10*time.Millisecond)
+	t.Logf("takeover after a graceful stop: %v", time.Since(stopped))
+	assert.Equal(t, []string{"a start", "a stop", "b start"}, ev.all())
+}
+
+// An active replica whose lease is taken (here by hand, as by a replica that saw it
+// expire) stops its term at its next renewal.
+func TestReplicaStepsDownWhenLeaseTaken(t *testing.T) {
+	schema := pgSchema(t)
+	st := pgStore(t, schema)
+	var ev events
+	a := startReplica(t, st, "a", 2*time.Second, recordingTerm(&ev, "a"))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 3*time.Second, 10*time.Millisecond)
+	_, err := st.Pool().Exec(context.Background(), `UPDATE leases SET holder = 'thief', token = token + 1, expires = now() + interval '1 hour'`)
+	require.NoError(t, err)
+	// One renewal period (TTL/4 = 500ms) and the term's end.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, []string{"a start", "a stop"}, ev.all())
+		s := a.r.status()
+		assert.False(c, s.Active)
+		assert.Equal(c, "thief", s.ActiveID)
+	}, 1500*time.Millisecond, 10*time.Millisecond)
+}
+
+// An active replica that cannot reach PostgreSQL ends its term before the lease
+// expires in PostgreSQL, so a standby taking over never runs alongside it.
+func TestReplicaStepsDownBeforeExpiryWhenPostgresUnreachable(t *testing.T) {
+	schema := pgSchema(t)
+	own := pgStore(t, schema)
+	observer := pgStore(t, schema)
+	const ttl = 2 * time.Second
+	var mu sync.Mutex
+	var ended time.Time
+	a := startReplica(t, own, "a", ttl, func(ctx context.Context, st store.Store) {
+		<-ctx.Done()
+		mu.Lock()
+		ended = time.Now()
+		mu.Unlock()
+	})
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 3*time.Second, 10*time.Millisecond)
+	require.NoError(t, own.Close()) // every later call of a fails: no renewal, no release
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		mu.Lock()
+		defer mu.Unlock()
+		assert.False(c, ended.IsZero())
+	}, 2*ttl, 10*time.Millisecond)
+	l, err := observer.NewLease(alertingLease, "observer", ttl)
+	require.NoError(t, err)
+	info, err := l.Info(context.Background())
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, "a", info.Holder)
+	assert.True(t, ended.Before(info.Expires), "term ended %v, lease expires %v", ended, info.Expires)
+	t.Logf("term ended %v before the lease expired", info.Expires.Sub(ended))
+}
+
+// Replica processes of TestReplicaFailoverDuringIncident run this test: a replica
+// whose term is an alert engine over the fenced store, evaluating the incident state
+// the parent serves, and notifying the parent.
+func TestReplicaHelperProcess(t *testing.T) {
+	parent := os.Getenv("ETCD_MONITOR_REPLICA_PARENT")
+	if parent == "" {
+		t.Skip("runs as a replica process of TestReplicaFailoverDuringIncident")
+	}
+	id := os.Getenv("ETCD_MONITOR_REPLICA_ID")
+	st := pgStore(t, os.Getenv("ETCD_MONITOR_REPLICA_SCHEMA"))
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	get := func(path string) string {
+		resp, err := client.Get(parent + path)
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	post := func(path string, v any) error {
+		b, _ := json.Marshal(v)
+		resp, err := client.Post(parent+path, "application/json", bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
+	term := func(ctx context.Context, st store.Store) {
+		started := time.Now()
+		m, err := alert.New(alert.WithStore(st), alert.WithShutdownTimeout(100*time.Millisecond),
+			alert.WithConfig(alert.Config{Route: &alert.Route{Receiver: "pager", GroupWait: 2 * time.Second,
+				GroupInterval: time.Second, RepeatInterval: time.Hour}}),
+			alert.WithReceiver("pager", alert.SenderFunc(func(ctx context.Context, n alert.Notification) error {
+				var firing, resolved []string
+				for _, a := range n.Alerts {
+					if a.State == alert.Firing {
+						firing = append(firing, a.Name)
+					} else {
+						resolved = append(resolved, a.Name)
+					}
+				}
+				return post("/notify", replicaNotice{Replica: id, Firing: firing, Resolved: resolved})
+			}), true),
+			alert.WithRules(alert.Rule{Name: "TestIncident", Severity: alert.Critical, Summary: "the test's incident", Needs: alert.NeedsHealth,
+				Eval: func(h *health.Report, _ *metrics.Snapshot) []alert.Finding {
+					if h.Healthy {
+						return nil
+					}
+					return []alert.Finding{{Value: 1, Description: "down"}}
+				}}))
+		if err != nil {
+			t.Errorf("alert engine: %v", err)
+			return
+		}
+		defer m.Close()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			state := get("/state")
+			if state == "" {
+				continue
+			}
+			if _, err := m.EvaluateCluster(ctx, "prod", &health.Report{Time: time.Now(), Healthy: state == "up"}, nil); err != nil {
+				continue
+			}
+			_ = post("/evaluated", replicaEvaluated{Replica: id, Since: time.Since(started)})
+		}
+	}
+	r, err := newReplica(st, id, time.Second, zap.NewNop())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.run(ctx, term)
+	}()
+	_ = post("/ready", replicaEvaluated{Replica: id})
+	poll := time.NewTicker(50 * time.Millisecond)
+	for get("/exit?replica="+id) != "yes" {
+		<-poll.C
+	}
+	poll.Stop()
+	cancel()
+	<-done
+}
+
+type replicaNotice struct {
+	Replica  string   `json:"replica"`
+	Firing   []string `json:"firing,omitempty"`
+	Resolved []string `json:"resolved,omitempty"`
+}
+
+func (n replicaNotice) String() string {
+	if len(n.Firing) > 0 {
+		return n.Replica + " firing " + strings.Join(n.Firing, ",")
+	}
+	return n.Replica + " resolved " + strings.Join(n.Resolved, ",")
+}
+
+type replicaEvaluated struct {
+	Replica string        `json:"replica"`
+	Since   time.Duration `json:"since"`
+}
+
+// parent is what the replica processes talk to: the incident state, and the receiver
+// of their notifications (one pager for all of them, as in production).
+type parent struct {
+	mu       sync.Mutex
+	state    string
+	notices  []string
+	ready    map[string]bool
+	running  map[string]time.Duration // how long each replica's current term has run
+	exit     map[string]bool
+	srv      *httptest.Server
+	children map[string]*exec.Cmd
+	out      map[string]*bytes.Buffer
+}
+
+func newParent(t *testing.T) *parent {
+	p := &parent{state: "up", ready: map[string]bool{}, running: map[string]time.Duration{}, exit: map[string]bool{},
+		children: map[string]*exec.Cmd{}, out: map[string]*bytes.Buffer{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		io.WriteString(w, p.state)
+	})
+	mux.HandleFunc("GET /exit", func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.exit[r.URL.Query().Get("replica")] {
+			io.WriteString(w, "yes")
+		}
+	})
+	decode := func(r *http.Request, v any) { _ = json.NewDecoder(r.Body).Decode(v) }
+	mux.HandleFunc("POST /notify", func(w http.ResponseWriter, r *http.Request) {
+		var n replicaNotice
+		decode(r, &n)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.notices = append(p.notices, n.String())
+	})
+	mux.HandleFunc("POST /ready", func(w http.ResponseWriter, r *http.Request) {
+		var e replicaEvaluated
+		decode(r, &e)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.ready[e.Replica] = true
+	})
+	mux.HandleFunc("POST /evaluated", func(w http.ResponseWriter, r *http.Request) {
+		var e replicaEvaluated
+		decode(r, &e)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.running[e.Replica] = e.Since
+	})
+	p.srv = httptest.NewServer(mux)
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *parent) set(state string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state = state
+}
+
+func (p *parent) noticeLog() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.notices...)
+}
+
+// start runs a replica process.
+func (p *parent) start(t *testing.T, id, schema string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReplicaHelperProcess$", "-test.v")
+	cmd.Env = append(os.Environ(), "ETCD_MONITOR_REPLICA_PARENT="+p.srv.URL, "ETCD_MONITOR_REPLICA_ID="+id,
+		"ETCD_MONITOR_REPLICA_SCHEMA="+schema)
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	p.mu.Lock()
+	p.children[id], p.out[id] = cmd, out
+	p.mu.Unlock()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("replica %s output:\n%s", id, out.String())
+		}
+	})
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		assert.True(c, p.ready[id], "replica %s ready", id)
+	}, 30*time.Second, 20*time.Millisecond)
+}
+
+// kill ends a replica process as a crash does: SIGKILL, no release, no flush.
+func (p *parent) kill(t *testing.T, id string) {
+	t.Helper()
+	p.mu.Lock()
+	cmd := p.children[id]
+	p.mu.Unlock()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+}
+
+// stop asks a replica process to shut down and checks it exits cleanly (no leak).
+func (p *parent) stop(t *testing.T, id string) {
+	t.Helper()
+	p.mu.Lock()
+	p.exit[id] = true
+	cmd := p.children[id]
+	p.mu.Unlock()
+	assert.NoError(t, cmd.Wait(), "replica %s exits cleanly", id)
+}
+
+// Kill the active daemon during an incident, twice. First while the firing
+// notification is still in group_wait: the standby takes over within two health
+// intervals (here the lease TTL, 1s) and sends the firing. Then kill that one after it
+// notified, and clear the incident before anyone took over: the next standby sends the
+// resolve, and never the firing again.
+func TestReplicaFailoverDuringIncident(t *testing.T) {
+	schema := pgSchema(t)
+	obs := pgStore(t, schema)
+	p := newParent(t)
+	const interval = time.Second // the lease TTL, and the health interval it stands for
+	holder := func() string {
+		l, err := obs.NewLease(alertingLease, "observer", interval)
+		if err != nil {
+			return ""
+		}
+		info, err := l.Info(context.Background())
+		if err != nil || info.Expired {
+			return ""
+		}
+		return info.Holder
+	}
+
+	p.start(t, "a", schema)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, "a", holder()) }, 3*interval, 10*time.Millisecond)
+	p.start(t, "b", schema)
+
+	// The incident: a evaluates it as firing and keeps that in the store; it dies
+	// before group_wait (2s) lets it notify.
+	p.set("down")
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		alerts, err := obs.Alerts(context.Background())
+		assert.NoError(c, err)
+		assert.Len(c, alerts, 1)
+		for _, a := range alerts {
+			assert.Equal(c, "firing", a.State)
+		}
+	}, 5*time.Second, 5*time.Millisecond)
+	p.kill(t, "a")
+	killed := time.Now()
+	require.Empty(t, p.noticeLog(), "a died within group_wait")
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, "b", holder()) }, 2*2*interval, 10*time.Millisecond)
+	t.Logf("b took over %v after a was killed", time.Since(killed))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, []string{"b firing TestIncident"}, p.noticeLog())
+	}, 10*time.Second, 10*time.Millisecond)
+
+	// b notified; c stands by; b dies and the incident ends while nobody is active.
+	p.start(t, "c", schema)
+	p.kill(t, "b")
+	p.set("up")
+	killed = time.Now()
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, "c", holder()) }, 2*2*interval, 10*time.Millisecond)
+	t.Logf("c took over %v after b was killed", time.Since(killed))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, []string{"b firing TestIncident", "c resolved TestIncident"}, p.noticeLog())
+	}, 10*time.Second, 10*time.Millisecond)
+	// c has run past group_wait and group_interval: a duplicate would have gone out.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		assert.Greater(c, p.running["c"], 4*time.Second)
+	}, 15*time.Second, 20*time.Millisecond)
+	assert.Equal(t, []string{"b firing TestIncident", "c resolved TestIncident"}, p.noticeLog(), "no duplicate, no lost resolve")
+	p.stop(t, "c")
+}
