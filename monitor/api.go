@@ -339,8 +339,8 @@ func (s *Service) parseQuery(r *http.Request, rt route, aliased bool) (query, er
 		}
 	}
 	q.since = q.hist.Since
-	if !q.hist.Until.IsZero() && q.hist.Until.Before(q.hist.Since) {
-		return q, errorf(http.StatusBadRequest, "until %s is before since %s", q.hist.Until.Format(time.RFC3339), q.hist.Since.Format(time.RFC3339))
+	if !q.hist.Until.IsZero() && !q.hist.Until.After(q.hist.Since) {
+		return q, errorf(http.StatusBadRequest, "until %s is not after since %s", q.hist.Until.Format(time.RFC3339), q.hist.Since.Format(time.RFC3339))
 	}
 	if v := vals.Get("step"); v != "" {
 		d, err := time.ParseDuration(v)

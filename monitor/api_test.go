@@ -138,7 +138,7 @@ func TestHistoryTakesSinceUntilStepAndLimit(t *testing.T) {
 	var h monitor.HealthHistoryResponse
 	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/clusters/local/history?limit=2", &h))
 	assert.Equal(t, all.Checks[2:], h.Checks, "the newest, oldest first")
-	since, until := all.Checks[1].Time.Format(time.RFC3339Nano), all.Checks[2].Time.Format(time.RFC3339Nano)
+	since, until := all.Checks[1].Time.Format(time.RFC3339Nano), all.Checks[3].Time.Format(time.RFC3339Nano) // until is exclusive
 	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/cluster/history?since="+since+"&until="+until, &h))
 	assert.Equal(t, all.Checks[1:3], h.Checks)
 	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/clusters/local/history?step=1h", &h))

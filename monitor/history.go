@@ -2,15 +2,171 @@ package monitor
 
 import (
 	"context"
+	"encoding/json"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/metrics"
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
-// historyReader reads health and metric history from a store that keeps it.
+// History in the store: every health check and metric collection is written there from
+// the loop that made it (never from a request), and the history endpoints read it back
+// with since, until and step, so history outlives a restart and reaches back as far as
+// the store keeps it (PostgreSQL: rollups for a year). A store that fails leaves the
+// API answering from memory.
+
+// historyWriteTimeout bounds one history write, so a hung store delays a check by at
+// most this. PostgreSQL's writes are queued and return at once; bbolt's are local.
+const historyWriteTimeout = 2 * time.Second
+
+// The numbers each record carries, for charts and rollups.
+const (
+	valMembers    = "members"
+	valReachable  = "members_reachable"
+	valQuorum     = "has_quorum"
+	valP50        = "latency_p50_seconds"
+	valP95        = "latency_p95_seconds"
+	valP99        = "latency_p99_seconds"
+	valMax        = "latency_max_seconds"
+	valThroughput = "requests_per_second"
+	valPuts       = "puts_per_second"
+	valRanges     = "ranges_per_second"
+	valDBSize     = "db_size_bytes_max"
+	valFsyncP99   = "wal_fsync_p99_seconds_max"
+)
+
+// recorder writes a Service's history to its store. Its methods do nothing on a nil
+// recorder.
+type recorder struct {
+	st     store.Store
+	gate   func() bool // nil: always write
+	log    *zap.Logger
+	errors atomic.Int64
+}
+
+func (r *recorder) writing() bool { return r != nil && (r.gate == nil || r.gate()) }
+
+func (r *recorder) failed(what string, err error) {
+	if r.errors.Add(1)%100 == 1 { // the first failure and every hundredth
+		r.log.Warn("history not stored", zap.String("what", what), zap.Error(err), zap.Int64("failures", r.errors.Load()))
+	}
+}
+
+func (r *recorder) health(ctx context.Context, cluster string, sum HealthSummary) {
+	if !r.writing() {
+		return
+	}
+	data, err := json.Marshal(sum)
+	if err != nil {
+		r.failed("health check", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyWriteTimeout)
+	defer cancel()
+	rec := store.HealthCheck{Time: sum.Time, Cluster: cluster, Healthy: sum.Healthy, Samples: 1, Data: data,
+		Values: map[string]float64{valMembers: float64(sum.Members), valReachable: float64(sum.Reachable), valQuorum: one(sum.HasQuorum)}}
+	if err := r.st.PutHealthChecks(ctx, []store.HealthCheck{rec}); err != nil {
+		r.failed("health check", err)
+	}
+}
+
+func (r *recorder) metrics(ctx context.Context, cluster string, snap *metrics.Snapshot) {
+	if !r.writing() || snap == nil {
+		return
+	}
+	data, err := json.Marshal(snap)
+	if err != nil {
+		r.failed("metric snapshot", err)
+		return
+	}
+	v := map[string]float64{valP50: snap.Latency.P50.Seconds(), valP95: snap.Latency.P95.Seconds(), valP99: snap.Latency.P99.Seconds(),
+		valMax: snap.Latency.Max.Seconds(), valThroughput: snap.Throughput}
+	for _, m := range snap.Members {
+		v[valPuts] += m.Throughput.Puts
+		v[valRanges] += m.Throughput.Ranges
+		v[valDBSize] = max(v[valDBSize], float64(m.DB.Size))
+		v[valFsyncP99] = max(v[valFsyncP99], m.WALFsync.P99.Seconds())
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyWriteTimeout)
+	defer cancel()
+	rec := store.MetricSnapshot{Time: snap.Time, Cluster: cluster, Samples: 1, Values: v, Data: data}
+	if err := r.st.PutMetricSnapshots(ctx, []store.MetricSnapshot{rec}); err != nil {
+		r.failed("metric snapshot", err)
+	}
+}
+
+// historyReader reads health and metric history.
 type historyReader interface {
 	healthHistory(ctx context.Context, cluster string, q HistoryQuery) ([]HealthSummary, error)
 	metricsHistory(ctx context.Context, cluster string, q HistoryQuery) ([]*metrics.Snapshot, error)
 }
 
-// historyStore returns the store's history when it keeps one.
-func (s *Service) historyStore() (historyReader, bool) { return nil, false }
+// historyStore returns the store's history when the Service has a store.
+func (s *Service) historyStore() (historyReader, bool) {
+	if s.opts.store == nil {
+		return nil, false
+	}
+	return storeHistory{s.opts.store}, true
+}
+
+type storeHistory struct{ st store.Store }
+
+func storeQuery(cluster string, q HistoryQuery) store.HistoryQuery {
+	return store.HistoryQuery{Cluster: cluster, Since: q.Since, Until: q.Until, Step: q.Step, Limit: q.Limit}
+}
+
+func (h storeHistory) healthHistory(ctx context.Context, cluster string, q HistoryQuery) ([]HealthSummary, error) {
+	recs, err := h.st.HealthChecks(ctx, storeQuery(cluster, q))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]HealthSummary, 0, len(recs))
+	for _, r := range recs {
+		var sum HealthSummary
+		if len(r.Data) == 0 || json.Unmarshal(r.Data, &sum) != nil {
+			// A rollup: the step's means.
+			sum = HealthSummary{Healthy: r.Healthy, HasQuorum: r.Values[valQuorum] >= 1,
+				Members: int(math.Round(r.Values[valMembers])), Reachable: int(math.Round(r.Values[valReachable]))}
+		}
+		sum.Time = r.Time
+		if r.Samples > 1 {
+			sum.Samples = r.Samples
+		}
+		out = append(out, sum)
+	}
+	return out, nil
+}
+
+func (h storeHistory) metricsHistory(ctx context.Context, cluster string, q HistoryQuery) ([]*metrics.Snapshot, error) {
+	recs, err := h.st.MetricSnapshots(ctx, storeQuery(cluster, q))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*metrics.Snapshot, 0, len(recs))
+	for _, r := range recs {
+		if r.Member != "" {
+			continue // per-member records are not ours
+		}
+		snap := &metrics.Snapshot{}
+		if len(r.Data) == 0 || json.Unmarshal(r.Data, snap) != nil {
+			// A rollup: the cluster's means, no members.
+			d := func(name string) time.Duration { return time.Duration(r.Values[name] * float64(time.Second)) }
+			snap = &metrics.Snapshot{Members: []metrics.MemberMetrics{}, Throughput: r.Values[valThroughput],
+				Latency: metrics.Latency{Samples: r.Samples, P50: d(valP50), P95: d(valP95), P99: d(valP99), Max: d(valMax)}}
+		}
+		snap.Time = r.Time
+		out = append(out, snap)
+	}
+	return out, nil
+}
+
+func one(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

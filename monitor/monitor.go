@@ -152,8 +152,12 @@ func (s *Service) newCluster(c Cluster) (*clusterState, error) {
 		collector.Close()
 		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
 	}
-	return &clusterState{name: c.Name, checker: checker, collector: collector, alerts: s.alerts, bench: runner,
-		log: log, historySize: s.opts.historySize}, nil
+	st := &clusterState{name: c.Name, checker: checker, collector: collector, alerts: s.alerts, bench: runner,
+		log: log, historySize: s.opts.historySize}
+	if s.opts.store != nil {
+		st.recorder = &recorder{st: s.opts.store, gate: s.opts.historyGate, log: log}
+	}
+	return st, nil
 }
 
 func (s *Service) alertOptions() []alert.Option {

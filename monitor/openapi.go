@@ -72,7 +72,7 @@ var queryParams = map[string]struct {
 	"limit": {"At most this many entries, the newest. Default 100.",
 		map[string]any{"type": "integer", "minimum": 1, "maximum": maxHistoryLimit}},
 	"since":    {"From this time: RFC 3339, or a duration ago such as 15m.", str()},
-	"until":    {"Up to this time: RFC 3339, or a duration ago such as 5m. Default: now.", str()},
+	"until":    {"Before this time (exclusive): RFC 3339, or a duration ago such as 5m. Default: now.", str()},
 	"step":     {"At most one entry per step, the latest of each (a store with rollups answers with the step's rollup): a duration such as 1m, or seconds.", str()},
 	"severity": {"Only alerts of this severity.", enum("info", "warning", "critical")},
 	"state":    {"Only alerts in this state.", enum("pending", "firing")},

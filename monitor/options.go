@@ -61,6 +61,7 @@ type options struct {
 	warnings        []string
 	heavyRequests   int
 	replica         func() ReplicaStatus
+	historyGate     func() bool
 	maint           maintenanceOptions // maintenance_ops.go
 	logger          *zap.Logger
 }
@@ -171,4 +172,12 @@ func WithHeavyRequests(n int) Option { return optionFunc(func(o *options) { o.he
 // and must not block.
 func WithReplica(fn func() ReplicaStatus) Option {
 	return optionFunc(func(o *options) { o.replica = fn })
+}
+
+// WithHistoryGate makes the Service write health and metric history to its store only
+// while fn returns true: replicas sharing a store let the active one write, so that no
+// point is doubled. fn is called after every check and collection and must not block.
+// Default: always write (with a store).
+func WithHistoryGate(fn func() bool) Option {
+	return optionFunc(func(o *options) { o.historyGate = fn })
 }

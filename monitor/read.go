@@ -218,7 +218,7 @@ func (s *Service) Leader(name string) (*LeaderResponse, error) {
 
 // HistoryQuery selects a time range of a history, oldest first.
 type HistoryQuery struct {
-	// Since and Until bound the range (zero: unbounded).
+	// Since (inclusive) and Until (exclusive) bound the range; zero does not bound.
 	Since, Until time.Time
 	// Step, when positive, thins the history to at most one entry per Step (the latest
 	// of each step) — or, from a store that keeps rollups, to the rollup of each step.
@@ -237,14 +237,14 @@ func (q HistoryQuery) normalize() (HistoryQuery, error) {
 	if q.Step < 0 {
 		return q, fmt.Errorf("%w: step %v must not be negative", ErrInvalidArgument, q.Step)
 	}
-	if !q.Since.IsZero() && !q.Until.IsZero() && q.Until.Before(q.Since) {
-		return q, fmt.Errorf("%w: until %s is before since %s", ErrInvalidArgument, q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
+		return q, fmt.Errorf("%w: until %s is not after since %s", ErrInvalidArgument, q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
 	}
 	return q, nil
 }
 
 func (q HistoryQuery) in(t time.Time) bool {
-	return !t.Before(q.Since) && (q.Until.IsZero() || !t.After(q.Until))
+	return !t.Before(q.Since) && (q.Until.IsZero() || t.Before(q.Until))
 }
 
 // selectHistory keeps the entries of all (oldest first) that q selects.

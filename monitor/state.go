@@ -24,6 +24,10 @@ type HealthSummary struct {
 	Members   int       `json:"members"`
 	Reachable int       `json:"reachable"`
 	Error     string    `json:"error,omitempty"`
+	// Samples is how many checks the entry stands for in a downsampled history (?step=
+	// from a store that keeps rollups): Healthy then means every one was healthy, and
+	// Members and Reachable are means. Absent for a single check.
+	Samples int `json:"samples,omitempty"`
 }
 
 // clusterState is everything the Service knows about one cluster. The loops write it;
@@ -36,6 +40,7 @@ type clusterState struct {
 	bench       *bench.Runner
 	log         *zap.Logger
 	historySize int
+	recorder    *recorder // writes history to the store; nil without one
 
 	mu          sync.RWMutex
 	report      *health.Report // latest successful check; never modified once stored
@@ -98,6 +103,7 @@ func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) 
 		c.history = slices.Delete(c.history, 0, n)
 	}
 	c.mu.Unlock()
+	c.recorder.health(ctx, c.name, sum)
 	c.evaluate(ctx)
 }
 
@@ -119,6 +125,9 @@ func (c *clusterState) collectMetrics(ctx context.Context, interval time.Duratio
 	}
 	c.metricsErr = err
 	c.mu.Unlock()
+	if err == nil {
+		c.recorder.metrics(ctx, c.name, snap)
+	}
 	c.evaluate(ctx)
 }
 

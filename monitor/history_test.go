@@ -1,0 +1,114 @@
+package monitor_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/monitor"
+	"github.com/etcd-monitor/etcd-monitor/store"
+)
+
+// History is written to the store by the checks themselves and read back from it, so a
+// restarted Service answers with what the previous one saw.
+func TestHistoryFromTheStoreOutlivesARestart(t *testing.T) {
+	st := store.NewMemory()
+	defer st.Close()
+	cli := etcdtest.Client(t)
+	first, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}}, monitor.WithStore(st))
+	require.NoError(t, err)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	for range 3 {
+		require.NoError(t, first.Refresh(ctx))
+	}
+	before, err := first.MetricsHistory(ctx, "local", monitor.HistoryQuery{})
+	require.NoError(t, err)
+	require.NoError(t, first.Close())
+
+	second, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}}, monitor.WithStore(st))
+	require.NoError(t, err)
+	defer second.Close()
+	srv := httptest.NewServer(second)
+	defer srv.Close()
+
+	var h monitor.HealthHistoryResponse
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/clusters/local/history", &h))
+	require.Len(t, h.Checks, 3, "the previous Service's checks")
+	for _, c := range h.Checks {
+		assert.True(t, c.Healthy)
+		assert.Equal(t, 1, c.Members)
+		assert.NotZero(t, c.Leader)
+	}
+	var m monitor.MetricsHistoryResponse
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/clusters/local/metrics/history", &m))
+	require.Len(t, m.Snapshots, 3)
+	for i, sn := range m.Snapshots {
+		assert.Len(t, sn.Members, 1)
+		assert.True(t, before.Snapshots[i].Time.Equal(sn.Time))
+		assert.Equal(t, before.Snapshots[i].Latency, sn.Latency, "the same numbers, in seconds")
+	}
+	var w monitor.HealthHistoryResponse
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/clusters/local/history?step=1h", &w))
+	require.NotEmpty(t, w.Checks)
+	total := 0
+	for _, c := range w.Checks {
+		total += max(c.Samples, 1)
+	}
+	assert.Equal(t, 3, total, "a step stands for the checks in it: %+v", w.Checks)
+	var newest monitor.HealthHistoryResponse
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/clusters/local/history?limit=1", &newest))
+	assert.Equal(t, h.Checks[2:], newest.Checks)
+}
+
+// failingHistory is a store whose history fails.
+type failingHistory struct {
+	store.Store
+	reads atomic.Int64
+}
+
+func (f *failingHistory) HealthChecks(context.Context, store.HistoryQuery) ([]store.HealthCheck, error) {
+	f.reads.Add(1)
+	return nil, errors.New("database on fire")
+}
+
+func (f *failingHistory) PutHealthChecks(context.Context, []store.HealthCheck) error {
+	return errors.New("database on fire")
+}
+
+func TestHistoryFallsBackToMemoryWhenTheStoreFails(t *testing.T) {
+	mem := store.NewMemory()
+	defer mem.Close()
+	st := &failingHistory{Store: mem}
+	svc, url := refreshed(t, 2, monitor.WithStore(st))
+	var h monitor.HealthHistoryResponse
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/clusters/local/history", &h))
+	assert.Len(t, h.Checks, 2, "from memory")
+	assert.Positive(t, st.reads.Load(), "the store was asked first")
+	_ = svc
+}
+
+// Only the replica the gate lets through writes history.
+func TestHistoryGate(t *testing.T) {
+	st := store.NewMemory()
+	defer st.Close()
+	var active atomic.Bool
+	_, _ = refreshed(t, 2, monitor.WithStore(st), monitor.WithHistoryGate(active.Load))
+	ctx := etcdtest.Context(t, 5*time.Second)
+	recs, err := st.HealthChecks(ctx, store.HistoryQuery{Cluster: "local"})
+	require.NoError(t, err)
+	assert.Empty(t, recs, "a standby writes no history")
+	active.Store(true)
+	svc, _ := refreshed(t, 1, monitor.WithStore(st), monitor.WithHistoryGate(active.Load))
+	recs, err = st.HealthChecks(ctx, store.HistoryQuery{Cluster: "local"})
+	require.NoError(t, err)
+	assert.Len(t, recs, 1)
+	_ = svc
+}
