@@ -149,7 +149,8 @@ func reply(w http.ResponseWriter, r *http.Request, status int, v any) {
 }
 
 // getMaintenance lists the cluster's operations, newest first: ?limit= (1 to 1000,
-// default 100), ?alert=FINGERPRINT for those answering one alert.
+// default 100), ?alert=FINGERPRINT for those answering one alert (as Alert or among
+// Alerts).
 func (s *Service) getMaintenance(w http.ResponseWriter, r *http.Request, c *clusterMaint) error {
 	vals, err := maintQuery(r, "limit", "alert")
 	if err != nil {
@@ -171,7 +172,7 @@ func (s *Service) getMaintenance(w http.ResponseWriter, r *http.Request, c *clus
 		return err
 	}
 	if fp != "" {
-		ops = slices.DeleteFunc(ops, func(op MaintenanceOperation) bool { return op.Alert != fp })
+		ops = slices.DeleteFunc(ops, func(op MaintenanceOperation) bool { return op.Alert != fp && !slices.Contains(op.Alerts, fp) })
 		ops = ops[:min(len(ops), limit)]
 	}
 	reply(w, r, http.StatusOK, MaintenanceResponse{Operations: ops})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +93,36 @@ func fragment(t *testing.T, cli *clientv3.Client, prefix string) {
 	require.NoError(t, err)
 }
 
+// recording is a store that remembers every maintenance record written, in order.
+type recording struct {
+	store.Store
+	mu   sync.Mutex
+	puts []monitor.MaintenanceOperation
+}
+
+func (r *recording) PutMaintenanceOp(ctx context.Context, op store.MaintenanceOp) error {
+	var data monitor.MaintenanceOperation
+	if err := json.Unmarshal(op.Data, &data); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.puts = append(r.puts, data)
+	r.mu.Unlock()
+	return r.Store.PutMaintenanceOp(ctx, op)
+}
+
+func (r *recording) written(id string) []monitor.MaintenanceOperation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []monitor.MaintenanceOperation
+	for _, op := range r.puts {
+		if op.ID == id {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
 // A defragmentation through the API on three members: 202 with the operation and its
 // Location at once, the progress persisted member by member, the leader last, and the
 // result in the store and in the list.
@@ -103,7 +134,7 @@ func TestMaintenanceAPIDefragment(t *testing.T) {
 		endpoints[m.Name] = m.GRPCURL
 	}
 	fragment(t, cli, "/frag/")
-	st := store.NewMemory()
+	st := &recording{Store: store.NewMemory()}
 	_, url := maintService(t, []monitor.Cluster{{Name: "main", Client: cli,
 		Health: []health.Option{health.WithEndpoints(endpoints), health.WithTimeout(3 * time.Second)}}},
 		monitor.WithStore(st))
@@ -147,6 +178,15 @@ func TestMaintenanceAPIDefragment(t *testing.T) {
 	}
 	assert.Equal(t, leader, rep.Members[2].ID, "the leader last")
 	assert.False(t, op.Finished.Before(op.Started))
+
+	// The record was written as the operation went: running, after each member, done.
+	puts := st.written(op.ID)
+	require.Len(t, puts, 5)
+	for i, p := range puts[:4] {
+		assert.Equal(t, monitor.OpRunning, p.State)
+		assert.Len(t, p.Progress, i, "members done")
+	}
+	assert.Equal(t, monitor.OpSucceeded, puts[4].State)
 
 	// The store has the final record; the list has both, newest first.
 	recs, err := st.MaintenanceOps(context.Background(), store.MaintenanceQuery{Cluster: "main"})

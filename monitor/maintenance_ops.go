@@ -63,6 +63,9 @@ type MaintenanceOperation struct {
 	// Alert is the fingerprint of the alert a remediation answers; AlertName its rule.
 	Alert     string `json:"alert,omitempty"`
 	AlertName string `json:"alertName,omitempty"`
+	// Alerts are the fingerprints of every alert the remediation answers (Alert first):
+	// one operation answers a condition several members report.
+	Alerts []string `json:"alerts,omitempty"`
 	// Request is what was asked (a DefragRequest, CompactRequest, SnapshotRequest or
 	// the remediation's maintenance request).
 	Request json.RawMessage `json:"request,omitempty"`

@@ -121,17 +121,18 @@ func (r *maintRunner) remediate(ctx context.Context, c *clusterMaint) string {
 	c.forget(firing)
 
 	if c.rem.NoSpace {
-		if a, ok := first(firing, func(a alert.Alert) bool { return a.Name == AlertAlarm && a.Labels["alarm"] == "NOSPACE" }); ok {
+		if as := matching(firing, func(a alert.Alert) bool { return a.Name == AlertAlarm && a.Labels["alarm"] == "NOSPACE" }); len(as) > 0 {
 			req := maintenance.NoSpaceRequest{KeepRevisions: c.rem.KeepRevisions, MoveLeader: c.rem.MoveLeader,
 				AllowSingleMember: c.rem.AllowSingleMember, DryRun: c.rem.DryRun}
-			return r.act(c, a, now, OpRecoverNoSpace, req, func(ctx context.Context, progress func(maintenance.MemberDefrag)) (any, error) {
+			return r.act(c, as, now, OpRecoverNoSpace, req, func(ctx context.Context, progress func(maintenance.MemberDefrag)) (any, error) {
 				req.Progress = progress
 				return c.m.RecoverNoSpace(ctx, req)
 			})
 		}
 	}
 	if c.rem.Defragment {
-		if a, ok := first(firing, func(a alert.Alert) bool { return a.Name == AlertFragmentation }); ok {
+		if as := matching(firing, func(a alert.Alert) bool { return a.Name == AlertFragmentation }); len(as) > 0 {
+			a := as[0]
 			if !c.rem.Window.Contains(now) {
 				c.mu.Lock()
 				logged := c.waiting[a.Fingerprint]
@@ -144,7 +145,7 @@ func (r *maintRunner) remediate(ctx context.Context, c *clusterMaint) string {
 				return "outside window"
 			}
 			req := maintenance.DefragmentRequest{MoveLeader: c.rem.MoveLeader, AllowSingleMember: c.rem.AllowSingleMember, DryRun: c.rem.DryRun}
-			return r.act(c, a, now, OpDefragment, req, func(ctx context.Context, progress func(maintenance.MemberDefrag)) (any, error) {
+			return r.act(c, as, now, OpDefragment, req, func(ctx context.Context, progress func(maintenance.MemberDefrag)) (any, error) {
 				req.Progress = progress
 				return c.m.Defragment(ctx, req)
 			})
@@ -153,18 +154,30 @@ func (r *maintRunner) remediate(ctx context.Context, c *clusterMaint) string {
 	return "nothing to do"
 }
 
-// act starts an operation answering a, unless it acted on this firing of a within
-// Retry.
-func (r *maintRunner) act(c *clusterMaint, a alert.Alert, now time.Time, kind string, req any, fn opFunc) string {
+// act starts an operation answering as (the alerts of one condition, such as NOSPACE on
+// several members: one operation answers them all), unless it acted on these firings
+// within Retry. as[0] is the operation's Alert.
+func (r *maintRunner) act(c *clusterMaint, as []alert.Alert, now time.Time, kind string, req any, fn opFunc) string {
+	a := as[0]
 	c.mu.Lock()
-	last, seen := c.acted[a.Fingerprint]
+	due := false
+	for _, x := range as {
+		last, seen := c.acted[x.Fingerprint]
+		if !seen || !last.startsAt.Equal(x.StartsAt) || now.Sub(last.at) >= c.rem.Retry {
+			due = true
+		}
+	}
 	c.mu.Unlock()
-	if seen && last.startsAt.Equal(a.StartsAt) && now.Sub(last.at) < c.rem.Retry {
+	if !due {
 		return "acted already"
+	}
+	fps := make([]string, len(as))
+	for i, x := range as {
+		fps[i] = x.Fingerprint
 	}
 	body, _ := json.Marshal(req)
 	op, err := r.start(c, MaintenanceOperation{Kind: kind, DryRun: c.rem.DryRun, Trigger: TriggerRemediation,
-		Alert: a.Fingerprint, AlertName: a.Name, Request: body}, fn)
+		Alert: a.Fingerprint, AlertName: a.Name, Alerts: fps, Request: body}, fn)
 	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.status == http.StatusConflict {
@@ -175,11 +188,13 @@ func (r *maintRunner) act(c *clusterMaint, a alert.Alert, now time.Time, kind st
 		return "not started"
 	}
 	c.mu.Lock()
-	c.acted[a.Fingerprint] = acted{startsAt: a.StartsAt, at: now}
-	delete(c.waiting, a.Fingerprint)
+	for _, x := range as {
+		c.acted[x.Fingerprint] = acted{startsAt: x.StartsAt, at: now}
+		delete(c.waiting, x.Fingerprint)
+	}
 	c.mu.Unlock()
 	c.log.Info("remediation: started "+kind, zap.String("id", op.ID), zap.String("alert", a.Fingerprint), zap.String("alertName", a.Name),
-		zap.Any("labels", a.Labels), zap.Bool("dryRun", c.rem.DryRun))
+		zap.Strings("alerts", fps), zap.Any("labels", a.Labels), zap.Bool("dryRun", c.rem.DryRun))
 	return "started " + kind
 }
 
@@ -202,10 +217,12 @@ func (c *clusterMaint) forget(firing []alert.Alert) {
 	}
 }
 
-func first(alerts []alert.Alert, match func(alert.Alert) bool) (alert.Alert, bool) {
-	i := slices.IndexFunc(alerts, match)
-	if i < 0 {
-		return alert.Alert{}, false
+func matching(alerts []alert.Alert, match func(alert.Alert) bool) []alert.Alert {
+	var out []alert.Alert
+	for _, a := range alerts {
+		if match(a) {
+			out = append(out, a)
+		}
 	}
-	return alerts[i], true
+	return out
 }
