@@ -56,9 +56,14 @@ type Breaker struct {
 	once   sync.Once
 
 	mu sync.Mutex
-	// The shared view, from the watch: which keys exist.
+	// The shared view, from the watch and from this instance's own transactions: which
+	// keys exist, and the revision each key's state is known at. An event or a read
+	// older than what a key is known at is ignored, so a watch that lags behind our own
+	// write never takes the view back in time.
 	open, cooling, probing bool
+	keyRev                 map[string]int64
 	coolSeen               time.Time // when the cool-down key was seen
+	coolMod                int64     // the cool-down key's mod revision then
 	// local is true while etcd cannot be used; the local* fields then decide.
 	local        bool
 	localState   State
@@ -91,7 +96,7 @@ func New(cli *clientv3.Client, prefix string, opts ...Option) (*Breaker, error) 
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Breaker{cli: cli, prefix: prefix, o: o, ctx: ctx, cancel: cancel, local: true}
+	b := &Breaker{cli: cli, prefix: prefix, o: o, ctx: ctx, cancel: cancel, local: true, keyRev: map[string]int64{}}
 	b.wg.Go(b.watch)
 	return b, nil
 }
@@ -183,6 +188,12 @@ func (b *Breaker) record(err error) {
 		b.mu.Unlock()
 		return
 	}
+	if b.stateLocked(time.Now()) != Closed {
+		// A call let through while closed that failed after the breaker opened: the
+		// breaker is open already, and the failure belongs to no count.
+		b.mu.Unlock()
+		return
+	}
 	b.failures++
 	if b.failures < b.o.threshold {
 		b.mu.Unlock()
@@ -214,18 +225,39 @@ func (b *Breaker) trip(ctx context.Context, force bool) error {
 	resp, err := txn.Then(
 		clientv3.OpPut(b.openKey(), ""),
 		clientv3.OpPut(b.cooldownKey(), "", clientv3.WithLease(l.ID)),
-	).Commit()
+	).Else(b.readOp()).Commit()
 	if err != nil {
 		return err
 	}
 	if !resp.Succeeded {
-		b.revoke(l.ID) // someone else tripped it first
+		b.revoke(l.ID)
 	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.local = false
-	b.open, b.cooling, b.coolSeen = true, true, time.Now()
-	b.mu.Unlock()
+	if !resp.Succeeded {
+		// Someone else tripped it first: our view was stale. Take etcd's state (open,
+		// cooling down or half-open) rather than assume a cool-down of our own.
+		b.applyReadLocked(resp)
+		return nil
+	}
+	rev := resp.Header.Revision
+	b.applyKeyLocked(b.openKey(), true, rev, rev)
+	b.applyKeyLocked(b.cooldownKey(), true, rev, rev)
 	return nil
+}
+
+// readOp reads the breaker's keys, in the Else branch of a transaction whose condition
+// failed because this instance's view was stale.
+func (b *Breaker) readOp() clientv3.Op {
+	return clientv3.OpGet(b.prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+}
+
+// applyReadLocked applies the state read by readOp in a failed transaction.
+func (b *Breaker) applyReadLocked(resp *clientv3.TxnResponse) {
+	if len(resp.Responses) == 1 {
+		b.applyListLocked(resp.Responses[0].GetResponseRange().Kvs, resp.Header.Revision)
+	}
 }
 
 func (b *Breaker) revoke(id clientv3.LeaseID) {
@@ -267,7 +299,7 @@ func (b *Breaker) probe(ctx context.Context, fn func(context.Context) error, loc
 		b.mu.Unlock()
 		return ErrOpen // another instance probes, or the state moved on
 	}
-	b.probing = true
+	b.applyKeyLocked(b.probeKey(), true, rev, rev)
 	b.mu.Unlock()
 	defer b.revoke(lease)
 
@@ -282,15 +314,22 @@ func (b *Breaker) probe(ctx context.Context, fn func(context.Context) error, loc
 		}
 		return err
 	}
-	if _, cerr := b.cli.Txn(octx).If(
+	resp, cerr := b.cli.Txn(octx).If(
 		clientv3.Compare(clientv3.CreateRevision(b.probeKey()), "=", rev),
-	).Then(clientv3.OpDelete(b.openKey()), clientv3.OpDelete(b.probeKey())).Commit(); cerr != nil {
+	).Then(clientv3.OpDelete(b.openKey()), clientv3.OpDelete(b.probeKey())).Else(b.readOp()).Commit()
+	if cerr != nil {
 		b.o.logger.Warn("breaker: could not record the successful probe", zap.Error(cerr))
-	} else {
-		b.mu.Lock()
-		b.open, b.probing, b.failures = false, false, 0
-		b.mu.Unlock()
+		return err
 	}
+	b.mu.Lock()
+	if resp.Succeeded {
+		b.applyKeyLocked(b.openKey(), false, resp.Header.Revision, resp.Header.Revision)
+		b.applyKeyLocked(b.probeKey(), false, resp.Header.Revision, resp.Header.Revision)
+		b.failures = 0
+	} else {
+		b.applyReadLocked(resp) // the claim expired, or Reset or Trip came first
+	}
+	b.mu.Unlock()
 	return err
 }
 
@@ -305,9 +344,15 @@ func (b *Breaker) claim(ctx context.Context) (int64, clientv3.LeaseID, error) {
 		clientv3.Compare(clientv3.CreateRevision(b.openKey()), ">", 0),
 		clientv3.Compare(clientv3.CreateRevision(b.cooldownKey()), "=", 0),
 		clientv3.Compare(clientv3.CreateRevision(b.probeKey()), "=", 0),
-	).Then(clientv3.OpPut(b.probeKey(), "", clientv3.WithLease(l.ID))).Commit()
+	).Then(clientv3.OpPut(b.probeKey(), "", clientv3.WithLease(l.ID))).Else(b.readOp()).Commit()
 	if err != nil || !resp.Succeeded {
 		b.revoke(l.ID)
+		if err == nil {
+			// Not half-open, or the probe taken: our view was stale; take etcd's.
+			b.mu.Lock()
+			b.applyReadLocked(resp)
+			b.mu.Unlock()
+		}
 		return 0, 0, err
 	}
 	return resp.Header.Revision, l.ID, nil
@@ -324,13 +369,19 @@ func (b *Breaker) reopen(ctx context.Context, rev int64) error {
 	).Then(
 		clientv3.OpPut(b.cooldownKey(), "", clientv3.WithLease(l.ID)),
 		clientv3.OpDelete(b.probeKey()),
-	).Commit()
+	).Else(b.readOp()).Commit()
 	if err != nil || !resp.Succeeded {
 		b.revoke(l.ID)
+		if err == nil {
+			b.mu.Lock()
+			b.applyReadLocked(resp) // the claim expired, or Reset or Trip came first
+			b.mu.Unlock()
+		}
 		return err
 	}
 	b.mu.Lock()
-	b.cooling, b.coolSeen, b.probing = true, time.Now(), false
+	b.applyKeyLocked(b.cooldownKey(), true, resp.Header.Revision, resp.Header.Revision)
+	b.applyKeyLocked(b.probeKey(), false, resp.Header.Revision, resp.Header.Revision)
 	b.mu.Unlock()
 	return nil
 }
@@ -367,7 +418,7 @@ func (b *Breaker) Reset(ctx context.Context) error {
 	if b.isClosed() {
 		return ErrClosed
 	}
-	_, err := b.cli.Txn(ctx).Then(
+	resp, err := b.cli.Txn(ctx).Then(
 		clientv3.OpDelete(b.openKey()),
 		clientv3.OpDelete(b.cooldownKey()),
 		clientv3.OpDelete(b.probeKey()),
@@ -376,7 +427,8 @@ func (b *Breaker) Reset(ctx context.Context) error {
 		return err
 	}
 	b.mu.Lock()
-	b.open, b.cooling, b.probing, b.failures = false, false, false, 0
+	b.applyListLocked(nil, resp.Header.Revision)
+	b.failures = 0
 	b.local = false
 	b.mu.Unlock()
 	return nil
@@ -400,10 +452,7 @@ func (b *Breaker) watch() {
 			continue
 		}
 		b.mu.Lock()
-		b.open, b.cooling, b.probing = false, false, false
-		for _, kv := range resp.Kvs {
-			b.applyLocked(kv, true)
-		}
+		b.applyListLocked(resp.Kvs, resp.Header.Revision)
 		b.local = false
 		b.mu.Unlock()
 		bo.Reset()
@@ -421,7 +470,7 @@ func (b *Breaker) watch() {
 				}
 				b.mu.Lock()
 				for _, ev := range wr.Events {
-					b.applyLocked(ev.Kv, ev.Type == clientv3.EventTypePut)
+					b.applyKeyLocked(string(ev.Kv.Key), ev.Type == clientv3.EventTypePut, ev.Kv.ModRevision, ev.Kv.ModRevision)
 				}
 				b.mu.Unlock()
 			}
@@ -435,16 +484,36 @@ func (b *Breaker) watch() {
 	}
 }
 
-func (b *Breaker) applyLocked(kv *mvccpb.KeyValue, present bool) {
-	switch string(kv.Key) {
+// applyListLocked applies a read of the keys under the prefix, made at revision rev.
+func (b *Breaker) applyListLocked(kvs []*mvccpb.KeyValue, rev int64) {
+	for _, k := range []string{b.openKey(), b.cooldownKey(), b.probeKey()} {
+		present, mod := false, int64(0)
+		for _, kv := range kvs {
+			if string(kv.Key) == k {
+				present, mod = true, kv.ModRevision
+			}
+		}
+		b.applyKeyLocked(k, present, rev, mod)
+	}
+}
+
+// applyKeyLocked records that key exists (or not) as of revision rev, unless the view
+// already knows the key at a later revision. mod is the key's mod revision when it
+// exists: a cool-down key written anew starts a new cool-down.
+func (b *Breaker) applyKeyLocked(key string, present bool, rev, mod int64) {
+	if rev < b.keyRev[key] {
+		return
+	}
+	b.keyRev[key] = rev
+	switch key {
 	case b.openKey():
 		b.open = present
 		if !present {
 			b.failures = 0
 		}
 	case b.cooldownKey():
-		if present && !b.cooling {
-			b.coolSeen = time.Now()
+		if present && mod != b.coolMod {
+			b.coolSeen, b.coolMod = time.Now(), mod
 		}
 		b.cooling = present
 	case b.probeKey():

@@ -90,7 +90,7 @@ func TestTripOpensEveryInstance(t *testing.T) {
 // probeRace has every instance call Do at once with a probe that blocks until released,
 // and returns how many ran.
 func probeRace(ctx context.Context, t *testing.T, bs []*breaker.Breaker, result error) (ran int32, maxConcurrent int32) {
-	var running, most, count atomic.Int32
+	var running, most, count, rejected atomic.Int32
 	release := make(chan struct{})
 	var wg sync.WaitGroup
 	var started sync.WaitGroup
@@ -98,7 +98,7 @@ func probeRace(ctx context.Context, t *testing.T, bs []*breaker.Breaker, result 
 	for _, b := range bs {
 		wg.Go(func() {
 			started.Done()
-			_ = b.Do(ctx, func(context.Context) error {
+			err := b.Do(ctx, func(context.Context) error {
 				n := running.Add(1)
 				for {
 					m := most.Load()
@@ -111,11 +111,18 @@ func probeRace(ctx context.Context, t *testing.T, bs []*breaker.Breaker, result 
 				running.Add(-1)
 				return result
 			})
+			if errors.Is(err, breaker.ErrOpen) {
+				rejected.Add(1)
+			}
 		})
 	}
 	started.Wait()
-	// Let the losers get their ErrOpen, then release the probe.
-	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, int32(1), count.Load()) }, 10*time.Second, 5*time.Millisecond)
+	// Let the losers get their ErrOpen, then release the probe: no call is left that
+	// could probe once the probe's outcome is written.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, int32(1), count.Load())
+		assert.Equal(c, int32(len(bs)-1), rejected.Load())
+	}, 10*time.Second, 5*time.Millisecond)
 	close(release)
 	wg.Wait()
 	return count.Load(), most.Load()

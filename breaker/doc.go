@@ -3,15 +3,32 @@
 //
 // Each instance counts the consecutive failures of the calls it makes through Do. When
 // one instance reaches WithFailureThreshold it trips the breaker for all: it writes an
-// open key, and a cool-down key on a lease of WithCooldown. Every instance watches the
-// keys. When the cool-down lease expires the breaker is half-open, and the instance that
-// wins a claim on a lease of WithProbeTimeout runs one probe call: success closes the
-// breaker for all, failure opens it for another cool-down.
+// open key, and a cool-down key on a lease of WithCooldown. The threshold is per
+// instance, not fleet-wide: counting every failure in etcd would cost a write per
+// failed call, at the moment the protected service is struggling, and "consecutive" has
+// no meaning across instances that run concurrently. Every instance watches the keys.
+// When the cool-down lease expires the breaker is half-open, and the instance that wins
+// a claim on a lease of WithProbeTimeout runs one probe call: success closes the breaker
+// for all, failure opens it for another cool-down.
 //
 // # Guarantees
 //
+//   - Threshold: an instance trips the breaker for all when it has seen
+//     WithFailureThreshold consecutive failures of its own calls, counted while it sees
+//     the breaker closed; a success on that instance resets its count, a success or
+//     failure on another instance does not touch it, and every count restarts when the
+//     breaker closes. So with n instances up to n·(threshold−1) + 1 calls fail before
+//     the trip is written (threshold on one instance, one less on each other), plus the
+//     calls already in flight, or started before the watch latency has passed.
 //   - A trip opens the breaker on every instance within the watch latency (the time
 //     etcd takes to deliver the trip's event; milliseconds on a healthy cluster).
+//   - An instance's view never goes back in time: each key's state is known at a
+//     revision, from the watch or from the instance's own transactions, and an older
+//     event or read (a watch lagging behind the instance's own write) is ignored. A trip,
+//     probe claim or probe outcome whose condition fails because the view was stale
+//     reads etcd's state in the same transaction and takes it: a call that fails after
+//     another instance tripped the breaker neither trips it again nor starts a cool-down
+//     of its own.
 //   - At most one probe runs at a time in the whole fleet: the probe claim is created
 //     only if none exists, and its context ends when its lease may expire. A probe whose
 //     instance crashes frees the claim when the lease expires; another instance probes.
@@ -26,9 +43,9 @@
 //     TTL (twice the cool-down, plus the probe timeout, plus 5s) is treated as over. The
 //     shared state takes over again when the watch re-syncs or a trip or claim reaches
 //     etcd.
-//   - Not guaranteed: failures are not pooled across instances (each counts its own), so
-//     a fleet of n instances may see up to n×threshold failures before one trips it; and
-//     while some instances are cut off, they decide alone.
+//   - Not guaranteed: failures are not pooled across instances (see Threshold): a fleet
+//     whose instances each see failures interleaved with their own successes may never
+//     trip it; and while some instances are cut off, they decide alone.
 //
 // # Lifecycle
 //
