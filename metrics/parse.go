@@ -151,21 +151,46 @@ func (p *parsed) addCode(code []byte, v float64) error {
 	if len(p.codes) >= maxGRPCCodes {
 		return fmt.Errorf("more than %d grpc_code values", maxGRPCCodes)
 	}
-	if !utf8.Valid(code) {
-		code = bytes.ToValidUTF8(code, []byte("\uFFFD"))
+	name := ""
+	for _, known := range grpcCodes {
+		if string(code) == known {
+			name = known // shared, not one string per scrape
+			break
+		}
 	}
-	p.codes = append(p.codes, codeSum{string(code), v})
+	if name == "" {
+		if !utf8.Valid(code) {
+			code = bytes.ToValidUTF8(code, []byte("\uFFFD"))
+		}
+		name = string(code)
+	}
+	p.codes = append(p.codes, codeSum{name, v})
 	return nil
 }
 
-// byCode returns the unary calls by gRPC code, or nil when there were none.
+// grpcCodes are gRPC's status code names, as go-grpc-middleware labels them.
+var grpcCodes = [...]string{"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
+	"Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"}
+
+// byCode returns the unary calls by gRPC code, leaving out codes with none (etcd
+// exports all 17 codes of every method from its start, mostly zeros; a history of
+// snapshots would hold them all), or nil when there were none at all.
 func (p *parsed) byCode() map[string]float64 {
-	if len(p.codes) == 0 {
+	n := 0
+	for _, c := range p.codes {
+		if c.n != 0 {
+			n++
+		}
+	}
+	if n == 0 {
 		return nil
 	}
-	out := make(map[string]float64, len(p.codes))
+	out := make(map[string]float64, n)
 	for _, c := range p.codes {
-		out[c.code] = c.n
+		if c.n != 0 {
+			out[c.code] = c.n
+		}
 	}
 	return out
 }

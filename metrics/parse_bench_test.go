@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -94,4 +95,38 @@ func BenchmarkParse(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkHistoryMemory reports the heap one member's entry holds in the history, with
+// a real member's body parsed each time (the bucket counts change between snapshots, as
+// they do under load).
+func BenchmarkHistoryMemory(b *testing.B) {
+	body := readTestdata(b, realMetricsText)
+	for b.Loop() {
+		const n = 1000
+		hist := make([]*Snapshot, 0, n)
+		var prev *raw
+		before := heapInUse()
+		for i := range n {
+			p, err := parse(bytes.NewReader(body), MaxScrapeBytes)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.hists[hFsync].buckets[0].count += uint64(i) // a new fsync every time
+			m := MemberMetrics{ID: 0x8e9e05c52164694d, Name: "m0", Endpoint: "http://127.0.0.1:2379", MetricsURL: "http://127.0.0.1:2379/metrics"}
+			prev = fill(&m, p, time.Now(), prev)
+			hist = append(hist, &Snapshot{Time: time.Now(), Members: []MemberMetrics{m}})
+		}
+		after := heapInUse()
+		b.ReportMetric(float64(after-before)/n, "B/member-snapshot")
+		runtime.KeepAlive(hist)
+	}
+}
+
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
 }

@@ -42,6 +42,7 @@ type hist struct {
 	buckets []bucket
 	count   uint64
 	sum     float64
+	out     []Bucket // the buckets of the snapshot made from it, shared and never modified
 }
 
 // scrape fetches and parses a member's /metrics. It asks for the text format without
@@ -157,9 +158,9 @@ func fill(m *MemberMetrics, p *parsed, now time.Time, prev *raw) *raw {
 			m.Process.CPUUsage = rate(prev.cpu, r.cpu, s)
 		}
 	}
-	m.WALFsync = summarize(r.fsync, pf)
-	m.BackendCommit = summarize(r.commit, pc)
-	m.PeerRTT = summarize(r.peer, pp)
+	m.WALFsync = summarize(&r.fsync, pf)
+	m.BackendCommit = summarize(&r.commit, pc)
+	m.PeerRTT = summarize(&r.peer, pp)
 	return r
 }
 
@@ -244,10 +245,13 @@ func delta(cur hist, prev *hist) (hist, bool) {
 	return d, true
 }
 
-func summarize(cur hist, prev *hist) Histogram {
-	h, windowed := delta(cur, prev)
+// summarize describes cur, over the window since prev when prev is an earlier state of
+// it. Its buckets are those of prev's summary when nothing changed: a history of an idle
+// member then holds one copy of them, not one per snapshot.
+func summarize(cur *hist, prev *hist) Histogram {
+	h, windowed := delta(*cur, prev)
 	if !windowed {
-		h = cur
+		h = *cur
 	}
 	if h.count == 0 {
 		return Histogram{}
@@ -256,11 +260,28 @@ func summarize(cur hist, prev *hist) Histogram {
 	out.Over16ms = 1 - float64(countAtOrBelow(h, over16ms))/float64(h.count)
 	out.Total = cur.count
 	out.Sum = finite(cur.sum)
-	out.Buckets = make([]Bucket, len(cur.buckets))
-	for i, b := range cur.buckets {
-		out.Buckets[i] = Bucket{UpperBound: b.upper, Count: b.count}
+	if prev != nil && sameBuckets(cur.buckets, prev.out) {
+		out.Buckets = prev.out
+	} else {
+		out.Buckets = make([]Bucket, len(cur.buckets))
+		for i, b := range cur.buckets {
+			out.Buckets[i] = Bucket{UpperBound: b.upper, Count: b.count}
+		}
 	}
+	cur.out = out.Buckets
 	return out
+}
+
+func sameBuckets(a []bucket, b []Bucket) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].upper != b[i].UpperBound || a[i].count != b[i].Count {
+			return false
+		}
+	}
+	return true
 }
 
 // countAtOrBelow is the cumulative count of the first bucket whose bound is at least
