@@ -4,10 +4,20 @@
 //
 // # Guarantees
 //
-// Members are collected in parallel, each under its own timeout; a member that times
-// out, refuses the connection or TLS, or serves something that is not the Prometheus
-// text format gets the error in its MemberMetrics and the rest of the Snapshot is
-// complete. Rates (throughput, DB growth, failed proposals, CPU) are deltas between two
+// Members are collected in parallel (at most WithConcurrency at once), each under its
+// own timeout; a member that times out, refuses the connection or TLS, or serves
+// something that is not the Prometheus text format gets the error in its MemberMetrics
+// and the rest of the Snapshot is complete.
+//
+// A member's /metrics is parsed as a stream, reading only the families the collector
+// uses (FamilyNames; etcd does not filter on request), without building per-series
+// objects: on a real etcd body that is about 20 times less CPU and 1000 times fewer
+// allocations than a full parse. Whatever a member sends, one scrape holds at most a
+// 64 KiB buffer, 64 gRPC codes and 128 buckets per histogram; a body over MaxScrapeBytes
+// (16 MiB) is an error (ErrTooLarge), never a truncated parse. NaN and ±Inf values are
+// dropped at collection as if the series were absent, and rates that overflow are 0, so
+// that every Snapshot encodes as JSON. A member that leaves the cluster is forgotten at
+// the next collection that reads the membership: its state and its exported series go. Rates (throughput, DB growth, failed proposals, CPU) are deltas between two
 // snapshots of the same member divided by the time between them, so they are zero in a
 // member's first snapshot and after a counter reset. etcd's proposals committed, applied
 // and pending are gauges despite the "_total" names and are reported as values, never as
@@ -20,6 +30,16 @@
 // of the history with WindowQuantile, resets included. A member that was not scraped
 // has every scraped field zero and Scraped false: consumers must read that as
 // "unknown", never as "zero".
+//
+// The exporter (Exporter, or WithRegisterer) is Prometheus-native: what the Collector
+// measures itself are histograms and counters recorded as they happen —
+// etcd_monitor_probe_duration_seconds (classic and native buckets), _probe_errors_total,
+// _scrape_duration_seconds, _scrape_errors_total, _scrape_size_bytes and
+// _metric_collection_duration_seconds — and what the members said at the latest
+// collection is exported with its own type as etcd_monitor_member_*: gauges, counters
+// (_total) and etcd's disk and peer histograms with their buckets, so that Prometheus can
+// aggregate across members and clusters. Every member series is labelled member, the
+// member's ID in hex; the monitor adds cluster.
 //
 // Members of an in-process test cluster share one Prometheus registry, so their
 // scraped values are the same; real deployments have one process per member.
