@@ -1,0 +1,153 @@
+package postgres_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+	"github.com/etcd-monitor/etcd-monitor/store/postgres"
+)
+
+// server is a PostgreSQL of the test's own (started with .ci/postgres like CI's), so
+// stopping it disturbs no other test using the shared one.
+type server struct {
+	url, data, bin string
+}
+
+func privateServer(t *testing.T) *server {
+	t.Helper()
+	dsn(t) // skip (or fail in CI) like every test that needs PostgreSQL
+	script, err := filepath.Abs("../../.ci/postgres")
+	require.NoError(t, err)
+	out, err := exec.Command(script, "start").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	s := &server{}
+	for _, m := range regexp.MustCompile(`export (\w+)='([^']*)'`).FindAllStringSubmatch(string(out), -1) {
+		switch m[1] {
+		case "ETCD_MONITOR_TEST_POSTGRES_URL":
+			s.url = m[2]
+		case "ETCD_MONITOR_TEST_POSTGRES_DATA":
+			s.data = m[2]
+		case "ETCD_MONITOR_TEST_POSTGRES_BIN":
+			s.bin = m[2]
+		}
+	}
+	require.NotEmpty(t, s.url, "%s", out)
+	t.Cleanup(func() { _ = exec.Command(script, "stop", s.data).Run() })
+	return s
+}
+
+// pgctl runs pg_ctl on the server, as the postgres user when we are root (the server
+// refuses to run as root).
+func (s *server) pgctl(t *testing.T, args ...string) {
+	t.Helper()
+	args = append([]string{filepath.Join(s.bin, "pg_ctl"), "-D", s.data, "-w", "-t", "60"}, args...)
+	if os.Geteuid() == 0 {
+		args = append([]string{"runuser", "-u", "postgres", "--"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = os.TempDir()
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+}
+
+// PostgreSQL outages under a running store, on a server of the test's own.
+func TestPostgresOutage(t *testing.T) {
+	srv := privateServer(t)
+	t.Run("Restart", func(t *testing.T) { testRestart(t, srv) })
+	t.Run("DownForGood", func(t *testing.T) { testDownForGood(t, srv) })
+}
+
+// PostgreSQL stops and starts again under a running store: history keeps being
+// accepted without blocking, the writer retries and catches up (nothing lost within the
+// queue bound), calls made while it is down fail fast and are counted, and the store
+// works again afterwards on fresh connections.
+func testRestart(t *testing.T, srv *server) {
+	s, err := postgres.Open(ctxT(t), srv.url, postgres.WithSchema("restart"), postgres.WithOpTimeout(time.Second))
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+
+	var put atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	base := time.Now().Add(-time.Hour)
+	wg.Go(func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			start := time.Now()
+			err := s.PutHealthChecks(ctx, []store.HealthCheck{{Time: base.Add(time.Duration(i) * time.Millisecond), Cluster: "c", Healthy: true}})
+			assert.NoError(t, err)
+			assert.Less(t, time.Since(start), time.Second, "a history write never waits for PostgreSQL")
+			put.Add(1)
+		}
+	})
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.Greater(c, s.Stats().Written, uint64(10)) }, 5*time.Second, 10*time.Millisecond)
+
+	srv.pgctl(t, "-m", "fast", "stop")
+	errsBefore := s.Stats().Errors
+	err = s.PutAlerts(ctx, []store.Alert{{Fingerprint: "during", State: "firing", ActiveAt: time.Now()}}, nil)
+	require.Error(t, err, "a synchronous write while PostgreSQL is down fails")
+	_, err = s.Alerts(ctx)
+	require.Error(t, err)
+	assert.GreaterOrEqual(t, s.Stats().Errors, errsBefore+2, "counted")
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Greater(c, s.Stats().Queued, 0, "history waits in the queue")
+	}, 5*time.Second, 10*time.Millisecond)
+	srv.pgctl(t, "-l", filepath.Join(filepath.Dir(srv.data), "server.log"), "start")
+
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.NoError(c, s.PutAlerts(ctx, []store.Alert{{Fingerprint: "after", State: "firing", ActiveAt: time.Now()}}, nil))
+	}, 10*time.Second, 50*time.Millisecond)
+	close(stop)
+	wg.Wait()
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	require.NoError(t, s.Flush(fctx))
+
+	st := s.Stats()
+	t.Logf("after the restart: %+v, %d records put", st, put.Load())
+	assert.Zero(t, st.Dropped)
+	assert.Equal(t, uint64(put.Load()), st.Written, "every record written once the server was back")
+	got, err := s.HealthChecks(ctx, store.HistoryQuery{Limit: 1 << 20})
+	require.NoError(t, err)
+	assert.Len(t, got, int(put.Load()))
+	alerts, err := s.Alerts(ctx)
+	require.NoError(t, err)
+	require.Len(t, alerts, 1)
+	assert.Equal(t, "after", alerts[0].Fingerprint)
+}
+
+// With PostgreSQL gone for good, the queue stays within its bound: the oldest records
+// are dropped and counted, Put never blocks, and Close returns within its timeout.
+func testDownForGood(t *testing.T, srv *server) {
+	s, err := postgres.Open(ctxT(t), srv.url, postgres.WithQueueSize(100), postgres.WithOpTimeout(500*time.Millisecond))
+	require.NoError(t, err)
+	srv.pgctl(t, "-m", "immediate", "stop")
+	for i := range 250 {
+		require.NoError(t, s.PutMetricSnapshots(context.Background(), []store.MetricSnapshot{{Time: time.Now().Add(time.Duration(i)), Cluster: "c"}}))
+	}
+	st := s.Stats()
+	assert.LessOrEqual(t, st.Queued, 100)
+	assert.GreaterOrEqual(t, st.Dropped, uint64(150))
+	require.NoError(t, s.Close())
+	st = s.Stats()
+	assert.Equal(t, uint64(250), st.Dropped+st.Written, "every record accounted for")
+	assert.ErrorIs(t, s.PutHealthChecks(context.Background(), []store.HealthCheck{{Time: time.Now(), Cluster: "c"}}), store.ErrClosed)
+}
