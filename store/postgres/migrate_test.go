@@ -98,3 +98,18 @@ func TestOpenArguments(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "s3cret")
 }
+
+// store.OpenConfig opens the PostgreSQL store when this package is linked in, with the
+// DSN from the environment.
+func TestOpenConfig(t *testing.T) {
+	sch := schema(t)
+	t.Setenv("TEST_ETCD_MONITOR_DSN", dsn(t))
+	st, err := store.OpenConfig(ctxT(t), store.Config{Type: "postgres", DSNEnv: "TEST_ETCD_MONITOR_DSN", Schema: sch,
+		QueueSize: 10, Retention: store.Retention{Raw: time.Hour}})
+	require.NoError(t, err)
+	defer st.Close()
+	pg, ok := st.(*postgres.Store)
+	require.True(t, ok)
+	require.NoError(t, pg.PutBenchmark(ctxT(t), store.Benchmark{ID: "b", Time: time.Now()}))
+	assert.Equal(t, 1, count(t, pg, `SELECT count(*) FROM benchmarks`))
+}
