@@ -217,6 +217,8 @@ func splitMatchers(s string) []string {
 // promDur writes d as a Prometheus duration.
 func promDur(d time.Duration) string {
 	switch {
+	case d == 0:
+		return "0s"
 	case d%time.Hour == 0:
 		return fmt.Sprintf("%dh", d/time.Hour)
 	case d%time.Minute == 0:
