@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/metrics"
@@ -97,6 +98,38 @@ func (r *recorder) metrics(ctx context.Context, cluster string, snap *metrics.Sn
 	if err := r.st.PutMetricSnapshots(ctx, []store.MetricSnapshot{rec}); err != nil {
 		r.failed("metric snapshot", err)
 	}
+}
+
+// StoreStats are a store's own counts, exported as etcd_monitor_store_errors_total,
+// etcd_monitor_store_dropped_total and etcd_monitor_store_queue_length (see
+// WithStoreStats).
+type StoreStats struct {
+	// Errors counts failed store operations, Dropped history records given up.
+	Errors, Dropped uint64
+	// Queued is the number of records waiting to be written.
+	Queued int
+}
+
+// storeCollector exports StoreStats at scrape time.
+type storeCollector struct{ stats func() StoreStats }
+
+var (
+	descStoreErrors  = prometheus.NewDesc("etcd_monitor_store_errors_total", "Store operations that failed (PostgreSQL unreachable, a write refused, ...).", nil, nil)
+	descStoreDropped = prometheus.NewDesc("etcd_monitor_store_dropped_total", "History records the store gave up (queue full, store closed, data refused).", nil, nil)
+	descStoreQueue   = prometheus.NewDesc("etcd_monitor_store_queue_length", "History records waiting to be written to the store.", nil, nil)
+)
+
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descStoreErrors
+	ch <- descStoreDropped
+	ch <- descStoreQueue
+}
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(st.Errors))
+	ch <- prometheus.MustNewConstMetric(descStoreDropped, prometheus.CounterValue, float64(st.Dropped))
+	ch <- prometheus.MustNewConstMetric(descStoreQueue, prometheus.GaugeValue, float64(st.Queued))
 }
 
 // historyReader reads health and metric history.

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -111,4 +113,27 @@ func TestHistoryGate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, recs, 1)
 	_ = svc
+}
+
+func TestStoreStatsOnMetrics(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: etcdtest.Client(t)}}, monitor.WithRegistry(reg),
+		monitor.WithStoreStats(func() monitor.StoreStats { return monitor.StoreStats{Errors: 3, Dropped: 2, Queued: 1} }))
+	require.NoError(t, err)
+	got := func() map[string]float64 {
+		fams, err := reg.Gather()
+		require.NoError(t, err)
+		out := map[string]float64{}
+		for _, f := range fams {
+			if strings.HasPrefix(f.GetName(), "etcd_monitor_store_") {
+				m := f.GetMetric()[0]
+				out[f.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+		return out
+	}
+	assert.Equal(t, map[string]float64{"etcd_monitor_store_errors_total": 3, "etcd_monitor_store_dropped_total": 2,
+		"etcd_monitor_store_queue_length": 1}, got())
+	require.NoError(t, svc.Close())
+	assert.Empty(t, got(), "unregistered by Close")
 }

@@ -40,16 +40,17 @@ var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
 // Service monitors clusters on a schedule and serves what it learnt. Use New.
 type Service struct {
-	opts     options
-	clusters []*clusterState
-	byName   map[string]*clusterState
-	registry *prometheus.Registry
-	own      *collector
-	alerts   *alert.Manager
-	mux      *http.ServeMux
-	openapi  []byte        // the OpenAPI document, built once by New
-	heavy    chan struct{} // a slot per history request in flight
-	started  time.Time
+	opts       options
+	clusters   []*clusterState
+	byName     map[string]*clusterState
+	registry   *prometheus.Registry
+	own        *collector
+	alerts     *alert.Manager
+	mux        *http.ServeMux
+	openapi    []byte               // the OpenAPI document, built once by New
+	heavy      chan struct{}        // a slot per history request in flight
+	storeStats prometheus.Collector // nil without WithStoreStats
+	started    time.Time
 
 	mu          sync.Mutex
 	running     bool
@@ -117,6 +118,14 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 	if err := reg.Register(s.own); err != nil {
 		s.closeClusters()
 		return nil, fmt.Errorf("monitor: register collector: %w", err)
+	}
+	if o.storeStats != nil {
+		s.storeStats = storeCollector{o.storeStats}
+		if err := reg.Register(s.storeStats); err != nil {
+			reg.Unregister(s.own)
+			s.closeClusters()
+			return nil, fmt.Errorf("monitor: register store collector: %w", err)
+		}
 	}
 	s.mux = s.routes()
 	doc, _ := s.openAPI() // what it cannot describe is a test failure, not a user's
@@ -302,6 +311,9 @@ func (s *Service) Close() error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.registry.Unregister(s.own)
+	if s.storeStats != nil {
+		s.registry.Unregister(s.storeStats)
+	}
 	return s.closeClusters()
 }
 

@@ -62,6 +62,7 @@ type options struct {
 	heavyRequests   int
 	replica         func() ReplicaStatus
 	historyGate     func() bool
+	storeStats      func() StoreStats
 	maint           maintenanceOptions // maintenance_ops.go
 	logger          *zap.Logger
 }
@@ -180,4 +181,10 @@ func WithReplica(fn func() ReplicaStatus) Option {
 // Default: always write (with a store).
 func WithHistoryGate(fn func() bool) Option {
 	return optionFunc(func(o *options) { o.historyGate = fn })
+}
+
+// WithStoreStats exports the store's own counts (PostgreSQL's errors, dropped history
+// records, queue length) on /metrics, read from fn at scrape time; fn must not block.
+func WithStoreStats(fn func() StoreStats) Option {
+	return optionFunc(func(o *options) { o.storeStats = fn })
 }

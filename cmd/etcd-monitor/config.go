@@ -18,6 +18,7 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/bench"
 	"github.com/etcd-monitor/etcd-monitor/maintenance"
 	"github.com/etcd-monitor/etcd-monitor/monitor"
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
 // Config is the daemon's configuration: the YAML file (config.example.yaml documents
@@ -36,6 +37,11 @@ type Config struct {
 	// DataDir holds the state file (alert state, notification log, silences, benchmark
 	// results). Empty: state lives in memory and a restart forgets it.
 	DataDir string `yaml:"data_dir"`
+	// Store chooses where state and history live: bbolt under data_dir (the default),
+	// PostgreSQL (shared by replicas), or memory.
+	Store store.Config `yaml:"store"`
+	// Replica names this daemon among replicas sharing a PostgreSQL store.
+	Replica ReplicaConfig `yaml:"replica"`
 }
 
 // stateFile is the name of the state file under data_dir.
@@ -198,6 +204,8 @@ type BenchConfig struct {
 	ValueSize    int            `yaml:"value_size"`
 	Rate         float64        `yaml:"rate"`
 	ReadRatio    float64        `yaml:"read_ratio"`
+	TxnOps       int            `yaml:"txn_ops"`
+	RangeLimit   int            `yaml:"range_limit"`
 	TargetLeader bool           `yaml:"target_leader"`
 	Consistency  string         `yaml:"consistency"`
 	Output       string         `yaml:"output"`
@@ -214,6 +222,8 @@ type SLOConfig struct {
 	MinReadThroughput  float64       `yaml:"min_read_throughput"`
 	MinWriteThroughput float64       `yaml:"min_write_throughput"`
 	MaxP99             time.Duration `yaml:"max_p99"`
+	MaxWriteP99        time.Duration `yaml:"max_write_p99"`
+	MaxReadP99         time.Duration `yaml:"max_read_p99"`
 	MaxErrorRate       float64       `yaml:"max_error_rate"`
 }
 
@@ -246,7 +256,8 @@ func defaultConfig() Config {
 		Alerts:     AlertsConfig{Console: true},
 		Benchmark: BenchConfig{Type: "mixed", Connections: 10, Clients: 10, KeySize: 32, ValueSize: 256,
 			ReadRatio: 0.7, Consistency: "linearizable", Output: "text", Tolerance: 0.1,
-			SLO: SLOConfig{MinReadThroughput: slo.MinReadThroughput, MinWriteThroughput: slo.MinWriteThroughput, MaxP99: slo.MaxP99},
+			SLO: SLOConfig{MinReadThroughput: slo.MinReadThroughput, MinWriteThroughput: slo.MinWriteThroughput, MaxP99: slo.MaxP99,
+				MaxWriteP99: slo.MaxWriteP99, MaxReadP99: slo.MaxReadP99},
 			API: BenchAPIConfig{MaxOps: 1000000, MaxDuration: 20 * time.Second}},
 		Logging: LoggingConfig{Level: "info", Format: "json"},
 	}
@@ -474,6 +485,9 @@ func (c *Config) validate() error {
 		}
 	}
 
+	if err := c.validateStore(); err != nil {
+		return err
+	}
 	if err := c.validateMaintenance(); err != nil {
 		return err
 	}
@@ -500,6 +514,10 @@ func (c *Config) validate() error {
 		return bad("benchmark.slo.min_write_throughput", "must not be negative")
 	case b.SLO.MaxP99 < 0:
 		return bad("benchmark.slo.max_p99", "must not be negative")
+	case b.SLO.MaxWriteP99 < 0:
+		return bad("benchmark.slo.max_write_p99", "must not be negative")
+	case b.SLO.MaxReadP99 < 0:
+		return bad("benchmark.slo.max_read_p99", "must not be negative")
 	case b.SLO.MaxErrorRate < 0 || b.SLO.MaxErrorRate > 1:
 		return bad("benchmark.slo.max_error_rate", "must be between 0 and 1")
 	case b.API.MaxOps < 0:
@@ -668,13 +686,43 @@ func (c *Config) benchConfig() bench.Config {
 	return bench.Config{
 		Workload: w, Ops: b.Ops, Duration: b.Duration, Connections: b.Connections, Clients: b.Clients,
 		KeySize: b.KeySize, ValueSize: b.ValueSize, Rate: b.Rate, ReadRatio: b.ReadRatio,
+		TxnOps: b.TxnOps, RangeLimit: b.RangeLimit,
 		TargetLeader: b.TargetLeader, Consistency: bench.Consistency(b.Consistency),
 	}
 }
 
+// validateStore checks the store: block. With no type, data_dir decides as it always
+// did (bbolt under it, or memory); type bbolt takes its path from data_dir when it has
+// none.
+func (c *Config) validateStore() error {
+	st := &c.Store
+	if st.Type == "" && *st != (store.Config{}) {
+		st.Type = store.TypeBolt // retention or a path alone: the default type
+	}
+	if st.Type == store.TypeBolt && st.Path == "" {
+		if c.DataDir == "" {
+			return bad("store.path", "type bbolt needs a path or data_dir")
+		}
+		st.Path = filepath.Join(c.DataDir, stateFile)
+	}
+	if st.Type != "" {
+		if err := st.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Replica != (ReplicaConfig{}) && st.Type != "postgres" {
+		return bad("replica", "replicas share a PostgreSQL store: set store.type: postgres")
+	}
+	if c.Replica.LeaseTTL < 0 {
+		return bad("replica.lease_ttl", "must not be negative, got %v", c.Replica.LeaseTTL)
+	}
+	return nil
+}
+
 func (c *Config) slo() bench.SLO {
 	s := c.Benchmark.SLO
-	return bench.SLO{MinReadThroughput: s.MinReadThroughput, MinWriteThroughput: s.MinWriteThroughput, MaxP99: s.MaxP99, MaxErrorRate: s.MaxErrorRate}
+	return bench.SLO{MinReadThroughput: s.MinReadThroughput, MinWriteThroughput: s.MinWriteThroughput, MaxP99: s.MaxP99,
+		MaxWriteP99: s.MaxWriteP99, MaxReadP99: s.MaxReadP99, MaxErrorRate: s.MaxErrorRate}
 }
 
 // ---- Maintenance through the API and remediation: maintenance.snapshot_dir and

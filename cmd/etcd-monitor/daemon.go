@@ -27,6 +27,7 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 	"github.com/etcd-monitor/etcd-monitor/monitor"
 	"github.com/etcd-monitor/etcd-monitor/store"
+	"github.com/etcd-monitor/etcd-monitor/store/postgres"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The state file first: a bad one is a startup error whatever etcd's state.
 	var st store.Store
 	if !o.runBenchmark {
-		if st, err = openStore(cfg.DataDir); err != nil {
+		if st, err = openStore(ctx, cfg, log); err != nil {
 			return err
 		}
 		defer st.Close()
@@ -109,9 +110,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, cfg, conns, st, log)
 }
 
-// openStore opens the state file under dir, creating dir when missing, or an in-memory
-// store when dir is empty. Errors name the file.
-func openStore(dir string) (store.Store, error) {
+// openStore opens the store the store: block names (bbolt, postgres, memory) or, without
+// one, the state file under data_dir, creating the directory when missing, or an
+// in-memory store when data_dir is empty. Errors name the key at fault.
+func openStore(ctx context.Context, cfg *Config, log *zap.Logger) (store.Store, error) {
+	if cfg.Store.Type != "" {
+		sc := cfg.Store
+		sc.Logger = log.Named("store")
+		if sc.Type == store.TypeBolt {
+			if err := os.MkdirAll(filepath.Dir(sc.Path), 0o700); err != nil {
+				return nil, fmt.Errorf("store.path: %w", err)
+			}
+		}
+		st, err := store.OpenConfig(ctx, sc)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		log.Info("store opened", zap.String("type", sc.Type), zap.String("path", sc.Path))
+		return st, nil
+	}
+	dir := cfg.DataDir
 	if dir == "" {
 		return store.NewMemory(), nil
 	}
@@ -229,13 +247,21 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 	if err != nil {
 		return err
 	}
-	if cfg.DataDir == "" {
-		log.Warn("no data_dir (--data-dir): alert state, the notification log and silences live in memory; " +
+	switch {
+	case cfg.Store.Type == store.TypeMemory || cfg.Store.Type == "" && cfg.DataDir == "":
+		log.Warn("no data_dir (--data-dir) and no store: alert state, the notification log, silences and history live in memory; " +
 			"a restart re-sends what was sent and forgets resolves")
-	} else {
+	case cfg.Store.Type == "":
 		log.Info("state file opened", zap.String("path", filepath.Join(cfg.DataDir, stateFile)))
 	}
-	svc, err := monitor.New(monitorClusters(cfg, conns), append(cfg.maintenanceOptions(), // snapshot_dir, remediation
+	mopts := cfg.maintenanceOptions() // snapshot_dir, remediation
+	if ps, ok := st.(interface{ Stats() postgres.Stats }); ok {
+		mopts = append(mopts, monitor.WithStoreStats(func() monitor.StoreStats {
+			s := ps.Stats()
+			return monitor.StoreStats{Errors: s.Errors, Dropped: s.Dropped, Queued: s.Queued}
+		}))
+	}
+	svc, err := monitor.New(monitorClusters(cfg, conns), append(mopts,
 		monitor.WithStore(st),
 		monitor.WithWarnings(warnings...),
 		monitor.WithHealthInterval(cfg.Monitor.HealthCheckInterval),

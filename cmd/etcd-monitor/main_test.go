@@ -247,6 +247,15 @@ func TestBadConfigurationNamesTheProblem(t *testing.T) {
 		{"bench workload", "benchmark:\n  type: scan\n", nil, []string{"benchmark.type", "scan"}},
 		{"bench ratio", "benchmark:\n  read_ratio: 2\n", nil, []string{"benchmark.read_ratio"}},
 		{"bench api duration", "benchmark:\n  api:\n    max_duration: 1m\n", nil, []string{"benchmark.api.max_duration"}},
+		{"bench txn ops", "benchmark:\n  type: txn\n  txn_ops: -1\n", nil, []string{"benchmark.txn_ops"}},
+		{"bench range limit", "benchmark:\n  range_limit: -3\n", nil, []string{"benchmark.range_limit"}},
+		{"bench write p99", "benchmark:\n  slo:\n    max_write_p99: -1s\n", nil, []string{"benchmark.slo.max_write_p99"}},
+		{"bench read p99", "benchmark:\n  slo:\n    max_read_p99: -1s\n", nil, []string{"benchmark.slo.max_read_p99"}},
+		{"store type", "store:\n  type: mongo\n", nil, []string{"store.type", "mongo"}},
+		{"store postgres dsn", "store:\n  type: postgres\n", nil, []string{"store.dsn_file", "dsn_env"}},
+		{"store bbolt path", "store:\n  type: bbolt\n", nil, []string{"store.path", "data_dir"}},
+		{"store pg key on bbolt", "data_dir: /tmp\nstore:\n  type: bbolt\n  dsn_env: X\n", nil, []string{"store.dsn_env", "postgres"}},
+		{"replica without postgres", "replica:\n  id: a\n", nil, []string{"replica", "store.type: postgres"}},
 		{"log level", "logging:\n  level: loud\n", nil, []string{"logging.level"}},
 		{"latency overflow", "thresholds:\n  max_latency_ms: 18446744073710\n", nil, []string{"thresholds.max_latency_ms", "18446744073710"}},
 		{"db size overflow", "thresholds:\n  max_db_size_mb: 17592186044416\n", nil, []string{"thresholds.max_db_size_mb", "17592186044416"}},
@@ -641,4 +650,34 @@ api:
 		assert.True(t, status >= 200 && status < 300, "%s %s admin: %d", ep.method, ep.path, status)
 		assert.Regexp(t, fmt.Sprintf(`"method":%q,"path":%q,"status":%d,[^\n]*"token":"ops"`, ep.method, regexp.QuoteMeta(ep.path), status), logs.String())
 	}
+}
+
+// The store: block opens the store it names; history written by one daemon is served by
+// the next one on the same store.
+func TestStoreBlockKeepsHistoryAcrossRestarts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "monitor.db")
+	cfg := writeFile(t, "s.yaml", "store:\n  type: bbolt\n  path: "+path+"\n  retention:\n    raw: 1h\n")
+	type history struct {
+		Checks []struct {
+			Time    time.Time `json:"time"`
+			Healthy bool      `json:"healthy"`
+		} `json:"checks"`
+	}
+	t.Run("first", func(t *testing.T) {
+		url, logs := daemon(t, "--config="+cfg, "--health-check-interval=100ms", endpoints())
+		assert.Contains(t, logs.String(), `"msg":"store opened","type":"bbolt"`)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			var h history
+			assert.Equal(c, http.StatusOK, request(t, "GET", url+"/api/v1/clusters/default/history", "", "", &h))
+			assert.NotEmpty(c, h.Checks)
+		}, 10*time.Second, 20*time.Millisecond)
+	})
+	stopped := time.Now()
+	t.Run("second", func(t *testing.T) {
+		url, _ := daemon(t, "--config="+cfg, endpoints())
+		var h history
+		require.Equal(t, http.StatusOK, request(t, "GET", url+"/api/v1/clusters/default/history?until="+stopped.UTC().Format(time.RFC3339Nano), "", "", &h))
+		require.NotEmpty(t, h.Checks, "the first daemon's checks")
+		assert.True(t, h.Checks[0].Healthy)
+	})
 }
