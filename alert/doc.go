@@ -11,14 +11,17 @@
 //     lasted For (measured on the data's own timestamps), and resolves at the first
 //     evaluation without it, or KeepFiringFor later. The defaults give no notification
 //     for a rolling restart in which each member is down up to 60 s, and page for a lost
-//     quorum or a cluster without a leader at the first health check that sees it plus
-//     group_wait (10 s). The README lists each default beside the etcd mixin's.
+//     quorum or an unreachable cluster 2 s (DefaultOutageGroupWait) after the first
+//     health check that sees it, and for a cluster without a leader once it has lasted
+//     NoLeaderFor (5 s, longer than an election) plus 2 s. The README lists each
+//     default beside the etcd mixin's.
 //   - A rule never resolves an alert it cannot see: when its input is missing (a nil
 //     report or snapshot it needs, a member whose /metrics failed — zero fields are
 //     "unknown", not "zero" — or a window too short) or it panics, its alerts keep their
 //     state. A failed scrape raises EtcdMetricsUnavailable.
 //   - Notifications follow Alertmanager: one per group (group_by, default cluster and
-//     alertname) listing its alerts, after group_wait; changes after group_interval; an
+//     alertname) listing its alerts, after group_wait (default 10 s, and 2 s for
+//     OutageAlerts unless a route sets it); changes after group_interval; an
 //     unchanged firing group again after repeat_interval (default 4 h); resolutions only
 //     to receivers with send_resolved, and only for alerts that were notified firing.
 //     Silenced and inhibited alerts are not notified and are listed with their status.

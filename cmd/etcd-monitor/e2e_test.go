@@ -272,6 +272,9 @@ func startDaemon(t testing.TB, args ...string) *runningDaemon {
 // receivers: critical alerts page (PagerDuty) and go to Alertmanager, critical and
 // warning alerts go to Slack. Rule timings and group_wait are the defaults (EtcdNoLeader's
 // for is what absorbs a leader election; EtcdMembersDown's a member's restart); the
+// check timeout is long because the in-process cluster, under -race on a busy machine,
+// answers a linearizable read in up to 3 s, which a monitor must not take for members
+// being down (the outage alerts notify 2 s after the check that sees them); the
 // health interval and group_interval are short so that the tests take seconds and resolves come quickly.
 func e2eConfig(t *testing.T, c *etcdtest.Cluster, slack, pd, am string, extra string) string {
 	var eps, members []string
@@ -288,7 +291,7 @@ etcd:
 monitor:
   health_check_interval: %s
   metrics_interval: %s
-  check_timeout: 2s
+  check_timeout: 5s
   latency_samples: 2
 api:
   request_log: false
