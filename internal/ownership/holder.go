@@ -44,30 +44,20 @@ func NewHolder(cli *clientv3.Client, ttl time.Duration, borrowed *concurrency.Se
 // Get returns the live session, granting a new lease if the owned one was lost. A lost
 // borrowed session is an error: only its owner can replace it.
 func (h *Holder) Get(ctx context.Context) (*Session, error) {
+	h.grant.Lock() // one grant at a time; a live session is returned at once
+	defer h.grant.Unlock()
 	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		return nil, ErrClosed
-	}
-	cur := h.cur
+	cur, closed := h.cur, h.closed
 	h.mu.Unlock()
-	if cur != nil && (cur.Err() == nil || h.borrowed != nil) {
+	switch {
+	case closed:
+		return nil, ErrClosed
+	case cur != nil && h.borrowed != nil:
 		if err := cur.Err(); err != nil {
 			return nil, err
 		}
 		return cur, nil
-	}
-
-	h.grant.Lock()
-	defer h.grant.Unlock()
-	h.mu.Lock()
-	cur = h.cur
-	closed := h.closed
-	h.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	if cur != nil && cur.Err() == nil {
+	case cur != nil && cur.Err() == nil:
 		return cur, nil
 	}
 	if cur != nil {
