@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,10 +163,12 @@ func TestProgress(t *testing.T) {
 	_, err := r.Run(ctx, bench.Config{Workload: bench.Write, Connections: 1, Clients: 2, Ops: 100})
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.NotEmpty(t, lines)
+	require.Len(t, lines, 10, "a line per 10%% off a terminal:\n%s", out.String())
 	assert.NotContains(t, out.String(), "\r", "no carriage returns off a terminal")
+	for i, l := range lines {
+		assert.Contains(t, l, fmt.Sprintf("%3d%%", (i+1)*10), l)
+	}
 	assert.Contains(t, lines[len(lines)-1], "bench write: 100 ops")
-	assert.Contains(t, lines[len(lines)-1], "100%")
 }
 
 func TestConfigErrors(t *testing.T) {

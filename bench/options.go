@@ -82,8 +82,9 @@ func WithClientConfig(cfg clientv3.Config) Option {
 	return optionFunc(func(o *options) { o.clientConfig = cfg })
 }
 
-// WithProgress writes progress to w every interval while a run is going: a bar redrawn
-// in place when w is a terminal, one plain line per interval otherwise. Default: none.
+// WithProgress writes progress to w while a run is going: a bar redrawn in place every
+// interval when w is a terminal, and one plain line per 10% of the run otherwise (for
+// logs). Default: none.
 func WithProgress(w io.Writer, interval time.Duration) Option {
 	return optionFunc(func(o *options) {
 		o.progress = w

@@ -9,14 +9,19 @@ import (
 	"time"
 )
 
-// progress reports how far a run has got: a bar redrawn in place on a terminal, plain
-// lines otherwise (logs and pipes would fill with carriage returns).
+// progress reports how far a run has got: a bar redrawn in place on a terminal, and a
+// plain line per 10% otherwise (logs and pipes would fill with carriage returns, or with
+// a line a second of a long run).
 type progress struct {
 	w        io.Writer
 	cfg      Config
 	start    time.Time
 	terminal bool
+	decile   int // off a terminal: the last tenth reported
 }
+
+// lineCheck is how often progress off a terminal looks for a tenth reached.
+const lineCheck = 50 * time.Millisecond
 
 func newProgress(w io.Writer, cfg Config, start time.Time) *progress {
 	return &progress{w: w, cfg: cfg, start: start, terminal: isTerminal(w)}
@@ -32,6 +37,9 @@ func isTerminal(w io.Writer) bool {
 }
 
 func (p *progress) run(done <-chan struct{}, every time.Duration, completed *atomic.Int64) {
+	if !p.terminal {
+		every = min(every, lineCheck)
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -59,7 +67,11 @@ func (p *progress) print(n int64, final bool) {
 	frac = min(max(frac, 0), 1)
 	rate := float64(n) / max(elapsed.Seconds(), 1e-9)
 	if !p.terminal {
-		fmt.Fprintf(p.w, "bench %s: %d ops, %.0f ops/s, %3.0f%%, %v\n", p.cfg.Workload, n, rate, frac*100, elapsed.Round(time.Millisecond))
+		// A line for each tenth reached since the last one, each with the counts now.
+		for d := int(frac * 10); p.decile < d; {
+			p.decile++
+			fmt.Fprintf(p.w, "bench %s: %d ops, %.0f ops/s, %3d%%, %v\n", p.cfg.Workload, n, rate, p.decile*10, elapsed.Round(time.Millisecond))
+		}
 		return
 	}
 	const width = 30
