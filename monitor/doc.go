@@ -5,29 +5,51 @@
 // # Guarantees
 //
 // The API answers from memory (or the store): no request waits on etcd (except POST
-// /api/v1/performance/benchmark, which runs a benchmark against it), so a cluster that
-// is down or slow never slows the API; it shows the last check, when it ran and what
-// failed. Each cluster's health is checked every health interval (default 30s) and its
-// metrics collected every metrics interval (default 10s); a check that overruns its
+// /api/v1/clusters/{name}/benchmark, which runs a benchmark against it), so a cluster
+// that is down or slow never slows the API; it shows the last check, when it ran and
+// what failed. Each cluster's health is checked every health interval (default 30s) and
+// its metrics collected every metrics interval (default 10s); a check that overruns its
 // interval delays the next one instead of overlapping it, and one cluster's slow check
 // never delays another's. After every check and every collection the alert rules run
 // over the latest report and snapshot together, so an alert raised by one source is not
 // resolved by an evaluation that lacks it. One alert.Manager serves every cluster: alerts
 // go pending, fire after their rule's for, and are grouped, routed, inhibited and
-// silenced across clusters. GET /api/v1/alerts lists pending and firing alerts with the
-// silences and alerts that mute them; /api/v1/alerts/history merges every cluster's
-// transitions by time; /api/v1/alerts/notifications is the notification log;
-// /api/v1/silences (GET, POST) and /api/v1/silences/{id} (GET, DELETE) manage silences
-// in Alertmanager's API v2 shape. With WithStore, alert state, the notification log,
-// silences and benchmark results (GET /api/v1/performance/benchmarks) outlive a restart. Bad input
-// (unknown query parameters, a malformed body, an unknown workload, negative numbers)
-// gets a 400 with a JSON ErrorResponse naming the problem; an unknown cluster a 404.
-// Member, cluster and leader IDs are hexadecimal strings in every answer, as etcdctl
-// prints them, and members are told apart by ID (label member_id in /metrics), never by
-// name. New returns an error wrapping ErrInvalidArgument for a nil or bad option. What is not
-// guaranteed: between two checks the API describes the cluster as it was at the last
-// one (the answer says when), and /metrics exports the state of the last check, not a
-// live probe.
+// silenced across clusters.
+//
+// The API has one shape, described by the OpenAPI 3 document it serves at
+// /api/v1/openapi.json, which is generated from the route table and the answers' Go
+// types (a test checks every route against it and every answer against its schema).
+// Cluster-scoped paths name the cluster in the path, /api/v1/clusters/{name}/status,
+// /members, /leader, /history, /metrics/current, /metrics/history, /metrics/latency,
+// /alerts, /alerts/history, /benchmark (POST) and /benchmarks; the older paths
+// (/api/v1/cluster/status?cluster=NAME, ...) answer the same. Every duration is a
+// number of seconds in a field whose name ends in "Seconds"; times are RFC 3339;
+// member and cluster IDs are hexadecimal strings, as etcdctl prints them, and members
+// are told apart by ID, never by name. Answers are compact JSON (?pretty=1 indents),
+// gzipped when the client accepts it. Bad input (unknown query parameters — except on
+// /health, which ignores them — a malformed body, negative numbers) gets a 400 with a
+// JSON ErrorResponse naming the problem; an unknown cluster a 404; a body that is not
+// Content-Type: application/json a 415, one over 64 KiB a 413; a POST that acts on a
+// cluster without naming it while several are monitored a 400. History endpoints take
+// since, until and step and at most 1000 entries; at most WithHeavyRequests of them are
+// answered at once (429 with Retry-After beyond), and /metrics/history is streamed, so
+// neither a burst nor a large answer builds unbounded memory. Everything the API serves
+// has a Go accessor (ClusterStatus, Members, Leader, HealthHistory, CurrentMetrics,
+// MetricsHistory, LatencyHistory, ActiveAlerts, AlertHistory, Benchmarks, Health) that
+// answers the same value.
+//
+// With WithStore, alert state, the notification log, silences, benchmark results and
+// history (every health check and metric collection, written from the loops, never
+// from a request) outlive a restart, and the history endpoints read the store — with a
+// PostgreSQL store, rollups reach back a year; a store that fails leaves them answering
+// from memory. GET /api/v1/alerts lists pending and firing alerts with the silences and
+// alerts that mute them; /api/v1/alerts/history merges every cluster's transitions by
+// time; /api/v1/alerts/notifications is the notification log; /api/v1/silences (GET,
+// POST) and /api/v1/silences/{id} (GET, DELETE) manage silences in Alertmanager's API v2
+// shape. New returns an error wrapping ErrInvalidArgument for a nil or bad option. What
+// is not guaranteed: between two checks the API describes the cluster as it was at the
+// last one (the answer says when), and /metrics exports the state of the last check,
+// not a live probe.
 //
 // # Lifecycle
 //
@@ -39,8 +61,8 @@
 // else, for a daemon that begins to shut down. The clusters' clients stay the caller's. The Service is an http.Handler;
 // serving it (TLS, authentication, timeouts) is the caller's business, as in
 // cmd/etcd-monitor, which lets only admin tokens make the requests that change something:
-// POST /api/v1/performance/benchmark, POST /api/v1/silences and DELETE
-// /api/v1/silences/{id}.
+// the benchmark and maintenance POSTs, POST /api/v1/silences and DELETE
+// /api/v1/silences/{id} (marked x-admin-only in the OpenAPI document).
 //
 //	svc, err := monitor.New([]monitor.Cluster{{Name: "prod", Client: cli}}, monitor.WithStore(st),
 //		monitor.WithAlertOptions(alert.WithConfig(cfg), alert.WithShutdownTimeout(10*time.Second)))
@@ -48,4 +70,9 @@
 //	defer svc.Close()
 //	go svc.Run(ctx)
 //	http.ListenAndServe(":8080", svc)
+//
+// A program that embeds the monitor reads the same without HTTP:
+//
+//	status, err := svc.ClusterStatus("prod") // ErrNoData before the first check
+//	fmt.Println(status.Healthy, status.Quorum.FailuresTolerated, status.CheckDurationSeconds)
 package monitor
