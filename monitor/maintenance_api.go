@@ -77,6 +77,30 @@ type MaintenanceResponse struct {
 	Operations []MaintenanceOperation `json:"operations"`
 }
 
+// The maintenance routes in the OpenAPI document. The POST body is a DefragRequest,
+// CompactRequest or SnapshotRequest, by {op}.
+var (
+	_ = documentRoute(RouteDoc{Method: "GET", Path: PathMaintenance, Response: MaintenanceResponse{}, Params: []string{"limit", "alert"},
+		ParamDocs: map[string]string{"alert": "Only the operations answering this alert (its fingerprint, as /api/v1/alerts shows it)."},
+		Summary:   "The cluster's maintenance operations, newest first."})
+	_ = documentRoute(RouteDoc{Method: "GET", Path: PathMaintenanceOp, Response: MaintenanceOperation{},
+		Summary: "One maintenance operation, by ID ({op}): its state, progress and report."})
+	_ = documentRoute(RouteDoc{Method: "POST", Path: PathMaintenanceOp, Body: maintenanceBody{}, Response: MaintenanceOperation{}, Status: 202, Admin: true,
+		Summary: "Starts a maintenance operation ({op}: defrag, compact or snapshot) in the background and answers 202 with it; " +
+			"Location names it. 409 while another operation of the cluster runs. Content-Type: application/json; unknown fields are refused."})
+)
+
+// maintenanceBody documents the union of the POST bodies; each {op} takes its own fields.
+type maintenanceBody struct {
+	DryRun            bool   `json:"dryRun,omitempty"`
+	MoveLeader        bool   `json:"moveLeader,omitempty"`
+	AllowSingleMember bool   `json:"allowSingleMember,omitempty"`
+	KeepRevisions     int64  `json:"keepRevisions,omitempty"`
+	Retain            string `json:"retain,omitempty"`
+	Physical          bool   `json:"physical,omitempty"`
+	Name              string `json:"name,omitempty"`
+}
+
 var snapshotName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // maintenanceRoutes serves the maintenance operations a cluster's admins start through

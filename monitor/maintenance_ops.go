@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -70,11 +72,68 @@ type MaintenanceOperation struct {
 	// the remediation's maintenance request).
 	Request json.RawMessage `json:"request,omitempty"`
 	// Progress lists the members defragmented so far, while the operation runs.
-	Progress []maintenance.MemberDefrag `json:"progress,omitempty"`
+	Progress []MemberProgress `json:"progress,omitempty"`
 	// Report is the maintenance package's report (DefragmentReport, CompactReport,
 	// SnapshotReport, NoSpaceReport): the plan of a dry run, what was done otherwise.
+	// As everywhere in the API, durations are float seconds: each "duration" of the
+	// package's JSON is a "durationSeconds" here.
 	Report json.RawMessage `json:"report,omitempty"`
 	Error  string          `json:"error,omitempty"`
+}
+
+// MemberProgress is one member's defragmentation, as an operation in flight shows it.
+type MemberProgress struct {
+	ID              health.ID `json:"id"`
+	Name            string    `json:"name"`
+	State           string    `json:"state"`
+	DBSizeBefore    int64     `json:"dbSizeBefore"`
+	DBSizeAfter     int64     `json:"dbSizeAfter,omitempty"`
+	DurationSeconds float64   `json:"durationSeconds"`
+	Error           string    `json:"error,omitempty"`
+}
+
+func memberProgress(md maintenance.MemberDefrag) MemberProgress {
+	return MemberProgress{ID: md.ID, Name: md.Name, State: md.State, DBSizeBefore: md.DBSizeBefore, DBSizeAfter: md.DBSizeAfter,
+		DurationSeconds: md.Duration.Seconds(), Error: md.Error}
+}
+
+// apiJSON marshals one of the maintenance package's values with the API's duration
+// convention: every "duration" (nanoseconds) becomes "durationSeconds" (float seconds).
+func apiJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var tree any
+	if dec.Decode(&tree) != nil {
+		return b
+	}
+	var walk func(any)
+	walk = func(n any) {
+		switch n := n.(type) {
+		case map[string]any:
+			if d, ok := n["duration"].(json.Number); ok {
+				if ns, err := d.Int64(); err == nil {
+					delete(n, "duration")
+					n["durationSeconds"] = time.Duration(ns).Seconds()
+				}
+			}
+			for _, c := range n {
+				walk(c)
+			}
+		case []any:
+			for _, c := range n {
+				walk(c)
+			}
+		}
+	}
+	walk(tree)
+	if out, err := json.Marshal(tree); err == nil {
+		return out
+	}
+	return b
 }
 
 // record is op as the store keeps it.
@@ -85,7 +144,7 @@ func (op MaintenanceOperation) record() (store.MaintenanceOp, error) {
 }
 
 // operation reads a stored record; a record this package did not write shows its fields.
-func operation(rec store.MaintenanceOp) MaintenanceOperation {
+func storedOperation(rec store.MaintenanceOp) MaintenanceOperation {
 	var op MaintenanceOperation
 	if json.Unmarshal(rec.Data, &op) != nil || op.ID != rec.ID {
 		op = MaintenanceOperation{}
@@ -121,10 +180,11 @@ type clusterMaint struct {
 	log  *zap.Logger
 	rem  Remediation
 
-	mu      sync.Mutex
-	running *MaintenanceOperation // the operation in flight, as it stands
-	acted   map[string]acted      // remediation: the alerts acted on, by fingerprint
-	waiting map[string]bool       // remediation: alerts logged as waiting for the window
+	mu        sync.Mutex
+	running   *MaintenanceOperation // the operation in flight, as it stands
+	acted     map[string]acted      // remediation: the alerts acted on, by fingerprint
+	failedOps map[string]bool       // remediation: its operations that failed, by ID
+	waiting   map[string]bool       // remediation: alerts logged as waiting for the window
 }
 
 // opTimeout bounds each write of an operation's record.
@@ -167,7 +227,8 @@ func newMaintRunner(s *Service, clusters []Cluster) (*maintRunner, error) {
 		if err := rem.validate(); err != nil {
 			return nil, fmt.Errorf("%w: WithRemediation(%q): %w", ErrInvalidArgument, c.Name, err)
 		}
-		cm := &clusterMaint{name: c.Name, m: m, log: log, rem: rem.withDefaults(), acted: map[string]acted{}, waiting: map[string]bool{}}
+		cm := &clusterMaint{name: c.Name, m: m, log: log, rem: rem.withDefaults(), acted: map[string]acted{}, failedOps: map[string]bool{},
+			waiting: map[string]bool{}}
 		r.clusters[c.Name] = cm
 		r.order = append(r.order, cm)
 	}
@@ -224,7 +285,7 @@ func (r *maintRunner) run(c *clusterMaint, op MaintenanceOperation, fn opFunc) {
 		}
 	}()
 	progress := func(md maintenance.MemberDefrag) {
-		op.Progress = append(slices.Clip(op.Progress), md)
+		op.Progress = append(slices.Clip(op.Progress), memberProgress(md))
 		c.mu.Lock()
 		cp := op
 		c.running = &cp
@@ -233,10 +294,8 @@ func (r *maintRunner) run(c *clusterMaint, op MaintenanceOperation, fn opFunc) {
 	}
 	rep, err := fn(ctx, progress)
 	op.Finished = time.Now().UTC()
-	if rep != nil {
-		if b, merr := json.Marshal(rep); merr == nil {
-			op.Report = b
-		}
+	if rep != nil && !reflect.ValueOf(rep).IsNil() {
+		op.Report = apiJSON(rep)
 	}
 	switch {
 	case err == nil:
@@ -256,6 +315,9 @@ func (r *maintRunner) run(c *clusterMaint, op MaintenanceOperation, fn opFunc) {
 		c.log.Info("maintenance operation ended", fields...)
 	}
 	c.mu.Lock()
+	if op.Trigger == TriggerRemediation && op.State == OpFailed {
+		c.failedOps[op.ID] = true // retried sooner
+	}
 	c.running = nil
 	c.mu.Unlock()
 }
@@ -300,7 +362,7 @@ func (r *maintRunner) list(ctx context.Context, c *clusterMaint, limit int) ([]M
 			found = true
 			continue
 		}
-		out = append(out, operation(rec))
+		out = append(out, storedOperation(rec))
 	}
 	if running && !found {
 		out = append([]MaintenanceOperation{cur}, out...)

@@ -2,9 +2,9 @@ package monitor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -55,12 +55,18 @@ type Remediation struct {
 	// DryRun records each action's plan (as a dry-run operation) without taking it.
 	DryRun bool
 	// Retry is how long after acting on an alert that still fires remediation acts on
-	// it again. Default 1h. An alert that resolves and fires again is acted on at once.
+	// it again. Default 1h. An action that failed (the cluster was unhealthy, a member
+	// did not answer) is retried sooner: after at most RetryFailed. An alert that
+	// resolves and fires again is acted on at once.
 	Retry time.Duration
 }
 
 // DefaultRemediationRetry is Remediation.Retry's default.
 const DefaultRemediationRetry = time.Hour
+
+// RetryFailed bounds how long remediation waits to act again on an alert whose last
+// action failed.
+const RetryFailed = time.Minute
 
 // WithRemediation turns remediation on for the named cluster. Default: none, for every
 // cluster. An unknown cluster, Defragment without a Window, or a negative number is an
@@ -98,10 +104,24 @@ func (r Remediation) withDefaults() Remediation {
 	return r
 }
 
-// acted is remediation's memory of one alert: when it acted on which firing of it.
+// acted is remediation's memory of one alert: when it acted on which firing of it,
+// with which operation.
 type acted struct {
 	startsAt time.Time
 	at       time.Time
+	op       string
+}
+
+// due reports whether an alert acted on as last (by an operation that failed, or not)
+// may be acted on again at now.
+func (r Remediation) due(last acted, failed bool, startsAt, now time.Time) bool {
+	switch {
+	case !last.startsAt.Equal(startsAt):
+		return true // a new firing
+	case failed:
+		return now.Sub(last.at) >= min(r.Retry, RetryFailed)
+	}
+	return now.Sub(last.at) >= r.Retry
 }
 
 // remediate looks at the cluster's firing alerts once and starts what its remediation
@@ -163,7 +183,7 @@ func (r *maintRunner) act(c *clusterMaint, as []alert.Alert, now time.Time, kind
 	due := false
 	for _, x := range as {
 		last, seen := c.acted[x.Fingerprint]
-		if !seen || !last.startsAt.Equal(x.StartsAt) || now.Sub(last.at) >= c.rem.Retry {
+		if !seen || c.rem.due(last, c.failedOps[last.op], x.StartsAt, now) {
 			due = true
 		}
 	}
@@ -175,7 +195,7 @@ func (r *maintRunner) act(c *clusterMaint, as []alert.Alert, now time.Time, kind
 	for i, x := range as {
 		fps[i] = x.Fingerprint
 	}
-	body, _ := json.Marshal(req)
+	body := apiJSON(req)
 	op, err := r.start(c, MaintenanceOperation{Kind: kind, DryRun: c.rem.DryRun, Trigger: TriggerRemediation,
 		Alert: a.Fingerprint, AlertName: a.Name, Alerts: fps, Request: body}, fn)
 	if err != nil {
@@ -189,7 +209,7 @@ func (r *maintRunner) act(c *clusterMaint, as []alert.Alert, now time.Time, kind
 	}
 	c.mu.Lock()
 	for _, x := range as {
-		c.acted[x.Fingerprint] = acted{startsAt: x.StartsAt, at: now}
+		c.acted[x.Fingerprint] = acted{startsAt: x.StartsAt, at: now, op: op.ID}
 		delete(c.waiting, x.Fingerprint)
 	}
 	c.mu.Unlock()
@@ -213,6 +233,11 @@ func (c *clusterMaint) forget(firing []alert.Alert) {
 	for fp := range c.waiting {
 		if gone(fp) {
 			delete(c.waiting, fp)
+		}
+	}
+	for op := range c.failedOps {
+		if !slices.ContainsFunc(slices.Collect(maps.Values(c.acted)), func(a acted) bool { return a.op == op }) {
+			delete(c.failedOps, op)
 		}
 	}
 }
