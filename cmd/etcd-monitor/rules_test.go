@@ -133,6 +133,8 @@ func TestRulesPromtoolUnitTests(t *testing.T) {
 		{"quota at 99%", "alerts:\n  thresholds: {quota_used: 0.99}\n", "database_test.yml"},
 		{"growth over 2h", "alerts:\n  thresholds: {fill_within: 2h}\n", "growth_test.yml"},
 		{"grpc at 2%", "alerts:\n  thresholds: {grpc_failed_warning: 0.02}\n", "counters_test.yml"},
+		{"raft lag of 10000", "alerts:\n  thresholds: {raft_index_lag: 10000}\n", "raftlag_test.yml"},
+		{"no minimum of members", "thresholds: {min_available_nodes: 0}\n", "quorum_test.yml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(t, tc.config, tc.failing)

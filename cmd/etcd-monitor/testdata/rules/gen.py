@@ -255,3 +255,20 @@ open(os.path.join(OUT,'growth_test.yml'),'w').write(header('''# promtool unit te
 # nothing for the spike or with less than an hour of samples, pending when the regression
 # over 4 h predicts the quota full within 4 h, firing 10 m later.
 ''')+"evaluation_interval: 5m\ntests:\n"+test('TestRuleDatabaseGrowth', '10s', ser, checks))
+
+# ---------- raftlag_test.yml ----------
+# TestRuleRaftIndexLag (alert/hold_test.go): 30 s apart, the leader applies 50k entries/s
+# for 2 minutes with m3 5000 entries behind (0.1 s of applies: healthy), then nothing while
+# m3 stays 5000 behind: pending once the leader's rate over the last minute is 0, firing 2 m
+# later.
+applied=[1500000*(k+1) for k in range(4)]+[6000000]*7
+ser=[series('etcd_server_proposals_committed_total',m(1),applied),series('etcd_server_proposals_committed_total',m(2),applied),
+     series('etcd_server_proposals_committed_total',m(3),[a-5000 for a in applied]),
+     series('etcd_server_proposals_applied_total',m(1),applied),series('etcd_server_proposals_applied_total',m(2),applied),
+     series('etcd_server_proposals_applied_total',m(3),[a-5000 for a in applied])]
+RL='EtcdRaftIndexLag'
+checks=[check('0s',[]),check('90s',[]),check('120s',[]),check('150s',[(RL,'pending',W,m(3))]),check('240s',[(RL,'pending',W,m(3))]),
+        check('270s',[(RL,'firing',W,m(3))]),check('300s',[(RL,'firing',W,m(3))])]
+open(os.path.join(OUT,'raftlag_test.yml'),'w').write(header('''# promtool unit test of `etcd-monitor rules`, mirroring TestRuleRaftIndexLag in
+# alert/hold_test.go: the same raft indexes and applies, and at each step the same state.
+''')+"evaluation_interval: 30s\ntests:\n"+test("TestRuleRaftIndexLag: lag judged against the leader's apply rate", '30s', ser, checks))
