@@ -33,7 +33,8 @@ type Lease struct {
 	name, holder string
 	ttl          time.Duration
 
-	mu       sync.Mutex
+	op       sync.Mutex // serialises Acquire, Renew and Release
+	mu       sync.Mutex // guards token and deadline; never held across a round trip
 	token    int64
 	deadline time.Time // local: when our view of holding ends
 }
@@ -77,8 +78,8 @@ func (l *Lease) TTL() time.Duration { return l.ttl }
 // has it, and reports whether the holder has it now. Taking it from another holder's
 // expired term increases the token.
 func (l *Lease) Acquire(ctx context.Context) (bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.op.Lock()
+	defer l.op.Unlock()
 	sent := time.Now()
 	var token int64
 	err := l.s.op(ctx, "acquire lease", func(ctx context.Context) error {
@@ -99,6 +100,8 @@ func (l *Lease) Acquire(ctx context.Context) (bool, error) {
 		}
 		return err
 	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err != nil {
 		return l.heldLocked(), err
 	}
@@ -113,24 +116,28 @@ func (l *Lease) Acquire(ctx context.Context) (bool, error) {
 // Renew extends the holder's term without taking the lease from anybody: ErrLeaseLost
 // when the holder's term (token) ended.
 func (l *Lease) Renew(ctx context.Context) error {
+	l.op.Lock()
+	defer l.op.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.token == 0 {
+	token := l.token
+	l.mu.Unlock()
+	if token == 0 {
 		return fmt.Errorf("%w: %q does not hold %q", ErrLeaseLost, l.holder, l.name)
 	}
 	sent := time.Now()
 	var ok bool
 	err := l.s.op(ctx, "renew lease", func(ctx context.Context) error {
 		tag, err := l.s.pool.Exec(ctx, `UPDATE leases SET expires = clock_timestamp() + $4::interval
-	WHERE name = $1 AND holder = $2 AND token = $3 AND expires > clock_timestamp()`, l.name, l.holder, l.token, l.ttl)
+	WHERE name = $1 AND holder = $2 AND token = $3 AND expires > clock_timestamp()`, l.name, l.holder, token, l.ttl)
 		ok = err == nil && tag.RowsAffected() == 1
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if !ok {
-		token := l.token
 		l.token, l.deadline = 0, time.Time{}
 		return fmt.Errorf("%w: %q's term %d of %q ended", ErrLeaseLost, l.holder, token, l.name)
 	}
@@ -141,13 +148,15 @@ func (l *Lease) Renew(ctx context.Context) error {
 // Release ends the holder's term at once so another holder may take the lease now.
 // Releasing a lease not held is not an error.
 func (l *Lease) Release(ctx context.Context) error {
+	l.op.Lock()
+	defer l.op.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.token == 0 {
-		return nil
-	}
 	token := l.token
 	l.token, l.deadline = 0, time.Time{}
+	l.mu.Unlock()
+	if token == 0 {
+		return nil
+	}
 	return l.s.op(ctx, "release lease", func(ctx context.Context) error {
 		_, err := l.s.pool.Exec(ctx, `UPDATE leases SET expires = clock_timestamp()
 	WHERE name = $1 AND holder = $2 AND token = $3 AND expires > clock_timestamp()`, l.name, l.holder, token)

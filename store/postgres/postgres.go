@@ -141,8 +141,9 @@ func (s *Store) Stats() Stats {
 // Pool returns the connection pool, for callers that need PostgreSQL's own statistics.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Close writes the queued history (for at most the operation timeout), stops the
-// background work and closes the pool. It is idempotent; calls after it return
+// Close writes the queued history (waiting at most about twice the operation timeout:
+// a batch in flight, then one last attempt), stops the background work and closes the
+// pool. It is idempotent; calls after it return
 // store.ErrClosed.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
@@ -164,9 +165,9 @@ func (s *Store) op(ctx context.Context, what string, fn func(ctx context.Context
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.opTimeout)
+	tctx, cancel := context.WithTimeout(ctx, s.opts.opTimeout)
 	defer cancel()
-	err := fn(ctx)
+	err := fn(tctx)
 	switch {
 	case err == nil:
 		return nil
@@ -174,6 +175,8 @@ func (s *Store) op(ctx context.Context, what string, fn func(ctx context.Context
 		return err
 	case s.closed.Load():
 		return store.ErrClosed
+	case ctx.Err() != nil:
+		return ctx.Err() // the caller gave up: not the store's failure
 	}
 	s.errors.Add(1)
 	return fmt.Errorf("postgres: %s: %w", what, err)
