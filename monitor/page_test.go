@@ -28,7 +28,7 @@ func pageServer(t *testing.T) string {
 	return srv.URL
 }
 
-func fetch(t *testing.T, method, url string, header http.Header) (*http.Response, string) {
+func pageFetch(t *testing.T, method, url string, header http.Header) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	require.NoError(t, err)
@@ -52,7 +52,7 @@ func TestPageIsServedWithStrictHeaders(t *testing.T) {
 		"/ui/app.js":    "text/javascript; charset=utf-8",
 		"/ui/style.css": "text/css; charset=utf-8",
 	} {
-		resp, body := fetch(t, http.MethodGet, url+path, nil)
+		resp, body := pageFetch(t, http.MethodGet, url+path, nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 		assert.Equal(t, ctype, resp.Header.Get("Content-Type"), path)
 		csp := resp.Header.Get("Content-Security-Policy")
@@ -68,9 +68,9 @@ func TestPageIsServedWithStrictHeaders(t *testing.T) {
 		// Revalidation by ETag, and HEAD.
 		etag := resp.Header.Get("ETag")
 		require.NotEmpty(t, etag, path)
-		resp, _ = fetch(t, http.MethodGet, url+path, http.Header{"If-None-Match": {etag}})
+		resp, _ = pageFetch(t, http.MethodGet, url+path, http.Header{"If-None-Match": {etag}})
 		assert.Equal(t, http.StatusNotModified, resp.StatusCode, path)
-		resp, body = fetch(t, http.MethodHead, url+path, nil)
+		resp, body = pageFetch(t, http.MethodHead, url+path, nil)
 		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
 		assert.Empty(t, body, path)
 	}
@@ -86,13 +86,13 @@ func TestPageUnknownPathsAndMethods(t *testing.T) {
 		"/ui/":           http.StatusNotFound,
 		"/api/v1/nope":   http.StatusNotFound,
 	} {
-		resp, body := fetch(t, http.MethodGet, url+path, nil)
+		resp, body := pageFetch(t, http.MethodGet, url+path, nil)
 		assert.Equal(t, status, resp.StatusCode, path)
 		assert.Equal(t, "application/json", resp.Header.Get("Content-Type"), path)
 		assert.Contains(t, body, `"error"`, path)
 	}
 	for _, path := range []string{"/", "/ui/app.js"} {
-		resp, body := fetch(t, http.MethodPost, url+path, nil)
+		resp, body := pageFetch(t, http.MethodPost, url+path, nil)
 		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, path)
 		assert.Equal(t, "GET, HEAD", resp.Header.Get("Allow"), path)
 		assert.Contains(t, body, `"error"`, path)
@@ -104,9 +104,9 @@ func TestPageUnknownPathsAndMethods(t *testing.T) {
 // block them), and its script never parses markup.
 func TestPageIsSelfContainedAndEscapes(t *testing.T) {
 	url := pageServer(t)
-	_, html := fetch(t, http.MethodGet, url+"/", nil)
-	_, js := fetch(t, http.MethodGet, url+"/ui/app.js", nil)
-	_, css := fetch(t, http.MethodGet, url+"/ui/style.css", nil)
+	_, html := pageFetch(t, http.MethodGet, url+"/", nil)
+	_, js := pageFetch(t, http.MethodGet, url+"/ui/app.js", nil)
+	_, css := pageFetch(t, http.MethodGet, url+"/ui/style.css", nil)
 
 	external := regexp.MustCompile(`(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}`)
 	for name, text := range map[string]string{"index.html": html, "app.js": js, "style.css": css} {
