@@ -20,7 +20,11 @@ type NotificationsResponse struct {
 }
 
 func (s *Service) getNotifications(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
-	recs, err := s.alerts.Notifications(r.Context(), alert.NotificationQuery{Receiver: q.receiver, Limit: q.limit})
+	m, err := s.readManager(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	recs, err := m.Notifications(r.Context(), alert.NotificationQuery{Receiver: q.receiver, Limit: q.limit})
 	if err != nil {
 		return nil, alertError(err)
 	}
@@ -36,7 +40,11 @@ type SilencesResponse struct {
 }
 
 func (s *Service) getSilences(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
-	sils, err := s.alerts.Silences(r.Context())
+	m, err := s.readManager(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	sils, err := m.Silences(r.Context())
 	if err != nil {
 		return nil, alertError(err)
 	}
@@ -67,7 +75,11 @@ func (s *Service) postSilence(_ http.ResponseWriter, r *http.Request, _ query) (
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "%v", err)
 	}
-	created, err := s.alerts.CreateSilence(r.Context(), sil)
+	m := s.alertManager()
+	if m == nil {
+		return nil, s.standbyError()
+	}
+	created, err := m.CreateSilence(r.Context(), sil)
 	if err != nil {
 		return nil, alertError(err)
 	}
@@ -77,7 +89,11 @@ func (s *Service) postSilence(_ http.ResponseWriter, r *http.Request, _ query) (
 }
 
 func (s *Service) getSilence(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
-	sil, err := s.alerts.Silence(r.Context(), r.PathValue("id"))
+	m, err := s.readManager(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	sil, err := m.Silence(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return nil, alertError(err)
 	}
@@ -87,11 +103,15 @@ func (s *Service) getSilence(_ http.ResponseWriter, r *http.Request, _ query) (a
 // deleteSilence expires a silence (it stays listed, as expired) and answers with it.
 func (s *Service) deleteSilence(_ http.ResponseWriter, r *http.Request, _ query) (any, error) {
 	id := r.PathValue("id")
-	if err := s.alerts.ExpireSilence(r.Context(), id); err != nil {
+	m := s.alertManager()
+	if m == nil {
+		return nil, s.standbyError()
+	}
+	if err := m.ExpireSilence(r.Context(), id); err != nil {
 		return nil, alertError(err)
 	}
 	s.opts.logger.Info("silence expired", zap.String("id", id))
-	sil, err := s.alerts.Silence(r.Context(), id)
+	sil, err := m.Silence(r.Context(), id)
 	if err != nil {
 		return nil, alertError(err)
 	}

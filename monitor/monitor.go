@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"slices"
 	"sync"
 	"time"
 
@@ -60,6 +59,7 @@ type Service struct {
 	wg          sync.WaitGroup
 
 	benchMu sync.Mutex // one benchmark at a time
+	engine  engine     // a replica's alert engine (engine.go)
 
 	maint *maintRunner // maintenance_ops.go
 }
@@ -95,8 +95,13 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 
 		interrupted: make(chan struct{}),
 	}
-	alerts, err := alert.New(append([]alert.Option{alert.WithLogger(o.logger.Named("alert")), alert.WithRegisterer(reg)},
-		s.alertOptions()...)...)
+	aopts := append([]alert.Option{alert.WithLogger(o.logger.Named("alert")), alert.WithRegisterer(reg)}, s.alertOptions(o.store)...)
+	if o.standby {
+		// A standby's own manager never evaluates or notifies (RunAlerts brings the one
+		// that does): no receivers, no store, its metrics on a registry of its own.
+		aopts = []alert.Option{alert.WithLogger(zap.NewNop()), alert.WithRegisterer(prometheus.NewRegistry())}
+	}
+	alerts, err := alert.New(aopts...)
 	if err != nil {
 		return nil, fmt.Errorf("monitor: alerts: %w", err)
 	}
@@ -161,7 +166,7 @@ func (s *Service) newCluster(c Cluster) (*clusterState, error) {
 		collector.Close()
 		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
 	}
-	st := &clusterState{name: c.Name, checker: checker, collector: collector, alerts: s.alerts, bench: runner,
+	st := &clusterState{name: c.Name, checker: checker, collector: collector, svc: s, bench: runner,
 		log: log, historySize: s.opts.historySize}
 	if s.opts.store != nil {
 		st.recorder = &recorder{st: s.opts.store, gate: s.opts.historyGate, log: log}
@@ -169,13 +174,6 @@ func (s *Service) newCluster(c Cluster) (*clusterState, error) {
 	return st, nil
 }
 
-func (s *Service) alertOptions() []alert.Option {
-	opts := slices.Clone(s.opts.alertOpts)
-	if s.opts.store != nil {
-		opts = append(opts, alert.WithStore(s.opts.store))
-	}
-	return opts
-}
 
 // ServeHTTP serves the REST API and /metrics from what the Service has learnt; no
 // request waits on etcd, except a benchmark, which is a run against it.
@@ -318,7 +316,7 @@ func (s *Service) Close() error {
 }
 
 func (s *Service) closeClusters() error {
-	errs := []error{s.alerts.Close()}
+	errs := []error{s.alerts.Close(), s.closeEngine()}
 	for _, c := range s.clusters {
 		errs = append(errs, c.collector.Close())
 	}
@@ -326,8 +324,14 @@ func (s *Service) closeClusters() error {
 }
 
 // Alerts returns the Service's alert manager, for what the API does not cover. It stays
-// the Service's: Close closes it.
-func (s *Service) Alerts() *alert.Manager { return s.alerts }
+// the Service's: Close closes it. On a standby (WithStandby) it is the manager of the
+// current term, or one that never evaluates or notifies between terms.
+func (s *Service) Alerts() *alert.Manager {
+	if m := s.alertManager(); m != nil {
+		return m
+	}
+	return s.alerts
+}
 
 // cluster returns the named cluster, or the first one when name is empty.
 func (s *Service) cluster(name string) (*clusterState, bool) {

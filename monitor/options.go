@@ -63,6 +63,7 @@ type options struct {
 	replica         func() ReplicaStatus
 	historyGate     func() bool
 	storeStats      func() StoreStats
+	standby         bool
 	maint           maintenanceOptions // maintenance_ops.go
 	logger          *zap.Logger
 }
@@ -90,6 +91,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("%w: WithLogger: nil logger", ErrInvalidArgument)
 	case o.benchmark.MaxOps < 0 || o.benchmark.MaxDuration < 0 || o.benchmark.Timeout < 0:
 		return fmt.Errorf("%w: benchmark limits must not be negative", ErrInvalidArgument)
+	case o.standby && o.store == nil:
+		return fmt.Errorf("%w: WithStandby needs WithStore: a standby reads alert state from the store", ErrInvalidArgument)
 	case o.heavyRequests < 1:
 		return fmt.Errorf("%w: WithHeavyRequests: %d must be positive", ErrInvalidArgument, o.heavyRequests)
 	}

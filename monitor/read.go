@@ -456,8 +456,12 @@ func (s *Service) ActiveAlerts(q AlertQuery) ([]ClusterAlert, error) {
 	if err := s.checkAlertQuery(q); err != nil {
 		return nil, err
 	}
+	m, err := s.readManager(context.Background())
+	if err != nil {
+		return nil, err
+	}
 	out := []ClusterAlert{}
-	for _, a := range s.alerts.Alerts() {
+	for _, a := range m.Alerts() {
 		if q.covers(a) && (q.State == "" || a.State == q.State) {
 			out = append(out, ClusterAlert{Cluster: a.Labels["cluster"], Alert: a})
 		}
@@ -485,8 +489,12 @@ func (s *Service) AlertHistory(q AlertQuery) ([]ClusterAlert, error) {
 	if q.Limit == 0 {
 		q.Limit = defaultHistoryLimit
 	}
+	m, err := s.readManager(context.Background())
+	if err != nil {
+		return nil, err
+	}
 	out := []ClusterAlert{}
-	for _, a := range s.alerts.History() {
+	for _, a := range m.History() {
 		if q.covers(a) && !transitionTime(a).Before(q.Since) {
 			out = append(out, ClusterAlert{Cluster: a.Labels["cluster"], Alert: a})
 		}

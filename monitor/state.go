@@ -36,7 +36,7 @@ type clusterState struct {
 	name        string
 	checker     *health.Checker
 	collector   *metrics.Collector
-	alerts      *alert.Manager // the Service's, shared by every cluster
+	svc         *Service // its alert manager is shared by every cluster
 	bench       *bench.Runner
 	log         *zap.Logger
 	historySize int
@@ -140,7 +140,11 @@ func (c *clusterState) evaluate(ctx context.Context) {
 	if rep == nil && snap == nil {
 		return
 	}
-	if _, err := c.alerts.EvaluateCluster(ctx, c.name, rep, snap); err != nil && ctx.Err() == nil {
+	m := c.svc.alertManager()
+	if m == nil {
+		return // a standby between terms evaluates nothing
+	}
+	if _, err := m.EvaluateCluster(ctx, c.name, rep, snap); err != nil && ctx.Err() == nil {
 		c.log.Warn("alert evaluation failed", zap.Error(err))
 	}
 }
@@ -178,7 +182,11 @@ func (c *clusterState) metrics() (*metrics.Snapshot, error) {
 // active returns the cluster's firing alerts.
 func (c *clusterState) active() []alert.Alert {
 	var out []alert.Alert
-	for _, a := range c.alerts.Active() {
+	m := c.svc.alertManager()
+	if m == nil {
+		m = c.svc.alerts
+	}
+	for _, a := range m.Active() {
 		if a.Labels["cluster"] == c.name {
 			out = append(out, a)
 		}

@@ -1,0 +1,104 @@
+package monitor_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/alert"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/monitor"
+	"github.com/etcd-monitor/etcd-monitor/store"
+)
+
+// resolved counts the notifications with a resolved alert of this name and cluster.
+func (r *recorder) resolved(name, cluster string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, no := range r.ns {
+		for _, a := range no.Alerts {
+			if a.Name == name && a.Labels["cluster"] == cluster && a.State == alert.Resolved {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// Two replicas on one store: a standby evaluates and sends nothing and serves alerts
+// from the store; the active one's term notifies; when the term passes to the other
+// replica, it does not re-send the firing notification and does send the resolve.
+func TestStandbyAndTakeover(t *testing.T) {
+	st := store.NewMemory()
+	defer st.Close()
+	cli := etcdtest.Client(t)
+	sw := &switches{}
+	replica := func(rec *recorder) (*monitor.Service, string) {
+		return service(t, []monitor.Cluster{{Name: "main", Client: cli}}, monitor.WithStore(st), monitor.WithStandby(),
+			monitor.WithHealthInterval(50*time.Millisecond), monitor.WithMetricsInterval(time.Hour),
+			monitor.WithAlertOptions(alert.WithExtraRules(sw.rules()...), alert.WithReceiver("rec", rec, true),
+				alert.WithConfig(alert.Config{Route: &alert.Route{Receiver: "rec", GroupWait: 20 * time.Millisecond,
+					GroupInterval: 50 * time.Millisecond, RepeatInterval: time.Hour}})))
+	}
+	recA, recB := &recorder{}, &recorder{}
+	a, urlA := replica(recA)
+	b, urlB := replica(recB)
+	sw.condition.Store("main", true)
+	const wait = 10 * time.Second
+
+	// Standbys: nothing evaluated, nothing sent, silences refused.
+	var alerts monitor.AlertsResponse
+	require.Equal(t, http.StatusOK, get(t, urlA+"/api/v1/alerts", &alerts))
+	assert.Empty(t, alerts.Alerts)
+	body := fmt.Sprintf(`{"matchers":[{"name":"cluster","value":"main","isRegex":false}],"endsAt":%q,"createdBy":"t","comment":"c"}`,
+		time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	var e monitor.ErrorResponse
+	assert.Equal(t, http.StatusServiceUnavailable, call(t, "POST", urlB+"/api/v1/silences", body, &e))
+	assert.Contains(t, e.Error, "standby")
+	assert.ErrorIs(t, b.RunAlerts(context.Background(), nil), monitor.ErrInvalidArgument)
+
+	// A's term: it notifies; B, a standby, lists the alert from the store.
+	ctxA, endA := context.WithCancel(context.Background())
+	doneA := make(chan error, 1)
+	go func() { doneA <- a.RunAlerts(ctxA, st) }()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, 1, recA.notified("TestCondition", "main"))
+	}, wait, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(t, urlB+"/api/v1/alerts?state=firing", &alerts))
+		_, ok := findAlert(alerts.Alerts, "TestCondition", "main")
+		assert.True(ct, ok, "the standby reads the active replica's alerts from the store")
+	}, wait, 20*time.Millisecond)
+	endA()
+	require.NoError(t, <-doneA)
+
+	// B's term: the alert still fires and was notified by A, so B sends no firing
+	// notification; when it resolves, B sends the resolve.
+	ctxB, endB := context.WithCancel(context.Background())
+	doneB := make(chan error, 1)
+	go func() { doneB <- b.RunAlerts(ctxB, st) }()
+	defer func() {
+		endB()
+		require.NoError(t, <-doneB)
+	}()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(t, urlB+"/api/v1/alerts?state=firing", &alerts))
+		_, ok := findAlert(alerts.Alerts, "TestCondition", "main")
+		assert.True(ct, ok, "B's own engine has the alert")
+	}, wait, 20*time.Millisecond)
+	sw.condition.Store("main", false)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, 1, recB.resolved("TestCondition", "main"), "the resolve is not lost")
+	}, wait, 10*time.Millisecond)
+	assert.Zero(t, recB.notified("TestCondition", "main"), "no duplicate of A's firing notification")
+	assert.Zero(t, recA.resolved("TestCondition", "main"), "A, out of its term, sends nothing")
+	var created alert.Silence
+	assert.Equal(t, http.StatusOK, call(t, "POST", urlB+"/api/v1/silences", body, &created), "the active replica takes silences")
+}
