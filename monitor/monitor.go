@@ -174,7 +174,6 @@ func (s *Service) newCluster(c Cluster) (*clusterState, error) {
 	return st, nil
 }
 
-
 // ServeHTTP serves the REST API and /metrics from what the Service has learnt; no
 // request waits on etcd, except a benchmark, which is a run against it.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
