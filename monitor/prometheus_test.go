@@ -1,13 +1,17 @@
 package monitor_test
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -147,4 +151,30 @@ func TestPrometheusHistogramsMove(t *testing.T) {
 	assert.NotEmpty(t, l["name"])
 	assert.NotEmpty(t, l["version"])
 	assert.Equal(t, "false", l["learner"])
+}
+
+// promtool, Prometheus' own checker, finds nothing to say about the text /metrics
+// serves. It needs promtool on PATH: outside CI the test skips without it.
+func TestPrometheusPromtool(t *testing.T) {
+	bin, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool not found; CI installs Debian's prometheus package")
+		}
+		t.Skip("promtool not found (apt-get install prometheus); CI runs this test")
+	}
+	svc := promService(t)
+	fams, err := svc.Registry().Gather()
+	require.NoError(t, err)
+	var text bytes.Buffer
+	enc := expfmt.NewEncoder(&text, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range fams {
+		require.NoError(t, enc.Encode(f))
+	}
+	require.Contains(t, text.String(), "etcd_monitor_probe_duration_seconds_bucket")
+	cmd := exec.CommandContext(etcdtest.Context(t, 30*time.Second), bin, "check", "metrics")
+	cmd.Stdin = &text
+	out, err := cmd.CombinedOutput()
+	assert.NoError(t, err, "%s", out)
+	assert.Empty(t, strings.TrimSpace(string(out)))
 }
