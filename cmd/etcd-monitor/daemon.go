@@ -261,6 +261,21 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 			return monitor.StoreStats{Errors: s.Errors, Dropped: s.Dropped, Queued: s.Queued}
 		}))
 	}
+	// On PostgreSQL every daemon is a replica: all monitor and serve, the holder of the
+	// alerting lease evaluates, notifies and writes history.
+	var rep *replica
+	if ps, ok := st.(*postgres.Store); ok {
+		ttl := cfg.Replica.LeaseTTL
+		if ttl == 0 {
+			ttl = max(cfg.Monitor.HealthCheckInterval, time.Second)
+		}
+		if rep, err = newReplica(ps, cfg.Replica.ID, ttl, log); err != nil {
+			return err
+		}
+		mopts = append(mopts, monitor.WithStandby(), monitor.WithReplica(rep.status),
+			monitor.WithHistoryGate(func() bool { return rep.status().Active }))
+		log.Info("replica: standby until it holds the alerting lease", zap.String("id", rep.id), zap.Duration("lease_ttl", ttl))
+	}
 	svc, err := monitor.New(monitorClusters(cfg, conns), append(mopts,
 		monitor.WithStore(st),
 		monitor.WithWarnings(warnings...),
@@ -299,6 +314,19 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 	defer stopRun()
 	runDone := make(chan error, 1)
 	go func() { runDone <- svc.Run(runCtx) }()
+	repDone := make(chan struct{})
+	if rep != nil {
+		go func() {
+			defer close(repDone)
+			rep.run(runCtx, func(ctx context.Context, fenced store.Store) {
+				if err := svc.RunAlerts(ctx, fenced); err != nil && !errors.Is(err, monitor.ErrClosed) {
+					log.Warn("replica: alert engine", zap.Error(err))
+				}
+			})
+		}()
+	} else {
+		close(repDone)
+	}
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 	log.Info("serving API", zap.String("address", ln.Addr().String()), zap.Bool("tls", tlsCfg != nil),
@@ -311,6 +339,7 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 	case err := <-serveDone:
 		stopRun()
 		<-runDone
+		<-repDone
 		return fmt.Errorf("api: %w", err)
 	}
 	// One deadline for all of it: requests drain, then queued notifications are sent.
@@ -322,6 +351,7 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 	}
 	stopRun()
 	<-runDone
+	<-repDone // the term's engine closed, the lease released
 	if err := svc.Alerts().Flush(sctx); err != nil {
 		log.Warn("notifications still queued at shutdown (api.shutdown_timeout)", zap.Error(err))
 	}
