@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,8 +182,13 @@ func withTokens(next http.Handler, admin, reader string) http.Handler {
 	})
 }
 
+// artifacts is where the test leaves its screenshots: $ETCD_MONITOR_ARTIFACTS, or a
+// directory of the test's own.
 func artifacts(t *testing.T) string {
+	t.Helper()
 	if dir := os.Getenv("ETCD_MONITOR_ARTIFACTS"); dir != "" {
+		dir, err := filepath.Abs(dir)
+		require.NoError(t, err)
 		require.NoError(t, os.MkdirAll(dir, 0o755))
 		return dir
 	}
@@ -208,6 +214,10 @@ func screenshot(t *testing.T, ctx context.Context, paths ...string) {
 func TestStatusPageInBrowser(t *testing.T) {
 	start := time.Now()
 	phase := func(name string) { t.Logf("%6.2fs %s", time.Since(start).Seconds(), name) }
+	// Paths first: starting a cluster changes the working directory.
+	dir := artifacts(t)
+	readme, err := filepath.Abs(filepath.Join("..", "docs", "status-page.png"))
+	require.NoError(t, err)
 	ctx := browser(t)
 	phase("browser started")
 	c := etcdtest.NewCluster(t, 3)
@@ -227,10 +237,11 @@ func TestStatusPageInBrowser(t *testing.T) {
 		endpoints[m.Name] = m.GRPCURL
 	}
 	zero := time.Duration(0)
-	// An alert of staging whose text is markup: the page must show it as text.
+	// An alert of staging whose text is markup, once markupOn: the page must show it as text.
+	var markupOn atomic.Bool
 	markup := alert.Rule{Name: "TestMarkup", Severity: alert.Info, Summary: `<img src=x onerror="window.pwned=1">`,
 		Check: func(in *alert.Input) []alert.Finding {
-			if in.Cluster != "staging" {
+			if in.Cluster != "staging" || !markupOn.Load() {
 				return nil
 			}
 			return []alert.Finding{{Labels: map[string]string{"member": "<b>m</b>"}, Description: `<script>window.pwned=2</script>`}}
@@ -323,10 +334,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 	assert.Empty(t, con.errors(false), "console errors while live")
 
 	phase("screenshot")
-	dir := artifacts(t)
 	shots := []string{filepath.Join(dir, "status-page-1280.png")}
 	if *updateScreenshot {
-		shots = append(shots, filepath.Join("..", "docs", "status-page.png"))
+		shots = append(shots, readme)
 	}
 	screenshot(t, view, shots...)
 
@@ -427,6 +437,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	assert.Empty(t, scon.errors(true), "exceptions with authentication") // 401 and 403 answers are logged as errors by design
 
 	phase("polling")
+	markupOn.Store(true)
 	// No EventSource and no streams: the page polls.
 	legacy, lcon := tab(t, ctx)
 	browse(t, legacy, addScript(`delete window.EventSource; delete window.ReadableStream;`))
@@ -443,6 +454,12 @@ func TestStatusPageInBrowser(t *testing.T) {
 
 	phase("markup")
 	// What the API says is shown as text, never run as markup.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var api monitor.AlertsResponse
+		if assert.Equal(ct, http.StatusOK, get(t, open.URL+"/api/v1/alerts?cluster=staging", &api)) {
+			assert.NotEmpty(ct, api.Alerts)
+		}
+	}, deadline, poll)
 	browse(t, legacy, chromedp.Navigate(open.URL+"/#cluster=staging"))
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		alerts, err := evalJS[[]alertRow](legacy, alertsJS)

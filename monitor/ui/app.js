@@ -16,11 +16,11 @@
   const P = {
     health: '/health',
     clusters: '/api/v1/clusters',
-    status: (c) => '/api/v1/cluster/status?cluster=' + enc(c),
-    members: (c) => '/api/v1/cluster/members?cluster=' + enc(c),
-    leader: (c) => '/api/v1/cluster/leader?cluster=' + enc(c),
-    current: (c) => '/api/v1/metrics/current?cluster=' + enc(c),
-    history: (c) => '/api/v1/metrics/history?cluster=' + enc(c) + '&limit=' + HISTORY,
+    status: (c) => '/api/v1/clusters/' + enc(c) + '/status',
+    members: (c) => '/api/v1/clusters/' + enc(c) + '/members',
+    leader: (c) => '/api/v1/clusters/' + enc(c) + '/leader',
+    current: (c) => '/api/v1/clusters/' + enc(c) + '/metrics/current',
+    history: (c) => '/api/v1/clusters/' + enc(c) + '/metrics/history?limit=' + HISTORY,
     alerts: '/api/v1/alerts',
     silences: '/api/v1/silences',
     silence: (id) => '/api/v1/silences/' + enc(id),
@@ -64,27 +64,10 @@
 
   // ---- formatting ----
 
-  // ms reads a duration in milliseconds from obj[key], whatever the API's unit: a field
-  // named keyMs (milliseconds), keySeconds, key in nanoseconds or a Go duration string.
+  // ms reads the duration obj[key + 'Seconds'] (the API's one unit) in milliseconds.
   function ms(obj, key) {
-    if (!obj) return null;
-    if (typeof obj[key + 'Ms'] === 'number') return obj[key + 'Ms'];
-    if (typeof obj[key + 'Seconds'] === 'number') return obj[key + 'Seconds'] * 1000;
-    if (typeof obj[key] === 'number') return obj[key] / 1e6;
-    if (typeof obj[key] === 'string') return goDuration(obj[key]);
-    return null;
-  }
-  function goDuration(s) {
-    const unit = { h: 3600e3, m: 60e3, s: 1e3, ms: 1, 'µs': 1e-3, 'us': 1e-3, ns: 1e-6 };
-    let total = 0;
-    let rest = s;
-    while (rest) {
-      const m = rest.match(/^(\d+(?:\.\d+)?)(h|ms|m|s|µs|us|ns)/);
-      if (!m) return null;
-      total += parseFloat(m[1]) * unit[m[2]];
-      rest = rest.slice(m[0].length);
-    }
-    return total;
+    const v = obj ? obj[key + 'Seconds'] : undefined;
+    return typeof v === 'number' ? v * 1000 : null;
   }
   function fmtMs(v) {
     if (v === null || v === undefined || !isFinite(v)) return '–';
@@ -425,7 +408,7 @@
     for (const w of why) reasons.append(el('li', { text: w }));
 
     $('quorum').textContent = (q.healthy ?? '?') + ' / ' + (q.voters ?? '?') + ' voters healthy';
-    const survives = q.hasQuorum ? q.healthy - q.size : -1;
+    const survives = !q.hasQuorum ? -1 : typeof q.failuresTolerated === 'number' ? q.failuresTolerated : q.healthy - q.size;
     const sv = $('survives');
     sv.textContent = 'Quorum is ' + q.size + '. ' + (survives < 0 ? '✖ No quorum.'
       : survives === 0 ? '⚠ Survives no further failure.'
@@ -452,15 +435,16 @@
     clear(tb);
     const ms_ = S.members || [];
     const leadID = S.status && S.status.leader ? S.status.leader.id : '';
-    const lead = ms_.find((m) => m.id === leadID && m.reachable);
+    const lead = ms_.find((m) => (m.isLeader || m.id === leadID) && m.reachable);
     const alarms = (S.status && S.status.alarms) || [];
     for (const m of [...ms_].sort((a, b) => (a.name || '').localeCompare(b.name || '') || a.id.localeCompare(b.id))) {
       const up = m.reachable;
-      const role = m.id === leadID ? '★ leader' : m.isLearner ? '◇ learner' : 'follower';
-      const lag = up && lead && typeof m.raftIndex === 'number' ? Math.max(0, lead.raftIndex - m.raftIndex) : null;
+      const role = m.isLeader || m.id === leadID ? '★ leader' : m.isLearner ? '◇ learner' : 'follower';
+      const lag = !up ? null : typeof m.raftIndexLag === 'number' ? m.raftIndexLag
+        : lead && typeof m.raftIndex === 'number' ? Math.max(0, lead.raftIndex - m.raftIndex) : null;
       const mm = memberMetrics(m.id);
       const p99 = mm && mm.latency && mm.latency.samples ? ms(mm.latency, 'p99') : null;
-      const al = alarms.filter((a) => a.memberID === m.id).map((a) => a.type);
+      const al = Array.isArray(m.alarms) ? m.alarms : alarms.filter((a) => a.memberID === m.id).map((a) => a.type);
       const inUse = up && m.dbSize ? fmtBytes(m.dbSizeInUse) + ' (' + Math.round(100 * m.dbSizeInUse / m.dbSize) + '%)' : '–';
       const td = (label, content, cls) => el('td', { 'data-label': label, class: cls }, content);
       tb.append(el('tr', { class: up ? 'up' : 'down', 'data-member-id': m.id },
@@ -595,8 +579,8 @@
     const tp = (m) => m.throughput || {};
     return [
       { title: 'Probe latency', fmt: fmtMs, lines: [
-        { name: 'p50', pts: pts((s) => ms(s.latency, 'p50')) },
-        { name: 'p99', pts: pts((s) => ms(s.latency, 'p99')) }] },
+        { name: 'p50', pts: pts((s) => (s.latency && s.latency.samples ? ms(s.latency, 'p50') : null)) },
+        { name: 'p99', pts: pts((s) => (s.latency && s.latency.samples ? ms(s.latency, 'p99') : null)) }] },
       { title: 'Requests', fmt: fmtRate, lines: [
         { name: 'reads', pts: pts((s) => sum(mem(s).map((m) => tp(m).ranges))) },
         { name: 'writes', pts: pts((s) => sum(mem(s).map((m) => (tp(m).puts || 0) + (tp(m).deletes || 0) + (tp(m).txns || 0)))) }] },
@@ -609,7 +593,7 @@
   }
 
   function drawChart(c) {
-    const W = 320, H = 110, L = 52, R = 6, T = 8, B = 18;
+    const W = 280, H = 100, L = 50, R = 6, T = 8, B = 18;
     const all = c.lines.flatMap((l) => l.pts);
     const box = el('figure', { class: 'chart', 'data-chart': c.title });
     const legend = el('p', { class: 'legend' });
