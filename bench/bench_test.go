@@ -145,7 +145,9 @@ func TestRateLimitHolds(t *testing.T) {
 	res, err := newRunner(t, etcdtest.Client(t)).Run(ctx, bench.Config{Workload: bench.Write, Connections: 2, Clients: 10, Ops: 300, Rate: rate})
 	require.NoError(t, err)
 	checkCounts(t, res)
-	assert.InEpsilon(t, rate, res.Throughput, 0.10, "throughput %.1f ops/s", res.Throughput)
+	// The limit is a ceiling: a loaded machine may not reach it, never exceed it.
+	assert.LessOrEqual(t, res.Throughput, rate*1.1, "throughput %.1f ops/s", res.Throughput)
+	assert.GreaterOrEqual(t, res.Elapsed, time.Duration(float64(res.Ops)/(rate*1.1)*float64(time.Second)), "300 ops at 200/s take 1.5 s at least")
 }
 
 func TestSerializableReads(t *testing.T) {
