@@ -2,9 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
+
 	"strings"
 	"time"
 
@@ -289,10 +288,10 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 				data = fmt.Sprintf(`CASE WHEN time = max(time) OVER (PARTITION BY cluster, %s,
 	date_bin(%s::interval, time, timestamptz 'epoch')) THEN data END`, member, arg(q.Step))
 			}
-			sel = fmt.Sprintf(`SELECT cluster, %s AS member, time, 1 AS samples, %s AS healthy, "values", NULL::jsonb AS "max", %s AS data FROM %s`,
+			sel = fmt.Sprintf(`SELECT cluster, %s AS member, time, 1 AS samples, %s AS healthy, names, vals, NULL::float8[] AS maxs, %s AS data FROM %s`,
 				member, healthy, data, t.name)
 		} else {
-			sel = fmt.Sprintf(`SELECT cluster, %s AS member, time, samples, %s AS healthy, "values", "max", NULL::jsonb AS data FROM %s`,
+			sel = fmt.Sprintf(`SELECT cluster, %s AS member, time, samples, %s AS healthy, names, vals, maxs, NULL::jsonb AS data FROM %s`,
 				member, healthy, t.name)
 		}
 		if len(where) > 0 {
@@ -305,7 +304,8 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 	}
 	sql := strings.Join(parts, "\nUNION ALL\n")
 	if q.Step == 0 {
-		sql = fmt.Sprintf("SELECT * FROM (%s) h ORDER BY time DESC, cluster DESC, member DESC LIMIT %s", sql, arg(q.EffectiveLimit()))
+		sql = fmt.Sprintf("SELECT * FROM (SELECT * FROM (%s) u ORDER BY time DESC, cluster DESC, member DESC LIMIT %s) h ORDER BY time, cluster, member",
+			sql, arg(q.EffectiveLimit()))
 	} else {
 		sql = fmt.Sprintf("SELECT * FROM (%s) h ORDER BY time, cluster, member", sql)
 	}
@@ -313,30 +313,51 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 	if err != nil {
 		return nil, err
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
-		var o row
-		var values, max, data []byte
-		if err := r.Scan(&o.Cluster, &o.Member, &o.Time, &o.Samples, &o.healthy, &values, &max, &data); err != nil {
-			return o, err
-		}
+	type raw struct {
+		row
+		names      *int32
+		vals, maxs []float64
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (raw, error) {
+		var o raw
+		var data []byte
+		err := r.Scan(&o.Cluster, &o.Member, &o.Time, &o.Samples, &o.healthy, &o.names, &o.vals, &o.maxs, &data)
 		o.Time, o.Data = o.Time.UTC(), rawOrNil(data)
-		if values != nil {
-			if err := json.Unmarshal(values, &o.Values); err != nil {
-				return o, fmt.Errorf("%w: values: %w", store.ErrCorrupt, err)
-			}
-		}
-		if max != nil {
-			if err := json.Unmarshal(max, &o.Max); err != nil {
-				return o, fmt.Errorf("%w: max: %w", store.ErrCorrupt, err)
-			}
-		}
-		return o, nil
+		return o, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if q.Step == 0 {
-		slices.Reverse(out)
+	var ids []int32
+	for _, r := range got {
+		if r.names != nil {
+			ids = append(ids, *r.names)
+		}
+	}
+	dict, err := s.lookup(ctx, tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]row, len(got))
+	for i, r := range got {
+		out[i] = r.row
+		if r.names == nil {
+			continue
+		}
+		ns := dict[*r.names]
+		if len(ns) != len(r.vals) || (r.maxs != nil && len(r.maxs) != len(ns)) {
+			return nil, fmt.Errorf("%w: values of %s at %v do not match their names", store.ErrCorrupt, r.Cluster, r.Time)
+		}
+		out[i].Values = make(map[string]float64, len(ns))
+		for j, n := range ns {
+			out[i].Values[n] = r.vals[j]
+		}
+		if r.maxs != nil {
+			out[i].Max = make(map[string]float64, len(ns))
+			for j, n := range ns {
+				out[i].Max[n] = r.maxs[j]
+			}
+		}
 	}
 	return out, nil
 }

@@ -27,7 +27,8 @@ type Store struct {
 	dropped atomic.Uint64
 	written atomic.Uint64
 
-	w writer
+	w     writer
+	names names
 
 	bg       context.Context // cancelled by Close: background work stops
 	bgCancel context.CancelFunc

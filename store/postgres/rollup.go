@@ -73,11 +73,14 @@ func (s *Store) Maintain(ctx context.Context, now time.Time) error {
 // rollup aggregates src into dst from dst's watermark to the last complete step
 // (for the hour rollup: the last hour the minute rollup completed), chunk by chunk.
 func (s *Store) rollup(ctx context.Context, src, dst table, now time.Time) error {
-	chunk := 6 * time.Hour
+	// A chunk is one transaction; the job's deadline must fit one, even on a loaded
+	// server (a day of 20 clusters x 4 series of raw metrics took 150 s to roll up on a
+	// shared 2-core machine: an hour takes about 6 s).
+	chunk := time.Hour
 	if dst.res == hour {
-		chunk = 7 * 24 * time.Hour
+		chunk = 24 * time.Hour
 	}
-	sql := rollupSQL(src, dst)
+	sql, insert := rollupSQL(src), rollupInsert(dst)
 	for {
 		more := false
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -121,6 +124,11 @@ func (s *Store) rollup(ctx context.Context, src, dst table, now time.Time) error
 			if _, err := tx.Exec(ctx, sql, *from, to, dst.res); err != nil {
 				return err
 			}
+			for _, stmt := range insert {
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return err
+				}
+			}
 			_, err := tx.Exec(ctx, `UPDATE rollup_state SET done_until = $2 WHERE name = $1`, dst.name, to)
 			return err
 		})
@@ -135,44 +143,66 @@ func binStart(t time.Time, res time.Duration) time.Time {
 	return time.Unix(0, ns-((ns%int64(res))+int64(res))%int64(res)).UTC()
 }
 
-// rollupSQL aggregates src rows of [$1, $2) into dst steps of $3: per step the number
-// of samples, whether all were healthy, and per value name the mean weighted by the
-// samples each row stands for and the maximum.
-func rollupSQL(src, dst table) string {
-	keys, gkeys := "cluster", "g.cluster"
+// rollupSQL aggregates src rows of [$1, $2) into steps of $3 and leaves them in the
+// temporary table rollup_steps: per step the number of samples, whether all were
+// healthy, and per value name (sorted) the mean weighted by the samples each row
+// stands for, and the maximum.
+func rollupSQL(src table) string {
+	keys := "r.cluster"
 	if src.kind == "metrics" {
-		keys, gkeys = "cluster, member", "g.cluster, g.member"
+		keys = "r.cluster, r.member"
 	}
-	weight, mx, healthy := "1", "NULL::jsonb", "true"
+	weight, mx, healthy := "1", "NULL::float8[]", "true"
 	if src.res > 0 {
-		weight, mx = "samples", `"max"`
+		weight, mx = "r.samples", "r.maxs"
 	}
 	if src.kind == "health" {
-		healthy = "healthy"
+		healthy = "r.healthy"
 	}
-	cols, gcols := keys+", time, samples, ", gkeys+", g.b, g.samples, "
-	if src.kind == "health" {
-		cols += "healthy, "
-		gcols += "g.healthy, "
-	}
-	return strings.NewReplacer("{keys}", keys, "{gkeys}", gkeys, "{w}", weight, "{mx}", mx, "{healthy}", healthy,
-		"{src}", src.name, "{dst}", dst.name, "{cols}", cols, "{gcols}", gcols).Replace(`
-WITH src AS (
-	SELECT {keys}, date_bin($3::interval, time, timestamptz 'epoch') AS b, {w} AS w, {healthy} AS healthy,
-		"values" AS v, {mx} AS mx
-	FROM {src} WHERE time >= $1 AND time < $2
+	plain := strings.ReplaceAll(keys, "r.", "")
+	return strings.NewReplacer("{keys}", keys, "{plain}", plain, "{w}", weight, "{mx}", mx, "{healthy}", healthy,
+		"{src}", src.name).Replace(`
+CREATE TEMPORARY TABLE rollup_steps ON COMMIT DROP AS
+WITH s AS (
+	SELECT {keys}, date_bin($3::interval, r.time, timestamptz 'epoch') AS b, {w} AS w, {healthy} AS healthy,
+		n.names AS nm, r.vals, {mx} AS mx
+	FROM {src} r LEFT JOIN value_names n ON n.id = r.names
+	WHERE r.time >= $1 AND r.time < $2
 ), g AS (
-	SELECT {keys}, b, sum(w)::integer AS samples, bool_and(healthy) AS healthy FROM src GROUP BY {keys}, b
+	SELECT {plain}, b, sum(w)::integer AS samples, bool_and(healthy) AS healthy FROM s GROUP BY {plain}, b
 ), kv AS (
-	SELECT {keys}, b, e.key, sum(e.value::float8 * w) / sum(w) AS mean,
-		max(coalesce((mx -> e.key)::float8, e.value::float8)) AS top
-	FROM src CROSS JOIN LATERAL jsonb_each(src.v) e GROUP BY {keys}, b, e.key
+	SELECT {plain}, b, e.key, sum(e.val * w) / sum(w) AS mean, max(coalesce(e.mx, e.val)) AS top
+	FROM s CROSS JOIN LATERAL unnest(s.nm, s.vals, s.mx) AS e(key, val, mx)
+	WHERE e.key IS NOT NULL AND e.val IS NOT NULL
+	GROUP BY {plain}, b, e.key
+), k AS (
+	SELECT {plain}, b, array_agg(key ORDER BY key) AS nm, array_agg(mean ORDER BY key) AS means,
+		array_agg(top ORDER BY key) AS tops
+	FROM kv GROUP BY {plain}, b
 )
-INSERT INTO {dst} ({cols}"values", "max")
-SELECT {gcols}jsonb_object_agg(kv.key, kv.mean) FILTER (WHERE kv.key IS NOT NULL),
-	jsonb_object_agg(kv.key, kv.top) FILTER (WHERE kv.key IS NOT NULL)
-FROM g LEFT JOIN kv USING ({keys}, b)
-GROUP BY {gcols}g.b`)
+SELECT g.*, k.nm, k.means, k.tops FROM g LEFT JOIN k USING ({plain}, b)`)
+}
+
+// rollupInsert moves rollup_steps into dst, with the dictionary ids of their name sets
+// (added first when new).
+func rollupInsert(dst table) []string {
+	keys := "t.cluster"
+	cols := "cluster, time, samples, "
+	if dst.kind == "metrics" {
+		keys = "t.cluster, t.member"
+		cols = "cluster, member, time, samples, "
+	}
+	healthy := ""
+	if dst.kind == "health" {
+		healthy = "t.healthy, "
+		cols += "healthy, "
+	}
+	return []string{
+		`INSERT INTO value_names (names) SELECT DISTINCT nm FROM rollup_steps WHERE nm IS NOT NULL ON CONFLICT (names) DO NOTHING`,
+		fmt.Sprintf(`INSERT INTO %s (%snames, vals, maxs)
+SELECT %s, t.b, t.samples, %sn.id, t.means, t.tops FROM rollup_steps t LEFT JOIN value_names n ON n.names = t.nm`,
+			dst.name, cols, keys, healthy),
+	}
 }
 
 // retain deletes what kind keeps beyond its retention at now: raw rows and minute

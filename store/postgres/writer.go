@@ -21,7 +21,8 @@ type record struct {
 	member  string
 	time    time.Time
 	healthy bool
-	values  *string
+	names   []string  // sorted
+	vals    []float64 // in the order of names
 	data    *string
 }
 
@@ -137,14 +138,7 @@ func (s *Store) PutMetricSnapshots(ctx context.Context, snaps []store.MetricSnap
 
 func encode(health bool, t time.Time, cluster, member string, healthy bool, values map[string]float64, data json.RawMessage, i int) (record, error) {
 	r := record{health: health, cluster: cluster, member: member, time: t.UTC(), healthy: healthy}
-	if v := store.FiniteValues(values); v != nil {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return r, fmt.Errorf("%w: values of record %d: %w", store.ErrInvalidArgument, i, err)
-		}
-		str := string(b)
-		r.values = &str
-	}
+	r.names, r.vals = split(store.FiniteValues(values))
 	var err error
 	r.data, err = jsonOrNil(fmt.Sprintf("data of record %d", i), data)
 	return r, err
@@ -300,6 +294,16 @@ func (s *Store) writeBatch(ctx context.Context, batch []record) error {
 	if len(ms) > 0 {
 		kinds = append(kinds, "metrics_1m", "metrics_1h")
 	}
+	var sets [][]string
+	for _, r := range batch {
+		if r.names != nil {
+			sets = append(sets, r.names)
+		}
+	}
+	ids, err := s.ids(ctx, sets)
+	if err != nil {
+		return err
+	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Hold off a rollup of these kinds until this commits (and wait for one that
 		// runs), so no rollup misses rows committed after its snapshot. KEY SHARE does
@@ -307,25 +311,23 @@ func (s *Store) writeBatch(ctx context.Context, batch []record) error {
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM rollup_state WHERE name = ANY($1) FOR KEY SHARE`, kinds); err != nil {
 			return err
 		}
+		// Each row's float8[] travels as an array literal: unnest would flatten an
+		// array of arrays.
 		if len(hs) > 0 {
-			cl, ts, ok, vs, ds := columns(hs)
-			if _, err := tx.Exec(ctx, `INSERT INTO health_raw (cluster, time, healthy, "values", data)
-	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::boolean[], $4::jsonb[], $5::jsonb[])
-	ON CONFLICT (cluster, time) DO UPDATE SET healthy = excluded.healthy, "values" = excluded."values", data = excluded.data`,
-				cl, ts, ok, vs, ds); err != nil {
+			c := columns(hs, ids)
+			if _, err := tx.Exec(ctx, `INSERT INTO health_raw (cluster, time, healthy, names, vals, data)
+	SELECT c, t, h, n, v::float8[], d FROM unnest($1::text[], $2::timestamptz[], $3::boolean[], $4::integer[], $5::text[], $6::jsonb[]) AS u(c, t, h, n, v, d)
+	ON CONFLICT (cluster, time) DO UPDATE SET healthy = excluded.healthy, names = excluded.names, vals = excluded.vals, data = excluded.data`,
+				c.cluster, c.time, c.healthy, c.names, c.vals, c.data); err != nil {
 				return err
 			}
 		}
 		if len(ms) > 0 {
-			cl, ts, _, vs, ds := columns(ms)
-			mem := make([]string, len(ms))
-			for i, r := range ms {
-				mem[i] = r.member
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO metrics_raw (cluster, time, member, "values", data)
-	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::jsonb[], $5::jsonb[])
-	ON CONFLICT (cluster, time, member) DO UPDATE SET "values" = excluded."values", data = excluded.data`,
-				cl, ts, mem, vs, ds); err != nil {
+			c := columns(ms, ids)
+			if _, err := tx.Exec(ctx, `INSERT INTO metrics_raw (cluster, time, member, names, vals, data)
+	SELECT c, t, m, n, v::float8[], d FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::integer[], $5::text[], $6::jsonb[]) AS u(c, t, m, n, v, d)
+	ON CONFLICT (cluster, time, member) DO UPDATE SET names = excluded.names, vals = excluded.vals, data = excluded.data`,
+				c.cluster, c.time, c.member, c.names, c.vals, c.data); err != nil {
 				return err
 			}
 		}
@@ -346,11 +348,25 @@ func (s *Store) writeBatch(ctx context.Context, batch []record) error {
 	})
 }
 
-func columns(rs []record) (cl []string, ts []time.Time, ok []bool, vs, ds []*string) {
-	cl, ts, ok = make([]string, len(rs)), make([]time.Time, len(rs)), make([]bool, len(rs))
-	vs, ds = make([]*string, len(rs)), make([]*string, len(rs))
+// cols are a batch's columns, for unnest.
+type cols struct {
+	cluster, member []string
+	time            []time.Time
+	healthy         []bool
+	names           []*int32
+	vals, data      []*string
+}
+
+func columns(rs []record, ids map[string]int32) cols {
+	n := len(rs)
+	c := cols{cluster: make([]string, n), member: make([]string, n), time: make([]time.Time, n), healthy: make([]bool, n),
+		names: make([]*int32, n), vals: make([]*string, n), data: make([]*string, n)}
 	for i, r := range rs {
-		cl[i], ts[i], ok[i], vs[i], ds[i] = r.cluster, r.time, r.healthy, r.values, r.data
+		c.cluster[i], c.member[i], c.time[i], c.healthy[i], c.data[i] = r.cluster, r.member, r.time, r.healthy, r.data
+		if r.names != nil {
+			id := ids[namesKey(r.names)]
+			c.names[i], c.vals[i] = &id, arrayLiteral(r.vals)
+		}
 	}
-	return
+	return c
 }
