@@ -156,9 +156,16 @@ type readOnly struct{ store.Store }
 
 var errReadOnly = errors.New("monitor: standby view of the store: read only")
 
-func (readOnly) PutAlerts(context.Context, []store.Alert, []string) error { return errReadOnly }
-func (readOnly) PutGroup(context.Context, store.Group) error              { return errReadOnly }
-func (readOnly) DeleteGroup(context.Context, string, string) error        { return errReadOnly }
+// PutAlerts ignores a clean-up of resolved alerts (loading one whose resolve is due
+// elsewhere asks for it: that is the active replica's to do) and refuses the rest.
+func (readOnly) PutAlerts(_ context.Context, put []store.Alert, _ []string) error {
+	if len(put) == 0 {
+		return nil
+	}
+	return errReadOnly
+}
+func (readOnly) PutGroup(context.Context, store.Group) error       { return errReadOnly }
+func (readOnly) DeleteGroup(context.Context, string, string) error { return errReadOnly }
 func (readOnly) AppendNotification(context.Context, store.Notification) (store.Notification, error) {
 	return store.Notification{}, errReadOnly
 }

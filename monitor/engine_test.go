@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -101,4 +102,31 @@ func TestStandbyAndTakeover(t *testing.T) {
 	assert.Zero(t, recA.resolved("TestCondition", "main"), "A, out of its term, sends nothing")
 	var created alert.Silence
 	assert.Equal(t, http.StatusOK, call(t, "POST", urlB+"/api/v1/silences", body, &created), "the active replica takes silences")
+}
+
+// A standby's view of the store loads an alert whose resolve is still due (the active
+// replica's to send): it lists the store's alerts instead of failing.
+func TestStandbyViewWithAResolveDue(t *testing.T) {
+	st := store.NewMemory()
+	defer st.Close()
+	now := time.Now().UTC()
+	data := fmt.Sprintf(`{"alert":{"fingerprint":"f1","name":"TestCondition","severity":"warning","state":"resolved",
+		"labels":{"alertname":"TestCondition","cluster":"main"},"summary":"s","value":1,"activeAt":%q,"startsAt":%q,"endsAt":%q,
+		"status":{"state":"resolved","silencedBy":[],"inhibitedBy":[]}},"rule":"TestCondition","lastTrue":%q}`,
+		now.Add(-time.Minute).Format(time.RFC3339Nano), now.Add(-time.Minute).Format(time.RFC3339Nano), now.Format(time.RFC3339Nano),
+		now.Add(-time.Second).Format(time.RFC3339Nano))
+	require.NoError(t, st.PutAlerts(context.Background(), []store.Alert{{Fingerprint: "f1", Cluster: "main", State: "resolved",
+		ActiveAt: now.Add(-time.Minute), FiredAt: now.Add(-time.Minute), Data: []byte(data)}}, nil))
+	svc, err := monitor.New([]monitor.Cluster{{Name: "main", Client: etcdtest.Client(t)}}, monitor.WithStore(st), monitor.WithStandby())
+	require.NoError(t, err)
+	defer svc.Close()
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+	var alerts monitor.AlertsResponse
+	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/alerts", &alerts))
+	var sils monitor.SilencesResponse
+	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/silences", &sils))
+	recs, err := st.Alerts(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, recs, 1, "the view changed nothing in the store")
 }
