@@ -184,9 +184,10 @@ func timescale(ctx context.Context, tx pgx.Tx) error {
 const migrationLock = 0x65746364_6d6f6e31 // "etcdmon1"
 
 // migrate applies the steps not yet recorded in schema_migrations. Concurrent starters
-// queue on an advisory lock held for the whole run, so each step runs once; a starter
+// queue on an advisory lock held for the whole run (schema creation included), so each
+// step runs once; a starter
 // that finds a version newer than it knows refuses to run against that schema.
-func migrate(ctx context.Context, conn *pgx.Conn) (applied int, err error) {
+func migrate(ctx context.Context, conn *pgx.Conn, schema string) (applied int, err error) {
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLock)); err != nil {
 		return 0, fmt.Errorf("postgres: migration lock: %w", err)
 	}
@@ -198,6 +199,12 @@ func migrate(ctx context.Context, conn *pgx.Conn) (applied int, err error) {
 			err = fmt.Errorf("postgres: migration unlock: %w", uerr)
 		}
 	}()
+	// Under the lock: CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent one.
+	if schema != "" {
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
+			return 0, fmt.Errorf("postgres: create schema %s: %w", schema, err)
+		}
+	}
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    integer PRIMARY KEY,
 	name       text NOT NULL,

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
@@ -107,12 +106,7 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("postgres: connect: %w", err)
 	}
 	defer conn.Release()
-	if s.opts.schema != "" {
-		if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.opts.schema}.Sanitize()); err != nil {
-			return fmt.Errorf("postgres: create schema %s: %w", s.opts.schema, err)
-		}
-	}
-	n, err := migrate(ctx, conn.Conn())
+	n, err := migrate(ctx, conn.Conn(), s.opts.schema)
 	if err != nil {
 		return err
 	}
