@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"strings"
 	"time"
@@ -146,9 +148,6 @@ func (s *Store) HealthChecks(ctx context.Context, q store.HistoryQuery) ([]store
 		out[i] = store.HealthCheck{Time: r.Time, Cluster: r.Cluster, Healthy: r.healthy, Values: r.Values, Max: r.Max,
 			Samples: r.Samples, Data: r.Data}
 	}
-	if q.Step > 0 {
-		out = store.DownsampleHealth(out, q.Step)
-	}
 	return tail(out, q.EffectiveLimit()), nil
 }
 
@@ -161,9 +160,6 @@ func (s *Store) MetricSnapshots(ctx context.Context, q store.HistoryQuery) ([]st
 	out := make([]store.MetricSnapshot, len(rows))
 	for i, r := range rows {
 		out[i] = r.MetricSnapshot
-	}
-	if q.Step > 0 {
-		out = store.DownsampleMetrics(out, q.Step)
 	}
 	return tail(out, q.EffectiveLimit()), nil
 }
@@ -313,13 +309,8 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 	if err != nil {
 		return nil, err
 	}
-	type raw struct {
-		row
-		names      *int32
-		vals, maxs []float64
-	}
-	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (raw, error) {
-		var o raw
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rec, error) {
+		var o rec
 		var data []byte
 		err := r.Scan(&o.Cluster, &o.Member, &o.Time, &o.Samples, &o.healthy, &o.names, &o.vals, &o.maxs, &data)
 		o.Time, o.Data = o.Time.UTC(), rawOrNil(data)
@@ -338,6 +329,9 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 	if err != nil {
 		return nil, err
 	}
+	if q.Step > 0 {
+		return bin(got, dict, q.Step)
+	}
 	out := make([]row, len(got))
 	for i, r := range got {
 		out[i] = r.row
@@ -346,7 +340,7 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 		}
 		ns := dict[*r.names]
 		if len(ns) != len(r.vals) || (r.maxs != nil && len(r.maxs) != len(ns)) {
-			return nil, fmt.Errorf("%w: values of %s at %v do not match their names", store.ErrCorrupt, r.Cluster, r.Time)
+			return nil, corrupt(r)
 		}
 		out[i].Values = make(map[string]float64, len(ns))
 		for j, n := range ns {
@@ -359,5 +353,92 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 			}
 		}
 	}
+	return out, nil
+}
+
+// rec is a history row as read: values still as their name-set id and arrays.
+type rec struct {
+	row
+	names      *int32
+	vals, maxs []float64
+}
+
+func corrupt(r rec) error {
+	return fmt.Errorf("%w: values of %s at %v do not match their names", store.ErrCorrupt, r.Cluster, r.Time)
+}
+
+// bin downsamples time-ordered records into one per cluster, member and step, as
+// store.DownsampleMetrics does, working on the arrays: maps are made only for the
+// records returned.
+func bin(recs []rec, dict map[int32][]string, step time.Duration) ([]row, error) {
+	type key struct {
+		at              time.Time
+		cluster, member string
+	}
+	type acc struct {
+		row
+		names       []string
+		sum, w, top []float64
+	}
+	idx := map[key]int{}
+	var accs []*acc
+	for _, r := range recs {
+		k := key{store.StepStart(r.Time, step), r.Cluster, r.Member}
+		i, ok := idx[k]
+		if !ok {
+			i = len(accs)
+			idx[k] = i
+			a := &acc{row: row{healthy: true}}
+			a.Time, a.Cluster, a.Member = k.at, r.Cluster, r.Member
+			accs = append(accs, a)
+		}
+		a := accs[i]
+		w := float64(max(r.Samples, 1))
+		a.Samples += max(r.Samples, 1)
+		a.healthy = a.healthy && r.healthy
+		if r.Data != nil {
+			a.Data = r.Data
+		}
+		if r.names == nil {
+			continue
+		}
+		ns := dict[*r.names]
+		if len(ns) != len(r.vals) || (r.maxs != nil && len(r.maxs) != len(ns)) {
+			return nil, corrupt(r)
+		}
+		for j, n := range ns {
+			// Name sets rarely differ within a series: the same position first.
+			p := j
+			if p >= len(a.names) || a.names[p] != n {
+				if p = slices.Index(a.names, n); p < 0 {
+					p = len(a.names)
+					a.names = append(a.names, n)
+					a.sum, a.w, a.top = append(a.sum, 0), append(a.w, 0), append(a.top, r.vals[j])
+				}
+			}
+			v, top := r.vals[j], r.vals[j]
+			if r.maxs != nil {
+				top = r.maxs[j]
+			}
+			a.sum[p] += v * w
+			a.w[p] += w
+			a.top[p] = max(a.top[p], top)
+		}
+	}
+	out := make([]row, len(accs))
+	for i, a := range accs {
+		out[i] = a.row
+		if len(a.names) == 0 {
+			continue
+		}
+		out[i].Values, out[i].Max = make(map[string]float64, len(a.names)), make(map[string]float64, len(a.names))
+		for j, n := range a.names {
+			out[i].Values[n] = a.sum[j] / a.w[j]
+			out[i].Max[n] = a.top[j]
+		}
+	}
+	slices.SortStableFunc(out, func(a, b row) int {
+		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Cluster, b.Cluster), cmp.Compare(a.Member, b.Member))
+	})
 	return out, nil
 }
