@@ -96,7 +96,9 @@ func testContention(t *testing.T, c *etcdtest.Cluster) {
 			defer wg.Done()
 			for done := 0; done < rounds; {
 				if err := m.Lock(ctx); err != nil {
-					if isLoss(err) && ctx.Err() == nil {
+					// A lease lost, or a grant not answered within the TTL, on a starved
+					// machine: the attempt proves nothing either way.
+					if (isLoss(err) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() == nil {
 						retried.Add(1)
 						continue
 					}

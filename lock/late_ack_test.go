@@ -17,13 +17,14 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/lock"
 )
 
-// replyGate holds the next LeaseKeepAlive reply, once armed, after it has arrived and
-// until released: the tracker goroutine is then between "reply received" and "reply
-// processed" (renew's s.mu.Lock), as after a scheduling delay.
+// replyGate holds every LeaseKeepAlive reply, while armed, after it has arrived and
+// until released: the tracker is then between "reply received" and "reply processed"
+// (renew's s.mu.Lock), as after a scheduling delay.
 type replyGate struct {
 	mu      sync.Mutex
 	armed   bool
-	held    chan struct{}
+	heldAny bool
+	held    chan struct{} // closed when the first reply is held
 	release chan struct{}
 }
 
@@ -33,8 +34,10 @@ func (g *replyGate) take() chan struct{} {
 	if !g.armed {
 		return nil
 	}
-	g.armed = false
-	close(g.held)
+	if !g.heldAny {
+		g.heldAny = true
+		close(g.held)
+	}
 	return g.release
 }
 
@@ -93,12 +96,16 @@ func TestLateAckDoesNotResurrectSession(t *testing.T) {
 	g.mu.Lock()
 	g.armed = true
 	g.mu.Unlock()
-	<-g.held // the next renewal's reply has arrived; its processing is delayed
+	<-g.held // the next renewal's reply has arrived; its processing (and that of any
+	// request hedging it) is delayed
 	// A check after the deadline (Err calls Holding.Check) ends the holding.
 	for m.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
-	close(g.release) // the delayed reply is processed now: it extends the deadline
+	g.mu.Lock()
+	g.armed = false
+	g.mu.Unlock()
+	close(g.release) // the delayed replies are processed now, past the deadline
 	require.ErrorIs(t, m.Err(), lock.ErrLost)
 	require.ErrorIs(t, m.Unlock(ctx), lock.ErrNotHeld)
 

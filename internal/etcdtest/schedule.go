@@ -120,27 +120,35 @@ func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Du
 	}
 }
 
-// place moves etcd's leader as f.Lead says, relative to f.Member.
+// place moves etcd's leader as f.Lead says, relative to f.Member, retrying a transfer
+// that a loaded machine did not finish in time.
 func (c *Cluster) place(ctx context.Context, f Fault) {
 	c.t.Helper()
-	lead := c.Leader()
-	to := lead
-	switch {
-	case f.Lead == LeadOnTarget:
-		to = f.Member
-	case f.Lead == LeadElsewhere && lead == f.Member:
-		to = (f.Member + 1) % len(c.Members)
-	}
-	if to == lead {
-		return
-	}
-	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	from := c.Members[lead].Server
-	if err := from.MoveLeader(mctx, from.Lead(), uint64(c.Members[to].Server.MemberID())); err != nil && ctx.Err() == nil {
-		c.t.Fatalf("etcdtest: move etcd's leader from member %d to %d: %v", lead, to, err)
+	for {
+		lead := c.Leader()
+		to := lead
+		switch {
+		case f.Lead == LeadOnTarget:
+			to = f.Member
+		case f.Lead == LeadElsewhere && lead == f.Member:
+			to = (f.Member + 1) % len(c.Members)
+		}
+		if to == lead {
+			return
+		}
+		from := c.Members[lead].Server
+		err := from.MoveLeader(mctx, from.Lead(), uint64(c.Members[to].Server.MemberID()))
+		if err == nil || ctx.Err() != nil {
+			c.Leader()
+			return
+		}
+		if mctx.Err() != nil {
+			c.t.Fatalf("etcdtest: move etcd's leader from member %d to %d: %v", lead, to, err)
+		}
+		sleep(mctx, 100*time.Millisecond)
 	}
-	c.Leader()
 }
 
 func sleep(ctx context.Context, d time.Duration) {

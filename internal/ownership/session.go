@@ -429,23 +429,54 @@ func (s *Session) track() {
 }
 
 func (s *Session) renew(base context.Context) error {
-	sent := time.Now()
+	start := time.Now()
 	limit := s.Deadline()
 	if limit.IsZero() {
-		limit = sent.Add(5 * time.Second)
-	}
-	// Each attempt gets at most half the time left (and at least 500ms), so that a
-	// request stuck on an endpoint that stopped answering leaves time for a retry, which
-	// the client sends to another endpoint.
-	if attempt := sent.Add(max(limit.Sub(sent)/2, 500*time.Millisecond)); attempt.Before(limit) {
-		limit = attempt
+		limit = start.Add(5 * time.Second)
 	}
 	ctx, cancel := context.WithDeadline(base, limit)
 	defer cancel()
-	resp, err := s.cli.KeepAliveOnce(ctx, s.lease)
-	if err != nil {
-		return err
+	// A request not answered within half the time left (at least 500ms) is hedged by a
+	// second one, which the client may send to another endpoint: neither an endpoint that
+	// stopped answering nor a server slow to answer costs the lease while a renewal can
+	// still land. The first answer counts, from its own send time.
+	type reply struct {
+		sent time.Time
+		resp *clientv3.LeaseKeepAliveResponse
+		err  error
 	}
+	replies := make(chan reply, 2)
+	send := func() {
+		sent := time.Now()
+		resp, err := s.cli.KeepAliveOnce(ctx, s.lease)
+		replies <- reply{sent, resp, err}
+	}
+	go send()
+	inFlight := 1
+	hedge := time.NewTimer(max(limit.Sub(start)/2, 500*time.Millisecond))
+	defer hedge.Stop()
+	var r reply
+	for {
+		select {
+		case <-hedge.C:
+			inFlight++
+			go send()
+			continue
+		case r = <-replies:
+			inFlight--
+		}
+		if r.err == nil || inFlight == 0 || errors.Is(r.err, rpctypes.ErrLeaseNotFound) {
+			break
+		}
+	}
+	cancel()
+	for ; inFlight > 0; inFlight-- {
+		<-replies // the other request ends with ctx
+	}
+	if r.err != nil {
+		return r.err
+	}
+	resp, sent := r.resp, r.sent
 	ttl := time.Duration(resp.TTL) * time.Second
 	d := sent.Add(ttl - Margin(ttl))
 	s.mu.Lock()
