@@ -14,9 +14,10 @@
 //     instant etcd could expire the lease — the send time of the last acknowledged
 //     renewal plus the TTL etcd returned — even if etcd is unreachable: the Keeper never
 //     claims a lease that etcd may already have expired.
-//   - Renewals go to whichever member the client can reach, each on a short request of its
-//     own, so an endpoint that stops answering is left for another; a leader election
-//     does not lose the lease as long as a renewal succeeds in time.
+//   - Renewals go to whichever member the client can reach, each a request of its own; one
+//     not answered within half the time left is hedged by a second, so neither an
+//     endpoint that stops answering nor a slow server costs the lease while a renewal can
+//     still land in time; nor does a leader election.
 //   - A lease given up for silence is no longer renewed, and is revoked as soon as etcd
 //     answers.
 //   - With WithRegrant, a lost lease is replaced by a new one, with jittered backoff and
