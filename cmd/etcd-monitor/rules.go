@@ -121,15 +121,15 @@ func daemonRules(cfg *Config) ([]alert.Rule, error) {
 // ruleFile renders the daemon's rules as a Prometheus rule file.
 func ruleFile(cfg *Config, selector, group string) (string, error) {
 	if strings.TrimSpace(selector) == "" {
-		return "", bad("selector", "empty")
+		return "", errors.New("--selector: empty")
 	}
 	for _, m := range splitMatchers(selector) {
 		if _, err := alert.ParseMatcher(m); err != nil {
-			return "", bad("selector", "%q: %v", selector, err)
+			return "", fmt.Errorf("--selector: %q is not a list of label matchers (%s)", selector, m)
 		}
 	}
 	if group == "" {
-		return "", bad("group", "empty")
+		return "", errors.New("--group: empty")
 	}
 	rules, err := daemonRules(cfg)
 	if err != nil {
