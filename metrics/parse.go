@@ -256,7 +256,37 @@ func parse(r io.Reader, limit int64) (*parsed, error) {
 	if lr.N <= 0 {
 		return nil, fmt.Errorf("%w: over %d bytes", errTooLarge, limit)
 	}
+	p.sanitize()
 	return p, nil
+}
+
+// sanitize drops sums that overflowed to ±Inf (finite values, added up): JSON has no
+// infinity either.
+func (p *parsed) sanitize() {
+	for i, v := range p.vals {
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			p.vals[i], p.seen[i] = 0, false
+			p.dropped++
+		}
+	}
+	for _, f := range []*float64{&p.unary, &p.streamHandled, &p.streamStarted} {
+		if math.IsInf(*f, 0) || math.IsNaN(*f) {
+			*f = 0
+			p.dropped++
+		}
+	}
+	for i := range p.codes {
+		if math.IsInf(p.codes[i].n, 0) || math.IsNaN(p.codes[i].n) {
+			p.codes[i].n = 0
+			p.dropped++
+		}
+	}
+	for i := range p.hists {
+		if h := &p.hists[i]; math.IsInf(h.sum, 0) || math.IsNaN(h.sum) {
+			h.sum = 0
+			p.dropped++
+		}
+	}
 }
 
 // metricName returns the name a sample line starts with, or nil for a comment, a blank

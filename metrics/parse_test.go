@@ -124,6 +124,27 @@ etcd_disk_wal_fsync_duration_seconds_count 3
 	_, err = json.Marshal(snap)
 	assert.NoError(t, err, "huge finite values make no NaN or infinity either")
 	assert.Zero(t, m.DB.GrowthRate, "an infinite rate is reported as 0")
+
+	// Finite values whose sum overflows.
+	p3, err := parse(strings.NewReader(`etcd_server_has_leader 1
+process_resident_memory_bytes{a="1"} 1.7e308
+process_resident_memory_bytes{a="2"} 1.7e308
+grpc_server_handled_total{grpc_code="OK",grpc_method="a",grpc_type="unary"} 1.7e308
+grpc_server_handled_total{grpc_code="OK",grpc_method="b",grpc_type="unary"} 1.7e308
+grpc_server_started_total{grpc_type="bidi_stream"} 1.7e308
+grpc_server_started_total{grpc_type="server_stream"} 1.7e308
+etcd_disk_wal_fsync_duration_seconds_sum{a="1"} 1.7e308
+etcd_disk_wal_fsync_duration_seconds_sum{a="2"} 1.7e308
+etcd_disk_wal_fsync_duration_seconds_count 1
+etcd_disk_wal_fsync_duration_seconds_bucket{le="+Inf"} 1
+`), MaxScrapeBytes)
+	require.NoError(t, err)
+	var m3 MemberMetrics
+	fill(&m3, p3, time.Now(), nil)
+	_, err = json.Marshal(&Snapshot{Members: []MemberMetrics{m3}})
+	assert.NoError(t, err, "sums that overflow are dropped")
+	assert.Zero(t, m3.Process.RSS)
+	assert.Zero(t, m3.WALFsync.Sum)
 }
 
 // Malformed lines of the families the collector reads are errors; lines of other
