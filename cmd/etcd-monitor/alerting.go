@@ -267,7 +267,7 @@ func alertOptions(cfg *Config, log *zap.Logger) ([]alert.Option, error) {
 		return nil, err
 	}
 	opts := []alert.Option{alert.WithConfig(ac), alert.WithExtraRules(extraRules(cfg.Thresholds)...),
-		alert.WithShutdownTimeout(cfg.API.ShutdownTimeout)}
+		alert.WithShutdownTimeout(cfg.engineShutdownTimeout())}
 	a := cfg.Alerts
 	if a.Console {
 		opts = append(opts, alert.WithConsole(log.Named("alert")))

@@ -36,6 +36,26 @@ type ReplicaConfig struct {
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
+// leaseTTL is replica.lease_ttl, by default the health check interval, at least 1s.
+func (c *Config) leaseTTL() time.Duration {
+	if c.Replica.LeaseTTL > 0 {
+		return max(c.Replica.LeaseTTL, time.Second)
+	}
+	return max(c.Monitor.HealthCheckInterval, time.Second)
+}
+
+// engineShutdownTimeout bounds how long the alert engine sends what is queued when it
+// closes: api.shutdown_timeout, and on a replica at most an eighth of the lease TTL, so
+// that an engine whose term ended is done before the lease can expire in PostgreSQL
+// (the replica stops it a quarter TTL ahead). What it could not send stays due in the
+// store and the next term sends it.
+func (c *Config) engineShutdownTimeout() time.Duration {
+	if c.Store.Type == store.TypePostgres {
+		return min(c.API.ShutdownTimeout, c.leaseTTL()/8)
+	}
+	return c.API.ShutdownTimeout
+}
+
 // alertingLease names the lease that elects the alerting replica.
 const alertingLease = "alerting"
 

@@ -495,3 +495,36 @@ func TestReplicaFailoverDuringIncident(t *testing.T) {
 	assert.Equal(t, []string{"b firing TestIncident", "c resolved TestIncident"}, p.noticeLog(), "no duplicate, no lost resolve")
 	p.stop(t, "c")
 }
+
+// On a replica, the alert engine of a term that ends (lease lost) closes within an
+// eighth of the lease TTL, whatever api.shutdown_timeout says: the lease margin is a
+// quarter TTL, and an engine still flushing after it could notify alongside the next
+// term's. What it could not send stays due in the store for the next term.
+func TestReplicaEngineClosesWithinTheLeaseMargin(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.Store = store.Config{Type: store.TypePostgres, DSNEnv: "UNUSED"}
+	cfg.Replica.LeaseTTL = 2 * time.Second
+	cfg.API.ShutdownTimeout = time.Minute
+	opts, err := alertOptions(&cfg, zap.NewNop())
+	require.NoError(t, err)
+	m, err := alert.New(append(opts,
+		alert.WithReceiver("stuck", alert.SenderFunc(func(ctx context.Context, _ alert.Notification) error {
+			<-ctx.Done() // a receiver that never answers
+			return ctx.Err()
+		}), true),
+		alert.WithRules(alert.Rule{Name: "TestIncident", Severity: alert.Critical, Needs: alert.NeedsHealth,
+			Eval: func(*health.Report, *metrics.Snapshot) []alert.Finding { return []alert.Finding{{Value: 1}} }}))...)
+	require.NoError(t, err)
+	_, err = m.EvaluateCluster(context.Background(), "prod", &health.Report{Time: time.Now()}, nil)
+	require.NoError(t, err)
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		m.Close()
+	}()
+	select {
+	case <-closed:
+	case <-time.After(3 * cfg.Replica.LeaseTTL / 8): // three times the bound
+		t.Fatalf("the engine did not close within %v of a %v lease", 3*cfg.Replica.LeaseTTL/8, cfg.Replica.LeaseTTL)
+	}
+}
