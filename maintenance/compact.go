@@ -195,3 +195,15 @@ func (m *Maintainer) pruneMarks(ctx context.Context, rev int64) {
 func (m *Maintainer) markKey(t time.Time) string {
 	return m.opts.markPrefix + fmt.Sprintf("%020d", t.UnixNano())
 }
+
+// PruneMarks deletes the revision marks written before t, so that a process calling Mark
+// regularly keeps a bounded number of them (one key per call within the age it keeps);
+// Compact's KeepNewerThan cannot reach further back than the oldest mark left. It
+// returns the number of marks deleted.
+func (m *Maintainer) PruneMarks(ctx context.Context, t time.Time) (int64, error) {
+	resp, err := m.cli.Delete(ctx, m.opts.markPrefix, clientv3.WithRange(m.markKey(t)))
+	if err != nil {
+		return 0, fmt.Errorf("maintenance: prune marks: %w", err)
+	}
+	return resp.Deleted, nil
+}
