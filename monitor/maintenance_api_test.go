@@ -366,15 +366,70 @@ func TestMaintenanceOptionsRejected(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(file, nil, 0o600))
 	for name, opt := range map[string]monitor.Option{
-		"relative dir":      monitor.WithSnapshotDir("snapshots"),
-		"missing dir":       monitor.WithSnapshotDir(filepath.Join(t.TempDir(), "missing")),
-		"file, not dir":     monitor.WithSnapshotDir(file),
-		"unknown cluster":   monitor.WithRemediation("two", monitor.Remediation{NoSpace: true}),
-		"defrag, no window": monitor.WithRemediation("one", monitor.Remediation{Defragment: true}),
-		"negative keep":     monitor.WithRemediation("one", monitor.Remediation{NoSpace: true, KeepRevisions: -1}),
-		"negative retry":    monitor.WithRemediation("one", monitor.Remediation{NoSpace: true, Retry: -time.Second}),
+		"relative dir":        monitor.WithSnapshotDir("snapshots"),
+		"missing dir":         monitor.WithSnapshotDir(filepath.Join(t.TempDir(), "missing")),
+		"file, not dir":       monitor.WithSnapshotDir(file),
+		"unknown cluster":     monitor.WithRemediation("two", monitor.Remediation{NoSpace: true}),
+		"defrag, no window":   monitor.WithRemediation("one", monitor.Remediation{Defragment: true}),
+		"negative keep":       monitor.WithRemediation("one", monitor.Remediation{NoSpace: true, KeepRevisions: -1}),
+		"negative retry":      monitor.WithRemediation("one", monitor.Remediation{NoSpace: true, Retry: -time.Second}),
+		"marks, no every":     monitor.WithRevisionMarks(0, time.Hour),
+		"marks, keep < every": monitor.WithRevisionMarks(time.Hour, time.Minute),
 	} {
 		_, err := monitor.New(cl, opt)
 		assert.ErrorIs(t, err, monitor.ErrInvalidArgument, name)
 	}
+}
+
+// With revision marks, a compaction by age ("retain") has marks to go by; marks older
+// than keep are deleted.
+func TestMaintenanceAPICompactByAge(t *testing.T) {
+	cli := etcdtest.Client(t)
+	svc, err := monitor.New([]monitor.Cluster{{Name: "one", Client: cli}}, monitor.WithRevisionMarks(50*time.Millisecond, 300*time.Millisecond))
+	require.NoError(t, err)
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, svc.Close())
+	}()
+	m, err := maintenance.New(cli)
+	require.NoError(t, err)
+	var first maintenance.RevisionMark
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		marks, err := m.Marks(context.Background())
+		if assert.NoError(ct, err) && assert.NotEmpty(ct, marks) {
+			first = marks[0]
+		}
+	}, 30*time.Second, 10*time.Millisecond)
+
+	var op monitor.MaintenanceOperation
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		status, loc := do(ct, http.MethodPost, srv.URL+"/api/v1/clusters/one/maintenance/compact", `{"retain":"100ms"}`, &op)
+		if !assert.Equal(ct, http.StatusAccepted, status) {
+			return
+		}
+		var got monitor.MaintenanceOperation
+		assert.EventuallyWithT(ct, func(c2 *assert.CollectT) {
+			assert.Equal(c2, http.StatusOK, func() int { s, _ := do(c2, http.MethodGet, srv.URL+loc, "", &got); return s }())
+			assert.NotEqual(c2, monitor.OpRunning, got.State)
+		}, 10*time.Second, 10*time.Millisecond)
+		assert.Equal(ct, monitor.OpSucceeded, got.State, got.Error) // until a mark is 100ms old: ErrNoMark
+		op = got
+	}, 30*time.Second, 50*time.Millisecond)
+	var rep maintenance.CompactReport
+	require.NoError(t, json.Unmarshal(op.Report, &rep))
+	assert.False(t, rep.MarkTime.IsZero(), "compacted to a mark")
+	assert.Positive(t, rep.CompactRevision)
+
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		marks, err := m.Marks(context.Background())
+		if assert.NoError(ct, err) && assert.NotEmpty(ct, marks) {
+			assert.True(ct, marks[0].Time.After(first.Time), "the first mark is pruned once older than keep")
+		}
+	}, 30*time.Second, 10*time.Millisecond)
 }

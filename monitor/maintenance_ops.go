@@ -159,6 +159,18 @@ func storedOperation(rec store.MaintenanceOp) MaintenanceOperation {
 type maintenanceOptions struct {
 	snapshotDir string
 	remediation map[string]Remediation
+	markEvery   time.Duration
+	markKeep    time.Duration
+}
+
+// WithRevisionMarks makes the Service write a revision mark (maintenance.Maintainer.Mark:
+// one small key under /etcd-monitor/maintenance/marks/) into each cluster every every,
+// and delete the marks older than keep, so that a compaction may keep "everything newer
+// than a duration" (POST .../maintenance/compact {"retain":"24h"}) up to keep back, to
+// within every. Default: off, and such compactions fail for want of marks. Both must be
+// positive, keep at least every.
+func WithRevisionMarks(every, keep time.Duration) Option {
+	return optionFunc(func(o *options) { o.maint.markEvery, o.maint.markKeep = every, keep })
 }
 
 // maintRunner runs the Service's maintenance operations: one at a time per cluster, in
@@ -205,6 +217,11 @@ func newMaintRunner(s *Service, clusters []Cluster) (*maintRunner, error) {
 			return nil, fmt.Errorf("%w: WithSnapshotDir: %q is not a directory", ErrInvalidArgument, o.snapshotDir)
 		}
 		r.snapshotDir = filepath.Clean(o.snapshotDir)
+	}
+	if o.markEvery != 0 || o.markKeep != 0 {
+		if o.markEvery <= 0 || o.markKeep < o.markEvery {
+			return nil, fmt.Errorf("%w: WithRevisionMarks(%v, %v): every must be positive and keep at least every", ErrInvalidArgument, o.markEvery, o.markKeep)
+		}
 	}
 	for name := range o.remediation {
 		if !slices.ContainsFunc(clusters, func(c Cluster) bool { return c.Name == name }) {
@@ -379,13 +396,31 @@ func newOpID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// run starts each cluster's remediation loop (for clusters with remediation) on wg,
-// until ctx ends.
+// runRemediation starts each cluster's remediation loop (for clusters with
+// remediation) and revision marks (WithRevisionMarks) on wg, until ctx ends.
 func (r *maintRunner) runRemediation(ctx context.Context, wg *sync.WaitGroup) {
 	interval := min(r.s.opts.healthInterval, r.s.opts.metricsInterval)
+	o := r.s.opts.maint
 	for _, c := range r.order {
 		if c.rem.enabled() {
 			wg.Go(func() { every(ctx, interval, func(ctx context.Context) { r.remediate(ctx, c) }) })
 		}
+		if o.markEvery > 0 {
+			wg.Go(func() { every(ctx, o.markEvery, func(ctx context.Context) { c.mark(ctx, o.markKeep) }) })
+		}
+	}
+}
+
+// mark writes a revision mark and deletes those older than keep. Failures are logged:
+// the next round tries again.
+func (c *clusterMaint) mark(ctx context.Context, keep time.Duration) {
+	tctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	mk, err := c.m.Mark(tctx)
+	if err == nil {
+		_, err = c.m.PruneMarks(tctx, mk.Time.Add(-keep))
+	}
+	if err != nil && ctx.Err() == nil { // not when stopping
+		c.log.Warn("revision mark", zap.Error(err))
 	}
 }

@@ -734,6 +734,11 @@ type MaintenanceConfig struct {
 	// writes into (a file name the request may choose, never a path). Empty: snapshots
 	// through the API are off (403).
 	SnapshotDir string `yaml:"snapshot_dir"`
+	// MarkEvery, when set, writes a revision mark into each cluster that often, and
+	// MarkKeep (default 7 days) is how long marks are kept: compactions by age
+	// ("retain") need them.
+	MarkEvery time.Duration `yaml:"mark_every"`
+	MarkKeep  time.Duration `yaml:"mark_keep"`
 }
 
 // RemediationConfig is what the daemon does by itself about one cluster's alerts
@@ -770,6 +775,17 @@ func (c *Config) validateMaintenance() error {
 			return bad("maintenance.snapshot_dir", "%q is not an existing directory", d)
 		}
 		c.Maintenance.SnapshotDir = abs
+	}
+	if mt := &c.Maintenance; mt.MarkEvery != 0 {
+		if mt.MarkKeep == 0 {
+			mt.MarkKeep = 7 * 24 * time.Hour
+		}
+		switch {
+		case mt.MarkEvery < time.Second:
+			return bad("maintenance.mark_every", "must be at least 1s (0: off), got %v", mt.MarkEvery)
+		case mt.MarkKeep < mt.MarkEvery:
+			return bad("maintenance.mark_keep", "must be at least maintenance.mark_every (%v), got %v", mt.MarkEvery, mt.MarkKeep)
+		}
 	}
 	clusters := append([]ClusterConfig{c.Etcd.ClusterConfig}, c.Clusters...)
 	for i, cl := range clusters {
@@ -810,6 +826,9 @@ func (r RemediationConfig) remediation(key string) (monitor.Remediation, error) 
 // maintenanceOptions are the monitor's options of this block (validated already).
 func (c *Config) maintenanceOptions() []monitor.Option {
 	opts := []monitor.Option{monitor.WithSnapshotDir(c.Maintenance.SnapshotDir)}
+	if c.Maintenance.MarkEvery > 0 {
+		opts = append(opts, monitor.WithRevisionMarks(c.Maintenance.MarkEvery, c.Maintenance.MarkKeep))
+	}
 	for _, cl := range append([]ClusterConfig{c.Etcd.ClusterConfig}, c.Clusters...) {
 		if r, err := cl.Remediation.remediation(""); err == nil && (r.Defragment || r.NoSpace) {
 			opts = append(opts, monitor.WithRemediation(cl.Name, r))

@@ -92,6 +92,8 @@ func TestMaintenanceConfig(t *testing.T) {
 		{"negative retry", "etcd:\n  remediation: {nospace: true, retry: -1s}\n", "etcd.remediation.retry"},
 		{"missing dir", "maintenance:\n  snapshot_dir: " + filepath.Join(dir, "missing") + "\n", "maintenance.snapshot_dir"},
 		{"unknown key", "etcd:\n  remediation: {nospace: true, disarm: true}\n", "disarm"},
+		{"marks too often", "maintenance:\n  mark_every: 10ms\n", "maintenance.mark_every"},
+		{"marks kept too short", "maintenance:\n  mark_every: 1h\n  mark_keep: 1m\n", "maintenance.mark_keep"},
 	} {
 		cfg := defaultConfig()
 		err := loadConfig(writeFile(t, "c.yaml", c.yaml), &cfg)
@@ -111,6 +113,7 @@ func TestMaintenanceConfig(t *testing.T) {
 	require.NoError(t, loadConfig(writeFile(t, "c.yaml", `
 maintenance:
   snapshot_dir: `+rel+`
+  mark_every: 1h
 etcd:
   remediation: {defragment: true, window: "Sat,Sun 02:00-04:00 Europe/Berlin", nospace: true, dry_run: true}
 clusters:
@@ -122,5 +125,6 @@ clusters:
 	require.NoError(t, err)
 	assert.Equal(t, "Sat,Sun 02:00-04:00 Europe/Berlin", r.Window.String())
 	assert.True(t, r.DryRun && r.NoSpace && r.Defragment)
-	assert.Len(t, cfg.maintenanceOptions(), 2, "the snapshot directory and one cluster's remediation")
+	assert.Equal(t, 7*24*time.Hour, cfg.Maintenance.MarkKeep, "the default")
+	assert.Len(t, cfg.maintenanceOptions(), 3, "the snapshot directory, revision marks and one cluster's remediation")
 }
