@@ -56,7 +56,7 @@ type CompactRequest struct {
 	// KeepRevisions keeps the last N revisions.
 	KeepRevisions int64 `json:"keepRevisions,omitempty"`
 	// Retain keeps every revision newer than this duration ("24h"); it needs revision
-	// marks (maintenance.Maintainer.Mark), or the operation fails.
+	// marks (WithRevisionMarks), or the operation fails with maintenance.ErrNoMark.
 	Retain string `json:"retain,omitempty"`
 	// Physical waits until every member has applied the compaction.
 	Physical bool `json:"physical,omitempty"`
