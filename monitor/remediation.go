@@ -127,8 +127,11 @@ func (r Remediation) due(last acted, failed bool, startsAt, now time.Time) bool 
 // remediate looks at the cluster's firing alerts once and starts what its remediation
 // calls for, if anything; it returns what it decided, for the log and for tests.
 func (r *maintRunner) remediate(ctx context.Context, c *clusterMaint) string {
-	if !c.rem.enabled() || ctx.Err() != nil {
+	switch {
+	case !c.rem.enabled():
 		return "off"
+	case ctx.Err() != nil || isClosed(r.s.interrupted):
+		return "stopping" // no new operation once the Service shuts down
 	}
 	now := r.now()
 	var firing []alert.Alert
