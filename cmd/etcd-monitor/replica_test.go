@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/health"
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 	"github.com/etcd-monitor/etcd-monitor/store"
 	"github.com/etcd-monitor/etcd-monitor/store/postgres"
@@ -527,4 +530,92 @@ func TestReplicaEngineClosesWithinTheLeaseMargin(t *testing.T) {
 	case <-time.After(3 * cfg.Replica.LeaseTTL / 8): // three times the bound
 		t.Fatalf("the engine did not close within %v of a %v lease", 3*cfg.Replica.LeaseTTL/8, cfg.Replica.LeaseTTL)
 	}
+}
+
+// replicaView is the replica part of GET /health.
+type replicaView struct {
+	ID       string `json:"id"`
+	Active   bool   `json:"active"`
+	ActiveID string `json:"activeID"`
+}
+
+func replicaOf(t *testing.T, d *runningDaemon) (replicaView, error) {
+	var h struct {
+		Replica *replicaView `json:"replica"`
+	}
+	if err := getJSON(d.url+"/health", "", &h); err != nil {
+		return replicaView{}, err
+	}
+	if h.Replica == nil {
+		return replicaView{}, errors.New("no replica in /health")
+	}
+	return *h.Replica, nil
+}
+
+// Two daemons on one PostgreSQL store watch one cluster: both serve, /health says which
+// is active, only the active one pages. The active one stops (a rolling upgrade)
+// mid-incident: the other takes over within a health interval or so (the lease is
+// released) and sends the resolve when the cluster recovers; the page is never sent
+// twice.
+func TestEndToEndTwoReplicas(t *testing.T) {
+	schema := pgSchema(t)
+	c := etcdtest.NewCluster(t, 3)
+	rec := newReceivers(t)
+	cfg := e2eConfig(t, c, rec.urls[0], rec.urls[1], rec.urls[2], fmt.Sprintf(`
+store:
+  type: postgres
+  dsn_env: %s
+  schema: %s
+replica:
+  lease_ttl: 1s
+`, pgURLEnv, schema))
+	a := startDaemon(t, "--config="+cfg)
+	var ra replicaView
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var err error
+		ra, err = replicaOf(t, a)
+		assert.NoError(ct, err)
+		assert.True(ct, ra.Active, "the first daemon takes the lease")
+	}, 10*time.Second, 50*time.Millisecond)
+	b := startDaemon(t, "--config="+cfg)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		rb, err := replicaOf(t, b)
+		assert.NoError(ct, err)
+		assert.False(ct, rb.Active)
+		assert.Equal(ct, ra.ID, rb.ActiveID, "the standby names the active one")
+		assert.NotEqual(ct, ra.ID, rb.ID)
+	}, 10*time.Second, 50*time.Millisecond)
+	healthy := func(st statusView) bool { return st.Healthy && st.Reachable == 3 }
+	waitStatus(t, a, time.Minute, healthy, "healthy at start (a)")
+	waitStatus(t, b, time.Minute, healthy, "healthy at start (b)")
+
+	// Quorum lost: both daemons see it, one pages.
+	c.StopMember(0)
+	c.StopMember(1)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, 1, rec.pd.count("trigger"), "pagerduty")
+	}, 3*notifyBound, 50*time.Millisecond, "one page: %s", rec.counts())
+	waitStatus(t, b, time.Minute, func(st statusView) bool { return !st.Quorum.HasQuorum }, "the standby monitors too")
+
+	// The active daemon stops; the standby takes over.
+	require.NoError(t, a.stop())
+	stopped := time.Now()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		rb, err := replicaOf(t, b)
+		assert.NoError(ct, err)
+		assert.True(ct, rb.Active)
+	}, 2*2*e2eInterval, 20*time.Millisecond, "takeover within two health intervals (waited twice that)")
+	t.Logf("b active %v after a stopped", time.Since(stopped).Round(10*time.Millisecond))
+	// A duplicate would follow within group_wait of the new term's first evaluation.
+	assert.Never(t, func() bool { return rec.pd.count("trigger") > 1 }, e2eGroupWait+3*e2eInterval, 200*time.Millisecond,
+		"no duplicate page after the takeover: %s", rec.counts())
+
+	c.RestartMember(0)
+	c.RestartMember(1)
+	c.WaitLeader(t)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, 1, rec.pd.count("resolve"), "pagerduty resolve")
+	}, 30*time.Second, 100*time.Millisecond, "the new active replica resolves: %s", rec.counts())
+	assert.Equal(t, 1, rec.pd.count("trigger"), "still one page: %s", rec.counts())
+	rec.noProblems(t)
 }
