@@ -27,7 +27,8 @@ const (
 // Remediation is what the Service does by itself about one cluster's alerts. The zero
 // value does nothing: remediation is off unless asked for, cluster by cluster.
 //
-// Each action is a maintenance operation like those the API starts (one at a time per
+// A silenced alert is not acted on: a silence holds remediation as it holds
+// notifications. Each action is a maintenance operation like those the API starts (one at a time per
 // cluster, guarded by the cluster's health, persisted, listed under
 // /api/v1/clusters/{name}/maintenance), with Trigger "remediation" and the alert's
 // fingerprint in Alert, so GET /api/v1/clusters/{name}/maintenance?alert=FINGERPRINT
@@ -136,7 +137,9 @@ func (r *maintRunner) remediate(ctx context.Context, c *clusterMaint) string {
 	now := r.now()
 	var firing []alert.Alert
 	for _, a := range r.s.alerts.Active() {
-		if a.Labels["cluster"] == c.name {
+		// A silence holds the remediation of the alerts it mutes, as it holds their
+		// notifications: an operator's way to keep the Service's hands off.
+		if a.Labels["cluster"] == c.name && len(a.Status.SilencedBy) == 0 {
 			firing = append(firing, a)
 		}
 	}

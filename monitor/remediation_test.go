@@ -112,6 +112,16 @@ func TestRemediationDefragmentsInsideTheWindowOnly(t *testing.T) {
 	}
 	assert.Equal(t, 1, logs.FilterMessage("remediation: defragmentation waits for the maintenance window").FilterField(zap.String("cluster", "one")).Len())
 	assert.Equal(t, "off", s.maint.remediate(ctx, s.maint.clusters["off"]))
+	// A silence holds remediation, even inside the window.
+	m, err := alert.ParseMatcher(`cluster="one"`)
+	require.NoError(t, err)
+	sil, err := s.alerts.CreateSilence(ctx, alert.Silence{Matchers: alert.Matchers{m}, EndsAt: time.Now().Add(time.Hour),
+		CreatedBy: "test", Comment: "hands off"})
+	require.NoError(t, err)
+	clock.set(time.Date(2026, 11, 28, 1, 30, 0, 0, time.UTC))
+	assert.Equal(t, "nothing to do", s.maint.remediate(ctx, one))
+	require.NoError(t, s.alerts.ExpireSilence(ctx, sil.ID))
+	clock.set(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	assert.Equal(t, "nothing to do", s.maint.remediate(ctx, s.maint.clusters["nospace"]), "defragmentation is not enabled there")
 	for _, c := range s.maint.order {
 		ops, err := s.maint.list(ctx, c, 100)
