@@ -302,9 +302,9 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 	if q.Step == 0 {
 		sql = fmt.Sprintf("SELECT * FROM (SELECT * FROM (%s) u ORDER BY time DESC, cluster DESC, member DESC LIMIT %s) h ORDER BY time, cluster, member",
 			sql, arg(q.EffectiveLimit()))
-	} else {
-		sql = fmt.Sprintf("SELECT * FROM (%s) h ORDER BY time, cluster, member", sql)
 	}
+	// A step query needs no order: bin sorts what it returns, and of raw rows only the
+	// last of each step carries Data.
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
