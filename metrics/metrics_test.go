@@ -461,13 +461,14 @@ func TestCollectConcurrentAndHistoryBound(t *testing.T) {
 func TestNewInvalidOptions(t *testing.T) {
 	cli := etcdtest.Client(t)
 	for name, opt := range map[string]metrics.Option{
-		"zero samples":    metrics.WithSamples(0),
-		"zero timeout":    metrics.WithTimeout(0),
-		"zero history":    metrics.WithHistorySize(0),
-		"nil logger":      metrics.WithLogger(nil),
-		"empty endpoint":  metrics.WithEndpoints(map[string]string{"m0": ""}),
-		"bad metrics URL": metrics.WithMetricsURLs(map[string]string{"m0": "ftp://x/metrics"}),
-		"no host":         metrics.WithMetricsURLs(map[string]string{"m0": "http:///metrics"}),
+		"zero samples":     metrics.WithSamples(0),
+		"zero timeout":     metrics.WithTimeout(0),
+		"zero history":     metrics.WithHistorySize(0),
+		"zero concurrency": metrics.WithConcurrency(0),
+		"nil logger":       metrics.WithLogger(nil),
+		"empty endpoint":   metrics.WithEndpoints(map[string]string{"m0": ""}),
+		"bad metrics URL":  metrics.WithMetricsURLs(map[string]string{"m0": "ftp://x/metrics"}),
+		"no host":          metrics.WithMetricsURLs(map[string]string{"m0": "http:///metrics"}),
 	} {
 		_, err := metrics.New(cli, opt)
 		assert.ErrorIs(t, err, metrics.ErrInvalidArgument, name)

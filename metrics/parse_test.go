@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,14 @@ func TestParseAgreesWithExpfmt(t *testing.T) {
 	assert.Equal(t, streamHandled, p.streamHandled)
 	assert.Equal(t, streamStarted, p.streamStarted)
 	assert.Equal(t, codes, p.byCode())
+}
+
+func TestFamilyNames(t *testing.T) {
+	names := FamilyNames()
+	assert.Len(t, names, len(families))
+	assert.True(t, slices.IsSorted(names))
+	assert.Contains(t, names, "etcd_server_has_leader")
+	assert.Contains(t, names, "etcd_disk_wal_fsync_duration_seconds")
 }
 
 // NaN and ±Inf (process_cpu_seconds_total NaN is what some platforms serve) are dropped

@@ -1,6 +1,10 @@
 package metrics_test
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +94,57 @@ func seriesOf(t *testing.T, g prometheus.Gatherer, id string) int {
 		}
 	}
 	return n
+}
+
+// At most WithConcurrency members are collected at once: with 1, the members' scrapes
+// never overlap; with more than the members, all of them do.
+func TestClusterConcurrencyBound(t *testing.T) {
+	body, err := os.ReadFile("testdata/etcd-3.7.3.metrics.txt") // before the cluster changes directory
+	require.NoError(t, err)
+	c := etcdtest.NewCluster(t, 3)
+	eps := map[string]string{}
+	for _, m := range c.Members {
+		eps[m.Name] = m.GRPCURL
+	}
+	for _, tc := range []struct {
+		limit, want int
+		hold        time.Duration // how long a scrape waits for the others to arrive
+	}{{1, 1, 50 * time.Millisecond}, {8, 3, 10 * time.Second}} {
+		var mu sync.Mutex
+		cond := sync.NewCond(&mu)
+		inflight, most, met := 0, 0, false // met: all three were in at once
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			mu.Lock()
+			inflight++
+			most = max(most, inflight)
+			met = met || inflight == 3
+			cond.Broadcast()
+			deadline := time.Now().Add(tc.hold)
+			for !met && time.Now().Before(deadline) {
+				timer := time.AfterFunc(time.Until(deadline), cond.Broadcast)
+				cond.Wait()
+				timer.Stop()
+			}
+			inflight--
+			mu.Unlock()
+			_, _ = w.Write(body)
+		}))
+		urls := map[string]string{}
+		for _, m := range c.Members {
+			urls[m.Name] = srv.URL
+		}
+		col, err := metrics.New(c.Client(0), metrics.WithEndpoints(eps), metrics.WithMetricsURLs(urls),
+			metrics.WithSamples(1), metrics.WithConcurrency(tc.limit), metrics.WithTimeout(20*time.Second))
+		require.NoError(t, err)
+		s, err := col.Collect(etcdtest.Context(t, 60*time.Second))
+		require.NoError(t, err)
+		for _, m := range s.Members {
+			assert.True(t, m.Scraped, "%s: %v", m.Name, m.Err)
+		}
+		mu.Lock()
+		assert.Equal(t, tc.want, most, "WithConcurrency(%d)", tc.limit)
+		mu.Unlock()
+		require.NoError(t, col.Close())
+		srv.Close()
+	}
 }
