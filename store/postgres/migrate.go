@@ -92,7 +92,7 @@ CREATE TABLE leases (
 	{version: 2, name: "history", sql: `
 -- A record's values are two aligned columns: names, the id of its sorted set of value
 -- names in value_names (a handful of sets in all), and vals, the numbers. Rollups add
--- maxs, the maxima. Against a jsonb map this is a third of the size, and reads decode
+-- maxs, the maxima. Against a jsonb map this is half the size, and reads decode
 -- binary float arrays instead of parsing JSON (see the README's measurements).
 CREATE TABLE value_names (
 	id    serial PRIMARY KEY,
@@ -157,8 +157,8 @@ INSERT INTO rollup_state (name) VALUES ('health_1m'), ('health_1h'), ('metrics_1
 // timescale turns the history tables into hypertables when the timescaledb extension
 // is installed in the database (CREATE EXTENSION timescaledb, before the first start):
 // retention then drops whole chunks. Rollups stay this package's own tables and job:
-// continuous aggregates cannot aggregate the jsonb value maps. Without the extension
-// this step does nothing.
+// a continuous aggregate cannot unnest the value arrays (a set-returning function).
+// Without the extension this step does nothing.
 func timescale(ctx context.Context, tx pgx.Tx) error {
 	var present bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')`).Scan(&present); err != nil {
