@@ -32,6 +32,7 @@ type Manager struct {
 	receivers map[string]*receiver
 	overrides map[string]RuleOverride
 	counter   *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
 
 	ctx       context.Context // ends when Close gives up on deliveries
 	cancel    context.CancelFunc
@@ -99,8 +100,15 @@ func New(opts ...Option) (*Manager, error) {
 	}
 	m.counter = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_monitor_notifications_total",
 		Help: "Notification attempts by receiver and result (success, failure, dropped)."}, []string{"receiver", "result"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "etcd_monitor_notification_duration_seconds",
+		Help:    "Duration of notification delivery attempts, by receiver, failed ones included.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"receiver"})
 	if o.registerer != nil {
 		if err := o.registerer.Register(m.counter); err != nil {
+			return nil, fmt.Errorf("alert: register metrics: %w", err)
+		}
+		if err := o.registerer.Register(m.duration); err != nil {
+			o.registerer.Unregister(m.counter)
 			return nil, fmt.Errorf("alert: register metrics: %w", err)
 		}
 	}
@@ -121,6 +129,7 @@ func New(opts ...Option) (*Manager, error) {
 	if err := m.load(); err != nil {
 		if o.registerer != nil {
 			o.registerer.Unregister(m.counter)
+			o.registerer.Unregister(m.duration)
 		}
 		return nil, err
 	}
@@ -226,6 +235,7 @@ func (m *Manager) Close() error {
 		m.wg.Wait()
 		if m.opts.registerer != nil {
 			m.opts.registerer.Unregister(m.counter)
+			m.opts.registerer.Unregister(m.duration)
 		}
 		// The Manager's own in-memory store stays readable (Notifications) after Close.
 	})

@@ -773,3 +773,45 @@ func TestOutageGroupWaitRouteSetting(t *testing.T) {
 		})
 	}
 }
+
+// Every delivery attempt, failed ones included, is observed in
+// etcd_monitor_notification_duration_seconds{receiver}, registered (lint-clean) with the
+// counter and unregistered at Close.
+func TestNotificationDurationHistogram(t *testing.T) {
+	ok := newReceiver(t, http.StatusOK)
+	bad := newReceiver(t, http.StatusBadRequest)
+	reg := prometheus.NewPedanticRegistry()
+	sw := &switchRule{on: true}
+	m, err := alert.New(alert.WithRules(sw.rule()), alert.WithRegisterer(reg),
+		alert.WithConfig(alert.Config{Receivers: []alert.ReceiverConfig{
+			{Name: "ok", Type: alert.TypeWebhook, URL: ok.URL},
+			{Name: "bad", Type: alert.TypeWebhook, URL: bad.URL},
+		}}))
+	require.NoError(t, err)
+	_, err = m.Evaluate(context.Background(), report(t), nil)
+	require.NoError(t, err)
+	require.NoError(t, m.Flush(context.Background()))
+	problems, err := testutil.GatherAndLint(reg, "etcd_monitor_notification_duration_seconds")
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+	fams, err := reg.Gather()
+	require.NoError(t, err)
+	counts := map[string]uint64{}
+	for _, f := range fams {
+		if f.GetName() != "etcd_monitor_notification_duration_seconds" {
+			continue
+		}
+		for _, mm := range f.GetMetric() {
+			for _, lp := range mm.GetLabel() {
+				if lp.GetName() == "receiver" {
+					counts[lp.GetValue()] = mm.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	assert.Equal(t, map[string]uint64{"ok": 1, "bad": 1}, counts)
+	require.NoError(t, m.Close())
+	n, err := testutil.GatherAndCount(reg, "etcd_monitor_notification_duration_seconds")
+	require.NoError(t, err)
+	assert.Zero(t, n, "unregistered at Close")
+}

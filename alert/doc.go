@@ -30,7 +30,8 @@
 //     a notification waiting to retry (backoff, or a 429's Retry-After) never delays the
 //     others, and a failing receiver never delays another receiver.
 //   - Every attempt is in the notification log (Notifications: receiver, group, attempt,
-//     status, error) and in etcd_monitor_notifications_total{receiver,result}. Secrets —
+//     status, error), in etcd_monitor_notifications_total{receiver,result} and in
+//     etcd_monitor_notification_duration_seconds{receiver}. Secrets —
 //     webhook and Slack URL paths and queries, header values, PagerDuty routing keys,
 //     SMTP passwords — are redacted from every log line and every record.
 //   - With a durable store, after a restart: nothing still firing is re-sent before

@@ -151,7 +151,9 @@ func (r *receiver) run(ctx context.Context) {
 func (r *receiver) send(ctx context.Context, it *item) {
 	defer r.sending.Done()
 	it.attempt++
+	start := time.Now()
 	err := deliver(ctx, r.integ.sender, it.n)
+	r.m.duration.WithLabelValues(r.name).Observe(time.Since(start).Seconds())
 	retry := r.m.opts.retry
 	if it.bo == nil {
 		it.bo = backoff.New(retry.MinBackoff, retry.MaxBackoff)
