@@ -6,7 +6,8 @@
 //
 // Store is the interface; Open returns the embedded default, one bbolt file, and
 // NewMemory an in-memory implementation for tests and for running without a data
-// directory. Package store/postgres implements it on PostgreSQL. Every record is plain
+// directory. Package store/postgres implements it on PostgreSQL; OpenConfig opens the
+// store a Config (the daemon's store: block) names. Every record is plain
 // data (strings, times, numbers, JSON), and package storetest is the contract every
 // implementation passes.
 //

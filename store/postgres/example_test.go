@@ -2,8 +2,10 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/etcd-monitor/etcd-monitor/store"
@@ -66,4 +68,12 @@ func ExampleLease() {
 	// Refused with postgres.ErrFenced once another replica took the lease over.
 	_, err = fenced.AppendNotification(ctx, store.Notification{Time: time.Now(), Receiver: "pager", Status: "sent"})
 	fmt.Println(err)
+}
+
+// A DSN that cannot be used is an invalid argument, and the error never shows its
+// password.
+func ExampleOpen_badDSN() {
+	_, err := postgres.Open(context.Background(), "postgres://monitor:s3cret@db.example:5432/etcd?sslmode=bogus")
+	fmt.Println(errors.Is(err, postgres.ErrInvalidArgument), strings.Contains(err.Error(), "s3cret"))
+	// Output: true false
 }
