@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -532,16 +533,22 @@ func TestCollectOversizedMetrics(t *testing.T) {
 					w.Header().Set("Content-Length", fmt.Sprint(n*len(line)+len("etcd_server_has_leader 1\n")))
 				}
 				_, _ = w.Write([]byte("etcd_server_has_leader 1\n"))
-				for range n {
-					if _, err := w.Write(line); err != nil {
+				chunk := bytes.Repeat(line, 1000)
+				for i := 0; i < n; i += 1000 {
+					if _, err := w.Write(chunk[:min(n-i, 1000)*len(line)]); err != nil {
 						return
 					}
 				}
 			}))
 			t.Cleanup(srv.Close)
-			c, err := metrics.New(cli, metrics.WithMetricsURLs(map[string]string{sharedMemberName(t, cli): srv.URL}), metrics.WithSamples(1))
+			// A generous timeout: reading 16 MiB under -race on a loaded machine is slow,
+			// and a timeout is not what this test is about.
+			c, err := metrics.New(cli, metrics.WithMetricsURLs(map[string]string{sharedMemberName(t, cli): srv.URL}),
+				metrics.WithSamples(1), metrics.WithTimeout(time.Minute))
 			require.NoError(t, err)
-			m := collect(t, c).Members[0]
+			s, err := c.Collect(etcdtest.Context(t, 2*time.Minute))
+			require.NoError(t, err)
+			m := s.Members[0]
 			assert.ErrorIs(t, m.Err, metrics.ErrScrape)
 			assert.ErrorIs(t, m.Err, metrics.ErrTooLarge)
 			assert.False(t, m.Scraped)
