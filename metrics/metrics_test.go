@@ -581,11 +581,13 @@ func TestExporterHistogramsMove(t *testing.T) {
 	assert.Equal(t, uint64(s.Members[0].Latency.Samples), count("etcd_monitor_probe_duration_seconds"))
 	collect(t, c)
 	collect(t, c)
-	var probes int
+	var probes, failed int
 	for _, s := range c.History() {
 		probes += s.Members[0].Latency.Samples
+		failed += s.Members[0].Latency.Errors
 	}
-	assert.Equal(t, 12, probes)
+	assert.Equal(t, 12, probes+failed, "4 probes in each of 3 collections")
+	assert.Equal(t, float64(failed), testutil.ToFloat64(mustCollector(t, reg, "etcd_monitor_probe_errors_total", id)))
 	assert.Equal(t, uint64(probes), count("etcd_monitor_probe_duration_seconds"), "one observation per successful probe")
 	assert.Equal(t, uint64(3), count("etcd_monitor_scrape_duration_seconds"))
 	assert.Equal(t, uint64(3), count("etcd_monitor_metric_collection_duration_seconds"))
