@@ -40,9 +40,14 @@
 //     polling. Enqueue, the claim and Ack are one etcd transaction each when
 //     uncontended, plus a read per Dequeue; a claim that loses a race (or finds an
 //     older item visible again) costs one more transaction, which also reads the head
-//     for the next choice. A claim reuses the lease of one of this Queue's acknowledged
-//     claims while that lease is in the first eighth of its TTL, and grants a new one
-//     otherwise.
+//     for the next choice. Consumers contend for the oldest visible item, so claims are
+//     made one at a time across the fleet: with several consumers, claim throughput is
+//     about one claim per etcd write, not one per consumer. A claim reuses the lease
+//     of one of this Queue's finished claims (renewed first, one keep-alive, once past
+//     the first eighth of its TTL) and grants a new one when there is none. An
+//     acknowledged item's claim key stays, marked, until this Queue's next claim
+//     transaction or the end of its lease removes it, so that an Ack does not make
+//     other consumers' claims fail.
 //   - Not guaranteed: a consumer that goes on working past Deadline may overlap the next
 //     consumer of the item; etcd extends lease TTLs when its leader changes, so a crashed
 //     consumer's item can stay invisible for longer than the timeout.

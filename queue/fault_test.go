@@ -95,16 +95,45 @@ func TestFaultManyConsumers(t *testing.T) {
 	prod, err := queue.New(others(), prefix, queue.WithVisibilityTimeout(visibility))
 	require.NoError(t, err)
 	defer prod.Close()
+	var enqueued atomic.Int64
+	enqueue := func(i int) {
+		for done.Err() == nil {
+			octx, cancel := context.WithTimeout(done, 2*time.Second)
+			_, err := prod.Enqueue(octx, fmt.Appendf(nil, "%d", i), queue.WithID(fmt.Sprintf("item-%04d", i)))
+			cancel()
+			if err == nil {
+				enqueued.Add(1)
+				return
+			}
+		}
+	}
+	// Most items are queued before the consumers start, so that they always find work
+	// (consumers that keep emptying the queue spend the run waking up for each item);
+	// the rest while the leader is stopped and restarted.
+	const early = items * 7 / 10
+	begin := time.Now()
+	for i := range early {
+		enqueue(i)
+	}
+	t.Logf("%v: %d items queued", time.Since(begin), early)
+	leaderStopped := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for i := range items {
-			for {
-				octx, cancel := context.WithTimeout(done, 2*time.Second)
-				_, err := prod.Enqueue(octx, fmt.Appendf(nil, "%d", i), queue.WithID(fmt.Sprintf("item-%04d", i)))
-				cancel()
-				if err == nil || done.Err() != nil {
-					break
-				}
+		select {
+		case <-leaderStopped:
+		case <-done.Done():
+		}
+		for i := early; i < items; i++ {
+			enqueue(i)
+		}
+	})
+	wg.Go(func() {
+		for {
+			select {
+			case <-done.Done():
+				return
+			case <-time.After(5 * time.Second):
+				t.Logf("progress: %d enqueued, %d acked", enqueued.Load(), acked.Load())
 			}
 		}
 	})
@@ -188,6 +217,7 @@ func TestFaultManyConsumers(t *testing.T) {
 			return work
 		}
 	}
+	start := time.Now()
 	wg.Go(func() { consume(others(), always, -1) })
 	wg.Go(func() { consume(others(), always, -1) })
 	wg.Go(func() {
@@ -212,10 +242,10 @@ func TestFaultManyConsumers(t *testing.T) {
 			assert.GreaterOrEqual(ct, acked.Load(), n)
 		}, 3*time.Minute, 20*time.Millisecond)
 	}
-	start := time.Now()
 	waitAcked(300)
 	t.Logf("%v: 300 acked, stopping the leader", time.Since(start))
 	stopped := c.StopLeader()
+	close(leaderStopped)
 	waitAcked(450)
 	t.Logf("%v: 450 acked, restarting it", time.Since(start))
 	c.RestartMember(stopped)

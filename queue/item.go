@@ -63,12 +63,17 @@ func (it *Item) Ack(ctx context.Context) error {
 	}
 	// The ack record lets a retry of an Ack whose reply was lost find out that it was
 	// applied, even after the claim is gone.
+	//
+	// The claim key stays, marked acknowledged, until this Queue's next claim transaction
+	// (or its lease) removes it: a consumer that read the queue while the item was
+	// claimed, and claims a younger one, compares that the item's claim still exists
+	// (see dequeue), and the Ack must not make that claim fail.
 	rev := strconv.FormatInt(it.claimRev, 10)
 	resp, err := it.c.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.CreateRevision(it.claimKey), "=", it.claimRev),
 	).Then(
 		clientv3.OpDelete(it.key),
-		clientv3.OpDelete(it.claimKey),
+		clientv3.OpPut(it.claimKey, ackedMark, clientv3.WithIgnoreLease()),
 		clientv3.OpPut(it.c.ackKey(it.claimKey), rev, clientv3.WithLease(dedup)),
 	).Else(clientv3.OpGet(it.c.ackKey(it.claimKey))).Commit()
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -87,7 +92,11 @@ func (it *Item) Ack(ctx context.Context) error {
 		return fmt.Errorf("queue: ack %s: %w", it.id, ErrClaimLost)
 	}
 	it.forget()
-	it.c.recycle(ctx, it.leaseNow())
+	if it.c.addAcked(it.claimKey) {
+		it.c.recycle(ctx, it.leaseNow())
+	} else {
+		it.c.revoke(ctx, it.leaseNow().id) // and the claim key with it
+	}
 	return nil
 }
 
@@ -103,6 +112,7 @@ func (it *Item) leaseNow() claimLease {
 func (it *Item) Nack(ctx context.Context) error {
 	resp, err := it.c.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.CreateRevision(it.claimKey), "=", it.claimRev),
+		clientv3.Compare(clientv3.CreateRevision(it.key), ">", 0), // not acknowledged
 	).Then(clientv3.OpDelete(it.claimKey)).Commit()
 	if err != nil {
 		return fmt.Errorf("queue: nack %s: %w", it.id, err)

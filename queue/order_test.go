@@ -117,7 +117,7 @@ func TestClaimOrderWithManyConsumers(t *testing.T) {
 			wg.Go(func() {
 				for i := items / 3; i < items; i++ {
 					if _, err := prod.Enqueue(ctx, rand.IntN(priorities), fmt.Appendf(nil, "%d", i)); err != nil {
-						t.Error(err)
+						t.Errorf("enqueue: %v", err)
 						return
 					}
 				}
@@ -130,7 +130,7 @@ func TestClaimOrderWithManyConsumers(t *testing.T) {
 						return
 					}
 					defer q.Close()
-					for acked.Load() < items {
+					for acked.Load() < items && ctx.Err() == nil {
 						dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 						it, err := q.Dequeue(dctx)
 						cancel()
@@ -141,12 +141,12 @@ func TestClaimOrderWithManyConsumers(t *testing.T) {
 						// items become visible again while others are being claimed.
 						if it.Deliveries() == 1 && rand.IntN(3) == 0 {
 							if err := it.Nack(ctx); err != nil {
-								t.Error(err)
+								t.Errorf("nack: %v", err)
 							}
 							continue
 						}
 						if err := it.Ack(ctx); err != nil {
-							t.Error(err)
+							t.Errorf("ack: %v", err)
 							continue
 						}
 						acked.Add(1)
@@ -154,6 +154,7 @@ func TestClaimOrderWithManyConsumers(t *testing.T) {
 				})
 			}
 			wg.Wait()
+			require.Equal(t, int64(items), acked.Load(), "every item acknowledged")
 			marker := prefix + "/zz-end"
 			_, err = cli.Put(ctx, marker, "")
 			require.NoError(t, err)

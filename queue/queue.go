@@ -95,8 +95,11 @@ type core struct {
 	// orderCmps is how many claims of older items a claim compares: maxOrderCmps, less
 	// if etcd refused that many.
 	orderCmps atomic.Int64
-	closeErr  error
-	once      sync.Once
+	// acked are the claim keys of items this Queue acknowledged, left in place by Ack
+	// and deleted by the next claim transaction (or with their lease): see Item.Ack.
+	acked    []string
+	closeErr error
+	once     sync.Once
 }
 
 func newCore(cli *clientv3.Client, prefix string, opts []Option) (*core, error) {
@@ -274,7 +277,13 @@ func (c *core) lease(ctx context.Context) (claimLease, error) {
 		if c.fresh(l) {
 			return l, nil
 		}
-		c.revoke(ctx, l.id)
+		l, err := c.refresh(ctx, l)
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return claimLease{}, err
+		}
 	}
 	sent := time.Now()
 	resp, err := c.cli.Grant(ctx, ttlSeconds(c.o.visibility))
@@ -284,11 +293,25 @@ func (c *core) lease(ctx context.Context) (claimLease, error) {
 	return claimLease{id: resp.ID, sent: sent, deadline: sent.Add(time.Duration(resp.TTL) * time.Second)}, nil
 }
 
-// recycle puts a lease that holds no claim back in the pool, or revokes it.
+// refresh renews a lease for another TTL from now: one round trip, where giving it back
+// and granting another would take two.
+func (c *core) refresh(ctx context.Context, l claimLease) (claimLease, error) {
+	sent := time.Now()
+	resp, err := c.cli.KeepAliveOnce(ctx, l.id)
+	if err != nil {
+		return claimLease{}, err
+	}
+	return claimLease{id: l.id, sent: sent, deadline: sent.Add(time.Duration(resp.TTL) * time.Second)}, nil
+}
+
+// recycle puts a lease that holds no live claim back in the pool (it is renewed when
+// taken, if no longer fresh), leaves one that may have expired to expire, or revokes it.
 func (c *core) recycle(ctx context.Context, l claimLease) {
 	c.mu.Lock()
-	if !c.closed && c.fresh(l) && len(c.pool) < maxPooled {
-		c.pool = append(c.pool, l)
+	if !c.closed && len(c.pool) < maxPooled {
+		if time.Now().Before(l.deadline) {
+			c.pool = append(c.pool, l)
+		}
 		c.mu.Unlock()
 		return
 	}
@@ -354,8 +377,9 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 		var older []clientv3.Cmp
 		for _, ikv := range items.Kvs {
 			s := strings.TrimPrefix(string(ikv.Key), c.itemsPrefix())
-			if crev, ok := claims[s]; ok {
-				older = append(older, clientv3.Compare(clientv3.CreateRevision(c.claimKey(s)), "=", crev))
+			if _, ok := claims[s]; ok {
+				// Still claimed at the claim's revision, by this claim or a later one.
+				older = append(older, clientv3.Compare(clientv3.CreateRevision(c.claimKey(s)), ">", 0))
 				continue
 			}
 			kv = ikv
@@ -382,10 +406,11 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 			head = nil
 			continue
 		}
-		// A lease granted long ago would shorten the claim; take a fresh one.
+		// A lease granted long ago would shorten the claim; renew it.
 		if l.id != 0 && !c.fresh(l) {
-			c.revoke(ctx, l.id)
-			l = claimLease{}
+			if l, err = c.refresh(ctx, l); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				return nil, err
+			}
 		}
 		if l.id == 0 {
 			if l, err = c.lease(ctx); err != nil {
@@ -403,10 +428,11 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 			// No older item was added since the read (a lower priority number).
 			clientv3.Compare(clientv3.CreateRevision(c.itemsPrefix()), "<", rev+1).WithRange(string(kv.Key)),
 		}, older...)
-		cr, err := c.cli.Txn(ctx).If(cmps...).Then(
+		cleanup := c.takeAcked()
+		cr, err := c.cli.Txn(ctx).If(cmps...).Then(append(cleanup,
 			clientv3.OpPut(string(kv.Key), encode(env)),
 			clientv3.OpPut(claimKey, "", clientv3.WithLease(l.id)),
-		).Else(c.listOps(limit)...).Commit()
+		)...).Else(append(cleanup, c.listOps(limit)...)...).Commit()
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			l = claimLease{}
 			continue
@@ -425,7 +451,8 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 		if !cr.Succeeded {
 			// Taken by another consumer, or an older item became visible: choose again
 			// from the head as it is now.
-			head = &clientv3.TxnResponse{Header: cr.Header, Responses: cr.Responses}
+			n := len(cr.Responses)
+			head = &clientv3.TxnResponse{Header: cr.Header, Responses: cr.Responses[n-2:]}
 			continue
 		}
 		it := &Item{
@@ -444,6 +471,38 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 		c.mu.Unlock()
 		return it, nil
 	}
+}
+
+// ackedMark is the value Ack leaves in the claim key of an acknowledged item.
+const ackedMark = "acked"
+
+// maxAcked bounds the acknowledged claim keys a claim transaction deletes; any others go
+// with their lease.
+const maxAcked = 32
+
+// takeAcked returns the deletes of the claim keys left by this Queue's Acks.
+func (c *core) takeAcked() []clientv3.Op {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ops := make([]clientv3.Op, 0, len(c.acked)+3)
+	for _, k := range c.acked {
+		ops = append(ops, clientv3.OpDelete(k))
+	}
+	c.acked = c.acked[:0]
+	return ops
+}
+
+// addAcked records the claim key of an item just acknowledged, for the next claim
+// transaction to delete. It reports false if too many are waiting: the key's lease must
+// then be revoked rather than reused.
+func (c *core) addAcked(claimKey string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.acked) >= maxAcked {
+		return false
+	}
+	c.acked = append(c.acked, claimKey)
+	return true
 }
 
 // claims maps the suffix of each claim to the claim's create revision.
@@ -472,7 +531,7 @@ func (c *core) bury(ctx context.Context, kv *mvccpb.KeyValue, s string) error {
 func (c *core) wait(ctx context.Context, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := c.cli.Watch(wctx, c.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	wch := c.cli.Watch(wctx, c.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithPrevKV())
 	for {
 		var resp clientv3.WatchResponse
 		var ok bool
@@ -491,9 +550,13 @@ func (c *core) wait(ctx context.Context, rev int64) error {
 		for _, ev := range resp.Events {
 			k := string(ev.Kv.Key)
 			switch {
-			case ev.IsCreate() && strings.HasPrefix(k, c.itemsPrefix()),
-				ev.Type == clientv3.EventTypeDelete && strings.HasPrefix(k, c.claimsPrefix()):
+			case ev.IsCreate() && strings.HasPrefix(k, c.itemsPrefix()):
 				return nil
+			case ev.Type == clientv3.EventTypeDelete && strings.HasPrefix(k, c.claimsPrefix()):
+				// The claim of an acknowledged item going makes nothing visible.
+				if ev.PrevKv == nil || string(ev.PrevKv.Value) != ackedMark {
+					return nil
+				}
 			}
 		}
 	}
