@@ -13,6 +13,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -618,4 +621,114 @@ replica:
 	}, 30*time.Second, 100*time.Millisecond, "the new active replica resolves: %s", rec.counts())
 	assert.Equal(t, 1, rec.pd.count("trigger"), "still one page: %s", rec.counts())
 	rec.noProblems(t)
+}
+
+// pgServer is a PostgreSQL of the test's own (started with .ci/postgres, as CI starts
+// the shared one), so that stopping it disturbs no other test.
+type pgServer struct{ url, data, bin string }
+
+func privatePostgres(t *testing.T) *pgServer {
+	t.Helper()
+	pgURL(t) // skip (or fail in CI) like every test that needs PostgreSQL
+	script, err := filepath.Abs("../../.ci/postgres")
+	require.NoError(t, err)
+	out, err := exec.Command(script, "start").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	s := &pgServer{}
+	for _, m := range regexp.MustCompile(`export (\w+)='([^']*)'`).FindAllStringSubmatch(string(out), -1) {
+		switch m[1] {
+		case "ETCD_MONITOR_TEST_POSTGRES_URL":
+			s.url = m[2]
+		case "ETCD_MONITOR_TEST_POSTGRES_DATA":
+			s.data = m[2]
+		case "ETCD_MONITOR_TEST_POSTGRES_BIN":
+			s.bin = m[2]
+		}
+	}
+	require.NotEmpty(t, s.url, "%s", out)
+	t.Cleanup(func() { _ = exec.Command(script, "stop", s.data).Run() })
+	return s
+}
+
+// pgctl runs pg_ctl, as the postgres user when we are root.
+func (s *pgServer) pgctl(t *testing.T, args ...string) {
+	t.Helper()
+	args = append([]string{filepath.Join(s.bin, "pg_ctl"), "-D", s.data, "-w", "-t", "60"}, args...)
+	if os.Geteuid() == 0 {
+		args = append([]string{"runuser", "-u", "postgres", "--"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = os.TempDir()
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+}
+
+// metricValue reads one unlabelled sample from the daemon's /metrics.
+func metricValue(url, name string) (float64, error) {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		return 0, fmt.Errorf("%s not in /metrics", name)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+// PostgreSQL stops and starts again under a running daemon: the API keeps answering
+// from memory, the failures are counted in etcd_monitor_store_errors_total, the daemon
+// steps down from the alerting lease while it cannot renew it and takes it again when
+// PostgreSQL is back, and it shuts down cleanly afterwards.
+func TestEndToEndPostgresRestart(t *testing.T) {
+	srv := privatePostgres(t)
+	t.Setenv("ETCD_MONITOR_TEST_PRIVATE_POSTGRES", srv.url)
+	cfg := writeFile(t, "pg.yaml", `
+monitor:
+  health_check_interval: 1s
+  metrics_interval: 1s
+store:
+  type: postgres
+  dsn_env: ETCD_MONITOR_TEST_PRIVATE_POSTGRES
+replica:
+  lease_ttl: 1s
+`)
+	d := startDaemon(t, "--config="+cfg, endpoints())
+	active := func(want bool) func(ct *assert.CollectT) {
+		return func(ct *assert.CollectT) {
+			r, err := replicaOf(t, d)
+			assert.NoError(ct, err)
+			assert.Equal(ct, want, r.Active)
+		}
+	}
+	require.EventuallyWithT(t, active(true), 10*time.Second, 50*time.Millisecond)
+	status := func(ct *assert.CollectT) {
+		var st statusView
+		assert.NoError(ct, getJSON(d.url+"/api/v1/cluster/status", "", &st))
+		assert.True(ct, st.Healthy)
+	}
+	require.EventuallyWithT(t, status, 30*time.Second, 50*time.Millisecond)
+	errsBefore, err := metricValue(d.url, "etcd_monitor_store_errors_total")
+	require.NoError(t, err)
+
+	srv.pgctl(t, "-m", "fast", "stop")
+	// Without PostgreSQL: no lease, so standby; the API still answers; errors counted.
+	require.EventuallyWithT(t, active(false), 4*time.Second, 20*time.Millisecond, "stepped down within a TTL")
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		n, err := metricValue(d.url, "etcd_monitor_store_errors_total")
+		assert.NoError(ct, err)
+		assert.Greater(ct, n, errsBefore)
+	}, 10*time.Second, 50*time.Millisecond)
+	for range 5 {
+		require.EventuallyWithT(t, status, 10*time.Second, 20*time.Millisecond, "the API answers from memory")
+	}
+
+	srv.pgctl(t, "-l", filepath.Join(filepath.Dir(srv.data), "server.log"), "start")
+	require.EventuallyWithT(t, active(true), 20*time.Second, 50*time.Millisecond, "active again once PostgreSQL is back")
+	require.NoError(t, d.stop(), "clean shutdown")
 }
