@@ -29,8 +29,8 @@ var faultCount = flag.Int("faults", 5, "faults per side in BenchmarkProgressUnde
 // (-cluster-clients) instead of one member's.
 var clusterClients = flag.Bool("cluster-clients", false, "clients of BenchmarkProgressUnderFaults know every member")
 
-// progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s with
-// 1s of health after each (about 20s).
+// progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s, each
+// after 1s of health with etcd's leader placed alike for both sides (about 20s).
 func progressFaults() []etcdtest.Fault {
 	faults := etcdtest.AlignLeaders(etcdtest.Schedule(progressSeed, *faultCount, progressTTL), progressSeed)
 	if *noFaults {
@@ -69,10 +69,18 @@ func BenchmarkProgressUnderFaults(b *testing.B) {
 	b.ReportMetric(float64(theirs.stale), "etcd-stale")
 	if theirs.committed > 0 {
 		b.ReportMetric(float64(ours.committed)/float64(theirs.committed), "ratio")
+		// Per second of each side's schedule: runs on a loaded machine differ in length.
+		rate := func(p progress) float64 { return float64(p.committed) / p.took.Seconds() }
+		b.ReportMetric(rate(ours), "ours-writes/s")
+		b.ReportMetric(rate(theirs), "etcd-writes/s")
+		b.ReportMetric(rate(ours)/rate(theirs), "rate-ratio")
 	}
 }
 
-type progress struct{ committed, lost, stale int }
+type progress struct {
+	committed, lost, stale int
+	took                   time.Duration // the fault schedule's run, whose length varies with the machine's load
+}
 
 type lockWorker func(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, key string, l *etcdtest.Ledger)
 
@@ -107,22 +115,23 @@ func runProgress(b *testing.B, c *etcdtest.Cluster, side string, worker lockWork
 		wg.Wait()
 		b.Fatalf("%s: no write within 30s: %v", side, err)
 	}
+	start := time.Now()
 	c.RunSchedule(ctx, progressFaults(), time.Second, func() int {
 		if *clusterClients {
 			return -1
 		}
 		return int(l.LastWriter())
 	})
+	p := progress{took: time.Since(start)}
 	stop()
 	wg.Wait()
 	check, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var p progress
 	p.committed, p.lost, p.stale, err = l.Check(check, admin)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%s: %d writes, %d lost, %d stale", side, p.committed, p.lost, p.stale)
+	b.Logf("%s: %d writes in %v, %d lost, %d stale", side, p.committed, p.took.Round(time.Millisecond), p.lost, p.stale)
 	return p
 }
 

@@ -81,7 +81,8 @@ func Schedule(seed uint64, n int, ttl time.Duration) []Fault {
 }
 
 // RunSchedule injects each fault in turn for its duration, undoes it, waits for a
-// leader, then leaves the cluster healthy for pause. With target non-nil, partitions and
+// leader, then leaves the cluster healthy for pause (for a fault with a Lead, the pause
+// comes before it, after etcd's leader was placed). With target non-nil, partitions and
 // blackholes hit the member target returns (when it returns one, 0 to 2) instead of the
 // schedule's: the member of the current lock holder or leader, say, so that runs of
 // different primitives face the same faults. Before each fault, etcd's leader is placed
@@ -93,12 +94,15 @@ func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Du
 		if ctx.Err() != nil {
 			return
 		}
-		if target != nil {
-			if m := target(); m >= 0 && m < len(c.Cluster.Members) {
-				f.Member = m
-			}
+		f = c.aim(f, target)
+		if f.Lead != LeadAnywhere {
+			// A leader transfer refreshes every lease: place the leader a pause ahead of
+			// the fault, so that the renewals since, not the transfer, decide when a
+			// lease cut off by the fault expires.
+			c.place(ctx, f)
+			sleep(ctx, pause)
+			f = c.aim(f, target)
 		}
-		c.place(ctx, f)
 		var undo func()
 		switch f.Kind {
 		case StopLeader:
@@ -116,8 +120,20 @@ func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Du
 		sleep(ctx, f.For)
 		undo()
 		c.Leader()
-		sleep(ctx, pause)
+		if f.Lead == LeadAnywhere {
+			sleep(ctx, pause)
+		}
 	}
+}
+
+// aim points f at the member target returns, if any.
+func (c *Cluster) aim(f Fault, target func() int) Fault {
+	if target != nil {
+		if m := target(); m >= 0 && m < len(c.Cluster.Members) {
+			f.Member = m
+		}
+	}
+	return f
 }
 
 // place moves etcd's leader as f.Lead says, relative to f.Member, retrying a transfer
