@@ -55,12 +55,6 @@ var (
 	_ = documentRoute(RouteDoc{Method: "GET", Path: "/ui/{name}", ContentType: "text/plain", Summary: "The status page's script and style sheet."})
 	_ = documentRoute(RouteDoc{Method: "GET", Path: "/api/v1/events", ContentType: "text/event-stream",
 		Summary: "Server-Sent Events telling the status page what changed; query parameters are ignored."})
-	_ = documentRoute(RouteDoc{Method: "GET", Path: "/api/v1/clusters/{name}/maintenance", Response: json.RawMessage{},
-		Summary: "The cluster's maintenance operations, newest first."})
-	_ = documentRoute(RouteDoc{Method: "GET", Path: "/api/v1/clusters/{name}/maintenance/{op}", Response: json.RawMessage{},
-		Summary: "One maintenance operation, by ID."})
-	_ = documentRoute(RouteDoc{Method: "POST", Path: "/api/v1/clusters/{name}/maintenance/{op}", Body: json.RawMessage{}, Response: json.RawMessage{}, Status: 202, Admin: true,
-		Summary: "Starts a maintenance operation ({op}: defrag, compact, snapshot) and answers 202 with it; Location names it."})
 )
 
 // queryParams describes every query parameter of the route table.

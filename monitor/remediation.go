@@ -136,7 +136,7 @@ func (r *maintRunner) remediate(ctx context.Context, c *clusterMaint) string {
 	}
 	now := r.now()
 	var firing []alert.Alert
-	for _, a := range r.s.alerts.Active() {
+	for _, a := range r.s.Alerts().Active() { // the evaluating manager (none on a standby replica)
 		// A silence holds the remediation of the alerts it mutes, as it holds their
 		// notifications: an operator's way to keep the Service's hands off.
 		if a.Labels["cluster"] == c.name && len(a.Status.SilencedBy) == 0 {
