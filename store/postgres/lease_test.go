@@ -155,3 +155,40 @@ func TestLeaseArguments(t *testing.T) {
 	assert.ErrorIs(t, err, store.ErrNotFound)
 	assert.ErrorIs(t, l.Renew(ctxT(t)), postgres.ErrLeaseLost)
 }
+
+// The fence check of a write holds the lease row: a takeover waits until that write
+// commits, so the new holder reads it.
+func TestFencedWriteHoldsOffTakeover(t *testing.T) {
+	sch := schema(t)
+	s1, s2 := open(t, sch), open(t, sch)
+	ctx := ctxT(t)
+	a, err := s1.NewLease("l", "a", time.Second)
+	require.NoError(t, err)
+	b, err := s2.NewLease("l", "b", time.Second)
+	require.NoError(t, err)
+	ok, err := a.Acquire(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	fa, err := a.Fenced()
+	require.NoError(t, err)
+	tx, err := s1.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background())
+	require.NoError(t, postgres.FenceCheck(ctx, fa, tx))
+
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		info, err := b.Info(ctx)
+		assert.NoError(c, err)
+		assert.True(c, info.Expired)
+	}, 3*time.Second, 20*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	ok, err = b.Acquire(short)
+	assert.False(t, ok)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "the takeover waits for the write in flight")
+
+	require.NoError(t, tx.Commit(ctx))
+	ok, err = b.Acquire(ctx)
+	require.NoError(t, err)
+	assert.True(t, ok)
+}

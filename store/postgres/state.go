@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,16 +25,13 @@ func (f *fence) check(ctx context.Context, tx pgx.Tx) error {
 	if f == nil {
 		return nil
 	}
-	var ok bool
-	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND token = $3
-	AND expires > clock_timestamp() FOR SHARE)`, f.name, f.holder, f.token).Scan(&ok)
-	if err != nil {
-		return err
-	}
-	if !ok {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND token = $3
+	AND expires > clock_timestamp() FOR SHARE`, f.name, f.holder, f.token).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: lease %q token %d of %q", ErrFenced, f.name, f.token, f.holder)
 	}
-	return nil
+	return err
 }
 
 func (s *Store) tx(ctx context.Context, f *fence, fn func(pgx.Tx) error) error {
