@@ -132,7 +132,7 @@ func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFu
 			f.Member = m
 		}
 		if calls%2 == 0 {
-			tl.add("sched", "placing etcd's leader for fault %d (lead=%d), then 1s pause", calls/2, f.Lead)
+			tl.add("sched", "placing etcd's leader for fault %d (lead=%d), then a pause of 1s+%v", calls/2, f.Lead, f.Settle)
 		} else {
 			tl.add("sched", "FAULT %d: %v", calls/2, f)
 		}

@@ -31,6 +31,10 @@ type Fault struct {
 	// Lead places etcd's leader before the fault, relative to the fault's member (with a
 	// RunSchedule target, the member target returns). The zero value leaves it where it is.
 	Lead Placement
+	// Settle is added to the pause between placing etcd's leader and the fault, so that
+	// the fault does not land at a fixed time after the transfer (which resets the phase
+	// of every client's renewals).
+	Settle time.Duration
 }
 
 // Placement says where RunSchedule puts etcd's leader before a fault: which member leads
@@ -45,8 +49,9 @@ const (
 )
 
 // AlignLeaders draws, from seed, where etcd's leader is at each fault (on the fault's
-// member or elsewhere, with equal odds), so that every run of the schedule faces the
-// same faults relative to the member it targets. Kinds and members are unchanged.
+// member or elsewhere, with equal odds) and a Settle below one second, so that every run
+// of the schedule faces the same faults relative to the member it targets. Kinds and
+// members are unchanged.
 func AlignLeaders(faults []Fault, seed uint64) []Fault {
 	r := rand.New(rand.NewPCG(seed^0x5851f42d4c957f2d, seed))
 	out := make([]Fault, len(faults))
@@ -55,6 +60,7 @@ func AlignLeaders(faults []Fault, seed uint64) []Fault {
 		if r.IntN(2) == 0 {
 			f.Lead = LeadOnTarget
 		}
+		f.Settle = time.Duration(r.IntN(1000)) * time.Millisecond
 		out[i] = f
 	}
 	return out
@@ -100,7 +106,7 @@ func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Du
 			// the fault, so that the renewals since, not the transfer, decide when a
 			// lease cut off by the fault expires.
 			c.place(ctx, f)
-			sleep(ctx, pause)
+			sleep(ctx, pause+f.Settle)
 			f = c.aim(f, target)
 		}
 		var undo func()
