@@ -146,6 +146,9 @@ func (h *eventHub) watch(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		now := h.versions()
+		if now == nil {
+			continue // unreadable for now: compare with what was seen last
+		}
 		at := time.Now()
 		for key, v := range now {
 			if seen[key] != v {
@@ -157,13 +160,23 @@ func (h *eventHub) watch(stop <-chan struct{}) {
 	}
 }
 
+// seenOnError stands for the state when it cannot be read: no version changes, so no
+// event is published until it can be read again.
+var seenOnError map[string]string
+
 // eventVersions is the state the hub watches: per cluster, when the last check and
 // collection finished and a digest of its alerts with their status.
 func (s *Service) eventVersions() map[string]string {
 	out := make(map[string]string, 3*len(s.clusters))
 	digests := map[string]uint64{}
-	for _, a := range s.alerts.Alerts() {
-		c := a.Labels["cluster"]
+	// ActiveAlerts reads the manager that evaluates (or, on a standby, the store), the
+	// one the API answers from.
+	alerts, err := s.ActiveAlerts(AlertQuery{})
+	if err != nil {
+		return seenOnError
+	}
+	for _, a := range alerts {
+		c := a.Cluster
 		f := fnv.New64a()
 		fmt.Fprintf(f, "%d|%s|%s|%s|%s", digests[c], a.Fingerprint, a.State,
 			strings.Join(a.Status.SilencedBy, ","), strings.Join(a.Status.InhibitedBy, ","))

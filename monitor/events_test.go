@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
@@ -56,7 +57,16 @@ func newTestService(t *testing.T, opts ...Option) *Service {
 // which cluster; a client that goes leaves no goroutine behind, and the hub's watcher
 // stops with the last client.
 func TestEventsFollowChecksAndCollections(t *testing.T) {
-	svc := newTestService(t, WithHealthInterval(50*time.Millisecond), WithMetricsInterval(50*time.Millisecond))
+	var on atomic.Bool
+	always := alert.Rule{Name: "TestSwitch", Severity: alert.Info, Summary: "the test's switch is on",
+		Check: func(in *alert.Input) []alert.Finding {
+			if on.Load() {
+				return []alert.Finding{{Description: "on"}}
+			}
+			return nil
+		}}
+	svc := newTestService(t, WithHealthInterval(50*time.Millisecond), WithMetricsInterval(50*time.Millisecond),
+		WithAlertOptions(alert.WithExtraRules(always)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
@@ -66,6 +76,7 @@ func TestEventsFollowChecksAndCollections(t *testing.T) {
 
 	tr := &http.Transport{DisableKeepAlives: true}
 	rctx, stop := context.WithCancel(context.Background())
+	defer stop() // before srv.Close, which waits for open streams
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, srv.URL+PathEvents, nil)
 	require.NoError(t, err)
 	resp, err := (&http.Client{Transport: tr}).Do(req)
@@ -94,6 +105,37 @@ func TestEventsFollowChecksAndCollections(t *testing.T) {
 	}
 
 	assert.Equal(t, 1, goroutines("monitor.(*eventHub).watch"), "one watcher while a client is connected")
+
+	// An alert appears, then a silence mutes it: each is an alerts event.
+	waitAlerts := func(what string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case ev, ok := <-events:
+				require.True(t, ok, "stream ended")
+				if ev.kind == EventAlerts {
+					assert.Contains(t, ev.data, `"cluster":"main"`)
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no alerts event within 10s after %s", what)
+			}
+		}
+	}
+	on.Store(true)
+	waitAlerts("an alert appeared")
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		as, err := svc.ActiveAlerts(AlertQuery{State: alert.Firing})
+		assert.NoError(ct, err)
+		assert.Len(ct, as, 1)
+	}, 10*time.Second, 10*time.Millisecond)
+	before := svc.eventVersions()[EventAlerts+"/main"]
+	_, err = svc.Alerts().CreateSilence(context.Background(), alert.Silence{
+		Matchers: alert.MustParseMatchers(`alertname="TestSwitch"`), EndsAt: time.Now().Add(time.Hour), CreatedBy: "test", Comment: "test"})
+	require.NoError(t, err)
+	assert.NotEqual(t, before, svc.eventVersions()[EventAlerts+"/main"], "a silence changes the alerts' version")
+	waitAlerts("a silence")
 
 	// The client goes: its handler and the hub's watcher end.
 	stop()
@@ -220,6 +262,7 @@ func TestEventsEndAtInterruptAndClose(t *testing.T) {
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + PathEvents)
 	require.NoError(t, err)
+	defer resp.Body.Close() // before srv.Close, should the test fail with the stream open
 	events := make(chan sseEvent, 10)
 	go readEvents(resp.Body, events)
 	assert.Equal(t, EventResync, (<-events).kind)
