@@ -1,7 +1,11 @@
 package monitor
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/etcd-monitor/etcd-monitor/health"
 )
 
 // collector exports what the Service knows, computed at scrape time from its in-memory
@@ -14,7 +18,15 @@ import (
 // in seconds. Each cluster's metrics.Collector exports, under the same cluster label,
 // the probe, scrape and collection histograms and what the members' /metrics said (see
 // package metrics); the alert manager exports etcd_monitor_notifications_total.
-type collector struct{ s *Service }
+type collector struct {
+	s *Service
+
+	mu sync.Mutex
+	// versions are the members' last known versions, by cluster and member: an
+	// unreachable member reports none, and its info series should not change labels
+	// (and break joins) exactly when it is down.
+	versions map[string]map[string]string
+}
 
 var (
 	cl  = []string{"cluster"}
@@ -108,6 +120,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descMembers, float64(len(rep.Members)), name)
 		gauge(descTolerated, float64(rep.Quorum.Healthy-rep.Quorum.Size), name)
 		reachable := 0
+		versions := c.knownVersions(name, rep)
 		for _, m := range rep.Members {
 			if m.Reachable {
 				reachable++
@@ -119,8 +132,30 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			if m.Member.IsLearner {
 				learner = "true"
 			}
-			gauge(descMemberInfo, 1, name, id, m.Member.Name, m.Version, learner)
+			gauge(descMemberInfo, 1, name, id, m.Member.Name, versions[id], learner)
 		}
 		gauge(descReachable, float64(reachable), name)
 	}
+}
+
+// knownVersions returns the version of every member of the report: the one it reports,
+// or the last one it reported while reachable. Members that left are forgotten.
+func (c *collector) knownVersions(cluster string, rep *health.Report) map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.versions == nil {
+		c.versions = map[string]map[string]string{}
+	}
+	prev := c.versions[cluster]
+	cur := make(map[string]string, len(rep.Members))
+	for _, m := range rep.Members {
+		id := m.Member.ID.Hex()
+		if m.Reachable && m.Version != "" {
+			cur[id] = m.Version
+		} else {
+			cur[id] = prev[id]
+		}
+	}
+	c.versions[cluster] = cur
+	return cur
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 	"github.com/etcd-monitor/etcd-monitor/monitor"
@@ -177,4 +178,59 @@ func TestPrometheusPromtool(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	assert.NoError(t, err, "%s", out)
 	assert.Empty(t, strings.TrimSpace(string(out)))
+}
+
+// A member that goes down keeps the labels of its info series (its last known version),
+// so that joins on etcd_monitor_member_info still name it while it is down.
+func TestClusterFaultMemberInfoKeepsVersion(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	eps := map[string]string{}
+	for _, m := range c.Members {
+		eps[m.Name] = m.GRPCURL
+	}
+	svc, err := monitor.New([]monitor.Cluster{{Name: "main", Client: c.ClusterClient(),
+		Health:  []health.Option{health.WithEndpoints(eps), health.WithTimeout(time.Second)},
+		Metrics: []metrics.Option{metrics.WithEndpoints(eps), metrics.WithSamples(1), metrics.WithTimeout(2 * time.Second)}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { svc.Close() })
+	victim := (c.Leader() + 1) % 3
+	id := metrics.ID(c.Members[victim].Server.MemberID()).Hex()
+
+	// series returns the victim's reachable value and info labels.
+	series := func(ct *assert.CollectT) (float64, map[string]string) {
+		fams, err := svc.Registry().Gather()
+		if !assert.NoError(ct, err) {
+			return -1, nil
+		}
+		reach, info := -1.0, map[string]string(nil)
+		for _, f := range fams {
+			for _, m := range f.GetMetric() {
+				if l := labelsOf(m); l["member"] == id {
+					switch f.GetName() {
+					case "etcd_monitor_member_reachable":
+						reach = m.GetGauge().GetValue()
+					case "etcd_monitor_member_info":
+						info = l
+					}
+				}
+			}
+		}
+		return reach, info
+	}
+	var before map[string]string
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.NoError(ct, svc.Refresh(etcdtest.Context(t, 30*time.Second)))
+		reach, info := series(ct)
+		assert.Equal(ct, 1.0, reach)
+		assert.NotEmpty(ct, info["version"])
+		before = info
+	}, 30*time.Second, 50*time.Millisecond)
+
+	c.StopMember(victim)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.NoError(ct, svc.Refresh(etcdtest.Context(t, 30*time.Second)))
+		reach, info := series(ct)
+		assert.Equal(ct, 0.0, reach, "the stopped member is seen down")
+		assert.Equal(ct, before, info, "its info series keeps its labels")
+	}, 30*time.Second, 50*time.Millisecond)
 }
