@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -359,4 +360,24 @@ func TestAnswersMatchTheirSchema(t *testing.T) {
 	}
 	check("delete", "/api/v1/silences/{id}", "/api/v1/silences/"+sil.ID, "")
 	assert.GreaterOrEqual(t, checked, 20, "GET endpoints checked")
+}
+
+// TestOpenAPIDocumentIsValid checks the document with an independent validator,
+// openapi-spec-validator (pip), when it is installed; the schema tests above cover the
+// rest without it.
+func TestOpenAPIDocumentIsValid(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil || exec.Command(python, "-c", "import openapi_spec_validator").Run() != nil {
+		t.Skip("openapi-spec-validator (pip install openapi-spec-validator) is not installed")
+	}
+	svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: etcdtest.Client(t)}})
+	require.NoError(t, err)
+	defer svc.Close()
+	w := httptest.NewRecorder()
+	svc.ServeHTTP(w, httptest.NewRequest("GET", "/api/v1/openapi.json", nil))
+	require.Equal(t, http.StatusOK, w.Code)
+	path := filepath.Join(t.TempDir(), "openapi.json")
+	require.NoError(t, os.WriteFile(path, w.Body.Bytes(), 0o600))
+	out, err := exec.Command(python, "-c", "import json,sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))", path).CombinedOutput()
+	assert.NoError(t, err, "%s", out)
 }
