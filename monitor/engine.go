@@ -38,6 +38,7 @@ type engine struct {
 	active *alert.Manager // the term's engine; nil on a standby between terms
 	view   *alert.Manager // a standby's read-only view of the store
 	viewAt time.Time
+	closed bool // no view is made after Close
 }
 
 // alertManager returns the manager that evaluates: the term's on a replica, else the
@@ -57,8 +58,17 @@ func (s *Service) readManager(ctx context.Context) (*alert.Manager, error) {
 	if m := s.alertManager(); m != nil {
 		return m, nil
 	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, errorf(http.StatusServiceUnavailable, "service is shutting down")
+	}
 	s.engine.mu.Lock()
 	defer s.engine.mu.Unlock()
+	if s.engine.closed {
+		return nil, errorf(http.StatusServiceUnavailable, "service is shutting down")
+	}
 	if s.engine.view != nil && time.Since(s.engine.viewAt) < time.Second {
 		return s.engine.view, nil
 	}
@@ -131,6 +141,7 @@ func (s *Service) RunAlerts(ctx context.Context, st store.Store) error {
 func (s *Service) closeEngine() error {
 	s.engine.mu.Lock()
 	defer s.engine.mu.Unlock()
+	s.engine.closed = true
 	if s.engine.view == nil {
 		return nil
 	}
