@@ -79,20 +79,28 @@ func (b *Barrier) Release(ctx context.Context) error {
 	return nil
 }
 
-// Wait returns once the barrier is not held (at once if it is not), or when ctx ends.
-// It waits on a watch. Anyone may call it; it needs no lease.
+// Wait returns at once if the barrier is not held, and otherwise once the hold it found
+// has ended (another Barrier may hold it again by then), or when ctx ends. It waits on a
+// watch. Anyone may call it; it needs no lease.
 func (b *Barrier) Wait(ctx context.Context) error {
 	return waitGone(ctx, b.cli, b.key)
 }
 
-// waitGone returns once key does not exist.
+// waitGone returns once key does not exist, or no longer is the key it first found
+// (deleted and written again: a watch that broke in between, compacted, missed it).
 func waitGone(ctx context.Context, cli *clientv3.Client, key string) error {
+	var found int64 // the create revision of the key first found
 	for {
 		resp, err := cli.Get(ctx, key)
 		if err != nil {
 			return err
 		}
 		if len(resp.Kvs) == 0 {
+			return nil
+		}
+		if found == 0 {
+			found = resp.Kvs[0].CreateRevision
+		} else if resp.Kvs[0].CreateRevision != found {
 			return nil
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))

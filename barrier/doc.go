@@ -8,9 +8,12 @@
 //
 // # Guarantees
 //
-//   - Barrier: Wait returns only when no Barrier holds the barrier: its holder called
-//     Release or Close, or its lease expired. Only one Barrier holds it at a time; Hold
-//     by another returns ErrHeld, Release by a non-holder ErrNotHeld.
+//   - Barrier: Wait returns at once if the barrier is not held, and otherwise once the
+//     hold it found has ended: its holder called Release or Close, or its lease expired.
+//     It does not promise that nobody holds the barrier when it returns: another Barrier
+//     may have taken it again meanwhile (Wait then returns all the same). Only one
+//     Barrier holds it at a time; Hold by another returns ErrHeld, Release by a
+//     non-holder ErrNotHeld.
 //   - DoubleBarrier: Enter returns once count participants with live leases have entered
 //     (keys written under key/waiters/ while the barrier was closed); Leave returns once
 //     every participant that was inside with it has left. Both wait on watches.
