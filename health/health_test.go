@@ -65,9 +65,25 @@ func partitioned(r *health.Report, id health.ID) (health.PartitionedMember, bool
 // a second member stops and quorum is lost.
 func TestClusterStopLeaderThenMembers(t *testing.T) {
 	c := etcdtest.NewCluster(t, 3)
-	ch := newChecker(t, c)
-
-	r := check(t, ch)
+	// The first report of a fresh checker once the cluster is steady: on a loaded machine
+	// an election just after the start is normal ("leader changed" from /readyz).
+	var ch *health.Checker
+	var r *health.Report
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		fresh, err := health.New(c.ClusterClient(), health.WithEndpoints(endpoints(c)), health.WithTimeout(time.Second))
+		if !assert.NoError(ct, err) {
+			return
+		}
+		got, err := fresh.Check(etcdtest.Context(t, 10*time.Second))
+		if !assert.NoError(ct, err) {
+			return
+		}
+		for _, m := range got.Members {
+			assert.True(ct, m.Reachable && m.Livez.OK && m.Readyz.OK, "member %s: %v, readyz %+v", m.Name, m.Err, m.Readyz)
+		}
+		assert.True(ct, got.Leader.Agreed, "leader agreed")
+		ch, r = fresh, got
+	}, 30*time.Second, 100*time.Millisecond)
 	require.Len(t, r.Members, 3)
 	for _, m := range r.Members {
 		assert.True(t, m.Reachable, "member %s: %v", m.Name, m.Err)
@@ -94,7 +110,11 @@ func TestClusterStopLeaderThenMembers(t *testing.T) {
 	stopped := c.StopLeader()
 	require.Equal(t, oldLeader, memberID(c, stopped))
 	require.Eventually(t, func() bool {
-		r = check(t, ch)
+		got, err := ch.Check(etcdtest.Context(t, 10*time.Second))
+		if err != nil {
+			return false
+		}
+		r = got
 		return r.Leader.ID != 0 && r.Leader.ID != oldLeader && r.Leader.Agreed
 	}, 15*time.Second, 50*time.Millisecond)
 	newLeader := r.Leader.ID
@@ -128,7 +148,11 @@ func TestClusterStopLeaderThenMembers(t *testing.T) {
 	}
 	c.StopMember(second)
 	require.Eventually(t, func() bool {
-		r = check(t, ch)
+		got, err := ch.Check(etcdtest.Context(t, 10*time.Second))
+		if err != nil {
+			return false
+		}
+		r = got
 		return !r.Quorum.HasQuorum
 	}, 15*time.Second, 50*time.Millisecond)
 	assert.Equal(t, 2, r.Quorum.Size)
@@ -422,12 +446,13 @@ func (s *slowLeader) Status(ctx context.Context, m health.Member) (health.Status
 // A healthy cluster under the daemon's own benchmark load is not partitioned, even
 // when the leader's status is read long after the followers': the raft index lag is
 // judged against the rate entries are committed at, over more than one check. The
-// threshold is scaled to what an in-process cluster commits under -race (hundreds of
-// entries a second): the leader's late answer alone puts it further ahead than that.
+// threshold is scaled to what an in-process cluster commits under -race on a starved
+// machine (tens to hundreds of entries a second): the leader's late answer alone puts it
+// further ahead than that.
 func TestClusterNoPartitionUnderBenchmarkLoad(t *testing.T) {
 	const (
 		delay     = 1500 * time.Millisecond
-		threshold = 100
+		threshold = 50
 	)
 	c := etcdtest.NewCluster(t, 3)
 	cli := c.ClusterClient()
