@@ -20,6 +20,10 @@
 //     200/s admit at most 200·T + 200 + 50 in any T seconds.
 //   - Refill is computed from the clock of the instance that takes tokens; clocks that
 //     disagree by d can add up to limit·d/per more, once.
+//   - Allow says no on the bucket as this instance last read or wrote it, refilled since,
+//     if that was less than 100ms ago, and reads it again otherwise: a rejected call costs
+//     at most one etcd read per 100ms per instance, and tokens another instance gave back
+//     are seen within 100ms.
 //   - A Limiter whose process crashes loses the tokens it held (the fleet then admits
 //     less, never more). Close gives them back if etcd answers within two seconds.
 //   - When etcd is unreachable, an instance spends the tokens it holds and then Allow

@@ -25,10 +25,17 @@ type Limiter struct {
 	mu     sync.Mutex
 	tokens int // taken from the bucket, not yet spent
 	closed bool
-	// The bucket as last read, for a compare-and-swap without reading first.
+	// The bucket as last read or written, for a compare-and-swap without reading first,
+	// and when.
 	seen    bucket
 	seenRev int64
+	seenAt  time.Time
 }
+
+// recheck is how old the view of the bucket may be for Allow to say no on it without
+// reading it again: tokens given back meanwhile by other instances are seen after it.
+// A limited instance reads the bucket at most once per recheck.
+const recheck = 100 * time.Millisecond
 
 // bucket is the shared state: the tokens in the bucket at the instant last (by the clock
 // of the instance that wrote it), before refill.
@@ -84,7 +91,9 @@ func New(cli *clientv3.Client, key string, limit int, per time.Duration, opts ..
 }
 
 // Allow takes one token if the fleet has one: from this instance's batch, or else from
-// etcd in one round trip. It reports false, without waiting, when the bucket is empty.
+// etcd in one round trip. It reports false, without waiting, when the bucket is empty:
+// as etcd holds it, or as this instance read or wrote it less than 100ms ago (tokens
+// given back since by another instance's Close are seen after that), refilled since.
 func (l *Limiter) Allow(ctx context.Context) (bool, error) {
 	ok, _, err := l.take(ctx, 1)
 	return ok, err
@@ -166,13 +175,31 @@ func (l *Limiter) refill(b bucket, now time.Time, exists bool) bucket {
 // round trip if it has read the bucket before).
 func (l *Limiter) update(ctx context.Context, fn func(cur bucket) (bucket, bool)) error {
 	l.mu.Lock()
-	seen, rev := l.seen, l.seenRev
+	seen, rev, at := l.seen, l.seenRev, l.seenAt
 	l.mu.Unlock()
 	for {
 		now := time.Now()
 		next, write := fn(l.refill(seen, now, rev != 0))
 		if !write && rev != 0 {
-			return nil
+			if now.Sub(at) < recheck {
+				return nil
+			}
+			// The view is old: other instances may have given tokens back. Read again.
+			resp, err := l.cli.Get(ctx, l.key)
+			if err != nil {
+				return err
+			}
+			seen, rev, at = bucket{}, 0, now
+			if len(resp.Kvs) == 1 {
+				if seen, err = parse(resp.Kvs[0].Value); err != nil {
+					return fmt.Errorf("%w: %s", err, l.key)
+				}
+				rev = resp.Kvs[0].ModRevision
+			}
+			l.mu.Lock()
+			l.seen, l.seenRev, l.seenAt = seen, rev, at
+			l.mu.Unlock()
+			continue
 		}
 		resp, err := l.cli.Txn(ctx).If(
 			clientv3.Compare(clientv3.ModRevision(l.key), "=", rev),
@@ -182,10 +209,11 @@ func (l *Limiter) update(ctx context.Context, fn func(cur bucket) (bucket, bool)
 		}
 		if resp.Succeeded {
 			l.mu.Lock()
-			l.seen, l.seenRev = next, resp.Header.Revision
+			l.seen, l.seenRev, l.seenAt = next, resp.Header.Revision, now
 			l.mu.Unlock()
 			return nil
 		}
+		at = time.Now()
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
 			seen, rev = bucket{}, 0
@@ -195,6 +223,9 @@ func (l *Limiter) update(ctx context.Context, fn func(cur bucket) (bucket, bool)
 			return fmt.Errorf("%w: %s", err, l.key)
 		}
 		rev = kvs[0].ModRevision
+		l.mu.Lock()
+		l.seen, l.seenRev, l.seenAt = seen, rev, at
+		l.mu.Unlock()
 	}
 }
 

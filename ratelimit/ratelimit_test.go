@@ -106,3 +106,34 @@ func TestWaitRefills(t *testing.T) {
 	// One from the burst, ten refilled at 20/s: at least half a second.
 	assert.GreaterOrEqual(t, time.Since(start), 450*time.Millisecond)
 }
+
+// An instance that found the bucket empty sees tokens another instance gave back since:
+// Allow re-reads the bucket before it says no, once its last read is old enough.
+func TestAllowSeesTokensGivenBackMeanwhile(t *testing.T) {
+	ctx := etcdtest.Context(t, 20*time.Second)
+	key := etcdtest.Prefix(t) + "api"
+	// 10 an hour: nothing refills during the test.
+	a, err := ratelimit.New(etcdtest.Client(t), key, 10, time.Hour, ratelimit.WithBatch(5))
+	require.NoError(t, err)
+	b, err := ratelimit.New(etcdtest.Client(t), key, 10, time.Hour, ratelimit.WithBatch(5))
+	require.NoError(t, err)
+	defer b.Close()
+	ok, err := a.Allow(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 4, a.Tokens(), "a took a batch of 5")
+	for range 5 {
+		ok, err := b.Allow(ctx) // b takes the other batch: b's last write left the bucket empty
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
+	ok, err = b.Allow(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "the bucket is empty")
+	require.NoError(t, a.Close()) // gives 4 back
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		ok, err := b.Allow(ctx)
+		assert.NoError(c, err)
+		assert.True(c, ok)
+	}, 5*time.Second, 20*time.Millisecond, "4 tokens are in the bucket again")
+}
