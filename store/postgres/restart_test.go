@@ -151,3 +151,34 @@ func testDownForGood(t *testing.T, srv *server) {
 	assert.Equal(t, uint64(250), st.Dropped+st.Written, "every record accounted for")
 	assert.ErrorIs(t, s.PutHealthChecks(context.Background(), []store.HealthCheck{{Time: time.Now(), Cluster: "c"}}), store.ErrClosed)
 }
+
+// Records being written are not the queue's to drop: when new records overflow the
+// queue while a batch is in flight, the drop counts only records that were never
+// written, so Written + Dropped is what was put, and Written is what the table has.
+func TestHistoryAccountingWithABatchInFlight(t *testing.T) {
+	s := open(t, schema(t), postgres.WithQueueSize(10))
+	ctx := ctxT(t)
+	put := func(from int) {
+		var hs []store.HealthCheck
+		for i := from; i < from+10; i++ {
+			hs = append(hs, store.HealthCheck{Time: time.Now().Add(time.Duration(i) * time.Millisecond), Cluster: "c"})
+		}
+		require.NoError(t, s.PutHealthChecks(ctx, hs))
+	}
+	// Hold the writer's batch: the rollup state row it locks first.
+	tx, err := s.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background())
+	_, err = tx.Exec(ctx, `SELECT 1 FROM rollup_state FOR UPDATE`)
+	require.NoError(t, err)
+	put(0)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 1, count(t, s, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%rollup_state%KEY SHARE%'`))
+	}, 10*time.Second, 10*time.Millisecond, "the batch waits")
+	put(10)
+	require.NoError(t, tx.Rollback(ctx))
+	require.NoError(t, s.Flush(ctx))
+	st := s.Stats()
+	assert.Equal(t, uint64(20), st.Written+st.Dropped, "%+v", st)
+	assert.Equal(t, int(st.Written), count(t, s, `SELECT count(*) FROM health_raw`))
+}

@@ -27,38 +27,35 @@ type record struct {
 }
 
 // writer is the bounded queue between Put* and the goroutine that writes to
-// PostgreSQL. Records are numbered; head is the number of buf[0], so the writer knows
-// which of the records it wrote are still queued after Put dropped the oldest.
+// PostgreSQL. The goroutine takes a batch out of the queue while it writes it, so Put
+// overflowing the queue drops only records never written; a batch that fails for a
+// reason that may pass goes back to the front.
 type writer struct {
-	mu      sync.Mutex
-	buf     []record
-	head    uint64
-	max     int
-	wake    chan struct{}
-	changed chan struct{} // closed and replaced when the queue shrinks
+	mu       sync.Mutex
+	buf      []record
+	inflight int
+	max      int
+	wake     chan struct{}
+	changed  chan struct{} // closed and replaced when the queue shrinks
 }
 
 func (w *writer) init(max int) {
 	w.max, w.wake, w.changed = max, make(chan struct{}, 1), make(chan struct{})
 }
 
+// len is the number of records waiting or being written.
 func (w *writer) len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.buf)
+	return len(w.buf) + w.inflight
 }
 
-// push queues rs, dropping the oldest records beyond the bound; it returns how many
-// were dropped.
+// push queues rs, dropping the oldest waiting records beyond the bound; it returns
+// how many were dropped.
 func (w *writer) push(rs []record) (dropped int) {
 	w.mu.Lock()
 	w.buf = append(w.buf, rs...)
-	if over := len(w.buf) - w.max; over > 0 {
-		w.buf = append(w.buf[:0:0], w.buf[over:]...)
-		w.head += uint64(over)
-		dropped = over
-		w.signalLocked()
-	}
+	dropped = w.trimLocked()
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -67,25 +64,43 @@ func (w *writer) push(rs []record) (dropped int) {
 	return dropped
 }
 
-// peek returns up to n queued records and the number after the last of them.
-func (w *writer) peek(n int) ([]record, uint64) {
+func (w *writer) trimLocked() int {
+	over := len(w.buf) - w.max
+	if over <= 0 {
+		return 0
+	}
+	w.buf = append(w.buf[:0:0], w.buf[over:]...)
+	w.signalLocked()
+	return over
+}
+
+// take removes up to n records from the front for writing.
+func (w *writer) take(n int) []record {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n = min(n, len(w.buf))
-	return append([]record(nil), w.buf[:n]...), w.head + uint64(n)
+	batch := append([]record(nil), w.buf[:n]...)
+	w.buf = append(w.buf[:0:0], w.buf[n:]...)
+	w.inflight = n
+	return batch
 }
 
-// done removes the records numbered below end that are still queued.
-func (w *writer) done(end uint64) {
+// done ends the batch in flight: written, or given up.
+func (w *writer) done() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if end <= w.head {
-		return
-	}
-	n := min(int(end-w.head), len(w.buf))
-	w.buf = append(w.buf[:0:0], w.buf[n:]...)
-	w.head += uint64(n)
+	w.inflight = 0
 	w.signalLocked()
+}
+
+// giveBack returns a batch that failed to the front of the queue, dropping the oldest
+// records beyond the bound; it returns how many were dropped.
+func (w *writer) giveBack(batch []record) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.inflight = 0
+	w.buf = append(batch, w.buf...)
+	return w.trimLocked()
 }
 
 func (w *writer) signalLocked() {
@@ -93,18 +108,20 @@ func (w *writer) signalLocked() {
 	w.changed = make(chan struct{})
 }
 
-// empty returns whether the queue is empty, and a channel closed when it next shrinks.
+// empty returns whether nothing waits or is being written, and a channel closed when
+// that next changes.
 func (w *writer) empty() (bool, <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.buf) == 0, w.changed
+	return len(w.buf) == 0 && w.inflight == 0, w.changed
 }
 
 const maxBatch = 2000
 
 // PutHealthChecks implements store.Store: the checks are queued and written by a
-// background goroutine; nil means queued. When the queue is full the oldest records are
-// dropped and counted in Stats.Dropped and Stats.Errors.
+// background goroutine; nil means queued. When the queue is full the oldest records
+// waiting (not the batch being written) are dropped and counted in Stats.Dropped and
+// Stats.Errors.
 func (s *Store) PutHealthChecks(ctx context.Context, checks []store.HealthCheck) error {
 	rs := make([]record, 0, len(checks))
 	for i, h := range checks {
@@ -195,8 +212,9 @@ func (s *Store) writeLoop() {
 			return
 		}
 		for {
-			batch, end := s.w.peek(maxBatch)
+			batch := s.w.take(maxBatch)
 			if len(batch) == 0 {
+				s.w.done()
 				break
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.opTimeout)
@@ -204,16 +222,19 @@ func (s *Store) writeLoop() {
 			cancel()
 			if err == nil {
 				s.written.Add(uint64(len(batch)))
-				s.w.done(end)
+				s.w.done()
 				delay = 100 * time.Millisecond
 				continue
 			}
 			s.errors.Add(1)
 			if !retryable(err) {
 				s.dropped.Add(uint64(len(batch)))
-				s.w.done(end)
+				s.w.done()
 				s.log.Error("history batch refused: dropped", zap.Int("records", len(batch)), zap.Error(err))
 				continue
+			}
+			if n := s.w.giveBack(batch); n > 0 {
+				s.dropped.Add(uint64(n))
 			}
 			s.log.Warn("history batch not written: will retry", zap.Int("records", len(batch)), zap.Duration("in", delay), zap.Error(err))
 			if !s.backoff(delay) {
@@ -231,20 +252,21 @@ func (s *Store) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.opTimeout)
 	defer cancel()
 	for {
-		batch, end := s.w.peek(maxBatch)
+		batch := s.w.take(maxBatch)
 		if len(batch) == 0 {
+			s.w.done()
 			return
 		}
 		if err := s.writeBatch(ctx, batch); err != nil {
 			s.errors.Add(1)
-			n := s.w.len()
+			n := len(batch) + len(s.w.take(1<<30))
+			s.w.done()
 			s.dropped.Add(uint64(n))
-			s.w.done(end + uint64(n))
 			s.log.Error("history not written at close: dropped", zap.Int("records", n), zap.Error(err))
 			return
 		}
 		s.written.Add(uint64(len(batch)))
-		s.w.done(end)
+		s.w.done()
 	}
 }
 
