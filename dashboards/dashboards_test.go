@@ -125,7 +125,12 @@ func TestMetricNames(t *testing.T) {
 // names maps the metric families a registry or a member exposes to their types.
 type names map[string]dto.MetricType
 
-// has reports whether name is a family, or a histogram's or summary's series.
+// described marks a family that is only described (a vector without series yet, such as
+// notifications before the first one): its type cannot be read from a Desc.
+const described dto.MetricType = -1
+
+// has reports whether name is a family, or a histogram's or summary's series. A family
+// only described is taken at its word for the suffixes, since its type is unknown.
 func (n names) has(name string) bool {
 	if _, ok := n[name]; ok {
 		return true
@@ -133,7 +138,7 @@ func (n names) has(name string) bool {
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 		if base, ok := strings.CutSuffix(name, suffix); ok {
 			typ, ok := n[base]
-			if ok && (typ == dto.MetricType_HISTOGRAM || (suffix != "_bucket" && typ == dto.MetricType_SUMMARY)) {
+			if ok && (typ == dto.MetricType_HISTOGRAM || typ == described || (suffix != "_bucket" && typ == dto.MetricType_SUMMARY)) {
 				return true
 			}
 		}
@@ -185,15 +190,14 @@ func ours(t *testing.T, c *etcdtest.Cluster) names {
 	for _, f := range fams {
 		out[f.GetName()] = f.GetType()
 	}
-	// Vectors with no series yet (no notification sent) are only described; their type
-	// is unknown, so only their exact name counts.
+	// Vectors with no series yet (no notification sent) are only described.
 	descs := make(chan *prometheus.Desc, 1024)
 	go func() { svc.Registry().Describe(descs); close(descs) }()
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
 	for d := range descs {
 		if m := fq.FindStringSubmatch(d.String()); m != nil {
 			if _, ok := out[m[1]]; !ok {
-				out[m[1]] = dto.MetricType_UNTYPED
+				out[m[1]] = described
 			}
 		}
 	}

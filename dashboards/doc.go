@@ -6,7 +6,8 @@
 // member and across clusters, from histograms), requests, reads and writes, DB size and
 // quota, WAL fsync, backend commit and peer round-trip p99, raft lag, CPU and memory;
 // etcd's own metrics for teams whose Prometheus also scrapes the members; and the
-// monitor itself (check, collection and scrape durations, notifications, CPU, memory).
+// monitor itself (check, collection and scrape durations, notifications and their
+// delivery time, CPU, memory).
 // Its variables are the data source, the clusters (label cluster), and the Prometheus
 // jobs of etcd-monitor and of etcd.
 //
