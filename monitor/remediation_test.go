@@ -300,6 +300,8 @@ func TestRemediationRecoversFromNoSpace(t *testing.T) {
 		assert.Equal(t, maintenance.StateDone, m.State, m.Name)
 	}
 	assert.Len(t, rep.Disarm.Disarmed, len(rep.Alarms))
+	t.Logf("NOSPACE recovered by remediation in %v (compact to %d, %d bytes freed, %d alarm(s) disarmed)",
+		done.Finished.Sub(done.Started).Round(time.Millisecond), rep.Compact.CompactRevision, rep.Defragment.Freed(), len(rep.Disarm.Disarmed))
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		_, err := cli.Put(ctx, "/after", "v")
 		assert.NoError(ct, err, "writes are back")
