@@ -139,8 +139,15 @@
 
   // ---- sign-in ----
 
+  // epoch counts sign-outs: a refresh that began before one must not sign the page back in.
+  let epoch = 0;
+
   function needToken(why) {
+    epoch++;
     stopLive();
+    clearTimeout(timer);
+    timer = null;
+    pending.clear();
     $('main').hidden = true;
     $('login').hidden = false;
     $('login-why').textContent = (why ? why + ' ' : 'This monitor needs an API token. ') +
@@ -219,6 +226,7 @@
   // refresh loads the given parts ("list", "health", "metrics", "alerts", "all").
   async function refresh(parts) {
     const all = parts.has('all');
+    const my = epoch;
     try {
       const jobs = [];
       if (all) await loadList(); // the others need to know the selected cluster
@@ -227,11 +235,12 @@
       if (all || parts.has('metrics')) jobs.push(loadMetrics(all));
       if (all || parts.has('alerts')) jobs.push(loadAlerts());
       await Promise.all(jobs);
+      if (my !== epoch) throw new AuthError('signed out meanwhile');
       banner('');
       signedIn();
     } catch (e) {
-      if (!(e instanceof AuthError)) banner('Cannot load the monitor\'s state: ' + e.message);
-      else throw e;
+      if (e instanceof AuthError) throw e;
+      if (my === epoch) banner('Cannot load the monitor\'s state: ' + e.message);
     }
   }
 
@@ -336,7 +345,7 @@
 
   function polling() {
     setConn('◌ polling every ' + POLL_MS / 1000 + ' s');
-    const id = setInterval(() => schedule('all'), POLL_MS);
+    const id = setInterval(() => { schedule('health'); schedule('metrics'); schedule('alerts'); }, POLL_MS);
     return { stop() { clearInterval(id); } };
   }
 
