@@ -69,7 +69,10 @@ func TestCollectSharedNode(t *testing.T) {
 	assert.Positive(t, m.DB.InUse)
 	assert.Positive(t, m.DB.Quota)
 	assert.True(t, m.Raft.HasLeader)
-	assert.True(t, m.Raft.IsLeader)
+	// In-process members share the process's registry: once a cluster test has run in
+	// this process (as with -count=2), etcd_server_is_leader and the raft index gauges
+	// may hold its members' last values, so only what the shared node itself keeps
+	// moving is checked exactly.
 	assert.Positive(t, m.Raft.ProposalsCommitted)
 	assert.Positive(t, m.Raft.ProposalsApplied)
 	assert.Positive(t, m.Process.RSS)
@@ -94,7 +97,7 @@ func TestCollectSharedNode(t *testing.T) {
 	m2 := second.Members[0]
 	require.NoError(t, m2.Err)
 	assert.Positive(t, m2.Interval)
-	assert.GreaterOrEqual(t, m2.Raft.ProposalsCommitted, m.Raft.ProposalsCommitted+puts, "committed index is a gauge read as is")
+	assert.GreaterOrEqual(t, m2.Raft.ProposalsCommitted, float64(puts), "committed index is a gauge read as is")
 	assert.GreaterOrEqual(t, m2.GRPCStreams, float64(1), "the watch stream is open")
 	hist := c.History()
 	require.GreaterOrEqual(t, len(hist), 2)
