@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
-	"github.com/etcd-monitor/etcd-monitor/metrics"
 )
 
 // The API's paths. Cluster-scoped paths take the cluster's name in the path; each has
@@ -513,7 +512,7 @@ func (s *Service) getMetricsCurrent(_ http.ResponseWriter, _ *http.Request, q qu
 // thousand snapshots never sit in memory as one 10 MB buffer.
 type metricsStream struct {
 	cluster string
-	snaps   []*metrics.Snapshot
+	snaps   []point
 }
 
 func (m metricsStream) streamJSON(w io.Writer, pretty bool) error {
@@ -542,9 +541,9 @@ func (m metricsStream) streamJSON(w io.Writer, pretty bool) error {
 		}
 		var b []byte
 		if pretty {
-			b, err = json.MarshalIndent(snapshotOf(sn), indent, "  ")
+			b, err = json.MarshalIndent(sn.wire(), indent, "  ")
 		} else {
-			b, err = json.Marshal(snapshotOf(sn))
+			b, err = json.Marshal(sn.wire())
 		}
 		if err != nil {
 			return err

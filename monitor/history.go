@@ -135,7 +135,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 // historyReader reads health and metric history.
 type historyReader interface {
 	healthHistory(ctx context.Context, cluster string, q HistoryQuery) ([]HealthSummary, error)
-	metricsHistory(ctx context.Context, cluster string, q HistoryQuery) ([]*metrics.Snapshot, error)
+	metricsHistory(ctx context.Context, cluster string, q HistoryQuery) ([]point, error)
 }
 
 // historyStore returns the store's history when the Service has a store.
@@ -174,25 +174,27 @@ func (h storeHistory) healthHistory(ctx context.Context, cluster string, q Histo
 	return out, nil
 }
 
-func (h storeHistory) metricsHistory(ctx context.Context, cluster string, q HistoryQuery) ([]*metrics.Snapshot, error) {
+func (h storeHistory) metricsHistory(ctx context.Context, cluster string, q HistoryQuery) ([]point, error) {
 	recs, err := h.st.MetricSnapshots(ctx, storeQuery(cluster, q))
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*metrics.Snapshot, 0, len(recs))
+	out := make([]point, 0, len(recs))
 	for _, r := range recs {
 		if r.Member != "" {
 			continue // per-member records are not ours
 		}
-		snap := &metrics.Snapshot{}
-		if len(r.Data) == 0 || json.Unmarshal(r.Data, snap) != nil {
+		p := point{snap: &metrics.Snapshot{}}
+		if len(r.Data) == 0 || json.Unmarshal(r.Data, p.snap) != nil {
 			// A rollup: the cluster's means, no members.
 			d := func(name string) time.Duration { return time.Duration(r.Values[name] * float64(time.Second)) }
-			snap = &metrics.Snapshot{Members: []metrics.MemberMetrics{}, Throughput: r.Values[valThroughput],
+			p.snap = &metrics.Snapshot{Members: []metrics.MemberMetrics{}, Throughput: r.Values[valThroughput],
 				Latency: metrics.Latency{Samples: r.Samples, P50: d(valP50), P95: d(valP95), P99: d(valP99), Max: d(valMax)}}
+			p.summary = &ClusterSummary{PutsPerSecond: r.Values[valPuts], RangesPerSecond: r.Values[valRanges],
+				DBSizeMax: r.Values[valDBSize], WALFsyncP99SecondsMax: r.Values[valFsyncP99]}
 		}
-		snap.Time = r.Time
-		out = append(out, snap)
+		p.snap.Time = r.Time
+		out = append(out, p)
 	}
 	return out, nil
 }

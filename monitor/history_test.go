@@ -56,6 +56,8 @@ func TestHistoryFromTheStoreOutlivesARestart(t *testing.T) {
 		assert.Len(t, sn.Members, 1)
 		assert.True(t, before.Snapshots[i].Time.Equal(sn.Time))
 		assert.Equal(t, before.Snapshots[i].Latency, sn.Latency, "the same numbers, in seconds")
+		assert.Positive(t, sn.Summary.DBSizeMax, "the summary is computed from the members")
+		assert.Equal(t, before.Snapshots[i].Summary, sn.Summary)
 	}
 	var w monitor.HealthHistoryResponse
 	require.Equal(t, http.StatusOK, get(t, srv.URL+"/api/v1/clusters/local/history?step=1h", &w))
@@ -136,4 +138,31 @@ func TestStoreStatsOnMetrics(t *testing.T) {
 		"etcd_monitor_store_queue_length": 1}, got())
 	require.NoError(t, svc.Close())
 	assert.Empty(t, got(), "unregistered by Close")
+}
+
+// A history read from a store's rollups (no member data) still has the cluster's
+// latency, throughput and summary, from the values written with each collection.
+func TestRollupHistoryKeepsTheSummary(t *testing.T) {
+	st := &rollupOnly{Store: store.NewMemory()}
+	defer st.Close()
+	_, url := refreshed(t, 2, monitor.WithStore(st))
+	var m monitor.MetricsHistoryResponse
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/clusters/local/metrics/history?step=1h", &m))
+	require.NotEmpty(t, m.Snapshots)
+	for _, sn := range m.Snapshots {
+		assert.Empty(t, sn.Members)
+		assert.Positive(t, sn.Summary.DBSizeMax)
+		assert.Positive(t, sn.Latency.P99Seconds)
+	}
+}
+
+// rollupOnly answers history as a store with only rollups left would: values, no data.
+type rollupOnly struct{ store.Store }
+
+func (r *rollupOnly) MetricSnapshots(ctx context.Context, q store.HistoryQuery) ([]store.MetricSnapshot, error) {
+	recs, err := r.Store.MetricSnapshots(ctx, q)
+	for i := range recs {
+		recs[i].Data = nil
+	}
+	return recs, err
 }

@@ -332,15 +332,15 @@ type MetricsHistoryResponse struct {
 }
 
 // rawHistory returns the cluster's snapshots that q selects, oldest first.
-func (s *Service) rawHistory(ctx context.Context, c *clusterState, q HistoryQuery) []*metrics.Snapshot {
+func (s *Service) rawHistory(ctx context.Context, c *clusterState, q HistoryQuery) []point {
 	if hs, ok := s.historyStore(); ok {
-		snaps, err := hs.metricsHistory(ctx, c.name, q)
+		ps, err := hs.metricsHistory(ctx, c.name, q)
 		if err == nil {
-			return snaps
+			return ps
 		}
 		c.log.Warn("metric history from the store failed; answering from memory")
 	}
-	return selectHistory(c.collector.History(), func(s *metrics.Snapshot) time.Time { return s.Time }, q)
+	return points(selectHistory(c.collector.History(), func(s *metrics.Snapshot) time.Time { return s.Time }, q))
 }
 
 // MetricsHistory returns the cluster's metric snapshots that q selects, oldest first:
@@ -355,8 +355,8 @@ func (s *Service) MetricsHistory(ctx context.Context, name string, q HistoryQuer
 	}
 	raw := s.rawHistory(ctx, c, q)
 	resp := &MetricsHistoryResponse{Cluster: c.name, Snapshots: make([]*MetricsSnapshot, 0, len(raw))}
-	for _, sn := range raw {
-		resp.Snapshots = append(resp.Snapshots, snapshotOf(sn))
+	for _, p := range raw {
+		resp.Snapshots = append(resp.Snapshots, p.wire())
 	}
 	return resp, nil
 }
@@ -400,8 +400,8 @@ func (s *Service) LatencyHistory(ctx context.Context, name string, q HistoryQuer
 	for _, m := range snap.Members {
 		resp.Members = append(resp.Members, MemberLatency{ID: health.ID(m.ID), Name: m.Name, Latency: latencyOf(m.Latency)})
 	}
-	for _, h := range s.rawHistory(ctx, c, q) {
-		resp.History = append(resp.History, LatencyPoint{Time: h.Time, Latency: latencyOf(h.Latency)})
+	for _, p := range s.rawHistory(ctx, c, q) {
+		resp.History = append(resp.History, LatencyPoint{Time: p.snap.Time, Latency: latencyOf(p.snap.Latency)})
 	}
 	return resp, nil
 }

@@ -218,7 +218,9 @@ type MemberMetrics struct {
 	Disk        metrics.Disk       `json:"disk"`
 }
 
-// MetricsSnapshot is one metric collection.
+// MetricsSnapshot is one metric collection. In a downsampled history from a store's
+// rollups (?step= over old ranges) an entry stands for a step: Members is empty and
+// Latency, Throughput and Summary are the step's means.
 type MetricsSnapshot struct {
 	Time            time.Time       `json:"time"`
 	DurationSeconds float64         `json:"durationSeconds"`
@@ -227,6 +229,30 @@ type MetricsSnapshot struct {
 	Latency Latency `json:"latency"`
 	// Throughput is the sum of the members' request rates, in requests per second.
 	Throughput float64 `json:"throughput"`
+	// Summary is what charts over the cluster need, the same at any range.
+	Summary ClusterSummary `json:"summary"`
+}
+
+// ClusterSummary sums or takes the worst of the members' figures.
+type ClusterSummary struct {
+	// PutsPerSecond and RangesPerSecond are the members' write and read rates summed.
+	PutsPerSecond   float64 `json:"putsPerSecond"`
+	RangesPerSecond float64 `json:"rangesPerSecond"`
+	// DBSizeMax is the largest member database, in bytes.
+	DBSizeMax float64 `json:"dbSizeMax"`
+	// WALFsyncP99SecondsMax is the slowest member's WAL fsync p99.
+	WALFsyncP99SecondsMax float64 `json:"walFsyncP99SecondsMax"`
+}
+
+func summaryOf(s *metrics.Snapshot) ClusterSummary {
+	var c ClusterSummary
+	for _, m := range s.Members {
+		c.PutsPerSecond += m.Throughput.Puts
+		c.RangesPerSecond += m.Throughput.Ranges
+		c.DBSizeMax = max(c.DBSizeMax, float64(m.DB.Size))
+		c.WALFsyncP99SecondsMax = max(c.WALFsyncP99SecondsMax, seconds(m.WALFsync.P99))
+	}
+	return c
 }
 
 func snapshotOf(s *metrics.Snapshot) *MetricsSnapshot {
@@ -234,7 +260,8 @@ func snapshotOf(s *metrics.Snapshot) *MetricsSnapshot {
 		return nil
 	}
 	w := &MetricsSnapshot{Time: s.Time, DurationSeconds: seconds(s.Duration), Members: make([]MemberMetrics, 0, len(s.Members)),
-		Latency: latencyOf(s.Latency), Throughput: s.Throughput}
+		Latency: latencyOf(s.Latency), Throughput: s.Throughput, Summary: summaryOf(s)}
+
 	for _, m := range s.Members {
 		g := m.GRPCHandled
 		if g == nil {
@@ -249,4 +276,27 @@ func snapshotOf(s *metrics.Snapshot) *MetricsSnapshot {
 		})
 	}
 	return w
+}
+
+// point is one entry of a metric history: a snapshot, and for one rebuilt from a
+// store's rollup (no members to compute it from) its summary.
+type point struct {
+	snap    *metrics.Snapshot
+	summary *ClusterSummary
+}
+
+func (p point) wire() *MetricsSnapshot {
+	w := snapshotOf(p.snap)
+	if p.summary != nil {
+		w.Summary = *p.summary
+	}
+	return w
+}
+
+func points(snaps []*metrics.Snapshot) []point {
+	out := make([]point, len(snaps))
+	for i, s := range snaps {
+		out[i] = point{snap: s}
+	}
+	return out
 }
