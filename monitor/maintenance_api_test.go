@@ -3,6 +3,7 @@ package monitor_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -432,4 +433,27 @@ func TestMaintenanceAPICompactByAge(t *testing.T) {
 			assert.True(ct, marks[0].Time.After(first.Time), "the first mark is pruned once older than keep")
 		}
 	}, 30*time.Second, 10*time.Millisecond)
+}
+
+// failingStore refuses every maintenance record.
+type failingStore struct{ store.Store }
+
+func (failingStore) PutMaintenanceOp(context.Context, store.MaintenanceOp) error {
+	return errors.New("disk full")
+}
+
+// A store that fails (or lags behind) does not stop an operation, and the API shows the
+// last operation from memory.
+func TestMaintenanceAPIStoreFailure(t *testing.T) {
+	_, url := maintService(t, []monitor.Cluster{{Name: "one", Client: etcdtest.Client(t)}},
+		monitor.WithStore(failingStore{store.NewMemory()}))
+	var op monitor.MaintenanceOperation
+	status, loc := do(t, http.MethodPost, url+"/api/v1/clusters/one/maintenance/compact", `{"keepRevisions":1000000,"dryRun":true}`, &op)
+	require.Equal(t, http.StatusAccepted, status)
+	op = waitOp(t, url, loc, 30*time.Second)
+	assert.Equal(t, monitor.OpSucceeded, op.State, op.Error)
+	var list monitor.MaintenanceResponse
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/clusters/one/maintenance", &list))
+	require.Len(t, list.Operations, 1)
+	assert.Equal(t, op.ID, list.Operations[0].ID)
 }

@@ -194,6 +194,7 @@ type clusterMaint struct {
 
 	mu        sync.Mutex
 	running   *MaintenanceOperation // the operation in flight, as it stands
+	last      *MaintenanceOperation // the last one finished
 	acted     map[string]acted      // remediation: the alerts acted on, by fingerprint
 	failedOps map[string]bool       // remediation: its operations that failed, by ID
 	waiting   map[string]bool       // remediation: alerts logged as waiting for the window
@@ -335,7 +336,7 @@ func (r *maintRunner) run(c *clusterMaint, op MaintenanceOperation, fn opFunc) {
 	if op.Trigger == TriggerRemediation && op.State == OpFailed {
 		c.failedOps[op.ID] = true // retried sooner
 	}
-	c.running = nil
+	c.running, c.last = nil, &op
 	c.mu.Unlock()
 }
 
@@ -363,29 +364,41 @@ func (c *clusterMaint) current() (MaintenanceOperation, bool) {
 	return *c.running, true
 }
 
-// list returns c's operations, newest first: the stored ones, with the one in flight as
-// it stands.
+// recent returns the operation in flight and the last one finished, those there are.
+func (c *clusterMaint) recent() []MaintenanceOperation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []MaintenanceOperation
+	for _, op := range []*MaintenanceOperation{c.running, c.last} {
+		if op != nil {
+			out = append(out, *op)
+		}
+	}
+	return out
+}
+
+// list returns c's operations, newest first: the stored ones, with the one in flight
+// and the last one finished as this process knows them (a store that writes in the
+// background may lag behind).
 func (r *maintRunner) list(ctx context.Context, c *clusterMaint, limit int) ([]MaintenanceOperation, error) {
 	recs, err := r.st.MaintenanceOps(ctx, store.MaintenanceQuery{Cluster: c.name, Limit: limit})
 	if err != nil {
 		return nil, err
 	}
-	cur, running := c.current()
-	out := make([]MaintenanceOperation, 0, len(recs)+1)
-	found := false
+	mem := c.recent()
+	out := make([]MaintenanceOperation, 0, len(recs)+len(mem))
 	for _, rec := range recs {
-		if running && rec.ID == cur.ID {
-			out = append(out, cur)
-			found = true
+		if i := slices.IndexFunc(mem, func(op MaintenanceOperation) bool { return op.ID == rec.ID }); i >= 0 {
+			out = append(out, mem[i])
+			mem = slices.Delete(mem, i, i+1)
 			continue
 		}
 		out = append(out, storedOperation(rec))
 	}
-	if running && !found {
-		out = append([]MaintenanceOperation{cur}, out...)
-		if len(out) > limit {
-			out = out[:limit]
-		}
+	if len(mem) > 0 {
+		out = append(out, mem...)
+		slices.SortStableFunc(out, func(a, b MaintenanceOperation) int { return b.Started.Compare(a.Started) })
+		out = out[:min(len(out), limit)]
 	}
 	return out, nil
 }
