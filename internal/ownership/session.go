@@ -30,9 +30,8 @@ func Margin(ttl time.Duration) time.Duration {
 }
 
 // Session is a lease watched by a tracker of its own: granted here (owned), or that of a
-// concurrency.Session the caller owns (borrowed). The tracker renews the
-// lease with single keep-alive requests and remembers when each acknowledged request was
-// sent: the server cannot expire the lease before send time + TTL, so the lease is known
+// concurrency.Session the caller owns (borrowed). The tracker renews the lease with
+// keep-alive requests of their own and remembers when each acknowledged one was sent: the server cannot expire the lease before send time + TTL, so the lease is known
 // to be alive until that instant minus Margin. When that deadline passes without a newer
 // acknowledgement, or the lease is gone, or the session ends, the Session is lost for good.
 type Session struct {
