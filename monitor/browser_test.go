@@ -351,6 +351,12 @@ func TestStatusPageInBrowser(t *testing.T) {
 	shots := []string{filepath.Join(dir, "status-page-1280.png")}
 	if *updateScreenshot {
 		shots = append(shots, readme)
+		// Some history in the charts for the README.
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			n, err := evalJS[int](view, `document.querySelector('#charts polyline').getAttribute('points').split(' ').length`)
+			assert.NoError(ct, err)
+			assert.GreaterOrEqual(ct, n, 10)
+		}, time.Minute, 100*time.Millisecond)
 	}
 	screenshot(t, view, shots...)
 
