@@ -227,7 +227,7 @@ func parse(r io.Reader, limit int64) (*parsed, error) {
 		lineNo++
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// A line longer than the buffer: only a family we skip may have one.
-			if _, ok := lookup(metricName(line)); ok {
+			if _, ok := lookup(metricName(trimSpace(line))); ok {
 				return nil, fmt.Errorf("line %d: longer than %d bytes", lineNo, scrapeBufSize)
 			}
 			for errors.Is(err, bufio.ErrBufferFull) {
@@ -328,6 +328,7 @@ type labels struct {
 }
 
 func (p *parsed) line(line []byte) error {
+	line = trimSpace(line) // the format allows blanks before the name
 	name := metricName(line)
 	f, ok := lookup(name)
 	if !ok {

@@ -168,6 +168,8 @@ func TestParseInput(t *testing.T) {
 		"timestamp":      {body: "etcd_server_has_leader 1 1700000000000\n"},
 		"no newline":     {body: "etcd_server_has_leader 1"},
 		"crlf and tabs":  {body: "etcd_server_has_leader\t1\r\n"},
+		"leading blanks": {body: " \tetcd_server_has_leader 1\n"},
+		"blanks, bad":    {body: "  etcd_server_has_leader x\n", err: "bad value"},
 		"other long":     {body: long},
 		"quoted name":    {body: `{"odd.name"} 1` + "\n"},
 		"junk elsewhere": {body: "<html>\n<body>It works!</body>\n"},
