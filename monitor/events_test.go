@@ -292,3 +292,70 @@ func TestEventHubAfterClose(t *testing.T) {
 	assert.Nil(t, hub.subscribe())
 	assert.Zero(t, hub.clients())
 }
+
+// flakyWriter is a client that reads until it goes: then every write fails.
+type flakyWriter struct {
+	blockingWriter
+	gone atomic.Bool
+}
+
+func (w *flakyWriter) Write(b []byte) (int, error) {
+	if w.gone.Load() {
+		return 0, io.ErrClosedPipe
+	}
+	return w.blockingWriter.Write(b)
+}
+
+func (w *flakyWriter) FlushError() error {
+	if w.gone.Load() {
+		return io.ErrClosedPipe
+	}
+	return nil
+}
+
+// A quiet stream carries keepalive comments; a client whose writes fail is dropped at
+// once, and the hub forgets it.
+func TestEventsKeepaliveAndGoneClient(t *testing.T) {
+	svc := newTestService(t)
+	hub := newEventHub(func() map[string]string { return map[string]string{} }, svc.spawn, svc.stop)
+	hub.keepalive = 5 * time.Millisecond
+	w := &flakyWriter{blockingWriter: blockingWriter{header: http.Header{}, blocked: make(chan struct{})}}
+	close(w.blocked)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		svc.serveEvents(hub).ServeHTTP(w, httptest.NewRequest(http.MethodGet, PathEvents, nil))
+	}()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Contains(ct, w.String(), ": keepalive\n\n")
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 1, hub.clients())
+	w.gone.Store(true)
+	select { // the next keepalive fails: the handler returns
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler of a gone client did not return")
+	}
+	assert.Zero(t, hub.clients())
+}
+
+// At most maxEventConns streams at once; the next one is refused, and a place freed is
+// taken again.
+func TestEventHubBoundsClients(t *testing.T) {
+	svc := newTestService(t)
+	hub := newEventHub(func() map[string]string { return map[string]string{} }, svc.spawn, svc.stop)
+	subs := make([]*subscriber, 0, maxEventConns)
+	for range maxEventConns {
+		sub := hub.subscribe()
+		require.NotNil(t, sub)
+		subs = append(subs, sub)
+	}
+	assert.Nil(t, hub.subscribe(), "one too many")
+	hub.unsubscribe(subs[0])
+	again := hub.subscribe()
+	require.NotNil(t, again)
+	for _, sub := range append(subs[1:], again) {
+		hub.unsubscribe(sub)
+	}
+	assert.Zero(t, hub.clients())
+}
