@@ -52,7 +52,7 @@ func TestClusterRollingRestartQuietQuorumLossPages(t *testing.T) {
 
 	for i := range c.Members {
 		c.StopMember(i)
-		for range 3 { // down about 3 s: each check waits out the stopped member's timeout
+		for range 2 { // down about 4 s: each check waits out the stopped member's timeout (2 s)
 			check()
 		}
 		c.RestartMember(i)
@@ -72,7 +72,7 @@ func TestClusterRollingRestartQuietQuorumLossPages(t *testing.T) {
 	for n := 0; n < 60 && len(rec.summary()) == 0; n++ {
 		check()
 	}
-	for range 4 { // past the group_wait of anything else the same checks raised
+	for range 2 { // past the group_wait of anything else the same checks raised (2 s a check)
 		check()
 	}
 	assert.Equal(t, []string{"firing EtcdInsufficientMembers::firing"}, rec.summary(), "one page, per-member alerts inhibited")
