@@ -14,7 +14,8 @@
 // (WithRetention). A query picks per part of its range the table that answers it:
 // the coarsest rollup whose resolution divides the step, finer data for the most
 // recent part not rolled up yet, and coarser rollups for what is older than the finer
-// ones keep. When the timescaledb extension is installed before the first start, the
+// ones keep. Values are stored as the id of their sorted set of names (value_names)
+// and a float8[]; rollups add the maxima. When the timescaledb extension is installed before the first start, the
 // history tables are hypertables and retention drops whole chunks; the rollups are
 // this package's own either way.
 //
@@ -24,7 +25,8 @@
 //     default 5s) for PostgreSQL; a failure is returned and counted in Stats.Errors.
 //   - History writes never block: while PostgreSQL is down, batches are retried with
 //     backoff (up to 5s apart) and new records queue up to the bound; beyond it the
-//     oldest are dropped, counted in Stats.Dropped. Records PostgreSQL refuses as data
+//     oldest waiting are dropped, counted in Stats.Dropped (Written + Dropped is what
+//     was put, once the queue is empty). Records PostgreSQL refuses as data
 //     are dropped and counted, not retried forever.
 //   - Late history (written after its steps were rolled up) moves the rollup
 //     watermarks back, so the rollups are redone with it.
@@ -36,12 +38,14 @@
 //
 // What is not guaranteed: history accepted by Put* is lost if the process dies before
 // the writer wrote it (at most one batch interval, or the outage's backlog); reads do
-// not see queued history (Flush waits for it).
+// not see queued history (Flush waits for it). The TimescaleDB path is not exercised by
+// this package's tests (the test server has no extension).
 //
 // # Lifecycle
 //
 // Open connects and starts the writer and the job; Close writes what is queued (within
-// the operation timeout), stops both and closes the pool; it is idempotent. A Lease
+// about twice the operation timeout), stops both and closes the pool; it is
+// idempotent. A Lease
 // owns no goroutine: its holder calls Acquire and Renew (see the daemon's replica
 // loop) and Release when done. A Fenced view shares the store and is not closed.
 //
