@@ -493,6 +493,22 @@ func TestStatusPageInBrowser(t *testing.T) {
 	pwned, err := evalJS[bool](legacy, `window.pwned === undefined && document.querySelector('#alerts img, #alerts b, #alerts script') === null`)
 	require.NoError(t, err)
 	assert.True(t, pwned, "markup from the API was parsed")
+	phase("warnings")
+	// Unsafe settings the service warns about are on the page.
+	warned, err := monitor.New([]monitor.Cluster{{Name: "dev", Client: etcdtest.Client(t)}},
+		monitor.WithWarnings("writes are accepted without authentication"))
+	require.NoError(t, err)
+	wsrv := httptest.NewServer(warned)
+	t.Cleanup(func() {
+		wsrv.Close()
+		require.NoError(t, warned.Close())
+	})
+	browse(t, legacy, chromedp.Navigate(wsrv.URL+"/"))
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		w, err := evalJS[string](legacy, `document.getElementById('warnings').hidden ? '' : document.getElementById('warnings').textContent`)
+		assert.NoError(ct, err)
+		assert.Equal(ct, "⚠ writes are accepted without authentication", w)
+	}, deadline, poll)
 	phase("done")
 }
 

@@ -170,6 +170,10 @@
     S.health = {};
     for (const c of health.clusters || []) S.health[c.name] = c;
     S.alerts = alerts.alerts || [];
+    const warn = $('warnings');
+    clear(warn);
+    for (const w of health.warnings || []) warn.append(el('li', { text: '⚠ ' + w }));
+    warn.hidden = !(health.warnings || []).length;
     const want = decodeURIComponent((location.hash.match(/^#cluster=(.*)$/) || [])[1] || '');
     if (!S.names.includes(S.selected)) S.selected = S.names.includes(want) ? want : S.names[0] || '';
     renderList();
