@@ -55,7 +55,7 @@ type Event struct {
 // other clients.
 type eventHub struct {
 	// versions returns a version string per "kind/cluster"; a change of a version is an
-	// event of that kind.
+	// event of that kind, a version left out is unchanged.
 	versions func() map[string]string
 	// spawn runs fn in a goroutine the owner waits for at Close; false when closing.
 	spawn func(fn func()) bool
@@ -146,8 +146,10 @@ func (h *eventHub) watch(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		now := h.versions()
-		if now == nil {
-			continue // unreadable for now: compare with what was seen last
+		for key, v := range seen {
+			if _, ok := now[key]; !ok {
+				now[key] = v // unreadable for now: no change
+			}
 		}
 		at := time.Now()
 		for key, v := range now {
@@ -160,10 +162,6 @@ func (h *eventHub) watch(stop <-chan struct{}) {
 	}
 }
 
-// seenOnError stands for the state when it cannot be read: no version changes, so no
-// event is published until it can be read again.
-var seenOnError map[string]string
-
 // eventVersions is the state the hub watches: per cluster, when the last check and
 // collection finished and a digest of its alerts with their status.
 func (s *Service) eventVersions() map[string]string {
@@ -171,10 +169,8 @@ func (s *Service) eventVersions() map[string]string {
 	digests := map[string]uint64{}
 	// ActiveAlerts reads the manager that evaluates (or, on a standby, the store), the
 	// one the API answers from.
-	alerts, err := s.ActiveAlerts(AlertQuery{})
-	if err != nil {
-		return seenOnError
-	}
+	// A version left out (the alerts, when the store cannot be read) counts as unchanged.
+	alerts, alertsErr := s.ActiveAlerts(AlertQuery{})
 	for _, a := range alerts {
 		c := a.Cluster
 		f := fnv.New64a()
@@ -194,7 +190,9 @@ func (s *Service) eventVersions() map[string]string {
 			v += "|" + err.Error()
 		}
 		out[EventMetrics+"/"+c.name] = v
-		out[EventAlerts+"/"+c.name] = fmt.Sprint(digests[c.name])
+		if alertsErr == nil {
+			out[EventAlerts+"/"+c.name] = fmt.Sprint(digests[c.name])
+		}
 	}
 	return out
 }

@@ -359,3 +359,34 @@ func TestEventHubBoundsClients(t *testing.T) {
 	}
 	assert.Zero(t, hub.clients())
 }
+
+// A version that cannot be read for a while (left out) is no change, nor is its return
+// to the value it had; a change after it is one event.
+func TestEventHubMissingVersionIsUnchanged(t *testing.T) {
+	svc := newTestService(t)
+	var calls atomic.Int64
+	hub := newEventHub(func() map[string]string {
+		switch n := calls.Add(1); {
+		case n <= 3:
+			return map[string]string{EventHealth + "/main": "1", EventAlerts + "/main": "a"}
+		case n <= 6:
+			return map[string]string{EventHealth + "/main": "1"} // the alerts cannot be read
+		case n <= 9:
+			return map[string]string{EventHealth + "/main": "1", EventAlerts + "/main": "a"}
+		default:
+			return map[string]string{EventHealth + "/main": "1", EventAlerts + "/main": "b"}
+		}
+	}, svc.spawn, svc.stop)
+	hub.poll = time.Millisecond
+	sub := hub.subscribe()
+	require.NotNil(t, sub)
+	defer hub.unsubscribe(sub)
+	select {
+	case ev := <-sub.ch:
+		assert.Equal(t, Event{Kind: EventAlerts, Cluster: "main", Time: ev.Time}, ev)
+		assert.Greater(t, calls.Load(), int64(9), "the only event is the change to b")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event for the change of the alerts")
+	}
+	assert.Empty(t, sub.ch)
+}
