@@ -437,9 +437,12 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 			l = claimLease{}
 			continue
 		}
-		if errors.Is(err, rpctypes.ErrTooManyOps) && len(older) > 1 {
-			// etcd runs with a --max-txn-ops below ours: compare fewer claims.
-			c.orderCmps.Store(int64(len(older) / 2))
+		if errors.Is(err, rpctypes.ErrTooManyOps) && (len(older) > 1 || len(cleanup) > 0) {
+			// etcd runs with a --max-txn-ops below ours: compare fewer claims, and leave
+			// the acknowledged claim keys to their leases.
+			if len(older) > 1 {
+				c.orderCmps.Store(int64(len(older) / 2))
+			}
 			continue
 		}
 		if err != nil {
