@@ -17,9 +17,10 @@
 //     WithFailureThreshold consecutive failures of its own calls, counted while it sees
 //     the breaker closed; a success on that instance resets its count, a success or
 //     failure on another instance does not touch it, and every count restarts when the
-//     breaker closes. So with n instances up to n·(threshold−1) + 1 calls fail before
-//     the trip is written (threshold on one instance, one less on each other), plus the
-//     calls already in flight, or started before the watch latency has passed.
+//     breaker closes. So when every call fails, n instances see at most
+//     n·(threshold−1) + 1 failures before the trip is written (threshold on one
+//     instance, one less on each other), plus the calls already in flight, or started
+//     before the watch latency has passed.
 //   - A trip opens the breaker on every instance within the watch latency (the time
 //     etcd takes to deliver the trip's event; milliseconds on a healthy cluster).
 //   - An instance's view never goes back in time: each key's state is known at a
