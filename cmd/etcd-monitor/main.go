@@ -25,6 +25,11 @@
 //	etcd-monitor defrag | compact | snapshot save | alarm list|disarm | member list|add|promote|remove | move-leader
 //
 // (see internal/maintcli, or etcd-monitor defrag --help).
+//
+// The daemon's alert rules, with the same thresholds and fors, as a Prometheus rule file
+// over etcd's own metrics, for teams that alert in Prometheus:
+//
+//	etcd-monitor rules [--config=/etc/etcd-monitor.yaml] > etcd-rules.yaml
 package main
 
 import (
