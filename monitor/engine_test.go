@@ -3,8 +3,11 @@ package monitor_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +80,8 @@ func TestStandbyAndTakeover(t *testing.T) {
 		_, ok := findAlert(alerts.Alerts, "TestCondition", "main")
 		assert.True(ct, ok, "the standby reads the active replica's alerts from the store")
 	}, wait, 20*time.Millisecond)
+	assert.Equal(t, 1.0, firingOnMetrics(t, urlA, "main"), "the active replica exports the firing alert")
+	assert.Zero(t, firingOnMetrics(t, urlB, "main"), "a standby exports none, so replicas do not double count")
 	endA()
 	require.NoError(t, <-doneA)
 
@@ -129,4 +134,24 @@ func TestStandbyViewWithAResolveDue(t *testing.T) {
 	recs, err := st.Alerts(context.Background())
 	require.NoError(t, err)
 	assert.Len(t, recs, 1, "the view changed nothing in the store")
+}
+
+// firingOnMetrics sums etcd_monitor_alerts_firing of cluster on url's /metrics.
+func firingOnMetrics(t *testing.T, url, cluster string) float64 {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	var sum float64
+	prefix := `etcd_monitor_alerts_firing{cluster="` + cluster + `",`
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			v, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64)
+			require.NoError(t, err)
+			sum += v
+		}
+	}
+	return sum
 }

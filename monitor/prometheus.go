@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/health"
 )
 
@@ -80,7 +81,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		send(prometheus.NewConstMetric(d, prometheus.CounterValue, v, labels...))
 	}
 	firing := map[string]map[string]float64{}
-	for _, a := range c.s.alerts.Active() {
+	var active []alert.Alert
+	if m := c.s.alertManager(); m != nil { // the evaluating term's; none on a standby
+		active = m.Active()
+	}
+	for _, a := range active {
 		cl := a.Labels["cluster"]
 		if firing[cl] == nil {
 			firing[cl] = map[string]float64{}
