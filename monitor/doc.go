@@ -51,14 +51,36 @@
 // last one (the answer says when), and /metrics exports the state of the last check,
 // not a live probe.
 //
+// POST /api/v1/clusters/{name}/maintenance/{defrag|compact|snapshot} starts a guarded
+// maintenance operation in the background (202 and Location; one per cluster at a time
+// in a Service, 409 otherwise), recorded in the store as it goes (GET
+// .../maintenance, .../maintenance/{id}); WithSnapshotDir confines snapshots to one
+// directory. WithRemediation, off by default and set per cluster, lets the Service answer
+// NOSPACE (compact, defragment, disarm once under quota) and high fragmentation
+// (defragment inside a maintenance window) by itself; each action is logged, recorded
+// with the alert's fingerprint, held by a silence of that alert, and can be a dry run.
+//
+// The status page at / (embedded; no external resource; a strict Content-Security-Policy)
+// reads the API and follows /api/v1/events, a Server-Sent Events stream that starts with
+// "resync" and then sends "health", "metrics" and "alerts" naming the cluster; a client
+// that falls behind its 32-event queue gets a "resync" instead of blocking the monitor.
+// /metrics labels member series with cluster and member (the hex ID).
+//
+// Replicas: with WithStandby (and a shared store) the Service monitors and serves but
+// evaluates and notifies nothing, reading alerts, silences and notifications from the
+// store; RunAlerts runs the alert engine for one lease term over a fenced store, loading
+// the previous term's state, so a takeover neither re-sends a notification nor loses a
+// resolve. Only the evaluating replica exports etcd_monitor_alerts_firing counts.
+//
 // # Lifecycle
 //
 // New builds one alert.Manager, and a health.Checker, metrics.Collector and bench.Runner
 // per cluster; it starts nothing but the alert manager's delivery goroutines. Run does the work until its context ends or Close is
 // called; the caller picks the goroutine. Close stops Run and any benchmark in flight,
 // waits for them and closes the alert manager (which sends what is queued within its
-// shutdown timeout) and the collectors. Interrupt cancels the benchmarks in flight without stopping anything
-// else, for a daemon that begins to shut down. The clusters' clients stay the caller's. The Service is an http.Handler;
+// shutdown timeout) and the collectors. Interrupt cancels the benchmarks and the
+// maintenance operation in flight (recorded as cancelled) and ends event streams without
+// stopping anything else, for a daemon that begins to shut down; Close waits for them. The clusters' clients stay the caller's. The Service is an http.Handler;
 // serving it (TLS, authentication, timeouts) is the caller's business, as in
 // cmd/etcd-monitor, which lets only admin tokens make the requests that change something:
 // the benchmark and maintenance POSTs, POST /api/v1/silences and DELETE
