@@ -220,7 +220,7 @@ func monitorClusters(cfg *Config, conns []*connection) []monitor.Cluster {
 }
 
 const unauthenticatedWrites = "api.allow_unauthenticated_writes is true and no API tokens are configured: " +
-	"anyone who can reach the API may run benchmarks against etcd and silence alerts"
+	"anyone who can reach the API may run benchmarks and maintenance (defragment, compact, snapshot) against etcd and silence alerts"
 
 // serve runs the monitor and the API until ctx ends, then shuts down in order: stop
 // accepting, let requests in flight finish, stop the background work.
@@ -265,10 +265,7 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 	// alerting lease evaluates, notifies and writes history.
 	var rep *replica
 	if ps, ok := st.(*postgres.Store); ok {
-		ttl := cfg.Replica.LeaseTTL
-		if ttl == 0 {
-			ttl = max(cfg.Monitor.HealthCheckInterval, time.Second)
-		}
+		ttl := cfg.leaseTTL()
 		if rep, err = newReplica(ps, cfg.Replica.ID, ttl, log); err != nil {
 			return err
 		}
@@ -352,8 +349,11 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 	stopRun()
 	<-runDone
 	<-repDone // the term's engine closed, the lease released
-	if err := svc.Alerts().Flush(sctx); err != nil {
-		log.Warn("notifications still queued at shutdown (api.shutdown_timeout)", zap.Error(err))
+	// A replica's engine sent what it could when its term ended.
+	if rep == nil {
+		if err := svc.Alerts().Flush(sctx); err != nil {
+			log.Warn("notifications still queued at shutdown (api.shutdown_timeout)", zap.Error(err))
+		}
 	}
 	if err := svc.Close(); err != nil {
 		log.Warn("close monitor", zap.Error(err))
