@@ -227,7 +227,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, c := range s.clusters {
 		wg.Go(func() {
-			every(ctx, s.opts.healthInterval, func(ctx context.Context) { c.checkHealth(ctx, s.opts.healthInterval) })
+			c.healthLoop(ctx, s.opts.healthInterval)
 		})
 		wg.Go(func() {
 			every(ctx, s.opts.metricsInterval, func(ctx context.Context) { c.collectMetrics(ctx, s.opts.metricsInterval) })
@@ -271,6 +271,34 @@ func every(ctx context.Context, interval time.Duration, fn func(context.Context)
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// ConfirmAfter is how soon a check follows one that found the cluster without a leader
+// or a quorum, or could not check it, when the health interval is longer: an outage is
+// confirmed (and a rule's short for met) within seconds, and an election caught
+// mid-check is seen over before it pages.
+const ConfirmAfter = 5 * time.Second
+
+// healthLoop checks the cluster at once and then every interval until ctx ends, or
+// ConfirmAfter after the end of a check that found it degraded. A check that overruns the interval
+// delays the next one rather than overlapping it.
+func (c *clusterState) healthLoop(ctx context.Context, interval time.Duration) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		degraded := c.checkHealth(ctx, interval)
+		next := max(interval-time.Since(start), 0)
+		if degraded {
+			next = min(next, ConfirmAfter) // counted from the check's end: a for of ConfirmAfter is met
+		}
+		t.Reset(next)
 	}
 }
 

@@ -672,3 +672,30 @@ func TestInterruptCancelsBenchmark(t *testing.T) {
 	assert.Equal(t, http.StatusOK, get(t, srv.URL+"/health", nil))
 	svc.Interrupt() // idempotent
 }
+
+// A check that finds the cluster without a quorum is followed by another within
+// ConfirmAfter, however long the health interval, so an outage is confirmed in seconds.
+func TestDegradedClusterIsCheckedAgainSoon(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	endpoints := map[string]string{}
+	for _, m := range c.Members {
+		endpoints[m.Name] = m.GRPCURL
+	}
+	cli := c.Client(0)
+	c.StopMember(1)
+	c.StopMember(2)
+	svc, _ := service(t, []monitor.Cluster{{
+		Name: "main", Client: cli,
+		Health: []health.Option{health.WithTimeout(time.Second), health.WithEndpoints(endpoints)},
+	}}, monitor.WithHealthInterval(time.Hour), monitor.WithMetricsInterval(time.Hour))
+	// The first check, then two more, each at most ConfirmAfter (+ a 1s probe timeout
+	// per member) after the one before; the wait allows twice that.
+	bound := 2 * (monitor.ConfirmAfter + 3*time.Second)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		h, err := svc.HealthHistory(context.Background(), "main", monitor.HistoryQuery{})
+		if !assert.NoError(ct, err) {
+			return
+		}
+		assert.GreaterOrEqual(ct, len(h.Checks), 3, "checks of a cluster without quorum")
+	}, 2*bound, 100*time.Millisecond)
+}

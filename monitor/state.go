@@ -64,13 +64,17 @@ type clusterState struct {
 // not the interval, so that a short interval does not cut a slow but healthy round short.
 func roundTimeout(interval time.Duration) time.Duration { return max(interval, 30*time.Second) }
 
-func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) {
+// checkHealth checks the cluster once, records the result and evaluates the alert rules;
+// it reports whether the cluster was found without a leader or a quorum, or could not be
+// checked.
+func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) (degraded bool) {
 	cctx, cancel := context.WithTimeout(ctx, roundTimeout(interval))
 	defer cancel()
 	rep, err := c.checker.Check(cctx)
 	if ctx.Err() != nil {
-		return // stopping: a check cut short says nothing about the cluster
+		return false // stopping: a check cut short says nothing about the cluster
 	}
+	degraded = err != nil || !rep.Quorum.HasQuorum || rep.Leader.ID == 0
 	c.checks.Add(1)
 	sum := HealthSummary{Time: time.Now()}
 	if err != nil {
@@ -105,6 +109,7 @@ func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) 
 	c.mu.Unlock()
 	c.recorder.health(ctx, c.name, sum)
 	c.evaluate(ctx)
+	return degraded
 }
 
 func (c *clusterState) collectMetrics(ctx context.Context, interval time.Duration) {
