@@ -16,8 +16,9 @@ func healthMember(m health.MemberStatus) map[string]string {
 }
 
 // NoLeaderFor is EtcdNoLeader's default for: longer than an etcd leader election, so
-// that a health check which happens to catch one does not page, and short enough that
-// with a health interval up to 7 s the page still comes within the interval plus 10 s.
+// that a health check which happens to catch one does not page. The monitor checks a
+// cluster without a leader again 5 s after (monitor.ConfirmAfter), whatever its health
+// interval, so the page comes within the interval plus about 7 s.
 const NoLeaderFor = 5 * time.Second
 
 // DefaultRules returns the default rule set for t: the etcd mixin's rules over etcd's
