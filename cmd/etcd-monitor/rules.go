@@ -123,11 +123,17 @@ func ruleFile(cfg *Config, selector, group string) (string, error) {
 	if strings.TrimSpace(selector) == "" {
 		return "", errors.New("--selector: empty")
 	}
+	// The selector goes into PromQL as the matchers it parses to, each value quoted:
+	// an unquoted value is valid PromQL this way, and no value can end the selector.
+	var ms []string
 	for _, m := range splitMatchers(selector) {
-		if _, err := alert.ParseMatcher(m); err != nil {
+		pm, err := alert.ParseMatcher(m)
+		if err != nil {
 			return "", fmt.Errorf("--selector: %q is not a list of label matchers (%s)", selector, m)
 		}
+		ms = append(ms, pm.String())
 	}
+	selector = strings.Join(ms, ",")
 	if group == "" {
 		return "", errors.New("--group: empty")
 	}

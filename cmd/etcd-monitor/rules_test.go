@@ -198,3 +198,23 @@ func TestPromDur(t *testing.T) {
 		assert.Equal(t, want, promDur(d))
 	}
 }
+
+// --selector is parsed as label matchers and written back as PromQL matchers with
+// quoted values: an unquoted value (valid in Alertmanager's syntax) is quoted, and a
+// value cannot close the selector and add PromQL of its own.
+func TestRulesSelectorQuoted(t *testing.T) {
+	for sel, want := range map[string]string{
+		`job=etcd`:                          `up{job="etcd"} == 0`,
+		` job = "etcd" , a!=b `:             `up{job="etcd",a!="b"} == 0`,
+		`job='x'} or vector(1) or up{b='y'`: `up{job="'x'} or vector(1) or up{b='y'"} == 0`,
+	} {
+		f := parseRuleFile(t, rulesOutput(t, "--selector", sel))
+		var got string
+		for _, r := range f.Groups[0].Rules {
+			if r.Alert == "EtcdMembersDown" {
+				got = r.Expr
+			}
+		}
+		assert.Equal(t, want, got, "selector %q", sel)
+	}
+}
