@@ -78,7 +78,8 @@ type Route struct {
 	// notification, counted from the start of the evaluation (health check) that raised
 	// its first alert. Zero inherits the parent's; where no route on the path sets it,
 	// the default is DefaultOutageGroupWait (2s) for OutageAlerts and DefaultGroupWait
-	// (10s) for the others.
+	// (10s) for the others; a group still waiting is notified at the earliest wait of
+	// its alerts.
 	GroupWait time.Duration `yaml:"group_wait,omitempty" json:"group_wait,omitempty"`
 	// GroupInterval is how long a group waits before notifying about alerts added to or
 	// resolved in it (root default 5m).

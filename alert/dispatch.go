@@ -25,6 +25,9 @@ type group struct {
 	labels map[string]string
 	alerts map[string]Alert // firing, or resolved and not yet notified
 	next   time.Time        // next flush
+	// flushed: the group's group_wait is over (it was flushed at least once); alerts
+	// joining it wait group_interval.
+	flushed bool
 }
 
 // sentEntry is what was last notified for a group: Alertmanager's notification log.
@@ -95,18 +98,16 @@ func (m *Manager) route(as *alertState, now time.Time) {
 				if as.a.State != Firing && m.sent[id] == nil {
 					continue // a resolve for a group never notified
 				}
-				// group_wait counts from when the alert started firing by the data's
-				// clock (the health check's start), not from when this evaluation ran:
-				// a check slowed by unreachable members does not delay the page.
-				wait := r.groupWaitFor(as.a.Name)
-				next := now.Add(wait)
-				if as.a.State == Firing && !as.a.StartsAt.IsZero() {
-					if byData := as.a.StartsAt.Add(wait); byData.Before(next) {
-						next = later(now, byData)
-					}
-				}
-				g = &group{id: id, key: key, recv: recv, route: r, labels: gl, alerts: map[string]Alert{}, next: next}
+				g = &group{id: id, key: key, recv: recv, route: r, labels: gl, alerts: map[string]Alert{},
+					next: m.groupWaitUntil(r, as, now)}
 				m.groups[id] = g
+			} else if !g.flushed && as.a.State == Firing {
+				// A group still in its group_wait is notified at the earliest wait of its
+				// alerts: an outage alert joining a group another alert opened (group_by
+				// without alertname) is paged at its own 2 s, in the same notification.
+				if next := m.groupWaitUntil(r, as, now); next.Before(g.next) {
+					g.next = next
+				}
 			}
 			as.groups[id] = true
 		}
@@ -120,6 +121,21 @@ func (m *Manager) route(as *alertState, now time.Time) {
 			delete(as.groups, id)
 		}
 	}
+}
+
+// groupWaitUntil is when a group at r still in its group_wait must be notified for
+// as: group_wait counts from when the alert started firing by the data's clock (the
+// health check's start), not from when this evaluation ran: a check slowed by
+// unreachable members does not delay the page.
+func (m *Manager) groupWaitUntil(r *route, as *alertState, now time.Time) time.Time {
+	wait := r.groupWaitFor(as.a.Name)
+	next := now.Add(wait)
+	if as.a.State == Firing && !as.a.StartsAt.IsZero() {
+		if byData := as.a.StartsAt.Add(wait); byData.Before(next) {
+			next = later(now, byData)
+		}
+	}
+	return next
 }
 
 // groupWaitFor is the group_wait of a new group at r whose first alert is named name:
@@ -204,6 +220,7 @@ func (m *Manager) flushGroup(g *group, now time.Time) bool {
 		interval = mr // an Alertmanager receiver must hear again before its endsAt
 	}
 	g.next = now.Add(interval)
+	g.flushed = true
 	if g.recv.sendingGroup(g.key) {
 		return false
 	}

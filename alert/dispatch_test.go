@@ -815,3 +815,29 @@ func TestNotificationDurationHistogram(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "unregistered at Close")
 }
+
+// Grouped by cluster only, a lost quorum that joins a group another alert opened (its
+// first notification not yet sent, waiting 10 s) is still paged 2 s after its check:
+// the group is notified once, with both alerts, at the outage alert's wait.
+func TestOutageGroupWaitJoinsWaitingGroup(t *testing.T) {
+	rec := &sink{}
+	m, err := alert.New(alert.WithReceiver("pd", rec, true),
+		alert.WithConfig(alert.Config{Route: &alert.Route{GroupBy: []string{"cluster"}}, InhibitRules: []alert.InhibitRule{}}),
+		alert.WithRules(rulesNamed(t, alert.DefaultThresholds(), "EtcdInsufficientMembers", "EtcdAlarm")...))
+	require.NoError(t, err)
+	defer m.Close()
+	start := time.Now()
+	h := three(start)
+	h.Alarms = []health.Alarm{{MemberID: 1, Type: "NOSPACE"}}
+	_, err = m.EvaluateCluster(context.Background(), "prod", h, nil) // the group waits until start+10s
+	require.NoError(t, err)
+	h = three(start.Add(100*time.Millisecond), 2, 3)
+	h.Alarms = []health.Alarm{{MemberID: 1, Type: "NOSPACE"}}
+	_, err = m.EvaluateCluster(context.Background(), "prod", h, nil) // due at start+2.1s
+	require.NoError(t, err)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, []string{"firing EtcdAlarm:m1:firing,EtcdInsufficientMembers::firing"}, rec.summary())
+	}, 6*time.Second, 10*time.Millisecond, "paged at the outage wait, not the alarm's 10 s")
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Len(t, rec.notifications(), 1, "one incident, one notification")
+}

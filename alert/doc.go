@@ -21,7 +21,9 @@
 //     state. A failed scrape raises EtcdMetricsUnavailable.
 //   - Notifications follow Alertmanager: one per group (group_by, default cluster and
 //     alertname) listing its alerts, after group_wait (default 10 s, and 2 s for
-//     OutageAlerts unless a route sets it); changes after group_interval; an
+//     OutageAlerts unless a route sets it; a group still waiting is notified at the
+//     earliest wait of its alerts, so an outage alert joining a group another alert
+//     opened is not delayed); changes after group_interval; an
 //     unchanged firing group again after repeat_interval (default 4 h); resolutions only
 //     to receivers with send_resolved, and only for alerts that were notified firing.
 //     Silenced and inhibited alerts are not notified and are listed with their status.
