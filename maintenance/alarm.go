@@ -66,8 +66,8 @@ func alarmReport(r *health.Report, quota int64) *AlarmReport {
 	})
 	for _, ms := range r.Members {
 		u := Usage{MemberID: ms.Member.ID, MemberName: ms.Name, Reachable: ms.Reachable, DBSize: ms.DBSize, DBSizeInUse: ms.DBSizeInUse, Quota: ms.DBSizeQuota}
-		if quota > 0 {
-			u.Quota = quota
+		if u.Quota <= 0 && quota > 0 {
+			u.Quota = quota // only for a member that does not report its own
 		}
 		if u.Quota > 0 {
 			u.Ratio = float64(u.DBSize) / float64(u.Quota)

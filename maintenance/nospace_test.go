@@ -47,6 +47,12 @@ func TestRecoverNoSpace(t *testing.T) {
 	assert.Empty(t, rep.Disarm.Disarmed)
 	_, err = cli.Put(ctx, "/after", "v")
 	require.ErrorIs(t, err, rpctypes.ErrNoSpace, "the alarm stays")
+	// QuotaBytes is the quota of members that do not report theirs: these members
+	// report theirs, so a larger one does not let the alarm be disarmed over it.
+	_, err = m.DisarmNoSpace(ctx, maintenance.DisarmRequest{MaxUsage: 0.5, QuotaBytes: 1 << 30})
+	require.ErrorIs(t, err, maintenance.ErrOverQuota)
+	_, err = cli.Put(ctx, "/after", "v")
+	require.ErrorIs(t, err, rpctypes.ErrNoSpace, "the alarm stays")
 
 	// Old revisions: delete the live keys (allowed under NOSPACE).
 	_, err = cli.Delete(ctx, "/live/", clientv3.WithPrefix())
