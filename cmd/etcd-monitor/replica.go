@@ -156,6 +156,12 @@ func (r *replica) observe(ctx context.Context) {
 }
 
 func (r *replica) lead(ctx context.Context, term func(ctx context.Context, st store.Store)) {
+	// A term needs time to stop before its lease ends: none starts with a campaign
+	// period or less left (Acquire may have waited for PostgreSQL most of the TTL). The
+	// next campaign renews the lease and starts it.
+	if time.Until(r.lease.Deadline()) <= r.every {
+		return
+	}
 	fenced, err := r.lease.Fenced()
 	if err != nil {
 		return // expired between Acquire and now: campaign again
@@ -208,7 +214,11 @@ func (r *replica) keep(ctx context.Context, renew <-chan time.Time, done <-chan 
 			return errNoRenewal
 		case <-renew:
 			stop.Stop()
-			err := r.lease.Renew(ctx)
+			// A renewal that hangs (PostgreSQL stalls) must not keep the term past its
+			// stop time, or it outlives the lease: it gets until then.
+			rctx, cancel := context.WithDeadline(ctx, r.lease.Deadline().Add(-r.every))
+			err := r.lease.Renew(rctx)
+			cancel()
 			switch {
 			case errors.Is(err, postgres.ErrLeaseLost):
 				return errLeaseTaken

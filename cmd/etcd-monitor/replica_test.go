@@ -732,3 +732,98 @@ replica:
 	require.EventuallyWithT(t, active(true), 20*time.Second, 50*time.Millisecond, "active again once PostgreSQL is back")
 	require.NoError(t, d.stop(), "clean shutdown")
 }
+
+// An active replica whose renewal hangs (PostgreSQL stalls; here the lease row is
+// locked, and the store's operation timeout is longer than the TTL) ends its term
+// before the lease expires in PostgreSQL, not when the renewal gives up.
+func TestReplicaStepsDownBeforeExpiryWhenRenewalHangs(t *testing.T) {
+	schema := pgSchema(t)
+	const ttl = 2 * time.Second // under the store's 5s operation timeout
+	var mu sync.Mutex
+	var ended time.Time
+	a := startReplica(t, pgStore(t, schema), "a", ttl, func(ctx context.Context, st store.Store) {
+		<-ctx.Done()
+		mu.Lock()
+		ended = time.Now()
+		mu.Unlock()
+	})
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 3*time.Second, 10*time.Millisecond)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgURL(t))
+	require.NoError(t, err)
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	// Runs before the replica stops (cleanups run last first).
+	t.Cleanup(func() {
+		_ = tx.Rollback(ctx)
+		_ = conn.Close(ctx)
+	})
+	// Every renewal from now on waits for this lock; no renewal commits after the
+	// expiry read here.
+	var expires time.Time
+	require.NoError(t, tx.QueryRow(ctx, `SELECT expires FROM `+schema+`.leases WHERE name = $1 FOR UPDATE`, alertingLease).Scan(&expires))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		mu.Lock()
+		defer mu.Unlock()
+		assert.False(c, ended.IsZero())
+	}, 3*5*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.True(t, ended.Before(expires), "term ended %v after the lease expired", ended.Sub(expires))
+}
+
+// A replica whose campaign waited for PostgreSQL most of the TTL (here the lease row is
+// locked) does not start a term with less than its stopping time left of its own view
+// of the lease (which ends before PostgreSQL's): the next campaign renews it and starts
+// the term with the whole TTL.
+func TestReplicaTermStartsWithTimeToStop(t *testing.T) {
+	schema := pgSchema(t)
+	const ttl = 2 * time.Second
+	ctx := context.Background()
+	st := pgStore(t, schema)
+	// The row exists, free.
+	x, err := st.NewLease(alertingLease, "x", ttl)
+	require.NoError(t, err)
+	_, err = x.Acquire(ctx)
+	require.NoError(t, err)
+	require.NoError(t, x.Release(ctx))
+	conn, err := pgx.Connect(ctx, pgURL(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(ctx) })
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT 1 FROM `+schema+`.leases WHERE name = $1 FOR UPDATE`, alertingLease)
+	require.NoError(t, err)
+
+	var mu sync.Mutex
+	var b *running
+	var left []time.Duration // at each term's start, until the replica's own deadline
+	bst := pgStore(t, schema)
+	mu.Lock() // b is set before its term reads it
+	b = startReplica(t, bst, "b", ttl, func(ctx context.Context, _ store.Store) {
+		mu.Lock()
+		left = append(left, time.Until(b.r.lease.Deadline()))
+		mu.Unlock()
+		<-ctx.Done()
+	})
+	mu.Unlock()
+	// b's campaign waits for the lock.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		var waiting int
+		assert.NoError(c, st.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+	AND query LIKE 'INSERT INTO leases%'`).Scan(&waiting))
+		assert.Equal(c, 1, waiting)
+	}, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(ttl - 100*time.Millisecond) // the stall: most of the TTL
+	require.NoError(t, tx.Rollback(ctx))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		mu.Lock()
+		defer mu.Unlock()
+		assert.NotEmpty(c, left)
+	}, 3*ttl, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range left {
+		assert.Greater(t, l, ttl/4, "a term started %v before its deadline", l)
+	}
+}
