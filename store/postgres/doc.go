@@ -29,7 +29,10 @@
 //     was put, once the queue is empty). Records PostgreSQL refuses as data
 //     are dropped and counted, not retried forever.
 //   - Late history (written after its steps were rolled up) moves the rollup
-//     watermarks back, so the rollups are redone with it.
+//     watermarks back, so the rollups are redone with it; history too old for that
+//     (in rolled-up steps older than the raw retention less a minute, or the minute
+//     retention less an hour, whose other records may be deleted) is dropped and
+//     counted, so it never replaces what the rollups kept.
 //   - Raw data and 1-minute rollups are deleted only after they are rolled up.
 //   - A Lease has one holder at a time by PostgreSQL's clock; a term's token is larger
 //     than every earlier term's; writes through Lease.Fenced are refused (ErrFenced)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 
 	"strings"
@@ -184,6 +185,10 @@ func (s *Store) history(ctx context.Context, kind string, q store.HistoryQuery) 
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
+	if q.Step%time.Microsecond != 0 {
+		// date_bin would get a zero or rounded stride.
+		return nil, fmt.Errorf("%w: step %v is not a whole number of microseconds", store.ErrInvalidArgument, q.Step)
+	}
 	var out []row
 	err := s.op(ctx, "read "+kind+" history", func(ctx context.Context) error {
 		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
@@ -201,13 +206,26 @@ func (s *Store) history(ctx context.Context, kind string, q store.HistoryQuery) 
 			if end.IsZero() {
 				end = now
 			}
-			since := store.StepStart(end.Add(-1), q.Step).Add(-time.Duration(limit-1) * q.Step)
-			if since.After(q.Since) {
+			// Read back from end only as far as the newest limit steps need: a window of
+			// limit steps first, twice as long each time it finds fewer (a step shorter
+			// than the records' interval, a gap), and the whole range only once the window
+			// reaches past it or past what the retention keeps. Reading the whole range
+			// at once would hold a year of rows in memory to return limit of them.
+			last := store.StepStart(end.Add(-1), q.Step)
+			oldest := now.Add(-s.opts.retention.Hour)
+			for span := q.Step; time.Duration(limit) <= math.MaxInt64/span; span *= 2 {
+				since := last.Add(-time.Duration(limit)*span + q.Step)
+				if !since.After(q.Since) || since.Before(oldest) {
+					break
+				}
 				if out, err = s.readRows(ctx, tx, kind, q, since, wm, now); err != nil {
 					return err
 				}
 				if steps(out, q.Step) >= limit {
 					return nil
+				}
+				if span > math.MaxInt64/2 {
+					break
 				}
 			}
 			out, err = s.readRows(ctx, tx, kind, q, q.Since, wm, now)
@@ -319,6 +337,7 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 	if err != nil {
 		return nil, err
 	}
+	s.rowsRead.Add(uint64(len(got)))
 	var ids []int32
 	for _, r := range got {
 		if r.names != nil {

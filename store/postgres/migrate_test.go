@@ -90,9 +90,15 @@ func TestOpenArguments(t *testing.T) {
 	}
 	_, err := postgres.Open(ctx, "")
 	assert.ErrorIs(t, err, postgres.ErrInvalidArgument)
-	_, err = postgres.Open(ctx, "postgres://user:s3cret@[::1")
-	assert.ErrorIs(t, err, postgres.ErrInvalidArgument)
-	assert.NotContains(t, err.Error(), "s3cret")
+	for _, d := range []string{"postgres://user:s3cret@[::1", "host=x password = s3cret port=abc", "host=x port=abc password= s3cret",
+		"postgres://user:s3cret@127.0.0.1:abc/x", "host=x password='s3 cret' port=abc"} {
+		_, err = postgres.Open(ctx, d)
+		assert.ErrorIs(t, err, postgres.ErrInvalidArgument, d)
+		assert.NotContains(t, err.Error(), "s3cret", d)
+		assert.NotContains(t, err.Error(), "cret", d)
+	}
+	_, err = postgres.Open(ctx, "host=x password = s3cret port=abc")
+	assert.ErrorContains(t, err, "invalid port", "the reason is kept")
 	// Nothing listens on port 1: the error says so, without the password.
 	_, err = postgres.Open(ctx, "postgres://user:s3cret@127.0.0.1:1/x?connect_timeout=1")
 	require.Error(t, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,8 @@ type Store struct {
 	errors  atomic.Uint64
 	dropped atomic.Uint64
 	written atomic.Uint64
+	// rowsRead counts the rows history reads fetched, for tests of their bound.
+	rowsRead atomic.Uint64
 
 	w     writer
 	names names
@@ -47,7 +50,8 @@ type Stats struct {
 	// failed background job. The daemon exports it as etcd_monitor_store_errors_total.
 	Errors uint64 `json:"errors"`
 	// Dropped counts history records given up: the queue was full, the store closed
-	// before they were written, or PostgreSQL refused them as data.
+	// before they were written, PostgreSQL refused them as data, or they were too old
+	// to write (see the package's Guarantees).
 	Dropped uint64 `json:"dropped"`
 	// Written counts history records written.
 	Written uint64 `json:"written"`
@@ -70,8 +74,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// pgconn's message redacts the password.
-		return nil, fmt.Errorf("%w: DSN: %v", ErrInvalidArgument, err)
+		return nil, fmt.Errorf("%w: DSN %s", ErrInvalidArgument, dsnReason(err))
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > o.opTimeout {
 		cfg.ConnConfig.ConnectTimeout = o.opTimeout
@@ -200,4 +203,26 @@ func (s *Store) backoff(d time.Duration) bool {
 	case <-s.closing:
 		return false
 	}
+}
+
+// dsnReason says why a DSN cannot be parsed without quoting it: pgconn's message shows
+// the DSN with the password masked only where it recognises one (not in
+// "password = secret", for one).
+func dsnReason(err error) string {
+	const generic = "cannot be parsed"
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return generic
+	}
+	msg := pe.Error()
+	i := strings.LastIndex(msg, "`: ")
+	if i < 0 {
+		return generic
+	}
+	reason := msg[i+3:]
+	if pe.ConnString != "" && strings.Contains(reason, pe.ConnString) || strings.Contains(strings.ToLower(reason), "password") ||
+		strings.Contains(reason, "@") {
+		return generic
+	}
+	return generic + ": " + reason
 }

@@ -135,3 +135,77 @@ func TestNotificationLogBounded(t *testing.T) {
 	require.Len(t, ns, 3)
 	assert.Equal(t, []uint64{10, 9, 8}, []uint64{ns[0].ID, ns[1].ID, ns[2].ID})
 }
+
+// History older than the raw retention is dropped and counted, not written: its steps
+// were rolled up and the raw data around it deleted, so rolling them up again from raw
+// would replace what the rollups kept with the one late record.
+func TestHistoryOlderThanRawRetentionDropped(t *testing.T) {
+	s := open(t, schema(t), postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour}))
+	ctx := ctxT(t)
+	base := time.Now().UTC().Truncate(time.Hour).Add(-5 * time.Hour)
+	var checks []store.HealthCheck
+	for i := range 1800 {
+		checks = append(checks, store.HealthCheck{Time: base.Add(time.Duration(i) * 10 * time.Second), Cluster: "a", Healthy: true,
+			Values: map[string]float64{"i": float64(i)}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+	now := base.Add(5*time.Hour + 30*time.Second)
+	require.NoError(t, s.Maintain(ctx, now))
+	require.Equal(t, 119, count(t, s, `SELECT count(*) FROM health_1m`))
+
+	// Inside the minute retention, before the raw cut.
+	require.NoError(t, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: base.Add(3*time.Hour + 5*time.Minute + time.Second), Cluster: "a",
+		Healthy: true, Values: map[string]float64{"i": 1}}}))
+	require.NoError(t, s.Flush(ctx))
+	require.NoError(t, s.Maintain(ctx, now))
+	assert.Equal(t, 119, count(t, s, `SELECT count(*) FROM health_1m`), "minute rollups kept")
+	assert.Equal(t, 360, count(t, s, `SELECT samples FROM health_1h WHERE time = $1`, base.Add(3*time.Hour)), "hour 3 kept")
+	st := s.Stats()
+	assert.Equal(t, uint64(1800), st.Written)
+	assert.Equal(t, uint64(1), st.Dropped)
+}
+
+// PostgreSQL bins by whole microseconds: a finer step is the caller's invalid
+// argument, not a store failure.
+func TestHistoryStepUnderAMicrosecond(t *testing.T) {
+	s := open(t, schema(t))
+	ctx := ctxT(t)
+	require.NoError(t, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: time.Now().Add(-time.Minute), Cluster: "a", Healthy: true,
+		Values: map[string]float64{"v": 1}}}))
+	require.NoError(t, s.Flush(ctx))
+	for _, step := range []time.Duration{time.Nanosecond, 1500 * time.Nanosecond} {
+		_, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Step: step})
+		assert.ErrorIs(t, err, store.ErrInvalidArgument, step)
+		_, err = s.MetricSnapshots(ctx, store.HistoryQuery{Cluster: "a", Step: step})
+		assert.ErrorIs(t, err, store.ErrInvalidArgument, step)
+	}
+	assert.Zero(t, s.Stats().Errors)
+	got, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Step: time.Microsecond})
+	require.NoError(t, err)
+	assert.Len(t, got, 1)
+}
+
+// A step query whose first window finds fewer steps than its limit (a step shorter
+// than the records' interval) widens the window as far as the limit needs, rather
+// than reading the whole range: two hours of checks every 10 s, 10 steps of 1 s.
+func TestHistoryStepQueryReadsBounded(t *testing.T) {
+	s := open(t, schema(t))
+	ctx := ctxT(t)
+	end := time.Now().UTC().Truncate(time.Second)
+	var checks []store.HealthCheck
+	for i := range 720 {
+		checks = append(checks, store.HealthCheck{Time: end.Add(-time.Duration(i) * 10 * time.Second), Cluster: "a", Healthy: true,
+			Values: map[string]float64{"i": float64(i)}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+	before := postgres.RowsRead(s)
+	got, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Step: time.Second, Until: end.Add(time.Second), Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, got, 10)
+	assert.True(t, got[9].Time.Equal(end), "the newest last: %v", got[9].Time)
+	assert.True(t, got[0].Time.Equal(end.Add(-90*time.Second)), "the tenth newest first: %v", got[0].Time)
+	// Windows of 10, 20, 40, 80 and 160 s: at most 31 rows, not 720.
+	assert.LessOrEqual(t, postgres.RowsRead(s)-before, uint64(40))
+}

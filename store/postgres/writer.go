@@ -218,10 +218,11 @@ func (s *Store) writeLoop() {
 				break
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.opTimeout)
-			err := s.writeBatch(ctx, batch)
+			stale, err := s.writeBatch(ctx, batch)
 			cancel()
 			if err == nil {
-				s.written.Add(uint64(len(batch)))
+				s.written.Add(uint64(len(batch) - stale))
+				s.dropped.Add(uint64(stale))
 				s.w.done()
 				delay = 100 * time.Millisecond
 				continue
@@ -257,7 +258,8 @@ func (s *Store) drain() {
 			s.w.done()
 			return
 		}
-		if err := s.writeBatch(ctx, batch); err != nil {
+		stale, err := s.writeBatch(ctx, batch)
+		if err != nil {
 			s.errors.Add(1)
 			n := len(batch) + len(s.w.take(1<<30))
 			s.w.done()
@@ -265,15 +267,20 @@ func (s *Store) drain() {
 			s.log.Error("history not written at close: dropped", zap.Int("records", n), zap.Error(err))
 			return
 		}
-		s.written.Add(uint64(len(batch)))
+		s.written.Add(uint64(len(batch) - stale))
+		s.dropped.Add(uint64(stale))
 		s.w.done()
 	}
 }
 
 // writeBatch upserts a batch in one transaction, and moves the rollup watermarks back
 // when it wrote rows the rollups already passed (late records, after an outage), so
-// the next rollup redoes those steps.
-func (s *Store) writeBatch(ctx context.Context, batch []record) error {
+// the next rollup redoes those steps. It drops, and returns the number of, the stale
+// records: those in steps already rolled up whose source rows the retention may have
+// deleted (older than the raw retention less a minute for the minute rollup, the
+// minute retention less an hour for the hour rollup); redoing those steps would
+// replace what the rollups kept with the late records alone.
+func (s *Store) writeBatch(ctx context.Context, batch []record) (stale int, err error) {
 	type hkey struct {
 		cluster string
 		t       time.Time
@@ -324,15 +331,36 @@ func (s *Store) writeBatch(ctx context.Context, batch []record) error {
 	}
 	ids, err := s.ids(ctx, sets)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Hold off a rollup of these kinds until this commits (and wait for one that
 		// runs), so no rollup misses rows committed after its snapshot. KEY SHARE does
 		// not conflict with another writer's, nor with the rewind's update below.
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM rollup_state WHERE name = ANY($1) FOR KEY SHARE`, kinds); err != nil {
+		rows, err := tx.Query(ctx, `SELECT name, done_until FROM rollup_state WHERE name = ANY($1) FOR KEY SHARE`, kinds)
+		if err != nil {
 			return err
 		}
+		done := map[string]time.Time{}
+		var name string
+		var until *time.Time
+		if _, err := pgx.ForEachRow(rows, []any{&name, &until}, func() error {
+			if until != nil {
+				done[name] = *until
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		old := s.staleRecord(done, time.Now())
+		stale = 0
+		for _, r := range batch {
+			if old(r) {
+				stale++
+			}
+		}
+		hs, hmin := fresh(hs, old)
+		ms, mmin := fresh(ms, old)
 		// Each row's float8[] travels as an array literal: unnest would flatten an
 		// array of arrays.
 		if len(hs) > 0 {
@@ -368,6 +396,46 @@ func (s *Store) writeBatch(ctx context.Context, batch []record) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	if stale > 0 {
+		s.log.Warn("history older than the retention allows in steps already rolled up: dropped", zap.Int("records", stale))
+	}
+	return stale, nil
+}
+
+// staleRecord returns whether a record is stale (see writeBatch) at now, given the
+// rollups' watermarks.
+func (s *Store) staleRecord(done map[string]time.Time, now time.Time) func(record) bool {
+	ret := s.opts.retention
+	return func(r record) bool {
+		kind := "metrics"
+		if r.health {
+			kind = "health"
+		}
+		if d, ok := done[kind+"_1m"]; ok && r.time.Before(now.Add(-ret.Raw+minute)) && d.After(binStart(r.time, minute)) {
+			return true
+		}
+		if d, ok := done[kind+"_1h"]; ok && r.time.Before(now.Add(-ret.Minute+hour)) && d.After(binStart(r.time, hour)) {
+			return true
+		}
+		return false
+	}
+}
+
+// fresh returns the records of rs that are not old, and the earliest time among them.
+func fresh(rs []record, old func(record) bool) (out []record, first time.Time) {
+	for _, r := range rs {
+		if old(r) {
+			continue
+		}
+		out = append(out, r)
+		if first.IsZero() || r.time.Before(first) {
+			first = r.time
+		}
+	}
+	return out, first
 }
 
 // cols are a batch's columns, for unnest.
