@@ -28,6 +28,8 @@ func (o *options) validate(limit int) error {
 	switch {
 	case o.burst < 1:
 		return fmt.Errorf("%w: WithBurst: %d is under 1", ErrInvalidArgument, o.burst)
+	case o.burst > maxBurst:
+		return fmt.Errorf("%w: burst %d is over 2^53 (the burst is the limit unless WithBurst sets it)", ErrInvalidArgument, o.burst)
 	case o.batch < 1:
 		return fmt.Errorf("%w: WithBatch: %d is under 1", ErrInvalidArgument, o.batch)
 	case o.batch > o.burst:
@@ -38,8 +40,12 @@ func (o *options) validate(limit int) error {
 	return nil
 }
 
+// maxBurst bounds the bucket's capacity: its level is a float64, which counts tokens
+// exactly only up to 2^53.
+const maxBurst = 1 << 53
+
 // WithBurst sets the bucket's capacity: how many tokens the fleet may spend at once after
-// a quiet spell. Default: limit.
+// a quiet spell, at most 2^53. Default: limit.
 func WithBurst(n int) Option { return optionFunc(func(o *options) { o.burst = n }) }
 
 // WithBatch sets the most tokens an instance takes from etcd in one round trip. Larger

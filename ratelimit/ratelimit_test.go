@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -28,6 +29,13 @@ func TestRejectsBadInput(t *testing.T) {
 		"batch":      func() error { _, err := ratelimit.New(cli, "/r", 10, time.Second, ratelimit.WithBatch(0)); return err },
 		"batch>burst": func() error {
 			_, err := ratelimit.New(cli, "/r", 10, time.Second, ratelimit.WithBatch(11))
+			return err
+		},
+		// The bucket's level is a float64: past 2^53 tokens, taking one leaves it as it
+		// was, and past MaxInt64 its level does not even convert back to a count.
+		"huge limit": func() error { _, err := ratelimit.New(cli, "/r", math.MaxInt, time.Second); return err },
+		"huge burst": func() error {
+			_, err := ratelimit.New(cli, "/r", 1, time.Second, ratelimit.WithBurst(1<<53+1))
 			return err
 		},
 		"logger": func() error {
