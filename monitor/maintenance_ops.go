@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -333,8 +334,11 @@ func (r *maintRunner) run(c *clusterMaint, op MaintenanceOperation, fn opFunc) {
 		c.log.Info("maintenance operation ended", fields...)
 	}
 	c.mu.Lock()
-	if op.Trigger == TriggerRemediation && op.State == OpFailed {
-		c.failedOps[op.ID] = true // retried sooner
+	// A failed remediation is retried sooner, unless only a person can help: when the
+	// live data itself fills the quota, compacting and defragmenting every member again
+	// every RetryFailed would only pause members for nothing.
+	if op.Trigger == TriggerRemediation && op.State == OpFailed && !errors.Is(err, maintenance.ErrOverQuota) {
+		c.failedOps[op.ID] = true
 	}
 	c.running, c.last = nil, &op
 	c.mu.Unlock()

@@ -57,8 +57,10 @@ type Remediation struct {
 	DryRun bool
 	// Retry is how long after acting on an alert that still fires remediation acts on
 	// it again. Default 1h. An action that failed (the cluster was unhealthy, a member
-	// did not answer) is retried sooner: after at most RetryFailed. An alert that
-	// resolves and fires again is acted on at once.
+	// did not answer) is retried sooner: after at most RetryFailed; not a NOSPACE
+	// recovery that failed because the live data itself fills the quota
+	// (maintenance.ErrOverQuota), which only a person can fix. An alert that resolves
+	// and fires again is acted on at once.
 	Retry time.Duration
 }
 
