@@ -87,7 +87,7 @@ var (
 		Summary: "One maintenance operation, by ID ({op}): its state, progress and report."})
 	_ = documentRoute(RouteDoc{Method: "POST", Path: PathMaintenanceOp, Body: maintenanceBody{}, Response: MaintenanceOperation{}, Status: 202, Admin: true,
 		Summary: "Starts a maintenance operation ({op}: defrag, compact or snapshot) in the background and answers 202 with it; " +
-			"Location names it. 409 while another operation of the cluster runs. Content-Type: application/json; unknown fields are refused."})
+			"Location names it. 409 while another operation of the cluster runs; 503 on a standby replica. Content-Type: application/json; unknown fields are refused."})
 )
 
 // maintenanceBody documents the union of the POST bodies; each {op} takes its own fields.
@@ -223,7 +223,8 @@ func (s *Service) getMaintenanceOp(w http.ResponseWriter, r *http.Request, c *cl
 
 // postMaintenance starts an operation: 202 with the operation and its Location, 400 for
 // a bad body, 403 for snapshots without a snapshot directory, 409 while another
-// operation of the cluster runs (or the snapshot file exists), 503 while shutting down.
+// operation of the cluster runs (or the snapshot file exists), 503 while shutting down
+// or on a standby replica.
 func (s *Service) postMaintenance(w http.ResponseWriter, r *http.Request, c *clusterMaint) error {
 	if _, err := maintQuery(r); err != nil {
 		return err

@@ -457,3 +457,39 @@ func TestMaintenanceAPIStoreFailure(t *testing.T) {
 	require.Len(t, list.Operations, 1)
 	assert.Equal(t, op.ID, list.Operations[0].ID)
 }
+
+// A standby replica starts no maintenance operation (503): the active replica, its
+// remediation included, may be running one on the same cluster, and one operation runs
+// at a time per cluster. Reads still answer; during a term of its own it starts them.
+func TestMaintenanceAPIRefusedOnStandby(t *testing.T) {
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	svc, url := maintService(t, []monitor.Cluster{{Name: "one", Client: etcdtest.Client(t)}}, monitor.WithStore(st), monitor.WithStandby(),
+		monitor.WithSnapshotDir(t.TempDir()))
+	base := url + "/api/v1/clusters/one/maintenance"
+	for _, tc := range []struct{ op, body string }{
+		{"defrag", `{"dryRun":true}`}, {"compact", `{"keepRevisions":5,"dryRun":true}`}, {"snapshot", `{"dryRun":true}`},
+	} {
+		var e monitor.ErrorResponse
+		status, _ := do(t, http.MethodPost, base+"/"+tc.op, tc.body, &e)
+		assert.Equal(t, http.StatusServiceUnavailable, status, "%s: %s", tc.op, e.Error)
+		assert.Contains(t, e.Error, "standby", tc.op)
+	}
+	var list monitor.MaintenanceResponse
+	require.Equal(t, http.StatusOK, get(t, base, &list))
+	assert.Empty(t, list.Operations, "nothing was started")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.RunAlerts(ctx, st) }()
+	var location string
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var op monitor.MaintenanceOperation
+		var status int
+		status, location = do(ct, http.MethodPost, base+"/compact", `{"keepRevisions":5,"dryRun":true}`, &op)
+		assert.Equal(ct, http.StatusAccepted, status)
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, monitor.OpSucceeded, waitOp(t, url, location, 30*time.Second).State)
+	cancel()
+	require.NoError(t, <-done)
+}

@@ -265,11 +265,22 @@ func errBusy(c *clusterMaint, running *MaintenanceOperation) error {
 
 // start records op as running and does fn in the background. It returns the record as
 // it starts, or an error: 409 while another operation of the cluster runs, 503 once the
-// Service shuts down.
+// Service shuts down or on a standby replica between terms.
 func (r *maintRunner) start(c *clusterMaint, op MaintenanceOperation, fn opFunc) (MaintenanceOperation, error) {
+	s := r.s
+	if s.opts.standby && s.alertManager() == nil {
+		// The active replica (its remediation, its API) may run an operation on this
+		// cluster: one at a time holds across replicas only if standbys start none.
+		msg := "this replica is a standby: maintenance operations run on the active replica"
+		if s.opts.replica != nil {
+			if rs := s.opts.replica(); rs.ActiveID != "" {
+				msg += " (" + rs.ActiveID + ")"
+			}
+		}
+		return op, errorf(http.StatusServiceUnavailable, "%s", msg)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := r.s
 	s.mu.Lock()
 	if s.closed || isClosed(s.interrupted) {
 		s.mu.Unlock()
