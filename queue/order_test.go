@@ -263,3 +263,42 @@ func TestDequeueBehindManyClaimedItems(t *testing.T) {
 		run(t, c.Client(0), 40)
 	})
 }
+
+// Acknowledged claim keys whose deletes did not fit in one claim transaction (a small
+// --max-txn-ops) are deleted by the following claims, not left on leases that the Queue
+// keeps renewing for its next claims.
+func TestAckedClaimKeysDeletedUnderSmallMaxTxnOps(t *testing.T) {
+	c := etcdtest.NewCluster(t, 1, etcdtest.WithConfig(func(cfg *integration.ClusterConfig) { cfg.MaxTxnOps = 16 }))
+	cli := c.Client(0)
+	ctx := etcdtest.Context(t, time.Minute)
+	prefix := etcdtest.Prefix(t)
+	q, err := queue.New(cli, prefix, queue.WithVisibilityTimeout(time.Minute))
+	require.NoError(t, err)
+	defer q.Close()
+	const n, more = 30, 10
+	for i := range n + more {
+		_, err := q.Enqueue(ctx, fmt.Appendf(nil, "%d", i))
+		require.NoError(t, err)
+	}
+	var held []*queue.Item
+	for range n {
+		it, err := q.Dequeue(ctx)
+		require.NoError(t, err)
+		held = append(held, it)
+	}
+	for _, it := range held {
+		require.NoError(t, it.Ack(ctx))
+	}
+	for range more {
+		it, err := q.Dequeue(ctx)
+		require.NoError(t, err)
+		require.NoError(t, it.Ack(ctx))
+	}
+	resp, err := cli.Get(ctx, prefix+"claims/", clientv3.WithPrefix())
+	require.NoError(t, err)
+	var marked []string
+	for _, kv := range resp.Kvs {
+		marked = append(marked, string(kv.Key))
+	}
+	assert.LessOrEqual(t, len(marked), 1, "claim keys left behind: %v", marked)
+}

@@ -95,6 +95,9 @@ type core struct {
 	// orderCmps is how many claims of older items a claim compares: maxOrderCmps, less
 	// if etcd refused that many.
 	orderCmps atomic.Int64
+	// ackedCap is how many acknowledged claim keys a claim deletes: maxAcked, less if
+	// etcd refused that many operations.
+	ackedCap atomic.Int64
 	// acked are the claim keys of items this Queue acknowledged, left in place by Ack
 	// and deleted by the next claim transaction (or with their lease): see Item.Ack.
 	acked    []string
@@ -124,6 +127,7 @@ func newCore(cli *clientv3.Client, prefix string, opts []Option) (*core, error) 
 	}
 	c := &core{cli: cli, prefix: prefix, o: o, held: map[*Item]struct{}{}}
 	c.orderCmps.Store(maxOrderCmps)
+	c.ackedCap.Store(maxAcked)
 	return c, nil
 }
 
@@ -429,21 +433,33 @@ func (c *core) dequeue(ctx context.Context) (*Item, error) {
 			clientv3.Compare(clientv3.CreateRevision(c.itemsPrefix()), "<", rev+1).WithRange(string(kv.Key)),
 		}, older...)
 		cleanup := c.takeAcked()
-		cr, err := c.cli.Txn(ctx).If(cmps...).Then(append(cleanup,
+		cr, err := c.cli.Txn(ctx).If(cmps...).Then(append(deletes(cleanup),
 			clientv3.OpPut(string(kv.Key), encode(env)),
 			clientv3.OpPut(claimKey, "", clientv3.WithLease(l.id)),
-		)...).Else(append(cleanup, c.listOps(limit)...)...).Commit()
+		)...).Else(append(deletes(cleanup), c.listOps(limit)...)...).Commit()
+		if err != nil {
+			// Not applied, or not known to be: the next claim deletes these keys. Their
+			// leases may be reused for claims, and renewed, so they would not go alone.
+			c.restoreAcked(cleanup)
+		}
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			l = claimLease{}
 			continue
 		}
-		if errors.Is(err, rpctypes.ErrTooManyOps) && (len(older) > 1 || len(cleanup) > 0) {
-			// etcd runs with a --max-txn-ops below ours: compare fewer claims, and leave
-			// the acknowledged claim keys to their leases.
-			if len(older) > 1 {
+		if errors.Is(err, rpctypes.ErrTooManyOps) {
+			// etcd runs with a --max-txn-ops below ours: compare fewer claims, or delete
+			// fewer acknowledged claim keys at once, whichever list is the longer.
+			switch {
+			case len(cleanup) > 1 && len(cleanup)+2 >= len(older)+3:
+				c.ackedCap.Store(int64(len(cleanup) / 2))
+				continue
+			case len(older) > 1:
 				c.orderCmps.Store(int64(len(older) / 2))
+				continue
+			case len(cleanup) > 1:
+				c.ackedCap.Store(int64(len(cleanup) / 2))
+				continue
 			}
-			continue
 		}
 		if err != nil {
 			// The claim may have been made: give its lease up rather than reuse it.
@@ -483,15 +499,34 @@ const ackedMark = "acked"
 // with their lease.
 const maxAcked = 32
 
-// takeAcked returns the deletes of the claim keys left by this Queue's Acks.
-func (c *core) takeAcked() []clientv3.Op {
+// takeAcked returns the claim keys left by this Queue's Acks that the next claim
+// transaction deletes: at most ackedCap of them.
+func (c *core) takeAcked() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ops := make([]clientv3.Op, 0, len(c.acked)+3)
-	for _, k := range c.acked {
+	n := min(len(c.acked), int(c.ackedCap.Load()))
+	keys := append([]string(nil), c.acked[:n]...)
+	c.acked = append(c.acked[:0], c.acked[n:]...)
+	return keys
+}
+
+// restoreAcked gives back keys taken by takeAcked whose deletes were not applied. There
+// are at most 2*maxAcked pending: addAcked refuses more than maxAcked, and takeAcked
+// takes at most maxAcked.
+func (c *core) restoreAcked(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.acked = append(keys, c.acked...)
+}
+
+func deletes(keys []string) []clientv3.Op {
+	ops := make([]clientv3.Op, 0, len(keys)+3)
+	for _, k := range keys {
 		ops = append(ops, clientv3.OpDelete(k))
 	}
-	c.acked = c.acked[:0]
 	return ops
 }
 
