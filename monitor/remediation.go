@@ -14,6 +14,7 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/maintenance"
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
 // The alerts remediation answers (alert's default rules).
@@ -60,7 +61,8 @@ type Remediation struct {
 	// did not answer) is retried sooner: after at most RetryFailed; not a NOSPACE
 	// recovery that failed because the live data itself fills the quota
 	// (maintenance.ErrOverQuota), which only a person can fix. An alert that resolves
-	// and fires again is acted on at once.
+	// and fires again is acted on at once. Both hold across a restart or a replica's
+	// takeover: what was done about a firing alert is read back from the store.
 	Retry time.Duration
 }
 
@@ -187,6 +189,7 @@ func (r *maintRunner) remediate(ctx context.Context, c *clusterMaint) string {
 // within Retry. as[0] is the operation's Alert.
 func (r *maintRunner) act(c *clusterMaint, as []alert.Alert, now time.Time, kind string, req any, fn opFunc) string {
 	a := as[0]
+	r.recall(c, as)
 	c.mu.Lock()
 	due := false
 	for _, x := range as {
@@ -224,6 +227,50 @@ func (r *maintRunner) act(c *clusterMaint, as []alert.Alert, now time.Time, kind
 	c.log.Info("remediation: started "+kind, zap.String("id", op.ID), zap.String("alert", a.Fingerprint), zap.String("alertName", a.Name),
 		zap.Strings("alerts", fps), zap.Any("labels", a.Labels), zap.Bool("dryRun", c.rem.DryRun))
 	return "started " + kind
+}
+
+// recall fills in what remediation did about the alerts of as it has no memory of, from
+// the store: the newest operation answering one, started since it fired, by an earlier
+// process or another replica's term. So a restart or a takeover does not act again
+// within Retry on what was just done. A store that cannot be read leaves the memory as
+// it is.
+func (r *maintRunner) recall(c *clusterMaint, as []alert.Alert) {
+	c.mu.Lock()
+	var unknown []alert.Alert
+	for _, x := range as {
+		if _, seen := c.acted[x.Fingerprint]; !seen {
+			unknown = append(unknown, x)
+		}
+	}
+	c.mu.Unlock()
+	if len(unknown) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	recs, err := r.st.MaintenanceOps(ctx, store.MaintenanceQuery{Cluster: c.name, Limit: maxHistoryLimit})
+	if err != nil {
+		c.log.Warn("remediation: past operations not read", zap.Error(err))
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, x := range unknown {
+		for _, rec := range recs { // newest first
+			op := storedOperation(rec)
+			if op.Trigger != TriggerRemediation || op.Started.Before(x.StartsAt) ||
+				(op.Alert != x.Fingerprint && !slices.Contains(op.Alerts, x.Fingerprint)) {
+				continue
+			}
+			if _, seen := c.acted[x.Fingerprint]; !seen {
+				c.acted[x.Fingerprint] = acted{startsAt: x.StartsAt, at: op.Started, op: op.ID}
+				if op.State == OpFailed && !strings.Contains(op.Error, maintenance.ErrOverQuota.Error()) {
+					c.failedOps[op.ID] = true
+				}
+			}
+			break
+		}
+	}
 }
 
 // forget drops what remediation remembers about alerts no longer firing.

@@ -56,3 +56,46 @@ func TestRemediationRetriesOverQuotaAfterRetryOnly(t *testing.T) {
 		finished(t, s, c)
 	}
 }
+
+// What remediation did is remembered across a restart (or a replica's takeover) through
+// the store: a new Service over the same store does not act again on an alert that an
+// earlier one acted on within Retry, and retries one whose operation failed after
+// RetryFailed.
+func TestRemediationRemembersAcrossRestart(t *testing.T) {
+	st := store.NewMemory()
+	defer st.Close()
+	cli := etcdtest.Client(t)
+	service := func() (*Service, *clusterMaint) {
+		s, err := New([]Cluster{{Name: "one", Client: cli}}, WithStore(st), WithRemediation("one", Remediation{NoSpace: true}))
+		require.NoError(t, err)
+		return s, s.maint.clusters["one"]
+	}
+	firing := time.Now().UTC().Add(-time.Minute)
+	ok := alert.Alert{Name: AlertAlarm, Fingerprint: "fp-ok", StartsAt: firing, Labels: map[string]string{"cluster": "one", "alarm": "NOSPACE"}}
+	bad := alert.Alert{Name: AlertAlarm, Fingerprint: "fp-bad", StartsAt: firing, Labels: map[string]string{"cluster": "one", "alarm": "NOSPACE"}}
+	succeed := func(context.Context, func(maintenance.MemberDefrag)) (any, error) { return nil, nil }
+	fail := func(context.Context, func(maintenance.MemberDefrag)) (any, error) {
+		return nil, fmt.Errorf("compact: %w", maintenance.ErrUnhealthy)
+	}
+
+	s1, c1 := service()
+	require.Equal(t, "started "+OpRecoverNoSpace, s1.maint.act(c1, []alert.Alert{ok}, time.Now(), OpRecoverNoSpace, nil, succeed))
+	finished(t, s1, c1)
+	require.Equal(t, "started "+OpRecoverNoSpace, s1.maint.act(c1, []alert.Alert{bad}, time.Now(), OpRecoverNoSpace, nil, fail))
+	finished(t, s1, c1)
+	require.NoError(t, s1.Close())
+
+	s2, c2 := service()
+	defer s2.Close()
+	now := time.Now()
+	assert.Equal(t, "acted already", s2.maint.act(c2, []alert.Alert{ok}, now, OpRecoverNoSpace, nil, succeed), "acted on within Retry")
+	assert.Equal(t, "acted already", s2.maint.act(c2, []alert.Alert{bad}, now, OpRecoverNoSpace, nil, succeed), "failed within RetryFailed")
+	assert.Equal(t, "started "+OpRecoverNoSpace, s2.maint.act(c2, []alert.Alert{bad}, now.Add(RetryFailed), OpRecoverNoSpace, nil, succeed),
+		"failed: retried after RetryFailed")
+	finished(t, s2, c2)
+	// A new firing of the alert (another StartsAt) is acted on at once.
+	again := ok
+	again.StartsAt = time.Now().UTC()
+	assert.Equal(t, "started "+OpRecoverNoSpace, s2.maint.act(c2, []alert.Alert{again}, time.Now(), OpRecoverNoSpace, nil, succeed))
+	finished(t, s2, c2)
+}
