@@ -74,26 +74,34 @@ func (l *Lease) Holder() string { return l.holder }
 // TTL returns the lease's TTL.
 func (l *Lease) TTL() time.Duration { return l.ttl }
 
-// Acquire takes the lease when it is free or expired, or renews it when the holder
-// has it, and reports whether the holder has it now. Taking it from another holder's
-// expired term increases the token.
+// Acquire takes the lease when it is free or expired, or renews the holder's term
+// while the holder's own view says it holds it, and reports whether the holder has it
+// now. Any other take starts a new term with a larger token, also the holder's own
+// when its view of its term ended (a renewal applied whose answer was lost), so the
+// ended term's fenced writes are refused.
 func (l *Lease) Acquire(ctx context.Context) (bool, error) {
 	l.op.Lock()
 	defer l.op.Unlock()
+	l.mu.Lock()
+	current := int64(0)
+	if l.heldLocked() {
+		current = l.token
+	}
+	l.mu.Unlock()
 	sent := time.Now()
 	var token int64
 	err := l.s.op(ctx, "acquire lease", func(ctx context.Context) error {
 		err := l.s.pool.QueryRow(ctx, `INSERT INTO leases (name, holder, token, expires, acquired)
 	VALUES ($1, $2, 1, clock_timestamp() + $3::interval, clock_timestamp())
 	ON CONFLICT (name) DO UPDATE SET
-		token = CASE WHEN leases.holder = excluded.holder AND leases.expires > clock_timestamp()
+		token = CASE WHEN leases.holder = excluded.holder AND leases.token = $4 AND leases.expires > clock_timestamp()
 			THEN leases.token ELSE leases.token + 1 END,
-		acquired = CASE WHEN leases.holder = excluded.holder AND leases.expires > clock_timestamp()
+		acquired = CASE WHEN leases.holder = excluded.holder AND leases.token = $4 AND leases.expires > clock_timestamp()
 			THEN leases.acquired ELSE clock_timestamp() END,
 		holder = excluded.holder,
 		expires = excluded.expires
 	WHERE leases.holder = excluded.holder OR leases.expires <= clock_timestamp()
-	RETURNING token`, l.name, l.holder, l.ttl).Scan(&token)
+	RETURNING token`, l.name, l.holder, l.ttl, current).Scan(&token)
 		if errors.Is(err, pgx.ErrNoRows) {
 			token = 0
 			return nil

@@ -192,3 +192,34 @@ func TestFencedWriteHoldsOffTakeover(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok)
 }
+
+// A holder whose own view of its term ended while PostgreSQL still has it (a renewal
+// applied whose answer was lost) starts a new term with a larger token when it
+// acquires again, and the ended term's fenced writes are refused.
+func TestLeaseNewTermAfterOwnViewEnded(t *testing.T) {
+	s := open(t, schema(t))
+	ctx := ctxT(t)
+	const ttl = time.Second
+	a, err := s.NewLease("l", "a", ttl)
+	require.NoError(t, err)
+	ok, err := a.Acquire(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, tok := a.Held()
+	old, err := a.Fenced()
+	require.NoError(t, err)
+	// The renewal PostgreSQL applied but whose answer a never got.
+	_, err = s.Pool().Exec(ctx, `UPDATE leases SET expires = clock_timestamp() + interval '1 hour' WHERE name = 'l'`)
+	require.NoError(t, err)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		held, _ := a.Held()
+		assert.False(c, held)
+	}, 3*ttl, 10*time.Millisecond)
+	ok, err = a.Acquire(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, tok2 := a.Held()
+	assert.Greater(t, tok2, tok, "a new term")
+	_, err = old.AppendNotification(ctx, store.Notification{Time: time.Now(), Receiver: "r", Status: "sent"})
+	assert.ErrorIs(t, err, postgres.ErrFenced)
+}
