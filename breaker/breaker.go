@@ -222,9 +222,12 @@ func (b *Breaker) trip(ctx context.Context, force bool) error {
 	if !force {
 		txn = txn.If(clientv3.Compare(clientv3.CreateRevision(b.openKey()), "=", 0))
 	}
+	// The probe claim goes too: the outcome of a probe running meanwhile compares it, so
+	// it neither closes the breaker nor starts a cool-down over this one.
 	resp, err := txn.Then(
 		clientv3.OpPut(b.openKey(), ""),
 		clientv3.OpPut(b.cooldownKey(), "", clientv3.WithLease(l.ID)),
+		clientv3.OpDelete(b.probeKey()),
 	).Else(b.readOp()).Commit()
 	if err != nil {
 		return err
@@ -244,6 +247,7 @@ func (b *Breaker) trip(ctx context.Context, force bool) error {
 	rev := resp.Header.Revision
 	b.applyKeyLocked(b.openKey(), true, rev, rev)
 	b.applyKeyLocked(b.cooldownKey(), true, rev, rev)
+	b.applyKeyLocked(b.probeKey(), false, rev, rev)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,8 +37,12 @@ func TestRejectsBadInput(t *testing.T) {
 		"threshold": breaker.WithFailureThreshold(0),
 		"cooldown":  breaker.WithCooldown(100 * time.Millisecond),
 		"probe":     breaker.WithProbeTimeout(0),
-		"isFailure": breaker.WithIsFailure(nil),
-		"logger":    breaker.WithLogger(nil),
+		// Past etcd's largest lease TTL (about 285 years) no trip could be written, and
+		// the staleness bound (twice the cool-down and more) overflowed a Duration.
+		"huge cooldown": breaker.WithCooldown(math.MaxInt64),
+		"huge probe":    breaker.WithProbeTimeout(math.MaxInt64),
+		"isFailure":     breaker.WithIsFailure(nil),
+		"logger":        breaker.WithLogger(nil),
 	} {
 		_, err := breaker.New(cli, "/b", opt)
 		assert.ErrorIs(t, err, breaker.ErrInvalidArgument, name)
@@ -206,4 +211,19 @@ func TestCloseIsIdempotent(t *testing.T) {
 	require.NoError(t, b.Close())
 	require.NoError(t, b.Close())
 	assert.ErrorIs(t, b.Do(context.Background(), succeed), breaker.ErrClosed)
+}
+
+// A Trip made while a half-open probe runs opens the breaker for a cool-down: the
+// probe's success, recorded after it, does not close the breaker again.
+func TestTripDuringProbeWins(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	bs := newFleet(t, 2, sharedClients(t), breaker.WithCooldown(time.Second), breaker.WithProbeTimeout(10*time.Second))
+	require.NoError(t, bs[0].Trip(ctx))
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, breaker.HalfOpen, bs[0].State()) }, 10*time.Second, 10*time.Millisecond)
+	err := bs[0].Do(ctx, func(context.Context) error {
+		return bs[1].Trip(ctx) // an operator, or another instance, trips it meanwhile
+	})
+	require.NoError(t, err)
+	// bs[0] took the outcome of its own transaction; the cool-down may be over already.
+	assert.NotEqual(t, breaker.Closed, bs[0].State(), "the trip made during the probe holds")
 }

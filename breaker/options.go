@@ -50,8 +50,12 @@ func (o *options) validate() error {
 		return fmt.Errorf("%w: WithFailureThreshold: %d is under 1", ErrInvalidArgument, o.threshold)
 	case o.cooldown < time.Second:
 		return fmt.Errorf("%w: WithCooldown: %v is under 1s", ErrInvalidArgument, o.cooldown)
+	case o.cooldown > maxDuration:
+		return fmt.Errorf("%w: WithCooldown: %v is over %v", ErrInvalidArgument, o.cooldown, maxDuration)
 	case o.probeTimeout < time.Second:
 		return fmt.Errorf("%w: WithProbeTimeout: %v is under 1s", ErrInvalidArgument, o.probeTimeout)
+	case o.probeTimeout > maxDuration:
+		return fmt.Errorf("%w: WithProbeTimeout: %v is over %v", ErrInvalidArgument, o.probeTimeout, maxDuration)
 	case o.isFailure == nil:
 		return fmt.Errorf("%w: WithIsFailure: nil function", ErrInvalidArgument)
 	case o.logger == nil:
@@ -59,6 +63,11 @@ func (o *options) validate() error {
 	}
 	return nil
 }
+
+// maxDuration bounds the cool-down and the probe timeout: they are lease TTLs (etcd
+// refuses TTLs over about 285 years), and the staleness bound adds twice the one to the
+// other, which must fit in a Duration.
+const maxDuration = 50 * 365 * 24 * time.Hour
 
 // WithFailureThreshold sets how many consecutive failures one instance sees before it
 // trips the breaker for all. Default 5.
@@ -68,14 +77,14 @@ func WithFailureThreshold(n int) Option {
 
 // WithCooldown sets how long the breaker stays open before one probe may go through,
 // rounded up to whole seconds (it is the TTL of a lease, so etcd's clock measures it, not
-// the instances'). Default 30s; at least 1s.
+// the instances'). Default 30s; at least 1s, at most 50 years.
 func WithCooldown(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.cooldown = d })
 }
 
 // WithProbeTimeout bounds the half-open probe: its context ends after it, and the claim
 // that makes it the only probe lives on a lease of this TTL, so a probe whose instance
-// crashes frees the claim after it. Default 10s; at least 1s.
+// crashes frees the claim after it. Default 10s; at least 1s, at most 50 years.
 func WithProbeTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.probeTimeout = d })
 }
