@@ -46,7 +46,8 @@
 //     of one of this Queue's finished claims (renewed first, one keep-alive, once past
 //     the first eighth of its TTL) and grants a new one when there is none. An
 //     acknowledged item's claim key stays, marked, until this Queue's next claim
-//     transaction or the end of its lease removes it, so that an Ack does not make
+//     transaction (or the next few: each deletes at most 32, fewer under a small
+//     --max-txn-ops) or the end of its lease removes it, so that an Ack does not make
 //     other consumers' claims fail.
 //   - Not guaranteed: a consumer that goes on working past Deadline may overlap the next
 //     consumer of the item; etcd extends lease TTLs when its leader changes, so a crashed

@@ -36,15 +36,25 @@ func defaults() options {
 	}
 }
 
+// maxTTL is etcd's largest lease TTL (9e9 seconds, about 285 years): the visibility
+// timeout and the dedup window are lease TTLs.
+const maxTTL = 9_000_000_000 * time.Second
+
 func (o *options) validate() error {
 	if o.visibility < time.Second {
 		return fmt.Errorf("%w: WithVisibilityTimeout: %v is under 1s", ErrInvalidArgument, o.visibility)
+	}
+	if o.visibility > maxTTL {
+		return fmt.Errorf("%w: WithVisibilityTimeout: %v is over etcd's largest lease TTL %v", ErrInvalidArgument, o.visibility, maxTTL)
 	}
 	if o.maxDeliveries < 0 {
 		return fmt.Errorf("%w: WithMaxDeliveries: %d is negative", ErrInvalidArgument, o.maxDeliveries)
 	}
 	if o.dedupWindow < 2*time.Second {
 		return fmt.Errorf("%w: WithDedupWindow: %v is under 2s", ErrInvalidArgument, o.dedupWindow)
+	}
+	if o.dedupWindow > maxTTL {
+		return fmt.Errorf("%w: WithDedupWindow: %v is over etcd's largest lease TTL %v", ErrInvalidArgument, o.dedupWindow, maxTTL)
 	}
 	if o.logger == nil {
 		return fmt.Errorf("%w: WithLogger: nil logger", ErrInvalidArgument)

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +31,10 @@ func TestNewRejectsBadInput(t *testing.T) {
 		"deliveries": queue.WithMaxDeliveries(-1),
 		"dedup":      queue.WithDedupWindow(time.Second),
 		"logger":     queue.WithLogger(nil),
+		// Leases of these TTLs exceed etcd's largest (9e9s): every claim or WithID
+		// enqueue would fail.
+		"huge visibility": queue.WithVisibilityTimeout(math.MaxInt64),
+		"huge dedup":      queue.WithDedupWindow(math.MaxInt64),
 	} {
 		_, err := queue.New(cli, "/q", opt)
 		assert.ErrorIs(t, err, queue.ErrInvalidArgument, name)
