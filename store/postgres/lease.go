@@ -212,7 +212,8 @@ func (l *Lease) Info(ctx context.Context) (LeaseInfo, error) {
 }
 
 // Fenced returns a view of the store for the holder's current term: its writes of
-// alert state (PutAlerts, PutGroup, DeleteGroup, AppendNotification) are made only
+// alert state (PutAlerts, PutGroup, DeleteGroup, AppendNotification, PutSilence,
+// DeleteSilence) are made only
 // while the lease is still the holder's with this term's token and unexpired by
 // PostgreSQL's clock, and fail with ErrFenced otherwise; everything else is the
 // store's. ErrLeaseLost when the holder does not hold the lease. Closing the view
@@ -253,6 +254,16 @@ func (v *Fenced) DeleteGroup(ctx context.Context, receiver, key string) error {
 // AppendNotification implements store.Store, fenced.
 func (v *Fenced) AppendNotification(ctx context.Context, n store.Notification) (store.Notification, error) {
 	return v.appendNotification(ctx, v.f, n)
+}
+
+// PutSilence implements store.Store, fenced.
+func (v *Fenced) PutSilence(ctx context.Context, sil store.Silence) error {
+	return v.putSilence(ctx, v.f, sil)
+}
+
+// DeleteSilence implements store.Store, fenced.
+func (v *Fenced) DeleteSilence(ctx context.Context, id string) error {
+	return v.deleteSilence(ctx, v.f, id)
 }
 
 // Close does nothing: the store stays open.

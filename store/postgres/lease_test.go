@@ -223,3 +223,27 @@ func TestLeaseNewTermAfterOwnViewEnded(t *testing.T) {
 	_, err = old.AppendNotification(ctx, store.Notification{Time: time.Now(), Receiver: "r", Status: "sent"})
 	assert.ErrorIs(t, err, postgres.ErrFenced)
 }
+
+// Silence writes of a term's engine are fenced too: a deposed holder's are refused.
+func TestFencedSilences(t *testing.T) {
+	s := open(t, schema(t))
+	ctx := ctxT(t)
+	a, err := s.NewLease("l", "a", time.Second)
+	require.NoError(t, err)
+	ok, err := a.Acquire(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	f, err := a.Fenced()
+	require.NoError(t, err)
+	require.NoError(t, f.PutSilence(ctx, store.Silence{ID: "s1"}))
+	require.NoError(t, f.DeleteSilence(ctx, "s1"))
+	require.NoError(t, f.PutSilence(ctx, store.Silence{ID: "s2"}))
+	_, err = s.Pool().Exec(ctx, `UPDATE leases SET holder = 'b', token = token + 1 WHERE name = 'l'`)
+	require.NoError(t, err)
+	assert.ErrorIs(t, f.PutSilence(ctx, store.Silence{ID: "s3"}), postgres.ErrFenced)
+	assert.ErrorIs(t, f.DeleteSilence(ctx, "s2"), postgres.ErrFenced)
+	sils, err := s.Silences(ctx)
+	require.NoError(t, err)
+	require.Len(t, sils, 1)
+	assert.Equal(t, "s2", sils[0].ID)
+}

@@ -265,6 +265,10 @@ func (s *Store) Silences(ctx context.Context) (out []store.Silence, err error) {
 
 // PutSilence implements store.Store.
 func (s *Store) PutSilence(ctx context.Context, sil store.Silence) error {
+	return s.putSilence(ctx, nil, sil)
+}
+
+func (s *Store) putSilence(ctx context.Context, f *fence, sil store.Silence) error {
 	if sil.ID == "" {
 		return fmt.Errorf("%w: silence id is empty", store.ErrInvalidArgument)
 	}
@@ -273,20 +277,28 @@ func (s *Store) PutSilence(ctx context.Context, sil store.Silence) error {
 		return fmt.Errorf("%w: silence: %w", store.ErrInvalidArgument, err)
 	}
 	return s.op(ctx, "put silence", func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, `INSERT INTO silences (id, record) VALUES ($1, $2)
+		return s.tx(ctx, f, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO silences (id, record) VALUES ($1, $2)
 	ON CONFLICT (id) DO UPDATE SET record = excluded.record`, sil.ID, string(rec))
-		return err
+			return err
+		})
 	})
 }
 
 // DeleteSilence implements store.Store.
 func (s *Store) DeleteSilence(ctx context.Context, id string) error {
+	return s.deleteSilence(ctx, nil, id)
+}
+
+func (s *Store) deleteSilence(ctx context.Context, f *fence, id string) error {
 	return s.op(ctx, "delete silence", func(ctx context.Context) error {
-		tag, err := s.pool.Exec(ctx, `DELETE FROM silences WHERE id = $1`, id)
-		if err == nil && tag.RowsAffected() == 0 {
-			return fmt.Errorf("%w: silence %q", store.ErrNotFound, id)
-		}
-		return err
+		return s.tx(ctx, f, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `DELETE FROM silences WHERE id = $1`, id)
+			if err == nil && tag.RowsAffected() == 0 {
+				return fmt.Errorf("%w: silence %q", store.ErrNotFound, id)
+			}
+			return err
+		})
 	})
 }
 
