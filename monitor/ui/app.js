@@ -114,13 +114,15 @@
   async function api(path, opts) {
     opts = opts || {};
     const headers = { Accept: 'application/json' };
-    if (S.token) headers.Authorization = 'Bearer ' + S.token;
+    const token = S.token; // the one this request sends, whatever happens meanwhile
+    if (token) headers.Authorization = 'Bearer ' + token;
     if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
     const resp = await fetch(path, { method: opts.method || 'GET', headers, body: opts.body, cache: 'no-store', credentials: 'same-origin' });
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
     if (resp.status === 401) {
-      needToken(S.token ? 'The token was refused: ' + ((data && data.error) || 'invalid') + '.' : '');
+      needToken(token ? 'The token was refused: ' + ((data && data.error) || 'invalid') + '.' : '');
+      if (S.token === token) forgetToken(); // not one given since
       throw new AuthError('unauthorized');
     }
     if (!resp.ok) {
@@ -156,6 +158,13 @@
     $('token').focus();
   }
 
+  // forgetToken drops the token from the page and the session: one the server refused is
+  // not sent again, not even after a reload.
+  function forgetToken() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    S.token = '';
+  }
+
   function signedIn() {
     $('login').hidden = true;
     $('main').hidden = false;
@@ -174,9 +183,19 @@
     clear(warn);
     for (const w of health.warnings || []) warn.append(el('li', { text: '⚠ ' + w }));
     warn.hidden = !(health.warnings || []).length;
-    const want = decodeURIComponent((location.hash.match(/^#cluster=(.*)$/) || [])[1] || '');
+    const want = hashCluster();
     if (!S.names.includes(S.selected)) S.selected = S.names.includes(want) ? want : S.names[0] || '';
     renderList();
+  }
+
+  // hashCluster returns the cluster the address names (#cluster=NAME), or '' for none or
+  // a malformed one: a link must not stop the page from loading.
+  function hashCluster() {
+    try {
+      return decodeURIComponent((location.hash.match(/^#cluster=(.*)$/) || [])[1] || '');
+    } catch (e) {
+      return '';
+    }
   }
 
   // part loads one part of the selected cluster's state; a 503 (nothing checked yet) is
@@ -311,9 +330,15 @@
     let retry = null;
     async function run() {
       const headers = { Accept: 'text/event-stream' };
-      if (S.token) headers.Authorization = 'Bearer ' + S.token;
+      const token = S.token;
+      if (token) headers.Authorization = 'Bearer ' + token;
       const resp = await fetch(P.events, { headers, cache: 'no-store', signal: ctl.signal });
-      if (resp.status === 401) { needToken('The token was refused.'); stopped = true; return; }
+      if (resp.status === 401) {
+        stopped = true;
+        needToken('The token was refused.');
+        if (S.token === token) forgetToken();
+        return;
+      }
       if (!resp.ok || !resp.body) throw new Error('event stream: ' + resp.status);
       setConn('● live');
       const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -663,12 +688,11 @@
       start();
     });
     $('signout').addEventListener('click', () => {
-      sessionStorage.removeItem(TOKEN_KEY);
-      S.token = '';
+      forgetToken();
       needToken('Token forgotten.');
     });
     window.addEventListener('hashchange', () => {
-      const want = decodeURIComponent((location.hash.match(/^#cluster=(.*)$/) || [])[1] || '');
+      const want = hashCluster();
       if (S.names.includes(want)) select(want);
     });
     // Relative times ("12 s ago") age between events.
