@@ -2,6 +2,7 @@ package barrier_test
 
 import (
 	"context"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +28,10 @@ func TestRejectsBadInput(t *testing.T) {
 	_, err = barrier.New(cli, "/b", nil)
 	assert.ErrorIs(t, err, barrier.ErrInvalidArgument)
 	_, err = barrier.New(cli, "/b", barrier.WithTTL(500*time.Millisecond))
+	assert.ErrorIs(t, err, barrier.ErrInvalidArgument)
+	// Rounded up to seconds it overflowed to a negative TTL, which etcd takes as its
+	// minimum: the lease then expired between keep-alives.
+	_, err = barrier.New(cli, "/b", barrier.WithTTL(math.MaxInt64))
 	assert.ErrorIs(t, err, barrier.ErrInvalidArgument)
 	_, err = barrier.NewDouble(cli, "/b", 0)
 	assert.ErrorIs(t, err, barrier.ErrInvalidArgument)

@@ -24,12 +24,18 @@ func (o *options) validate() error {
 	if o.ttl < time.Second {
 		return fmt.Errorf("%w: WithTTL: %v is under 1s", ErrInvalidArgument, o.ttl)
 	}
+	if o.ttl > maxTTL {
+		return fmt.Errorf("%w: WithTTL: %v is over etcd's largest lease TTL %v", ErrInvalidArgument, o.ttl, maxTTL)
+	}
 	return nil
 }
 
+// maxTTL is etcd's largest lease TTL: 9e9 seconds, about 285 years.
+const maxTTL = 9_000_000_000 * time.Second
+
 // WithTTL sets the TTL of the lease this participant's keys live on, rounded up to whole
 // seconds: a participant that crashes or is cut off is counted out this long (at most
-// about this long plus an etcd election) after its last renewal. Default 10s; at least 1s.
+// about this long plus an etcd election) after its last renewal. Default 10s; at least 1s, at most etcd's largest lease TTL (9e9s).
 func WithTTL(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.ttl = d })
 }
