@@ -175,7 +175,12 @@ func (w Window) Next(t time.Time) time.Time {
 	y, m, d := lt.Date()
 	for i := 0; i <= 8; i++ {
 		open := w.opening(y, m, d+i)
-		if w.days[open.Weekday()] && open.After(t) && open.Hour()*60+open.Minute() == w.start {
+		if !w.days[open.Weekday()] || !open.After(t) {
+			continue
+		}
+		// An opening in the hour skipped in spring comes out an hour later: the window
+		// opens then if it is still open (it ends after the skipped hour), else not that day.
+		if open.Hour()*60+open.Minute() == w.start || w.Contains(open) {
 			return open
 		}
 	}

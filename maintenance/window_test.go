@@ -74,6 +74,13 @@ func TestWindowDaylightSaving(t *testing.T) {
 	assert.False(t, w.Contains(at(t, "UTC", "2026-03-29 01:30")), "03:30 local, after the skipped window")
 	next := w.Next(at(t, "UTC", "2026-03-28 23:00"))
 	assert.True(t, at(t, "Europe/Berlin", "2026-03-30 02:15").Equal(next), "next: %v", next)
+	// A window that starts in the skipped hour and ends after it opens that day when the
+	// clocks reach its rest: Next agrees with Contains.
+	w2 := maintenance.MustParseWindow("Sun 02:00-04:00 Europe/Berlin")
+	before := at(t, "UTC", "2026-03-28 23:30") // 00:30 local
+	next = w2.Next(before)
+	assert.True(t, at(t, "UTC", "2026-03-29 01:00").Equal(next), "next: %v", next) // 03:00 CEST
+	assert.True(t, w2.Contains(next))
 	// Autumn: 02:30 happens twice; both are inside.
 	assert.True(t, w.Contains(at(t, "UTC", "2026-10-25 00:30")))
 	assert.True(t, w.Contains(at(t, "UTC", "2026-10-25 01:30")))
