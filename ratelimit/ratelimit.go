@@ -238,7 +238,9 @@ func (l *Limiter) withdraw(ctx context.Context, need int) (int, time.Duration, e
 		n = min(l.o.batch, int(math.Floor(b.level)))
 		if n < need {
 			n = 0
-			wait = max(time.Millisecond, time.Duration((float64(need)-b.level)/l.rate*float64(time.Second)))
+			// Clamped before the conversion: past MaxInt64 nanoseconds it overflows.
+			w := (float64(need) - b.level) / l.rate * float64(time.Second)
+			wait = time.Duration(math.Max(float64(time.Millisecond), math.Min(w, float64(math.MaxInt64/2))))
 			return b, false
 		}
 		b.level -= float64(n)
