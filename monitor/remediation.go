@@ -258,7 +258,8 @@ func (r *maintRunner) recall(c *clusterMaint, as []alert.Alert) {
 	for _, x := range unknown {
 		for _, rec := range recs { // newest first
 			op := storedOperation(rec)
-			if op.Trigger != TriggerRemediation || op.Started.Before(x.StartsAt) ||
+			// A dry run does not count for a remediation that acts, nor the reverse.
+			if op.Trigger != TriggerRemediation || op.DryRun != c.rem.DryRun || op.Started.Before(x.StartsAt) ||
 				(op.Alert != x.Fingerprint && !slices.Contains(op.Alerts, x.Fingerprint)) {
 				continue
 			}

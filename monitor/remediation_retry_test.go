@@ -93,6 +93,17 @@ func TestRemediationRemembersAcrossRestart(t *testing.T) {
 	assert.Equal(t, "started "+OpRecoverNoSpace, s2.maint.act(c2, []alert.Alert{bad}, now.Add(RetryFailed), OpRecoverNoSpace, nil, succeed),
 		"failed: retried after RetryFailed")
 	finished(t, s2, c2)
+	// A dry run does not count for a remediation that acts.
+	dry := alert.Alert{Name: AlertAlarm, Fingerprint: "fp-dry", StartsAt: firing, Labels: map[string]string{"cluster": "one", "alarm": "NOSPACE"}}
+	c2.rem.DryRun = true
+	require.Equal(t, "started "+OpRecoverNoSpace, s2.maint.act(c2, []alert.Alert{dry}, time.Now(), OpRecoverNoSpace, nil, succeed))
+	finished(t, s2, c2)
+	c2.rem.DryRun = false
+	c2.mu.Lock()
+	delete(c2.acted, dry.Fingerprint) // as after a restart
+	c2.mu.Unlock()
+	assert.Equal(t, "started "+OpRecoverNoSpace, s2.maint.act(c2, []alert.Alert{dry}, time.Now(), OpRecoverNoSpace, nil, succeed))
+	finished(t, s2, c2)
 	// A new firing of the alert (another StartsAt) is acted on at once.
 	again := ok
 	again.StartsAt = time.Now().UTC()
