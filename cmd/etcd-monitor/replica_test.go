@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/etcd-monitor/etcd-monitor/internal/pgtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -36,20 +37,8 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/store/postgres"
 )
 
-const pgURLEnv = "ETCD_MONITOR_TEST_POSTGRES_URL"
-
 // pgURL returns the test PostgreSQL's URL; without one the test skips, or fails in CI.
-func pgURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv(pgURLEnv)
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: CI must start a PostgreSQL (.ci/postgres start)", pgURLEnv)
-		}
-		t.Skipf("%s is not set: start one with `eval \"$(.ci/postgres start)\"` to run this test", pgURLEnv)
-	}
-	return u
-}
+func pgURL(t *testing.T) string { return pgtest.URL(t) }
 
 // pgSchema returns a fresh schema name, dropped when t ends.
 func pgSchema(t *testing.T) string {
@@ -571,7 +560,7 @@ store:
   schema: %s
 replica:
   lease_ttl: 1s
-`, pgURLEnv, schema))
+`, pgtest.URLEnv, schema))
 	a := startDaemon(t, "--config="+cfg)
 	var ra replicaView
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
@@ -623,46 +612,6 @@ replica:
 	rec.noProblems(t)
 }
 
-// pgServer is a PostgreSQL of the test's own (started with .ci/postgres, as CI starts
-// the shared one), so that stopping it disturbs no other test.
-type pgServer struct{ url, data, bin string }
-
-func privatePostgres(t *testing.T) *pgServer {
-	t.Helper()
-	pgURL(t) // skip (or fail in CI) like every test that needs PostgreSQL
-	script, err := filepath.Abs("../../.ci/postgres")
-	require.NoError(t, err)
-	out, err := exec.Command(script, "start").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	s := &pgServer{}
-	for _, m := range regexp.MustCompile(`export (\w+)='([^']*)'`).FindAllStringSubmatch(string(out), -1) {
-		switch m[1] {
-		case "ETCD_MONITOR_TEST_POSTGRES_URL":
-			s.url = m[2]
-		case "ETCD_MONITOR_TEST_POSTGRES_DATA":
-			s.data = m[2]
-		case "ETCD_MONITOR_TEST_POSTGRES_BIN":
-			s.bin = m[2]
-		}
-	}
-	require.NotEmpty(t, s.url, "%s", out)
-	t.Cleanup(func() { _ = exec.Command(script, "stop", s.data).Run() })
-	return s
-}
-
-// pgctl runs pg_ctl, as the postgres user when we are root.
-func (s *pgServer) pgctl(t *testing.T, args ...string) {
-	t.Helper()
-	args = append([]string{filepath.Join(s.bin, "pg_ctl"), "-D", s.data, "-w", "-t", "60"}, args...)
-	if os.Geteuid() == 0 {
-		args = append([]string{"runuser", "-u", "postgres", "--"}, args...)
-	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Dir = os.TempDir()
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-}
-
 // metricValue reads one unlabelled sample from the daemon's /metrics.
 func metricValue(url, name string) (float64, error) {
 	resp, err := http.Get(url + "/metrics")
@@ -686,8 +635,8 @@ func metricValue(url, name string) (float64, error) {
 // steps down from the alerting lease while it cannot renew it and takes it again when
 // PostgreSQL is back, and it shuts down cleanly afterwards.
 func TestEndToEndPostgresRestart(t *testing.T) {
-	srv := privatePostgres(t)
-	t.Setenv("ETCD_MONITOR_TEST_PRIVATE_POSTGRES", srv.url)
+	srv := pgtest.Start(t)
+	t.Setenv("ETCD_MONITOR_TEST_PRIVATE_POSTGRES", srv.URL)
 	cfg := writeFile(t, "pg.yaml", `
 monitor:
   health_check_interval: 1s
@@ -716,7 +665,7 @@ replica:
 	errsBefore, err := metricValue(d.url, "etcd_monitor_store_errors_total")
 	require.NoError(t, err)
 
-	srv.pgctl(t, "-m", "fast", "stop")
+	srv.Ctl(t, "-m", "fast", "stop")
 	// Without PostgreSQL: no lease, so standby; the API still answers; errors counted.
 	require.EventuallyWithT(t, active(false), 4*time.Second, 20*time.Millisecond, "stepped down within a TTL")
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
@@ -728,7 +677,7 @@ replica:
 		require.EventuallyWithT(t, status, 10*time.Second, 20*time.Millisecond, "the API answers from memory")
 	}
 
-	srv.pgctl(t, "-l", filepath.Join(filepath.Dir(srv.data), "server.log"), "start")
+	srv.Ctl(t, "-l", filepath.Join(filepath.Dir(srv.Data), "server.log"), "start")
 	require.EventuallyWithT(t, active(true), 20*time.Second, 50*time.Millisecond, "active again once PostgreSQL is back")
 	require.NoError(t, d.stop(), "clean shutdown")
 }

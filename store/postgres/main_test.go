@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
+	"github.com/etcd-monitor/etcd-monitor/internal/pgtest"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,20 +22,8 @@ import (
 // TestMain fails the run if any goroutine outlives the tests.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const urlEnv = "ETCD_MONITOR_TEST_POSTGRES_URL"
-
 // dsn returns the test server's URL; without one the test skips, or fails in CI.
-func dsn(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv(urlEnv)
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: CI must start a PostgreSQL (.ci/postgres start)", urlEnv)
-		}
-		t.Skipf("%s is not set: start one with `eval \"$(.ci/postgres start)\"` to run this test", urlEnv)
-	}
-	return u
-}
+func dsn(t testing.TB) string { return pgtest.URL(t) }
 
 var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
 

@@ -2,10 +2,8 @@ package postgres_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
+	"github.com/etcd-monitor/etcd-monitor/internal/pgtest"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,52 +16,9 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/store/postgres"
 )
 
-// server is a PostgreSQL of the test's own (started with .ci/postgres like CI's), so
-// stopping it disturbs no other test using the shared one.
-type server struct {
-	url, data, bin string
-}
-
-func privateServer(t *testing.T) *server {
-	t.Helper()
-	dsn(t) // skip (or fail in CI) like every test that needs PostgreSQL
-	script, err := filepath.Abs("../../.ci/postgres")
-	require.NoError(t, err)
-	out, err := exec.Command(script, "start").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	s := &server{}
-	for _, m := range regexp.MustCompile(`export (\w+)='([^']*)'`).FindAllStringSubmatch(string(out), -1) {
-		switch m[1] {
-		case "ETCD_MONITOR_TEST_POSTGRES_URL":
-			s.url = m[2]
-		case "ETCD_MONITOR_TEST_POSTGRES_DATA":
-			s.data = m[2]
-		case "ETCD_MONITOR_TEST_POSTGRES_BIN":
-			s.bin = m[2]
-		}
-	}
-	require.NotEmpty(t, s.url, "%s", out)
-	t.Cleanup(func() { _ = exec.Command(script, "stop", s.data).Run() })
-	return s
-}
-
-// pgctl runs pg_ctl on the server, as the postgres user when we are root (the server
-// refuses to run as root).
-func (s *server) pgctl(t *testing.T, args ...string) {
-	t.Helper()
-	args = append([]string{filepath.Join(s.bin, "pg_ctl"), "-D", s.data, "-w", "-t", "60"}, args...)
-	if os.Geteuid() == 0 {
-		args = append([]string{"runuser", "-u", "postgres", "--"}, args...)
-	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Dir = os.TempDir()
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-}
-
 // PostgreSQL outages under a running store, on a server of the test's own.
 func TestPostgresOutage(t *testing.T) {
-	srv := privateServer(t)
+	srv := pgtest.Start(t)
 	t.Run("Restart", func(t *testing.T) { testRestart(t, srv) })
 	t.Run("DownForGood", func(t *testing.T) { testDownForGood(t, srv) })
 }
@@ -72,8 +27,8 @@ func TestPostgresOutage(t *testing.T) {
 // accepted without blocking, the writer retries and catches up (nothing lost within the
 // queue bound), calls made while it is down fail fast and are counted, and the store
 // works again afterwards on fresh connections.
-func testRestart(t *testing.T, srv *server) {
-	s, err := postgres.Open(ctxT(t), srv.url, postgres.WithSchema("restart"), postgres.WithOpTimeout(time.Second))
+func testRestart(t *testing.T, srv *pgtest.Server) {
+	s, err := postgres.Open(ctxT(t), srv.URL, postgres.WithSchema("restart"), postgres.WithOpTimeout(time.Second))
 	require.NoError(t, err)
 	defer s.Close()
 	ctx := context.Background()
@@ -100,7 +55,7 @@ func testRestart(t *testing.T, srv *server) {
 	})
 	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.Greater(c, s.Stats().Written, uint64(10)) }, 5*time.Second, 10*time.Millisecond)
 
-	srv.pgctl(t, "-m", "fast", "stop")
+	srv.Ctl(t, "-m", "fast", "stop")
 	errsBefore := s.Stats().Errors
 	err = s.PutAlerts(ctx, []store.Alert{{Fingerprint: "during", State: "firing", ActiveAt: time.Now()}}, nil)
 	require.Error(t, err, "a synchronous write while PostgreSQL is down fails")
@@ -110,7 +65,7 @@ func testRestart(t *testing.T, srv *server) {
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.Greater(c, s.Stats().Queued, 0, "history waits in the queue")
 	}, 5*time.Second, 10*time.Millisecond)
-	srv.pgctl(t, "-l", filepath.Join(filepath.Dir(srv.data), "server.log"), "start")
+	srv.Ctl(t, "-l", filepath.Join(filepath.Dir(srv.Data), "server.log"), "start")
 
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.NoError(c, s.PutAlerts(ctx, []store.Alert{{Fingerprint: "after", State: "firing", ActiveAt: time.Now()}}, nil))
@@ -136,10 +91,10 @@ func testRestart(t *testing.T, srv *server) {
 
 // With PostgreSQL gone for good, the queue stays within its bound: the oldest records
 // are dropped and counted, Put never blocks, and Close returns within its timeout.
-func testDownForGood(t *testing.T, srv *server) {
-	s, err := postgres.Open(ctxT(t), srv.url, postgres.WithQueueSize(100), postgres.WithOpTimeout(500*time.Millisecond))
+func testDownForGood(t *testing.T, srv *pgtest.Server) {
+	s, err := postgres.Open(ctxT(t), srv.URL, postgres.WithQueueSize(100), postgres.WithOpTimeout(500*time.Millisecond))
 	require.NoError(t, err)
-	srv.pgctl(t, "-m", "immediate", "stop")
+	srv.Ctl(t, "-m", "immediate", "stop")
 	for i := range 250 {
 		require.NoError(t, s.PutMetricSnapshots(context.Background(), []store.MetricSnapshot{{Time: time.Now().Add(time.Duration(i)), Cluster: "c"}}))
 	}
