@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,7 +88,8 @@ func daemon(t *testing.T, args ...string) (string, *syncBuffer) {
 		case err := <-done:
 			assert.NoError(t, err, "graceful shutdown")
 		case <-time.After(30 * time.Second):
-			t.Error("daemon did not stop")
+			buf := make([]byte, 4<<20)
+			t.Errorf("daemon did not stop; logs:\n%s\ngoroutines:\n%s", stderr.String(), buf[:runtime.Stack(buf, true)])
 		}
 	})
 	select {
