@@ -140,14 +140,34 @@ func (n *Node) Endpoints() []string {
 // Server returns the embedded server, for tests that need to reach inside it.
 func (n *Node) Server() *embed.Etcd { return n.etcd }
 
-// Close stops the node and removes its data directory. It is safe to call more than once.
+// closeTimeout bounds Close. etcd's own shutdown gives in-flight requests up to its
+// request timeout (7s for a single node) and then stops them; twice that plus the
+// peer handler's second leaves room for a slow machine.
+const closeTimeout = 20 * time.Second
+
+// Close stops the node and removes its data directory. It waits at most 20s for etcd
+// to stop; past that it returns an error and leaves the data directory, so that a
+// process shutting down is never held by its embedded node. It is safe to call more
+// than once.
 func (n *Node) Close() error {
 	if n.etcd == nil {
 		return nil
 	}
-	n.etcd.Close()
-	<-n.etcd.Server.StopNotify()
+	e := n.etcd
 	n.etcd = nil
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		e.Close()
+		<-e.Server.StopNotify()
+	}()
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		return fmt.Errorf("localetcd: etcd did not stop within %v; its data stays in %s", closeTimeout, n.dir)
+	}
 	return os.RemoveAll(n.dir)
 }
 
