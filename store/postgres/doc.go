@@ -23,6 +23,9 @@
 //
 //   - A synchronous call never waits longer than the operation timeout (WithOpTimeout,
 //     default 5s) for PostgreSQL; a failure is returned and counted in Stats.Errors.
+//     Cleanups that run after their caller's context ended (the migration lock's
+//     release) have that timeout too; a connection that stops answering is then
+//     closed within pgx's own bound (15s).
 //   - History writes never block: while PostgreSQL is down, batches are retried with
 //     backoff (up to 5s apart) and new records queue up to the bound; beyond it the
 //     oldest waiting are dropped, counted in Stats.Dropped (Written + Dropped is what

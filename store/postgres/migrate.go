@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -187,14 +188,20 @@ const migrationLock = 0x65746364_6d6f6e31 // "etcdmon1"
 // queue on an advisory lock held for the whole run (schema creation included), so each
 // step runs once; a starter
 // that finds a version newer than it knows refuses to run against that schema.
-func migrate(ctx context.Context, conn *pgx.Conn, schema string) (applied int, err error) {
+//
+// The lock is released even when ctx has ended, but within unlockTimeout: on a
+// connection whose packets are dropped the release fails then (the server drops the
+// lock with the connection) rather than waiting for TCP to give up.
+func migrate(ctx context.Context, conn *pgx.Conn, schema string, unlockTimeout time.Duration) (applied int, err error) {
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLock)); err != nil {
 		return 0, fmt.Errorf("postgres: migration lock: %w", err)
 	}
 	defer func() {
 		// A lock the server already dropped (connection lost) is not an error worth
 		// more than the one we return.
-		_, uerr := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLock))
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockTimeout)
+		defer cancel()
+		_, uerr := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, int64(migrationLock))
 		if err == nil && uerr != nil {
 			err = fmt.Errorf("postgres: migration unlock: %w", uerr)
 		}

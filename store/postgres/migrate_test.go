@@ -119,3 +119,32 @@ func TestOpenConfig(t *testing.T) {
 	require.NoError(t, pg.PutBenchmark(ctxT(t), store.Benchmark{ID: "b", Time: time.Now()}))
 	assert.Equal(t, 1, count(t, pg, `SELECT count(*) FROM benchmarks`))
 }
+
+// The migration lock's release is bounded like every other call: when the network
+// drops the connection's packets just as Open releases the lock, Open fails within
+// the operation timeout plus pgx's 15 s bound on closing a connection that does not
+// answer, instead of waiting for TCP to give up (minutes, or for ever here).
+func TestMigrationUnlockBounded(t *testing.T) {
+	p, u := newProxy(t, dsn(t), "pg_advisory_unlock")
+	sch := schema(t)
+	done := make(chan error, 1)
+	go func() {
+		s, err := postgres.Open(context.Background(), u, postgres.WithSchema(sch), postgres.WithOpTimeout(500*time.Millisecond))
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	var err error
+	require.Eventually(t, func() bool {
+		select {
+		case err = <-done:
+			return true
+		default:
+			return false
+		}
+	}, 40*time.Second, 10*time.Millisecond, "Open still waits for the unlock's answer")
+	assert.True(t, p.holed.Load(), "the unlock was sent")
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "migration unlock")
+}

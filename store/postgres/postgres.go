@@ -109,7 +109,7 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("postgres: connect: %w", err)
 	}
 	defer conn.Release()
-	n, err := migrate(ctx, conn.Conn(), s.opts.schema)
+	n, err := migrate(ctx, conn.Conn(), s.opts.schema, s.opts.opTimeout)
 	if err != nil {
 		return err
 	}
