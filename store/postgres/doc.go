@@ -37,6 +37,10 @@
 //     retention less an hour, whose other records may be deleted) is dropped and
 //     counted, so it never replaces what the rollups kept.
 //   - Raw data and 1-minute rollups are deleted only after they are rolled up.
+//   - Rollups, retention, the staleness of late history and which table answers a
+//     read go by PostgreSQL's clock (clock_timestamp()), as the lease does, so
+//     replicas agree on them whatever their own clocks say. A record's time is the
+//     daemon's (when it checked); the job logs a daemon clock a minute or more off.
 //   - A Lease has one holder at a time by PostgreSQL's clock; a term's token is larger
 //     than every earlier term's; writes through Lease.Fenced are refused (ErrFenced)
 //     once the term ended, and a takeover waits for a fenced write in progress.

@@ -61,18 +61,19 @@ func (b bounds) empty() bool {
 
 // watermarks reads how far each rollup of kind has got: index 1 and 2 of the result
 // are the 1-minute and 1-hour rollups' done_until (nil: nothing rolled up).
-func (s *Store) watermarks(ctx context.Context, q pgx.Tx, kind string) ([3]*time.Time, error) {
-	var wm [3]*time.Time
-	rows, err := q.Query(ctx, `SELECT name, done_until FROM rollup_state WHERE name IN ($1 || '_1m', $1 || '_1h')`, kind)
+func (s *Store) watermarks(ctx context.Context, q pgx.Tx, kind string) (wm [3]*time.Time, now time.Time, err error) {
+	// PostgreSQL's now, as the retention's: which table still has which part of the
+	// range depends on it.
+	rows, err := q.Query(ctx, `SELECT name, done_until, clock_timestamp() FROM rollup_state WHERE name IN ($1 || '_1m', $1 || '_1h')`, kind)
 	if err != nil {
-		return wm, err
+		return wm, now, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var name string
 		var t *time.Time
-		if err := rows.Scan(&name, &t); err != nil {
-			return wm, err
+		if err := rows.Scan(&name, &t, &now); err != nil {
+			return wm, now, err
 		}
 		if strings.HasSuffix(name, "_1m") {
 			wm[1] = t
@@ -80,7 +81,7 @@ func (s *Store) watermarks(ctx context.Context, q pgx.Tx, kind string) ([3]*time
 			wm[2] = t
 		}
 	}
-	return wm, rows.Err()
+	return wm, now.UTC(), rows.Err()
 }
 
 // segments says which table answers which part of the time axis. preferred is the
@@ -192,11 +193,10 @@ func (s *Store) history(ctx context.Context, kind string, q store.HistoryQuery) 
 	var out []row
 	err := s.op(ctx, "read "+kind+" history", func(ctx context.Context) error {
 		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-			wm, err := s.watermarks(ctx, tx, kind)
+			wm, now, err := s.watermarks(ctx, tx, kind)
 			if err != nil {
 				return err
 			}
-			now := time.Now()
 			if q.Step == 0 {
 				out, err = s.readRows(ctx, tx, kind, q, q.Since, wm, now)
 				return err

@@ -28,9 +28,16 @@ type Store struct {
 	written atomic.Uint64
 	// rowsRead counts the rows history reads fetched, for tests of their bound.
 	rowsRead atomic.Uint64
+	// jobRuns counts the background job's completed runs, for tests.
+	jobRuns atomic.Uint64
 
 	w     writer
 	names names
+
+	// clock is this process's wall clock. Rollups, retention and the reads that
+	// follow them go by PostgreSQL's clock instead, which every replica shares; this
+	// one only measures how far off it is, for the log.
+	clock atomic.Pointer[func() time.Time]
 
 	bg       context.Context // cancelled by Close: background work stops
 	bgCancel context.CancelFunc
@@ -88,6 +95,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	s := &Store{pool: pool, opts: o, log: o.logger, closing: make(chan struct{})}
+	now := time.Now
+	s.clock.Store(&now)
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	if err := s.init(ctx); err != nil {
 		s.bgCancel()
@@ -127,6 +136,9 @@ func (s *Store) init(ctx context.Context) error {
 	}
 	return nil
 }
+
+// daemonNow reads this process's wall clock.
+func (s *Store) daemonNow() time.Time { return (*s.clock.Load())() }
 
 // Timescale reports whether the history tables are TimescaleDB hypertables.
 func (s *Store) Timescale() bool { return s.timescale }

@@ -13,11 +13,14 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
-// jobLoop runs Maintain every job interval until Close.
+// jobLoop runs Maintain every job interval until Close, at PostgreSQL's time: every
+// replica then agrees on which steps are complete and what the retention deletes,
+// whatever its own clock says (a skew of a minute or more is logged).
 func (s *Store) jobLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.jobInterval)
 	defer t.Stop()
+	skewed := false
 	for {
 		select {
 		case <-s.closing:
@@ -25,8 +28,23 @@ func (s *Store) jobLoop() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(s.bg, max(s.opts.jobInterval, 10*s.opts.opTimeout))
-		err := s.Maintain(ctx, time.Now())
+		local := s.daemonNow()
+		now, err := s.serverNow(ctx)
+		if err == nil {
+			skew := local.Sub(now)
+			if off := skew.Abs() >= time.Minute; off != skewed {
+				skewed = off
+				if off {
+					s.log.Warn("this clock is off from PostgreSQL's: history times (taken here) disagree with rollups and retention (taken there)",
+						zap.Duration("ahead_by", skew))
+				} else {
+					s.log.Info("this clock agrees with PostgreSQL's again", zap.Duration("ahead_by", skew))
+				}
+			}
+			err = s.Maintain(ctx, now)
+		}
 		cancel()
+		s.jobRuns.Add(1)
 		if err != nil && !s.closed.Load() {
 			s.errors.Add(1)
 			s.log.Warn("history rollup and retention", zap.Error(err))
@@ -37,13 +55,20 @@ func (s *Store) jobLoop() {
 // Maintain rolls raw history up into 1-minute rollups and those into 1-hour rollups as
 // far as complete steps before now allow, then deletes what is older than the
 // retention at now (raw data and 1-minute rollups only once rolled up) and the
-// notification log beyond its bound. The background job calls it every job interval;
+// notification log beyond its bound. A zero now is PostgreSQL's clock, as the
+// background job uses: it calls Maintain every job interval;
 // several processes on one database may run it at once (the rollup state rows are
 // locked while a rollup runs). Large backlogs are rolled up in chunks, each in its own
 // transaction, so an interrupted run keeps what it did.
 func (s *Store) Maintain(ctx context.Context, now time.Time) error {
 	if s.closed.Load() {
 		return store.ErrClosed
+	}
+	if now.IsZero() {
+		var err error
+		if now, err = s.serverNow(ctx); err != nil {
+			return fmt.Errorf("postgres: maintain: %w", err)
+		}
 	}
 	var errs []error
 	for _, kind := range []string{"health", "metrics"} {
@@ -136,6 +161,13 @@ func (s *Store) rollup(ctx context.Context, src, dst table, now time.Time) error
 			return err
 		}
 	}
+}
+
+// serverNow reads PostgreSQL's clock.
+func (s *Store) serverNow(ctx context.Context) (time.Time, error) {
+	var now time.Time
+	err := s.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&now)
+	return now.UTC(), err
 }
 
 func binStart(t time.Time, res time.Duration) time.Time {

@@ -209,3 +209,40 @@ func TestHistoryStepQueryReadsBounded(t *testing.T) {
 	// Windows of 10, 20, 40, 80 and 160 s: at most 31 rows, not 720.
 	assert.LessOrEqual(t, postgres.RowsRead(s)-before, uint64(40))
 }
+
+// Rollups, retention and the staleness of late history go by PostgreSQL's clock, not
+// the daemon's: a replica whose clock runs three hours ahead neither rolls up steps
+// that are not complete yet nor deletes raw history the others still keep, and its
+// fresh records are not taken for stale ones.
+func TestMaintainUsesPostgresClock(t *testing.T) {
+	s := open(t, schema(t), postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour}),
+		postgres.WithJobInterval(50*time.Millisecond))
+	postgres.SetDaemonClock(s, func() time.Time { return time.Now().Add(3 * time.Hour) })
+	ctx := ctxT(t)
+	var server time.Time
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&server))
+	var checks []store.HealthCheck
+	for i := range 180 {
+		checks = append(checks, store.HealthCheck{Time: server.Add(-time.Duration(i+1) * 10 * time.Second), Cluster: "a", Healthy: true,
+			Values: map[string]float64{"i": float64(i)}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+	runs := postgres.JobRuns(s)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.GreaterOrEqual(c, postgres.JobRuns(s), runs+2) }, 10*time.Second, 20*time.Millisecond,
+		"the job ran twice since the records were written")
+	var done *time.Time
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT done_until FROM rollup_state WHERE name = 'health_1m'`).Scan(&done))
+	var serverNow time.Time
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&serverNow))
+	require.NotNil(t, done, "rolled up")
+	assert.False(t, done.After(serverNow), "rolled up to %v, past PostgreSQL's now %v: incomplete steps", *done, serverNow)
+	assert.Equal(t, 180, count(t, s, `SELECT count(*) FROM health_raw`), "raw history inside the retention kept")
+	assert.GreaterOrEqual(t, count(t, s, `SELECT count(*) FROM health_1m`), 28, "the complete minutes rolled up")
+
+	// A fresh record from the skewed daemon, in a minute already rolled up, is written.
+	require.NoError(t, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: server.Add(-15 * time.Minute).Add(time.Second), Cluster: "a", Healthy: false}}))
+	require.NoError(t, s.Flush(ctx))
+	assert.Zero(t, s.Stats().Dropped)
+	assert.Equal(t, 181, count(t, s, `SELECT count(*) FROM health_raw`))
+}

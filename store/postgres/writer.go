@@ -337,14 +337,16 @@ func (s *Store) writeBatch(ctx context.Context, batch []record) (stale int, err 
 		// Hold off a rollup of these kinds until this commits (and wait for one that
 		// runs), so no rollup misses rows committed after its snapshot. KEY SHARE does
 		// not conflict with another writer's, nor with the rewind's update below.
-		rows, err := tx.Query(ctx, `SELECT name, done_until FROM rollup_state WHERE name = ANY($1) FOR KEY SHARE`, kinds)
+		// Staleness is judged by PostgreSQL's clock, as the retention is.
+		rows, err := tx.Query(ctx, `SELECT name, done_until, clock_timestamp() FROM rollup_state WHERE name = ANY($1) FOR KEY SHARE`, kinds)
 		if err != nil {
 			return err
 		}
 		done := map[string]time.Time{}
 		var name string
 		var until *time.Time
-		if _, err := pgx.ForEachRow(rows, []any{&name, &until}, func() error {
+		var now time.Time
+		if _, err := pgx.ForEachRow(rows, []any{&name, &until, &now}, func() error {
 			if until != nil {
 				done[name] = *until
 			}
@@ -352,7 +354,7 @@ func (s *Store) writeBatch(ctx context.Context, batch []record) (stale int, err 
 		}); err != nil {
 			return err
 		}
-		old := s.staleRecord(done, time.Now())
+		old := s.staleRecord(done, now)
 		stale = 0
 		for _, r := range batch {
 			if old(r) {
