@@ -50,6 +50,9 @@ type Config struct {
 	Retention Retention `yaml:"retention" json:"retention"`
 	// QueueSize bounds the history records waiting for PostgreSQL (default 10000).
 	QueueSize int `yaml:"queue_size" json:"queueSize,omitempty"`
+	// QueueBytes bounds the memory those records hold, in bytes (default 8 MiB, at
+	// least 1024): beyond either bound the oldest are dropped and counted.
+	QueueBytes int64 `yaml:"queue_bytes" json:"queueBytes,omitempty"`
 	// Logger for the store's background work; default none.
 	Logger *zap.Logger `yaml:"-" json:"-"`
 }
@@ -86,10 +89,12 @@ func (c Config) Validate() error {
 		return bad("retention", "durations must not be negative")
 	case c.QueueSize < 0:
 		return bad("queue_size", "%d is negative", c.QueueSize)
+	case c.QueueBytes < 0 || c.QueueBytes > 0 && c.QueueBytes < 1<<10:
+		return bad("queue_bytes", "%d: want at least 1024 (0 for the default)", c.QueueBytes)
 	}
 	pgOnly := func() error {
 		for key, set := range map[string]bool{"dsn_file": c.DSNFile != "", "dsn_env": c.DSNEnv != "", "schema": c.Schema != "",
-			"queue_size": c.QueueSize != 0, "retention.minute": r.Minute != 0, "retention.hour": r.Hour != 0} {
+			"queue_size": c.QueueSize != 0, "queue_bytes": c.QueueBytes != 0, "retention.minute": r.Minute != 0, "retention.hour": r.Hour != 0} {
 			if set {
 				return bad(key, "only for type postgres (type is %s)", typ)
 			}

@@ -43,6 +43,8 @@ func TestOpenConfig(t *testing.T) {
 		"postgres with a path":    {store.Config{Type: "postgres", DSNEnv: "E", Path: path}, "store.path"},
 		"negative retention":      {store.Config{Type: "postgres", DSNEnv: "E", Retention: store.Retention{Raw: -1}}, "store.retention"},
 		"negative queue":          {store.Config{Type: "postgres", DSNEnv: "E", QueueSize: -1}, "store.queue_size"},
+		"tiny queue bytes":        {store.Config{Type: "postgres", DSNEnv: "E", QueueBytes: 100}, "store.queue_bytes"},
+		"bbolt with queue bytes":  {store.Config{Path: path, QueueBytes: 1 << 20}, "store.queue_bytes"},
 		"unknown type":            {store.Config{Type: "mysql"}, "store.type"},
 	} {
 		err := c.cfg.Validate()

@@ -9,7 +9,8 @@
 // starts two goroutines: the history writer and the background job.
 //
 // History is written off the caller's path: PutHealthChecks and PutMetricSnapshots
-// queue the records (bounded, WithQueueSize) and return. Raw records are kept for a
+// queue the records (bounded in records, WithQueueSize, default 10000, and in the
+// memory they hold, WithQueueBytes, default 8 MiB) and return. Raw records are kept for a
 // day, rolled up into 1-minute steps kept 30 days and 1-hour steps kept a year
 // (WithRetention). A query picks per part of its range the table that answers it:
 // the coarsest rollup whose resolution divides the step, finer data for the most
@@ -27,8 +28,9 @@
 //     release) have that timeout too; a connection that stops answering is then
 //     closed within pgx's own bound (15s).
 //   - History writes never block: while PostgreSQL is down, batches are retried with
-//     backoff (up to 5s apart) and new records queue up to the bound; beyond it the
-//     oldest waiting are dropped, counted in Stats.Dropped (Written + Dropped is what
+//     backoff (up to 5s apart) and new records queue up to the bounds; beyond either
+//     the oldest waiting are dropped, counted in Stats.Dropped (and each overflow in
+//     Stats.Errors) (Written + Dropped is what
 //     was put, once the queue is empty). Records PostgreSQL refuses as data
 //     are dropped and counted, not retried forever.
 //   - Late history (written after its steps were rolled up) moves the rollup

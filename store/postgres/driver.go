@@ -20,6 +20,9 @@ func openConfig(ctx context.Context, dsn string, cfg store.Config) (store.Store,
 	if cfg.QueueSize > 0 {
 		opts = append(opts, WithQueueSize(cfg.QueueSize))
 	}
+	if cfg.QueueBytes > 0 {
+		opts = append(opts, WithQueueBytes(cfg.QueueBytes))
+	}
 	s, err := Open(ctx, dsn, opts...)
 	if err != nil {
 		return nil, err

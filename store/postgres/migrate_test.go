@@ -81,6 +81,7 @@ func TestOpenArguments(t *testing.T) {
 		"raw retention": {postgres.WithRetention(postgres.Retention{Raw: time.Second})},
 		"minute < raw":  {postgres.WithRetention(postgres.Retention{Raw: 48 * time.Hour, Minute: 24 * time.Hour})},
 		"queue":         {postgres.WithQueueSize(0)},
+		"queue bytes":   {postgres.WithQueueBytes(1023)},
 		"op timeout":    {postgres.WithOpTimeout(0)},
 		"job interval":  {postgres.WithJobInterval(-1)},
 		"notifications": {postgres.WithMaxNotifications(0)},
@@ -111,7 +112,7 @@ func TestOpenConfig(t *testing.T) {
 	sch := schema(t)
 	t.Setenv("TEST_ETCD_MONITOR_DSN", dsn(t))
 	st, err := store.OpenConfig(ctxT(t), store.Config{Type: "postgres", DSNEnv: "TEST_ETCD_MONITOR_DSN", Schema: sch,
-		QueueSize: 10, Retention: store.Retention{Raw: time.Hour}})
+		QueueSize: 10, QueueBytes: 1 << 20, Retention: store.Retention{Raw: time.Hour}})
 	require.NoError(t, err)
 	defer st.Close()
 	pg, ok := st.(*postgres.Store)

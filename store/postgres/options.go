@@ -29,6 +29,10 @@ const (
 	DefaultHourRetention   = 365 * 24 * time.Hour
 	// DefaultQueueSize bounds the history records waiting to be written.
 	DefaultQueueSize = 10000
+	// DefaultQueueBytes bounds the memory they hold: a metric record carries its
+	// cluster's snapshot as JSON, several KB with many members, so during an outage
+	// the record bound alone could hold tens of MB.
+	DefaultQueueBytes = 8 << 20
 	// DefaultOpTimeout bounds each synchronous operation (and each history batch).
 	DefaultOpTimeout = 5 * time.Second
 	// DefaultJobInterval is how often rollups and retention run.
@@ -47,13 +51,14 @@ type options struct {
 	schema           string
 	retention        Retention
 	queueSize        int
+	queueBytes       int64
 	opTimeout        time.Duration
 	jobInterval      time.Duration
 	maxNotifications int
 }
 
 func defaults() options {
-	return options{logger: zap.NewNop(), retention: DefaultRetention(), queueSize: DefaultQueueSize,
+	return options{logger: zap.NewNop(), retention: DefaultRetention(), queueSize: DefaultQueueSize, queueBytes: DefaultQueueBytes,
 		opTimeout: DefaultOpTimeout, jobInterval: DefaultJobInterval, maxNotifications: DefaultMaxNotifications}
 }
 
@@ -81,6 +86,8 @@ func apply(opts []Option) (options, error) {
 		return o, fmt.Errorf("%w: hour retention %v is under the minute retention %v", ErrInvalidArgument, r.Hour, r.Minute)
 	case o.queueSize < 1:
 		return o, fmt.Errorf("%w: queue size %d must be at least 1", ErrInvalidArgument, o.queueSize)
+	case o.queueBytes < 1<<10:
+		return o, fmt.Errorf("%w: queue bytes %d must be at least 1024", ErrInvalidArgument, o.queueBytes)
 	case o.opTimeout <= 0:
 		return o, fmt.Errorf("%w: operation timeout %v must be positive", ErrInvalidArgument, o.opTimeout)
 	case o.jobInterval <= 0:
@@ -120,6 +127,12 @@ func WithRetention(r Retention) Option {
 // WithQueueSize bounds the history records waiting to be written; when it is full the
 // oldest are dropped and counted. Default 10000.
 func WithQueueSize(n int) Option { return optionFunc(func(o *options) { o.queueSize = n }) }
+
+// WithQueueBytes bounds the memory the history records waiting to be written hold (an
+// estimate: their JSON data, value names and values); when over it the oldest are
+// dropped and counted, as when WithQueueSize's bound is reached. A record larger than
+// the bound by itself is dropped at once. Default 8 MiB; at least 1 KiB.
+func WithQueueBytes(n int64) Option { return optionFunc(func(o *options) { o.queueBytes = n }) }
 
 // WithOpTimeout bounds each synchronous operation and each history batch, so a
 // PostgreSQL that does not answer never holds a caller longer. Default 5s.

@@ -62,8 +62,10 @@ type Stats struct {
 	Dropped uint64 `json:"dropped"`
 	// Written counts history records written.
 	Written uint64 `json:"written"`
-	// Queued is the number of history records waiting to be written.
-	Queued int `json:"queued"`
+	// Queued is the number of history records waiting to be written, and QueuedBytes
+	// about the memory they hold.
+	Queued      int   `json:"queued"`
+	QueuedBytes int64 `json:"queuedBytes"`
 }
 
 // Open connects to the PostgreSQL of dsn (a URL or key=value string as libpq takes it;
@@ -103,7 +105,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s.w.init(o.queueSize)
+	s.w.init(o.queueSize, o.queueBytes)
 	s.wg.Add(2)
 	go s.writeLoop()
 	go s.jobLoop()
@@ -145,7 +147,8 @@ func (s *Store) Timescale() bool { return s.timescale }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Errors: s.errors.Load(), Dropped: s.dropped.Load(), Written: s.written.Load(), Queued: s.w.len()}
+	return Stats{Errors: s.errors.Load(), Dropped: s.dropped.Load(), Written: s.written.Load(), Queued: s.w.len(),
+		QueuedBytes: s.w.bytes()}
 }
 
 // Pool returns the connection pool, for callers that need PostgreSQL's own statistics.

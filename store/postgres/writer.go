@@ -24,6 +24,20 @@ type record struct {
 	names   []string  // sorted
 	vals    []float64 // in the order of names
 	data    *string
+	size    int64 // bytes held, roughly (see recordSize)
+}
+
+// recordSize estimates the memory a queued record holds: its strings, values and
+// JSON, plus the struct and slice headers.
+func recordSize(r *record) int64 {
+	n := int64(160 + len(r.cluster) + len(r.member) + 24*len(r.names) + 8*len(r.vals))
+	for _, name := range r.names {
+		n += int64(len(name))
+	}
+	if r.data != nil {
+		n += int64(len(*r.data))
+	}
+	return n
 }
 
 // writer is the bounded queue between Put* and the goroutine that writes to
@@ -33,14 +47,24 @@ type record struct {
 type writer struct {
 	mu       sync.Mutex
 	buf      []record
+	bufBytes int64
 	inflight int
+	inBytes  int64 // of the batch in flight
 	max      int
+	maxBytes int64
 	wake     chan struct{}
 	changed  chan struct{} // closed and replaced when the queue shrinks
 }
 
-func (w *writer) init(max int) {
-	w.max, w.wake, w.changed = max, make(chan struct{}, 1), make(chan struct{})
+func (w *writer) init(max int, maxBytes int64) {
+	w.max, w.maxBytes, w.wake, w.changed = max, maxBytes, make(chan struct{}, 1), make(chan struct{})
+}
+
+// bytes is the memory held by the records waiting or being written.
+func (w *writer) bytes() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.bufBytes + w.inBytes
 }
 
 // len is the number of records waiting or being written.
@@ -55,6 +79,9 @@ func (w *writer) len() int {
 func (w *writer) push(rs []record) (dropped int) {
 	w.mu.Lock()
 	w.buf = append(w.buf, rs...)
+	for i := range rs {
+		w.bufBytes += rs[i].size
+	}
 	dropped = w.trimLocked()
 	w.mu.Unlock()
 	select {
@@ -64,9 +91,19 @@ func (w *writer) push(rs []record) (dropped int) {
 	return dropped
 }
 
+// trimLocked drops the oldest waiting records beyond the bounds: at most max records
+// waiting, and at most maxBytes held with the batch in flight (which is not the
+// queue's to drop).
 func (w *writer) trimLocked() int {
-	over := len(w.buf) - w.max
-	if over <= 0 {
+	over := max(len(w.buf)-w.max, 0)
+	for _, r := range w.buf[:over] {
+		w.bufBytes -= r.size
+	}
+	for over < len(w.buf) && w.bufBytes+w.inBytes > w.maxBytes {
+		w.bufBytes -= w.buf[over].size
+		over++
+	}
+	if over == 0 {
 		return 0
 	}
 	w.buf = append(w.buf[:0:0], w.buf[over:]...)
@@ -81,7 +118,11 @@ func (w *writer) take(n int) []record {
 	n = min(n, len(w.buf))
 	batch := append([]record(nil), w.buf[:n]...)
 	w.buf = append(w.buf[:0:0], w.buf[n:]...)
-	w.inflight = n
+	w.inflight, w.inBytes = n, 0
+	for i := range batch {
+		w.inBytes += batch[i].size
+	}
+	w.bufBytes -= w.inBytes
 	return batch
 }
 
@@ -89,7 +130,7 @@ func (w *writer) take(n int) []record {
 func (w *writer) done() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.inflight = 0
+	w.inflight, w.inBytes = 0, 0
 	w.signalLocked()
 }
 
@@ -99,6 +140,8 @@ func (w *writer) giveBack(batch []record) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.inflight = 0
+	w.bufBytes += w.inBytes
+	w.inBytes = 0
 	w.buf = append(batch, w.buf...)
 	return w.trimLocked()
 }
@@ -119,9 +162,9 @@ func (w *writer) empty() (bool, <-chan struct{}) {
 const maxBatch = 2000
 
 // PutHealthChecks implements store.Store: the checks are queued and written by a
-// background goroutine; nil means queued. When the queue is full the oldest records
-// waiting (not the batch being written) are dropped and counted in Stats.Dropped and
-// Stats.Errors.
+// background goroutine; nil means queued. When the queue is full (in records or in
+// bytes) the oldest records waiting (not the batch being written) are dropped and
+// counted in Stats.Dropped and Stats.Errors.
 func (s *Store) PutHealthChecks(ctx context.Context, checks []store.HealthCheck) error {
 	rs := make([]record, 0, len(checks))
 	for i, h := range checks {
@@ -158,6 +201,7 @@ func encode(health bool, t time.Time, cluster, member string, healthy bool, valu
 	r.names, r.vals = split(store.FiniteValues(values))
 	var err error
 	r.data, err = jsonOrNil(fmt.Sprintf("data of record %d", i), data)
+	r.size = recordSize(&r)
 	return r, err
 }
 
@@ -174,7 +218,8 @@ func (s *Store) queue(ctx context.Context, rs []record) error {
 	if n := s.w.push(rs); n > 0 {
 		s.dropped.Add(uint64(n))
 		s.errors.Add(1)
-		s.log.Warn("history queue full: oldest records dropped", zap.Int("dropped", n), zap.Int("queue_size", s.opts.queueSize))
+		s.log.Warn("history queue full: oldest records dropped", zap.Int("dropped", n), zap.Int("queue_size", s.opts.queueSize),
+			zap.Int64("queue_bytes", s.opts.queueBytes))
 	}
 	return nil
 }
