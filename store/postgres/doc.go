@@ -53,6 +53,20 @@
 // not see queued history (Flush waits for it). The TimescaleDB path is not exercised by
 // this package's tests (the test server has no extension).
 //
+// While PostgreSQL is down, no replica notifies: safety over liveness. The Lease can
+// be neither renewed nor taken, so the active replica's term ends before the lease
+// would have expired (the daemon stops its alert engine three quarters of a TTL into
+// the outage) and no standby can start one; alerts about etcd found meanwhile are not
+// sent. Monitoring and the API go on from memory, history queues up to its bounds,
+// and synchronous calls fail within the operation timeout, counted in Stats.Errors.
+// When PostgreSQL returns, one replica (any) takes the lease with a new token and its
+// engine starts from the alert state and notification log as the outage found them:
+// the history queue is written (what overflowed stays dropped), alerts that resolved
+// meanwhile send their resolve, conditions still true are evaluated afresh (a new
+// alert waits its rule's `for` from then, not from when the condition began), and a
+// notification whose send was not recorded before the term ended (its fenced log
+// write failed) is sent again: across an outage delivery is at least once.
+//
 // # Lifecycle
 //
 // Open connects and starts the writer and the job; Close writes what is queued (within
