@@ -134,6 +134,7 @@ func TestClaimedItemIsInvisibleThenNackRedelivers(t *testing.T) {
 }
 
 func TestExpiredClaimRedeliversAndStaleAckFails(t *testing.T) {
+	t.Parallel() // waits on leases and timers; its own prefix
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	q, err := queue.New(cli, etcdtest.Prefix(t), queue.WithVisibilityTimeout(time.Second))
@@ -153,6 +154,7 @@ func TestExpiredClaimRedeliversAndStaleAckFails(t *testing.T) {
 }
 
 func TestExtendKeepsTheClaim(t *testing.T) {
+	t.Parallel() // waits on leases and timers; its own prefix
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	prefix := etcdtest.Prefix(t)
@@ -219,6 +221,7 @@ func TestIdempotentEnqueue(t *testing.T) {
 }
 
 func TestDedupWindowEnds(t *testing.T) {
+	t.Parallel() // waits on leases and timers; its own prefix
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	q, err := queue.New(cli, etcdtest.Prefix(t), queue.WithDedupWindow(2*time.Second))
@@ -299,6 +302,7 @@ func TestDequeueWaitsForEnqueue(t *testing.T) {
 }
 
 func TestDequeueHonoursContext(t *testing.T) {
+	t.Parallel() // waits for its context to end; its own prefix
 	cli := etcdtest.Client(t)
 	q, err := queue.New(cli, etcdtest.Prefix(t))
 	require.NoError(t, err)
