@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ var (
 	bucketAlerts        = []byte("alerts")
 	bucketGroups        = []byte("groups")
 	bucketNotifications = []byte("notifications")
+	bucketTransitions   = []byte("alert_history") // keys: sequence (8 bytes)
 	bucketSilences      = []byte("silences")
 	bucketBenchmarks    = []byte("benchmarks")
 	bucketMaintenance   = []byte("maintenance")
@@ -40,7 +42,10 @@ type Bolt struct {
 	closed bool
 }
 
-var _ Store = (*Bolt)(nil)
+var (
+	_ Store          = (*Bolt)(nil)
+	_ AlertHistorian = (*Bolt)(nil)
+)
 
 // Open opens the state file at path, creating it (mode 0600) when it does not exist.
 // A file that cannot be opened, created or written, is not a state file, or is locked
@@ -82,7 +87,7 @@ func Open(path string, opts ...Option) (*Bolt, error) {
 			return fmt.Errorf("%w: %s: format %q, want %q", ErrCorrupt, path, v, formatValue)
 		}
 		for _, b := range [][]byte{bucketAlerts, bucketGroups, bucketNotifications, bucketSilences, bucketBenchmarks,
-			bucketMaintenance, bucketHealth, bucketMetrics} {
+			bucketMaintenance, bucketHealth, bucketMetrics, bucketTransitions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -176,18 +181,85 @@ func (b *Bolt) PutAlerts(ctx context.Context, puts []Alert, del []string) error 
 	}
 	return b.update(ctx, func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketAlerts)
+		before := make(map[string]Alert, len(puts)+len(del))
+		read := func(fp string) error {
+			v := bk.Get([]byte(fp))
+			if v == nil {
+				return nil
+			}
+			var a Alert
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("%w: %s: %s/%s: %w", ErrCorrupt, b.path, bucketAlerts, fp, err)
+			}
+			before[fp] = a
+			return nil
+		}
 		for _, fp := range del {
+			if err := read(fp); err != nil {
+				return err
+			}
 			if err := bk.Delete([]byte(fp)); err != nil {
 				return err
 			}
 		}
 		for _, a := range puts {
+			if _, ok := before[a.Fingerprint]; !ok {
+				if err := read(a.Fingerprint); err != nil {
+					return err
+				}
+			}
 			if err := put(bk, []byte(a.Fingerprint), a); err != nil {
+				return err
+			}
+		}
+		for _, tr := range Transitions(before, puts, del, time.Now()) {
+			if err := b.appendSeq(tx.Bucket(bucketTransitions), func(seq uint64) any { tr.ID = seq; return tr }); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// appendSeq appends the value rec makes of the bucket's next sequence, and drops the
+// records beyond the notification bound, oldest first (keys are increasing sequences).
+func (b *Bolt) appendSeq(bk *bolt.Bucket, rec func(seq uint64) any) error {
+	seq, err := bk.NextSequence()
+	if err != nil {
+		return err
+	}
+	if err := put(bk, binary.BigEndian.AppendUint64(nil, seq), rec(seq)); err != nil {
+		return err
+	}
+	if seq > uint64(b.opts.maxNotifications) {
+		keep := binary.BigEndian.AppendUint64(nil, seq-uint64(b.opts.maxNotifications)+1)
+		c := bk.Cursor()
+		for k, _ := c.First(); k != nil && string(k) < string(keep); k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// AlertHistory implements AlertHistorian.
+func (b *Bolt) AlertHistory(ctx context.Context, q AlertHistoryQuery) (out []AlertTransition, err error) {
+	err = b.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketTransitions).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limitOr(q.Limit); k, v = c.Prev() {
+			var tr AlertTransition
+			if err := json.Unmarshal(v, &tr); err != nil {
+				return fmt.Errorf("%w: %s: %s/%x: %w", ErrCorrupt, b.path, bucketTransitions, k, err)
+			}
+			if matchTransition(tr, q) {
+				out = append(out, tr)
+			}
+		}
+		return nil
+	})
+	slices.Reverse(out)
+	return out, err
 }
 
 // Groups implements Store.
@@ -219,26 +291,7 @@ func (b *Bolt) DeleteGroup(ctx context.Context, receiver, key string) error {
 // AppendNotification implements Store.
 func (b *Bolt) AppendNotification(ctx context.Context, n Notification) (Notification, error) {
 	err := b.update(ctx, func(tx *bolt.Tx) error {
-		bk := tx.Bucket(bucketNotifications)
-		seq, err := bk.NextSequence()
-		if err != nil {
-			return err
-		}
-		n.ID = seq
-		if err := put(bk, binary.BigEndian.AppendUint64(nil, seq), n); err != nil {
-			return err
-		}
-		// Drop the records beyond the bound, oldest first: keys are increasing sequences.
-		if seq > uint64(b.opts.maxNotifications) {
-			keep := binary.BigEndian.AppendUint64(nil, seq-uint64(b.opts.maxNotifications)+1)
-			c := bk.Cursor()
-			for k, _ := c.First(); k != nil && string(k) < string(keep); k, _ = c.First() {
-				if err := c.Delete(); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return b.appendSeq(tx.Bucket(bucketNotifications), func(seq uint64) any { n.ID = seq; return n })
 	})
 	return n, err
 }

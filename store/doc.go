@@ -11,6 +11,11 @@
 // data (strings, times, numbers, JSON), and package storetest is the contract every
 // implementation passes.
 //
+// PutAlerts also records each alert's transitions to firing and to resolved (see
+// Transitions); every implementation here is an AlertHistorian that reads them back,
+// so the alert history survives a restart and every daemon sharing a store answers it
+// alike.
+//
 // History (HealthCheck, MetricSnapshot) is read with a HistoryQuery: Since and Until
 // bound the time, Step downsamples (means and maxima of the named Values per step), and
 // Limit keeps the newest records, which are returned oldest first.
@@ -22,8 +27,8 @@
 //   - Open never silently resets state: a file that is not a bbolt database, has a
 //     damaged record, cannot be created or written, or is locked by another process is
 //     an error that names the file (ErrCorrupt, ErrLocked, or the *fs.PathError).
-//   - The notification log is bounded (WithMaxNotifications, default 10000 records per
-//     store): the oldest records are dropped first.
+//   - The notification log and the alert history are bounded (WithMaxNotifications,
+//     default 10000 records each per store): the oldest records are dropped first.
 //   - History older than the retention (WithHistoryRetention, default 24h) is deleted
 //     as new history is written; a Memory store also keeps at most DefaultMemoryHistory
 //     records per cluster and member.

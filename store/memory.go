@@ -19,6 +19,8 @@ type Memory struct {
 	groups        map[string]Group
 	notifications []Notification
 	seq           uint64
+	transitions   []AlertTransition
+	trSeq         uint64
 	silences      map[string]Silence
 	benchmarks    map[string]Benchmark
 	maintenance   map[string]MaintenanceOp
@@ -29,7 +31,10 @@ type Memory struct {
 // seriesKey names one time series of history.
 type seriesKey struct{ cluster, member string }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store          = (*Memory)(nil)
+	_ AlertHistorian = (*Memory)(nil)
+)
 
 // NewMemory returns an empty in-memory Store with the default bounds: the notification
 // log holds DefaultMaxNotifications records; history keeps DefaultHistoryRetention, and
@@ -74,13 +79,44 @@ func (m *Memory) PutAlerts(ctx context.Context, put []Alert, del []string) error
 		return err
 	}
 	defer m.mu.Unlock()
+	before := make(map[string]Alert, len(put)+len(del))
 	for _, fp := range del {
+		if a, ok := m.alerts[fp]; ok {
+			before[fp] = a
+		}
 		delete(m.alerts, fp)
 	}
 	for _, a := range put {
+		if b, ok := m.alerts[a.Fingerprint]; ok {
+			before[a.Fingerprint] = b
+		}
 		m.alerts[a.Fingerprint] = a
 	}
+	for _, tr := range Transitions(before, put, del, time.Now()) {
+		m.trSeq++
+		tr.ID = m.trSeq
+		m.transitions = append(m.transitions, tr)
+	}
+	if over := len(m.transitions) - m.max; over > 0 {
+		m.transitions = slices.Delete(m.transitions, 0, over)
+	}
 	return nil
+}
+
+// AlertHistory implements AlertHistorian.
+func (m *Memory) AlertHistory(ctx context.Context, q AlertHistoryQuery) ([]AlertTransition, error) {
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	var out []AlertTransition
+	for i := len(m.transitions) - 1; i >= 0 && len(out) < limitOr(q.Limit); i-- {
+		if tr := m.transitions[i]; matchTransition(tr, q) {
+			out = append(out, tr)
+		}
+	}
+	slices.Reverse(out)
+	return out, nil
 }
 
 // Groups implements Store.

@@ -60,8 +60,8 @@ func WithLockTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.lockTimeout = d })
 }
 
-// WithMaxNotifications bounds the notification log; the oldest records are dropped
-// first. Default 10000.
+// WithMaxNotifications bounds the notification log, and the alert history apart;
+// the oldest records are dropped first. Default 10000.
 func WithMaxNotifications(n int) Option {
 	return optionFunc(func(o *options) { o.maxNotifications = n })
 }

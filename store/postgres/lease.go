@@ -233,7 +233,10 @@ type Fenced struct {
 	f *fence
 }
 
-var _ store.Store = (*Fenced)(nil)
+var (
+	_ store.Store          = (*Fenced)(nil)
+	_ store.AlertHistorian = (*Fenced)(nil)
+)
 
 // Token returns the term's token.
 func (v *Fenced) Token() int64 { return v.f.token }

@@ -153,6 +153,19 @@ CREATE TABLE rollup_state (
 INSERT INTO rollup_state (name) VALUES ('health_1m'), ('health_1h'), ('metrics_1m'), ('metrics_1h');
 `},
 	{version: 3, name: "timescaledb", fn: timescale},
+	{version: 4, name: "alert history", sql: `
+-- Transitions of alerts to firing and resolved, recorded by PutAlerts in its own
+-- transaction, so every replica reads the same alert history.
+CREATE TABLE alert_history (
+	id          bigserial PRIMARY KEY,
+	time        timestamptz NOT NULL,
+	fingerprint text NOT NULL,
+	cluster     text NOT NULL DEFAULT '',
+	state       text NOT NULL,
+	data        jsonb
+);
+CREATE INDEX alert_history_cluster ON alert_history (cluster, id);
+`},
 }
 
 // timescale turns the history tables into hypertables when the timescaledb extension

@@ -144,8 +144,8 @@ func WithJobInterval(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.jobInterval = d })
 }
 
-// WithMaxNotifications bounds the notification log; the background job deletes the
-// oldest records beyond it. Default 10000.
+// WithMaxNotifications bounds the notification log, and the alert history apart; the
+// background job deletes the oldest records beyond it. Default 10000.
 func WithMaxNotifications(n int) Option {
 	return optionFunc(func(o *options) { o.maxNotifications = n })
 }

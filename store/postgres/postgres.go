@@ -48,7 +48,10 @@ type Store struct {
 	wg        sync.WaitGroup
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store          = (*Store)(nil)
+	_ store.AlertHistorian = (*Store)(nil)
+)
 
 // Stats are the store's counters since Open.
 type Stats struct {

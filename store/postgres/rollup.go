@@ -89,6 +89,10 @@ func (s *Store) Maintain(ctx context.Context, now time.Time) error {
 		s.opts.maxNotifications); err != nil {
 		errs = append(errs, fmt.Errorf("notification log bound: %w", err))
 	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM alert_history WHERE id <= (SELECT max(id) FROM alert_history) - $1`,
+		s.opts.maxNotifications); err != nil {
+		errs = append(errs, fmt.Errorf("alert history bound: %w", err))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("postgres: maintain: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -115,8 +116,27 @@ func (s *Store) putAlerts(ctx context.Context, f *fence, put []store.Alert, del 
 	if len(put) == 0 && len(del) == 0 {
 		return nil
 	}
+	fps := slices.Clone(del)
+	for _, a := range put {
+		fps = append(fps, a.Fingerprint)
+	}
 	return s.op(ctx, "put alerts", func(ctx context.Context) error {
 		return s.tx(ctx, f, func(tx pgx.Tx) error {
+			// The alerts as they were, locked, for the transitions this write makes.
+			rows, err := tx.Query(ctx, `SELECT fingerprint, cluster, state, data FROM alerts WHERE fingerprint = ANY($1) FOR UPDATE`, fps)
+			if err != nil {
+				return err
+			}
+			before := map[string]store.Alert{}
+			var a store.Alert
+			var raw []byte
+			if _, err := pgx.ForEachRow(rows, []any{&a.Fingerprint, &a.Cluster, &a.State, &raw}, func() error {
+				a.Data = rawOrNil(slices.Clone(raw))
+				before[a.Fingerprint] = a
+				return nil
+			}); err != nil {
+				return err
+			}
 			b := &pgx.Batch{}
 			if len(del) > 0 {
 				b.Queue(`DELETE FROM alerts WHERE fingerprint = ANY($1)`, del)
@@ -126,6 +146,10 @@ func (s *Store) putAlerts(ctx context.Context, f *fence, put []store.Alert, del 
 	ON CONFLICT (fingerprint) DO UPDATE SET cluster = excluded.cluster, state = excluded.state,
 	active_at = excluded.active_at, fired_at = excluded.fired_at, data = excluded.data`,
 					a.Fingerprint, a.Cluster, a.State, a.ActiveAt, nullTime(a.FiredAt), data[i])
+			}
+			for _, tr := range store.Transitions(before, put, del, time.Now()) {
+				b.Queue(`INSERT INTO alert_history (time, fingerprint, cluster, state, data) VALUES ($1, $2, $3, $4, $5)`,
+					tr.Time, tr.Fingerprint, tr.Cluster, tr.State, rawOrNil(tr.Data))
 			}
 			return tx.SendBatch(ctx, b).Close()
 		})
@@ -237,6 +261,32 @@ func (s *Store) Notifications(ctx context.Context, q store.NotificationQuery) (o
 		})
 		return err
 	})
+	return out, err
+}
+
+// AlertHistory implements store.AlertHistorian.
+func (s *Store) AlertHistory(ctx context.Context, q store.AlertHistoryQuery) (out []store.AlertTransition, err error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	err = s.op(ctx, "alert history", func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `SELECT id, time, fingerprint, cluster, state, data FROM alert_history
+	WHERE ($1 = '' OR cluster = $1) AND time >= $2 ORDER BY id DESC LIMIT $3`, q.Cluster, q.Since, limit)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.AlertTransition, error) {
+			var tr store.AlertTransition
+			var id int64
+			var data []byte
+			err := r.Scan(&id, &tr.Time, &tr.Fingerprint, &tr.Cluster, &tr.State, &data)
+			tr.ID, tr.Time, tr.Data = uint64(id), tr.Time.UTC(), rawOrNil(data)
+			return tr, err
+		})
+		return err
+	})
+	slices.Reverse(out)
 	return out, err
 }
 

@@ -32,6 +32,64 @@ func Run(t *testing.T, open Opener) {
 	t.Run("HistoryMembers", func(t *testing.T) { testHistoryMembers(t, open) })
 	t.Run("HistoryInvalid", func(t *testing.T) { testHistoryInvalid(t, open) })
 	t.Run("Maintenance", func(t *testing.T) { testMaintenance(t, open) })
+	t.Run("AlertHistory", func(t *testing.T) { testAlertHistory(t, open) })
+}
+
+// testAlertHistory checks the transitions PutAlerts records in a store that is a
+// store.AlertHistorian: firing once per firing, resolved when put resolved or deleted
+// while firing, nothing for pending alerts or repeated writes; selected by cluster,
+// time and limit, oldest first, and kept across a reopen.
+func testAlertHistory(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	if _, ok := s.(store.AlertHistorian); !ok {
+		t.Skip("not a store.AlertHistorian")
+	}
+	c := ctx(t)
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	al := func(fp, cluster, state string, fired time.Time) store.Alert {
+		return store.Alert{Fingerprint: fp, Cluster: cluster, State: state, ActiveAt: base, FiredAt: fired,
+			Data: json.RawMessage(fmt.Sprintf(`{"fp":%q,"state":%q}`, fp, state))}
+	}
+	require.NoError(t, s.PutAlerts(c, []store.Alert{al("a", "x", "pending", time.Time{}), al("b", "y", "pending", time.Time{})}, nil))
+	require.NoError(t, s.PutAlerts(c, []store.Alert{al("a", "x", "firing", base.Add(time.Minute)), al("b", "y", "pending", time.Time{})}, nil))
+	require.NoError(t, s.PutAlerts(c, []store.Alert{al("a", "x", "firing", base.Add(time.Minute))}, nil)) // again: no transition
+	require.NoError(t, s.PutAlerts(c, []store.Alert{al("b", "y", "firing", base.Add(2*time.Minute))}, nil))
+	require.NoError(t, s.PutAlerts(c, []store.Alert{al("a", "x", "resolved", base.Add(time.Minute))}, nil))
+	require.NoError(t, s.PutAlerts(c, nil, []string{"a"}))      // its resolve was notified: no transition
+	require.NoError(t, s.PutAlerts(c, nil, []string{"b", "z"})) // deleted while firing: resolved
+	require.NoError(t, s.PutAlerts(c, []store.Alert{al("p", "x", "pending", time.Time{})}, nil))
+	require.NoError(t, s.PutAlerts(c, nil, []string{"p"})) // pending, gone: nothing
+	s = reopen()
+	h := s.(store.AlertHistorian)
+
+	all, err := h.AlertHistory(c, store.AlertHistoryQuery{})
+	require.NoError(t, err)
+	type tr struct{ fp, cluster, state string }
+	var got []tr
+	for i, a := range all {
+		got = append(got, tr{a.Fingerprint, a.Cluster, a.State})
+		if i > 0 {
+			assert.Greater(t, a.ID, all[i-1].ID, "oldest first")
+		}
+	}
+	require.Equal(t, []tr{{"a", "x", "firing"}, {"b", "y", "firing"}, {"a", "x", "resolved"}, {"b", "y", "resolved"}}, got)
+	assert.True(t, all[0].Time.Equal(base.Add(time.Minute)), "firing at FiredAt: %v", all[0].Time)
+	assert.JSONEq(t, `{"fp":"a","state":"firing"}`, string(all[0].Data))
+	assert.JSONEq(t, `{"fp":"a","state":"resolved"}`, string(all[2].Data))
+	assert.JSONEq(t, `{"fp":"b","state":"firing"}`, string(all[3].Data), "deleted while firing: the stored record")
+	assert.WithinDuration(t, time.Now(), all[3].Time, time.Minute, "resolved at the write")
+
+	x, err := h.AlertHistory(c, store.AlertHistoryQuery{Cluster: "x"})
+	require.NoError(t, err)
+	require.Len(t, x, 2)
+	assert.Equal(t, "resolved", x[1].State)
+	last, err := h.AlertHistory(c, store.AlertHistoryQuery{Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, last, 1)
+	assert.Equal(t, all[3].ID, last[0].ID, "the newest")
+	since, err := h.AlertHistory(c, store.AlertHistoryQuery{Since: base.Add(90 * time.Second)})
+	require.NoError(t, err)
+	assert.Len(t, since, 3)
 }
 
 func ctx(t *testing.T) context.Context {
