@@ -47,8 +47,15 @@
 // # Lifecycle
 //
 // New returns an error wrapping ErrInvalidArgument, naming the argument, for a bad
-// option (a nil Option included). A Collector owns no goroutines. Close unregisters the exporter when WithRegisterer was
-// used; the client passed to New stays the caller's. Collect is safe for concurrent use.
+// option (a nil Option included). A Collector runs no goroutines of its own, but it keeps
+// connections to the members between collections, so that a collection costs no
+// handshakes: one gRPC connection per member for the probes (dropped when a probe through
+// it fails, so that a member that comes back is probed through a new one at once, and
+// when the member leaves the cluster) and kept-alive HTTP connections for /metrics.
+// Close closes them (those of a WithHTTPClient client stay the caller's) and unregisters
+// the exporter when WithRegisterer was used; a Collector that is dropped without Close
+// leaves its gRPC connections open. The client passed to New stays the caller's. Collect
+// is safe for concurrent use, and works after Close without keeping connections.
 //
 //	c, err := metrics.New(cli, metrics.WithRegisterer(reg))
 //	if err != nil { ... }

@@ -14,6 +14,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 )
@@ -26,6 +28,7 @@ type Collector struct {
 	cli      *clientv3.Client
 	opts     options
 	http     *http.Client
+	ownHTTP  bool // http's transport is the Collector's, closed with it
 	unix     *http.Client
 	exporter *exporter
 
@@ -34,6 +37,7 @@ type Collector struct {
 	prev        map[uint64]*raw
 	seen        map[uint64]bool // members with exported series
 	history     []*Snapshot
+	conns       map[uint64]*probeConn // kept between collections; see conn
 	closed      bool
 }
 
@@ -70,11 +74,12 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	hc := o.httpClient
+	hc, own := o.httpClient, false
 	if hc == nil {
-		hc = &http.Client{}
+		hc, own = &http.Client{Transport: memberhttp.NewTransport(nil)}, true
 	}
-	c := &Collector{cli: cli, opts: o, http: hc, unix: memberhttp.UnixClient(hc), prev: map[uint64]*raw{}, seen: map[uint64]bool{}}
+	c := &Collector{cli: cli, opts: o, http: hc, ownHTTP: own, unix: memberhttp.UnixClient(hc),
+		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, conns: map[uint64]*probeConn{}}
 	c.exporter = newExporter(c)
 	if o.registerer != nil {
 		if err := o.registerer.Register(c.exporter); err != nil {
@@ -88,18 +93,37 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 // registering with a registry of the caller's choice. Exporting never scrapes etcd.
 func (c *Collector) Exporter() prometheus.Collector { return c.exporter }
 
-// Close unregisters the exporter if New registered it. It is idempotent.
+// Close closes the connections the Collector keeps to the members (its probe
+// connections, and its idle HTTP connections unless WithHTTPClient gave the client), and
+// unregisters the exporter if New registered it. A probe in flight keeps its connection
+// until it ends; a Collect after Close works, keeping nothing. It is idempotent.
 func (c *Collector) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil
 	}
 	c.closed = true
+	var idle []*probeConn
+	for id, pc := range c.conns {
+		delete(c.conns, id)
+		if pc.retire() {
+			idle = append(idle, pc)
+		}
+	}
+	c.mu.Unlock()
+	var errs []error
+	for _, pc := range idle {
+		errs = append(errs, pc.close())
+	}
+	if c.ownHTTP {
+		c.http.CloseIdleConnections()
+	}
+	c.unix.CloseIdleConnections()
 	if c.opts.registerer != nil {
 		c.opts.registerer.Unregister(c.exporter)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Latest returns the most recent snapshot, or nil before the first Collect.
@@ -167,25 +191,31 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 	snap.Duration = time.Since(start)
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for i, m := range members {
 		if raws[i] != nil {
 			c.prev[m.id] = raws[i]
 		}
 	}
+	var gone []*probeConn
 	if fresh {
-		c.forget(members)
+		gone = c.forget(members)
 	}
 	c.history = append(c.history, snap)
 	if n := len(c.history) - c.opts.historySize; n > 0 {
 		clear(c.history[:n])
 		c.history = slices.Delete(c.history, 0, n)
 	}
+	c.mu.Unlock()
+	for _, pc := range gone {
+		pc.close()
+	}
 	return snap, nil
 }
 
-// forget drops the state and series of members no longer in the membership list.
-func (c *Collector) forget(members []member) {
+// forget drops the state and series of members no longer in the membership list, and
+// returns their probe connections that the caller must close (not under c.mu: closing
+// waits for a connection's goroutines).
+func (c *Collector) forget(members []member) (closing []*probeConn) {
 	keep := make(map[uint64]bool, len(members))
 	for _, m := range members {
 		keep[m.id] = true
@@ -193,6 +223,14 @@ func (c *Collector) forget(members []member) {
 	for id := range c.prev {
 		if !keep[id] {
 			delete(c.prev, id)
+		}
+	}
+	for id, pc := range c.conns {
+		if !keep[id] {
+			delete(c.conns, id)
+			if pc.retire() {
+				closing = append(closing, pc)
+			}
 		}
 	}
 	for id := range c.seen {
@@ -204,6 +242,7 @@ func (c *Collector) forget(members []member) {
 	for _, m := range members {
 		c.seen[m.id] = true
 	}
+	return closing
 }
 
 // members returns the membership list, and whether it is fresh (false: the last known
@@ -253,7 +292,7 @@ func (c *Collector) collectMember(ctx context.Context, m member, prev *raw) (Mem
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		var errs int
-		samples, errs, probeErr = c.probe(ctx, m.endpoint)
+		samples, errs, probeErr = c.probe(ctx, m)
 		mm.Latency = latency(samples, errs)
 		c.exporter.observeProbes(id, samples, errs)
 	})
@@ -268,7 +307,10 @@ func (c *Collector) collectMember(ctx context.Context, m member, prev *raw) (Mem
 			hc = c.unix
 		}
 		t0 := time.Now()
-		p, size, err := scrape(ctx, hc, m.metricsURL)
+		c.mu.Lock()
+		keepAlive := !c.closed
+		c.mu.Unlock()
+		p, size, err := scrape(ctx, hc, m.metricsURL, keepAlive)
 		c.exporter.observeScrape(id, time.Since(t0), size, err)
 		if err != nil {
 			scrapeErr = fmt.Errorf("%w: %w", ErrScrape, err)
@@ -283,24 +325,30 @@ func (c *Collector) collectMember(ctx context.Context, m member, prev *raw) (Mem
 	return mm, r, samples
 }
 
-// probe times linearizable reads through one member. A first read, which also
-// connects, is not counted. It returns the successful samples, the number of failed
-// probes and the first error.
-func (c *Collector) probe(ctx context.Context, endpoint string) ([]time.Duration, int, error) {
+// probe times linearizable reads through one member. A first read through a new
+// connection, which also connects, is not counted. It returns the successful samples,
+// the number of failed probes and the first error.
+func (c *Collector) probe(ctx context.Context, m member) ([]time.Duration, int, error) {
 	n := c.opts.samples
-	if endpoint == "" {
+	if m.endpoint == "" {
 		return nil, n, fmt.Errorf("%w: no endpoint", ErrProbe)
 	}
-	conn, err := c.cli.Dial(endpoint)
+	pc, fresh, err := c.conn(m)
 	if err != nil {
-		return nil, n, fmt.Errorf("%w: %s: %w", ErrProbe, endpoint, err)
+		return nil, n, fmt.Errorf("%w: %s: %w", ErrProbe, m.endpoint, err)
 	}
-	defer conn.Close()
-	kv := pb.NewKVClient(conn)
+	samples, failed, err := probeConnection(ctx, pb.NewKVClient(pc.conn), m.endpoint, n, fresh)
+	c.release(m.id, pc, err != nil)
+	return samples, failed, err
+}
+
+func probeConnection(ctx context.Context, kv pb.KVClient, endpoint string, n int, fresh bool) ([]time.Duration, int, error) {
 	req := &pb.RangeRequest{Key: []byte(probeKey), Limit: 1, CountOnly: true}
 	// The warm-up connects; its outcome shows in the samples that follow.
-	if _, err := kv.Range(ctx, req); err != nil && ctx.Err() != nil {
-		return nil, n, fmt.Errorf("%w: %s: %w", ErrProbe, endpoint, err)
+	if fresh {
+		if _, err := kv.Range(ctx, req); err != nil && ctx.Err() != nil {
+			return nil, n, fmt.Errorf("%w: %s: %w", ErrProbe, endpoint, err)
+		}
 	}
 	samples := make([]time.Duration, 0, n)
 	var first error
@@ -322,6 +370,91 @@ func (c *Collector) probe(ctx context.Context, endpoint string) ([]time.Duration
 		samples = append(samples, time.Since(t0))
 	}
 	return samples, failed, first
+}
+
+// probeConn is a member's probe connection. It is kept between collections, so that a
+// collection does not pay for a TCP and HTTP/2 handshake per member (and the member for
+// accepting it), and closed when a probe through it fails (the next collection dials
+// afresh, so a member that comes back is seen at once rather than after gRPC's
+// reconnection backoff), when the member leaves the cluster or its endpoint changes,
+// and in Close.
+type probeConn struct {
+	endpoint string
+	conn     *grpc.ClientConn
+	users    int  // probes using it; under Collector.mu
+	retired  bool // no longer in Collector.conns: closed by its last user
+}
+
+// retire marks pc as out of the cache and reports whether no probe uses it, in which
+// case the caller closes it. Under Collector.mu.
+func (pc *probeConn) retire() bool {
+	pc.retired = true
+	return pc.users == 0
+}
+
+func (pc *probeConn) close() error { return pc.conn.Close() }
+
+// usable reports whether a kept connection is worth probing through: not one that lost
+// its member and waits out gRPC's reconnection backoff.
+func usable(conn *grpc.ClientConn) bool {
+	s := conn.GetState()
+	return s != connectivity.TransientFailure && s != connectivity.Shutdown
+}
+
+// conn returns the member's probe connection, dialling one when there is none (fresh).
+// After Close nothing is kept: the connection is closed when the probe ends.
+func (c *Collector) conn(m member) (pc *probeConn, fresh bool, err error) {
+	c.mu.Lock()
+	if pc = c.conns[m.id]; pc != nil && pc.endpoint == m.endpoint && usable(pc.conn) {
+		pc.users++
+		c.mu.Unlock()
+		return pc, false, nil
+	}
+	c.mu.Unlock()
+	conn, err := c.cli.Dial(m.endpoint)
+	if err != nil {
+		return nil, false, err
+	}
+	pc = &probeConn{endpoint: m.endpoint, conn: conn, users: 1}
+	c.mu.Lock()
+	var old *probeConn
+	switch cur := c.conns[m.id]; {
+	case c.closed:
+		pc.retired = true
+	case cur == nil || cur.endpoint != m.endpoint || !usable(cur.conn):
+		// None yet, the endpoint changed, or the connection broke.
+		if cur != nil && cur.retire() {
+			old = cur
+		}
+		c.conns[m.id] = pc
+	default:
+		// A concurrent Collect dialled first: use that one, and close ours.
+		cur.users++
+		c.mu.Unlock()
+		conn.Close()
+		return cur, true, nil
+	}
+	c.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	return pc, true, nil
+}
+
+// release ends a probe's use of pc; failed drops it from the cache. The last user of a
+// dropped connection closes it.
+func (c *Collector) release(id uint64, pc *probeConn, failed bool) {
+	c.mu.Lock()
+	pc.users--
+	if failed && !pc.retired && c.conns[id] == pc {
+		delete(c.conns, id)
+		pc.retired = true
+	}
+	last := pc.retired && pc.users == 0
+	c.mu.Unlock()
+	if last {
+		pc.close()
+	}
 }
 
 // latency summarises samples by nearest rank.

@@ -208,6 +208,7 @@ func TestCollectArithmetic(t *testing.T) {
 	srv := fakeServer(t, &mu, v)
 	c, err := metrics.New(cli, metrics.WithMetricsURLs(map[string]string{sharedMemberName(t, cli): srv.URL}), metrics.WithSamples(3))
 	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
 
 	m := collect(t, c).Members[0]
 	require.NoError(t, m.Err)
@@ -357,6 +358,7 @@ func TestClusterFaultBadMembers(t *testing.T) {
 			col, err := metrics.New(cli, metrics.WithEndpoints(endpoints(c)), metrics.WithTimeout(timeout),
 				metrics.WithMetricsURLs(map[string]string{victim: url}))
 			require.NoError(t, err)
+			t.Cleanup(func() { col.Close() })
 			s := steady(t, col, victim)
 			assert.Less(t, s.Duration, 3*timeout)
 			require.Len(t, s.Members, 3)
@@ -378,6 +380,7 @@ func TestClusterFaultBadMembers(t *testing.T) {
 	t.Run("blackholed", func(t *testing.T) {
 		col, err := metrics.New(cli, metrics.WithEndpoints(endpoints(c)), metrics.WithTimeout(timeout))
 		require.NoError(t, err)
+		t.Cleanup(func() { col.Close() })
 		c.Blackhole(1)
 		defer c.Unblackhole(1)
 		s := steady(t, col, victim)
@@ -405,6 +408,7 @@ func TestExporterPedantic(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	c, err := metrics.New(cli, metrics.WithRegisterer(reg))
 	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
 
 	n, err := testutil.GatherAndCount(reg)
 	require.NoError(t, err)
@@ -447,6 +451,7 @@ func TestCollectConcurrentAndHistoryBound(t *testing.T) {
 	cli := etcdtest.Client(t)
 	c, err := metrics.New(cli, metrics.WithHistorySize(3), metrics.WithSamples(2))
 	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {
@@ -549,6 +554,7 @@ func TestCollectOversizedMetrics(t *testing.T) {
 			c, err := metrics.New(cli, metrics.WithMetricsURLs(map[string]string{sharedMemberName(t, cli): srv.URL}),
 				metrics.WithSamples(1), metrics.WithTimeout(time.Minute))
 			require.NoError(t, err)
+			t.Cleanup(func() { c.Close() })
 			s, err := c.Collect(etcdtest.Context(t, 2*time.Minute))
 			require.NoError(t, err)
 			m := s.Members[0]

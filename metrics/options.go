@@ -107,8 +107,10 @@ func WithMetricsURLs(byName map[string]string) Option {
 }
 
 // WithHTTPClient sets the client used to scrape /metrics (for example one with the
-// cluster's TLS configuration). Default: a plain http.Client; the per-member timeout
-// applies either way.
+// cluster's TLS configuration); its connections stay the caller's to close. Default: a
+// client on a transport of the Collector's own (memberhttp's: keep-alive sized for
+// members), whose idle connections Close closes. The per-member timeout applies either
+// way.
 func WithHTTPClient(c *http.Client) Option { return optionFunc(func(o *options) { o.httpClient = c }) }
 
 // WithRegisterer registers the Collector's exporter (see Exporter) with r in New, and

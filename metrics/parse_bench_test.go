@@ -48,7 +48,7 @@ func BenchmarkScrapeMember(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		p, _, err := scrape(ctx, hc, srv.URL)
+		p, _, err := scrape(ctx, hc, srv.URL, true)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -48,11 +48,14 @@ type hist struct {
 // scrape fetches and parses a member's /metrics. It asks for the text format without
 // compression: on the networks members and monitors share, decompressing would cost the
 // collector more CPU than the bytes it saves.
-func scrape(ctx context.Context, hc *http.Client, url string) (*parsed, int64, error) {
+// With keepAlive false the connection is closed after the response (a Collector after
+// Close keeps nothing).
+func scrape(ctx context.Context, hc *http.Client, url string, keepAlive bool) (*parsed, int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, 0, err
 	}
+	req.Close = !keepAlive
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := hc.Do(req)

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package metrics_test
+
+import "time"
+
+// cpuTime is not measured here: BenchmarkCollectCPU reports 0.
+func cpuTime() time.Duration { return 0 }
