@@ -581,8 +581,8 @@ func (s *Service) getAlerts(_ http.ResponseWriter, _ *http.Request, q query) (an
 	return AlertsResponse{Alerts: as}, err
 }
 
-func (s *Service) getAlertsHistory(_ http.ResponseWriter, _ *http.Request, q query) (any, error) {
-	as, err := s.AlertHistory(q.alertQuery())
+func (s *Service) getAlertsHistory(_ http.ResponseWriter, r *http.Request, q query) (any, error) {
+	as, err := s.alertHistory(r.Context(), q.alertQuery())
 	return AlertsResponse{Alerts: as}, err
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
@@ -481,15 +483,28 @@ func transitionTime(a alert.Alert) time.Time {
 }
 
 // AlertHistory returns the alert transitions q selects, merged across clusters by time,
-// oldest first, the newest q.Limit of them.
+// oldest first, the newest q.Limit of them: from the store when it records them (a
+// store.AlertHistorian: every replica on one store, and a daemon after a restart,
+// answer alike), else from the alert engine's memory.
 func (s *Service) AlertHistory(q AlertQuery) ([]ClusterAlert, error) {
+	return s.alertHistory(context.Background(), q)
+}
+
+func (s *Service) alertHistory(ctx context.Context, q AlertQuery) ([]ClusterAlert, error) {
 	if err := s.checkAlertQuery(q); err != nil {
 		return nil, err
 	}
 	if q.Limit == 0 {
 		q.Limit = defaultHistoryLimit
 	}
-	m, err := s.readManager(context.Background())
+	if h, ok := s.opts.store.(store.AlertHistorian); ok {
+		out, err := storedAlertHistory(ctx, h, q)
+		if err == nil {
+			return out, nil
+		}
+		s.opts.logger.Warn("alert history from the store failed; answering from memory", zap.Error(err))
+	}
+	m, err := s.readManager(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -504,6 +519,62 @@ func (s *Service) AlertHistory(q AlertQuery) ([]ClusterAlert, error) {
 		out = out[len(out)-q.Limit:]
 	}
 	return out, nil
+}
+
+// storedAlertHistory reads the transitions q selects from the store. A severity is not
+// a column of the store's history: with one, the whole (bounded) history is read and
+// filtered here.
+func storedAlertHistory(ctx context.Context, h store.AlertHistorian, q AlertQuery) ([]ClusterAlert, error) {
+	sq := store.AlertHistoryQuery{Cluster: q.Cluster, Since: q.Since, Limit: q.Limit}
+	if q.Severity != nil {
+		sq.Limit = store.DefaultMaxNotifications
+	}
+	trs, err := h.AlertHistory(ctx, sq)
+	if err != nil {
+		return nil, err
+	}
+	out := []ClusterAlert{}
+	for _, tr := range trs {
+		a, ok := transitionAlert(tr)
+		if ok && q.covers(a) && !transitionTime(a).Before(q.Since) {
+			out = append(out, ClusterAlert{Cluster: a.Labels["cluster"], Alert: a})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b ClusterAlert) int { return transitionTime(a.Alert).Compare(transitionTime(b.Alert)) })
+	if len(out) > q.Limit {
+		out = out[len(out)-q.Limit:]
+	}
+	return out, nil
+}
+
+// transitionAlert is the alert of a stored transition, as the engine's history has it:
+// the engine's record (its store Data, {"alert": ...}) in the transition's state.
+func transitionAlert(tr store.AlertTransition) (alert.Alert, bool) {
+	var rec struct {
+		Alert alert.Alert `json:"alert"`
+	}
+	if len(tr.Data) == 0 || json.Unmarshal(tr.Data, &rec) != nil || rec.Alert.Name == "" {
+		return alert.Alert{}, false
+	}
+	a := rec.Alert
+	if a.Fingerprint == "" {
+		a.Fingerprint = tr.Fingerprint
+	}
+	switch tr.State {
+	case store.StateFiring:
+		a.State, a.EndsAt = alert.Firing, time.Time{}
+		if a.StartsAt.IsZero() {
+			a.StartsAt = tr.Time
+		}
+	case store.StateResolved:
+		a.State = alert.Resolved
+		if a.EndsAt.IsZero() {
+			a.EndsAt = tr.Time // deleted while firing: resolved then
+		}
+	default:
+		return alert.Alert{}, false
+	}
+	return a, true
 }
 
 // BenchmarksResponse is the body of GET /api/v1/performance/benchmarks: the results kept
