@@ -21,12 +21,14 @@ import (
 
 // Checker checks a cluster's health. Use New.
 type Checker struct {
-	opts options
-	src  StatusSource
-	http *http.Client
-	unix *http.Client
+	opts    options
+	src     StatusSource
+	http    *http.Client
+	ownHTTP bool // http's transport is the Checker's, closed with it
+	unix    *http.Client
 
 	mu          sync.Mutex
+	closed      bool
 	lastMembers []Member
 	lastLeader  ID
 	history     []LeaderChange
@@ -55,11 +57,25 @@ func New(cli *clientv3.Client, opts ...Option) (*Checker, error) {
 		}
 		src = NewEtcdSource(cli)
 	}
-	hc := o.httpClient
+	hc, own := o.httpClient, false
 	if hc == nil {
-		hc = &http.Client{}
+		hc, own = &http.Client{Transport: memberhttp.NewTransport(nil)}, true
 	}
-	return &Checker{opts: o, src: src, http: hc, unix: memberhttp.UnixClient(hc)}, nil
+	return &Checker{opts: o, src: src, http: hc, ownHTTP: own, unix: memberhttp.UnixClient(hc)}, nil
+}
+
+// Close closes the idle HTTP connections the Checker keeps to the members' /livez and
+// /readyz between checks (those of WithHTTPClient's client stay the caller's). A Check
+// after Close works, keeping no connection. It is idempotent and never fails.
+func (c *Checker) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	if c.ownHTTP {
+		c.http.CloseIdleConnections()
+	}
+	c.unix.CloseIdleConnections()
+	return nil
 }
 
 // History returns the leader changes seen so far, oldest first (at most HistorySize).
@@ -158,9 +174,12 @@ func (c *Checker) probe(ctx context.Context, m Member) MemberStatus {
 		ms.Reachable = true
 	}
 	if base, hc := c.httpBase(m.ClientURLs); base != "" {
+		c.mu.Lock()
+		keepAlive := !c.closed
+		c.mu.Unlock()
 		var wg sync.WaitGroup
-		wg.Go(func() { ms.Livez = httpProbe(ctx, hc, base+"/livez") })
-		wg.Go(func() { ms.Readyz = httpProbe(ctx, hc, base+"/readyz") })
+		wg.Go(func() { ms.Livez = httpProbe(ctx, hc, base+"/livez", keepAlive) })
+		wg.Go(func() { ms.Readyz = httpProbe(ctx, hc, base+"/readyz", keepAlive) })
 		wg.Wait()
 	}
 	return ms
@@ -179,11 +198,14 @@ func (c *Checker) httpBase(urls []string) (string, *http.Client) {
 	}
 }
 
-func httpProbe(ctx context.Context, hc *http.Client, url string) Probe {
+// httpProbe asks a member's health endpoint. It reads the whole of a short answer, so
+// that the connection is kept alive for the next check (unless keepAlive is false).
+func httpProbe(ctx context.Context, hc *http.Client, url string, keepAlive bool) Probe {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return Probe{Error: err.Error()}
 	}
+	req.Close = !keepAlive
 	resp, err := hc.Do(req)
 	if err != nil {
 		return Probe{Error: err.Error()}
