@@ -3,8 +3,6 @@ package election_test
 import (
 	"context"
 	"flag"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,142 +14,39 @@ import (
 )
 
 const (
-	progressTTL        = 2 * time.Second
-	progressCandidates = 3
-	progressSeed       = 9
+	progressTTL = 2 * time.Second
 	// progressPace is the leader's pause between writes.
 	progressPace = 20 * time.Millisecond
 )
 
-// faultCount is the number of faults per side (-faults; -short skips the benchmark, as
-// it does every test that starts a cluster).
-var faultCount = flag.Int("faults", 5, "faults per side in BenchmarkProgressUnderFaults")
-
-// clusterClients gives every client of BenchmarkProgressUnderFaults all three endpoints
-// (-cluster-clients) instead of one member's.
-var clusterClients = flag.Bool("cluster-clients", false, "clients of BenchmarkProgressUnderFaults know every member")
-
-// progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s, each
-// after 1s of health with etcd's leader placed alike for both sides (about 20s).
-func progressFaults() []etcdtest.Fault {
-	faults := etcdtest.AlignLeaders(etcdtest.Schedule(progressSeed, *faultCount, progressTTL), progressSeed)
-	if *noFaults {
-		for i := range faults {
-			faults[i].Kind = etcdtest.NoFault
-		}
-	}
-	return faults
-}
-
-// noFaults runs the same schedule with every fault replaced by nothing (-no-faults): the
-// control, to tell the cost of faults from the cost of the primitive itself.
-var noFaults = flag.Bool("no-faults", false, "BenchmarkProgressUnderFaults without faults, as a control")
+// progressFlags: -faults (per side and round, default 5), -rounds (default 3), -no-faults,
+// -cluster-clients, -timeline (see etcdtest.ProgressFlags). -short skips the benchmark,
+// as it does every test that starts a cluster.
+var progressFlags = etcdtest.ProgressFlags(flag.CommandLine)
 
 // BenchmarkProgressUnderFaults runs 3 candidates, one per member (each client reaches one
 // member), whose leader writes a guarded read-modify-write to a ledger every 20ms, on a
-// 3-node cluster under a seeded schedule of faults — etcd leader stops, member
+// 3-node cluster under seeded schedules of faults — etcd leader stops, member
 // partitions, client blackholes longer than the TTL, the last two on the member of the
-// last leader to write, so that both sides face the same faults — first with our
-// Candidate.Run, then with etcd's concurrency.Election with each write guarded by a
-// transaction on the leader key's create revision, under the same schedule. It reports
-// each side's writes committed, lost updates and stale writes (read back from the
-// ledger's history), and the ratio of committed writes, ours over etcd's. Run with
-// -benchtime=1x.
+// last leader to write, so that both sides face the same faults — with our
+// Candidate.Run, and with etcd's concurrency.Election with each write guarded by a
+// transaction on the leader key's create revision. Each round runs both sides on the
+// same schedule, in turn (who goes first alternates); see etcdtest.RunProgress. It
+// reports each side's writes committed, lost updates and stale writes (read back from the
+// ledger's history), and the ratio of committed writes, ours over etcd's, summed over
+// the rounds (each round's figures, and each fault's longest pause between writes, are
+// logged). Run with -benchtime=1x.
 func BenchmarkProgressUnderFaults(b *testing.B) {
 	c := etcdtest.StartCluster(b, 3)
-	var ours, theirs progress
+	cfg := *progressFlags
+	cfg.Writers, cfg.TTL, cfg.Seed = 3, progressTTL, 9
+	var res []etcdtest.ProgressResult
 	for b.Loop() {
-		ours = runProgress(b, c, "ours", oursCandidate)
-		theirs = runProgress(b, c, "etcd", etcdCandidate)
+		res = etcdtest.RunProgress(b, c, cfg,
+			etcdtest.ProgressSide{Name: "ours", Run: oursCandidate},
+			etcdtest.ProgressSide{Name: "etcd", Run: etcdCandidate})
 	}
-	b.ReportMetric(float64(ours.committed), "ours-writes")
-	b.ReportMetric(float64(ours.lost), "ours-lost")
-	b.ReportMetric(float64(ours.stale), "ours-stale")
-	b.ReportMetric(float64(theirs.committed), "etcd-writes")
-	b.ReportMetric(float64(theirs.lost), "etcd-lost")
-	b.ReportMetric(float64(theirs.stale), "etcd-stale")
-	if theirs.committed > 0 {
-		b.ReportMetric(float64(ours.committed)/float64(theirs.committed), "ratio")
-		// Per second of each side's schedule: runs on a loaded machine differ in length.
-		rate := func(p progress) float64 { return float64(p.committed) / p.took.Seconds() }
-		b.ReportMetric(rate(ours), "ours-writes/s")
-		b.ReportMetric(rate(theirs), "etcd-writes/s")
-		b.ReportMetric(rate(ours)/rate(theirs), "rate-ratio")
-	}
-}
-
-type progress struct {
-	committed, lost, stale int
-	took                   time.Duration // the fault schedule's run, whose length varies with the machine's load
-}
-
-type candidateFunc func(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger, tl *tlog)
-
-func runProgress(b *testing.B, c *etcdtest.Cluster, side string, run candidateFunc) progress {
-	pfx := etcdtest.Prefix(b) + side
-	admin := c.ClusterClient()
-	setup, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	l, err := etcdtest.NewLedger(setup, admin, pfx+"-ledger")
-	cancel()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	tl := newTlog()
-	var wg sync.WaitGroup
-	for i := 0; i < progressCandidates; i++ {
-		cli := c.Client(i % 3)
-		if *clusterClients {
-			cli = c.ClusterClient()
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(ctx, b, cli, i%3, pfx, fmt.Sprintf("c%d", i), l, tl)
-		}()
-	}
-	// Faults start once the first write is applied: both sides face them under way.
-	warm, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = l.WaitWrite(warm)
-	cancel()
-	if err != nil {
-		stop()
-		wg.Wait()
-		b.Fatalf("%s: no write within 30s: %v", side, err)
-	}
-	faults := progressFaults()
-	calls := 0 // two per fault: to place etcd's leader, then to inject the fault
-	start := time.Now()
-	c.RunSchedule(ctx, faults, time.Second, func() int {
-		m := int(l.LastWriter())
-		if *clusterClients {
-			m = -1
-		}
-		f := faults[calls/2]
-		if m >= 0 {
-			f.Member = m
-		}
-		if calls%2 == 0 {
-			tl.add("sched", "placing etcd's leader for fault %d (lead=%d), then a pause of 1s+%v", calls/2, f.Lead, f.Settle)
-		} else {
-			tl.add("sched", "FAULT %d: %v", calls/2, f)
-		}
-		calls++
-		return m
-	})
-	tl.add("sched", "end")
-	p := progress{took: time.Since(start)}
-	stop()
-	wg.Wait()
-	check, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p.committed, p.lost, p.stale, err = l.Check(check, admin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tl.print(side)
-	b.Logf("%s: %d writes in %v, %d lost, %d stale", side, p.committed, p.took.Round(time.Millisecond), p.lost, p.stale)
-	return p
+	etcdtest.ReportProgress(b, res)
 }
 
 func pause(ctx context.Context, d time.Duration) {
@@ -163,39 +58,36 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-func oursCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger, tl *tlog) {
-	wl := &writeLog{t: tl, who: id}
-	cand, err := election.New(cli, pfx, id, election.WithTTL(progressTTL), election.WithLogger(tl.logger(id)),
-		election.OnElected(func(tok int64) { tl.add(id, "elected %d", tok) }),
-		election.OnDefeat(func(err error) { tl.add(id, "defeat: %v", err) }))
+func oursCandidate(ctx context.Context, w *etcdtest.ProgressWriter) {
+	cand, err := election.New(w.Client, w.Prefix, w.ID, election.WithTTL(w.TTL), election.WithLogger(w.Logger()),
+		election.OnElected(func(tok int64) { w.Add("elected %d", tok) }),
+		election.OnDefeat(func(err error) { w.Add("defeat: %v", err) }))
 	if err != nil {
-		b.Error(err)
+		w.Error(err)
 		return
 	}
 	defer cand.Close()
 	_ = cand.Run(ctx, func(leaderCtx context.Context) error {
 		for leaderCtx.Err() == nil {
 			wctx, cancel := context.WithTimeout(leaderCtx, time.Second)
-			ok, err := l.Write(wctx, cli, member, cand.Token(), cand.LeaderCmp())
+			_, _ = w.Write(wctx, cand.Token(), cand.LeaderCmp())
 			cancel()
-			wl.log(ok, err)
 			pause(leaderCtx, progressPace)
 		}
 		return leaderCtx.Err()
 	})
 }
 
-func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, pfx, id string, l *etcdtest.Ledger, tl *tlog) {
-	wl := &writeLog{t: tl, who: id}
+func etcdCandidate(ctx context.Context, w *etcdtest.ProgressWriter) {
 	for ctx.Err() == nil {
 		// The context bounds the grant and the keep-alives: it must outlive the session.
-		s, err := concurrency.NewSession(cli, concurrency.WithTTL(int(progressTTL/time.Second)), concurrency.WithContext(ctx))
+		s, err := concurrency.NewSession(w.Client, concurrency.WithTTL(int(w.TTL/time.Second)), concurrency.WithContext(ctx))
 		if err != nil {
-			tl.add(id, "session FAIL: %v", err)
+			w.Add("session FAIL: %v", err)
 			pause(ctx, 50*time.Millisecond)
 			continue
 		}
-		tl.add(id, "session %x", int64(s.Lease()))
+		w.Add("session %x", int64(s.Lease()))
 		ended, stop := context.WithCancel(ctx)
 		go func() {
 			select {
@@ -204,21 +96,20 @@ func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, memb
 			}
 			stop()
 		}()
-		e := concurrency.NewElection(s, pfx)
+		e := concurrency.NewElection(s, w.Prefix)
 		for ended.Err() == nil {
 			// etcd's Campaign does not notice its own session's end: bound it by it.
-			if err := e.Campaign(ended, id); err != nil {
-				tl.add(id, "campaign FAIL: %v", err)
+			if err := e.Campaign(ended, w.ID); err != nil {
+				w.Add("campaign FAIL: %v", err)
 				pause(ended, 50*time.Millisecond)
 				continue
 			}
-			tl.add(id, "elected %d", e.Rev())
+			w.Add("elected %d", e.Rev())
 			guard := clientv3.Compare(clientv3.CreateRevision(e.Key()), "=", e.Rev())
 			for ended.Err() == nil {
 				wctx, cancel := context.WithTimeout(ended, time.Second)
-				ok, err := l.Write(wctx, cli, member, e.Rev(), guard)
+				ok, err := w.Write(wctx, e.Rev(), guard)
 				cancel()
-				wl.log(ok, err)
 				if err == nil && !ok {
 					break // no longer the leader
 				}
@@ -229,10 +120,10 @@ func etcdCandidate(ctx context.Context, b *testing.B, cli *clientv3.Client, memb
 			cancel()
 		}
 		stop()
-		tl.add(id, "session ended")
+		w.Add("session ended")
 		s.Orphan()
 		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, _ = cli.Revoke(rctx, s.Lease())
+		_, _ = w.Client.Revoke(rctx, s.Lease())
 		cancel()
 	}
 }

@@ -4,135 +4,44 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"sync"
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/lock"
 )
 
-const (
-	progressTTL     = 2 * time.Second
-	progressWorkers = 5
-	progressSeed    = 9
-)
+const progressTTL = 2 * time.Second
 
-// faultCount is the number of faults per side (-faults; -short skips the benchmark, as
-// it does every test that starts a cluster).
-var faultCount = flag.Int("faults", 5, "faults per side in BenchmarkProgressUnderFaults")
-
-// clusterClients gives every client of BenchmarkProgressUnderFaults all three endpoints
-// (-cluster-clients) instead of one member's.
-var clusterClients = flag.Bool("cluster-clients", false, "clients of BenchmarkProgressUnderFaults know every member")
-
-// progressFaults is the schedule both sides run: -faults faults (default 5) of 2-3s, each
-// after 1s of health with etcd's leader placed alike for both sides (about 20s).
-func progressFaults() []etcdtest.Fault {
-	faults := etcdtest.AlignLeaders(etcdtest.Schedule(progressSeed, *faultCount, progressTTL), progressSeed)
-	if *noFaults {
-		for i := range faults {
-			faults[i].Kind = etcdtest.NoFault
-		}
-	}
-	return faults
-}
-
-// noFaults runs the same schedule with every fault replaced by nothing (-no-faults): the
-// control, to tell the cost of faults from the cost of the primitive itself.
-var noFaults = flag.Bool("no-faults", false, "BenchmarkProgressUnderFaults without faults, as a control")
+// progressFlags: -faults (per side and round, default 5), -rounds (default 3), -no-faults,
+// -cluster-clients, -timeline (see etcdtest.ProgressFlags). -short skips the benchmark,
+// as it does every test that starts a cluster.
+var progressFlags = etcdtest.ProgressFlags(flag.CommandLine)
 
 // BenchmarkProgressUnderFaults runs 5 workers that each lock, write a guarded
 // read-modify-write to a ledger and unlock, on a 3-node cluster (each worker's client
-// reaches one member) under a seeded schedule of faults — etcd leader stops, member
+// reaches one member) under seeded schedules of faults — etcd leader stops, member
 // partitions, client blackholes longer than the TTL, the last two on the member of the
-// last holder to write, so that both sides face the same faults — first with our Mutex,
-// then with etcd's concurrency.Mutex with each write guarded by a transaction on the
-// key's create revision, under the same schedule. It reports each side's writes
-// committed, lost updates and stale writes (read back from the ledger's history), and the
-// ratio of committed writes, ours over etcd's. Run with -benchtime=1x.
+// last holder to write, so that both sides face the same faults — with our Mutex, and
+// with etcd's concurrency.Mutex with each write guarded by a transaction on the key's
+// create revision. Each round runs both sides on the same schedule, in turn (who goes
+// first alternates); see etcdtest.RunProgress. It reports each side's writes committed,
+// lost updates and stale writes (read back from the ledger's history), and the ratio of
+// committed writes, ours over etcd's, summed over the rounds (each round's figures, and
+// each fault's longest pause between writes, are logged). Run with -benchtime=1x.
 func BenchmarkProgressUnderFaults(b *testing.B) {
 	c := etcdtest.StartCluster(b, 3)
-	var ours, theirs progress
+	cfg := *progressFlags
+	cfg.Writers, cfg.TTL, cfg.Seed = 5, progressTTL, 9
+	var res []etcdtest.ProgressResult
 	for b.Loop() {
-		ours = runProgress(b, c, "ours", oursLockWorker)
-		theirs = runProgress(b, c, "etcd", etcdLockWorker)
+		res = etcdtest.RunProgress(b, c, cfg,
+			etcdtest.ProgressSide{Name: "ours", Run: oursLockWorker},
+			etcdtest.ProgressSide{Name: "etcd", Run: etcdLockWorker})
 	}
-	b.ReportMetric(float64(ours.committed), "ours-writes")
-	b.ReportMetric(float64(ours.lost), "ours-lost")
-	b.ReportMetric(float64(ours.stale), "ours-stale")
-	b.ReportMetric(float64(theirs.committed), "etcd-writes")
-	b.ReportMetric(float64(theirs.lost), "etcd-lost")
-	b.ReportMetric(float64(theirs.stale), "etcd-stale")
-	if theirs.committed > 0 {
-		b.ReportMetric(float64(ours.committed)/float64(theirs.committed), "ratio")
-		// Per second of each side's schedule: runs on a loaded machine differ in length.
-		rate := func(p progress) float64 { return float64(p.committed) / p.took.Seconds() }
-		b.ReportMetric(rate(ours), "ours-writes/s")
-		b.ReportMetric(rate(theirs), "etcd-writes/s")
-		b.ReportMetric(rate(ours)/rate(theirs), "rate-ratio")
-	}
-}
-
-type progress struct {
-	committed, lost, stale int
-	took                   time.Duration // the fault schedule's run, whose length varies with the machine's load
-}
-
-type lockWorker func(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, key string, l *etcdtest.Ledger)
-
-func runProgress(b *testing.B, c *etcdtest.Cluster, side string, worker lockWorker) progress {
-	key := etcdtest.Prefix(b) + side
-	admin := c.ClusterClient()
-	setup, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	l, err := etcdtest.NewLedger(setup, admin, key+"-ledger")
-	cancel()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := 0; w < progressWorkers; w++ {
-		cli := c.Client(w % 3)
-		if *clusterClients {
-			cli = c.ClusterClient()
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			worker(ctx, b, cli, w%3, key, l)
-		}()
-	}
-	// Faults start once the first write is applied: both sides face them under way.
-	warm, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = l.WaitWrite(warm)
-	cancel()
-	if err != nil {
-		stop()
-		wg.Wait()
-		b.Fatalf("%s: no write within 30s: %v", side, err)
-	}
-	start := time.Now()
-	c.RunSchedule(ctx, progressFaults(), time.Second, func() int {
-		if *clusterClients {
-			return -1
-		}
-		return int(l.LastWriter())
-	})
-	p := progress{took: time.Since(start)}
-	stop()
-	wg.Wait()
-	check, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p.committed, p.lost, p.stale, err = l.Check(check, admin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("%s: %d writes in %v, %d lost, %d stale", side, p.committed, p.took.Round(time.Millisecond), p.lost, p.stale)
-	return p
+	etcdtest.ReportProgress(b, res)
 }
 
 // pause waits d or until ctx ends.
@@ -145,10 +54,10 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-func oursLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, key string, l *etcdtest.Ledger) {
-	m, err := lock.New(cli, key, lock.WithTTL(progressTTL))
+func oursLockWorker(ctx context.Context, w *etcdtest.ProgressWriter) {
+	m, err := lock.New(w.Client, w.Prefix, lock.WithTTL(w.TTL), lock.WithLogger(w.Logger()))
 	if err != nil {
-		b.Error(err)
+		w.Error(err)
 		return
 	}
 	defer m.Close()
@@ -157,11 +66,12 @@ func oursLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, mem
 		err := m.Lock(lctx)
 		cancel()
 		if err != nil {
+			w.Add("lock FAIL: %v", err)
 			pause(ctx, 50*time.Millisecond)
 			continue
 		}
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, _ = l.Write(wctx, cli, member, m.Token(), m.OwnerCmp())
+		_, _ = w.Write(wctx, m.Token(), m.OwnerCmp())
 		cancel()
 		unlock(ctx, m)
 	}
@@ -181,42 +91,44 @@ func unlock(ctx context.Context, m *lock.Mutex) {
 	}
 }
 
-func etcdLockWorker(ctx context.Context, b *testing.B, cli *clientv3.Client, member int, key string, l *etcdtest.Ledger) {
+func etcdLockWorker(ctx context.Context, w *etcdtest.ProgressWriter) {
 	for ctx.Err() == nil {
-		s, ended, err := etcdSession(ctx, cli)
+		s, ended, err := etcdSession(ctx, w)
 		if err != nil {
+			w.Add("session FAIL: %v", err)
 			pause(ctx, 50*time.Millisecond)
 			continue
 		}
-		m := concurrency.NewMutex(s, key)
+		m := concurrency.NewMutex(s, w.Prefix)
 		for ended.Err() == nil {
 			// etcd's Lock does not notice its own session's end: bound the wait by it.
 			lctx, cancel := context.WithTimeout(ended, 5*time.Second)
 			err := m.Lock(lctx)
 			cancel()
 			if err != nil {
+				w.Add("lock FAIL: %v", err)
 				pause(ended, 50*time.Millisecond)
 				continue
 			}
 			wctx, cancel := context.WithTimeout(ctx, time.Second)
 			// IsOwner compares the key's create revision; the header's revision at
 			// acquisition strictly increases from one holder to the next: a token.
-			guard := m.IsOwner()
-			_, _ = l.Write(wctx, cli, member, m.Header().Revision, guard)
+			_, _ = w.Write(wctx, m.Header().Revision, m.IsOwner())
 			cancel()
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			_ = m.Unlock(uctx)
 			cancel()
 		}
+		w.Add("session ended")
 		closeEtcdSession(s)
 	}
 }
 
-// etcdSession starts a session of progressTTL and returns a context that ends with it
-// (its lease lost or revoked) or with ctx.
-func etcdSession(ctx context.Context, cli *clientv3.Client) (*concurrency.Session, context.Context, error) {
+// etcdSession starts a session of the writer's TTL and returns a context that ends with
+// it (its lease lost or revoked) or with ctx.
+func etcdSession(ctx context.Context, w *etcdtest.ProgressWriter) (*concurrency.Session, context.Context, error) {
 	// The context bounds the grant and the keep-alives: it must outlive the session.
-	s, err := concurrency.NewSession(cli, concurrency.WithTTL(int(progressTTL/time.Second)), concurrency.WithContext(ctx))
+	s, err := concurrency.NewSession(w.Client, concurrency.WithTTL(int(w.TTL/time.Second)), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, nil, err
 	}

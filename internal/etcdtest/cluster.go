@@ -68,6 +68,13 @@ func (c *Cluster) ClusterClient() *clientv3.Client {
 }
 
 func (c *Cluster) client(endpoints []string) *clientv3.Client {
+	cli := c.newClient(endpoints)
+	c.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// newClient returns a client of endpoints that the caller closes.
+func (c *Cluster) newClient(endpoints []string) *clientv3.Client {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
@@ -76,7 +83,6 @@ func (c *Cluster) client(endpoints []string) *clientv3.Client {
 	if err != nil {
 		c.t.Fatalf("etcdtest: cluster client: %v", err)
 	}
-	c.t.Cleanup(func() { cli.Close() })
 	return cli
 }
 

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,16 @@ const (
 	LeadOnTarget                   // the fault's member leads (StopLeader then stops it)
 	LeadElsewhere                  // another member leads
 )
+
+func (p Placement) String() string {
+	switch p {
+	case LeadOnTarget:
+		return "lead-on"
+	case LeadElsewhere:
+		return "lead-away"
+	}
+	return "lead-any"
+}
 
 // AlignLeaders draws, from seed, where etcd's leader is at each fault (on the fault's
 // member or elsewhere, with equal odds) and a Settle below one second, so that every run
@@ -96,11 +107,25 @@ func Schedule(seed uint64, n int, ttl time.Duration) []Fault {
 // done or ctx ends (undoing the fault in progress). It must run on the test's goroutine.
 func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Duration, target func() int) {
 	c.t.Helper()
-	for _, f := range faults {
+	c.runSchedule(ctx, faults, pause, target, scheduleHooks{})
+}
+
+// scheduleHooks are told of a schedule's progress: next at the start of each fault's
+// turn (before etcd's leader is placed), injected once the fault is in place.
+type scheduleHooks struct {
+	next, injected func(i int, f Fault)
+}
+
+func (c *Cluster) runSchedule(ctx context.Context, faults []Fault, pause time.Duration, target func() int, hooks scheduleHooks) {
+	c.t.Helper()
+	for i, f := range faults {
 		if ctx.Err() != nil {
 			return
 		}
 		f = c.aim(f, target)
+		if hooks.next != nil {
+			hooks.next(i, f)
+		}
 		if f.Lead != LeadAnywhere {
 			// A leader transfer refreshes every lease: place the leader a pause ahead of
 			// the fault, so that the renewals since, not the transfer, decide when a
@@ -122,6 +147,9 @@ func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Du
 			undo = func() { c.Unblackhole(f.Member) }
 		default:
 			undo = func() {}
+		}
+		if hooks.injected != nil {
+			hooks.injected(i, f)
 		}
 		sleep(ctx, f.For)
 		undo()
@@ -190,6 +218,15 @@ type Ledger struct {
 	Key   string
 	start int64
 	last  atomic.Int64 // the writer of the last applied write, -1 before any
+
+	mu      sync.Mutex
+	applied []time.Time // when each write applied through Write was acknowledged
+}
+
+func (l *Ledger) appliedTimes() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Time(nil), l.applied...)
 }
 
 // NewLedger returns a ledger on key, its history counted from now.
@@ -239,6 +276,9 @@ func (l *Ledger) Write(ctx context.Context, cli *clientv3.Client, writer int, to
 	}
 	if resp.Succeeded {
 		l.last.Store(int64(writer))
+		l.mu.Lock()
+		l.applied = append(l.applied, time.Now())
+		l.mu.Unlock()
 	}
 	return resp.Succeeded, nil
 }
