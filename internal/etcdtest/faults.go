@@ -24,6 +24,7 @@ type Faults struct {
 	mu      sync.Mutex
 	match   func(method string, req any) bool
 	mode    faultMode
+	delay   time.Duration
 	hits    int
 	streams func(method string) bool
 }
@@ -34,6 +35,7 @@ const (
 	failMode faultMode = iota
 	loseReplyMode
 	stallMode
+	delayMode
 )
 
 // Fail makes every request that match accepts fail with ErrInjected without reaching
@@ -48,6 +50,20 @@ func (f *Faults) LoseReply(match func(method string, req any) bool) { f.set(matc
 // (forever without a deadline), as on a connection that swallows everything; nil clears
 // the fault (requests already stalled stay so).
 func (f *Faults) Stall(match func(method string, req any) bool) { f.set(match, stallMode) }
+
+// Delay makes every request that match accepts reach etcd and be applied, then holds
+// its reply for d, as a slow server or network would; nil clears the fault.
+func (f *Faults) Delay(match func(method string, req any) bool, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.match, f.mode, f.delay = match, delayMode, d
+}
+
+// IsGrant matches lease grants.
+func IsGrant(_ string, req any) bool {
+	_, ok := req.(*pb.LeaseGrantRequest)
+	return ok
+}
 
 // FailStreams makes every new stream whose method match accepts fail to open with
 // ErrInjected ("/etcdserverpb.Lease/LeaseKeepAlive": keep-alives; a stream opened before
@@ -89,7 +105,7 @@ func (f *Faults) intercept(ctx context.Context, method string, req, reply any, c
 	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	f.mu.Lock()
 	hit := f.match != nil && f.match(method, req)
-	mode := f.mode
+	mode, delay := f.mode, f.delay
 	if hit {
 		f.hits++
 	}
@@ -103,6 +119,16 @@ func (f *Faults) intercept(ctx context.Context, method string, req, reply any, c
 	case stallMode:
 		<-ctx.Done()
 		return ctx.Err()
+	case delayMode:
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return ErrInjected
 }

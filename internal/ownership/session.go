@@ -369,22 +369,29 @@ func (s *Session) fail(err error) {
 	s.wake()
 }
 
-func (s *Session) interval() time.Duration {
+// untilRenewal returns how long until the next renewal is due: an interval after the
+// send time of the last acknowledged renewal (or of the grant), not after its reply, so
+// that a slow reply never pushes the next renewal toward the deadline. A renewal that
+// is already due (or a lease whose deadline is not known yet) is renewed at once.
+func (s *Session) untilRenewal() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ttl == 0 {
+	if s.ttl == 0 || s.deadline.IsZero() {
 		return 0
 	}
 	// A third of the TTL, as etcd's own keep-alive: renewing more often would only make
 	// a lease cut off from us outlive us longer, and its keys block successors longer.
-	return min(s.ttl/3, time.Second)
+	interval := min(s.ttl/3, time.Second)
+	sent := s.deadline.Add(-(s.ttl - Margin(s.ttl)))
+	return max(time.Until(sent.Add(interval)), 0)
 }
+
 
 func (s *Session) track() {
 	defer s.wg.Done()
 	base := s.ctx
 
-	renew := time.NewTimer(s.interval())
+	renew := time.NewTimer(s.untilRenewal())
 	defer renew.Stop()
 	expire := time.NewTimer(time.Hour)
 	defer expire.Stop()
@@ -421,7 +428,7 @@ func (s *Session) track() {
 				renew.Reset(retry.Next())
 			default:
 				retry.Reset()
-				renew.Reset(s.interval())
+				renew.Reset(s.untilRenewal())
 			}
 		}
 	}

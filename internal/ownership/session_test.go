@@ -27,3 +27,20 @@ func TestReleasedSessionNotAlive(t *testing.T) {
 	assert.Error(t, ses.Alive())
 	assert.Error(t, ses.WaitAlive(ctx))
 }
+
+// A grant whose reply is slow does not cost the session: the first renewal is due an
+// interval after the grant was sent, not after its reply arrived (which, later than
+// the deadline less the interval, left the lease to lapse before its first renewal).
+func TestSlowGrantReplyKeepsSession(t *testing.T) {
+	cli, f := etcdtest.FaultClient(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	const ttl = 3 * time.Second
+	// Sent at t0, answered at t0+1.8s: known alive until t0+2.5s (TTL less the margin).
+	f.Delay(etcdtest.IsGrant, 1800*time.Millisecond)
+	ses, err := ownership.Grant(ctx, cli, ttl, nil)
+	f.Delay(nil, 0)
+	require.NoError(t, err)
+	defer ses.Release()
+	assert.Never(t, func() bool { return ses.Alive() != nil }, 2*ttl, 50*time.Millisecond,
+		"session lost after a slow grant")
+}
