@@ -8,8 +8,8 @@
 //
 // # Guarantees
 //
-//   - Lost (and, without re-grant, Done) closes within one renewal interval — a third
-//     of the TTL, at most one second — after etcd reports the lease revoked or expired.
+//   - Lost (and, without re-grant, Done) closes within one renewal interval (at most one
+//     second) after etcd reports the lease revoked or expired.
 //   - Lost closes a margin (a sixth of the TTL, at least 200ms) before the earliest
 //     instant etcd could expire the lease — the send time of the last acknowledged
 //     renewal plus the TTL etcd returned — even if etcd is unreachable: the Keeper never

@@ -4,8 +4,8 @@
 //
 //   - session.go — Session: a lease (granted here, or borrowed from the caller's
 //     concurrency.Session) and its tracker, the one renewal loop and the one definition
-//     of loss: each renewal is a keep-alive request of its own (every third of the TTL,
-//     hedged by a second when slow), and the lease is known to be alive until the send
+//     of loss: each renewal is a keep-alive request of its own (RenewInterval
+//     after the send of the last acknowledged one, hedged by a second when slow), and the lease is known to be alive until the send
 //     time of the last acknowledged one plus the TTL, minus Margin.
 //     When that passes, or etcd says the lease is gone, the session is lost for good; a
 //     lease of our own is then no longer renewed, and revoked as soon as etcd answers.

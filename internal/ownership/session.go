@@ -379,13 +379,20 @@ func (s *Session) untilRenewal() time.Duration {
 	if s.ttl == 0 || s.deadline.IsZero() {
 		return 0
 	}
-	// A third of the TTL, as etcd's own keep-alive: renewing more often would only make
-	// a lease cut off from us outlive us longer, and its keys block successors longer.
-	interval := min(s.ttl/3, time.Second)
 	sent := s.deadline.Add(-(s.ttl - Margin(s.ttl)))
-	return max(time.Until(sent.Add(interval)), 0)
+	return max(time.Until(sent.Add(RenewInterval(s.ttl))), 0)
 }
 
+// RenewInterval is the time from one renewal to the next for a lease of ttl: as late
+// as leaves a third of the TTL (at least 500ms) before the lease's deadline for the
+// renewal to land, at least a third of the TTL, at most one second. Renewing sooner
+// would only make a lease cut off from us outlive us longer at etcd, and its keys block
+// successors longer: etcd's own keep-alive, which checks every 500ms for a renewal due
+// a third of the TTL after the last reply, renews a 2s lease every second too.
+func RenewInterval(ttl time.Duration) time.Duration {
+	slack := max(ttl/3, 500*time.Millisecond)
+	return min(max(ttl/3, ttl-Margin(ttl)-slack), time.Second)
+}
 
 func (s *Session) track() {
 	defer s.wg.Done()

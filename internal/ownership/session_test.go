@@ -44,3 +44,18 @@ func TestSlowGrantReplyKeepsSession(t *testing.T) {
 	assert.Never(t, func() bool { return ses.Alive() != nil }, 2*ttl, 50*time.Millisecond,
 		"session lost after a slow grant")
 }
+
+// Renewals come as late as leaves a third of the TTL before the deadline, so that a
+// lease cut off from us lapses at etcd as soon as etcd's own keep-alive would let it.
+func TestRenewInterval(t *testing.T) {
+	for _, c := range []struct{ ttl, want time.Duration }{
+		{time.Second, time.Second / 3}, // a third
+		{2 * time.Second, time.Second}, // 667ms left to land, as etcd's keep-alive
+		{3 * time.Second, time.Second}, // at most a second
+		{10 * time.Second, time.Second},
+	} {
+		got := ownership.RenewInterval(c.ttl)
+		assert.Equal(t, c.want, got, "TTL %v", c.ttl)
+		assert.GreaterOrEqual(t, c.ttl-ownership.Margin(c.ttl)-got, c.ttl/3, "TTL %v: time left to renew", c.ttl)
+	}
+}
