@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
 // FenceCheck runs a fenced view's check in tx, as its writes do first.
@@ -19,3 +21,21 @@ func JobRuns(s *Store) uint64 { return s.jobRuns.Load() }
 
 // RowsRead returns how many rows history reads fetched.
 func RowsRead(s *Store) uint64 { return s.rowsRead.Load() }
+
+// HistoryPlan runs the query a history read without a step or with one would run for
+// q under EXPLAIN ANALYZE, and returns the plan as JSON.
+func HistoryPlan(ctx context.Context, s *Store, kind string, q store.HistoryQuery) ([]byte, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	wm, now, err := s.watermarks(ctx, tx, kind)
+	if err != nil {
+		return nil, err
+	}
+	sql, args := s.historySQL(kind, q, q.Since, wm, now)
+	var plan []byte
+	err = tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+sql, args...).Scan(&plan)
+	return plan, err
+}

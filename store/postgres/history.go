@@ -248,6 +248,66 @@ func steps(rows []row, step time.Duration) int {
 }
 
 func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.HistoryQuery, since time.Time, wm [3]*time.Time, now time.Time) ([]row, error) {
+	sql, args := s.historySQL(kind, q, since, wm, now)
+	if sql == "" {
+		return nil, nil
+	}
+	// A step query needs no order: bin sorts what it returns, and of raw rows only the
+	// last of each step carries Data.
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rec, error) {
+		var o rec
+		var data []byte
+		err := r.Scan(&o.Cluster, &o.Member, &o.Time, &o.Samples, &o.healthy, &o.names, &o.vals, &o.maxs, &data)
+		o.Time, o.Data = o.Time.UTC(), rawOrNil(data)
+		return o, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.rowsRead.Add(uint64(len(got)))
+	var ids []int32
+	for _, r := range got {
+		if r.names != nil {
+			ids = append(ids, *r.names)
+		}
+	}
+	dict, err := s.lookup(ctx, tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	if q.Step > 0 {
+		return bin(got, dict, q.Step)
+	}
+	out := make([]row, len(got))
+	for i, r := range got {
+		out[i] = r.row
+		if r.names == nil {
+			continue
+		}
+		ns := dict[*r.names]
+		if len(ns) != len(r.vals) || (r.maxs != nil && len(r.maxs) != len(ns)) {
+			return nil, corrupt(r)
+		}
+		out[i].Values = make(map[string]float64, len(ns))
+		for j, n := range ns {
+			out[i].Values[n] = r.vals[j]
+		}
+		if r.maxs != nil {
+			out[i].Max = make(map[string]float64, len(ns))
+			for j, n := range ns {
+				out[i].Max[n] = r.maxs[j]
+			}
+		}
+	}
+	return out, nil
+}
+
+// historySQL is the query of readRows ("" when no table has any of the range).
+func (s *Store) historySQL(kind string, q store.HistoryQuery, since time.Time, wm [3]*time.Time, now time.Time) (string, []any) {
 	preferred := 0
 	for i, t := range levels(kind) {
 		if t.res > 0 && q.Step >= t.res && q.Step%t.res == 0 {
@@ -311,68 +371,27 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 		if len(where) > 0 {
 			sel += " WHERE " + strings.Join(where, " AND ")
 		}
+		if q.Step == 0 {
+			// The newest of each table by itself, so each is read backwards on its
+			// primary key: ordered and limited only over the union, PostgreSQL reads
+			// every raw row of the day (a sequential scan) to keep the newest few.
+			order := "time DESC, cluster DESC"
+			if kind == "metrics" {
+				order += ", member DESC"
+			}
+			sel = fmt.Sprintf("(%s ORDER BY %s LIMIT %s)", sel, order, arg(q.EffectiveLimit()))
+		}
 		parts = append(parts, sel)
 	}
 	if len(parts) == 0 {
-		return nil, nil
+		return "", nil
 	}
 	sql := strings.Join(parts, "\nUNION ALL\n")
 	if q.Step == 0 {
 		sql = fmt.Sprintf("SELECT * FROM (SELECT * FROM (%s) u ORDER BY time DESC, cluster DESC, member DESC LIMIT %s) h ORDER BY time, cluster, member",
 			sql, arg(q.EffectiveLimit()))
 	}
-	// A step query needs no order: bin sorts what it returns, and of raw rows only the
-	// last of each step carries Data.
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rec, error) {
-		var o rec
-		var data []byte
-		err := r.Scan(&o.Cluster, &o.Member, &o.Time, &o.Samples, &o.healthy, &o.names, &o.vals, &o.maxs, &data)
-		o.Time, o.Data = o.Time.UTC(), rawOrNil(data)
-		return o, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.rowsRead.Add(uint64(len(got)))
-	var ids []int32
-	for _, r := range got {
-		if r.names != nil {
-			ids = append(ids, *r.names)
-		}
-	}
-	dict, err := s.lookup(ctx, tx, ids)
-	if err != nil {
-		return nil, err
-	}
-	if q.Step > 0 {
-		return bin(got, dict, q.Step)
-	}
-	out := make([]row, len(got))
-	for i, r := range got {
-		out[i] = r.row
-		if r.names == nil {
-			continue
-		}
-		ns := dict[*r.names]
-		if len(ns) != len(r.vals) || (r.maxs != nil && len(r.maxs) != len(ns)) {
-			return nil, corrupt(r)
-		}
-		out[i].Values = make(map[string]float64, len(ns))
-		for j, n := range ns {
-			out[i].Values[n] = r.vals[j]
-		}
-		if r.maxs != nil {
-			out[i].Max = make(map[string]float64, len(ns))
-			for j, n := range ns {
-				out[i].Max[n] = r.maxs[j]
-			}
-		}
-	}
-	return out, nil
+	return sql, args
 }
 
 // rec is a history row as read: values still as their name-set id and arrays.

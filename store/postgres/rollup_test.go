@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -245,4 +246,60 @@ func TestMaintainUsesPostgresClock(t *testing.T) {
 	require.NoError(t, s.Flush(ctx))
 	assert.Zero(t, s.Stats().Dropped)
 	assert.Equal(t, 181, count(t, s, `SELECT count(*) FROM health_raw`))
+}
+
+// rowsScanned sums the rows the plan's scans of table produced.
+func rowsScanned(t *testing.T, plan []byte, table string) float64 {
+	t.Helper()
+	var doc []struct{ Plan map[string]any }
+	require.NoError(t, json.Unmarshal(plan, &doc))
+	var walk func(n map[string]any) float64
+	walk = func(n map[string]any) float64 {
+		sum := 0.0
+		if n["Relation Name"] == table {
+			sum += n["Actual Rows"].(float64) * n["Actual Loops"].(float64)
+		}
+		if kids, ok := n["Plans"].([]any); ok {
+			for _, k := range kids {
+				sum += walk(k.(map[string]any))
+			}
+		}
+		return sum
+	}
+	require.Len(t, doc, 1)
+	return walk(doc[0].Plan)
+}
+
+// The newest records of a cluster (no step) are read backwards on the primary key of
+// each table, not by reading every raw row of the day and sorting: 2,000 metric
+// records, the newest 60 read.
+func TestHistoryNewestReadsOnlyThem(t *testing.T) {
+	s := open(t, schema(t))
+	ctx := ctxT(t)
+	end := time.Now().UTC().Truncate(time.Second)
+	var snaps []store.MetricSnapshot
+	var checks []store.HealthCheck
+	for i := range 2000 {
+		at := end.Add(-time.Duration(i) * 10 * time.Second)
+		snaps = append(snaps, store.MetricSnapshot{Time: at, Cluster: "a", Member: "m", Values: map[string]float64{"i": float64(i)}})
+		snaps = append(snaps, store.MetricSnapshot{Time: at, Cluster: "b", Member: "m", Values: map[string]float64{"i": float64(i)}})
+		checks = append(checks, store.HealthCheck{Time: at, Cluster: "a", Healthy: true})
+	}
+	require.NoError(t, s.PutMetricSnapshots(ctx, snaps))
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+	require.NoError(t, s.Maintain(ctx, time.Time{}))
+	_, err := s.Pool().Exec(ctx, `ANALYZE`)
+	require.NoError(t, err)
+
+	got, err := s.MetricSnapshots(ctx, store.HistoryQuery{Cluster: "a", Limit: 60})
+	require.NoError(t, err)
+	require.Len(t, got, 60)
+	assert.True(t, got[59].Time.Equal(end), "the newest last")
+	plan, err := postgres.HistoryPlan(ctx, s, "metrics", store.HistoryQuery{Cluster: "a", Limit: 60})
+	require.NoError(t, err)
+	assert.LessOrEqual(t, rowsScanned(t, plan, "metrics_raw"), 61.0, "%s", plan)
+	plan, err = postgres.HistoryPlan(ctx, s, "health", store.HistoryQuery{Cluster: "a", Limit: 60})
+	require.NoError(t, err)
+	assert.LessOrEqual(t, rowsScanned(t, plan, "health_raw"), 61.0, "%s", plan)
 }
