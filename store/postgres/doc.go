@@ -50,8 +50,11 @@
 //
 // What is not guaranteed: history accepted by Put* is lost if the process dies before
 // the writer wrote it (at most one batch interval, or the outage's backlog); reads do
-// not see queued history (Flush waits for it). The TimescaleDB path is not exercised by
-// this package's tests (the test server has no extension).
+// not see queued history (Flush waits for it). The TimescaleDB path has not run
+// against TimescaleDB: no server it was tested on has the extension. Its SQL
+// (create_hypertable at migration, drop_chunks at retention) runs in the tests against
+// stand-ins with TimescaleDB's parameter names, and without the extension the store
+// keeps plain tables; whether TimescaleDB accepts these tables and calls is untested.
 //
 // While PostgreSQL is down, no replica notifies: safety over liveness. The Lease can
 // be neither renewed nor taken, so the active replica's term ends before the lease

@@ -39,3 +39,11 @@ func HistoryPlan(ctx context.Context, s *Store, kind string, q store.HistoryQuer
 	err = tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+sql, args...).Scan(&plan)
 	return plan, err
 }
+
+// MakeHypertables runs what the migration runs when TimescaleDB is installed.
+func MakeHypertables(ctx context.Context, s *Store) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return hypertables(ctx, tx) })
+}
+
+// SetTimescale makes the store take its history tables for hypertables (or not).
+func SetTimescale(s *Store, on bool) { s.timescale.Store(on) }

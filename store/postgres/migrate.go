@@ -173,21 +173,42 @@ CREATE INDEX alert_history_cluster ON alert_history (cluster, id);
 // retention then drops whole chunks. Rollups stay this package's own tables and job:
 // a continuous aggregate cannot unnest the value arrays (a set-returning function).
 // Without the extension this step does nothing.
+//
+// This path has not run against TimescaleDB: the test server has no extension. Its
+// SQL runs in the tests against stand-ins of create_hypertable and drop_chunks with
+// TimescaleDB's parameter names (see TestTimescaleSQL).
 func timescale(ctx context.Context, tx pgx.Tx) error {
 	var present bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')`).Scan(&present); err != nil {
+	if err := tx.QueryRow(ctx, timescalePresentSQL).Scan(&present); err != nil {
 		return err
 	}
 	if !present {
 		return nil
 	}
+	return hypertables(ctx, tx)
+}
+
+// The SQL of the TimescaleDB path, in one place.
+const (
+	timescalePresentSQL = `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')`
+	// $1 the table, $2 its chunk interval.
+	createHypertableSQL = `SELECT create_hypertable($1::regclass, 'time', chunk_time_interval => $2::interval, migrate_data => true)`
+	// $1 the table, $2 the retention's cut.
+	dropChunksSQL = `SELECT drop_chunks($1::regclass, older_than => $2::timestamptz)`
+	// Whether health_raw (in the current schema) is a hypertable.
+	isHypertableSQL = `SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+	WHERE hypertable_schema = current_schema() AND hypertable_name = 'health_raw')`
+)
+
+// hypertables makes every history table a hypertable: chunks of a day, of 30 days for
+// the hour rollups.
+func hypertables(ctx context.Context, tx pgx.Tx) error {
 	for _, t := range historyTables {
 		chunk := "1 day"
 		if t.res >= hour {
 			chunk = "30 days"
 		}
-		if _, err := tx.Exec(ctx, `SELECT create_hypertable($1::regclass, 'time', chunk_time_interval => $2::interval, migrate_data => true)`,
-			t.name, chunk); err != nil {
+		if _, err := tx.Exec(ctx, createHypertableSQL, t.name, chunk); err != nil {
 			return fmt.Errorf("hypertable %s: %w", t.name, err)
 		}
 	}

@@ -21,7 +21,7 @@ type Store struct {
 	pool      *pgxpool.Pool
 	opts      options
 	log       *zap.Logger
-	timescale bool
+	timescale atomic.Bool
 
 	errors  atomic.Uint64
 	dropped atomic.Uint64
@@ -130,12 +130,12 @@ func (s *Store) init(ctx context.Context) error {
 	if n > 0 {
 		s.log.Info("postgres schema migrated", zap.Int("steps", n), zap.Int("version", migrations[len(migrations)-1].version))
 	}
-	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
-	AND to_regclass('health_raw') IS NOT NULL`).Scan(&s.timescale)
-	if err == nil && s.timescale {
-		err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
-	WHERE hypertable_schema = current_schema() AND hypertable_name = 'health_raw')`).Scan(&s.timescale)
+	var ts bool
+	err = conn.QueryRow(ctx, timescalePresentSQL).Scan(&ts)
+	if err == nil && ts {
+		err = conn.QueryRow(ctx, isHypertableSQL).Scan(&ts)
 	}
+	s.timescale.Store(ts)
 	if err != nil {
 		return fmt.Errorf("postgres: detect timescaledb: %w", err)
 	}
@@ -146,7 +146,7 @@ func (s *Store) init(ctx context.Context) error {
 func (s *Store) daemonNow() time.Time { return (*s.clock.Load())() }
 
 // Timescale reports whether the history tables are TimescaleDB hypertables.
-func (s *Store) Timescale() bool { return s.timescale }
+func (s *Store) Timescale() bool { return s.timescale.Load() }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {

@@ -267,8 +267,8 @@ func (s *Store) retain(ctx context.Context, kind string, now time.Time) error {
 				cut = *done
 			}
 		}
-		if s.timescale {
-			if _, err := s.pool.Exec(ctx, `SELECT drop_chunks($1::regclass, older_than => $2::timestamptz)`, d.table, cut); err != nil {
+		if s.timescale.Load() {
+			if _, err := s.pool.Exec(ctx, dropChunksSQL, d.table, cut); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,71 @@
+package postgres_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/store/postgres"
+)
+
+// No server here has TimescaleDB, so its path has not run against it. What can be
+// checked without it is: the SQL of that path parses, binds its arguments by
+// TimescaleDB's parameter names and runs, against stand-ins of create_hypertable and
+// drop_chunks that record their calls; the migration makes every history table a
+// hypertable with the chunk intervals meant; retention drops chunks of each table
+// before deleting rows, at the cut it deletes at; and on a plain PostgreSQL the store
+// does not take its tables for hypertables.
+func TestTimescaleSQL(t *testing.T) {
+	sch := schema(t)
+	s := open(t, sch, postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour}))
+	ctx := ctxT(t)
+	assert.False(t, s.Timescale(), "plain PostgreSQL")
+	_, err := s.Pool().Exec(ctx, `
+CREATE TABLE ts_calls (id serial, fn text, rel text, arg text);
+-- Stand-ins with TimescaleDB's parameter names (its own take more, all defaulted).
+CREATE FUNCTION create_hypertable(relation regclass, time_column_name name, chunk_time_interval interval, migrate_data boolean)
+	RETURNS void LANGUAGE sql AS $$
+	INSERT INTO ts_calls (fn, rel, arg) VALUES ('create_hypertable', relation::text, time_column_name || ' ' || chunk_time_interval || ' ' || migrate_data) $$;
+CREATE FUNCTION drop_chunks(relation regclass, older_than timestamptz)
+	RETURNS void LANGUAGE sql AS $$
+	INSERT INTO ts_calls (fn, rel, arg) VALUES ('drop_chunks', relation::text, older_than::text) $$;`)
+	require.NoError(t, err)
+	type call struct{ Fn, Rel, Arg string }
+	calls := func() []call {
+		rows, err := s.Pool().Query(ctx, `SELECT fn, rel, arg FROM ts_calls ORDER BY id`)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[call])
+		require.NoError(t, err)
+		return out
+	}
+
+	require.NoError(t, postgres.MakeHypertables(ctx, s))
+	assert.Equal(t, []call{
+		{"create_hypertable", "health_raw", "time 1 day true"},
+		{"create_hypertable", "health_1m", "time 1 day true"},
+		{"create_hypertable", "health_1h", "time 30 days true"},
+		{"create_hypertable", "metrics_raw", "time 1 day true"},
+		{"create_hypertable", "metrics_1m", "time 1 day true"},
+		{"create_hypertable", "metrics_1h", "time 30 days true"},
+	}, calls())
+	_, err = s.Pool().Exec(ctx, `TRUNCATE ts_calls`)
+	require.NoError(t, err)
+
+	// Retention with hypertables: chunks dropped at the cut, then rows deleted. With
+	// nothing rolled up yet only the hour rollups (which roll into nothing) are cut.
+	postgres.SetTimescale(s, true)
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	require.NoError(t, s.Maintain(ctx, now))
+	got := calls()
+	require.Len(t, got, 2, "%+v", got)
+	for i, kind := range []string{"health", "metrics"} {
+		assert.Equal(t, "drop_chunks", got[i].Fn)
+		assert.Equal(t, kind+"_1h", got[i].Rel)
+		var cut time.Time
+		require.NoError(t, s.Pool().QueryRow(ctx, `SELECT $1::timestamptz`, got[i].Arg).Scan(&cut))
+		assert.True(t, cut.Equal(now.Add(-4*time.Hour)), "cut at %v", cut)
+	}
+}
