@@ -134,7 +134,16 @@ type MonitorConfig struct {
 	MetricsInterval     time.Duration `yaml:"metrics_interval"`
 	CheckTimeout        time.Duration `yaml:"check_timeout"`
 	LatencySamples      int           `yaml:"latency_samples"`
+	// MemoryHistory is how many metric snapshots and health checks each cluster keeps in
+	// memory. The API reads history from the store (every daemon has one); memory only
+	// answers when the store cannot be read. Alert rules keep the windows they read
+	// (up to alerts.thresholds.growth_window) on their own, whatever this is.
+	MemoryHistory int `yaml:"memory_history"`
 }
+
+// DefaultMemoryHistory is monitor.memory_history's default: 10 minutes of metrics and 30
+// of health checks at the default intervals.
+const DefaultMemoryHistory = 60
 
 // Thresholds are the operator's limits of the first daemon, kept working: those that
 // are set override alerts.thresholds; MaxDBSizeMB and MinAvailableNodes are rules of
@@ -251,7 +260,7 @@ func defaultConfig() Config {
 			ShutdownTimeout: 30 * time.Second,
 		},
 		Monitor: MonitorConfig{HealthCheckInterval: 30 * time.Second, MetricsInterval: 10 * time.Second,
-			CheckTimeout: 2 * time.Second, LatencySamples: 10},
+			CheckTimeout: 2 * time.Second, LatencySamples: 10, MemoryHistory: DefaultMemoryHistory},
 		Thresholds: Thresholds{MaxDBSizeMB: 8192, MinAvailableNodes: 2},
 		Alerts:     AlertsConfig{Console: true},
 		Benchmark: BenchConfig{Type: "mixed", Connections: 10, Clients: 10, KeySize: 32, ValueSize: 256,
@@ -432,6 +441,8 @@ func (c *Config) validate() error {
 		return bad("monitor.check_timeout", "must be positive, got %v", m.CheckTimeout)
 	case m.LatencySamples < 1 || m.LatencySamples > 1000:
 		return bad("monitor.latency_samples", "must be between 1 and 1000, got %d", m.LatencySamples)
+	case m.MemoryHistory < 1 || m.MemoryHistory > 100000:
+		return bad("monitor.memory_history", "must be between 1 and 100000, got %d", m.MemoryHistory)
 	}
 
 	// Upper bounds keep every value far from overflowing once converted (milliseconds to

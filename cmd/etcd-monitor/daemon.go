@@ -20,10 +20,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
 
 	"github.com/etcd-monitor/etcd-monitor/bench"
 	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/localetcd"
+	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 	"github.com/etcd-monitor/etcd-monitor/monitor"
 	"github.com/etcd-monitor/etcd-monitor/store"
@@ -89,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer func() {
 		for _, c := range conns {
 			c.cli.Close()
+			c.http.CloseIdleConnections() // before an embedded etcd stops
 		}
 	}()
 	for i, cc := range clusters {
@@ -145,12 +148,20 @@ func openStore(ctx context.Context, cfg *Config, log *zap.Logger) (store.Store, 
 
 // connection is a client of one cluster and what it was made from.
 type connection struct {
-	cfg     ClusterConfig
-	cli     *clientv3.Client
-	client  clientv3.Config
-	tls     *tls.Config
+	cfg    ClusterConfig
+	cli    *clientv3.Client
+	client clientv3.Config
+	tls    *tls.Config
+	// http reaches the members' /metrics, /livez and /readyz: one transport per cluster,
+	// shared by its health checker and metric collector, whose kept-alive connections
+	// each round reuses.
+	http    *http.Client
 	members int
 }
+
+// monitorReadBuffer is the read buffer of each of the monitoring client's connections:
+// room for a status, a membership list or a probe's answer in one read.
+const monitorReadBuffer = 8 << 10
 
 // connect makes a client and proves it works: a daemon that cannot reach etcd at
 // startup says so and exits rather than serving an empty API.
@@ -161,7 +172,13 @@ func connect(ctx context.Context, cc ClusterConfig, key string) (*connection, er
 	}
 	ccfg := clientv3.Config{Endpoints: cc.Endpoints, DialTimeout: cc.DialTimeout, TLS: tlsCfg,
 		Username: cc.Username, Password: cc.Password, Logger: zap.NewNop()}
-	cli, err := clientv3.New(ccfg)
+	// The monitoring client's connections (one per endpoint, and the collector's probe
+	// connection to each member, dialled through it) carry small messages: gRPC's 32 KiB
+	// read and write buffers per connection would be most of the daemon's heap with many
+	// clusters. Benchmarks get a client of their own, with the defaults.
+	mcfg := ccfg
+	mcfg.DialOptions = []grpc.DialOption{grpc.WithReadBufferSize(monitorReadBuffer), grpc.WithSharedWriteBuffer(true)}
+	cli, err := clientv3.New(mcfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd cluster %q: %w", cc.Name, err)
 	}
@@ -174,7 +191,8 @@ func connect(ctx context.Context, cc ClusterConfig, key string) (*connection, er
 			cc.Name, strings.Join(cc.Endpoints, ","), cc.DialTimeout, key, err)
 	}
 	ccfg.Endpoints = nil // bench connections use the client's endpoints
-	return &connection{cfg: cc, cli: cli, client: ccfg, tls: tlsCfg, members: len(resp.Members)}, nil
+	hc := &http.Client{Transport: memberhttp.NewTransport(tlsCfg)}
+	return &connection{cfg: cc, cli: cli, client: ccfg, tls: tlsCfg, http: hc, members: len(resp.Members)}, nil
 }
 
 func newLogger(c LoggingConfig, w io.Writer) (*zap.Logger, error) {
@@ -198,9 +216,10 @@ func monitorClusters(cfg *Config, conns []*connection) []monitor.Cluster {
 	out := make([]monitor.Cluster, 0, len(conns))
 	for _, c := range conns {
 		mc := monitor.Cluster{Name: c.cfg.Name, Client: c.cli,
-			Health:  []health.Option{health.WithTimeout(cfg.Monitor.CheckTimeout)},
-			Metrics: []metrics.Option{metrics.WithTimeout(cfg.Monitor.CheckTimeout), metrics.WithSamples(cfg.Monitor.LatencySamples)},
-			Bench:   []bench.Option{bench.WithClientConfig(c.client)},
+			Health: []health.Option{health.WithTimeout(cfg.Monitor.CheckTimeout), health.WithHTTPClient(c.http)},
+			Metrics: []metrics.Option{metrics.WithTimeout(cfg.Monitor.CheckTimeout), metrics.WithSamples(cfg.Monitor.LatencySamples),
+				metrics.WithHTTPClient(c.http), metrics.WithHistorySize(cfg.Monitor.MemoryHistory)},
+			Bench: []bench.Option{bench.WithClientConfig(c.client)},
 		}
 		if len(c.cfg.MemberEndpoints) > 0 {
 			mc.Health = append(mc.Health, health.WithEndpoints(c.cfg.MemberEndpoints))
@@ -208,11 +227,6 @@ func monitorClusters(cfg *Config, conns []*connection) []monitor.Cluster {
 		}
 		if len(c.cfg.MetricsURLs) > 0 {
 			mc.Metrics = append(mc.Metrics, metrics.WithMetricsURLs(c.cfg.MetricsURLs))
-		}
-		if c.tls != nil {
-			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}}
-			mc.Health = append(mc.Health, health.WithHTTPClient(hc))
-			mc.Metrics = append(mc.Metrics, metrics.WithHTTPClient(hc))
 		}
 		out = append(out, mc)
 	}
@@ -278,6 +292,7 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 		monitor.WithWarnings(warnings...),
 		monitor.WithHealthInterval(cfg.Monitor.HealthCheckInterval),
 		monitor.WithMetricsInterval(cfg.Monitor.MetricsInterval),
+		monitor.WithHistorySize(cfg.Monitor.MemoryHistory),
 		monitor.WithAlertOptions(aopts...),
 		monitor.WithBenchmarkLimits(lim),
 		monitor.WithLogger(log))...)

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// connCounter forwards TCP connections to target and counts them.
+type connCounter struct {
+	addr     string
+	accepted atomic.Int64
+	open     atomic.Int64
+}
+
+func newConnCounter(t *testing.T, target string) *connCounter {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &connCounter{addr: l.Addr().String()}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.accepted.Add(1)
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.open.Add(1)
+			mu.Lock()
+			conns[c], conns[up] = struct{}{}, struct{}{}
+			mu.Unlock()
+			wg.Go(func() {
+				defer p.open.Add(-1)
+				var pipes sync.WaitGroup
+				pipes.Go(func() { io.Copy(up, c); up.Close(); c.Close() })
+				pipes.Go(func() { io.Copy(c, up); up.Close(); c.Close() })
+				pipes.Wait()
+			})
+		}
+	})
+	return p
+}
+
+// The daemon collects metrics through connections it keeps (the client's, each member's
+// probe connection, the kept-alive /metrics connection): collection after collection
+// makes no new ones. (A health check still dials each member for its status: etcd's
+// client does.) Once the daemon has stopped, no connection is left open.
+func TestDaemonKeepsMemberConnectionsAndClosesThemOnStop(t *testing.T) {
+	cli := etcdtest.Client(t)
+	resp, err := cli.MemberList(etcdtest.Context(t, 5*time.Second))
+	require.NoError(t, err)
+	require.Len(t, resp.Members, 1)
+	name := resp.Members[0].Name
+	p := newConnCounter(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	cfg := writeFile(t, "config.yaml", `etcd:
+  endpoints: ["`+p.addr+`"]
+  member_endpoints: {"`+name+`": "`+p.addr+`"}
+  metrics_urls: {"`+name+`": "http://`+p.addr+`/metrics"}
+monitor: {metrics_interval: 100ms, health_check_interval: 1h}
+`)
+	d := startDaemon(t, "--config="+cfg)
+
+	collections := func() float64 {
+		resp, err := http.Get(d.url + "/metrics")
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "etcd_monitor_metric_collection_duration_seconds_count") {
+				f := strings.Fields(l)
+				if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+					return v
+				}
+			}
+		}
+		return 0
+	}
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.GreaterOrEqual(ct, collections(), 3.0)
+	}, 30*time.Second, 50*time.Millisecond)
+	made := p.accepted.Load()
+	start := collections()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.GreaterOrEqual(ct, collections(), start+10)
+	}, 30*time.Second, 50*time.Millisecond)
+	assert.Equal(t, made, p.accepted.Load(), "connections made by 10 more collections and checks")
+
+	require.NoError(t, d.stop())
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.open.Load(), "connections to the member left open after the daemon stopped")
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// The daemon keeps a short history in memory (the API reads the store's), unless the
+// configuration says otherwise, and refuses a size out of range, naming the key.
+func TestMemoryHistoryConfig(t *testing.T) {
+	parse := func(yaml string) (*Config, error) {
+		cfg, _, err := parseArgs([]string{"--config=" + writeFile(t, "c.yaml", yaml)}, io.Discard)
+		return cfg, err
+	}
+	cfg, err := parse("etcd: {endpoints: [127.0.0.1:2379]}\n")
+	require.NoError(t, err)
+	assert.Equal(t, DefaultMemoryHistory, cfg.Monitor.MemoryHistory)
+	cfg, err = parse("monitor: {memory_history: 1000}\n")
+	require.NoError(t, err)
+	assert.Equal(t, 1000, cfg.Monitor.MemoryHistory)
+	for _, bad := range []string{"0", "-1", "100001"} {
+		_, err := parse("monitor: {memory_history: " + bad + "}\n")
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), "monitor.memory_history", bad)
+	}
+}
+
+// The daemon's GOGC is 50 unless the environment sets one.
+func TestTuneGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	assert.Equal(t, 0, tuneGC(func(k string) string { return map[string]string{"GOGC": "200"}[k] }))
+	assert.Equal(t, 100, debug.SetGCPercent(100), "GOGC from the environment is left alone")
+	assert.Equal(t, daemonGCPercent, tuneGC(func(string) string { return "" }))
+	assert.Equal(t, daemonGCPercent, debug.SetGCPercent(100))
+}
