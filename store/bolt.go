@@ -28,8 +28,13 @@ var (
 	bucketMaintenance   = []byte("maintenance")
 	bucketHealth        = []byte("health")  // a bucket per cluster, keys time(8) + member
 	bucketMetrics       = []byte("metrics") // the same
-	formatKey           = []byte("format")
-	formatValue         = []byte("etcd-monitor/store/v1")
+	// The Data of history records, apart (same layout and keys), so that reading a
+	// day's values in steps does not parse every record's full JSON: a record keeps
+	// its Data inline only when written before this layout.
+	bucketHealthData  = []byte("health-data")
+	bucketMetricsData = []byte("metrics-data")
+	formatKey         = []byte("format")
+	formatValue       = []byte("etcd-monitor/store/v1")
 )
 
 // Bolt is the embedded Store: one bbolt file. Use Open.
@@ -87,7 +92,7 @@ func Open(path string, opts ...Option) (*Bolt, error) {
 			return fmt.Errorf("%w: %s: format %q, want %q", ErrCorrupt, path, v, formatValue)
 		}
 		for _, b := range [][]byte{bucketAlerts, bucketGroups, bucketNotifications, bucketSilences, bucketBenchmarks,
-			bucketMaintenance, bucketHealth, bucketMetrics, bucketTransitions} {
+			bucketMaintenance, bucketHealth, bucketMetrics, bucketTransitions, bucketHealthData, bucketMetricsData} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -389,6 +394,14 @@ func (b *Bolt) MetricSnapshots(ctx context.Context, q HistoryQuery) ([]MetricSna
 	return convert(out, sample.metric), err
 }
 
+// dataBucket names the bucket of the Data of bucket's records.
+func dataBucket(bucket []byte) []byte {
+	if bytes.Equal(bucket, bucketHealth) {
+		return bucketHealthData
+	}
+	return bucketMetricsData
+}
+
 func sampleKey(t time.Time, member string) []byte {
 	return append(binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())), member...)
 }
@@ -403,27 +416,45 @@ func (b *Bolt) putSamples(ctx context.Context, bucket []byte, in []sample) error
 	}
 	cutoff := sampleKey(time.Now().Add(-b.opts.retention), "")
 	return b.update(ctx, func(tx *bolt.Tx) error {
-		root := tx.Bucket(bucket)
-		touched := map[string]*bolt.Bucket{}
+		root, dataRoot := tx.Bucket(bucket), tx.Bucket(dataBucket(bucket))
+		type pair struct{ bk, data *bolt.Bucket }
+		touched := map[string]pair{}
 		for _, s := range in {
-			bk := touched[s.Cluster]
-			if bk == nil {
+			p, ok := touched[s.Cluster]
+			if !ok {
 				var err error
-				if bk, err = root.CreateBucketIfNotExists([]byte(s.Cluster)); err != nil {
+				if p.bk, err = root.CreateBucketIfNotExists([]byte(s.Cluster)); err != nil {
 					return err
 				}
-				touched[s.Cluster] = bk
+				if p.data, err = dataRoot.CreateBucketIfNotExists([]byte(s.Cluster)); err != nil {
+					return err
+				}
+				touched[s.Cluster] = p
 			}
-			if err := put(bk, sampleKey(s.Time, s.Member), s); err != nil {
+			key := sampleKey(s.Time, s.Member)
+			data := s.Data
+			s.Data = nil
+			if err := put(p.bk, key, s); err != nil {
+				return err
+			}
+			var err error
+			if len(data) > 0 {
+				err = p.data.Put(key, data)
+			} else {
+				err = p.data.Delete(key) // a record replaced by one without data
+			}
+			if err != nil {
 				return err
 			}
 		}
 		// Retention: keys are time-ordered, so the expired ones are at the front.
-		for _, bk := range touched {
-			c := bk.Cursor()
-			for k, _ := c.First(); k != nil && bytes.Compare(k, cutoff) < 0; k, _ = c.First() {
-				if err := c.Delete(); err != nil {
-					return err
+		for _, p := range touched {
+			for _, bk := range []*bolt.Bucket{p.bk, p.data} {
+				c := bk.Cursor()
+				for k, _ := c.First(); k != nil && bytes.Compare(k, cutoff) < 0; k, _ = c.First() {
+					if err := c.Delete(); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -438,11 +469,15 @@ func (b *Bolt) samples(ctx context.Context, bucket []byte, q HistoryQuery, membe
 	limit := q.EffectiveLimit()
 	var all []sample
 	err := b.view(ctx, func(tx *bolt.Tx) error {
-		root := tx.Bucket(bucket)
+		root, dataRoot := tx.Bucket(bucket), tx.Bucket(dataBucket(bucket))
 		return root.ForEachBucket(func(name []byte) error {
 			if q.Cluster != "" && string(name) != q.Cluster {
 				return nil
 			}
+			data := dataRoot.Bucket(name)
+			// Data is read only for the records returned: every one without a step, the
+			// last of each step (of each member) with one.
+			lastWithData := map[string]time.Time{}
 			// Newest first from Until, stopping once the cluster alone fills the limit
 			// (in whole steps when downsampling).
 			c := root.Bucket(name).Cursor()
@@ -477,6 +512,19 @@ func (b *Bolt) samples(ctx context.Context, bucket []byte, q HistoryQuery, membe
 				var s sample
 				if err := json.Unmarshal(v, &s); err != nil {
 					return fmt.Errorf("%w: %s: %s/%s/%x: %w", ErrCorrupt, b.path, bucket, name, k, err)
+				}
+				if s.Data == nil && data != nil {
+					want := q.Step == 0
+					if !want {
+						st, seen := lastWithData[s.Member]
+						want = !seen || !StepStart(t, q.Step).Equal(st)
+						if want {
+							lastWithData[s.Member] = StepStart(t, q.Step)
+						}
+					}
+					if d := data.Get(k); want && d != nil {
+						s.Data = bytes.Clone(d)
+					}
 				}
 				all = append(all, s)
 			}
