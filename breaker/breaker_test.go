@@ -134,6 +134,7 @@ func probeRace(ctx context.Context, t *testing.T, bs []*breaker.Breaker, result 
 }
 
 func TestOneHalfOpenProbe(t *testing.T) {
+	t.Parallel() // waits out cool-downs; its own prefix
 	ctx := etcdtest.Context(t, 30*time.Second)
 	bs := newFleet(t, 4, sharedClients(t), breaker.WithFailureThreshold(1), breaker.WithCooldown(time.Second))
 	require.NoError(t, bs[0].Trip(ctx))
@@ -160,6 +161,7 @@ func TestOneHalfOpenProbe(t *testing.T) {
 }
 
 func TestCrashedProberFreesTheClaim(t *testing.T) {
+	t.Parallel() // waits out cool-downs; its own prefix
 	ctx := etcdtest.Context(t, 30*time.Second)
 	prefix := etcdtest.Prefix(t)
 	opts := []breaker.Option{breaker.WithCooldown(time.Second), breaker.WithProbeTimeout(time.Second)}
@@ -216,6 +218,7 @@ func TestCloseIsIdempotent(t *testing.T) {
 // A Trip made while a half-open probe runs opens the breaker for a cool-down: the
 // probe's success, recorded after it, does not close the breaker again.
 func TestTripDuringProbeWins(t *testing.T) {
+	t.Parallel() // waits out cool-downs; its own prefix
 	ctx := etcdtest.Context(t, 30*time.Second)
 	bs := newFleet(t, 2, sharedClients(t), breaker.WithCooldown(time.Second), breaker.WithProbeTimeout(10*time.Second))
 	require.NoError(t, bs[0].Trip(ctx))

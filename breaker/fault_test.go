@@ -15,6 +15,9 @@ import (
 // TestFaultCluster runs the breaker's fault checks on one 3-node cluster, with five
 // instances spread over the members.
 func TestFaultCluster(t *testing.T) {
+	// Waits out cool-downs in parallel with the tests above; the only parallel test
+	// that starts a cluster (the etcd test framework allows one at a time).
+	t.Parallel()
 	c := etcdtest.NewCluster(t, 3)
 	onMember := func(i int) *clientv3.Client { return c.Client(i % 3) }
 

@@ -21,6 +21,7 @@ import (
 // cool-down: its trip finds the breaker open already, and the instance reads what etcd
 // holds (half-open) instead of guessing.
 func TestLateFailureAfterAnotherTripSeesHalfOpen(t *testing.T) {
+	t.Parallel() // waits out cool-downs; its own prefix
 	ctx := etcdtest.Context(t, 30*time.Second)
 	opts := []breaker.Option{breaker.WithFailureThreshold(1), breaker.WithCooldown(time.Second), breaker.WithProbeTimeout(time.Second)}
 	bs := newFleet(t, 2, sharedClients(t), opts...)
