@@ -38,6 +38,78 @@ import (
 // any goroutine outlives them (etcdtest.Main checks with goleak).
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
+// pkgDir is the package directory, the working directory before any test ran: a test
+// running in parallel cannot rely on the working directory, which the etcd test
+// framework changes while a cluster runs.
+var pkgDir = func() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		panic(err)
+	}
+	return wd
+}()
+
+// ownProcessEnv names the test that a process started by inOwnProcess runs.
+const ownProcessEnv = "ETCD_MONITOR_TEST_OWN_PROCESS"
+
+// ownProcesses admits two processes of inOwnProcess at a time: each runs a 3-member
+// cluster under -race, and on 2 cores three of them (with another package's tests)
+// slow raft enough that members report no leader for seconds.
+var ownProcesses = make(chan struct{}, 2)
+
+// inOwnProcess runs the calling test in a process of its own, in parallel with the
+// package's other parallel tests, and reports whether it did so (the caller then
+// returns); in that process it returns false and the test runs. The end-to-end tests
+// mostly wait (health intervals, group_wait, members restarting) but each runs a
+// 3-member etcdtest cluster, and the etcd test framework allows one cluster at a time
+// in a process. The process is this test binary: the test fails if it fails there, a
+// data race or a leaked goroutine included, and its output is shown.
+func inOwnProcess(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(ownProcessEnv) == t.Name() {
+		return false
+	}
+	t.Parallel()
+	ownProcesses <- struct{}{}
+	defer func() { <-ownProcesses }()
+	args := []string{"-test.run=^" + regexp.QuoteMeta(t.Name()) + "$", "-test.count=1", "-test.v"}
+	if d, ok := t.Deadline(); ok {
+		// Its own timeout panics with its goroutines before the parent's does.
+		args = append(args, "-test.timeout="+(time.Until(d)*9/10).Round(time.Second).String())
+	}
+	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
+	cmd.Dir = pkgDir
+	cmd.Env = append(os.Environ(), ownProcessEnv+"="+t.Name())
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s in its own process: %v\n%s", t.Name(), err, out.String())
+	}
+	switch {
+	case strings.Contains(out.String(), "--- SKIP: "+t.Name()+" ("):
+		var why []string
+		for line := range strings.Lines(out.String()) {
+			if strings.Contains(line, ".go:") && !strings.Contains(line, "logger.go:") {
+				why = append(why, strings.TrimSpace(line))
+			}
+		}
+		t.Skipf("skipped in its own process: %s", strings.Join(why, "; "))
+	case !strings.Contains(out.String(), "--- PASS: "+t.Name()+" ("):
+		t.Fatalf("%s did not pass in its own process:\n%s", t.Name(), out.String())
+	}
+	if testing.Verbose() {
+		// The test's own lines (figures such as time to notify), not the cluster's logs.
+		for line := range strings.Lines(out.String()) {
+			if strings.Contains(line, "_test.go:") && !strings.Contains(line, "logger.go:") {
+				t.Log(strings.TrimSpace(line))
+			}
+		}
+	}
+	t.Logf("passed in its own process in %v", time.Since(start).Round(100*time.Millisecond))
+	return true
+}
+
 // syncBuffer is a bytes.Buffer safe for the daemon's writes and the test's reads.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -460,9 +532,11 @@ func selfSigned(t *testing.T) (certPath, keyPath string, pool *x509.CertPool) {
 // the API, sends SIGTERM while it runs, and checks that the benchmark is cancelled at
 // once (its request answers 503) and the process exits 0.
 func TestBinarySIGTERMDuringRequest(t *testing.T) {
+	t.Parallel() // mostly building the binary; nothing shared but the etcd node
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	bin := filepath.Join(t.TempDir(), "etcd-monitor")
 	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = pkgDir
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 

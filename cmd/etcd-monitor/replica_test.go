@@ -550,6 +550,9 @@ func replicaOf(t *testing.T, d *runningDaemon) (replicaView, error) {
 // released) and sends the resolve when the cluster recovers; the page is never sent
 // twice.
 func TestEndToEndTwoReplicas(t *testing.T) {
+	if inOwnProcess(t) {
+		return
+	}
 	schema := pgSchema(t)
 	c := etcdtest.NewCluster(t, 3)
 	rec := newReceivers(t)

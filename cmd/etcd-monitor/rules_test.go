@@ -94,8 +94,9 @@ func TestRulesCommandMatchesDaemonRules(t *testing.T) {
 // the default configuration. A rule file with other thresholds or for durations fails
 // them, so they test the file, not themselves.
 func TestRulesPromtoolUnitTests(t *testing.T) {
+	t.Parallel() // promtool processes, nothing shared
 	bin := promtool(t)
-	tests, err := filepath.Glob("testdata/rules/*_test.yml")
+	tests, err := filepath.Glob(filepath.Join(pkgDir, "testdata/rules/*_test.yml"))
 	require.NoError(t, err)
 	require.NotEmpty(t, tests)
 	run := func(t *testing.T, config string, only ...string) (string, error) {
