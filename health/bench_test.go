@@ -27,6 +27,7 @@ func BenchmarkCheck3Members(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer ch.Close()
 	ctx := context.Background()
 	var took []time.Duration
 	for b.Loop() {

@@ -17,28 +17,27 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
-// countingProxy forwards TCP connections to a member and counts them.
+// countingProxy forwards TCP connections to a member and counts them, so that a test
+// can tell how many connections a client made and how many it left open.
 type countingProxy struct {
 	addr     string
 	accepted atomic.Int64
 	open     atomic.Int64
+	down     atomic.Bool // refuse (close at once) new connections
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
 }
 
 func newCountingProxy(t *testing.T, target string) *countingProxy {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &countingProxy{addr: l.Addr().String()}
+	p := &countingProxy{addr: l.Addr().String(), conns: map[net.Conn]struct{}{}}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
 	t.Cleanup(func() {
 		l.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
+		p.drop()
 		wg.Wait()
 	})
 	wg.Go(func() {
@@ -47,6 +46,10 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 			if err != nil {
 				return
 			}
+			if p.down.Load() {
+				c.Close()
+				continue
+			}
 			p.accepted.Add(1)
 			up, err := net.Dial("tcp", target)
 			if err != nil {
@@ -54,19 +57,43 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 				continue
 			}
 			p.open.Add(1)
-			mu.Lock()
-			conns[c], conns[up] = struct{}{}, struct{}{}
-			mu.Unlock()
+			p.track(c, up)
 			wg.Go(func() {
 				defer p.open.Add(-1)
 				var pipes sync.WaitGroup
 				pipes.Go(func() { io.Copy(up, c); up.Close(); c.Close() })
 				pipes.Go(func() { io.Copy(c, up); up.Close(); c.Close() })
 				pipes.Wait()
+				p.untrack(c, up)
 			})
 		}
 	})
 	return p
+}
+
+func (p *countingProxy) track(cs ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range cs {
+		p.conns[c] = struct{}{}
+	}
+}
+
+func (p *countingProxy) untrack(cs ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range cs {
+		delete(p.conns, c)
+	}
+}
+
+// drop closes every connection in flight, as a member that stops does.
+func (p *countingProxy) drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
 }
 
 // viaURL describes every member as serving HTTP at url (gRPC status requests still go
@@ -112,5 +139,79 @@ func TestCheckerKeepsConnectionsUntilClose(t *testing.T) {
 	require.NoError(t, err, "a Check after Close")
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
 		assert.Zero(ct, p.open.Load(), "connections left open by a Check after Close")
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+func sharedName(t *testing.T) string {
+	t.Helper()
+	resp, err := etcdtest.Client(t).MemberList(etcdtest.Context(t, 5*time.Second))
+	require.NoError(t, err)
+	require.Len(t, resp.Members, 1)
+	return resp.Members[0].Name
+}
+
+// Checks ask each member's status through one kept gRPC connection, which Close closes.
+func TestCheckerKeepsStatusConnectionsUntilClose(t *testing.T) {
+	cli := etcdtest.Client(t)
+	p := newCountingProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	c, err := health.New(cli, health.WithEndpoints(map[string]string{sharedName(t): "http://" + p.addr}))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	for range 4 {
+		r, err := c.Check(etcdtest.Context(t, 10*time.Second))
+		require.NoError(t, err)
+		require.True(t, r.Members[0].Reachable, r.Members[0].Error)
+	}
+	assert.EqualValues(t, 1, p.accepted.Load(), "connections made by 4 checks")
+	require.NoError(t, c.Close())
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.open.Load(), "connections left open after Close")
+	}, 10*time.Second, 10*time.Millisecond)
+	r, err := c.Check(etcdtest.Context(t, 10*time.Second))
+	require.NoError(t, err, "a Check after Close")
+	require.True(t, r.Members[0].Reachable, r.Members[0].Error)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.open.Load(), "connections left open by a Check after Close")
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// A member that drops its connections and refuses new ones is unreachable; once it
+// accepts again the very next check reaches it, rather than waiting out gRPC's
+// reconnection backoff on the kept connection.
+func TestCheckerRedialsAfterMemberReturns(t *testing.T) {
+	cli := etcdtest.Client(t)
+	p := newCountingProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	c, err := health.New(cli, health.WithTimeout(time.Second), health.WithEndpoints(map[string]string{sharedName(t): "http://" + p.addr}))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	check := func() health.MemberStatus {
+		r, err := c.Check(etcdtest.Context(t, 10*time.Second))
+		require.NoError(t, err)
+		return r.Members[0]
+	}
+	require.True(t, check().Reachable)
+	p.down.Store(true)
+	p.drop()
+	require.False(t, check().Reachable, "a member refusing connections")
+	p.down.Store(false)
+	m := check()
+	assert.True(t, m.Reachable, "the check right after the member is back: %s", m.Error)
+}
+
+// Closing the client closes the connections NewEtcdSource keeps, even without Close.
+func TestEtcdSourceConnectionsCloseWithTheClient(t *testing.T) {
+	cli, err := etcdtest.NewClient()
+	require.NoError(t, err)
+	p := newCountingProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	src := health.NewEtcdSource(cli)
+	ms, err := src.Members(etcdtest.Context(t, 5*time.Second))
+	require.NoError(t, err)
+	ms[0].Endpoint = "http://" + p.addr
+	_, err = src.Status(etcdtest.Context(t, 5*time.Second), ms[0])
+	require.NoError(t, err)
+	require.EqualValues(t, 1, p.open.Load())
+	require.NoError(t, cli.Close())
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.open.Load(), "connections left open after the client closed")
 	}, 10*time.Second, 10*time.Millisecond)
 }

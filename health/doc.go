@@ -36,12 +36,15 @@
 //
 // # Lifecycle
 //
-// A Checker owns no goroutines. Between checks it keeps alive the HTTP connections to
-// the members' /livez and /readyz (on a transport of its own unless WithHTTPClient gave a
-// client), so that a check costs no TCP handshakes; Close closes them, and an unclosed
-// Checker's idle connections close by themselves after 90 s unused. The gRPC status
-// requests go through the client passed to New, which stays the caller's. Check is safe
-// for concurrent use, and works after Close without keeping connections.
+// A Checker runs no goroutines of its own, but between checks it keeps a gRPC
+// connection to each member for its status (dropped when a request through it fails, so
+// that a member that comes back is reached through a new one at once, and when the
+// member leaves the cluster) and the kept-alive HTTP connections to /livez and /readyz
+// (on a transport of its own unless WithHTTPClient gave a client), so that a check costs
+// no handshakes. Close closes them; closing the client closes the gRPC ones too, and idle
+// HTTP connections close by themselves after 90 s unused. The client passed to New stays
+// the caller's. Check is safe for concurrent use, and works after Close without keeping
+// connections.
 //
 //	c, err := health.New(cli, health.WithTimeout(2*time.Second))
 //	if err != nil { ... }

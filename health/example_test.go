@@ -23,6 +23,7 @@ func ExampleChecker_Check() {
 		fmt.Println(err)
 		return
 	}
+	defer checker.Close() // the connections it keeps to the members
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r, err := checker.Check(ctx)

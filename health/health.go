@@ -23,6 +23,7 @@ import (
 type Checker struct {
 	opts    options
 	src     StatusSource
+	ownSrc  io.Closer // the source New made, closed with the Checker
 	http    *http.Client
 	ownHTTP bool // http's transport is the Checker's, closed with it
 	unix    *http.Client
@@ -51,31 +52,39 @@ func New(cli *clientv3.Client, opts ...Option) (*Checker, error) {
 		return nil, err
 	}
 	src := o.source
+	var own io.Closer
 	if src == nil {
 		if cli == nil {
 			return nil, fmt.Errorf("%w: nil client and no WithSource", ErrInvalidArgument)
 		}
-		src = NewEtcdSource(cli)
+		es := NewEtcdSource(cli)
+		src, own = es, es.(io.Closer)
 	}
-	hc, own := o.httpClient, false
+	hc, ownHTTP := o.httpClient, false
 	if hc == nil {
-		hc, own = &http.Client{Transport: memberhttp.NewTransport(nil)}, true
+		hc, ownHTTP = &http.Client{Transport: memberhttp.NewTransport(nil)}, true
 	}
-	return &Checker{opts: o, src: src, http: hc, ownHTTP: own, unix: memberhttp.UnixClient(hc)}, nil
+	return &Checker{opts: o, src: src, ownSrc: own, http: hc, ownHTTP: ownHTTP, unix: memberhttp.UnixClient(hc)}, nil
 }
 
-// Close closes the idle HTTP connections the Checker keeps to the members' /livez and
-// /readyz between checks (those of WithHTTPClient's client stay the caller's). A Check
-// after Close works, keeping no connection. It is idempotent and never fails.
+// Close closes the connections the Checker keeps to the members between checks: the
+// gRPC connection for each member's status (unless WithSource gave the source) and the
+// idle HTTP connections to /livez and /readyz (unless WithHTTPClient gave the client).
+// A request in flight keeps its connection until it ends; a Check after Close works,
+// keeping none. It is idempotent.
 func (c *Checker) Close() error {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
+	var err error
+	if c.ownSrc != nil {
+		err = c.ownSrc.Close()
+	}
 	if c.ownHTTP {
 		c.http.CloseIdleConnections()
 	}
 	c.unix.CloseIdleConnections()
-	return nil
+	return err
 }
 
 // History returns the leader changes seen so far, oldest first (at most HistorySize).

@@ -39,6 +39,7 @@ func newChecker(t *testing.T, c *etcdtest.Cluster, opts ...health.Option) *healt
 	opts = append([]health.Option{health.WithEndpoints(endpoints(c)), health.WithTimeout(time.Second)}, opts...)
 	ch, err := health.New(c.ClusterClient(), opts...)
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	return ch
 }
 
@@ -180,6 +181,7 @@ func TestClusterPartitionAndSplitBrain(t *testing.T) {
 		}}
 		ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(endpoints(c)))
 		require.NoError(t, err)
+		t.Cleanup(func() { ch.Close() })
 		r := check(t, ch)
 		require.Equal(t, 3, reachable(r))
 		require.True(t, r.SplitBrain.Detected, "%+v", r.SplitBrain)
@@ -251,6 +253,7 @@ func TestClusterPartitionAndSplitBrain(t *testing.T) {
 		}}
 		ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(endpoints(c)), health.WithLagThreshold(1))
 		require.NoError(t, err)
+		t.Cleanup(func() { ch.Close() })
 		r := check(t, ch)
 		_, ok := partitioned(r, fid)
 		require.False(t, ok, "one check has no apply rate to judge a lag by: %+v", r.Partition)
@@ -323,6 +326,7 @@ func TestClusterFaultBadMembers(t *testing.T) {
 	const timeout = 700 * time.Millisecond
 	ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(eps), health.WithTimeout(timeout))
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 
 	c.Blackhole(slow)
 	t.Cleanup(func() { c.Unblackhole(slow) })
@@ -366,6 +370,7 @@ func TestCheckSharedNode(t *testing.T) {
 	cli := etcdtest.Client(t)
 	ch, err := health.New(cli)
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	r := check(t, ch)
 	require.Len(t, r.Members, 1)
 	m := r.Members[0]
@@ -413,6 +418,7 @@ func TestCheckNoMembership(t *testing.T) {
 	src := failing{}
 	ch, err := health.New(nil, health.WithSource(src))
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	r, err := ch.Check(etcdtest.Context(t, 5*time.Second))
 	assert.Nil(t, r)
 	assert.ErrorIs(t, err, health.ErrMembers)
@@ -460,6 +466,7 @@ func TestClusterNoPartitionUnderBenchmarkLoad(t *testing.T) {
 	ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(endpoints(c)),
 		health.WithTimeout(3*time.Second), health.WithLagThreshold(threshold))
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 
 	prefix := etcdtest.Prefix(t)
 	runner, err := bench.New(cli, bench.WithPrefix(prefix))
@@ -520,6 +527,7 @@ func TestMembersKeyedByID(t *testing.T) {
 	ch, err := health.New(cli, health.WithSource(src), health.WithTimeout(time.Second),
 		health.WithEndpoints(map[string]string{"d2": etcdtest.Endpoints()[0], "dup": "127.0.0.1:1"}))
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	r := check(t, ch)
 	require.Len(t, r.Members, 4)
 	byID := map[health.ID]health.MemberStatus{}
@@ -542,6 +550,7 @@ func TestJSONIDsAreHex(t *testing.T) {
 	cli := etcdtest.Client(t)
 	ch, err := health.New(cli)
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	r := check(t, ch)
 	b, err := json.Marshal(r)
 	require.NoError(t, err)

@@ -48,6 +48,7 @@ func TestProbeErrorShortAndPlain(t *testing.T) {
 			}}
 			ch, err := health.New(cli, health.WithSource(src), health.WithTimeout(2*time.Second))
 			require.NoError(t, err)
+			t.Cleanup(func() { ch.Close() })
 			r := check(t, ch)
 			m, ok := r.Member(0xbad)
 			require.True(t, ok)
@@ -77,6 +78,7 @@ func TestCheckStats(t *testing.T) {
 	cli := etcdtest.Client(t)
 	ch, err := health.New(cli)
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	s := ch.Stats()
 	assert.Zero(t, s.Count)
 	require.NotEmpty(t, s.Buckets)
@@ -106,6 +108,7 @@ func TestCheckStats(t *testing.T) {
 
 	bad, err := health.New(nil, health.WithSource(failing{}))
 	require.NoError(t, err)
+	t.Cleanup(func() { bad.Close() })
 	_, err = bad.Check(etcdtest.Context(t, 5*time.Second))
 	require.Error(t, err)
 	s = bad.Stats()

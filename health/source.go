@@ -56,13 +56,23 @@ type StatusSource interface {
 }
 
 // etcdSource reads a cluster through a client.
-type etcdSource struct{ cli *clientv3.Client }
+type etcdSource struct {
+	cli   *clientv3.Client
+	conns *conns
+}
 
 // NewEtcdSource returns the StatusSource that asks etcd through cli: a serializable
-// MemberList, Status on each member's endpoint, and AlarmList.
-func NewEtcdSource(cli *clientv3.Client) StatusSource { return etcdSource{cli: cli} }
+// MemberList, Status on each member's endpoint, and AlarmList. It keeps a connection to
+// each member between Status calls; the source also implements io.Closer, which closes
+// them (closing cli does too). A Checker closes the source it made itself in Close.
+func NewEtcdSource(cli *clientv3.Client) StatusSource {
+	return &etcdSource{cli: cli, conns: newConns(cli)}
+}
 
-func (s etcdSource) Members(ctx context.Context) ([]Member, error) {
+// Close closes the connections to the members. It is idempotent.
+func (s *etcdSource) Close() error { return s.conns.close() }
+
+func (s *etcdSource) Members(ctx context.Context) ([]Member, error) {
 	resp, err := s.cli.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return nil, err
@@ -75,14 +85,22 @@ func (s etcdSource) Members(ctx context.Context) ([]Member, error) {
 		}
 		out = append(out, mem)
 	}
+	s.conns.forget(out)
 	return out, nil
 }
 
-func (s etcdSource) Status(ctx context.Context, m Member) (Status, error) {
+func (s *etcdSource) Status(ctx context.Context, m Member) (Status, error) {
 	if m.Endpoint == "" {
 		return Status{}, fmt.Errorf("%w: %s", ErrNoEndpoint, m.Name)
 	}
-	resp, err := s.cli.Status(ctx, m.Endpoint)
+	mc, err := s.conns.get(m)
+	if err != nil {
+		return Status{}, fmt.Errorf("failed to dial endpoint %s with maintenance client: %w", m.Endpoint, err)
+	}
+	// What cli.Status does, through the kept connection instead of a new one.
+	resp, err := clientv3.NewMaintenanceFromMaintenanceClient(clientv3.RetryMaintenanceClient(s.cli, mc.conn), s.cli).
+		Status(ctx, m.Endpoint)
+	s.conns.put(m.ID, mc, err != nil)
 	if err != nil {
 		return Status{}, err
 	}
@@ -106,7 +124,7 @@ func (s etcdSource) Status(ctx context.Context, m Member) (Status, error) {
 	return st, nil
 }
 
-func (s etcdSource) Alarms(ctx context.Context) ([]Alarm, error) {
+func (s *etcdSource) Alarms(ctx context.Context) ([]Alarm, error) {
 	resp, err := s.cli.AlarmList(ctx)
 	if err != nil {
 		return nil, err

@@ -155,3 +155,21 @@ func TestCollectorRedialsAfterMemberReturns(t *testing.T) {
 	assert.Zero(t, s.Members[0].Latency.Errors)
 	assert.Equal(t, 2, s.Members[0].Latency.Samples)
 }
+
+// Closing the client closes the probe connections, even without Close.
+func TestCollectorConnectionsCloseWithTheClient(t *testing.T) {
+	cli, err := etcdtest.NewClient()
+	require.NoError(t, err)
+	name := sharedMemberName(t, cli)
+	p := newCountingProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	c, err := metrics.New(cli, metrics.WithSamples(1), metrics.WithEndpoints(map[string]string{name: "http://" + p.addr}))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	s := collect(t, c)
+	require.NoError(t, s.Members[0].Err)
+	require.EqualValues(t, 1, p.open.Load(), "the probe connection")
+	require.NoError(t, cli.Close())
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.open.Load(), "probe connections left open after the client closed")
+	}, 10*time.Second, 10*time.Millisecond)
+}

@@ -53,8 +53,8 @@
 // it fails, so that a member that comes back is probed through a new one at once, and
 // when the member leaves the cluster) and kept-alive HTTP connections for /metrics.
 // Close closes them (those of a WithHTTPClient client stay the caller's) and unregisters
-// the exporter when WithRegisterer was used; a Collector that is dropped without Close
-// leaves its gRPC connections open. The client passed to New stays the caller's. Collect
+// the exporter when WithRegisterer was used; closing the client closes the gRPC
+// connections too. The client passed to New stays the caller's. Collect
 // is safe for concurrent use, and works after Close without keeping connections.
 //
 //	c, err := metrics.New(cli, metrics.WithRegisterer(reg))

@@ -38,6 +38,8 @@ type Collector struct {
 	seen        map[uint64]bool // members with exported series
 	history     []*Snapshot
 	conns       map[uint64]*probeConn // kept between collections; see conn
+	connsClosed bool                  // keep no more: closed, or the client is
+	stopConns   func() bool
 	closed      bool
 }
 
@@ -81,8 +83,11 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	c := &Collector{cli: cli, opts: o, http: hc, ownHTTP: own, unix: memberhttp.UnixClient(hc),
 		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, conns: map[uint64]*probeConn{}}
 	c.exporter = newExporter(c)
+	// The probe connections go with the client at the latest, Close or not.
+	c.stopConns = context.AfterFunc(cli.Ctx(), func() { c.closeConns() })
 	if o.registerer != nil {
 		if err := o.registerer.Register(c.exporter); err != nil {
+			c.stopConns()
 			return nil, fmt.Errorf("metrics: register exporter: %w", err)
 		}
 	}
@@ -104,6 +109,24 @@ func (c *Collector) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.mu.Unlock()
+	c.stopConns()
+	errs := []error{c.closeConns()}
+	if c.ownHTTP {
+		c.http.CloseIdleConnections()
+	}
+	c.unix.CloseIdleConnections()
+	if c.opts.registerer != nil {
+		c.opts.registerer.Unregister(c.exporter)
+	}
+	return errors.Join(errs...)
+}
+
+// closeConns closes the probe connections not in use (the others when their probe
+// ends) and keeps no more.
+func (c *Collector) closeConns() error {
+	c.mu.Lock()
+	c.connsClosed = true
 	var idle []*probeConn
 	for id, pc := range c.conns {
 		delete(c.conns, id)
@@ -115,13 +138,6 @@ func (c *Collector) Close() error {
 	var errs []error
 	for _, pc := range idle {
 		errs = append(errs, pc.close())
-	}
-	if c.ownHTTP {
-		c.http.CloseIdleConnections()
-	}
-	c.unix.CloseIdleConnections()
-	if c.opts.registerer != nil {
-		c.opts.registerer.Unregister(c.exporter)
 	}
 	return errors.Join(errs...)
 }
@@ -419,7 +435,7 @@ func (c *Collector) conn(m member) (pc *probeConn, fresh bool, err error) {
 	c.mu.Lock()
 	var old *probeConn
 	switch cur := c.conns[m.id]; {
-	case c.closed:
+	case c.connsClosed:
 		pc.retired = true
 	case cur == nil || cur.endpoint != m.endpoint || !usable(cur.conn):
 		// None yet, the endpoint changed, or the connection broke.
