@@ -70,10 +70,9 @@ func newConnCounter(t *testing.T, target string) *connCounter {
 	return p
 }
 
-// The daemon collects metrics through connections it keeps (the client's, each member's
-// probe connection, the kept-alive /metrics connection): collection after collection
-// makes no new ones. (A health check still dials each member for its status: etcd's
-// client does.) Once the daemon has stopped, no connection is left open.
+// The daemon checks and collects through connections it keeps (the client's, each
+// member's status and probe connections, the kept-alive /metrics connection): round
+// after round makes no new ones. Once it has stopped, none is left open.
 func TestDaemonKeepsMemberConnectionsAndClosesThemOnStop(t *testing.T) {
 	cli := etcdtest.Client(t)
 	resp, err := cli.MemberList(etcdtest.Context(t, 5*time.Second))
@@ -85,7 +84,7 @@ func TestDaemonKeepsMemberConnectionsAndClosesThemOnStop(t *testing.T) {
   endpoints: ["`+p.addr+`"]
   member_endpoints: {"`+name+`": "`+p.addr+`"}
   metrics_urls: {"`+name+`": "http://`+p.addr+`/metrics"}
-monitor: {metrics_interval: 100ms, health_check_interval: 1h}
+monitor: {metrics_interval: 100ms, health_check_interval: 100ms}
 `)
 	d := startDaemon(t, "--config="+cfg)
 
@@ -114,7 +113,7 @@ monitor: {metrics_interval: 100ms, health_check_interval: 1h}
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		assert.GreaterOrEqual(ct, collections(), start+10)
 	}, 30*time.Second, 50*time.Millisecond)
-	assert.Equal(t, made, p.accepted.Load(), "connections made by 10 more collections and checks")
+	assert.Equal(t, made, p.accepted.Load(), "connections made by 10 more collections and as many checks")
 
 	require.NoError(t, d.stop())
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
