@@ -80,10 +80,12 @@ func TestStoreReplicasAnswerAlertsAlike(t *testing.T) {
 	stA, stB := pgReplicaStore(t, schema), pgReplicaStore(t, schema)
 	cli := etcdtest.Client(t)
 	sw := &switches{}
+	// Only the test's rules: a built-in one (slow probes on a loaded machine) would
+	// add alerts of its own.
 	replica := func(st *postgres.Store, rec *recorder) (*monitor.Service, string) {
 		return service(t, []monitor.Cluster{{Name: "main", Client: cli}}, monitor.WithStore(st), monitor.WithStandby(),
 			monitor.WithHealthInterval(50*time.Millisecond), monitor.WithMetricsInterval(time.Hour),
-			monitor.WithAlertOptions(alert.WithExtraRules(sw.rules()...), alert.WithReceiver("rec", rec, true),
+			monitor.WithAlertOptions(alert.WithRules(sw.rules()...), alert.WithReceiver("rec", rec, true),
 				alert.WithConfig(alert.Config{Route: &alert.Route{Receiver: "rec", GroupWait: 20 * time.Millisecond,
 					GroupInterval: 50 * time.Millisecond, RepeatInterval: time.Hour}})))
 	}
