@@ -169,6 +169,8 @@ func (k *Keeper) lossOf(ses *ownership.Session) error {
 // run waits for the loss of the current lease and then re-grants or stops.
 func (k *Keeper) run(ctx context.Context, ses *ownership.Session) {
 	defer close(k.exited)
+	var retiring sync.WaitGroup
+	defer retiring.Wait()
 	for {
 		select {
 		case <-ses.Lost():
@@ -182,17 +184,16 @@ func (k *Keeper) run(ctx context.Context, ses *ownership.Session) {
 			k.finish(reason)
 			return
 		}
-		// The lost lease was left to expire (ownership stops renewing it): its keys do
-		// not outlive our claim. Release it while the next one is granted; Close gives
-		// up waiting for that revoke at once.
+		// The lost lease is no longer renewed, and revoked as soon as etcd answers, so
+		// that its keys do not outlive our claim, while the next one is granted; Close
+		// gives up waiting for that revoke at once.
 		old := ses
-		released := make(chan struct{})
+		retiring.Add(1)
 		go func() {
-			defer close(released)
-			_ = old.ReleaseContext(ctx)
+			defer retiring.Done()
+			old.Retire(ctx)
 		}()
 		ses = k.regrant(ctx)
-		<-released
 		if ses == nil {
 			return
 		}

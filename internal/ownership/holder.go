@@ -61,15 +61,15 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 		return cur, nil
 	}
 	if cur != nil {
-		// Release the lost lease (a revoke, so that nobody waits out its TTL) while the
-		// next one is granted.
+		// Revoke the lost lease as soon as etcd answers, so that nobody waits out its
+		// TTL, while the next one is granted.
 		h.mu.Lock()
 		h.cur = nil
 		h.mu.Unlock()
 		h.old.Add(1)
 		go func() {
 			defer h.old.Done()
-			_ = cur.Release()
+			cur.Retire(h.ctx)
 		}()
 	}
 	// A grant lost on a connection that swallowed it would never be answered: bound it,

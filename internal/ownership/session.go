@@ -57,8 +57,10 @@ type Session struct {
 	drops    map[string]int64 // keys to delete in the background (rev 0: guard by the lease)
 	refs     int
 	closed   bool
-	revoked  bool // our own lease, revoked (or found gone) after its loss or at Release
-	draining bool // a borrowed session's drops outlive its Release: see drainAfterRelease
+	revoked  bool          // our own lease, revoked (or found gone) after its loss or at Release
+	revokedC chan struct{} // closed when revoked is set
+	slow     time.Duration // the slowest recent renewal, decaying by a quarter at each
+	draining bool          // a borrowed session's drops outlive its Release: see drainAfterRelease
 
 	kick chan struct{} // wakes the janitor
 }
@@ -124,7 +126,7 @@ func newSession(cli *clientv3.Client, lease clientv3.LeaseID, borrowed *concurre
 		confirmed: make(chan struct{}), lost: make(chan struct{}), ctx: ctx, cancel: cancel,
 		lostCtx: lostCtx, lostStop: lostStop,
 		keys: map[string]int64{}, drops: map[string]int64{}, refs: 1,
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), revokedC: make(chan struct{}),
 	}
 }
 
@@ -297,7 +299,9 @@ func (s *Session) wake() {
 // revokes the lease instead, as soon as etcd answers.
 func (s *Session) janitor() {
 	defer s.wg.Done()
-	b := backoff.New(100*time.Millisecond, time.Second)
+	// Short: each try waits for etcd (CleanupTimeout) anyway, and a revoke or delete that
+	// lands a moment after etcd answers again unblocks whoever waits behind our keys.
+	b := backoff.New(50*time.Millisecond, 250*time.Millisecond)
 	var retry <-chan time.Time
 	for {
 		select {
@@ -319,9 +323,10 @@ func (s *Session) janitor() {
 func (s *Session) sweep(ctx context.Context) bool {
 	s.mu.Lock()
 	if s.err != nil && s.owned {
-		// We stopped renewing. Revoke at once rather than let the lease expire, so that
-		// nobody waits out a TTL behind our keys — until etcd will have expired it anyway.
-		done := s.revoked || time.Now().After(s.deadline.Add(s.ttl))
+		// We stopped renewing. Revoke as soon as etcd answers rather than let the lease
+		// expire, so that nobody waits out a TTL behind our keys — for as long as it
+		// takes: a leader change at etcd extends every lease by a TTL.
+		done := s.revoked
 		s.mu.Unlock()
 		if done {
 			return true
@@ -380,17 +385,19 @@ func (s *Session) untilRenewal() time.Duration {
 		return 0
 	}
 	sent := s.deadline.Add(-(s.ttl - Margin(s.ttl)))
-	return max(time.Until(sent.Add(RenewInterval(s.ttl))), 0)
+	return max(time.Until(sent.Add(RenewInterval(s.ttl, s.slow))), 0)
 }
 
-// RenewInterval is the time from one renewal to the next for a lease of ttl: as late
-// as leaves a third of the TTL (at least 500ms) before the lease's deadline for the
-// renewal to land, at least a third of the TTL, at most one second. Renewing sooner
-// would only make a lease cut off from us outlive us longer at etcd, and its keys block
-// successors longer: etcd's own keep-alive, which checks every 500ms for a renewal due
-// a third of the TTL after the last reply, renews a 2s lease every second too.
-func RenewInterval(ttl time.Duration) time.Duration {
-	slack := max(ttl/3, 500*time.Millisecond)
+// RenewInterval is the time from one renewal to the next for a lease of ttl, given
+// slow, the slowest recent renewal: as late as leaves, before the lease's deadline, a
+// third of the TTL (at least 500ms) and three times slow for the renewal to land, at
+// least a third of the TTL, at most one second. Renewing sooner would only make a
+// lease cut off from us outlive us longer at etcd, and its keys block successors
+// longer: etcd's own keep-alive, which checks every 500ms for a renewal due a third of
+// the TTL after the last reply, renews a 2s lease every second too. When renewals are
+// slow (a loaded machine or server), they come sooner, down to a third of the TTL.
+func RenewInterval(ttl, slow time.Duration) time.Duration {
+	slack := max(ttl/3, 500*time.Millisecond, 3*slow)
 	return min(max(ttl/3, ttl-Margin(ttl)-slack), time.Second)
 }
 
@@ -504,6 +511,7 @@ func (s *Session) renew(base context.Context) error {
 			close(s.confirmed)
 		}
 		if !expired {
+			s.slow = max(time.Since(sent), s.slow*3/4)
 			s.ttl = ttl
 			if d.After(s.deadline) {
 				s.deadline = d
@@ -618,9 +626,26 @@ func (s *Session) revoke(ctx context.Context) error {
 		return err
 	}
 	s.mu.Lock()
-	s.revoked = true
+	if !s.revoked {
+		s.revoked = true
+		close(s.revokedC)
+	}
 	s.mu.Unlock()
 	return nil
+}
+
+// Retire releases a session its user has replaced. A lost lease of our own may live on
+// at etcd (a leader change there extends every lease), its keys blocking whoever waits
+// behind them: the janitor goes on revoking it until etcd answers, and Retire releases
+// the session once it has, or once ctx ends.
+func (s *Session) Retire(ctx context.Context) {
+	if s.owned && s.Err() != nil {
+		select {
+		case <-s.revokedC:
+		case <-ctx.Done():
+		}
+	}
+	_ = s.ReleaseContext(ctx)
 }
 
 func (s *Session) ttlOr(d time.Duration) time.Duration {

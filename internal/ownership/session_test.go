@@ -1,11 +1,15 @@
 package ownership_test
 
 import (
+	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
@@ -46,16 +50,84 @@ func TestSlowGrantReplyKeepsSession(t *testing.T) {
 }
 
 // Renewals come as late as leaves a third of the TTL before the deadline, so that a
-// lease cut off from us lapses at etcd as soon as etcd's own keep-alive would let it.
+// lease cut off from us lapses at etcd as soon as etcd's own keep-alive would let it;
+// sooner when renewals have been slow.
 func TestRenewInterval(t *testing.T) {
-	for _, c := range []struct{ ttl, want time.Duration }{
-		{time.Second, time.Second / 3}, // a third
-		{2 * time.Second, time.Second}, // 667ms left to land, as etcd's keep-alive
-		{3 * time.Second, time.Second}, // at most a second
-		{10 * time.Second, time.Second},
+	ms := time.Millisecond
+	for _, c := range []struct{ ttl, slow, want time.Duration }{
+		{time.Second, 0, time.Second / 3},                               // a third
+		{2 * time.Second, 10 * ms, time.Second},                         // 667ms left to land, as etcd's keep-alive
+		{2 * time.Second, 300 * ms, 2*time.Second - 333333333 - 900*ms}, // 900ms left
+		{2 * time.Second, time.Second, 2 * time.Second / 3},             // never sooner than a third
+		{3 * time.Second, 0, time.Second},                               // at most a second
+		{10 * time.Second, time.Second, time.Second},
 	} {
-		got := ownership.RenewInterval(c.ttl)
-		assert.Equal(t, c.want, got, "TTL %v", c.ttl)
+		got := ownership.RenewInterval(c.ttl, c.slow)
+		assert.Equal(t, c.want, got, "TTL %v, slow %v", c.ttl, c.slow)
 		assert.GreaterOrEqual(t, c.ttl-ownership.Margin(c.ttl)-got, c.ttl/3, "TTL %v: time left to renew", c.ttl)
 	}
+}
+
+// A lease of ours given up while etcd did not answer is revoked as soon as etcd answers
+// again, even after its Holder went on to a new lease: while it lives on at etcd (here
+// renewed by another client, as etcd's leader changes extend every lease), its keys
+// block everyone queued behind them.
+func TestLostLeaseRevokedOnceEtcdAnswers(t *testing.T) {
+	cli, f := etcdtest.FaultClient(t)
+	other := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	h := ownership.NewHolder(cli, 3*time.Second, nil, nil)
+	defer h.Close()
+	lost, err := h.Get(ctx)
+	require.NoError(t, err)
+	id := lost.Lease()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // etcd keeps the lease alive meanwhile
+		defer wg.Done()
+		for {
+			kctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, _ = other.KeepAliveOnce(kctx, id)
+			cancel()
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+
+	var revokes atomic.Int64
+	f.FailStreams(func(method string) bool { return method == "/etcdserverpb.Lease/LeaseKeepAlive" })
+	f.Fail(func(_ string, req any) bool {
+		_, ok := req.(*pb.LeaseRevokeRequest)
+		if ok {
+			revokes.Add(1)
+		}
+		return ok
+	})
+	require.Eventually(t, func() bool { return lost.Err() != nil }, 10*time.Second, 20*time.Millisecond,
+		"the session is lost once renewals stop landing")
+	cur, err := h.Get(ctx)
+	require.NoError(t, err)
+	require.NotEqual(t, id, cur.Lease())
+	// The Holder has moved on; the lost lease is still being revoked.
+	after := revokes.Load()
+	require.Eventually(t, func() bool { return revokes.Load() >= after+2 }, 10*time.Second, 20*time.Millisecond,
+		"revoke of the lost lease retried after the Holder moved on")
+
+	f.Fail(nil)
+	f.FailStreams(nil)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		r, err := other.TimeToLive(ctx, id)
+		if assert.NoError(c, err) {
+			assert.Equal(c, int64(-1), r.TTL, "lease revoked")
+		}
+	}, 10*time.Second, 20*time.Millisecond)
 }
