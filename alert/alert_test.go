@@ -323,6 +323,7 @@ func TestClusterQuotaAlarm(t *testing.T) {
 	}
 	ch, err := health.New(cli, health.WithEndpoints(eps))
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	hook := newReceiver(t, http.StatusOK)
 	m, err := alert.New(alert.WithWebhook(alert.WebhookConfig{URL: hook.URL}))
 	require.NoError(t, err)
@@ -406,6 +407,7 @@ func TestClusterDefaultRulesMemberDown(t *testing.T) {
 	}
 	ch, err := health.New(c.ClusterClient(), health.WithEndpoints(eps), health.WithTimeout(time.Second))
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	now := time.Duration(0)
 	m, err := alert.New(alert.WithLabels(map[string]string{"cluster": "test"}),
 		alert.WithConfig(alert.Config{Rules: map[string]alert.RuleOverride{"EtcdMembersDown": {For: &now}}}))

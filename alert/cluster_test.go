@@ -17,6 +17,10 @@ import (
 // (2 s for the outage alerts): a rolling restart sends nothing; stopping 2 of 3 members
 // sends exactly one notification, EtcdInsufficientMembers.
 func TestClusterRollingRestartQuietQuorumLossPages(t *testing.T) {
+	// Mostly waits on checks and restarts, in parallel with the package's other tests;
+	// the only parallel test that starts a cluster (the etcd test framework allows one at
+	// a time).
+	t.Parallel()
 	c := etcdtest.NewCluster(t, 3)
 	eps := map[string]string{}
 	for _, mem := range c.Members {
@@ -26,6 +30,7 @@ func TestClusterRollingRestartQuietQuorumLossPages(t *testing.T) {
 	// -race (a stopped member costs a check the whole timeout: its client retries).
 	ch, err := health.New(c.ClusterClient(), health.WithEndpoints(eps), health.WithTimeout(2*time.Second))
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	rec := &sink{}
 	m, err := alert.New(alert.WithReceiver("pager", rec, true))
 	require.NoError(t, err)

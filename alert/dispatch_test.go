@@ -820,6 +820,7 @@ func TestNotificationDurationHistogram(t *testing.T) {
 // first notification not yet sent, waiting 10 s) is still paged 2 s after its check:
 // the group is notified once, with both alerts, at the outage alert's wait.
 func TestOutageGroupWaitJoinsWaitingGroup(t *testing.T) {
+	t.Parallel() // waits out the outage group_wait; nothing shared
 	rec := &sink{}
 	m, err := alert.New(alert.WithReceiver("pd", rec, true),
 		alert.WithConfig(alert.Config{Route: &alert.Route{GroupBy: []string{"cluster"}}, InhibitRules: []alert.InhibitRule{}}),

@@ -39,6 +39,7 @@ func ExampleManager_webhook() {
 		fmt.Println(err)
 		return
 	}
+	defer checker.Close()
 
 	small := alert.Rule{
 		Name: "EtcdFewMembers", Severity: alert.Warning, Summary: "cluster cannot survive a member failure",

@@ -113,6 +113,7 @@ func report(t *testing.T) *health.Report {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ch.Close()
 	r, err := ch.Check(etcdtest.Context(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
