@@ -21,6 +21,7 @@ import (
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
 func TestNewRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 10*time.Second)
 
@@ -44,6 +45,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 }
 
 func TestNewHonoursCancelledContext(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -52,6 +54,7 @@ func TestNewHonoursCancelledContext(t *testing.T) {
 }
 
 func TestKeepsLeaseAlivePastTTL(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	k, err := lease.New(ctx, cli, time.Second)
@@ -79,6 +82,7 @@ func TestKeepsLeaseAlivePastTTL(t *testing.T) {
 }
 
 func TestRevokedElsewhereIsLost(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	other := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
@@ -102,6 +106,7 @@ func TestRevokedElsewhereIsLost(t *testing.T) {
 }
 
 func TestRegrantCallsHookWithNewLease(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	other := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
@@ -149,6 +154,7 @@ func TestRegrantCallsHookWithNewLease(t *testing.T) {
 }
 
 func TestCloseRevokesAndIsIdempotent(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	k, err := lease.New(ctx, cli, 30*time.Second, lease.WithLogger(zap.NewNop()))
@@ -237,6 +243,7 @@ func assertOpen(t *testing.T, ch <-chan struct{}) {
 }
 
 func TestClientClosedEndsTheKeeper(t *testing.T) {
+	t.Parallel()
 	cli, err := etcdtest.NewClient()
 	require.NoError(t, err)
 	ctx := etcdtest.Context(t, 20*time.Second)

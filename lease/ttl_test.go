@@ -15,6 +15,7 @@ import (
 // A huge TTL must not overflow into etcd's minimum TTL: the caller asked for "forever"
 // and must get an error (above etcd's maximum lease TTL) or what it asked for.
 func TestHugeTTLRejected(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 30*time.Second)
 	k, err := lease.New(ctx, cli, time.Duration(math.MaxInt64))

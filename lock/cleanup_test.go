@@ -33,6 +33,7 @@ func keysUnder(t *testing.T, cli *clientv3.Client, pfx string) []string {
 // A Semaphore closed while acquisitions are in flight neither panics nor leaves a
 // permit behind.
 func TestSemaphoreCloseDuringAcquire(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 60*time.Second)
 	key := etcdtest.Prefix(t) + "s"
@@ -70,6 +71,7 @@ func TestSemaphoreCloseDuringAcquire(t *testing.T) {
 // etcd accepts them again: the cleanup is retried, so the name does not stay blocked for
 // everyone — with a lease of our own, with a shared session, and for a Semaphore.
 func TestCanceledWaitCleanupRetried(t *testing.T) {
+	t.Parallel()
 	admin := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 60*time.Second)
 	for _, kind := range []string{"own", "session", "semaphore", "manager"} {
@@ -122,6 +124,7 @@ func TestCanceledWaitCleanupRetried(t *testing.T) {
 // The key name of a failed attempt is never used again, even when the failure is
 // reported as the caller's deadline: a delete of it may still be on its way.
 func TestFailedAttemptNameNotReused(t *testing.T) {
+	t.Parallel()
 	admin := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 30*time.Second)
 	key := etcdtest.Prefix(t) + "l"
@@ -149,6 +152,7 @@ func TestFailedAttemptNameNotReused(t *testing.T) {
 
 // Err reports the loss of a write lock (it used to fall back to the reader's nil).
 func TestRWMutexErrAfterWriteLost(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	key := etcdtest.Prefix(t) + "rw"
@@ -172,6 +176,7 @@ func TestRWMutexErrAfterWriteLost(t *testing.T) {
 
 // LockAll's cleanup after a failure is bounded even when etcd never answers it.
 func TestLockAllCleanupBounded(t *testing.T) {
+	t.Parallel()
 	admin := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 60*time.Second)
 	pfx := etcdtest.Prefix(t) + "m"
@@ -219,6 +224,7 @@ func TestLockAllCleanupBounded(t *testing.T) {
 // renewals fail, the caller's keep-alive stream does not), our keys on it are deleted:
 // they are ours to clean up, not the caller's.
 func TestSharedSessionLostKeysDeleted(t *testing.T) {
+	t.Parallel()
 	admin := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 30*time.Second)
 	key := etcdtest.Prefix(t) + "l"

@@ -17,6 +17,7 @@ import (
 // after Close, until it lands or the caller's session ends — else the lock is dead for
 // everyone while that session lives.
 func TestCloseWithSessionKeyDeletedLater(t *testing.T) {
+	t.Parallel()
 	cli, faults := etcdtest.FaultClient(t)
 	other := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 90*time.Second)
@@ -49,6 +50,7 @@ func TestCloseWithSessionKeyDeletedLater(t *testing.T) {
 // Lock is granting a lease that etcd does not answer: it must not wait out the grant,
 // which may take the whole TTL.
 func TestCloseDoesNotWaitForGrant(t *testing.T) {
+	t.Parallel()
 	cli, faults := etcdtest.FaultClient(t)
 	key := etcdtest.Prefix(t) + "l"
 	const ttl = 15 * time.Second

@@ -82,6 +82,7 @@ func gatedClient(t *testing.T, g *replyGate) *clientv3.Client {
 // and the lock is dead for everyone — and for our own next Lock, which waits behind our
 // own old key — until Close.
 func TestLateAckDoesNotResurrectSession(t *testing.T) {
+	t.Parallel()
 	g := &replyGate{held: make(chan struct{}), release: make(chan struct{})}
 	cli := gatedClient(t, g)
 	admin := etcdtest.Client(t)

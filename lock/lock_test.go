@@ -28,6 +28,7 @@ func newMutex(t *testing.T, cli *clientv3.Client, key string, opts ...lock.Optio
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 10*time.Second)
 	key := etcdtest.Prefix(t) + "l"
@@ -93,6 +94,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestLockUnlock(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	key := etcdtest.Prefix(t) + "l"
@@ -151,6 +153,7 @@ func TestLockUnlock(t *testing.T) {
 }
 
 func TestOwnLeaseReplacedAfterLoss(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	key := etcdtest.Prefix(t) + "l"
@@ -177,6 +180,7 @@ func TestOwnLeaseReplacedAfterLoss(t *testing.T) {
 }
 
 func TestSharedSessionLost(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	key := etcdtest.Prefix(t) + "l"
@@ -196,6 +200,7 @@ func TestSharedSessionLost(t *testing.T) {
 }
 
 func TestRWMutex(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	key := etcdtest.Prefix(t) + "rw"
@@ -251,6 +256,7 @@ func TestRWMutex(t *testing.T) {
 }
 
 func TestManagerLockAll(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	pfx := etcdtest.Prefix(t) + "m"
@@ -293,6 +299,7 @@ func TestManagerLockAll(t *testing.T) {
 }
 
 func TestInteropWithConcurrencyMutex(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 10*time.Second)
 	key := etcdtest.Prefix(t) + "l"

@@ -79,6 +79,7 @@ func (r *releaseRace) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grp
 // An Unlock is a release, never a loss, even when the holding's watch breaks while the
 // delete is in flight and the re-read after the break finds the key already gone.
 func TestUnlockRacingWatchBreakIsNotALoss(t *testing.T) {
+	t.Parallel()
 	r := &releaseRace{applied: make(chan struct{}), reread: make(chan struct{})}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: etcdtest.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),

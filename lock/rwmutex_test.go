@@ -16,6 +16,7 @@ import (
 // lock cannot be (and the other way round). Lock then returns ErrBusy at once, instead
 // of queueing a second key of ours behind the first and waiting behind ourselves.
 func TestRWMutexOneSideAtATime(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
 	key := etcdtest.Prefix(t) + "rw"
