@@ -189,6 +189,7 @@ func (m *maxWriter) Write(b []byte) (int, error) {
 }
 
 func TestMetricsHistoryIsStreamed(t *testing.T) {
+	t.Parallel() // its own service and store
 	svc, _ := refreshed(t, 50)
 	for _, q := range []string{"", "&pretty=1"} {
 		w := &maxWriter{ResponseRecorder: *httptest.NewRecorder()}

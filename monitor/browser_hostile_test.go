@@ -17,6 +17,7 @@ import (
 // the first cluster; a token the server refuses is not kept for the session, so a reload
 // does not send it again.
 func TestStatusPageMalformedLinkAndRefusedToken(t *testing.T) {
+	t.Parallel() // its own browser and service
 	ctx := browser(t)
 	svc, err := monitor.New([]monitor.Cluster{{Name: "main", Client: etcdtest.Client(t)}})
 	require.NoError(t, err)

@@ -676,6 +676,9 @@ func TestInterruptCancelsBenchmark(t *testing.T) {
 // A check that finds the cluster without a quorum is followed by another within
 // ConfirmAfter, however long the health interval, so an outage is confirmed in seconds.
 func TestDegradedClusterIsCheckedAgainSoon(t *testing.T) {
+	// Waits out checks ConfirmAfter apart, in parallel with the tests above; the only
+	// parallel test that starts a cluster (the etcd test framework allows one at a time).
+	t.Parallel()
 	c := etcdtest.NewCluster(t, 3)
 	endpoints := map[string]string{}
 	for _, m := range c.Members {

@@ -366,6 +366,7 @@ func TestAnswersMatchTheirSchema(t *testing.T) {
 // openapi-spec-validator (pip), when it is installed; the schema tests above cover the
 // rest without it.
 func TestOpenAPIDocumentIsValid(t *testing.T) {
+	t.Parallel() // a validator process; its own service
 	python, err := exec.LookPath("python3")
 	if err != nil || exec.Command(python, "-c", "import openapi_spec_validator").Run() != nil {
 		t.Skip("openapi-spec-validator (pip install openapi-spec-validator) is not installed")
