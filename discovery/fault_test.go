@@ -63,6 +63,9 @@ func liveLease(ctx context.Context, cli *clientv3.Client, key string) bool {
 
 // TestFaultCluster checks guarantees 1, 3, 4 and 5 on one 3-node cluster.
 func TestFaultCluster(t *testing.T) {
+	// Waits out TTLs and outages in parallel with the tests that wait on TTLs; the only
+	// parallel test that starts a cluster (the etcd test framework allows one at a time).
+	t.Parallel()
 	c := etcdtest.NewCluster(t, 3)
 	ctx := etcdtest.Context(t, 90*time.Second)
 	const ttl = 2 * time.Second
@@ -318,6 +321,7 @@ func TestFaultCloseBehindBlockedWrite(t *testing.T) {
 // (a connection that swallows requests): the re-grant hook's write must not hold the
 // registration, so Close still returns within its bound.
 func TestFaultCloseWhileRegrantWriteHangs(t *testing.T) {
+	t.Parallel() // waits on TTLs; its own prefix and clients
 	ctx := etcdtest.Context(t, 60*time.Second)
 	p := etcdtest.Prefix(t)
 	cli, faults := etcdtest.FaultClient(t)

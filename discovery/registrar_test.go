@@ -51,6 +51,7 @@ func leaseOfKey(ctx context.Context, cli *clientv3.Client, key string) (clientv3
 // fight over the key: the newest registration wins, the older one yields until the key
 // is free again, and the number of writes stays bounded.
 func TestSameKeyTwoRegistrars(t *testing.T) {
+	t.Parallel() // waits on TTLs; its own prefix and clients
 	ctx := etcdtest.Context(t, 30*time.Second)
 	p := etcdtest.Prefix(t)
 	observer := etcdtest.Client(t)
@@ -84,6 +85,7 @@ func TestSameKeyTwoRegistrars(t *testing.T) {
 
 // When the winner leaves, a Registrar that yielded writes the key again.
 func TestSameKeyTakeOver(t *testing.T) {
+	t.Parallel() // waits on TTLs; its own prefix and clients
 	ctx := etcdtest.Context(t, 30*time.Second)
 	p := etcdtest.Prefix(t)
 	observer := etcdtest.Client(t)
@@ -107,6 +109,7 @@ func TestSameKeyTakeOver(t *testing.T) {
 // Every rewrite backs off, successful or not: against a tool that overwrites the key
 // (without a lease) each time the Registrar writes it, the Registrar's writes stay few.
 func TestRewritesBackOff(t *testing.T) {
+	t.Parallel() // waits on TTLs; its own prefix and clients
 	ctx := etcdtest.Context(t, 30*time.Second)
 	p := etcdtest.Prefix(t)
 	tool := etcdtest.Client(t)
