@@ -114,7 +114,8 @@ func TestSilenceTimingIgnoresClockSteps(t *testing.T) {
 // future revision), must not make ours look silent: each stream has a gRPC stream of
 // its own, so progress requests answer for our watch alone.
 func TestQuietWatchBesideAnUnconfirmableOne(t *testing.T) {
-	t.Parallel() // waits out silence intervals; its own prefix
+	// Waits out silence intervals; its own prefix.
+	t.Parallel()
 	const interval = 500 * time.Millisecond // the default
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
