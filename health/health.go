@@ -186,10 +186,11 @@ func (c *Checker) probe(ctx context.Context, m Member) MemberStatus {
 		c.mu.Lock()
 		keepAlive := !c.closed
 		c.mu.Unlock()
-		var wg sync.WaitGroup
-		wg.Go(func() { ms.Livez = httpProbe(ctx, hc, base+"/livez", keepAlive) })
-		wg.Go(func() { ms.Readyz = httpProbe(ctx, hc, base+"/readyz", keepAlive) })
-		wg.Wait()
+		// One after the other, on one kept-alive connection per member rather than two:
+		// each answer takes a round trip on a healthy member, and a member too slow to
+		// answer /livez within the timeout gets the timeout as its /readyz error too.
+		ms.Livez = httpProbe(ctx, hc, base+"/livez", keepAlive)
+		ms.Readyz = httpProbe(ctx, hc, base+"/readyz", keepAlive)
 	}
 	return ms
 }
