@@ -431,6 +431,7 @@ func (p *parent) stop(t *testing.T, id string) {
 // notified, and clear the incident before anyone took over: the next standby sends the
 // resolve, and never the firing again.
 func TestReplicaFailoverDuringIncident(t *testing.T) {
+	t.Parallel() // waits on replica processes; its own schema
 	schema := pgSchema(t)
 	obs := pgStore(t, schema)
 	p := newParent(t)
