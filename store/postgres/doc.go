@@ -58,9 +58,9 @@
 //
 // While PostgreSQL is down, no replica notifies: safety over liveness. The Lease can
 // be neither renewed nor taken, so the active replica's term ends before the lease
-// would have expired (the daemon stops its alert engine three quarters of a TTL into
-// the outage) and no standby can start one; alerts about etcd found meanwhile are not
-// sent. Monitoring and the API go on from memory, history queues up to its bounds,
+// would have expired (the daemon stops its alert engine at most three quarters of a
+// TTL into the outage) and no standby can start one; alerts about etcd found
+// meanwhile are not sent. Monitoring and the API go on from memory, history queues up to its bounds,
 // and synchronous calls fail within the operation timeout, counted in Stats.Errors.
 // When PostgreSQL returns, one replica (any) takes the lease with a new token and its
 // engine starts from the alert state and notification log as the outage found them:
