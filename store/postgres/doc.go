@@ -1,6 +1,7 @@
 // Package postgres is the store.Store of etcd-monitor on PostgreSQL (through pgx and
-// its pool): alert state, the notification log, silences, benchmark results,
-// maintenance operations and the history of health checks and metric snapshots, shared
+// its pool): alert state and its history of transitions (a store.AlertHistorian), the
+// notification log, silences, benchmark results, maintenance operations and the
+// history of health checks and metric snapshots, shared
 // by every daemon that points at the same database, and the fenced Lease that lets one
 // of them evaluate alerts and notify.
 //
