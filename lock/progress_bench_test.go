@@ -15,7 +15,7 @@ import (
 
 const progressTTL = 2 * time.Second
 
-// progressFlags: -faults (per side and round, default 5), -rounds (default 3), -no-faults,
+// progressFlags: -faults (per side and round, default 5), -rounds (default 4), -no-faults,
 // -cluster-clients, -timeline (see etcdtest.ProgressFlags). -short skips the benchmark,
 // as it does every test that starts a cluster.
 var progressFlags = etcdtest.ProgressFlags(flag.CommandLine)

@@ -20,7 +20,7 @@ type ProgressConfig struct {
 	TTL     time.Duration // the lease TTL the writers use; faults outlast it
 	Seed    uint64        // the schedule of round r is drawn from Seed+r
 	Faults  int           // faults per side and round (-faults, default 5)
-	Rounds  int           // rounds, each running every side once (-rounds, default 3)
+	Rounds  int           // rounds, each running every side once (-rounds, default 4: each of two sides goes first as often)
 	// NoFaults replaces every fault by nothing (-no-faults): the control, to tell the cost
 	// of faults from the cost of the primitive itself.
 	NoFaults bool
@@ -37,7 +37,7 @@ type ProgressConfig struct {
 func ProgressFlags(fs *flag.FlagSet) *ProgressConfig {
 	cfg := &ProgressConfig{}
 	fs.IntVar(&cfg.Faults, "faults", 5, "faults per side and round in BenchmarkProgressUnderFaults")
-	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of BenchmarkProgressUnderFaults, alternating which side goes first")
+	fs.IntVar(&cfg.Rounds, "rounds", 4, "rounds of BenchmarkProgressUnderFaults, alternating which side goes first")
 	fs.BoolVar(&cfg.NoFaults, "no-faults", false, "BenchmarkProgressUnderFaults without faults, as a control")
 	fs.BoolVar(&cfg.ClusterClients, "cluster-clients", false, "clients of BenchmarkProgressUnderFaults know every member")
 	fs.BoolVar(&cfg.Timeline, "timeline", false, "BenchmarkProgressUnderFaults prints a timeline of faults and writes")
