@@ -556,23 +556,28 @@ func (s *Service) alertHistory(ctx context.Context, q AlertQuery) ([]ClusterAler
 }
 
 // storedAlertHistory reads the transitions q selects from the store. A severity is not
-// a column of the store's history: with one, the whole (bounded) history is read and
-// filtered here.
+// a column of the store's history: with one, the newest transitions are read in
+// windows four times larger each time until the limit is met or the (bounded) history
+// is read whole, and filtered here.
 func storedAlertHistory(ctx context.Context, h store.AlertHistorian, q AlertQuery) ([]ClusterAlert, error) {
 	sq := store.AlertHistoryQuery{Cluster: q.Cluster, Since: q.Since, Limit: q.Limit}
-	if q.Severity != nil {
-		sq.Limit = store.DefaultMaxNotifications
-	}
-	trs, err := h.AlertHistory(ctx, sq)
-	if err != nil {
-		return nil, err
-	}
-	out := []ClusterAlert{}
-	for _, tr := range trs {
-		a, ok := transitionAlert(tr)
-		if ok && q.covers(a) && !transitionTime(a).Before(q.Since) {
-			out = append(out, ClusterAlert{Cluster: a.Labels["cluster"], Alert: a})
+	var out []ClusterAlert
+	for {
+		trs, err := h.AlertHistory(ctx, sq)
+		if err != nil {
+			return nil, err
 		}
+		out = []ClusterAlert{}
+		for _, tr := range trs {
+			a, ok := transitionAlert(tr)
+			if ok && q.covers(a) && !transitionTime(a).Before(q.Since) {
+				out = append(out, ClusterAlert{Cluster: a.Labels["cluster"], Alert: a})
+			}
+		}
+		if len(out) >= q.Limit || len(trs) < sq.Limit || sq.Limit >= store.DefaultMaxNotifications {
+			break
+		}
+		sq.Limit = min(4*sq.Limit, store.DefaultMaxNotifications)
 	}
 	slices.SortStableFunc(out, func(a, b ClusterAlert) int { return transitionTime(a.Alert).Compare(transitionTime(b.Alert)) })
 	if len(out) > q.Limit {
