@@ -247,3 +247,28 @@ func TestFencedSilences(t *testing.T) {
 	require.Len(t, sils, 1)
 	assert.Equal(t, "s2", sils[0].ID)
 }
+
+// The alert history is written with the alert state, fenced alike: an ended term's
+// engine adds no transition.
+func TestFencedAlertHistory(t *testing.T) {
+	s := open(t, schema(t))
+	ctx := ctxT(t)
+	a, err := s.NewLease("l", "a", time.Second)
+	require.NoError(t, err)
+	ok, err := a.Acquire(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	f, err := a.Fenced()
+	require.NoError(t, err)
+	now := time.Now()
+	require.NoError(t, f.PutAlerts(ctx, []store.Alert{{Fingerprint: "x", State: "firing", ActiveAt: now, FiredAt: now}}, nil))
+	_, err = s.Pool().Exec(ctx, `UPDATE leases SET holder = 'b', token = token + 1 WHERE name = 'l'`)
+	require.NoError(t, err)
+	assert.ErrorIs(t, f.PutAlerts(ctx, nil, []string{"x"}), postgres.ErrFenced)
+	assert.ErrorIs(t, f.PutAlerts(ctx, []store.Alert{{Fingerprint: "y", State: "firing", ActiveAt: now, FiredAt: now}}, nil), postgres.ErrFenced)
+	h, err := f.AlertHistory(ctx, store.AlertHistoryQuery{})
+	require.NoError(t, err)
+	require.Len(t, h, 1)
+	assert.Equal(t, "x", h[0].Fingerprint)
+	assert.Equal(t, "firing", h[0].State)
+}
