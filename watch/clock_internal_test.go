@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,11 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
+
+// ClusterMu lets one of the package's parallel tests at a time run an etcdtest cluster
+// (the etcd test framework keeps global state while one runs); exported for the
+// external tests.
+var ClusterMu sync.Mutex
 
 // withClock replaces the clock of a Watcher or Cache.
 func withClock(now func() time.Time) Option { return optionFunc(func(o *options) { o.now = now }) }
@@ -56,6 +62,7 @@ func TestSteppedClockIsFaithful(t *testing.T) {
 // must not abandon a healthy watch or report it stale; stepped back, it must not hide
 // that etcd went silent.
 func TestSilenceTimingIgnoresClockSteps(t *testing.T) {
+	t.Parallel() // waits out silence intervals; its own prefix and cluster
 	t.Run("StepForward", func(t *testing.T) {
 		// The default interval: a loaded machine can take a few hundred milliseconds to
 		// answer a progress request, and that is not silence.
@@ -85,6 +92,8 @@ func TestSilenceTimingIgnoresClockSteps(t *testing.T) {
 
 	t.Run("StepBackward", func(t *testing.T) {
 		const interval = 100 * time.Millisecond
+		ClusterMu.Lock()
+		t.Cleanup(ClusterMu.Unlock) // after the cluster's own cleanups
 		cl := etcdtest.NewCluster(t, 1)
 		ctx := etcdtest.Context(t, 30*time.Second)
 		clk := &steppedClock{}

@@ -98,9 +98,11 @@ func currentRev(ctx context.Context, t *testing.T, cli *clientv3.Client) int64 {
 
 // TestFaultClusterWatch runs the watch fault checks on one 3-node cluster.
 func TestFaultClusterWatch(t *testing.T) {
-	// In parallel with the tests that wait on progress intervals; the only parallel test
-	// that starts a cluster (the etcd test framework allows one at a time).
+	// In parallel with the tests that wait on progress intervals; one parallel test at a
+	// time starts a cluster (the etcd test framework allows one at a time).
 	t.Parallel()
+	watch.ClusterMu.Lock()
+	t.Cleanup(watch.ClusterMu.Unlock) // after the cluster's own cleanups
 	c := etcdtest.NewCluster(t, 3)
 	ctx := etcdtest.Context(t, 80*time.Second)
 	const n = 500
