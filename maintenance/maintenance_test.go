@@ -35,6 +35,7 @@ func clusterMaintainer(t *testing.T, c *etcdtest.Cluster, opts ...maintenance.Op
 	cli := c.ClusterClient()
 	ch, err := health.New(cli, health.WithEndpoints(endpoints(c)), health.WithTimeout(3*time.Second))
 	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 	opts = append([]maintenance.Option{maintenance.WithChecker(ch), maintenance.WithSettleTimeout(5 * time.Second),
 		maintenance.WithPollInterval(50 * time.Millisecond)}, opts...)
 	m, err := maintenance.New(cli, opts...)
