@@ -325,8 +325,9 @@ func (s *Session) sweep(ctx context.Context) bool {
 	if s.err != nil && s.owned {
 		// We stopped renewing. Revoke as soon as etcd answers rather than let the lease
 		// expire, so that nobody waits out a TTL behind our keys — for as long as it
-		// takes: a leader change at etcd extends every lease by a TTL.
-		done := s.revoked
+		// takes: a leader change at etcd extends every lease by a TTL. A closed client
+		// can revoke nothing.
+		done := s.revoked || s.cli.Ctx().Err() != nil
 		s.mu.Unlock()
 		if done {
 			return true

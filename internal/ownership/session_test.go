@@ -22,6 +22,7 @@ func TestMain(m *testing.M) { etcdtest.Main(m) }
 // A released session is not alive, although its deadline has not passed: an
 // acquisition finishing as its owner closes must not report success on a revoked lease.
 func TestReleasedSessionNotAlive(t *testing.T) {
+	t.Parallel()
 	cli := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 10*time.Second)
 	ses, err := ownership.Grant(ctx, cli, 5*time.Second, nil)
@@ -36,16 +37,18 @@ func TestReleasedSessionNotAlive(t *testing.T) {
 // interval after the grant was sent, not after its reply arrived (which, later than
 // the deadline less the interval, left the lease to lapse before its first renewal).
 func TestSlowGrantReplyKeepsSession(t *testing.T) {
+	t.Parallel()
 	cli, f := etcdtest.FaultClient(t)
 	ctx := etcdtest.Context(t, 20*time.Second)
-	const ttl = 3 * time.Second
-	// Sent at t0, answered at t0+1.8s: known alive until t0+2.5s (TTL less the margin).
-	f.Delay(etcdtest.IsGrant, 1800*time.Millisecond)
+	const ttl = 5 * time.Second
+	// Sent at t0, answered at t0+3.2s: known alive until t0+4.17s (the TTL less the
+	// margin), a renewal due at once. Due a second after the reply, it came too late.
+	f.Delay(etcdtest.IsGrant, 3200*time.Millisecond)
 	ses, err := ownership.Grant(ctx, cli, ttl, nil)
 	f.Delay(nil, 0)
 	require.NoError(t, err)
 	defer ses.Release()
-	assert.Never(t, func() bool { return ses.Alive() != nil }, 2*ttl, 50*time.Millisecond,
+	assert.Never(t, func() bool { return ses.Alive() != nil }, 3*time.Second, 50*time.Millisecond,
 		"session lost after a slow grant")
 }
 
@@ -53,6 +56,7 @@ func TestSlowGrantReplyKeepsSession(t *testing.T) {
 // lease cut off from us lapses at etcd as soon as etcd's own keep-alive would let it;
 // sooner when renewals have been slow.
 func TestRenewInterval(t *testing.T) {
+	t.Parallel()
 	ms := time.Millisecond
 	for _, c := range []struct{ ttl, slow, want time.Duration }{
 		{time.Second, 0, time.Second / 3},                               // a third
@@ -73,6 +77,7 @@ func TestRenewInterval(t *testing.T) {
 // renewed by another client, as etcd's leader changes extend every lease), its keys
 // block everyone queued behind them.
 func TestLostLeaseRevokedOnceEtcdAnswers(t *testing.T) {
+	t.Parallel()
 	cli, f := etcdtest.FaultClient(t)
 	other := etcdtest.Client(t)
 	ctx := etcdtest.Context(t, 30*time.Second)
