@@ -96,7 +96,7 @@ var (
 
 // apiServer serves a Service over the shared node, checking and collecting every
 // second, with st (nil: none) seeded with history; it stops when b ends.
-func apiServer(b *testing.B, st store.Store) (url string, client *http.Client) {
+func apiServer(b *testing.B, st store.Store) (url string, client func(path string) *http.Client) {
 	cli, err := etcdtest.NewClient()
 	if err != nil {
 		b.Fatal(err)
@@ -123,23 +123,32 @@ func apiServer(b *testing.B, st store.Store) (url string, client *http.Client) {
 		svc.Run(ctx)
 	}()
 	srv := httptest.NewServer(svc)
-	// Connections are opened before the load and bounded: on a loaded machine a stall
-	// of a few milliseconds otherwise makes the open-loop client dial hundreds of new
+	// Each endpoint has a client of its own, as different users' requests would, so a
+	// slow endpoint does not hold the connections of the others; their connections are
+	// opened before the load and bounded: on a loaded machine a stall of a few
+	// milliseconds otherwise makes the open-loop client dial hundreds of new
 	// connections at once, and the dials (serialised in the transport) become the
 	// latency measured.
-	client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}
+	clients := map[string]*http.Client{}
 	var warm sync.WaitGroup
-	for range 128 {
-		warm.Go(func() {
-			if resp, err := client.Get(srv.URL + "/health"); err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		})
+	for _, p := range apiPaths {
+		c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, MaxConnsPerHost: 32}}
+		clients[p] = c
+		for range 32 {
+			warm.Go(func() {
+				if resp, err := c.Get(srv.URL + "/health"); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		}
 	}
 	warm.Wait()
+	client = func(path string) *http.Client { return clients[path] }
 	b.Cleanup(func() {
-		client.CloseIdleConnections()
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
 		srv.Close()
 		cancel()
 		<-done
@@ -158,7 +167,7 @@ func BenchmarkAPIEndpointCost(b *testing.B) {
 		for _, p := range apiPaths {
 			b.Run(endpointName(p), func(b *testing.B) {
 				for b.Loop() {
-					resp, err := client.Get(url + p)
+					resp, err := client(p).Get(url + p)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -196,7 +205,7 @@ func benchmarkAPI(b *testing.B, st store.Store, paths []string) {
 		i++
 		wg.Go(func() {
 			t0 := time.Now()
-			resp, err := client.Get(url)
+			resp, err := client(path).Get(url)
 			ok, busy := err == nil, false
 			if ok {
 				_, err = io.Copy(io.Discard, resp.Body)
