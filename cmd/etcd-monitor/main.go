@@ -33,7 +33,7 @@
 //
 // Memory: the daemon collects garbage when its heap has grown by half since the last
 // collection (GOGC=50) rather than Go's default of doubling: watching 20 clusters of 3
-// members, that keeps about 8 MB of resident memory for a few percent more of its CPU.
+// members, that saved about 8 MB of resident memory for about 8% more of its CPU.
 // The environment's GOGC, and GOMEMLIMIT for a soft limit, are honoured as usual.
 package main
 

@@ -1,10 +1,16 @@
 package memberhttp
 
 import (
+	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"go.uber.org/goleak"
 )
 
@@ -54,4 +60,41 @@ func TestUnixClientDialsTheSocket(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
+}
+
+func TestNewTransportKeepsOneConnectionPerMember(t *testing.T) {
+	var opened, closed atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok"))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			opened.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if tr := NewTransport(tlsCfg); tr.TLSClientConfig != tlsCfg || tr.MaxIdleConnsPerHost != MaxIdleConnsPerHost || tr.MaxIdleConns != 0 {
+		t.Fatalf("NewTransport: TLS %p, per host %d, in all %d", tr.TLSClientConfig, tr.MaxIdleConnsPerHost, tr.MaxIdleConns)
+	}
+	hc := &http.Client{Transport: NewTransport(nil)}
+	for range 5 {
+		resp, err := hc.Get(srv.URL + "/livez")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("5 requests opened %d connections, want 1", n)
+	}
+	hc.CloseIdleConnections()
+	assert.Eventually(t, func() bool { return closed.Load() == 1 }, 10*time.Second, time.Millisecond,
+		"CloseIdleConnections: the server saw no connection closed")
 }
