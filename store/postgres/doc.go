@@ -5,6 +5,10 @@
 // by every daemon that points at the same database, and the fenced Lease that lets one
 // of them evaluate alerts and notify.
 //
+// The connection pool has at least DefaultMaxConns (16) connections unless the DSN
+// sets pool_max_conns: pgxpool's own default (4 on a small machine) queued the API's
+// history reads behind each other and the writer.
+//
 // Open applies the schema migrations (versioned, each in its own transaction and
 // recorded in schema_migrations; concurrent starters queue on an advisory lock) and
 // starts two goroutines: the history writer and the background job.

@@ -39,6 +39,9 @@ const (
 	DefaultJobInterval = time.Minute
 	// DefaultMaxNotifications bounds the notification log.
 	DefaultMaxNotifications = 10000
+	// DefaultMaxConns is the least size of the connection pool when the DSN does not
+	// set pool_max_conns.
+	DefaultMaxConns = 16
 )
 
 // DefaultRetention returns the default retention.

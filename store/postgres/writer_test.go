@@ -55,3 +55,18 @@ func TestHistoryQueueBoundedInBytes(t *testing.T) {
 	assert.Zero(t, count(t, s, `SELECT count(*) FROM metrics_raw WHERE member = 'huge'`))
 	assert.Zero(t, st.QueuedBytes)
 }
+
+// The pool has room for the API's history reads next to the writer and the job: at
+// least DefaultMaxConns connections, unless the DSN sets pool_max_conns.
+func TestPoolSize(t *testing.T) {
+	s := open(t, schema(t))
+	assert.GreaterOrEqual(t, s.Pool().Config().MaxConns, int32(postgres.DefaultMaxConns))
+	sep := "?"
+	if strings.Contains(dsn(t), "?") {
+		sep = "&"
+	}
+	own, err := postgres.Open(ctxT(t), dsn(t)+sep+"pool_max_conns=3", postgres.WithSchema(schema(t)))
+	require.NoError(t, err)
+	defer own.Close()
+	assert.Equal(t, int32(3), own.Pool().Config().MaxConns)
+}
