@@ -92,10 +92,9 @@ func (w *writer) push(rs []record) (dropped int) {
 }
 
 // trimLocked drops the oldest waiting records beyond the bounds: at most max records
-// waiting, and at most maxBytes held with the batch in flight (which is not the
-// queue's to drop).
+// and maxBytes held, counting the batch in flight (which is not the queue's to drop).
 func (w *writer) trimLocked() int {
-	over := max(len(w.buf)-w.max, 0)
+	over := min(max(len(w.buf)+w.inflight-w.max, 0), len(w.buf))
 	for _, r := range w.buf[:over] {
 		w.bufBytes -= r.size
 	}
