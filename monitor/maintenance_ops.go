@@ -190,8 +190,10 @@ type maintRunner struct {
 type clusterMaint struct {
 	name string
 	m    *maintenance.Maintainer
-	log  *zap.Logger
-	rem  Remediation
+	// checker guards m's operations; the Service closes it.
+	checker *health.Checker
+	log     *zap.Logger
+	rem     Remediation
 
 	mu        sync.Mutex
 	running   *MaintenanceOperation // the operation in flight, as it stands
@@ -240,18 +242,31 @@ func newMaintRunner(s *Service, clusters []Cluster) (*maintRunner, error) {
 		}
 		m, err := maintenance.New(c.Client, maintenance.WithChecker(checker), maintenance.WithLogger(log.Named("maintenance")))
 		if err != nil {
+			checker.Close()
+			r.close()
 			return nil, fmt.Errorf("monitor: cluster %q: maintenance: %w", c.Name, err)
 		}
 		rem := o.remediation[c.Name]
 		if err := rem.validate(); err != nil {
+			checker.Close()
+			r.close()
 			return nil, fmt.Errorf("%w: WithRemediation(%q): %w", ErrInvalidArgument, c.Name, err)
 		}
-		cm := &clusterMaint{name: c.Name, m: m, log: log, rem: rem.withDefaults(), acted: map[string]acted{}, failedOps: map[string]bool{},
+		cm := &clusterMaint{name: c.Name, m: m, checker: checker, log: log, rem: rem.withDefaults(), acted: map[string]acted{}, failedOps: map[string]bool{},
 			waiting: map[string]bool{}}
 		r.clusters[c.Name] = cm
 		r.order = append(r.order, cm)
 	}
 	return r, nil
+}
+
+// close closes the connections the clusters' checkers keep. Operations must have ended.
+func (r *maintRunner) close() error {
+	var errs []error
+	for _, c := range r.order {
+		errs = append(errs, c.checker.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // opFunc does an operation's work; progress records a defragmented member.

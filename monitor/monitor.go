@@ -159,10 +159,12 @@ func (s *Service) newCluster(c Cluster) (*clusterState, error) {
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"cluster": c.Name}, s.registry)
 	collector, err := metrics.New(c.Client, append([]metrics.Option{metrics.WithLogger(log), metrics.WithRegisterer(reg)}, c.Metrics...)...)
 	if err != nil {
+		checker.Close()
 		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
 	}
 	runner, err := bench.New(c.Client, append([]bench.Option{bench.WithLogger(log)}, c.Bench...)...)
 	if err != nil {
+		checker.Close()
 		collector.Close()
 		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
 	}
@@ -345,7 +347,10 @@ func (s *Service) Close() error {
 func (s *Service) closeClusters() error {
 	errs := []error{s.alerts.Close(), s.closeEngine()}
 	for _, c := range s.clusters {
-		errs = append(errs, c.collector.Close())
+		errs = append(errs, c.collector.Close(), c.checker.Close())
+	}
+	if s.maint != nil {
+		errs = append(errs, s.maint.close())
 	}
 	return errors.Join(errs...)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
@@ -701,4 +702,26 @@ func TestDegradedClusterIsCheckedAgainSoon(t *testing.T) {
 		}
 		assert.GreaterOrEqual(ct, len(h.Checks), 3, "checks of a cluster without quorum")
 	}, 2*bound, 100*time.Millisecond)
+}
+
+// Close closes every connection the Service keeps to the members (the health checks'
+// gRPC and HTTP connections, the /metrics scrapes'), so nothing of it outlives Close.
+func TestCloseLeavesNothingRunning(t *testing.T) {
+	cli := etcdtest.Client(t)
+	_, err := cli.Get(context.Background(), "warm-up") // the client's own connection, before the count
+	require.NoError(t, err)
+	before := goleak.IgnoreCurrent()
+	svc, err := monitor.New([]monitor.Cluster{{Name: "a", Client: cli}}, monitor.WithHealthInterval(50*time.Millisecond),
+		monitor.WithMetricsInterval(50*time.Millisecond))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	require.NoError(t, svc.Refresh(ctx))
+	require.NoError(t, svc.Close())
+	require.NoError(t, <-done)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.NoError(c, goleak.Find(append(etcdtest.LeakOptions(), before)...))
+	}, 10*time.Second, 50*time.Millisecond)
 }
