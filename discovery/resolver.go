@@ -139,8 +139,15 @@ func (r *Resolver) loadWhenReady() {
 	if r.closed {
 		return
 	}
+	type change struct {
+		svc string
+		ev  Event
+	}
+	var changes []change
 	for _, kv := range kvs {
-		r.applyLocked(kv.Key, kv.ModRevision, &kv)
+		if svc, ev := r.applyLocked(kv.Key, kv.ModRevision, &kv); svc != "" {
+			changes = append(changes, change{svc, ev})
+		}
 	}
 	for svc, ids := range r.entries {
 		for id, e := range ids {
@@ -157,6 +164,10 @@ func (r *Resolver) loadWhenReady() {
 	r.gen.Add(1)
 	r.loaded.Store(true)
 	close(r.ready)
+	// Events after what they announce is served: a reader of one finds it in Discover.
+	for _, c := range changes {
+		r.notifyLocked(c.svc, c.ev)
+	}
 	for _, subs := range r.subs {
 		for _, sub := range subs {
 			sub.wake()
@@ -171,22 +182,29 @@ func (r *Resolver) onChange(c watch.Change) {
 		return
 	}
 	var svc string
+	var ev Event
 	if c.New != nil {
-		svc = r.applyLocked(c.Key, c.New.ModRevision, c.New)
+		svc, ev = r.applyLocked(c.Key, c.New.ModRevision, c.New)
 	} else {
-		svc = r.applyLocked(c.Key, c.Revision, nil)
+		svc, ev = r.applyLocked(c.Key, c.Revision, nil)
 	}
-	if svc != "" && r.loaded.Load() {
+	if svc == "" {
+		return
+	}
+	if r.loaded.Load() {
 		r.publishLocked(svc)
 	}
+	// After publishing: a reader of the event finds the change in Discover.
+	r.notifyLocked(svc, ev)
 }
 
 // applyLocked records kv (nil: deleted) at rev for key and returns the service whose set
-// changed, or "" when nothing did.
-func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) string {
+// changed and the event that tells it, or "" when nothing did. The caller publishes the
+// change before it notifies the event.
+func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) (string, Event) {
 	svc, id, ok := parseKey(r.prefix, key)
 	if !ok {
-		return ""
+		return "", Event{}
 	}
 	loaded := r.loaded.Load()
 	ids := r.entries[svc]
@@ -196,9 +214,9 @@ func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) string {
 	}
 	old, had := ids[id]
 	if had && (old.rev > rev || (old.rev == rev && old.present == (kv != nil))) {
-		return ""
+		return "", Event{}
 	}
-	remove := func() string {
+	remove := func() (string, Event) {
 		if loaded {
 			delete(ids, id)
 			if len(ids) == 0 {
@@ -208,10 +226,9 @@ func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) string {
 			ids[id] = entry{rev: rev}
 		}
 		if !had || !old.present {
-			return ""
+			return "", Event{}
 		}
-		r.notifyLocked(svc, Event{Type: Removed, Instance: old.inst})
-		return svc
+		return svc, Event{Type: Removed, Instance: old.inst}
 	}
 	if kv == nil {
 		return remove()
@@ -224,14 +241,13 @@ func (r *Resolver) applyLocked(key string, rev int64, kv *watch.KV) string {
 	ids[id] = entry{rev: rev, inst: inst, present: true}
 	if had && old.present && equal(old.inst, inst) {
 		// Rewritten with the same content (a new lease, reordered JSON): not a change.
-		return ""
+		return "", Event{}
 	}
 	typ := Added
 	if had && old.present {
 		typ = Updated
 	}
-	r.notifyLocked(svc, Event{Type: typ, Instance: inst})
-	return svc
+	return svc, Event{Type: typ, Instance: inst}
 }
 
 // publishLocked replaces the snapshot of svc from the index and wakes its subscribers.
@@ -314,8 +330,9 @@ func (r *Resolver) Stale() bool { return r.cache.Stale() }
 // is behind, the changes to one instance are merged into their net effect (added then
 // updated is one Added with the new value; added then removed is nothing; removed then
 // added is one Updated), so the queue holds at most one event per instance and a reader
-// that catches up has seen every instance's latest state. The channel is closed when
-// ctx ends or the Resolver is closed.
+// that catches up has seen every instance's latest state. An event is sent once Discover
+// serves what it announces. The channel is closed when ctx ends or the Resolver is
+// closed.
 func (r *Resolver) Watch(ctx context.Context, service string) (<-chan Event, error) {
 	if msg := validName(service); msg != "" {
 		return nil, fmt.Errorf("%w: service name %s", ErrInvalidArgument, msg)

@@ -2,6 +2,7 @@ package discovery_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -222,4 +223,43 @@ func TestGrantedTTL(t *testing.T) {
 	assert.EqualValues(t, 2, ttl.GrantedTTL)
 	_, err = discovery.NewRegistrar(cli, p, discovery.WithTTL(time.Second))
 	assert.ErrorIs(t, err, discovery.ErrInvalidArgument)
+}
+
+// An event is sent once what it announces is served: a reader that calls Discover on
+// each event finds the instance added (or no longer finds the one removed).
+func TestEventFollowsWhatDiscoverServes(t *testing.T) {
+	ctx := etcdtest.Context(t, 30*time.Second)
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	res := newResolver(t, ctx, cli, p)
+	require.NoError(t, res.WaitReady(ctx))
+	events, err := res.Watch(ctx, "svc")
+	require.NoError(t, err)
+	const n = 100
+	check := func(typ discovery.EventType, change func()) {
+		go change()
+		for range n {
+			var ev discovery.Event
+			select {
+			case ev = <-events:
+			case <-ctx.Done():
+				t.Fatal("events missing")
+			}
+			require.Equal(t, typ, ev.Type)
+			insts, err := res.Discover("svc")
+			require.NoError(t, err)
+			found := slices.ContainsFunc(insts, func(in discovery.Instance) bool { return in.ID == ev.Instance.ID })
+			require.Equal(t, typ == discovery.Added, found, "%v %s: in Discover %v", typ, ev.Instance.ID, found)
+		}
+	}
+	check(discovery.Added, func() {
+		for i := range n {
+			_, err := cli.Put(ctx, fmt.Sprintf("%ssvc/i%03d", p, i), fmt.Sprintf(`{"address":"127.0.0.1","port":%d}`, 1000+i))
+			assert.NoError(t, err)
+		}
+	})
+	check(discovery.Removed, func() {
+		_, err := cli.Delete(ctx, p+"svc/", clientv3.WithPrefix())
+		assert.NoError(t, err)
+	})
 }
