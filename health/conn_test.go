@@ -2,11 +2,7 @@ package health_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,86 +11,8 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp/memberhttptest"
 )
-
-// countingProxy forwards TCP connections to a member and counts them, so that a test
-// can tell how many connections a client made and how many it left open.
-type countingProxy struct {
-	addr     string
-	accepted atomic.Int64
-	open     atomic.Int64
-	down     atomic.Bool // refuse (close at once) new connections
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-}
-
-func newCountingProxy(t *testing.T, target string) *countingProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &countingProxy{addr: l.Addr().String(), conns: map[net.Conn]struct{}{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		p.drop()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			if p.down.Load() {
-				c.Close()
-				continue
-			}
-			p.accepted.Add(1)
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.open.Add(1)
-			p.track(c, up)
-			wg.Go(func() {
-				defer p.open.Add(-1)
-				var pipes sync.WaitGroup
-				pipes.Go(func() { io.Copy(up, c); up.Close(); c.Close() })
-				pipes.Go(func() { io.Copy(c, up); up.Close(); c.Close() })
-				pipes.Wait()
-				p.untrack(c, up)
-			})
-		}
-	})
-	return p
-}
-
-func (p *countingProxy) track(cs ...net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range cs {
-		p.conns[c] = struct{}{}
-	}
-}
-
-func (p *countingProxy) untrack(cs ...net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range cs {
-		delete(p.conns, c)
-	}
-}
-
-// drop closes every connection in flight, as a member that stops does.
-func (p *countingProxy) drop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.Close()
-	}
-}
 
 // viaURL describes every member as serving HTTP at url (gRPC status requests still go
 // to the member's own endpoint).
@@ -115,8 +33,8 @@ func (s viaURL) Members(ctx context.Context) ([]health.Member, error) {
 // open.
 func TestCheckerKeepsConnectionsUntilClose(t *testing.T) {
 	cli := etcdtest.Client(t)
-	p := newCountingProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
-	c, err := health.New(cli, health.WithSource(viaURL{health.NewEtcdSource(cli), "http://" + p.addr}))
+	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	c, err := health.New(cli, health.WithSource(viaURL{health.NewEtcdSource(cli), "http://" + p.Addr}))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	for range 4 {
@@ -127,18 +45,18 @@ func TestCheckerKeepsConnectionsUntilClose(t *testing.T) {
 		require.True(t, r.Members[0].Readyz.OK, r.Members[0].Readyz.Error)
 	}
 	// /livez, then /readyz, on one connection kept across checks.
-	assert.EqualValues(t, 1, p.accepted.Load(), "connections made by 4 checks")
+	assert.EqualValues(t, 1, p.Accepted.Load(), "connections made by 4 checks")
 
 	require.NoError(t, c.Close())
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Zero(ct, p.open.Load(), "connections left open after Close")
+		assert.Zero(ct, p.Open.Load(), "connections left open after Close")
 	}, 10*time.Second, 10*time.Millisecond)
 	require.NoError(t, c.Close(), "Close is idempotent")
 
 	_, err = c.Check(etcdtest.Context(t, 10*time.Second))
 	require.NoError(t, err, "a Check after Close")
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Zero(ct, p.open.Load(), "connections left open by a Check after Close")
+		assert.Zero(ct, p.Open.Load(), "connections left open by a Check after Close")
 	}, 10*time.Second, 10*time.Millisecond)
 }
 
@@ -153,8 +71,8 @@ func sharedName(t *testing.T) string {
 // Checks ask each member's status through one kept gRPC connection, which Close closes.
 func TestCheckerKeepsStatusConnectionsUntilClose(t *testing.T) {
 	cli := etcdtest.Client(t)
-	p := newCountingProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
-	c, err := health.New(cli, health.WithEndpoints(map[string]string{sharedName(t): "http://" + p.addr}))
+	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	c, err := health.New(cli, health.WithEndpoints(map[string]string{sharedName(t): "http://" + p.Addr}))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	for range 4 {
@@ -162,16 +80,16 @@ func TestCheckerKeepsStatusConnectionsUntilClose(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, r.Members[0].Reachable, r.Members[0].Error)
 	}
-	assert.EqualValues(t, 1, p.accepted.Load(), "connections made by 4 checks")
+	assert.EqualValues(t, 1, p.Accepted.Load(), "connections made by 4 checks")
 	require.NoError(t, c.Close())
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Zero(ct, p.open.Load(), "connections left open after Close")
+		assert.Zero(ct, p.Open.Load(), "connections left open after Close")
 	}, 10*time.Second, 10*time.Millisecond)
 	r, err := c.Check(etcdtest.Context(t, 10*time.Second))
 	require.NoError(t, err, "a Check after Close")
 	require.True(t, r.Members[0].Reachable, r.Members[0].Error)
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Zero(ct, p.open.Load(), "connections left open by a Check after Close")
+		assert.Zero(ct, p.Open.Load(), "connections left open by a Check after Close")
 	}, 10*time.Second, 10*time.Millisecond)
 }
 
@@ -180,8 +98,8 @@ func TestCheckerKeepsStatusConnectionsUntilClose(t *testing.T) {
 // reconnection backoff on the kept connection.
 func TestCheckerRedialsAfterMemberReturns(t *testing.T) {
 	cli := etcdtest.Client(t)
-	p := newCountingProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
-	c, err := health.New(cli, health.WithTimeout(time.Second), health.WithEndpoints(map[string]string{sharedName(t): "http://" + p.addr}))
+	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	c, err := health.New(cli, health.WithTimeout(time.Second), health.WithEndpoints(map[string]string{sharedName(t): "http://" + p.Addr}))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	check := func() health.MemberStatus {
@@ -190,10 +108,10 @@ func TestCheckerRedialsAfterMemberReturns(t *testing.T) {
 		return r.Members[0]
 	}
 	require.True(t, check().Reachable)
-	p.down.Store(true)
-	p.drop()
+	p.Down.Store(true)
+	p.Drop()
 	require.False(t, check().Reachable, "a member refusing connections")
-	p.down.Store(false)
+	p.Down.Store(false)
 	m := check()
 	assert.True(t, m.Reachable, "the check right after the member is back: %s", m.Error)
 }
@@ -202,16 +120,16 @@ func TestCheckerRedialsAfterMemberReturns(t *testing.T) {
 func TestEtcdSourceConnectionsCloseWithTheClient(t *testing.T) {
 	cli, err := etcdtest.NewClient()
 	require.NoError(t, err)
-	p := newCountingProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
 	src := health.NewEtcdSource(cli)
 	ms, err := src.Members(etcdtest.Context(t, 5*time.Second))
 	require.NoError(t, err)
-	ms[0].Endpoint = "http://" + p.addr
+	ms[0].Endpoint = "http://" + p.Addr
 	_, err = src.Status(etcdtest.Context(t, 5*time.Second), ms[0])
 	require.NoError(t, err)
-	require.EqualValues(t, 1, p.open.Load())
+	require.EqualValues(t, 1, p.Open.Load())
 	require.NoError(t, cli.Close())
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Zero(ct, p.open.Load(), "connections left open after the client closed")
+		assert.Zero(ct, p.Open.Load(), "connections left open after the client closed")
 	}, 10*time.Second, 10*time.Millisecond)
 }

@@ -2,13 +2,10 @@ package main
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,59 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp/memberhttptest"
 )
-
-// connCounter forwards TCP connections to target and counts them.
-type connCounter struct {
-	addr     string
-	accepted atomic.Int64
-	open     atomic.Int64
-}
-
-func newConnCounter(t *testing.T, target string) *connCounter {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &connCounter{addr: l.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.accepted.Add(1)
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.open.Add(1)
-			mu.Lock()
-			conns[c], conns[up] = struct{}{}, struct{}{}
-			mu.Unlock()
-			wg.Go(func() {
-				defer p.open.Add(-1)
-				var pipes sync.WaitGroup
-				pipes.Go(func() { io.Copy(up, c); up.Close(); c.Close() })
-				pipes.Go(func() { io.Copy(c, up); up.Close(); c.Close() })
-				pipes.Wait()
-			})
-		}
-	})
-	return p
-}
 
 // The daemon checks and collects through connections it keeps (the client's, each
 // member's status and probe connections, the kept-alive /metrics connection): round
@@ -79,11 +25,11 @@ func TestDaemonKeepsMemberConnectionsAndClosesThemOnStop(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, resp.Members, 1)
 	name := resp.Members[0].Name
-	p := newConnCounter(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
 	cfg := writeFile(t, "config.yaml", `etcd:
-  endpoints: ["`+p.addr+`"]
-  member_endpoints: {"`+name+`": "`+p.addr+`"}
-  metrics_urls: {"`+name+`": "http://`+p.addr+`/metrics"}
+  endpoints: ["`+p.Addr+`"]
+  member_endpoints: {"`+name+`": "`+p.Addr+`"}
+  metrics_urls: {"`+name+`": "http://`+p.Addr+`/metrics"}
 monitor: {metrics_interval: 100ms, health_check_interval: 100ms}
 `)
 	d := startDaemon(t, "--config="+cfg)
@@ -108,16 +54,16 @@ monitor: {metrics_interval: 100ms, health_check_interval: 100ms}
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		assert.GreaterOrEqual(ct, collections(), 3.0)
 	}, 30*time.Second, 50*time.Millisecond)
-	made := p.accepted.Load()
+	made := p.Accepted.Load()
 	start := collections()
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		assert.GreaterOrEqual(ct, collections(), start+10)
 	}, 30*time.Second, 50*time.Millisecond)
-	assert.Equal(t, made, p.accepted.Load(), "connections made by 10 more collections and as many checks")
+	assert.Equal(t, made, p.Accepted.Load(), "connections made by 10 more collections and as many checks")
 
 	require.NoError(t, d.stop())
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Zero(ct, p.open.Load(), "connections to the member left open after the daemon stopped")
+		assert.Zero(ct, p.Open.Load(), "connections to the member left open after the daemon stopped")
 	}, 10*time.Second, 10*time.Millisecond)
 }
 
