@@ -7,9 +7,11 @@ package etcdtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,8 +24,11 @@ import (
 )
 
 var (
-	shared  *localetcd.Node
-	counter atomic.Int64
+	inMain     bool
+	sharedOnce sync.Once
+	shared     *localetcd.Node
+	sharedErr  error
+	counter    atomic.Int64
 )
 
 // LeakOptions are the goroutines that outlive a test through no fault of the code under
@@ -38,23 +43,22 @@ func LeakOptions() []goleak.Option {
 	}
 }
 
-// Main starts the shared node, runs the package's tests and examples, stops the node and
-// fails the run if any goroutine leaked. Call it from TestMain.
+// Main runs the package's tests and examples, stops the shared node (started by the first
+// test that needs it, so that it starts after the testing package has set up its output)
+// and fails the run if any goroutine leaked. Call it from TestMain.
 func Main(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
 	ignore := append(LeakOptions(), goleak.IgnoreCurrent())
-	node, err := localetcd.Start()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcdtest: %v\n", err)
-		return 1
-	}
-	shared = node
+	inMain = true
 	code := m.Run()
-	if err := node.Close(); err != nil {
-		fmt.Fprintf(os.Stderr, "etcdtest: close: %v\n", err)
+	sharedOnce.Do(func() { sharedErr = errNotStarted }) // none starts from here on
+	if shared != nil {
+		if err := shared.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "etcdtest: close: %v\n", err)
+		}
 	}
 	if code != 0 {
 		return code
@@ -66,16 +70,26 @@ func run(m *testing.M) int {
 	return 0
 }
 
-// Endpoints returns the shared node's client URLs. It panics outside Main.
-func Endpoints() []string {
-	if shared == nil {
-		panic("etcdtest: Endpoints called outside etcdtest.Main")
+var errNotStarted = errors.New("etcdtest: the shared node is used outside etcdtest.Main's tests")
+
+// node returns the shared node, starting it on first use. It panics outside Main, or
+// when etcd does not start.
+func node() *localetcd.Node {
+	if !inMain {
+		panic("etcdtest: the shared node is used outside etcdtest.Main")
 	}
-	return shared.Endpoints()
+	sharedOnce.Do(func() { shared, sharedErr = localetcd.Start() })
+	if sharedErr != nil {
+		panic(fmt.Sprintf("etcdtest: %v", sharedErr))
+	}
+	return shared
 }
 
+// Endpoints returns the shared node's client URLs. It panics outside Main.
+func Endpoints() []string { return node().Endpoints() }
+
 // Node returns the shared node, for tests that need to reach inside the server.
-func Node() *localetcd.Node { return shared }
+func Node() *localetcd.Node { return node() }
 
 // NewClient returns a client of the shared node; the caller closes it.
 func NewClient() (*clientv3.Client, error) {
