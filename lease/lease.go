@@ -195,6 +195,10 @@ func (k *Keeper) run(ctx context.Context, ses *ownership.Session) {
 		}()
 		ses = k.regrant(ctx)
 		if ses == nil {
+			if ctx.Err() == nil {
+				// The client closed under the re-grants: none can succeed any more.
+				k.finish(k.lossOf(old))
+			}
 			return
 		}
 		k.mu.Lock()
@@ -204,13 +208,18 @@ func (k *Keeper) run(ctx context.Context, ses *ownership.Session) {
 	}
 }
 
-// regrant grants a new lease, retrying with backoff until it succeeds or ctx ends.
+// regrant grants a new lease, retrying with backoff until it succeeds, ctx ends or the
+// client is closed (nil then).
 func (k *Keeper) regrant(ctx context.Context) *ownership.Session {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(k.cli.Ctx(), cancel)
+	defer stop()
 	b := backoff.New(k.opts.backoffMin, k.opts.backoffMax)
 	for {
-		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
 		ses, err := ownership.Grant(gctx, k.cli, k.ttl, k.opts.logger)
-		cancel()
+		gcancel()
 		if err == nil {
 			k.opts.logger.Info("lease re-granted", zap.Int64("lease", int64(ses.Lease())))
 			return ses

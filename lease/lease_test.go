@@ -259,3 +259,35 @@ func TestClientClosedEndsTheKeeper(t *testing.T) {
 	assert.ErrorIs(t, k.Err(), lease.ErrLost)
 	assert.ErrorIs(t, k.Err(), lease.ErrClientClosed)
 }
+
+// A client closed while a lost lease is being re-granted ends the Keeper (Done, with
+// ErrClientClosed), as it does when the client closes while the lease lives: re-grants
+// on a closed client can never succeed.
+func TestClientClosedDuringRegrantEndsTheKeeper(t *testing.T) {
+	t.Parallel()
+	cli, faults := etcdtest.FaultClient(t)
+	other := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	k, err := lease.New(ctx, cli, 5*time.Second, lease.WithRegrant(nil))
+	require.NoError(t, err)
+	defer k.Close()
+	lost := k.Lost()
+	faults.Fail(etcdtest.IsGrant) // re-grants fail until the client closes
+	_, err = other.Revoke(ctx, k.ID())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		select {
+		case <-lost:
+			return faults.Hits() > 0
+		default:
+			return false
+		}
+	}, 10*time.Second, 10*time.Millisecond, "lease lost and a re-grant tried")
+
+	require.NoError(t, cli.Close())
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.ErrorIs(c, k.Err(), lease.ErrClientClosed)
+	}, 10*time.Second, 20*time.Millisecond, "Keeper still re-granting on a closed client")
+	assertClosed(t, k.Done())
+	assert.ErrorIs(t, k.Err(), lease.ErrLost)
+}
