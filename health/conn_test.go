@@ -133,3 +133,32 @@ func TestEtcdSourceConnectionsCloseWithTheClient(t *testing.T) {
 		assert.Zero(ct, p.Open.Load(), "connections left open after the client closed")
 	}, 10*time.Second, 10*time.Millisecond)
 }
+
+// A Close while a check waits for a member's /livez leaves no connection open once the
+// check ends: neither the one in flight nor one the check makes afterwards (/readyz).
+func TestCheckerCloseDuringCheckLeavesNoConnection(t *testing.T) {
+	cli := etcdtest.Client(t)
+	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	c, err := health.New(cli, health.WithTimeout(5*time.Second), health.WithSource(viaURL{health.NewEtcdSource(cli), "http://" + p.Addr}))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+
+	p.Hold()
+	done := make(chan *health.Report, 1)
+	go func() {
+		r, err := c.Check(etcdtest.Context(t, 10*time.Second))
+		assert.NoError(t, err)
+		done <- r
+	}()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.EqualValues(ct, 1, p.Accepted.Load(), "the check's /livez request")
+	}, 10*time.Second, time.Millisecond)
+	require.NoError(t, c.Close())
+	p.Release()
+	r := <-done
+	require.NotNil(t, r)
+	require.True(t, r.Members[0].Readyz.OK, r.Members[0].Readyz.Error)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.Open.Load(), "connections left open by a check that Close overlapped")
+	}, 10*time.Second, 10*time.Millisecond)
+}

@@ -44,7 +44,7 @@
 // no handshakes. Close closes them; closing the client closes the gRPC ones too, and idle
 // HTTP connections close by themselves after 90 s unused. The client passed to New stays
 // the caller's. Check is safe for concurrent use, and works after Close without keeping
-// connections.
+// connections; a Check that Close overlaps keeps none either once it returns.
 //
 //	c, err := health.New(cli, health.WithTimeout(2*time.Second))
 //	if err != nil { ... }

@@ -21,15 +21,12 @@ import (
 
 // Checker checks a cluster's health. Use New.
 type Checker struct {
-	opts    options
-	src     StatusSource
-	ownSrc  io.Closer // the source New made, closed with the Checker
-	http    *http.Client
-	ownHTTP bool // http's transport is the Checker's, closed with it
-	unix    *http.Client
+	opts   options
+	src    StatusSource
+	ownSrc io.Closer // the source New made, closed with the Checker
+	http   *memberhttp.Clients
 
 	mu          sync.Mutex
-	closed      bool
 	lastMembers []Member
 	lastLeader  ID
 	history     []LeaderChange
@@ -60,31 +57,20 @@ func New(cli *clientv3.Client, opts ...Option) (*Checker, error) {
 		es := NewEtcdSource(cli)
 		src, own = es, es.(io.Closer)
 	}
-	hc, ownHTTP := o.httpClient, false
-	if hc == nil {
-		hc, ownHTTP = &http.Client{Transport: memberhttp.NewTransport(nil)}, true
-	}
-	return &Checker{opts: o, src: src, ownSrc: own, http: hc, ownHTTP: ownHTTP, unix: memberhttp.UnixClient(hc)}, nil
+	return &Checker{opts: o, src: src, ownSrc: own, http: memberhttp.NewClients(o.httpClient)}, nil
 }
 
 // Close closes the connections the Checker keeps to the members between checks: the
 // gRPC connection for each member's status (unless WithSource gave the source) and the
 // idle HTTP connections to /livez and /readyz (unless WithHTTPClient gave the client).
-// A request in flight keeps its connection until it ends; a Check after Close works,
-// keeping none. It is idempotent.
+// A request in flight keeps its connection until it ends; a Check after Close (or one
+// it overlaps) works, keeping none. It is idempotent.
 func (c *Checker) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	var err error
+	c.http.Close()
 	if c.ownSrc != nil {
-		err = c.ownSrc.Close()
+		return c.ownSrc.Close()
 	}
-	if c.ownHTTP {
-		c.http.CloseIdleConnections()
-	}
-	c.unix.CloseIdleConnections()
-	return err
+	return nil
 }
 
 // History returns the leader changes seen so far, oldest first (at most HistorySize).
@@ -182,52 +168,38 @@ func (c *Checker) probe(ctx context.Context, m Member) MemberStatus {
 		ms.Status = st
 		ms.Reachable = true
 	}
-	if base, hc := c.httpBase(m.ClientURLs); base != "" {
-		c.mu.Lock()
-		keepAlive := !c.closed
-		c.mu.Unlock()
+	if base, unix := memberhttp.Base(m.ClientURLs); base != "" {
 		// One after the other, on one kept-alive connection per member rather than two:
 		// each answer takes a round trip on a healthy member, and a member too slow to
 		// answer /livez within the timeout gets the timeout as its /readyz error too.
-		ms.Livez = httpProbe(ctx, hc, base+"/livez", keepAlive)
-		ms.Readyz = httpProbe(ctx, hc, base+"/readyz", keepAlive)
+		ms.Livez = c.httpProbe(ctx, base+"/livez", unix)
+		ms.Readyz = c.httpProbe(ctx, base+"/readyz", unix)
 	}
 	return ms
 }
 
-// httpBase returns the URL to reach a member's HTTP endpoints at, and the client to use.
-func (c *Checker) httpBase(urls []string) (string, *http.Client) {
-	base, unix := memberhttp.Base(urls)
-	switch {
-	case base == "":
-		return "", nil
-	case unix:
-		return base, c.unix
-	default:
-		return base, c.http
-	}
-}
-
 // httpProbe asks a member's health endpoint. It reads the whole of a short answer, so
-// that the connection is kept alive for the next check (unless keepAlive is false).
-func httpProbe(ctx context.Context, hc *http.Client, url string, keepAlive bool) Probe {
+// that the connection is kept alive for the next check.
+func (c *Checker) httpProbe(ctx context.Context, url string, unix bool) Probe {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return Probe{Error: err.Error()}
 	}
-	req.Close = !keepAlive
-	resp, err := hc.Do(req)
+	var p Probe
+	err = c.http.Do(req, unix, func(resp *http.Response) error {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
+		if resp.StatusCode == http.StatusNotFound {
+			p = Probe{StatusCode: resp.StatusCode}
+			return nil
+		}
+		p = Probe{Served: true, StatusCode: resp.StatusCode, OK: resp.StatusCode == http.StatusOK}
+		if !p.OK {
+			p.Error = probeError(body)
+		}
+		return nil
+	})
 	if err != nil {
 		return Probe{Error: err.Error()}
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
-	if resp.StatusCode == http.StatusNotFound {
-		return Probe{StatusCode: resp.StatusCode}
-	}
-	p := Probe{Served: true, StatusCode: resp.StatusCode, OK: resp.StatusCode == http.StatusOK}
-	if !p.OK {
-		p.Error = probeError(body)
 	}
 	return p
 }

@@ -91,3 +91,27 @@ func TestCollectorConnectionsCloseWithTheClient(t *testing.T) {
 		assert.Zero(ct, p.Open.Load(), "probe connections left open after the client closed")
 	}, 10*time.Second, 10*time.Millisecond)
 }
+
+// A Close while a collection waits for the member leaves no connection open once the
+// collection ends.
+func TestCollectorCloseDuringCollectionLeavesNoConnection(t *testing.T) {
+	c, p := proxiedCollector(t, metrics.WithTimeout(5*time.Second))
+	p.Hold()
+	done := make(chan *metrics.Snapshot, 1)
+	go func() {
+		s, err := c.Collect(etcdtest.Context(t, 10*time.Second))
+		assert.NoError(t, err)
+		done <- s
+	}()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.EqualValues(ct, 2, p.Accepted.Load(), "the collection's probe and /metrics connections")
+	}, 10*time.Second, time.Millisecond)
+	require.NoError(t, c.Close())
+	p.Release()
+	s := <-done
+	require.NotNil(t, s)
+	require.NoError(t, s.Members[0].Err)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.Open.Load(), "connections left open by a collection that Close overlapped")
+	}, 10*time.Second, 10*time.Millisecond)
+}

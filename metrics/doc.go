@@ -55,7 +55,8 @@
 // Close closes them (those of a WithHTTPClient client stay the caller's) and unregisters
 // the exporter when WithRegisterer was used; closing the client closes the gRPC
 // connections too. The client passed to New stays the caller's. Collect
-// is safe for concurrent use, and works after Close without keeping connections.
+// is safe for concurrent use, and works after Close without keeping connections; a
+// Collect that Close overlaps keeps none either once it returns.
 //
 //	c, err := metrics.New(cli, metrics.WithRegisterer(reg))
 //	if err != nil { ... }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -27,9 +26,7 @@ const probeKey = "health"
 type Collector struct {
 	cli      *clientv3.Client
 	opts     options
-	http     *http.Client
-	ownHTTP  bool // http's transport is the Collector's, closed with it
-	unix     *http.Client
+	http     *memberhttp.Clients
 	exporter *exporter
 
 	mu          sync.Mutex
@@ -76,11 +73,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	hc, own := o.httpClient, false
-	if hc == nil {
-		hc, own = &http.Client{Transport: memberhttp.NewTransport(nil)}, true
-	}
-	c := &Collector{cli: cli, opts: o, http: hc, ownHTTP: own, unix: memberhttp.UnixClient(hc),
+	c := &Collector{cli: cli, opts: o, http: memberhttp.NewClients(o.httpClient),
 		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, conns: map[uint64]*probeConn{}}
 	c.exporter = newExporter(c)
 	// The probe connections go with the client at the latest, Close or not.
@@ -112,10 +105,7 @@ func (c *Collector) Close() error {
 	c.mu.Unlock()
 	c.stopConns()
 	errs := []error{c.closeConns()}
-	if c.ownHTTP {
-		c.http.CloseIdleConnections()
-	}
-	c.unix.CloseIdleConnections()
+	c.http.Close()
 	if c.opts.registerer != nil {
 		c.opts.registerer.Unregister(c.exporter)
 	}
@@ -318,15 +308,8 @@ func (c *Collector) collectMember(ctx context.Context, m member, prev *raw) (Mem
 			c.exporter.observeScrape(id, 0, 0, scrapeErr)
 			return
 		}
-		hc := c.http
-		if m.unix {
-			hc = c.unix
-		}
 		t0 := time.Now()
-		c.mu.Lock()
-		keepAlive := !c.closed
-		c.mu.Unlock()
-		p, size, err := scrape(ctx, hc, m.metricsURL, keepAlive)
+		p, size, err := scrape(ctx, c.http, m.metricsURL, m.unix)
 		c.exporter.observeScrape(id, time.Since(t0), size, err)
 		if err != nil {
 			scrapeErr = fmt.Errorf("%w: %w", ErrScrape, err)

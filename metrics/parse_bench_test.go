@@ -13,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 )
 
 // realMetrics is what a real etcd 3.7.3 member served after a few hundred requests:
@@ -42,13 +44,14 @@ func BenchmarkScrapeMember(b *testing.B) {
 		_, _ = w.Write(body)
 	}))
 	defer srv.Close()
-	hc := &http.Client{}
+	hc := memberhttp.NewClients(nil)
+	defer hc.Close()
 	ctx := context.Background()
 	var prev *raw
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		p, _, err := scrape(ctx, hc, srv.URL, true)
+		p, _, err := scrape(ctx, hc, srv.URL, false)
 		if err != nil {
 			b.Fatal(err)
 		}

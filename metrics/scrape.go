@@ -8,6 +8,8 @@ import (
 	"math"
 	"net/http"
 	"time"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 )
 
 // MaxScrapeBytes bounds what is read from one member's /metrics response; a larger
@@ -45,43 +47,42 @@ type hist struct {
 	out     []Bucket // the buckets of the snapshot made from it, shared and never modified
 }
 
-// scrape fetches and parses a member's /metrics. It asks for the text format without
-// compression: on the networks members and monitors share, decompressing would cost the
-// collector more CPU than the bytes it saves.
-// With keepAlive false the connection is closed after the response (a Collector after
-// Close keeps nothing).
-func scrape(ctx context.Context, hc *http.Client, url string, keepAlive bool) (*parsed, int64, error) {
+// scrape fetches and parses a member's /metrics (through the unix-socket client when
+// unix is set). It asks for the text format without compression: on the networks
+// members and monitors share, decompressing would cost the collector more CPU than the
+// bytes it saves.
+func scrape(ctx context.Context, hc *memberhttp.Clients, url string, unix bool) (p *parsed, size int64, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	req.Close = !keepAlive
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	req.Header.Set("Accept-Encoding", "identity")
-	resp, err := hc.Do(req)
+	err = hc.Do(req, unix, func(resp *http.Response) error {
+		if resp.StatusCode != http.StatusOK {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		if resp.ContentLength > MaxScrapeBytes {
+			return fmt.Errorf("%w: GET %s: Content-Length %d over %d bytes", ErrTooLarge, url, resp.ContentLength, MaxScrapeBytes)
+		}
+		cr := &countingReader{r: resp.Body}
+		p, err = parse(cr, MaxScrapeBytes)
+		size = cr.n
+		switch {
+		case errors.Is(err, errTooLarge):
+			return fmt.Errorf("%w: GET %s: over %d bytes", ErrTooLarge, url, MaxScrapeBytes)
+		case err != nil:
+			return fmt.Errorf("parse %s: %w", url, err)
+		case !p.seen[sHasLeader]:
+			return fmt.Errorf("parse %s: no etcd metrics (etcd_server_has_leader missing)", url)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, 0, err
+		return nil, size, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	if resp.ContentLength > MaxScrapeBytes {
-		return nil, 0, fmt.Errorf("%w: GET %s: Content-Length %d over %d bytes", ErrTooLarge, url, resp.ContentLength, MaxScrapeBytes)
-	}
-	cr := &countingReader{r: resp.Body}
-	p, err := parse(cr, MaxScrapeBytes)
-	if errors.Is(err, errTooLarge) {
-		return nil, cr.n, fmt.Errorf("%w: GET %s: over %d bytes", ErrTooLarge, url, MaxScrapeBytes)
-	}
-	if err != nil {
-		return nil, cr.n, fmt.Errorf("parse %s: %w", url, err)
-	}
-	if !p.seen[sHasLeader] {
-		return nil, cr.n, fmt.Errorf("parse %s: no etcd metrics (etcd_server_has_leader missing)", url)
-	}
-	return p, cr.n, nil
+	return p, size, nil
 }
 
 type countingReader struct {

@@ -7,9 +7,10 @@ import (
 )
 
 // MaxIdleConnsPerHost is how many idle connections to one member a transport from
-// NewTransport keeps: a health check asks /livez and /readyz at once, a metric
-// collection scrapes /metrics, and a daemon may share one transport between them, so
-// that every one of them finds a kept-alive connection at the next round.
+// NewTransport keeps: a health check asks /livez then /readyz on one, a metric
+// collection scrapes /metrics on another, and a daemon may share one transport between
+// them and run a check and a collection at once, so that every one of them finds a
+// kept-alive connection at the next round.
 const MaxIdleConnsPerHost = 4
 
 // IdleConnTimeout is how long such a connection stays open unused: longer than the
