@@ -187,6 +187,7 @@ func TestBadInput(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			err := reg.Register(ctx, tc.inst)
 			require.ErrorIs(t, err, discovery.ErrInvalidInstance)
+			require.ErrorIs(t, err, discovery.ErrInvalidArgument)
 			var ie *discovery.InstanceError
 			require.ErrorAs(t, err, &ie)
 			assert.Equal(t, tc.field, ie.Field)

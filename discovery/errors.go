@@ -12,8 +12,8 @@ var (
 	ErrInvalidArgument = errors.New("discovery: invalid argument")
 	// ErrInvalidInstance is returned for an instance that cannot be registered: empty or
 	// malformed service name or ID, missing address, port out of range, weight outside
-	// 0-MaxWeight.
-	ErrInvalidInstance = errors.New("discovery: invalid instance")
+	// 0-MaxWeight. It wraps ErrInvalidArgument.
+	ErrInvalidInstance = fmt.Errorf("%w: instance", ErrInvalidArgument)
 	// ErrNotRegistered is returned by Deregister, Drain and Undrain for an instance this
 	// Registrar does not hold.
 	ErrNotRegistered = errors.New("discovery: instance not registered")
@@ -28,7 +28,7 @@ var (
 )
 
 // InstanceError says which field of an instance is invalid. It matches ErrInvalidInstance
-// with errors.Is.
+// and ErrInvalidArgument with errors.Is.
 type InstanceError struct {
 	Service, ID string
 	Field       string
@@ -39,5 +39,7 @@ func (e *InstanceError) Error() string {
 	return fmt.Sprintf("discovery: invalid instance %s/%s: %s %s", e.Service, e.ID, e.Field, e.Reason)
 }
 
-// Is reports whether target is ErrInvalidInstance.
-func (e *InstanceError) Is(target error) bool { return target == ErrInvalidInstance }
+// Is reports whether target is ErrInvalidInstance or ErrInvalidArgument.
+func (e *InstanceError) Is(target error) bool {
+	return target == ErrInvalidInstance || target == ErrInvalidArgument
+}

@@ -15,8 +15,9 @@ var (
 	// nil Option, an option with a bad value, or an option the call does not use. The
 	// error wrapping it names the argument.
 	ErrInvalidArgument = errors.New("txn: invalid argument")
-	// ErrEmptyBatch is returned by Batch.Commit when the batch has no operation.
-	ErrEmptyBatch = errors.New("txn: empty batch")
+	// ErrEmptyBatch is returned by Batch.Commit when the batch has no operation; it wraps
+	// ErrInvalidArgument.
+	ErrEmptyBatch = fmt.Errorf("%w: empty batch", ErrInvalidArgument)
 )
 
 // ConflictError is an ErrConflict: which key's guard failed and what etcd held there.

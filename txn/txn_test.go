@@ -82,6 +82,7 @@ func TestBadInput(t *testing.T) {
 	var b txn.Batch
 	_, err = b.Commit(ctx, cli)
 	assert.ErrorIs(t, err, txn.ErrEmptyBatch)
+	assert.ErrorIs(t, err, txn.ErrInvalidArgument)
 	_, err = b.Put("", nil).Commit(ctx, cli)
 	bad(err, "empty key")
 	_, err = new(txn.Batch).Put("/k", nil).Commit(ctx, nil)

@@ -64,7 +64,7 @@ func (p *Provider) Init(of.EvaluationContext) error {
 		return fmt.Errorf("openfeature: provider already initialised or shut down")
 	}
 	if p.flags == nil {
-		return fmt.Errorf("openfeature: nil flags")
+		return fmt.Errorf("%w: openfeature: nil flags", config.ErrInvalidArgument)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.init)
 	defer cancel()

@@ -101,5 +101,5 @@ func TestProvider(t *testing.T) {
 }
 
 func TestProviderWithoutFlags(t *testing.T) {
-	require.Error(t, cfgof.New(nil).Init(of.EvaluationContext{}))
+	require.ErrorIs(t, cfgof.New(nil).Init(of.EvaluationContext{}), config.ErrInvalidArgument)
 }
