@@ -108,3 +108,32 @@ func TestRunResignBoundBySessionTTL(t *testing.T) {
 	require.Positive(t, left, "the resign sent a delete with a deadline")
 	assert.LessOrEqual(t, left, time.Second, "a 3s session's cleanups wait at most 1s")
 }
+
+// Close ends a Campaign waiting on the same candidate, which returns ErrClosed and
+// leaves no key behind, also on a session shared with another candidate (its lease lives
+// on): a campaign that went on after Close would make a closed candidate leader.
+func TestCloseEndsWaitingCampaign(t *testing.T) {
+	t.Parallel()
+	admin := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	pfx := etcdtest.Prefix(t) + "e"
+	leader := newCandidate(t, admin, pfx, "leader")
+	require.NoError(t, leader.Campaign(ctx))
+
+	s, err := concurrency.NewSession(admin, concurrency.WithTTL(5))
+	require.NoError(t, err)
+	defer s.Close()
+	_ = newCandidate(t, admin, pfx+"-other", "other", election.WithSession(s)) // shares s
+	waiter := newCandidate(t, admin, pfx, "waiter", election.WithSession(s))
+	got := make(chan error, 1)
+	go func() { got <- waiter.Campaign(ctx) }()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.EqualValues(c, 2, etcdtest.Count(admin, pfx+"/"), "waiting behind the leader")
+	}, 10*time.Second, 20*time.Millisecond)
+
+	require.NoError(t, waiter.Close())
+	assert.ErrorIs(t, recv(t, got, 10*time.Second, "Campaign after Close"), election.ErrClosed)
+	assert.EqualValues(t, 1, etcdtest.Count(admin, pfx+"/"), "the waiting key is deleted")
+	require.NoError(t, leader.Resign(ctx))
+	assert.Zero(t, etcdtest.Count(admin, pfx+"/"), "nobody leads")
+}

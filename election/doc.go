@@ -37,7 +37,8 @@
 //   - Run campaigns again at once after every loss and replaces a lost lease of our own,
 //     until its ctx ends; it resigns on the way out.
 //
-//   - Close resigns, revokes our own lease and waits for the candidate's goroutines.
+//   - Close resigns, revokes our own lease and waits for the candidate's goroutines. A
+//     Campaign in flight returns ErrClosed, its key removed, even on a shared session.
 //
 //   - An Observer's Changes channel is closed by Close. A LeaderTask runs inside its
 //     candidate's Run.

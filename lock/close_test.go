@@ -72,3 +72,61 @@ func TestCloseDoesNotWaitForGrant(t *testing.T) {
 	}
 	assert.ErrorIs(t, <-lockErr, lock.ErrClosed)
 }
+
+// Close ends a Lock (or Acquire) waiting on the same value, which returns ErrClosed and
+// leaves no key behind, also when the lease is shared and lives on: a Manager's Mutex,
+// or WithSession with another user of the session. A wait that went on after Close
+// would take the lock for a value nobody can unlock any more.
+func TestCloseEndsWaitingLock(t *testing.T) {
+	t.Parallel()
+	admin := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 60*time.Second)
+	for _, kind := range []string{"manager", "session", "semaphore"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			pfx := etcdtest.Prefix(t) + "m"
+			key := pfx + "/l"
+			holder := newMutex(t, admin, key)
+			require.NoError(t, holder.Lock(ctx))
+
+			s, err := concurrency.NewSession(admin, concurrency.WithTTL(5))
+			require.NoError(t, err)
+			defer s.Close()
+			// Another user of the session keeps it (and its lease) alive.
+			_ = newMutex(t, admin, pfx+"/other", lock.WithSession(s))
+			var wait func() error
+			var closeWaiter func() error
+			switch kind {
+			case "manager":
+				mgr, err := lock.NewManager(admin, pfx)
+				require.NoError(t, err)
+				defer mgr.Close()
+				m, err := mgr.Mutex("l")
+				require.NoError(t, err)
+				wait, closeWaiter = func() error { return m.Lock(ctx) }, m.Close
+			case "session":
+				m := newMutex(t, admin, key, lock.WithSession(s))
+				wait, closeWaiter = func() error { return m.Lock(ctx) }, m.Close
+			case "semaphore":
+				sem, err := lock.NewSemaphore(admin, key, 1, lock.WithSession(s))
+				require.NoError(t, err)
+				wait = func() error {
+					_, err := sem.Acquire(ctx)
+					return err
+				}
+				closeWaiter = sem.Close
+			}
+			got := make(chan error, 1)
+			go func() { got <- wait() }()
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
+				assert.EqualValues(c, 2, etcdtest.Count(admin, key+"/"), "waiting behind the holder")
+			}, 10*time.Second, 20*time.Millisecond)
+
+			require.NoError(t, closeWaiter())
+			assert.ErrorIs(t, waitErr(t, got, 10*time.Second, "wait after Close"), lock.ErrClosed)
+			assert.EqualValues(t, 1, etcdtest.Count(admin, key+"/"), "the waiting key is deleted")
+			require.NoError(t, holder.Unlock(ctx))
+			assert.Zero(t, etcdtest.Count(admin, key+"/"), "the lock is free")
+		})
+	}
+}

@@ -42,8 +42,10 @@
 //   - A lost lease of our own is replaced by the next acquisition; a lost shared session
 //     makes acquisitions fail with ErrSessionLost.
 //
-//   - Close releases what is held and revokes our own lease; it is idempotent. A canceled
-//     Lock removes its waiting key before it returns (see the cleanup bound above).
+//   - Close releases what is held and revokes our own lease; it is idempotent. It also
+//     ends a Lock (or Acquire) in flight on the same value, which returns ErrClosed, even
+//     on a lease that lives on (a Manager's, a shared session). A canceled Lock removes
+//     its waiting key before it returns (see the cleanup bound above).
 //
 //     m, err := lock.New(cli, "/locks/report")
 //     if err != nil { return err }

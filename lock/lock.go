@@ -142,7 +142,7 @@ func (m *Mutex) Close() error {
 	}
 	m.closed = true
 	m.mu.Unlock()
-	m.claim.Abandon()
+	m.claim.Close() // ends a Lock in flight too, even on a lease that lives on
 	if m.onClose != nil {
 		m.onClose()
 	}

@@ -76,6 +76,9 @@ type Claim struct {
 	val    string // our key's value
 	v      *Vocab
 
+	ctx    context.Context // ends at Close: no Acquire outlives it
+	cancel context.CancelFunc
+
 	mu      sync.Mutex
 	busy    bool
 	seq     uint64 // numbers our attempts; part of our key's name, never used twice
@@ -88,7 +91,21 @@ type Claim struct {
 func NewClaim(holder *Holder, dir, val string, v *Vocab) *Claim {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &Claim{holder: holder, dir: dir, nonce: hex.EncodeToString(b[:]), val: val, v: v}
+	c := &Claim{holder: holder, dir: dir, nonce: hex.EncodeToString(b[:]), val: val, v: v}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
+}
+
+// closing reports whether the Claim or its Holder was closed.
+func (c *Claim) closing() bool { return c.ctx.Err() != nil || c.holder.ctx.Err() != nil }
+
+// Close ends an Acquire in flight (it returns Vocab.Closed, its key dropped) and the
+// current holding (Abandon); every later Acquire returns Vocab.Closed. Closing the
+// Holder ends Acquires in flight the same way, even when its session is shared and
+// lives on.
+func (c *Claim) Close() {
+	c.cancel()
+	c.Abandon()
 }
 
 // Acquire starts a new holding, as Policy p says (waiting for it when wait is set): it
@@ -102,6 +119,9 @@ func NewClaim(holder *Holder, dir, val string, v *Vocab) *Claim {
 func (c *Claim) Acquire(ctx context.Context, p Policy, wait bool) (*Blocked, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", c.v.Invalid)
+	}
+	if c.closing() {
+		return nil, c.v.Closed
 	}
 	c.mu.Lock()
 	if c.busy {
@@ -123,12 +143,18 @@ func (c *Claim) Acquire(ctx context.Context, p Policy, wait bool) (*Blocked, err
 	if old != nil {
 		old.Wait()
 	}
-	ses, err := c.holder.Get(ctx)
+	// Close, of the Claim or of its Holder, ends the acquisition: one that went on would
+	// hold for a user who has closed, on a lease that may live on (a shared session).
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.ctx, cancel)()
+	defer context.AfterFunc(c.holder.ctx, cancel)()
+	ses, err := c.holder.Get(cctx)
 	if err == nil {
 		err = ses.Err()
 	}
 	if err != nil {
-		return nil, c.v.err(err)
+		return nil, c.v.err(firstErr(ctx.Err(), c.closedErr(), err))
 	}
 	c.mu.Lock()
 	c.seq++
@@ -137,21 +163,34 @@ func (c *Claim) Acquire(ctx context.Context, p Policy, wait bool) (*Blocked, err
 	c.mu.Unlock()
 	// Nothing made while acquiring may outlive the session: a reply lost with the
 	// connection must not keep the caller waiting past the session's loss.
-	bctx, stop := ses.Bind(ctx)
+	bctx, stop := ses.Bind(cctx)
 	rev, blocked, err := acquire(bctx, ses, key, c.val, p, wait)
 	stop()
 	if blocked != nil {
 		return blocked, err
 	}
 	if err != nil {
-		// Report the caller's cancellation first, then a loss of the session.
-		return nil, c.v.err(firstErr(ctx.Err(), ses.Err(), err))
+		// Report the caller's cancellation first, then Close, then a loss of the session.
+		return nil, c.v.err(firstErr(ctx.Err(), c.closedErr(), ses.Err(), err))
 	}
 	h := NewHolding(ses, key, rev)
 	c.mu.Lock()
+	if c.closing() {
+		// Closed as we acquired: Close could not see this holding, so give it up.
+		c.mu.Unlock()
+		h.Abandon()
+		return nil, c.v.Closed
+	}
 	c.h = h
 	c.mu.Unlock()
 	return nil, nil
+}
+
+func (c *Claim) closedErr() error {
+	if c.closing() {
+		return ErrClosed
+	}
+	return nil
 }
 
 // Holding returns the current holding while it lasts, else an error wrapping
