@@ -104,6 +104,13 @@ func TestFaultManyConsumers(t *testing.T) {
 	require.NoError(t, err)
 	defer prod.Close()
 	var enqueued atomic.Int64
+	// pause spaces out retries of a call that failed at once (no leader yet).
+	pause := func() {
+		select {
+		case <-done.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	enqueue := func(i int) {
 		for done.Err() == nil {
 			octx, cancel := context.WithTimeout(done, 2*time.Second)
@@ -113,6 +120,7 @@ func TestFaultManyConsumers(t *testing.T) {
 				enqueued.Add(1)
 				return
 			}
+			pause()
 		}
 	}
 	// Most items are queued before the consumers start, so that they always find work
@@ -168,6 +176,7 @@ func TestFaultManyConsumers(t *testing.T) {
 			if err == nil || errors.Is(err, queue.ErrClaimLost) || done.Err() != nil {
 				return err
 			}
+			pause()
 		}
 	}
 	consume := func(cli *clientv3.Client, fateOf func(n int) fate, member int) {
