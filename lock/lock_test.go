@@ -89,6 +89,10 @@ func TestBadInput(t *testing.T) {
 	defer mgr.Close()
 	_, err = mgr.LockAll(ctx)
 	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
+	//nolint:staticcheck // a nil context is the bad input under test
+	_, err = mgr.LockAll(nil, "a", "b")
+	assert.ErrorIs(t, err, lock.ErrInvalidArgument, "LockAll with a nil context")
+	assert.Zero(t, etcdtest.Count(cli, key+"-mgr/"))
 	_, err = mgr.Lock(ctx, "")
 	assert.ErrorIs(t, err, lock.ErrInvalidArgument)
 }

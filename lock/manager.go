@@ -79,6 +79,9 @@ func (m *Manager) Lock(ctx context.Context, name string) (*Mutex, error) {
 // error; that release waits at most a third of the TTL (at least 1s) for etcd, and what
 // it could not release is released in the background.
 func (m *Manager) LockAll(ctx context.Context, names ...string) ([]*Mutex, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("%w: no lock names", ErrInvalidArgument)
 	}
