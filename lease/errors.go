@@ -12,6 +12,7 @@ var (
 	// lease is then lost for good (with ErrLost), re-grant or not.
 	ErrClientClosed = errors.New("lease: client closed")
 	// ErrInvalidArgument is returned by New for a bad argument or option (nil client,
-	// TTL under one second, nil option, nil logger); the message names the argument.
+	// TTL under one second, nil option, nil logger), and by TTL and CloseContext for a
+	// nil context; the message names the argument.
 	ErrInvalidArgument = errors.New("lease: invalid argument")
 )

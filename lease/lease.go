@@ -81,6 +81,9 @@ func (k *Keeper) ID() clientv3.LeaseID {
 // TTL asks etcd for the remaining time to live of the current lease. It returns an
 // error wrapping ErrLost when etcd no longer knows the lease.
 func (k *Keeper) TTL(ctx context.Context) (time.Duration, error) {
+	if ctx == nil {
+		return 0, fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
 	id := k.ID()
 	resp, err := k.cli.TimeToLive(ctx, id)
 	if err != nil {

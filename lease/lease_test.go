@@ -291,3 +291,16 @@ func TestClientClosedDuringRegrantEndsTheKeeper(t *testing.T) {
 	assertClosed(t, k.Done())
 	assert.ErrorIs(t, k.Err(), lease.ErrLost)
 }
+
+// TTL with a nil context is refused, as New and CloseContext refuse one.
+func TestTTLRejectsNilContext(t *testing.T) {
+	t.Parallel()
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	k, err := lease.New(ctx, cli, 5*time.Second)
+	require.NoError(t, err)
+	defer k.Close()
+	//nolint:staticcheck // a nil context is the bad input under test
+	_, err = k.TTL(nil)
+	assert.ErrorIs(t, err, lease.ErrInvalidArgument)
+}
