@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 )
 
 // Member is one entry of the cluster's membership list.
@@ -58,7 +60,7 @@ type StatusSource interface {
 // etcdSource reads a cluster through a client.
 type etcdSource struct {
 	cli   *clientv3.Client
-	conns *conns
+	conns *memberhttp.Conns
 }
 
 // NewEtcdSource returns the StatusSource that asks etcd through cli: a serializable
@@ -66,11 +68,11 @@ type etcdSource struct {
 // each member between Status calls; the source also implements io.Closer, which closes
 // them (closing cli does too). A Checker closes the source it made itself in Close.
 func NewEtcdSource(cli *clientv3.Client) StatusSource {
-	return &etcdSource{cli: cli, conns: newConns(cli)}
+	return &etcdSource{cli: cli, conns: memberhttp.NewConns(cli)}
 }
 
 // Close closes the connections to the members. It is idempotent.
-func (s *etcdSource) Close() error { return s.conns.close() }
+func (s *etcdSource) Close() error { return s.conns.Close() }
 
 func (s *etcdSource) Members(ctx context.Context) ([]Member, error) {
 	resp, err := s.cli.MemberList(ctx, clientv3.WithSerializable())
@@ -78,14 +80,16 @@ func (s *etcdSource) Members(ctx context.Context) ([]Member, error) {
 		return nil, err
 	}
 	out := make([]Member, 0, len(resp.Members))
+	ids := make([]uint64, 0, len(resp.Members))
 	for _, m := range resp.Members {
+		ids = append(ids, m.ID)
 		mem := Member{ID: ID(m.ID), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
 		if len(m.ClientURLs) > 0 {
 			mem.Endpoint = m.ClientURLs[0]
 		}
 		out = append(out, mem)
 	}
-	s.conns.forget(out)
+	s.conns.Keep(ids)
 	return out, nil
 }
 
@@ -93,14 +97,14 @@ func (s *etcdSource) Status(ctx context.Context, m Member) (Status, error) {
 	if m.Endpoint == "" {
 		return Status{}, fmt.Errorf("%w: %s", ErrNoEndpoint, m.Name)
 	}
-	mc, err := s.conns.get(m)
+	mc, _, err := s.conns.Get(uint64(m.ID), m.Endpoint)
 	if err != nil {
 		return Status{}, fmt.Errorf("failed to dial endpoint %s with maintenance client: %w", m.Endpoint, err)
 	}
 	// What cli.Status does, through the kept connection instead of a new one.
-	resp, err := clientv3.NewMaintenanceFromMaintenanceClient(clientv3.RetryMaintenanceClient(s.cli, mc.conn), s.cli).
+	resp, err := clientv3.NewMaintenanceFromMaintenanceClient(clientv3.RetryMaintenanceClient(s.cli, mc.ClientConn()), s.cli).
 		Status(ctx, m.Endpoint)
-	s.conns.put(m.ID, mc, err != nil)
+	mc.Release(err != nil)
 	if err != nil {
 		return Status{}, err
 	}

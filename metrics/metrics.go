@@ -13,8 +13,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/connectivity"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 )
@@ -34,9 +32,7 @@ type Collector struct {
 	prev        map[uint64]*raw
 	seen        map[uint64]bool // members with exported series
 	history     []*Snapshot
-	conns       map[uint64]*probeConn // kept between collections; see conn
-	connsClosed bool                  // keep no more: closed, or the client is
-	stopConns   func() bool
+	conns       *memberhttp.Conns // the probes', kept between collections
 	closed      bool
 }
 
@@ -74,13 +70,11 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 		return nil, err
 	}
 	c := &Collector{cli: cli, opts: o, http: memberhttp.NewClients(o.httpClient),
-		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, conns: map[uint64]*probeConn{}}
+		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, conns: memberhttp.NewConns(cli)}
 	c.exporter = newExporter(c)
-	// The probe connections go with the client at the latest, Close or not.
-	c.stopConns = context.AfterFunc(cli.Ctx(), func() { c.closeConns() })
 	if o.registerer != nil {
 		if err := o.registerer.Register(c.exporter); err != nil {
-			c.stopConns()
+			c.conns.Close()
 			return nil, fmt.Errorf("metrics: register exporter: %w", err)
 		}
 	}
@@ -103,33 +97,12 @@ func (c *Collector) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	c.stopConns()
-	errs := []error{c.closeConns()}
+	err := c.conns.Close()
 	c.http.Close()
 	if c.opts.registerer != nil {
 		c.opts.registerer.Unregister(c.exporter)
 	}
-	return errors.Join(errs...)
-}
-
-// closeConns closes the probe connections not in use (the others when their probe
-// ends) and keeps no more.
-func (c *Collector) closeConns() error {
-	c.mu.Lock()
-	c.connsClosed = true
-	var idle []*probeConn
-	for id, pc := range c.conns {
-		delete(c.conns, id)
-		if pc.retire() {
-			idle = append(idle, pc)
-		}
-	}
-	c.mu.Unlock()
-	var errs []error
-	for _, pc := range idle {
-		errs = append(errs, pc.close())
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // Latest returns the most recent snapshot, or nil before the first Collect.
@@ -202,9 +175,8 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 			c.prev[m.id] = raws[i]
 		}
 	}
-	var gone []*probeConn
 	if fresh {
-		gone = c.forget(members)
+		c.forget(members)
 	}
 	c.history = append(c.history, snap)
 	if n := len(c.history) - c.opts.historySize; n > 0 {
@@ -212,16 +184,18 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 		c.history = slices.Delete(c.history, 0, n)
 	}
 	c.mu.Unlock()
-	for _, pc := range gone {
-		pc.close()
+	if fresh {
+		ids := make([]uint64, len(members))
+		for i, m := range members {
+			ids[i] = m.id
+		}
+		c.conns.Keep(ids)
 	}
 	return snap, nil
 }
 
-// forget drops the state and series of members no longer in the membership list, and
-// returns their probe connections that the caller must close (not under c.mu: closing
-// waits for a connection's goroutines).
-func (c *Collector) forget(members []member) (closing []*probeConn) {
+// forget drops the state and series of members no longer in the membership list.
+func (c *Collector) forget(members []member) {
 	keep := make(map[uint64]bool, len(members))
 	for _, m := range members {
 		keep[m.id] = true
@@ -229,14 +203,6 @@ func (c *Collector) forget(members []member) (closing []*probeConn) {
 	for id := range c.prev {
 		if !keep[id] {
 			delete(c.prev, id)
-		}
-	}
-	for id, pc := range c.conns {
-		if !keep[id] {
-			delete(c.conns, id)
-			if pc.retire() {
-				closing = append(closing, pc)
-			}
 		}
 	}
 	for id := range c.seen {
@@ -248,7 +214,6 @@ func (c *Collector) forget(members []member) (closing []*probeConn) {
 	for _, m := range members {
 		c.seen[m.id] = true
 	}
-	return closing
 }
 
 // members returns the membership list, and whether it is fresh (false: the last known
@@ -332,12 +297,12 @@ func (c *Collector) probe(ctx context.Context, m member) ([]time.Duration, int, 
 	if m.endpoint == "" {
 		return nil, n, fmt.Errorf("%w: no endpoint", ErrProbe)
 	}
-	pc, fresh, err := c.conn(m)
+	pc, fresh, err := c.conns.Get(m.id, m.endpoint)
 	if err != nil {
 		return nil, n, fmt.Errorf("%w: %s: %w", ErrProbe, m.endpoint, err)
 	}
-	samples, failed, err := probeConnection(ctx, pb.NewKVClient(pc.conn), m.endpoint, n, fresh)
-	c.release(m.id, pc, err != nil)
+	samples, failed, err := probeConnection(ctx, pb.NewKVClient(pc.ClientConn()), m.endpoint, n, fresh)
+	pc.Release(err != nil)
 	return samples, failed, err
 }
 
@@ -369,91 +334,6 @@ func probeConnection(ctx context.Context, kv pb.KVClient, endpoint string, n int
 		samples = append(samples, time.Since(t0))
 	}
 	return samples, failed, first
-}
-
-// probeConn is a member's probe connection. It is kept between collections, so that a
-// collection does not pay for a TCP and HTTP/2 handshake per member (and the member for
-// accepting it), and closed when a probe through it fails (the next collection dials
-// afresh, so a member that comes back is seen at once rather than after gRPC's
-// reconnection backoff), when the member leaves the cluster or its endpoint changes,
-// and in Close.
-type probeConn struct {
-	endpoint string
-	conn     *grpc.ClientConn
-	users    int  // probes using it; under Collector.mu
-	retired  bool // no longer in Collector.conns: closed by its last user
-}
-
-// retire marks pc as out of the cache and reports whether no probe uses it, in which
-// case the caller closes it. Under Collector.mu.
-func (pc *probeConn) retire() bool {
-	pc.retired = true
-	return pc.users == 0
-}
-
-func (pc *probeConn) close() error { return pc.conn.Close() }
-
-// usable reports whether a kept connection is worth probing through: not one that lost
-// its member and waits out gRPC's reconnection backoff.
-func usable(conn *grpc.ClientConn) bool {
-	s := conn.GetState()
-	return s != connectivity.TransientFailure && s != connectivity.Shutdown
-}
-
-// conn returns the member's probe connection, dialling one when there is none (fresh).
-// After Close nothing is kept: the connection is closed when the probe ends.
-func (c *Collector) conn(m member) (pc *probeConn, fresh bool, err error) {
-	c.mu.Lock()
-	if pc = c.conns[m.id]; pc != nil && pc.endpoint == m.endpoint && usable(pc.conn) {
-		pc.users++
-		c.mu.Unlock()
-		return pc, false, nil
-	}
-	c.mu.Unlock()
-	conn, err := c.cli.Dial(m.endpoint)
-	if err != nil {
-		return nil, false, err
-	}
-	pc = &probeConn{endpoint: m.endpoint, conn: conn, users: 1}
-	c.mu.Lock()
-	var old *probeConn
-	switch cur := c.conns[m.id]; {
-	case c.connsClosed:
-		pc.retired = true
-	case cur == nil || cur.endpoint != m.endpoint || !usable(cur.conn):
-		// None yet, the endpoint changed, or the connection broke.
-		if cur != nil && cur.retire() {
-			old = cur
-		}
-		c.conns[m.id] = pc
-	default:
-		// A concurrent Collect dialled first: use that one, and close ours.
-		cur.users++
-		c.mu.Unlock()
-		conn.Close()
-		return cur, true, nil
-	}
-	c.mu.Unlock()
-	if old != nil {
-		old.close()
-	}
-	return pc, true, nil
-}
-
-// release ends a probe's use of pc; failed drops it from the cache. The last user of a
-// dropped connection closes it.
-func (c *Collector) release(id uint64, pc *probeConn, failed bool) {
-	c.mu.Lock()
-	pc.users--
-	if failed && !pc.retired && c.conns[id] == pc {
-		delete(c.conns, id)
-		pc.retired = true
-	}
-	last := pc.retired && pc.users == 0
-	c.mu.Unlock()
-	if last {
-		pc.close()
-	}
 }
 
 // latency summarises samples by nearest rank.

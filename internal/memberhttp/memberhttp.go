@@ -1,5 +1,7 @@
-// Package memberhttp reaches the HTTP endpoints (/metrics, /livez, /readyz) that an etcd
-// member serves on every one of its client URLs, including unix-socket ones.
+// Package memberhttp reaches etcd members one by one: the HTTP endpoints (/metrics,
+// /livez, /readyz) that a member serves on every one of its client URLs, including
+// unix-socket ones, through Clients, and gRPC requests to one member through Conns.
+// Both keep their connections between rounds of requests until closed.
 package memberhttp
 
 import (

@@ -11,10 +11,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"go.uber.org/goleak"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain fails the run if any goroutine outlives the tests (etcdtest.Main checks with
+// goleak); Conns are tested against its shared etcd node.
+func TestMain(m *testing.M) { etcdtest.Main(m) }
 
 func TestBase(t *testing.T) {
 	for _, tc := range []struct {
