@@ -47,3 +47,17 @@ func MakeHypertables(ctx context.Context, s *Store) error {
 
 // SetTimescale makes the store take its history tables for hypertables (or not).
 func SetTimescale(s *Store, on bool) { s.timescale.Store(on) }
+
+// QueuePastClosedCheck queues checks as PutHealthChecks does once it found the store
+// open: what a Put does that raced with Close.
+func QueuePastClosedCheck(s *Store, checks []store.HealthCheck) error {
+	rs := make([]record, 0, len(checks))
+	for i, h := range checks {
+		r, err := encode(true, h.Time, h.Cluster, "", h.Healthy, h.Values, h.Data, i)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, r)
+	}
+	return s.enqueue(rs)
+}

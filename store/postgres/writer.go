@@ -54,6 +54,7 @@ type writer struct {
 	maxBytes int64
 	wake     chan struct{}
 	changed  chan struct{} // closed and replaced when the queue shrinks
+	shut     bool          // the last write at Close began: push refuses
 }
 
 func (w *writer) init(max int, maxBytes int64) {
@@ -75,9 +76,13 @@ func (w *writer) len() int {
 }
 
 // push queues rs, dropping the oldest waiting records beyond the bound; it returns
-// how many were dropped.
-func (w *writer) push(rs []record) (dropped int) {
+// how many were dropped, and false (queueing nothing) once the queue is shut.
+func (w *writer) push(rs []record) (dropped int, ok bool) {
 	w.mu.Lock()
+	if w.shut {
+		w.mu.Unlock()
+		return 0, false
+	}
 	w.buf = append(w.buf, rs...)
 	for i := range rs {
 		w.bufBytes += rs[i].size
@@ -88,7 +93,14 @@ func (w *writer) push(rs []record) (dropped int) {
 	case w.wake <- struct{}{}:
 	default:
 	}
-	return dropped
+	return dropped, true
+}
+
+// close shuts the queue: what it holds is all the writer will ever take.
+func (w *writer) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.shut = true
 }
 
 // trimLocked drops the oldest waiting records beyond the bounds: at most max records
@@ -211,10 +223,21 @@ func (s *Store) queue(ctx context.Context, rs []record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	return s.enqueue(rs)
+}
+
+// enqueue pushes rs to the writer, counting what overflows. A store that closed since
+// the caller looked refuses them once its last write began (ErrClosed), so that no
+// record is left queued after Close, neither written nor counted as dropped.
+func (s *Store) enqueue(rs []record) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	if n := s.w.push(rs); n > 0 {
+	n, ok := s.w.push(rs)
+	if !ok {
+		return store.ErrClosed
+	}
+	if n > 0 {
 		s.dropped.Add(uint64(n))
 		s.errors.Add(1)
 		s.log.Warn("history queue full: oldest records dropped", zap.Int("dropped", n), zap.Int("queue_size", s.opts.queueSize),
@@ -292,8 +315,10 @@ func (s *Store) writeLoop() {
 }
 
 // drain makes one bounded attempt to write what is queued at Close, and counts the
-// rest as dropped.
+// rest as dropped. The queue is shut first: a Put racing with Close either queues
+// before, and is written or counted here, or is refused.
 func (s *Store) drain() {
+	s.w.close()
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.opTimeout)
 	defer cancel()
 	for {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,4 +71,37 @@ func TestPoolSize(t *testing.T) {
 	require.NoError(t, err)
 	defer own.Close()
 	assert.Equal(t, int32(3), own.Pool().Config().MaxConns)
+}
+
+// History put while the store closes is written or counted as dropped, never left
+// queued: Written + Dropped is every record a Put accepted (returned nil for), and a
+// Put that passed the closed check as Close began, but queues only after the last
+// write, is refused.
+func TestHistoryPutDuringCloseIsAccounted(t *testing.T) {
+	sch := schema(t)
+	s, err := postgres.Open(ctxT(t), dsn(t), postgres.WithSchema(sch))
+	require.NoError(t, err)
+	var accepted atomic.Uint64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				err := s.PutHealthChecks(context.Background(), []store.HealthCheck{{Cluster: fmt.Sprintf("c%d", g),
+					Time: time.Unix(int64(i), 0), Healthy: true}})
+				if err != nil {
+					assert.ErrorIs(t, err, store.ErrClosed)
+					return
+				}
+				accepted.Add(1)
+			}
+		})
+	}
+	require.Eventually(t, func() bool { return accepted.Load() > 100 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, s.Close())
+	wg.Wait()
+	err = postgres.QueuePastClosedCheck(s, []store.HealthCheck{{Cluster: "late", Time: time.Now(), Healthy: true}})
+	require.ErrorIs(t, err, store.ErrClosed, "a Put that queues after Close wrote the queue")
+	st := s.Stats()
+	assert.Equal(t, accepted.Load(), st.Written+st.Dropped, "%+v", st)
+	assert.Zero(t, st.Queued)
 }
