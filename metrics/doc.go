@@ -16,7 +16,8 @@
 // 64 KiB buffer, 64 gRPC codes and 128 buckets per histogram; a body over MaxScrapeBytes
 // (16 MiB) is an error (ErrTooLarge), never a truncated parse. NaN and ±Inf values are
 // dropped at collection as if the series were absent, and rates that overflow are 0, so
-// that every Snapshot encodes as JSON. A member that leaves the cluster is forgotten at
+// that every Snapshot encodes as JSON; histogram buckets are made cumulative and at most
+// the count (a count saturates at 2^53), so that shares stay within [0, 1]. A member that leaves the cluster is forgotten at
 // the next collection that reads the membership: its state and its exported series go. Rates (throughput, DB growth, failed proposals, CPU) are deltas between two
 // snapshots of the same member divided by the time between them, so they are zero in a
 // member's first snapshot and after a counter reset. etcd's proposals committed, applied

@@ -401,7 +401,8 @@ func (h *histAcc) add(name, le []byte, v float64) error {
 		}
 		for i := range h.buckets {
 			if h.buckets[i].upper == upper {
-				h.buckets[i].count += uint64(v)
+				// Both are at most maxCount, so the sum does not overflow.
+				h.buckets[i].count = min(h.buckets[i].count+uint64(v), maxCount)
 				return nil
 			}
 		}
@@ -413,7 +414,9 @@ func (h *histAcc) add(name, le []byte, v float64) error {
 	return nil
 }
 
-// finish returns the merged cumulative histogram, +Inf last with the total count.
+// finish returns the merged cumulative histogram, +Inf last with the total count. What
+// a member serves is made cumulative: each bucket at least the one before and at most
+// the total, as Prometheus' histogram_quantile does, so that shares stay within [0, 1].
 func (h *histAcc) finish() hist {
 	out := hist{count: uint64(min(h.count, maxCount)), sum: h.sum}
 	out.buckets = make([]bucket, 0, len(h.buckets)+1)
@@ -431,6 +434,12 @@ func (h *histAcc) finish() hist {
 		}
 		return 0
 	})
+	var below uint64
+	for i := range out.buckets {
+		b := &out.buckets[i]
+		b.count = min(max(b.count, below), out.count)
+		below = b.count
+	}
 	out.buckets = append(out.buckets, bucket{upper: math.Inf(+1), count: out.count})
 	return out
 }

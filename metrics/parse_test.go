@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"slices"
@@ -243,4 +244,47 @@ func (r *repeatReader) Read(b []byte) (int, error) {
 		r.n -= c
 	}
 	return k, nil
+}
+
+// Bucket counts summed over many series saturate at the bound a count has, as the total
+// count does, instead of wrapping around to small numbers: a hostile member's
+// histogram stays cumulative, its slow share within [0, 1].
+func TestParseBucketSumsSaturate(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("etcd_server_has_leader 1\n")
+	for i := range 3000 {
+		for _, le := range []string{"0.001", "0.032", "+Inf"} {
+			fmt.Fprintf(&b, "etcd_disk_wal_fsync_duration_seconds_bucket{le=%q,s=\"%d\"} %d\n", le, i, maxCount)
+		}
+		fmt.Fprintf(&b, "etcd_disk_wal_fsync_duration_seconds_count{s=\"%d\"} %d\n", i, maxCount)
+	}
+	p, err := parse(strings.NewReader(b.String()), MaxScrapeBytes)
+	require.NoError(t, err)
+	h := p.hists[hFsync].finish()
+	require.Len(t, h.buckets, 3)
+	for _, bk := range h.buckets {
+		assert.Equal(t, uint64(maxCount), bk.count, "bucket le=%g", bk.upper)
+	}
+	var m MemberMetrics
+	fill(&m, p, time.Now(), nil)
+	assert.GreaterOrEqual(t, m.WALFsync.Over16ms, 0.0)
+	assert.LessOrEqual(t, m.WALFsync.Over16ms, 1.0)
+
+	// Buckets that are not cumulative, or hold more than the count, are made so.
+	p, err = parse(strings.NewReader(`etcd_server_has_leader 1
+etcd_disk_wal_fsync_duration_seconds_bucket{le="0.001"} 100
+etcd_disk_wal_fsync_duration_seconds_bucket{le="0.008"} 5
+etcd_disk_wal_fsync_duration_seconds_bucket{le="0.032"} 7
+etcd_disk_wal_fsync_duration_seconds_bucket{le="+Inf"} 10
+etcd_disk_wal_fsync_duration_seconds_count 10
+`), MaxScrapeBytes)
+	require.NoError(t, err)
+	h = p.hists[hFsync].finish()
+	counts := make([]uint64, len(h.buckets))
+	for i, bk := range h.buckets {
+		counts[i] = bk.count
+	}
+	assert.Equal(t, []uint64{10, 10, 10, 10}, counts)
+	fill(&m, p, time.Now(), nil)
+	assert.Zero(t, m.WALFsync.Over16ms)
 }
