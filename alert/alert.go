@@ -458,29 +458,53 @@ func (m *Manager) labelsFor(cluster string, own map[string]string) map[string]st
 	return l
 }
 
-// remember appends s to the cluster's history, once, and drops what no rule's window
-// reaches any more.
+// remember appends s to the cluster's history, once, and drops what no rule needs any
+// more: it keeps every snapshot within the short windows (Thresholds.denseSpan) and,
+// back to the longest window plus a minute, where only the growth regression reads,
+// one a minute (doc.go states the bound).
 func (m *Manager) remember(cluster string, s *metrics.Snapshot) {
 	h := m.snapshots[cluster]
 	if n := len(h); n > 0 && !s.Time.After(h[n-1].Time) {
 		return
 	}
 	h = append(h, s)
-	keep := m.thresholdsFor(cluster).maxWindow() + time.Minute
-	i := 0
-	for i < len(h)-1 && s.Time.Sub(h[i].Time) > keep {
-		i++
+	t := m.thresholdsFor(cluster)
+	dense, keep := t.denseSpan(), t.maxWindow()+time.Minute
+	out := h[:0]
+	for i, x := range h {
+		age := s.Time.Sub(x.Time)
+		switch {
+		case age <= dense || i == len(h)-1:
+			out = append(out, x)
+		case age > keep:
+		case len(out) > 0 && sameStep(out[len(out)-1].Time, x.Time):
+			// The minute's first snapshot stays, unless a later one scraped more members.
+			if scraped(x) > scraped(out[len(out)-1]) {
+				out[len(out)-1] = x
+			}
+		default:
+			out = append(out, x)
+		}
 	}
-	if i > 0 {
-		h = slices.Delete(h, 0, i)
+	clear(h[len(out):]) // let the dropped snapshots go
+	if n := len(out) - maxSnapshots; n > 0 {
+		out = slices.Delete(out, 0, n)
 	}
-	if n := len(h) - maxSnapshots; n > 0 {
-		h = slices.Delete(h, 0, n)
-	}
-	m.snapshots[cluster] = h
+	m.snapshots[cluster] = out
 }
 
-// maxSnapshots bounds the history kept per cluster (4h at one snapshot per 5 s).
+// scraped counts the members of s whose /metrics was scraped.
+func scraped(s *metrics.Snapshot) int {
+	n := 0
+	for i := range s.Members {
+		if s.Members[i].Scraped {
+			n++
+		}
+	}
+	return n
+}
+
+// maxSnapshots bounds the history kept per cluster whatever the thresholds and interval.
 const maxSnapshots = 3000
 
 func (m *Manager) thresholdsFor(cluster string) Thresholds {

@@ -58,7 +58,10 @@ type Input struct {
 	Health  *health.Report
 	Metrics *metrics.Snapshot
 	// History holds the cluster's snapshots, oldest first, ending with Metrics when it
-	// is not nil; it spans at least the longest window of the thresholds.
+	// is not nil. It holds every snapshot within the longest window of the thresholds
+	// other than GrowthWindow, plus a minute; older ones, back to GrowthWindow plus a
+	// minute, only one a minute (the first of each minute of the clock, or a later one of
+	// that minute that scraped more members).
 	History []*metrics.Snapshot
 }
 
@@ -202,6 +205,14 @@ func DefaultThresholds() Thresholds {
 // maxWindow is the longest window a rule looks back over.
 func (t Thresholds) maxWindow() time.Duration {
 	return max(t.LeaderChangesWindow, t.FailedProposalsWindow, t.GRPCWindow, t.HistogramWindow, t.GrowthWindow)
+}
+
+// denseSpan is how far back the history keeps every snapshot: the longest window of the
+// rules over counters and histograms (rates, increases, quantiles, leader changes, the
+// leader's apply rate over a minute) plus a minute. Only the growth regression reads
+// further back, and it reads one snapshot a minute (historyStep).
+func (t Thresholds) denseSpan() time.Duration {
+	return max(t.LeaderChangesWindow, t.FailedProposalsWindow, t.GRPCWindow, t.HistogramWindow, time.Minute) + time.Minute
 }
 
 // Validate reports the first threshold out of range, naming its YAML field.

@@ -33,6 +33,15 @@ func (in *Input) series(id uint64, window time.Duration) []sample {
 	return out
 }
 
+// historyStep is the spacing of the history older than the short windows: one snapshot
+// a minute of the clock, enough for a regression over hours.
+const historyStep = time.Minute
+
+// sameStep reports whether a and b fall in the same historyStep of the clock.
+func sameStep(a, b time.Time) bool {
+	return a.Truncate(historyStep).Equal(b.Truncate(historyStep))
+}
+
 // increase is the increase of a counter over the samples, counting a decrease as a
 // reset (the counter restarted from zero), like Prometheus' increase without the
 // extrapolation. ok is false with fewer than two samples.
@@ -98,19 +107,33 @@ func windowQuantile(ss []sample, q float64, h func(*metrics.MemberMetrics) metri
 // regression fits v = a + b*t over the samples by least squares and returns the value
 // predicted ahead of the last sample. ok is false when the samples span less than
 // minSpan.
+//
+// Each sample weighs the time it stands for: half the time to each neighbour, up to
+// historyStep a side. The history keeps every sample of the last minutes but one a
+// minute before, so unweighted the last minutes would count several times over; with
+// evenly spaced samples all weigh alike, as in a plain fit, and a gap (failed scrapes)
+// gives its neighbours no more than a minute each.
 func regression(ss []sample, minSpan, ahead time.Duration, v func(*metrics.MemberMetrics) float64) (float64, float64, bool) {
 	if len(ss) < 2 || ss[len(ss)-1].t.Sub(ss[0].t) < minSpan {
 		return 0, 0, false
 	}
+	half := func(a, b time.Time) float64 { return min(b.Sub(a), 2*historyStep).Seconds() / 2 }
 	t0 := ss[0].t
 	var n, sx, sy, sxx, sxy float64
-	for _, s := range ss {
+	for i, s := range ss {
+		var w float64
+		if i > 0 {
+			w += half(ss[i-1].t, s.t)
+		}
+		if i < len(ss)-1 {
+			w += half(s.t, ss[i+1].t)
+		}
 		x, y := s.t.Sub(t0).Seconds(), v(s.m)
-		n++
-		sx += x
-		sy += y
-		sxx += x * x
-		sxy += x * y
+		n += w
+		sx += w * x
+		sy += w * y
+		sxx += w * x * x
+		sxy += w * x * y
 	}
 	den := n*sxx - sx*sx
 	if den == 0 {
