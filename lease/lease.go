@@ -78,8 +78,9 @@ func (k *Keeper) ID() clientv3.LeaseID {
 	return k.cur.Lease()
 }
 
-// TTL asks etcd for the remaining time to live of the current lease. It returns an
-// error wrapping ErrLost when etcd no longer knows the lease.
+// TTL asks etcd for the remaining time to live of the current lease, in whole seconds
+// as etcd counts it, rounded down: 0 is under a second left. It returns an error
+// wrapping ErrLost when etcd no longer knows the lease.
 func (k *Keeper) TTL(ctx context.Context) (time.Duration, error) {
 	if ctx == nil {
 		return 0, fmt.Errorf("%w: nil context", ErrInvalidArgument)
@@ -92,7 +93,7 @@ func (k *Keeper) TTL(ctx context.Context) (time.Duration, error) {
 		}
 		return 0, fmt.Errorf("lease: time to live of %x: %w", int64(id), err)
 	}
-	if resp.TTL <= 0 {
+	if resp.TTL < 0 { // -1: etcd does not know the lease; 0 is a live one's last second
 		return 0, fmt.Errorf("%w: lease %x not found", ErrLost, int64(id))
 	}
 	return time.Duration(resp.TTL) * time.Second, nil

@@ -72,9 +72,8 @@ func TestKeepsLeaseAlivePastTTL(t *testing.T) {
 		t.Fatalf("lease lost: %v", k.Err())
 	case <-time.After(3 * granted):
 	}
-	left, err := k.TTL(ctx)
+	_, err = k.TTL(ctx) // etcd still knows the lease (0 is its last second)
 	require.NoError(t, err)
-	assert.Positive(t, left)
 	resp, err := cli.Get(ctx, key)
 	require.NoError(t, err)
 	assert.Len(t, resp.Kvs, 1)
@@ -303,4 +302,38 @@ func TestTTLRejectsNilContext(t *testing.T) {
 	//nolint:staticcheck // a nil context is the bad input under test
 	_, err = k.TTL(nil)
 	assert.ErrorIs(t, err, lease.ErrInvalidArgument)
+}
+
+// etcd counts a lease's time to live in whole seconds, rounded down: a live lease with
+// under a second left reads 0, which is not lost (etcd says -1 for a lease it does not
+// know). TTL must not report ErrLost then: a 2s lease renewed every second reads 0 just
+// before each renewal.
+func TestTTLUnderASecondIsNotLost(t *testing.T) {
+	t.Parallel()
+	cli, faults := etcdtest.FaultClient(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	k, err := lease.New(ctx, cli, 2*time.Second)
+	require.NoError(t, err)
+	defer k.Close()
+	// No renewal lands from now on: the lease runs down to its last second while Lost
+	// is still open (it closes a margin before etcd could expire the lease).
+	faults.FailStreams(func(m string) bool { return m == "/etcdserverpb.Lease/LeaseKeepAlive" })
+	var wrong error
+	sawZero := false
+	assert.Eventually(t, func() bool {
+		left, err := k.TTL(ctx)
+		select {
+		case <-k.Lost():
+			return true // ran out: the lease may be gone
+		default: // alive when etcd answered
+		}
+		if err != nil {
+			wrong = err
+			return true
+		}
+		sawZero = left == 0
+		return sawZero
+	}, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, wrong, "TTL said lost while the lease was alive")
+	assert.True(t, sawZero, "the lease ran out before it read under a second left")
 }
