@@ -457,10 +457,12 @@ func (s *Session) renew(base context.Context) error {
 	}
 	ctx, cancel := context.WithDeadline(base, limit)
 	defer cancel()
-	// A request not answered within half the time left (at least 500ms) is hedged by a
-	// second one, which the client may send to another endpoint: neither an endpoint that
-	// stopped answering nor a server slow to answer costs the lease while a renewal can
-	// still land. The first answer counts, from its own send time.
+	// A request not answered within half the time left is hedged by a second one, which
+	// the client may send to another endpoint: neither an endpoint that stopped answering
+	// nor a server slow to answer costs the lease while a renewal can still land. (Not
+	// "at least 500ms": a 1s lease's renewal has 467ms to land, a 2s one's 667ms, and a
+	// hedge sent that late lands after the deadline or barely before it.) The first
+	// answer counts, from its own send time.
 	type reply struct {
 		sent time.Time
 		resp *clientv3.LeaseKeepAliveResponse
@@ -474,7 +476,7 @@ func (s *Session) renew(base context.Context) error {
 	}
 	go send()
 	inFlight := 1
-	hedge := time.NewTimer(max(limit.Sub(start)/2, 500*time.Millisecond))
+	hedge := time.NewTimer(limit.Sub(start) / 2)
 	defer hedge.Stop()
 	var r reply
 	for {
