@@ -447,19 +447,43 @@ func (b *Bolt) putSamples(ctx context.Context, bucket []byte, in []sample) error
 				return err
 			}
 		}
-		// Retention: keys are time-ordered, so the expired ones are at the front.
-		for _, p := range touched {
-			for _, bk := range []*bolt.Bucket{p.bk, p.data} {
-				c := bk.Cursor()
-				for k, _ := c.First(); k != nil && bytes.Compare(k, cutoff) < 0; k, _ = c.First() {
-					if err := c.Delete(); err != nil {
-						return err
-					}
+		return retain(root, dataRoot, cutoff)
+	})
+}
+
+// retain deletes the records before cutoff of every cluster, also of those no longer
+// written (keys are time-ordered, so the expired ones are at the front), and the
+// buckets of clusters left without records.
+func retain(root, dataRoot *bolt.Bucket, cutoff []byte) error {
+	var clusters [][]byte
+	if err := root.ForEachBucket(func(name []byte) error {
+		clusters = append(clusters, bytes.Clone(name))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range clusters {
+		for _, bk := range []*bolt.Bucket{root.Bucket(name), dataRoot.Bucket(name)} {
+			if bk == nil {
+				continue
+			}
+			c := bk.Cursor()
+			for k, _ := c.First(); k != nil && bytes.Compare(k, cutoff) < 0; k, _ = c.First() {
+				if err := c.Delete(); err != nil {
+					return err
 				}
 			}
 		}
-		return nil
-	})
+		if k, _ := root.Bucket(name).Cursor().First(); k == nil {
+			if err := root.DeleteBucket(name); err != nil {
+				return err
+			}
+			if err := dataRoot.DeleteBucket(name); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (b *Bolt) samples(ctx context.Context, bucket []byte, q HistoryQuery, members bool) ([]sample, error) {

@@ -310,15 +310,16 @@ func (m *Memory) putSamples(ctx context.Context, series map[seriesKey][]sample, 
 		} else {
 			ss = slices.Insert(ss, i, s)
 		}
+		series[k] = ss
+	}
+	// Every series, also those no longer written (a cluster no longer monitored).
+	for k, ss := range series {
 		drop, _ := slices.BinarySearchFunc(ss, cutoff, func(e sample, t time.Time) int { return e.Time.Compare(t) })
 		drop = max(drop, len(ss)-DefaultMemoryHistory)
-		if drop > 0 {
-			ss = slices.Delete(ss, 0, drop)
-		}
-		if len(ss) == 0 {
+		if drop == len(ss) {
 			delete(series, k)
-		} else {
-			series[k] = ss
+		} else if drop > 0 {
+			series[k] = slices.Delete(ss, 0, drop)
 		}
 	}
 	return nil

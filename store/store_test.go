@@ -163,3 +163,34 @@ func TestHistoryRetention(t *testing.T) {
 	require.Len(t, hs, store.DefaultMemoryHistory)
 	assert.True(t, hs[0].Time.Equal(now.Add(5*time.Second)), "the oldest went first")
 }
+
+// History older than the retention is deleted whichever cluster the new history is
+// of: a cluster no longer monitored (removed from the configuration) does not keep
+// its history for ever.
+func TestHistoryRetentionOfClustersNoLongerWritten(t *testing.T) {
+	ctx := context.Background()
+	const retention = time.Hour
+	b, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.WithHistoryRetention(retention))
+	require.NoError(t, err)
+	defer b.Close()
+	for name, s := range map[string]struct {
+		store.Store
+		retention time.Duration
+	}{"bolt": {b, retention}, "memory": {store.NewMemory(), store.DefaultHistoryRetention}} {
+		// Within the retention when written, older than it a moment later.
+		aging := time.Now().Add(-s.retention + 100*time.Millisecond)
+		require.NoError(t, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: aging, Cluster: "gone"}}), name)
+		require.NoError(t, s.PutMetricSnapshots(ctx, []store.MetricSnapshot{{Time: aging, Cluster: "gone", Member: "m"}}), name)
+		assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+			now := time.Now()
+			assert.NoError(ct, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: now, Cluster: "live"}}))
+			assert.NoError(ct, s.PutMetricSnapshots(ctx, []store.MetricSnapshot{{Time: now, Cluster: "live", Member: "m"}}))
+			hs, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "gone"})
+			assert.NoError(ct, err)
+			assert.Empty(ct, hs, "%s: health checks of a cluster no longer written", name)
+			ms, err := s.MetricSnapshots(ctx, store.HistoryQuery{Cluster: "gone"})
+			assert.NoError(ct, err)
+			assert.Empty(ct, ms, "%s: metric snapshots of a cluster no longer written", name)
+		}, 5*time.Second, 50*time.Millisecond, name)
+	}
+}
