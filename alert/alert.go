@@ -47,7 +47,8 @@ type Manager struct {
 	groups      map[string]*group
 	sent        map[string]*sentEntry // notification state by group id
 	silences    map[string]*Silence
-	snapshots   map[string][]*metrics.Snapshot
+	snapshots   map[string][]*metrics.Snapshot // within the short windows
+	sizes       map[string][]sizePoint         // older, one a minute, for the growth regression
 	transitions []Alert
 	deliveries  []Delivery
 
@@ -97,6 +98,7 @@ func New(opts ...Option) (*Manager, error) {
 		wake: make(chan struct{}, 1), rules: map[string][]Rule{}, alerts: map[string]*alertState{},
 		groups: map[string]*group{}, sent: map[string]*sentEntry{}, silences: map[string]*Silence{},
 		snapshots: map[string][]*metrics.Snapshot{},
+		sizes:     map[string][]sizePoint{},
 	}
 	m.counter = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_monitor_notifications_total",
 		Help: "Notification attempts by receiver and result (success, failure, dropped)."}, []string{"receiver", "result"})
@@ -274,7 +276,7 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 		m.remember(cluster, s)
 	}
 	in.Time = later(ht, st)
-	in.History = m.snapshots[cluster]
+	in.History, in.sizes = m.snapshots[cluster], m.sizes[cluster]
 
 	var errs []error
 	var changed []*alertState
@@ -459,9 +461,10 @@ func (m *Manager) labelsFor(cluster string, own map[string]string) map[string]st
 }
 
 // remember appends s to the cluster's history, once, and drops what no rule needs any
-// more: it keeps every snapshot within the short windows (Thresholds.denseSpan) and,
-// back to the longest window plus a minute, where only the growth regression reads,
-// one a minute (doc.go states the bound).
+// more: the history keeps every snapshot within the short windows
+// (Thresholds.denseSpan); a snapshot leaving them leaves, back to the growth window plus a
+// minute, one point a minute of its members' database sizes, which is all the growth
+// regression reads there (doc.go states the bound).
 func (m *Manager) remember(cluster string, s *metrics.Snapshot) {
 	h := m.snapshots[cluster]
 	if n := len(h); n > 0 && !s.Time.After(h[n-1].Time) {
@@ -470,38 +473,40 @@ func (m *Manager) remember(cluster string, s *metrics.Snapshot) {
 	h = append(h, s)
 	t := m.thresholdsFor(cluster)
 	dense, keep := t.denseSpan(), t.maxWindow()+time.Minute
-	out := h[:0]
-	for i, x := range h {
-		age := s.Time.Sub(x.Time)
-		switch {
-		case age <= dense || i == len(h)-1:
-			out = append(out, x)
-		case age > keep:
-		case len(out) > 0 && sameStep(out[len(out)-1].Time, x.Time):
-			// The minute's first snapshot stays, unless a later one scraped more members.
-			if scraped(x) > scraped(out[len(out)-1]) {
-				out[len(out)-1] = x
-			}
-		default:
-			out = append(out, x)
+	sizes := m.sizes[cluster]
+	i := 0
+	for ; i < len(h)-1 && s.Time.Sub(h[i].Time) > dense; i++ {
+		if s.Time.Sub(h[i].Time) <= keep {
+			sizes = addSizes(sizes, h[i])
 		}
 	}
-	clear(h[len(out):]) // let the dropped snapshots go
-	if n := len(out) - maxSnapshots; n > 0 {
-		out = slices.Delete(out, 0, n)
+	if n := len(h) - i - maxSnapshots; n > 0 {
+		i += n
 	}
-	m.snapshots[cluster] = out
+	h = slices.Delete(h, 0, i) // clears the tail: the dropped snapshots go
+	j := 0
+	for j < len(sizes) && s.Time.Sub(sizes[j].t) > keep {
+		j++
+	}
+	m.snapshots[cluster], m.sizes[cluster] = h, slices.Delete(sizes, 0, j)
 }
 
-// scraped counts the members of s whose /metrics was scraped.
-func scraped(s *metrics.Snapshot) int {
-	n := 0
+// addSizes appends the database sizes of s's scraped members to ss, one point a minute
+// of the clock: the minute's first, unless a later one scraped more members.
+func addSizes(ss []sizePoint, s *metrics.Snapshot) []sizePoint {
+	p := sizePoint{t: s.Time}
 	for i := range s.Members {
-		if s.Members[i].Scraped {
-			n++
+		if m := &s.Members[i]; m.Scraped {
+			p.members = append(p.members, memberSize{id: m.ID, size: m.DB.Size})
 		}
 	}
-	return n
+	if n := len(ss); n > 0 && sameStep(ss[n-1].t, s.Time) {
+		if len(p.members) > len(ss[n-1].members) {
+			ss[n-1] = p
+		}
+		return ss
+	}
+	return append(ss, p)
 }
 
 // maxSnapshots bounds the history kept per cluster whatever the thresholds and interval.

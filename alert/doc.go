@@ -44,21 +44,21 @@
 //   - Memory per cluster is bounded by the short windows, not by GrowthWindow. A
 //     cluster's history of snapshots (Input.History) keeps every snapshot within D, the
 //     longest of LeaderChangesWindow, FailedProposalsWindow, GRPCWindow, HistogramWindow
-//     and the minute of EtcdRaftIndexLag's apply rate, plus a minute; and older ones,
-//     back to GrowthWindow plus a minute, one a minute of the clock. With snapshots at
-//     least I apart it holds at most floor(D/I) + 1 + ceil((GrowthWindow + 1m - D)/1m) + 1
-//     snapshots (the last two terms only when GrowthWindow + 1m > D), and never more
-//     than 3,000: 97 + 226 = 323 with the default thresholds at the default 10 s metrics
-//     interval, where keeping the whole 4 h growth window took 1,447. The rules over
-//     counters and histograms see every snapshot of their windows;
-//     EtcdExcessiveDatabaseGrowth's regression weighs each sample by the time it stands
-//     for, so the thinning moves its prediction by a fraction of a percent.
+//     and the minute of EtcdRaftIndexLag's apply rate, plus a minute: with snapshots at
+//     least I apart, at most floor(D/I) + 1 of them, and never more than 3,000 (97 with
+//     the default thresholds at the default 10 s metrics interval, where keeping the
+//     whole 4 h growth window took 1,447). Further back, to GrowthWindow plus a minute,
+//     only the members' database sizes are kept, one point a minute of the clock (226
+//     points of 16 bytes a member with the defaults). The rules over counters and
+//     histograms see every snapshot of their windows; EtcdExcessiveDatabaseGrowth's
+//     regression weighs each sample by the time it stands for, so the thinning moves its
+//     prediction by a fraction of a percent.
 //
 // What is not guaranteed: delivery is at least once — a receiver that answers 5xx after
 // accepting sees the retry. Notifications still undelivered when Close's shutdown
 // timeout ends are recorded as dropped (their resolves stay in the store for the next
-// run). A cluster that is never evaluated again keeps its alerts. A custom rule reading
-// History further back than D sees one snapshot a minute there.
+// run). A cluster that is never evaluated again keeps its alerts. A custom rule sees no
+// History further back than D.
 //
 // # Lifecycle
 //

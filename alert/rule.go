@@ -58,11 +58,13 @@ type Input struct {
 	Health  *health.Report
 	Metrics *metrics.Snapshot
 	// History holds the cluster's snapshots, oldest first, ending with Metrics when it
-	// is not nil. It holds every snapshot within the longest window of the thresholds
-	// other than GrowthWindow, plus a minute; older ones, back to GrowthWindow plus a
-	// minute, only one a minute (the first of each minute of the clock, or a later one of
-	// that minute that scraped more members).
+	// is not nil: every snapshot within the longest window of the thresholds other than
+	// GrowthWindow, plus a minute.
 	History []*metrics.Snapshot
+
+	// sizes are the members' database sizes before History, back to GrowthWindow plus a
+	// minute, one point a minute, for EtcdExcessiveDatabaseGrowth.
+	sizes []sizePoint
 }
 
 // Finding is one instance of a rule's condition.
@@ -210,7 +212,7 @@ func (t Thresholds) maxWindow() time.Duration {
 // denseSpan is how far back the history keeps every snapshot: the longest window of the
 // rules over counters and histograms (rates, increases, quantiles, leader changes, the
 // leader's apply rate over a minute) plus a minute. Only the growth regression reads
-// further back, and it reads one snapshot a minute (historyStep).
+// further back, and it reads the database sizes kept one point a minute (historyStep).
 func (t Thresholds) denseSpan() time.Duration {
 	return max(t.LeaderChangesWindow, t.FailedProposalsWindow, t.GRPCWindow, t.HistogramWindow, time.Minute) + time.Minute
 }

@@ -163,10 +163,9 @@ func DefaultRules(t Thresholds) []Rule {
 		perMember(Rule{Name: "EtcdExcessiveDatabaseGrowth", Severity: Warning, For: 10 * time.Minute,
 			Summary: "etcd database will fill its quota soon"},
 			func(in *Input, m *metrics.MemberMetrics) (float64, bool, bool, string) {
-				// Beyond the short windows the history keeps a snapshot a minute; the
+				// Beyond the short windows the sizes are kept one a minute; the
 				// regression weighs each sample by the time it stands for.
-				pred, slope, ok := regression(in.series(uint64(m.ID), t.GrowthWindow), t.GrowthMinSpan, t.FillWithin,
-					func(m *metrics.MemberMetrics) float64 { return float64(m.DB.Size) })
+				pred, slope, ok := regression(in.dbSizeSeries(m.ID, t.GrowthWindow), t.GrowthMinSpan, t.FillWithin)
 				if !ok || m.DB.Quota <= 0 {
 					return 0, false, ok, ""
 				}

@@ -33,8 +33,50 @@ func (in *Input) series(id uint64, window time.Duration) []sample {
 	return out
 }
 
-// historyStep is the spacing of the history older than the short windows: one snapshot
-// a minute of the clock, enough for a regression over hours.
+// sizePoint is a point of the history older than the short windows: the database sizes of
+// the members scraped at t.
+type sizePoint struct {
+	t       time.Time
+	members []memberSize
+}
+
+type memberSize struct {
+	id   metrics.ID
+	size int64
+}
+
+// point is a value at a time.
+type point struct {
+	t time.Time
+	v float64
+}
+
+// dbSizeSeries returns the database sizes of member id no older than window before the
+// newest snapshot, oldest first: one a minute before History, then History's.
+func (in *Input) dbSizeSeries(id metrics.ID, window time.Duration) []point {
+	if len(in.History) == 0 {
+		return nil
+	}
+	from := in.History[len(in.History)-1].Time.Add(-window)
+	var out []point
+	for _, p := range in.sizes {
+		if p.t.Before(from) {
+			continue
+		}
+		for _, m := range p.members {
+			if m.id == id {
+				out = append(out, point{p.t, float64(m.size)})
+			}
+		}
+	}
+	for _, s := range in.series(uint64(id), window) {
+		out = append(out, point{s.t, float64(s.m.DB.Size)})
+	}
+	return out
+}
+
+// historyStep is the spacing of the history older than the short windows: one point a
+// minute of the clock, enough for a regression over hours.
 const historyStep = time.Minute
 
 // sameStep reports whether a and b fall in the same historyStep of the clock.
@@ -113,7 +155,7 @@ func windowQuantile(ss []sample, q float64, h func(*metrics.MemberMetrics) metri
 // minute before, so unweighted the last minutes would count several times over; with
 // evenly spaced samples all weigh alike, as in a plain fit, and a gap (failed scrapes)
 // gives its neighbours no more than a minute each.
-func regression(ss []sample, minSpan, ahead time.Duration, v func(*metrics.MemberMetrics) float64) (float64, float64, bool) {
+func regression(ss []point, minSpan, ahead time.Duration) (float64, float64, bool) {
 	if len(ss) < 2 || ss[len(ss)-1].t.Sub(ss[0].t) < minSpan {
 		return 0, 0, false
 	}
@@ -128,7 +170,7 @@ func regression(ss []sample, minSpan, ahead time.Duration, v func(*metrics.Membe
 		if i < len(ss)-1 {
 			w += half(s.t, ss[i+1].t)
 		}
-		x, y := s.t.Sub(t0).Seconds(), v(s.m)
+		x, y := s.t.Sub(t0).Seconds(), s.v
 		n += w
 		sx += w * x
 		sy += w * y
