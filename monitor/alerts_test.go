@@ -103,7 +103,7 @@ func TestSilencesInhibitionsAndNotifications(t *testing.T) {
 	sw.condition.Store("west", true)
 	var alerts monitor.AlertsResponse
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Equal(ct, http.StatusOK, get(t, url+"/api/v1/alerts", &alerts))
+		assert.Equal(ct, http.StatusOK, get(ct, url+"/api/v1/alerts", &alerts))
 		e, ok := findAlert(alerts.Alerts, "TestCondition", "east")
 		if assert.True(ct, ok) {
 			assert.Equal(ct, alert.Firing, e.State)
@@ -126,7 +126,7 @@ func TestSilencesInhibitionsAndNotifications(t *testing.T) {
 	// An inhibiting alert in west: its TestCondition is listed as inhibited.
 	sw.source.Store("west", true)
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Equal(ct, http.StatusOK, get(t, url+"/api/v1/alerts?cluster=west&state=firing", &alerts))
+		assert.Equal(ct, http.StatusOK, get(ct, url+"/api/v1/alerts?cluster=west&state=firing", &alerts))
 		w, ok := findAlert(alerts.Alerts, "TestCondition", "west")
 		if assert.True(ct, ok) {
 			assert.Len(ct, w.Status.InhibitedBy, 1)
@@ -155,7 +155,7 @@ func TestSilencesInhibitionsAndNotifications(t *testing.T) {
 	sw.condition.Store("east", false)
 	var hist monitor.AlertsResponse
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Equal(ct, http.StatusOK, get(t, url+"/api/v1/alerts/history", &hist))
+		assert.Equal(ct, http.StatusOK, get(ct, url+"/api/v1/alerts/history", &hist))
 		resolved := map[string]bool{}
 		for _, a := range hist.Alerts {
 			if a.Name == "TestCondition" && a.State == alert.Resolved {

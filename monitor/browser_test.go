@@ -286,7 +286,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		var status struct {
 			Leader struct{ ID string } `json:"leader"`
 		}
-		if !assert.Equal(ct, http.StatusOK, get(t, open.URL+"/api/v1/clusters/main/status", &status)) {
+		if !assert.Equal(ct, http.StatusOK, get(ct, open.URL+"/api/v1/clusters/main/status", &status)) {
 			return
 		}
 		for _, r := range rows {
@@ -417,7 +417,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 			assert.Contains(ct, alerts, alertRow{Name: "EtcdMembersDown", Member: c.Members[down].Name, State: "🔕 silenced"})
 		}
 		var api monitor.AlertsResponse
-		if assert.Equal(ct, http.StatusOK, get(t, open.URL+"/api/v1/alerts", &api)) {
+		if assert.Equal(ct, http.StatusOK, get(ct, open.URL+"/api/v1/alerts", &api)) {
 			for _, a := range api.Alerts {
 				if a.Name == "EtcdMembersDown" {
 					silencedBy = a.Status.SilencedBy
@@ -450,7 +450,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 			}
 		}
 		var sil alert.Silence
-		if assert.Len(ct, silencedBy, 1) && assert.Equal(ct, http.StatusOK, get(t, open.URL+"/api/v1/silences/"+silencedBy[0], &sil)) {
+		if assert.Len(ct, silencedBy, 1) && assert.Equal(ct, http.StatusOK, get(ct, open.URL+"/api/v1/silences/"+silencedBy[0], &sil)) {
 			assert.Equal(ct, alert.SilenceExpired, sil.Status.State)
 		}
 	}, deadline, poll)
@@ -476,7 +476,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	// What the API says is shown as text, never run as markup.
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		var api monitor.AlertsResponse
-		if assert.Equal(ct, http.StatusOK, get(t, open.URL+"/api/v1/alerts?cluster=staging", &api)) {
+		if assert.Equal(ct, http.StatusOK, get(ct, open.URL+"/api/v1/alerts?cluster=staging", &api)) {
 			assert.NotEmpty(ct, api.Alerts)
 		}
 	}, deadline, poll)

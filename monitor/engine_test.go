@@ -76,7 +76,7 @@ func TestStandbyAndTakeover(t *testing.T) {
 		assert.Equal(ct, 1, recA.notified("TestCondition", "main"))
 	}, wait, 10*time.Millisecond)
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Equal(ct, http.StatusOK, get(t, urlB+"/api/v1/alerts?state=firing", &alerts))
+		assert.Equal(ct, http.StatusOK, get(ct, urlB+"/api/v1/alerts?state=firing", &alerts))
 		_, ok := findAlert(alerts.Alerts, "TestCondition", "main")
 		assert.True(ct, ok, "the standby reads the active replica's alerts from the store")
 	}, wait, 20*time.Millisecond)
@@ -95,7 +95,7 @@ func TestStandbyAndTakeover(t *testing.T) {
 		require.NoError(t, <-doneB)
 	}()
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Equal(ct, http.StatusOK, get(t, urlB+"/api/v1/alerts?state=firing", &alerts))
+		assert.Equal(ct, http.StatusOK, get(ct, urlB+"/api/v1/alerts?state=firing", &alerts))
 		_, ok := findAlert(alerts.Alerts, "TestCondition", "main")
 		assert.True(ct, ok, "B's own engine has the alert")
 	}, wait, 20*time.Millisecond)

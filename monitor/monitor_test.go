@@ -33,11 +33,16 @@ import (
 // any goroutine outlives them (etcdtest.Main checks with goleak).
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
-// call sends a request and decodes the JSON answer into out (when not nil). It fails the
-// test without stopping it, so that it may run inside require.Eventually's goroutine;
-// it returns 0 when there was no answer.
-func call(t *testing.T, method, url, body string, out any) int {
-	t.Helper()
+// call sends a request and decodes the JSON answer into out (when not nil). It fails t
+// without stopping it; inside an Eventually condition t is the condition's CollectT, or
+// nil to report nothing. It returns 0 when there was no answer.
+func call(t assert.TestingT, method, url, body string, out any) int {
+	if t == nil {
+		t = quiet{}
+	}
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if !assert.NoError(t, err) {
 		return 0
@@ -63,7 +68,13 @@ func call(t *testing.T, method, url, body string, out any) int {
 	return resp.StatusCode
 }
 
-func get(t *testing.T, url string, out any) int { return call(t, http.MethodGet, url, "", out) }
+func get(t assert.TestingT, url string, out any) int { return call(t, http.MethodGet, url, "", out) }
+
+// quiet is a TestingT that reports nothing: for a request whose failure the caller
+// retries.
+type quiet struct{}
+
+func (quiet) Errorf(string, ...any) {}
 
 // service starts a Service over clusters with short intervals, runs it until the test
 // ends and serves it on loopback.
@@ -155,7 +166,7 @@ func TestClusterEndToEnd(t *testing.T) {
 
 	// The API describes the cluster as it is.
 	var status monitor.StatusResponse
-	require.Eventually(t, func() bool { return get(t, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy },
+	require.Eventually(t, func() bool { return get(nil, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy },
 		10*time.Second, 20*time.Millisecond, "status: %+v", status)
 	lead := c.Leader()
 	leadID := health.ID(c.Members[lead].Server.MemberID())
@@ -196,12 +207,12 @@ func TestClusterEndToEnd(t *testing.T) {
 	// The evaluation after the healthy check resolves whatever a slow start raised.
 	var alerts monitor.AlertsResponse
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
-		assert.Equal(ct, http.StatusOK, get(t, url+"/api/v1/alerts?state=firing", &alerts))
+		assert.Equal(ct, http.StatusOK, get(ct, url+"/api/v1/alerts?state=firing", &alerts))
 		assert.Empty(ct, alerts.Alerts, "nothing fires on a healthy cluster")
 	}, bound, 20*time.Millisecond)
 
 	var current monitor.MetricsResponse
-	require.Eventually(t, func() bool { return get(t, url+"/api/v1/metrics/current", &current) == http.StatusOK }, bound, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return get(nil, url+"/api/v1/metrics/current", &current) == http.StatusOK }, bound, 20*time.Millisecond)
 	assert.Len(t, current.Snapshot.Members, 3)
 	var latency monitor.LatencyResponse
 	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/metrics/latency?limit=5", &latency))
@@ -214,7 +225,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	downName := c.Members[down].Name
 	c.StopMember(down)
 	require.Eventually(t, func() bool {
-		return get(t, url+"/api/v1/alerts", &alerts) == http.StatusOK && hasAlert(alerts.Alerts, "EtcdMembersDown", downName)
+		return get(nil, url+"/api/v1/alerts", &alerts) == http.StatusOK && hasAlert(alerts.Alerts, "EtcdMembersDown", downName)
 	}, bound, 20*time.Millisecond, "EtcdMembersDown for %s in /api/v1/alerts", downName)
 	for _, a := range alerts.Alerts {
 		if a.Name == "EtcdMembersDown" {
@@ -240,7 +251,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	// It comes back: the alert resolves in the API, in the history and at the webhook.
 	c.RestartMember(down)
 	require.Eventually(t, func() bool {
-		return get(t, url+"/api/v1/alerts", &alerts) == http.StatusOK && !hasAlert(alerts.Alerts, "EtcdMembersDown", downName)
+		return get(nil, url+"/api/v1/alerts", &alerts) == http.StatusOK && !hasAlert(alerts.Alerts, "EtcdMembersDown", downName)
 	}, bound, 20*time.Millisecond, "EtcdMembersDown resolved")
 	require.Eventually(t, func() bool { return hook.got("EtcdMembersDown", downName, "resolved") }, bound, 20*time.Millisecond, "webhook got the resolution")
 	var hist monitor.AlertsResponse
@@ -258,20 +269,20 @@ func TestClusterEndToEnd(t *testing.T) {
 
 	// The leader stops: the API names the new leader and records the change.
 	require.Eventually(t, func() bool {
-		return get(t, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy
+		return get(nil, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy
 	}, bound, 20*time.Millisecond, "healthy again before the leader stops")
 	old := c.StopLeader()
 	newLead := c.Leader()
 	newID := health.ID(c.Members[newLead].Server.MemberID())
 	require.Eventually(t, func() bool {
-		return get(t, url+"/api/v1/cluster/leader", &leader) == http.StatusOK && leader.Leader.ID == newID
+		return get(nil, url+"/api/v1/cluster/leader", &leader) == http.StatusOK && leader.Leader.ID == newID
 	}, bound, 20*time.Millisecond, "new leader %s in /api/v1/cluster/leader", c.Members[newLead].Name)
 	require.NotEmpty(t, leader.Changes)
 	last := leader.Changes[len(leader.Changes)-1]
 	assert.Equal(t, newID, last.To)
 	assert.Equal(t, leadID, last.From)
 	require.Eventually(t, func() bool {
-		return get(t, url+"/api/v1/alerts", &alerts) == http.StatusOK && hasAlert(alerts.Alerts, "EtcdMembersDown", c.Members[old].Name)
+		return get(nil, url+"/api/v1/alerts", &alerts) == http.StatusOK && hasAlert(alerts.Alerts, "EtcdMembersDown", c.Members[old].Name)
 	}, bound, 20*time.Millisecond)
 	// The change is counted: a counter, not the length of a bounded history.
 	prom.Reset()
@@ -447,7 +458,7 @@ func TestAPIAnswersWhileEtcdIsUnreachable(t *testing.T) {
 
 	var h monitor.HealthResponse
 	require.Eventually(t, func() bool {
-		return get(t, url+"/health", &h) == http.StatusOK && len(h.Clusters) == 1 && h.Clusters[0].Error != ""
+		return get(nil, url+"/health", &h) == http.StatusOK && len(h.Clusters) == 1 && h.Clusters[0].Error != ""
 	}, 5*time.Second, 20*time.Millisecond)
 	assert.Equal(t, "ok", h.Status)
 	assert.False(t, h.Clusters[0].Checked)
@@ -546,7 +557,7 @@ func TestRunLifecycle(t *testing.T) {
 	go func() { done <- svc.Run(ctx) }()
 	srv := httptest.NewServer(svc)
 	defer srv.Close()
-	require.Eventually(t, func() bool { return get(t, srv.URL+"/api/v1/cluster/status", nil) == http.StatusOK }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return get(nil, srv.URL+"/api/v1/cluster/status", nil) == http.StatusOK }, 10*time.Second, 10*time.Millisecond)
 	assert.ErrorIs(t, svc.Run(ctx), monitor.ErrRunning)
 
 	require.NoError(t, svc.Close())

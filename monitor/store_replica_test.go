@@ -108,7 +108,7 @@ func TestStoreReplicasAnswerAlertsAlike(t *testing.T) {
 	var active monitor.AlertsResponse
 	for _, u := range []string{urlA, urlB} {
 		require.EventuallyWithT(t, func(ct *assert.CollectT) {
-			assert.Equal(ct, http.StatusOK, get(t, u+"/api/v1/alerts?state=firing", &active))
+			assert.Equal(ct, http.StatusOK, get(ct, u+"/api/v1/alerts?state=firing", &active))
 			_, ok := findAlert(active.Alerts, "TestCondition", "main")
 			assert.True(ct, ok, "%s lists the firing alert", u)
 		}, wait, 20*time.Millisecond)
@@ -136,7 +136,7 @@ func TestStoreReplicasAnswerAlertsAlike(t *testing.T) {
 		require.Equal(t, http.StatusOK, get(t, u+"/api/v1/alerts/history?cluster=main&limit=1", &hist))
 		assert.Equal(t, want[1:], transitionsOf(hist.Alerts), "%s: the newest, of the cluster", u)
 		assert.EventuallyWithT(t, func(ct *assert.CollectT) {
-			assert.Equal(ct, http.StatusOK, get(t, u+"/api/v1/alerts", &active))
+			assert.Equal(ct, http.StatusOK, get(ct, u+"/api/v1/alerts", &active))
 			assert.Empty(ct, active.Alerts, "%s: nothing active", u)
 		}, wait, 20*time.Millisecond)
 	}

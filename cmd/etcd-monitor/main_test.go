@@ -173,10 +173,21 @@ func daemon(t *testing.T, args ...string) (string, *syncBuffer) {
 }
 
 // request sends a request and decodes the JSON answer into out (when not nil). It fails
-// the test without stopping it, so that it may run inside require.Eventually's
-// goroutine; it returns 0 when there was no answer.
-func request(t testing.TB, method, url, token, body string, out any) int {
-	t.Helper()
+// t without stopping it; inside an Eventually condition t is the condition's CollectT,
+// or nil to report nothing. It returns 0 when there was no answer.
+// quiet is a TestingT that reports nothing: for a request whose failure the caller
+// retries.
+type quiet struct{}
+
+func (quiet) Errorf(string, ...any) {}
+
+func request(t assert.TestingT, method, url, token, body string, out any) int {
+	if t == nil {
+		t = quiet{}
+	}
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if !assert.NoError(t, err) {
 		return 0
@@ -444,7 +455,7 @@ func TestEmbeddedServesItsOwnEtcd(t *testing.T) {
 		Members int  `json:"members"`
 	}
 	require.Eventually(t, func() bool {
-		return request(t, "GET", url+"/api/v1/cluster/status", "", "", &status) == http.StatusOK && status.Healthy
+		return request(nil, "GET", url+"/api/v1/cluster/status", "", "", &status) == http.StatusOK && status.Healthy
 	}, 10*time.Second, 20*time.Millisecond)
 	assert.Equal(t, 1, status.Members)
 	var alerts struct {
@@ -744,7 +755,7 @@ func TestStoreBlockKeepsHistoryAcrossRestarts(t *testing.T) {
 		assert.Contains(t, logs.String(), `"msg":"store opened","type":"bbolt"`)
 		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			var h history
-			assert.Equal(c, http.StatusOK, request(t, "GET", url+"/api/v1/clusters/default/history", "", "", &h))
+			assert.Equal(c, http.StatusOK, request(c, "GET", url+"/api/v1/clusters/default/history", "", "", &h))
 			assert.NotEmpty(c, h.Checks)
 		}, 10*time.Second, 20*time.Millisecond)
 	})

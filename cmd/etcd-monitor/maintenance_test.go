@@ -75,7 +75,7 @@ api:
 		assert.Contains(t, logs.String(), fmt.Sprintf(`"method":"POST","path":%q,"status":202`, path))
 		require.EventuallyWithT(t, func(ct *assert.CollectT) {
 			var got struct{ State, Error string }
-			assert.Equal(ct, http.StatusOK, request(t, "GET", url+"/api/v1/clusters/default/maintenance/"+op.ID, readToken, "", &got))
+			assert.Equal(ct, http.StatusOK, request(ct, "GET", url+"/api/v1/clusters/default/maintenance/"+op.ID, readToken, "", &got))
 			assert.Equal(ct, "succeeded", got.State, got.Error)
 		}, 30*time.Second, 20*time.Millisecond, path)
 	}

@@ -112,7 +112,7 @@ func TestTLSToEtcd(t *testing.T) {
 		Reachable int  `json:"reachable"`
 	}
 	require.Eventually(t, func() bool {
-		return request(t, "GET", url+"/api/v1/cluster/status", "", "", &status) == http.StatusOK && status.Healthy
+		return request(nil, "GET", url+"/api/v1/cluster/status", "", "", &status) == http.StatusOK && status.Healthy
 	}, 10*time.Second, 20*time.Millisecond)
 	assert.Equal(t, 1, status.Reachable)
 	var current struct {
@@ -125,7 +125,7 @@ func TestTLSToEtcd(t *testing.T) {
 	}
 	// /metrics is scraped over TLS with the same certificates.
 	require.Eventually(t, func() bool {
-		return request(t, "GET", url+"/api/v1/metrics/current", "", "", &current) == http.StatusOK &&
+		return request(nil, "GET", url+"/api/v1/metrics/current", "", "", &current) == http.StatusOK &&
 			len(current.Snapshot.Members) == 1 && current.Snapshot.Members[0].Scraped
 	}, 10*time.Second, 20*time.Millisecond, "scrape: %+v", current)
 }
