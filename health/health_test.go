@@ -225,10 +225,14 @@ func TestClusterPartitionAndSplitBrain(t *testing.T) {
 		require.False(t, check(t, ch).Partition.Detected)
 		c.Partition(follower)
 		var r *health.Report
-		require.Eventually(t, func() bool {
-			r = check(t, ch)
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			got, err := ch.Check(etcdtest.Context(t, 10*time.Second))
+			if !assert.NoError(ct, err) {
+				return
+			}
+			r = got
 			_, ok := partitioned(r, fid)
-			return ok
+			assert.True(ct, ok, "the follower is seen partitioned")
 		}, 15*time.Second, 50*time.Millisecond)
 		p, _ := partitioned(r, fid)
 		assert.Contains(t, []string{health.ReasonNoLeader, health.ReasonRaftLag}, p.Reason)
@@ -239,8 +243,11 @@ func TestClusterPartitionAndSplitBrain(t *testing.T) {
 		assert.True(t, r.Quorum.HasQuorum)
 
 		c.Heal(follower)
-		require.Eventually(t, func() bool {
-			return !check(t, ch).Partition.Detected
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			got, err := ch.Check(etcdtest.Context(t, 10*time.Second))
+			if assert.NoError(ct, err) {
+				assert.False(ct, got.Partition.Detected, "healed")
+			}
 		}, 15*time.Second, 50*time.Millisecond)
 	})
 
