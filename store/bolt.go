@@ -45,7 +45,15 @@ type Bolt struct {
 	mu     sync.RWMutex
 	db     *bolt.DB
 	closed bool
+	// swept is when each history bucket's every cluster was last held to the retention;
+	// it is read and written in write transactions only, which bbolt runs one at a time.
+	swept      map[string]time.Time
+	sweepEvery time.Duration
 }
+
+// sweepEvery is how often a history write also deletes the expired records of the
+// clusters it does not write (a write deletes those of the clusters it writes).
+const sweepEvery = time.Minute
 
 var (
 	_ Store          = (*Bolt)(nil)
@@ -106,7 +114,7 @@ func Open(path string, opts ...Option) (*Bolt, error) {
 		}
 		return nil, fmt.Errorf("store: initialise %s: %w", path, err)
 	}
-	return &Bolt{path: path, opts: o, db: db}, nil
+	return &Bolt{path: path, opts: o, db: db, sweepEvery: sweepEvery}, nil
 }
 
 // Path returns the file's path.
@@ -447,21 +455,30 @@ func (b *Bolt) putSamples(ctx context.Context, bucket []byte, in []sample) error
 				return err
 			}
 		}
-		return retain(root, dataRoot, cutoff)
+		var clusters [][]byte
+		if now := time.Now(); now.Sub(b.swept[string(bucket)]) >= b.sweepEvery {
+			if b.swept == nil {
+				b.swept = map[string]time.Time{}
+			}
+			b.swept[string(bucket)] = now
+			if err := root.ForEachBucket(func(name []byte) error {
+				clusters = append(clusters, bytes.Clone(name))
+				return nil
+			}); err != nil {
+				return err
+			}
+		} else {
+			for name := range touched {
+				clusters = append(clusters, []byte(name))
+			}
+		}
+		return retain(root, dataRoot, cutoff, clusters)
 	})
 }
 
-// retain deletes the records before cutoff of every cluster, also of those no longer
-// written (keys are time-ordered, so the expired ones are at the front), and the
-// buckets of clusters left without records.
-func retain(root, dataRoot *bolt.Bucket, cutoff []byte) error {
-	var clusters [][]byte
-	if err := root.ForEachBucket(func(name []byte) error {
-		clusters = append(clusters, bytes.Clone(name))
-		return nil
-	}); err != nil {
-		return err
-	}
+// retain deletes the records before cutoff of clusters (keys are time-ordered, so the
+// expired ones are at the front), and the buckets of those left without records.
+func retain(root, dataRoot *bolt.Bucket, cutoff []byte, clusters [][]byte) error {
 	for _, name := range clusters {
 		for _, bk := range []*bolt.Bucket{root.Bucket(name), dataRoot.Bucket(name)} {
 			if bk == nil {

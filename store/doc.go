@@ -30,7 +30,8 @@
 //   - The notification log and the alert history are bounded (WithMaxNotifications,
 //     default 10000 records each per store): the oldest records are dropped first.
 //   - History older than the retention (WithHistoryRetention, default 24h) is deleted
-//     as new history is written, of every cluster (also one no longer monitored); a
+//     as new history is written: of the clusters written at once, of the others (one no
+//     longer monitored) at most a minute later; a
 //     Memory store also keeps at most DefaultMemoryHistory records per cluster and
 //     member.
 //   - Every method is safe for concurrent use. After Close every method returns
