@@ -1,6 +1,7 @@
 package lock_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -129,4 +130,64 @@ func TestCloseEndsWaitingLock(t *testing.T) {
 			assert.Zero(t, etcdtest.Count(admin, key+"/"), "the lock is free")
 		})
 	}
+}
+
+// Close of a Manager or Semaphore holding many locks while etcd does not answer waits a
+// third of the TTL for the deletes of all of them together, not one after another (10
+// locks on a 3s lease kept Close 11s), then for the revoke; the lease expires within its
+// TTL, and the locks with it. So does UnlockAll, after its context ends.
+func TestManagerCloseBoundedWithManyLocks(t *testing.T) {
+	t.Parallel()
+	admin := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 60*time.Second)
+	pfx := etcdtest.Prefix(t) + "m"
+	cli, faults := etcdtest.FaultClient(t)
+	mgr, err := lock.NewManager(cli, pfx, lock.WithTTL(3*time.Second))
+	require.NoError(t, err)
+	names := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	_, err = mgr.LockAll(ctx, names...)
+	require.NoError(t, err)
+	other, err := lock.NewManager(cli, pfx+"-other", lock.WithTTL(3*time.Second))
+	require.NoError(t, err)
+	defer other.Close()
+	mus, err := other.LockAll(ctx, names...)
+	require.NoError(t, err)
+	unlockAll := func() error {
+		uctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return other.UnlockAll(uctx, mus)
+	}
+	sem, err := lock.NewSemaphore(cli, pfx+"-sem", len(names), lock.WithTTL(3*time.Second))
+	require.NoError(t, err)
+	for range names {
+		_, err := sem.Acquire(ctx)
+		require.NoError(t, err)
+	}
+
+	faults.Stall(func(string, any) bool { return true }) // etcd answers no request
+	defer faults.Stall(nil)
+	// A third of the TTL (1s) for the deletes, one for the revoke; checked with a
+	// deadline three times that.
+	for _, c := range []struct {
+		what  string
+		close func() error
+	}{{"Manager", mgr.Close}, {"Semaphore", sem.Close}, {"UnlockAll (1s context)", unlockAll}} {
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			_ = c.close()
+		}()
+		select {
+		case <-closed:
+		case <-time.After(3 * 2 * time.Second):
+			t.Errorf("%s waited for etcd once per lock", c.what)
+			<-closed
+		}
+	}
+	faults.Stall(nil)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Zero(c, etcdtest.Count(admin, pfx+"/"), "locks left behind")
+		assert.Zero(c, etcdtest.Count(admin, pfx+"-sem/"), "permits left behind")
+		assert.Zero(c, etcdtest.Count(admin, pfx+"-other/"), "unlocked locks left behind")
+	}, 15*time.Second, 100*time.Millisecond)
 }

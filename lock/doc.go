@@ -27,7 +27,8 @@
 //     holds for keys given up by Close, and for every key on a shared session (WithSession)
 //     that we declared lost while the caller's lease may live on.
 //   - Every cleanup (Close, LockAll's release after a failure) waits at most a third of
-//     the TTL (at least 1s) per call to etcd.
+//     the TTL (at least 1s) per call to etcd; the deletes of the many locks of a Manager,
+//     a Semaphore or UnlockAll are waited for together, not one after another.
 //   - Not guaranteed: a holder that keeps working after Done closed, or whose process
 //     pauses longer than the margin, can still act on a stale belief — pass Token to the
 //     resource, or write through Do. etcd resets lease TTLs when its own leader changes,

@@ -119,9 +119,20 @@ func (m *Manager) UnlockAll(ctx context.Context, mus []*Mutex) error {
 		if err := mus[i].Unlock(ctx); err != nil {
 			errs = append(errs, err)
 		}
-		_ = mus[i].Close()
 	}
+	closeAll(mus)
 	return errors.Join(errs...)
+}
+
+// closeAll closes mus all at once: each Close of a lock still held waits for etcd (at
+// most a third of the TTL) to delete its key, so that one after another they would
+// wait that long per lock while etcd does not answer.
+func closeAll(mus []*Mutex) {
+	var wg sync.WaitGroup
+	for _, mu := range mus {
+		wg.Go(func() { _ = mu.Close() })
+	}
+	wg.Wait()
 }
 
 // Close releases every lock handed out and, unless WithSession was given, revokes the
@@ -138,8 +149,6 @@ func (m *Manager) Close() error {
 		mus = append(mus, mu)
 	}
 	m.mu.Unlock()
-	for _, mu := range mus {
-		_ = mu.Close()
-	}
+	closeAll(mus)
 	return m.holder.Close()
 }

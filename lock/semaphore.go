@@ -96,9 +96,12 @@ func (s *Semaphore) Close() error {
 	held := s.held
 	s.held = map[*Permit]struct{}{}
 	s.mu.Unlock()
+	// All at once: each waits for etcd (at most a third of the TTL) to delete its key.
+	var wg sync.WaitGroup
 	for p := range held {
-		p.claim.Abandon()
+		wg.Go(p.claim.Abandon)
 	}
+	wg.Wait()
 	return s.holder.Close()
 }
 
