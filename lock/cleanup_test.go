@@ -262,3 +262,38 @@ func TestSharedSessionLostKeysDeleted(t *testing.T) {
 	faults.FailStreams(nil)
 	require.NoError(t, holder.Unlock(ctx))
 }
+
+// Once the client is closed, the keys of a lost shared session are no longer retried:
+// no delete can go through a closed client (and the caller's lease, no longer kept
+// alive, takes them with it), so the retries would only spin until Close.
+func TestSharedSessionCleanupStopsWithClient(t *testing.T) {
+	t.Parallel()
+	ctx := etcdtest.Context(t, 30*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	cli, faults := etcdtest.FaultClient(t)
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(3))
+	require.NoError(t, err)
+	defer s.Close()
+	m := newMutex(t, cli, key, lock.WithSession(s))
+	require.NoError(t, m.Lock(ctx))
+
+	// Our renewals fail (the session's own keep-alive stream is open), and so do
+	// deletes: the key stays owed a delete once the session is declared lost.
+	faults.FailStreams(func(m string) bool { return strings.HasSuffix(m, "/LeaseKeepAlive") })
+	faults.Fail(etcdtest.IsDelete)
+	require.Eventually(t, func() bool {
+		select {
+		case <-m.Done():
+			return true
+		default:
+			return false
+		}
+	}, 10*time.Second, 20*time.Millisecond, "the holding on the shared session ends")
+	require.Eventually(t, func() bool { return faults.Hits() > 0 }, 5*time.Second, 10*time.Millisecond,
+		"the delete is retried while the client is open")
+	require.NoError(t, cli.Close())
+	// At most the retry in flight as the client closed; none after it.
+	after := faults.Hits()
+	assert.Never(t, func() bool { return faults.Hits() > after+1 }, 2*time.Second, 50*time.Millisecond,
+		"deletes retried through a closed client")
+}

@@ -319,15 +319,19 @@ func (s *Session) janitor() {
 	}
 }
 
-// sweep tries every pending drop once and reports whether none is left (or none need be).
+// sweep tries every pending drop once and reports whether none is left (or none need be,
+// or can be: a closed client can delete and revoke nothing, and a lease nobody renews
+// through it any more takes its keys with it within its TTL).
 func (s *Session) sweep(ctx context.Context) bool {
+	if s.cli.Ctx().Err() != nil {
+		return true
+	}
 	s.mu.Lock()
 	if s.err != nil && s.owned {
 		// We stopped renewing. Revoke as soon as etcd answers rather than let the lease
 		// expire, so that nobody waits out a TTL behind our keys — for as long as it
-		// takes: a leader change at etcd extends every lease by a TTL. A closed client
-		// can revoke nothing.
-		done := s.revoked || s.cli.Ctx().Err() != nil
+		// takes: a leader change at etcd extends every lease by a TTL.
+		done := s.revoked
 		s.mu.Unlock()
 		if done {
 			return true
