@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,4 +52,51 @@ func TestBoltHistoryDataLayouts(t *testing.T) {
 	got, err = b.HealthChecks(ctx, HistoryQuery{Cluster: "c"})
 	require.NoError(t, err)
 	assert.Nil(t, got[1].Data)
+}
+
+// A history record's Data is stored deflated when that is smaller, and reads back
+// byte for byte; Data stored raw (small, or written before) reads as it is, and Data
+// that does not inflate is a corrupt store, not a panic.
+func TestBoltHistoryDataPacked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	b, err := Open(path)
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := context.Background()
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	big := json.RawMessage(`{"members":[` + strings.Repeat(`{"name":"m","db":{"size":123456789,"inUse":98765432}},`, 200) + `{}]}`)
+	small := json.RawMessage(`{"small":true}`)
+	require.NoError(t, b.PutMetricSnapshots(ctx, []MetricSnapshot{
+		{Time: at, Cluster: "c", Data: big},
+		{Time: at.Add(time.Second), Cluster: "c", Data: small},
+	}))
+	// A raw value as an earlier version wrote it.
+	raw := json.RawMessage(`{"raw":"` + strings.Repeat("x", 2*packMin) + `"}`)
+	require.NoError(t, b.db.Update(func(tx *bolt.Tx) error {
+		if err := put(tx.Bucket(bucketMetrics).Bucket([]byte("c")), sampleKey(at.Add(2*time.Second), ""), sample{Time: at.Add(2 * time.Second), Cluster: "c", Samples: 1}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMetricsData).Bucket([]byte("c")).Put(sampleKey(at.Add(2*time.Second), ""), raw)
+	}))
+
+	require.NoError(t, b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMetricsData).Bucket([]byte("c")).Get(sampleKey(at, ""))
+		assert.Equal(t, byte(packedData), v[0])
+		assert.Less(t, len(v), len(big)/5, "deflated")
+		assert.Equal(t, []byte(small), tx.Bucket(bucketMetricsData).Bucket([]byte("c")).Get(sampleKey(at.Add(time.Second), "")), "small data raw")
+		return nil
+	}))
+	got, err := b.MetricSnapshots(ctx, HistoryQuery{Cluster: "c"})
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	assert.Equal(t, []byte(big), []byte(got[0].Data))
+	assert.Equal(t, []byte(small), []byte(got[1].Data))
+	assert.Equal(t, []byte(raw), []byte(got[2].Data))
+
+	// Corrupt packed data.
+	require.NoError(t, b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMetricsData).Bucket([]byte("c")).Put(sampleKey(at, ""), []byte{packedData, 0xff, 0xfe, 0x00})
+	}))
+	_, err = b.MetricSnapshots(ctx, HistoryQuery{Cluster: "c"})
+	assert.ErrorIs(t, err, ErrCorrupt)
 }

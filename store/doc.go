@@ -31,9 +31,10 @@
 //     default 10000 records each per store): the oldest records are dropped first.
 //   - History older than the retention (WithHistoryRetention, default 24h) is deleted
 //     as new history is written: of the clusters written at once, of the others (one no
-//     longer monitored) at most a minute later; a
-//     Memory store also keeps at most DefaultMemoryHistory records per cluster and
-//     member.
+//     longer monitored) at most a minute later; a Memory store also keeps at most
+//     DefaultMemoryHistory records per cluster and member. In the bbolt file a record's
+//     Data of 512 bytes or more is stored deflated (a metrics snapshot of 3 members:
+//     about 8 KB of JSON, 1.8 KB stored), and reads back byte for byte.
 //   - Every method is safe for concurrent use. After Close every method returns
 //     ErrClosed.
 //
