@@ -320,3 +320,37 @@ func TestInteropWithConcurrencyMutex(t *testing.T) {
 	assert.ErrorIs(t, theirs.TryLock(ctx), concurrency.ErrLocked)
 	require.NoError(t, ours.Unlock(ctx))
 }
+
+// A Lock on a Manager whose lease is being granted for another Lock (etcd not
+// answering) returns when its own context ends, not when that grant gives up (up to a
+// TTL later): Locks wait for one grant at a time, each only as long as its context lets
+// it.
+func TestManagerLockHonoursContextBehindGrant(t *testing.T) {
+	t.Parallel()
+	cli, faults := etcdtest.FaultClient(t)
+	ctx := etcdtest.Context(t, 60*time.Second)
+	mgr, err := lock.NewManager(cli, etcdtest.Prefix(t)+"m", lock.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	defer mgr.Close()
+	faults.Stall(etcdtest.IsGrant) // the grant hangs until its context ends (the TTL)
+	defer faults.Stall(nil)
+	first := make(chan error, 1)
+	go func() {
+		_, err := mgr.Lock(ctx, "a")
+		first <- err
+	}()
+	require.Eventually(t, func() bool { return faults.Hits() > 0 }, 10*time.Second, 10*time.Millisecond,
+		"the first Lock is granting")
+
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	second := make(chan error, 1)
+	go func() {
+		_, err := mgr.Lock(short, "b")
+		second <- err
+	}()
+	// Its context ends after 500ms; checked with a deadline ten times that.
+	assert.ErrorIs(t, waitErr(t, second, 5*time.Second, "Lock behind another's grant"), context.DeadlineExceeded)
+	require.NoError(t, mgr.Close())
+	assert.ErrorIs(t, waitErr(t, first, 10*time.Second, "Lock granting at Close"), lock.ErrClosed)
+}

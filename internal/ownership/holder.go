@@ -22,7 +22,7 @@ type Holder struct {
 	borrowed *concurrency.Session
 	lg       *zap.Logger
 
-	grant  sync.Mutex     // serialises grants
+	grant  chan struct{}  // holds a token during a grant: one at a time, waited for under ctx
 	old    sync.WaitGroup // releases of replaced sessions
 	ctx    context.Context
 	cancel context.CancelFunc // ends a grant in flight at Close
@@ -33,7 +33,7 @@ type Holder struct {
 
 // NewHolder returns a Holder; with borrowed non-nil every Get returns that session.
 func NewHolder(cli *clientv3.Client, ttl time.Duration, borrowed *concurrency.Session, lg *zap.Logger) *Holder {
-	h := &Holder{cli: cli, ttl: ttl, borrowed: borrowed, lg: lg}
+	h := &Holder{cli: cli, ttl: ttl, borrowed: borrowed, lg: lg, grant: make(chan struct{}, 1)}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if borrowed != nil {
 		h.cur = Attach(borrowed, lg)
@@ -44,8 +44,17 @@ func NewHolder(cli *clientv3.Client, ttl time.Duration, borrowed *concurrency.Se
 // Get returns the live session, granting a new lease if the owned one was lost. A lost
 // borrowed session is an error: only its owner can replace it.
 func (h *Holder) Get(ctx context.Context) (*Session, error) {
-	h.grant.Lock() // one grant at a time; a live session is returned at once
-	defer h.grant.Unlock()
+	// One grant at a time; a live session is returned at once. A caller behind a grant
+	// (which may take up to the TTL while etcd does not answer) waits only as long as
+	// its ctx lets it.
+	select {
+	case h.grant <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-h.ctx.Done():
+		return nil, ErrClosed
+	}
+	defer func() { <-h.grant }()
 	h.mu.Lock()
 	cur, closed := h.cur, h.closed
 	h.mu.Unlock()
@@ -127,8 +136,8 @@ func (h *Holder) Close() error {
 	h.closed = true
 	h.mu.Unlock()
 	h.cancel() // a grant in flight ends now
-	h.grant.Lock()
-	defer h.grant.Unlock()
+	h.grant <- struct{}{}
+	defer func() { <-h.grant }()
 	h.mu.Lock()
 	cur := h.cur
 	h.mu.Unlock()
