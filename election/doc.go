@@ -43,13 +43,17 @@
 //   - An Observer's Changes channel is closed by Close. A LeaderTask runs inside its
 //     candidate's Run.
 //
-//     c, err := election.New(cli, "/election/scheduler", hostname)
-//     if err != nil { return err }
-//     defer c.Close()
-//     return c.Run(ctx, func(leaderCtx context.Context) error {
-//     for leaderCtx.Err() == nil {
-//     // lead; fence external writes with c.Token(), etcd writes with c.Do
-//     }
-//     return leaderCtx.Err()
-//     })
+// For example:
+//
+//	c, err := election.New(cli, "/election/scheduler", hostname)
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	return c.Run(ctx, func(leaderCtx context.Context) error {
+//		for leaderCtx.Err() == nil {
+//			// lead; fence external writes with c.Token(), etcd writes with c.Do
+//		}
+//		return leaderCtx.Err()
+//	})
 package election

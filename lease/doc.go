@@ -40,11 +40,13 @@
 //     client was closed, which ends re-grants too); Err then says why (ErrClosed or
 //     ErrLost). The client stays the caller's.
 //
-//     k, err := lease.New(ctx, cli, 10*time.Second)
-//     if err != nil {
-//     return err
-//     }
-//     defer k.Close()
-//     cli.Put(ctx, "/svc/a", "addr", clientv3.WithLease(k.ID()))
-//     <-k.Done() // the lease is gone; so, soon, is the key
+// For example:
+//
+//	k, err := lease.New(ctx, cli, 10*time.Second)
+//	if err != nil {
+//		return err
+//	}
+//	defer k.Close()
+//	cli.Put(ctx, "/svc/a", "addr", clientv3.WithLease(k.ID()))
+//	<-k.Done() // the lease is gone; so, soon, is the key
 package lease

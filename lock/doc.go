@@ -48,12 +48,18 @@
 //     on a lease that lives on (a Manager's, a shared session). A canceled Lock removes
 //     its waiting key before it returns (see the cleanup bound above).
 //
-//     m, err := lock.New(cli, "/locks/report")
-//     if err != nil { return err }
-//     defer m.Close()
-//     if err := m.Lock(ctx); err != nil { return err }
-//     defer m.Unlock(context.WithoutCancel(ctx))
-//     _, err = m.Do(ctx, clientv3.OpPut("/report/owner", host)) // ErrNotHeld once lost
+// For example:
+//
+//	m, err := lock.New(cli, "/locks/report")
+//	if err != nil {
+//		return err
+//	}
+//	defer m.Close()
+//	if err := m.Lock(ctx); err != nil {
+//		return err
+//	}
+//	defer m.Unlock(context.WithoutCancel(ctx))
+//	_, err = m.Do(ctx, clientv3.OpPut("/report/owner", host)) // ErrNotHeld once lost
 //
 // Lock names must not be prefixes of one another followed by "/" ("a" and "a/b"), as
 // participants of "a" live under "a/".
