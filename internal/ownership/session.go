@@ -518,7 +518,9 @@ func (s *Session) renew(base context.Context) error {
 			close(s.confirmed)
 		}
 		if !expired {
-			s.slow = max(time.Since(sent), s.slow*3/4)
+			// How long the renewal took to land, from its first request: a hedge that
+			// answered first says nothing of that.
+			s.slow = max(time.Since(start), s.slow*3/4)
 			s.ttl = ttl
 			if d.After(s.deadline) {
 				s.deadline = d

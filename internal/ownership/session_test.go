@@ -10,6 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
@@ -135,4 +138,54 @@ func TestLostLeaseRevokedOnceEtcdAnswers(t *testing.T) {
 			assert.Equal(c, int64(-1), r.TTL, "lease revoked")
 		}
 	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// slowFirstStream holds the reply of every other keep-alive stream (the first request of
+// each renewal) for a while; the others (the hedges) answer at once.
+type slowFirstStream struct {
+	grpc.ClientStream
+	slow bool
+}
+
+func (s *slowFirstStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if s.slow {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-s.Context().Done():
+		}
+	}
+	return err
+}
+
+// A renewal is as slow as the time it took to land, from its first request: when the
+// hedge answers first, its own round trip says nothing of how long the renewal took,
+// and the interval (which leaves three times the slowest renewal to land) would not
+// adapt to a server slow to answer.
+func TestSlowRenewalMeasuredFromFirstRequest(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: etcdtest.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(
+			func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+				streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				cs, err := streamer(ctx, desc, cc, method, opts...)
+				if err != nil || method != "/etcdserverpb.Lease/LeaseKeepAlive" {
+					return cs, err
+				}
+				return &slowFirstStream{ClientStream: cs, slow: n.Add(1)%2 == 1}, nil
+			})},
+	})
+	require.NoError(t, err)
+	defer cli.Close()
+	ctx := etcdtest.Context(t, 20*time.Second)
+	// 5s: renewed every second, 3.17s left to land, hedged after 1.58s, which answers.
+	ses, err := ownership.Grant(ctx, cli, 5*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.NoError(c, ses.Alive())
+		assert.Greater(c, ses.Slow(), time.Second, "renewals took over 1.5s to land")
+	}, 10*time.Second, 50*time.Millisecond)
 }
