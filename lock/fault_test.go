@@ -446,6 +446,8 @@ func testCutOffHolder(t *testing.T, c *etcdtest.Cluster, m int, cut, heal func()
 		go func() {
 			if err := b.Lock(ctx); err == nil {
 				bgot <- time.Now()
+			} else {
+				t.Logf("shared=%v: next contender's Lock: %v", shared, err)
 			}
 		}()
 		require.EventuallyWithT(t, func(ct *assert.CollectT) { assert.EqualValues(ct, 2, etcdtest.Count(c.Client(other), key+"/")) }, 5*time.Second, 10*time.Millisecond)
