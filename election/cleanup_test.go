@@ -137,3 +137,36 @@ func TestCloseEndsWaitingCampaign(t *testing.T) {
 	require.NoError(t, leader.Resign(ctx))
 	assert.Zero(t, etcdtest.Count(admin, pfx+"/"), "nobody leads")
 }
+
+// Close is bounded while etcd answers nothing: it waits a third of the TTL (at least
+// 1s) per call to etcd (the resign, the revoke), and the leader's key goes once etcd
+// answers again (the revoke or the delete lands, or the lease expires).
+func TestCloseBoundedWhileEtcdDoesNotAnswer(t *testing.T) {
+	t.Parallel()
+	admin := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 60*time.Second)
+	pfx := etcdtest.Prefix(t) + "e"
+	cli, faults := etcdtest.FaultClient(t)
+	c, err := election.New(cli, pfx, "c", election.WithTTL(3*time.Second))
+	require.NoError(t, err)
+	require.NoError(t, c.Campaign(ctx))
+	require.EqualValues(t, 1, etcdtest.Count(admin, pfx+"/"))
+
+	faults.Stall(func(string, any) bool { return true }) // no request is answered from now on
+	closed := make(chan error, 1)
+	start := time.Now()
+	go func() { closed <- c.Close() }()
+	// Bound: 1s for the resign, 1s for the revoke; checked with room to spare.
+	select {
+	case <-closed:
+		t.Logf("Close returned after %v", time.Since(start))
+	case <-time.After(3 * 2 * time.Second):
+		faults.Stall(nil)
+		<-closed
+		t.Fatal("Close is not bounded while etcd does not answer")
+	}
+	faults.Stall(nil)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Zero(c, etcdtest.Count(admin, pfx+"/"), "the leader's key is gone")
+	}, 10*time.Second, 50*time.Millisecond)
+}
