@@ -166,3 +166,20 @@ func (r *rollupOnly) MetricSnapshots(ctx context.Context, q store.HistoryQuery) 
 	}
 	return recs, err
 }
+
+// The newest records, when memory holds as many, are answered from memory without a
+// read of the store; more than memory holds, or a time range, are read from the store.
+func TestNewestHistoryFromMemory(t *testing.T) {
+	mem := store.NewMemory()
+	defer mem.Close()
+	st := &failingHistory{Store: mem}
+	_, url := refreshed(t, 2, monitor.WithStore(st))
+	var h monitor.HealthHistoryResponse
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/clusters/local/history?limit=2", &h))
+	assert.Len(t, h.Checks, 2)
+	assert.Zero(t, st.reads.Load(), "the newest two are in memory")
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/clusters/local/history?limit=3", &h))
+	assert.EqualValues(t, 1, st.reads.Load(), "three are more than memory holds")
+	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/clusters/local/history?limit=1&since=1h", &h))
+	assert.EqualValues(t, 2, st.reads.Load(), "a time range is the store's")
+}

@@ -249,6 +249,13 @@ func (q HistoryQuery) in(t time.Time) bool {
 	return !t.Before(q.Since) && (q.Until.IsZero() || t.Before(q.Until))
 }
 
+// newestInMemory reports whether q asks for the newest records only, no more than the n
+// in memory: memory has each record before the store does, so it answers those without
+// a read of the store.
+func newestInMemory(q HistoryQuery, n int) bool {
+	return q.Since.IsZero() && q.Until.IsZero() && q.Step == 0 && q.Limit <= n
+}
+
 // selectHistory keeps the entries of all (oldest first) that q selects.
 func selectHistory[T any](all []T, at func(T) time.Time, q HistoryQuery) []T {
 	out := make([]T, 0, min(len(all), q.Limit))
@@ -276,7 +283,8 @@ type HealthHistoryResponse struct {
 }
 
 // HealthHistory returns the cluster's health checks that q selects, oldest first: from
-// the store when it keeps history, else from memory.
+// the store when it keeps history, except the newest records when memory holds as many;
+// else from memory.
 func (s *Service) HealthHistory(ctx context.Context, name string, q HistoryQuery) (*HealthHistoryResponse, error) {
 	c, err := s.lookup(name)
 	if err != nil {
@@ -285,14 +293,15 @@ func (s *Service) HealthHistory(ctx context.Context, name string, q HistoryQuery
 	if q, err = q.normalize(); err != nil {
 		return nil, err
 	}
-	if hs, ok := s.historyStore(); ok {
+	mem := c.healthHistory()
+	if hs, ok := s.historyStore(); ok && !newestInMemory(q, len(mem)) {
 		checks, err := hs.healthHistory(ctx, c.name, q)
 		if err == nil {
 			return &HealthHistoryResponse{Cluster: c.name, Checks: checks}, nil
 		}
 		c.log.Warn("health history from the store failed; answering from memory")
 	}
-	return &HealthHistoryResponse{Cluster: c.name, Checks: selectHistory(c.healthHistory(), func(h HealthSummary) time.Time { return h.Time }, q)}, nil
+	return &HealthHistoryResponse{Cluster: c.name, Checks: selectHistory(mem, func(h HealthSummary) time.Time { return h.Time }, q)}, nil
 }
 
 // MetricsResponse is the body of GET /api/v1/clusters/{name}/metrics/current.
@@ -335,14 +344,15 @@ type MetricsHistoryResponse struct {
 
 // rawHistory returns the cluster's snapshots that q selects, oldest first.
 func (s *Service) rawHistory(ctx context.Context, c *clusterState, q HistoryQuery) []point {
-	if hs, ok := s.historyStore(); ok {
+	mem := c.collector.History()
+	if hs, ok := s.historyStore(); ok && !newestInMemory(q, len(mem)) {
 		ps, err := hs.metricsHistory(ctx, c.name, q)
 		if err == nil {
 			return ps
 		}
 		c.log.Warn("metric history from the store failed; answering from memory")
 	}
-	return points(selectHistory(c.collector.History(), func(s *metrics.Snapshot) time.Time { return s.Time }, q))
+	return points(selectHistory(mem, func(s *metrics.Snapshot) time.Time { return s.Time }, q))
 }
 
 // MetricsHistory returns the cluster's metric snapshots that q selects, oldest first:
