@@ -289,8 +289,9 @@ func TestSharedSessionCleanupStopsWithClient(t *testing.T) {
 			return false
 		}
 	}, 10*time.Second, 20*time.Millisecond, "the holding on the shared session ends")
-	require.Eventually(t, func() bool { return faults.Hits() > 0 }, 5*time.Second, 10*time.Millisecond,
-		"the delete is retried while the client is open")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Positive(c, faults.Hits(), "the delete is retried while the client is open")
+	}, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, cli.Close())
 	// At most the retry in flight as the client closed; none after it.
 	after := faults.Hits()

@@ -212,7 +212,9 @@ func TestClusterEndToEnd(t *testing.T) {
 	}, bound, 20*time.Millisecond)
 
 	var current monitor.MetricsResponse
-	require.Eventually(t, func() bool { return get(nil, url+"/api/v1/metrics/current", &current) == http.StatusOK }, bound, 20*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(ct, url+"/api/v1/metrics/current", &current))
+	}, bound, 20*time.Millisecond)
 	assert.Len(t, current.Snapshot.Members, 3)
 	var latency monitor.LatencyResponse
 	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/metrics/latency?limit=5", &latency))
@@ -557,7 +559,9 @@ func TestRunLifecycle(t *testing.T) {
 	go func() { done <- svc.Run(ctx) }()
 	srv := httptest.NewServer(svc)
 	defer srv.Close()
-	require.Eventually(t, func() bool { return get(nil, srv.URL+"/api/v1/cluster/status", nil) == http.StatusOK }, 10*time.Second, 10*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(ct, srv.URL+"/api/v1/cluster/status", nil))
+	}, 10*time.Second, 10*time.Millisecond)
 	assert.ErrorIs(t, svc.Run(ctx), monitor.ErrRunning)
 
 	require.NoError(t, svc.Close())

@@ -96,7 +96,7 @@ func TestHistoryPutDuringCloseIsAccounted(t *testing.T) {
 			}
 		})
 	}
-	require.Eventually(t, func() bool { return accepted.Load() > 100 }, 10*time.Second, time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Greater(c, accepted.Load(), uint64(100)) }, 10*time.Second, time.Millisecond)
 	require.NoError(t, s.Close())
 	wg.Wait()
 	err = postgres.QueuePastClosedCheck(s, []store.HealthCheck{{Cluster: "late", Time: time.Now(), Healthy: true}})
