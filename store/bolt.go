@@ -520,14 +520,6 @@ var (
 	inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
 )
 
-// getIf returns bk's value of k when want is true (nil otherwise, without looking).
-func getIf(want bool, bk *bolt.Bucket, k []byte) []byte {
-	if !want {
-		return nil
-	}
-	return bk.Get(k)
-}
-
 // maxUnpacked bounds the Data one stored record inflates to.
 const maxUnpacked = 64 << 20
 
@@ -625,11 +617,12 @@ func (b *Bolt) samples(ctx context.Context, bucket []byte, q HistoryQuery, membe
 							lastWithData[s.Member] = StepStart(t, q.Step)
 						}
 					}
-					if d := getIf(want, data, k); d != nil {
-						var err error
-						if s.Data, err = unpackData(d); err != nil {
+					if d := data.Get(k); want && d != nil {
+						unpacked, err := unpackData(d)
+						if err != nil {
 							return fmt.Errorf("%w: %s: %s/%s/%x: %w", ErrCorrupt, b.path, dataBucket(bucket), name, k, err)
 						}
+						s.Data = unpacked
 					}
 				}
 				all = append(all, s)
