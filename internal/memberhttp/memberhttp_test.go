@@ -1,7 +1,9 @@
 package memberhttp
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -62,6 +64,74 @@ func TestUnixClientDialsTheSocket(t *testing.T) {
 	hc.CloseIdleConnections()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// wrapped is a RoundTripper that wraps another and says which, as instrumentation does.
+type wrapped struct{ rt http.RoundTripper }
+
+func (w wrapped) RoundTrip(req *http.Request) (*http.Response, error) { return w.rt.RoundTrip(req) }
+func (w wrapped) Unwrap() http.RoundTripper                           { return w.rt }
+
+// opaque wraps another RoundTripper without saying which.
+type opaque struct{ rt http.RoundTripper }
+
+func (o opaque) RoundTrip(req *http.Request) (*http.Response, error) { return o.rt.RoundTrip(req) }
+
+// A member served over TLS on a unix socket (unixs://) is reached with the TLS
+// configuration of the client's transport, also when that transport is wrapped; when
+// the configuration cannot be carried over to the socket, the request fails with
+// ErrUnixTLS and no TLS handshake is tried with another one.
+func TestUnixClientKeepsTheTLSConfiguration(t *testing.T) {
+	t.Chdir(t.TempDir())
+	// The name is one the test server's certificate is valid for.
+	sock := "example.com:2379"
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handshakes atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok"))
+	}))
+	srv.Listener = l
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			handshakes.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	tlsTr := srv.Client().Transport.(*http.Transport) // trusts the server's certificate
+
+	for _, tc := range []struct {
+		name string
+		rt   http.RoundTripper
+		err  error
+	}{
+		{"transport", tlsTr, nil},
+		{"wrapped", wrapped{wrapped{tlsTr}}, nil},
+		{"opaque", opaque{tlsTr}, ErrUnixTLS},
+		{"dials TLS itself", &http.Transport{TLSClientConfig: tlsTr.TLSClientConfig,
+			DialTLSContext: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("not over the socket") }}, ErrUnixTLS},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := handshakes.Load()
+			hc := UnixClient(&http.Client{Transport: tc.rt})
+			defer hc.CloseIdleConnections()
+			resp, err := hc.Get("https://" + sock + "/livez")
+			if tc.err != nil {
+				assert.ErrorIs(t, err, tc.err)
+				assert.Equal(t, before, handshakes.Load(), "a connection was made without the client's TLS configuration")
+				return
+			}
+			if !assert.NoError(t, err) {
+				return
+			}
+			resp.Body.Close()
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.NotNil(t, resp.TLS)
+		})
 	}
 }
 
