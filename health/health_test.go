@@ -110,13 +110,17 @@ func TestClusterStopLeaderThenMembers(t *testing.T) {
 	// Guarantee 2: stop the leader.
 	stopped := c.StopLeader()
 	require.Equal(t, oldLeader, memberID(c, stopped))
-	require.Eventually(t, func() bool {
+	// A check during the election may find a survivor not ready yet: wait for one after it.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		got, err := ch.Check(etcdtest.Context(t, 10*time.Second))
-		if err != nil {
-			return false
+		if !assert.NoError(ct, err) {
+			return
 		}
 		r = got
-		return r.Leader.ID != 0 && r.Leader.ID != oldLeader && r.Leader.Agreed
+		assert.NotZero(ct, r.Leader.ID)
+		assert.NotEqual(ct, oldLeader, r.Leader.ID)
+		assert.True(ct, r.Leader.Agreed, "leader agreed")
+		assert.True(ct, r.Quorum.HasQuorum, "quorum: %+v", r.Quorum)
 	}, 15*time.Second, 50*time.Millisecond)
 	newLeader := r.Leader.ID
 	hist := ch.History()

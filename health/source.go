@@ -59,20 +59,23 @@ type StatusSource interface {
 
 // etcdSource reads a cluster through a client.
 type etcdSource struct {
-	cli   *clientv3.Client
-	conns *memberhttp.Conns
+	cli     *clientv3.Client
+	conns   *memberhttp.Conns
+	release func() error
 }
 
 // NewEtcdSource returns the StatusSource that asks etcd through cli: a serializable
 // MemberList, Status on each member's endpoint, and AlarmList. It keeps a connection to
-// each member between Status calls; the source also implements io.Closer, which closes
-// them (closing cli does too). A Checker closes the source it made itself in Close.
+// each member between Status calls, shared with the metrics.Collector of the same cli;
+// the source also implements io.Closer, which closes them when no other user is left
+// (closing cli does too). A Checker closes the source it made itself in Close.
 func NewEtcdSource(cli *clientv3.Client) StatusSource {
-	return &etcdSource{cli: cli, conns: memberhttp.NewConns(cli)}
+	conns, release := memberhttp.ConnsOf(cli)
+	return &etcdSource{cli: cli, conns: conns, release: release}
 }
 
-// Close closes the connections to the members. It is idempotent.
-func (s *etcdSource) Close() error { return s.conns.Close() }
+// Close ends the source's use of the member connections. It is idempotent.
+func (s *etcdSource) Close() error { return s.release() }
 
 func (s *etcdSource) Members(ctx context.Context) ([]Member, error) {
 	resp, err := s.cli.MemberList(ctx, clientv3.WithSerializable())

@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -8,7 +9,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp/memberhttptest"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 )
@@ -113,5 +116,42 @@ func TestCollectorCloseDuringCollectionLeavesNoConnection(t *testing.T) {
 	require.NoError(t, s.Members[0].Err)
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
 		assert.Zero(ct, p.Open.Load(), "connections left open by a collection that Close overlapped")
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// A health checker and a collector of the same client reach each member over one gRPC
+// connection, and the last of them to close closes it.
+func TestCollectorSharesMemberConnectionWithHealth(t *testing.T) {
+	cli := etcdtest.Client(t)
+	name := sharedMemberName(t, cli)
+	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	hc := &http.Client{Transport: memberhttp.NewTransport(nil)}
+	t.Cleanup(hc.CloseIdleConnections)
+	endpoints := map[string]string{name: "http://" + p.Addr}
+	c, err := metrics.New(cli, metrics.WithSamples(2), metrics.WithHTTPClient(hc), metrics.WithEndpoints(endpoints),
+		metrics.WithMetricsURLs(map[string]string{name: "http://" + p.Addr + "/metrics"}))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	h, err := health.New(cli, health.WithHTTPClient(hc), health.WithEndpoints(endpoints))
+	require.NoError(t, err)
+	t.Cleanup(func() { h.Close() })
+
+	for range 3 {
+		require.NoError(t, collect(t, c).Members[0].Err)
+		r, err := h.Check(etcdtest.Context(t, 20*time.Second))
+		require.NoError(t, err)
+		require.True(t, r.Healthy, "%+v", r)
+	}
+	assert.EqualValues(t, 2, p.Accepted.Load(), "connections made by 3 collections and 3 checks (one gRPC, one HTTP)")
+
+	require.NoError(t, c.Close())
+	hc.CloseIdleConnections()
+	r, err := h.Check(etcdtest.Context(t, 20*time.Second))
+	require.NoError(t, err)
+	require.True(t, r.Healthy, "the checker's connection outlives the collector's Close: %+v", r)
+	require.NoError(t, h.Close())
+	hc.CloseIdleConnections()
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.Open.Load(), "connections left open after both closed")
 	}, 10*time.Second, 10*time.Millisecond)
 }

@@ -32,7 +32,8 @@ type Collector struct {
 	prev        map[uint64]*raw
 	seen        map[uint64]bool // members with exported series
 	history     []*Snapshot
-	conns       *memberhttp.Conns // the probes', kept between collections
+	conns       *memberhttp.Conns // the probes', kept between collections (shared with health)
+	release     func() error      // ends this Collector's use of conns
 	closed      bool
 }
 
@@ -69,12 +70,13 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	conns, release := memberhttp.ConnsOf(cli)
 	c := &Collector{cli: cli, opts: o, http: memberhttp.NewClients(o.httpClient),
-		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, conns: memberhttp.NewConns(cli)}
+		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, conns: conns, release: release}
 	c.exporter = newExporter(c)
 	if o.registerer != nil {
 		if err := o.registerer.Register(c.exporter); err != nil {
-			c.conns.Close()
+			release()
 			return nil, fmt.Errorf("metrics: register exporter: %w", err)
 		}
 	}
@@ -86,7 +88,8 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 func (c *Collector) Exporter() prometheus.Collector { return c.exporter }
 
 // Close closes the connections the Collector keeps to the members (its probe
-// connections, and its idle HTTP connections unless WithHTTPClient gave the client), and
+// connections, which a health.Checker of the same client shares until it closes too, and
+// its idle HTTP connections unless WithHTTPClient gave the client), and
 // unregisters the exporter if New registered it. A probe in flight keeps its connection
 // until it ends; a Collect after Close works, keeping nothing. It is idempotent.
 func (c *Collector) Close() error {
@@ -97,7 +100,7 @@ func (c *Collector) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	err := c.conns.Close()
+	err := c.release()
 	c.http.Close()
 	if c.opts.registerer != nil {
 		c.opts.registerer.Unregister(c.exporter)
