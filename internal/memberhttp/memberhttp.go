@@ -1,7 +1,8 @@
 // Package memberhttp reaches etcd members one by one: the HTTP endpoints (/metrics,
 // /livez, /readyz) that a member serves on every one of its client URLs, including
 // unix-socket ones, through Clients, and gRPC requests to one member through Conns.
-// Both keep their connections between rounds of requests until closed.
+// Both keep their connections between rounds of requests until closed, or until their
+// member leaves (Keep).
 package memberhttp
 
 import (
