@@ -17,7 +17,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/health"
@@ -242,8 +241,8 @@ func (m *Maintainer) stream(ctx context.Context, src health.MemberStatus, w io.W
 	return nil
 }
 
-// verify runs etcd's snapshot status on the file: bbolt's consistency check and a walk
-// of every bucket. bbolt reads the file through a memory map, so a database cut short
+// verify reads the file as etcdutl's snapshot status does: bbolt's consistency check and
+// a walk of every bucket. bbolt reads the file through a memory map, so a database cut short
 // would fault the process: its size is checked against what its meta pages claim first,
 // and a fault that still happens is turned into an error.
 func (m *Maintainer) verify(path string, rep *SnapshotReport) (err error) {
@@ -256,11 +255,11 @@ func (m *Maintainer) verify(path string, rep *SnapshotReport) (err error) {
 			err = fmt.Errorf("%w: reading the database faulted: %v", ErrVerify, p)
 		}
 	}()
-	st, err := snapshot.NewV3(m.opts.logger).Status(path)
+	st, err := statusOf(path)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrVerify, err)
 	}
-	rep.Revision, rep.Keys, rep.DBSize, rep.Hash = st.Revision, st.TotalKey, st.TotalSize, st.Hash
+	rep.Revision, rep.Keys, rep.DBSize, rep.Hash = st.Revision, st.Keys, st.Size, st.Hash
 	return nil
 }
 

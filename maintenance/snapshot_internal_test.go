@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
@@ -89,4 +92,36 @@ func TestSnapshotChecksCatchCorruption(t *testing.T) {
 	_, err = feed(append(bytes.Clone(cut), sumCut[:]...))
 	require.NoError(t, err, "the trailer matches what is there")
 	assert.ErrorIs(t, m.verify(path, &SnapshotReport{}), ErrVerify, "etcd's integrity check does not")
+}
+
+// The status of a snapshot is etcdutl's, to the hash, with keys deleted and rewritten.
+func TestStatusIsEtcdutls(t *testing.T) {
+	cli := etcdtest.Client(t)
+	p := etcdtest.Prefix(t)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	for i := range 30 {
+		_, err := cli.Put(ctx, fmt.Sprintf("%s%d", p, i%10), fmt.Sprint(i))
+		require.NoError(t, err)
+	}
+	_, err := cli.Delete(ctx, p+"3")
+	require.NoError(t, err)
+	m, err := New(cli)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "snap.db")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	rep, err := m.Snapshot(ctx, f, SnapshotRequest{})
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	want, err := snapshot.NewV3(zap.NewNop()).Status(path)
+	require.NoError(t, err)
+	got, err := statusOf(path)
+	require.NoError(t, err)
+	assert.Equal(t, dbStatus{Revision: want.Revision, Keys: want.TotalKey, Size: want.TotalSize, Hash: want.Hash}, got)
+	assert.Equal(t, got, dbStatus{Revision: rep.Revision, Keys: rep.Keys, Size: rep.DBSize, Hash: rep.Hash}, "the report")
+	resp, err := cli.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	require.NoError(t, err)
+	assert.EqualValues(t, resp.Count, got.Keys, "keys alive")
+	assert.Equal(t, resp.Header.Revision, got.Revision)
 }
