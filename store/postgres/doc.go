@@ -36,8 +36,10 @@
 //     backoff (up to 5s apart) and new records queue up to the bounds; beyond either
 //     the oldest waiting are dropped, counted in Stats.Dropped (and each overflow in
 //     Stats.Errors) (Written + Dropped is what
-//     was put, once the queue is empty). Records PostgreSQL refuses as data
-//     are dropped and counted, not retried forever.
+//     was put, once the queue is empty). Records PostgreSQL refuses as data (text
+//     with a NUL byte, JSON with \u0000, a time out of its range) are dropped and
+//     counted, not retried forever, and only they: the rest of their batch is
+//     written.
 //   - Late history (written after its steps were rolled up) moves the rollup
 //     watermarks back, so the rollups are redone with it; history too old for that
 //     (in rolled-up steps older than the raw retention less a minute, or the minute

@@ -56,8 +56,9 @@ var (
 // Stats are the store's counters since Open.
 type Stats struct {
 	// Errors counts failed operations: every synchronous call that failed for a reason
-	// other than its arguments, every failed attempt to write a history batch, every
-	// failed background job. The daemon exports it as etcd_monitor_store_errors_total.
+	// other than its arguments, every failed attempt to write a history batch (one
+	// PostgreSQL refuses as data counts once for each record it refuses, the others
+	// being written), every failed background job. The daemon exports it as etcd_monitor_store_errors_total.
 	Errors uint64 `json:"errors"`
 	// Dropped counts history records given up: the queue was full, the store closed
 	// before they were written, PostgreSQL refused them as data, or they were too old

@@ -3,11 +3,13 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/store"
@@ -145,15 +147,17 @@ func (w *writer) done() {
 	w.signalLocked()
 }
 
-// giveBack returns a batch that failed to the front of the queue, dropping the oldest
-// records beyond the bound; it returns how many were dropped.
-func (w *writer) giveBack(batch []record) int {
+// giveBack ends the batch in flight, returning what of it failed (and was not written
+// or dropped) to the front of the queue, and drops the oldest records beyond the
+// bound; it returns how many were dropped.
+func (w *writer) giveBack(rest []record) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.inflight = 0
-	w.bufBytes += w.inBytes
-	w.inBytes = 0
-	w.buf = append(batch, w.buf...)
+	w.inflight, w.inBytes = 0, 0
+	for i := range rest {
+		w.bufBytes += rest[i].size
+	}
+	w.buf = append(rest[:len(rest):len(rest)], w.buf...)
 	return w.trimLocked()
 }
 
@@ -266,8 +270,9 @@ func (s *Store) Flush(ctx context.Context) error {
 
 // writeLoop writes queued history in batches. A batch that fails for a reason that may
 // pass (PostgreSQL down, restarting, overloaded) is retried with backoff while new
-// records queue up to the bound; a batch PostgreSQL refuses as data is dropped. At
-// Close the queue gets one last attempt within the operation timeout.
+// records queue up to the bound; of a batch PostgreSQL refuses as data only the records
+// it refuses are dropped (see write). At Close the queue gets one last attempt within
+// the operation timeout.
 func (s *Store) writeLoop() {
 	defer s.wg.Done()
 	delay := 100 * time.Millisecond
@@ -284,27 +289,26 @@ func (s *Store) writeLoop() {
 				s.w.done()
 				break
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), s.opts.opTimeout)
-			stale, err := s.writeBatch(ctx, batch)
-			cancel()
+			n, err := s.write(func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), s.opts.opTimeout)
+			}, batch)
 			if err == nil {
-				s.written.Add(uint64(len(batch) - stale))
-				s.dropped.Add(uint64(stale))
 				s.w.done()
 				delay = 100 * time.Millisecond
 				continue
 			}
 			s.errors.Add(1)
+			rest := batch[n:]
 			if !retryable(err) {
-				s.dropped.Add(uint64(len(batch)))
+				s.dropped.Add(uint64(len(rest)))
 				s.w.done()
-				s.log.Error("history batch refused: dropped", zap.Int("records", len(batch)), zap.Error(err))
+				s.log.Error("history batch refused: dropped", zap.Int("records", len(rest)), zap.Error(err))
 				continue
 			}
-			if n := s.w.giveBack(batch); n > 0 {
+			if n := s.w.giveBack(rest); n > 0 {
 				s.dropped.Add(uint64(n))
 			}
-			s.log.Warn("history batch not written: will retry", zap.Int("records", len(batch)), zap.Duration("in", delay), zap.Error(err))
+			s.log.Warn("history batch not written: will retry", zap.Int("records", len(rest)), zap.Duration("in", delay), zap.Error(err))
 			if !s.backoff(delay) {
 				s.drain()
 				return
@@ -327,19 +331,82 @@ func (s *Store) drain() {
 			s.w.done()
 			return
 		}
-		stale, err := s.writeBatch(ctx, batch)
+		n, err := s.write(func() (context.Context, context.CancelFunc) { return ctx, func() {} }, batch)
 		if err != nil {
 			s.errors.Add(1)
-			n := len(batch) + len(s.w.take(1<<30))
+			lost := len(batch) - n + len(s.w.take(1<<30))
 			s.w.done()
-			s.dropped.Add(uint64(n))
-			s.log.Error("history not written at close: dropped", zap.Int("records", n), zap.Error(err))
+			s.dropped.Add(uint64(lost))
+			s.log.Error("history not written at close: dropped", zap.Int("records", lost), zap.Error(err))
 			return
 		}
-		s.written.Add(uint64(len(batch) - stale))
-		s.dropped.Add(uint64(stale))
 		s.w.done()
 	}
+}
+
+// write writes batch and counts what it wrote and dropped. When PostgreSQL refuses the
+// batch for its data (a data exception or a constraint: text with a NUL byte or not
+// UTF-8, JSON with \u0000, a time out of PostgreSQL's range), it writes each half of it
+// on its own, down to single records, so that a record PostgreSQL refuses costs only
+// itself: the refused records are dropped, each counted in Stats.Dropped and
+// Stats.Errors, and the others are written, in their order (a later record of a key
+// still wins). It returns how many records from the front of batch were dealt with,
+// and the error of the write that failed for another reason, for which batch[n:] was
+// not written. Each write runs under a context from newCtx.
+func (s *Store) write(newCtx func() (context.Context, context.CancelFunc), batch []record) (n int, err error) {
+	var refused int
+	var first *record
+	var firstErr error
+	var split func(rs []record) (int, error)
+	split = func(rs []record) (int, error) {
+		ctx, cancel := newCtx()
+		stale, err := s.writeBatch(ctx, rs)
+		cancel()
+		switch {
+		case err == nil:
+			s.written.Add(uint64(len(rs) - stale))
+			s.dropped.Add(uint64(stale))
+			return len(rs), nil
+		case !refusedAsData(err):
+			return 0, err
+		case len(rs) == 1:
+			refused++
+			if first == nil {
+				first, firstErr = &rs[0], err
+			}
+			return 1, nil
+		}
+		mid := len(rs) / 2
+		if n, err := split(rs[:mid]); err != nil {
+			return n, err
+		}
+		n, err := split(rs[mid:])
+		return mid + n, err
+	}
+	n, err = split(batch)
+	if refused > 0 {
+		s.dropped.Add(uint64(refused))
+		s.errors.Add(uint64(refused))
+		s.log.Error("history records refused by PostgreSQL: dropped, the rest of their batch written", zap.Int("records", refused),
+			zap.String("first_cluster", first.cluster), zap.String("first_member", first.member), zap.Time("first_time", first.time),
+			zap.Error(firstErr))
+	}
+	return n, err
+}
+
+// refusedAsData reports whether PostgreSQL refused a write for the values written (a
+// data exception or an integrity constraint), rather than for the statement or the
+// connection.
+func refusedAsData(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "22", "23":
+		return true
+	}
+	return false
 }
 
 // writeBatch upserts a batch in one transaction, and moves the rollup watermarks back

@@ -105,3 +105,69 @@ func TestHistoryPutDuringCloseIsAccounted(t *testing.T) {
 	assert.Equal(t, accepted.Load(), st.Written+st.Dropped, "%+v", st)
 	assert.Zero(t, st.Queued)
 }
+
+// A record PostgreSQL refuses as data costs only itself: the others put with it in one
+// batch are written and readable, and the refused one is dropped and counted once (in
+// Dropped and in Errors).
+func TestHistoryBadRecordCostsOnlyItself(t *testing.T) {
+	base := time.Now().Add(-time.Minute).Truncate(time.Second)
+	const n, bad = 9, 4
+	for _, tc := range []struct {
+		name   string
+		health bool
+		poison func(*store.MetricSnapshot)
+	}{
+		{"NUL in a health check's cluster", true, func(m *store.MetricSnapshot) { m.Cluster = "c\x00" }},
+		{"member not UTF-8", false, func(m *store.MetricSnapshot) { m.Member = "m\xff" }},
+		{"NUL in a value name", false, func(m *store.MetricSnapshot) { m.Values = map[string]float64{"v\x00": 1} }},
+		{"JSON with \\u0000", false, func(m *store.MetricSnapshot) { m.Data = []byte(`{"a":"\u0000"}`) }},
+		{"time out of range", false, func(m *store.MetricSnapshot) { m.Time = time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t, schema(t))
+			ctx := ctxT(t)
+			snaps := make([]store.MetricSnapshot, n)
+			for i := range snaps {
+				snaps[i] = store.MetricSnapshot{Time: base.Add(time.Duration(i) * time.Second), Cluster: "c", Member: "m",
+					Values: map[string]float64{"v": float64(i)}, Data: []byte(fmt.Sprintf(`{"i":%d}`, i))}
+			}
+			tc.poison(&snaps[bad])
+			// One Put: its records are queued at once and written as one batch.
+			if tc.health {
+				checks := make([]store.HealthCheck, n)
+				for i, m := range snaps {
+					checks[i] = store.HealthCheck{Time: m.Time, Cluster: m.Cluster, Healthy: true, Values: m.Values, Data: m.Data}
+				}
+				require.NoError(t, s.PutHealthChecks(ctx, checks))
+			} else {
+				require.NoError(t, s.PutMetricSnapshots(ctx, snaps))
+			}
+			require.NoError(t, s.Flush(ctx))
+
+			st := s.Stats()
+			assert.Equal(t, uint64(n-1), st.Written, "%+v", st)
+			assert.Equal(t, uint64(1), st.Dropped, "%+v", st)
+			assert.Equal(t, uint64(1), st.Errors, "%+v", st)
+			var got []float64
+			if tc.health {
+				hs, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "c"})
+				require.NoError(t, err)
+				for _, h := range hs {
+					got = append(got, h.Values["v"])
+				}
+			} else {
+				ms, err := s.MetricSnapshots(ctx, store.HistoryQuery{Cluster: "c"})
+				require.NoError(t, err)
+				for _, m := range ms {
+					got = append(got, m.Values["v"])
+				}
+			}
+			assert.Equal(t, []float64{0, 1, 2, 3, 5, 6, 7, 8}, got, "the records put with the refused one")
+
+			// The writer goes on: a record put afterwards is written.
+			require.NoError(t, s.PutMetricSnapshots(ctx, []store.MetricSnapshot{{Time: base.Add(time.Hour), Cluster: "after", Values: map[string]float64{"v": 1}}}))
+			require.NoError(t, s.Flush(ctx))
+			assert.Equal(t, uint64(n), s.Stats().Written)
+		})
+	}
+}
