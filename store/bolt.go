@@ -51,6 +51,9 @@ type Bolt struct {
 	// it is read and written in write transactions only, which bbolt runs one at a time.
 	swept      map[string]time.Time
 	sweepEvery time.Duration
+	// deflater packs history Data; like swept it is used in write transactions only. One
+	// is 650 KB, most of it the compressor's hash tables.
+	deflater *flate.Writer
 }
 
 // sweepEvery is how often a history write also deletes the expired records of the
@@ -449,7 +452,7 @@ func (b *Bolt) putSamples(ctx context.Context, bucket []byte, in []sample) error
 			}
 			var err error
 			if len(data) > 0 {
-				err = p.data.Put(key, packData(data))
+				err = p.data.Put(key, b.packData(data))
 			} else {
 				err = p.data.Delete(key) // a record replaced by one without data
 			}
@@ -515,24 +518,23 @@ const (
 	packMin    = 512
 )
 
-var (
-	deflaters = sync.Pool{New: func() any { w, _ := flate.NewWriter(nil, flate.BestSpeed); return w }}
-	inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
-)
+var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
 
 // maxUnpacked bounds the Data one stored record inflates to.
 const maxUnpacked = 64 << 20
 
-// packData returns data as it is stored.
-func packData(data []byte) []byte {
+// packData returns data as it is stored. It runs in write transactions only.
+func (b *Bolt) packData(data []byte) []byte {
 	if len(data) < packMin {
 		return data
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(data) / 3)
 	buf.WriteByte(packedData)
-	w := deflaters.Get().(*flate.Writer)
-	defer deflaters.Put(w)
+	if b.deflater == nil {
+		b.deflater, _ = flate.NewWriter(nil, flate.BestSpeed) // BestSpeed is a valid level
+	}
+	w := b.deflater
 	w.Reset(&buf)
 	if _, err := w.Write(data); err != nil || w.Close() != nil || buf.Len() >= len(data) {
 		return data // writes to a bytes.Buffer do not fail; incompressible data stays raw
