@@ -24,7 +24,6 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/bench"
 	"github.com/etcd-monitor/etcd-monitor/health"
-	"github.com/etcd-monitor/etcd-monitor/internal/localetcd"
 	"github.com/etcd-monitor/etcd-monitor/internal/memberhttp"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 	"github.com/etcd-monitor/etcd-monitor/monitor"
@@ -67,7 +66,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer log.Sync()
 
 	if cfg.Etcd.Embedded {
-		node, err := localetcd.Start()
+		if startEmbedded == nil {
+			return errNoEmbedded
+		}
+		node, err := startEmbedded()
 		if err != nil {
 			return fmt.Errorf("embedded etcd: %w", err)
 		}

@@ -34,7 +34,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, cliOptions, error) {
 		cert           = fs.String("cert", "", "client certificate for etcd (PEM)")
 		key            = fs.String("key", "", "client key for etcd (PEM)")
 		cacert         = fs.String("cacert", "", "CA bundle that signs etcd's certificates (PEM)")
-		embedded       = fs.Bool("embedded", false, "start a single-node etcd inside the daemon and monitor it")
+		embedded       = fs.Bool("embedded", false, "start a single-node etcd inside the daemon and monitor it (a binary built with -tags embedded_etcd)")
 		apiHost        = fs.String("api-host", def.API.Host, "address the API listens on")
 		apiPort        = fs.Int("api-port", def.API.Port, "port the API listens on (0: any free port)")
 		apiCert        = fs.String("api-cert", "", "TLS certificate for the API listener (PEM)")

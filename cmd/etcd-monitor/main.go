@@ -3,7 +3,7 @@
 // grouped, routed, inhibited, silenced), and serves a REST API and Prometheus metrics.
 //
 //	etcd-monitor --endpoints=10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379 --data-dir=/var/lib/etcd-monitor
-//	etcd-monitor --embedded                      # try it with nothing installed
+//	etcd-monitor --embedded                      # try it with nothing installed (built with -tags embedded_etcd)
 //	etcd-monitor --config=/etc/etcd-monitor.yaml # every key: config.example.yaml
 //	etcd-monitor --run-benchmark --benchmark-type=mixed --benchmark-ops=100000
 //
