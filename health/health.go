@@ -142,6 +142,14 @@ func (c *Checker) members(ctx context.Context) ([]Member, error) {
 			members[i].Endpoint = ep
 		}
 	}
+	// The /livez and /readyz connections of members that left are closed at once.
+	bases := make([]string, 0, len(members))
+	for _, m := range members {
+		if base, _ := memberhttp.Base(m.ClientURLs); base != "" {
+			bases = append(bases, base)
+		}
+	}
+	c.http.Keep(bases)
 	// By name, then ID: names may be empty (a member added but not started) or shared.
 	slices.SortFunc(members, func(a, b Member) int {
 		if n := strings.Compare(a.Name, b.Name); n != 0 {

@@ -98,10 +98,10 @@ func WithEndpoints(byName map[string]string) Option {
 
 // WithHTTPClient sets the client for the members' /livez and /readyz endpoints (for
 // example one with the cluster's TLS configuration). Members whose client URLs are unix
-// sockets are reached through a copy of its transport that dials the socket. The
-// client's connections stay the caller's to close. Default: a client on a transport of
-// the Checker's own, whose idle connections Close closes; the per-member timeout applies
-// either way.
+// sockets are reached through a copy of its transport that dials the socket. Each member
+// is reached through a copy of its transport (when that is an *http.Transport), whose
+// connections close when the member leaves the cluster or at Close. Default: a client on
+// a transport of the Checker's own; the per-member timeout applies either way.
 func WithHTTPClient(c *http.Client) Option {
 	return optionFunc(func(o *options) { o.httpClient = c })
 }

@@ -193,6 +193,13 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 			ids[i] = m.id
 		}
 		c.conns.Keep(ids)
+		urls := make([]string, 0, len(members))
+		for _, m := range members {
+			if m.metricsURL != "" {
+				urls = append(urls, m.metricsURL)
+			}
+		}
+		c.http.Keep(urls) // the /metrics connections of members that left close at once
 	}
 	return snap, nil
 }

@@ -107,9 +107,10 @@ func WithMetricsURLs(byName map[string]string) Option {
 }
 
 // WithHTTPClient sets the client used to scrape /metrics (for example one with the
-// cluster's TLS configuration); its connections stay the caller's to close. Default: a
-// client on a transport of the Collector's own (memberhttp's: keep-alive sized for
-// members), whose idle connections Close closes. The per-member timeout applies either
+// cluster's TLS configuration). Each member is scraped through a copy of its transport
+// (when that is an *http.Transport), whose connections close when the member leaves the
+// cluster or at Close. Default: a client on a transport of the Collector's own
+// (memberhttp's: keep-alive sized for members). The per-member timeout applies either
 // way.
 func WithHTTPClient(c *http.Client) Option { return optionFunc(func(o *options) { o.httpClient = c }) }
 
