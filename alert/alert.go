@@ -48,6 +48,7 @@ type Manager struct {
 	sent        map[string]*sentEntry // notification state by group id
 	silences    map[string]*Silence
 	snapshots   map[string][]*metrics.Snapshot // within the short windows
+	counters    map[string][]counterPoint      // older, for the rules over longer windows
 	sizes       map[string][]sizePoint         // older, one a minute, for the growth regression
 	transitions []Alert
 	deliveries  []Delivery
@@ -97,8 +98,8 @@ func New(opts ...Option) (*Manager, error) {
 		opts: o, log: o.logger, cfg: cfg, receivers: map[string]*receiver{}, overrides: o.config.Rules,
 		wake: make(chan struct{}, 1), rules: map[string][]Rule{}, alerts: map[string]*alertState{},
 		groups: map[string]*group{}, sent: map[string]*sentEntry{}, silences: map[string]*Silence{},
-		snapshots: map[string][]*metrics.Snapshot{},
-		sizes:     map[string][]sizePoint{},
+		snapshots: map[string][]*metrics.Snapshot{}, counters: map[string][]counterPoint{},
+		sizes: map[string][]sizePoint{},
 	}
 	m.counter = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_monitor_notifications_total",
 		Help: "Notification attempts by receiver and result (success, failure, dropped)."}, []string{"receiver", "result"})
@@ -276,7 +277,7 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 		m.remember(cluster, s)
 	}
 	in.Time = later(ht, st)
-	in.History, in.sizes = m.snapshots[cluster], m.sizes[cluster]
+	in.History, in.counters, in.sizes = m.snapshots[cluster], m.counters[cluster], m.sizes[cluster]
 
 	var errs []error
 	var changed []*alertState
@@ -461,10 +462,11 @@ func (m *Manager) labelsFor(cluster string, own map[string]string) map[string]st
 }
 
 // remember appends s to the cluster's history, once, and drops what no rule needs any
-// more: the history keeps every snapshot within the short windows
-// (Thresholds.denseSpan); a snapshot leaving them leaves, back to the growth window plus a
-// minute, one point a minute of its members' database sizes, which is all the growth
-// regression reads there (doc.go states the bound).
+// more: the history keeps every snapshot within the windows of the rules over
+// histograms and gRPC codes (Thresholds.denseSpan); a snapshot leaving them leaves its
+// members' counters while the rules over longer windows read them (counterSpan), and,
+// back to the growth window plus a minute, one point a minute of their database sizes,
+// which is all the growth regression reads there (doc.go states the bound).
 func (m *Manager) remember(cluster string, s *metrics.Snapshot) {
 	h := m.snapshots[cluster]
 	if n := len(h); n > 0 && !s.Time.After(h[n-1].Time) {
@@ -472,11 +474,15 @@ func (m *Manager) remember(cluster string, s *metrics.Snapshot) {
 	}
 	h = append(h, s)
 	t := m.thresholdsFor(cluster)
-	dense, keep := t.denseSpan(), t.maxWindow()+time.Minute
-	sizes := m.sizes[cluster]
+	dense, counted, keep := t.denseSpan(), t.counterSpan(), t.maxWindow()+time.Minute
+	counters, sizes := m.counters[cluster], m.sizes[cluster]
 	i := 0
 	for ; i < len(h)-1 && s.Time.Sub(h[i].Time) > dense; i++ {
-		if s.Time.Sub(h[i].Time) <= keep {
+		age := s.Time.Sub(h[i].Time)
+		if age <= counted {
+			counters = append(counters, countersOf(h[i]))
+		}
+		if age <= keep {
 			sizes = addSizes(sizes, h[i])
 		}
 	}
@@ -484,11 +490,15 @@ func (m *Manager) remember(cluster string, s *metrics.Snapshot) {
 		i += n
 	}
 	h = slices.Delete(h, 0, i) // clears the tail: the dropped snapshots go
+	c := max(0, len(counters)-maxSnapshots)
+	for c < len(counters) && s.Time.Sub(counters[c].t) > counted {
+		c++
+	}
 	j := 0
 	for j < len(sizes) && s.Time.Sub(sizes[j].t) > keep {
 		j++
 	}
-	m.snapshots[cluster], m.sizes[cluster] = h, slices.Delete(sizes, 0, j)
+	m.snapshots[cluster], m.counters[cluster], m.sizes[cluster] = h, slices.Delete(counters, 0, c), slices.Delete(sizes, 0, j)
 }
 
 // addSizes appends the database sizes of s's scraped members to ss, one point a minute

@@ -43,16 +43,17 @@
 //     label for people only.
 //   - Memory per cluster is bounded by the short windows, not by GrowthWindow. A
 //     cluster's history of snapshots (Input.History) keeps every snapshot within D, the
-//     longest of LeaderChangesWindow, FailedProposalsWindow, GRPCWindow, HistogramWindow
-//     and the minute of EtcdRaftIndexLag's apply rate, plus a minute: with snapshots at
-//     least I apart, at most floor(D/I) + 1 of them, and never more than 3,000 (97 with
-//     the default thresholds at the default 10 s metrics interval, where keeping the
-//     whole 4 h growth window took 1,447). Further back, to GrowthWindow plus a minute,
-//     only the members' database sizes are kept, one point a minute of the clock (226
-//     points of 16 bytes a member with the defaults). The rules over counters and
-//     histograms see every snapshot of their windows; EtcdExcessiveDatabaseGrowth's
-//     regression weighs each sample by the time it stands for, so the thinning moves its
-//     prediction by a fraction of a percent.
+//     longest of GRPCWindow, HistogramWindow and the minute of EtcdRaftIndexLag's apply
+//     rate, plus a minute: with snapshots at least I apart, at most floor(D/I) + 1 of
+//     them, and never more than 3,000 (37 with the default thresholds at the default
+//     10 s metrics interval, where keeping the whole 4 h growth window took 1,447).
+//     Further back, to the longer of LeaderChangesWindow and FailedProposalsWindow plus
+//     a minute, each snapshot's members keep only their two counters (24 bytes a
+//     member), and to GrowthWindow plus a minute only their database sizes, one point a
+//     minute of the clock (226 points of 16 bytes a member with the defaults). The rules
+//     over counters and histograms see every snapshot of their windows;
+//     EtcdExcessiveDatabaseGrowth's regression weighs each sample by the time it stands
+//     for, so the thinning moves its prediction by a fraction of a percent.
 //
 // What is not guaranteed: delivery is at least once — a receiver that answers 5xx after
 // accepting sees the retry. Notifications still undelivered when Close's shutdown

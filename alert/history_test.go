@@ -28,13 +28,14 @@ func historyProbe(times *[]time.Time) alert.Rule {
 // historyBound is the bound doc.go states on the snapshots kept per cluster, for
 // snapshots at least every apart.
 func historyBound(th alert.Thresholds, every time.Duration) int {
-	dense := max(th.LeaderChangesWindow, th.FailedProposalsWindow, th.GRPCWindow, th.HistogramWindow, time.Minute) + time.Minute
+	dense := max(th.GRPCWindow, th.HistogramWindow, time.Minute) + time.Minute
 	return min(int(dense/every)+1, 3000)
 }
 
 // The history of a cluster holds every snapshot within the short windows and none
 // older: after hours of snapshots it never holds more than doc.go's bound, whatever the
-// interval. (The database sizes kept further back, for the growth regression, are
+// interval. (The counters kept further back are TestRuleLeaderChanges' and
+// TestRuleFailedProposals'; the database sizes, for the growth regression,
 // TestRuleDatabaseGrowthOnThinnedHistory's.)
 func TestHistoryBoundedByShortWindows(t *testing.T) {
 	custom := alert.DefaultThresholds()
@@ -47,7 +48,7 @@ func TestHistoryBoundedByShortWindows(t *testing.T) {
 		jitter time.Duration // added to every, at random
 		want   int           // doc.go's figure, where it gives one
 	}{
-		{"default thresholds, 10s", alert.DefaultThresholds(), 10 * time.Second, 0, 97},
+		{"default thresholds, 10s", alert.DefaultThresholds(), 10 * time.Second, 0, 37},
 		{"default thresholds, 10s to 11s", alert.DefaultThresholds(), 10 * time.Second, time.Second, 0},
 		{"default thresholds, 5s", alert.DefaultThresholds(), 5 * time.Second, 0, 0},
 		{"default thresholds, 90s", alert.DefaultThresholds(), 90 * time.Second, 0, 0},
@@ -63,7 +64,7 @@ func TestHistoryBoundedByShortWindows(t *testing.T) {
 			m, err := alert.New(alert.WithRules(historyProbe(&times)), alert.WithThresholds(tc.th))
 			require.NoError(t, err)
 			defer m.Close()
-			dense := max(tc.th.LeaderChangesWindow, tc.th.FailedProposalsWindow, tc.th.GRPCWindow, tc.th.HistogramWindow, time.Minute) + time.Minute
+			dense := max(tc.th.GRPCWindow, tc.th.HistogramWindow, time.Minute) + time.Minute
 			span := tc.th.GrowthWindow + time.Minute
 			rng := rand.New(rand.NewPCG(1, 2))
 			md := newModel(3)

@@ -58,10 +58,14 @@ type Input struct {
 	Health  *health.Report
 	Metrics *metrics.Snapshot
 	// History holds the cluster's snapshots, oldest first, ending with Metrics when it
-	// is not nil: every snapshot within the longest window of the thresholds other than
-	// GrowthWindow, plus a minute.
+	// is not nil: every snapshot within the longest of GRPCWindow, HistogramWindow and a
+	// minute, plus a minute. (The built-in rules over longer windows read the counters
+	// they need, kept apart.)
 	History []*metrics.Snapshot
 
+	// counters are the members' leader changes and failed proposals before History, of
+	// every snapshot back to the longer of their windows plus a minute.
+	counters []counterPoint
 	// sizes are the members' database sizes before History, back to GrowthWindow plus a
 	// minute, one point a minute, for EtcdExcessiveDatabaseGrowth.
 	sizes []sizePoint
@@ -210,11 +214,17 @@ func (t Thresholds) maxWindow() time.Duration {
 }
 
 // denseSpan is how far back the history keeps every snapshot: the longest window of the
-// rules over counters and histograms (rates, increases, quantiles, leader changes, the
-// leader's apply rate over a minute) plus a minute. Only the growth regression reads
-// further back, and it reads the database sizes kept one point a minute (historyStep).
+// rules over histograms and gRPC codes (quantiles, failure ratios, the leader's apply rate
+// over a minute) plus a minute. The rules over leader changes and failed proposals read
+// further back the counters kept of every snapshot (counterSpan), and the growth
+// regression the database sizes kept one point a minute (historyStep).
 func (t Thresholds) denseSpan() time.Duration {
-	return max(t.LeaderChangesWindow, t.FailedProposalsWindow, t.GRPCWindow, t.HistogramWindow, time.Minute) + time.Minute
+	return max(t.GRPCWindow, t.HistogramWindow, time.Minute) + time.Minute
+}
+
+// counterSpan is how far back the members' leader changes and failed proposals are kept.
+func (t Thresholds) counterSpan() time.Duration {
+	return max(t.LeaderChangesWindow, t.FailedProposalsWindow) + time.Minute
 }
 
 // Validate reports the first threshold out of range, naming its YAML field.

@@ -105,7 +105,7 @@ func DefaultRules(t Thresholds) []Rule {
 			Check: func(in *Input) []Finding {
 				best, known := 0.0, false
 				for _, m := range in.Metrics.Members {
-					if n, ok := increase(in.series(uint64(m.ID), t.LeaderChangesWindow), func(m *metrics.MemberMetrics) float64 { return m.Raft.LeaderChanges }); ok {
+					if n, ok := in.counterIncrease(m.ID, t.LeaderChangesWindow, leaderChanges); ok {
 						best, known = max(best, n), true
 					}
 				}
@@ -120,7 +120,7 @@ func DefaultRules(t Thresholds) []Rule {
 		perMember(Rule{Name: "EtcdHighNumberOfFailedProposals", Severity: Warning, For: 15 * time.Minute,
 			Summary: "etcd member has failed proposals"},
 			func(in *Input, m *metrics.MemberMetrics) (float64, bool, bool, string) {
-				n, ok := increase(in.series(uint64(m.ID), t.FailedProposalsWindow), func(m *metrics.MemberMetrics) float64 { return m.Raft.ProposalsFailed })
+				n, ok := in.counterIncrease(m.ID, t.FailedProposalsWindow, proposalsFailed)
 				return n, n > t.FailedProposals, ok, fmt.Sprintf("%.0f failed proposals within %v", n, t.FailedProposalsWindow)
 			}),
 		grpcRule(t, Warning, t.GRPCFailedWarning, 10*time.Minute),

@@ -33,6 +33,68 @@ func (in *Input) series(id uint64, window time.Duration) []sample {
 	return out
 }
 
+// counterPoint is a snapshot older than History reduced to the counters the rules over
+// longer windows read: the members scraped at t.
+type counterPoint struct {
+	t       time.Time
+	members []memberCounters
+}
+
+type memberCounters struct {
+	id metrics.ID
+	v  [counters]float64
+}
+
+// counter names a kept counter.
+type counter int
+
+const (
+	leaderChanges counter = iota
+	proposalsFailed
+	counters
+)
+
+func (c counter) of(m *metrics.MemberMetrics) float64 {
+	if c == leaderChanges {
+		return m.Raft.LeaderChanges
+	}
+	return m.Raft.ProposalsFailed
+}
+
+func countersOf(s *metrics.Snapshot) counterPoint {
+	p := counterPoint{t: s.Time}
+	for i := range s.Members {
+		if m := &s.Members[i]; m.Scraped {
+			p.members = append(p.members, memberCounters{id: m.ID, v: [counters]float64{leaderChanges.of(m), proposalsFailed.of(m)}})
+		}
+	}
+	return p
+}
+
+// counterIncrease is increase over member id's counter c within window before the
+// newest snapshot: the counters kept before History, then History's.
+func (in *Input) counterIncrease(id metrics.ID, window time.Duration, c counter) (float64, bool) {
+	if len(in.History) == 0 {
+		return 0, false
+	}
+	from := in.History[len(in.History)-1].Time.Add(-window)
+	var vs []float64
+	for _, p := range in.counters {
+		if p.t.Before(from) {
+			continue
+		}
+		for _, m := range p.members {
+			if m.id == id {
+				vs = append(vs, m.v[c])
+			}
+		}
+	}
+	for _, s := range in.series(uint64(id), window) {
+		vs = append(vs, c.of(s.m))
+	}
+	return increaseOf(vs)
+}
+
 // sizePoint is a point of the history older than the short windows: the database sizes of
 // the members scraped at t.
 type sizePoint struct {
@@ -84,17 +146,25 @@ func sameStep(a, b time.Time) bool {
 	return a.Truncate(historyStep).Equal(b.Truncate(historyStep))
 }
 
-// increase is the increase of a counter over the samples, counting a decrease as a
-// reset (the counter restarted from zero), like Prometheus' increase without the
-// extrapolation. ok is false with fewer than two samples.
+// increase is the increase of a counter over the samples (increaseOf their values).
 func increase(ss []sample, v func(*metrics.MemberMetrics) float64) (float64, bool) {
-	if len(ss) < 2 {
+	vs := make([]float64, len(ss))
+	for i, s := range ss {
+		vs[i] = v(s.m)
+	}
+	return increaseOf(vs)
+}
+
+// increaseOf is the increase of a counter over its values, oldest first, counting a
+// decrease as a reset (the counter restarted from zero), like Prometheus' increase
+// without the extrapolation. ok is false with fewer than two values.
+func increaseOf(vs []float64) (float64, bool) {
+	if len(vs) < 2 {
 		return 0, false
 	}
 	var total float64
-	prev := v(ss[0].m)
-	for _, s := range ss[1:] {
-		cur := v(s.m)
+	prev := vs[0]
+	for _, cur := range vs[1:] {
 		if cur < prev {
 			total += cur
 		} else {
