@@ -141,9 +141,10 @@ type MonitorConfig struct {
 	MemoryHistory int `yaml:"memory_history"`
 }
 
-// DefaultMemoryHistory is monitor.memory_history's default: 10 minutes of metrics and 30
-// of health checks at the default intervals.
-const DefaultMemoryHistory = 60
+// DefaultMemoryHistory is monitor.memory_history's default: 5 minutes of metrics and 15
+// of health checks at the default intervals, no more than the alert rules keep of whole
+// snapshots (6 minutes), which share them.
+const DefaultMemoryHistory = 30
 
 // Thresholds are the operator's limits of the first daemon, kept working: those that
 // are set override alerts.thresholds; MaxDBSizeMB and MinAvailableNodes are rules of
