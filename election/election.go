@@ -24,7 +24,6 @@ type Candidate struct {
 	o      options
 	holder *ownership.Holder
 	claim  *ownership.Claim // acquire, hold, release: the same core as a lock's
-	policy ownership.Policy
 
 	cbMu sync.Mutex // callbacks run one at a time
 
@@ -55,8 +54,7 @@ func New(cli *clientv3.Client, prefix, id string, opts ...Option) (*Candidate, e
 	holder := ownership.NewHolder(cli, o.ttl, o.session, o.logger)
 	return &Candidate{
 		cli: cli, dir: dir, id: id, o: o, holder: holder,
-		claim:  ownership.NewClaim(holder, dir, id, vocab),
-		policy: ownership.Predecessor(dir),
+		claim: ownership.NewClaim(holder, dir, id, ownership.Predecessor(dir), vocab),
 	}, nil
 }
 
@@ -80,12 +78,9 @@ func (c *Candidate) Campaign(ctx context.Context) error {
 	if closed {
 		return ErrClosed
 	}
-	if _, err := c.claim.Acquire(ctx, c.policy, true); err != nil {
-		switch {
-		case errors.Is(err, ownership.ErrHeld):
-			return nil
-		case errors.Is(err, ownership.ErrBusy):
-			return ErrBusy
+	if err := c.claim.Acquire(ctx, true); err != nil {
+		if errors.Is(err, ErrBusy) && c.claim.Held() {
+			return nil // already leading
 		}
 		return err
 	}

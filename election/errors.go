@@ -26,4 +26,4 @@ var (
 )
 
 // vocab names the errors of our claim (internal/ownership) in this package's terms.
-var vocab = &ownership.Vocab{Pkg: "election", NotHeld: ErrNotLeader, Lost: ErrLost, Closed: ErrClosed, Invalid: ErrInvalidArgument}
+var vocab = &ownership.Vocab{Pkg: "election", NotHeld: ErrNotLeader, Lost: ErrLost, Closed: ErrClosed, Invalid: ErrInvalidArgument, Busy: ErrBusy}

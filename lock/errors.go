@@ -1,7 +1,6 @@
 package lock
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -44,17 +43,11 @@ func (e *HeldError) Error() string {
 // Is makes errors.Is(err, ErrLocked) true.
 func (e *HeldError) Is(target error) bool { return target == ErrLocked }
 
-// vocab names the errors of our claims (internal/ownership) in this package's terms.
-var vocab = &ownership.Vocab{Pkg: "lock", NotHeld: ErrNotHeld, Lost: ErrLost, Closed: ErrClosed, Invalid: ErrInvalidArgument}
-
-// acquire takes c as p says: an error says why not, in this package's terms.
-func acquire(ctx context.Context, c *ownership.Claim, name string, p ownership.Policy, wait bool) error {
-	blocked, err := c.Acquire(ctx, p, wait)
-	switch {
-	case blocked != nil:
-		return &HeldError{Key: name, Holder: blocked.Key, Rev: blocked.Rev}
-	case errors.Is(err, ownership.ErrBusy), errors.Is(err, ownership.ErrHeld):
-		return ErrBusy
+// vocab names the errors of the claims (internal/ownership) on the lock name in this
+// package's terms.
+func vocab(name string) *ownership.Vocab {
+	return &ownership.Vocab{
+		Pkg: "lock", NotHeld: ErrNotHeld, Lost: ErrLost, Closed: ErrClosed, Invalid: ErrInvalidArgument, Busy: ErrBusy,
+		Blocked: func(holder string, rev int64) error { return &HeldError{Key: name, Holder: holder, Rev: rev} },
 	}
-	return err
 }

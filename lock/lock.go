@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -16,15 +15,10 @@ import (
 // use one per goroutine that competes for the lock. Its methods are safe to call
 // concurrently (Lock on a value that holds or is acquiring returns ErrBusy).
 type Mutex struct {
-	name     string
 	claim    *ownership.Claim
-	policy   ownership.Policy
 	holder   *ownership.Holder
 	ownsHold bool   // the holder (and its lease) belongs to this Mutex
 	onClose  func() // tells a Manager to forget this Mutex
-
-	mu     sync.Mutex
-	closed bool
 }
 
 // New returns a Mutex on key (its participants' keys live under key + "/"). It does not
@@ -44,13 +38,7 @@ func New(cli *clientv3.Client, key string, opts ...Option) (*Mutex, error) {
 
 func newMutex(h *ownership.Holder, key string, ownsHold bool) *Mutex {
 	dir := dirOf(key)
-	return &Mutex{
-		name:     key,
-		claim:    ownership.NewClaim(h, dir, "", vocab),
-		holder:   h,
-		policy:   ownership.Predecessor(dir),
-		ownsHold: ownsHold,
-	}
+	return &Mutex{claim: ownership.NewClaim(h, dir, "", ownership.Predecessor(dir), vocab(key)), holder: h, ownsHold: ownsHold}
 }
 
 func checkArgs(cli *clientv3.Client, key string) error {
@@ -67,31 +55,15 @@ func dirOf(key string) string {
 	return strings.TrimRight(key, "/") + "/"
 }
 
-func (m *Mutex) isClosed() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.closed
-}
-
 // Lock blocks until this Mutex holds the lock, ctx ends, or the session is lost. It
 // waits only for the participant just ahead of it. It returns success only after
 // reading its own key back with its create revision while its lease is known to be
 // alive; on failure or cancellation its waiting key is removed.
-func (m *Mutex) Lock(ctx context.Context) error {
-	if m.isClosed() {
-		return ErrClosed
-	}
-	return acquire(ctx, m.claim, m.name, m.policy, true)
-}
+func (m *Mutex) Lock(ctx context.Context) error { return m.claim.Acquire(ctx, true) }
 
 // TryLock takes the lock if it is free and otherwise returns a *HeldError (matching
 // ErrLocked) at once, leaving no key behind.
-func (m *Mutex) TryLock(ctx context.Context) error {
-	if m.isClosed() {
-		return ErrClosed
-	}
-	return acquire(ctx, m.claim, m.name, m.policy, false)
-}
+func (m *Mutex) TryLock(ctx context.Context) error { return m.claim.Acquire(ctx, false) }
 
 // Unlock releases the lock by deleting our key. Its name is used by no other holding,
 // ours or anyone's, so a retried or late Unlock can never delete a later holder's key —
@@ -99,9 +71,7 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 // delete. It returns ErrNotHeld when we do not own the lock (never locked, already
 // unlocked, or lost). After a network error it is unknown whether the delete was
 // applied: Unlock may be retried.
-func (m *Mutex) Unlock(ctx context.Context) error {
-	return m.claim.Release(ctx)
-}
+func (m *Mutex) Unlock(ctx context.Context) error { return m.claim.Release(ctx) }
 
 // Key returns our key under the lock's key: the one we wait with during Lock, then the
 // one of the current or last holding ("" before the first Lock).
@@ -135,13 +105,6 @@ func (m *Mutex) Err() error { return m.claim.Err() }
 // Close releases the lock if held and, unless WithSession was given, revokes the lease.
 // It is idempotent.
 func (m *Mutex) Close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil
-	}
-	m.closed = true
-	m.mu.Unlock()
 	m.claim.Close() // ends a Lock in flight too, even on a lease that lives on
 	if m.onClose != nil {
 		m.onClose()

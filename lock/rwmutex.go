@@ -15,14 +15,11 @@ import (
 // one participant holding — or acquiring — either a read or a write lock at a time: a
 // call for the other side meanwhile returns ErrBusy.
 type RWMutex struct {
-	name   string
 	reader *ownership.Claim
 	writer *ownership.Claim
-	rp, wp ownership.Policy
 	holder *ownership.Holder
 
 	mu        sync.Mutex
-	closed    bool
 	acquiring bool             // an acquisition of either side is in progress
 	last      *ownership.Claim // the side of the current or last holding
 }
@@ -37,31 +34,24 @@ func NewRWMutex(cli *clientv3.Client, key string, opts ...Option) (*RWMutex, err
 		return nil, err
 	}
 	h := ownership.NewHolder(cli, o.ttl, o.session, o.logger)
-	dir := dirOf(key)
+	dir, v := dirOf(key), vocab(key)
 	return &RWMutex{
-		name:   key,
-		reader: ownership.NewClaim(h, dir+"r/", "", vocab),
-		writer: ownership.NewClaim(h, dir+"w/", "", vocab),
-		rp:     ownership.ReadWrite(dir, false),
-		wp:     ownership.ReadWrite(dir, true),
+		reader: ownership.NewClaim(h, dir+"r/", "", ownership.ReadWrite(dir, false), v),
+		writer: ownership.NewClaim(h, dir+"w/", "", ownership.ReadWrite(dir, true), v),
 		holder: h,
 	}, nil
 }
 
 // acquire takes side o (one side at a time: the value is one participant).
-func (rw *RWMutex) acquire(ctx context.Context, o, other *ownership.Claim, p ownership.Policy, wait bool) error {
+func (rw *RWMutex) acquire(ctx context.Context, o, other *ownership.Claim, wait bool) error {
 	rw.mu.Lock()
-	switch {
-	case rw.closed:
-		rw.mu.Unlock()
-		return ErrClosed
-	case rw.acquiring || other.Held():
+	if rw.acquiring || other.Held() {
 		rw.mu.Unlock()
 		return ErrBusy
 	}
 	rw.acquiring = true
 	rw.mu.Unlock()
-	err := acquire(ctx, o, rw.name, p, wait)
+	err := o.Acquire(ctx, wait)
 	rw.mu.Lock()
 	rw.acquiring = false
 	if err == nil {
@@ -73,12 +63,12 @@ func (rw *RWMutex) acquire(ctx context.Context, o, other *ownership.Claim, p own
 
 // RLock blocks until we hold a read lock: when no writer holds or waits ahead of us.
 func (rw *RWMutex) RLock(ctx context.Context) error {
-	return rw.acquire(ctx, rw.reader, rw.writer, rw.rp, true)
+	return rw.acquire(ctx, rw.reader, rw.writer, true)
 }
 
 // TryRLock takes a read lock if no writer holds or waits, else returns a *HeldError.
 func (rw *RWMutex) TryRLock(ctx context.Context) error {
-	return rw.acquire(ctx, rw.reader, rw.writer, rw.rp, false)
+	return rw.acquire(ctx, rw.reader, rw.writer, false)
 }
 
 // RUnlock releases the read lock (ErrNotHeld when not held).
@@ -86,13 +76,13 @@ func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.reader.Release
 
 // Lock blocks until we hold the write lock: when no reader or writer is ahead of us.
 func (rw *RWMutex) Lock(ctx context.Context) error {
-	return rw.acquire(ctx, rw.writer, rw.reader, rw.wp, true)
+	return rw.acquire(ctx, rw.writer, rw.reader, true)
 }
 
 // TryLock takes the write lock if nobody holds or waits for the lock, else returns a
 // *HeldError.
 func (rw *RWMutex) TryLock(ctx context.Context) error {
-	return rw.acquire(ctx, rw.writer, rw.reader, rw.wp, false)
+	return rw.acquire(ctx, rw.writer, rw.reader, false)
 }
 
 // Unlock releases the write lock (ErrNotHeld when not held).
@@ -122,14 +112,7 @@ func (rw *RWMutex) Err() error { return rw.current().Err() }
 
 // Close releases what is held and, unless WithSession was given, revokes the lease.
 func (rw *RWMutex) Close() error {
-	rw.mu.Lock()
-	if rw.closed {
-		rw.mu.Unlock()
-		return nil
-	}
-	rw.closed = true
-	rw.mu.Unlock()
-	rw.reader.Abandon()
-	rw.writer.Abandon()
+	rw.reader.Close()
+	rw.writer.Close()
 	return rw.holder.Close()
 }

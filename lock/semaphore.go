@@ -15,10 +15,10 @@ import (
 // participant must use the same n.
 type Semaphore struct {
 	holder *ownership.Holder
-	name   string
 	dir    string
 	n      int
 	policy ownership.Policy
+	v      *ownership.Vocab
 
 	mu     sync.Mutex
 	closed bool
@@ -46,9 +46,9 @@ func NewSemaphore(cli *clientv3.Client, key string, permits int, opts ...Option)
 	dir := dirOf(key)
 	return &Semaphore{
 		holder: ownership.NewHolder(cli, o.ttl, o.session, o.logger),
-		name:   key, dir: dir, n: permits,
-		policy: ownership.Semaphore(dir, permits),
-		held:   map[*Permit]struct{}{},
+		dir:    dir, n: permits,
+		policy: ownership.Semaphore(dir, permits), v: vocab(key),
+		held: map[*Permit]struct{}{},
 	}, nil
 }
 
@@ -62,8 +62,8 @@ func (s *Semaphore) acquire(ctx context.Context, wait bool) (*Permit, error) {
 		return nil, ErrClosed
 	}
 	s.mu.Unlock()
-	p := &Permit{sem: s, claim: ownership.NewClaim(s.holder, s.dir, "", vocab)}
-	if err := acquire(ctx, p.claim, s.name, s.policy, wait); err != nil {
+	p := &Permit{sem: s, claim: ownership.NewClaim(s.holder, s.dir, "", s.policy, s.v)}
+	if err := p.claim.Acquire(ctx, wait); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()

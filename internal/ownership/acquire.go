@@ -14,62 +14,103 @@ import (
 // ErrKeyLost reports that an owned or waiting key was deleted or replaced.
 var ErrKeyLost = errors.New("key deleted")
 
-// ErrBlocked is returned by a non-waiting Acquire when others own the prefix.
-var ErrBlocked = errors.New("blocked")
-
-// Blocked describes who blocked a non-waiting Acquire.
-type Blocked struct {
-	Key   string
-	Value []byte
-	Rev   int64
-}
-
-// acquire puts key under the session's lease (or finds it there) and, when wait is set,
-// blocks until the policy says it is owned (see Claim.Acquire). The caller must never use
-// the name key again, so that no delete of this attempt can reach a later one.
-func acquire(ctx context.Context, ses *Session, key, val string, p Policy, wait bool) (int64, *Blocked, error) {
-	cli := ses.Client()
-	resp, err := cli.Txn(ctx).
+// Acquire starts a new holding as the Claim's Policy says: it puts a key of a name never
+// used before under the Holder's lease — so that no delete of this attempt can reach a
+// later one — and, when wait is set, blocks until the policy says it is owned, waiting
+// only for the key the policy names. Success is returned only right after a read that
+// found the key with its create revision, with the lease known to be alive. On failure
+// or cancellation the key is dropped (Session.Drop): deleted before Acquire returns, or
+// else in the background until the delete lands or the lease is gone. It returns
+// Vocab.Busy while the current holding lasts or another Acquire runs, and a non-waiting
+// Acquire that finds others ahead returns Vocab.Blocked of the first of them.
+func (c *Claim) Acquire(ctx context.Context, wait bool) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", c.v.Invalid)
+	}
+	if c.closing() {
+		return c.v.Closed
+	}
+	c.mu.Lock()
+	if c.busy || (c.h != nil && c.h.Check() == nil) {
+		c.mu.Unlock()
+		return c.v.Busy
+	}
+	c.busy = true
+	old := c.h
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.busy, c.waiting = false, ""
+		c.mu.Unlock()
+	}()
+	if old != nil {
+		old.Wait()
+	}
+	// Close, of the Claim or of its Holder, ends the acquisition: one that went on would
+	// hold for a user who has closed, on a lease that may live on (a shared session).
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.ctx, cancel)()
+	defer context.AfterFunc(c.holder.ctx, cancel)()
+	ses, err := c.holder.Get(cctx)
+	if err == nil {
+		err = ses.Err()
+	}
+	if err != nil {
+		return c.v.err(firstErr(ctx.Err(), c.closedErr(), err))
+	}
+	c.mu.Lock()
+	c.seq++
+	key := fmt.Sprintf("%s%x-%s-%d", c.dir, int64(ses.Lease()), c.nonce, c.seq)
+	c.waiting = key
+	c.mu.Unlock()
+	// Nothing made while acquiring may outlive the session: a reply lost with the
+	// connection must not keep the caller waiting past the session's loss.
+	bctx, stop := ses.Bind(cctx)
+	defer stop()
+	resp, err := ses.Client().Txn(bctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, val, clientv3.WithLease(ses.Lease())), p.Check()).
-		Else(clientv3.OpGet(key), p.Check()).
+		Then(clientv3.OpPut(key, c.val, clientv3.WithLease(ses.Lease())), c.p.Check()).
+		Else(clientv3.OpGet(key), c.p.Check()).
 		Commit()
+	var rev int64
+	if err == nil {
+		rev = resp.Header.Revision
+		if !resp.Succeeded {
+			rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
+		}
+		ses.Track(key)
+		owned, holder := c.p.Held(resp.Responses[1].GetResponseRange(), rev)
+		switch {
+		case owned:
+			err = ses.WaitAlive(bctx)
+		case wait:
+			err = waitOwned(bctx, ses, key, rev, c.p)
+		default:
+			err = c.v.Blocked(string(holder.Key), holder.CreateRevision)
+		}
+	}
 	if err != nil {
 		// The put may have been applied: the key must not block others.
-		ses.Drop(key, 0)
-		return 0, nil, err
-	}
-	rev := resp.Header.Revision
-	if !resp.Succeeded {
-		rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
-	}
-	rr := resp.Responses[1].GetResponseRange()
-	ses.Track(key, rev)
-	owned, holder := p.Held(rr, rev)
-	if owned {
-		if err := ses.WaitAlive(ctx); err != nil {
-			ses.Drop(key, rev)
-			return 0, nil, err
-		}
-		return rev, nil, nil
-	}
-	if !wait {
-		ses.Drop(key, rev)
-		b := &Blocked{}
-		if holder != nil {
-			b.Key, b.Value, b.Rev = string(holder.Key), holder.Value, holder.CreateRevision
-		}
-		return 0, b, ErrBlocked
-	}
-	if err := waitOwned(ctx, ses, key, rev, p); err != nil {
 		if errors.Is(err, ErrKeyLost) {
 			ses.Untrack(key)
 		} else {
-			ses.Drop(key, rev)
+			ses.Drop(key)
 		}
-		return 0, nil, err
+		// Report the caller's cancellation first, then Close, then a loss of the session.
+		return c.v.err(firstErr(ctx.Err(), c.closedErr(), ses.Err(), err))
 	}
-	return rev, nil, nil
+	h := NewHolding(ses, key, rev)
+	c.mu.Lock()
+	if c.closing() {
+		// Closed as we acquired: Close could not see this holding, so give it up.
+		c.mu.Unlock()
+		h.Abandon()
+		return c.v.Closed
+	}
+	c.h = h
+	c.mu.Unlock()
+	return nil
 }
 
 func waitOwned(ctx context.Context, ses *Session, key string, rev int64, p Policy) error {

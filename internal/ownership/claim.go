@@ -11,13 +11,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-var (
-	// ErrBusy reports an Acquire while another Acquire of the same Claim runs.
-	ErrBusy = errors.New("acquisition in progress")
-	// ErrHeld reports an Acquire while the Claim's holding still lasts.
-	ErrHeld = errors.New("already held")
-)
-
 // Vocab names the errors of a Claim in its user's terms, so that lock and election hand
 // them on as they are.
 type Vocab struct {
@@ -26,6 +19,10 @@ type Vocab struct {
 	Lost    error  // what Err returns after a loss (wrapping its cause)
 	Closed  error  // the Holder was closed
 	Invalid error  // a bad argument
+	Busy    error  // an Acquire while the holding lasts or another Acquire runs
+	// Blocked is the error of a non-waiting Acquire that found the key of create
+	// revision rev ahead of ours.
+	Blocked func(key string, rev int64) error
 }
 
 func (v *Vocab) err(err error) error {
@@ -58,22 +55,14 @@ func (v *Vocab) Loss(cause error) error {
 var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Claim is one participant — a lock's Mutex or permit, an election's Candidate — and its
-// succession of holdings of a key under dir. It is what lock and election are built on:
-//
-//   - acquire: Acquire puts a key of a name never used before under the Holder's lease
-//     and waits as the Policy says (see Acquire in acquire.go);
-//   - hold: the Holding it starts fences writes (Cmp, Do), and says when it ends (Done,
-//     Err), noticing a loss locally from the lease's deadline and asynchronously from a
-//     watch on the key (holding.go);
-//   - release: Release deletes the key, the one way out; Abandon leaves the delete to the
-//     session when it may not wait (Close).
-//
-// Its methods are safe for concurrent use.
+// succession of holdings of a key under dir: Acquire (acquire.go), then a Holding, then
+// Release. Its methods are safe for concurrent use.
 type Claim struct {
 	holder *Holder
 	dir    string // ends in "/"
 	nonce  string // makes our names unique, even on a shared lease
 	val    string // our key's value
+	p      Policy
 	v      *Vocab
 
 	ctx    context.Context // ends at Close: no Acquire outlives it
@@ -87,11 +76,11 @@ type Claim struct {
 }
 
 // NewClaim returns a participant with keys under dir (ending in "/") whose value is val,
-// on the leases of holder, with errors named by v.
-func NewClaim(holder *Holder, dir, val string, v *Vocab) *Claim {
+// on the leases of holder, owning as p says, with errors named by v.
+func NewClaim(holder *Holder, dir, val string, p Policy, v *Vocab) *Claim {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	c := &Claim{holder: holder, dir: dir, nonce: hex.EncodeToString(b[:]), val: val, v: v}
+	c := &Claim{holder: holder, dir: dir, nonce: hex.EncodeToString(b[:]), val: val, p: p, v: v}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -106,84 +95,6 @@ func (c *Claim) closing() bool { return c.ctx.Err() != nil || c.holder.ctx.Err()
 func (c *Claim) Close() {
 	c.cancel()
 	c.Abandon()
-}
-
-// Acquire starts a new holding, as Policy p says (waiting for it when wait is set): it
-// puts a key of a name never used before under the Holder's lease and, when wait is set,
-// blocks until the policy says it is owned. Success is returned only right after a read
-// that found the key with its create revision, with the lease known to be alive. On
-// failure or cancellation the key is dropped (Session.Drop): deleted before Acquire
-// returns, or else in the background until the delete lands or the lease is gone. It
-// returns ErrHeld while the current holding lasts and ErrBusy during another Acquire; a
-// non-waiting Acquire that finds others ahead returns ErrBlocked with who blocked it.
-func (c *Claim) Acquire(ctx context.Context, p Policy, wait bool) (*Blocked, error) {
-	if ctx == nil {
-		return nil, fmt.Errorf("%w: nil context", c.v.Invalid)
-	}
-	if c.closing() {
-		return nil, c.v.Closed
-	}
-	c.mu.Lock()
-	if c.busy {
-		c.mu.Unlock()
-		return nil, ErrBusy
-	}
-	if c.h != nil && c.h.Check() == nil {
-		c.mu.Unlock()
-		return nil, ErrHeld
-	}
-	c.busy = true
-	old := c.h
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.busy, c.waiting = false, ""
-		c.mu.Unlock()
-	}()
-	if old != nil {
-		old.Wait()
-	}
-	// Close, of the Claim or of its Holder, ends the acquisition: one that went on would
-	// hold for a user who has closed, on a lease that may live on (a shared session).
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(c.ctx, cancel)()
-	defer context.AfterFunc(c.holder.ctx, cancel)()
-	ses, err := c.holder.Get(cctx)
-	if err == nil {
-		err = ses.Err()
-	}
-	if err != nil {
-		return nil, c.v.err(firstErr(ctx.Err(), c.closedErr(), err))
-	}
-	c.mu.Lock()
-	c.seq++
-	key := fmt.Sprintf("%s%x-%s-%d", c.dir, int64(ses.Lease()), c.nonce, c.seq)
-	c.waiting = key
-	c.mu.Unlock()
-	// Nothing made while acquiring may outlive the session: a reply lost with the
-	// connection must not keep the caller waiting past the session's loss.
-	bctx, stop := ses.Bind(cctx)
-	rev, blocked, err := acquire(bctx, ses, key, c.val, p, wait)
-	stop()
-	if blocked != nil {
-		return blocked, err
-	}
-	if err != nil {
-		// Report the caller's cancellation first, then Close, then a loss of the session.
-		return nil, c.v.err(firstErr(ctx.Err(), c.closedErr(), ses.Err(), err))
-	}
-	h := NewHolding(ses, key, rev)
-	c.mu.Lock()
-	if c.closing() {
-		// Closed as we acquired: Close could not see this holding, so give it up.
-		c.mu.Unlock()
-		h.Abandon()
-		return nil, c.v.Closed
-	}
-	c.h = h
-	c.mu.Unlock()
-	return nil, nil
 }
 
 func (c *Claim) closedErr() error {

@@ -4,23 +4,23 @@
 //
 //   - session.go — Session: a lease (granted here, or borrowed from the caller's
 //     concurrency.Session) and its tracker, the one renewal loop and the one definition
-//     of loss: each renewal is a keep-alive request of its own (RenewInterval
-//     after the send of the last acknowledged one, hedged by a second when slow), and the lease is known to be alive until the send
-//     time of the last acknowledged one plus the TTL, minus Margin.
-//     When that passes, or etcd says the lease is gone, the session is lost for good; a
-//     lease of our own is then no longer renewed, and revoked as soon as etcd answers.
-//     Its janitor deletes the keys handed to Drop until the delete lands or the lease is
-//     gone. holder.go — Holder: the live session of one owner, replaced after loss.
+//     of loss: each renewal is a keep-alive request of its own, hedged by a second when
+//     slow, and the lease is known to be alive until the send time of the last
+//     acknowledged one plus the TTL, minus Margin. When that passes, or etcd says the
+//     lease is gone, the session is lost for good; a lease of our own is then revoked as
+//     soon as etcd answers. Its janitor deletes the keys handed to Drop until the delete
+//     lands or the lease is gone. holder.go — Holder: the live session of one owner,
+//     replaced after loss.
 //   - acquire: claim.go — Claim, one participant and its succession of holdings, in its
-//     user's errors (Vocab); Claim.Acquire puts a key of a name never used before, then
-//     (acquire.go) waits — only for the key a policy names — until the policy says it is
-//     owned, returning only after a read that found the key while the lease was known
+//     user's errors (Vocab); acquire.go — Claim.Acquire puts a key of a name never used
+//     before, then waits — only for the key the Policy names — until the policy says it
+//     is owned, returning only after a read that found the key while the lease was known
 //     alive. policy.go — who owns: the oldest key (mutex, election), one of the n oldest
 //     (semaphore), no older writer (readers-writer lock).
 //   - hold: holding.go — Holding: the fence (Cmp, Txn) and the end (Done, Err), noticed
 //     locally from the session's deadline at every check and asynchronously from a watch
 //     on the key and the session's loss.
-//   - release: Holding.Release deletes the key — the one release path (Claim.Release,
-//     which Unlock and Resign are); Abandon leaves the delete to the session's janitor
-//     when the caller may not wait (Close).
+//   - release: Holding.Release deletes the key (Session.remove, the one delete) — the one
+//     release path (Claim.Release, which Unlock and Resign are); Abandon leaves the
+//     delete to the session's janitor when the caller may not wait (Close).
 package ownership

@@ -36,13 +36,14 @@ func NewHolder(cli *clientv3.Client, ttl time.Duration, borrowed *concurrency.Se
 	h := &Holder{cli: cli, ttl: ttl, borrowed: borrowed, lg: lg, grant: make(chan struct{}, 1)}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if borrowed != nil {
-		h.cur = Attach(borrowed, lg)
+		h.cur = newSession(borrowed.Client(), borrowed.Lease(), borrowed, lg)
+		go h.cur.track()
 	}
 	return h
 }
 
 // Get returns the live session, granting a new lease if the owned one was lost. A lost
-// borrowed session is an error: only its owner can replace it.
+// borrowed session is returned as it is: only its owner can replace it.
 func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	// One grant at a time; a live session is returned at once. A caller behind a grant
 	// (which may take up to the TTL while etcd does not answer) waits only as long as
@@ -61,12 +62,7 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	switch {
 	case closed:
 		return nil, ErrClosed
-	case cur != nil && h.borrowed != nil:
-		if err := cur.Err(); err != nil {
-			return nil, err
-		}
-		return cur, nil
-	case cur != nil && cur.Err() == nil:
+	case cur != nil && (h.borrowed != nil || cur.Err() == nil):
 		return cur, nil
 	}
 	if cur != nil {
@@ -89,7 +85,13 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	ses, err := Grant(gctx, h.cli, h.ttl, h.lg)
 	stop()
 	cancel()
-	if h.ctx.Err() != nil {
+	h.mu.Lock()
+	closed = h.closed
+	if err == nil && !closed {
+		h.cur = ses
+	}
+	h.mu.Unlock()
+	if closed {
 		if err == nil {
 			_ = ses.Release()
 		}
@@ -98,14 +100,6 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		_ = ses.Release()
-		return nil, ErrClosed
-	}
-	h.cur = ses
-	h.mu.Unlock()
 	return ses, nil
 }
 

@@ -19,21 +19,23 @@ type Holding struct {
 	key string
 	rev int64
 
+	ctx    context.Context // ends with the holding
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the monitor
+
 	mu        sync.Mutex
 	done      chan struct{}
 	err       error
 	ended     bool
 	started   bool
-	ctx       context.Context
-	cancel    context.CancelFunc
-	stopLost  func() bool
 	releasing bool // a delete of ours is in flight: its event is a release, not a loss
-	wg        sync.WaitGroup
 }
 
 // NewHolding starts a holding of key at create revision rev.
 func NewHolding(ses *Session, key string, rev int64) *Holding {
-	return &Holding{ses: ses, key: key, rev: rev, done: make(chan struct{})}
+	h := &Holding{ses: ses, key: key, rev: rev, done: make(chan struct{})}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	return h
 }
 
 // Key returns the owned key.
@@ -74,15 +76,6 @@ func (h *Holding) Done() <-chan struct{} {
 	defer h.mu.Unlock()
 	if !h.started && !h.ended {
 		h.started = true
-		h.ctx, h.cancel = context.WithCancel(context.Background())
-		ses := h.ses
-		h.stopLost = ses.OnLost(func() {
-			if err := ses.Err(); err != nil {
-				h.End(err)
-			} else {
-				h.End(ErrClosed)
-			}
-		})
 		h.wg.Add(1)
 		go h.monitor()
 	}
@@ -116,32 +109,27 @@ func (h *Holding) Check() error {
 	return nil
 }
 
-// Release ends the holding by deleting the key: the one way out of a holding that is
-// still ours. A plain delete suffices, as a key name is never used twice (see Acquire),
-// so a retried or late delete can reach no later holding. It returns nil when the key
-// was ours to delete, an error wrapping ErrKeyLost when it was already gone (the holding
-// ends as lost), the holding's end when it had already ended, and a network error
-// otherwise: then it is unknown whether the delete was applied, the holding stands and
-// Release may be retried.
+// Release ends the holding by deleting the key (Session.remove): the one way out of a
+// holding that is still ours. It returns nil when the key was ours to delete,
+// ErrKeyLost when it was already gone (the holding ends as lost), the holding's end
+// when it had already ended, and a network error otherwise: then it is unknown whether
+// the delete was applied, the holding stands and Release may be retried.
 func (h *Holding) Release(ctx context.Context) error {
 	if err := h.Check(); err != nil {
 		return err
 	}
 	h.setReleasing(true)
-	resp, err := h.ses.Client().Delete(ctx, h.key)
+	deleted, err := h.ses.remove(ctx, h.key)
 	if err != nil {
 		h.setReleasing(false)
 		return err
 	}
-	h.ses.Untrack(h.key)
-	if resp.Deleted == 0 {
-		h.End(ErrKeyLost)
-		h.wg.Wait()
-		return ErrKeyLost
+	if !deleted {
+		err = ErrKeyLost
 	}
-	h.End(nil)
+	h.End(err)
 	h.wg.Wait()
-	return nil
+	return err
 }
 
 // Abandon ends the holding as released and leaves the deletion of the key to the
@@ -152,7 +140,7 @@ func (h *Holding) Abandon() {
 	h.End(nil)
 	h.wg.Wait()
 	if live {
-		h.ses.Drop(h.key, h.rev)
+		h.ses.Drop(h.key)
 	}
 }
 
@@ -172,57 +160,59 @@ func (h *Holding) End(err error) {
 	h.ended = true
 	h.err = err
 	close(h.done)
-	if h.started {
-		h.cancel()
-		h.stopLost()
-	}
+	h.cancel()
 }
 
 // Wait waits for the monitor goroutine.
 func (h *Holding) Wait() { h.wg.Wait() }
 
+// monitor ends the holding when the key is deleted or replaced, or the session is lost.
 func (h *Holding) monitor() {
 	defer h.wg.Done()
 	cli := h.ses.Client()
 	retry := backoff.New(50*time.Millisecond, time.Second)
-	next := h.rev + 1
-	for {
+	stop := func() {}
+	defer func() { stop() }()
+	watch := func(rev int64) clientv3.WatchChan {
+		stop()
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(h.ctx))
-		wch := cli.Watch(wctx, h.key, clientv3.WithRev(next))
-		lost, stop := h.watch(wch, &next)
-		cancel()
-		if stop {
+		stop = cancel
+		return cli.Watch(wctx, h.key, clientv3.WithRev(rev))
+	}
+	wch := watch(h.rev + 1)
+	var resume <-chan time.Time
+	for {
+		select {
+		case <-h.ctx.Done():
 			return
-		}
-		if lost != nil {
-			h.lose(lost)
+		case <-h.ses.Lost():
+			h.End(h.ses.Err())
 			return
-		}
-		// The watch broke: re-read the key, then watch again from where the read was.
-		for {
-			t := time.NewTimer(retry.Next())
-			select {
-			case <-h.ctx.Done():
-				t.Stop()
-				return
-			case <-h.ses.Lost():
-				t.Stop()
-				h.End(h.ses.Err())
-				return
-			case <-t.C:
-			}
+		case <-resume:
+			// The watch broke: re-read the key, then watch again from where the read was.
 			gctx, gcancel := context.WithTimeout(h.ctx, h.ses.ttlOr(5*time.Second))
 			gr, err := cli.Get(gctx, h.key)
 			gcancel()
 			if err != nil {
+				resume = time.After(retry.Next())
 				continue
 			}
 			if len(gr.Kvs) == 0 || gr.Kvs[0].CreateRevision != h.rev {
 				h.lose(ErrKeyLost)
 				return
 			}
-			next = gr.Header.Revision + 1
-			break
+			wch, resume = watch(gr.Header.Revision+1), nil
+		case wr, ok := <-wch:
+			if !ok || wr.Err() != nil {
+				wch, resume = nil, time.After(retry.Next())
+				continue
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != h.rev {
+					h.lose(ErrKeyLost)
+					return
+				}
+			}
 		}
 	}
 }
@@ -237,29 +227,4 @@ func (h *Holding) lose(err error) {
 		err = nil
 	}
 	h.End(err)
-}
-
-// watch consumes wch until the key is lost (lost non-nil), the holding ends (stop), or
-// the watch breaks (both zero).
-func (h *Holding) watch(wch clientv3.WatchChan, next *int64) (lost error, stop bool) {
-	for {
-		select {
-		case <-h.ctx.Done():
-			return nil, true
-		case <-h.ses.Lost():
-			return h.ses.Err(), false
-		case wr, ok := <-wch:
-			if !ok || wr.Err() != nil {
-				return nil, false
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != h.rev {
-					return ErrKeyLost, false
-				}
-			}
-			if wr.Header.Revision >= *next {
-				*next = wr.Header.Revision + 1
-			}
-		}
-	}
 }
