@@ -72,12 +72,6 @@ func (c *Candidate) callback(fn func()) {
 // its own key back with its create revision while its lease is known to be alive. A
 // canceled Campaign removes its key. Campaign on a leader returns nil at once.
 func (c *Candidate) Campaign(ctx context.Context) error {
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
 	if err := c.claim.Acquire(ctx, true); err != nil {
 		if errors.Is(err, ErrBusy) && c.claim.Held() {
 			return nil // already leading
@@ -124,14 +118,10 @@ func (c *Candidate) IsLeader() bool { return c.claim.Held() }
 
 // Leader returns the current leader (ErrNoLeader when there is none).
 func (c *Candidate) Leader(ctx context.Context) (Leader, error) {
-	return currentLeader(ctx, c.cli, c.dir)
-}
-
-func currentLeader(ctx context.Context, cli *clientv3.Client, dir string) (Leader, error) {
 	if ctx == nil {
 		return Leader{}, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
-	resp, err := cli.Get(ctx, dir, clientv3.WithFirstCreate()...)
+	resp, err := c.cli.Get(ctx, c.dir, clientv3.WithFirstCreate()...)
 	if err != nil {
 		return Leader{}, err
 	}
@@ -263,7 +253,7 @@ func (c *Candidate) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	c.claim.Abandon()
+	c.claim.Close() // ends a Campaign in flight too, even on a session that lives on
 	err := c.holder.Close()
 	c.wg.Wait()
 	if err != nil {

@@ -24,11 +24,11 @@ var ErrKeyLost = errors.New("key deleted")
 // Vocab.Busy while the current holding lasts or another Acquire runs, and a non-waiting
 // Acquire that finds others ahead returns Vocab.Blocked of the first of them.
 func (c *Claim) Acquire(ctx context.Context, wait bool) error {
-	if ctx == nil {
-		return fmt.Errorf("%w: nil context", c.v.Invalid)
-	}
 	if c.closing() {
 		return c.v.Closed
+	}
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context", c.v.Invalid)
 	}
 	c.mu.Lock()
 	if c.busy || (c.h != nil && c.h.Check() == nil) {
@@ -113,44 +113,56 @@ func (c *Claim) Acquire(ctx context.Context, wait bool) error {
 	return nil
 }
 
+// waitOwned waits until key, of create revision rev, is owned as p says, watching only
+// the key p names. ctx ends with the session (Session.Bind).
 func waitOwned(ctx context.Context, ses *Session, key string, rev int64, p Policy) error {
 	cli := ses.Client()
 	retry := backoff.New(50*time.Millisecond, time.Second)
 	for {
-		if err := ses.Err(); err != nil {
-			return err
-		}
 		tr, err := cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
 			Then(p.Blocker(rev)).
 			Commit()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if !waitRetry(ctx, ses, retry) {
-				return firstErr(ctx.Err(), ses.Err())
-			}
-			continue
-		}
-		if !tr.Succeeded {
+		if err == nil && !tr.Succeeded {
 			return fmt.Errorf("%w while waiting", ErrKeyLost)
 		}
-		wkey, prefix, blocked := p.Wait(tr.Responses[0].GetResponseRange())
-		if !blocked {
-			return ses.WaitAlive(ctx)
-		}
-		if err := waitDelete(ctx, ses, wkey, prefix, tr.Header.Revision+1); err != nil {
-			if ctx.Err() != nil || ses.Err() != nil {
-				return firstErr(ctx.Err(), ses.Err())
+		if err == nil {
+			wkey, prefix, blocked := p.Wait(tr.Responses[0].GetResponseRange())
+			if !blocked {
+				return ses.WaitAlive(ctx)
 			}
-			if !waitRetry(ctx, ses, retry) {
-				return firstErr(ctx.Err(), ses.Err())
+			if err = waitDelete(ctx, cli, wkey, prefix, tr.Header.Revision+1); err == nil {
+				retry.Reset()
+				continue
 			}
-			continue
 		}
-		retry.Reset()
+		// etcd did not answer, or the watch broke: read again.
+		if !retry.Wait(ctx) {
+			return ctx.Err()
+		}
 	}
+}
+
+// waitDelete returns nil once a delete of key (or under it, with prefix) is seen at or
+// after rev, or an error if the watch broke or ctx ended.
+func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bool, rev int64) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	opts := []clientv3.OpOption{clientv3.WithRev(rev), clientv3.WithFilterPut()}
+	if prefix {
+		opts = append(opts, clientv3.WithPrefix())
+	}
+	for wr := range cli.Watch(wctx, key, opts...) {
+		if err := wr.Err(); err != nil {
+			return err
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				return nil
+			}
+		}
+	}
+	return firstErr(ctx.Err(), errors.New("watch closed"))
 }
 
 func firstErr(errs ...error) error {
@@ -160,49 +172,4 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
-}
-
-func waitRetry(ctx context.Context, ses *Session, b *backoff.Backoff) bool {
-	t := time.NewTimer(b.Next())
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-ses.Lost():
-		return false
-	}
-}
-
-// waitDelete returns nil once a delete of key (or under it, with prefix) is seen at or
-// after rev, or an error if the watch broke, ctx ended or the session was lost.
-func waitDelete(ctx context.Context, ses *Session, key string, prefix bool, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithRev(rev), clientv3.WithFilterPut()}
-	if prefix {
-		opts = append(opts, clientv3.WithPrefix())
-	}
-	wch := ses.Client().Watch(wctx, key, opts...)
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ses.Lost():
-			return ses.Err()
-		case wr, ok := <-wch:
-			if !ok {
-				return errors.New("watch closed")
-			}
-			if err := wr.Err(); err != nil {
-				return err
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					return nil
-				}
-			}
-		}
-	}
 }

@@ -11,47 +11,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Vocab names the errors of a Claim in its user's terms, so that lock and election hand
-// them on as they are.
-type Vocab struct {
-	Pkg     string // prefixes this package's errors that pass through: "lock: session lost"
-	NotHeld error  // nothing is held (wrapping the cause of a loss, if any)
-	Lost    error  // what Err returns after a loss (wrapping its cause)
-	Closed  error  // the Holder was closed
-	Invalid error  // a bad argument
-	Busy    error  // an Acquire while the holding lasts or another Acquire runs
-	// Blocked is the error of a non-waiting Acquire that found the key of create
-	// revision rev ahead of ours.
-	Blocked func(key string, rev int64) error
-}
-
-func (v *Vocab) err(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrClosed):
-		return v.Closed
-	case errors.Is(err, ErrSessionLost), errors.Is(err, ErrKeyLost):
-		return fmt.Errorf("%s: %w", v.Pkg, err)
-	}
-	return err
-}
-
-func (v *Vocab) notHeld(cause error) error {
-	if cause == nil {
-		return v.NotHeld
-	}
-	return fmt.Errorf("%w: %w", v.NotHeld, cause)
-}
-
-// Loss returns the error of a holding that ended for cause: nil after a release.
-func (v *Vocab) Loss(cause error) error {
-	if cause == nil {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", v.Lost, cause)
-}
-
 var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Claim is one participant — a lock's Mutex or permit, an election's Candidate — and its
@@ -221,4 +180,45 @@ func (c *Claim) Abandon() {
 	if h := c.Last(); h != nil {
 		h.Abandon()
 	}
+}
+
+// Vocab names the errors of a Claim in its user's terms, so that lock and election hand
+// them on as they are.
+type Vocab struct {
+	Pkg     string // prefixes this package's errors that pass through: "lock: session lost"
+	NotHeld error  // nothing is held (wrapping the cause of a loss, if any)
+	Lost    error  // what Err returns after a loss (wrapping its cause)
+	Closed  error  // the Holder was closed
+	Invalid error  // a bad argument
+	Busy    error  // an Acquire while the holding lasts or another Acquire runs
+	// Blocked is the error of a non-waiting Acquire that found the key of create
+	// revision rev ahead of ours.
+	Blocked func(key string, rev int64) error
+}
+
+func (v *Vocab) err(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrClosed):
+		return v.Closed
+	case errors.Is(err, ErrSessionLost), errors.Is(err, ErrKeyLost):
+		return fmt.Errorf("%s: %w", v.Pkg, err)
+	}
+	return err
+}
+
+func (v *Vocab) notHeld(cause error) error {
+	if cause == nil {
+		return v.NotHeld
+	}
+	return fmt.Errorf("%w: %w", v.NotHeld, cause)
+}
+
+// Loss returns the error of a holding that ended for cause: nil after a release.
+func (v *Vocab) Loss(cause error) error {
+	if cause == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", v.Lost, cause)
 }

@@ -19,7 +19,7 @@ type Holding struct {
 	key string
 	rev int64
 
-	ctx    context.Context // ends with the holding
+	ctx    context.Context // ends with the holding or the session
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the monitor
 
@@ -34,7 +34,7 @@ type Holding struct {
 // NewHolding starts a holding of key at create revision rev.
 func NewHolding(ses *Session, key string, rev int64) *Holding {
 	h := &Holding{ses: ses, key: key, rev: rev, done: make(chan struct{})}
-	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.ctx, h.cancel = context.WithCancel(ses.lostCtx)
 	return h
 }
 
@@ -184,9 +184,7 @@ func (h *Holding) monitor() {
 	for {
 		select {
 		case <-h.ctx.Done():
-			return
-		case <-h.ses.Lost():
-			h.End(h.ses.Err())
+			h.End(h.ses.Err()) // lost with the session, unless already ended
 			return
 		case <-resume:
 			// The watch broke: re-read the key, then watch again from where the read was.

@@ -83,7 +83,7 @@ func newSession(cli *clientv3.Client, lease clientv3.LeaseID, borrowed *concurre
 		lg = zap.NewNop()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	lostCtx, lostStop := context.WithCancel(ctx)
+	lostCtx, lostStop := context.WithCancel(context.Background())
 	return &Session{
 		cli: cli, lease: lease, borrowed: borrowed, lg: lg,
 		confirmed: make(chan struct{}), tracked: make(chan struct{}),
@@ -243,7 +243,11 @@ func (s *Session) janitor(done chan struct{}) {
 	// Short: each try waits for etcd (CleanupTimeout) anyway, and a revoke or delete that
 	// lands a moment after etcd answers again unblocks whoever waits behind our keys.
 	b := backoff.New(50*time.Millisecond, 250*time.Millisecond)
-	for {
+	for retry := time.After(0); ; retry = time.After(b.Next()) {
+		select {
+		case <-ctx.Done():
+		case <-retry:
+		}
 		s.mu.Lock()
 		revoke := s.err != nil && s.borrowed == nil
 		var owed []string
@@ -269,12 +273,6 @@ func (s *Session) janitor(done chan struct{}) {
 			_, _ = s.remove(rctx, k)
 		}
 		cancel()
-		t := time.NewTimer(b.Next())
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
 	}
 }
 
