@@ -1,0 +1,83 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// mappedKB is the resident size of this process's mappings of the file at path.
+func mappedKB(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	require.NoError(t, err)
+	defer f.Close()
+	kb, in := 0, false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) > 0 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":"):
+			in = fields[len(fields)-1] == path
+		case in && len(fields) == 3 && fields[0] == "Rss:":
+			n, err := strconv.Atoi(fields[1])
+			require.NoError(t, err)
+			kb += n
+		}
+	}
+	require.NoError(t, sc.Err())
+	return kb
+}
+
+// The pages of the file that history writes map do not stay resident: after a minute's
+// sweep, the process maps a small part of a file that its appends read all of.
+func TestBoltHistoryPagesNotKeptMapped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	b, err := Open(path)
+	require.NoError(t, err)
+	defer b.Close()
+	SetSweepEvery(b, time.Hour) // no sweep while the file grows
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := time.Now().Add(-time.Hour)
+	for i := range 3000 {
+		data := make([]byte, 0, 3000)
+		data = append(data, `{"v":"`...)
+		for range 1500 {
+			data = strconv.AppendInt(data, rng.Int64N(10), 10) // compresses to about half
+		}
+		data = append(data, `"}`...)
+		require.NoError(t, b.PutMetricSnapshots(ctx, []MetricSnapshot{{Time: at.Add(time.Duration(i) * time.Second),
+			Cluster: fmt.Sprint("c", i%3), Data: json.RawMessage(data)}}))
+	}
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	before := mappedKB(t, path)
+	t.Logf("file %d KB, %d KB mapped before the sweep", st.Size()>>10, before)
+	require.Greater(t, before, 2<<10, "appends map the pages they read")
+
+	SetSweepEvery(b, 0) // the next write sweeps
+	require.NoError(t, b.PutMetricSnapshots(ctx, []MetricSnapshot{{Time: at.Add(time.Hour), Cluster: "c0", Values: map[string]float64{"v": 1}}}))
+	after := mappedKB(t, path)
+	t.Logf("%d KB mapped after it", after)
+	assert.Less(t, after, before/4, "pages left mapped after the sweep")
+
+	// What was written reads back whole.
+	got, err := b.MetricSnapshots(ctx, HistoryQuery{Cluster: "c1", Limit: 5000})
+	require.NoError(t, err)
+	assert.Len(t, got, 1000)
+	for _, s := range got {
+		assert.True(t, json.Valid(s.Data))
+	}
+}
