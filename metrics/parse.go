@@ -9,7 +9,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"sync"
 	"unicode/utf8"
 )
 
@@ -206,7 +205,29 @@ type parsed struct {
 	dropped                             int       // samples that were NaN or ±Inf
 }
 
-var bufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, scrapeBufSize) }}
+// readers are the scrapes' read buffers, kept across garbage collections (a sync.Pool
+// empties in two): a daemon scraping members every few seconds would otherwise allocate
+// a fresh buffer for most scrapes. A scrape when all are in use gets a new one, kept
+// only if there is room when it ends.
+var readers = make(chan *bufio.Reader, 8)
+
+func getReader(r io.Reader) *bufio.Reader {
+	select {
+	case br := <-readers:
+		br.Reset(r)
+		return br
+	default:
+		return bufio.NewReaderSize(r, scrapeBufSize)
+	}
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	select {
+	case readers <- br:
+	default:
+	}
+}
 
 // errTooLarge is returned by parse when the body exceeds the limit.
 var errTooLarge = errors.New("body too large")
@@ -214,12 +235,8 @@ var errTooLarge = errors.New("body too large")
 // parse reads a Prometheus text exposition from r, at most limit bytes.
 func parse(r io.Reader, limit int64) (*parsed, error) {
 	lr := &io.LimitedReader{R: r, N: limit + 1}
-	br := bufPool.Get().(*bufio.Reader)
-	br.Reset(lr)
-	defer func() {
-		br.Reset(nil)
-		bufPool.Put(br)
-	}()
+	br := getReader(lr)
+	defer putReader(br)
 	p := &parsed{}
 	lineNo := 0
 	for {
