@@ -56,8 +56,8 @@ func New(ctx context.Context, cli *clientv3.Client, ttl time.Duration, opts ...O
 		}
 		opt.apply(&o)
 	}
-	if err := o.validate(); err != nil {
-		return nil, err
+	if o.logger == nil {
+		return nil, fmt.Errorf("%w: WithLogger: nil logger", ErrInvalidArgument)
 	}
 	k := &Keeper{cli: cli, ttl: ttl, opts: o, exited: make(chan struct{}), done: make(chan struct{})}
 	ses, err := ownership.Grant(ctx, cli, ttl, o.logger)

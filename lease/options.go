@@ -2,7 +2,6 @@ package lease
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -32,13 +31,6 @@ func defaults() options {
 		backoffMin: 100 * time.Millisecond,
 		backoffMax: 5 * time.Second,
 	}
-}
-
-func (o *options) validate() error {
-	if o.logger == nil {
-		return fmt.Errorf("%w: WithLogger: nil logger", ErrInvalidArgument)
-	}
-	return nil
 }
 
 // WithRegrant makes the Keeper replace a lost lease with a new one (with backoff and no

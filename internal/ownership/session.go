@@ -156,126 +156,6 @@ func (s *Session) Bind(ctx context.Context) (context.Context, context.CancelFunc
 	}
 }
 
-// Track registers a key on the lease, deleted if the session is lost while the lease
-// may still live. Untrack forgets it.
-func (s *Session) Track(key string) {
-	s.mu.Lock()
-	owed := s.err != nil && s.borrowed != nil
-	s.keys[key] = owed
-	s.mu.Unlock()
-	if owed {
-		s.wake()
-	}
-}
-
-// Untrack forgets a key registered with Track.
-func (s *Session) Untrack(key string) {
-	s.mu.Lock()
-	delete(s.keys, key)
-	s.mu.Unlock()
-}
-
-// Drop deletes key so that it never blocks others: at once, waiting at most
-// CleanupTimeout, and if that fails, in the background, with backoff, until the delete
-// lands or the lease is gone (for a borrowed lease, even after Release). A lost or
-// released lease of our own needs nothing: it is revoked or left to expire, and the
-// key goes with it.
-func (s *Session) Drop(key string) {
-	s.mu.Lock()
-	gone := s.err != nil && s.borrowed == nil
-	s.mu.Unlock()
-	if gone {
-		s.Untrack(key)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout(s.ttlOr(0)))
-	_, err := s.remove(ctx, key)
-	cancel()
-	if err != nil {
-		s.mu.Lock()
-		s.keys[key] = true
-		s.mu.Unlock()
-		s.wake()
-	}
-}
-
-// CleanupTimeout bounds each wait for etcd in a cleanup: a third of the TTL, at least
-// one second (and 2s when the TTL is not known yet).
-func CleanupTimeout(ttl time.Duration) time.Duration {
-	if ttl <= 0 {
-		return 2 * time.Second
-	}
-	return max(ttl/3, time.Second)
-}
-
-// remove deletes one of our keys: the one delete of a release or a cleanup. A plain
-// delete suffices, as a key name is never used twice (see Claim.Acquire), so a retried
-// or late delete can reach no later holding.
-func (s *Session) remove(ctx context.Context, key string) (deleted bool, err error) {
-	resp, err := s.cli.Delete(ctx, key)
-	if err != nil {
-		return false, err
-	}
-	s.Untrack(key)
-	return resp.Deleted > 0, nil
-}
-
-// wake sets the janitor to work unless it is already.
-func (s *Session) wake() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if isClosed(s.sweeping) {
-		s.sweeping = make(chan struct{})
-		go s.janitor(s.sweeping)
-	}
-}
-
-// janitor deletes the keys owed a delete — every key once a borrowed session is lost —
-// or, once a lease of our own is lost, revokes it, with backoff, until nothing is left
-// to do. A closed client can delete and revoke nothing; a lease of our own is revoked
-// by Release, and a borrowed one's keys outlive Release, not the caller's session.
-func (s *Session) janitor(done chan struct{}) {
-	defer close(done)
-	ctx := s.ctx
-	if s.borrowed != nil {
-		ctx = s.borrowed.Ctx()
-	}
-	// Short: each try waits for etcd (CleanupTimeout) anyway, and a revoke or delete that
-	// lands a moment after etcd answers again unblocks whoever waits behind our keys.
-	b := backoff.New(50*time.Millisecond, 250*time.Millisecond)
-	for retry := time.After(0); ; retry = time.After(b.Next()) {
-		select {
-		case <-ctx.Done():
-		case <-retry:
-		}
-		s.mu.Lock()
-		revoke := s.err != nil && s.borrowed == nil
-		var owed []string
-		for k, o := range s.keys {
-			if o && !revoke {
-				owed = append(owed, k)
-			}
-		}
-		if ctx.Err() != nil || s.cli.Ctx().Err() != nil || isClosed(s.revoked) || (!revoke && len(owed) == 0) {
-			s.sweeping = closedCh
-			s.mu.Unlock()
-			return
-		}
-		s.mu.Unlock()
-		rctx, cancel := context.WithTimeout(ctx, CleanupTimeout(s.ttlOr(0)))
-		if revoke {
-			// We stopped renewing. Revoke as soon as etcd answers rather than let the lease
-			// expire, so that nobody waits out a TTL behind our keys — for as long as it
-			// takes: a leader change at etcd extends every lease by a TTL.
-			_ = s.revoke(rctx)
-		}
-		for _, k := range owed {
-			_, _ = s.remove(rctx, k)
-		}
-		cancel()
-	}
-}
-
 func (s *Session) fail(err error) {
 	s.mu.Lock()
 	first := s.err == nil
@@ -448,6 +328,126 @@ func (s *Session) renew() error {
 		s.expire()
 	}
 	return nil
+}
+
+// Track registers a key on the lease, deleted if the session is lost while the lease
+// may still live. Untrack forgets it.
+func (s *Session) Track(key string) {
+	s.mu.Lock()
+	owed := s.err != nil && s.borrowed != nil
+	s.keys[key] = owed
+	s.mu.Unlock()
+	if owed {
+		s.wake()
+	}
+}
+
+// Untrack forgets a key registered with Track.
+func (s *Session) Untrack(key string) {
+	s.mu.Lock()
+	delete(s.keys, key)
+	s.mu.Unlock()
+}
+
+// Drop deletes key so that it never blocks others: at once, waiting at most
+// CleanupTimeout, and if that fails, in the background, with backoff, until the delete
+// lands or the lease is gone (for a borrowed lease, even after Release). A lost or
+// released lease of our own needs nothing: it is revoked or left to expire, and the
+// key goes with it.
+func (s *Session) Drop(key string) {
+	s.mu.Lock()
+	gone := s.err != nil && s.borrowed == nil
+	s.mu.Unlock()
+	if gone {
+		s.Untrack(key)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout(s.ttlOr(0)))
+	_, err := s.remove(ctx, key)
+	cancel()
+	if err != nil {
+		s.mu.Lock()
+		s.keys[key] = true
+		s.mu.Unlock()
+		s.wake()
+	}
+}
+
+// CleanupTimeout bounds each wait for etcd in a cleanup: a third of the TTL, at least
+// one second (and 2s when the TTL is not known yet).
+func CleanupTimeout(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 2 * time.Second
+	}
+	return max(ttl/3, time.Second)
+}
+
+// remove deletes one of our keys: the one delete of a release or a cleanup. A plain
+// delete suffices, as a key name is never used twice (see Claim.Acquire), so a retried
+// or late delete can reach no later holding.
+func (s *Session) remove(ctx context.Context, key string) (deleted bool, err error) {
+	resp, err := s.cli.Delete(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	s.Untrack(key)
+	return resp.Deleted > 0, nil
+}
+
+// wake sets the janitor to work unless it is already.
+func (s *Session) wake() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if isClosed(s.sweeping) {
+		s.sweeping = make(chan struct{})
+		go s.janitor(s.sweeping)
+	}
+}
+
+// janitor deletes the keys owed a delete — every key once a borrowed session is lost —
+// or, once a lease of our own is lost, revokes it, with backoff, until nothing is left
+// to do. A closed client can delete and revoke nothing; a lease of our own is revoked
+// by Release, and a borrowed one's keys outlive Release, not the caller's session.
+func (s *Session) janitor(done chan struct{}) {
+	defer close(done)
+	ctx := s.ctx
+	if s.borrowed != nil {
+		ctx = s.borrowed.Ctx()
+	}
+	// Short: each try waits for etcd (CleanupTimeout) anyway, and a revoke or delete that
+	// lands a moment after etcd answers again unblocks whoever waits behind our keys.
+	b := backoff.New(50*time.Millisecond, 250*time.Millisecond)
+	for retry := time.After(0); ; retry = time.After(b.Next()) {
+		select {
+		case <-ctx.Done():
+		case <-retry:
+		}
+		s.mu.Lock()
+		revoke := s.err != nil && s.borrowed == nil
+		var owed []string
+		for k, o := range s.keys {
+			if o && !revoke {
+				owed = append(owed, k)
+			}
+		}
+		if ctx.Err() != nil || s.cli.Ctx().Err() != nil || isClosed(s.revoked) || (!revoke && len(owed) == 0) {
+			s.sweeping = closedCh
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		rctx, cancel := context.WithTimeout(ctx, CleanupTimeout(s.ttlOr(0)))
+		if revoke {
+			// We stopped renewing. Revoke as soon as etcd answers rather than let the lease
+			// expire, so that nobody waits out a TTL behind our keys — for as long as it
+			// takes: a leader change at etcd extends every lease by a TTL.
+			_ = s.revoke(rctx)
+		}
+		for _, k := range owed {
+			_, _ = s.remove(rctx, k)
+		}
+		cancel()
+	}
 }
 
 // Release stops the tracker. A lease of our own is revoked, deleting every key on it;
