@@ -23,7 +23,8 @@ func TestScrapeBufferKeptAcrossCollections(t *testing.T) {
 	readers <- kept
 	runtime.GC()
 	runtime.GC()
-	if got := getReader(nil); got != kept {
+	got := getReader(nil)
+	if got != kept {
 		t.Fatal("the scrape after two collections got a new buffer")
 	}
 	many := []*bufio.Reader{got}
