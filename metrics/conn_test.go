@@ -155,3 +155,29 @@ func TestCollectorSharesMemberConnectionWithHealth(t *testing.T) {
 		assert.Zero(ct, p.Open.Load(), "connections left open after both closed")
 	}, 10*time.Second, 10*time.Millisecond)
 }
+
+// Endpoints given by member ID, as health.WithEndpoints takes them, reach the collector
+// too: the checker and the collector use one endpoint per member, so their shared
+// connection is dialled once, not once a round by each in turn.
+func TestCollectorEndpointByIDSharedWithHealth(t *testing.T) {
+	cli := etcdtest.Client(t)
+	resp, err := cli.MemberList(etcdtest.Context(t, 5*time.Second))
+	require.NoError(t, err)
+	require.Len(t, resp.Members, 1)
+	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	endpoints := map[string]string{metrics.ID(resp.Members[0].ID).Hex(): "http://" + p.Addr}
+	c, err := metrics.New(cli, metrics.WithSamples(2), metrics.WithEndpoints(endpoints))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	h, err := health.New(cli, health.WithEndpoints(endpoints))
+	require.NoError(t, err)
+	t.Cleanup(func() { h.Close() })
+
+	for range 3 {
+		s := collect(t, c)
+		require.Equal(t, "http://"+p.Addr, s.Members[0].Endpoint)
+		_, err := h.Check(etcdtest.Context(t, 20*time.Second))
+		require.NoError(t, err)
+	}
+	assert.EqualValues(t, 1, p.Accepted.Load(), "gRPC connections made by 3 collections and 3 checks")
+}

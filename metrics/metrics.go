@@ -248,7 +248,12 @@ func (c *Collector) members(ctx context.Context) ([]member, bool, error) {
 			m.endpoint = pm.ClientURLs[0]
 		}
 		m.metricsURL, m.unix = metricsURL(pm.ClientURLs)
-		if ep, ok := c.opts.endpoints[m.name]; ok {
+		// By hexadecimal ID first, then name, as health.WithEndpoints: given one map, the
+		// Checker and the Collector reach a member at one endpoint, over the connection
+		// they share (memberhttp.ConnsOf), instead of each replacing the other's.
+		if ep, ok := c.opts.endpoints[ID(pm.ID).Hex()]; ok {
+			m.endpoint = ep
+		} else if ep, ok := c.opts.endpoints[m.name]; ok && m.name != "" {
 			m.endpoint = ep
 		}
 		if u, ok := c.opts.metricsURLs[m.name]; ok {
