@@ -57,8 +57,7 @@ type Bolt struct {
 }
 
 // sweepEvery is how often a history write also deletes the expired records of the
-// clusters it does not write (a write deletes those of the clusters it writes), and
-// releases the pages of the file the process has mapped (releaseMapped).
+// clusters it does not write (a write deletes those of the clusters it writes).
 const sweepEvery = time.Minute
 
 var (
@@ -467,7 +466,6 @@ func (b *Bolt) putSamples(ctx context.Context, bucket []byte, in []sample) error
 				b.swept = map[string]time.Time{}
 			}
 			b.swept[string(bucket)] = now
-			releaseMapped(b.db, tx.Size())
 			if err := root.ForEachBucket(func(name []byte) error {
 				clusters = append(clusters, bytes.Clone(name))
 				return nil
@@ -479,7 +477,9 @@ func (b *Bolt) putSamples(ctx context.Context, bucket []byte, in []sample) error
 				clusters = append(clusters, []byte(name))
 			}
 		}
-		return retain(root, dataRoot, cutoff, clusters)
+		err := retain(root, dataRoot, cutoff, clusters)
+		releaseMapped(b.db, tx.Size())
+		return err
 	})
 }
 
