@@ -34,7 +34,9 @@
 //     longer monitored) at most a minute later; a Memory store also keeps at most
 //     DefaultMemoryHistory records per cluster and member. In the bbolt file a record's
 //     Data of 512 bytes or more is stored deflated (a metrics snapshot of 3 members:
-//     about 8 KB of JSON, 1.8 KB stored), and reads back byte for byte.
+//     about 8 KB of JSON, 1.8 KB stored), and reads back byte for byte. On Linux each
+//     history write gives back the pages of the file the process mapped to make it, so
+//     the process's resident size does not grow with the file.
 //   - Every method is safe for concurrent use. After Close every method returns
 //     ErrClosed.
 //
