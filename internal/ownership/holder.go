@@ -36,8 +36,7 @@ func NewHolder(cli *clientv3.Client, ttl time.Duration, borrowed *concurrency.Se
 	h := &Holder{cli: cli, ttl: ttl, borrowed: borrowed, lg: lg, grant: make(chan struct{}, 1)}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if borrowed != nil {
-		h.cur = newSession(borrowed.Client(), borrowed.Lease(), borrowed, lg)
-		go h.cur.track()
+		h.cur = Attach(borrowed, lg)
 	}
 	return h
 }

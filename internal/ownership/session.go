@@ -48,6 +48,8 @@ type Session struct {
 	lostCtx   context.Context // ends at loss or Release
 	lostStop  context.CancelFunc
 
+	refs int // users of a borrowed session (Attach), under sharedMu
+
 	mu       sync.Mutex
 	deadline time.Time
 	ttl      time.Duration
@@ -76,6 +78,27 @@ func Grant(ctx context.Context, cli *clientv3.Client, ttl time.Duration, lg *zap
 	close(ses.confirmed)
 	go ses.track()
 	return ses, nil
+}
+
+var (
+	sharedMu sync.Mutex
+	shared   = map[*concurrency.Session]*Session{}
+)
+
+// Attach returns the tracker of a session the caller owns, shared by all its users (one
+// renewal loop per session, however many locks hang on it) until the last one releases
+// it.
+func Attach(s *concurrency.Session, lg *zap.Logger) *Session {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	ses := shared[s]
+	if ses == nil {
+		ses = newSession(s.Client(), s.Lease(), s, lg)
+		shared[s] = ses
+		go ses.track()
+	}
+	ses.refs++
+	return ses
 }
 
 func newSession(cli *clientv3.Client, lease clientv3.LeaseID, borrowed *concurrency.Session, lg *zap.Logger) *Session {
@@ -450,14 +473,26 @@ func (s *Session) janitor(done chan struct{}) {
 	}
 }
 
-// Release stops the tracker. A lease of our own is revoked, deleting every key on it;
-// a borrowed one's keys still owed a delete are deleted, and what fails is left to the
-// janitor, which goes on until the deletes land or the caller's session ends. Either
-// waits at most CleanupTimeout for etcd.
+// Release stops the tracker (of a borrowed session: once its last user releases it). A
+// lease of our own is revoked, deleting every key on it; a borrowed one's keys still owed
+// a delete are deleted, and what fails is left to the janitor, which goes on until the
+// deletes land or the caller's session ends. Either waits at most CleanupTimeout for etcd.
 func (s *Session) Release() error { return s.ReleaseContext(context.Background()) }
 
 // ReleaseContext is Release, waiting for etcd no longer than until ctx ends either.
 func (s *Session) ReleaseContext(ctx context.Context) error {
+	if s.borrowed != nil {
+		sharedMu.Lock()
+		s.refs--
+		last := s.refs == 0
+		if last && shared[s.borrowed] == s {
+			delete(shared, s.borrowed)
+		}
+		sharedMu.Unlock()
+		if !last {
+			return nil
+		}
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
