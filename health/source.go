@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -59,8 +60,10 @@ type StatusSource interface {
 
 // etcdSource reads a cluster through a client.
 type etcdSource struct {
-	cli     *clientv3.Client
-	conns   *memberhttp.Conns
+	cli *clientv3.Client
+	// conns are shared with the metrics.Collector of the same cli until Close, and
+	// closed ones of the source's own after it, so that requests after Close keep none.
+	conns   atomic.Pointer[memberhttp.Conns]
 	release func() error
 }
 
@@ -71,11 +74,17 @@ type etcdSource struct {
 // (closing cli does too). A Checker closes the source it made itself in Close.
 func NewEtcdSource(cli *clientv3.Client) StatusSource {
 	conns, release := memberhttp.ConnsOf(cli)
-	return &etcdSource{cli: cli, conns: conns, release: release}
+	s := &etcdSource{cli: cli, release: release}
+	s.conns.Store(conns)
+	return s
 }
 
-// Close ends the source's use of the member connections. It is idempotent.
-func (s *etcdSource) Close() error { return s.release() }
+// Close ends the source's use of the member connections; a Status after it keeps no
+// connection. It is idempotent.
+func (s *etcdSource) Close() error {
+	s.conns.Store(memberhttp.ClosedConns(s.cli))
+	return s.release()
+}
 
 func (s *etcdSource) Members(ctx context.Context) ([]Member, error) {
 	resp, err := s.cli.MemberList(ctx, clientv3.WithSerializable())
@@ -92,7 +101,7 @@ func (s *etcdSource) Members(ctx context.Context) ([]Member, error) {
 		}
 		out = append(out, mem)
 	}
-	s.conns.Keep(ids)
+	s.conns.Load().Keep(ids)
 	return out, nil
 }
 
@@ -100,7 +109,7 @@ func (s *etcdSource) Status(ctx context.Context, m Member) (Status, error) {
 	if m.Endpoint == "" {
 		return Status{}, fmt.Errorf("%w: %s", ErrNoEndpoint, m.Name)
 	}
-	mc, _, err := s.conns.Get(uint64(m.ID), m.Endpoint)
+	mc, _, err := s.conns.Load().Get(uint64(m.ID), m.Endpoint)
 	if err != nil {
 		return Status{}, fmt.Errorf("failed to dial endpoint %s with maintenance client: %w", m.Endpoint, err)
 	}

@@ -181,3 +181,36 @@ func TestCollectorEndpointByIDSharedWithHealth(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, p.Accepted.Load(), "gRPC connections made by 3 collections and 3 checks")
 }
+
+// A Check after the Checker's Close, and a Collect after the Collector's Close, keep no
+// connection, also while the other, open, shares the member connections.
+func TestAfterCloseKeepsNoSharedConnection(t *testing.T) {
+	cli := etcdtest.Client(t)
+	resp, err := cli.MemberList(etcdtest.Context(t, 5*time.Second))
+	require.NoError(t, err)
+	require.Len(t, resp.Members, 1)
+	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
+	endpoints := map[string]string{metrics.ID(resp.Members[0].ID).Hex(): "http://" + p.Addr}
+	c, err := metrics.New(cli, metrics.WithSamples(2), metrics.WithEndpoints(endpoints))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	h, err := health.New(cli, health.WithEndpoints(endpoints))
+	require.NoError(t, err)
+	t.Cleanup(func() { h.Close() })
+
+	require.NoError(t, h.Close())
+	_, err = h.Check(etcdtest.Context(t, 20*time.Second))
+	require.NoError(t, err)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.Open.Load(), "connections kept by a Check after Close")
+	}, 10*time.Second, 10*time.Millisecond)
+
+	h2, err := health.New(cli, health.WithEndpoints(endpoints))
+	require.NoError(t, err)
+	t.Cleanup(func() { h2.Close() })
+	require.NoError(t, c.Close())
+	require.NoError(t, collect(t, c).Members[0].Err)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Zero(ct, p.Open.Load(), "connections kept by a Collect after Close")
+	}, 10*time.Second, 10*time.Millisecond)
+}

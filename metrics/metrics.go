@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,9 +33,11 @@ type Collector struct {
 	prev        map[uint64]*raw
 	seen        map[uint64]bool // members with exported series
 	history     []*Snapshot
-	conns       *memberhttp.Conns // the probes', kept between collections (shared with health)
-	release     func() error      // ends this Collector's use of conns
-	closed      bool
+	// conns are the probes', kept between collections (shared with health) until Close,
+	// and closed ones of the Collector's own after it, so that a Collect after it keeps none.
+	conns   atomic.Pointer[memberhttp.Conns]
+	release func() error // ends this Collector's use of the shared conns
+	closed  bool
 }
 
 type member struct {
@@ -72,7 +75,8 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	}
 	conns, release := memberhttp.ConnsOf(cli)
 	c := &Collector{cli: cli, opts: o, http: memberhttp.NewClients(o.httpClient),
-		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, conns: conns, release: release}
+		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, release: release}
+	c.conns.Store(conns)
 	c.exporter = newExporter(c)
 	if o.registerer != nil {
 		if err := o.registerer.Register(c.exporter); err != nil {
@@ -100,6 +104,7 @@ func (c *Collector) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
+	c.conns.Store(memberhttp.ClosedConns(c.cli))
 	err := c.release()
 	c.http.Close()
 	if c.opts.registerer != nil {
@@ -192,7 +197,7 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 		for i, m := range members {
 			ids[i] = m.id
 		}
-		c.conns.Keep(ids)
+		c.conns.Load().Keep(ids)
 		urls := make([]string, 0, len(members))
 		for _, m := range members {
 			if m.metricsURL != "" {
@@ -312,7 +317,7 @@ func (c *Collector) probe(ctx context.Context, m member) ([]time.Duration, int, 
 	if m.endpoint == "" {
 		return nil, n, fmt.Errorf("%w: no endpoint", ErrProbe)
 	}
-	pc, fresh, err := c.conns.Get(m.id, m.endpoint)
+	pc, fresh, err := c.conns.Load().Get(m.id, m.endpoint)
 	if err != nil {
 		return nil, n, fmt.Errorf("%w: %s: %w", ErrProbe, m.endpoint, err)
 	}

@@ -68,3 +68,12 @@ func (sh *share) forget(cli *clientv3.Client) {
 	}
 	shared.Unlock()
 }
+
+// ClosedConns returns Conns of cli that are closed: each request through them dials a
+// connection that closes when it ends. A user whose share ended (ConnsOf) makes its
+// requests through these, so that it keeps no connection while others still share.
+func ClosedConns(cli *clientv3.Client) *Conns {
+	c := NewConns(cli)
+	c.Close()
+	return c
+}
