@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
@@ -74,4 +76,50 @@ func TestVerifyHostileDatabase(t *testing.T) {
 			assert.ErrorIs(t, m.verify(path, &SnapshotReport{}), ErrVerify)
 		})
 	}
+}
+
+// checkPages accepts a sound database with branch, overflow and freelist pages, nested
+// and inline buckets, as bbolt's check does.
+func TestCheckPagesAcceptsSoundDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sound.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	for round := range 3 {
+		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("big"))
+			if err != nil {
+				return err
+			}
+			for i := range 3000 {
+				if err := b.Put(fmt.Appendf(nil, "k%06d", i), bytes.Repeat([]byte{byte(round)}, 100)); err != nil {
+					return err
+				}
+			}
+			if err := b.Put([]byte("overflow"), bytes.Repeat([]byte{1}, 20000)); err != nil {
+				return err
+			}
+			nested, err := b.CreateBucketIfNotExists([]byte("nested"))
+			if err != nil {
+				return err
+			}
+			inline, err := nested.CreateBucketIfNotExists([]byte("inline"))
+			if err != nil {
+				return err
+			}
+			return inline.Put([]byte("a"), []byte("b"))
+		}))
+	}
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error { // frees pages
+		b := tx.Bucket([]byte("big"))
+		for i := range 1500 {
+			if err := b.Delete(fmt.Appendf(nil, "k%06d", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.NoError(t, db.Close())
+	require.NoError(t, checkPages(path))
+	_, err = statusOf(path)
+	require.NoError(t, err)
 }
