@@ -477,17 +477,20 @@ func (m *Manager) remember(cluster string, s *metrics.Snapshot) {
 	dense, counted, keep := t.denseSpan(), t.counterSpan(), t.maxWindow()+time.Minute
 	counters, sizes := m.counters[cluster], m.sizes[cluster]
 	i := 0
-	for ; i < len(h)-1 && s.Time.Sub(h[i].Time) > dense; i++ {
-		age := s.Time.Sub(h[i].Time)
+	for i < len(h)-1 && s.Time.Sub(h[i].Time) > dense {
+		i++
+	}
+	// Snapshots beyond maxSnapshots leave too, younger than dense when they come that
+	// often; what the longer windows read of them is kept all the same.
+	i = max(i, len(h)-maxSnapshots)
+	for _, old := range h[:i] {
+		age := s.Time.Sub(old.Time)
 		if age <= counted {
-			counters = append(counters, countersOf(h[i]))
+			counters = append(counters, countersOf(old))
 		}
 		if age <= keep {
-			sizes = addSizes(sizes, h[i])
+			sizes = addSizes(sizes, old)
 		}
-	}
-	if n := len(h) - i - maxSnapshots; n > 0 {
-		i += n
 	}
 	h = slices.Delete(h, 0, i) // clears the tail: the dropped snapshots go
 	c := max(0, len(counters)-maxSnapshots)
