@@ -53,9 +53,10 @@
 // handshakes: one gRPC connection per member for the probes (dropped when a probe through
 // it fails, so that a member that comes back is probed through a new one at once, and
 // when the member leaves the cluster) and kept-alive HTTP connections for /metrics.
-// Close closes them (those of a WithHTTPClient client stay the caller's) and unregisters
-// the exporter when WithRegisterer was used; closing the client closes the gRPC
-// connections too. The client passed to New stays the caller's. Collect
+// The gRPC connections are shared with the health.Checker of the same client (one per
+// member for both). Close closes the HTTP ones, and the gRPC ones once no Checker of the
+// client uses them either, and unregisters the exporter when WithRegisterer was used;
+// closing the client closes the gRPC connections too. The client passed to New stays the caller's. Collect
 // is safe for concurrent use, and works after Close without keeping connections; a
 // Collect that Close overlaps keeps none either once it returns.
 //

@@ -92,9 +92,11 @@ func WithHistorySize(n int) Option { return optionFunc(func(o *options) { o.hist
 // serves, so this bounds goroutines and bursts of CPU more than memory.
 func WithConcurrency(n int) Option { return optionFunc(func(o *options) { o.concurrency = n }) }
 
-// WithEndpoints maps member names to the gRPC endpoint to probe, for members whose
-// advertised client URLs are not reachable from here. Others are probed on their first
-// client URL.
+// WithEndpoints maps members to the gRPC endpoint to probe, for members whose advertised
+// client URLs are not reachable from here. A key is a member's hexadecimal ID or its
+// name; the ID wins. Others are probed on their first client URL. Give a
+// health.Checker of the same client the same map, so that both reach a member over their
+// one shared connection.
 func WithEndpoints(byName map[string]string) Option {
 	return optionFunc(func(o *options) { o.endpoints = clone(byName) })
 }
