@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"slices"
 	"time"
 
 	"github.com/etcd-monitor/etcd-monitor/metrics"
@@ -18,12 +19,10 @@ func (in *Input) series(id uint64, window time.Duration) []sample {
 	if len(in.History) == 0 {
 		return nil
 	}
-	end := in.History[len(in.History)-1].Time
-	var out []sample
-	for _, s := range in.History {
-		if s.Time.Before(end.Add(-window)) {
-			continue
-		}
+	from := in.History[len(in.History)-1].Time.Add(-window)
+	first, _ := slices.BinarySearchFunc(in.History, from, func(s *metrics.Snapshot, t time.Time) int { return s.Time.Compare(t) })
+	out := make([]sample, 0, len(in.History)-first)
+	for _, s := range in.History[first:] {
 		for i := range s.Members {
 			if m := &s.Members[i]; uint64(m.ID) == id && m.Scraped {
 				out = append(out, sample{s.Time, m})
