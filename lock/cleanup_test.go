@@ -281,14 +281,13 @@ func TestSharedSessionCleanupStopsWithClient(t *testing.T) {
 	// deletes: the key stays owed a delete once the session is declared lost.
 	faults.FailStreams(func(m string) bool { return strings.HasSuffix(m, "/LeaseKeepAlive") })
 	faults.Fail(etcdtest.IsDelete)
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		select {
 		case <-m.Done():
-			return true
 		default:
-			return false
+			c.Errorf("the holding on the shared session has not ended")
 		}
-	}, 10*time.Second, 20*time.Millisecond, "the holding on the shared session ends")
+	}, 10*time.Second, 20*time.Millisecond)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.Positive(c, faults.Hits(), "the delete is retried while the client is open")
 	}, 5*time.Second, 10*time.Millisecond)

@@ -175,7 +175,7 @@ func TestOwnLeaseReplacedAfterLoss(t *testing.T) {
 	}
 	assert.ErrorIs(t, m.Err(), lock.ErrLost)
 	// The next Lock grants a new lease.
-	require.Eventually(t, func() bool { return m.Lock(ctx) == nil }, 5*time.Second, 50*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.NoError(c, m.Lock(ctx)) }, 5*time.Second, 50*time.Millisecond)
 	r2, err := cli.Get(ctx, m.Key())
 	require.NoError(t, err)
 	require.Len(t, r2.Kvs, 1)

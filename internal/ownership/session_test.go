@@ -120,8 +120,9 @@ func TestLostLeaseRevokedOnceEtcdAnswers(t *testing.T) {
 		}
 		return ok
 	})
-	require.Eventually(t, func() bool { return lost.Err() != nil }, 10*time.Second, 20*time.Millisecond,
-		"the session is lost once renewals stop landing")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Error(c, lost.Err(), "the session is lost once renewals stop landing")
+	}, 10*time.Second, 20*time.Millisecond)
 	cur, err := h.Get(ctx)
 	require.NoError(t, err)
 	require.NotEqual(t, id, cur.Lease())
