@@ -156,10 +156,11 @@ func TestCollectorSharesMemberConnectionWithHealth(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 }
 
-// Endpoints given by member ID, as health.WithEndpoints takes them, reach the collector
-// too: the checker and the collector use one endpoint per member, so their shared
-// connection is dialled once, not once a round by each in turn.
-func TestCollectorEndpointByIDSharedWithHealth(t *testing.T) {
+// sharedPair is a Collector and a Checker of one client that reach the shared node only
+// through p, given its endpoint by member ID, and a function that opens one more Checker
+// like h.
+func sharedPair(t *testing.T) (*metrics.Collector, *health.Checker, *memberhttptest.Proxy, func() *health.Checker) {
+	t.Helper()
 	cli := etcdtest.Client(t)
 	resp, err := cli.MemberList(etcdtest.Context(t, 5*time.Second))
 	require.NoError(t, err)
@@ -169,9 +170,20 @@ func TestCollectorEndpointByIDSharedWithHealth(t *testing.T) {
 	c, err := metrics.New(cli, metrics.WithSamples(2), metrics.WithEndpoints(endpoints))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
-	h, err := health.New(cli, health.WithEndpoints(endpoints))
-	require.NoError(t, err)
-	t.Cleanup(func() { h.Close() })
+	newChecker := func() *health.Checker {
+		h, err := health.New(cli, health.WithEndpoints(endpoints))
+		require.NoError(t, err)
+		t.Cleanup(func() { h.Close() })
+		return h
+	}
+	return c, newChecker(), p, newChecker
+}
+
+// Endpoints given by member ID, as health.WithEndpoints takes them, reach the collector
+// too: the checker and the collector use one endpoint per member, so their shared
+// connection is dialled once, not once a round by each in turn.
+func TestCollectorEndpointByIDSharedWithHealth(t *testing.T) {
+	c, h, p, _ := sharedPair(t)
 
 	for range 3 {
 		s := collect(t, c)
@@ -185,29 +197,16 @@ func TestCollectorEndpointByIDSharedWithHealth(t *testing.T) {
 // A Check after the Checker's Close, and a Collect after the Collector's Close, keep no
 // connection, also while the other, open, shares the member connections.
 func TestAfterCloseKeepsNoSharedConnection(t *testing.T) {
-	cli := etcdtest.Client(t)
-	resp, err := cli.MemberList(etcdtest.Context(t, 5*time.Second))
-	require.NoError(t, err)
-	require.Len(t, resp.Members, 1)
-	p := memberhttptest.NewProxy(t, strings.TrimPrefix(etcdtest.Endpoints()[0], "http://"))
-	endpoints := map[string]string{metrics.ID(resp.Members[0].ID).Hex(): "http://" + p.Addr}
-	c, err := metrics.New(cli, metrics.WithSamples(2), metrics.WithEndpoints(endpoints))
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	h, err := health.New(cli, health.WithEndpoints(endpoints))
-	require.NoError(t, err)
-	t.Cleanup(func() { h.Close() })
+	c, h, p, newChecker := sharedPair(t)
 
 	require.NoError(t, h.Close())
-	_, err = h.Check(etcdtest.Context(t, 20*time.Second))
+	_, err := h.Check(etcdtest.Context(t, 20*time.Second))
 	require.NoError(t, err)
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
 		assert.Zero(ct, p.Open.Load(), "connections kept by a Check after Close")
 	}, 10*time.Second, 10*time.Millisecond)
 
-	h2, err := health.New(cli, health.WithEndpoints(endpoints))
-	require.NoError(t, err)
-	t.Cleanup(func() { h2.Close() })
+	newChecker()
 	require.NoError(t, c.Close())
 	require.NoError(t, collect(t, c).Members[0].Err)
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
