@@ -16,10 +16,7 @@ import (
 // History records written before Data was kept apart (inline in the record) still
 // read back with their Data, and new records keep theirs in the data bucket only.
 func TestBoltHistoryDataLayouts(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	b, err := Open(path)
-	require.NoError(t, err)
-	defer b.Close()
+	b, _ := openTemp(t)
 	ctx := context.Background()
 	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	old := sample{Time: at, Cluster: "c", Healthy: true, Samples: 1, Data: json.RawMessage(`{"old":true}`)}
@@ -58,10 +55,7 @@ func TestBoltHistoryDataLayouts(t *testing.T) {
 // byte for byte; Data stored raw (small, or written before) reads as it is, and Data
 // that does not inflate is a corrupt store, not a panic.
 func TestBoltHistoryDataPacked(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	b, err := Open(path)
-	require.NoError(t, err)
-	defer b.Close()
+	b, _ := openTemp(t)
 	ctx := context.Background()
 	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	big := json.RawMessage(`{"members":[` + strings.Repeat(`{"name":"m","db":{"size":123456789,"inUse":98765432}},`, 200) + `{}]}`)
@@ -99,4 +93,14 @@ func TestBoltHistoryDataPacked(t *testing.T) {
 	}))
 	_, err = b.MetricSnapshots(ctx, HistoryQuery{Cluster: "c"})
 	assert.ErrorIs(t, err, ErrCorrupt)
+}
+
+// openTemp opens a Bolt store in a new file, closed when the test ends.
+func openTemp(t *testing.T) (*Bolt, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.db")
+	b, err := Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	return b, path
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,10 +43,7 @@ func mappedKB(t *testing.T, path string) int {
 // The pages of the file that history writes map do not stay resident: the process maps
 // a small part of a file its appends read all of.
 func TestBoltHistoryPagesNotKeptMapped(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	b, err := Open(path)
-	require.NoError(t, err)
-	defer b.Close()
+	b, path := openTemp(t)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	at := time.Now().Add(-time.Hour)
