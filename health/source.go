@@ -3,7 +3,6 @@ package health
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -60,11 +59,8 @@ type StatusSource interface {
 
 // etcdSource reads a cluster through a client.
 type etcdSource struct {
-	cli *clientv3.Client
-	// conns are shared with the metrics.Collector of the same cli until Close, and
-	// closed ones of the source's own after it, so that requests after Close keep none.
-	conns   atomic.Pointer[memberhttp.Conns]
-	release func() error
+	cli   *clientv3.Client
+	conns *memberhttp.Share // the members' connections, shared with metrics
 }
 
 // NewEtcdSource returns the StatusSource that asks etcd through cli: a serializable
@@ -73,18 +69,12 @@ type etcdSource struct {
 // the source also implements io.Closer, which closes them when no other user is left
 // (closing cli does too). A Checker closes the source it made itself in Close.
 func NewEtcdSource(cli *clientv3.Client) StatusSource {
-	conns, release := memberhttp.ConnsOf(cli)
-	s := &etcdSource{cli: cli, release: release}
-	s.conns.Store(conns)
-	return s
+	return &etcdSource{cli: cli, conns: memberhttp.ConnsOf(cli)}
 }
 
 // Close ends the source's use of the member connections; a Status after it keeps no
 // connection. It is idempotent.
-func (s *etcdSource) Close() error {
-	s.conns.Store(memberhttp.ClosedConns(s.cli))
-	return s.release()
-}
+func (s *etcdSource) Close() error { return s.conns.Close() }
 
 func (s *etcdSource) Members(ctx context.Context) ([]Member, error) {
 	resp, err := s.cli.MemberList(ctx, clientv3.WithSerializable())
@@ -101,7 +91,7 @@ func (s *etcdSource) Members(ctx context.Context) ([]Member, error) {
 		}
 		out = append(out, mem)
 	}
-	s.conns.Load().Keep(ids)
+	s.conns.Keep(ids)
 	return out, nil
 }
 
@@ -109,7 +99,7 @@ func (s *etcdSource) Status(ctx context.Context, m Member) (Status, error) {
 	if m.Endpoint == "" {
 		return Status{}, fmt.Errorf("%w: %s", ErrNoEndpoint, m.Name)
 	}
-	mc, _, err := s.conns.Load().Get(uint64(m.ID), m.Endpoint)
+	mc, _, err := s.conns.Get(uint64(m.ID), m.Endpoint)
 	if err != nil {
 		return Status{}, fmt.Errorf("failed to dial endpoint %s with maintenance client: %w", m.Endpoint, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,11 +32,8 @@ type Collector struct {
 	prev        map[uint64]*raw
 	seen        map[uint64]bool // members with exported series
 	history     []*Snapshot
-	// conns are the probes', kept between collections (shared with health) until Close,
-	// and closed ones of the Collector's own after it, so that a Collect after it keeps none.
-	conns   atomic.Pointer[memberhttp.Conns]
-	release func() error // ends this Collector's use of the shared conns
-	closed  bool
+	conns       *memberhttp.Share // the probes', kept between collections (shared with health)
+	closed      bool
 }
 
 type member struct {
@@ -73,14 +69,12 @@ func New(cli *clientv3.Client, opts ...Option) (*Collector, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	conns, release := memberhttp.ConnsOf(cli)
 	c := &Collector{cli: cli, opts: o, http: memberhttp.NewClients(o.httpClient),
-		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, release: release}
-	c.conns.Store(conns)
+		prev: map[uint64]*raw{}, seen: map[uint64]bool{}, conns: memberhttp.ConnsOf(cli)}
 	c.exporter = newExporter(c)
 	if o.registerer != nil {
 		if err := o.registerer.Register(c.exporter); err != nil {
-			release()
+			c.conns.Close()
 			return nil, fmt.Errorf("metrics: register exporter: %w", err)
 		}
 	}
@@ -104,8 +98,7 @@ func (c *Collector) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	c.conns.Store(memberhttp.ClosedConns(c.cli))
-	err := c.release()
+	err := c.conns.Close()
 	c.http.Close()
 	if c.opts.registerer != nil {
 		c.opts.registerer.Unregister(c.exporter)
@@ -197,7 +190,7 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 		for i, m := range members {
 			ids[i] = m.id
 		}
-		c.conns.Load().Keep(ids)
+		c.conns.Keep(ids)
 		urls := make([]string, 0, len(members))
 		for _, m := range members {
 			if m.metricsURL != "" {
@@ -317,7 +310,7 @@ func (c *Collector) probe(ctx context.Context, m member) ([]time.Duration, int, 
 	if m.endpoint == "" {
 		return nil, n, fmt.Errorf("%w: no endpoint", ErrProbe)
 	}
-	pc, fresh, err := c.conns.Load().Get(m.id, m.endpoint)
+	pc, fresh, err := c.conns.Get(m.id, m.endpoint)
 	if err != nil {
 		return nil, n, fmt.Errorf("%w: %s: %w", ErrProbe, m.endpoint, err)
 	}

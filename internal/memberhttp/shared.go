@@ -3,6 +3,7 @@ package memberhttp
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -20,13 +21,24 @@ type share struct {
 	stop  func() bool // the forget-with-the-client hook
 }
 
-// ConnsOf returns the Conns every user of cli shares, and the function that ends this
-// user's share (idempotent): the last one to end it closes them. Closing cli closes
-// them too, and the next ConnsOf of it starts afresh.
-func ConnsOf(cli *clientv3.Client) (*Conns, func() error) {
+// Share is one user's use of the Conns every user of a client shares. After Close its
+// requests go through closed Conns of its own (each dials a connection that closes when
+// it ends), so that it keeps no connection while others still share.
+type Share struct {
+	cli    *clientv3.Client
+	sh     *share
+	conns  atomic.Pointer[Conns]
+	closed sync.Once
+	err    error
+}
+
+// ConnsOf returns a share of the Conns every user of cli shares: the last share to close
+// closes them. Closing cli closes them too, and the next ConnsOf of it starts afresh.
+func ConnsOf(cli *clientv3.Client) *Share {
+	s := &Share{cli: cli}
 	if cli == nil {
-		c := NewConns(nil)
-		return c, c.Close
+		s.conns.Store(NewConns(nil))
+		return s
 	}
 	shared.Lock()
 	sh := shared.byClient[cli]
@@ -37,11 +49,32 @@ func ConnsOf(cli *clientv3.Client) (*Conns, func() error) {
 	}
 	sh.users++
 	shared.Unlock()
-	var once sync.Once
-	return sh.conns, func() (err error) {
-		once.Do(func() { err = sh.release(cli) })
-		return err
-	}
+	s.sh = sh
+	s.conns.Store(sh.conns)
+	return s
+}
+
+// Get is Conns.Get on the shared Conns, or after Close on closed ones.
+func (s *Share) Get(id uint64, endpoint string) (*Conn, bool, error) {
+	return s.conns.Load().Get(id, endpoint)
+}
+
+// Keep is Conns.Keep on the shared Conns (nothing after Close).
+func (s *Share) Keep(ids []uint64) { s.conns.Load().Keep(ids) }
+
+// Close ends this share; the last one closes the shared Conns. It is idempotent.
+func (s *Share) Close() error {
+	s.closed.Do(func() {
+		own := NewConns(s.cli)
+		own.Close()
+		old := s.conns.Swap(own)
+		if s.sh == nil {
+			s.err = old.Close()
+			return
+		}
+		s.err = s.sh.release(s.cli)
+	})
+	return s.err
 }
 
 // release ends one user's share; the last user closes the Conns.
@@ -67,13 +100,4 @@ func (sh *share) forget(cli *clientv3.Client) {
 		delete(shared.byClient, cli)
 	}
 	shared.Unlock()
-}
-
-// ClosedConns returns Conns of cli that are closed: each request through them dials a
-// connection that closes when it ends. A user whose share ended (ConnsOf) makes its
-// requests through these, so that it keeps no connection while others still share.
-func ClosedConns(cli *clientv3.Client) *Conns {
-	c := NewConns(cli)
-	c.Close()
-	return c
 }
