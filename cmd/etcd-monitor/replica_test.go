@@ -143,7 +143,10 @@ func TestReplicaHandoverOnShutdown(t *testing.T) {
 	// Released: b needs at most one campaign period (TTL/4), not the TTL.
 	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, b.r.status().Active) }, ttl/2, 10*time.Millisecond)
 	t.Logf("takeover after a graceful stop: %v", time.Since(stopped))
-	assert.Equal(t, []string{"a start", "a stop", "b start"}, ev.all())
+	// b's term starts just after b reports itself active.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, []string{"a start", "a stop", "b start"}, ev.all())
+	}, ttl, 10*time.Millisecond)
 }
 
 // An active replica whose lease is taken (here by hand, as by a replica that saw it
