@@ -64,8 +64,15 @@ type alertState struct {
 	rule     string // ruleKey
 	cluster  string
 	lastTrue time.Time
+	stored   time.Time // lastTrue as last written to the store
 	groups   map[string]bool
 }
+
+// storeRefresh is how far an alert's lastTrue may run ahead of the store's copy before
+// an evaluation that changes nothing else writes it again: a firing alert costs a
+// store write a minute, not one per evaluation. Rules with KeepFiringFor, whose resolve
+// is timed from lastTrue, are written at every evaluation.
+const storeRefresh = time.Minute
 
 // New returns a Manager with the default rules (or those of WithRules) and the given
 // receivers, loads the state kept in the store, and starts its goroutines.
@@ -189,7 +196,7 @@ func (m *Manager) load() error {
 		if err := json.Unmarshal(sa.Data, &rec); err != nil {
 			return fmt.Errorf("alert: load alert %s: %w: %w", sa.Fingerprint, store.ErrCorrupt, err)
 		}
-		as := &alertState{a: rec.Alert, rule: rec.Rule, cluster: sa.Cluster, lastTrue: rec.LastTrue, groups: map[string]bool{}}
+		as := &alertState{a: rec.Alert, rule: rec.Rule, cluster: sa.Cluster, lastTrue: rec.LastTrue, stored: rec.LastTrue, groups: map[string]bool{}}
 		if as.a.State != Resolved {
 			m.alerts[sa.Fingerprint] = as
 		}
@@ -335,7 +342,10 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 				continue
 			}
 			as := m.alerts[fp]
-			if as == nil {
+			var was State // "" for a new alert, so that it is written
+			if as != nil {
+				was = as.a.State
+			} else {
 				as = &alertState{rule: key, cluster: cluster, groups: map[string]bool{}, a: Alert{
 					Fingerprint: fp, Name: r.Name, Severity: r.Severity, State: Pending, Labels: f.Labels,
 					Annotations: annotations(r), Summary: r.Summary, ActiveAt: now, GeneratorURL: m.opts.externalURL}}
@@ -353,7 +363,9 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 			if as.a.State == Firing {
 				m.route(as, time.Now())
 			}
-			changed = append(changed, as)
+			if as.a.State != was || r.KeepFiringFor > 0 || as.lastTrue.Sub(as.stored) >= storeRefresh {
+				changed = append(changed, as)
+			}
 		}
 		for fp, as := range m.alerts {
 			if as.cluster != cluster || as.rule != key || held[fp] {
@@ -578,6 +590,9 @@ func (m *Manager) persist(changed []*alertState, deleted []string) error {
 	if err := m.st.PutAlerts(ctx, put, deleted); err != nil {
 		m.log.Error("alert: store write failed", zap.Error(err))
 		return fmt.Errorf("alert: store: %w", err)
+	}
+	for _, as := range changed {
+		as.stored = as.lastTrue
 	}
 	return nil
 }

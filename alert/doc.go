@@ -38,7 +38,11 @@
 //     SMTP passwords — are redacted from every log line and every record.
 //   - With a durable store, after a restart: nothing still firing is re-sent before
 //     repeat_interval; a resolve not yet delivered, or a condition that cleared while
-//     the daemon was down, is sent; pending alerts keep their start.
+//     the daemon was down, is sent; pending alerts keep their start. An alert is
+//     written when it starts, changes state or resolves, and while it holds at least
+//     once a minute (at every evaluation for a rule with KeepFiringFor), so an incident
+//     costs the store a write a minute per alert, not one per evaluation; its value in
+//     the store may be that minute old.
 //   - Per-member alerts are keyed by member ID (label member_id); the member name is a
 //     label for people only.
 //   - Memory per cluster is bounded by the short windows, not by GrowthWindow. A
