@@ -19,7 +19,8 @@
 //     endpoint that stops answering nor a slow server costs the lease while a renewal can
 //     still land in time; nor does a leader election.
 //   - A lease given up for silence is no longer renewed, and is revoked as soon as etcd
-//     answers.
+//     answers; if etcd refuses the revoke for good (permission denied), that is logged
+//     and the lease left to expire within its TTL.
 //   - With WithRegrant, a lost lease is replaced by a new one, with jittered backoff and
 //     no retry cap, until Close; ID and Lost switch to the new lease, then the hook runs
 //     with its ID. A failing hook is retried with backoff while that lease lives.

@@ -9,7 +9,8 @@
 //     acknowledged one plus the TTL, minus Margin. When that passes, or etcd says the
 //     lease is gone, the session is lost for good; a lease of our own is then revoked as
 //     soon as etcd answers. Its janitor deletes the keys handed to Drop until the delete
-//     lands or the lease is gone. holder.go — Holder: the live session of one owner,
+//     lands or the lease is gone; a delete or revoke etcd refuses for good (permission
+//     denied, an invalid request) is logged and left to the lease's expiry. holder.go — Holder: the live session of one owner,
 //     replaced after loss.
 //   - acquire: claim.go — Claim, one participant and its succession of holdings, in its
 //     user's errors (Vocab); acquire.go — Claim.Acquire puts a key of a name never used

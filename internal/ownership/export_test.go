@@ -8,3 +8,18 @@ func (s *Session) Slow() time.Duration {
 	defer s.mu.Unlock()
 	return s.slow
 }
+
+// Sweeping reports whether the janitor is at work.
+func (s *Session) Sweeping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !isClosed(s.sweeping)
+}
+
+// Tracked reports whether key is registered on the session.
+func (s *Session) Tracked(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.keys[key]
+	return ok
+}

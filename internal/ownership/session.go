@@ -11,6 +11,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
 )
@@ -58,7 +60,7 @@ type Session struct {
 	closed   bool
 	keys     map[string]bool // our keys on the lease; true: owed a delete
 	sweeping chan struct{}   // closed when the janitor at work (if any) stops
-	revoked  chan struct{}   // closed once our own lease is revoked (or found gone)
+	revoked  chan struct{}   // closed once our own lease is revoked, found gone, or refused for good
 }
 
 // Grant creates a session with a new lease of ttl (rounded up to whole seconds, at most
@@ -374,9 +376,9 @@ func (s *Session) Untrack(key string) {
 
 // Drop deletes key so that it never blocks others: at once, waiting at most
 // CleanupTimeout, and if that fails, in the background, with backoff, until the delete
-// lands or the lease is gone (for a borrowed lease, even after Release). A lost or
-// released lease of our own needs nothing: it is revoked or left to expire, and the
-// key goes with it.
+// lands or the lease is gone (for a borrowed lease, even after Release), or etcd refuses
+// it for good (see refused). A lost or released lease of our own needs nothing: it is
+// revoked or left to expire, and the key goes with it.
 func (s *Session) Drop(key string) {
 	s.mu.Lock()
 	gone := s.err != nil && s.borrowed == nil
@@ -388,7 +390,9 @@ func (s *Session) Drop(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout(s.ttlOr(0)))
 	_, err := s.remove(ctx, key)
 	cancel()
-	if err != nil {
+	if s.refused("delete "+key, err) {
+		s.Untrack(key)
+	} else if err != nil {
 		s.mu.Lock()
 		s.keys[key] = true
 		s.mu.Unlock()
@@ -464,19 +468,45 @@ func (s *Session) janitor(done chan struct{}) {
 			// We stopped renewing. Revoke as soon as etcd answers rather than let the lease
 			// expire, so that nobody waits out a TTL behind our keys — for as long as it
 			// takes: a leader change at etcd extends every lease by a TTL.
-			_ = s.revoke(rctx)
+			if err := s.revoke(rctx); s.refused("revoke", err) {
+				s.settle() // the lease expires within its TTL
+			}
 		}
 		for _, k := range owed {
-			_, _ = s.remove(rctx, k)
+			if _, err := s.remove(rctx, k); s.refused("delete "+k, err) {
+				s.Untrack(k)
+			}
 		}
 		cancel()
 	}
 }
 
+// refused reports whether etcd refused a cleanup for a reason that no retry can change,
+// logging it: the janitor then gives it up instead of asking until the session ends.
+// That is PermissionDenied (the user may no longer write the key, or every key on the
+// lease, as a revoke needs), and InvalidArgument (a request etcd rejects as such: too
+// large, bad credentials) but for ErrAuthOldRevision, which the client's next
+// authentication cures. Not FailedPrecondition, which etcd also answers while a member
+// is not leader or not capable yet, nor Unauthenticated (an expired token, renewed by
+// the client), nor anything else: unavailable, timed out, no leader — those pass.
+func (s *Session) refused(what string, err error) bool {
+	code := status.Code(err)
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	}
+	if code != codes.PermissionDenied && (code != codes.InvalidArgument || errors.Is(err, rpctypes.ErrAuthOldRevision)) {
+		return false
+	}
+	s.lg.Warn("cleanup refused by etcd; given up", zap.Int64("lease", int64(s.lease)), zap.String("request", what), zap.Error(err))
+	return true
+}
+
 // Release stops the tracker (of a borrowed session: once its last user releases it). A
 // lease of our own is revoked, deleting every key on it; a borrowed one's keys still owed
 // a delete are deleted, and what fails is left to the janitor, which goes on until the
-// deletes land or the caller's session ends. Either waits at most CleanupTimeout for etcd.
+// deletes land, etcd refuses them for good, or the caller's session ends. Either waits
+// at most CleanupTimeout for etcd.
 func (s *Session) Release() error { return s.ReleaseContext(context.Background()) }
 
 // ReleaseContext is Release, waiting for etcd no longer than until ctx ends either.
@@ -532,12 +562,17 @@ func (s *Session) revoke(ctx context.Context) error {
 	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return err
 	}
+	s.settle()
+	return nil
+}
+
+// settle records that our lease needs no revoke any more.
+func (s *Session) settle() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !isClosed(s.revoked) {
 		close(s.revoked)
 	}
-	s.mu.Unlock()
-	return nil
 }
 
 // Retire releases a session its user has replaced. A lost lease of our own may live on

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -189,4 +190,162 @@ func TestSlowRenewalMeasuredFromFirstRequest(t *testing.T) {
 		assert.NoError(c, ses.Alive())
 		assert.Greater(c, ses.Slow(), time.Second, "renewals took over 1.5s to land")
 	}, 10*time.Second, 50*time.Millisecond)
+}
+
+// refusals makes etcd's answer to the requests of a refusingClient that match accepts
+// err (nil: let them through) and counts those requests.
+type refusals struct {
+	mu      sync.Mutex
+	match   func(req any) bool
+	err     error
+	tries   int
+	silence bool // keep-alive streams fail to open
+}
+
+func (r *refusals) refuse(match func(req any) bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.match, r.err, r.tries = match, err, 0
+}
+
+func (r *refusals) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tries
+}
+
+func isDelete(req any) bool { return etcdtest.IsDelete("", req) }
+
+func isRevoke(req any) bool {
+	_, ok := req.(*pb.LeaseRevokeRequest)
+	return ok
+}
+
+// refusingClient returns a client of the shared node whose requests fail as the returned
+// refusals say, with the gRPC status etcd answers (rpctypes.ErrGRPC*).
+func refusingClient(t *testing.T) (*clientv3.Client, *refusals) {
+	r := &refusals{}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: etcdtest.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
+				cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				r.mu.Lock()
+				hit := r.match != nil && r.match(req)
+				if hit {
+					r.tries++
+				}
+				err := r.err
+				r.mu.Unlock()
+				if hit && err != nil {
+					return err
+				}
+				return invoker(ctx, method, req, reply, cc, opts...)
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn,
+				method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				r.mu.Lock()
+				silence := r.silence
+				r.mu.Unlock()
+				if silence && method == "/etcdserverpb.Lease/LeaseKeepAlive" {
+					return nil, rpctypes.ErrGRPCNoLeader
+				}
+				return streamer(ctx, desc, cc, method, opts...)
+			}),
+		},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	return cli, r
+}
+
+// putTracked puts a key on the session's lease and tracks it, as Claim.Acquire does.
+func putTracked(t *testing.T, ctx context.Context, ses *ownership.Session) string {
+	key := etcdtest.Prefix(t) + "k"
+	_, err := ses.Client().Put(ctx, key, "", clientv3.WithLease(ses.Lease()))
+	require.NoError(t, err)
+	ses.Track(key)
+	return key
+}
+
+// A delete etcd refuses for good (here: the user may no longer write the key) is given
+// up, not retried in the background until the session ends — for a long-lived session,
+// a goroutine and a stream of requests that never stop. The key is forgotten; the lease
+// still takes it at its end.
+func TestDropGivesUpRefusedDelete(t *testing.T) {
+	t.Parallel()
+	cli, r := refusingClient(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	ses, err := ownership.Grant(ctx, cli, 5*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+
+	// Refused at once: Drop returns with nothing left to the janitor.
+	key := putTracked(t, ctx, ses)
+	r.refuse(isDelete, rpctypes.ErrGRPCPermissionDenied)
+	ses.Drop(key)
+	assert.Equal(t, 1, r.count(), "deletes tried")
+	assert.False(t, ses.Sweeping(), "janitor at work on a refused delete")
+	assert.False(t, ses.Tracked(key))
+
+	// Refused after a failure that passes: the janitor retries, then gives up.
+	key = putTracked(t, ctx, ses)
+	r.refuse(isDelete, rpctypes.ErrGRPCNoLeader)
+	ses.Drop(key)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, r.count(), 3, "delete retried in the background")
+	}, 10*time.Second, 10*time.Millisecond)
+	r.refuse(isDelete, rpctypes.ErrGRPCRequestTooLarge)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.False(c, ses.Sweeping(), "janitor still at work")
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 1, r.count(), "deletes tried once refused")
+	assert.False(t, ses.Tracked(key))
+	assert.Equal(t, int64(1), etcdtest.Count(cli, key), "key left to the lease")
+}
+
+// A delete that failed for a passing reason (no leader) is retried until it lands.
+func TestDropRetriesUntilDeleteLands(t *testing.T) {
+	t.Parallel()
+	cli, r := refusingClient(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	ses, err := ownership.Grant(ctx, cli, 5*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	key := putTracked(t, ctx, ses)
+	r.refuse(isDelete, rpctypes.ErrGRPCNoLeader)
+	ses.Drop(key)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, r.count(), 3, "delete retried in the background")
+	}, 10*time.Second, 10*time.Millisecond)
+	r.refuse(nil, nil)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, int64(0), etcdtest.Count(cli, key), "key deleted")
+		assert.False(c, ses.Sweeping(), "janitor still at work")
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// A lost lease of ours whose revoke etcd refuses for good (the user may no longer write
+// a key on it) is left to expire: the janitor gives up rather than revoke until Release,
+// and Retire does not wait for it.
+func TestLostLeaseRevokeRefusedGivenUp(t *testing.T) {
+	t.Parallel()
+	cli, r := refusingClient(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	ses, err := ownership.Grant(ctx, cli, 2*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	r.refuse(isRevoke, rpctypes.ErrGRPCPermissionDenied)
+	r.mu.Lock()
+	r.silence = true
+	r.mu.Unlock()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Error(c, ses.Err(), "the session is lost once renewals stop landing")
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.False(c, ses.Sweeping(), "janitor still at work")
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 1, r.count(), "revokes tried")
+	ses.Retire(ctx)
+	assert.NoError(t, ctx.Err(), "Retire waited for a revoke given up")
 }
