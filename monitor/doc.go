@@ -39,8 +39,10 @@
 // answers the same value.
 //
 // With WithStore, alert state, the notification log, silences, benchmark results and
-// history (every health check and metric collection, written from the loops, never
-// from a request) outlive a restart, and the history endpoints read the store — with a
+// history (every health check and metric collection, queued from the loops, never
+// from a request, and written for all clusters at once each second, so a store that
+// fsyncs does so once a second; Refresh, the end of Run and Close write what is
+// queued) outlive a restart, and the history endpoints read the store — with a
 // PostgreSQL store, rollups reach back a year; a store that fails leaves them answering
 // from memory. GET /api/v1/alerts lists pending and firing alerts with the silences and
 // alerts that mute them; /api/v1/alerts/history merges every cluster's transitions by

@@ -25,3 +25,9 @@ func (s *Service) FillHeavy() (release func()) {
 		}
 	}
 }
+
+// Checked returns how many health checks of the cluster have completed.
+func (s *Service) Checked(cluster string) int64 {
+	c, _ := s.cluster(cluster)
+	return c.checks.Load()
+}

@@ -3,7 +3,9 @@ package monitor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,15 +16,26 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
-// History in the store: every health check and metric collection is written there from
-// the loop that made it (never from a request), and the history endpoints read it back
-// with since, until and step, so history outlives a restart and reaches back as far as
-// the store keeps it (PostgreSQL: rollups for a year). A store that fails leaves the
+// History in the store: every health check and metric collection is queued from the
+// loop that made it (never from a request) and written with those of every other
+// cluster once a second, in one write per kind, so that a store that commits with an
+// fsync (bbolt) does one a second whatever the number of clusters. The history endpoints
+// read it back with since, until and step, so history outlives a restart and reaches
+// back as far as the store keeps it (PostgreSQL: rollups for a year); the newest
+// records are answered from memory, which has them first. A store that fails leaves the
 // API answering from memory.
 
-// historyWriteTimeout bounds one history write, so a hung store delays a check by at
+// historyWriteTimeout bounds one history write, so a hung store holds the writer by at
 // most this. PostgreSQL's writes are queued and return at once; bbolt's are local.
 const historyWriteTimeout = 2 * time.Second
+
+// historyFlushEvery is how long a history record waits to be written with others, and
+// maxQueuedHistory how many of each kind may wait (a store slower than that loses the
+// oldest, counted as failures).
+const (
+	historyFlushEvery = time.Second
+	maxQueuedHistory  = 10000
+)
 
 // The numbers each record carries, for charts and rollups.
 const (
@@ -40,48 +53,124 @@ const (
 	valFsyncP99   = "wal_fsync_p99_seconds_max"
 )
 
-// recorder writes a Service's history to its store. Its methods do nothing on a nil
-// recorder.
+// recorder writes a Service's history to its store, batched (see historyFlushEvery).
+// Its methods do nothing on a nil recorder.
 type recorder struct {
 	st     store.Store
 	gate   func() bool // nil: always write
 	log    *zap.Logger
 	errors atomic.Int64
+
+	mu      sync.Mutex
+	health  []store.HealthCheck
+	metrics []store.MetricSnapshot
+	timer   *time.Timer // the flush due; nil when nothing waits for one
+	closed  bool
+	timers  sync.WaitGroup // flushes started by timers
+	writing sync.Mutex     // one flush at a time, so records reach the store in order
 }
 
-func (r *recorder) writing() bool { return r != nil && (r.gate == nil || r.gate()) }
+func (r *recorder) enabled() bool { return r != nil && (r.gate == nil || r.gate()) }
 
-func (r *recorder) failed(what string, err error) {
-	if r.errors.Add(1)%100 == 1 { // the first failure and every hundredth
-		r.log.Warn("history not stored", zap.String("what", what), zap.Error(err), zap.Int64("failures", r.errors.Load()))
+func (r *recorder) failed(what string, n int, err error) {
+	if total := r.errors.Add(int64(n)); total == int64(n) || total/100 != (total-int64(n))/100 { // the first failure, then one a hundred
+		r.log.Warn("history not stored", zap.String("what", what), zap.Int("records", n), zap.Error(err), zap.Int64("failures", r.errors.Load()))
 	}
 }
 
-func (r *recorder) health(ctx context.Context, cluster string, sum HealthSummary) {
-	if !r.writing() {
+// queue adds a record to the next flush, scheduling one unless it is due already; after
+// close it writes at once.
+func (r *recorder) queue(add func()) {
+	r.mu.Lock()
+	if r.closed {
+		add()
+		r.mu.Unlock()
+		r.flush()
+		return
+	}
+	add()
+	if r.timer == nil {
+		r.timers.Add(1)
+		r.timer = time.AfterFunc(historyFlushEvery, func() {
+			defer r.timers.Done()
+			r.flush()
+		})
+	}
+	r.mu.Unlock()
+}
+
+// flush writes what is queued.
+func (r *recorder) flush() {
+	if r == nil {
+		return
+	}
+	r.writing.Lock()
+	defer r.writing.Unlock()
+	r.mu.Lock()
+	hs, ms := r.health, r.metrics
+	r.health, r.metrics = nil, nil
+	if r.timer != nil && r.timer.Stop() {
+		r.timers.Done() // it will not run
+	}
+	r.timer = nil
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), historyWriteTimeout)
+	defer cancel()
+	if len(hs) > 0 {
+		if err := r.st.PutHealthChecks(ctx, hs); err != nil {
+			r.failed("health checks", len(hs), err)
+		}
+	}
+	if len(ms) > 0 {
+		if err := r.st.PutMetricSnapshots(ctx, ms); err != nil {
+			r.failed("metric snapshots", len(ms), err)
+		}
+	}
+}
+
+// close writes what is queued and waits for flushes under way; records queued after it
+// are written at once.
+func (r *recorder) close() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.flush()
+	r.timers.Wait()
+}
+
+// keep appends v to q, dropping (and counting) the oldest beyond maxQueuedHistory.
+func keep[T any](r *recorder, what string, q []T, v T) []T {
+	if len(q) >= maxQueuedHistory {
+		r.failed(what, 1, errors.New("queue full: the store is slower than the checks"))
+		q = q[1:]
+	}
+	return append(q, v)
+}
+
+func (r *recorder) healthCheck(cluster string, sum HealthSummary) {
+	if !r.enabled() {
 		return
 	}
 	data, err := json.Marshal(sum)
 	if err != nil {
-		r.failed("health check", err)
+		r.failed("health checks", 1, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyWriteTimeout)
-	defer cancel()
 	rec := store.HealthCheck{Time: sum.Time, Cluster: cluster, Healthy: sum.Healthy, Samples: 1, Data: data,
 		Values: map[string]float64{valMembers: float64(sum.Members), valReachable: float64(sum.Reachable), valQuorum: one(sum.HasQuorum)}}
-	if err := r.st.PutHealthChecks(ctx, []store.HealthCheck{rec}); err != nil {
-		r.failed("health check", err)
-	}
+	r.queue(func() { r.health = keep(r, "health checks", r.health, rec) })
 }
 
-func (r *recorder) metrics(ctx context.Context, cluster string, snap *metrics.Snapshot) {
-	if !r.writing() || snap == nil {
+func (r *recorder) metricSnapshot(cluster string, snap *metrics.Snapshot) {
+	if !r.enabled() || snap == nil {
 		return
 	}
 	data, err := json.Marshal(snap)
 	if err != nil {
-		r.failed("metric snapshot", err)
+		r.failed("metric snapshots", 1, err)
 		return
 	}
 	v := map[string]float64{valP50: snap.Latency.P50.Seconds(), valP95: snap.Latency.P95.Seconds(), valP99: snap.Latency.P99.Seconds(),
@@ -92,12 +181,8 @@ func (r *recorder) metrics(ctx context.Context, cluster string, snap *metrics.Sn
 		v[valDBSize] = max(v[valDBSize], float64(m.DB.Size))
 		v[valFsyncP99] = max(v[valFsyncP99], m.WALFsync.P99.Seconds())
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyWriteTimeout)
-	defer cancel()
 	rec := store.MetricSnapshot{Time: snap.Time, Cluster: cluster, Samples: 1, Values: v, Data: data}
-	if err := r.st.PutMetricSnapshots(ctx, []store.MetricSnapshot{rec}); err != nil {
-		r.failed("metric snapshot", err)
-	}
+	r.queue(func() { r.metrics = keep(r, "metric snapshots", r.metrics, rec) })
 }
 
 // StoreStats are a store's own counts, exported as etcd_monitor_store_errors_total,

@@ -183,3 +183,66 @@ func TestNewestHistoryFromMemory(t *testing.T) {
 	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/clusters/local/history?limit=1&since=1h", &h))
 	assert.EqualValues(t, 2, st.reads.Load(), "a time range is the store's")
 }
+
+// countingHistory counts the history writes that reach a store.
+type countingHistory struct {
+	store.Store
+	healthWrites, metricWrites atomic.Int64
+}
+
+func (c *countingHistory) PutHealthChecks(ctx context.Context, in []store.HealthCheck) error {
+	c.healthWrites.Add(1)
+	return c.Store.PutHealthChecks(ctx, in)
+}
+
+func (c *countingHistory) PutMetricSnapshots(ctx context.Context, in []store.MetricSnapshot) error {
+	c.metricWrites.Add(1)
+	return c.Store.PutMetricSnapshots(ctx, in)
+}
+
+// The history of every cluster is written together, at most about once a second, not
+// once per check; and what is queued when Run ends is written, not lost.
+func TestHistoryWrittenTogether(t *testing.T) {
+	mem := store.NewMemory()
+	defer mem.Close()
+	st := &countingHistory{Store: mem}
+	cli := etcdtest.Client(t)
+	names := []string{"a", "b", "c", "d"}
+	var clusters []monitor.Cluster
+	for _, n := range names {
+		clusters = append(clusters, monitor.Cluster{Name: n, Client: cli})
+	}
+	svc, err := monitor.New(clusters, monitor.WithStore(st),
+		monitor.WithHealthInterval(100*time.Millisecond), monitor.WithMetricsInterval(100*time.Millisecond))
+	require.NoError(t, err)
+	defer svc.Close()
+	ctx, cancel := context.WithCancel(etcdtest.Context(t, time.Minute))
+	ran := make(chan error, 1)
+	go func() { ran <- svc.Run(ctx) }()
+	rctx := etcdtest.Context(t, 30*time.Second)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, n := range names {
+			h, err := svc.HealthHistory(rctx, n, monitor.HistoryQuery{})
+			if assert.NoError(c, err) {
+				assert.GreaterOrEqual(c, len(h.Checks), 10, n)
+			}
+		}
+	}, 30*time.Second, 50*time.Millisecond)
+	cancel()
+	require.NoError(t, <-ran)
+
+	total := 0
+	for _, n := range names {
+		recs, err := mem.HealthChecks(rctx, store.HistoryQuery{Cluster: n, Limit: 1000})
+		require.NoError(t, err)
+		require.NotEmpty(t, recs)
+		assert.Len(t, recs, int(svc.Checked(n)), "cluster %s: every check is in the store once Run has returned", n)
+		total += len(recs)
+		snaps, err := mem.MetricSnapshots(rctx, store.HistoryQuery{Cluster: n, Limit: 1000})
+		require.NoError(t, err)
+		assert.NotEmpty(t, snaps, n)
+	}
+	writes := int(st.healthWrites.Load())
+	assert.Less(t, writes*len(names), total, "%d checks of %d clusters in %d writes: several clusters' checks per write", total, len(names), writes)
+	assert.Less(t, int(st.metricWrites.Load())*len(names), total+len(names))
+}

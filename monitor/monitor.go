@@ -49,6 +49,7 @@ type Service struct {
 	openapi    []byte               // the OpenAPI document, built once by New
 	heavy      chan struct{}        // a slot per history request in flight
 	storeStats prometheus.Collector // nil without WithStoreStats
+	history    *recorder            // writes every cluster's history to the store; nil without one
 	started    time.Time
 
 	mu          sync.Mutex
@@ -106,6 +107,9 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("monitor: alerts: %w", err)
 	}
 	s.alerts = alerts
+	if o.store != nil {
+		s.history = &recorder{st: o.store, gate: o.historyGate, log: o.logger}
+	}
 	for _, c := range clusters {
 		st, err := s.newCluster(c)
 		if err != nil {
@@ -169,10 +173,7 @@ func (s *Service) newCluster(c Cluster) (*clusterState, error) {
 		return nil, fmt.Errorf("monitor: cluster %q: %w", c.Name, err)
 	}
 	st := &clusterState{name: c.Name, checker: checker, collector: collector, svc: s, bench: runner,
-		log: log, historySize: s.opts.historySize}
-	if s.opts.store != nil {
-		st.recorder = &recorder{st: s.opts.store, gate: s.opts.historyGate, log: log}
-	}
+		log: log, historySize: s.opts.historySize, recorder: s.history}
 	return st, nil
 }
 
@@ -237,11 +238,12 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.maint.runRemediation(ctx, &wg) // maintenance_ops.go
 	wg.Wait()
+	s.history.flush()
 	return nil
 }
 
 // Refresh checks health and collects metrics of every cluster once, now, and evaluates
-// the alert rules, returning when all of that is done. It is for callers that want the
+// the alert rules, returning when all of that is done and its history is written. It is for callers that want the
 // API to have something to say before Run's first round (a daemon at startup, a test).
 func (s *Service) Refresh(ctx context.Context) error {
 	s.mu.Lock()
@@ -258,6 +260,7 @@ func (s *Service) Refresh(ctx context.Context) error {
 		wg.Go(func() { c.collectMetrics(ctx, s.opts.metricsInterval) })
 	}
 	wg.Wait()
+	s.history.flush()
 	return ctx.Err()
 }
 
@@ -337,6 +340,7 @@ func (s *Service) Close() error {
 	s.interruptLocked()
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.history.close()
 	s.registry.Unregister(s.own)
 	if s.storeStats != nil {
 		s.registry.Unregister(s.storeStats)

@@ -107,7 +107,7 @@ func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) 
 		c.history = slices.Delete(c.history, 0, n)
 	}
 	c.mu.Unlock()
-	c.recorder.health(ctx, c.name, sum)
+	c.recorder.healthCheck(c.name, sum)
 	c.evaluate(ctx)
 	return degraded
 }
@@ -131,7 +131,7 @@ func (c *clusterState) collectMetrics(ctx context.Context, interval time.Duratio
 	c.metricsErr = err
 	c.mu.Unlock()
 	if err == nil {
-		c.recorder.metrics(ctx, c.name, snap)
+		c.recorder.metricSnapshot(c.name, snap)
 	}
 	c.evaluate(ctx)
 }
