@@ -56,10 +56,12 @@ const (
 // recorder writes a Service's history to its store, batched (see historyFlushEvery).
 // Its methods do nothing on a nil recorder.
 type recorder struct {
-	st     store.Store
-	gate   func() bool // nil: always write
-	log    *zap.Logger
-	errors atomic.Int64
+	st   store.Store
+	gate func() bool // nil: always write
+	log  *zap.Logger
+	// errs counts failed writes, dropped the records lost (exported with the store's
+	// own counts, see storeCollector).
+	errs, dropped atomic.Uint64
 
 	mu      sync.Mutex
 	health  []store.HealthCheck
@@ -72,10 +74,23 @@ type recorder struct {
 
 func (r *recorder) enabled() bool { return r != nil && (r.gate == nil || r.gate()) }
 
+// failed counts a write of n records that failed, or a record refused or dropped (n 1).
 func (r *recorder) failed(what string, n int, err error) {
-	if total := r.errors.Add(int64(n)); total == int64(n) || total/100 != (total-int64(n))/100 { // the first failure, then one a hundred
-		r.log.Warn("history not stored", zap.String("what", what), zap.Int("records", n), zap.Error(err), zap.Int64("failures", r.errors.Load()))
+	r.dropped.Add(uint64(n))
+	if errs := r.errs.Add(1); errs == 1 || errs%100 == 0 { // the first failure, then one a hundred
+		r.log.Warn("history not stored", zap.String("what", what), zap.Int("records", n), zap.Error(err),
+			zap.Uint64("failures", errs), zap.Uint64("records_lost", r.dropped.Load()))
 	}
+}
+
+// stats returns the recorder's counts: failed writes, records lost, records queued.
+func (r *recorder) stats() StoreStats {
+	if r == nil {
+		return StoreStats{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return StoreStats{Errors: r.errs.Load(), Dropped: r.dropped.Load(), Queued: len(r.health) + len(r.metrics)}
 }
 
 // queue adds a record to the next flush, scheduling one unless it is due already; after
@@ -161,6 +176,10 @@ func (r *recorder) healthCheck(cluster string, sum HealthSummary) {
 	}
 	rec := store.HealthCheck{Time: sum.Time, Cluster: cluster, Healthy: sum.Healthy, Samples: 1, Data: data,
 		Values: map[string]float64{valMembers: float64(sum.Members), valReachable: float64(sum.Reachable), valQuorum: one(sum.HasQuorum)}}
+	if err := rec.Validate(); err != nil { // alone, rather than failing the write it would join
+		r.failed("health checks", 1, err)
+		return
+	}
 	r.queue(func() { r.health = keep(r, "health checks", r.health, rec) })
 }
 
@@ -181,13 +200,18 @@ func (r *recorder) metricSnapshot(cluster string, snap *metrics.Snapshot) {
 		v[valDBSize] = max(v[valDBSize], float64(m.DB.Size))
 		v[valFsyncP99] = max(v[valFsyncP99], m.WALFsync.P99.Seconds())
 	}
-	rec := store.MetricSnapshot{Time: snap.Time, Cluster: cluster, Samples: 1, Values: v, Data: data}
+	rec := store.MetricSnapshot{Time: snap.Time, Cluster: cluster, Samples: 1, Values: store.FiniteValues(v), Data: data}
+	if err := rec.Validate(); err != nil {
+		r.failed("metric snapshots", 1, err)
+		return
+	}
 	r.queue(func() { r.metrics = keep(r, "metric snapshots", r.metrics, rec) })
 }
 
 // StoreStats are a store's own counts, exported as etcd_monitor_store_errors_total,
 // etcd_monitor_store_dropped_total and etcd_monitor_store_queue_length (see
-// WithStoreStats).
+// WithStoreStats), each with the Service's own: history writes that failed, the records
+// they lost, and the records waiting for the next write.
 type StoreStats struct {
 	// Errors counts failed store operations, Dropped history records given up.
 	Errors, Dropped uint64
@@ -195,11 +219,15 @@ type StoreStats struct {
 	Queued int
 }
 
-// storeCollector exports StoreStats at scrape time.
-type storeCollector struct{ stats func() StoreStats }
+// storeCollector exports StoreStats at scrape time: the store's (stats, nil without
+// WithStoreStats) added to the recorder's.
+type storeCollector struct {
+	stats func() StoreStats
+	rec   *recorder
+}
 
 var (
-	descStoreErrors  = prometheus.NewDesc("etcd_monitor_store_errors_total", "Store operations that failed (PostgreSQL unreachable, a write refused, ...).", nil, nil)
+	descStoreErrors  = prometheus.NewDesc("etcd_monitor_store_errors_total", "Store operations that failed (a history write, PostgreSQL unreachable, a record refused, ...).", nil, nil)
 	descStoreDropped = prometheus.NewDesc("etcd_monitor_store_dropped_total", "History records the store gave up (queue full, store closed, data refused).", nil, nil)
 	descStoreQueue   = prometheus.NewDesc("etcd_monitor_store_queue_length", "History records waiting to be written to the store.", nil, nil)
 )
@@ -211,7 +239,14 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.stats()
+	var st StoreStats
+	if c.stats != nil {
+		st = c.stats()
+	}
+	own := c.rec.stats()
+	st.Errors += own.Errors
+	st.Dropped += own.Dropped
+	st.Queued += own.Queued
 	ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(st.Errors))
 	ch <- prometheus.MustNewConstMetric(descStoreDropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(descStoreQueue, prometheus.GaugeValue, float64(st.Queued))

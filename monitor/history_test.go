@@ -122,22 +122,42 @@ func TestStoreStatsOnMetrics(t *testing.T) {
 	svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: etcdtest.Client(t)}}, monitor.WithRegistry(reg),
 		monitor.WithStoreStats(func() monitor.StoreStats { return monitor.StoreStats{Errors: 3, Dropped: 2, Queued: 1} }))
 	require.NoError(t, err)
-	got := func() map[string]float64 {
-		fams, err := reg.Gather()
-		require.NoError(t, err)
-		out := map[string]float64{}
-		for _, f := range fams {
-			if strings.HasPrefix(f.GetName(), "etcd_monitor_store_") {
-				m := f.GetMetric()[0]
-				out[f.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-		}
-		return out
-	}
 	assert.Equal(t, map[string]float64{"etcd_monitor_store_errors_total": 3, "etcd_monitor_store_dropped_total": 2,
-		"etcd_monitor_store_queue_length": 1}, got())
+		"etcd_monitor_store_queue_length": 1}, storeCounts(t, reg))
 	require.NoError(t, svc.Close())
-	assert.Empty(t, got(), "unregistered by Close")
+	assert.Empty(t, storeCounts(t, reg), "unregistered by Close")
+}
+
+// storeCounts returns the etcd_monitor_store_* values reg exports.
+func storeCounts(t *testing.T, reg prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, f := range fams {
+		if strings.HasPrefix(f.GetName(), "etcd_monitor_store_") {
+			m := f.GetMetric()[0]
+			out[f.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// History a store fails to write is counted on /metrics whatever the store, not only
+// by stores that count their own losses.
+func TestFailedHistoryWritesCounted(t *testing.T) {
+	mem := store.NewMemory()
+	defer mem.Close()
+	reg := prometheus.NewPedanticRegistry()
+	svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: etcdtest.Client(t)}}, monitor.WithRegistry(reg),
+		monitor.WithStore(&failingHistory{Store: mem}))
+	require.NoError(t, err)
+	defer svc.Close()
+	require.NoError(t, svc.Refresh(etcdtest.Context(t, 30*time.Second)))
+	got := storeCounts(t, reg)
+	assert.Equal(t, 1.0, got["etcd_monitor_store_errors_total"], "the health check write failed: %v", got)
+	assert.Equal(t, 1.0, got["etcd_monitor_store_dropped_total"], "its one record is lost: %v", got)
+	assert.Zero(t, got["etcd_monitor_store_queue_length"], "Refresh wrote what it queued")
 }
 
 // A history read from a store's rollups (no member data) still has the cluster's

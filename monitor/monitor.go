@@ -48,7 +48,7 @@ type Service struct {
 	mux        *http.ServeMux
 	openapi    []byte               // the OpenAPI document, built once by New
 	heavy      chan struct{}        // a slot per history request in flight
-	storeStats prometheus.Collector // nil without WithStoreStats
+	storeStats prometheus.Collector // nil without a store
 	history    *recorder            // writes every cluster's history to the store; nil without one
 	started    time.Time
 
@@ -128,8 +128,8 @@ func New(clusters []Cluster, opts ...Option) (*Service, error) {
 		s.closeClusters()
 		return nil, fmt.Errorf("monitor: register collector: %w", err)
 	}
-	if o.storeStats != nil {
-		s.storeStats = storeCollector{o.storeStats}
+	if o.store != nil || o.storeStats != nil {
+		s.storeStats = storeCollector{stats: o.storeStats, rec: s.history}
 		if err := reg.Register(s.storeStats); err != nil {
 			reg.Unregister(s.own)
 			s.closeClusters()

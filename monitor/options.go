@@ -188,6 +188,8 @@ func WithHistoryGate(fn func() bool) Option {
 
 // WithStoreStats exports the store's own counts (PostgreSQL's errors, dropped history
 // records, queue length) on /metrics, read from fn at scrape time; fn must not block.
+// They are added to the Service's own, which are exported with any store: history
+// writes that failed, the records they lost, and the records waiting to be written.
 func WithStoreStats(fn func() StoreStats) Option {
 	return optionFunc(func(o *options) { o.storeStats = fn })
 }
