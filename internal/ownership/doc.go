@@ -6,12 +6,14 @@
 //     concurrency.Session) and its tracker, the one renewal loop and the one definition
 //     of loss: each renewal is a keep-alive request of its own, hedged by a second when
 //     slow, and the lease is known to be alive until the send time of the last
-//     acknowledged one plus the TTL, minus Margin. When that passes, or etcd says the
-//     lease is gone, the session is lost for good; a lease of our own is then revoked as
-//     soon as etcd answers. Its janitor deletes the keys handed to Drop until the delete
-//     lands or the lease is gone; a delete or revoke etcd refuses for good (permission
-//     denied, an invalid request) is logged and left to the lease's expiry. holder.go — Holder: the live session of one owner,
-//     replaced after loss.
+//     acknowledged one plus the TTL, minus Margin. When that passes — by the monotonic
+//     clock or by the wall clock, which alone runs on while the machine is suspended —
+//     or etcd says the lease is gone, the session is lost for good; a lease of our own
+//     is then revoked as soon as etcd answers. Its janitor deletes the keys handed to
+//     Drop until the delete lands or the lease is gone; a delete or revoke that etcd
+//     refuses for good (permission denied, an invalid request) is logged and left to
+//     the lease's expiry. holder.go — Holder: the live session of one owner, replaced
+//     after loss.
 //   - acquire: claim.go — Claim, one participant and its succession of holdings, in its
 //     user's errors (Vocab); acquire.go — Claim.Acquire puts a key of a name never used
 //     before, then waits — only for the key the Policy names — until the policy says it

@@ -23,3 +23,10 @@ func (s *Session) Tracked(key string) bool {
 	_, ok := s.keys[key]
 	return ok
 }
+
+// SetWallClock makes the session read the wall clock from now.
+func (s *Session) SetWallClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wall = now
+}

@@ -42,6 +42,7 @@ type Session struct {
 	lease    clientv3.LeaseID
 	borrowed *concurrency.Session // nil when the lease is our own
 	lg       *zap.Logger
+	wall     func() time.Time // the wall clock, time.Now but in tests; under mu
 
 	confirmed chan struct{}   // closed once the deadline is known
 	tracked   chan struct{}   // closed when the tracker returns
@@ -110,7 +111,7 @@ func newSession(cli *clientv3.Client, lease clientv3.LeaseID, borrowed *concurre
 	ctx, cancel := context.WithCancel(context.Background())
 	lostCtx, lostStop := context.WithCancel(context.Background())
 	return &Session{
-		cli: cli, lease: lease, borrowed: borrowed, lg: lg,
+		cli: cli, lease: lease, borrowed: borrowed, lg: lg, wall: time.Now,
 		confirmed: make(chan struct{}), tracked: make(chan struct{}),
 		ctx: ctx, cancel: cancel, lostCtx: lostCtx, lostStop: lostStop,
 		keys: map[string]bool{}, sweeping: closedCh, revoked: make(chan struct{}),
@@ -140,10 +141,11 @@ func (s *Session) Deadline() time.Time {
 	return s.deadline
 }
 
-// Alive reports whether the lease is known to be alive now.
+// Alive reports whether the lease is known to be alive now: its deadline has passed by
+// neither clock (see passed).
 func (s *Session) Alive() error {
 	s.mu.Lock()
-	err, closed, deadline := s.err, s.closed, s.deadline
+	err, closed, passed := s.err, s.closed, s.passed()
 	s.mu.Unlock()
 	switch {
 	case err != nil:
@@ -152,7 +154,7 @@ func (s *Session) Alive() error {
 		return ErrClosed
 	case !isClosed(s.confirmed):
 		return fmt.Errorf("%w: lease not yet confirmed", ErrSessionLost)
-	case !time.Now().Before(deadline):
+	case passed:
 		// Loss is for good: record it, so that no late reply can revive the session.
 		return s.expire()
 	}
@@ -201,6 +203,23 @@ func (s *Session) fail(err error) {
 		}
 		s.wake()
 	}
+}
+
+// passed reports whether the deadline has passed by either clock; call it with s.mu
+// held. Go's timers and time comparisons use the monotonic clock, which on Linux stops
+// while the machine is suspended, and etcd's clock does not: after a suspend only the
+// wall clock knows that the lease may be gone. A wall clock stepped forward ends a
+// lease early, the safe way; one stepped back changes nothing, as the monotonic
+// deadline still holds.
+func (s *Session) passed() bool {
+	return !time.Now().Before(s.deadline) || !s.wall().Round(0).Before(s.deadline) // Round(0): by the wall clock
+}
+
+// overdue reports whether the deadline has passed.
+func (s *Session) overdue() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.passed()
 }
 
 // expire declares the session lost for silence past its deadline.
@@ -258,11 +277,17 @@ func (s *Session) track() {
 			s.fail(fmt.Errorf("%w: session ended", ErrSessionLost))
 			return
 		case <-expire.C:
-			if !time.Now().Before(s.Deadline()) {
+			if s.overdue() {
 				s.expire()
 				return
 			}
 		case <-renew.C:
+			// The timers run on the monotonic clock: after a suspend, this may be the
+			// first we hear of a deadline past by the wall clock.
+			if isClosed(s.confirmed) && s.overdue() {
+				s.expire()
+				return
+			}
 			err := s.renew()
 			switch {
 			case errors.Is(err, rpctypes.ErrLeaseNotFound):
@@ -335,7 +360,7 @@ func (s *Session) renew() error {
 	s.mu.Lock()
 	// A reply processed after the deadline comes too late: the session may already have
 	// been declared lost, and loss is for good.
-	late := s.err == nil && isClosed(s.confirmed) && !time.Now().Before(s.deadline)
+	late := s.err == nil && isClosed(s.confirmed) && s.passed()
 	if s.err == nil && !late {
 		if !isClosed(s.confirmed) {
 			close(s.confirmed)

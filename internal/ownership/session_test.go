@@ -349,3 +349,55 @@ func TestLostLeaseRevokeRefusedGivenUp(t *testing.T) {
 	ses.Retire(ctx)
 	assert.NoError(t, ctx.Err(), "Retire waited for a revoke given up")
 }
+
+// After a suspend longer than the time left (the wall clock jumps past the deadline,
+// the monotonic one, which stops during a suspend on Linux, does not), the lease may be
+// gone at etcd: a check says so at once, and Lost closes with it, not at the next
+// renewal.
+func TestWallClockPastDeadlineFailsCheck(t *testing.T) {
+	t.Parallel()
+	ctx := etcdtest.Context(t, 10*time.Second)
+	ses, err := ownership.Grant(ctx, etcdtest.Client(t), 5*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	require.NoError(t, ses.Alive())
+	ses.SetWallClock(func() time.Time { return time.Now().Add(6 * time.Second) })
+	assert.ErrorIs(t, ses.Alive(), ownership.ErrSessionLost)
+	select {
+	case <-ses.Lost():
+	default:
+		t.Error("Lost not closed by the check")
+	}
+}
+
+// Without a check, the tracker notices at its next renewal, which it does not send: a
+// late reply would otherwise extend a lease that etcd may have expired.
+func TestWallClockPastDeadlineLosesSession(t *testing.T) {
+	t.Parallel()
+	ctx := etcdtest.Context(t, 10*time.Second)
+	ses, err := ownership.Grant(ctx, etcdtest.Client(t), 5*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	ses.SetWallClock(func() time.Time { return time.Now().Add(6 * time.Second) })
+	// Renewed every second (RenewInterval).
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.ErrorIs(c, ses.Err(), ownership.ErrSessionLost)
+	}, 3*time.Second, 10*time.Millisecond)
+}
+
+// A wall clock stepped back never keeps a lease alive longer: the monotonic deadline
+// still holds.
+func TestWallClockBackKeepsDeadline(t *testing.T) {
+	t.Parallel()
+	cli, f := etcdtest.FaultClient(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	ses, err := ownership.Grant(ctx, cli, time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	ses.SetWallClock(func() time.Time { return time.Now().Add(-time.Hour) })
+	f.FailStreams(func(method string) bool { return method == "/etcdserverpb.Lease/LeaseKeepAlive" })
+	// Lost 800ms after the last renewal was sent.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.ErrorIs(c, ses.Alive(), ownership.ErrSessionLost)
+	}, 3*time.Second, 10*time.Millisecond)
+}
