@@ -15,9 +15,10 @@
 //     renewal plus the TTL etcd returned — even if etcd is unreachable: the Keeper never
 //     claims a lease that etcd may already have expired.
 //   - That instant is kept by the wall clock too: Go's timers stop while the machine is
-//     suspended (the monotonic clock does), etcd's clock does not. Lost closes within one
-//     renewal interval of waking from a suspend that outlasted the lease's deadline, and
-//     no renewal is sent for it. A wall clock stepped forward may end a lease early; one
+//     suspended (the monotonic clock does), etcd's clock does not. After a suspend that
+//     outlasted the lease's deadline, Lost closes at the first renewal due after waking
+//     (within a renewal interval), which is not sent; the reply to one sent before the
+//     suspend does not count. A wall clock stepped forward may end a lease early; one
 //     stepped back never keeps it longer.
 //   - Renewals go to whichever member the client can reach, each a request of its own; one
 //     not answered within half the time left is hedged by a second, so neither an
