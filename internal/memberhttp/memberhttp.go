@@ -2,7 +2,9 @@
 // /livez, /readyz) that a member serves on every one of its client URLs, including
 // unix-socket ones, through Clients, and gRPC requests to one member through Conns.
 // Both keep their connections between rounds of requests until closed, or until their
-// member leaves (Keep).
+// member leaves (Keep). Conns keep one connection per member and endpoint asked for, so
+// that users sharing them (ConnsOf) that reach a member at different endpoints each keep
+// theirs rather than redial one in turn.
 package memberhttp
 
 import (

@@ -2,6 +2,7 @@ package memberhttp
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // shared holds the Conns of each client with users, so that a cluster's health checks
-// and metric probes reach each member over one connection rather than one each.
+// and metric probes reach each member over one connection rather than one each (when
+// they reach it at one endpoint).
 var shared = struct {
 	sync.Mutex
 	byClient map[*clientv3.Client]*share
@@ -21,13 +23,16 @@ type share struct {
 	stop  func() bool // the forget-with-the-client hook
 }
 
-// Share is one user's use of the Conns every user of a client shares. After Close its
-// requests go through closed Conns of its own (each dials a connection that closes when
-// it ends), so that it keeps no connection while others still share.
+// Share is one user's use of the Conns every user of a client shares: its Gets reach
+// each member at the endpoint it last asked for, over one connection with every other
+// user that asks for that endpoint, and leave alone the connections of users that ask
+// for other endpoints of the member. After Close its requests go through closed Conns of its own (each dials
+// a connection that closes when it ends), so that it keeps no connection while others
+// still share: Close drops the connections to endpoints no other user asks for.
 type Share struct {
 	cli    *clientv3.Client
 	sh     *share
-	conns  atomic.Pointer[Conns]
+	user   atomic.Pointer[user]
 	closed sync.Once
 	err    error
 }
@@ -37,7 +42,7 @@ type Share struct {
 func ConnsOf(cli *clientv3.Client) *Share {
 	s := &Share{cli: cli}
 	if cli == nil {
-		s.conns.Store(NewConns(nil))
+		s.user.Store(NewConns(nil).own)
 		return s
 	}
 	shared.Lock()
@@ -50,29 +55,31 @@ func ConnsOf(cli *clientv3.Client) *Share {
 	sh.users++
 	shared.Unlock()
 	s.sh = sh
-	s.conns.Store(sh.conns)
+	s.user.Store(sh.conns.join())
 	return s
 }
 
-// Get is Conns.Get on the shared Conns, or after Close on closed ones.
+// Get is Conns.Get on the shared Conns as this share's user, or after Close on closed
+// Conns of its own.
 func (s *Share) Get(id uint64, endpoint string) (*Conn, bool, error) {
-	return s.conns.Load().Get(id, endpoint)
+	return s.user.Load().get(id, endpoint)
 }
 
 // Keep is Conns.Keep on the shared Conns (nothing after Close).
-func (s *Share) Keep(ids []uint64) { s.conns.Load().Keep(ids) }
+func (s *Share) Keep(ids []uint64) { s.user.Load().c.Keep(ids) }
 
-// Close ends this share; the last one closes the shared Conns. It is idempotent.
+// Close ends this share: the connections that only it asks for are dropped, and the
+// last share closes the shared Conns. It is idempotent.
 func (s *Share) Close() error {
 	s.closed.Do(func() {
 		own := NewConns(s.cli)
 		own.Close()
-		old := s.conns.Swap(own)
+		old := s.user.Swap(own.own)
 		if s.sh == nil {
-			s.err = old.Close()
+			s.err = old.c.Close()
 			return
 		}
-		s.err = s.sh.release(s.cli)
+		s.err = errors.Join(old.leave(), s.sh.release(s.cli))
 	})
 	return s.err
 }
