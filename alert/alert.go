@@ -274,7 +274,7 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 	if m.closed {
 		return nil, ErrClosed
 	}
-	in := &Input{Cluster: cluster, Health: h, Metrics: s}
+	in := &Input{Cluster: cluster, Health: h, Metrics: s, memo: map[seriesKey][]sample{}}
 	var ht, st time.Time
 	if h != nil {
 		ht = orNow(h.Time)
@@ -421,13 +421,7 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 		errs = append(errs, err)
 	}
 	m.poke()
-	var out []Alert
-	for _, a := range m.alertsLocked(true) {
-		if a.Labels["cluster"] == cluster || cluster == "" {
-			out = append(out, a)
-		}
-	}
-	return out, errors.Join(errs...)
+	return m.alertsLocked(true, cluster), errors.Join(errs...)
 }
 
 func orNow(t time.Time) time.Time {
@@ -602,21 +596,23 @@ func (m *Manager) persist(changed []*alertState, deleted []string) error {
 func (m *Manager) Alerts() []Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.alertsLocked(false)
+	return m.alertsLocked(false, "")
 }
 
 // Active returns the firing alerts, highest severity first.
 func (m *Manager) Active() []Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.alertsLocked(true)
+	return m.alertsLocked(true, "")
 }
 
-func (m *Manager) alertsLocked(firingOnly bool) []Alert {
+// alertsLocked returns the alerts (the firing ones only, of cluster only unless it is
+// empty), copied; m.mu is held.
+func (m *Manager) alertsLocked(firingOnly bool, cluster string) []Alert {
 	now := time.Now()
-	out := make([]Alert, 0, len(m.alerts))
+	out := []Alert{}
 	for _, as := range m.alerts {
-		if firingOnly && as.a.State != Firing {
+		if firingOnly && as.a.State != Firing || cluster != "" && as.a.Labels["cluster"] != cluster {
 			continue
 		}
 		a := as.a

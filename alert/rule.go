@@ -69,6 +69,9 @@ type Input struct {
 	// sizes are the members' database sizes before History, back to GrowthWindow plus a
 	// minute, one point a minute, for EtcdExcessiveDatabaseGrowth.
 	sizes []sizePoint
+	// memo keeps the series the rules of one evaluation read, by member and window:
+	// several rules read the same ones. Nil (no memo) in an Input not made by the Manager.
+	memo map[seriesKey][]sample
 }
 
 // Finding is one instance of a rule's condition.

@@ -395,17 +395,16 @@ func perMember(r Rule, check func(in *Input, m *metrics.MemberMetrics) (v float6
 		var out []Finding
 		for i := range in.Metrics.Members {
 			m := &in.Metrics.Members[i]
-			l := MemberLabels(uint64(m.ID), m.Name)
 			if !m.Scraped {
-				out = append(out, Finding{Labels: l, Missing: true})
+				out = append(out, Finding{Labels: MemberLabels(uint64(m.ID), m.Name), Missing: true})
 				continue
 			}
 			v, firing, known, desc := check(in, m)
 			switch {
 			case !known:
-				out = append(out, Finding{Labels: l, Missing: true})
+				out = append(out, Finding{Labels: MemberLabels(uint64(m.ID), m.Name), Missing: true})
 			case firing:
-				out = append(out, Finding{Labels: l, Value: v, Description: desc})
+				out = append(out, Finding{Labels: MemberLabels(uint64(m.ID), m.Name), Value: v, Description: desc})
 			}
 		}
 		return out

@@ -13,12 +13,30 @@ type sample struct {
 	m *metrics.MemberMetrics
 }
 
+type seriesKey struct {
+	id     uint64
+	window time.Duration
+}
+
 // series returns the scraped entries of member id in the snapshots no older than
-// window before the newest, oldest first.
+// window before the newest, oldest first. The caller must not modify it.
 func (in *Input) series(id uint64, window time.Duration) []sample {
 	if len(in.History) == 0 {
 		return nil
 	}
+	if in.memo == nil {
+		return in.seriesOf(id, window)
+	}
+	k := seriesKey{id, window}
+	ss, ok := in.memo[k]
+	if !ok {
+		ss = in.seriesOf(id, window)
+		in.memo[k] = ss
+	}
+	return ss
+}
+
+func (in *Input) seriesOf(id uint64, window time.Duration) []sample {
 	from := in.History[len(in.History)-1].Time.Add(-window)
 	first, _ := slices.BinarySearchFunc(in.History, from, func(s *metrics.Snapshot, t time.Time) int { return s.Time.Compare(t) })
 	out := make([]sample, 0, len(in.History)-first)
@@ -77,7 +95,7 @@ func (in *Input) counterIncrease(id metrics.ID, window time.Duration, c counter)
 		return 0, false
 	}
 	from := in.History[len(in.History)-1].Time.Add(-window)
-	var vs []float64
+	vs := make([]float64, 0, len(in.counters)+len(in.History)) // at most a value each
 	for _, p := range in.counters {
 		if p.t.Before(from) {
 			continue
@@ -119,7 +137,7 @@ func (in *Input) dbSizeSeries(id metrics.ID, window time.Duration) []point {
 		return nil
 	}
 	from := in.History[len(in.History)-1].Time.Add(-window)
-	var out []point
+	out := make([]point, 0, len(in.sizes)+len(in.History)) // at most a point each
 	for _, p := range in.sizes {
 		if p.t.Before(from) {
 			continue
