@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -415,8 +416,21 @@ func dataBucket(bucket []byte) []byte {
 	return bucketMetricsData
 }
 
+// sampleKey is the key of a record of member at t: t's nanoseconds since the Unix
+// epoch, big-endian, then the member. A time outside the records' range (the epoch to
+// MaxRecordTime: a query's bound, a retention cutoff) takes the key of the nearer end,
+// where UnixNano would wrap.
 func sampleKey(t time.Time, member string) []byte {
-	return append(binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())), member...)
+	var ns int64
+	switch {
+	case t.Before(time.Unix(0, 0)):
+		ns = 0
+	case t.After(MaxRecordTime):
+		ns = math.MaxInt64
+	default:
+		ns = t.UnixNano()
+	}
+	return append(binary.BigEndian.AppendUint64(nil, uint64(ns)), member...)
 }
 
 func keyTime(k []byte) time.Time {
@@ -581,7 +595,7 @@ func (b *Bolt) samples(ctx context.Context, bucket []byte, q HistoryQuery, membe
 			// (in whole steps when downsampling).
 			c := root.Bucket(name).Cursor()
 			var k, v []byte
-			if q.Until.IsZero() {
+			if q.Until.IsZero() || q.Until.After(MaxRecordTime) {
 				k, v = c.Last()
 			} else if k, v = c.Seek(sampleKey(q.Until, "")); k == nil {
 				k, v = c.Last()

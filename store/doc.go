@@ -17,8 +17,11 @@
 // alike.
 //
 // History (HealthCheck, MetricSnapshot) is read with a HistoryQuery: Since and Until
-// bound the time, Step downsamples (means and maxima of the named Values per step), and
-// Limit keeps the newest records, which are returned oldest first.
+// bound the time (any time: records are of 1970 to MaxRecordTime, 2262-04-11, so an
+// Until after that bounds nothing), Step downsamples (means and maxima of the named
+// Values per step, at most MaxHistoryStep, 366 days), and Limit keeps the newest
+// records, which are returned oldest first. Means are finite whatever the values: an
+// overflowing sum (values near math.MaxFloat64) does not make them +Inf.
 //
 // # Guarantees
 //

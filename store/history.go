@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"time"
 )
@@ -60,11 +61,13 @@ type HistoryQuery struct {
 	// member and the cluster's own records). Health checks ignore it.
 	Member string
 	// Since (inclusive) and Until (exclusive) bound Time; the zero time does not bound.
+	// Any time is accepted: records are of 1970 to 2262 (see MaxRecordTime), so an Until
+	// after that bounds nothing, and a Since before 1970 neither.
 	Since, Until time.Time
 	// Step, when positive, downsamples: one record per cluster, member and step, the
 	// steps aligned on multiples of Step since the Unix epoch. A store that keeps rollups
 	// answers from the coarsest one whose resolution divides Step. Zero returns the
-	// records at the finest resolution kept for the range.
+	// records at the finest resolution kept for the range. At most MaxHistoryStep.
 	Step time.Duration
 	// Limit caps the number of records: the newest are kept and returned oldest first.
 	// 0 means 100.
@@ -126,14 +129,27 @@ func (s sample) metric() MetricSnapshot {
 	return MetricSnapshot{Time: s.Time, Cluster: s.Cluster, Member: s.Member, Values: s.Values, Max: s.Max, Samples: s.Samples, Data: s.Data}
 }
 
+// MaxRecordTime is the latest time a health check or metric snapshot can have in the
+// stores of this package: the last time whose nanoseconds since the Unix epoch fit in
+// an int64 (2262-04-11), as the bbolt store keys records by them. Their Put methods
+// refuse a later one with ErrInvalidArgument.
+var MaxRecordTime = time.Unix(0, math.MaxInt64).UTC()
+
+// MaxHistoryStep is the longest step a HistoryQuery can downsample by: a year, leap or
+// not. Longer steps are refused rather than answered with one record for everything
+// kept (the longest default retention is the PostgreSQL store's year of 1-hour rollups).
+const MaxHistoryStep = 366 * 24 * time.Hour
+
 // Validate reports whether h can be written: a time after the Unix epoch, a cluster, no
-// empty value name.
+// empty value name. (The stores of this package also refuse a time after
+// MaxRecordTime.)
 func (h HealthCheck) Validate() error {
 	return validSample("health check", h.Time, h.Cluster, h.Values)
 }
 
 // Validate reports whether m can be written: a time after the Unix epoch, a cluster, no
-// empty value name.
+// empty value name. (The stores of this package also refuse a time after
+// MaxRecordTime.)
 func (m MetricSnapshot) Validate() error {
 	return validSample("metric snapshot", m.Time, m.Cluster, m.Values)
 }
@@ -168,7 +184,8 @@ func FiniteValues(values map[string]float64) map[string]float64 {
 }
 
 // validSamples validates and normalises records before they are written: the time in
-// UTC, non-finite values dropped, Samples 1, Max cleared.
+// UTC, non-finite values dropped, Samples 1, Max cleared. A time after MaxRecordTime is
+// refused too.
 func validSamples[T interface{ Validate() error }](in []T, conv func(T) sample) ([]sample, error) {
 	out := make([]sample, 0, len(in))
 	for i, r := range in {
@@ -176,18 +193,23 @@ func validSamples[T interface{ Validate() error }](in []T, conv func(T) sample) 
 			return nil, fmt.Errorf("%w (record %d)", err, i)
 		}
 		s := conv(r)
+		if s.Time.After(MaxRecordTime) {
+			return nil, fmt.Errorf("%w: time %v is after %v (record %d)", ErrInvalidArgument, s.Time, MaxRecordTime, i)
+		}
 		s.Time, s.Values, s.Max, s.Samples = s.Time.UTC(), FiniteValues(s.Values), nil, 1
 		out = append(out, s)
 	}
 	return out, nil
 }
 
-// Validate reports whether q is usable: no negative step or limit, Since before Until
-// when both are set.
+// Validate reports whether q is usable: no negative step or limit, no step longer than
+// MaxHistoryStep, Since before Until when both are set.
 func (q HistoryQuery) Validate() error {
 	switch {
 	case q.Step < 0:
 		return fmt.Errorf("%w: step %v is negative", ErrInvalidArgument, q.Step)
+	case q.Step > MaxHistoryStep:
+		return fmt.Errorf("%w: step %v is longer than %v (366 days)", ErrInvalidArgument, q.Step, MaxHistoryStep)
 	case q.Limit < 0:
 		return fmt.Errorf("%w: limit %d is negative", ErrInvalidArgument, q.Limit)
 	case !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until):
@@ -199,11 +221,24 @@ func (q HistoryQuery) Validate() error {
 // EffectiveLimit is q's limit with the default applied.
 func (q HistoryQuery) EffectiveLimit() int { return limitOr(q.Limit) }
 
-// StepStart is the start of t's step: steps are aligned on multiples of step since the
-// Unix epoch (as PostgreSQL's date_bin with origin 1970-01-01 aligns them).
+// StepStart is the start of t's step, in UTC: steps are aligned on multiples of step
+// since the Unix epoch (as PostgreSQL's date_bin with origin 1970-01-01 aligns them).
+// It is exact for any time and any positive step; a step of zero or less returns t.
 func StepStart(t time.Time, step time.Duration) time.Time {
-	ns := t.UnixNano()
-	return time.Unix(0, ns-((ns%int64(step))+int64(step))%int64(step)).UTC()
+	t = t.UTC() // also drops the monotonic reading: equal steps are equal map keys
+	if step <= 0 {
+		return t
+	}
+	// The remainder of t's nanoseconds since the epoch (sec*1e9 + nsec, which need not
+	// fit in an int64) divided by step, in 128 bits: (sec mod step)*(1e9 mod step) + nsec.
+	st := int64(step)
+	sm := t.Unix() % st
+	if sm < 0 {
+		sm += st
+	}
+	hi, lo := bits.Mul64(uint64(sm), uint64(int64(time.Second)%st))
+	lo, carry := bits.Add64(lo, uint64(t.Nanosecond()), 0)
+	return t.Add(-time.Duration(bits.Rem64(hi+carry, lo, uint64(st))))
 }
 
 func (q HistoryQuery) inRange(t time.Time) bool {
@@ -229,14 +264,15 @@ func selectSamples(all []sample, q HistoryQuery, members bool) []sample {
 }
 
 // downsample merges time-ordered raw samples into one per cluster, member and step.
+// Means and maxima are finite whatever the input: non-finite values are left out, and a
+// mean is at least the least value and at most the greatest (see Mean).
 func downsample(in []sample, step time.Duration) []sample {
 	type key struct {
 		at              time.Time
 		cluster, member string
 	}
 	idx := map[key]int{}
-	sums := []map[string]float64{}
-	counts := []map[string]int{}
+	means := []map[string]*Mean{}
 	var out []sample
 	for _, s := range in {
 		k := key{StepStart(s.Time, step), s.Cluster, s.Member}
@@ -246,8 +282,7 @@ func downsample(in []sample, step time.Duration) []sample {
 			idx[k] = i
 			out = append(out, sample{Time: k.at, Cluster: s.Cluster, Member: s.Member, Healthy: true,
 				Values: map[string]float64{}, Max: map[string]float64{}})
-			sums = append(sums, map[string]float64{})
-			counts = append(counts, map[string]int{})
+			means = append(means, map[string]*Mean{})
 		}
 		o := &out[i]
 		n := max(s.Samples, 1)
@@ -255,10 +290,17 @@ func downsample(in []sample, step time.Duration) []sample {
 		o.Healthy = o.Healthy && s.Healthy
 		o.Data = s.Data
 		for name, v := range s.Values {
-			sums[i][name] += v * float64(n)
-			counts[i][name] += n
+			if !finite(v) {
+				continue
+			}
+			acc := means[i][name]
+			if acc == nil {
+				acc = &Mean{}
+				means[i][name] = acc
+			}
+			acc.Add(v, float64(n))
 			m := v
-			if x, ok := s.Max[name]; ok {
+			if x, ok := s.Max[name]; ok && finite(x) {
 				m = x
 			}
 			if cur, ok := o.Max[name]; !ok || m > cur {
@@ -267,8 +309,8 @@ func downsample(in []sample, step time.Duration) []sample {
 		}
 	}
 	for i := range out {
-		for name, sum := range sums[i] {
-			out[i].Values[name] = sum / float64(counts[i][name])
+		for name, acc := range means[i] {
+			out[i].Values[name] = acc.Value()
 		}
 		if len(out[i].Values) == 0 {
 			out[i].Values, out[i].Max = nil, nil
@@ -276,6 +318,54 @@ func downsample(in []sample, step time.Duration) []sample {
 	}
 	slices.SortStableFunc(out, func(a, b sample) int { return a.Time.Compare(b.Time) })
 	return out
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// Mean is the weighted mean of finite values, computed so that it cannot overflow:
+// values near math.MaxFloat64 sum past it (two of 1e308 make +Inf). The plain sum of
+// value times weight is used while it is finite, so ordinary values get the same mean
+// to the bit as sum/weight; when it overflows, the same sum of the values scaled by
+// 2^-64 (exact, a power of two) is divided and scaled back. The result is clamped to
+// the least and greatest value, which a mean lies between but rounding may step past.
+// Stores that downsample in Go use it so that their means agree with DownsampleMetrics.
+// The zero Mean is empty.
+type Mean struct {
+	sum, scaled, weight float64
+	lo, hi              float64
+}
+
+const meanScale = 0x1p-64
+
+// Add adds v with weight w (a positive number of samples). Non-finite values and
+// weights other than positive finite ones are ignored.
+func (m *Mean) Add(v, w float64) {
+	if !finite(v) || !finite(w) || w <= 0 {
+		return
+	}
+	if m.weight == 0 {
+		m.lo, m.hi = v, v
+	}
+	m.lo, m.hi = min(m.lo, v), max(m.hi, v)
+	m.sum += v * w
+	m.scaled += v * meanScale * w
+	m.weight += w
+}
+
+// Value returns the mean: finite, between the least and the greatest value added; 0
+// when nothing was.
+func (m *Mean) Value() float64 {
+	if m.weight == 0 {
+		return 0
+	}
+	avg := m.sum / m.weight
+	if !finite(avg) {
+		avg = m.scaled / m.weight / meanScale
+	}
+	if math.IsNaN(avg) {
+		return m.hi
+	}
+	return min(max(avg, m.lo), m.hi)
 }
 
 func selectMaintenance(all []MaintenanceOp, q MaintenanceQuery) []MaintenanceOp {
@@ -305,8 +395,10 @@ func (q MaintenanceQuery) Validate() error {
 
 // DownsampleHealth merges health checks into one record per cluster and step, oldest
 // first, as a downsampled HealthQuery returns them: Values are means weighted by
-// Samples, Max the maxima, Healthy whether all were healthy, Data the last one's. The
-// input must be ordered by time.
+// Samples, Max the maxima, Healthy whether all were healthy, Data the last one's.
+// Non-finite values are left out, and a mean never overflows (two values of 1e308 mean
+// 1e308, not +Inf), so the records always encode as JSON. The input must be ordered
+// by time.
 func DownsampleHealth(in []HealthCheck, step time.Duration) []HealthCheck {
 	return convert(downsample(convert(in, fromHealth), step), sample.health)
 }

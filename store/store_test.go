@@ -114,7 +114,7 @@ func TestContract(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) (store.Store, func() store.Store) {
 			s := store.NewMemory()
 			return s, func() store.Store { return s }
-		})
+		}, storetest.HugeValues, storetest.RecordTimeBound)
 	})
 	t.Run("bolt", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) (store.Store, func() store.Store) {
@@ -129,7 +129,7 @@ func TestContract(t *testing.T) {
 				t.Cleanup(func() { s2.Close() })
 				return s2
 			}
-		})
+		}, storetest.HugeValues, storetest.RecordTimeBound)
 	})
 }
 

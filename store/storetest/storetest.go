@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,12 +26,40 @@ type Opener func(t *testing.T) (s store.Store, reopen func() store.Store)
 // steps of a minute or an hour split the test data deterministically.
 func Base() time.Time { return time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour) }
 
-// Run runs the history and maintenance contract against open.
-func Run(t *testing.T, open Opener) {
+// Capability names a case of the contract that runs only for the stores whose tests
+// pass it to Run: a case added before every implementation passes it. Run skips such a
+// case for a store that does not claim it, saying which capability is missing; once
+// every store passes, the capability is claimed by all, or the case made unconditional.
+type Capability string
+
+// HugeValues: downsampled reads of finite values near ±math.MaxFloat64 return finite
+// means (never ±Inf, which JSON cannot encode) between the least and greatest value.
+// Stores that also roll up in SQL must keep the rollups finite too; the case reads raw
+// records only.
+const HugeValues Capability = "HugeValues"
+
+// RecordTimeBound: a health check or metric snapshot with a time after
+// store.MaxRecordTime is refused with store.ErrInvalidArgument, as the stores of package
+// store refuse it.
+const RecordTimeBound Capability = "RecordTimeBound"
+
+// Run runs the history and maintenance contract against open, with the cases of the
+// capabilities caps.
+func Run(t *testing.T, open Opener, caps ...Capability) {
+	claims := func(c Capability) func(*testing.T) {
+		return func(t *testing.T) {
+			if !slices.Contains(caps, c) {
+				t.Skipf("the store does not claim storetest.%s", c)
+			}
+		}
+	}
 	t.Run("State", func(t *testing.T) { testState(t, open) })
 	t.Run("History", func(t *testing.T) { testHistory(t, open) })
 	t.Run("HistoryMembers", func(t *testing.T) { testHistoryMembers(t, open) })
 	t.Run("HistoryInvalid", func(t *testing.T) { testHistoryInvalid(t, open) })
+	t.Run("HistoryTimeBounds", func(t *testing.T) { testHistoryTimeBounds(t, open) })
+	t.Run("HistoryHugeValues", func(t *testing.T) { claims(HugeValues)(t); testHistoryHugeValues(t, open) })
+	t.Run("HistoryRecordTimeBound", func(t *testing.T) { claims(RecordTimeBound)(t); testHistoryRecordTimeBound(t, open) })
 	t.Run("Maintenance", func(t *testing.T) { testMaintenance(t, open) })
 	t.Run("AlertHistory", func(t *testing.T) { testAlertHistory(t, open) })
 }
@@ -239,9 +268,11 @@ func testHistoryInvalid(t *testing.T, open Opener) {
 	}
 	assert.ErrorIs(t, s.PutMetricSnapshots(ctx(t), []store.MetricSnapshot{{Cluster: "c"}}), store.ErrInvalidArgument)
 	for name, q := range map[string]store.HistoryQuery{
-		"negative step":  {Step: -time.Second},
-		"negative limit": {Limit: -1},
-		"empty range":    {Since: Base(), Until: Base()},
+		"negative step":     {Step: -time.Second},
+		"negative limit":    {Limit: -1},
+		"empty range":       {Since: Base(), Until: Base()},
+		"step over a year":  {Step: store.MaxHistoryStep + time.Second},
+		"step of centuries": {Step: math.MaxInt64},
 	} {
 		_, err := s.HealthChecks(ctx(t), q)
 		assert.ErrorIs(t, err, store.ErrInvalidArgument, name)
@@ -254,6 +285,172 @@ func testHistoryInvalid(t *testing.T, open Opener) {
 	got, err := s.HealthChecks(ctx(t), store.HistoryQuery{})
 	require.NoError(t, err)
 	assert.Empty(t, got)
+}
+
+// testHistoryTimeBounds reads with bounds outside the times records can have (the
+// epoch to store.MaxRecordTime), which bound nothing beyond them, and with the longest
+// step; it reads back a record at the latest time a record can have.
+func testHistoryTimeBounds(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	base := Base()
+	var checks []store.HealthCheck
+	var snaps []store.MetricSnapshot
+	for i := range 6 {
+		at := base.Add(time.Duration(i) * 10 * time.Second)
+		checks = append(checks, store.HealthCheck{Time: at, Cluster: "c", Healthy: true, Values: map[string]float64{"i": float64(i)}})
+		snaps = append(snaps, store.MetricSnapshot{Time: at, Cluster: "c", Member: "m", Values: map[string]float64{"i": float64(i)}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx(t), checks))
+	require.NoError(t, s.PutMetricSnapshots(ctx(t), snaps))
+	// A record at the latest time a record can have.
+	late := store.MaxRecordTime.Truncate(time.Second)
+	require.NoError(t, s.PutHealthChecks(ctx(t), []store.HealthCheck{{Time: late, Cluster: "late", Healthy: true}}))
+	s = reopen()
+	year := func(y int) time.Time { return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC) }
+	for _, tc := range []struct {
+		name         string
+		since, until time.Time
+		want         int
+	}{
+		{"until 2200", time.Time{}, year(2200), 6},
+		{"until 2262", time.Time{}, year(2262), 6},
+		{"until after MaxRecordTime", time.Time{}, store.MaxRecordTime.Add(time.Nanosecond), 6},
+		{"until 2263", time.Time{}, year(2263), 6},
+		{"until 2560", time.Time{}, year(2560), 6},
+		{"until 9999", time.Time{}, year(9999), 6},
+		{"since 1000 until 2560", year(1000), year(2560), 6},
+		{"since 1", year(1), time.Time{}, 6},
+		{"since 1960", year(1960), time.Time{}, 6},
+		{"until 1960", time.Time{}, year(1960), 0},
+		{"since 1000 until 1960", year(1000), year(1960), 0},
+		{"since 2300", year(2300), time.Time{}, 0},
+		{"since 2560 until 9999", year(2560), year(9999), 0},
+	} {
+		for _, step := range []time.Duration{0, time.Minute} {
+			q := store.HistoryQuery{Cluster: "c", Since: tc.since, Until: tc.until, Step: step}
+			hs, err := s.HealthChecks(ctx(t), q)
+			require.NoError(t, err, "%s step %v", tc.name, step)
+			ms, err := s.MetricSnapshots(ctx(t), q)
+			require.NoError(t, err, "%s step %v", tc.name, step)
+			want := tc.want
+			if step > 0 {
+				want = min(want, 1)
+			}
+			assert.Len(t, hs, want, "health checks, %s, step %v", tc.name, step)
+			assert.Len(t, ms, want, "metric snapshots, %s, step %v", tc.name, step)
+			if step > 0 && want == 1 && len(hs) == 1 && len(ms) == 1 {
+				assert.True(t, hs[0].Time.Equal(base), "%s: step at %v", tc.name, hs[0].Time)
+				assert.Equal(t, 6, hs[0].Samples, tc.name)
+				assert.Equal(t, 6, ms[0].Samples, tc.name)
+			}
+		}
+	}
+
+	// The longest step: one record, at the start of its step since the epoch.
+	hs, err := s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "c", Step: store.MaxHistoryStep})
+	require.NoError(t, err)
+	require.Len(t, hs, 1)
+	assert.True(t, hs[0].Time.Equal(store.StepStart(base, store.MaxHistoryStep)), "step at %v", hs[0].Time)
+	assert.False(t, hs[0].Time.After(base), "a step starts before its records: %v", hs[0].Time)
+	assert.Equal(t, 6, hs[0].Samples)
+	assert.InDelta(t, 2.5, hs[0].Values["i"], 1e-9)
+
+	for _, q := range []store.HistoryQuery{{Cluster: "late"}, {Cluster: "late", Since: year(2262)}, {Cluster: "late", Until: year(9999)},
+		{Cluster: "late", Step: time.Hour}} {
+		hs, err = s.HealthChecks(ctx(t), q)
+		require.NoError(t, err)
+		require.Len(t, hs, 1, "%+v", q)
+		assert.True(t, hs[0].Time.Equal(store.StepStart(late, q.Step)), "%+v: at %v", q, hs[0].Time)
+	}
+}
+
+// testHistoryRecordTimeBound writes records after store.MaxRecordTime, which are
+// refused, and one at it, which is not.
+func testHistoryRecordTimeBound(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	for _, at := range []time.Time{store.MaxRecordTime.Add(time.Microsecond), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		assert.ErrorIs(t, s.PutHealthChecks(ctx(t), []store.HealthCheck{{Time: Base(), Cluster: "c"}, {Time: at, Cluster: "c"}}),
+			store.ErrInvalidArgument, "health check at %v", at)
+		assert.ErrorIs(t, s.PutMetricSnapshots(ctx(t), []store.MetricSnapshot{{Time: at, Cluster: "c"}}),
+			store.ErrInvalidArgument, "metric snapshot at %v", at)
+	}
+	late := store.MaxRecordTime.Truncate(time.Microsecond)
+	require.NoError(t, s.PutMetricSnapshots(ctx(t), []store.MetricSnapshot{{Time: late, Cluster: "c"}}))
+	s = reopen()
+	hs, err := s.HealthChecks(ctx(t), store.HistoryQuery{})
+	require.NoError(t, err)
+	assert.Empty(t, hs, "a batch with a refused record writes nothing")
+	ms, err := s.MetricSnapshots(ctx(t), store.HistoryQuery{})
+	require.NoError(t, err)
+	require.Len(t, ms, 1)
+	assert.True(t, ms[0].Time.Equal(late), "at %v", ms[0].Time)
+}
+
+// testHistoryHugeValues downsamples finite values near ±math.MaxFloat64, whose plain
+// sums overflow: the means are finite, between the least and the greatest value, and
+// the records encode as JSON.
+func testHistoryHugeValues(t *testing.T, open Opener) {
+	s, reopen := open(t)
+	base := Base()
+	const big = math.MaxFloat64
+	series := map[string][]float64{
+		"max":   {big, big, big, big, big, big},
+		"1e308": {1e308, 1e308, 1e308, 1e308, 1e308, 1e308},
+		"min":   {-big, -big, -big, -big, -big, -big},
+		"mixed": {big, big, -big, big, big, -big},
+		"ramp":  {1e308, 1.2e308, 1.4e308, 1.6e308, 1.7e308, 1.1e308},
+		"small": {1, 2, 3, 4, 5, 6},
+	}
+	want := map[string]float64{"max": big, "1e308": 1e308, "min": -big, "mixed": big / 3, "ramp": 8e308 / 6, "small": 3.5}
+	var checks []store.HealthCheck
+	var snaps []store.MetricSnapshot
+	for i := range 6 {
+		at := base.Add(time.Duration(i) * 10 * time.Second)
+		vals := map[string]float64{}
+		for name, vs := range series {
+			vals[name] = vs[i]
+		}
+		checks = append(checks, store.HealthCheck{Time: at, Cluster: "c", Healthy: true, Values: vals})
+		snaps = append(snaps, store.MetricSnapshot{Time: at, Cluster: "c", Values: vals})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx(t), checks))
+	require.NoError(t, s.PutMetricSnapshots(ctx(t), snaps))
+	s = reopen()
+
+	raw, err := s.MetricSnapshots(ctx(t), store.HistoryQuery{Cluster: "c"})
+	require.NoError(t, err)
+	require.Len(t, raw, 6)
+	assert.Equal(t, big, raw[0].Values["max"], "kept as written")
+
+	check := func(what string, values, maxes map[string]float64, samples int, encoded error) {
+		t.Helper()
+		assert.NoError(t, encoded, "%s: encodes as JSON", what)
+		assert.Equal(t, 6, samples, what)
+		for name, w := range want {
+			v, ok := values[name]
+			if !assert.True(t, ok, "%s: %s missing", what, name) {
+				continue
+			}
+			assert.False(t, math.IsInf(v, 0) || math.IsNaN(v), "%s: %s mean %v", what, name, v)
+			assert.InEpsilon(t, w, v, 1e-9, "%s: %s mean", what, name)
+			assert.LessOrEqual(t, v, slices.Max(series[name]), "%s: %s mean", what, name)
+			assert.GreaterOrEqual(t, v, slices.Min(series[name]), "%s: %s mean", what, name)
+			assert.Equal(t, slices.Max(series[name]), maxes[name], "%s: %s max", what, name)
+		}
+	}
+	for _, step := range []time.Duration{time.Minute, time.Hour} {
+		hs, err := s.HealthChecks(ctx(t), store.HistoryQuery{Cluster: "c", Step: step})
+		require.NoError(t, err)
+		require.Len(t, hs, 1)
+		_, jerr := json.Marshal(hs)
+		check(fmt.Sprintf("health checks, step %v", step), hs[0].Values, hs[0].Max, hs[0].Samples, jerr)
+		ms, err := s.MetricSnapshots(ctx(t), store.HistoryQuery{Cluster: "c", Step: step})
+		require.NoError(t, err)
+		require.Len(t, ms, 1)
+		_, jerr = json.Marshal(ms)
+		check(fmt.Sprintf("metric snapshots, step %v", step), ms[0].Values, ms[0].Max, ms[0].Samples, jerr)
+	}
 }
 
 func testMaintenance(t *testing.T, open Opener) {
