@@ -42,8 +42,9 @@
 // member leaves the cluster) and the kept-alive HTTP connections to /livez and /readyz
 // (on a transport of its own unless WithHTTPClient gave a client), so that a check costs
 // no handshakes. The gRPC connections are shared with the metrics.Collector of the same
-// client (one per member for both). Close closes the HTTP ones, and the gRPC ones once
-// no Collector of the client uses them either; closing the client closes the gRPC ones
+// client (one per member and endpoint: given the same endpoints, one per member for
+// both). Close closes the HTTP ones, and the gRPC ones once no Collector of the client
+// uses them either; closing the client closes the gRPC ones
 // too, and the HTTP connections of a member that leaves close at once. The client
 // passed to New stays the caller's. Check is safe for concurrent use, and works after Close without keeping
 // connections; a Check that Close overlaps keeps none either once it returns.

@@ -248,7 +248,7 @@ func (c *Collector) members(ctx context.Context) ([]member, bool, error) {
 		m.metricsURL, m.unix = metricsURL(pm.ClientURLs)
 		// By hexadecimal ID first, then name, as health.WithEndpoints: given one map, the
 		// Checker and the Collector reach a member at one endpoint, over the connection
-		// they share (memberhttp.ConnsOf), instead of each replacing the other's.
+		// they share (memberhttp.ConnsOf), instead of one each.
 		if ep, ok := c.opts.endpoints[ID(pm.ID).Hex()]; ok {
 			m.endpoint = ep
 		} else if ep, ok := c.opts.endpoints[m.name]; ok && m.name != "" {
