@@ -13,11 +13,20 @@
 // uses (FamilyNames; etcd does not filter on request), without building per-series
 // objects: on a real etcd body that is about 20 times less CPU and 1000 times fewer
 // allocations than a full parse. Whatever a member sends, one scrape holds at most a
-// 64 KiB buffer, 64 gRPC codes and 128 buckets per histogram; a body over MaxScrapeBytes
-// (16 MiB) is an error (ErrTooLarge), never a truncated parse. NaN and ±Inf values are
-// dropped at collection as if the series were absent, and rates that overflow are 0, so
-// that every Snapshot encodes as JSON; histogram buckets are made cumulative and at most
-// the count (a count saturates at 2^53), so that shares stay within [0, 1]. A member that leaves the cluster is forgotten at
+// 64 KiB buffer, 18 gRPC codes and 128 buckets per histogram; a body over MaxScrapeBytes
+// (16 MiB) is an error (ErrTooLarge), never a truncated parse. A member's unary requests
+// are counted by gRPC's 17 code names; any other grpc_code value counts as "Other", so
+// that a member making up label values cannot grow its snapshots, the history, the store
+// or the exported series. NaN and ±Inf values are dropped at collection as if the series
+// were absent, and rates that overflow are 0, so that every Snapshot encodes as JSON;
+// histogram buckets are made cumulative and at most the count (a count saturates at
+// 2^53), so that shares stay within [0, 1]. A histogram with a bucket bound that is not
+// a bound of seconds — negative, NaN, -Inf, or over a million seconds (11.6 days; etcd's
+// largest is 8.192 s) — is left out of the member's snapshot as if absent (zero
+// Histogram, no buckets), and the rest of the member's numbers are kept: a quantile is
+// therefore always a duration from 0 to the largest finite bound. A bound that does not
+// parse as a number is an error for the whole scrape, like any malformed line of a family
+// the collector reads. A member that leaves the cluster is forgotten at
 // the next collection that reads the membership: its state and its exported series go. Rates (throughput, DB growth, failed proposals, CPU) are deltas between two
 // snapshots of the same member divided by the time between them, so they are zero in a
 // member's first snapshot and after a counter reset. etcd's proposals committed, applied

@@ -9,7 +9,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 )
 
 // A member's /metrics is parsed as a stream, line by line, and only the lines of the
@@ -17,19 +16,21 @@ import (
 // 130 families, of which the collector needs about 25, and etcd ignores requests to
 // filter (name[]), so skipping cheaply is where the time goes. Values are added up as
 // they are read, so no per-series objects are built, and memory does not grow with the
-// body: a buffer of scrapeBufSize, a map of at most maxGRPCCodes codes and histograms of
-// at most maxBuckets buckets, whatever the member sends.
+// body: a buffer of scrapeBufSize, one sum per gRPC code (gRPC's 17 and "Other") and
+// histograms of at most maxBuckets buckets, whatever the member sends.
 
 const (
 	// scrapeBufSize is the read buffer of one scrape; a line of a family the collector
 	// uses may not be longer (lines of other families may be any length).
 	scrapeBufSize = 64 << 10
-	// maxGRPCCodes bounds the distinct grpc_code values kept (gRPC has 17).
-	maxGRPCCodes = 64
 	// maxBuckets bounds the distinct bucket bounds of one histogram (etcd's have < 30).
 	maxBuckets = 128
 	// maxCount bounds a histogram count, so that it converts to uint64 exactly enough.
 	maxCount = 1 << 53
+	// maxBound bounds the finite bucket bounds of a histogram, in seconds: etcd's go up
+	// to 8.192 s, and any quantile of buckets within [0, maxBound] (11.6 days) converts
+	// to a time.Duration (at most 292 years) with room to spare.
+	maxBound = 1e6
 )
 
 // slot is a counter or gauge the collector reads.
@@ -131,54 +132,86 @@ type histAcc struct {
 	buckets []bucket // not cumulative across series until finish; +Inf included
 	count   float64
 	sum     float64
+	// bad is set by a bucket bound out of range: the histogram is left out of the
+	// scrape, as if the member did not serve it.
+	bad bool
 }
 
-// codeSum is the unary calls handled with one gRPC code. A slice searched linearly
-// beats a map here: there are a handful of codes, and no string is built per line.
-type codeSum struct {
-	code string
-	n    float64
-}
-
-func (p *parsed) addCode(code []byte, v float64) error {
-	for i := range p.codes {
-		if p.codes[i].code == string(code) {
-			p.codes[i].n += v
-			return nil
-		}
-	}
-	if len(p.codes) >= maxGRPCCodes {
-		return fmt.Errorf("more than %d grpc_code values", maxGRPCCodes)
-	}
-	name := ""
-	for _, known := range grpcCodes {
-		if string(code) == known {
-			name = known // shared, not one string per scrape
-			break
-		}
-	}
-	if name == "" {
-		if !utf8.Valid(code) {
-			code = bytes.ToValidUTF8(code, []byte("\uFFFD"))
-		}
-		name = string(code)
-	}
-	p.codes = append(p.codes, codeSum{name, v})
-	return nil
-}
-
-// grpcCodes are gRPC's status code names, as go-grpc-middleware labels them.
+// grpcCodes are gRPC's status code names, as go-grpc-middleware labels them, in the
+// order of their numbers. Every other grpc_code value a member serves is counted as
+// otherCode: a label value is any string up to the line's length, and a member's codes
+// are kept in every snapshot of its history.
 var grpcCodes = [...]string{"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
 	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
 	"Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"}
 
+const (
+	// otherCode is the code every grpc_code value other than grpcCodes is counted as.
+	otherCode = "Other"
+	// nCodes is the number of codes counted: gRPC's and otherCode, at index codeOther.
+	nCodes    = len(grpcCodes) + 1
+	codeOther = nCodes - 1
+)
+
+// codeIndex returns the index of a grpc_code value in grpcCodes, or codeOther. A
+// switch, which the compiler makes a binary search by length and content, rather than a
+// map or a loop over grpcCodes: it builds no string, and takes a few comparisons.
+func codeIndex(code []byte) int {
+	switch string(code) {
+	case "OK":
+		return 0
+	case "Canceled":
+		return 1
+	case "Unknown":
+		return 2
+	case "InvalidArgument":
+		return 3
+	case "DeadlineExceeded":
+		return 4
+	case "NotFound":
+		return 5
+	case "AlreadyExists":
+		return 6
+	case "PermissionDenied":
+		return 7
+	case "ResourceExhausted":
+		return 8
+	case "FailedPrecondition":
+		return 9
+	case "Aborted":
+		return 10
+	case "OutOfRange":
+		return 11
+	case "Unimplemented":
+		return 12
+	case "Internal":
+		return 13
+	case "Unavailable":
+		return 14
+	case "DataLoss":
+		return 15
+	case "Unauthenticated":
+		return 16
+	}
+	return codeOther
+}
+
+// codeName is the name of the code at index i.
+func codeName(i int) string {
+	if i == codeOther {
+		return otherCode
+	}
+	return grpcCodes[i]
+}
+
 // byCode returns the unary calls by gRPC code, leaving out codes with none (etcd
 // exports all 17 codes of every method from its start, mostly zeros; a history of
-// snapshots would hold them all), or nil when there were none at all.
+// snapshots would hold them all), or nil when there were none at all. Its keys are the
+// constant names, shared by every snapshot.
 func (p *parsed) byCode() map[string]float64 {
 	n := 0
-	for _, c := range p.codes {
-		if c.n != 0 {
+	for _, v := range p.codes {
+		if v != 0 {
 			n++
 		}
 	}
@@ -186,9 +219,9 @@ func (p *parsed) byCode() map[string]float64 {
 		return nil
 	}
 	out := make(map[string]float64, n)
-	for _, c := range p.codes {
-		if c.n != 0 {
-			out[c.code] = c.n
+	for i, v := range p.codes {
+		if v != 0 {
+			out[codeName(i)] = v
 		}
 	}
 	return out
@@ -201,8 +234,10 @@ type parsed struct {
 	hists [nHists]histAcc
 	// unary handled, stream handled and stream started gRPC calls.
 	unary, streamHandled, streamStarted float64
-	codes                               []codeSum // unary handled, by grpc_code
-	dropped                             int       // samples that were NaN or ±Inf
+	codes                               [nCodes]float64 // unary handled, by codeIndex
+	// dropped counts samples that were NaN or ±Inf, sums that overflowed, and
+	// histograms left out for a bucket bound out of range.
+	dropped int
 }
 
 // readers are the scrapes' read buffers, kept across garbage collections (a sync.Pool
@@ -292,14 +327,18 @@ func (p *parsed) sanitize() {
 			p.dropped++
 		}
 	}
-	for i := range p.codes {
-		if math.IsInf(p.codes[i].n, 0) || math.IsNaN(p.codes[i].n) {
-			p.codes[i].n = 0
+	for i, v := range p.codes {
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			p.codes[i] = 0
 			p.dropped++
 		}
 	}
 	for i := range p.hists {
-		if h := &p.hists[i]; math.IsInf(h.sum, 0) || math.IsNaN(h.sum) {
+		h := &p.hists[i]
+		if h.bad {
+			p.dropped++
+		}
+		if math.IsInf(h.sum, 0) || math.IsNaN(h.sum) {
 			h.sum = 0
 			p.dropped++
 		}
@@ -380,9 +419,7 @@ func (p *parsed) line(line []byte) error {
 	case kindHandled:
 		if string(ls.grpcType) == "unary" {
 			p.unary += v
-			if err := p.addCode(ls.grpcCode, v); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
+			p.codes[codeIndex(ls.grpcCode)] += v
 		} else {
 			p.streamHandled += v
 		}
@@ -396,15 +433,23 @@ func (p *parsed) line(line []byte) error {
 	return nil
 }
 
+// add adds one line of the histogram. A count out of range or a bound that is no
+// number is an error (the body is not what a Prometheus client writes); a bound that is
+// a number but no bucket bound of seconds (NaN, negative, -Inf, or over maxBound: a
+// quantile of it would be a negative or overflowing duration) leaves the histogram out.
 func (h *histAcc) add(name, le []byte, v float64) error {
 	switch {
 	case bytes.HasSuffix(name, []byte("_sum")):
-		h.sum += v
+		if !h.bad {
+			h.sum += v
+		}
 	case bytes.HasSuffix(name, []byte("_count")):
 		if v < 0 || v > maxCount {
 			return fmt.Errorf("%s: count %g out of range", name, v)
 		}
-		h.count += v
+		if !h.bad {
+			h.count += v
+		}
 	default:
 		if le == nil {
 			return fmt.Errorf("%s: bucket without le", name)
@@ -413,8 +458,18 @@ func (h *histAcc) add(name, le []byte, v float64) error {
 			return fmt.Errorf("%s: bucket count %g out of range", name, v)
 		}
 		upper, err := strconv.ParseFloat(string(le), 64)
-		if err != nil || math.IsNaN(upper) {
+		if err != nil {
 			return fmt.Errorf("%s: bad le %q", name, le)
+		}
+		if h.bad {
+			return nil
+		}
+		if !(upper >= 0 && upper <= maxBound) && !math.IsInf(upper, +1) { // NaN included
+			*h = histAcc{bad: true}
+			return nil
+		}
+		if upper == 0 {
+			upper = 0 // not -0
 		}
 		for i := range h.buckets {
 			if h.buckets[i].upper == upper {

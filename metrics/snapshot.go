@@ -70,7 +70,9 @@ type MemberMetrics struct {
 	GRPCStreams  float64 `json:"grpcStreams"`
 	// GRPCHandled is etcd's grpc_server_handled_total for unary calls, by grpc_code,
 	// cumulative since the member started (rules take increases over windows of it).
-	// Codes with no calls are left out: read a missing code as 0.
+	// The codes are gRPC's 17 names ("OK", "Unavailable", ...) and "Other", which counts
+	// every other grpc_code value a member serves. Codes with no calls are left out:
+	// read a missing code as 0.
 	GRPCHandled map[string]float64 `json:"grpcHandled,omitempty"`
 	Process     Process            `json:"process"`
 	// Disk is the filesystem of the member's data directory, when its /metrics exposes
