@@ -20,9 +20,13 @@
 // (WithRetention). A query picks per part of its range the table that answers it:
 // the coarsest rollup whose resolution divides the step, finer data for the most
 // recent part not rolled up yet, and coarser rollups for what is older than the finer
-// ones keep. Values are stored as the id of their sorted set of names (value_names)
-// and a float8[]; rollups add the maxima. When the timescaledb extension is installed before the first start, the
-// history tables are hypertables and retention drops whole chunks; the rollups are
+// ones keep. The background job gathers the planner's statistics of the history
+// tables that have none yet (autovacuum analyzes a table only a minute or more after
+// it was written): without them PostgreSQL reads the newest records by fetching every
+// raw row of the day and sorting them. Values are
+// stored as the id of their sorted set of names (value_names) and a float8[]; rollups
+// add the maxima. When the timescaledb extension is installed before the first start,
+// the history tables are hypertables and retention drops whole chunks; the rollups are
 // this package's own either way.
 //
 // # Guarantees

@@ -55,7 +55,8 @@ func (s *Store) jobLoop() {
 // Maintain rolls raw history up into 1-minute rollups and those into 1-hour rollups as
 // far as complete steps before now allow, then deletes what is older than the
 // retention at now (raw data and 1-minute rollups only once rolled up) and the
-// notification log beyond its bound. A zero now is PostgreSQL's clock, as the
+// notification log beyond its bound, and gathers the planner's statistics of the
+// history tables that have none (see analyze). A zero now is PostgreSQL's clock, as the
 // background job uses: it calls Maintain every job interval;
 // several processes on one database may run it at once (the rollup state rows are
 // locked while a rollup runs). Large backlogs are rolled up in chunks, each in its own
@@ -84,6 +85,9 @@ func (s *Store) Maintain(ctx context.Context, now time.Time) error {
 		if err := s.retain(ctx, kind, now); err != nil {
 			errs = append(errs, fmt.Errorf("retention %s: %w", kind, err))
 		}
+	}
+	if err := s.analyze(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("statistics: %w", err))
 	}
 	if _, err := s.pool.Exec(ctx, `DELETE FROM notifications WHERE id <= (SELECT max(id) FROM notifications) - $1`,
 		s.opts.maxNotifications); err != nil {
@@ -277,4 +281,34 @@ func (s *Store) retain(ctx context.Context, kind string, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// analyze gathers the planner's statistics of the history tables that have none: a
+// table is analyzed by autovacuum only once it has been written to for a while (a
+// minute or more), and without statistics PostgreSQL takes a cluster's rows for a
+// handful, so it reads the newest records of a day by fetching every raw row of the
+// day and sorting them (2 ms of the server's CPU per read with a day of one cluster's
+// checks, against 0.1 ms backwards on the primary key). Tables with statistics are
+// left to autovacuum; an empty table gets none and is analyzed again, which costs
+// nothing. A table another session is analyzing or vacuuming is skipped, and
+// hypertables are left alone: their chunks carry the statistics.
+func (s *Store) analyze(ctx context.Context) error {
+	if s.timescale.Load() {
+		return nil
+	}
+	var names []string
+	for _, t := range historyTables {
+		names = append(names, t.name)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT t FROM unnest($1::text[]) t
+WHERE NOT EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = current_schema() AND tablename = t)`, names)
+	if err != nil {
+		return err
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, "ANALYZE (SKIP_LOCKED) "+strings.Join(missing, ", "))
+	return err
 }
