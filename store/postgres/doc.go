@@ -20,10 +20,13 @@
 // (WithRetention). A query picks per part of its range the table that answers it:
 // the coarsest rollup whose resolution divides the step, finer data for the most
 // recent part not rolled up yet, and coarser rollups for what is older than the finer
-// ones keep. The background job gathers the planner's statistics of the history
-// tables that have none yet (autovacuum analyzes a table only a minute or more after
-// it was written): without them PostgreSQL reads the newest records by fetching every
-// raw row of the day and sorting them. Values are
+// ones keep. A read is one read-only, repeatable-read transaction (the rollup
+// watermarks that choose the tables and the rows read are of one snapshot) whose
+// BEGIN goes with the watermarks' query and whose COMMIT with the last rows' query:
+// two round trips for the newest records. The background job gathers the planner's
+// statistics of the history tables that have none yet (autovacuum analyzes a table
+// only a minute or more after it was written): without them PostgreSQL reads the
+// newest records by fetching every raw row of the day and sorting them. Values are
 // stored as the id of their sorted set of names (value_names) and a float8[]; rollups
 // add the maxima. When the timescaledb extension is installed before the first start,
 // the history tables are hypertables and retention drops whole chunks; the rollups are

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/etcd-monitor/etcd-monitor/store"
 )
@@ -59,15 +60,26 @@ func (b bounds) empty() bool {
 	return b.hi != nil && (b.hi.IsZero() || (b.lo != nil && !b.lo.Before(*b.hi)))
 }
 
+// watermarksSQL reads how far each rollup of kind ($1) has got, and PostgreSQL's now,
+// as the retention's: which table still has which part of the range depends on it.
+const watermarksSQL = `SELECT name, done_until, clock_timestamp() FROM rollup_state WHERE name IN ($1 || '_1m', $1 || '_1h')`
+
+// querier runs a query: a transaction or a connection in one.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // watermarks reads how far each rollup of kind has got: index 1 and 2 of the result
 // are the 1-minute and 1-hour rollups' done_until (nil: nothing rolled up).
-func (s *Store) watermarks(ctx context.Context, q pgx.Tx, kind string) (wm [3]*time.Time, now time.Time, err error) {
-	// PostgreSQL's now, as the retention's: which table still has which part of the
-	// range depends on it.
-	rows, err := q.Query(ctx, `SELECT name, done_until, clock_timestamp() FROM rollup_state WHERE name IN ($1 || '_1m', $1 || '_1h')`, kind)
+func (s *Store) watermarks(ctx context.Context, q querier, kind string) (wm [3]*time.Time, now time.Time, err error) {
+	rows, err := q.Query(ctx, watermarksSQL, kind)
 	if err != nil {
 		return wm, now, err
 	}
+	return scanWatermarks(rows)
+}
+
+func scanWatermarks(rows pgx.Rows) (wm [3]*time.Time, now time.Time, err error) {
 	defer rows.Close()
 	for rows.Next() {
 		var name string
@@ -82,6 +94,39 @@ func (s *Store) watermarks(ctx context.Context, q pgx.Tx, kind string) (wm [3]*t
 		}
 	}
 	return wm, now.UTC(), rows.Err()
+}
+
+// beginRead begins the read-only, repeatable-read transaction of a history read on
+// conn and reads the watermarks of kind in it, in one round trip: the watermarks and
+// the rows read after them are of one snapshot.
+func (s *Store) beginRead(ctx context.Context, conn *pgx.Conn, kind string) (wm [3]*time.Time, now time.Time, err error) {
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead})
+	b.Queue(watermarksSQL, kind)
+	br := conn.SendBatch(ctx, b)
+	defer func() {
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if _, err = br.Exec(); err != nil {
+		return wm, now, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return wm, now, err
+	}
+	return scanWatermarks(rows)
+}
+
+// endRead returns conn to the pool, rolling back the transaction a failed read left
+// open (within the read's own deadline: past it, or when the rollback fails, the pool
+// closes the connection instead).
+func endRead(ctx context.Context, conn *pgxpool.Conn) {
+	if c := conn.Conn(); !c.IsClosed() && c.PgConn().TxStatus() != 'I' && ctx.Err() == nil {
+		_, _ = c.Exec(ctx, "rollback")
+	}
+	conn.Release()
 }
 
 // segments says which table answers which part of the time axis. preferred is the
@@ -192,45 +237,53 @@ func (s *Store) history(ctx context.Context, kind string, q store.HistoryQuery) 
 	}
 	var out []row
 	err := s.op(ctx, "read "+kind+" history", func(ctx context.Context) error {
-		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-			wm, now, err := s.watermarks(ctx, tx, kind)
-			if err != nil {
-				return err
-			}
-			if q.Step == 0 {
-				out, err = s.readRows(ctx, tx, kind, q, q.Since, wm, now)
-				return err
-			}
-			limit := q.EffectiveLimit()
-			end := q.Until
-			if end.IsZero() {
-				end = now
-			}
-			// Read back from end only as far as the newest limit steps need: a window of
-			// limit steps first, twice as long each time it finds fewer (a step shorter
-			// than the records' interval, a gap), and the whole range only once the window
-			// reaches past it or past what the retention keeps. Reading the whole range
-			// at once would hold a year of rows in memory to return limit of them.
-			last := store.StepStart(end.Add(-1), q.Step)
-			oldest := now.Add(-s.opts.retention.Hour)
-			for span := q.Step; time.Duration(limit) <= math.MaxInt64/span; span *= 2 {
-				since := last.Add(-time.Duration(limit)*span + q.Step)
-				if !since.After(q.Since) || since.Before(oldest) {
-					break
-				}
-				if out, err = s.readRows(ctx, tx, kind, q, since, wm, now); err != nil {
-					return err
-				}
-				if steps(out, q.Step) >= limit {
-					return nil
-				}
-				if span > math.MaxInt64/2 {
-					break
-				}
-			}
-			out, err = s.readRows(ctx, tx, kind, q, q.Since, wm, now)
+		// The transaction's BEGIN goes with the watermarks' query and its COMMIT with
+		// the last read: two round trips to PostgreSQL for a read of the newest records
+		// instead of four, each a wake-up of the server's process and of this one.
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
 			return err
-		})
+		}
+		defer endRead(ctx, conn)
+		c := conn.Conn()
+		wm, now, err := s.beginRead(ctx, c, kind)
+		if err != nil {
+			return err
+		}
+		if q.Step == 0 {
+			out, err = s.readRows(ctx, c, kind, q, q.Since, wm, now, true)
+			return err
+		}
+		limit := q.EffectiveLimit()
+		end := q.Until
+		if end.IsZero() {
+			end = now
+		}
+		// Read back from end only as far as the newest limit steps need: a window of
+		// limit steps first, twice as long each time it finds fewer (a step shorter
+		// than the records' interval, a gap), and the whole range only once the window
+		// reaches past it or past what the retention keeps. Reading the whole range
+		// at once would hold a year of rows in memory to return limit of them.
+		last := store.StepStart(end.Add(-1), q.Step)
+		oldest := now.Add(-s.opts.retention.Hour)
+		for span := q.Step; time.Duration(limit) <= math.MaxInt64/span; span *= 2 {
+			since := last.Add(-time.Duration(limit)*span + q.Step)
+			if !since.After(q.Since) || since.Before(oldest) {
+				break
+			}
+			if out, err = s.readRows(ctx, c, kind, q, since, wm, now, false); err != nil {
+				return err
+			}
+			if steps(out, q.Step) >= limit {
+				_, err = c.Exec(ctx, "commit")
+				return err
+			}
+			if span > math.MaxInt64/2 {
+				break
+			}
+		}
+		out, err = s.readRows(ctx, c, kind, q, q.Since, wm, now, true)
+		return err
 	})
 	return out, err
 }
@@ -247,24 +300,47 @@ func steps(rows []row, step time.Duration) int {
 	return n
 }
 
-func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.HistoryQuery, since time.Time, wm [3]*time.Time, now time.Time) ([]row, error) {
+// readRows reads the rows of kind that q selects from since on, in the read
+// transaction open on conn; commit ends the transaction with the same round trip.
+func (s *Store) readRows(ctx context.Context, conn *pgx.Conn, kind string, q store.HistoryQuery, since time.Time, wm [3]*time.Time, now time.Time,
+	commit bool) ([]row, error) {
 	sql, args := s.historySQL(kind, q, since, wm, now)
 	if sql == "" {
+		if commit {
+			_, err := conn.Exec(ctx, "commit")
+			return nil, err
+		}
 		return nil, nil
 	}
 	// A step query needs no order: bin sorts what it returns, and of raw rows only the
 	// last of each step carries Data.
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rec, error) {
-		var o rec
-		var data []byte
-		err := r.Scan(&o.Cluster, &o.Member, &o.Time, &o.Samples, &o.healthy, &o.names, &o.vals, &o.maxs, &data)
-		o.Time, o.Data = o.Time.UTC(), rawOrNil(data)
-		return o, err
-	})
+	got, err := func() (got []rec, err error) {
+		if !commit {
+			rows, err := conn.Query(ctx, sql, args...)
+			if err != nil {
+				return nil, err
+			}
+			return collectRecs(rows)
+		}
+		b := &pgx.Batch{}
+		b.Queue(sql, args...)
+		b.Queue("commit")
+		br := conn.SendBatch(ctx, b)
+		defer func() {
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+		}()
+		rows, err := br.Query()
+		if err != nil {
+			return nil, err
+		}
+		if got, err = collectRecs(rows); err != nil {
+			return nil, err
+		}
+		_, err = br.Exec()
+		return got, err
+	}()
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +351,7 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 			ids = append(ids, *r.names)
 		}
 	}
-	dict, err := s.lookup(ctx, tx, ids)
+	dict, err := s.lookup(ctx, conn, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -304,6 +380,17 @@ func (s *Store) readRows(ctx context.Context, tx pgx.Tx, kind string, q store.Hi
 		}
 	}
 	return out, nil
+}
+
+// collectRecs reads the rows of a history query.
+func collectRecs(rows pgx.Rows) ([]rec, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (rec, error) {
+		var o rec
+		var data []byte
+		err := r.Scan(&o.Cluster, &o.Member, &o.Time, &o.Samples, &o.healthy, &o.names, &o.vals, &o.maxs, &data)
+		o.Time, o.Data = o.Time.UTC(), rawOrNil(data)
+		return o, err
+	})
 }
 
 // historySQL is the query of readRows ("" when no table has any of the range).

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // names keeps the value_names dictionary in memory: a set of value names is written
@@ -94,7 +92,7 @@ func (s *Store) remember(id int32, ns []string) {
 }
 
 // lookup returns the names of each id, reading the ones it does not know.
-func (s *Store) lookup(ctx context.Context, q pgx.Tx, ids []int32) (map[int32][]string, error) {
+func (s *Store) lookup(ctx context.Context, q querier, ids []int32) (map[int32][]string, error) {
 	out := make(map[int32][]string, len(ids))
 	var missing []int32
 	s.names.mu.Lock()
