@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/store"
@@ -93,6 +94,31 @@ func (s *Service) readManager(ctx context.Context) (*alert.Manager, error) {
 // within its shutdown timeout — and returns to standby. It returns ErrInvalidArgument
 // without WithStandby, ErrClosed after Close.
 func (s *Service) RunAlerts(ctx context.Context, st store.Store) error {
+	return s.runTerm(ctx, nil, st)
+}
+
+// RunAlertsLeased is RunAlerts for a term of a lease that can run out under it: lease
+// is the caller's context of the lease, which it ends before another replica could take
+// the lease (ahead of the lease's expiry by a margin, or at once when a write was fenced
+// off). No store write of the term and no notification outlives lease:
+//
+//   - every read and write of st gets a context that ends with lease, so an evaluation
+//     stuck in a write (PostgreSQL stalls) is freed when lease ends;
+//   - when ctx ends the engine stops evaluating and sends what is queued only until
+//     lease ends (not within the manager's shutdown timeout, which it does not use);
+//   - when lease ends, ctx or not, the engine closes at once, cancelling the sends in
+//     flight; what it could not send stays due in the store for the next term.
+//
+// The caller bounds the wind-down by ending lease (a shutdown deadline, say).
+func (s *Service) RunAlertsLeased(ctx, lease context.Context, st store.Store) error {
+	if lease == nil {
+		return fmt.Errorf("%w: RunAlertsLeased: nil lease context", ErrInvalidArgument)
+	}
+	return s.runTerm(ctx, lease, st)
+}
+
+// runTerm is RunAlerts, bounded by lease when it is not nil.
+func (s *Service) runTerm(ctx, lease context.Context, st store.Store) error {
 	if !s.opts.standby {
 		return fmt.Errorf("%w: RunAlerts needs WithStandby", ErrInvalidArgument)
 	}
@@ -110,8 +136,21 @@ func (s *Service) RunAlerts(ctx context.Context, st store.Store) error {
 	s.engine.term.Lock()
 	defer s.engine.term.Unlock()
 
-	m, err := alert.New(append([]alert.Option{alert.WithLogger(s.opts.logger.Named("alert")), alert.WithRegisterer(s.registry)},
-		s.alertOptions(st)...)...)
+	var leaseDone <-chan struct{} // nil (never) without a lease
+	opts := []alert.Option{alert.WithLogger(s.opts.logger.Named("alert")), alert.WithRegisterer(s.registry)}
+	if lease != nil {
+		if err := lease.Err(); err != nil {
+			return fmt.Errorf("monitor: alert engine: the term's lease ended: %w", context.Cause(lease))
+		}
+		leaseDone = lease.Done()
+		st = leasedStore{Store: st, lease: lease}
+		opts = append(opts, s.alertOptions(st)...)
+		// The term's end flushes within lease below; Close then only cancels.
+		opts = append(opts, alert.WithShutdownTimeout(time.Nanosecond))
+	} else {
+		opts = append(opts, s.alertOptions(st)...)
+	}
+	m, err := alert.New(opts...)
 	if err != nil {
 		return fmt.Errorf("monitor: alert engine: %w", err)
 	}
@@ -125,17 +164,88 @@ func (s *Service) RunAlerts(ctx context.Context, st store.Store) error {
 	select {
 	case <-ctx.Done():
 	case <-s.stop:
+	case <-leaseDone:
 	}
 	s.engine.mu.Lock()
 	s.engine.active = nil
 	s.engine.mu.Unlock()
-	// An evaluation in flight finishes with m before m closes.
+	// An evaluation in flight finishes with m before m closes; one stuck in a store
+	// write is freed when lease ends.
 	for _, c := range s.clusters {
 		c.evalMu.Lock()
 		c.evalMu.Unlock() //nolint:staticcheck // a barrier
 	}
+	if lease != nil && lease.Err() == nil {
+		if err := m.Flush(lease); err != nil {
+			s.opts.logger.Warn("alert: notifications still queued when the term's lease ended are left to the next term",
+				zap.NamedError("reason", context.Cause(lease)))
+		}
+	}
 	return m.Close()
 }
+
+// leasedStore gives every call of the alert engine a context that also ends with the
+// term's lease, so that no store write outlives the term.
+type leasedStore struct {
+	store.Store
+	lease context.Context
+}
+
+// bound returns ctx ending also with the lease, or the lease's cause when it has ended.
+func (l leasedStore) bound(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if l.lease.Err() != nil {
+		return nil, nil, fmt.Errorf("monitor: the term's lease ended: %w", context.Cause(l.lease))
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(l.lease, func() { cancel(context.Cause(l.lease)) })
+	return ctx, func() { stop(); cancel(nil) }, nil
+}
+
+func leased[T any](l leasedStore, ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel, err := l.bound(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer cancel()
+	return f(ctx)
+}
+
+func leased0(l leasedStore, ctx context.Context, f func(context.Context) error) error {
+	_, err := leased(l, ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
+	return err
+}
+
+func (l leasedStore) Alerts(ctx context.Context) ([]store.Alert, error) {
+	return leased(l, ctx, l.Store.Alerts)
+}
+func (l leasedStore) PutAlerts(ctx context.Context, put []store.Alert, del []string) error {
+	return leased0(l, ctx, func(ctx context.Context) error { return l.Store.PutAlerts(ctx, put, del) })
+}
+func (l leasedStore) Groups(ctx context.Context) ([]store.Group, error) {
+	return leased(l, ctx, l.Store.Groups)
+}
+func (l leasedStore) PutGroup(ctx context.Context, g store.Group) error {
+	return leased0(l, ctx, func(ctx context.Context) error { return l.Store.PutGroup(ctx, g) })
+}
+func (l leasedStore) DeleteGroup(ctx context.Context, receiver, key string) error {
+	return leased0(l, ctx, func(ctx context.Context) error { return l.Store.DeleteGroup(ctx, receiver, key) })
+}
+func (l leasedStore) AppendNotification(ctx context.Context, n store.Notification) (store.Notification, error) {
+	return leased(l, ctx, func(ctx context.Context) (store.Notification, error) { return l.Store.AppendNotification(ctx, n) })
+}
+func (l leasedStore) Silences(ctx context.Context) ([]store.Silence, error) {
+	return leased(l, ctx, l.Store.Silences)
+}
+func (l leasedStore) PutSilence(ctx context.Context, sil store.Silence) error {
+	return leased0(l, ctx, func(ctx context.Context) error { return l.Store.PutSilence(ctx, sil) })
+}
+func (l leasedStore) DeleteSilence(ctx context.Context, id string) error {
+	return leased0(l, ctx, func(ctx context.Context) error { return l.Store.DeleteSilence(ctx, id) })
+}
+
+// Close does nothing: the term's store is the caller's.
+func (leasedStore) Close() error { return nil }
 
 // closeEngine closes a standby's view; the term's engine is closed by RunAlerts.
 func (s *Service) closeEngine() error {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,4 +155,79 @@ func firingOnMetrics(t *testing.T, url, cluster string) float64 {
 		}
 	}
 	return sum
+}
+
+// stallingStore is a memory store whose alert writes hang, while stall is set, until
+// their context ends, as a PostgreSQL write does when PostgreSQL stalls.
+type stallingStore struct {
+	*store.Memory
+	stall   atomic.Bool
+	stuck   atomic.Int32 // writes hanging now
+	cancels atomic.Int32 // writes that ended because their context did
+}
+
+func (s *stallingStore) PutAlerts(ctx context.Context, put []store.Alert, del []string) error {
+	if s.stall.Load() {
+		s.stuck.Add(1)
+		defer s.stuck.Add(-1)
+		<-ctx.Done()
+		s.cancels.Add(1)
+		return context.Cause(ctx)
+	}
+	return s.Memory.PutAlerts(ctx, put, del)
+}
+
+// A leased term whose evaluation hangs in a store write and whose receiver keeps
+// failing (and retrying) ends when its lease does, without its ctx: the write is
+// cancelled with the lease's cause, the engine closes and its sends stop.
+func TestRunAlertsLeasedEndsWithTheLease(t *testing.T) {
+	st := &stallingStore{Memory: store.NewMemory()}
+	defer st.Close()
+	var sends atomic.Int32
+	var n atomic.Int32
+	svc, _ := service(t, []monitor.Cluster{{Name: "main", Client: etcdtest.Client(t)}}, monitor.WithStore(st), monitor.WithStandby(),
+		monitor.WithHealthInterval(20*time.Millisecond), monitor.WithMetricsInterval(time.Hour),
+		monitor.WithAlertOptions(
+			alert.WithRetry(alert.Retry{Attempts: 1 << 20, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}),
+			alert.WithReceiver("pager", alert.SenderFunc(func(context.Context, alert.Notification) error {
+				sends.Add(1)
+				return fmt.Errorf("the pager keeps failing")
+			}), true),
+			alert.WithConfig(alert.Config{Route: &alert.Route{Receiver: "pager", GroupWait: time.Millisecond,
+				GroupInterval: 10 * time.Millisecond, RepeatInterval: time.Hour}}),
+			alert.WithRules(alert.Rule{Name: "TestChurn", Severity: alert.Critical,
+				// A new alert at every evaluation: every evaluation writes the store.
+				Check: func(*alert.Input) []alert.Finding {
+					return []alert.Finding{{Value: 1, Labels: map[string]string{"n": strconv.Itoa(int(n.Add(1)))}}}
+				}})))
+	assert.ErrorIs(t, svc.RunAlertsLeased(context.Background(), nil, st), monitor.ErrInvalidArgument)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lease, endLease := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.RunAlertsLeased(ctx, lease, st) }()
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.Greater(c, sends.Load(), int32(5)) }, 10*time.Second, 5*time.Millisecond)
+	st.stall.Store(true)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.Positive(c, st.stuck.Load()) }, 10*time.Second, 5*time.Millisecond)
+	errLease := fmt.Errorf("test: the lease ran out")
+	endLease(errLease)
+	var err error
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		select {
+		case err = <-done:
+		default:
+			assert.Fail(c, "the term still runs")
+		}
+	}, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, err)
+	assert.Zero(t, st.stuck.Load(), "no write hangs")
+	assert.Positive(t, st.cancels.Load(), "the hanging write was cancelled")
+	after := sends.Load()
+	// The engine is closed: nothing is sent any more (a retry was due every few ms).
+	assert.Never(t, func() bool { return sends.Load() != after }, 200*time.Millisecond, 10*time.Millisecond)
+	assert.NoError(t, ctx.Err(), "the term's ctx never ended")
+
+	// A term whose lease ended before it started does not start.
+	assert.ErrorIs(t, svc.RunAlertsLeased(ctx, lease, st), errLease)
 }

@@ -332,8 +332,10 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 	if rep != nil {
 		go func() {
 			defer close(repDone)
-			rep.run(runCtx, func(ctx context.Context, fenced store.Store) {
-				if err := svc.RunAlerts(ctx, fenced); err != nil && !errors.Is(err, monitor.ErrClosed) {
+			rep.run(runCtx, func(ctx, lease context.Context, fenced store.Store) {
+				lease, stop := windDown(ctx, lease, cfg.engineShutdownTimeout())
+				defer stop()
+				if err := svc.RunAlertsLeased(ctx, lease, fenced); err != nil && !errors.Is(err, monitor.ErrClosed) {
 					log.Warn("replica: alert engine", zap.Error(err))
 				}
 			})

@@ -24,6 +24,14 @@ import (
 // alert state and of the notification log are fenced by the token, and the engine
 // loads that state from the store when it starts, so a standby that takes over
 // neither re-sends what was sent nor forgets a resolve that is due.
+//
+// A term never notifies past the lease: the engine gets, besides the term's context,
+// the lease's own, which ends an eighth of the TTL before this replica's deadline (its
+// last successful renewal plus the TTL, on the monotonic clock, never later than the
+// expiry PostgreSQL keeps), or at once when the lease was taken or a fenced write was
+// refused. Every store write of the term and every send ends with it (see
+// monitor.Service.RunAlertsLeased), so nothing leaves a deposed replica once a standby
+// could take the lease.
 
 // ReplicaConfig is the replica: block of the configuration (type postgres only).
 type ReplicaConfig struct {
@@ -45,10 +53,11 @@ func (c *Config) leaseTTL() time.Duration {
 }
 
 // engineShutdownTimeout bounds how long the alert engine sends what is queued when it
-// closes: api.shutdown_timeout, and on a replica at most an eighth of the lease TTL, so
-// that an engine whose term ended is done before the lease can expire in PostgreSQL
-// (the replica stops it a quarter TTL ahead). What it could not send stays due in the
-// store and the next term sends it.
+// closes: api.shutdown_timeout, and on a replica at most an eighth of the lease TTL (and
+// never past the term's lease, which ends an eighth of the TTL before this replica's
+// deadline), so that an engine whose term ended is done before the lease can expire in
+// PostgreSQL (the replica stops it a quarter TTL ahead). What it could not send stays
+// due in the store and the next term sends it.
 func (c *Config) engineShutdownTimeout() time.Duration {
 	if c.Store.Type == store.TypePostgres {
 		return min(c.API.ShutdownTimeout, c.leaseTTL()/8)
@@ -112,15 +121,23 @@ func (r *replica) set(active bool, activeID string) {
 	r.active, r.activeID = active, activeID
 }
 
+// term is what a replica runs while it holds the lease: ctx ends when the term should
+// stop (wind down), lease when the lease can no longer be counted on (stop at once);
+// st is the store fenced by the term.
+type term func(ctx, lease context.Context, st store.Store)
+
 // run campaigns until ctx ends. While this replica holds the lease, term runs on its
 // own goroutine with a store whose alert-state writes are fenced by the lease's term,
-// and a context that ends when the term does: the lease was lost, or could not be
+// a context that ends when the term should stop: the lease was lost, or could not be
 // renewed until a quarter TTL before this replica's own (conservative) deadline, or
-// ctx ended. Ending early leaves term that quarter to stop (an alert engine closes with
-// a shutdown timeout under it), so two terms never overlap while PostgreSQL's clock and
-// ours run at the same rate. run waits for term before it campaigns again, and when
-// ctx ends it releases the lease, so a standby takes over at once.
-func (r *replica) run(ctx context.Context, term func(ctx context.Context, st store.Store)) {
+// ctx ended; and the lease's context, which ends an eighth of the TTL before that
+// deadline (pushed back by each renewal), or at once when the lease was taken or a
+// fenced write refused. Stopping a quarter early leaves term an eighth to wind down
+// within the lease, and the lease's end an eighth of margin before PostgreSQL's
+// expiry, so two terms never overlap while PostgreSQL's clock and ours run at the same
+// rate. run waits for term before it campaigns again, and when ctx ends it releases the
+// lease, so a standby takes over at once.
+func (r *replica) run(ctx context.Context, term term) {
 	t := time.NewTicker(r.every)
 	defer t.Stop()
 	for {
@@ -129,6 +146,7 @@ func (r *replica) run(ctx context.Context, term func(ctx context.Context, st sto
 		case err != nil && ctx.Err() == nil:
 			r.log.Warn("replica: cannot reach the lease", zap.Error(err))
 			r.set(false, "")
+		case err != nil:
 		case ok:
 			r.lead(ctx, term)
 		default:
@@ -155,7 +173,7 @@ func (r *replica) observe(ctx context.Context) {
 	}
 }
 
-func (r *replica) lead(ctx context.Context, term func(ctx context.Context, st store.Store)) {
+func (r *replica) lead(ctx context.Context, term term) {
 	// A term needs time to stop before its lease ends: none starts with a campaign
 	// period or less left (Acquire may have waited for PostgreSQL most of the TTL). The
 	// next campaign renews the lease and starts it.
@@ -170,16 +188,27 @@ func (r *replica) lead(ctx context.Context, term func(ctx context.Context, st st
 	r.log.Info("replica: active: running the alert engine", zap.Int64("term", token))
 	r.set(true, r.id)
 	termCtx, cancel := context.WithCancel(ctx)
+	leaseCtx, endLease := context.WithCancelCause(context.WithoutCancel(ctx))
+	margin := r.every / 2
+	expire := time.AfterFunc(time.Until(r.lease.Deadline())-margin, func() { endLease(errLeaseRunOut) })
+	st := fencedStore{Fenced: fenced, off: func(err error) { endLease(fmt.Errorf("%w: %w", errFencedOff, err)) }}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		term(termCtx, fenced)
+		term(termCtx, leaseCtx, st)
 	}()
 	renew := time.NewTicker(r.every)
 	defer renew.Stop()
-	why := r.keep(ctx, renew.C, done)
+	why := r.keep(ctx, renew.C, done, leaseCtx, func() {
+		expire.Reset(time.Until(r.lease.Deadline()) - margin)
+	})
+	if errors.Is(why, errLeaseTaken) {
+		endLease(why) // another replica may be active already
+	}
 	cancel()
 	<-done
+	expire.Stop()
+	endLease(why)
 	r.set(false, "")
 	if ctx.Err() != nil || why == errTermEnded {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), r.lease.TTL())
@@ -192,15 +221,18 @@ func (r *replica) lead(ctx context.Context, term func(ctx context.Context, st st
 }
 
 var (
-	errTermEnded  = errors.New("the alert engine stopped by itself")
-	errNoRenewal  = errors.New("the lease could not be renewed in time")
-	errShutdown   = errors.New("shutting down")
-	errLeaseTaken = postgres.ErrLeaseLost
+	errTermEnded   = errors.New("the alert engine stopped by itself")
+	errNoRenewal   = errors.New("the lease could not be renewed in time")
+	errLeaseRunOut = errors.New("the lease runs out: an eighth of the TTL left")
+	errFencedOff   = errors.New("a write of the term was fenced off: the lease is another's")
+	errShutdown    = errors.New("shutting down")
+	errLeaseTaken  = postgres.ErrLeaseLost
 )
 
-// keep renews the lease until it is lost or due to end, the term ends, or ctx ends;
-// it says which.
-func (r *replica) keep(ctx context.Context, renew <-chan time.Time, done <-chan struct{}) error {
+// keep renews the lease until it is lost or due to end, the term ends, the lease's
+// context ends (fenced off), or ctx ends; it says which. renewed is called after each
+// renewal.
+func (r *replica) keep(ctx context.Context, renew <-chan time.Time, done <-chan struct{}, lease context.Context, renewed func()) error {
 	for {
 		stop := time.NewTimer(time.Until(r.lease.Deadline().Add(-r.every)))
 		select {
@@ -210,6 +242,9 @@ func (r *replica) keep(ctx context.Context, renew <-chan time.Time, done <-chan 
 		case <-done:
 			stop.Stop()
 			return errTermEnded
+		case <-lease.Done():
+			stop.Stop()
+			return context.Cause(lease)
 		case <-stop.C:
 			return errNoRenewal
 		case <-renew:
@@ -222,9 +257,70 @@ func (r *replica) keep(ctx context.Context, renew <-chan time.Time, done <-chan 
 			switch {
 			case errors.Is(err, postgres.ErrLeaseLost):
 				return errLeaseTaken
-			case err != nil && ctx.Err() == nil:
+			case err == nil:
+				renewed()
+			case ctx.Err() == nil:
 				r.log.Warn("replica: lease renewal failed; retrying", zap.Error(err), zap.Time("deadline", r.lease.Deadline()))
 			}
 		}
+	}
+}
+
+// fencedStore is the term's store: a write refused as fenced off (the lease is another
+// replica's now) ends the term's lease at once, so the engine stops notifying.
+type fencedStore struct {
+	*postgres.Fenced
+	off func(error)
+}
+
+func (f fencedStore) check(err error) error {
+	if errors.Is(err, postgres.ErrFenced) {
+		f.off(err)
+	}
+	return err
+}
+
+func (f fencedStore) PutAlerts(ctx context.Context, put []store.Alert, del []string) error {
+	return f.check(f.Fenced.PutAlerts(ctx, put, del))
+}
+
+func (f fencedStore) PutGroup(ctx context.Context, g store.Group) error {
+	return f.check(f.Fenced.PutGroup(ctx, g))
+}
+
+func (f fencedStore) DeleteGroup(ctx context.Context, receiver, key string) error {
+	return f.check(f.Fenced.DeleteGroup(ctx, receiver, key))
+}
+
+func (f fencedStore) AppendNotification(ctx context.Context, n store.Notification) (store.Notification, error) {
+	n, err := f.Fenced.AppendNotification(ctx, n)
+	return n, f.check(err)
+}
+
+func (f fencedStore) PutSilence(ctx context.Context, sil store.Silence) error {
+	return f.check(f.Fenced.PutSilence(ctx, sil))
+}
+
+func (f fencedStore) DeleteSilence(ctx context.Context, id string) error {
+	return f.check(f.Fenced.DeleteSilence(ctx, id))
+}
+
+// windDown returns lease, ended also d after ctx ends: a term's engine sends what is
+// queued at its end for at most d (api.shutdown_timeout, an eighth of the TTL), and
+// never past the lease. Call stop when the term is over.
+func windDown(ctx, lease context.Context, d time.Duration) (_ context.Context, stop func()) {
+	out, cancel := context.WithCancelCause(lease)
+	unwatch := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel(fmt.Errorf("the term's wind-down took %v", d))
+		case <-out.Done():
+		}
+	})
+	return out, func() {
+		unwatch()
+		cancel(nil)
 	}
 }

@@ -105,6 +105,12 @@ type running struct {
 
 func startReplica(t *testing.T, st *postgres.Store, id string, ttl time.Duration, term func(context.Context, store.Store)) *running {
 	t.Helper()
+	return startLeasedReplica(t, st, id, ttl, func(ctx, _ context.Context, st store.Store) { term(ctx, st) })
+}
+
+// startLeasedReplica is startReplica with a term that gets the lease's context too.
+func startLeasedReplica(t *testing.T, st *postgres.Store, id string, ttl time.Duration, term term) *running {
+	t.Helper()
 	r, err := newReplica(st, id, ttl, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -281,7 +287,7 @@ func TestReplicaHelperProcess(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.run(ctx, term)
+		r.run(ctx, func(ctx, _ context.Context, st store.Store) { term(ctx, st) })
 	}()
 	_ = post("/ready", replicaEvaluated{Replica: id})
 	poll := time.NewTicker(50 * time.Millisecond)
