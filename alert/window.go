@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -230,7 +231,20 @@ func windowQuantile(ss []sample, q float64, h func(*metrics.MemberMetrics) metri
 	if len(sum) == 0 || sum[len(sum)-1].Count == 0 {
 		return 0, false
 	}
-	return time.Duration(metrics.Quantile(q, sum) * float64(time.Second)), true
+	return durationOf(metrics.Quantile(q, sum)), true
+}
+
+// durationOf converts seconds to a Duration within [0, the longest Duration]: a
+// histogram's bounds are what a member served.
+func durationOf(s float64) time.Duration {
+	switch d := s * float64(time.Second); {
+	case !(d > 0): // NaN included
+		return 0
+	case d >= math.MaxInt64:
+		return math.MaxInt64
+	default:
+		return time.Duration(d)
+	}
 }
 
 // regression fits v = a + b*t over the samples by least squares and returns the value

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -35,4 +36,23 @@ func TestCountersKeptPastTheSnapshotCap(t *testing.T) {
 	n, ok := in.counterIncrease(1, th.LeaderChangesWindow, leaderChanges)
 	require.True(t, ok)
 	assert.Equal(t, 1.0, n, "leader changes within %v of %v", th.LeaderChangesWindow, last.Sub(t0))
+}
+
+// A window quantile is a duration within range whatever bounds the buckets have: the
+// parser leaves absurd histograms out, but a rule may be given any.
+func TestWindowQuantileClamped(t *testing.T) {
+	h := func(m *metrics.MemberMetrics) metrics.Histogram { return m.WALFsync }
+	for _, upper := range []float64{1e300, -1, -1e300} {
+		ss := make([]sample, 2)
+		for i := range ss {
+			ss[i] = sample{time.Unix(int64(i), 0), &metrics.MemberMetrics{WALFsync: metrics.Histogram{Total: uint64(10 * i),
+				Buckets: []metrics.Bucket{{UpperBound: upper, Count: uint64(10 * i)}}}}}
+		}
+		d, ok := windowQuantile(ss, 0.99, h)
+		require.True(t, ok, "bound %g", upper)
+		assert.GreaterOrEqual(t, d, time.Duration(0), "bound %g", upper)
+		if upper > 0 {
+			assert.Equal(t, time.Duration(math.MaxInt64), d, "bound %g", upper)
+		}
+	}
 }
