@@ -378,9 +378,13 @@ func lookup(name []byte) (family, bool) {
 	return family{}, false
 }
 
-// labels holds the few label values the collector reads from one line.
+// labels holds the few label values the collector reads from one sample.
 type labels struct {
 	grpcType, grpcCode, le []byte
+	// upper is a bucket's bound when it is a number already (the protobuf format); le is
+	// then not read.
+	upper    float64
+	hasUpper bool
 }
 
 func (p *parsed) line(line []byte) error {
@@ -402,6 +406,12 @@ func (p *parsed) line(line []byte) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	return p.sample(f, name, ls, v)
+}
+
+// sample adds one sample of family f, named name (a histogram's with its suffix), as
+// the text format writes it, whichever format it was read from.
+func (p *parsed) sample(f family, name []byte, ls labels, v float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		// Sanitized at the source: JSON has no NaN or infinity, and a sum or rate over
 		// one is meaningless. The series counts as absent.
@@ -428,7 +438,7 @@ func (p *parsed) line(line []byte) error {
 			p.streamStarted += v
 		}
 	case kindHist:
-		return p.hists[f.idx].add(name, ls.le, v)
+		return p.hists[f.idx].add(name, ls, v)
 	}
 	return nil
 }
@@ -437,7 +447,7 @@ func (p *parsed) line(line []byte) error {
 // number is an error (the body is not what a Prometheus client writes); a bound that is
 // a number but no bucket bound of seconds (NaN, negative, -Inf, or over maxBound: a
 // quantile of it would be a negative or overflowing duration) leaves the histogram out.
-func (h *histAcc) add(name, le []byte, v float64) error {
+func (h *histAcc) add(name []byte, ls labels, v float64) error {
 	switch {
 	case bytes.HasSuffix(name, []byte("_sum")):
 		if !h.bad {
@@ -451,15 +461,18 @@ func (h *histAcc) add(name, le []byte, v float64) error {
 			h.count += v
 		}
 	default:
-		if le == nil {
+		if ls.le == nil && !ls.hasUpper {
 			return fmt.Errorf("%s: bucket without le", name)
 		}
 		if v < 0 || v > maxCount {
 			return fmt.Errorf("%s: bucket count %g out of range", name, v)
 		}
-		upper, err := strconv.ParseFloat(string(le), 64)
-		if err != nil {
-			return fmt.Errorf("%s: bad le %q", name, le)
+		upper := ls.upper
+		if !ls.hasUpper {
+			var err error
+			if upper, err = strconv.ParseFloat(string(ls.le), 64); err != nil {
+				return fmt.Errorf("%s: bad le %q", name, ls.le)
+			}
 		}
 		if h.bad {
 			return nil
