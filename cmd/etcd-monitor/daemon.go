@@ -278,7 +278,8 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 		}))
 	}
 	// On PostgreSQL every daemon is a replica: all monitor and serve, the holder of the
-	// alerting lease evaluates, notifies and writes history.
+	// alerting lease evaluates and notifies, and the last holder a replica knows of
+	// writes history (replica.go says why that leaves no gap when PostgreSQL restarts).
 	var rep *replica
 	if ps, ok := st.(*postgres.Store); ok {
 		ttl := cfg.leaseTTL()
@@ -286,7 +287,7 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 			return err
 		}
 		mopts = append(mopts, monitor.WithStandby(), monitor.WithReplica(rep.status),
-			monitor.WithHistoryGate(func() bool { return rep.status().Active }))
+			monitor.WithHistoryGate(rep.writesHistory))
 		log.Info("replica: standby until it holds the alerting lease", zap.String("id", rep.id), zap.Duration("lease_ttl", ttl))
 	}
 	svc, err := monitor.New(monitorClusters(cfg, conns), append(mopts,

@@ -32,6 +32,19 @@ import (
 // refused. Every store write of the term and every send ends with it (see
 // monitor.Service.RunAlertsLeased), so nothing leaves a deposed replica once a standby
 // could take the lease.
+//
+// History: every replica monitors, but one writes history to the store, so that no
+// period is stored twice: the one that last held the lease as far as it knows. It
+// keeps writing after it stepped down (PostgreSQL unreachable: the store queues the
+// records up to its bounds, and drops and counts the rest in
+// etcd_monitor_store_dropped_total), until it sees another replica hold the lease. A
+// replica that knows another holds it writes nothing; one that never saw a holder, or
+// saw the lease expire with nobody taking it, writes. So a PostgreSQL restart leaves no
+// gap: the last holder queued the outage; if another replica wins the lease when
+// PostgreSQL is back, both write until the old holder's next campaign (a quarter TTL)
+// sees it, a few records stored twice. The gap that is left: when the writer dies, its
+// records not yet written (a second's batch and the store's queue) are lost, and nobody
+// writes until the standby sees the lease expire or takes it, up to 1.25 x LeaseTTL.
 
 // ReplicaConfig is the replica: block of the configuration (type postgres only).
 type ReplicaConfig struct {
@@ -78,6 +91,7 @@ type replica struct {
 	mu       sync.Mutex
 	active   bool
 	activeID string
+	writer   bool // writes history: see writesHistory
 }
 
 // newReplica returns the replica id (defaultReplicaID() when empty) of the store's
@@ -90,7 +104,8 @@ func newReplica(st *postgres.Store, id string, ttl time.Duration, log *zap.Logge
 	if err != nil {
 		return nil, fmt.Errorf("replica: %w", err)
 	}
-	return &replica{id: id, lease: l, every: ttl / 4, log: log.With(zap.String("replica", id))}, nil
+	// A replica that never saw a holder writes history.
+	return &replica{id: id, lease: l, every: ttl / 4, log: log.With(zap.String("replica", id)), writer: true}, nil
 }
 
 func defaultReplicaID() string {
@@ -121,6 +136,23 @@ func (r *replica) set(active bool, activeID string) {
 	r.active, r.activeID = active, activeID
 }
 
+// writesHistory is the replica's history gate (monitor.WithHistoryGate): true while
+// this replica is the last holder of the lease it knows of, or knows of none (see the
+// comment at the top of the file).
+func (r *replica) writesHistory() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.writer
+}
+
+// setWriter records what the lease said about who writes history; a lease that could
+// not be read changes nothing.
+func (r *replica) setWriter(w bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.writer = w
+}
+
 // term is what a replica runs while it holds the lease: ctx ends when the term should
 // stop (wind down), lease when the lease can no longer be counted on (stop at once);
 // st is the store fenced by the term.
@@ -148,8 +180,11 @@ func (r *replica) run(ctx context.Context, term term) {
 			r.set(false, "")
 		case err != nil:
 		case ok:
+			r.setWriter(true)
 			r.lead(ctx, term)
 		default:
+			// Acquire refuses only while another replica holds the lease unexpired.
+			r.setWriter(false)
 			r.observe(ctx)
 		}
 		select {
@@ -168,8 +203,10 @@ func (r *replica) observe(ctx context.Context) {
 		r.set(false, "")
 	case info.Expired:
 		r.set(false, "")
+		r.setWriter(true)
 	default:
 		r.set(false, info.Holder)
+		r.setWriter(info.Holder == r.id)
 	}
 }
 

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,11 +21,155 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/internal/pgtest"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 	"github.com/etcd-monitor/etcd-monitor/monitor"
 	"github.com/etcd-monitor/etcd-monitor/store"
 	"github.com/etcd-monitor/etcd-monitor/store/postgres"
 )
+
+// storedChecks reads the health checks PostgreSQL holds in [since, until), oldest first.
+func storedChecks(ctx context.Context, st *postgres.Store, since, until time.Time) ([]time.Time, error) {
+	cs, err := st.HealthChecks(ctx, store.HistoryQuery{Since: since, Until: until, Limit: 10000})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]time.Time, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.Time)
+	}
+	slices.SortFunc(out, time.Time.Compare)
+	return out, nil
+}
+
+// gaps returns the intervals between consecutive times (and from since to the first,
+// from the last to until) longer than max.
+func gaps(ts []time.Time, since, until time.Time, max time.Duration) []string {
+	var out []string
+	prev := since
+	for _, t := range append(slices.Clone(ts), until) {
+		if d := t.Sub(prev); d > max {
+			out = append(out, fmt.Sprintf("%v after %s", d.Round(10*time.Millisecond), prev.Format("15:04:05.000")))
+		}
+		prev = t
+	}
+	return out
+}
+
+// An active and a standby daemon on one PostgreSQL; PostgreSQL stops for longer than
+// the lease (the active one steps down) and starts again. The history PostgreSQL holds
+// afterwards has a check every health interval across the outage, queued by the daemon
+// that held the lease last and written once PostgreSQL is back; and before the outage
+// and once the replicas settled after it, only one of them writes (no check stored
+// twice).
+func TestReplicaHistoryThroughPostgresRestart(t *testing.T) {
+	srv := pgtest.Start(t)
+	t.Setenv("ETCD_MONITOR_TEST_PRIVATE_POSTGRES", srv.URL)
+	const interval = time.Second
+	cfg := writeFile(t, "pg.yaml", `
+monitor:
+  health_check_interval: 1s
+  metrics_interval: 1s
+store:
+  type: postgres
+  dsn_env: ETCD_MONITOR_TEST_PRIVATE_POSTGRES
+replica:
+  lease_ttl: 2s
+`)
+	a := startDaemon(t, "--config="+cfg, endpoints())
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		r, err := replicaOf(t, a)
+		assert.NoError(ct, err)
+		assert.True(ct, r.Active)
+	}, 20*time.Second, 50*time.Millisecond)
+	b := startDaemon(t, "--config="+cfg, endpoints())
+	// settled waits until one daemon is active and the other names it.
+	settled := func(msg string) {
+		t.Helper()
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			ra, err := replicaOf(t, a)
+			assert.NoError(ct, err)
+			rb, err := replicaOf(t, b)
+			assert.NoError(ct, err)
+			assert.NotEqual(ct, ra.Active, rb.Active, "one active")
+			assert.Equal(ct, ra.ActiveID, rb.ActiveID, "both name it")
+			assert.NotEmpty(ct, ra.ActiveID)
+		}, 30*time.Second, 50*time.Millisecond, msg)
+	}
+	settled("settled at start")
+
+	ctx := context.Background()
+	reader, err := postgres.Open(ctx, srv.URL)
+	require.NoError(t, err)
+	defer func() { reader.Close() }()
+	// atLeast waits until PostgreSQL holds checks up to t.
+	atLeast := func(until time.Time, within time.Duration) {
+		t.Helper()
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			ts, err := storedChecks(ctx, reader, until.Add(-time.Minute), until.Add(time.Minute))
+			assert.NoError(ct, err)
+			if assert.NotEmpty(ct, ts) {
+				assert.False(ct, ts[len(ts)-1].Before(until), "newest stored check %v", ts[len(ts)-1])
+			}
+		}, within, 100*time.Millisecond)
+	}
+	// once asserts that [since, until) holds about one check an interval, not two.
+	once := func(since, until time.Time, what string) {
+		t.Helper()
+		ts, err := storedChecks(ctx, reader, since, until)
+		require.NoError(t, err)
+		n := int(until.Sub(since) / interval)
+		assert.LessOrEqual(t, len(ts), n+n/2+1, "%s: %d checks in %v, one daemon writes", what, len(ts), until.Sub(since))
+		assert.Empty(t, gaps(ts, since, until, 5*interval/2), "%s: no gap", what)
+	}
+	steady := time.Now()
+	atLeast(steady.Add(5*interval), 30*time.Second)
+	once(steady, steady.Add(5*interval), "before the outage")
+
+	stopAt := time.Now()
+	srv.Ctl(t, "-m", "fast", "stop")
+	reader.Close()
+	// The active one steps down and queues its history; the outage lasts until it has
+	// queued ten checks' worth.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		ra, err := replicaOf(t, a)
+		assert.NoError(ct, err)
+		rb, err := replicaOf(t, b)
+		assert.NoError(ct, err)
+		assert.False(ct, ra.Active || rb.Active, "both stepped down")
+		qa, err := metricValue(a.url, "etcd_monitor_store_queue_length")
+		assert.NoError(ct, err)
+		qb, err := metricValue(b.url, "etcd_monitor_store_queue_length")
+		assert.NoError(ct, err)
+		assert.GreaterOrEqual(ct, qa+qb, 20.0, "health checks and metric snapshots queued")
+	}, 60*time.Second, 100*time.Millisecond)
+	restartAt := time.Now()
+	srv.Ctl(t, "-l", filepath.Join(filepath.Dir(srv.Data), "server.log"), "start")
+	t.Logf("PostgreSQL was down %v", restartAt.Sub(stopAt).Round(100*time.Millisecond))
+
+	reader, err = postgres.Open(ctx, srv.URL)
+	require.NoError(t, err)
+	settled("settled after the restart")
+	back := time.Now()
+	// The queue is written (the store's writer backs off up to 5s), and then the
+	// outage has a check every interval.
+	atLeast(back.Add(2*interval), 60*time.Second)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		ts, err := storedChecks(ctx, reader, steady, back)
+		assert.NoError(ct, err)
+		assert.Empty(ct, gaps(ts, steady, back, 5*interval/2), "no gap from %s to %s (stopped %s)",
+			steady.Format("15:04:05.000"), back.Format("15:04:05.000"), stopAt.Format("15:04:05.000"))
+	}, 30*time.Second, 200*time.Millisecond)
+	// A campaign period after settling, the old holder saw the new one.
+	quiet := time.Now().Add(interval)
+	atLeast(quiet.Add(5*interval), 30*time.Second)
+	once(quiet, quiet.Add(5*interval), "after the restart")
+	for _, d := range []*runningDaemon{a, b} {
+		n, err := metricValue(d.url, "etcd_monitor_store_dropped_total")
+		require.NoError(t, err)
+		assert.Zero(t, n, "nothing dropped: the queue held the outage")
+	}
+}
 
 // pgProxy forwards TCP connections to PostgreSQL and can stall them all: bytes stop
 // flowing both ways and the connections stay open, as when a replica's path to
@@ -266,4 +412,29 @@ func TestReplicaDeposedSendsNothingAfterTakeover(t *testing.T) {
 	assert.Empty(t, late, "a notified after b's term started (%d sends in all, the last %v before b's start)",
 		len(sent), bStart.Sub(sent[len(sent)-1]))
 	t.Logf("a's last send %v before b's term started", bStart.Sub(sent[len(sent)-1]).Round(time.Millisecond))
+}
+
+// Who writes history: the active replica, not the standby that sees it; an active
+// replica cut off from PostgreSQL steps down and goes on writing (its store queues),
+// since it cannot see who holds the lease now; the standby writes from its takeover.
+func TestReplicaHistoryWriter(t *testing.T) {
+	schema := pgSchema(t)
+	const ttl = 2 * time.Second
+	own := pgStore(t, schema)
+	a := startReplica(t, own, "a", ttl, recordingTerm(&events{}, "a"))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 3*ttl, 10*time.Millisecond)
+	b := startReplica(t, pgStore(t, schema), "b", ttl, recordingTerm(&events{}, "b"))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, "a", b.r.status().ActiveID)
+		assert.False(c, b.r.writesHistory(), "the standby that sees a does not write")
+	}, 3*ttl, 10*time.Millisecond)
+	assert.True(t, a.r.writesHistory(), "the active one writes")
+
+	require.NoError(t, own.Close()) // a's PostgreSQL is gone: no renewal, no release
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.False(c, a.r.status().Active, "a stepped down")
+		assert.True(c, b.r.status().Active, "b took over")
+		assert.True(c, b.r.writesHistory(), "b writes")
+	}, 3*(ttl+ttl/4), 10*time.Millisecond)
+	assert.True(t, a.r.writesHistory(), "a, which cannot see b, goes on writing: twice rather than never")
 }
