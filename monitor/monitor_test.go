@@ -350,6 +350,8 @@ func TestBadInputIs400WithJSONError(t *testing.T) {
 		{"GET", "/api/v1/clusters/local/status?cluster=local", "", 400, "cluster"},
 		{"GET", "/api/v1/clusters/nope/members", "", 404, "nope"},
 		{"GET", "/api/v1/clusters/local/metrics/history?step=-1s", "", 400, "step"},
+		{"GET", "/api/v1/clusters/local/history?step=8785h", "", 400, "step"},
+		{"GET", "/api/v1/clusters/local/metrics/history?step=2000000h", "", 400, "step"},
 		{"GET", "/api/v1/clusters/local/history?since=5m&until=10m", "", 400, "until"},
 		{"GET", "/api/v1/cluster/status?pretty=yes", "", 400, "pretty"},
 		{"GET", "/api/v1/cluster/status?%zz", "", 400, "malformed query"},

@@ -224,6 +224,7 @@ type HistoryQuery struct {
 	Since, Until time.Time
 	// Step, when positive, thins the history to at most one entry per Step (the latest
 	// of each step) — or, from a store that keeps rollups, to the rollup of each step.
+	// At most store.MaxHistoryStep (366 days).
 	Step time.Duration
 	// Limit caps the entries, keeping the newest. 0 means 100; at most 1000.
 	Limit int
@@ -236,8 +237,8 @@ func (q HistoryQuery) normalize() (HistoryQuery, error) {
 	case q.Limit < 0 || q.Limit > maxHistoryLimit:
 		return q, fmt.Errorf("%w: limit %d: want 1 to %d", ErrInvalidArgument, q.Limit, maxHistoryLimit)
 	}
-	if q.Step < 0 {
-		return q, fmt.Errorf("%w: step %v must not be negative", ErrInvalidArgument, q.Step)
+	if q.Step < 0 || q.Step > store.MaxHistoryStep {
+		return q, fmt.Errorf("%w: step %v: want 0 to %v", ErrInvalidArgument, q.Step, store.MaxHistoryStep)
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
 		return q, fmt.Errorf("%w: until %s is not after since %s", ErrInvalidArgument, q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
