@@ -438,3 +438,39 @@ func TestReplicaHistoryWriter(t *testing.T) {
 	}, 3*(ttl+ttl/4), 10*time.Millisecond)
 	assert.True(t, a.r.writesHistory(), "a, which cannot see b, goes on writing: twice rather than never")
 }
+
+// A write of the term that PostgreSQL refuses as fenced off (the lease changed hands
+// behind this replica's back) ends the term's lease at once, not at the next renewal.
+func TestReplicaFencedWriteEndsTheLease(t *testing.T) {
+	schema := pgSchema(t)
+	st := pgStore(t, schema)
+	const ttl = time.Minute // renewals every 15s: the write comes first
+	write := make(chan struct{})
+	got := make(chan error, 1)
+	a := startLeasedReplica(t, st, "a", ttl, func(ctx, lease context.Context, fst store.Store) {
+		select {
+		case <-write:
+		case <-ctx.Done():
+			return
+		}
+		err := fst.PutAlerts(ctx, []store.Alert{{Fingerprint: "f", State: "firing", ActiveAt: time.Now()}}, nil)
+		<-lease.Done()
+		got <- errors.Join(err, context.Cause(lease))
+		<-ctx.Done()
+	})
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 10*time.Second, 10*time.Millisecond)
+	_, err := st.Pool().Exec(context.Background(), `UPDATE leases SET holder = 'thief', token = token + 1, expires = now() + interval '1 hour'`)
+	require.NoError(t, err)
+	close(write)
+	var cause error
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		select {
+		case cause = <-got:
+		default:
+		}
+		assert.Error(c, cause)
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.ErrorIs(t, cause, postgres.ErrFenced, "the write was fenced off")
+	assert.ErrorIs(t, cause, errFencedOff, "and that ended the lease")
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.False(c, a.r.status().Active) }, 10*time.Second, 10*time.Millisecond)
+}
