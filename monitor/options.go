@@ -179,9 +179,12 @@ func WithReplica(fn func() ReplicaStatus) Option {
 }
 
 // WithHistoryGate makes the Service write health and metric history to its store only
-// while fn returns true: replicas sharing a store let the active one write, so that no
-// point is doubled. fn is called after every check and collection and must not block.
-// Default: always write (with a store).
+// while fn returns true: replicas sharing a store let one write, so that no point is
+// doubled. fn is checked for each record when it is made and must not block; a record
+// made while it is false is neither queued nor counted. The daemon opens it on the
+// replica that last held the lease as far as it knows, through a store outage too (so
+// the store queues the records), and closes it on a replica that knows another holds
+// the lease. Default: always write (with a store).
 func WithHistoryGate(fn func() bool) Option {
 	return optionFunc(func(o *options) { o.historyGate = fn })
 }
