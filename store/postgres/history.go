@@ -502,8 +502,9 @@ func bin(recs []rec, dict map[int32][]string, step time.Duration) ([]row, error)
 	}
 	type acc struct {
 		row
-		names       []string
-		sum, w, top []float64
+		names []string
+		means []store.Mean
+		top   []float64
 	}
 	idx := map[key]int{}
 	var accs []*acc
@@ -538,15 +539,14 @@ func bin(recs []rec, dict map[int32][]string, step time.Duration) ([]row, error)
 				if p = slices.Index(a.names, n); p < 0 {
 					p = len(a.names)
 					a.names = append(a.names, n)
-					a.sum, a.w, a.top = append(a.sum, 0), append(a.w, 0), append(a.top, r.vals[j])
+					a.means, a.top = append(a.means, store.Mean{}), append(a.top, r.vals[j])
 				}
 			}
 			v, top := r.vals[j], r.vals[j]
 			if r.maxs != nil {
 				top = r.maxs[j]
 			}
-			a.sum[p] += v * w
-			a.w[p] += w
+			a.means[p].Add(v, w)
 			a.top[p] = max(a.top[p], top)
 		}
 	}
@@ -558,7 +558,7 @@ func bin(recs []rec, dict map[int32][]string, step time.Duration) ([]row, error)
 		}
 		out[i].Values, out[i].Max = make(map[string]float64, len(a.names)), make(map[string]float64, len(a.names))
 		for j, n := range a.names {
-			out[i].Values[n] = a.sum[j] / a.w[j]
+			out[i].Values[n] = a.means[j].Value()
 			out[i].Max[n] = a.top[j]
 		}
 	}

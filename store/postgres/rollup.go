@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,15 +75,21 @@ func (s *Store) Maintain(ctx context.Context, now time.Time) error {
 	}
 	var errs []error
 	for _, kind := range []string{"health", "metrics"} {
+		// A kind's rollups get a third of the time left, so a long backlog leaves time
+		// for the other kind, the retention and the bounds; retention runs whatever the
+		// rollups did (it deletes only what they completed).
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if d, ok := ctx.Deadline(); ok {
+			rctx, cancel = context.WithTimeout(ctx, time.Until(d)/3)
+		}
 		lv := levels(kind)
-		if err := s.rollup(ctx, lv[0], lv[1], now); err != nil {
+		if err := s.rollup(rctx, lv[0], lv[1], now); err != nil {
 			errs = append(errs, fmt.Errorf("rollup %s: %w", lv[1].name, err))
-			continue
 		}
-		if err := s.rollup(ctx, lv[1], lv[2], now); err != nil {
+		if err := s.rollup(rctx, lv[1], lv[2], now); err != nil {
 			errs = append(errs, fmt.Errorf("rollup %s: %w", lv[2].name, err))
-			continue
 		}
+		cancel()
 		if err := s.retain(ctx, kind, now); err != nil {
 			errs = append(errs, fmt.Errorf("retention %s: %w", kind, err))
 		}
@@ -105,7 +113,12 @@ func (s *Store) Maintain(ctx context.Context, now time.Time) error {
 
 // rollup aggregates src into dst from dst's watermark to the last complete step
 // (for the hour rollup: the last hour the minute rollup completed), chunk by chunk.
+// It starts no earlier than the hour retention at now (older rows are deleted, not
+// rolled up), and an empty chunk jumps to the step of the next row: a record stamped
+// long ago (a clock at 1970 before NTP synced) or a long gap costs no walk through the
+// empty hours.
 func (s *Store) rollup(ctx context.Context, src, dst table, now time.Time) error {
+	oldest := binStart(now.Add(-s.opts.retention.Hour), dst.res)
 	// A chunk is one transaction; the job's deadline must fit one, even on a loaded
 	// server (a day of 20 clusters x 4 series of raw metrics took 150 s to roll up on a
 	// shared 2-core machine: an hour takes about 6 s).
@@ -143,18 +156,43 @@ func (s *Store) rollup(ctx context.Context, src, dst table, now time.Time) error
 				f := binStart(*first, dst.res)
 				from = &f
 			}
+			if from.Before(oldest) {
+				from = &oldest
+			}
 			if !from.Before(end) {
 				return nil
 			}
-			to := from.Add(chunk)
+			start := *from
+			to := start.Add(chunk)
 			if to.After(end) {
 				to = end
 			}
+			var some bool
+			if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE time >= $1 AND time < $2)`, src.name),
+				start, to).Scan(&some); err != nil {
+				return err
+			}
+			if !some {
+				// Read the rest of the range only when this chunk is empty (a gap).
+				var next *time.Time
+				if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT min(time) FROM %s WHERE time >= $1 AND time < $2`, src.name),
+					to, end).Scan(&next); err != nil {
+					return err
+				}
+				start = end
+				if next != nil {
+					start = binStart(*next, dst.res)
+				}
+				if to = start.Add(chunk); to.After(end) {
+					to = end
+				}
+			}
 			more = to.Before(end)
+			// Steps skipped as empty have no rollups either.
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE time >= $1 AND time < $2`, dst.name), *from, to); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, sql, *from, to, dst.res); err != nil {
+			if _, err := tx.Exec(ctx, sql, start, to, dst.res); err != nil {
 				return err
 			}
 			for _, stmt := range insert {
@@ -178,10 +216,9 @@ func (s *Store) serverNow(ctx context.Context) (time.Time, error) {
 	return now.UTC(), err
 }
 
-func binStart(t time.Time, res time.Duration) time.Time {
-	ns := t.UnixNano()
-	return time.Unix(0, ns-((ns%int64(res))+int64(res))%int64(res)).UTC()
-}
+// binStart is the start of t's step of res, counted from the Unix epoch as
+// PostgreSQL's date_bin does here.
+func binStart(t time.Time, res time.Duration) time.Time { return store.StepStart(t, res) }
 
 // rollupSQL aggregates src rows of [$1, $2) into steps of $3 and leaves them in the
 // temporary table rollup_steps: per step the number of samples, whether all were
@@ -201,7 +238,7 @@ func rollupSQL(src table) string {
 	}
 	plain := strings.ReplaceAll(keys, "r.", "")
 	return strings.NewReplacer("{keys}", keys, "{plain}", plain, "{w}", weight, "{mx}", mx, "{healthy}", healthy,
-		"{src}", src.name).Replace(`
+		"{src}", src.name, "{mean}", meanSQL).Replace(`
 CREATE TEMPORARY TABLE rollup_steps ON COMMIT DROP AS
 WITH s AS (
 	SELECT {keys}, date_bin($3::interval, r.time, timestamptz 'epoch') AS b, {w} AS w, {healthy} AS healthy,
@@ -211,7 +248,7 @@ WITH s AS (
 ), g AS (
 	SELECT {plain}, b, sum(w)::integer AS samples, bool_and(healthy) AS healthy FROM s GROUP BY {plain}, b
 ), kv AS (
-	SELECT {plain}, b, e.key, sum(e.val * w) / sum(w) AS mean, max(coalesce(e.mx, e.val)) AS top
+	SELECT {plain}, b, e.key, {mean} AS mean, max(coalesce(e.mx, e.val)) AS top
 	FROM s CROSS JOIN LATERAL unnest(s.nm, s.vals, s.mx) AS e(key, val, mx)
 	WHERE e.key IS NOT NULL AND e.val IS NOT NULL
 	GROUP BY {plain}, b, e.key
@@ -221,6 +258,28 @@ WITH s AS (
 	FROM kv GROUP BY {plain}, b
 )
 SELECT g.*, k.nm, k.means, k.tops FROM g LEFT JOIN k USING ({plain}, b)`)
+}
+
+// meanSQL is the weighted mean of e.val (weight w) over a group, finite and without
+// overflow whatever finite values it is given: float8 sums raise an error past
+// 1.8e308, which would stop the rollup at that step on every run. Values under 2^900
+// are summed as they are (their weighted sum stays far below the limit: a step's
+// weight fits an integer); larger ones are summed scaled by 2^-64, and only when there
+// are any is the mean taken at that scale, clamped, and scaled back (exactly: powers
+// of two). The mean is then at most the largest value.
+var meanSQL = func() string {
+	return fmt.Sprintf(`CASE WHEN bool_or(abs(e.val) >= %[1]s) THEN
+		greatest(-%[4]s, least(%[4]s,
+			coalesce(sum(e.val * w) FILTER (WHERE abs(e.val) < %[1]s), 0) / sum(w) * %[2]s
+			+ sum(e.val * %[2]s * w) FILTER (WHERE abs(e.val) >= %[1]s) / sum(w))) * %[3]s
+	ELSE sum(e.val * w) FILTER (WHERE abs(e.val) < %[1]s) / sum(w) END`,
+		float8(math.Ldexp(1, 900)), float8(math.Ldexp(1, -64)), float8(math.Ldexp(1, 64)),
+		float8(math.Ldexp(math.MaxFloat64, -64)))
+}()
+
+// float8 is f as a float8 literal that reads back exactly.
+func float8(f float64) string {
+	return "'" + strconv.FormatFloat(f, 'g', -1, 64) + "'::float8"
 }
 
 // rollupInsert moves rollup_steps into dst, with the dictionary ids of their name sets

@@ -1,7 +1,9 @@
 package postgres_test
 
 import (
+	"context"
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 
@@ -305,4 +307,95 @@ func TestHistoryNewestReadsOnlyThem(t *testing.T) {
 	plan, err = postgres.HistoryPlan(ctx, s, "health", store.HistoryQuery{Cluster: "a", Limit: 60})
 	require.NoError(t, err)
 	assert.LessOrEqual(t, rowsScanned(t, plan, "health_raw"), 61.0, "%s", plan)
+}
+
+// Finite values up to the largest float64 (a rate of a hostile member's counter) roll
+// up into finite means at the minute and the hour, whatever else the step holds, and
+// the other clusters' rollups and the retention go on.
+func TestRollupOfHugeValues(t *testing.T) {
+	s := open(t, schema(t), postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour}))
+	ctx := ctxT(t)
+	base := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	var snaps []store.MetricSnapshot
+	var checks []store.HealthCheck
+	for i := range 360 {
+		at := base.Add(time.Duration(i) * 30 * time.Second)
+		snaps = append(snaps,
+			store.MetricSnapshot{Time: at, Cluster: "c", Member: "m1", Values: map[string]float64{
+				"max": math.MaxFloat64, "big": 1e308, "mixed": []float64{1e308, -1e308}[i%2], "small": 1e-300}},
+			store.MetricSnapshot{Time: at, Cluster: "ok", Member: "m1", Values: map[string]float64{"i": float64(i)}})
+		checks = append(checks, store.HealthCheck{Time: at, Cluster: "c", Healthy: true,
+			Values: map[string]float64{"big": 1e308, "mixed": []float64{1e308, 1}[i%2]}})
+	}
+	require.NoError(t, s.PutMetricSnapshots(ctx, snaps))
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+
+	now := base.Add(3*time.Hour + 30*time.Second)
+	require.NoError(t, s.Maintain(ctx, now))
+	for _, name := range []string{"health_1m", "metrics_1m", "health_1h", "metrics_1h"} {
+		var done time.Time
+		require.NoError(t, s.Pool().QueryRow(ctx, `SELECT done_until FROM rollup_state WHERE name = $1`, name).Scan(&done))
+		assert.True(t, done.Equal(base.Add(3*time.Hour)), "%s rolled up to %v", name, done)
+		assert.Zero(t, count(t, s, `SELECT count(*) FROM `+name+`, unnest(vals) v WHERE v IN ('Infinity', '-Infinity', 'NaN')`), name)
+	}
+	// Raw rows past the retention (1h) are deleted.
+	assert.Zero(t, count(t, s, `SELECT count(*) FROM metrics_raw WHERE time < $1`, now.Add(-time.Hour)))
+	assert.Zero(t, count(t, s, `SELECT count(*) FROM health_raw WHERE time < $1`, now.Add(-time.Hour)))
+
+	for _, step := range []time.Duration{time.Minute, time.Hour} {
+		got, err := s.MetricSnapshots(ctx, store.HistoryQuery{Cluster: "c", Member: "m1", Step: step,
+			Since: base.Add(2 * time.Hour), Until: base.Add(2*time.Hour + step)})
+		require.NoError(t, err)
+		require.Len(t, got, 1, "step %v", step)
+		v := got[0].Values
+		assert.Equal(t, math.MaxFloat64, v["max"], "step %v", step)
+		assert.InEpsilon(t, 1e308, v["big"], 1e-12, "step %v", step)
+		assert.InDelta(t, 0, v["mixed"], 1e295, "step %v", step)
+		assert.InEpsilon(t, 1e-300, v["small"], 1e-12, "step %v", step)
+		assert.Equal(t, math.MaxFloat64, got[0].Max["max"], "step %v", step)
+		ok, err := s.MetricSnapshots(ctx, store.HistoryQuery{Cluster: "ok", Member: "m1", Step: step,
+			Since: base.Add(2 * time.Hour), Until: base.Add(2*time.Hour + step)})
+		require.NoError(t, err)
+		require.Len(t, ok, 1, "step %v", step)
+		if step == time.Hour {
+			assert.InDelta(t, 240+59.5, ok[0].Values["i"], 1e-9)
+		} else {
+			assert.InDelta(t, 240+0.5, ok[0].Values["i"], 1e-9)
+		}
+	}
+	h, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "c", Step: time.Hour, Since: base.Add(2 * time.Hour)})
+	require.NoError(t, err)
+	require.Len(t, h, 1)
+	assert.InEpsilon(t, 1e308, h[0].Values["big"], 1e-12)
+	assert.InEpsilon(t, 0.5e308, h[0].Values["mixed"], 1e-12)
+}
+
+// A record stamped at 1970 (a clock not yet synced) is deleted with the expired raw
+// history, not walked from hour by hour: one job run rolls up the current hours.
+func TestRollupSkipsRecordsPastRetention(t *testing.T) {
+	s := open(t, schema(t))
+	ctx := ctxT(t)
+	now := time.Now().UTC()
+	checks := []store.HealthCheck{
+		{Time: time.Date(1970, 1, 1, 0, 0, 1, 0, time.UTC), Cluster: "c", Healthy: true, Values: map[string]float64{"x": 1}},
+		{Time: now.Add(-10 * time.Minute), Cluster: "c", Healthy: true, Values: map[string]float64{"x": 2}},
+	}
+	snaps := []store.MetricSnapshot{
+		{Time: time.Date(1970, 1, 1, 0, 0, 1, 0, time.UTC), Cluster: "c", Member: "m", Values: map[string]float64{"x": 1}},
+		{Time: now.Add(-10 * time.Minute), Cluster: "c", Member: "m", Values: map[string]float64{"x": 2}},
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.PutMetricSnapshots(ctx, snaps))
+	require.NoError(t, s.Flush(ctx))
+
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, s.Maintain(mctx, now))
+	for _, kind := range []string{"health", "metrics"} {
+		assert.Equal(t, 1, count(t, s, `SELECT count(*) FROM `+kind+`_raw`), kind)
+		assert.Zero(t, count(t, s, `SELECT count(*) FROM `+kind+`_raw WHERE time < '2000-01-01'`), kind)
+		assert.Equal(t, 1, count(t, s, `SELECT count(*) FROM `+kind+`_1m WHERE time = $1`, store.StepStart(now.Add(-10*time.Minute), time.Minute)), kind)
+		assert.Zero(t, count(t, s, `SELECT count(*) FROM `+kind+`_1m WHERE time < '2000-01-01'`), kind)
+	}
 }
