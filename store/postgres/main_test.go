@@ -78,5 +78,5 @@ func TestContract(t *testing.T) {
 			require.NoError(t, s.Close())
 			return open(t, sch)
 		}
-	})
+	}, storetest.HugeValues, storetest.RecordTimeBound)
 }

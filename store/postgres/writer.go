@@ -186,6 +186,9 @@ func (s *Store) PutHealthChecks(ctx context.Context, checks []store.HealthCheck)
 		if err := h.Validate(); err != nil {
 			return fmt.Errorf("%w (record %d)", err, i)
 		}
+		if h.Time.After(store.MaxRecordTime) {
+			return fmt.Errorf("%w: time %v is after %v (record %d)", store.ErrInvalidArgument, h.Time, store.MaxRecordTime, i)
+		}
 		r, err := encode(true, h.Time, h.Cluster, "", h.Healthy, h.Values, h.Data, i)
 		if err != nil {
 			return err
@@ -201,6 +204,9 @@ func (s *Store) PutMetricSnapshots(ctx context.Context, snaps []store.MetricSnap
 	for i, m := range snaps {
 		if err := m.Validate(); err != nil {
 			return fmt.Errorf("%w (record %d)", err, i)
+		}
+		if m.Time.After(store.MaxRecordTime) {
+			return fmt.Errorf("%w: time %v is after %v (record %d)", store.ErrInvalidArgument, m.Time, store.MaxRecordTime, i)
 		}
 		r, err := encode(false, m.Time, m.Cluster, m.Member, false, m.Values, m.Data, i)
 		if err != nil {

@@ -121,7 +121,6 @@ func TestHistoryBadRecordCostsOnlyItself(t *testing.T) {
 		{"member not UTF-8", false, func(m *store.MetricSnapshot) { m.Member = "m\xff" }},
 		{"NUL in a value name", false, func(m *store.MetricSnapshot) { m.Values = map[string]float64{"v\x00": 1} }},
 		{"JSON with \\u0000", false, func(m *store.MetricSnapshot) { m.Data = []byte(`{"a":"\u0000"}`) }},
-		{"time out of range", false, func(m *store.MetricSnapshot) { m.Time = time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t, schema(t))
@@ -170,4 +169,18 @@ func TestHistoryBadRecordCostsOnlyItself(t *testing.T) {
 			assert.Equal(t, uint64(n), s.Stats().Written)
 		})
 	}
+	// A time PostgreSQL cannot store past MaxRecordTime is refused when put, with the
+	// records put with it.
+	t.Run("time out of range", func(t *testing.T) {
+		s := open(t, schema(t))
+		ctx := ctxT(t)
+		far := time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)
+		ok := store.MetricSnapshot{Time: base, Cluster: "c", Member: "m", Values: map[string]float64{"v": 1}}
+		require.ErrorIs(t, s.PutMetricSnapshots(ctx, []store.MetricSnapshot{ok, {Time: far, Cluster: "c", Member: "m"}}), store.ErrInvalidArgument)
+		require.ErrorIs(t, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: base, Cluster: "c"}, {Time: far, Cluster: "c"}}), store.ErrInvalidArgument)
+		require.NoError(t, s.Flush(ctx))
+		st := s.Stats()
+		assert.Zero(t, st.Written, "%+v", st)
+		assert.Zero(t, st.Dropped, "%+v", st)
+	})
 }
