@@ -59,7 +59,11 @@
 //     daemon's (when it checked); the job logs a daemon clock a minute or more off.
 //   - A Lease has one holder at a time by PostgreSQL's clock; a term's token is larger
 //     than every earlier term's; writes through Lease.Fenced are refused (ErrFenced)
-//     once the term ended, and a takeover waits for a fenced write in progress.
+//     once the term ended, and a takeover waits for a fenced write in progress — but
+//     not for a stalled one: every session ends a transaction left idle longer than the
+//     operation timeout (idle_in_transaction_session_timeout, unless the DSN sets it),
+//     so a holder that freezes inside a fenced write holds the lease row at most that
+//     long past its expiry, and the write is lost.
 //   - Errors never show the DSN's password.
 //
 // What is not guaranteed: history accepted by Put* is lost if the process dies before
@@ -74,8 +78,9 @@
 // be neither renewed nor taken, so the active replica's term ends before the lease
 // would have expired (the daemon stops its alert engine at most three quarters of a
 // TTL into the outage) and no standby can start one; alerts about etcd found
-// meanwhile are not sent. Monitoring and the API go on from memory, history queues up to its bounds,
-// and synchronous calls fail within the operation timeout, counted in Stats.Errors.
+// meanwhile are not sent. Monitoring and the API go on from memory, the history of the
+// replica that last held the lease (as far as it knows; the daemon lets only it write
+// history) queues up to its bounds, and synchronous calls fail within the operation timeout, counted in Stats.Errors.
 // When PostgreSQL returns, one replica (any) takes the lease with a new token and its
 // engine starts from the alert state and notification log as the outage found them:
 // the history queue is written (what overflowed stays dropped), alerts that resolved

@@ -272,3 +272,37 @@ func TestFencedAlertHistory(t *testing.T) {
 	assert.Equal(t, "x", h[0].Fingerprint)
 	assert.Equal(t, "firing", h[0].State)
 }
+
+// A holder that stalls inside a fenced write (a frozen process, a cut network) holds
+// off a takeover only until PostgreSQL ends its idle transaction, after the store's
+// operation timeout: then the standby takes the lease and the stalled write is lost.
+func TestStalledFencedWriteReleasedAfterOpTimeout(t *testing.T) {
+	sch := schema(t)
+	s1, s2 := open(t, sch, postgres.WithOpTimeout(time.Second)), open(t, sch)
+	ctx := ctxT(t)
+	a, err := s1.NewLease("l", "a", time.Second)
+	require.NoError(t, err)
+	b, err := s2.NewLease("l", "b", time.Second)
+	require.NoError(t, err)
+	ok, err := a.Acquire(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	fa, err := a.Fenced()
+	require.NoError(t, err)
+	tx, err := s1.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background())
+	require.NoError(t, postgres.FenceCheck(ctx, fa, tx))
+	// The stall: a's transaction holds the lease row and sends nothing more.
+
+	// The lease expires after 1 s and the session ends 1 s after its last statement;
+	// wait three times that.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		ok, err := b.Acquire(short)
+		assert.NoError(c, err)
+		assert.True(c, ok)
+	}, 6*time.Second, 50*time.Millisecond, "the standby takes the lease once the stalled session is ended")
+	assert.Error(t, tx.Commit(ctx), "the stalled write does not land")
+}

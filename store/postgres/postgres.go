@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/etcd-monitor/etcd-monitor/store"
 )
+
+// idleInTx is the session setting that ends a session left idle inside a transaction.
+const idleInTx = "idle_in_transaction_session_timeout"
 
 // Store is a store.Store on PostgreSQL. Use Open.
 type Store struct {
@@ -101,6 +105,13 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		cfg.MaxConns = max(cfg.MaxConns, DefaultMaxConns)
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "etcd-monitor"
+	if _, set := cfg.ConnConfig.RuntimeParams[idleInTx]; !set {
+		// A replica that stalls inside a fenced write (a frozen process, a cut network)
+		// holds the lease row until PostgreSQL ends its session, and no standby can take
+		// the lease until then. Every transaction here sends its statements back to back,
+		// so one idle for longer than an operation may take is stalled.
+		cfg.ConnConfig.RuntimeParams[idleInTx] = strconv.FormatInt(max(o.opTimeout.Milliseconds(), 1), 10)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
