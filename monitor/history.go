@@ -64,6 +64,7 @@ type recorder struct {
 	errs, dropped atomic.Uint64
 
 	mu      sync.Mutex
+	open    map[string]bool // whether the gate was open at the last record, by cluster and kind
 	health  []store.HealthCheck
 	metrics []store.MetricSnapshot
 	timer   *time.Timer // the flush due; nil when nothing waits for one
@@ -73,6 +74,53 @@ type recorder struct {
 }
 
 func (r *recorder) enabled() bool { return r != nil && (r.gate == nil || r.gate()) }
+
+// opens checks the gate for a record of cluster (kind "health" or "metrics") and reports
+// whether it is open, and whether it opened since the cluster's last record of the kind
+// (or this is its first): then the records in memory that the store lacks are written
+// too, so that the time between the last writer's last record (a replica that died, or
+// handed over) and this one's first is no gap.
+func (r *recorder) opens(cluster, kind string) (open, opened bool) {
+	if r == nil {
+		return false, false
+	}
+	open = r.enabled()
+	key := cluster + "\x00" + kind
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.open == nil {
+		r.open = map[string]bool{}
+	}
+	opened = open && !r.open[key]
+	r.open[key] = open
+	return open, opened
+}
+
+// newest returns the time of the newest record of cluster the store has, or false when it
+// could not tell.
+func (r *recorder) newest(cluster, kind string) (time.Time, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), historyWriteTimeout)
+	defer cancel()
+	q := store.HistoryQuery{Cluster: cluster, Limit: 1}
+	var t time.Time
+	var err error
+	if kind == "health" {
+		var recs []store.HealthCheck
+		if recs, err = r.st.HealthChecks(ctx, q); err == nil && len(recs) > 0 {
+			t = recs[len(recs)-1].Time
+		}
+	} else {
+		var recs []store.MetricSnapshot
+		if recs, err = r.st.MetricSnapshots(ctx, q); err == nil && len(recs) > 0 {
+			t = recs[len(recs)-1].Time
+		}
+	}
+	if err != nil {
+		r.log.Warn("history in memory not written: the store's newest record unknown", zap.String("cluster", cluster), zap.Error(err))
+		return time.Time{}, false
+	}
+	return t, true
+}
 
 // failed counts a write of n records that failed, or a record refused or dropped (n 1).
 func (r *recorder) failed(what string, n int, err error) {
@@ -165,10 +213,26 @@ func keep[T any](r *recorder, what string, q []T, v T) []T {
 	return append(q, v)
 }
 
-func (r *recorder) healthCheck(cluster string, sum HealthSummary) {
-	if !r.enabled() {
+// healthCheck queues a health check of cluster; memory returns the cluster's checks in
+// memory, oldest first, for when the gate has just opened.
+func (r *recorder) healthCheck(cluster string, sum HealthSummary, memory func() []HealthSummary) {
+	open, opened := r.opens(cluster, "health")
+	if !open {
 		return
 	}
+	if opened {
+		if since, ok := r.newest(cluster, "health"); ok {
+			for _, h := range memory() {
+				if h.Time.After(since) && h.Time.Before(sum.Time) {
+					r.healthRecord(cluster, h)
+				}
+			}
+		}
+	}
+	r.healthRecord(cluster, sum)
+}
+
+func (r *recorder) healthRecord(cluster string, sum HealthSummary) {
 	data, err := json.Marshal(sum)
 	if err != nil {
 		r.failed("health checks", 1, err)
@@ -183,10 +247,29 @@ func (r *recorder) healthCheck(cluster string, sum HealthSummary) {
 	r.queue(func() { r.health = keep(r, "health checks", r.health, rec) })
 }
 
-func (r *recorder) metricSnapshot(cluster string, snap *metrics.Snapshot) {
-	if !r.enabled() || snap == nil {
+// metricSnapshot queues a metric snapshot of cluster; memory returns the cluster's
+// snapshots in memory, oldest first, for when the gate has just opened.
+func (r *recorder) metricSnapshot(cluster string, snap *metrics.Snapshot, memory func() []*metrics.Snapshot) {
+	if snap == nil {
 		return
 	}
+	open, opened := r.opens(cluster, "metrics")
+	if !open {
+		return
+	}
+	if opened {
+		if since, ok := r.newest(cluster, "metrics"); ok {
+			for _, m := range memory() {
+				if m.Time.After(since) && m.Time.Before(snap.Time) {
+					r.metricRecord(cluster, m)
+				}
+			}
+		}
+	}
+	r.metricRecord(cluster, snap)
+}
+
+func (r *recorder) metricRecord(cluster string, snap *metrics.Snapshot) {
 	data, err := json.Marshal(snap)
 	if err != nil {
 		r.failed("metric snapshots", 1, err)

@@ -266,3 +266,49 @@ func TestHistoryWrittenTogether(t *testing.T) {
 	assert.Less(t, writes*len(names), total, "%d checks of %d clusters in %d writes: several clusters' checks per write", total, len(names), writes)
 	assert.Less(t, int(st.metricWrites.Load())*len(names), total+len(names))
 }
+
+// A replica that becomes the history writer (a takeover, or the writer before it died)
+// first writes what it has in memory newer than the store's newest record, so the time
+// between the last writer's last record and its own first is no gap.
+func TestHistoryWriterBackfillsFromMemory(t *testing.T) {
+	st := store.NewMemory()
+	defer st.Close()
+	cli := etcdtest.Client(t)
+	var aOpen, bOpen atomic.Bool
+	aOpen.Store(true)
+	replica := func(gate *atomic.Bool) *monitor.Service {
+		svc, err := monitor.New([]monitor.Cluster{{Name: "local", Client: cli}}, monitor.WithStore(st), monitor.WithHistoryGate(gate.Load))
+		require.NoError(t, err)
+		t.Cleanup(func() { svc.Close() })
+		return svc
+	}
+	a, b := replica(&aOpen), replica(&bOpen)
+	ctx := etcdtest.Context(t, time.Minute)
+	for range 2 {
+		require.NoError(t, a.Refresh(ctx))
+	}
+	for range 3 {
+		require.NoError(t, b.Refresh(ctx)) // a standby: in its memory only
+	}
+	count := func() (health, snaps int) {
+		hs, err := st.HealthChecks(ctx, store.HistoryQuery{Cluster: "local", Limit: 1000})
+		require.NoError(t, err)
+		ms, err := st.MetricSnapshots(ctx, store.HistoryQuery{Cluster: "local", Limit: 1000})
+		require.NoError(t, err)
+		return len(hs), len(ms)
+	}
+	h, m := count()
+	require.Equal(t, 2, h, "only the writer's checks")
+	require.Equal(t, 2, m)
+
+	aOpen.Store(false) // the writer is gone; b takes over
+	bOpen.Store(true)
+	require.NoError(t, b.Refresh(ctx))
+	h, m = count()
+	assert.Equal(t, 2+3+1, h, "b's checks since a's last one, then its own")
+	assert.Equal(t, 2+3+1, m, "the same for snapshots")
+
+	require.NoError(t, b.Refresh(ctx))
+	h, _ = count()
+	assert.Equal(t, 7, h, "written once: no backfill while the gate stays open")
+}

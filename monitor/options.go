@@ -184,7 +184,9 @@ func WithReplica(fn func() ReplicaStatus) Option {
 // made while it is false is neither queued nor counted. The daemon opens it on the
 // replica that last held the lease as far as it knows, through a store outage too (so
 // the store queues the records), and closes it on a replica that knows another holds
-// the lease. Default: always write (with a store).
+// the lease. When the gate opens (and for a cluster's first record), the records in
+// memory newer than the store's newest are written first, so the time since the last
+// writer's last record is no gap. Default: always write (with a store).
 func WithHistoryGate(fn func() bool) Option {
 	return optionFunc(func(o *options) { o.historyGate = fn })
 }

@@ -107,7 +107,11 @@ func (c *clusterState) checkHealth(ctx context.Context, interval time.Duration) 
 		c.history = slices.Delete(c.history, 0, n)
 	}
 	c.mu.Unlock()
-	c.recorder.healthCheck(c.name, sum)
+	c.recorder.healthCheck(c.name, sum, func() []HealthSummary {
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		return slices.Clone(c.history)
+	})
 	c.evaluate(ctx)
 	return degraded
 }
@@ -131,7 +135,7 @@ func (c *clusterState) collectMetrics(ctx context.Context, interval time.Duratio
 	c.metricsErr = err
 	c.mu.Unlock()
 	if err == nil {
-		c.recorder.metricSnapshot(c.name, snap)
+		c.recorder.metricSnapshot(c.name, snap, c.collector.History)
 	}
 	c.evaluate(ctx)
 }

@@ -42,9 +42,11 @@ import (
 // saw the lease expire with nobody taking it, writes. So a PostgreSQL restart leaves no
 // gap: the last holder queued the outage; if another replica wins the lease when
 // PostgreSQL is back, both write until the old holder's next campaign (a quarter TTL)
-// sees it, a few records stored twice. The gap that is left: when the writer dies, its
-// records not yet written (a second's batch and the store's queue) are lost, and nobody
-// writes until the standby sees the lease expire or takes it, up to 1.25 x LeaseTTL.
+// sees it, a few records stored twice. When the writer dies, its records not yet written
+// (a second's batch and the store's queue) are lost, and nobody writes until the standby
+// sees the lease expire or takes it, up to 1.25 x LeaseTTL; the standby then first
+// writes its own records in memory newer than the store's newest (monitor keeps the last
+// memory_history of each kind), so that no gap is left shorter than what it holds.
 
 // ReplicaConfig is the replica: block of the configuration (type postgres only).
 type ReplicaConfig struct {
