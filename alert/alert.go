@@ -64,8 +64,11 @@ type alertState struct {
 	rule     string // ruleKey
 	cluster  string
 	lastTrue time.Time
-	stored   time.Time // lastTrue as last written to the store
-	groups   map[string]bool
+	// stored and storedState are lastTrue and the state as last written to the store
+	// (zero before: a write that failed is made again at the next evaluation).
+	stored      time.Time
+	storedState State
+	groups      map[string]bool
 }
 
 // storeRefresh is how far an alert's lastTrue may run ahead of the store's copy before
@@ -196,7 +199,8 @@ func (m *Manager) load() error {
 		if err := json.Unmarshal(sa.Data, &rec); err != nil {
 			return fmt.Errorf("alert: load alert %s: %w: %w", sa.Fingerprint, store.ErrCorrupt, err)
 		}
-		as := &alertState{a: rec.Alert, rule: rec.Rule, cluster: sa.Cluster, lastTrue: rec.LastTrue, stored: rec.LastTrue, groups: map[string]bool{}}
+		as := &alertState{a: rec.Alert, rule: rec.Rule, cluster: sa.Cluster, lastTrue: rec.LastTrue, stored: rec.LastTrue,
+			storedState: rec.Alert.State, groups: map[string]bool{}}
 		if as.a.State != Resolved {
 			m.alerts[sa.Fingerprint] = as
 		}
@@ -342,10 +346,7 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 				continue
 			}
 			as := m.alerts[fp]
-			var was State // "" for a new alert, so that it is written
-			if as != nil {
-				was = as.a.State
-			} else {
+			if as == nil {
 				as = &alertState{rule: key, cluster: cluster, groups: map[string]bool{}, a: Alert{
 					Fingerprint: fp, Name: r.Name, Severity: r.Severity, State: Pending, Labels: f.Labels,
 					Annotations: annotations(r), Summary: r.Summary, ActiveAt: now, GeneratorURL: m.opts.externalURL}}
@@ -363,7 +364,7 @@ func (m *Manager) EvaluateCluster(ctx context.Context, cluster string, h *health
 			if as.a.State == Firing {
 				m.route(as, time.Now())
 			}
-			if as.a.State != was || r.KeepFiringFor > 0 || as.lastTrue.Sub(as.stored) >= storeRefresh {
+			if as.a.State != as.storedState || r.KeepFiringFor > 0 || as.lastTrue.Sub(as.stored) >= storeRefresh {
 				changed = append(changed, as)
 			}
 		}
@@ -586,7 +587,7 @@ func (m *Manager) persist(changed []*alertState, deleted []string) error {
 		return fmt.Errorf("alert: store: %w", err)
 	}
 	for _, as := range changed {
-		as.stored = as.lastTrue
+		as.stored, as.storedState = as.lastTrue, as.a.State
 	}
 	return nil
 }

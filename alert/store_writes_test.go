@@ -3,6 +3,7 @@ package alert_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -14,15 +15,21 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/store"
 )
 
-// countingStore counts the alerts each PutAlerts writes.
+// countingStore counts the alerts each PutAlerts writes; it fails the next fail calls.
 type countingStore struct {
 	store.Store
 	mu     sync.Mutex
 	writes int
+	fail   int
 }
 
 func (c *countingStore) PutAlerts(ctx context.Context, puts []store.Alert, del []string) error {
 	c.mu.Lock()
+	if c.fail > 0 {
+		c.fail--
+		c.mu.Unlock()
+		return errors.New("database on fire")
+	}
 	c.writes += len(puts)
 	c.mu.Unlock()
 	return c.Store.PutAlerts(ctx, puts, del)
@@ -88,4 +95,30 @@ func TestKeepFiringForAlertWrittenEveryEvaluation(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Equal(t, 4, st.count())
+}
+
+// A state change whose write failed is written at the next evaluation, not a minute
+// later: the store never says pending for long while the alert fires.
+func TestFailedAlertWriteRetriedAtNextEvaluation(t *testing.T) {
+	rules := rulesNamed(t, alert.DefaultThresholds(), "EtcdInsufficientMembers")
+	rules[0].For = 30 * time.Second
+	st := &countingStore{Store: store.NewMemory()}
+	m, err := alert.New(alert.WithStore(st), alert.WithReceiver("pager", &sink{}, true), alert.WithRules(rules...))
+	require.NoError(t, err)
+	defer m.Close()
+	ctx := context.Background()
+	eval := func(at time.Duration) error {
+		_, err := m.EvaluateCluster(ctx, "prod", three(t0.Add(at), 2, 3), nil)
+		return err
+	}
+	require.NoError(t, eval(0)) // pending, written
+	st.mu.Lock()
+	st.fail = 1
+	st.mu.Unlock()
+	require.Error(t, eval(30*time.Second), "firing: its write fails")
+	require.NoError(t, eval(40*time.Second))
+	stored, err := st.Alerts(ctx)
+	require.NoError(t, err)
+	require.Len(t, stored, 1)
+	assert.Equal(t, string(alert.Firing), stored[0].State, "written again at the next evaluation")
 }
