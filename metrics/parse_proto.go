@@ -478,7 +478,7 @@ const (
 func label(b []byte, ls *labels) bool {
 	name, value := []byte(nil), noBytes
 	if n := len(b); n >= 4 && b[0] == labelNameTag && b[1] < 0x80 && int(b[1])+4 <= n &&
-		b[b[1]+2] == labelValueTag && int(b[1])+4+int(b[b[1]+3]) == n {
+		b[b[1]+2] == labelValueTag && b[b[1]+3] < 0x80 && int(b[1])+4+int(b[b[1]+3]) == n {
 		// As every client writes a label shorter than 128 bytes: its name, then its value.
 		name, value = b[2:b[1]+2], b[b[1]+4:]
 	} else {

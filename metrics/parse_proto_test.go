@@ -693,3 +693,15 @@ func TestScrapeNegotiatesFormat(t *testing.T) {
 		}
 	}
 }
+
+// A label whose value length is a varint of two bytes is read as protobuf reads it, not
+// as the one-byte length the fast path takes: here the value is truncated, so refused.
+func TestProtoLabelMultiByteLength(t *testing.T) {
+	b := []byte{labelNameTag, 1, 'a', labelValueTag, 0x85, 0x01}
+	b = append(b, make([]byte, 132)...) // 133 bytes after the tag: the one-byte reading of 0x85 fits
+	var ls labels
+	assert.False(t, label(b, &ls), "a value of 5+128 bytes with 132 left is truncated")
+	ok := []byte{labelNameTag, 1, 'a', labelValueTag, 0x80, 0x01}
+	ok = append(ok, make([]byte, 128)...)
+	assert.True(t, label(ok, &ls), "a 128-byte value with a two-byte length")
+}
