@@ -177,17 +177,19 @@ func (r *recorder) flush() {
 	}
 	r.timer = nil
 	r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), historyWriteTimeout)
-	defer cancel()
 	if len(hs) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), historyWriteTimeout)
 		if err := r.st.PutHealthChecks(ctx, hs); err != nil {
 			r.failed("health checks", len(hs), err)
 		}
+		cancel()
 	}
-	if len(ms) > 0 {
+	if len(ms) > 0 { // a timeout of its own: a slow write of the checks does not cost it
+		ctx, cancel := context.WithTimeout(context.Background(), historyWriteTimeout)
 		if err := r.st.PutMetricSnapshots(ctx, ms); err != nil {
 			r.failed("metric snapshots", len(ms), err)
 		}
+		cancel()
 	}
 }
 
