@@ -31,7 +31,10 @@ import (
 // expiry PostgreSQL keeps), or at once when the lease was taken or a fenced write was
 // refused. Every store write of the term and every send ends with it (see
 // monitor.Service.RunAlertsLeased), so nothing leaves a deposed replica once a standby
-// could take the lease.
+// could take the lease. Not covered: a machine suspended for longer than the TTL stops
+// the monotonic clock and Go's timers but not PostgreSQL's clock, so after waking the
+// replica may notify until its next renewal is refused (at most a quarter TTL); and a
+// send a receiver had already begun when the lease ended is not recalled.
 //
 // History: every replica monitors, but one writes history to the store, so that no
 // period is stored twice: the one that last held the lease as far as it knows. It
