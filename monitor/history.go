@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,10 +224,13 @@ func (r *recorder) healthCheck(cluster string, sum HealthSummary, memory func() 
 		return
 	}
 	if opened {
-		if since, ok := r.newest(cluster, "health"); ok {
-			for _, h := range memory() {
-				if h.Time.After(since) && h.Time.Before(sum.Time) {
-					r.healthRecord(cluster, h)
+		older := slices.DeleteFunc(memory(), func(h HealthSummary) bool { return !h.Time.Before(sum.Time) })
+		if len(older) > 0 { // else (a cluster's first record) no need to ask the store
+			if since, ok := r.newest(cluster, "health"); ok {
+				for _, h := range older {
+					if h.Time.After(since) {
+						r.healthRecord(cluster, h)
+					}
 				}
 			}
 		}
@@ -260,10 +264,13 @@ func (r *recorder) metricSnapshot(cluster string, snap *metrics.Snapshot, memory
 		return
 	}
 	if opened {
-		if since, ok := r.newest(cluster, "metrics"); ok {
-			for _, m := range memory() {
-				if m.Time.After(since) && m.Time.Before(snap.Time) {
-					r.metricRecord(cluster, m)
+		older := slices.DeleteFunc(memory(), func(m *metrics.Snapshot) bool { return !m.Time.Before(snap.Time) })
+		if len(older) > 0 {
+			if since, ok := r.newest(cluster, "metrics"); ok {
+				for _, m := range older {
+					if m.Time.After(since) {
+						r.metricRecord(cluster, m)
+					}
 				}
 			}
 		}
