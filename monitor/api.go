@@ -393,8 +393,13 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
-// respond writes v as JSON: compact unless pretty, gzipped when the client accepts it,
-// streamed when v is a streamer.
+// gzipMin is the smallest body respond gzips: below it, compressing costs more CPU than
+// the bytes it saves are worth (most status answers are a few hundred bytes).
+const gzipMin = 1 << 10
+
+// respond writes v as JSON: compact unless pretty, gzipped when the client accepts it and
+// the body is at least gzipMin bytes (a streamed body always), streamed when v is a
+// streamer.
 func respond(w http.ResponseWriter, r *http.Request, status int, v any, pretty bool) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -425,7 +430,11 @@ func respond(w http.ResponseWriter, r *http.Request, status int, v any, pretty b
 		buf.Reset()
 		json.NewEncoder(&buf).Encode(ErrorResponse{Status: status, Error: "encode response: " + err.Error()})
 	}
-	out, finish := encoder(w, r)
+	var out io.Writer = w
+	finish := func() {}
+	if buf.Len() >= gzipMin {
+		out, finish = encoder(w, r)
+	}
 	w.WriteHeader(status)
 	out.Write(buf.Bytes())
 	finish()

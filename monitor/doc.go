@@ -26,7 +26,8 @@
 // number of seconds in a field whose name ends in "Seconds"; times are RFC 3339;
 // member and cluster IDs are hexadecimal strings, as etcdctl prints them, and members
 // are told apart by ID, never by name. Answers are compact JSON (?pretty=1 indents),
-// gzipped when the client accepts it. Bad input (unknown query parameters — except on
+// gzipped when the client accepts it and the answer is 1 KB or more (a streamed one
+// always). Bad input (unknown query parameters — except on
 // /health, which ignores them — a malformed body, negative numbers) gets a 400 with a
 // JSON ErrorResponse naming the problem; an unknown cluster a 404; a body that is not
 // Content-Type: application/json a 415, one over 64 KiB a 413; a POST that acts on a

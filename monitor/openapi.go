@@ -82,7 +82,7 @@ const apiDescription = `The REST API of etcd-monitor. Conventions:
 
 - Every duration is a number of seconds (fractions allowed) in a field whose name ends in "Seconds".
 - Times are RFC 3339 strings; member and cluster IDs are hexadecimal strings, as etcdctl prints them.
-- Answers are compact JSON; ?pretty=1 indents them. They are gzip-compressed when the request's Accept-Encoding allows it.
+- Answers are compact JSON; ?pretty=1 indents them. They are gzip-compressed when the request's Accept-Encoding allows it and the answer is 1 KB or more (streamed answers always).
 - Every error is an ErrorResponse {status, error}, with Retry-After on 429 and 503.
 - Cluster-scoped paths take the cluster's name in the path (/api/v1/clusters/{name}/...); the older paths (/api/v1/cluster/status?cluster=NAME, ...) are aliases, marked deprecated.
 - Unknown query parameters are a 400, except on /health.
