@@ -262,13 +262,13 @@ func TestFailingChannelDoesNotDelayOthers(t *testing.T) {
 	_, err = m.Evaluate(context.Background(), report(t), nil)
 	require.NoError(t, err)
 	<-entered
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ds := deliveriesOf(m, "webhook")
-		return len(ds) == 1 && ds[0].Delivered
+		assert.True(c, len(ds) == 1 && ds[0].Delivered)
 	}, 5*time.Second, 5*time.Millisecond, "webhook delivered while stuck hangs")
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ds := deliveriesOf(m, "broken")
-		return len(ds) == 3 && ds[2].Final
+		assert.True(c, len(ds) == 3 && ds[2].Final)
 	}, 5*time.Second, 5*time.Millisecond)
 	for _, d := range deliveriesOf(m, "broken") {
 		assert.False(t, d.Delivered)

@@ -123,9 +123,11 @@ func TestLockUnlock(t *testing.T) {
 
 	got := make(chan error, 1)
 	go func() { got <- b.Lock(ctx) }()
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		r, err := cli.Get(ctx, key+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-		return err == nil && r.Count == 2
+		if assert.NoError(c, err) {
+			assert.EqualValues(c, 2, r.Count)
+		}
 	}, 5*time.Second, 10*time.Millisecond)
 	select {
 	case err := <-got:
@@ -221,9 +223,11 @@ func TestRWMutex(t *testing.T) {
 
 	wgot := make(chan error, 1)
 	go func() { wgot <- w.Lock(ctx) }()
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		r, err := cli.Get(ctx, key+"/w/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-		return err == nil && r.Count == 1
+		if assert.NoError(c, err) {
+			assert.EqualValues(c, 1, r.Count)
+		}
 	}, 5*time.Second, 10*time.Millisecond)
 	// Writer preference: a reader arriving after the waiting writer must wait.
 	assert.ErrorIs(t, r3.TryRLock(ctx), lock.ErrLocked)
