@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -159,22 +160,8 @@ func TestLeaseArguments(t *testing.T) {
 // The fence check of a write holds the lease row: a takeover waits until that write
 // commits, so the new holder reads it.
 func TestFencedWriteHoldsOffTakeover(t *testing.T) {
-	sch := schema(t)
-	s1, s2 := open(t, sch), open(t, sch)
 	ctx := ctxT(t)
-	a, err := s1.NewLease("l", "a", time.Second)
-	require.NoError(t, err)
-	b, err := s2.NewLease("l", "b", time.Second)
-	require.NoError(t, err)
-	ok, err := a.Acquire(ctx)
-	require.NoError(t, err)
-	require.True(t, ok)
-	fa, err := a.Fenced()
-	require.NoError(t, err)
-	tx, err := s1.Pool().Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(context.Background())
-	require.NoError(t, postgres.FenceCheck(ctx, fa, tx))
+	b, tx := fencedWriteInFlight(t)
 
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		info, err := b.Info(ctx)
@@ -183,7 +170,7 @@ func TestFencedWriteHoldsOffTakeover(t *testing.T) {
 	}, 3*time.Second, 20*time.Millisecond)
 	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	ok, err = b.Acquire(short)
+	ok, err := b.Acquire(short)
 	assert.False(t, ok)
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "the takeover waits for the write in flight")
 
@@ -277,22 +264,8 @@ func TestFencedAlertHistory(t *testing.T) {
 // off a takeover only until PostgreSQL ends its idle transaction, after the store's
 // operation timeout: then the standby takes the lease and the stalled write is lost.
 func TestStalledFencedWriteReleasedAfterOpTimeout(t *testing.T) {
-	sch := schema(t)
-	s1, s2 := open(t, sch, postgres.WithOpTimeout(time.Second)), open(t, sch)
 	ctx := ctxT(t)
-	a, err := s1.NewLease("l", "a", time.Second)
-	require.NoError(t, err)
-	b, err := s2.NewLease("l", "b", time.Second)
-	require.NoError(t, err)
-	ok, err := a.Acquire(ctx)
-	require.NoError(t, err)
-	require.True(t, ok)
-	fa, err := a.Fenced()
-	require.NoError(t, err)
-	tx, err := s1.Pool().Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(context.Background())
-	require.NoError(t, postgres.FenceCheck(ctx, fa, tx))
+	b, tx := fencedWriteInFlight(t, postgres.WithOpTimeout(time.Second))
 	// The stall: a's transaction holds the lease row and sends nothing more.
 
 	// The lease expires after 1 s and the session ends 1 s after its last statement;
@@ -305,4 +278,28 @@ func TestStalledFencedWriteReleasedAfterOpTimeout(t *testing.T) {
 		assert.True(c, ok)
 	}, 6*time.Second, 50*time.Millisecond, "the standby takes the lease once the stalled session is ended")
 	assert.Error(t, tx.Commit(ctx), "the stalled write does not land")
+}
+
+// fencedWriteInFlight has holder a (on a store opened with opts) take lease "l" of a
+// 1 s TTL and begin a fenced write, its fence checked and not committed; it returns the
+// other holder, b, on a store of its own, and the write's transaction.
+func fencedWriteInFlight(t *testing.T, opts ...postgres.Option) (*postgres.Lease, pgx.Tx) {
+	t.Helper()
+	sch := schema(t)
+	s1, s2 := open(t, sch, opts...), open(t, sch)
+	ctx := ctxT(t)
+	a, err := s1.NewLease("l", "a", time.Second)
+	require.NoError(t, err)
+	b, err := s2.NewLease("l", "b", time.Second)
+	require.NoError(t, err)
+	ok, err := a.Acquire(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	fa, err := a.Fenced()
+	require.NoError(t, err)
+	tx, err := s1.Pool().Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	require.NoError(t, postgres.FenceCheck(ctx, fa, tx))
+	return b, tx
 }
