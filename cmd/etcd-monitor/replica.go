@@ -41,15 +41,17 @@ import (
 // keeps writing after it stepped down (PostgreSQL unreachable: the store queues the
 // records up to its bounds, and drops and counts the rest in
 // etcd_monitor_store_dropped_total), until it sees another replica hold the lease. A
-// replica that knows another holds it writes nothing; one that never saw a holder, or
-// saw the lease expire with nobody taking it, writes. So a PostgreSQL restart leaves no
+// replica that has not yet read the lease (it opened the store, then PostgreSQL went
+// away before its first campaign), or reads it naming another holder, expired or not,
+// writes nothing: the one named, if alive, is writing. So a PostgreSQL restart leaves no
 // gap: the last holder queued the outage; if another replica wins the lease when
 // PostgreSQL is back, both write until the old holder's next campaign (a quarter TTL)
 // sees it, a few records stored twice. When the writer dies, its records not yet written
-// (a second's batch and the store's queue) are lost, and nobody writes until the standby
-// sees the lease expire or takes it, up to 1.25 x LeaseTTL; the standby then first
-// writes its own records in memory newer than the store's newest (monitor keeps the last
-// memory_history of each kind), so that no gap is left shorter than what it holds.
+// (a second's batch and the store's queue) are lost, and nobody writes until a standby
+// takes the lease, up to 1.25 x LeaseTTL; the new holder, and any replica whose gate
+// opens, first writes its own records in memory newer than the store's newest (monitor
+// keeps the last memory_history of each kind), so that no gap is left shorter than what
+// it holds.
 
 // ReplicaConfig is the replica: block of the configuration (type postgres only).
 type ReplicaConfig struct {
@@ -109,8 +111,8 @@ func newReplica(st *postgres.Store, id string, ttl time.Duration, log *zap.Logge
 	if err != nil {
 		return nil, fmt.Errorf("replica: %w", err)
 	}
-	// A replica that never saw a holder writes history.
-	return &replica{id: id, lease: l, every: ttl / 4, log: log.With(zap.String("replica", id)), writer: true}, nil
+	// A replica writes history once the lease says it is the last holder (writesHistory).
+	return &replica{id: id, lease: l, every: ttl / 4, log: log.With(zap.String("replica", id))}, nil
 }
 
 func defaultReplicaID() string {
@@ -142,8 +144,8 @@ func (r *replica) set(active bool, activeID string) {
 }
 
 // writesHistory is the replica's history gate (monitor.WithHistoryGate): true while
-// this replica is the last holder of the lease it knows of, or knows of none (see the
-// comment at the top of the file).
+// this replica is the last holder of the lease it knows of (see the comment at the top
+// of the file); false until it has read the lease.
 func (r *replica) writesHistory() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -200,19 +202,19 @@ func (r *replica) run(ctx context.Context, term term) {
 	}
 }
 
-// observe records who is active, for status.
+// observe records who is active, for status, and whether this replica writes history.
 func (r *replica) observe(ctx context.Context) {
 	info, err := r.lease.Info(ctx)
-	switch {
-	case err != nil:
+	if err != nil {
 		r.set(false, "")
-	case info.Expired:
-		r.set(false, "")
-		r.setWriter(true)
-	default:
-		r.set(false, info.Holder)
-		r.setWriter(info.Holder == r.id)
+		return
 	}
+	active := info.Holder
+	if info.Expired {
+		active = "" // the holder may be dead: the next campaign takes the lease
+	}
+	r.set(false, active)
+	r.setWriter(info.Holder == r.id)
 }
 
 func (r *replica) lead(ctx context.Context, term term) {

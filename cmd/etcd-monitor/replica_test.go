@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/etcd-monitor/etcd-monitor/internal/pgtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -28,10 +27,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/etcd-monitor/etcd-monitor/alert"
 	"github.com/etcd-monitor/etcd-monitor/health"
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/internal/pgtest"
 	"github.com/etcd-monitor/etcd-monitor/metrics"
 	"github.com/etcd-monitor/etcd-monitor/store"
 	"github.com/etcd-monitor/etcd-monitor/store/postgres"
@@ -788,4 +789,37 @@ func TestReplicaTermStartsWithTimeToStop(t *testing.T) {
 	for _, l := range left {
 		assert.Greater(t, l, ttl/4, "a term started %v before its deadline", l)
 	}
+}
+
+// A replica writes no history until the lease names it: one that opened the store and
+// then lost PostgreSQL before it could read the lease stays closed (the last holder, if
+// alive, is writing), and it opens when it takes the lease.
+func TestReplicaWritesNoHistoryBeforeReadingTheLease(t *testing.T) {
+	schema := pgSchema(t)
+	const ttl = 2 * time.Second
+	gone := pgStore(t, schema)
+	core, logs := observer.New(zap.WarnLevel)
+	r, err := newReplica(gone, "late", ttl, zap.New(core))
+	require.NoError(t, err)
+	assert.False(t, r.writesHistory(), "before its first campaign")
+
+	require.NoError(t, gone.Close())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.run(ctx, func(ctx, _ context.Context, _ store.Store) { <-ctx.Done() })
+	}()
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, logs.FilterMessage("replica: cannot reach the lease").Len(), 3, "campaigns that failed")
+	}, 3*ttl, 10*time.Millisecond)
+	assert.False(t, r.writesHistory(), "a replica that never read the lease writes nothing")
+	cancel()
+	<-done
+
+	a := startReplica(t, pgStore(t, schema), "a", ttl, recordingTerm(&events{}, "a"))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.True(c, a.r.status().Active)
+		assert.True(c, a.r.writesHistory(), "the holder writes")
+	}, 3*ttl, 10*time.Millisecond)
 }
