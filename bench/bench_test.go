@@ -332,10 +332,15 @@ func TestClusterTargetLeader(t *testing.T) {
 	lead := c.Leader()
 	follower := (lead + 1) % 3
 	// A follower cut off from its peers fails the operations sent to it (it cannot reach
-	// the leader); a run that targets the leader sends it none.
+	// the leader), however long they are given; a run that targets the leader sends it
+	// none. The operations get a timeout a loaded machine cannot exceed (there a write
+	// can take seconds, and the leader the run picked may hand over to the other
+	// connected member, which the old leader's writes then reach through it), and the
+	// setup writes few keys, so that no setup transaction outlives etcd's own timeout.
 	c.Partition(follower)
 	defer c.Heal(follower)
-	res, err := newRunner(t, cli).Run(ctx, bench.Config{Workload: bench.Mixed, Connections: 3, Clients: 2, Ops: 120, TargetLeader: true, OpTimeout: time.Second})
+	res, err := newRunner(t, cli).Run(ctx, bench.Config{Workload: bench.Mixed, Connections: 3, Clients: 2, Ops: 120, KeySpace: 100,
+		TargetLeader: true, OpTimeout: 10 * time.Second})
 	require.NoError(t, err)
 	checkCounts(t, res)
 	assert.Zero(t, res.Failures, "errors: %v", res.Errors)
