@@ -161,9 +161,15 @@ type connection struct {
 	members int
 }
 
-// monitorReadBuffer is the read buffer of each of the monitoring client's connections:
-// room for a status, a membership list or a probe's answer in one read.
-const monitorReadBuffer = 8 << 10
+// monitorReadBuffer and monitorWriteBuffer are the buffers of each of the monitoring
+// client's connections: room for a status, a membership list or a probe's answer in one
+// read, and for a request in one write. The write buffer is taken from a pool for each
+// write and given back after it (grpc.WithSharedWriteBuffer), but all members are probed
+// at once, so the pool holds about one per connection.
+const (
+	monitorReadBuffer  = 8 << 10
+	monitorWriteBuffer = 8 << 10
+)
 
 // connect makes a client and proves it works: a daemon that cannot reach etcd at
 // startup says so and exits rather than serving an empty API.
@@ -179,7 +185,8 @@ func connect(ctx context.Context, cc ClusterConfig, key string) (*connection, er
 	// read and write buffers per connection would be most of the daemon's heap with many
 	// clusters. Benchmarks get a client of their own, with the defaults.
 	mcfg := ccfg
-	mcfg.DialOptions = []grpc.DialOption{grpc.WithReadBufferSize(monitorReadBuffer), grpc.WithSharedWriteBuffer(true)}
+	mcfg.DialOptions = []grpc.DialOption{grpc.WithReadBufferSize(monitorReadBuffer),
+		grpc.WithWriteBufferSize(monitorWriteBuffer), grpc.WithSharedWriteBuffer(true)}
 	cli, err := clientv3.New(mcfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd cluster %q: %w", cc.Name, err)

@@ -87,7 +87,7 @@ func TestMemoryHistoryConfig(t *testing.T) {
 	}
 }
 
-// The daemon's GOGC is 50 unless the environment sets one.
+// The daemon sets its GOGC (daemonGCPercent) unless the environment sets one.
 func TestTuneGC(t *testing.T) {
 	old := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(old) })
