@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +19,16 @@ import (
 // any goroutine outlives them (etcdtest.Main checks with goleak).
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
+// runs numbers the runs of TestEveryExampleRuns in this process (go test -count), so
+// that each has a node ID, and so key prefixes, of its own: a run that found the keys
+// an earlier one left (a value already set, a queue already filled) would wait for a
+// change that never comes.
+var runs atomic.Int64
+
 // Every example the README promises exists, runs to completion on an etcd of its own
 // and says what it did.
 func TestEveryExampleRuns(t *testing.T) {
+	nodeID := fmt.Sprintf("test%d", runs.Add(1))
 	for _, name := range order {
 		_, ok := registry[name]
 		assert.True(t, ok, "example %q is not registered", name)
@@ -32,7 +41,7 @@ func TestEveryExampleRuns(t *testing.T) {
 			e := &env{
 				cli:       etcdtest.Client(t),
 				endpoints: etcdtest.Endpoints(),
-				nodeID:    "test",
+				nodeID:    nodeID,
 				embedded:  true,
 				out:       out,
 			}
