@@ -17,7 +17,10 @@ func init() {
 func runLease(ctx context.Context, e *env) error {
 	key := "/examples/lease/" + e.nodeID
 	attached := make(chan clientv3.LeaseID, 1)
-	k, err := lease.New(ctx, e.cli, 2*time.Second, lease.WithRegrant(func(ctx context.Context, id clientv3.LeaseID) error {
+	// A TTL of a few seconds: a keep-alive a loaded machine delays by a second or two
+	// still arrives in time.
+	const ttl = 5 * time.Second
+	k, err := lease.New(ctx, e.cli, ttl, lease.WithRegrant(func(ctx context.Context, id clientv3.LeaseID) error {
 		if _, err := e.cli.Put(ctx, key, "alive", clientv3.WithLease(id)); err != nil {
 			return err
 		}
@@ -32,13 +35,13 @@ func runLease(ctx context.Context, e *env) error {
 	if _, err := e.cli.Put(ctx, key, "alive", clientv3.WithLease(first)); err != nil {
 		return err
 	}
-	e.printf("granted lease %x (TTL 2s) and attached %s", int64(first), key)
+	e.printf("granted lease %x (TTL %v) and attached %s", int64(first), ttl, key)
 
 	// Outlive the TTL: the Keeper renews it.
 	select {
 	case <-lost:
 		return fmt.Errorf("lease lost: %w", k.Err())
-	case <-time.After(3 * time.Second):
+	case <-time.After(ttl + time.Second):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -46,7 +49,7 @@ func runLease(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	e.printf("3s later the lease is still alive (%v left)", left)
+	e.printf("%v later the lease is still alive (%v left)", ttl+time.Second, left)
 
 	// Another process revokes it: the Keeper notices, re-grants and the hook re-attaches.
 	if _, err := e.cli.Revoke(ctx, first); err != nil {
