@@ -29,6 +29,17 @@ func WithQuota(bytes int64) ClusterOption {
 	return func(c *integration.ClusterConfig) { c.QuotaBackendBytes = bytes }
 }
 
+// WithElectionTicks sets how many of the framework's 10 ms ticks a follower waits
+// without hearing from its leader before it campaigns; the framework's default is 10.
+// 100 ms is less than a loaded machine (the race detector, other processes) may leave
+// a member unscheduled, so such a cluster elects one leader after another, and a test
+// that counts leader changes or needs a stable leader fails; 50 (half a second) holds
+// there. A stopped leader is then replaced half a second later too. Members restarted
+// keep it.
+func WithElectionTicks(n int) ClusterOption {
+	return func(*integration.ClusterConfig) { integration.ElectionTicks = n }
+}
+
 // WithConfig gives full access to the cluster configuration.
 func WithConfig(fn func(*integration.ClusterConfig)) ClusterOption { return fn }
 
@@ -44,6 +55,9 @@ func StartCluster(t testing.TB, size int, opts ...ClusterOption) *Cluster {
 	t.Helper()
 	integration.BeforeTestExternal(t)
 	cfg := &integration.ClusterConfig{Size: size, UseBridge: true}
+	// The framework reads its election ticks from a package variable as it creates
+	// members: WithElectionTicks sets it for this cluster only.
+	defer func(ticks int) { integration.ElectionTicks = ticks }(integration.ElectionTicks)
 	for _, opt := range opts {
 		opt(cfg)
 	}

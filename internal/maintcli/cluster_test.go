@@ -18,7 +18,7 @@ import (
 // TestCommandsOnACluster runs the commands against a 3-node cluster: a defragmentation
 // that moves leadership away first, and a removal refused because it would cost quorum.
 func TestCommandsOnACluster(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	c := etcdtest.NewCluster(t, 3, etcdtest.WithElectionTicks(50))
 	var eps []string
 	for _, m := range c.Members {
 		eps = append(eps, m.Name+"="+m.GRPCURL)
