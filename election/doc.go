@@ -17,6 +17,14 @@
 //     stops before another can be elected. A lease of our own given up that way is revoked
 //     as soon as etcd answers, so the next leader need not wait out its TTL.
 //   - An etcd leader change does not end leadership.
+//   - A member that stops answering while the rest of the cluster serves (a frozen
+//     process, a dead machine whose connections stay open) holds up Resign and a
+//     waiting candidate about a sixth of the TTL (1s to 3s), not for as long as it is
+//     silent: a grant, read or delete it leaves unanswered is sent again through the
+//     client's next endpoint (at most two in flight), and a wait whose watch it stops
+//     confirming is reopened after twice that. This needs a client that knows more than
+//     one endpoint. The put that starts a campaign is not sent twice: one swallowed by
+//     a silent member waits for it, for the session's loss or for the caller's ctx.
 //   - Every campaign uses a key name never used before, so no delete of an earlier one can
 //     reach a later leadership. A canceled or failed campaign leaves no key behind: it is
 //     deleted before Campaign returns when etcd answers within a third of the TTL (at least

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
 )
@@ -68,6 +72,10 @@ func (c *Claim) Acquire(ctx context.Context, wait bool) error {
 	// connection must not keep the caller waiting past the session's loss.
 	bctx, stop := ses.Bind(cctx)
 	defer stop()
+	// Not hedged, unlike the other requests of an acquisition: a second put left in
+	// flight could land after the key was deleted (a member that stops answering holds
+	// it, and applies it when it wakes), and make it again, blocking others for as long
+	// as our lease lives.
 	resp, err := ses.Client().Txn(bctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, c.val, clientv3.WithLease(ses.Lease())), c.p.Check()).
@@ -119,10 +127,13 @@ func waitOwned(ctx context.Context, ses *Session, key string, rev int64, p Polic
 	cli := ses.Client()
 	retry := backoff.New(50*time.Millisecond, time.Second)
 	for {
-		tr, err := cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
-			Then(p.Blocker(rev)).
-			Commit()
+		// Hedged (see hedged): a silent member must not hold the read.
+		tr, err := hedged(ctx, ses.CallTimeout(), func(ctx context.Context) (*clientv3.TxnResponse, error) {
+			return cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
+				Then(p.Blocker(rev)).
+				Commit()
+		}, nil)
 		if err == nil && !tr.Succeeded {
 			return fmt.Errorf("%w while waiting", ErrKeyLost)
 		}
@@ -131,7 +142,7 @@ func waitOwned(ctx context.Context, ses *Session, key string, rev int64, p Polic
 			if !blocked {
 				return ses.WaitAlive(ctx)
 			}
-			if err = waitDelete(ctx, cli, wkey, prefix, tr.Header.Revision+1); err == nil {
+			if err = waitDelete(ctx, cli, wkey, prefix, tr.Header.Revision, 2*ses.CallTimeout()); err == nil {
 				retry.Reset()
 				continue
 			}
@@ -143,16 +154,62 @@ func waitOwned(ctx context.Context, ses *Session, key string, rev int64, p Polic
 	}
 }
 
-// waitDelete returns nil once a delete of key (or under it, with prefix) is seen at or
-// after rev, or an error if the watch broke or ctx ended.
-func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bool, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+// waitStreams numbers the watches of waitDelete, each on a gRPC stream of its own.
+var waitStreams atomic.Int64
+
+// errSilent reports a watch abandoned because etcd stopped answering on it.
+var errSilent = errors.New("watch silent")
+
+// waitDelete returns nil once a delete of key (or under it, with prefix) is seen after
+// rev, the revision of a read that found it, or an error if the watch broke, etcd said
+// nothing on it for longer than silence, or ctx ended.
+//
+// The watch starts at rev itself, not after it: etcd answers a progress request only on
+// a watch whose start revision the store has reached, and a delete of key cannot be at
+// rev, where the read found it (under a prefix, one of another key only wakes us to read
+// again). Progress is requested every half of silence, on a gRPC stream of this watch's
+// own, so that the answer proves this watch alive: a member that stops answering — a
+// frozen process, or a connection to a dead machine that stays open — is given up
+// after silence instead of leaving the waiter blind to the delete for as long as it
+// lasts, and the next read and watch may go through another endpoint.
+func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bool, rev int64, silence time.Duration) error {
+	wctx := metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
+		"etcd-monitor-wait-stream", strconv.FormatInt(waitStreams.Add(1), 10))
+	wctx, cancel := context.WithCancel(wctx)
 	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithRev(rev), clientv3.WithFilterPut()}
+	opts := []clientv3.OpOption{clientv3.WithRev(rev), clientv3.WithFilterPut(), clientv3.WithCreatedNotify()}
 	if prefix {
 		opts = append(opts, clientv3.WithPrefix())
 	}
+	var heard atomic.Int64 // time.Since(start) at the last answer
+	start := time.Now()
+	silent := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(silence / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+			if time.Since(start)-time.Duration(heard.Load()) > silence {
+				close(silent)
+				cancel()
+				return
+			}
+			rctx, rcancel := context.WithTimeout(wctx, silence/2)
+			_ = cli.RequestProgress(rctx)
+			rcancel()
+		}
+	}()
 	for wr := range cli.Watch(wctx, key, opts...) {
+		heard.Store(int64(time.Since(start)))
 		if err := wr.Err(); err != nil {
 			return err
 		}
@@ -161,6 +218,11 @@ func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bo
 				return nil
 			}
 		}
+	}
+	select {
+	case <-silent:
+		return firstErr(ctx.Err(), errSilent)
+	default:
 	}
 	return firstErr(ctx.Err(), errors.New("watch closed"))
 }

@@ -19,7 +19,11 @@
 //     before, then waits — only for the key the Policy names — until the policy says it
 //     is owned, returning only after a read that found the key while the lease was known
 //     alive. policy.go — who owns: the oldest key (mutex, election), one of the n oldest
-//     (semaphore), no older writer (readers-writer lock).
+//     (semaphore), no older writer (readers-writer lock). hedge.go — the requests of an
+//     acquisition or release but the put (grant, reads, delete) are hedged through the client's
+//     next endpoint when unanswered after CallTimeout, and a wait's watch asks etcd for
+//     progress and is reopened when silent: a member that stops answering while the
+//     rest of the cluster serves holds an acquisition up about that long.
 //   - hold: holding.go — Holding: the fence (Cmp, Txn) and the end (Done, Err), noticed
 //     locally from the session's deadline at every check and asynchronously from a watch
 //     on the key and the session's loss.

@@ -79,9 +79,12 @@ func (h *Holder) Get(ctx context.Context) (*Session, error) {
 	// A grant lost on a connection that swallowed it would never be answered: bound it,
 	// so that the caller can try again once etcd is reachable.
 	// Close ends it too, so that Close never waits for a grant.
+	// Hedged (see hedged): one member that stops answering does not cost the whole TTL.
 	gctx, cancel := context.WithTimeout(ctx, h.ttl)
 	stop := context.AfterFunc(h.ctx, cancel)
-	ses, err := Grant(gctx, h.cli, h.ttl, h.lg)
+	ses, err := hedged(gctx, callTimeout(h.ttl), func(ctx context.Context) (*Session, error) {
+		return Grant(ctx, h.cli, h.ttl, h.lg)
+	}, func(s *Session) { _ = s.Release() })
 	stop()
 	cancel()
 	h.mu.Lock()

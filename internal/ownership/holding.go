@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -119,12 +120,20 @@ func (h *Holding) Release(ctx context.Context) error {
 		return err
 	}
 	h.setReleasing(true)
-	deleted, err := h.ses.remove(ctx, h.key)
+	// The delete is hedged (see hedged): the key's name is ours alone, so a second
+	// delete is safe, and a member that stops answering must not keep the lock held for
+	// as long as it is silent. Once more than one was sent, a key found gone may be one
+	// that an earlier one of ours deleted unanswered: it was ours to delete.
+	var sent atomic.Int32
+	deleted, err := hedged(ctx, h.ses.CallTimeout(), func(ctx context.Context) (bool, error) {
+		sent.Add(1)
+		return h.ses.remove(ctx, h.key)
+	}, nil)
 	if err != nil {
 		h.setReleasing(false)
 		return err
 	}
-	if !deleted {
+	if !deleted && sent.Load() == 1 {
 		err = ErrKeyLost
 	}
 	h.End(err)

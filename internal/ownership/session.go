@@ -425,6 +425,20 @@ func (s *Session) Drop(key string) {
 	}
 }
 
+// CallTimeout is how long a request of an acquisition or release (the grant, each
+// read, the delete) waits for its answer before it is hedged (see hedged), and
+// half the silence after which a watch of an acquisition is reopened: a sixth of the
+// TTL (Margin), at least 1s and at most 3s. So a member that stops answering while the
+// rest of the cluster serves holds an acquisition up about that long, not as long as
+// it is silent.
+func (s *Session) CallTimeout() time.Duration {
+	return callTimeout(s.ttlOr(0))
+}
+
+func callTimeout(ttl time.Duration) time.Duration {
+	return min(max(Margin(ttl), time.Second), 3*time.Second)
+}
+
 // CleanupTimeout bounds each wait for etcd in a cleanup: a third of the TTL, at least
 // one second (and 2s when the TTL is not known yet).
 func CleanupTimeout(ttl time.Duration) time.Duration {

@@ -1,0 +1,76 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+	"github.com/etcd-monitor/etcd-monitor/lock"
+)
+
+// A member that stops answering while the rest of the cluster serves (a frozen etcd
+// process, a dead machine whose connections stay open) must not stall the lock for as
+// long as it is silent: the waiter whose watch runs through it takes the lock once the
+// holder unlocks. Its client knows a healthy member too: the silent watch is reopened
+// and the reads the silent member does not answer are hedged through the other.
+func TestSilentMember(t *testing.T) {
+	const ttl = 4 * time.Second
+	c := etcdtest.NewCluster(t, 3)
+	ctx := etcdtest.Context(t, 120*time.Second)
+	key := etcdtest.Prefix(t) + "l"
+	admin := c.Client(2)
+	// A Lock that fails for want of etcd's answer on a starved machine (its grant not
+	// answered within the TTL, its lease lost to slow renewals) is tried again: it proves
+	// nothing either way. One that does not return at all is what this test is about.
+	lockRetry := func(m *lock.Mutex, got chan error, what string) {
+		t.Helper()
+		for {
+			err := waitErr(t, got, 3*ttl, what)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, lock.ErrSessionLost) && !errors.Is(err, context.DeadlineExceeded) {
+				require.NoError(t, err, what)
+			}
+			go func() { got <- m.Lock(ctx) }()
+		}
+	}
+	a := newMutex(t, c.Client(0), key, lock.WithTTL(ttl))
+	agot := make(chan error, 1)
+	go func() { agot <- a.Lock(ctx) }()
+	lockRetry(a, agot, "first Lock")
+
+	// b waits through member 1 alone, then learns of member 2, then member 1 falls silent.
+	bcli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Members[1].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	t.Cleanup(func() { bcli.Close() })
+	b := newMutex(t, bcli, key, lock.WithTTL(ttl))
+	bgot := make(chan error, 1)
+	go func() { bgot <- b.Lock(ctx) }()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Empty(ct, bgot, "b's Lock returned before it waited")
+		assert.EqualValues(ct, 2, etcdtest.Count(admin, key+"/"))
+	}, 3*ttl, 10*time.Millisecond)
+	bcli.SetEndpoints(c.Members[1].GRPCURL, c.Members[2].GRPCURL)
+	c.Blackhole(1)
+	defer c.Unblackhole(1)
+	require.NoError(t, a.Unlock(ctx))
+
+	// b takes the lock although the watch it waited on is silent.
+	lockRetry(b, bgot, "the waiter behind a silent member")
+
+	// Unblackhole drops member 1's connections: an Unlock that fails with them is retried.
+	c.Unblackhole(1)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		if err := b.Unlock(ctx); !errors.Is(err, lock.ErrNotHeld) {
+			assert.NoError(ct, err)
+		}
+	}, 3*ttl, 50*time.Millisecond)
+}
