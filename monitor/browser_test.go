@@ -220,7 +220,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	ctx := browser(t)
 	phase("browser started")
-	c := etcdtest.NewCluster(t, 3)
+	c := etcdtest.NewCluster(t, 3, etcdtest.WithElectionTicks(50))
 	phase("cluster started")
 
 	const (
@@ -232,6 +232,10 @@ func TestStatusPageInBrowser(t *testing.T) {
 		bound    = 2 * interval
 		deadline = 3 * bound
 		poll     = 50 * time.Millisecond
+		// The first page that shows every member up waits on the cluster itself (its
+		// first election, the first check that reaches every member), which no check
+		// interval bounds and which takes seconds on a loaded machine.
+		settle = time.Minute
 	)
 	endpoints := map[string]string{}
 	for _, m := range c.Members {
@@ -271,6 +275,17 @@ func TestStatusPageInBrowser(t *testing.T) {
 		phase("service closed")
 	})
 
+	// Until the first health check and metric collection of a cluster complete, its API
+	// answers 503, which the browser logs as a console error: the page loads once every
+	// cluster has both.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		for _, name := range []string{"main", "staging"} {
+			for _, path := range []string{"status", "members", "leader", "metrics/current"} {
+				var out struct{}
+				assert.Equal(ct, http.StatusOK, get(ct, open.URL+"/api/v1/clusters/"+name+"/"+path, &out), "%s %s", name, path)
+			}
+		}
+	}, settle, poll, "a first health check and metric collection of each cluster")
 	phase("load")
 	// The page loads and shows the three members, up, one of them the leader.
 	view, con := tab(t, ctx)
@@ -302,7 +317,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		charts, err := evalJS[int](view, `document.querySelectorAll('#charts polyline').length`)
 		assert.NoError(ct, err)
 		assert.Positive(ct, charts, "charts have lines once two snapshots are in")
-	}, 15*time.Second, poll)
+	}, settle, poll)
 	clusters, err := evalJS[[]string](view, `[...document.querySelectorAll('#clusters button')].map(b => b.dataset.cluster)`)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"main", "staging"}, clusters)

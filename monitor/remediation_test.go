@@ -193,7 +193,7 @@ func TestRemediationDefragmentsInsideTheWindowOnly(t *testing.T) {
 // from the alert through the API.
 func TestRemediationRecoversFromNoSpace(t *testing.T) {
 	const quota = 1 << 20
-	c := etcdtest.NewCluster(t, 3, etcdtest.WithQuota(quota))
+	c := etcdtest.NewCluster(t, 3, etcdtest.WithQuota(quota), etcdtest.WithElectionTicks(50))
 	cli := c.ClusterClient()
 	endpoints := map[string]string{}
 	for _, m := range c.Members {
