@@ -20,28 +20,34 @@ import (
 // given every success but the one returned (a second lease granted: it is released).
 func hedged[T any](ctx context.Context, wait time.Duration, fn func(context.Context) (T, error), discard func(T)) (T, error) {
 	type reply struct {
+		i   int // the request's number
 		v   T
 		err error
 	}
+	type request struct {
+		i      int
+		cancel context.CancelFunc
+	}
 	replies := make(chan reply, 1)
-	var cancels []context.CancelFunc // of the requests in flight, oldest first
+	var live []request // the requests in flight not given up, oldest first
 	inFlight, sent := 0, 0
 	send := func() {
 		rctx, cancel := context.WithCancel(ctx)
-		cancels = append(cancels, cancel)
+		i := sent
+		live = append(live, request{i, cancel})
 		inFlight++
 		sent++
 		go func() {
 			v, err := fn(rctx)
-			replies <- reply{v, err}
+			replies <- reply{i, v, err}
 		}()
 	}
 	send()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	defer func() {
-		for _, cancel := range cancels {
-			cancel()
+		for _, r := range live {
+			r.cancel()
 		}
 		for ; inFlight > 0; inFlight-- {
 			if r := <-replies; r.err == nil && discard != nil {
@@ -52,14 +58,24 @@ func hedged[T any](ctx context.Context, wait time.Duration, fn func(context.Cont
 	for {
 		select {
 		case <-timer.C:
-			if inFlight >= 2 && len(cancels) > 0 {
-				cancels[0]() // its reply, an error, comes back like any other
-				cancels = cancels[1:]
+			// Give up the oldest before the next is sent, so that no more than two are
+			// ever left to run; a given-up request's reply, an error, comes back like any
+			// other.
+			if len(live) >= 2 {
+				live[0].cancel()
+				live = live[1:]
 			}
 			send()
 			timer.Reset(wait << min(sent-1, 3))
 		case r := <-replies:
 			inFlight--
+			for j, l := range live {
+				if l.i == r.i {
+					l.cancel()
+					live = append(live[:j:j], live[j+1:]...)
+					break
+				}
+			}
 			if r.err == nil || inFlight == 0 {
 				return r.v, r.err
 			}
