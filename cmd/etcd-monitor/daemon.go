@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -332,6 +333,7 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
 
+	var stopBy atomic.Int64 // the shutdown's deadline (Unix ns) once it began
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	runDone := make(chan error, 1)
@@ -341,7 +343,10 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 		go func() {
 			defer close(repDone)
 			rep.run(runCtx, func(ctx, lease context.Context, fenced store.Store) {
-				lease, stop := windDown(ctx, lease, cfg.engineShutdownTimeout())
+				lease, stop := windDown(ctx, lease, cfg.termWindDown(func() (time.Time, bool) {
+					by := stopBy.Load()
+					return time.Unix(0, by), by != 0
+				}))
 				defer stop()
 				if err := svc.RunAlertsLeased(ctx, lease, fenced); err != nil && !errors.Is(err, monitor.ErrClosed) {
 					log.Warn("replica: alert engine", zap.Error(err))
@@ -369,6 +374,9 @@ func serve(ctx context.Context, cfg *Config, conns []*connection, st store.Store
 	// One deadline for all of it: requests drain, then queued notifications are sent.
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout)
 	defer cancel()
+	if by, ok := sctx.Deadline(); ok {
+		stopBy.Store(by.UnixNano())
+	}
 	shutdownErr := srv.Shutdown(sctx)
 	if err := <-serveDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("serve", zap.Error(err))

@@ -85,6 +85,21 @@ func (c *Config) engineShutdownTimeout() time.Duration {
 	return c.API.ShutdownTimeout
 }
 
+// termWindDown is how long a term's engine may send what is queued when the term ends:
+// engineShutdownTimeout when the term lost its lease or could not renew it in time, and
+// until the daemon's shutdown deadline when it stops (stopBy says when, ok true), since
+// the replica then renews the lease until the term is over (replica.lead). Never past
+// the lease.
+func (c *Config) termWindDown(stopBy func() (deadline time.Time, ok bool)) func() time.Duration {
+	return func() time.Duration {
+		d := c.engineShutdownTimeout()
+		if by, ok := stopBy(); ok {
+			d = max(d, time.Until(by))
+		}
+		return d
+	}
+}
+
 // alertingLease names the lease that elects the alerting replica.
 const alertingLease = "alerting"
 
@@ -243,13 +258,22 @@ func (r *replica) lead(ctx context.Context, term term) {
 	}()
 	renew := time.NewTicker(r.every)
 	defer renew.Stop()
-	why := r.keep(ctx, renew.C, done, leaseCtx, func() {
-		expire.Reset(time.Until(r.lease.Deadline()) - margin)
-	})
+	renewed := func() { expire.Reset(time.Until(r.lease.Deadline()) - margin) }
+	why := r.keep(ctx, renew.C, done, leaseCtx, renewed)
 	if errors.Is(why, errLeaseTaken) {
 		endLease(why) // another replica may be active already
 	}
 	cancel()
+	if why == errShutdown {
+		// A graceful stop: the lease is still this replica's, and is renewed while the
+		// term winds down, so that what it sends and records before it ends (a page
+		// delivered a moment ago, whose record is still being written) is not cut off
+		// by the lease and sent again by the next term. Lost or not renewable, it ends
+		// the term as it would have.
+		if end := r.keep(context.WithoutCancel(ctx), renew.C, done, leaseCtx, renewed); end != errTermEnded {
+			endLease(end)
+		}
+	}
 	<-done
 	expire.Stop()
 	endLease(why)
@@ -349,12 +373,13 @@ func (f fencedStore) DeleteSilence(ctx context.Context, id string) error {
 	return f.check(f.Fenced.DeleteSilence(ctx, id))
 }
 
-// windDown returns lease, ended also d after ctx ends: a term's engine sends what is
-// queued at its end for at most d (api.shutdown_timeout, an eighth of the TTL), and
-// never past the lease. Call stop when the term is over.
-func windDown(ctx, lease context.Context, d time.Duration) (_ context.Context, stop func()) {
+// windDown returns lease, ended also d() after ctx ends: a term's engine sends what is
+// queued at its end for at most that long (see Config.termWindDown), and never past
+// the lease. Call stop when the term is over.
+func windDown(ctx, lease context.Context, d func() time.Duration) (_ context.Context, stop func()) {
 	out, cancel := context.WithCancelCause(lease)
 	unwatch := context.AfterFunc(ctx, func() {
+		d := d()
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {

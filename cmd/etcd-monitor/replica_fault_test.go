@@ -363,7 +363,7 @@ func TestReplicaDeposedSendsNothingAfterTakeover(t *testing.T) {
 			r.run(ctx, func(ctx, lease context.Context, st store.Store) {
 				terms.mark(terms.starts, id)
 				defer terms.mark(terms.ends, id)
-				lease, stop := windDown(ctx, lease, ttl/8)
+				lease, stop := windDown(ctx, lease, func() time.Duration { return ttl / 8 })
 				defer stop()
 				if err := svc.RunAlertsLeased(ctx, lease, st); err != nil && !errors.Is(err, monitor.ErrClosed) {
 					t.Logf("%s: alert engine: %v", id, err)

@@ -823,3 +823,36 @@ func TestReplicaWritesNoHistoryBeforeReadingTheLease(t *testing.T) {
 		assert.True(c, a.r.writesHistory(), "the holder writes")
 	}, 3*ttl, 10*time.Millisecond)
 }
+
+// A replica that stops renews the lease while its term winds down, so that what the
+// term records at its end (a page it delivered a moment ago) is written within the
+// lease rather than cut off and sent again by the next term; a standby takes over once
+// the lease is released.
+func TestReplicaRenewsTheLeaseWhileItsTermWindsDown(t *testing.T) {
+	schema := pgSchema(t)
+	const ttl = 2 * time.Second
+	wrote := make(chan error, 1)
+	a := startLeasedReplica(t, pgStore(t, schema), "a", ttl, func(ctx, lease context.Context, st store.Store) {
+		<-ctx.Done()
+		select {
+		case <-time.After(3 * ttl / 2): // a wind-down longer than the lease lasts unrenewed
+		case <-lease.Done():
+		}
+		wrote <- st.PutGroup(lease, store.Group{Receiver: "pager", GroupKey: "{}", SentAt: time.Now(), Firing: []string{"f"}})
+	})
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 3*ttl, 10*time.Millisecond)
+	var ev events
+	b := startReplica(t, pgStore(t, schema), "b", ttl, recordingTerm(&ev, "b"))
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, "a", b.r.status().ActiveID) }, 3*ttl, 10*time.Millisecond)
+
+	go a.stop()
+	select {
+	case err := <-wrote:
+		require.NoError(t, err, "the term's last write, fenced by its lease")
+	case <-time.After(3 * ttl):
+		t.Fatal("the term did not end")
+	}
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, []string{"b start"}, ev.all(), "b took over")
+	}, 3*ttl, 10*time.Millisecond)
+}
