@@ -165,9 +165,9 @@ var errSilent = errors.New("watch silent")
 // nothing on it for longer than silence, or ctx ended.
 //
 // The watch starts at rev itself, not after it: etcd answers a progress request only on
-// a watch whose start revision the store has reached, and a delete of key cannot be at
-// rev, where the read found it (under a prefix, one of another key only wakes us to read
-// again). Progress is requested every half of silence, on a gRPC stream of this watch's
+// a watch whose start revision the store has reached. A delete at rev, which the read
+// already saw (under a prefix, a permit given back), is replayed and ignored: counting it
+// would have the waiter read again and again while nothing is written. Progress is requested every half of silence, on a gRPC stream of this watch's
 // own, so that the answer proves this watch alive: a member that stops answering — a
 // frozen process, or a connection to a dead machine that stays open — is given up
 // after silence instead of leaving the waiter blind to the delete for as long as it
@@ -214,7 +214,9 @@ func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bo
 			return err
 		}
 		for _, ev := range wr.Events {
-			if ev.Type == clientv3.EventTypeDelete {
+			// The watch replays rev itself, which may be a delete under the prefix
+			// that the read already saw: only a later one is news.
+			if ev.Type == clientv3.EventTypeDelete && ev.Kv.ModRevision > rev {
 				return nil
 			}
 		}
