@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/backoff"
 )
@@ -154,9 +152,6 @@ func waitOwned(ctx context.Context, ses *Session, key string, rev int64, p Polic
 	}
 }
 
-// waitStreams numbers the watches of waitDelete, each on a gRPC stream of its own.
-var waitStreams atomic.Int64
-
 // errSilent reports a watch abandoned because etcd stopped answering on it.
 var errSilent = errors.New("watch silent")
 
@@ -167,15 +162,18 @@ var errSilent = errors.New("watch silent")
 // The watch starts at rev itself, not after it: etcd answers a progress request only on
 // a watch whose start revision the store has reached. A delete at rev, which the read
 // already saw (under a prefix, a permit given back), is replayed and ignored: counting it
-// would have the waiter read again and again while nothing is written. Progress is requested every half of silence, on a gRPC stream of this watch's
-// own, so that the answer proves this watch alive: a member that stops answering — a
-// frozen process, or a connection to a dead machine that stays open — is given up
-// after silence instead of leaving the waiter blind to the delete for as long as it
-// lasts, and the next read and watch may go through another endpoint.
+// would have the waiter read again and again while nothing is written. Progress is
+// requested every half of silence, on a watcher of this wait's own, so that the answer
+// proves this watch alive: a member that stops answering — a frozen process, or a
+// connection to a dead machine that stays open — is given up after silence instead of
+// leaving the waiter blind to the delete for as long as it lasts, and the next read and
+// watch may go through another endpoint.
 func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bool, rev int64, silence time.Duration) error {
-	wctx := metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
-		"etcd-monitor-wait-stream", strconv.FormatInt(waitStreams.Add(1), 10))
-	wctx, cancel := context.WithCancel(wctx)
+	// A watcher of this wait's own: its gRPC stream carries only this watch, and Close
+	// ends it, even one a progress request racing the end of the watch opened anew.
+	w := clientv3.NewWatcher(cli)
+	defer w.Close()
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	opts := []clientv3.OpOption{clientv3.WithRev(rev), clientv3.WithFilterPut(), clientv3.WithCreatedNotify()}
 	if prefix {
@@ -204,11 +202,11 @@ func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bo
 				return
 			}
 			rctx, rcancel := context.WithTimeout(wctx, silence/2)
-			_ = cli.RequestProgress(rctx)
+			_ = w.RequestProgress(rctx)
 			rcancel()
 		}
 	}()
-	for wr := range cli.Watch(wctx, key, opts...) {
+	for wr := range w.Watch(wctx, key, opts...) {
 		heard.Store(int64(time.Since(start)))
 		if err := wr.Err(); err != nil {
 			return err
