@@ -3,6 +3,7 @@ package lock_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/lock"
@@ -48,7 +50,22 @@ func TestSilentMember(t *testing.T) {
 	lockRetry(a, agot, "first Lock")
 
 	// b waits through member 1 alone, then learns of member 2, then member 1 falls silent.
-	bcli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Members[1].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	// b's watches are counted: its wait must be watching through member 1 before the
+	// client learns of member 2, or the watch could open through the healthy member and
+	// the test would prove nothing.
+	var watches atomic.Int64
+	countWatches := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+		streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err == nil && method == "/etcdserverpb.Watch/Watch" {
+			watches.Add(1)
+		}
+		return cs, err
+	}
+	bcli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{c.Members[1].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(countWatches)},
+	})
 	require.NoError(t, err)
 	t.Cleanup(func() { bcli.Close() })
 	b := newMutex(t, bcli, key, lock.WithTTL(ttl))
@@ -57,6 +74,7 @@ func TestSilentMember(t *testing.T) {
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		assert.Empty(ct, bgot, "b's Lock returned before it waited")
 		assert.EqualValues(ct, 2, etcdtest.Count(admin, key+"/"))
+		assert.Positive(ct, watches.Load(), "b watches")
 	}, 3*ttl, 10*time.Millisecond)
 	bcli.SetEndpoints(c.Members[1].GRPCURL, c.Members[2].GRPCURL)
 	c.Blackhole(1)
