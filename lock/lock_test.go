@@ -2,7 +2,6 @@ package lock_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -202,7 +201,9 @@ func TestSharedSessionLost(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Done not closed after the shared session's lease was revoked")
 	}
-	require.Eventually(t, func() bool { return errors.Is(m.Lock(ctx), lock.ErrSessionLost) }, 5*time.Second, 50*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.ErrorIs(c, m.Lock(ctx), lock.ErrSessionLost)
+	}, 5*time.Second, 50*time.Millisecond)
 }
 
 func TestRWMutex(t *testing.T) {
@@ -343,8 +344,9 @@ func TestManagerLockHonoursContextBehindGrant(t *testing.T) {
 		_, err := mgr.Lock(ctx, "a")
 		first <- err
 	}()
-	require.Eventually(t, func() bool { return faults.Hits() > 0 }, 10*time.Second, 10*time.Millisecond,
-		"the first Lock is granting")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Positive(c, faults.Hits(), "the first Lock is granting")
+	}, 10*time.Second, 10*time.Millisecond)
 
 	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()

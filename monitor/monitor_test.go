@@ -170,8 +170,10 @@ func TestClusterEndToEnd(t *testing.T) {
 
 	// The API describes the cluster as it is.
 	var status monitor.StatusResponse
-	require.Eventually(t, func() bool { return get(nil, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy },
-		settle, 20*time.Millisecond, "status: %+v", status)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(nil, url+"/api/v1/cluster/status", &status))
+		assert.True(ct, status.Healthy, "status: %+v", status)
+	}, settle, 20*time.Millisecond)
 	lead := c.Leader()
 	leadID := health.ID(c.Members[lead].Server.MemberID())
 	assert.Equal(t, "main", status.Cluster)
@@ -230,9 +232,10 @@ func TestClusterEndToEnd(t *testing.T) {
 	down := (lead + 1) % 3
 	downName := c.Members[down].Name
 	c.StopMember(down)
-	require.Eventually(t, func() bool {
-		return get(nil, url+"/api/v1/alerts", &alerts) == http.StatusOK && hasAlert(alerts.Alerts, "EtcdMembersDown", downName)
-	}, bound, 20*time.Millisecond, "EtcdMembersDown for %s in /api/v1/alerts", downName)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(nil, url+"/api/v1/alerts", &alerts))
+		assert.True(ct, hasAlert(alerts.Alerts, "EtcdMembersDown", downName), "EtcdMembersDown for %s in /api/v1/alerts", downName)
+	}, bound, 20*time.Millisecond)
 	for _, a := range alerts.Alerts {
 		if a.Name == "EtcdMembersDown" {
 			assert.Equal(t, "main", a.Cluster)
@@ -241,7 +244,9 @@ func TestClusterEndToEnd(t *testing.T) {
 			assert.Equal(t, alert.Warning, a.Severity)
 		}
 	}
-	require.Eventually(t, func() bool { return hook.got("EtcdMembersDown", downName, "firing") }, bound, 20*time.Millisecond, "webhook got the alert")
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.True(ct, hook.got("EtcdMembersDown", downName, "firing"), "webhook got the alert")
+	}, bound, 20*time.Millisecond)
 	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/cluster/status", &status))
 	assert.Equal(t, 2, status.Reachable)
 	assert.False(t, status.Healthy)
@@ -256,10 +261,13 @@ func TestClusterEndToEnd(t *testing.T) {
 
 	// It comes back: the alert resolves in the API, in the history and at the webhook.
 	c.RestartMember(down)
-	require.Eventually(t, func() bool {
-		return get(nil, url+"/api/v1/alerts", &alerts) == http.StatusOK && !hasAlert(alerts.Alerts, "EtcdMembersDown", downName)
-	}, settle, 20*time.Millisecond, "EtcdMembersDown resolved")
-	require.Eventually(t, func() bool { return hook.got("EtcdMembersDown", downName, "resolved") }, bound, 20*time.Millisecond, "webhook got the resolution")
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(nil, url+"/api/v1/alerts", &alerts))
+		assert.False(ct, hasAlert(alerts.Alerts, "EtcdMembersDown", downName), "EtcdMembersDown resolved")
+	}, settle, 20*time.Millisecond)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.True(ct, hook.got("EtcdMembersDown", downName, "resolved"), "webhook got the resolution")
+	}, bound, 20*time.Millisecond)
 	var hist monitor.AlertsResponse
 	require.Equal(t, http.StatusOK, get(t, url+"/api/v1/alerts/history?cluster=main&severity=warning", &hist))
 	var states []alert.State
@@ -274,21 +282,24 @@ func TestClusterEndToEnd(t *testing.T) {
 	assert.Equal(t, alert.Resolved, states[len(states)-1])
 
 	// The leader stops: the API names the new leader and records the change.
-	require.Eventually(t, func() bool {
-		return get(nil, url+"/api/v1/cluster/status", &status) == http.StatusOK && status.Healthy
-	}, settle, 20*time.Millisecond, "healthy again before the leader stops")
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(nil, url+"/api/v1/cluster/status", &status))
+		assert.True(ct, status.Healthy, "healthy again before the leader stops")
+	}, settle, 20*time.Millisecond)
 	old := c.StopLeader()
 	newLead := c.Leader()
 	newID := health.ID(c.Members[newLead].Server.MemberID())
-	require.Eventually(t, func() bool {
-		return get(nil, url+"/api/v1/cluster/leader", &leader) == http.StatusOK && leader.Leader.ID == newID
-	}, bound, 20*time.Millisecond, "new leader %s in /api/v1/cluster/leader", c.Members[newLead].Name)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(nil, url+"/api/v1/cluster/leader", &leader))
+		assert.Equal(ct, newID, leader.Leader.ID, "new leader %s in /api/v1/cluster/leader", c.Members[newLead].Name)
+	}, bound, 20*time.Millisecond)
 	require.NotEmpty(t, leader.Changes)
 	last := leader.Changes[len(leader.Changes)-1]
 	assert.Equal(t, newID, last.To)
 	assert.Equal(t, leadID, last.From)
-	require.Eventually(t, func() bool {
-		return get(nil, url+"/api/v1/alerts", &alerts) == http.StatusOK && hasAlert(alerts.Alerts, "EtcdMembersDown", c.Members[old].Name)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(nil, url+"/api/v1/alerts", &alerts))
+		assert.True(ct, hasAlert(alerts.Alerts, "EtcdMembersDown", c.Members[old].Name))
 	}, bound, 20*time.Millisecond)
 	// The change is counted: a counter, not the length of a bounded history.
 	prom.Reset()
@@ -437,10 +448,12 @@ func TestBenchmarkEndpoint(t *testing.T) {
 			fmt.Sprintf(`{"type":"write","duration":"2s","connections":1,"clients":1,"keySize":128,"prefix":%q}`, prefix), nil)
 	}()
 	ctx := etcdtest.Context(t, 10*time.Second)
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		return err == nil && resp.Count > 0
-	}, 5*time.Second, 5*time.Millisecond, "the first benchmark writes")
+		if assert.NoError(ct, err) {
+			assert.Positive(ct, resp.Count, "the first benchmark writes")
+		}
+	}, 5*time.Second, 5*time.Millisecond)
 	var busy monitor.ErrorResponse
 	assert.Equal(t, http.StatusConflict, call(t, "POST", srv.URL+"/api/v1/performance/benchmark", `{"type":"write","ops":1}`, &busy))
 	assert.Contains(t, busy.Error, "already running")
@@ -465,8 +478,11 @@ func TestAPIAnswersWhileEtcdIsUnreachable(t *testing.T) {
 		monitor.WithHealthInterval(100*time.Millisecond), monitor.WithMetricsInterval(100*time.Millisecond))
 
 	var h monitor.HealthResponse
-	require.Eventually(t, func() bool {
-		return get(nil, url+"/health", &h) == http.StatusOK && len(h.Clusters) == 1 && h.Clusters[0].Error != ""
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, http.StatusOK, get(nil, url+"/health", &h))
+		if assert.Len(ct, h.Clusters, 1) {
+			assert.NotEmpty(ct, h.Clusters[0].Error)
+		}
 	}, 5*time.Second, 20*time.Millisecond)
 	assert.Equal(t, "ok", h.Status)
 	assert.False(t, h.Clusters[0].Checked)
