@@ -28,9 +28,14 @@
 // only a minute or more after it was written): without them PostgreSQL reads the
 // newest records by fetching every raw row of the day and sorting them. Values are
 // stored as the id of their sorted set of names (value_names) and a float8[]; rollups
-// add the maxima. When the timescaledb extension is installed before the first start,
-// the history tables are hypertables and retention drops whole chunks; the rollups are
-// this package's own either way.
+// add the maxima. When the timescaledb extension is installed before the first start
+// (in any schema), the history tables are hypertables (chunks of a day, 30 days for the
+// hour rollups, no index of TimescaleDB's own: the primary key and the BRIN index serve)
+// and retention drops whole chunks before it deletes rows. The rollups are this
+// package's own either way, not continuous aggregates: one rollup and one read path
+// for both servers, with the same rules for late history and for what retention may
+// delete. A continuous aggregate could unnest the value arrays only into a row per
+// value name, which would need a read path of its own.
 //
 // # Guarantees
 //
@@ -68,11 +73,13 @@
 //
 // What is not guaranteed: history accepted by Put* is lost if the process dies before
 // the writer wrote it (at most one batch interval, or the outage's backlog); reads do
-// not see queued history (Flush waits for it). The TimescaleDB path has not run
-// against TimescaleDB: no server it was tested on has the extension. Its SQL
-// (create_hypertable at migration, drop_chunks at retention) runs in the tests against
-// stand-ins with TimescaleDB's parameter names, and without the extension the store
-// keeps plain tables; whether TimescaleDB accepts these tables and calls is untested.
+// not see queued history (Flush waits for it).
+//
+// The TimescaleDB path is tested against TimescaleDB 2.28 on PostgreSQL 15 where the
+// test server can load it (TestTimescaleDBContract, TestTimescaleDBRollupAndRetention:
+// the same reads as plain PostgreSQL after rollups and retention, with old chunks
+// dropped); Debian has no package of TimescaleDB, so CI's server runs without it, those
+// tests skip there, and TestTimescaleSQL checks the path's SQL against stand-ins.
 //
 // While PostgreSQL is down, no replica notifies: safety over liveness. The Lease can
 // be neither renewed nor taken, so the active replica's term ends before the lease

@@ -40,13 +40,23 @@ func HistoryPlan(ctx context.Context, s *Store, kind string, q store.HistoryQuer
 	return plan, err
 }
 
-// MakeHypertables runs what the migration runs when TimescaleDB is installed.
+// MakeHypertables runs what the migration runs when TimescaleDB is installed, with the
+// functions of the store's own schema (stand-ins).
 func MakeHypertables(ctx context.Context, s *Store) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return hypertables(ctx, tx) })
+	nsp := pgx.Identifier{s.opts.schema}.Sanitize()
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return hypertables(ctx, tx, nsp) })
 }
 
-// SetTimescale makes the store take its history tables for hypertables (or not).
-func SetTimescale(s *Store, on bool) { s.timescale.Store(on) }
+// SetTimescale makes the store take its history tables for hypertables, with
+// TimescaleDB's functions in the store's own schema (stand-ins), or not.
+func SetTimescale(s *Store, on bool) {
+	if !on {
+		s.timescale.Store(nil)
+		return
+	}
+	nsp := pgx.Identifier{s.opts.schema}.Sanitize()
+	s.timescale.Store(&nsp)
+}
 
 // QueuePastClosedCheck queues checks as PutHealthChecks does once it found the store
 // open: what a Put does that raced with Close.

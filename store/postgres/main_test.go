@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"github.com/etcd-monitor/etcd-monitor/internal/pgtest"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/etcd-monitor/etcd-monitor/internal/pgtest"
 	"github.com/etcd-monitor/etcd-monitor/store"
 	"github.com/etcd-monitor/etcd-monitor/store/postgres"
 	"github.com/etcd-monitor/etcd-monitor/store/storetest"

@@ -170,45 +170,54 @@ CREATE INDEX alert_history_cluster ON alert_history (cluster, id);
 
 // timescale turns the history tables into hypertables when the timescaledb extension
 // is installed in the database (CREATE EXTENSION timescaledb, before the first start):
-// retention then drops whole chunks. Rollups stay this package's own tables and job:
-// a continuous aggregate cannot unnest the value arrays (a set-returning function).
-// Without the extension this step does nothing.
-//
-// This path has not run against TimescaleDB: the test server has no extension. Its
-// SQL runs in the tests against stand-ins of create_hypertable and drop_chunks with
-// TimescaleDB's parameter names (see TestTimescaleSQL).
+// retention then drops whole chunks. Rollups stay this package's own tables and job
+// (see rollup). Without the extension this step does nothing.
 func timescale(ctx context.Context, tx pgx.Tx) error {
-	var present bool
-	if err := tx.QueryRow(ctx, timescalePresentSQL).Scan(&present); err != nil {
+	nsp, err := timescaleSchema(ctx, tx)
+	if err != nil || nsp == "" {
 		return err
 	}
-	if !present {
-		return nil
-	}
-	return hypertables(ctx, tx)
+	return hypertables(ctx, tx, nsp)
 }
 
-// The SQL of the TimescaleDB path, in one place.
+// timescaleSchema returns the schema of the timescaledb extension's functions, quoted
+// as an identifier, or "" when the extension is not installed. Its functions are
+// called by this name: the store's own schema (WithSchema) is all of its search_path.
+func timescaleSchema(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (string, error) {
+	var nsp string
+	err := q.QueryRow(ctx, timescaleSchemaSQL).Scan(&nsp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return nsp, err
+}
+
+// The SQL of the TimescaleDB path, in one place. %s is the extension's schema.
 const (
-	timescalePresentSQL = `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')`
-	// $1 the table, $2 its chunk interval.
-	createHypertableSQL = `SELECT create_hypertable($1::regclass, 'time', chunk_time_interval => $2::interval, migrate_data => true)`
+	// regnamespace's text is the name quoted as an identifier where it needs to be.
+	timescaleSchemaSQL = `SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'timescaledb'`
+	// $1 the table, $2 its chunk interval. No index of TimescaleDB's own on time: the
+	// primary key and the BRIN index on time serve every read, the job and retention.
+	createHypertableSQL = `SELECT %s.create_hypertable($1::regclass, 'time', chunk_time_interval => $2::interval,
+	create_default_indexes => false, migrate_data => true)`
 	// $1 the table, $2 the retention's cut.
-	dropChunksSQL = `SELECT drop_chunks($1::regclass, older_than => $2::timestamptz)`
+	dropChunksSQL = `SELECT %s.drop_chunks($1::regclass, older_than => $2::timestamptz)`
 	// Whether health_raw (in the current schema) is a hypertable.
 	isHypertableSQL = `SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
 	WHERE hypertable_schema = current_schema() AND hypertable_name = 'health_raw')`
 )
 
-// hypertables makes every history table a hypertable: chunks of a day, of 30 days for
-// the hour rollups.
-func hypertables(ctx context.Context, tx pgx.Tx) error {
+// hypertables makes every history table a hypertable, through the functions of the
+// extension in schema nsp: chunks of a day, of 30 days for the hour rollups.
+func hypertables(ctx context.Context, tx pgx.Tx, nsp string) error {
 	for _, t := range historyTables {
 		chunk := "1 day"
 		if t.res >= hour {
 			chunk = "30 days"
 		}
-		if _, err := tx.Exec(ctx, createHypertableSQL, t.name, chunk); err != nil {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(createHypertableSQL, nsp), t.name, chunk); err != nil {
 			return fmt.Errorf("hypertable %s: %w", t.name, err)
 		}
 	}

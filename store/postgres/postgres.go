@@ -22,10 +22,12 @@ const idleInTx = "idle_in_transaction_session_timeout"
 
 // Store is a store.Store on PostgreSQL. Use Open.
 type Store struct {
-	pool      *pgxpool.Pool
-	opts      options
-	log       *zap.Logger
-	timescale atomic.Bool
+	pool *pgxpool.Pool
+	opts options
+	log  *zap.Logger
+	// timescale is the schema of TimescaleDB's functions (quoted) when the history
+	// tables are hypertables, nil otherwise.
+	timescale atomic.Pointer[string]
 
 	errors  atomic.Uint64
 	dropped atomic.Uint64
@@ -147,14 +149,16 @@ func (s *Store) init(ctx context.Context) error {
 	if n > 0 {
 		s.log.Info("postgres schema migrated", zap.Int("steps", n), zap.Int("version", migrations[len(migrations)-1].version))
 	}
-	var ts bool
-	err = conn.QueryRow(ctx, timescalePresentSQL).Scan(&ts)
-	if err == nil && ts {
-		err = conn.QueryRow(ctx, isHypertableSQL).Scan(&ts)
+	nsp, err := timescaleSchema(ctx, conn)
+	hyper := false
+	if err == nil && nsp != "" {
+		err = conn.QueryRow(ctx, isHypertableSQL).Scan(&hyper)
 	}
-	s.timescale.Store(ts)
 	if err != nil {
 		return fmt.Errorf("postgres: detect timescaledb: %w", err)
+	}
+	if hyper {
+		s.timescale.Store(&nsp)
 	}
 	return nil
 }
@@ -163,7 +167,7 @@ func (s *Store) init(ctx context.Context) error {
 func (s *Store) daemonNow() time.Time { return (*s.clock.Load())() }
 
 // Timescale reports whether the history tables are TimescaleDB hypertables.
-func (s *Store) Timescale() bool { return s.timescale.Load() }
+func (s *Store) Timescale() bool { return s.timescale.Load() != nil }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {

@@ -330,8 +330,8 @@ func (s *Store) retain(ctx context.Context, kind string, now time.Time) error {
 				cut = *done
 			}
 		}
-		if s.timescale.Load() {
-			if _, err := s.pool.Exec(ctx, dropChunksSQL, d.table, cut); err != nil {
+		if nsp := s.timescale.Load(); nsp != nil {
+			if _, err := s.pool.Exec(ctx, fmt.Sprintf(dropChunksSQL, *nsp), d.table, cut); err != nil {
 				return err
 			}
 		}
@@ -352,7 +352,7 @@ func (s *Store) retain(ctx context.Context, kind string, now time.Time) error {
 // nothing. A table another session is analyzing or vacuuming is skipped, and
 // hypertables are left alone: their chunks carry the statistics.
 func (s *Store) analyze(ctx context.Context) error {
-	if s.timescale.Load() {
+	if s.Timescale() {
 		return nil
 	}
 	var names []string

@@ -26,9 +26,9 @@ func TestTimescaleSQL(t *testing.T) {
 	_, err := s.Pool().Exec(ctx, `
 CREATE TABLE ts_calls (id serial, fn text, rel text, arg text);
 -- Stand-ins with TimescaleDB's parameter names (its own take more, all defaulted).
-CREATE FUNCTION create_hypertable(relation regclass, time_column_name name, chunk_time_interval interval, migrate_data boolean)
+CREATE FUNCTION create_hypertable(relation regclass, time_column_name name, chunk_time_interval interval, create_default_indexes boolean, migrate_data boolean)
 	RETURNS void LANGUAGE sql AS $$
-	INSERT INTO ts_calls (fn, rel, arg) VALUES ('create_hypertable', relation::text, time_column_name || ' ' || chunk_time_interval || ' ' || migrate_data) $$;
+	INSERT INTO ts_calls (fn, rel, arg) VALUES ('create_hypertable', relation::text, time_column_name || ' ' || chunk_time_interval || ' ' || create_default_indexes || ' ' || migrate_data) $$;
 CREATE FUNCTION drop_chunks(relation regclass, older_than timestamptz)
 	RETURNS void LANGUAGE sql AS $$
 	INSERT INTO ts_calls (fn, rel, arg) VALUES ('drop_chunks', relation::text, older_than::text) $$;`)
@@ -44,12 +44,12 @@ CREATE FUNCTION drop_chunks(relation regclass, older_than timestamptz)
 
 	require.NoError(t, postgres.MakeHypertables(ctx, s))
 	assert.Equal(t, []call{
-		{"create_hypertable", "health_raw", "time 1 day true"},
-		{"create_hypertable", "health_1m", "time 1 day true"},
-		{"create_hypertable", "health_1h", "time 30 days true"},
-		{"create_hypertable", "metrics_raw", "time 1 day true"},
-		{"create_hypertable", "metrics_1m", "time 1 day true"},
-		{"create_hypertable", "metrics_1h", "time 30 days true"},
+		{"create_hypertable", "health_raw", "time 1 day false true"},
+		{"create_hypertable", "health_1m", "time 1 day false true"},
+		{"create_hypertable", "health_1h", "time 30 days false true"},
+		{"create_hypertable", "metrics_raw", "time 1 day false true"},
+		{"create_hypertable", "metrics_1m", "time 1 day false true"},
+		{"create_hypertable", "metrics_1h", "time 30 days false true"},
 	}, calls())
 	_, err = s.Pool().Exec(ctx, `TRUNCATE ts_calls`)
 	require.NoError(t, err)

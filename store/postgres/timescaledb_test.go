@@ -1,0 +1,190 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+	"github.com/etcd-monitor/etcd-monitor/store/postgres"
+	"github.com/etcd-monitor/etcd-monitor/store/storetest"
+)
+
+// timescaleDSN returns the URL of a database of t's own on the test server, with the
+// timescaledb extension created in it and dropped when t ends. It skips t when the
+// server cannot load TimescaleDB: Debian has no package of it, so CI runs without and
+// TestTimescaleSQL checks that path's SQL against stand-ins; where TimescaleDB is
+// installed, .ci/postgres preloads it and these tests run.
+func timescaleDSN(t *testing.T) string {
+	t.Helper()
+	base := dsn(t)
+	ctx := ctxT(t)
+	conn, err := pgx.Connect(ctx, base)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var available bool
+	var preload string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+	current_setting('shared_preload_libraries')`).Scan(&available, &preload))
+	if !available || !strings.Contains(preload, "timescaledb") {
+		t.Skip("the test server cannot load TimescaleDB (not installed, or not in shared_preload_libraries); TestTimescaleSQL covers its SQL")
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	db := "tsdb_" + hex.EncodeToString(b)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+db)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Logf("drop database %s: %v", db, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
+			t.Logf("drop database %s: %v", db, err)
+		}
+	})
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	u.Path = "/" + db
+	tconn, err := pgx.Connect(ctx, u.String())
+	require.NoError(t, err)
+	defer tconn.Close(ctx)
+	_, err = tconn.Exec(ctx, `CREATE EXTENSION timescaledb`)
+	require.NoError(t, err)
+	return u.String()
+}
+
+// openAt opens a store on the database at u in a fresh schema, closed when t ends.
+func openAt(t testing.TB, u string, opts ...postgres.Option) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(ctxT(t), u, append([]postgres.Option{postgres.WithSchema(schema(t))}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// With TimescaleDB, the store passes the contract of every store.Store on hypertables.
+func TestTimescaleDBContract(t *testing.T) {
+	u := timescaleDSN(t)
+	storetest.Run(t, func(t *testing.T) (store.Store, func() store.Store) {
+		sch := schema(t)
+		o := func() *postgres.Store {
+			s, err := postgres.Open(ctxT(t), u, postgres.WithSchema(sch))
+			require.NoError(t, err)
+			t.Cleanup(func() { s.Close() })
+			require.True(t, s.Timescale(), "history tables are hypertables")
+			return s
+		}
+		s := o()
+		return s, func() store.Store {
+			require.NoError(t, s.Close())
+			return o()
+		}
+	}, storetest.HugeValues, storetest.RecordTimeBound)
+}
+
+// Five days of history every five minutes, on TimescaleDB and on plain PostgreSQL: the
+// migration makes every history table a hypertable (in the store's own schema), the
+// job's rollups and retention leave both with the same rows, the chunks older than the
+// retention are dropped, and every read answers the same.
+func TestTimescaleDBRollupAndRetention(t *testing.T) {
+	u := timescaleDSN(t)
+	ret := postgres.WithRetention(postgres.Retention{Raw: 24 * time.Hour, Minute: 3 * 24 * time.Hour, Hour: 30 * 24 * time.Hour})
+	ts := openAt(t, u, ret)
+	plain := openAt(t, dsn(t), ret)
+	// Five days to roll up an hour at a time, twice: more than ctxT's half-minute on a
+	// busy machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	require.True(t, ts.Timescale())
+	require.False(t, plain.Timescale())
+
+	type hyper struct {
+		Table string
+		Chunk time.Duration
+	}
+	rows, err := ts.Pool().Query(ctx, `SELECT h.hypertable_name::text, d.time_interval
+FROM timescaledb_information.hypertables h JOIN timescaledb_information.dimensions d USING (hypertable_schema, hypertable_name)
+WHERE h.hypertable_schema = current_schema() ORDER BY 1`)
+	require.NoError(t, err)
+	hypers, err := pgx.CollectRows(rows, pgx.RowToStructByPos[hyper])
+	require.NoError(t, err)
+	day := 24 * time.Hour
+	assert.Equal(t, []hyper{
+		{"health_1h", 30 * day}, {"health_1m", day}, {"health_raw", day},
+		{"metrics_1h", 30 * day}, {"metrics_1m", day}, {"metrics_raw", day},
+	}, hypers)
+
+	base := time.Now().UTC().Truncate(day).Add(-5 * day)
+	var checks []store.HealthCheck
+	var snaps []store.MetricSnapshot
+	for i := range 5 * 24 * 12 {
+		at := base.Add(time.Duration(i) * 5 * time.Minute)
+		checks = append(checks, store.HealthCheck{Time: at, Cluster: "a", Healthy: i%100 != 7,
+			Values: map[string]float64{"i": float64(i), "half": float64(i) / 2}})
+		snaps = append(snaps, store.MetricSnapshot{Time: at, Cluster: "a", Member: "m1",
+			Values: map[string]float64{"i": float64(i)}})
+	}
+	for _, s := range []*postgres.Store{ts, plain} {
+		require.NoError(t, s.PutHealthChecks(ctx, checks))
+		require.NoError(t, s.PutMetricSnapshots(ctx, snaps))
+		require.NoError(t, s.Flush(ctx))
+		assert.Equal(t, uint64(2*len(checks)), s.Stats().Written)
+	}
+	chunks := func(table string) int {
+		return count(t, ts, `SELECT count(*) FROM timescaledb_information.chunks
+WHERE hypertable_schema = current_schema() AND hypertable_name = $1`, table)
+	}
+	require.GreaterOrEqual(t, chunks("health_raw"), 5, "a chunk a day")
+	require.GreaterOrEqual(t, chunks("metrics_raw"), 5)
+
+	now := base.Add(5*day + 30*time.Second)
+	for _, s := range []*postgres.Store{ts, plain} {
+		require.NoError(t, s.Maintain(ctx, now))
+		require.NoError(t, s.Maintain(ctx, now), "idempotent")
+	}
+	// Raw rows are kept a day: the chunks of the four days before are dropped whole.
+	assert.LessOrEqual(t, chunks("health_raw"), 2)
+	assert.LessOrEqual(t, chunks("metrics_raw"), 2)
+	for _, table := range []string{"health_raw", "health_1m", "health_1h", "metrics_raw", "metrics_1m", "metrics_1h"} {
+		n := count(t, plain, `SELECT count(*) FROM `+table)
+		assert.Positive(t, n, table)
+		assert.Equal(t, n, count(t, ts, `SELECT count(*) FROM `+table), table)
+	}
+
+	for _, q := range []store.HistoryQuery{
+		{Cluster: "a"},
+		{Cluster: "a", Limit: 1000},
+		{Cluster: "a", Step: time.Minute, Since: now.Add(-3 * time.Hour), Limit: 1000},
+		{Cluster: "a", Step: time.Minute, Since: now.Add(-50 * time.Hour), Until: now.Add(-47 * time.Hour), Limit: 1000},
+		{Cluster: "a", Step: time.Hour, Limit: 1000},
+		{Cluster: "a", Step: 6 * time.Hour, Limit: 1000},
+	} {
+		want, err := plain.HealthChecks(ctx, q)
+		require.NoError(t, err)
+		require.NotEmpty(t, want, "%+v", q)
+		got, err := ts.HealthChecks(ctx, q)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "health %+v", q)
+
+		q.Member = "m1"
+		wantM, err := plain.MetricSnapshots(ctx, q)
+		require.NoError(t, err)
+		require.NotEmpty(t, wantM, "%+v", q)
+		gotM, err := ts.MetricSnapshots(ctx, q)
+		require.NoError(t, err)
+		assert.Equal(t, wantM, gotM, "metrics %+v", q)
+	}
+}
