@@ -17,10 +17,12 @@ const (
 	progressTTL = 2 * time.Second
 	// progressPace is the leader's pause between writes.
 	progressPace = 20 * time.Millisecond
+	// silentFor is how long a member is silent in BenchmarkProgressSilentMember.
+	silentFor = 8 * time.Second
 )
 
 // progressFlags: -faults (per side and round, default 5), -rounds (default 4), -no-faults,
-// -cluster-clients, -timeline (see etcdtest.ProgressFlags). -short skips the benchmark,
+// -cluster-clients, -timeline (see etcdtest.ProgressFlags). -short skips the benchmarks,
 // as it does every test that starts a cluster.
 var progressFlags = etcdtest.ProgressFlags(flag.CommandLine)
 
@@ -47,6 +49,31 @@ func BenchmarkProgressUnderFaults(b *testing.B) {
 			etcdtest.ProgressSide{Name: "etcd", Run: etcdCandidate})
 	}
 	etcdtest.ReportProgress(b, res)
+}
+
+// BenchmarkProgressSilentMember is BenchmarkProgressUnderFaults with one kind of fault, a
+// member falling silent for 8 s while the other two serve, and clients that know every
+// member, ours and etcd's alike: see the lock package's BenchmarkProgressSilentMember
+// and etcdtest.Silent. The members fall silent in turn, each once in a round of 3
+// faults, 2 rounds alternating which side goes first (about 3 minutes in all). Besides
+// BenchmarkProgressUnderFaults' figures it reports each side's longest pause between
+// committed writes after a fault, the mean over faults of the longest pause after each,
+// and their ratios, ours over etcd's (gap-ratio, mean-gap-ratio: lower is better for
+// ours; see etcdtest.ReportGaps). -faults, -rounds and -cluster-clients do not apply.
+// Run with -benchtime=1x.
+func BenchmarkProgressSilentMember(b *testing.B) {
+	c := etcdtest.StartCluster(b, 3)
+	cfg := *progressFlags
+	cfg.Writers, cfg.TTL, cfg.Seed = 3, progressTTL, 9
+	cfg.Faults, cfg.Rounds, cfg.ClusterClients, cfg.Silent = 3, 2, true, silentFor
+	var res []etcdtest.ProgressResult
+	for b.Loop() {
+		res = etcdtest.RunProgress(b, c, cfg,
+			etcdtest.ProgressSide{Name: "ours", Run: oursCandidate},
+			etcdtest.ProgressSide{Name: "etcd", Run: etcdCandidate})
+	}
+	etcdtest.ReportProgress(b, res)
+	etcdtest.ReportGaps(b, res)
 }
 
 func pause(ctx context.Context, d time.Duration) {

@@ -13,10 +13,14 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/lock"
 )
 
-const progressTTL = 2 * time.Second
+const (
+	progressTTL = 2 * time.Second
+	// silentFor is how long a member is silent in BenchmarkProgressSilentMember.
+	silentFor = 8 * time.Second
+)
 
 // progressFlags: -faults (per side and round, default 5), -rounds (default 4), -no-faults,
-// -cluster-clients, -timeline (see etcdtest.ProgressFlags). -short skips the benchmark,
+// -cluster-clients, -timeline (see etcdtest.ProgressFlags). -short skips the benchmarks,
 // as it does every test that starts a cluster.
 var progressFlags = etcdtest.ProgressFlags(flag.CommandLine)
 
@@ -42,6 +46,40 @@ func BenchmarkProgressUnderFaults(b *testing.B) {
 			etcdtest.ProgressSide{Name: "etcd", Run: etcdLockWorker})
 	}
 	etcdtest.ReportProgress(b, res)
+}
+
+// BenchmarkProgressSilentMember is BenchmarkProgressUnderFaults with one kind of fault, a
+// member falling silent for 8 s while the other two serve, and clients that know every
+// member, ours and etcd's alike. A silent member is the integration cluster's Blackhole
+// with a partition (etcdtest.Silent): its bridge keeps every client connection open,
+// accepts new ones and swallows whatever passes either way, and its peers stop hearing
+// from it, as with a stopped process or a frozen machine; when it answers again its
+// client connections are closed, and clients reconnect. The members fall silent in
+// turn, each once in a round of 3 faults, with etcd's leader placed on the silent member
+// or elsewhere as the seed draws, the same for both sides; 2 rounds alternate which side
+// goes first (about 3 minutes in all). Besides BenchmarkProgressUnderFaults' figures it
+// reports each side's longest pause between committed writes after a fault, the mean
+// over faults of the longest pause after each, and their ratios, ours over etcd's
+// (gap-ratio, mean-gap-ratio: lower is better for ours; see etcdtest.ReportGaps), and
+// the same for the pauses between acquisitions (acq-gap-ratio, mean-acq-gap-ratio). The
+// ledger's read and guarded write go through the worker's client, not hedged, so more
+// than half of the writes a holder makes while a member is silent send one of them to
+// it and time out after a second, whichever lock it holds: the pauses between writes
+// wait on that luck too, the pauses between acquisitions on the lock alone. -faults, -rounds and -cluster-clients
+// do not apply. Run with -benchtime=1x.
+func BenchmarkProgressSilentMember(b *testing.B) {
+	c := etcdtest.StartCluster(b, 3)
+	cfg := *progressFlags
+	cfg.Writers, cfg.TTL, cfg.Seed = 5, progressTTL, 9
+	cfg.Faults, cfg.Rounds, cfg.ClusterClients, cfg.Silent = 3, 2, true, silentFor
+	var res []etcdtest.ProgressResult
+	for b.Loop() {
+		res = etcdtest.RunProgress(b, c, cfg,
+			etcdtest.ProgressSide{Name: "ours", Run: oursLockWorker},
+			etcdtest.ProgressSide{Name: "etcd", Run: etcdLockWorker})
+	}
+	etcdtest.ReportProgress(b, res)
+	etcdtest.ReportGaps(b, res)
 }
 
 // pause waits d or until ctx ends.
@@ -70,6 +108,7 @@ func oursLockWorker(ctx context.Context, w *etcdtest.ProgressWriter) {
 			pause(ctx, 50*time.Millisecond)
 			continue
 		}
+		w.Acquired(m.Token())
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, _ = w.Write(wctx, m.Token(), m.OwnerCmp())
 		cancel()
@@ -110,9 +149,10 @@ func etcdLockWorker(ctx context.Context, w *etcdtest.ProgressWriter) {
 				pause(ended, 50*time.Millisecond)
 				continue
 			}
-			wctx, cancel := context.WithTimeout(ctx, time.Second)
 			// IsOwner compares the key's create revision; the header's revision at
 			// acquisition strictly increases from one holder to the next: a token.
+			w.Acquired(m.Header().Revision)
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
 			_, _ = w.Write(wctx, m.Header().Revision, m.IsOwner())
 			cancel()
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)

@@ -27,6 +27,9 @@ type ProgressConfig struct {
 	// ClusterClients gives every writer's client all members (-cluster-clients) instead of
 	// one member's; partitions and blackholes then hit the schedule's members.
 	ClusterClients bool
+	// Silent, if not zero, makes every fault a member falling silent for Silent
+	// (SilentSchedule: the members in turn) instead of Schedule's mix.
+	Silent time.Duration
 	// Timeline prints every side's timeline of each round to stderr (-timeline).
 	Timeline bool
 }
@@ -38,9 +41,9 @@ func ProgressFlags(fs *flag.FlagSet) *ProgressConfig {
 	cfg := &ProgressConfig{}
 	fs.IntVar(&cfg.Faults, "faults", 5, "faults per side and round in BenchmarkProgressUnderFaults")
 	fs.IntVar(&cfg.Rounds, "rounds", 4, "rounds of BenchmarkProgressUnderFaults, alternating which side goes first")
-	fs.BoolVar(&cfg.NoFaults, "no-faults", false, "BenchmarkProgressUnderFaults without faults, as a control")
+	fs.BoolVar(&cfg.NoFaults, "no-faults", false, "the progress benchmarks without faults, as a control")
 	fs.BoolVar(&cfg.ClusterClients, "cluster-clients", false, "clients of BenchmarkProgressUnderFaults know every member")
-	fs.BoolVar(&cfg.Timeline, "timeline", false, "BenchmarkProgressUnderFaults prints a timeline of faults and writes")
+	fs.BoolVar(&cfg.Timeline, "timeline", false, "the progress benchmarks print a timeline of faults and writes")
 	return cfg
 }
 
@@ -63,6 +66,33 @@ type ProgressWriter struct {
 	tb       testing.TB
 	ledger   *Ledger
 	log      *WriteLog
+	acquired *stamps
+}
+
+// Acquired records that the writer acquired what its writes are guarded by (a lock),
+// with token: the pauses between acquisitions after each fault are reported beside the
+// pauses between applied writes, which also wait for the writes themselves.
+func (w *ProgressWriter) Acquired(token int64) {
+	w.acquired.add(time.Now())
+	w.Add("acquired %d", token)
+}
+
+// stamps is a list of times safe for concurrent use.
+type stamps struct {
+	mu sync.Mutex
+	t  []time.Time
+}
+
+func (s *stamps) add(t time.Time) {
+	s.mu.Lock()
+	s.t = append(s.t, t)
+	s.mu.Unlock()
+}
+
+func (s *stamps) times() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.t...)
 }
 
 // Write advances the ledger with token under guard (Ledger.Write) and records the
@@ -88,6 +118,12 @@ type ProgressResult struct {
 	Committed, Lost, Stale int
 	Took                   time.Duration // the schedules' runs, whose length varies with the machine's load
 	Outage                 time.Duration // summed over faults: the longest pause between applied writes after each
+	Longest                time.Duration // the longest of those pauses
+	Faulted                int           // the faults injected
+	// Acquisitions counts the writers' Acquired calls; AcqOutage and AcqLongest are
+	// Outage and Longest for the pauses between acquisitions.
+	Acquisitions          int
+	AcqOutage, AcqLongest time.Duration
 }
 
 func (r *ProgressResult) add(o ProgressResult) {
@@ -96,11 +132,17 @@ func (r *ProgressResult) add(o ProgressResult) {
 	r.Stale += o.Stale
 	r.Took += o.Took
 	r.Outage += o.Outage
+	r.Longest = max(r.Longest, o.Longest)
+	r.Faulted += o.Faulted
+	r.Acquisitions += o.Acquisitions
+	r.AcqOutage += o.AcqOutage
+	r.AcqLongest = max(r.AcqLongest, o.AcqLongest)
 }
 
 // RunProgress runs every side cfg.Rounds times on c under a seeded schedule of faults —
 // etcd leader stops, member partitions, client blackholes longer than the TTL, the last
-// two on the member of the last writer, with etcd's leader placed alike before each —
+// two on the member of the last writer (or, with cfg.Silent, members falling silent in
+// turn), with etcd's leader placed alike before each —
 // the same schedule for every side of a round, a new one for each round, and the order
 // of the sides rotating from round to round, so that neither always runs on the warmer
 // cluster. Each writer of a side reaches one member (w%3), unless ClusterClients. It
@@ -114,7 +156,11 @@ func RunProgress(b *testing.B, c *Cluster, cfg ProgressConfig, sides ...Progress
 	}
 	for r := 0; r < cfg.Rounds; r++ {
 		seed := cfg.Seed + uint64(r)
-		faults := AlignLeaders(Schedule(seed, cfg.Faults, cfg.TTL), seed)
+		faults := Schedule(seed, cfg.Faults, cfg.TTL)
+		if cfg.Silent > 0 {
+			faults = SilentSchedule(seed, cfg.Faults, cfg.Silent)
+		}
+		faults = AlignLeaders(faults, seed)
 		if cfg.NoFaults {
 			for i := range faults {
 				faults[i].Kind = NoFault
@@ -150,11 +196,52 @@ func ReportProgress(b *testing.B, res []ProgressResult) {
 	}
 }
 
+// ReportGaps reports each side's longest pause between applied writes after any fault
+// (<name>-longest-gap-s) and the mean over faults of the longest pause after each
+// (<name>-mean-gap-s), and, for two sides, the first's over the second's (gap-ratio,
+// mean-gap-ratio; below 1 the first side stalls less); then the same for the pauses
+// between acquisitions (-acq-gap-), when the sides record them (Acquired). A fault's
+// pause is counted from the last write (acquisition) before it to the next fault's turn
+// or the schedule's end, which come as soon as the fault is undone and the cluster has
+// a leader when etcd's leader is placed (AlignLeaders): a pause that lasts beyond it is
+// cut there.
+func ReportGaps(b *testing.B, res []ProgressResult) {
+	reportGaps(b, res, "gap", func(p ProgressResult) (time.Duration, time.Duration) { return p.Outage, p.Longest })
+	for _, p := range res {
+		if p.Acquisitions == 0 {
+			return
+		}
+	}
+	reportGaps(b, res, "acq-gap", func(p ProgressResult) (time.Duration, time.Duration) { return p.AcqOutage, p.AcqLongest })
+}
+
+func reportGaps(b *testing.B, res []ProgressResult, unit string, gaps func(ProgressResult) (sum, longest time.Duration)) {
+	mean := func(p ProgressResult) float64 {
+		sum, _ := gaps(p)
+		return sum.Seconds() / float64(p.Faulted)
+	}
+	longest := func(p ProgressResult) float64 {
+		_, l := gaps(p)
+		return l.Seconds()
+	}
+	for _, p := range res {
+		b.ReportMetric(longest(p), p.Name+"-longest-"+unit+"-s")
+		if p.Faulted > 0 {
+			b.ReportMetric(mean(p), p.Name+"-mean-"+unit+"-s")
+		}
+	}
+	if len(res) == 2 && longest(res[1]) > 0 && res[0].Faulted > 0 && res[1].Faulted > 0 && mean(res[1]) > 0 {
+		b.ReportMetric(longest(res[0])/longest(res[1]), unit+"-ratio")
+		b.ReportMetric(mean(res[0])/mean(res[1]), "mean-"+unit+"-ratio")
+	}
+}
+
 type sideRun struct {
 	ProgressResult
 	faultAt []time.Time     // when each fault was injected
 	endAt   []time.Time     // when each fault's window ended (the next placement, or the end)
 	gaps    []time.Duration // per fault, the longest pause between applied writes
+	acqGaps []time.Duration // per fault, the longest pause between acquisitions, if recorded
 }
 
 func runSide(b *testing.B, c *Cluster, cfg ProgressConfig, label string, side ProgressSide, faults []Fault) sideRun {
@@ -174,6 +261,7 @@ func runSide(b *testing.B, c *Cluster, cfg ProgressConfig, label string, side Pr
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var clients []*clientv3.Client
+	acquired := &stamps{}
 	for i := 0; i < cfg.Writers; i++ {
 		eps := []string{c.Members[i%3].GRPCURL}
 		if cfg.ClusterClients {
@@ -183,7 +271,7 @@ func runSide(b *testing.B, c *Cluster, cfg ProgressConfig, label string, side Pr
 		clients = append(clients, cli)
 		id := fmt.Sprintf("w%d", i)
 		w := &ProgressWriter{Client: cli, Member: i % 3, ID: id, Prefix: pfx, TTL: cfg.TTL, Timeline: tl,
-			tb: b, ledger: l, log: NewWriteLog(tl, id)}
+			tb: b, ledger: l, log: NewWriteLog(tl, id), acquired: acquired}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -242,6 +330,17 @@ func runSide(b *testing.B, c *Cluster, cfg ProgressConfig, label string, side Pr
 		g := longestPause(applied, at, run.endAt[i])
 		run.gaps = append(run.gaps, g)
 		run.Outage += g
+		run.Longest = max(run.Longest, g)
+	}
+	run.Faulted = len(run.faultAt)
+	if acq := acquired.times(); len(acq) > 0 {
+		run.Acquisitions = len(acq)
+		for i, at := range run.faultAt {
+			g := longestPause(acq, at, run.endAt[i])
+			run.acqGaps = append(run.acqGaps, g)
+			run.AcqOutage += g
+			run.AcqLongest = max(run.AcqLongest, g)
+		}
 	}
 	tl.Print(os.Stderr, label)
 	return run
@@ -284,6 +383,13 @@ func logRound(r int, seed uint64, round []sideRun, faults []Fault, first string)
 		for _, s := range round {
 			if i < len(s.gaps) {
 				fmt.Fprintf(&sb, " %s %v", s.Name, s.gaps[i].Round(time.Millisecond))
+			}
+		}
+		head := "; between acquisitions:"
+		for _, s := range round {
+			if i < len(s.acqGaps) {
+				fmt.Fprintf(&sb, "%s %s %v", head, s.Name, s.acqGaps[i].Round(time.Millisecond))
+				head = ""
 			}
 		}
 	}

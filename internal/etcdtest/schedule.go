@@ -21,6 +21,7 @@ const (
 	StopLeader FaultKind = "stop-leader" // the etcd leader stops, then restarts
 	Partition  FaultKind = "partition"   // a member is cut off from its peers, then healed
 	Blackhole  FaultKind = "blackhole"   // a member's clients are cut off, then reconnected
+	Silent     FaultKind = "silent"      // a member stops answering anyone, its connections open, then answers again
 	NoFault    FaultKind = "none"        // nothing happens: a control run
 )
 
@@ -97,14 +98,26 @@ func Schedule(seed uint64, n int, ttl time.Duration) []Fault {
 	return out
 }
 
+// SilentSchedule returns n faults, for a cluster of 3, of a member falling silent for
+// d: the members take turns, starting from the one seed picks (seed%3), so that every 3
+// faults silence each member once.
+func SilentSchedule(seed uint64, n int, d time.Duration) []Fault {
+	out := make([]Fault, n)
+	for i := range out {
+		out[i] = Fault{Kind: Silent, Member: int((seed + uint64(i)) % 3), For: d}
+	}
+	return out
+}
+
 // RunSchedule injects each fault in turn for its duration, undoes it, waits for a
 // leader, then leaves the cluster healthy for pause (for a fault with a Lead, the pause
-// comes before it, after etcd's leader was placed). With target non-nil, partitions and
-// blackholes hit the member target returns (when it returns one, 0 to 2) instead of the
-// schedule's: the member of the current lock holder or leader, say, so that runs of
-// different primitives face the same faults. Before each fault, etcd's leader is placed
-// as its Lead says (see AlignLeaders), relative to that member. It returns when all are
-// done or ctx ends (undoing the fault in progress). It must run on the test's goroutine.
+// comes before it, after etcd's leader was placed). With target non-nil, partitions,
+// blackholes and silences hit the member target returns (when it returns one, 0 to 2)
+// instead of the schedule's: the member of the current lock holder or leader, say, so
+// that runs of different primitives face the same faults. Before each fault, etcd's
+// leader is placed as its Lead says (see AlignLeaders), relative to that member. It
+// returns when all are done or ctx ends (undoing the fault in progress). It must run on
+// the test's goroutine.
 func (c *Cluster) RunSchedule(ctx context.Context, faults []Fault, pause time.Duration, target func() int) {
 	c.t.Helper()
 	c.runSchedule(ctx, faults, pause, target, scheduleHooks{})
@@ -145,6 +158,17 @@ func (c *Cluster) runSchedule(ctx context.Context, faults []Fault, pause time.Du
 		case Blackhole:
 			c.Blackhole(f.Member)
 			undo = func() { c.Unblackhole(f.Member) }
+		case Silent:
+			// A stopped process, a frozen machine: its clients' connections stay open
+			// (new ones are accepted) and the bridge swallows whatever passes either way,
+			// and its peers stop hearing from it (if it leads, it loses the lead).
+			// Unblackhole closes the connections: its clients reconnect when it is back.
+			c.Partition(f.Member)
+			c.Blackhole(f.Member)
+			undo = func() {
+				c.Heal(f.Member)
+				c.Unblackhole(f.Member)
+			}
 		default:
 			undo = func() {}
 		}
