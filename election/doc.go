@@ -22,9 +22,12 @@
 //     waiting candidate about a sixth of the TTL (1s to 3s), not for as long as it is
 //     silent: a grant, read or delete it leaves unanswered is sent again through the
 //     client's next endpoint (at most two in flight), and a wait whose watch it stops
-//     confirming is reopened after twice that. This needs a client that knows more than
-//     one endpoint. The put that starts a campaign is not sent twice: one swallowed by
-//     a silent member waits for it, for the session's loss or for the caller's ctx.
+//     confirming is reopened after twice that. So is the leader's watch of its own key:
+//     a key deleted while that watch goes through the silent member still ends
+//     leadership, four to six times that (4s to 18s) after the member fell silent. This
+//     needs a client that knows more than one endpoint. The put that starts a campaign
+//     is not sent twice: one swallowed by a silent member waits for it, for the
+//     session's loss or for the caller's ctx.
 //   - Every campaign uses a key name never used before, so no delete of an earlier one can
 //     reach a later leadership. A canceled or failed campaign leaves no key behind: it is
 //     deleted before Campaign returns when etcd answers within a third of the TTL (at least

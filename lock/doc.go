@@ -26,7 +26,11 @@
 //     waiter about a sixth of the TTL (1s to 3s), not for as long as it is silent: a
 //     grant, read or delete it leaves unanswered is sent again through the client's next
 //     endpoint (at most two in flight), and a wait whose watch it stops confirming is
-//     reopened after twice that. This needs a client that knows more than one endpoint.
+//     reopened after twice that. So is a holder's watch of its own key: a key deleted
+//     while that watch goes through the silent member still closes Done, four to six
+//     times that (4s to 18s) after the member fell silent. The holders on one lease (a
+//     Manager's locks, a Semaphore's permits) share one watch stream, asked for progress
+//     every 1s to 3s. This needs a client that knows more than one endpoint.
 //     The put that starts an acquisition is not sent twice: one swallowed by a silent
 //     member waits for it, for the session's loss or for the caller's ctx.
 //   - A canceled or failed acquisition leaves no key behind: it is deleted before Lock

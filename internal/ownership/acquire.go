@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -152,9 +150,6 @@ func waitOwned(ctx context.Context, ses *Session, key string, rev int64, p Polic
 	}
 }
 
-// errSilent reports a watch abandoned because etcd stopped answering on it.
-var errSilent = errors.New("watch silent")
-
 // waitDelete returns nil once a delete of key (or under it, with prefix) is seen after
 // rev, the revision of a read that found it, or an error if the watch broke, etcd said
 // nothing on it for longer than silence, or ctx ended.
@@ -162,52 +157,22 @@ var errSilent = errors.New("watch silent")
 // The watch starts at rev itself, not after it: etcd answers a progress request only on
 // a watch whose start revision the store has reached. A delete at rev, which the read
 // already saw (under a prefix, a permit given back), is replayed and ignored: counting it
-// would have the waiter read again and again while nothing is written. Progress is
-// requested every half of silence, on a watcher of this wait's own, so that the answer
-// proves this watch alive: a member that stops answering — a frozen process, or a
-// connection to a dead machine that stays open — is given up after silence instead of
-// leaving the waiter blind to the delete for as long as it lasts, and the next read and
-// watch may go through another endpoint.
+// would have the waiter read again and again while nothing is written. It runs on a
+// stream of this wait's own (see stream), so that a progress answer proves this watch
+// alive: a member that stops answering is given up after silence instead of leaving the
+// waiter blind to the delete for as long as it lasts, and the next read and watch may go
+// through another endpoint.
 func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bool, rev int64, silence time.Duration) error {
-	// A watcher of this wait's own: its gRPC stream carries only this watch, and Close
-	// ends it, even one a progress request racing the end of the watch opened anew.
-	w := clientv3.NewWatcher(cli)
-	defer w.Close()
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithRev(rev), clientv3.WithFilterPut(), clientv3.WithCreatedNotify()}
+	st := openStream(cli, silence)
+	defer st.close()
+	opts := []clientv3.OpOption{clientv3.WithFilterPut()}
 	if prefix {
 		opts = append(opts, clientv3.WithPrefix())
 	}
-	var heard atomic.Int64 // time.Since(start) at the last answer
-	start := time.Now()
-	silent := make(chan struct{})
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(silence / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-wctx.Done():
-				return
-			case <-t.C:
-			}
-			if time.Since(start)-time.Duration(heard.Load()) > silence {
-				close(silent)
-				cancel()
-				return
-			}
-			rctx, rcancel := context.WithTimeout(wctx, silence/2)
-			_ = w.RequestProgress(rctx)
-			rcancel()
-		}
-	}()
-	for wr := range w.Watch(wctx, key, opts...) {
-		heard.Store(int64(time.Since(start)))
+	wch, stop := st.watch(ctx, key, rev, opts...)
+	defer stop()
+	for wr := range wch {
+		st.hear()
 		if err := wr.Err(); err != nil {
 			return err
 		}
@@ -219,12 +184,7 @@ func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bo
 			}
 		}
 	}
-	select {
-	case <-silent:
-		return firstErr(ctx.Err(), errSilent)
-	default:
-	}
-	return firstErr(ctx.Err(), errors.New("watch closed"))
+	return firstErr(ctx.Err(), st.ended())
 }
 
 func firstErr(errs ...error) error {

@@ -21,12 +21,25 @@
 //     alive. policy.go — who owns: the oldest key (mutex, election), one of the n oldest
 //     (semaphore), no older writer (readers-writer lock). hedge.go — the requests of an
 //     acquisition or release but the put (grant, reads, delete) are hedged through the client's
-//     next endpoint when unanswered after CallTimeout, and a wait's watch asks etcd for
-//     progress and is reopened when silent: a member that stops answering while the
-//     rest of the cluster serves holds an acquisition up about that long.
+//     next endpoint when unanswered after CallTimeout; watch.go — a wait's watch runs
+//     on a stream of its own that asks etcd for progress every CallTimeout and is
+//     given up after twice that without an answer, then read and watched again: a
+//     member that stops answering while the rest of the cluster serves holds an
+//     acquisition up about that long.
 //   - hold: holding.go — Holding: the fence (Cmp, Txn) and the end (Done, Err), noticed
-//     locally from the session's deadline at every check and asynchronously from a watch
-//     on the key and the session's loss.
+//     locally from the session's deadline at every check and asynchronously, once Done
+//     was called, from the session's loss and a watch on the key. Those watches of all
+//     the holdings of a Session share one stream (watch.go), checked for silence like a
+//     wait's; a watch that breaks or falls silent is followed by a hedged read of the
+//     key and a new watch, so a key deleted or replaced while the member streaming its
+//     watch is silent still ends the holding (ErrKeyLost): three CallTimeouts at most
+//     after the member fell silent, plus the read's one (three if the client sends
+//     its hedge to the silent member too), and three more each time a new watch goes
+//     through that member again. Cost: per Session with watched holdings, one gRPC watch
+//     stream and one progress request every CallTimeout (once a second to once every
+//     3s), however many holdings; per holding, one watch on that stream and no periodic
+//     request — one read (two if hedged) each time its watch breaks or the stream
+//     falls silent. A waiter's stream of its own costs as much as that of a Session.
 //   - release: Holding.Release deletes the key (Session.remove, the one delete) — the one
 //     release path (Claim.Release, which Unlock and Resign are); Abandon leaves the
 //     delete to the session's janitor when the caller may not wait (Close).

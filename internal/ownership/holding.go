@@ -14,7 +14,11 @@ import (
 
 // Holding is one period of ownership of a key. It ends on release or loss; loss is
 // noticed locally (the session's deadline) at every check, and asynchronously once
-// Done has been called (a watch on the key plus the session's loss).
+// Done has been called (a watch on the key plus the session's loss). The watch is one
+// of the watches on the session's one stream (Session.joinStream), which asks etcd for
+// progress every CallTimeout however many holdings watch on it: a watched holding costs
+// no stream and no periodic request of its own, only a read each time its watch breaks
+// or the stream is given up as silent (see monitor).
 type Holding struct {
 	ses *Session
 	key string
@@ -176,52 +180,82 @@ func (h *Holding) End(err error) {
 func (h *Holding) Wait() { h.wg.Wait() }
 
 // monitor ends the holding when the key is deleted or replaced, or the session is lost.
+//
+// It watches the key on the session's stream (Session.joinStream), one for all the
+// session's holdings, from a revision at which the key was ours and that the store has
+// reached — the key's creation, then each re-read's — so that etcd answers the stream's
+// progress requests (see stream); the key's own events at that revision are not news.
+// When the watch breaks, or is given up because etcd said nothing on the stream for
+// longer than its silence, the key is read again, hedged like the reads of an
+// acquisition (see hedged), then watched again from where the read was: a member that
+// stops answering blinds the holding for at most about three CallTimeouts (silence, and
+// up to one tick of the check) plus the read's, not for as long as it is silent.
 func (h *Holding) monitor() {
 	defer h.wg.Done()
-	cli := h.ses.Client()
 	retry := backoff.New(50*time.Millisecond, time.Second)
-	stop := func() {}
-	defer func() { stop() }()
-	watch := func(rev int64) clientv3.WatchChan {
-		stop()
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(h.ctx))
-		stop = cancel
-		return cli.Watch(wctx, h.key, clientv3.WithRev(rev))
-	}
-	wch := watch(h.rev + 1)
-	var resume <-chan time.Time
+	rev := h.rev
 	for {
-		select {
-		case <-h.ctx.Done():
-			h.End(h.ses.Err()) // lost with the session, unless already ended
+		lost, heard := h.watch(rev)
+		if lost {
+			h.lose(ErrKeyLost)
 			return
-		case <-resume:
-			// The watch broke: re-read the key, then watch again from where the read was.
-			gctx, gcancel := context.WithTimeout(h.ctx, h.ses.ttlOr(5*time.Second))
-			gr, err := cli.Get(gctx, h.key)
-			gcancel()
+		}
+		if heard {
+			retry.Reset()
+		}
+		// The watch broke or was given up, or the holding ended.
+		for reread := false; !reread; {
+			select {
+			case <-h.ctx.Done():
+				h.End(h.ses.Err()) // lost with the session, unless already ended
+				return
+			case <-time.After(retry.Next()):
+			}
+			gr, err := h.read()
 			if err != nil {
-				resume = time.After(retry.Next())
 				continue
 			}
 			if len(gr.Kvs) == 0 || gr.Kvs[0].CreateRevision != h.rev {
 				h.lose(ErrKeyLost)
 				return
 			}
-			wch, resume = watch(gr.Header.Revision+1), nil
-		case wr, ok := <-wch:
-			if !ok || wr.Err() != nil {
-				wch, resume = nil, time.After(retry.Next())
-				continue
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != h.rev {
-					h.lose(ErrKeyLost)
-					return
-				}
+			rev, reread = gr.Header.Revision, true
+		}
+	}
+}
+
+// watch watches the key from rev until it is deleted or replaced (lost) or the watch
+// ends: it broke, its stream was given up as silent, or the holding ended. heard reports
+// whether etcd answered on it.
+func (h *Holding) watch(rev int64) (lost, heard bool) {
+	st := h.ses.joinStream()
+	defer h.ses.leaveStream(st)
+	wch, stop := st.watch(h.ctx, h.key, rev)
+	defer stop()
+	for wr := range wch {
+		if wr.Err() != nil {
+			return false, heard
+		}
+		st.hear()
+		heard = true
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != h.rev {
+				return true, heard
 			}
 		}
 	}
+	return false, heard
+}
+
+// read reads the key, hedged (see hedged): a member that stops answering must not hold
+// up the read that follows a watch it left silent.
+func (h *Holding) read() (*clientv3.GetResponse, error) {
+	ctx, cancel := context.WithTimeout(h.ctx, h.ses.ttlOr(5*time.Second))
+	defer cancel()
+	cli := h.ses.Client()
+	return hedged(ctx, h.ses.CallTimeout(), func(ctx context.Context) (*clientv3.GetResponse, error) {
+		return cli.Get(ctx, h.key)
+	}, nil)
 }
 
 // lose ends the holding as lost with err — unless the key is gone while a delete of ours

@@ -53,6 +53,9 @@ type Session struct {
 
 	refs int // users of a borrowed session (Attach), under sharedMu
 
+	watchMu sync.Mutex
+	watches *stream // the stream its holdings watch their keys on (joinStream), or nil
+
 	mu       sync.Mutex
 	deadline time.Time
 	ttl      time.Duration

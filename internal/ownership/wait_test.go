@@ -41,21 +41,10 @@ func (s *liveStream) RecvMsg(m any) error {
 func TestWaitLeavesNoStream(t *testing.T) {
 	c := etcdtest.NewCluster(t, 1)
 	key := etcdtest.Prefix(t) + "w"
-	var live atomic.Int64
-	count := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
-		streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err != nil || method != "/etcdserverpb.Watch/Watch" {
-			return cs, err
-		}
-		live.Add(1)
-		ls := &liveStream{ClientStream: cs, live: &live}
-		context.AfterFunc(ctx, ls.end) // the stream ends with its context
-		return ls, nil
-	}
+	var live, most atomic.Int64
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: []string{c.Members[0].GRPCURL}, Logger: zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(count)},
+		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(countWatchStreams(&live, &most))},
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { cli.Close() })
