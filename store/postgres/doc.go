@@ -78,7 +78,8 @@
 // The TimescaleDB path is tested against TimescaleDB 2.28 on PostgreSQL 15 where the
 // test server can load it (TestTimescaleDBContract, TestTimescaleDBRollupAndRetention:
 // the same reads as plain PostgreSQL after rollups and retention, with old chunks
-// dropped); Debian has no package of TimescaleDB, so CI's server runs without it, those
+// dropped; TestTimescaleDBRetentionWaitsForRollups: no chunk dropped that holds rows
+// not rolled up); Debian has no package of TimescaleDB, so CI's server runs without it, those
 // tests skip there, and TestTimescaleSQL checks the path's SQL against stand-ins.
 //
 // While PostgreSQL is down, no replica notifies: safety over liveness. The Lease can

@@ -40,6 +40,11 @@ func HistoryPlan(ctx context.Context, s *Store, kind string, q store.HistoryQuer
 	return plan, err
 }
 
+// Retain runs the job's retention of kind at now, without its rollups.
+func Retain(ctx context.Context, s *Store, kind string, now time.Time) error {
+	return s.retain(ctx, kind, now)
+}
+
 // MakeHypertables runs what the migration runs when TimescaleDB is installed, with the
 // functions of the store's own schema (stand-ins).
 func MakeHypertables(ctx context.Context, s *Store) error {

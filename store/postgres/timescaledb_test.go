@@ -188,3 +188,41 @@ WHERE hypertable_schema = current_schema() AND hypertable_name = $1`, table)
 		assert.Equal(t, wantM, gotM, "metrics %+v", q)
 	}
 }
+
+// Retention on hypertables drops only chunks the rollups have passed: with the minute
+// rollups behind the raw retention, every raw row they have not rolled up is kept, and
+// only the chunks wholly before them are dropped.
+func TestTimescaleDBRetentionWaitsForRollups(t *testing.T) {
+	u := timescaleDSN(t)
+	day := 24 * time.Hour
+	s := openAt(t, u, postgres.WithJobInterval(time.Hour),
+		postgres.WithRetention(postgres.Retention{Raw: day, Minute: 3 * day, Hour: 30 * day}))
+	ctx := ctxT(t)
+	require.True(t, s.Timescale())
+
+	base := time.Now().UTC().Truncate(day).Add(-4 * day)
+	var checks []store.HealthCheck
+	for i := range 4 * 24 * 4 {
+		checks = append(checks, store.HealthCheck{Time: base.Add(time.Duration(i) * 15 * time.Minute), Cluster: "a", Healthy: true,
+			Values: map[string]float64{"i": float64(i)}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+	// The minute rollups reached only a day and a half in; the raw retention's cut
+	// (a day before now) is two days further.
+	done := base.Add(36 * time.Hour)
+	_, err := s.Pool().Exec(ctx, `UPDATE rollup_state SET done_until = $1 WHERE name = 'health_1m'`, done)
+	require.NoError(t, err)
+
+	require.NoError(t, postgres.Retain(ctx, s, "health", base.Add(4*day+30*time.Second)))
+	want := 0
+	for _, c := range checks {
+		if !c.Time.Before(done) {
+			want++
+		}
+	}
+	assert.Equal(t, want, count(t, s, `SELECT count(*) FROM health_raw WHERE time >= $1`, done), "raw rows not rolled up kept")
+	assert.Zero(t, count(t, s, `SELECT count(*) FROM health_raw WHERE time < $1`, done), "rolled-up raw rows past retention deleted")
+	assert.Equal(t, 3, count(t, s, `SELECT count(*) FROM timescaledb_information.chunks
+WHERE hypertable_schema = current_schema() AND hypertable_name = 'health_raw'`), "the first day's chunk dropped")
+}
