@@ -199,7 +199,8 @@ const (
 	// regnamespace's text is the name quoted as an identifier where it needs to be.
 	timescaleSchemaSQL = `SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'timescaledb'`
 	// $1 the table, $2 its chunk interval. No index of TimescaleDB's own on time: the
-	// primary key and the BRIN index on time serve every read, the job and retention.
+	// primary key and the BRIN index on time serve the reads of a cluster (every read the
+	// daemon makes), the job and retention, as on plain PostgreSQL.
 	createHypertableSQL = `SELECT %s.create_hypertable($1::regclass, 'time', chunk_time_interval => $2::interval,
 	create_default_indexes => false, migrate_data => true)`
 	// $1 the table, $2 the retention's cut.
