@@ -4,7 +4,7 @@
 //
 //   - session.go — Session: a lease (granted here, or borrowed from the caller's
 //     concurrency.Session) and its tracker, the one renewal loop and the one definition
-//     of loss: each renewal is a keep-alive request of its own, hedged by a second when
+//     of loss: each renewal is a keep-alive request of its own, hedged by up to five more when
 //     slow, and the lease is known to be alive until the send time of the last
 //     acknowledged one plus the TTL, minus Margin. When that passes — by the monotonic
 //     clock or by the wall clock, which alone runs on while the machine is suspended —

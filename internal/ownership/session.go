@@ -317,8 +317,9 @@ func (s *Session) renew() error {
 	}
 	ctx, cancel := context.WithDeadline(s.ctx, limit)
 	defer cancel()
-	// A request not answered within half the time left is hedged by a second one, which
-	// the client may send to another endpoint: neither an endpoint that stopped answering
+	// A request not answered within half the time left is hedged by another, and so on
+	// at half the time then left (six requests at most), each of which the client may
+	// send to another endpoint: neither an endpoint that stopped answering
 	// nor a server slow to answer costs the lease while a renewal can still land. (Not
 	// "at least 500ms": a 1s lease's renewal has 467ms to land, a 2s one's 667ms, and a
 	// hedge sent that late lands after the deadline or barely before it.) The first
@@ -328,7 +329,8 @@ func (s *Session) renew() error {
 		resp *clientv3.LeaseKeepAliveResponse
 		err  error
 	}
-	replies := make(chan reply, 2)
+	const most = 6 // requests sent per renewal
+	replies := make(chan reply, most)
 	send := func() {
 		sent := time.Now()
 		resp, err := s.cli.KeepAliveOnce(ctx, s.lease)
@@ -338,12 +340,20 @@ func (s *Session) renew() error {
 	hedge := time.NewTimer(limit.Sub(start) / 2)
 	defer hedge.Stop()
 	var r reply
-	inFlight := 1
+	inFlight, sent := 1, 1
 	for inFlight > 0 {
 		select {
 		case <-hedge.C:
 			inFlight++
+			sent++
 			go send()
+			// And again at half the time then left: the client takes endpoints in turn
+			// for all of its requests, so that while others are in flight (the reads
+			// of holdings whose watch fell silent) two in a row may go to the member
+			// that stopped answering.
+			if left := time.Until(limit); sent < most && left > 100*time.Millisecond {
+				hedge.Reset(left / 2)
+			}
 			continue
 		case r = <-replies:
 			inFlight--
