@@ -1,7 +1,6 @@
 package ownership
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -21,12 +20,7 @@ func TestHoldingWatchFromCompactedRevision(t *testing.T) {
 	cli := c.Client(0)
 	holder := NewHolder(cli, 6*time.Second, nil, nil)
 	defer holder.Close()
-	v := &Vocab{
-		Pkg: "test", NotHeld: errors.New("not held"), Lost: errors.New("lost"), Closed: ErrClosed,
-		Invalid: errors.New("invalid"), Busy: errors.New("busy"),
-		Blocked: func(string, int64) error { return errors.New("blocked") },
-	}
-	cl := NewClaim(holder, pfx, "", Predecessor(pfx), v)
+	cl := NewClaim(holder, pfx, "", Predecessor(pfx), testVocab())
 	defer cl.Close()
 	require.NoError(t, cl.Acquire(ctx, false))
 	h := cl.Last()

@@ -2,8 +2,6 @@ package ownership
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,31 +50,10 @@ func TestHoldingsShareOneStream(t *testing.T) {
 	// CallTimeout), which a loaded machine does not make of a healthy member.
 	holder := NewHolder(cli, 18*time.Second, nil, nil)
 	defer holder.Close()
-	v := &Vocab{
-		Pkg: "test", NotHeld: errors.New("not held"), Lost: errors.New("lost"), Closed: ErrClosed,
-		Invalid: errors.New("invalid"), Busy: errors.New("busy"),
-		Blocked: func(string, int64) error { return errors.New("blocked") },
-	}
-
 	const n = 20
-	holdings := make([]*Holding, n)
-	for i := range holdings {
-		dir := fmt.Sprintf("%s%d/", pfx, i)
-		c := NewClaim(holder, dir, "", Predecessor(dir), v)
-		defer c.Close()
-		require.NoError(t, c.Acquire(ctx, false))
-		holdings[i] = c.Last()
-		holdings[i].Done() // its watch starts
-	}
-	ses := holdings[0].ses
+	holdings, closeAll := watchedHoldings(t, ctx, holder, pfx, n)
+	defer closeAll()
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		ses.watchMu.Lock()
-		refs := 0
-		if ses.watches != nil {
-			refs = ses.watches.refs
-		}
-		ses.watchMu.Unlock()
-		assert.Equal(ct, n, refs, "watches on the session's stream")
 		assert.EqualValues(ct, 1, live.Load(), "watch streams open")
 	}, 10*time.Second, 10*time.Millisecond)
 

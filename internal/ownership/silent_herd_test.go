@@ -1,16 +1,11 @@
 package ownership
 
 import (
-	"errors"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
@@ -25,40 +20,14 @@ func TestSessionKeptWhileManyHoldingsReadAgain(t *testing.T) {
 	ctx := etcdtest.Context(t, 120*time.Second)
 	pfx := etcdtest.Prefix(t)
 	admin := c.Client(2)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Members[1].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	require.NoError(t, err)
-	t.Cleanup(func() { cli.Close() })
+	cli := pinnedClient(t, c)
 	holder := NewHolder(cli, ttl, nil, nil)
 	defer holder.Close()
-	v := &Vocab{
-		Pkg: "test", NotHeld: errors.New("not held"), Lost: errors.New("lost"), Closed: ErrClosed,
-		Invalid: errors.New("invalid"), Busy: errors.New("busy"),
-		Blocked: func(string, int64) error { return errors.New("blocked") },
-	}
 	const n = 100
-	hs := make([]*Holding, n)
-	for i := range hs {
-		dir := fmt.Sprintf("%s%d/", pfx, i)
-		cl := NewClaim(holder, dir, "", Predecessor(dir), v)
-		defer cl.Close()
-		require.NoError(t, cl.Acquire(ctx, false))
-		hs[i] = cl.Last()
-		hs[i].Done()
-	}
+	hs, closeAll := watchedHoldings(t, ctx, holder, pfx, n)
+	defer closeAll()
 	ses := hs[0].ses
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		ses.watchMu.Lock()
-		defer ses.watchMu.Unlock()
-		if assert.NotNil(ct, ses.watches) {
-			assert.Equal(ct, n, ses.watches.refs)
-		}
-	}, 10*time.Second, 10*time.Millisecond)
-	cli.SetEndpoints(c.Members[1].GRPCURL, c.Members[2].GRPCURL)
-	c.Blackhole(1)
-	defer c.Unblackhole(1)
-	// The bridge lets one read of up to 32 KiB through after Blackhole: use it up.
-	_, err = admin.Put(ctx, pfx+"pad", strings.Repeat("x", 40<<10))
-	require.NoError(t, err)
+	defer silenceMember1(t, ctx, c, cli, admin, pfx)()
 
 	assert.Never(t, func() bool { return ses.Err() != nil }, 3*ttl, 50*time.Millisecond,
 		"the session is lost")
