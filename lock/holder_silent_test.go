@@ -1,18 +1,14 @@
 package lock_test
 
 import (
-	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
@@ -40,21 +36,7 @@ func TestHolderSilentMember(t *testing.T) {
 	// 2, then member 1 falls silent. Its watch streams are counted: the watch must open
 	// through member 1 before the client learns of member 2, or it could open through
 	// the healthy member and the test would prove nothing.
-	var watches atomic.Int64
-	countWatches := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
-		streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err == nil && method == "/etcdserverpb.Watch/Watch" {
-			watches.Add(1)
-		}
-		return cs, err
-	}
-	hcli, err := clientv3.New(clientv3.Config{
-		Endpoints: []string{c.Members[1].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(countWatches)},
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { hcli.Close() })
+	hcli, watches := watchCountingClient(t, c, 1)
 	m := newMutex(t, hcli, key, lock.WithTTL(ttl))
 	require.NoError(t, m.Lock(ctx))
 	done := m.Done() // the holding's watch starts
@@ -68,7 +50,7 @@ func TestHolderSilentMember(t *testing.T) {
 	// Another client deletes the holder's key through a healthy member. The bridge lets
 	// one read of up to 32 KiB through in each direction after Blackhole: a value of 40
 	// KiB put on the key first uses it up, so that the delete cannot slip through.
-	_, err = admin.Put(ctx, m.Key(), strings.Repeat("x", 40<<10), clientv3.WithIgnoreLease())
+	_, err := admin.Put(ctx, m.Key(), strings.Repeat("x", 40<<10), clientv3.WithIgnoreLease())
 	require.NoError(t, err)
 	resp, err := admin.Delete(ctx, m.Key())
 	require.NoError(t, err)

@@ -17,6 +17,28 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/lock"
 )
 
+// watchCountingClient returns a client of member i of c alone, closed when t ends, and
+// the count of the watch streams it opened.
+func watchCountingClient(t *testing.T, c *etcdtest.Cluster, i int) (*clientv3.Client, *atomic.Int64) {
+	t.Helper()
+	watches := new(atomic.Int64)
+	countWatches := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+		streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err == nil && method == "/etcdserverpb.Watch/Watch" {
+			watches.Add(1)
+		}
+		return cs, err
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{c.Members[i].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(countWatches)},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	return cli, watches
+}
+
 // A member that stops answering while the rest of the cluster serves (a frozen etcd
 // process, a dead machine whose connections stay open) must not stall the lock for as
 // long as it is silent: the waiter whose watch runs through it takes the lock once the
@@ -55,21 +77,7 @@ func TestSilentMember(t *testing.T) {
 	// b's watches are counted: its wait must be watching through member 1 before the
 	// client learns of member 2, or the watch could open through the healthy member and
 	// the test would prove nothing.
-	var watches atomic.Int64
-	countWatches := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
-		streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err == nil && method == "/etcdserverpb.Watch/Watch" {
-			watches.Add(1)
-		}
-		return cs, err
-	}
-	bcli, err := clientv3.New(clientv3.Config{
-		Endpoints: []string{c.Members[1].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(countWatches)},
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { bcli.Close() })
+	bcli, watches := watchCountingClient(t, c, 1)
 	b := newMutex(t, bcli, key, lock.WithTTL(ttl))
 	bgot := make(chan error, 1)
 	go func() { bgot <- b.Lock(ctx) }()
