@@ -39,16 +39,11 @@ var progressFlags = etcdtest.ProgressFlags(flag.CommandLine)
 // the rounds (each round's figures, and each fault's longest pause between writes, are
 // logged). Run with -benchtime=1x.
 func BenchmarkProgressUnderFaults(b *testing.B) {
-	c := etcdtest.StartCluster(b, 3)
 	cfg := *progressFlags
 	cfg.Writers, cfg.TTL, cfg.Seed = 3, progressTTL, 9
-	var res []etcdtest.ProgressResult
-	for b.Loop() {
-		res = etcdtest.RunProgress(b, c, cfg,
-			etcdtest.ProgressSide{Name: "ours", Run: oursCandidate},
-			etcdtest.ProgressSide{Name: "etcd", Run: etcdCandidate})
-	}
-	etcdtest.ReportProgress(b, res)
+	etcdtest.BenchProgress(b, cfg,
+		etcdtest.ProgressSide{Name: "ours", Run: oursCandidate},
+		etcdtest.ProgressSide{Name: "etcd", Run: etcdCandidate})
 }
 
 // BenchmarkProgressSilentMember is BenchmarkProgressUnderFaults with one kind of fault, a
@@ -62,18 +57,12 @@ func BenchmarkProgressUnderFaults(b *testing.B) {
 // ours; see etcdtest.ReportGaps). -faults, -rounds and -cluster-clients do not apply.
 // Run with -benchtime=1x.
 func BenchmarkProgressSilentMember(b *testing.B) {
-	c := etcdtest.StartCluster(b, 3)
 	cfg := *progressFlags
 	cfg.Writers, cfg.TTL, cfg.Seed = 3, progressTTL, 9
 	cfg.Faults, cfg.Rounds, cfg.ClusterClients, cfg.Silent = 3, 2, true, silentFor
-	var res []etcdtest.ProgressResult
-	for b.Loop() {
-		res = etcdtest.RunProgress(b, c, cfg,
-			etcdtest.ProgressSide{Name: "ours", Run: oursCandidate},
-			etcdtest.ProgressSide{Name: "etcd", Run: etcdCandidate})
-	}
-	etcdtest.ReportProgress(b, res)
-	etcdtest.ReportGaps(b, res)
+	etcdtest.BenchProgress(b, cfg,
+		etcdtest.ProgressSide{Name: "ours", Run: oursCandidate},
+		etcdtest.ProgressSide{Name: "etcd", Run: etcdCandidate})
 }
 
 func pause(ctx context.Context, d time.Duration) {

@@ -36,16 +36,11 @@ var progressFlags = etcdtest.ProgressFlags(flag.CommandLine)
 // committed writes, ours over etcd's, summed over the rounds (each round's figures, and
 // each fault's longest pause between writes, are logged). Run with -benchtime=1x.
 func BenchmarkProgressUnderFaults(b *testing.B) {
-	c := etcdtest.StartCluster(b, 3)
 	cfg := *progressFlags
 	cfg.Writers, cfg.TTL, cfg.Seed = 5, progressTTL, 9
-	var res []etcdtest.ProgressResult
-	for b.Loop() {
-		res = etcdtest.RunProgress(b, c, cfg,
-			etcdtest.ProgressSide{Name: "ours", Run: oursLockWorker},
-			etcdtest.ProgressSide{Name: "etcd", Run: etcdLockWorker})
-	}
-	etcdtest.ReportProgress(b, res)
+	etcdtest.BenchProgress(b, cfg,
+		etcdtest.ProgressSide{Name: "ours", Run: oursLockWorker},
+		etcdtest.ProgressSide{Name: "etcd", Run: etcdLockWorker})
 }
 
 // BenchmarkProgressSilentMember is BenchmarkProgressUnderFaults with one kind of fault, a
@@ -68,18 +63,12 @@ func BenchmarkProgressUnderFaults(b *testing.B) {
 // wait on that luck too, the pauses between acquisitions on the lock alone. -faults, -rounds and -cluster-clients
 // do not apply. Run with -benchtime=1x.
 func BenchmarkProgressSilentMember(b *testing.B) {
-	c := etcdtest.StartCluster(b, 3)
 	cfg := *progressFlags
 	cfg.Writers, cfg.TTL, cfg.Seed = 5, progressTTL, 9
 	cfg.Faults, cfg.Rounds, cfg.ClusterClients, cfg.Silent = 3, 2, true, silentFor
-	var res []etcdtest.ProgressResult
-	for b.Loop() {
-		res = etcdtest.RunProgress(b, c, cfg,
-			etcdtest.ProgressSide{Name: "ours", Run: oursLockWorker},
-			etcdtest.ProgressSide{Name: "etcd", Run: etcdLockWorker})
-	}
-	etcdtest.ReportProgress(b, res)
-	etcdtest.ReportGaps(b, res)
+	etcdtest.BenchProgress(b, cfg,
+		etcdtest.ProgressSide{Name: "ours", Run: oursLockWorker},
+		etcdtest.ProgressSide{Name: "etcd", Run: etcdLockWorker})
 }
 
 // pause waits d or until ctx ends.

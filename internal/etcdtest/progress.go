@@ -177,6 +177,21 @@ func RunProgress(b *testing.B, c *Cluster, cfg ProgressConfig, sides ...Progress
 	return totals
 }
 
+// BenchProgress is the body of a progress benchmark: it starts a 3-node cluster, runs
+// RunProgress on it for b's loop and reports the last run (ReportProgress, and
+// ReportGaps when members fall silent, cfg.Silent).
+func BenchProgress(b *testing.B, cfg ProgressConfig, sides ...ProgressSide) {
+	c := StartCluster(b, 3)
+	var res []ProgressResult
+	for b.Loop() {
+		res = RunProgress(b, c, cfg, sides...)
+	}
+	ReportProgress(b, res)
+	if cfg.Silent > 0 {
+		ReportGaps(b, res)
+	}
+}
+
 // ReportProgress reports each side's totals (<name>-writes, -lost, -stale, -writes/s)
 // and, for two sides, the ratio of the first's committed writes to the second's (ratio),
 // per second of schedule too (rate-ratio).
