@@ -613,7 +613,8 @@ replica:
 	}, 2*2*e2eInterval, 20*time.Millisecond, "takeover within two health intervals (waited twice that)")
 	t.Logf("b active %v after a stopped", time.Since(stopped).Round(10*time.Millisecond))
 	// A duplicate would follow within group_wait of the new term's first evaluation.
-	assert.Never(t, func() bool { return rec.pd.count("trigger") > 1 }, e2eGroupWait+3*e2eInterval, 200*time.Millisecond,
+	duplicated := func() bool { return rec.pd.count("trigger") > 1 }
+	assert.Never(t, duplicated, e2eGroupWait+3*e2eInterval, 200*time.Millisecond,
 		"no duplicate page after the takeover: %s", rec.counts())
 
 	c.RestartMember(0)
