@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/etcd-monitor/etcd-monitor/store"
@@ -83,18 +84,34 @@ func benchData(b *testing.B) *benchSet {
 	}
 	for _, t := range []string{"health_raw", "health_1m", "health_1h", "metrics_raw", "metrics_1m", "metrics_1h"} {
 		var n int64
-		require.NoError(b, pool.QueryRow(ctx, size, t).Scan(&n))
+		require.NoError(b, pool.QueryRow(ctx, size, rowsOf(b, s, t)).Scan(&n))
 		set.sizes[t] = n
 		set.total += n
 	}
 	return set
 }
 
+// rowsOf is the table that holds history table t's rows: t, or the materialized table
+// of t's continuous aggregate.
+func rowsOf(b *testing.B, s *postgres.Store, t string) string {
+	if !s.ContinuousAggregates() || strings.HasSuffix(t, "_raw") {
+		return t
+	}
+	var sch, table string
+	require.NoError(b, s.Pool().QueryRow(context.Background(), `SELECT materialization_hypertable_schema, materialization_hypertable_name
+FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_schema() AND view_name = $1`, t).Scan(&sch, &table))
+	return pgx.Identifier{sch, table}.Sanitize()
+}
+
 func generate(b *testing.B, s *postgres.Store, now time.Time) time.Duration {
 	ctx := context.Background()
 	pool := s.Pool()
+	// Continuous aggregates are written by their refresh only: the rollups before the
+	// last day go straight into their materialized tables.
+	into := map[string]string{}
 	for _, t := range []string{"health_raw", "health_1m", "health_1h", "metrics_raw", "metrics_1m", "metrics_1h"} {
-		_, err := pool.Exec(ctx, "TRUNCATE "+t)
+		into[t] = rowsOf(b, s, t)
+		_, err := pool.Exec(ctx, "TRUNCATE "+into[t])
 		require.NoError(b, err)
 	}
 	rawStart := now.Add(-24 * time.Hour).Truncate(time.Hour)
@@ -123,16 +140,16 @@ func generate(b *testing.B, s *postgres.Store, now time.Time) time.Duration {
 		sql  string
 		args []any
 	}{
-		{"metrics 1m", `INSERT INTO metrics_1m (cluster, time, member, samples, names, vals, maxs)
+		{"metrics 1m", `INSERT INTO ` + into["metrics_1m"] + ` (cluster, time, member, samples, names, vals, maxs)
 SELECT c, t, m, 6, ` + m + `, ` + valuesSQL(mv, "1") + `, ` + valuesSQL(mv, "2") + `
 FROM ` + clusters + `, ` + members + `, generate_series($1::timestamptz, $2::timestamptz - interval '1 minute', interval '1 minute') t`, []any{from, rawStart}},
-		{"metrics 1h", `INSERT INTO metrics_1h (cluster, time, member, samples, names, vals, maxs)
+		{"metrics 1h", `INSERT INTO ` + into["metrics_1h"] + ` (cluster, time, member, samples, names, vals, maxs)
 SELECT c, t, m, 360, ` + m + `, ` + valuesSQL(mv, "1") + `, ` + valuesSQL(mv, "2") + `
 FROM ` + clusters + `, ` + members + `, generate_series($1::timestamptz, $2::timestamptz - interval '1 hour', interval '1 hour') t`, []any{from, rawStart}},
-		{"health 1m", `INSERT INTO health_1m (cluster, time, samples, healthy, names, vals, maxs)
+		{"health 1m", `INSERT INTO ` + into["health_1m"] + ` (cluster, time, samples, healthy, names, vals, maxs)
 SELECT c, t, 2, true, ` + h + `, ` + valuesSQL(hv, "1") + `, ` + valuesSQL(hv, "2") + `
 FROM ` + clusters + `, generate_series($1::timestamptz, $2::timestamptz - interval '1 minute', interval '1 minute') t`, []any{from, rawStart}},
-		{"health 1h", `INSERT INTO health_1h (cluster, time, samples, healthy, names, vals, maxs)
+		{"health 1h", `INSERT INTO ` + into["health_1h"] + ` (cluster, time, samples, healthy, names, vals, maxs)
 SELECT c, t, 120, true, ` + h + `, ` + valuesSQL(hv, "1") + `, ` + valuesSQL(hv, "2") + `
 FROM ` + clusters + `, generate_series($1::timestamptz, $2::timestamptz - interval '1 hour', interval '1 hour') t`, []any{from, rawStart}},
 		{"metrics raw", `INSERT INTO metrics_raw (cluster, time, member, names, vals, data)
@@ -162,7 +179,8 @@ FROM ` + clusters + `, generate_series($1::timestamptz, $2::timestamptz, interva
 // after 30 days at the default retention: storage, and the time to read one cluster's
 // last 24 h (5-minute steps, from the minute rollups) and last 30 days (1-hour steps,
 // from the hour rollups), metrics (4 series) and health. Pointed at a database with the
-// timescaledb extension (ETCD_MONITOR_TEST_POSTGRES_URL), it measures hypertables.
+// timescaledb extension (ETCD_MONITOR_TEST_POSTGRES_URL), it measures hypertables and
+// continuous aggregates.
 //
 //	go test -run '^$' -bench History30Days -benchtime 20x ./store/postgres/
 func BenchmarkHistory30Days(b *testing.B) {

@@ -28,14 +28,30 @@
 // only a minute or more after it was written): without them PostgreSQL reads the
 // newest records by fetching every raw row of the day and sorting them. Values are
 // stored as the id of their sorted set of names (value_names) and a float8[]; rollups
-// add the maxima. When the timescaledb extension is installed before the first start
-// (in any schema), the history tables are hypertables (chunks of a day, 30 days for the
-// hour rollups, no index of TimescaleDB's own: the primary key and the BRIN index serve)
-// and retention drops whole chunks before it deletes rows. The rollups are this
-// package's own either way, not continuous aggregates: one rollup and one read path
-// for both servers, with the same rules for late history and for what retention may
-// delete. A continuous aggregate could unnest the value arrays only into a row per
-// value name, which would need a read path of its own.
+// add the maxima.
+//
+// # TimescaleDB
+//
+// When the timescaledb extension is installed before the first start (in any schema),
+// the raw history tables are hypertables (chunks of a day, no index of TimescaleDB's
+// own: the primary key and the BRIN index serve) and the 1-minute and 1-hour rollups
+// are continuous aggregates (health_1m over health_raw, health_1h over health_1m, the
+// same for metrics) with the rollup tables' columns and the same means and maxima,
+// computed by the elementwise aggregates history_mean and history_max. An aggregate
+// groups by the set of value names too, so a step in which the records' names changed
+// has a row per set; reads merge them into one record. They are materialized only
+// (no real-time part: the reads add the newest raw rows themselves) and are refreshed
+// by the store's job, not by a policy of TimescaleDB's, through the same watermarks
+// (rollup_state) as the store's own rollups: a refresh runs while the job holds its
+// rollup's watermark row, so a writer waits for it, late history rewinds the
+// watermark, and reads, staleness and retention follow the same rules on both
+// servers. Retention drops whole chunks only (of raw tables, and of the aggregates: a
+// day for the minutes, 30 days for the hours): a deleted row below the refreshed range
+// would stay in TimescaleDB's invalidation log for good. Reads bound each table to
+// its part of the range, so the rest of a chunk kept past its retention (up to its
+// length) is never read. A database that rolled up history before the schema version
+// that brought the aggregates keeps its rollup tables (hypertables) and the store's
+// own rollups, which delete rows past the retention after dropping chunks.
 //
 // # Guarantees
 //
@@ -76,11 +92,18 @@
 // not see queued history (Flush waits for it).
 //
 // The TimescaleDB path is tested against TimescaleDB 2.28 on PostgreSQL 15 where the
-// test server can load it (TestTimescaleDBContract, TestTimescaleDBRollupAndRetention:
-// the same reads as plain PostgreSQL after rollups and retention, with old chunks
-// dropped; TestTimescaleDBRetentionWaitsForRollups: no chunk dropped that holds rows
-// not rolled up); Debian has no package of TimescaleDB, so CI's server runs without it, those
-// tests skip there, and TestTimescaleSQL checks the path's SQL against stand-ins.
+// test server can load it: the store contract on continuous aggregates
+// (TestTimescaleDBContract); the same reads as plain PostgreSQL after rollups and
+// retention, with old chunks dropped, with continuous aggregates and with the store's
+// own rollups of an upgraded database (TestTimescaleDBRollupAndRetention), and with
+// names that change within a minute, late history and huge values
+// (TestTimescaleDBAggregatesAnswerAsStoreRollups); no chunk dropped that holds rows not
+// rolled up (TestTimescaleDBRetentionWaitsForRollups); nothing written during a
+// refresh missed (TestTimescaleDBAggregatesMissNothingWrittenDuringRefresh); and
+// invalidation logs that do not grow with each run (TestTimescaleDBInvalidationLogsStayBounded).
+// Debian has no package of TimescaleDB, so CI's server runs without it and those
+// tests skip there; TestTimescaleSQL checks the hypertable SQL against stand-ins and
+// TestAggregateFunctionsAnswerAsRollups the aggregates' functions on plain PostgreSQL.
 //
 // While PostgreSQL is down, no replica notifies: safety over liveness. The Lease can
 // be neither renewed nor taken, so the active replica's term ends before the lease

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,3 +77,18 @@ func QueuePastClosedCheck(s *Store, checks []store.HealthCheck) error {
 	}
 	return s.enqueue(rs)
 }
+
+// WithSchemaVersion applies the schema's steps only up to version, as an earlier
+// release of this package did.
+func WithSchemaVersion(version int) Option {
+	return optionFunc(func(o *options) {
+		o.migrations = slices.DeleteFunc(slices.Clone(migrations), func(m migration) bool { return m.version > version })
+	})
+}
+
+// AggregateFunctionsSQL creates the aggregate functions of the continuous aggregates
+// (plain SQL: no TimescaleDB needed).
+var AggregateFunctionsSQL = aggregateFunctionsSQL
+
+// SchemaVersion is the version of the schema's last step.
+var SchemaVersion = migrations[len(migrations)-1].version

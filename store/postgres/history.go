@@ -155,6 +155,11 @@ func (s *Store) segments(preferred int, wm [3]*time.Time, now time.Time) []bound
 		up := binStart(cut.Add(res[i+1]-1), res[i+1])
 		lo[i] = &up
 	}
+	// The hour rollups are served back to their retention and no further: what is
+	// older waits for the job's deletion (or, with TimescaleDB's continuous
+	// aggregates, for the drop of its whole chunk).
+	oldest := now.Add(-r.Hour)
+	lo[2] = &oldest
 	// top[i]: where table i's data ends; the zero time (minus infinity) when nothing
 	// was rolled up into it.
 	var never time.Time
@@ -358,28 +363,59 @@ func (s *Store) readRows(ctx context.Context, conn *pgx.Conn, kind string, q sto
 	if q.Step > 0 {
 		return bin(got, dict, q.Step)
 	}
-	out := make([]row, len(got))
-	for i, r := range got {
-		out[i] = r.row
-		if r.names == nil {
-			continue
+	out := make([]row, 0, len(got))
+	for i := 0; i < len(got); {
+		// A continuous aggregate has a row per name set in a step whose records
+		// changed names: they are one record, as the store's own rollup makes it.
+		j := i + 1
+		for j < len(got) && sameRecord(got[i], got[j]) {
+			j++
 		}
-		ns := dict[*r.names]
-		if len(ns) != len(r.vals) || (r.maxs != nil && len(r.maxs) != len(ns)) {
-			return nil, corrupt(r)
-		}
-		out[i].Values = make(map[string]float64, len(ns))
-		for j, n := range ns {
-			out[i].Values[n] = r.vals[j]
-		}
-		if r.maxs != nil {
-			out[i].Max = make(map[string]float64, len(ns))
-			for j, n := range ns {
-				out[i].Max[n] = r.maxs[j]
+		if j > i+1 {
+			merged, err := bin(got[i:j], dict, time.Microsecond)
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, merged...)
+		} else {
+			r, err := decode(got[i], dict)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+		i = j
+	}
+	return out, nil
+}
+
+// decode is the row of a record, its values (and maxima) by name.
+func decode(r rec, dict map[int32][]string) (row, error) {
+	out := r.row
+	if r.names == nil {
+		return out, nil
+	}
+	ns := dict[*r.names]
+	if len(ns) != len(r.vals) || (r.maxs != nil && len(r.maxs) != len(ns)) {
+		return out, corrupt(r)
+	}
+	out.Values = make(map[string]float64, len(ns))
+	for j, n := range ns {
+		out.Values[n] = r.vals[j]
+	}
+	if r.maxs != nil {
+		out.Max = make(map[string]float64, len(ns))
+		for j, n := range ns {
+			out.Max[n] = r.maxs[j]
 		}
 	}
 	return out, nil
+}
+
+// sameRecord reports whether a and b are rows of one record: of one cluster, member
+// and time.
+func sameRecord(a, b rec) bool {
+	return a.Time.Equal(b.Time) && a.Cluster == b.Cluster && a.Member == b.Member
 }
 
 // collectRecs reads the rows of a history query.
@@ -421,6 +457,7 @@ func (s *Store) historySQL(kind string, q store.HistoryQuery, since time.Time, w
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
+	aggregates := s.caggs.Load() != nil
 	var parts []string
 	for i, seg := range s.segments(preferred, wm, now) {
 		b := seg.intersect(want)
@@ -466,7 +503,11 @@ func (s *Store) historySQL(kind string, q store.HistoryQuery, since time.Time, w
 			if kind == "metrics" {
 				order += ", member DESC"
 			}
-			sel = fmt.Sprintf("(%s ORDER BY %s LIMIT %s)", sel, order, arg(q.EffectiveLimit()))
+			if aggregates && t.res > 0 {
+				sel = fmt.Sprintf("(%s)", newestRecords(sel, order, arg(q.EffectiveLimit())))
+			} else {
+				sel = fmt.Sprintf("(%s ORDER BY %s LIMIT %s)", sel, order, arg(q.EffectiveLimit()))
+			}
 		}
 		parts = append(parts, sel)
 	}
@@ -475,10 +516,22 @@ func (s *Store) historySQL(kind string, q store.HistoryQuery, since time.Time, w
 	}
 	sql := strings.Join(parts, "\nUNION ALL\n")
 	if q.Step == 0 {
-		sql = fmt.Sprintf("SELECT * FROM (SELECT * FROM (%s) u ORDER BY time DESC, cluster DESC, member DESC LIMIT %s) h ORDER BY time, cluster, member",
-			sql, arg(q.EffectiveLimit()))
+		order, limit := "time DESC, cluster DESC, member DESC", arg(q.EffectiveLimit())
+		if aggregates {
+			sql = newestRecords("SELECT * FROM ("+sql+") u", order, limit)
+		} else {
+			sql = fmt.Sprintf("SELECT * FROM (%s) u ORDER BY %s LIMIT %s", sql, order, limit)
+		}
+		sql = fmt.Sprintf("SELECT * FROM (%s) h ORDER BY time, cluster, member", sql)
 	}
 	return sql, args
+}
+
+// newestRecords selects the rows of the newest limit records of sel (by order) when a
+// record may be several rows: a continuous aggregate has a row per name set of a step.
+func newestRecords(sel, order, limit string) string {
+	return fmt.Sprintf(`SELECT cluster, member, time, samples, healthy, names, vals, maxs, data FROM (
+	SELECT *, dense_rank() OVER (ORDER BY %s) AS record FROM (%s) r) n WHERE record <= %s`, order, sel, limit)
 }
 
 // rec is a history row as read: values still as their name-set id and arrays.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -166,6 +168,7 @@ CREATE TABLE alert_history (
 );
 CREATE INDEX alert_history_cluster ON alert_history (cluster, id);
 `},
+	{version: 5, name: "timescaledb continuous aggregates", fn: continuousAggregates},
 }
 
 // timescale turns the history tables into hypertables when the timescaledb extension
@@ -205,10 +208,175 @@ const (
 	create_default_indexes => false, migrate_data => true)`
 	// $1 the table, $2 the retention's cut.
 	dropChunksSQL = `SELECT %s.drop_chunks($1::regclass, older_than => $2::timestamptz)`
+	// $1 a continuous aggregate, $2 its chunk interval.
+	setChunkSQL = `SELECT %s.set_chunk_time_interval($1::regclass, $2::interval)`
+	// $1 a continuous aggregate, [$2, $3) the window to refresh. Not inside a
+	// transaction.
+	refreshSQL = `CALL %s.refresh_continuous_aggregate($1::regclass, $2::timestamptz, $3::timestamptz)`
+	// Whether health_1m (in the current schema) is a continuous aggregate.
+	isAggregateSQL = `SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates
+	WHERE view_schema = current_schema() AND view_name = 'health_1m')`
 	// Whether health_raw (in the current schema) is a hypertable.
 	isHypertableSQL = `SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
 	WHERE hypertable_schema = current_schema() AND hypertable_name = 'health_raw')`
 )
+
+// continuousAggregates replaces the rollup tables by TimescaleDB continuous aggregates
+// of the same columns when the history tables are hypertables and nothing has been
+// rolled up yet (a new database; one that has rollups keeps them, and its rollups stay
+// the store's own). The aggregates group by the name set too, so a step whose records
+// changed names has a row per set; reads merge them. Each value is the mean weighted
+// by the samples each row stands for, computed as the store's own rollup computes it
+// (meanSQL: finite whatever finite values it is given), and the maximum. They are
+// refreshed by the store's job (refreshAggregate), not by a policy of TimescaleDB's: the
+// job keeps the watermarks the reads, the writer and retention go by.
+func continuousAggregates(ctx context.Context, tx pgx.Tx) error {
+	nsp, err := timescaleSchema(ctx, tx)
+	if err != nil || nsp == "" {
+		return err
+	}
+	var hyper, rolled bool
+	if err := tx.QueryRow(ctx, isHypertableSQL).Scan(&hyper); err != nil || !hyper {
+		return err
+	}
+	if err := tx.QueryRow(ctx, rolledUpSQL).Scan(&rolled); err != nil || rolled {
+		return err
+	}
+	if _, err := tx.Exec(ctx, strings.ReplaceAll(aggregatesSQL, "{ts}", nsp)); err != nil {
+		return err
+	}
+	for _, t := range historyTables {
+		if t.res == 0 {
+			continue
+		}
+		chunk := "1 day"
+		if t.res >= hour {
+			chunk = "30 days"
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf(setChunkSQL, nsp), t.name, chunk); err != nil {
+			return fmt.Errorf("continuous aggregate %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// rolledUpSQL says whether anything was ever rolled up into the rollup tables.
+const rolledUpSQL = `SELECT EXISTS (SELECT 1 FROM rollup_state WHERE done_until IS NOT NULL)
+	OR EXISTS (SELECT 1 FROM health_1m) OR EXISTS (SELECT 1 FROM health_1h)
+	OR EXISTS (SELECT 1 FROM metrics_1m) OR EXISTS (SELECT 1 FROM metrics_1h)`
+
+// aggregatesSQL creates the aggregate functions of the continuous aggregates and the
+// aggregates themselves in place of the rollup tables ({ts}: TimescaleDB's schema).
+var aggregatesSQL = aggregateFunctionsSQL + continuousAggregatesSQL
+
+// aggregateFunctionsSQL creates history_mean and history_max, the elementwise
+// aggregates of value arrays. history_mean's state holds four numbers per value: the
+// weighted sum of the values under 2^900, the weighted sum of the larger ones scaled
+// by 2^-64, the weight, and whether there were larger ones.
+var aggregateFunctionsSQL = strings.NewReplacer("{big}", float8(math.Ldexp(1, 900)), "{scale}", float8(math.Ldexp(1, -64)),
+	"{unscale}", float8(math.Ldexp(1, 64)), "{lim}", float8(math.Ldexp(math.MaxFloat64, -64))).Replace(`
+CREATE FUNCTION history_mean_step(s float8[], v float8[], w integer) RETURNS float8[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+DECLARE
+	i integer;
+	o integer;
+	x float8;
+BEGIN
+	IF v IS NULL OR w IS NULL OR w <= 0 THEN
+		RETURN s;
+	END IF;
+	IF s IS NULL THEN
+		s := array_fill(0::float8, ARRAY[4 * cardinality(v)]);
+	END IF;
+	FOR i IN 1 .. least(cardinality(v), cardinality(s) / 4) LOOP
+		x := v[i];
+		CONTINUE WHEN x IS NULL;
+		o := 4 * (i - 1);
+		IF abs(x) < {big} THEN
+			s[o + 1] := s[o + 1] + x * w;
+		ELSE
+			s[o + 2] := s[o + 2] + x * {scale} * w;
+			s[o + 4] := 1;
+		END IF;
+		s[o + 3] := s[o + 3] + w;
+	END LOOP;
+	RETURN s;
+END $f$;
+CREATE FUNCTION history_mean_final(s float8[]) RETURNS float8[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+DECLARE
+	i integer;
+	o integer;
+	m float8;
+	r float8[] := '{}';
+BEGIN
+	IF s IS NULL THEN
+		RETURN NULL;
+	END IF;
+	FOR i IN 1 .. cardinality(s) / 4 LOOP
+		o := 4 * (i - 1);
+		IF s[o + 3] = 0 THEN
+			m := NULL;
+		ELSIF s[o + 4] = 1 THEN
+			m := greatest(-{lim}, least({lim}, s[o + 1] / s[o + 3] * {scale} + s[o + 2] / s[o + 3])) * {unscale};
+		ELSE
+			m := s[o + 1] / s[o + 3];
+		END IF;
+		r := r || m;
+	END LOOP;
+	RETURN r;
+END $f$;
+CREATE AGGREGATE history_mean(float8[], integer) (SFUNC = history_mean_step, STYPE = float8[],
+	FINALFUNC = history_mean_final, PARALLEL = SAFE);
+CREATE FUNCTION history_max_step(s float8[], v float8[]) RETURNS float8[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+DECLARE
+	i integer;
+BEGIN
+	IF v IS NULL THEN
+		RETURN s;
+	END IF;
+	IF s IS NULL THEN
+		RETURN v;
+	END IF;
+	FOR i IN 1 .. least(cardinality(s), cardinality(v)) LOOP
+		IF s[i] IS NULL OR v[i] > s[i] THEN
+			s[i] := v[i];
+		END IF;
+	END LOOP;
+	RETURN s;
+END $f$;
+CREATE AGGREGATE history_max(float8[]) (SFUNC = history_max_step, STYPE = float8[], PARALLEL = SAFE);
+`)
+
+const continuousAggregatesSQL = `
+DROP TABLE health_1m, health_1h, metrics_1m, metrics_1h;
+CREATE MATERIALIZED VIEW health_1m WITH (timescaledb.continuous, timescaledb.materialized_only = true,
+	timescaledb.create_group_indexes = false) AS
+SELECT cluster, {ts}.time_bucket(interval '1 minute', time) AS time, count(*)::integer AS samples, bool_and(healthy) AS healthy,
+	names, history_mean(vals, 1) AS vals, history_max(vals) AS maxs
+FROM health_raw GROUP BY cluster, {ts}.time_bucket(interval '1 minute', time), names WITH NO DATA;
+CREATE MATERIALIZED VIEW health_1h WITH (timescaledb.continuous, timescaledb.materialized_only = true,
+	timescaledb.create_group_indexes = false) AS
+SELECT cluster, {ts}.time_bucket(interval '1 hour', time) AS time, sum(samples)::integer AS samples, bool_and(healthy) AS healthy,
+	names, history_mean(vals, samples) AS vals, history_max(maxs) AS maxs
+FROM health_1m GROUP BY cluster, {ts}.time_bucket(interval '1 hour', time), names WITH NO DATA;
+CREATE MATERIALIZED VIEW metrics_1m WITH (timescaledb.continuous, timescaledb.materialized_only = true,
+	timescaledb.create_group_indexes = false) AS
+SELECT cluster, {ts}.time_bucket(interval '1 minute', time) AS time, member, count(*)::integer AS samples,
+	names, history_mean(vals, 1) AS vals, history_max(vals) AS maxs
+FROM metrics_raw GROUP BY cluster, {ts}.time_bucket(interval '1 minute', time), member, names WITH NO DATA;
+CREATE MATERIALIZED VIEW metrics_1h WITH (timescaledb.continuous, timescaledb.materialized_only = true,
+	timescaledb.create_group_indexes = false) AS
+SELECT cluster, {ts}.time_bucket(interval '1 hour', time) AS time, member, sum(samples)::integer AS samples,
+	names, history_mean(vals, samples) AS vals, history_max(maxs) AS maxs
+FROM metrics_1m GROUP BY cluster, {ts}.time_bucket(interval '1 hour', time), member, names WITH NO DATA;
+-- The reads of a cluster, as the tables' primary keys serve them.
+CREATE INDEX ON health_1m (cluster, time);
+CREATE INDEX ON health_1h (cluster, time);
+CREATE INDEX ON metrics_1m (cluster, time, member);
+CREATE INDEX ON metrics_1h (cluster, time, member);
+`
 
 // hypertables makes every history table a hypertable, through the functions of the
 // extension in schema nsp: chunks of a day, of 30 days for the hour rollups.
@@ -236,7 +404,7 @@ const migrationLock = 0x65746364_6d6f6e31 // "etcdmon1"
 // The lock is released even when ctx has ended, but within unlockTimeout: on a
 // connection whose packets are dropped the release fails then (the server drops the
 // lock with the connection) rather than waiting for TCP to give up.
-func migrate(ctx context.Context, conn *pgx.Conn, schema string, unlockTimeout time.Duration) (applied int, err error) {
+func migrate(ctx context.Context, conn *pgx.Conn, schema string, steps []migration, unlockTimeout time.Duration) (applied int, err error) {
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLock)); err != nil {
 		return 0, fmt.Errorf("postgres: migration lock: %w", err)
 	}
@@ -267,10 +435,10 @@ func migrate(ctx context.Context, conn *pgx.Conn, schema string, unlockTimeout t
 	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return 0, fmt.Errorf("postgres: schema_migrations: %w", err)
 	}
-	if latest := migrations[len(migrations)-1].version; current > latest {
+	if latest := steps[len(steps)-1].version; current > latest {
 		return 0, fmt.Errorf("%w: schema version %d is newer than this program's %d", ErrSchema, current, latest)
 	}
-	for _, m := range migrations {
+	for _, m := range steps {
 		if m.version <= current {
 			continue
 		}

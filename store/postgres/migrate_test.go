@@ -30,12 +30,12 @@ func TestMigrationsConcurrentStarters(t *testing.T) {
 		defer s.Close()
 	}
 	s := stores[0]
-	assert.Equal(t, 4, count(t, s, `SELECT count(*) FROM schema_migrations`))
-	assert.Equal(t, 4, count(t, s, `SELECT count(DISTINCT version) FROM schema_migrations`))
+	assert.Equal(t, postgres.SchemaVersion, count(t, s, `SELECT count(*) FROM schema_migrations`))
+	assert.Equal(t, postgres.SchemaVersion, count(t, s, `SELECT count(DISTINCT version) FROM schema_migrations`))
 	assert.False(t, s.Timescale(), "the test server has no timescaledb")
 
 	again := open(t, sch)
-	assert.Equal(t, 4, count(t, again, `SELECT count(*) FROM schema_migrations`))
+	assert.Equal(t, postgres.SchemaVersion, count(t, again, `SELECT count(*) FROM schema_migrations`))
 	require.NoError(t, again.PutAlerts(ctxT(t), []store.Alert{{Fingerprint: "a", State: "firing"}}, nil))
 
 	_, err := s.Pool().Exec(ctxT(t), `INSERT INTO schema_migrations (version, name) VALUES (99, 'from the future')`)
@@ -69,7 +69,7 @@ func TestMigrationFailureRollsBack(t *testing.T) {
 	_, err = conn.Exec(ctxT(t), `DROP TABLE `+sch+`.health_1m`)
 	require.NoError(t, err)
 	s := open(t, sch)
-	assert.Equal(t, 4, count(t, s, `SELECT count(*) FROM schema_migrations`))
+	assert.Equal(t, postgres.SchemaVersion, count(t, s, `SELECT count(*) FROM schema_migrations`))
 }
 
 func TestOpenArguments(t *testing.T) {

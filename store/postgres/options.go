@@ -58,11 +58,15 @@ type options struct {
 	opTimeout        time.Duration
 	jobInterval      time.Duration
 	maxNotifications int
+	// migrations are the schema's steps to apply (all of them but in tests of an
+	// upgrade).
+	migrations []migration
 }
 
 func defaults() options {
 	return options{logger: zap.NewNop(), retention: DefaultRetention(), queueSize: DefaultQueueSize, queueBytes: DefaultQueueBytes,
-		opTimeout: DefaultOpTimeout, jobInterval: DefaultJobInterval, maxNotifications: DefaultMaxNotifications}
+		opTimeout: DefaultOpTimeout, jobInterval: DefaultJobInterval, maxNotifications: DefaultMaxNotifications,
+		migrations: migrations}
 }
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)

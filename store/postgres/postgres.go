@@ -28,6 +28,9 @@ type Store struct {
 	// timescale is the schema of TimescaleDB's functions (quoted) when the history
 	// tables are hypertables, nil otherwise.
 	timescale atomic.Pointer[string]
+	// caggs is that schema too when the rollups are TimescaleDB's continuous
+	// aggregates, nil when they are this package's own tables.
+	caggs atomic.Pointer[string]
 
 	errors  atomic.Uint64
 	dropped atomic.Uint64
@@ -142,23 +145,31 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("postgres: connect: %w", err)
 	}
 	defer conn.Release()
-	n, err := migrate(ctx, conn.Conn(), s.opts.schema, s.opts.opTimeout)
+	n, err := migrate(ctx, conn.Conn(), s.opts.schema, s.opts.migrations, s.opts.opTimeout)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
-		s.log.Info("postgres schema migrated", zap.Int("steps", n), zap.Int("version", migrations[len(migrations)-1].version))
+		s.log.Info("postgres schema migrated", zap.Int("steps", n), zap.Int("version", s.opts.migrations[len(s.opts.migrations)-1].version))
 	}
 	nsp, err := timescaleSchema(ctx, conn)
-	hyper := false
+	hyper, caggs := false, false
 	if err == nil && nsp != "" {
 		err = conn.QueryRow(ctx, isHypertableSQL).Scan(&hyper)
+	}
+	if err == nil && hyper {
+		err = conn.QueryRow(ctx, isAggregateSQL).Scan(&caggs)
 	}
 	if err != nil {
 		return fmt.Errorf("postgres: detect timescaledb: %w", err)
 	}
 	if hyper {
 		s.timescale.Store(&nsp)
+		if caggs {
+			s.caggs.Store(&nsp)
+		} else {
+			s.log.Info("timescaledb: the history tables are hypertables; the rollups are the store's own tables, which held rollups before continuous aggregates were used")
+		}
 	}
 	return nil
 }
@@ -168,6 +179,10 @@ func (s *Store) daemonNow() time.Time { return (*s.clock.Load())() }
 
 // Timescale reports whether the history tables are TimescaleDB hypertables.
 func (s *Store) Timescale() bool { return s.timescale.Load() != nil }
+
+// ContinuousAggregates reports whether the 1-minute and 1-hour rollups are
+// TimescaleDB continuous aggregates (see the package documentation).
+func (s *Store) ContinuousAggregates() bool { return s.caggs.Load() != nil }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {

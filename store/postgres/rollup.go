@@ -126,7 +126,10 @@ func (s *Store) rollup(ctx context.Context, src, dst table, now time.Time) error
 	if dst.res == hour {
 		chunk = 24 * time.Hour
 	}
-	sql, insert := rollupSQL(src), rollupInsert(dst)
+	materialize := s.storeRollup(src, dst)
+	if nsp := s.caggs.Load(); nsp != nil {
+		materialize = s.refreshAggregate(*nsp, dst)
+	}
 	for {
 		more := false
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -188,17 +191,8 @@ func (s *Store) rollup(ctx context.Context, src, dst table, now time.Time) error
 				}
 			}
 			more = to.Before(end)
-			// Steps skipped as empty have no rollups either.
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE time >= $1 AND time < $2`, dst.name), *from, to); err != nil {
+			if err := materialize(ctx, tx, *from, start, to); err != nil {
 				return err
-			}
-			if _, err := tx.Exec(ctx, sql, start, to, dst.res); err != nil {
-				return err
-			}
-			for _, stmt := range insert {
-				if _, err := tx.Exec(ctx, stmt); err != nil {
-					return err
-				}
 			}
 			_, err := tx.Exec(ctx, `UPDATE rollup_state SET done_until = $2 WHERE name = $1`, dst.name, to)
 			return err
@@ -206,6 +200,45 @@ func (s *Store) rollup(ctx context.Context, src, dst table, now time.Time) error
 		if err != nil || !more {
 			return err
 		}
+	}
+}
+
+// A materializer makes dst's rows of [from, to) from its source, within the rollup's
+// transaction tx (which holds dst's rollup_state row). Source rows are in [start, to)
+// only: [from, start) is a gap.
+type materializer func(ctx context.Context, tx pgx.Tx, from, start, to time.Time) error
+
+// storeRollup materializes dst from src with this package's own SQL, in tx.
+func (s *Store) storeRollup(src, dst table) materializer {
+	sql, insert := rollupSQL(src), rollupInsert(dst)
+	return func(ctx context.Context, tx pgx.Tx, from, start, to time.Time) error {
+		// Steps skipped as empty have no rollups either.
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE time >= $1 AND time < $2`, dst.name), from, to); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, sql, start, to, dst.res); err != nil {
+			return err
+		}
+		for _, stmt := range insert {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// refreshAggregate materializes the continuous aggregate dst by TimescaleDB's refresh
+// (nsp: the schema of its functions). A refresh cannot run inside a transaction, so it
+// runs on another connection while tx holds dst's rollup_state row: writers of dst's
+// kind wait for it as they wait for the store's own rollup, and a row they committed
+// before is in it. The whole of [from, to) is refreshed, gap included, so the rows of
+// a step whose source rows are gone go too.
+func (s *Store) refreshAggregate(nsp string, dst table) materializer {
+	call := fmt.Sprintf(refreshSQL, nsp)
+	return func(ctx context.Context, _ pgx.Tx, from, _, to time.Time) error {
+		_, err := s.pool.Exec(ctx, call, dst.name, from, to)
+		return err
 	}
 }
 
@@ -306,7 +339,7 @@ SELECT %s, t.b, t.samples, %sn.id, t.means, t.tops FROM rollup_steps t LEFT JOIN
 
 // retain deletes what kind keeps beyond its retention at now: raw rows and minute
 // rollups only once the next level has rolled them up. With TimescaleDB, whole chunks
-// are dropped first.
+// are dropped first; with its continuous aggregates, only whole chunks.
 func (s *Store) retain(ctx context.Context, kind string, now time.Time) error {
 	r := s.opts.retention
 	for _, d := range []struct {
@@ -334,6 +367,13 @@ func (s *Store) retain(ctx context.Context, kind string, now time.Time) error {
 			if _, err := s.pool.Exec(ctx, fmt.Sprintf(dropChunksSQL, *nsp), d.table, cut); err != nil {
 				return err
 			}
+		}
+		if s.caggs.Load() != nil {
+			// Whole chunks only: every deletion below the aggregates' refreshes stays
+			// in TimescaleDB's invalidation log for good (a row deleted each run would
+			// grow it by an entry a run, a dropped chunk by one a day). Reads bound
+			// each table to its part, so the rest of a chunk is never read.
+			continue
 		}
 		if _, err := s.pool.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE time < $1`, d.table), cut); err != nil {
 			return err

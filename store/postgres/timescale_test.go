@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/etcd-monitor/etcd-monitor/store"
 	"github.com/etcd-monitor/etcd-monitor/store/postgres"
 )
 
@@ -67,5 +69,68 @@ CREATE FUNCTION drop_chunks(relation regclass, older_than timestamptz)
 		var cut time.Time
 		require.NoError(t, s.Pool().QueryRow(ctx, `SELECT $1::timestamptz`, got[i].Arg).Scan(&cut))
 		assert.True(t, cut.Equal(now.Add(-4*time.Hour)), "cut at %v", cut)
+	}
+}
+
+// The aggregate functions of the continuous aggregates compute, on any PostgreSQL, what
+// the store's own rollups compute: per value name the mean weighted by samples (finite
+// whatever finite values it is given) and the maximum, at the minute from raw records
+// and at the hour from the minutes.
+func TestAggregateFunctionsAnswerAsRollups(t *testing.T) {
+	s := open(t, schema(t), postgres.WithRetention(postgres.Retention{Raw: 4 * time.Hour, Minute: 8 * time.Hour, Hour: 16 * time.Hour}))
+	ctx := ctxT(t)
+	_, err := s.Pool().Exec(ctx, postgres.AggregateFunctionsSQL)
+	require.NoError(t, err)
+	base := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	var checks []store.HealthCheck
+	for i := range 2 * 360 {
+		checks = append(checks, store.HealthCheck{Time: base.Add(time.Duration(i) * 10 * time.Second), Cluster: "c", Healthy: true,
+			Values: map[string]float64{
+				"i":     float64(i),
+				"max":   math.MaxFloat64,
+				"big":   1e308,
+				"mixed": []float64{1e308, -1e308, 3}[i%3],
+				"neg":   []float64{-math.MaxFloat64, 1}[i%2],
+				"small": 1e-300 * float64(i%5),
+			}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+	require.NoError(t, s.Maintain(ctx, base.Add(2*time.Hour+30*time.Second)))
+
+	type step struct {
+		Time       time.Time
+		Samples    int
+		Vals, Maxs []float64
+	}
+	read := func(sql string) []step {
+		rows, err := s.Pool().Query(ctx, sql)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[step])
+		require.NoError(t, err)
+		require.NotEmpty(t, out)
+		return out
+	}
+	for _, c := range []struct{ want, got string }{
+		{`SELECT time, samples, vals, maxs FROM health_1m ORDER BY time`,
+			`SELECT date_bin('1 minute', time, 'epoch') AS t, count(*)::integer, history_mean(vals, 1), history_max(vals)
+			FROM health_raw WHERE time < $$` + base.Add(2*time.Hour).Format(time.RFC3339) + `$$ GROUP BY t ORDER BY t`},
+		{`SELECT time, samples, vals, maxs FROM health_1h ORDER BY time`,
+			`SELECT date_bin('1 hour', time, 'epoch') AS t, sum(samples)::integer, history_mean(vals, samples), history_max(maxs)
+			FROM health_1m GROUP BY t ORDER BY t`},
+	} {
+		want, got := read(c.want), read(c.got)
+		require.Len(t, got, len(want))
+		for i := range want {
+			assert.True(t, want[i].Time.Equal(got[i].Time), "%v %v", want[i].Time, got[i].Time)
+			assert.Equal(t, want[i].Samples, got[i].Samples)
+			assert.Equal(t, want[i].Maxs, got[i].Maxs, "maxima at %v", want[i].Time)
+			require.Len(t, got[i].Vals, len(want[i].Vals))
+			for j, w := range want[i].Vals {
+				g := got[i].Vals[j]
+				assert.False(t, math.IsInf(g, 0) || math.IsNaN(g), "mean %d at %v: %v", j, want[i].Time, g)
+				assert.InDelta(t, w, g, math.Abs(w)*1e-12+1e-300, "mean %d at %v", j, want[i].Time)
+			}
+		}
 	}
 }

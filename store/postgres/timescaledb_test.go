@@ -75,7 +75,45 @@ func openAt(t testing.TB, u string, opts ...postgres.Option) *postgres.Store {
 	return s
 }
 
-// With TimescaleDB, the store passes the contract of every store.Store on hypertables.
+// The two ways the rollups run on TimescaleDB: as its continuous aggregates (a new
+// database), and as the store's own tables (a database that had rolled up history
+// before the schema version that brought the aggregates, and keeps it).
+var timescaleModes = []struct {
+	name       string
+	aggregates bool
+}{{"ContinuousAggregates", true}, {"StoreRollups", false}}
+
+// openTimescale opens a store on the TimescaleDB database at u in a fresh schema, its
+// rollups continuous aggregates or the store's own tables (an upgraded database).
+func openTimescale(t *testing.T, u string, aggregates bool, opts ...postgres.Option) *postgres.Store {
+	t.Helper()
+	if aggregates {
+		s := openAt(t, u, opts...)
+		require.True(t, s.Timescale())
+		require.True(t, s.ContinuousAggregates())
+		return s
+	}
+	ctx := ctxT(t)
+	sch := schema(t)
+	old, err := postgres.Open(ctx, u, append([]postgres.Option{postgres.WithSchema(sch), postgres.WithSchemaVersion(4)}, opts...)...)
+	require.NoError(t, err)
+	require.True(t, old.Timescale())
+	// The previous schema's database has rolled up history.
+	_, err = old.Pool().Exec(ctx, `UPDATE rollup_state SET done_until = '2000-01-01'`)
+	require.NoError(t, err)
+	require.NoError(t, old.Close())
+	s, err := postgres.Open(ctx, u, append([]postgres.Option{postgres.WithSchema(sch)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	require.True(t, s.Timescale())
+	require.False(t, s.ContinuousAggregates(), "a database with rollups keeps them")
+	_, err = s.Pool().Exec(ctx, `UPDATE rollup_state SET done_until = NULL`)
+	require.NoError(t, err)
+	return s
+}
+
+// With TimescaleDB, the store passes the contract of every store.Store on hypertables
+// and continuous aggregates.
 func TestTimescaleDBContract(t *testing.T) {
 	u := timescaleDSN(t)
 	storetest.Run(t, func(t *testing.T) (store.Store, func() store.Store) {
@@ -85,6 +123,7 @@ func TestTimescaleDBContract(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { s.Close() })
 			require.True(t, s.Timescale(), "history tables are hypertables")
+			require.True(t, s.ContinuousAggregates(), "rollups are continuous aggregates")
 			return s
 		}
 		s := o()
@@ -96,19 +135,25 @@ func TestTimescaleDBContract(t *testing.T) {
 }
 
 // Five days of history every five minutes, on TimescaleDB and on plain PostgreSQL: the
-// migration makes every history table a hypertable (in the store's own schema), the
-// job's rollups and retention leave both with the same rows, the chunks older than the
-// retention are dropped, and every read answers the same.
+// migration makes every history table a hypertable or continuous aggregate (in the
+// store's own schema), the job's rollups and retention leave both with the same rows
+// within the retention, the chunks older than it are dropped, and every read answers
+// the same.
 func TestTimescaleDBRollupAndRetention(t *testing.T) {
 	u := timescaleDSN(t)
+	for _, mode := range timescaleModes {
+		t.Run(mode.name, func(t *testing.T) { testTimescaleDBRollupAndRetention(t, u, mode.aggregates) })
+	}
+}
+
+func testTimescaleDBRollupAndRetention(t *testing.T, u string, aggregates bool) {
 	ret := postgres.WithRetention(postgres.Retention{Raw: 24 * time.Hour, Minute: 3 * 24 * time.Hour, Hour: 30 * 24 * time.Hour})
-	ts := openAt(t, u, ret)
+	ts := openTimescale(t, u, aggregates, ret)
 	plain := openAt(t, dsn(t), ret)
 	// Five days to roll up an hour at a time, twice: more than ctxT's half-minute on a
 	// busy machine.
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	require.True(t, ts.Timescale())
 	require.False(t, plain.Timescale())
 
 	type hyper struct {
@@ -117,7 +162,12 @@ func TestTimescaleDBRollupAndRetention(t *testing.T) {
 	}
 	rows, err := ts.Pool().Query(ctx, `SELECT h.hypertable_name::text, d.time_interval
 FROM timescaledb_information.hypertables h JOIN timescaledb_information.dimensions d USING (hypertable_schema, hypertable_name)
-WHERE h.hypertable_schema = current_schema() ORDER BY 1`)
+WHERE h.hypertable_schema = current_schema()
+UNION ALL
+SELECT c.view_name::text, d.time_interval
+FROM timescaledb_information.continuous_aggregates c JOIN timescaledb_information.dimensions d
+	ON d.hypertable_schema = c.materialization_hypertable_schema AND d.hypertable_name = c.materialization_hypertable_name
+WHERE c.view_schema = current_schema() ORDER BY 1`)
 	require.NoError(t, err)
 	hypers, err := pgx.CollectRows(rows, pgx.RowToStructByPos[hyper])
 	require.NoError(t, err)
@@ -126,6 +176,12 @@ WHERE h.hypertable_schema = current_schema() ORDER BY 1`)
 		{"health_1h", 30 * day}, {"health_1m", day}, {"health_raw", day},
 		{"metrics_1h", 30 * day}, {"metrics_1m", day}, {"metrics_raw", day},
 	}, hypers)
+	aggs := count(t, ts, `SELECT count(*) FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_schema()`)
+	if aggregates {
+		assert.Equal(t, 4, aggs)
+	} else {
+		assert.Zero(t, aggs)
+	}
 
 	base := time.Now().UTC().Truncate(day).Add(-5 * day)
 	var checks []store.HealthCheck
@@ -158,10 +214,17 @@ WHERE hypertable_schema = current_schema() AND hypertable_name = $1`, table)
 	// Raw rows are kept a day: the chunks of the four days before are dropped whole.
 	assert.LessOrEqual(t, chunks("health_raw"), 2)
 	assert.LessOrEqual(t, chunks("metrics_raw"), 2)
+	// Within the retention, the same rows. Continuous aggregates and the raw tables
+	// under them are cut a whole chunk at a time, so they may keep older rows too.
 	for _, table := range []string{"health_raw", "health_1m", "health_1h", "metrics_raw", "metrics_1m", "metrics_1h"} {
 		n := count(t, plain, `SELECT count(*) FROM `+table)
 		assert.Positive(t, n, table)
-		assert.Equal(t, n, count(t, ts, `SELECT count(*) FROM `+table), table)
+		var first time.Time
+		require.NoError(t, plain.Pool().QueryRow(ctx, `SELECT min(time) FROM `+table).Scan(&first))
+		assert.Equal(t, n, count(t, ts, `SELECT count(*) FROM `+table+` WHERE time >= $1`, first), table)
+		if !aggregates {
+			assert.Equal(t, n, count(t, ts, `SELECT count(*) FROM `+table), table)
+		}
 	}
 
 	for _, q := range []store.HistoryQuery{
@@ -191,14 +254,20 @@ WHERE hypertable_schema = current_schema() AND hypertable_name = $1`, table)
 
 // Retention on hypertables drops only chunks the rollups have passed: with the minute
 // rollups behind the raw retention, every raw row they have not rolled up is kept, and
-// only the chunks wholly before them are dropped.
+// only the chunks wholly before them are dropped (with the store's own rollups, the
+// rolled-up rows of the chunk left are deleted too).
 func TestTimescaleDBRetentionWaitsForRollups(t *testing.T) {
 	u := timescaleDSN(t)
+	for _, mode := range timescaleModes {
+		t.Run(mode.name, func(t *testing.T) { testTimescaleDBRetentionWaitsForRollups(t, u, mode.aggregates) })
+	}
+}
+
+func testTimescaleDBRetentionWaitsForRollups(t *testing.T, u string, aggregates bool) {
 	day := 24 * time.Hour
-	s := openAt(t, u, postgres.WithJobInterval(time.Hour),
+	s := openTimescale(t, u, aggregates, postgres.WithJobInterval(time.Hour),
 		postgres.WithRetention(postgres.Retention{Raw: day, Minute: 3 * day, Hour: 30 * day}))
 	ctx := ctxT(t)
-	require.True(t, s.Timescale())
 
 	base := time.Now().UTC().Truncate(day).Add(-4 * day)
 	var checks []store.HealthCheck
@@ -222,7 +291,11 @@ func TestTimescaleDBRetentionWaitsForRollups(t *testing.T) {
 		}
 	}
 	assert.Equal(t, want, count(t, s, `SELECT count(*) FROM health_raw WHERE time >= $1`, done), "raw rows not rolled up kept")
-	assert.Zero(t, count(t, s, `SELECT count(*) FROM health_raw WHERE time < $1`, done), "rolled-up raw rows past retention deleted")
+	if aggregates {
+		assert.Equal(t, 12*4, count(t, s, `SELECT count(*) FROM health_raw WHERE time < $1`, done), "the rest of the chunk kept")
+	} else {
+		assert.Zero(t, count(t, s, `SELECT count(*) FROM health_raw WHERE time < $1`, done), "rolled-up raw rows past retention deleted")
+	}
 	assert.Equal(t, 3, count(t, s, `SELECT count(*) FROM timescaledb_information.chunks
 WHERE hypertable_schema = current_schema() AND hypertable_name = 'health_raw'`), "the first day's chunk dropped")
 }
