@@ -28,6 +28,17 @@
 //     needs a client that knows more than one endpoint. The put that starts a campaign
 //     is not sent twice: one swallowed by a silent member waits for it, for the
 //     session's loss or for the caller's ctx.
+//   - An Observer reports every leader its watch shows, the zero Leader for none, and
+//     reads the leader again when the watch breaks or the leader's key is deleted. A
+//     member that stops answering while the rest of the cluster serves blinds it about
+//     five call timeouts (a call timeout is that of a candidate of the default TTL, a
+//     sixth of 10s: 1.67s), not for as long as it is silent: the Observer asks etcd for
+//     progress on its watch, a gRPC stream of its own, once every call timeout, gives
+//     the watch up after twice that without an answer (found so up to one call timeout
+//     later), then reads the leader and watches it again, each sent again through the
+//     client's next endpoint when unanswered after a call timeout. Err says so until it
+//     follows again. The cost is that stream and one progress request per call timeout
+//     per Observer. This needs a client that knows more than one endpoint.
 //   - Every campaign uses a key name never used before, so no delete of an earlier one can
 //     reach a later leadership. A canceled or failed campaign leaves no key behind: it is
 //     deleted before Campaign returns when etcd answers within a third of the TTL (at least

@@ -82,3 +82,9 @@ func hedged[T any](ctx context.Context, wait time.Duration, fn func(context.Cont
 		}
 	}
 }
+
+// Hedged is hedged for the packages that build on this one: a read of theirs that a
+// silent member must not hold up for as long as it is silent.
+func Hedged[T any](ctx context.Context, wait time.Duration, fn func(context.Context) (T, error), discard func(T)) (T, error) {
+	return hedged(ctx, wait, fn, discard)
+}

@@ -139,3 +139,35 @@ func (s *Session) leaveStream(st *stream) {
 		st.close()
 	}
 }
+
+// ErrWatchSilent is what Stream.Ended returns for a stream given up because etcd
+// stopped answering on it.
+var ErrWatchSilent = errSilent
+
+// Stream is a stream (see stream) for the packages that build on this one: a watcher of
+// its own, one gRPC stream to one member, that asks etcd for progress every half of its
+// silence and ends its watches once etcd answered nothing on it for longer than that.
+type Stream struct{ s *stream }
+
+// OpenStream opens a Stream on cli given up after silence; Close it when done.
+func OpenStream(cli *clientv3.Client, silence time.Duration) *Stream {
+	return &Stream{openStream(cli, silence)}
+}
+
+// Watch watches key from rev until ctx ends or the stream is given up; rev must be a
+// revision the store has reached (that of a read), and its creation is confirmed (see
+// stream). Pass every response to Hear; call stop when done.
+func (s *Stream) Watch(ctx context.Context, key string, rev int64, opts ...clientv3.OpOption) (wch clientv3.WatchChan, stop func()) {
+	return s.s.watch(ctx, key, rev, opts...)
+}
+
+// Hear records an answer on the stream — or the end of a wait of the caller's, during
+// which it read nothing from the stream: that is not etcd's silence.
+func (s *Stream) Hear() { s.s.hear() }
+
+// Ended returns why the watches on the stream ended when they did not fail:
+// ErrWatchSilent, or that the stream was closed.
+func (s *Stream) Ended() error { return s.s.ended() }
+
+// Close ends the stream and every watch on it.
+func (s *Stream) Close() { s.s.close() }
