@@ -128,7 +128,9 @@ func (s *Store) rollup(ctx context.Context, src, dst table, now time.Time) error
 	}
 	materialize := s.storeRollup(src, dst)
 	if nsp := s.caggs.Load(); nsp != nil {
-		materialize = s.refreshAggregate(*nsp, dst)
+		var done func()
+		materialize, done = s.refreshAggregate(*nsp, dst)
+		defer done()
 	}
 	for {
 		more := false
@@ -229,17 +231,56 @@ func (s *Store) storeRollup(src, dst table) materializer {
 }
 
 // refreshAggregate materializes the continuous aggregate dst by TimescaleDB's refresh
-// (nsp: the schema of its functions). A refresh cannot run inside a transaction, so it
-// runs on another connection while tx holds dst's rollup_state row: writers of dst's
-// kind wait for it as they wait for the store's own rollup, and a row they committed
-// before is in it. The whole of [from, to) is refreshed, gap included, so the rows of
-// a step whose source rows are gone go too.
-func (s *Store) refreshAggregate(nsp string, dst table) materializer {
+// (nsp: the schema of its functions); done closes what it opened. A refresh cannot run
+// inside a transaction, so it runs on a connection of its own, opened at the first
+// refresh, while tx holds dst's rollup_state row: writers of dst's kind wait for it as
+// they wait for the store's own rollup, and a row they committed before is in it. The
+// connection is not the pool's: with every connection of the pool taken (a pool of
+// one, or the writer's waiting for the row), the refresh would wait for one while tx
+// holds the row, until the job's deadline, on every run. The whole of [from, to) is
+// refreshed, gap included, so the rows of a step whose source rows are gone go too. tx
+// is idle meanwhile: its session's idle_in_transaction_session_timeout (the operation
+// timeout) is raised to what is left of ctx (see refreshIdleTimeout), or PostgreSQL
+// would end it, and the watermark's update with it, under every refresh that takes
+// longer than an operation.
+func (s *Store) refreshAggregate(nsp string, dst table) (m materializer, done func()) {
 	call := fmt.Sprintf(refreshSQL, nsp)
-	return func(ctx context.Context, _ pgx.Tx, from, _, to time.Time) error {
-		_, err := s.pool.Exec(ctx, call, dst.name, from, to)
+	var conn *pgx.Conn
+	m = func(ctx context.Context, tx pgx.Tx, from, _, to time.Time) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('`+idleInTx+`', $1, true)`,
+			strconv.FormatInt(s.refreshIdleTimeout(ctx).Milliseconds(), 10)); err != nil {
+			return err
+		}
+		if conn == nil || conn.IsClosed() {
+			c, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
+			if err != nil {
+				return fmt.Errorf("connect for the refresh: %w", err)
+			}
+			conn = c
+		}
+		_, err := conn.Exec(ctx, call, dst.name, from, to)
 		return err
 	}
+	done = func() {
+		if conn != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.opTimeout)
+			defer cancel()
+			_ = conn.Close(ctx)
+		}
+	}
+	return m, done
+}
+
+// refreshIdleTimeout is how long the transaction holding a watermark row may stay idle
+// while a refresh runs: until ctx ends (ten operation timeouts when it sets no end, as
+// the job's deadline is), and an operation timeout more, so that the server ends the
+// session of a process that froze holding the row soon after its own deadline.
+func (s *Store) refreshIdleTimeout(ctx context.Context) time.Duration {
+	left := 10 * s.opts.opTimeout
+	if d, ok := ctx.Deadline(); ok {
+		left = time.Until(d)
+	}
+	return max(left, 0) + s.opts.opTimeout
 }
 
 // serverNow reads PostgreSQL's clock.

@@ -1,0 +1,110 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/etcd-monitor/etcd-monitor/store"
+	"github.com/etcd-monitor/etcd-monitor/store/postgres"
+)
+
+// materialization returns the hypertable (quoted) that holds the rows of the
+// continuous aggregate view of s's schema.
+func materialization(t *testing.T, s *postgres.Store, view string) string {
+	t.Helper()
+	var name string
+	require.NoError(t, s.Pool().QueryRow(ctxT(t), `SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_schema() AND view_name = $1`, view).Scan(&name))
+	return name
+}
+
+// A refresh that takes longer than the operation timeout (a large backlog, a loaded
+// server; here one held up by a lock) completes and moves the watermark: the
+// transaction that holds the rollup's watermark row while it runs is idle all that
+// time, and PostgreSQL must not end its session for that.
+func TestTimescaleDBRefreshOutlastsOpTimeout(t *testing.T) {
+	u := timescaleDSN(t)
+	op := 500 * time.Millisecond
+	s := openTimescale(t, u, true, postgres.WithOpTimeout(op), postgres.WithJobInterval(time.Hour))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	var checks []store.HealthCheck
+	for at := base; at.Before(base.Add(10 * time.Minute)); at = at.Add(30 * time.Second) {
+		checks = append(checks, store.HealthCheck{Time: at, Cluster: "a", Healthy: true, Values: map[string]float64{"x": 1}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+
+	// Hold the minute aggregate's rows so that its refresh waits.
+	mat := materialization(t, s, "health_1m")
+	blocker, err := pgx.Connect(ctx, u)
+	require.NoError(t, err)
+	defer blocker.Close(context.Background())
+	tx, err := blocker.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background())
+	_, err = tx.Exec(ctx, `LOCK TABLE `+mat+` IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+
+	// Sessions are watched from outside the blocker's transaction, which would see a
+	// snapshot of them.
+	mon, err := pgx.Connect(ctx, u)
+	require.NoError(t, err)
+	defer mon.Close(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Maintain(ctx, base.Add(time.Hour)) }()
+	// The refresh waits on the lock, and the transaction holding the watermark row has
+	// been idle for twice the operation timeout (or its session was ended).
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		var waiting, idleLong, idle int
+		err := mon.QueryRow(ctx, `SELECT
+	count(*) FILTER (WHERE query LIKE 'CALL %refresh_continuous_aggregate%' AND wait_event_type = 'Lock'),
+	count(*) FILTER (WHERE state = 'idle in transaction' AND now() - state_change > $1::interval),
+	count(*) FILTER (WHERE state = 'idle in transaction')
+FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'etcd-monitor'`, (2*op).String()).Scan(&waiting, &idleLong, &idle)
+		if !assert.NoError(c, err) {
+			return
+		}
+		assert.Equal(c, 1, waiting, "refresh waiting")
+		assert.True(c, idleLong == 1 || idle == 0, "watermark held past the operation timeout, or the session ended")
+	}, 30*time.Second, 50*time.Millisecond)
+	require.NoError(t, tx.Rollback(ctx))
+	require.NoError(t, <-errc)
+	var done time.Time
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT done_until FROM rollup_state WHERE name = 'health_1m'`).Scan(&done))
+	assert.Equal(t, base.Add(time.Hour), done.UTC(), "minutes rolled up")
+	got, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Step: time.Minute, Until: base.Add(time.Hour), Limit: 100})
+	require.NoError(t, err)
+	assert.Len(t, got, 10)
+}
+
+// The job refreshes the continuous aggregates in a pool of one connection (the DSN's
+// pool_max_conns), as it rolls up in one on plain PostgreSQL: the refresh, which runs
+// beside the transaction holding the watermark row, must not wait for a connection of
+// the pool that transaction holds.
+func TestTimescaleDBRefreshInPoolOfOne(t *testing.T) {
+	u := timescaleDSN(t)
+	s := openTimescale(t, u+"&pool_max_conns=1", true, postgres.WithJobInterval(time.Hour))
+	require.Equal(t, int32(1), s.Pool().Config().MaxConns)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	var checks []store.HealthCheck
+	for at := base; at.Before(base.Add(10 * time.Minute)); at = at.Add(30 * time.Second) {
+		checks = append(checks, store.HealthCheck{Time: at, Cluster: "a", Healthy: true, Values: map[string]float64{"x": 1}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+	require.NoError(t, s.Maintain(ctx, base.Add(time.Hour)))
+	got, err := s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Step: time.Hour, Limit: 100})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, len(checks), got[0].Samples)
+	assert.Equal(t, 1, count(t, s, `SELECT count(*) FROM health_1h`), "read from the hour rollups")
+}
