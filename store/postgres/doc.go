@@ -39,8 +39,12 @@
 // same for metrics) with the rollup tables' columns and the same means and maxima,
 // computed by the elementwise aggregates history_mean and history_max. An aggregate
 // groups by the set of value names too, so a step in which the records' names changed
-// has a row per set; reads merge them into one record. They are materialized only
-// (no real-time part: the reads add the newest raw rows themselves) and are refreshed
+// has a row per set; reads merge them into one record. A value that only some of a
+// step's records have is then averaged over the records that have it, at every
+// resolution, as a read of the raw records averages it; the store's own hour rollups
+// weigh each minute's mean by all the minute's records instead, so the hour (and
+// multi-minute) means of such a value differ from plain PostgreSQL's. The aggregates
+// are materialized only (no real-time part: the reads add the newest raw rows themselves) and are refreshed
 // by the store's job, not by a policy of TimescaleDB's, through the same watermarks
 // (rollup_state) as the store's own rollups: a refresh runs while the job holds its
 // rollup's watermark row, so a writer waits for it, late history rewinds the
@@ -101,7 +105,8 @@
 // retention, with old chunks dropped, with continuous aggregates and with the store's
 // own rollups of an upgraded database (TestTimescaleDBRollupAndRetention), and with
 // names that change within a minute, late history and huge values
-// (TestTimescaleDBAggregatesAnswerAsStoreRollups); no chunk dropped that holds rows not
+// (TestTimescaleDBAggregatesAnswerAsStoreRollups), a value in only some records
+// (TestTimescaleDBAggregatesAverageOverRecordsWithTheValue); no chunk dropped that holds rows not
 // rolled up (TestTimescaleDBRetentionWaitsForRollups); nothing written during a
 // refresh missed (TestTimescaleDBAggregatesMissNothingWrittenDuringRefresh); and
 // invalidation logs that do not grow with each run (TestTimescaleDBInvalidationLogsStayBounded).

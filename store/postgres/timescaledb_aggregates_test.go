@@ -22,7 +22,13 @@ import (
 // minute's rows.
 func TestTimescaleDBAggregatesAnswerAsStoreRollups(t *testing.T) {
 	u := timescaleDSN(t)
-	ret := postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour})
+	// The raw retention keeps every late record below (written 20 to 80 minutes
+	// before PostgreSQL's now, which the staleness goes by, whatever the minute of the
+	// hour the test runs in): some of them dropped as stale would leave minutes in
+	// which a value is in a share of the records unlike the others', where the
+	// aggregates' means are meant to differ from the store's own rollups (see
+	// TestTimescaleDBAggregatesAverageOverRecordsWithTheValue).
+	ret := postgres.WithRetention(postgres.Retention{Raw: 2 * time.Hour, Minute: 3 * time.Hour, Hour: 4 * time.Hour})
 	ts := openTimescale(t, u, true, ret)
 	plain := openAt(t, dsn(t), ret)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -73,6 +79,7 @@ func TestTimescaleDBAggregatesAnswerAsStoreRollups(t *testing.T) {
 	maintain(now)
 	assert.Equal(t, plain.Stats().Written, ts.Stats().Written)
 	assert.Equal(t, plain.Stats().Dropped, ts.Stats().Dropped)
+	assert.Zero(t, ts.Stats().Dropped, "no late record stale")
 	assert.Positive(t, count(t, ts, `SELECT count(*) FROM (SELECT cluster, time FROM health_1m GROUP BY 1, 2 HAVING count(*) > 1) d`),
 		"minutes with a row per name set")
 
@@ -109,6 +116,39 @@ func TestTimescaleDBAggregatesAnswerAsStoreRollups(t *testing.T) {
 			assert.Equal(t, wantM, gotM, "metrics %+v", q)
 		}
 	}
+}
+
+// On continuous aggregates, a value that only some of a minute's records have is
+// averaged over the records that have it, at every resolution: a read by the hour
+// answers the same from the raw records and from the aggregates. (The store's own
+// hour rollups weigh each minute's mean by all the minute's records.)
+func TestTimescaleDBAggregatesAverageOverRecordsWithTheValue(t *testing.T) {
+	u := timescaleDSN(t)
+	s := openTimescale(t, u, true, postgres.WithJobInterval(time.Hour))
+	ctx := ctxT(t)
+	base := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	checks := []store.HealthCheck{
+		{Time: base, Cluster: "a", Healthy: true, Values: map[string]float64{"x": 1, "y": 10}},
+		{Time: base.Add(20 * time.Second), Cluster: "a", Healthy: true, Values: map[string]float64{"x": 2}},
+		{Time: base.Add(40 * time.Second), Cluster: "a", Healthy: true, Values: map[string]float64{"x": 3}},
+	}
+	for i := range 3 {
+		checks = append(checks, store.HealthCheck{Time: base.Add(time.Minute + time.Duration(i)*20*time.Second), Cluster: "a",
+			Healthy: true, Values: map[string]float64{"x": 4, "y": 20}})
+	}
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+	q := store.HistoryQuery{Cluster: "a", Step: time.Hour, Until: base.Add(time.Hour)}
+	fromRaw, err := s.HealthChecks(ctx, q)
+	require.NoError(t, err)
+	require.NoError(t, s.Maintain(ctx, base.Add(time.Hour+time.Minute)))
+	require.Equal(t, 2, count(t, s, `SELECT count(*) FROM health_1h`), "a row per name set")
+	fromRollups, err := s.HealthChecks(ctx, q)
+	require.NoError(t, err)
+	want := []store.HealthCheck{{Time: base, Cluster: "a", Healthy: true, Samples: 6,
+		Values: map[string]float64{"x": 3, "y": 17.5}, Max: map[string]float64{"x": 4, "y": 20}}}
+	assert.Equal(t, want, fromRaw)
+	assert.Equal(t, want, fromRollups)
 }
 
 // The job's retention on continuous aggregates leaves TimescaleDB's invalidation logs
