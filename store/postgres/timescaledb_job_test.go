@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -107,4 +108,79 @@ func TestTimescaleDBRefreshInPoolOfOne(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, len(checks), got[0].Samples)
 	assert.Equal(t, 1, count(t, s, `SELECT count(*) FROM health_1h`), "read from the hour rollups")
+}
+
+// rowsScannedAll sums the rows the plan's scans of any table produced.
+func rowsScannedAll(t *testing.T, plan []byte) float64 {
+	t.Helper()
+	var doc []struct{ Plan map[string]any }
+	require.NoError(t, json.Unmarshal(plan, &doc))
+	var walk func(n map[string]any) float64
+	walk = func(n map[string]any) float64 {
+		sum := 0.0
+		if _, ok := n["Relation Name"]; ok && n["Actual Rows"] != nil {
+			sum += n["Actual Rows"].(float64) * n["Actual Loops"].(float64)
+		}
+		if kids, ok := n["Plans"].([]any); ok {
+			for _, k := range kids {
+				sum += walk(k.(map[string]any))
+			}
+		}
+		return sum
+	}
+	require.Len(t, doc, 1)
+	return walk(doc[0].Plan)
+}
+
+// The newest records (no step) are read from the continuous aggregates as from the
+// store's own rollups, newest first on an index and no further than they need: not by
+// reading (and sorting) every row of the minutes and hours the query's range has
+// there. Two days of minutes of two members, the newest 60 records read.
+func TestTimescaleDBNewestReadsOnlyThem(t *testing.T) {
+	u := timescaleDSN(t)
+	s := openTimescale(t, u, true, postgres.WithJobInterval(time.Hour), postgres.WithQueueSize(50000),
+		postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 3 * 24 * time.Hour}))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	end := time.Now().UTC().Truncate(time.Second)
+	var snaps []store.MetricSnapshot
+	var checks []store.HealthCheck
+	for at := end.Add(-48 * time.Hour); !at.After(end); at = at.Add(30 * time.Second) {
+		for _, m := range []string{"m1", "m2"} {
+			snaps = append(snaps, store.MetricSnapshot{Time: at, Cluster: "a", Member: m, Values: map[string]float64{"x": 1}})
+		}
+		checks = append(checks, store.HealthCheck{Time: at, Cluster: "a", Healthy: true, Values: map[string]float64{"x": 1}})
+	}
+	require.NoError(t, s.PutMetricSnapshots(ctx, snaps))
+	require.NoError(t, s.PutHealthChecks(ctx, checks))
+	require.NoError(t, s.Flush(ctx))
+	require.NoError(t, s.Maintain(ctx, time.Time{}))
+	require.Greater(t, count(t, s, `SELECT count(*) FROM metrics_1m`), 5000)
+	// The chunks' statistics, as autovacuum gathers them a minute or so after
+	// they are written.
+	_, err := s.Pool().Exec(ctx, "ANALYZE")
+	require.NoError(t, err)
+
+	for _, q := range []store.HistoryQuery{
+		{Cluster: "a", Limit: 60},
+		{Limit: 60},
+		{Cluster: "a", Until: end.Add(-2 * time.Hour), Limit: 60},
+		{Cluster: "a", Member: "m2", Until: end.Add(-2 * time.Hour), Limit: 60},
+	} {
+		got, err := s.MetricSnapshots(ctx, q)
+		require.NoError(t, err)
+		require.Len(t, got, 60)
+		plan, err := postgres.HistoryPlan(ctx, s, "metrics", q)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, rowsScannedAll(t, plan), 1000.0, "metrics %+v: %s", q, plan)
+		if q.Member != "" {
+			continue
+		}
+		h, err := s.HealthChecks(ctx, q)
+		require.NoError(t, err)
+		require.Len(t, h, 60)
+		plan, err = postgres.HistoryPlan(ctx, s, "health", q)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, rowsScannedAll(t, plan), 1000.0, "health %+v: %s", q, plan)
+	}
 }
