@@ -239,6 +239,13 @@ func continuousAggregates(ctx context.Context, tx pgx.Tx) error {
 	if err := tx.QueryRow(ctx, isHypertableSQL).Scan(&hyper); err != nil || !hyper {
 		return err
 	}
+	// A replica of an earlier schema may be rolling up meanwhile: its rollup holds
+	// the watermark row and writes the rollup tables until it commits. Decide once it
+	// has (the rows it rolled up stay, with the store's own rollups), and hold off the
+	// next one until the tables are replaced.
+	if _, err := tx.Exec(ctx, `LOCK TABLE rollup_state, health_1m, health_1h, metrics_1m, metrics_1h IN EXCLUSIVE MODE`); err != nil {
+		return err
+	}
 	if err := tx.QueryRow(ctx, rolledUpSQL).Scan(&rolled); err != nil || rolled {
 		return err
 	}

@@ -184,3 +184,68 @@ func TestTimescaleDBNewestReadsOnlyThem(t *testing.T) {
 		assert.LessOrEqual(t, rowsScannedAll(t, plan), 1000.0, "health %+v: %s", q, plan)
 	}
 }
+
+// A replica of the schema before continuous aggregates that is rolling up while a
+// newer one starts keeps what it rolled up, and the newer one starts: the migration,
+// which replaces the rollup tables by aggregates only when nothing was rolled up into
+// them, decides once that rollup has committed. Deciding before, it went on to drop
+// the tables the rollup had just written (and failed the start, the rows' first chunk
+// depending on them).
+func TestTimescaleDBMigrationWaitsForRollupInProgress(t *testing.T) {
+	u := timescaleDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sch := schema(t)
+	old, err := postgres.Open(ctx, u, postgres.WithSchema(sch), postgres.WithSchemaVersion(4))
+	require.NoError(t, err)
+	require.NoError(t, old.Close())
+
+	// The older replica's rollup, not yet committed.
+	cfg, err := pgx.ParseConfig(u)
+	require.NoError(t, err)
+	cfg.RuntimeParams["search_path"] = sch
+	rollup, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer rollup.Close(context.Background())
+	tx, err := rollup.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background())
+	at := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	_, err = tx.Exec(ctx, `SELECT done_until FROM rollup_state WHERE name = 'health_1m' FOR UPDATE`)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `INSERT INTO health_1m (cluster, time, samples, healthy) VALUES ('a', $1, 2, true)`, at)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `UPDATE rollup_state SET done_until = $1 WHERE name = 'health_1m'`, at.Add(time.Minute))
+	require.NoError(t, err)
+
+	type opened struct {
+		s   *postgres.Store
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		s, err := postgres.Open(ctx, u, postgres.WithSchema(sch))
+		done <- opened{s, err}
+	}()
+	mon, err := pgx.Connect(ctx, u)
+	require.NoError(t, err)
+	defer mon.Close(context.Background())
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		var waiting int
+		err := mon.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+	AND application_name = 'etcd-monitor' AND wait_event_type = 'Lock'`).Scan(&waiting)
+		if assert.NoError(c, err) {
+			assert.Equal(c, 1, waiting, "the migration waits for the rollup")
+		}
+	}, 30*time.Second, 20*time.Millisecond)
+	require.NoError(t, tx.Commit(ctx))
+	o := <-done
+	require.NoError(t, o.err)
+	defer o.s.Close()
+	assert.False(t, o.s.ContinuousAggregates(), "a database with rollups keeps them")
+	got, err := o.s.HealthChecks(ctx, store.HistoryQuery{Cluster: "a", Step: time.Minute, Until: at.Add(time.Minute)})
+	require.NoError(t, err)
+	if assert.Len(t, got, 1) {
+		assert.Equal(t, 2, got[0].Samples)
+	}
+}
