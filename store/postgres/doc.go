@@ -24,8 +24,9 @@
 // watermarks that choose the tables and the rows read are of one snapshot) whose
 // BEGIN goes with the watermarks' query and whose COMMIT with the last rows' query:
 // two round trips for the newest records. The background job gathers the planner's
-// statistics of the history tables that have none yet (autovacuum analyzes a table
-// only a minute or more after it was written): without them PostgreSQL reads the
+// statistics of the history tables that have none yet (with TimescaleDB, of their
+// chunks and the continuous aggregates'; autovacuum analyzes a table only a minute or
+// more after it was written): without them PostgreSQL reads the
 // newest records by fetching every raw row of the day and sorting them. Values are
 // stored as the id of their sorted set of names (value_names) and a float8[]; rollups
 // add the maxima.
