@@ -180,7 +180,7 @@ func (o *Observer) run() {
 		o.setErr(nil)
 		retry.Reset()
 		reread, err := o.follow(w, rev, cur, send)
-		w.close()
+		w.Close()
 		switch {
 		case o.ctx.Err() != nil:
 			return
@@ -206,69 +206,33 @@ func (o *Observer) read() (*clientv3.GetResponse, error) {
 	}, nil)
 }
 
-// watching is a watch of the election on a stream of its own, its creation confirmed.
-type watching struct {
-	st   *ownership.Stream
-	wch  clientv3.WatchChan
-	stop func()
-}
-
-func (w *watching) close() {
-	w.stop()
-	w.st.Close()
-}
-
 // watch watches the election from rev, the revision of a read, on a stream of its own
 // (see ownership.Stream), given up when etcd answers nothing on it for twice the call
-// timeout. It returns once etcd has confirmed the watch. That is hedged too: a watch not
-// confirmed after a call timeout is made again on another stream, which the client opens
-// through its next endpoint, and the first confirmed is kept. Otherwise the watch made
-// after one given up as silent could go through the silent member again, and again: the
-// client takes its endpoints in turn, and with two of them and nothing else sent, the
-// one read between two watches leaves every watch on the silent member.
-func (o *Observer) watch(rev int64) (*watching, error) {
-	return ownership.Hedged(o.ctx, o.callTimeout, func(ctx context.Context) (*watching, error) {
-		var err error
-		st := ownership.OpenStream(o.cli, 2*o.callTimeout)
-		// The watch lives on after the hedged call returns: under the Observer's
-		// context, not the call's.
-		wch, stop := st.Watch(o.ctx, o.dir, rev, clientv3.WithPrefix())
-		w := &watching{st: st, wch: wch, stop: stop}
-		select {
-		case wr, ok := <-wch:
-			switch {
-			case !ok:
-				err = st.Ended()
-			case wr.Err() != nil:
-				err = wr.Err()
-			case wr.Created:
-				st.Hear()
-				return w, nil
-			default:
-				err = errors.New("watch not confirmed")
-			}
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-		w.close()
-		return nil, err
-	}, (*watching).close)
+// timeout. It returns once etcd has confirmed the watch. That is hedged too (see
+// ownership.WatchConfirmed): a watch not confirmed after a call timeout is made again on
+// another stream, which the client opens through its next endpoint, and the first
+// confirmed is kept. Otherwise the watch made after one given up as silent could go
+// through the silent member again, and again: the client takes its endpoints in turn,
+// and with two of them and nothing else sent, the one read between two watches leaves
+// every watch on the silent member.
+func (o *Observer) watch(rev int64) (*ownership.Watch, error) {
+	return ownership.WatchConfirmed(o.ctx, o.cli, o.callTimeout, o.dir, rev, clientv3.WithPrefix())
 }
 
 // follow reports the leader from the watch w, which starts at rev, the revision of the
 // read that found cur. It returns reread when cur's key is deleted (a read finds the
 // next leader), and otherwise why the watch ended: it broke, it was given up as silent
 // (ownership.ErrWatchSilent), or the Observer closed.
-func (o *Observer) follow(w *watching, rev int64, cur Leader, send func(Leader, *ownership.Stream) bool) (reread bool, err error) {
+func (o *Observer) follow(w *ownership.Watch, rev int64, cur Leader, send func(Leader, *ownership.Stream) bool) (reread bool, err error) {
 	for {
-		wr, ok := <-w.wch
+		wr, ok := <-w.Chan()
 		if !ok {
-			return false, w.st.Ended()
+			return false, w.Stream().Ended()
 		}
 		if err := wr.Err(); err != nil {
 			return false, err
 		}
-		w.st.Hear() // an event, a progress answer: the watch is alive
+		w.Stream().Hear() // an event, a progress answer: the watch is alive
 		for _, ev := range wr.Events {
 			if ev.Kv.ModRevision <= rev {
 				continue // the watch replays rev itself, which the read saw
@@ -282,7 +246,7 @@ func (o *Observer) follow(w *watching, rev int64, cur Leader, send func(Leader, 
 				cur.ID = string(ev.Kv.Value)
 			}
 			// Every leader is reported, even one that lasted a single event.
-			if !send(cur, w.st) {
+			if !send(cur, w.Stream()) {
 				return false, o.ctx.Err()
 			}
 		}

@@ -160,19 +160,22 @@ func waitOwned(ctx context.Context, ses *Session, key string, rev int64, p Polic
 // would have the waiter read again and again while nothing is written. It runs on a
 // stream of this wait's own (see stream), so that a progress answer proves this watch
 // alive: a member that stops answering is given up after silence instead of leaving the
-// waiter blind to the delete for as long as it lasts, and the next read and watch may go
-// through another endpoint.
+// waiter blind to the delete for as long as it lasts. Its creation is hedged after half
+// the silence (see watchConfirmed), each try on a stream of its own, so that the watch
+// made after the read that follows one given up does not go through the silent member
+// again, every time.
 func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bool, rev int64, silence time.Duration) error {
-	st := openStream(cli, silence)
-	defer st.close()
 	opts := []clientv3.OpOption{clientv3.WithFilterPut()}
 	if prefix {
 		opts = append(opts, clientv3.WithPrefix())
 	}
-	wch, stop := st.watch(ctx, key, rev, opts...)
-	defer stop()
-	for wr := range wch {
-		st.hear()
+	w, err := watchConfirmed(ctx, silence/2, ownStream(cli, silence), (*stream).close, key, rev, opts...)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	for wr := range w.wch {
+		w.st.hear()
 		if err := wr.Err(); err != nil {
 			return err
 		}
@@ -184,7 +187,7 @@ func waitDelete(ctx context.Context, cli *clientv3.Client, key string, prefix bo
 			}
 		}
 	}
-	return firstErr(ctx.Err(), st.ended())
+	return firstErr(ctx.Err(), w.st.ended())
 }
 
 func firstErr(errs ...error) error {

@@ -23,9 +23,13 @@
 //     acquisition or release but the put (grant, reads, delete) are hedged through the client's
 //     next endpoint when unanswered after CallTimeout; watch.go — a wait's watch runs
 //     on a stream of its own that asks etcd for progress every CallTimeout and is
-//     given up after twice that without an answer, then read and watched again: a
-//     member that stops answering while the rest of the cluster serves holds an
-//     acquisition up about that long.
+//     given up after twice that without an answer, then read and watched again, the
+//     watch's creation hedged like a request (watchConfirmed): one etcd has not
+//     confirmed after CallTimeout is made again on a new stream, which the client opens
+//     through its next endpoint. A member that stops answering while the rest of the
+//     cluster serves holds an acquisition up about that long. Without that hedge the
+//     client, which takes its endpoints in turn, would send every new watch to the
+//     silent member: the read before it ends on the one that answers.
 //   - hold: holding.go — Holding: the fence (Cmp, Txn) and the end (Done, Err), noticed
 //     locally from the session's deadline at every check and asynchronously, once Done
 //     was called, from the session's loss and a watch on the key. Those watches of all
@@ -34,12 +38,16 @@
 //     key and a new watch, so a key deleted or replaced while the member streaming its
 //     watch is silent still ends the holding (ErrKeyLost): three CallTimeouts at most
 //     after the member fell silent, plus the read's one (three if the client sends
-//     its hedge to the silent member too), and three more each time a new watch goes
-//     through that member again. Cost: per Session with watched holdings, one gRPC watch
-//     stream and one progress request every CallTimeout (once a second to once every
-//     3s), however many holdings; per holding, one watch on that stream and no periodic
-//     request — one read (two if hedged) each time its watch breaks or the stream
-//     falls silent. A waiter's stream of its own costs as much as that of a Session.
+//     its hedge to the silent member too), and the new watch's creation, hedged like a
+//     wait's: one CallTimeout, three if its first hedge goes to that member too. Cost:
+//     per Session with watched holdings, one gRPC watch stream and one progress request
+//     every CallTimeout (once a second to once every 3s), however many holdings; per
+//     holding, one watch on that stream and no periodic request — one read (two if
+//     hedged) each time its watch breaks or the stream falls silent. A watch etcd does
+//     not confirm within CallTimeout costs one more stream while the one it went
+//     through answers nothing (the holdings' watches unconfirmed on it move to that one
+//     stream), closed once no watch is left on it. A waiter's stream of its own costs
+//     as much as that of a Session.
 //   - release: Holding.Release deletes the key (Session.remove, the one delete) — the one
 //     release path (Claim.Release, which Unlock and Resign are); Abandon leaves the
 //     delete to the session's janitor when the caller may not wait (Close).

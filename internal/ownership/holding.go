@@ -187,9 +187,10 @@ func (h *Holding) Wait() { h.wg.Wait() }
 // progress requests (see stream); the key's own events at that revision are not news.
 // When the watch breaks, or is given up because etcd said nothing on the stream for
 // longer than its silence, the key is read again, hedged like the reads of an
-// acquisition (see hedged), then watched again from where the read was: a member that
-// stops answering blinds the holding for at most about three CallTimeouts (silence, and
-// up to one tick of the check) plus the read's, not for as long as it is silent.
+// acquisition (see hedged), then watched again from where the read was, the watch's
+// creation hedged too (see watchConfirmed): a member that stops answering blinds the
+// holding for at most about three CallTimeouts (silence, and up to one tick of the
+// check) plus the read's and the new watch's, not for as long as it is silent.
 func (h *Holding) monitor() {
 	defer h.wg.Done()
 	retry := backoff.New(50*time.Millisecond, time.Second)
@@ -226,25 +227,27 @@ func (h *Holding) monitor() {
 
 // watch watches the key from rev until it is deleted or replaced (lost) or the watch
 // ends: it broke, its stream was given up as silent, or the holding ended. heard reports
-// whether etcd answered on it.
+// whether etcd confirmed it. Its creation is hedged (see watchConfirmed): a watch made
+// again after one given up as silent would otherwise go through the silent member
+// again, every time.
 func (h *Holding) watch(rev int64) (lost, heard bool) {
-	st := h.ses.joinStream()
-	defer h.ses.leaveStream(st)
-	wch, stop := st.watch(h.ctx, h.key, rev)
-	defer stop()
-	for wr := range wch {
+	w, err := watchConfirmed(h.ctx, h.ses.CallTimeout(), h.ses.joinStream, h.ses.leaveStream, h.key, rev)
+	if err != nil {
+		return false, false
+	}
+	defer w.close()
+	for wr := range w.wch {
 		if wr.Err() != nil {
-			return false, heard
+			return false, true
 		}
-		st.hear()
-		heard = true
+		w.st.hear()
 		for _, ev := range wr.Events {
 			if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != h.rev {
-				return true, heard
+				return true, true
 			}
 		}
 	}
-	return false, heard
+	return false, true
 }
 
 // read reads the key, hedged (see hedged): a member that stops answering must not hold

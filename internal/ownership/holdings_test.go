@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
@@ -61,11 +62,14 @@ func watchedHoldings(t *testing.T, ctx context.Context, holder *Holder, pfx stri
 	return hs, closeAll
 }
 
-// pinnedClient returns a client of member 1 alone of c, closed when t ends: what it
-// streams goes through member 1 until silenceMember1.
-func pinnedClient(t *testing.T, c *etcdtest.Cluster) *clientv3.Client {
+// pinnedClient returns a client of member 1 alone of c, dialed with opts, closed when t
+// ends: what it streams goes through member 1 until silenceMember1.
+func pinnedClient(t *testing.T, c *etcdtest.Cluster, opts ...grpc.DialOption) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Members[1].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{c.Members[1].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: opts,
+	})
 	require.NoError(t, err)
 	t.Cleanup(func() { cli.Close() })
 	return cli
