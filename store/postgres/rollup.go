@@ -249,7 +249,7 @@ func (s *Store) refreshAggregate(nsp string, dst table) (m materializer, done fu
 	var conn *pgx.Conn
 	m = func(ctx context.Context, tx pgx.Tx, from, _, to time.Time) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('`+idleInTx+`', $1, true)`,
-			strconv.FormatInt(s.refreshIdleTimeout(ctx).Milliseconds(), 10)); err != nil {
+			strconv.FormatInt(max(s.refreshIdleTimeout(ctx).Milliseconds(), 1), 10)); err != nil {
 			return err
 		}
 		if conn == nil || conn.IsClosed() {
@@ -275,13 +275,16 @@ func (s *Store) refreshAggregate(nsp string, dst table) (m materializer, done fu
 // refreshIdleTimeout is how long the transaction holding a watermark row may stay idle
 // while a refresh runs: until ctx ends (ten operation timeouts when it sets no end, as
 // the job's deadline is), and an operation timeout more, so that the server ends the
-// session of a process that froze holding the row soon after its own deadline.
+// session of a process that froze holding the row soon after its own deadline; at
+// least a millisecond (0 turns the timeout off) and at most what the setting takes
+// (2^31-1 ms, 24 days).
 func (s *Store) refreshIdleTimeout(ctx context.Context) time.Duration {
 	left := 10 * s.opts.opTimeout
 	if d, ok := ctx.Deadline(); ok {
 		left = time.Until(d)
 	}
-	return max(left, 0) + s.opts.opTimeout
+	const most = math.MaxInt32 * time.Millisecond
+	return min(max(left, 0), most-s.opts.opTimeout) + s.opts.opTimeout
 }
 
 // serverNow reads PostgreSQL's clock.

@@ -247,3 +247,18 @@ func TestTimescaleDBMigrationWaitsForRollupInProgress(t *testing.T) {
 		assert.Equal(t, 2, got[0].Samples)
 	}
 }
+
+// Maintain refreshes the continuous aggregates under a context whose deadline is far
+// off (a hundred days): how long the watermark's transaction may stay idle meanwhile is
+// bounded by what PostgreSQL takes, not an error on every run.
+func TestTimescaleDBMaintainWithDistantDeadline(t *testing.T) {
+	u := timescaleDSN(t)
+	s := openTimescale(t, u, true, postgres.WithJobInterval(time.Hour))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*24*time.Hour)
+	defer cancel()
+	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	require.NoError(t, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: base, Cluster: "a", Healthy: true}}))
+	require.NoError(t, s.Flush(ctx))
+	require.NoError(t, s.Maintain(ctx, base.Add(time.Hour)))
+	assert.Equal(t, 1, count(t, s, `SELECT count(*) FROM health_1h`))
+}
