@@ -91,9 +91,11 @@
 //     than every earlier term's; writes through Lease.Fenced are refused (ErrFenced)
 //     once the term ended, and a takeover waits for a fenced write in progress — but
 //     not for a stalled one: every session ends a transaction left idle longer than the
-//     operation timeout (idle_in_transaction_session_timeout, unless the DSN sets it),
-//     so a holder that freezes inside a fenced write holds the lease row at most that
-//     long past its expiry, and the write is lost.
+//     operation timeout (idle_in_transaction_session_timeout, unless the DSN sets it;
+//     only the job's transaction waiting for a refresh of continuous aggregates may
+//     stay idle up to the job's deadline, holding no lease), so a holder that freezes
+//     inside a fenced write holds the lease row at most that long past its expiry, and
+//     the write is lost.
 //   - Errors never show the DSN's password.
 //
 // What is not guaranteed: history accepted by Put* is lost if the process dies before
