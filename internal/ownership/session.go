@@ -53,6 +53,8 @@ type Session struct {
 
 	refs int // users of a borrowed session (Attach), under sharedMu
 
+	renewals *renewConns // the connections its renewals go through
+
 	watchMu sync.Mutex
 	watches *stream // the stream its holdings watch their keys on (joinStream), or nil
 
@@ -118,6 +120,7 @@ func newSession(cli *clientv3.Client, lease clientv3.LeaseID, borrowed *concurre
 		confirmed: make(chan struct{}), tracked: make(chan struct{}),
 		ctx: ctx, cancel: cancel, lostCtx: lostCtx, lostStop: lostStop,
 		keys: map[string]bool{}, sweeping: closedCh, revoked: make(chan struct{}),
+		renewals: newRenewConns(cli),
 	}
 }
 
@@ -260,6 +263,7 @@ func RenewInterval(ttl, slow time.Duration) time.Duration {
 
 func (s *Session) track() {
 	defer close(s.tracked)
+	defer s.renewals.close()
 	renew := time.NewTimer(s.untilRenewal())
 	defer renew.Stop()
 	expire := time.NewTimer(time.Hour)
@@ -317,49 +321,55 @@ func (s *Session) renew() error {
 	}
 	ctx, cancel := context.WithDeadline(s.ctx, limit)
 	defer cancel()
-	// A request not answered within half the time left is hedged by another, and so on
-	// at half the time then left (six requests at most), each of which the client may
-	// send to another endpoint: neither an endpoint that stopped answering
-	// nor a server slow to answer costs the lease while a renewal can still land. (Not
-	// "at least 500ms": a 1s lease's renewal has 467ms to land, a 2s one's 667ms, and a
+	// A request goes to the member that answered the last renewal, on the session's own
+	// connection to it (see renewConns). One not answered within half the time left,
+	// or refused, is hedged by another to the next member, and so on at half the time
+	// then left (six requests at most): neither a member that stopped answering nor a
+	// server slow to answer costs the lease while a renewal can still land. (Not "at
+	// least 500ms": a 1s lease's renewal has 467ms to land, a 2s one's 667ms, and a
 	// hedge sent that late lands after the deadline or barely before it.) The first
 	// answer counts, from its own send time.
 	type reply struct {
 		sent time.Time
+		ep   string
 		resp *clientv3.LeaseKeepAliveResponse
 		err  error
 	}
 	const most = 6 // requests sent per renewal
 	replies := make(chan reply, most)
-	send := func() {
-		sent := time.Now()
-		resp, err := s.cli.KeepAliveOnce(ctx, s.lease)
-		replies <- reply{sent, resp, err}
+	send := func(i int) {
+		sent, ep := time.Now(), s.renewals.endpoint(i)
+		resp, err := s.renewals.keepAliveOnce(ctx, ep, s.lease)
+		replies <- reply{sent, ep, resp, err}
 	}
-	go send()
+	go send(0)
 	hedge := time.NewTimer(limit.Sub(start) / 2)
 	defer hedge.Stop()
 	var r reply
 	inFlight, sent := 1, 1
+	more := func() {
+		inFlight++
+		sent++
+		go send(sent - 1)
+		if left := time.Until(limit); sent < most && left > 100*time.Millisecond {
+			hedge.Reset(left / 2)
+		}
+	}
 	for inFlight > 0 {
 		select {
 		case <-hedge.C:
-			inFlight++
-			sent++
-			go send()
-			// And again at half the time then left: the client takes endpoints in turn
-			// for all of its requests, so that while others are in flight (the reads
-			// of holdings whose watch fell silent) two in a row may go to the member
-			// that stopped answering.
-			if left := time.Until(limit); sent < most && left > 100*time.Millisecond {
-				hedge.Reset(left / 2)
-			}
+			more()
 			continue
 		case r = <-replies:
 			inFlight--
 		}
 		if r.err == nil || errors.Is(r.err, rpctypes.ErrLeaseNotFound) {
 			break
+		}
+		// Refused (a member that lost its leader, a connection refused): the next
+		// member now, not at the hedge's time.
+		if sent < most && ctx.Err() == nil && time.Until(limit) > 100*time.Millisecond {
+			more()
 		}
 	}
 	cancel()
@@ -369,6 +379,7 @@ func (s *Session) renew() error {
 	if r.err != nil {
 		return r.err
 	}
+	s.renewals.answered(r.ep)
 	ttl := time.Duration(r.resp.TTL) * time.Second
 	s.mu.Lock()
 	// A reply processed after the deadline comes too late: the session may already have

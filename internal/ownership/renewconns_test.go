@@ -1,0 +1,105 @@
+package ownership
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
+)
+
+// keepAliveCounter counts the keep-alive streams a client's connections open: on the
+// client's own connection (where requests take the endpoints in turn) and on others
+// (the connections the client's Dial makes).
+type keepAliveCounter struct {
+	main        atomic.Pointer[grpc.ClientConn]
+	onMain, own atomic.Int64
+}
+
+func (k *keepAliveCounter) option() grpc.DialOption {
+	return grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+		streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if method == "/etcdserverpb.Lease/LeaseKeepAlive" {
+			if cc == k.main.Load() {
+				k.onMain.Add(1)
+			} else {
+				k.own.Add(1)
+			}
+		}
+		return streamer(ctx, desc, cc, method, opts...)
+	})
+}
+
+// A session's renewals take no turn on its client's connection, where the
+// application's requests take the endpoints in turn: a renewal a second there could
+// keep an application's retries on a silent member (see renewConns).
+func TestRenewalsTakeNoTurnOnTheClientsConnection(t *testing.T) {
+	var k keepAliveCounter
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: etcdtest.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{k.option()},
+	})
+	require.NoError(t, err)
+	defer cli.Close()
+	k.main.Store(cli.ActiveConnection())
+	ctx := etcdtest.Context(t, 20*time.Second)
+	ses, err := Grant(ctx, cli, 2*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	// A 2s lease is renewed every second.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, k.own.Load(), int64(3), "renewals on the session's own connection")
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.NoError(t, ses.Alive())
+	assert.Zero(t, k.onMain.Load(), "renewals on the client's connection")
+}
+
+// While a member is silent, a session's renewals go to the member that answered the
+// last one: after the first renewal the silence makes wait and then hedges to the
+// other member, each renewal is one request to it, and the session lives on.
+func TestRenewalsStayWithTheMemberThatAnswers(t *testing.T) {
+	const ttl = 2 * time.Second
+	c := etcdtest.NewCluster(t, 3)
+	ctx := etcdtest.Context(t, 60*time.Second)
+	pfx := etcdtest.Prefix(t)
+	var k keepAliveCounter
+	cli := pinnedClient(t, c, k.option())
+	ses, err := Grant(ctx, cli, ttl, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	// Renewals answered by member 1, the client's only endpoint.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, k.own.Load(), int64(2))
+	}, 5*time.Second, 20*time.Millisecond)
+	defer silenceMember1(t, ctx, c, cli, c.Client(2), pfx)()
+
+	member2 := c.Members[2].GRPCURL
+	moved := func(c *assert.CollectT) {
+		ses.renewals.mu.Lock()
+		defer ses.renewals.mu.Unlock()
+		assert.Equal(c, member2, ses.renewals.last, "the member that answered the last renewal")
+	}
+	assert.EventuallyWithT(t, moved, 3*ttl, 10*time.Millisecond)
+	// From here on: one request per renewal, each renewal moving the deadline on.
+	streams, renewals := k.own.Load(), 0
+	last := ses.Deadline()
+	tick := time.NewTicker(10 * time.Millisecond) // a renewal is every second
+	defer tick.Stop()
+	for end := time.Now().Add(4 * ttl); time.Now().Before(end); {
+		<-tick.C
+		if d := ses.Deadline(); !d.Equal(last) {
+			renewals++
+			last = d
+		}
+	}
+	require.NoError(t, ses.Alive(), "the session through the silence")
+	assert.GreaterOrEqual(t, renewals, 4, "renewals during 4 TTLs of silence")
+	assert.LessOrEqual(t, k.own.Load()-streams, int64(renewals+1), "requests for %d renewals", renewals)
+}
