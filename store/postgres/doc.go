@@ -50,9 +50,10 @@
 // (rollup_state) as the store's own rollups: a refresh runs while the job holds its
 // rollup's watermark row, so a writer waits for it, late history rewinds the
 // watermark, and reads, staleness and retention follow the same rules on both
-// servers. The refresh runs on a connection of its own, not the pool's (one more
-// connection to PostgreSQL per replica while it runs: a refresh waiting for the pool
-// while the writer waits for the watermark row would stall the job), and the
+// servers. The refresh runs on an idle connection of the pool, or on one of its own
+// when the pool has none idle (one more connection to PostgreSQL while it runs): a
+// refresh waiting for the pool, whose connections the job's transaction and the
+// writer waiting for the watermark row may hold, would stall the job. The
 // transaction holding the row may stay idle up to the job's deadline, not the
 // operation timeout, while it waits for the refresh. Retention drops whole chunks only (of raw tables, and of the aggregates: a
 // day for the minutes, 30 days for the hours): a deleted row below the refreshed range

@@ -232,44 +232,66 @@ func (s *Store) storeRollup(src, dst table) materializer {
 }
 
 // refreshAggregate materializes the continuous aggregate dst by TimescaleDB's refresh
-// (nsp: the schema of its functions); done closes what it opened. A refresh cannot run
-// inside a transaction, so it runs on a connection of its own, opened at the first
-// refresh, while tx holds dst's rollup_state row: writers of dst's kind wait for it as
-// they wait for the store's own rollup, and a row they committed before is in it. The
-// connection is not the pool's: with every connection of the pool taken (a pool of
-// one, or the writer's waiting for the row), the refresh would wait for one while tx
-// holds the row, until the job's deadline, on every run. The whole of [from, to) is
-// refreshed, gap included, so the rows of a step whose source rows are gone go too. tx
-// is idle meanwhile: its session's idle_in_transaction_session_timeout (the operation
-// timeout) is raised to what is left of ctx (see refreshIdleTimeout), or PostgreSQL
-// would end it, and the watermark's update with it, under every refresh that takes
-// longer than an operation.
+// (nsp: the schema of its functions); done releases what it took. A refresh cannot run
+// inside a transaction, so it runs on another connection (see refreshConn), taken at
+// the first refresh, while tx holds dst's rollup_state row: writers of dst's kind wait
+// for it as they wait for the store's own rollup, and a row they committed before is
+// in it. The whole of [from, to) is refreshed, gap included, so the rows of a step
+// whose source rows are gone go too. tx is idle meanwhile: its session's
+// idle_in_transaction_session_timeout (the operation timeout) is raised to what is
+// left of ctx (see refreshIdleTimeout), or PostgreSQL would end it, and the
+// watermark's update with it, under every refresh that takes longer than an
+// operation.
 func (s *Store) refreshAggregate(nsp string, dst table) (m materializer, done func()) {
 	call := fmt.Sprintf(refreshSQL, nsp)
 	var conn *pgx.Conn
+	release := func() {}
 	m = func(ctx context.Context, tx pgx.Tx, from, _, to time.Time) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('`+idleInTx+`', $1, true)`,
 			strconv.FormatInt(max(s.refreshIdleTimeout(ctx).Milliseconds(), 1), 10)); err != nil {
 			return err
 		}
 		if conn == nil || conn.IsClosed() {
-			c, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
-			if err != nil {
-				return fmt.Errorf("connect for the refresh: %w", err)
+			release()
+			var err error
+			if conn, release, err = s.refreshConn(ctx); err != nil {
+				conn, release = nil, func() {}
+				return err
 			}
-			conn = c
 		}
 		_, err := conn.Exec(ctx, call, dst.name, from, to)
 		return err
 	}
-	done = func() {
-		if conn != nil {
+	return m, func() { release() }
+}
+
+// refreshConn returns a connection for a refresh and its release: an idle one of the
+// pool when there is one (taken without waiting), else one of its own. A refresh must
+// not wait for the pool: the transaction holding the watermark row has one of its
+// connections (all of them in a pool of one), and the writer, waiting for the row,
+// may hold another, so it would wait until the job's deadline, on every run. Only
+// when no connection can be opened (the server has none left) does it wait for the
+// pool's.
+func (s *Store) refreshConn(ctx context.Context) (*pgx.Conn, func(), error) {
+	if idle := s.pool.AcquireAllIdle(ctx); len(idle) > 0 {
+		for _, c := range idle[1:] {
+			c.Release()
+		}
+		return idle[0].Conn(), idle[0].Release, nil
+	}
+	c, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
+	if err == nil {
+		return c, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.opTimeout)
 			defer cancel()
-			_ = conn.Close(ctx)
-		}
+			_ = c.Close(ctx)
+		}, nil
 	}
-	return m, done
+	pc, perr := s.pool.Acquire(ctx)
+	if perr != nil {
+		return nil, nil, fmt.Errorf("connection for the refresh: %w", errors.Join(err, perr))
+	}
+	return pc.Conn(), pc.Release, nil
 }
 
 // refreshIdleTimeout is how long the transaction holding a watermark row may stay idle
