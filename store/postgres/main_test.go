@@ -80,3 +80,18 @@ func TestContract(t *testing.T) {
 		}
 	}, storetest.HugeValues, storetest.RecordTimeBound)
 }
+
+// hoursAgo returns the start of the hour n hours before the current one. A test that
+// lays history out from it, runs the job at a time of its own and then reads by
+// PostgreSQL's clock assumes that clock is still in the current hour when it reads: in
+// the last two minutes of an hour, hoursAgo waits for the next one. Call it first.
+func hoursAgo(t testing.TB, n int) time.Time {
+	t.Helper()
+	now := time.Now().UTC()
+	if left := now.Truncate(time.Hour).Add(time.Hour).Sub(now); left < 2*time.Minute {
+		t.Logf("waiting %v for the next hour", left.Round(time.Second))
+		time.Sleep(left + time.Second)
+		now = time.Now().UTC()
+	}
+	return now.Truncate(time.Hour).Add(-time.Duration(n) * time.Hour)
+}

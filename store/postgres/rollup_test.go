@@ -26,9 +26,9 @@ func count(t *testing.T, s *postgres.Store, sql string, args ...any) int {
 // read each part of the range from the table that still has it, never counting a
 // sample twice.
 func TestRollupAndRetention(t *testing.T) {
+	base := hoursAgo(t, 5)
 	s := open(t, schema(t), postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour}))
 	ctx := ctxT(t)
-	base := time.Now().UTC().Truncate(time.Hour).Add(-5 * time.Hour)
 	var checks []store.HealthCheck
 	var snaps []store.MetricSnapshot
 	for i := range 1800 {
@@ -100,9 +100,9 @@ func TestRollupAndRetention(t *testing.T) {
 // History written after its steps were rolled up (late, after an outage) makes the job
 // roll those steps up again.
 func TestLateHistoryRolledUpAgain(t *testing.T) {
+	base := hoursAgo(t, 2)
 	s := open(t, schema(t))
 	ctx := ctxT(t)
-	base := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
 	put := func(at time.Time, v float64, healthy bool) {
 		require.NoError(t, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: at, Cluster: "a", Healthy: healthy, Values: map[string]float64{"v": v}}}))
 		require.NoError(t, s.Flush(ctx))
@@ -143,9 +143,9 @@ func TestNotificationLogBounded(t *testing.T) {
 // were rolled up and the raw data around it deleted, so rolling them up again from raw
 // would replace what the rollups kept with the one late record.
 func TestHistoryOlderThanRawRetentionDropped(t *testing.T) {
+	base := hoursAgo(t, 5)
 	s := open(t, schema(t), postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour}))
 	ctx := ctxT(t)
-	base := time.Now().UTC().Truncate(time.Hour).Add(-5 * time.Hour)
 	var checks []store.HealthCheck
 	for i := range 1800 {
 		checks = append(checks, store.HealthCheck{Time: base.Add(time.Duration(i) * 10 * time.Second), Cluster: "a", Healthy: true,
@@ -313,9 +313,9 @@ func TestHistoryNewestReadsOnlyThem(t *testing.T) {
 // up into finite means at the minute and the hour, whatever else the step holds, and
 // the other clusters' rollups and the retention go on.
 func TestRollupOfHugeValues(t *testing.T) {
+	base := hoursAgo(t, 3)
 	s := open(t, schema(t), postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour}))
 	ctx := ctxT(t)
-	base := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	var snaps []store.MetricSnapshot
 	var checks []store.HealthCheck
 	for i := range 360 {

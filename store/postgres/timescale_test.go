@@ -77,11 +77,11 @@ CREATE FUNCTION drop_chunks(relation regclass, older_than timestamptz)
 // whatever finite values it is given) and the maximum, at the minute from raw records
 // and at the hour from the minutes.
 func TestAggregateFunctionsAnswerAsRollups(t *testing.T) {
+	base := hoursAgo(t, 3)
 	s := open(t, schema(t), postgres.WithRetention(postgres.Retention{Raw: 4 * time.Hour, Minute: 8 * time.Hour, Hour: 16 * time.Hour}))
 	ctx := ctxT(t)
 	_, err := s.Pool().Exec(ctx, postgres.AggregateFunctionsSQL)
 	require.NoError(t, err)
-	base := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	var checks []store.HealthCheck
 	for i := range 2 * 360 {
 		checks = append(checks, store.HealthCheck{Time: base.Add(time.Duration(i) * 10 * time.Second), Cluster: "c", Healthy: true,

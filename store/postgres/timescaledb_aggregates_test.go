@@ -21,6 +21,7 @@ import (
 // checks, several members, and reads of the newest records that end inside a
 // minute's rows.
 func TestTimescaleDBAggregatesAnswerAsStoreRollups(t *testing.T) {
+	base := hoursAgo(t, 3)
 	u := timescaleDSN(t)
 	// The raw retention keeps every late record below (written 20 to 80 minutes
 	// before PostgreSQL's now, which the staleness goes by, whatever the minute of the
@@ -34,7 +35,6 @@ func TestTimescaleDBAggregatesAnswerAsStoreRollups(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	base := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	sets := []func(i int) map[string]float64{
 		func(i int) map[string]float64 { return map[string]float64{"x": float64(i), "y": float64(i) / 2} },
 		func(i int) map[string]float64 { return map[string]float64{"x": float64(-i)} },
@@ -123,10 +123,10 @@ func TestTimescaleDBAggregatesAnswerAsStoreRollups(t *testing.T) {
 // answers the same from the raw records and from the aggregates. (The store's own
 // hour rollups weigh each minute's mean by all the minute's records.)
 func TestTimescaleDBAggregatesAverageOverRecordsWithTheValue(t *testing.T) {
+	base := hoursAgo(t, 2)
 	u := timescaleDSN(t)
 	s := openTimescale(t, u, true, postgres.WithJobInterval(time.Hour))
 	ctx := ctxT(t)
-	base := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
 	checks := []store.HealthCheck{
 		{Time: base, Cluster: "a", Healthy: true, Values: map[string]float64{"x": 1, "y": 10}},
 		{Time: base.Add(20 * time.Second), Cluster: "a", Healthy: true, Values: map[string]float64{"x": 2}},
@@ -155,11 +155,11 @@ func TestTimescaleDBAggregatesAverageOverRecordsWithTheValue(t *testing.T) {
 // as they were: a row deleted below the aggregates' refreshes would add an entry to
 // them on every run, for good, and every refresh would read them.
 func TestTimescaleDBInvalidationLogsStayBounded(t *testing.T) {
+	base := hoursAgo(t, 3)
 	u := timescaleDSN(t)
 	s := openTimescale(t, u, true, postgres.WithRetention(postgres.Retention{Raw: time.Hour, Minute: 2 * time.Hour, Hour: 4 * time.Hour}))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	base := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	var checks []store.HealthCheck
 	var snaps []store.MetricSnapshot
 	for at := base; at.Before(base.Add(3 * time.Hour)); at = at.Add(30 * time.Second) {
@@ -193,11 +193,11 @@ func TestTimescaleDBInvalidationLogsStayBounded(t *testing.T) {
 // every record is counted once in a read of the whole range by the hour, which the
 // aggregates answer for all but the newest minutes.
 func TestTimescaleDBAggregatesMissNothingWrittenDuringRefresh(t *testing.T) {
+	base := hoursAgo(t, 2)
 	u := timescaleDSN(t)
 	s := openTimescale(t, u, true, postgres.WithJobInterval(time.Hour))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	base := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
 	writeTo := time.Now().UTC().Add(-2 * time.Minute)
 	span := writeTo.Sub(base)
 

@@ -29,12 +29,12 @@ FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_s
 // transaction that holds the rollup's watermark row while it runs is idle all that
 // time, and PostgreSQL must not end its session for that.
 func TestTimescaleDBRefreshOutlastsOpTimeout(t *testing.T) {
+	base := hoursAgo(t, 1)
 	u := timescaleDSN(t)
 	op := 500 * time.Millisecond
 	s := openTimescale(t, u, true, postgres.WithOpTimeout(op), postgres.WithJobInterval(time.Hour))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	var checks []store.HealthCheck
 	for at := base; at.Before(base.Add(10 * time.Minute)); at = at.Add(30 * time.Second) {
 		checks = append(checks, store.HealthCheck{Time: at, Cluster: "a", Healthy: true, Values: map[string]float64{"x": 1}})
@@ -90,12 +90,12 @@ FROM pg_stat_activity WHERE datname = current_database() AND application_name = 
 // beside the transaction holding the watermark row, must not wait for a connection of
 // the pool that transaction holds.
 func TestTimescaleDBRefreshInPoolOfOne(t *testing.T) {
+	base := hoursAgo(t, 1)
 	u := timescaleDSN(t)
 	s := openTimescale(t, u+"&pool_max_conns=1", true, postgres.WithJobInterval(time.Hour))
 	require.Equal(t, int32(1), s.Pool().Config().MaxConns)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	var checks []store.HealthCheck
 	for at := base; at.Before(base.Add(10 * time.Minute)); at = at.Add(30 * time.Second) {
 		checks = append(checks, store.HealthCheck{Time: at, Cluster: "a", Healthy: true, Values: map[string]float64{"x": 1}})
@@ -190,6 +190,7 @@ func TestTimescaleDBNewestReadsOnlyThem(t *testing.T) {
 // the tables the rollup had just written (and failed the start, the rows' first chunk
 // depending on them).
 func TestTimescaleDBMigrationWaitsForRollupInProgress(t *testing.T) {
+	at := hoursAgo(t, 1)
 	u := timescaleDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -208,7 +209,6 @@ func TestTimescaleDBMigrationWaitsForRollupInProgress(t *testing.T) {
 	tx, err := rollup.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(context.Background())
-	at := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	_, err = tx.Exec(ctx, `SELECT done_until FROM rollup_state WHERE name = 'health_1m' FOR UPDATE`)
 	require.NoError(t, err)
 	_, err = tx.Exec(ctx, `INSERT INTO health_1m (cluster, time, samples, healthy) VALUES ('a', $1, 2, true)`, at)
@@ -252,11 +252,11 @@ func TestTimescaleDBMigrationWaitsForRollupInProgress(t *testing.T) {
 // off (a hundred days): how long the watermark's transaction may stay idle meanwhile is
 // bounded by what PostgreSQL takes, not an error on every run.
 func TestTimescaleDBMaintainWithDistantDeadline(t *testing.T) {
+	base := hoursAgo(t, 1)
 	u := timescaleDSN(t)
 	s := openTimescale(t, u, true, postgres.WithJobInterval(time.Hour))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*24*time.Hour)
 	defer cancel()
-	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	require.NoError(t, s.PutHealthChecks(ctx, []store.HealthCheck{{Time: base, Cluster: "a", Healthy: true}}))
 	require.NoError(t, s.Flush(ctx))
 	require.NoError(t, s.Maintain(ctx, base.Add(time.Hour)))
