@@ -250,7 +250,7 @@ func TestMaintainUsesPostgresClock(t *testing.T) {
 	assert.Equal(t, 181, count(t, s, `SELECT count(*) FROM health_raw`))
 }
 
-// rowsScanned sums the rows the plan's scans of table produced.
+// rowsScanned sums the rows the plan's scans of table ("": of any table) produced.
 func rowsScanned(t *testing.T, plan []byte, table string) float64 {
 	t.Helper()
 	var doc []struct{ Plan map[string]any }
@@ -258,7 +258,7 @@ func rowsScanned(t *testing.T, plan []byte, table string) float64 {
 	var walk func(n map[string]any) float64
 	walk = func(n map[string]any) float64 {
 		sum := 0.0
-		if n["Relation Name"] == table {
+		if name, ok := n["Relation Name"]; ok && (table == "" || name == table) && n["Actual Rows"] != nil {
 			sum += n["Actual Rows"].(float64) * n["Actual Loops"].(float64)
 		}
 		if kids, ok := n["Plans"].([]any); ok {

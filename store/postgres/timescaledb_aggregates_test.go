@@ -97,23 +97,10 @@ func TestTimescaleDBAggregatesAnswerAsStoreRollups(t *testing.T) {
 		{Cluster: "h", Step: time.Hour},
 		{Step: time.Hour, Limit: 1000},
 	} {
-		want, err := plain.HealthChecks(ctx, q)
-		require.NoError(t, err)
-		require.NotEmpty(t, want, "%+v", q)
-		got, err := ts.HealthChecks(ctx, q)
-		require.NoError(t, err)
-		assert.Equal(t, want, got, "health %+v", q)
 		if q.Cluster == "h" {
-			continue
-		}
-		for _, member := range []string{"", "m2"} {
-			q.Member = member
-			wantM, err := plain.MetricSnapshots(ctx, q)
-			require.NoError(t, err)
-			require.NotEmpty(t, wantM, "%+v", q)
-			gotM, err := ts.MetricSnapshots(ctx, q)
-			require.NoError(t, err)
-			assert.Equal(t, wantM, gotM, "metrics %+v", q)
+			sameReads(t, ctx, plain, ts, q) // health only
+		} else {
+			sameReads(t, ctx, plain, ts, q, "", "m2")
 		}
 	}
 }

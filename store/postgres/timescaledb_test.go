@@ -235,18 +235,26 @@ WHERE hypertable_schema = current_schema() AND hypertable_name = $1`, table)
 		{Cluster: "a", Step: time.Hour, Limit: 1000},
 		{Cluster: "a", Step: 6 * time.Hour, Limit: 1000},
 	} {
-		want, err := plain.HealthChecks(ctx, q)
-		require.NoError(t, err)
-		require.NotEmpty(t, want, "%+v", q)
-		got, err := ts.HealthChecks(ctx, q)
-		require.NoError(t, err)
-		assert.Equal(t, want, got, "health %+v", q)
+		sameReads(t, ctx, plain, ts, q, "m1")
+	}
+}
 
-		q.Member = "m1"
-		wantM, err := plain.MetricSnapshots(ctx, q)
+// sameReads checks that got answers q as want does, with health checks and with the
+// metric snapshots of each of members ("": all), none of them empty.
+func sameReads(t *testing.T, ctx context.Context, want, got *postgres.Store, q store.HistoryQuery, members ...string) {
+	t.Helper()
+	wantH, err := want.HealthChecks(ctx, q)
+	require.NoError(t, err)
+	require.NotEmpty(t, wantH, "%+v", q)
+	gotH, err := got.HealthChecks(ctx, q)
+	require.NoError(t, err)
+	assert.Equal(t, wantH, gotH, "health %+v", q)
+	for _, m := range members {
+		q.Member = m
+		wantM, err := want.MetricSnapshots(ctx, q)
 		require.NoError(t, err)
 		require.NotEmpty(t, wantM, "%+v", q)
-		gotM, err := ts.MetricSnapshots(ctx, q)
+		gotM, err := got.MetricSnapshots(ctx, q)
 		require.NoError(t, err)
 		assert.Equal(t, wantM, gotM, "metrics %+v", q)
 	}
