@@ -87,10 +87,13 @@ func (r *renewConns) keepAliveOnce(ctx context.Context, ep string, lease clientv
 		return nil, err
 	}
 	// A member without a leader refuses at once instead of holding the request until it
-	// gives up forwarding it: the renewal goes on to the next member.
+	// gives up forwarding it, and so does a connection that cannot be made (no
+	// WaitForReady, unlike the client's requests: on a connection to one member it
+	// would hold the request until the renewal's deadline): the renewal goes on to the
+	// next member.
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel() // ends the stream
-	stream, err := pb.NewLeaseClient(c).LeaseKeepAlive(ctx, grpc.WaitForReady(true))
+	stream, err := pb.NewLeaseClient(c).LeaseKeepAlive(ctx)
 	if err != nil {
 		return nil, rpctypes.Error(err)
 	}

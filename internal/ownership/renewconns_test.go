@@ -2,6 +2,8 @@ package ownership
 
 import (
 	"context"
+	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,4 +104,81 @@ func TestRenewalsStayWithTheMemberThatAnswers(t *testing.T) {
 	require.NoError(t, ses.Alive(), "the session through the silence")
 	assert.GreaterOrEqual(t, renewals, 4, "renewals during 4 TTLs of silence")
 	assert.LessOrEqual(t, k.own.Load()-streams, int64(renewals+1), "requests for %d renewals", renewals)
+}
+
+// deadEndpoint returns the address of a port nobody listens on: a connection to it is
+// refused at once.
+func deadEndpoint(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// A renewal whose member refuses the connection goes on to the next member at once,
+// not at the hedge's time (half the time left: 24s for a 60s lease): a connection
+// refused is a refusal like a member without a leader.
+func TestRenewalRefusedConnectionGoesOnAtOnce(t *testing.T) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   append([]string{deadEndpoint(t)}, etcdtest.Endpoints()...),
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+	})
+	require.NoError(t, err)
+	defer cli.Close()
+	ctx := etcdtest.Context(t, 30*time.Second)
+	ses, err := Grant(ctx, cli, time.Minute, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	granted := ses.Deadline()
+	// The first renewal is due a second after the grant; its first request goes to the
+	// client's first endpoint, the dead one.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.True(c, ses.Deadline().After(granted), "renewed")
+	}, 6*time.Second, 20*time.Millisecond)
+	assert.NoError(t, ses.Alive())
+}
+
+// The sessions of one client renew on the same connections, one per endpoint at
+// most however many sessions there are: not a connection of each session's own to
+// each member (a lock per session, a thousand locks: thousands of connections).
+func TestSessionsOfAClientShareRenewalConnections(t *testing.T) {
+	var conns sync.Map // *grpc.ClientConn that carried a renewal
+	var main atomic.Pointer[grpc.ClientConn]
+	count := grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+		streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if method == "/etcdserverpb.Lease/LeaseKeepAlive" && cc != main.Load() {
+			conns.Store(cc, true)
+		}
+		return streamer(ctx, desc, cc, method, opts...)
+	})
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: etcdtest.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{count},
+	})
+	require.NoError(t, err)
+	defer cli.Close()
+	main.Store(cli.ActiveConnection())
+	ctx := etcdtest.Context(t, 20*time.Second)
+	const n = 5
+	var sessions []*Session
+	for range n {
+		ses, err := Grant(ctx, cli, 2*time.Second, nil)
+		require.NoError(t, err)
+		defer ses.Release()
+		sessions = append(sessions, ses)
+	}
+	granted := make([]time.Time, n)
+	for i, ses := range sessions {
+		granted[i] = ses.Deadline()
+	}
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		for i, ses := range sessions {
+			assert.True(c, ses.Deadline().After(granted[i]), "session %d renewed", i)
+		}
+	}, 10*time.Second, 20*time.Millisecond)
+	used := 0
+	conns.Range(func(_, _ any) bool { used++; return true })
+	assert.LessOrEqual(t, used, len(cli.Endpoints()), "connections carrying the renewals of %d sessions", n)
 }
