@@ -5,10 +5,10 @@
 //   - session.go — Session: a lease (granted here, or borrowed from the caller's
 //     concurrency.Session) and its tracker, the one renewal loop and the one definition
 //     of loss: each renewal is a keep-alive request of its own, hedged by up to five more when
-//     slow or refused, on the session's own connections to the client's endpoints
-//     (renewconns.go: to the member that answered the last renewal, hedges to the
-//     next ones, and no turn taken from the application's requests on the client's
-//     connection), and the lease is known to be alive until the send time of the last
+//     slow or refused, on connections of their own to the client's endpoints, one per
+//     endpoint shared by all the client's sessions (renewconns.go: to the member that
+//     answered the last renewal, hedges to the next ones at once when refused, and no
+//     turn taken from the application's requests on the client's connection), and the lease is known to be alive until the send time of the last
 //     acknowledged one plus the TTL, minus Margin. When that passes — by the monotonic
 //     clock or by the wall clock, which alone runs on while the machine is suspended —
 //     or etcd says the lease is gone, the session is lost for good; a lease of our own

@@ -11,24 +11,28 @@ import (
 	"google.golang.org/grpc"
 )
 
-// renewConns are a session's own connections to its client's endpoints, one per
-// endpoint it has used, that carry its renewals.
+// renewConns are the connections, one per endpoint used, that carry the renewals of
+// the sessions of one client, shared by them all: however many sessions (a lock or a
+// lease each), at most one connection to each of the client's endpoints.
 //
 // On the client's own connection, requests take the endpoints in turn, the
-// application's and the session's alike. A renewal a second there shifts which member
+// application's and the sessions' alike. A renewal a second there shifts which member
 // the application's next request goes to, and while a member is silent it can keep an
 // application that retries every second on that member for the whole silence: its
 // requests and the session's together come round to the silent member at every retry.
-// On connections of its own the session adds no turn to the client's: it sends each
-// renewal to the member that answered the last one, and a hedge to the next member
-// in the client's list, so two requests of one renewal never go to the same member
-// while there are others.
+// On connections of their own the sessions add no turn to the client's: each renewal
+// goes to the member that answered the last one, and a hedge to the next member in the
+// client's list, so two requests of one renewal never go to the same member while
+// there are others.
 //
 // The connections are made by the client's Dial (its credentials, auth token and dial
-// options), when first used: while every renewal is answered, one. They are closed when
-// the session's tracker stops.
+// options), when first used: while every renewal is answered, one. A connection to an
+// endpoint no longer in the client's list (SetEndpoints) is closed at the next
+// answered renewal, and all of them when the tracker of the client's last session
+// stops.
 type renewConns struct {
-	cli *clientv3.Client
+	cli  *clientv3.Client
+	refs int // sessions whose tracker runs, under renewMu
 
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
@@ -36,8 +40,37 @@ type renewConns struct {
 	closed bool
 }
 
-func newRenewConns(cli *clientv3.Client) *renewConns {
-	return &renewConns{cli: cli, conns: map[string]*grpc.ClientConn{}}
+var (
+	renewMu   sync.Mutex
+	renewPool = map[*clientv3.Client]*renewConns{}
+)
+
+// renewConnsOf returns the renewal connections of cli's sessions; release them when
+// the session's tracker stops.
+func renewConnsOf(cli *clientv3.Client) *renewConns {
+	renewMu.Lock()
+	defer renewMu.Unlock()
+	r := renewPool[cli]
+	if r == nil {
+		r = &renewConns{cli: cli, conns: map[string]*grpc.ClientConn{}}
+		renewPool[cli] = r
+	}
+	r.refs++
+	return r
+}
+
+// release gives up one session's use of r, closing the connections after the last.
+func (r *renewConns) release() {
+	renewMu.Lock()
+	r.refs--
+	last := r.refs == 0
+	if last {
+		delete(renewPool, r.cli)
+	}
+	renewMu.Unlock()
+	if last {
+		r.close()
+	}
 }
 
 // endpoint returns the endpoint of a renewal's i-th request: the one that answered the
@@ -54,11 +87,24 @@ func (r *renewConns) endpoint(i int) string {
 	return eps[(first+i)%len(eps)]
 }
 
-// answered records that ep answered a renewal: the next one goes there first.
+// answered records that ep answered a renewal: the next one goes there first. It
+// closes the connections to endpoints no longer in the client's list; a request in
+// flight on one ends, and its renewal goes on to the next member.
 func (r *renewConns) answered(ep string) {
+	eps := r.cli.Endpoints()
+	var gone []*grpc.ClientConn
 	r.mu.Lock()
 	r.last = ep
+	for e, c := range r.conns {
+		if !slices.Contains(eps, e) {
+			gone = append(gone, c)
+			delete(r.conns, e)
+		}
+	}
 	r.mu.Unlock()
+	for _, c := range gone {
+		_ = c.Close()
+	}
 }
 
 // conn returns the connection to ep, made when first asked for.

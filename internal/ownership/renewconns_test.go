@@ -182,3 +182,34 @@ func TestSessionsOfAClientShareRenewalConnections(t *testing.T) {
 	conns.Range(func(_, _ any) bool { used++; return true })
 	assert.LessOrEqual(t, used, len(cli.Endpoints()), "connections carrying the renewals of %d sessions", n)
 }
+
+// An endpoint the client no longer has (SetEndpoints) keeps no renewal connection:
+// the renewals go to the endpoints the client has, and the connection to the one
+// removed is closed.
+func TestRenewalConnectionClosedWithItsEndpoint(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	m0, m1 := c.Members[0].GRPCURL, c.Members[1].GRPCURL
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{m0, m1}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+	})
+	require.NoError(t, err)
+	defer cli.Close()
+	ses, err := Grant(ctx, cli, 2*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	has := func(ep string) bool {
+		ses.renewals.mu.Lock()
+		defer ses.renewals.mu.Unlock()
+		return ses.renewals.conns[ep] != nil
+	}
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.True(c, has(m0), "a renewal through the first endpoint")
+	}, 5*time.Second, 20*time.Millisecond)
+	cli.SetEndpoints(m1)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.False(c, has(m0), "a connection to the endpoint removed")
+		assert.True(c, has(m1), "a connection to the endpoint left")
+	}, 5*time.Second, 20*time.Millisecond)
+	assert.NoError(t, ses.Alive())
+}

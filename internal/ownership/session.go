@@ -53,7 +53,7 @@ type Session struct {
 
 	refs int // users of a borrowed session (Attach), under sharedMu
 
-	renewals *renewConns // the connections its renewals go through
+	renewals *renewConns // the connections its renewals go through, shared by its client's sessions
 
 	watchMu sync.Mutex
 	watches *stream // the stream its holdings watch their keys on (joinStream), or nil
@@ -120,7 +120,7 @@ func newSession(cli *clientv3.Client, lease clientv3.LeaseID, borrowed *concurre
 		confirmed: make(chan struct{}), tracked: make(chan struct{}),
 		ctx: ctx, cancel: cancel, lostCtx: lostCtx, lostStop: lostStop,
 		keys: map[string]bool{}, sweeping: closedCh, revoked: make(chan struct{}),
-		renewals: newRenewConns(cli),
+		renewals: renewConnsOf(cli),
 	}
 }
 
@@ -263,7 +263,7 @@ func RenewInterval(ttl, slow time.Duration) time.Duration {
 
 func (s *Session) track() {
 	defer close(s.tracked)
-	defer s.renewals.close()
+	defer s.renewals.release()
 	renew := time.NewTimer(s.untilRenewal())
 	defer renew.Stop()
 	expire := time.NewTimer(time.Hour)
@@ -321,8 +321,8 @@ func (s *Session) renew() error {
 	}
 	ctx, cancel := context.WithDeadline(s.ctx, limit)
 	defer cancel()
-	// A request goes to the member that answered the last renewal, on the session's own
-	// connection to it (see renewConns). One not answered within half the time left,
+	// A request goes to the member that answered the last renewal, on a connection of
+	// the client's sessions to it (see renewConns). One not answered within half the time left,
 	// or refused, is hedged by another to the next member, and so on at half the time
 	// then left (six requests at most): neither a member that stopped answering nor a
 	// server slow to answer costs the lease while a renewal can still land. (Not "at
