@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -212,4 +213,31 @@ func TestRenewalConnectionClosedWithItsEndpoint(t *testing.T) {
 		assert.True(c, has(m1), "a connection to the endpoint left")
 	}, 5*time.Second, 20*time.Millisecond)
 	assert.NoError(t, ses.Alive())
+}
+
+// A member without a leader refuses a renewal at once: the renewal goes on at once
+// only to a member it has not tried yet. A client of one endpoint sends that member
+// one request, not six in a row that it refuses alike (and six again at each retry,
+// for each session, while the cluster has no leader).
+func TestRefusedRenewalNotResentToTheSameMember(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	var k keepAliveCounter
+	cli := pinnedClient(t, c, k.option())
+	lease, err := cli.Grant(ctx, 30)
+	require.NoError(t, err)
+	c.StopMember(0)
+	c.StopMember(2)
+	ses := newSession(cli, lease.ID, nil, nil)
+	defer ses.renewals.release() // no tracker runs
+	ses.ttl, ses.deadline = 30*time.Second, time.Now().Add(20*time.Second)
+	close(ses.confirmed)
+	// Member 1 no longer has a leader once it refuses.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, err := ses.renewals.keepAliveOnce(ctx, cli.Endpoints()[0], lease.ID)
+		assert.ErrorIs(c, err, rpctypes.ErrNoLeader)
+	}, 10*time.Second, 50*time.Millisecond)
+	before := k.own.Load()
+	assert.Error(t, ses.renew())
+	assert.Equal(t, int64(1), k.own.Load()-before, "requests of a renewal to the client's one member")
 }

@@ -336,6 +336,7 @@ func (s *Session) renew() error {
 		err  error
 	}
 	const most = 6 // requests sent per renewal
+	members := len(s.cli.Endpoints())
 	replies := make(chan reply, most)
 	send := func(i int) {
 		sent, ep := time.Now(), s.renewals.endpoint(i)
@@ -367,8 +368,10 @@ func (s *Session) renew() error {
 			break
 		}
 		// Refused (a member that lost its leader, a connection refused): the next
-		// member now, not at the hedge's time.
-		if sent < most && ctx.Err() == nil && time.Until(limit) > 100*time.Millisecond {
+		// member now, not at the hedge's time, if there is one not tried yet. Not the
+		// same members again: while the cluster has no leader, each refuses at once,
+		// and the tracker's retry, with backoff, asks again.
+		if sent < min(most, members) && ctx.Err() == nil && time.Until(limit) > 100*time.Millisecond {
 			more()
 		}
 	}
