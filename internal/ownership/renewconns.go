@@ -21,12 +21,14 @@ import (
 // application that retries every second on that member for the whole silence: its
 // requests and the session's together come round to the silent member at every retry.
 // On connections of their own the sessions add no turn to the client's: each renewal
-// goes to the member that answered the last one, and a hedge to the next member in the
-// client's list, so two requests of one renewal never go to the same member while
-// there are others.
+// goes to the member that answered the last one, and its hedges to the members after
+// it in the client's list, so a renewal's requests go to every member before one goes
+// to any a second time (unless another session's renewal, answered meanwhile, moves
+// where they start).
 //
 // The connections are made by the client's Dial (its credentials, auth token and dial
-// options), when first used: while every renewal is answered, one. A connection to an
+// options), when first used: while every renewal is answered, one. Each renewal
+// request is a keep-alive stream of its own on one of them. A connection to an
 // endpoint no longer in the client's list (SetEndpoints) is closed at the next
 // answered renewal, and all of them when the tracker of the client's last session
 // stops.

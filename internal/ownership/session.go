@@ -32,7 +32,8 @@ func Margin(ttl time.Duration) time.Duration {
 
 // Session is a lease watched by a tracker of its own: granted here, or that of a
 // concurrency.Session the caller owns (borrowed). The tracker renews the lease with
-// keep-alive requests of their own and remembers when each acknowledged one was sent:
+// keep-alive requests of their own, on the connections its client's sessions share for
+// renewals (see renewConns), and remembers when each acknowledged one was sent:
 // the server cannot expire the lease before send time + TTL, so the lease is known to
 // be alive until that instant minus Margin. When that deadline passes without a newer
 // acknowledgement, or the lease is gone, or the session ends, the Session is lost for
@@ -322,13 +323,14 @@ func (s *Session) renew() error {
 	ctx, cancel := context.WithDeadline(s.ctx, limit)
 	defer cancel()
 	// A request goes to the member that answered the last renewal, on a connection of
-	// the client's sessions to it (see renewConns). One not answered within half the time left,
-	// or refused, is hedged by another to the next member, and so on at half the time
+	// the client's sessions to it (see renewConns). One not answered within half the
+	// time left is hedged by another to the next member, and so on at half the time
 	// then left (six requests at most): neither a member that stopped answering nor a
 	// server slow to answer costs the lease while a renewal can still land. (Not "at
 	// least 500ms": a 1s lease's renewal has 467ms to land, a 2s one's 667ms, and a
-	// hedge sent that late lands after the deadline or barely before it.) The first
-	// answer counts, from its own send time.
+	// hedge sent that late lands after the deadline or barely before it.) One refused
+	// goes on to the next member at once while there is one not tried yet (below). The
+	// first answer counts, from its own send time.
 	type reply struct {
 		sent time.Time
 		ep   string
