@@ -20,10 +20,21 @@
 //     (within a renewal interval), which is not sent; the reply to one sent before the
 //     suspend does not count. A wall clock stepped forward may end a lease early; one
 //     stepped back never keeps it longer.
-//   - Renewals go to whichever member the client can reach, each a request of its own; one
-//     not answered within half the time left is hedged by a second, so neither an
-//     endpoint that stops answering nor a slow server costs the lease while a renewal can
-//     still land in time; nor does a leader election.
+//   - Each renewal is a request of its own, sent to the member that answered the last
+//     one; one not answered within half the time left is hedged by another to the next
+//     member, and so on at half the time then left (six requests at most), and one
+//     refused (a member without a leader, a connection that cannot be made) goes on to
+//     a member not tried yet at once. So neither an endpoint that stops answering nor
+//     a slow server costs the lease while a renewal can still land in time; nor does a
+//     leader election.
+//   - Renewals go on connections of their own, made by the client's Dial, one per
+//     endpoint, shared by every Keeper, lock and election of the client, so they take
+//     no turn from the application's requests on the client's connection. Cost: a
+//     connection to each endpoint a renewal went to, per client; one to an endpoint the
+//     client no longer lists is closed at the next answered renewal, and all of them
+//     when the client's last lease, lock or election session ends. Under password auth
+//     clientv3 authenticates before each stream it opens, and each renewal is a
+//     stream: prefer certificates or a token where there are many leases.
 //   - A lease given up for silence is no longer renewed, and is revoked as soon as etcd
 //     answers; if etcd refuses the revoke for good (permission denied), that is logged
 //     and the lease left to expire within its TTL.
