@@ -22,12 +22,16 @@
 //     waiting candidate about a sixth of the TTL (1s to 3s), not for as long as it is
 //     silent: a grant, read or delete it leaves unanswered is sent again through the
 //     client's next endpoint (at most two in flight), and a wait whose watch it stops
-//     confirming is reopened after twice that. So is the leader's watch of its own key:
-//     a key deleted while that watch goes through the silent member still ends
-//     leadership, four to six times that (4s to 18s) after the member fell silent. This
-//     needs a client that knows more than one endpoint. The put that starts a campaign
-//     is not sent twice: one swallowed by a silent member waits for it, for the
-//     session's loss or for the caller's ctx.
+//     confirming is reopened after twice that, its creation sent again on another
+//     stream when etcd has not confirmed it after a sixth of the TTL. So is the
+//     leader's watch of its own key: a key deleted while that watch goes through the
+//     silent member still ends leadership, four to six times that (4s to 18s) after the
+//     member fell silent, one to three times that more when the new watch is made
+//     through the silent member too. The lease's renewals go to the member that
+//     answered the last one (see package lease), so a silent member costs one renewal's
+//     wait, not the lease. This needs a client that knows more than one endpoint. The
+//     put that starts a campaign is not sent twice: one swallowed by a silent member
+//     waits for it, for the session's loss or for the caller's ctx.
 //   - An Observer reports every leader its watch shows, the zero Leader for none, and
 //     reads the leader again when the watch breaks or the leader's key is deleted. A
 //     member that stops answering while the rest of the cluster serves blinds it about
@@ -35,10 +39,12 @@
 //     sixth of 10s: 1.67s), not for as long as it is silent: the Observer asks etcd for
 //     progress on its watch, a gRPC stream of its own, once every call timeout, gives
 //     the watch up after twice that without an answer (found so up to one call timeout
-//     later), then reads the leader and watches it again, each sent again through the
-//     client's next endpoint when unanswered after a call timeout. Err says so until it
-//     follows again. The cost is that stream and one progress request per call timeout
-//     per Observer. This needs a client that knows more than one endpoint.
+//     later), then reads the leader and watches it again, each sent again (the watch on
+//     another stream) through the client's next endpoint when unanswered or
+//     unconfirmed after a call timeout. Err says so until it follows again. The cost is
+//     that stream and one progress request per call timeout per Observer, and one more
+//     stream for each watch made again while etcd does not confirm it. This needs a
+//     client that knows more than one endpoint.
 //   - Every campaign uses a key name never used before, so no delete of an earlier one can
 //     reach a later leadership. A canceled or failed campaign leaves no key behind: it is
 //     deleted before Campaign returns when etcd answers within a third of the TTL (at least

@@ -22,17 +22,21 @@
 //   - Two Mutex values never hold the same lock at once, even on one shared session.
 //     Waiters wait only for the participant just ahead of them.
 //   - A member that stops answering while the rest of the cluster serves (a frozen
-//     process, a dead machine whose connections stay open) holds up Unlock and a
-//     waiter about a sixth of the TTL (1s to 3s), not for as long as it is silent: a
-//     grant, read or delete it leaves unanswered is sent again through the client's next
+//     process, a dead machine whose connections stay open) holds up Unlock and a waiter
+//     about a sixth of the TTL (1s to 3s), not for as long as it is silent: a grant,
+//     read or delete it leaves unanswered is sent again through the client's next
 //     endpoint (at most two in flight), and a wait whose watch it stops confirming is
-//     reopened after twice that. So is a holder's watch of its own key: a key deleted
-//     while that watch goes through the silent member still closes Done, four to six
-//     times that (4s to 18s) after the member fell silent. The holders on one lease (a
-//     Manager's locks, a Semaphore's permits) share one watch stream, asked for progress
-//     every 1s to 3s. This needs a client that knows more than one endpoint.
-//     The put that starts an acquisition is not sent twice: one swallowed by a silent
-//     member waits for it, for the session's loss or for the caller's ctx.
+//     reopened after twice that, its creation sent again on another stream when etcd
+//     has not confirmed it after a sixth of the TTL. So is a holder's watch of its own
+//     key: a key deleted while that watch goes through the silent member still closes
+//     Done, four to six times that (4s to 18s) after the member fell silent, one to
+//     three times that more when the new watch is made through the silent member too.
+//     The holders on one lease (a Manager's locks, a Semaphore's permits) share one
+//     watch stream, asked for progress every 1s to 3s. The lease's renewals go to the
+//     member that answered the last one (see package lease), so a silent member costs
+//     one renewal's wait, not the lease. This needs a client that knows more than one
+//     endpoint. The put that starts an acquisition is not sent twice: one swallowed by
+//     a silent member waits for it, for the session's loss or for the caller's ctx.
 //   - A canceled or failed acquisition leaves no key behind: it is deleted before Lock
 //     returns when etcd answers within a third of the TTL (at least 1s), and otherwise in
 //     the background, with backoff, until the delete lands or the lease is gone. The same
