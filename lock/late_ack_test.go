@@ -74,13 +74,13 @@ func gatedClient(t *testing.T, g *replyGate) *clientv3.Client {
 	return cli
 }
 
-// Review: loss is not "for good". A keep-alive reply that arrives before the session's
-// deadline but is processed just after it (renew takes s.mu after KeepAliveOnce returns)
-// extends the deadline of a session that Alive has already declared lost in between:
-// a check at the deadline ended the holding, then the session lives on. The holding's
-// key stays on a lease we keep renewing, Unlock says ErrNotHeld and deletes nothing,
-// and the lock is dead for everyone — and for our own next Lock, which waits behind our
-// own old key — until Close.
+// Loss is for good. A keep-alive reply that arrives before the session's deadline but
+// is processed just after it (renew takes s.mu after keepAliveOnce returns) must not
+// extend the deadline of a session that Alive has already declared lost in between.
+// Else a check at the deadline ends the holding, then the session lives on: the
+// holding's key stays on a lease we keep renewing, Unlock says ErrNotHeld and deletes
+// nothing, and the lock is dead for everyone — and for our own next Lock, which waits
+// behind our own old key — until Close.
 func TestLateAckDoesNotResurrectSession(t *testing.T) {
 	t.Parallel()
 	g := &replyGate{held: make(chan struct{}), release: make(chan struct{})}
