@@ -18,7 +18,7 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/internal/localetcd"
 )
 
-// The requests a review found would crash or starve the daemon or the cluster.
+// Requests that would crash or starve the daemon or the cluster are refused.
 func TestHarmfulConfigsAreRefused(t *testing.T) {
 	r := newRunner(t, etcdtest.Client(t))
 	ctx := etcdtest.Context(t, 10*time.Second)
