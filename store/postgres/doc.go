@@ -45,23 +45,24 @@
 // resolution, as a read of the raw records averages it; the store's own hour rollups
 // weigh each minute's mean by all the minute's records instead, so the hour (and
 // multi-minute) means of such a value differ from plain PostgreSQL's. The aggregates
-// are materialized only (no real-time part: the reads add the newest raw rows themselves) and are refreshed
-// by the store's job, not by a policy of TimescaleDB's, through the same watermarks
-// (rollup_state) as the store's own rollups: a refresh runs while the job holds its
-// rollup's watermark row, so a writer waits for it, late history rewinds the
-// watermark, and reads, staleness and retention follow the same rules on both
-// servers. The refresh runs on an idle connection of the pool, or on one of its own
-// when the pool has none idle (one more connection to PostgreSQL while it runs): a
-// refresh waiting for the pool, whose connections the job's transaction and the
-// writer waiting for the watermark row may hold, would stall the job. The
-// transaction holding the row may stay idle up to the job's deadline, not the
-// operation timeout, while it waits for the refresh. Retention drops whole chunks only (of raw tables, and of the aggregates: a
-// day for the minutes, 30 days for the hours): a deleted row below the refreshed range
-// would stay in TimescaleDB's invalidation log for good. Reads bound each table to
-// its part of the range, so the rest of a chunk kept past its retention (up to its
-// length) is never read. A database that rolled up history before the schema version
-// that brought the aggregates keeps its rollup tables (hypertables) and the store's
-// own rollups, which delete rows past the retention after dropping chunks.
+// are materialized only (no real-time part: the reads add the newest raw rows
+// themselves) and are refreshed by the store's job, not by a policy of TimescaleDB's,
+// through the same watermarks (rollup_state) as the store's own rollups: a refresh runs
+// while the job holds its rollup's watermark row, so a writer waits for it, late
+// history rewinds the watermark, and reads, staleness and retention follow the same
+// rules on both servers. The refresh runs on an idle connection of the pool, or on one
+// of its own when the pool has none idle (one more connection to PostgreSQL while it
+// runs): a refresh waiting for the pool, whose connections the job's transaction and
+// the writer waiting for the watermark row may hold, would stall the job. The
+// transaction holding the row may stay idle up to the job's deadline, not the operation
+// timeout, while it waits for the refresh. Retention drops whole chunks only (of raw
+// tables, and of the aggregates: a day for the minutes, 30 days for the hours): a
+// deleted row below the refreshed range would stay in TimescaleDB's invalidation log
+// for good. Reads bound each table to its part of the range, so the rest of a chunk
+// kept past its retention (up to its length) is never read. A database that rolled up
+// history before the schema version that brought the aggregates keeps its rollup tables
+// (hypertables) and the store's own rollups, which delete rows past the retention after
+// dropping chunks.
 //
 // # Guarantees
 //
@@ -110,13 +111,14 @@
 // own rollups of an upgraded database (TestTimescaleDBRollupAndRetention), and with
 // names that change within a minute, late history and huge values
 // (TestTimescaleDBAggregatesAnswerAsStoreRollups), a value in only some records
-// (TestTimescaleDBAggregatesAverageOverRecordsWithTheValue); no chunk dropped that holds rows not
-// rolled up (TestTimescaleDBRetentionWaitsForRollups); nothing written during a
-// refresh missed (TestTimescaleDBAggregatesMissNothingWrittenDuringRefresh); and
-// invalidation logs that do not grow with each run (TestTimescaleDBInvalidationLogsStayBounded).
-// Debian has no package of TimescaleDB, so CI's server runs without it and those
-// tests skip there; TestTimescaleSQL checks the hypertable SQL against stand-ins and
-// TestAggregateFunctionsAnswerAsRollups the aggregates' functions on plain PostgreSQL.
+// (TestTimescaleDBAggregatesAverageOverRecordsWithTheValue); no chunk dropped that
+// holds rows not rolled up (TestTimescaleDBRetentionWaitsForRollups); nothing written
+// during a refresh missed (TestTimescaleDBAggregatesMissNothingWrittenDuringRefresh);
+// and invalidation logs that do not grow with each run
+// (TestTimescaleDBInvalidationLogsStayBounded). Debian has no package of TimescaleDB,
+// so CI's server runs without it and those tests skip there; TestTimescaleSQL checks
+// the hypertable SQL against stand-ins and TestAggregateFunctionsAnswerAsRollups the
+// aggregates' functions on plain PostgreSQL.
 //
 // While PostgreSQL is down, no replica notifies: safety over liveness. The Lease can
 // be neither renewed nor taken, so the active replica's term ends before the lease

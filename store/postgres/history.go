@@ -132,7 +132,8 @@ func endRead(ctx context.Context, conn *pgxpool.Conn) {
 // segments says which table answers which part of the time axis. preferred is the
 // table a query wants (the coarsest whose resolution divides the step). A rollup
 // covers what its source had up to its watermark; raw data and 1-minute rollups are
-// deleted before their retention cut, never before they are rolled up. So: the
+// deleted before their retention cut, never before they are rolled up (with continuous
+// aggregates only in whole chunks: the rest of a chunk stays, and is not read). So: the
 // preferred table serves up to its watermark; a finer table serves from the watermark
 // of the table above it to its own (recent data not rolled up yet); a coarser table
 // serves what is older than the table below it keeps. Each boundary between a table

@@ -173,8 +173,9 @@ CREATE INDEX alert_history_cluster ON alert_history (cluster, id);
 
 // timescale turns the history tables into hypertables when the timescaledb extension
 // is installed in the database (CREATE EXTENSION timescaledb, before the first start):
-// retention then drops whole chunks. Rollups stay this package's own tables and job
-// (see rollup). Without the extension this step does nothing.
+// retention then drops whole chunks. The rollup tables become hypertables too; the step
+// of version 5 (continuousAggregates) replaces them by continuous aggregates when
+// nothing was rolled up into them yet. Without the extension this step does nothing.
 func timescale(ctx context.Context, tx pgx.Tx) error {
 	nsp, err := timescaleSchema(ctx, tx)
 	if err != nil || nsp == "" {
@@ -227,7 +228,9 @@ const (
 // the store's own). The aggregates group by the name set too, so a step whose records
 // changed names has a row per set; reads merge them. Each value is the mean weighted
 // by the samples each row stands for, computed as the store's own rollup computes it
-// (meanSQL: finite whatever finite values it is given), and the maximum. They are
+// (meanSQL: finite whatever finite values it is given), and the maximum; a value only
+// some of a step's records have is averaged over those records at every resolution
+// (see the package documentation). They are
 // refreshed by the store's job (refreshAggregate), not by a policy of TimescaleDB's: the
 // job keeps the watermarks the reads, the writer and retention go by.
 func continuousAggregates(ctx context.Context, tx pgx.Tx) error {

@@ -55,8 +55,9 @@ func (s *Store) jobLoop() {
 	}
 }
 
-// Maintain rolls raw history up into 1-minute rollups and those into 1-hour rollups as
-// far as complete steps before now allow, then deletes what is older than the
+// Maintain rolls raw history up into 1-minute rollups and those into 1-hour rollups
+// (with TimescaleDB's continuous aggregates: refreshes them) as far as complete steps
+// before now allow, then deletes what is older than the
 // retention at now (raw data and 1-minute rollups only once rolled up) and the
 // notification log beyond its bound, and gathers the planner's statistics of the
 // history tables that have none (see analyze). A zero now is PostgreSQL's clock, as the
@@ -113,7 +114,9 @@ func (s *Store) Maintain(ctx context.Context, now time.Time) error {
 }
 
 // rollup aggregates src into dst from dst's watermark to the last complete step
-// (for the hour rollup: the last hour the minute rollup completed), chunk by chunk.
+// (for the hour rollup: the last hour the minute rollup completed), chunk by chunk, each
+// in a transaction that holds dst's watermark row: by this package's SQL
+// (storeRollup), or by a refresh of the continuous aggregate dst (refreshAggregate).
 // It starts no earlier than the hour retention at now (older rows are deleted, not
 // rolled up), and an empty chunk jumps to the step of the next row: a record stamped
 // long ago (a clock at 1970 before NTP synced) or a long gap costs no walk through the
