@@ -20,7 +20,8 @@ var errSilent = errors.New("watch silent")
 // watch on it ends and it takes no more. A member that stops answering while the rest of
 // the cluster serves — a frozen process, a connection to a dead machine that stays open —
 // then blinds its watches about silence, not for as long as it is silent: the watches
-// made again, on a new stream, may go through another endpoint.
+// made again, on a new stream, may go through another endpoint, and their creation is
+// hedged (see watchConfirmed) so that they do not all go through the silent one again.
 //
 // The answer to a progress request proves every watch on the stream alive: etcd answers
 // it once for the whole stream, and the client hands it to every watch. etcd answers it
