@@ -23,8 +23,7 @@ import (
 // On connections of their own the sessions add no turn to the client's: each renewal
 // goes to the member that answered the last one, and its hedges to the members after
 // it in the client's list, so a renewal's requests go to every member before one goes
-// to any a second time (unless another session's renewal, answered meanwhile, moves
-// where they start).
+// to any a second time (each renewal takes the order once: see order).
 //
 // The connections are made by the client's Dial (its credentials, auth token and dial
 // options), when first used: while every renewal is answered, one. Each renewal
@@ -75,18 +74,18 @@ func (r *renewConns) release() {
 	}
 }
 
-// endpoint returns the endpoint of a renewal's i-th request: the one that answered the
-// last renewal (or the client's first), then those after it in the client's list.
-func (r *renewConns) endpoint(i int) string {
+// order returns the endpoints a renewal's requests go to, in turn: the one that
+// answered the last renewal (or the client's first), then those after it in the
+// client's list. A renewal takes it once: another session's renewal answered meanwhile
+// moves the first endpoint, and read again, the order could send two of one renewal's
+// requests to one member while another was not tried.
+func (r *renewConns) order() []string {
 	eps := r.cli.Endpoints()
-	if len(eps) == 0 {
-		return ""
-	}
 	r.mu.Lock()
 	last := r.last
 	r.mu.Unlock()
 	first := max(slices.Index(eps, last), 0)
-	return eps[(first+i)%len(eps)]
+	return append(eps[first:len(eps):len(eps)], eps[:first]...)
 }
 
 // answered records that ep answered a renewal: the next one goes there first. It

@@ -241,3 +241,21 @@ func TestRefusedRenewalNotResentToTheSameMember(t *testing.T) {
 	assert.Error(t, ses.renew())
 	assert.Equal(t, int64(1), k.own.Load()-before, "requests of a renewal to the client's one member")
 }
+
+// A renewal's requests go to every member before any gets a second, even when another
+// session of the client has a renewal answered by another member meanwhile.
+func TestRenewalOrderTakenOncePerRenewal(t *testing.T) {
+	eps := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	defer cli.Close()
+	r := renewConnsOf(cli)
+	defer r.release()
+	r.answered(eps[1])
+	order := r.order()
+	assert.Equal(t, []string{eps[1], eps[2], eps[0]}, order)
+	r.answered(eps[0]) // another session's renewal, answered meanwhile
+	assert.Equal(t, []string{eps[1], eps[2], eps[0]}, order, "the renewal's order")
+	assert.Equal(t, []string{eps[0], eps[1], eps[2]}, r.order(), "the next renewal's")
+	assert.Equal(t, eps, cli.Endpoints(), "the client's list untouched")
+}

@@ -338,10 +338,13 @@ func (s *Session) renew() error {
 		err  error
 	}
 	const most = 6 // requests sent per renewal
-	members := len(s.cli.Endpoints())
 	replies := make(chan reply, most)
+	order := s.renewals.order()
 	send := func(i int) {
-		sent, ep := time.Now(), s.renewals.endpoint(i)
+		sent, ep := time.Now(), ""
+		if len(order) > 0 {
+			ep = order[i%len(order)]
+		}
 		resp, err := s.renewals.keepAliveOnce(ctx, ep, s.lease)
 		replies <- reply{sent, ep, resp, err}
 	}
@@ -373,7 +376,7 @@ func (s *Session) renew() error {
 		// member now, not at the hedge's time, if there is one not tried yet. Not the
 		// same members again: while the cluster has no leader, each refuses at once,
 		// and the tracker's retry, with backoff, asks again.
-		if sent < min(most, members) && ctx.Err() == nil && time.Until(limit) > 100*time.Millisecond {
+		if sent < min(most, len(order)) && ctx.Err() == nil && time.Until(limit) > 100*time.Millisecond {
 			more()
 		}
 	}
