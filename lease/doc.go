@@ -31,7 +31,7 @@
 //     endpoint, shared by every Keeper, lock and election of the client, so they take
 //     no turn from the application's requests on the client's connection. Cost: a
 //     connection to each endpoint a renewal went to, per client; one to an endpoint the
-//     client no longer lists is closed at the next answered renewal, and all of them
+//     client no longer lists is closed at the next renewal, and all of them
 //     when the client's last lease, lock or election session ends. Under password auth
 //     clientv3 authenticates before each stream it opens, and each renewal is a
 //     stream: prefer certificates or a token where there are many leases.

@@ -29,7 +29,7 @@ import (
 // options), when first used: while every renewal is answered, one. Each renewal
 // request is a keep-alive stream of its own on one of them. A connection to an
 // endpoint no longer in the client's list (SetEndpoints) is closed at the next
-// answered renewal, and all of them when the tracker of the client's last session
+// renewal, and all of them when the tracker of the client's last session
 // stops.
 type renewConns struct {
 	cli  *clientv3.Client
@@ -88,14 +88,20 @@ func (r *renewConns) order() []string {
 	return append(eps[first:len(eps):len(eps)], eps[:first]...)
 }
 
-// answered records that ep answered a renewal: the next one goes there first. It
-// closes the connections to endpoints no longer in the client's list; a request in
-// flight on one ends, and its renewal goes on to the next member.
+// answered records that ep answered a renewal: the next one goes there first.
 func (r *renewConns) answered(ep string) {
+	r.mu.Lock()
+	r.last = ep
+	r.mu.Unlock()
+}
+
+// prune closes the connections to endpoints no longer in the client's list, after
+// every renewal, answered or not; a request in flight on one (another session's) ends,
+// and its renewal goes on to the next member.
+func (r *renewConns) prune() {
 	eps := r.cli.Endpoints()
 	var gone []*grpc.ClientConn
 	r.mu.Lock()
-	r.last = ep
 	for e, c := range r.conns {
 		if !slices.Contains(eps, e) {
 			gone = append(gone, c)

@@ -259,3 +259,32 @@ func TestRenewalOrderTakenOncePerRenewal(t *testing.T) {
 	assert.Equal(t, []string{eps[0], eps[1], eps[2]}, r.order(), "the next renewal's")
 	assert.Equal(t, eps, cli.Endpoints(), "the client's list untouched")
 }
+
+// A connection to an endpoint the client no longer lists is closed at the next renewal
+// even when that renewal fails: while the client knows only an endpoint where nothing
+// listens, renewals fail, and the connection to the member they went to closes.
+func TestRenewalConnectionClosedWhileRenewalsFail(t *testing.T) {
+	c := etcdtest.NewCluster(t, 1)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	m0 := c.Members[0].GRPCURL
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m0}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	defer cli.Close()
+	// 10s: renewed every second, lost about 8s after the last renewal landed.
+	ses, err := Grant(ctx, cli, 10*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	has := func(ep string) bool {
+		ses.renewals.mu.Lock()
+		defer ses.renewals.mu.Unlock()
+		return ses.renewals.conns[ep] != nil
+	}
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.True(c, has(m0), "a renewal through the member")
+	}, 5*time.Second, 20*time.Millisecond)
+	cli.SetEndpoints("127.0.0.1:1") // nothing listens there
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.False(c, has(m0), "a connection to the endpoint removed")
+	}, 4*time.Second, 20*time.Millisecond)
+	assert.NoError(t, ses.Err(), "the session lives on: its connections are not all closed with it")
+}

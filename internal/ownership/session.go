@@ -384,6 +384,7 @@ func (s *Session) renew() error {
 	for ; inFlight > 0; inFlight-- {
 		<-replies // the other request ends with ctx
 	}
+	s.renewals.prune()
 	if r.err != nil {
 		return r.err
 	}
