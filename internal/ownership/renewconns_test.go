@@ -46,7 +46,7 @@ func (k *keepAliveCounter) option() grpc.DialOption {
 func TestRenewalsTakeNoTurnOnTheClientsConnection(t *testing.T) {
 	var k keepAliveCounter
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: etcdtest.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		Endpoints: append(etcdtest.Endpoints(), deadEndpoint(t)), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 		DialOptions: []grpc.DialOption{k.option()},
 	})
 	require.NoError(t, err)
@@ -64,6 +64,30 @@ func TestRenewalsTakeNoTurnOnTheClientsConnection(t *testing.T) {
 	assert.Zero(t, k.onMain.Load(), "renewals on the client's connection")
 }
 
+// A client of one endpoint has no member to choose and no turn to take from anyone:
+// its sessions renew on its own connection, sharing the fate of its requests as
+// etcd's keep-alive does (a connection that stops carrying them costs the lease, and
+// another owner takes over).
+func TestRenewalsOfAClientOfOneEndpointGoOnItsConnection(t *testing.T) {
+	var k keepAliveCounter
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: etcdtest.Endpoints()[:1], DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{k.option()},
+	})
+	require.NoError(t, err)
+	defer cli.Close()
+	k.main.Store(cli.ActiveConnection())
+	ctx := etcdtest.Context(t, 20*time.Second)
+	ses, err := Grant(ctx, cli, 2*time.Second, nil)
+	require.NoError(t, err)
+	defer ses.Release()
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, k.onMain.Load(), int64(3), "renewals on the client's connection")
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.NoError(t, ses.Alive())
+	assert.Zero(t, k.own.Load(), "renewals on connections of their own")
+}
+
 // While a member is silent, a session's renewals go to the member that answered the
 // last one: after the first renewal the silence makes wait and then hedges to the
 // other member, each renewal is one request to it, and the session lives on.
@@ -74,12 +98,14 @@ func TestRenewalsStayWithTheMemberThatAnswers(t *testing.T) {
 	pfx := etcdtest.Prefix(t)
 	var k keepAliveCounter
 	cli := pinnedClient(t, c, k.option())
+	k.main.Store(cli.ActiveConnection())
 	ses, err := Grant(ctx, cli, ttl, nil)
 	require.NoError(t, err)
 	defer ses.Release()
-	// Renewals answered by member 1, the client's only endpoint.
+	// Renewals answered by member 1, the client's only endpoint (on the client's
+	// connection, until silenceMember1 gives it a second endpoint).
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.GreaterOrEqual(c, k.own.Load(), int64(2))
+		assert.GreaterOrEqual(c, k.onMain.Load()+k.own.Load(), int64(2))
 	}, 5*time.Second, 20*time.Millisecond)
 	defer silenceMember1(t, ctx, c, cli, c.Client(2), pfx)()
 
@@ -155,7 +181,7 @@ func TestSessionsOfAClientShareRenewalConnections(t *testing.T) {
 		return streamer(ctx, desc, cc, method, opts...)
 	})
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: etcdtest.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		Endpoints: append(etcdtest.Endpoints(), deadEndpoint(t)), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 		DialOptions: []grpc.DialOption{count},
 	})
 	require.NoError(t, err)
@@ -181,6 +207,7 @@ func TestSessionsOfAClientShareRenewalConnections(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 	used := 0
 	conns.Range(func(_, _ any) bool { used++; return true })
+	assert.Positive(t, used, "connections carrying renewals")
 	assert.LessOrEqual(t, used, len(cli.Endpoints()), "connections carrying the renewals of %d sessions", n)
 }
 
@@ -190,7 +217,7 @@ func TestSessionsOfAClientShareRenewalConnections(t *testing.T) {
 func TestRenewalConnectionClosedWithItsEndpoint(t *testing.T) {
 	c := etcdtest.NewCluster(t, 3)
 	ctx := etcdtest.Context(t, 30*time.Second)
-	m0, m1 := c.Members[0].GRPCURL, c.Members[1].GRPCURL
+	m0, m1, m2 := c.Members[0].GRPCURL, c.Members[1].GRPCURL, c.Members[2].GRPCURL
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: []string{m0, m1}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 	})
@@ -207,18 +234,19 @@ func TestRenewalConnectionClosedWithItsEndpoint(t *testing.T) {
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.True(c, has(m0), "a renewal through the first endpoint")
 	}, 5*time.Second, 20*time.Millisecond)
-	cli.SetEndpoints(m1)
+	cli.SetEndpoints(m1, m2)
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.False(c, has(m0), "a connection to the endpoint removed")
-		assert.True(c, has(m1), "a connection to the endpoint left")
+		assert.True(c, has(m1), "a connection to the first endpoint left")
 	}, 5*time.Second, 20*time.Millisecond)
 	assert.NoError(t, ses.Alive())
 }
 
 // A member without a leader refuses a renewal at once: the renewal goes on at once
-// only to a member it has not tried yet. A client of one endpoint sends that member
-// one request, not six in a row that it refuses alike (and six again at each retry,
-// for each session, while the cluster has no leader).
+// only to a member it has not tried yet. A client of a member without a leader and of
+// an endpoint where nothing listens sends each one request, not six in a row that
+// they refuse alike (and six again at each retry, for each session, while the cluster
+// has no leader).
 func TestRefusedRenewalNotResentToTheSameMember(t *testing.T) {
 	c := etcdtest.NewCluster(t, 3)
 	ctx := etcdtest.Context(t, 30*time.Second)
@@ -237,9 +265,10 @@ func TestRefusedRenewalNotResentToTheSameMember(t *testing.T) {
 		_, err := ses.renewals.keepAliveOnce(ctx, cli.Endpoints()[0], lease.ID)
 		assert.ErrorIs(c, err, rpctypes.ErrNoLeader)
 	}, 10*time.Second, 50*time.Millisecond)
+	cli.SetEndpoints(c.Members[1].GRPCURL, deadEndpoint(t))
 	before := k.own.Load()
 	assert.Error(t, ses.renew())
-	assert.Equal(t, int64(1), k.own.Load()-before, "requests of a renewal to the client's one member")
+	assert.Equal(t, int64(2), k.own.Load()-before, "requests of a renewal to the client's two endpoints")
 }
 
 // A renewal's requests go to every member before any gets a second, even when another
@@ -261,13 +290,13 @@ func TestRenewalOrderTakenOncePerRenewal(t *testing.T) {
 }
 
 // A connection to an endpoint the client no longer lists is closed at the next renewal
-// even when that renewal fails: while the client knows only an endpoint where nothing
+// even when that renewal fails: while the client knows only endpoints where nothing
 // listens, renewals fail, and the connection to the member they went to closes.
 func TestRenewalConnectionClosedWhileRenewalsFail(t *testing.T) {
 	c := etcdtest.NewCluster(t, 1)
 	ctx := etcdtest.Context(t, 30*time.Second)
 	m0 := c.Members[0].GRPCURL
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m0}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m0, deadEndpoint(t)}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	require.NoError(t, err)
 	defer cli.Close()
 	// 10s: renewed every second, lost about 8s after the last renewal landed.
@@ -282,7 +311,7 @@ func TestRenewalConnectionClosedWhileRenewalsFail(t *testing.T) {
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.True(c, has(m0), "a renewal through the member")
 	}, 5*time.Second, 20*time.Millisecond)
-	cli.SetEndpoints("127.0.0.1:1") // nothing listens there
+	cli.SetEndpoints(deadEndpoint(t), deadEndpoint(t)) // nothing listens there
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.False(c, has(m0), "a connection to the endpoint removed")
 	}, 4*time.Second, 20*time.Millisecond)

@@ -345,7 +345,17 @@ func (s *Session) renew() error {
 		if len(order) > 0 {
 			ep = order[i%len(order)]
 		}
-		resp, err := s.renewals.keepAliveOnce(ctx, ep, s.lease)
+		var resp *clientv3.LeaseKeepAliveResponse
+		var err error
+		if len(order) > 1 {
+			resp, err = s.renewals.keepAliveOnce(ctx, ep, s.lease)
+		} else {
+			// One endpoint: no member to choose, and no turn to take from anyone. The
+			// renewal shares the fate of the application's requests, as etcd's own
+			// keep-alive does: a connection that stops carrying them costs the lease,
+			// and another owner takes over.
+			resp, err = s.cli.KeepAliveOnce(ctx, s.lease)
+		}
 		replies <- reply{sent, ep, resp, err}
 	}
 	go send(0)
