@@ -27,12 +27,14 @@
 //     a member not tried yet at once. So neither an endpoint that stops answering nor
 //     a slow server costs the lease while a renewal can still land in time; nor does a
 //     leader election.
-//   - Renewals go on connections of their own, made by the client's Dial, one per
-//     endpoint, shared by every Keeper, lock and election of the client, so they take
-//     no turn from the application's requests on the client's connection. Cost: a
-//     connection to each endpoint a renewal went to, per client; one to an endpoint the
-//     client no longer lists is closed at the next renewal, and all of them
-//     when the client's last lease, lock or election session ends. Under password auth
+//   - For a client of more than one endpoint, renewals go on connections of their
+//     own (a client of one endpoint renews on its own connection), made by the
+//     client's Dial, one per endpoint, shared by every Keeper, lock and election of
+//     the client, so they take no turn from the application's requests on the
+//     client's connection. Cost: a connection to each endpoint a renewal went to, per
+//     client; one to an endpoint the client no longer lists is closed at the next
+//     renewal, and all of them when the client's last lease, lock or election session
+//     ends. Under password auth
 //     clientv3 authenticates before each stream it opens, and each renewal is a
 //     stream: prefer certificates or a token where there are many leases.
 //   - A lease given up for silence is no longer renewed, and is revoked as soon as etcd

@@ -23,7 +23,11 @@ import (
 // On connections of their own the sessions add no turn to the client's: each renewal
 // goes to the member that answered the last one, and its hedges to the members after
 // it in the client's list, so a renewal's requests go to every member before one goes
-// to any a second time (each renewal takes the order once: see order).
+// to any a second time (each renewal takes the order once: see order). A client of one
+// endpoint has no member to choose and no turn to take from anyone: its sessions renew
+// on its own connection (Session.renew), so that a connection that stops carrying the
+// application's requests costs the lease, as it costs etcd's own keep-alive, and
+// another owner takes over.
 //
 // The connections are made by the client's Dial (its credentials, auth token and dial
 // options), when first used: while every renewal is answered, one. Each renewal
