@@ -31,14 +31,19 @@ func ExampleBreaker() {
 		instances = append(instances, b)
 	}
 	a, b := instances[0], instances[1]
-	_ = b.Reset(ctx) // start closed, whatever an earlier run left
+	// Start closed, whatever an earlier run left; a Reset also puts each instance on the
+	// shared state at once (a new instance is on its local state until its watch has
+	// listed the keys, and failures it sees meanwhile open it only there).
+	for _, in := range instances {
+		_ = in.Reset(ctx)
+	}
 
 	down := errors.New("payments: 503")
 	for range 2 {
 		fmt.Println("a:", a.Do(ctx, func(context.Context) error { return down }))
 	}
-	for b.State() != breaker.Open { // the watch brings the news
-		time.Sleep(5 * time.Millisecond)
+	for end := time.Now().Add(10 * time.Second); b.State() != breaker.Open && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond) // the watch brings the news
 	}
 	fmt.Println("b sees:", b.State())
 	fmt.Println("b:", b.Do(ctx, func(context.Context) error { return nil }))
