@@ -17,6 +17,15 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/internal/ownership"
 )
 
+// memberClient returns a client of member i of c alone, closed when t ends.
+func memberClient(t *testing.T, c *etcdtest.Cluster, i int) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Members[i].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
 // An observer whose watch streams from a member that falls silent — it stops answering
 // anyone, its connections stay open, its peers stop hearing from it: a frozen process, a
 // dead machine — reports a leader elected through the other members while that member
@@ -133,13 +142,4 @@ func TestObserverSlowConsumerIsNotSilence(t *testing.T) {
 	assert.Equal(t, "a", recv(t, obs.Changes(), 10*time.Second, "a").ID)
 	assert.Never(t, silent, silence, 50*time.Millisecond, "a watch given up as silent once the consumer received")
 	assert.NoError(t, obs.Err())
-}
-
-// memberClient returns a client of member i of c alone, closed when t ends.
-func memberClient(t *testing.T, c *etcdtest.Cluster, i int) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Members[i].GRPCURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	require.NoError(t, err)
-	t.Cleanup(func() { cli.Close() })
-	return cli
 }

@@ -40,23 +40,29 @@ func (k *keepAliveCounter) option() grpc.DialOption {
 	})
 }
 
+// renewingSession grants a 2s lease (renewed every second) to a client of endpoints
+// whose keep-alive streams k counts; both end with t.
+func renewingSession(t *testing.T, k *keepAliveCounter, endpoints []string) *Session {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{k.option()},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	k.main.Store(cli.ActiveConnection())
+	ses, err := Grant(etcdtest.Context(t, 20*time.Second), cli, 2*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { ses.Release() })
+	return ses
+}
+
 // A session's renewals take no turn on its client's connection, where the
 // application's requests take the endpoints in turn: a renewal a second there could
 // keep an application's retries on a silent member (see renewConns).
 func TestRenewalsTakeNoTurnOnTheClientsConnection(t *testing.T) {
 	var k keepAliveCounter
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: append(etcdtest.Endpoints(), deadEndpoint(t)), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		DialOptions: []grpc.DialOption{k.option()},
-	})
-	require.NoError(t, err)
-	defer cli.Close()
-	k.main.Store(cli.ActiveConnection())
-	ctx := etcdtest.Context(t, 20*time.Second)
-	ses, err := Grant(ctx, cli, 2*time.Second, nil)
-	require.NoError(t, err)
-	defer ses.Release()
-	// A 2s lease is renewed every second.
+	ses := renewingSession(t, &k, append(etcdtest.Endpoints(), deadEndpoint(t)))
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.GreaterOrEqual(c, k.own.Load(), int64(3), "renewals on the session's own connection")
 	}, 10*time.Second, 20*time.Millisecond)
@@ -70,17 +76,7 @@ func TestRenewalsTakeNoTurnOnTheClientsConnection(t *testing.T) {
 // another owner takes over).
 func TestRenewalsOfAClientOfOneEndpointGoOnItsConnection(t *testing.T) {
 	var k keepAliveCounter
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: etcdtest.Endpoints()[:1], DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		DialOptions: []grpc.DialOption{k.option()},
-	})
-	require.NoError(t, err)
-	defer cli.Close()
-	k.main.Store(cli.ActiveConnection())
-	ctx := etcdtest.Context(t, 20*time.Second)
-	ses, err := Grant(ctx, cli, 2*time.Second, nil)
-	require.NoError(t, err)
-	defer ses.Release()
+	ses := renewingSession(t, &k, etcdtest.Endpoints()[:1])
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.GreaterOrEqual(c, k.onMain.Load(), int64(3), "renewals on the client's connection")
 	}, 10*time.Second, 20*time.Millisecond)
