@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/etcd-monitor/etcd-monitor/store"
@@ -97,10 +96,7 @@ func rowsOf(b *testing.B, s *postgres.Store, t string) string {
 	if !s.ContinuousAggregates() || strings.HasSuffix(t, "_raw") {
 		return t
 	}
-	var sch, table string
-	require.NoError(b, s.Pool().QueryRow(context.Background(), `SELECT materialization_hypertable_schema, materialization_hypertable_name
-FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_schema() AND view_name = $1`, t).Scan(&sch, &table))
-	return pgx.Identifier{sch, table}.Sanitize()
+	return materialization(b, s, t)
 }
 
 func generate(b *testing.B, s *postgres.Store, now time.Time) time.Duration {

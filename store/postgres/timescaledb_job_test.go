@@ -15,7 +15,7 @@ import (
 
 // materialization returns the hypertable (quoted) that holds the rows of the
 // continuous aggregate view of s's schema.
-func materialization(t *testing.T, s *postgres.Store, view string) string {
+func materialization(t testing.TB, s *postgres.Store, view string) string {
 	t.Helper()
 	var name string
 	require.NoError(t, s.Pool().QueryRow(ctxT(t), `SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
