@@ -95,18 +95,22 @@ func runDiscovery(ctx context.Context, e *env) error {
 		e.printf("resolver: %s %s, drained=%v", ev.Type, ev.Instance.ID, ev.Instance.Drained)
 	}
 
-	// Someone deletes p0's key: its Registrar writes it back.
+	// Someone deletes p0's key: its Registrar writes it back. A reader that is behind
+	// gets the removal and the return merged into one update.
 	key := regs[0].Key(discovery.Instance{Service: "payment", ID: "p0"})
 	start := time.Now()
 	if _, err := e.cli.Delete(ctx, key); err != nil {
 		return err
 	}
-	for range 2 {
+	for {
 		ev, err := next()
 		if err != nil {
 			return err
 		}
 		e.printf("resolver: %s %s (%v after the delete)", ev.Type, ev.Instance.ID, time.Since(start).Round(time.Millisecond))
+		if ev.Type != discovery.Removed {
+			break
+		}
 	}
 
 	// p2's process dies without deregistering: it leaves when its lease expires.

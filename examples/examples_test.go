@@ -47,7 +47,13 @@ func TestEveryExampleRuns(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			require.NoError(t, registry[name].run(ctx, e))
+			err = registry[name].run(ctx, e)
+			if err != nil {
+				// What the example said before it failed shows how far it got.
+				said, _ := os.ReadFile(out.Name())
+				t.Logf("example %q printed:\n%s", name, said)
+			}
+			require.NoError(t, err)
 			info, err := out.Stat()
 			require.NoError(t, err)
 			assert.NotZero(t, info.Size(), "example %q printed nothing", name)

@@ -620,7 +620,9 @@ func (s *Session) ReleaseContext(ctx context.Context) error {
 	defer cancel()
 	s.mu.Lock()
 	sweeping := s.sweeping
-	skip := isClosed(s.revoked) || (wasLost && time.Now().After(s.deadline.Add(s.ttl)))
+	// A closed client can revoke nothing: a revoke sent while it shuts its connections
+	// down would land or not by chance, and the lease expires within its TTL anyway.
+	skip := isClosed(s.revoked) || (wasLost && time.Now().After(s.deadline.Add(s.ttl))) || s.cli.Ctx().Err() != nil
 	s.mu.Unlock()
 	if s.borrowed != nil {
 		select {

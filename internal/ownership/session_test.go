@@ -401,3 +401,29 @@ func TestWallClockBackKeepsDeadline(t *testing.T) {
 		assert.ErrorIs(c, ses.Alive(), ownership.ErrSessionLost)
 	}, 3*time.Second, 10*time.Millisecond)
 }
+
+// A client whose context ended counts as closed, and a closed client revokes nothing:
+// the session's lease is left to expire, as a process that died would leave it. A revoke
+// sent while a client shuts its connections down lands or not by chance, so that closing
+// a client left its leases' keys to vanish at once in some runs and after a TTL in others.
+func TestReleaseAfterClientContextEndsRevokesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := etcdtest.Context(t, 20*time.Second)
+	clientCtx, cancelClient := context.WithCancel(context.Background())
+	defer cancelClient()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcdtest.Endpoints(), Context: clientCtx, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	defer cli.Close()
+	ses, err := ownership.Grant(ctx, cli, 10*time.Second, nil)
+	require.NoError(t, err)
+	cancelClient() // the connection stays open: a revoke would still get through
+	select {
+	case <-ses.Lost():
+	case <-ctx.Done():
+		t.Fatal("session not lost after its client's context ended")
+	}
+	require.NoError(t, ses.ReleaseContext(ctx))
+	ttl, err := etcdtest.Client(t).TimeToLive(ctx, ses.Lease())
+	require.NoError(t, err)
+	assert.Positive(t, ttl.TTL, "lease revoked by a closed client")
+}
