@@ -243,7 +243,9 @@ func TestSharedSessionLostKeysDeleted(t *testing.T) {
 		assert.EqualValues(ct, 2, etcdtest.Count(admin, key+"/"))
 	}, 10*time.Second, 20*time.Millisecond)
 
-	// Our renewals open a stream each; the session's own keep-alive stream is open.
+	// Renewals through cli fail from now on, ours and the session's own; the caller's
+	// lease lives on, renewed through another client.
+	keepCallersLease(t, admin, s.Lease())
 	faults.FailStreams(func(m string) bool { return strings.HasSuffix(m, "/LeaseKeepAlive") })
 	select {
 	case <-held.Done():
@@ -277,8 +279,9 @@ func TestSharedSessionCleanupStopsWithClient(t *testing.T) {
 	m := newMutex(t, cli, key, lock.WithSession(s))
 	require.NoError(t, m.Lock(ctx))
 
-	// Our renewals fail (the session's own keep-alive stream is open), and so do
-	// deletes: the key stays owed a delete once the session is declared lost.
+	// Our renewals fail (the caller's lease lives on, renewed through another client),
+	// and so do deletes: the key stays owed a delete once the session is declared lost.
+	keepCallersLease(t, etcdtest.Client(t), s.Lease())
 	faults.FailStreams(func(m string) bool { return strings.HasSuffix(m, "/LeaseKeepAlive") })
 	faults.Fail(etcdtest.IsDelete)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
@@ -296,4 +299,23 @@ func TestSharedSessionCleanupStopsWithClient(t *testing.T) {
 	after := faults.Hits()
 	assert.Never(t, func() bool { return faults.Hits() > after+1 }, 2*time.Second, 50*time.Millisecond,
 		"deletes retried through a closed client")
+}
+
+// keepCallersLease renews lease through cli until the test ends: the caller's lease
+// lives on while renewals through the caller's client fail.
+func keepCallersLease(t *testing.T, cli *clientv3.Client, lease clientv3.LeaseID) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := cli.KeepAlive(ctx, lease)
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range ch {
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }

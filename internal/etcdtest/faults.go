@@ -27,6 +27,8 @@ type Faults struct {
 	delay   time.Duration
 	hits    int
 	streams func(method string) bool
+
+	streamHits int
 }
 
 type faultMode int
@@ -65,27 +67,59 @@ func IsGrant(_ string, req any) bool {
 	return ok
 }
 
-// FailStreams makes every new stream whose method match accepts fail to open with
-// ErrInjected ("/etcdserverpb.Lease/LeaseKeepAlive": keep-alives; a stream opened before
-// goes on); nil clears the fault.
+// FailStreams makes every stream whose method match accepts fail with ErrInjected
+// ("/etcdserverpb.Lease/LeaseKeepAlive": keep-alives): a new one fails to open, and a
+// request sent on one opened before fails (the stream stays open at etcd's end, and a
+// request sent before the fault is answered); nil clears the fault. These failures are
+// counted by StreamHits, not Hits.
 func (f *Faults) FailStreams(match func(method string) bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.streams = match
 }
 
-func (f *Faults) interceptStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
-	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+// StreamHits returns how many stream opens and stream requests FailStreams failed.
+func (f *Faults) StreamHits() int {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.streamHits
+}
+
+// streamFailing reports whether method's streams fail now, counting the failure.
+func (f *Faults) streamFailing(method string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	hit := f.streams != nil && f.streams(method)
 	if hit {
-		f.hits++
+		f.streamHits++
 	}
-	f.mu.Unlock()
-	if hit {
+	return hit
+}
+
+func (f *Faults) interceptStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if f.streamFailing(method) {
 		return nil, ErrInjected
 	}
-	return streamer(ctx, desc, cc, method, opts...)
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return faultyStream{ClientStream: cs, f: f, method: method}, nil
+}
+
+// faultyStream fails its requests while FailStreams matches its method.
+type faultyStream struct {
+	grpc.ClientStream
+	f      *Faults
+	method string
+}
+
+func (s faultyStream) SendMsg(m any) error {
+	if s.f.streamFailing(s.method) {
+		return ErrInjected
+	}
+	return s.ClientStream.SendMsg(m)
 }
 
 // Hits returns how many requests were failed so far.

@@ -4,16 +4,20 @@
 //
 //   - session.go — Session: a lease (granted here, or borrowed from the caller's
 //     concurrency.Session) and its tracker, the one renewal loop and the one definition
-//     of loss: each renewal is a keep-alive request of its own (a gRPC stream), sent to
-//     the member that answered the last renewal and hedged by up to five more to the
-//     next members when slow, and at once to a member not tried yet when refused. For a
-//     client of more than one endpoint, the renewals go on connections of their own,
-//     one per endpoint, shared by all the
-//     sessions of a client (renewconns.go), so they take no turn from the application's
-//     requests on the client's connection; cost: one connection to each endpoint a
-//     renewal went to, per client, however many sessions. A client of one endpoint has no
-//     member to choose: its renewals go on its own connection and share the fate of
-//     the application's requests, as etcd's keep-alive does. The lease is known to be
+//     of loss: each renewal is a keep-alive request sent to the member that answered
+//     the last renewal and hedged by up to five more to the next members when slow,
+//     and at once to a member not tried yet when refused. For a client of more than one
+//     endpoint, the renewals go on connections of their own, one per endpoint, shared
+//     by all the sessions of a client (renewconns.go), so they take no turn from the
+//     application's requests on the client's connection; cost: one connection to each
+//     endpoint a renewal went to, per client, however many sessions. A client of one
+//     endpoint has no member to choose: its renewals go on its own connection and share
+//     the fate of the application's requests, as etcd's keep-alive does. On each
+//     connection the renewals of all the client's sessions share one keep-alive stream
+//     (keepalives.go), as etcd's keep-alive does, so a client with a password
+//     authenticates once per stream, not once per renewal; a request left unanswered
+//     ends its stream, and a renewal that comes back to a member it waits for opens a
+//     new one. The lease is known to be
 //     alive until the send time of the last acknowledged renewal plus the TTL, minus
 //     Margin. When that passes — by the monotonic clock or by the wall clock, which
 //     alone runs on while the machine is suspended — or etcd says the lease is gone,

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"sync"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 )
@@ -30,19 +28,21 @@ import (
 // another owner takes over.
 //
 // The connections are made by the client's Dial (its credentials, auth token and dial
-// options), when first used: while every renewal is answered, one. Each renewal
-// request is a keep-alive stream of its own on one of them. A connection to an
+// options), when first used: while every renewal is answered, one. On each, the
+// renewals of all the client's sessions share one keep-alive stream (see keepAlives),
+// as do those of a client of one endpoint on its own connection. A connection to an
 // endpoint no longer in the client's list (SetEndpoints) is closed at the next
-// renewal, and all of them when the tracker of the client's last session
-// stops.
+// renewal, and all of them when the tracker of the client's last session stops.
 type renewConns struct {
 	cli  *clientv3.Client
 	refs int // sessions whose tracker runs, under renewMu
 
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
-	last   string // the endpoint that answered the last renewal
-	closed bool
+	mu      sync.Mutex
+	conns   map[string]*grpc.ClientConn
+	streams map[string]*keepAlives   // by endpoint; "" on the client's connection
+	opening map[string]chan struct{} // closed when the stream being opened is
+	last    string                   // the endpoint that answered the last renewal
+	closed  bool
 }
 
 var (
@@ -57,7 +57,7 @@ func renewConnsOf(cli *clientv3.Client) *renewConns {
 	defer renewMu.Unlock()
 	r := renewPool[cli]
 	if r == nil {
-		r = &renewConns{cli: cli, conns: map[string]*grpc.ClientConn{}}
+		r = &renewConns{cli: cli, conns: map[string]*grpc.ClientConn{}, streams: map[string]*keepAlives{}, opening: map[string]chan struct{}{}}
 		renewPool[cli] = r
 	}
 	r.refs++
@@ -99,12 +99,15 @@ func (r *renewConns) answered(ep string) {
 	r.mu.Unlock()
 }
 
-// prune closes the connections to endpoints no longer in the client's list, after
-// every renewal, answered or not; a request in flight on one (another session's) ends,
-// and its renewal goes on to the next member.
+// prune closes the connections to endpoints no longer in the client's list, and ends
+// their keep-alive streams (and the one on the client's connection once it has more
+// than one endpoint), after every renewal, answered or not; a request in flight on one
+// (another session's) ends, and its renewal goes on to the next member.
 func (r *renewConns) prune() {
 	eps := r.cli.Endpoints()
+	listed := r.listed()
 	var gone []*grpc.ClientConn
+	var ended []*keepAlives
 	r.mu.Lock()
 	for e, c := range r.conns {
 		if !slices.Contains(eps, e) {
@@ -112,14 +115,27 @@ func (r *renewConns) prune() {
 			delete(r.conns, e)
 		}
 	}
+	for e, k := range r.streams {
+		if !slices.Contains(listed, e) || !k.alive() {
+			ended = append(ended, k)
+			delete(r.streams, e)
+		}
+	}
 	r.mu.Unlock()
+	for _, k := range ended {
+		k.end(ErrClosed)
+	}
 	for _, c := range gone {
 		_ = c.Close()
 	}
 }
 
-// conn returns the connection to ep, made when first asked for.
+// conn returns the connection to ep, made when first asked for; ep "" is the
+// client's own connection.
 func (r *renewConns) conn(ep string) (*grpc.ClientConn, error) {
+	if ep == "" {
+		return r.cli.ActiveConnection(), nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -136,43 +152,96 @@ func (r *renewConns) conn(ep string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// keepAliveOnce renews lease once through ep, as clientv3's KeepAliveOnce does through
-// the client's connection: a lease etcd no longer has is rpctypes.ErrLeaseNotFound.
-func (r *renewConns) keepAliveOnce(ctx context.Context, ep string, lease clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
-	c, err := r.conn(ep)
+// keepAlives returns the keep-alive stream to ep ("": on the client's connection),
+// opened when first asked for, after the last one ended, or when fresh: a renewal that
+// comes back to a member it has a request waiting at does not queue behind it, where a
+// stream a member stopped answering would hold it too. The open waits no longer than
+// ctx.
+func (r *renewConns) keepAlives(ctx context.Context, ep string, fresh bool) (*keepAlives, error) {
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, ErrClosed
+		}
+		k := r.streams[ep]
+		if k != nil && k.alive() && !fresh {
+			r.mu.Unlock()
+			return k, nil
+		}
+		if opening := r.opening[ep]; opening != nil {
+			// One open at a time per connection, so that sessions renewing together
+			// share the stream it opens (and its one authentication).
+			r.mu.Unlock()
+			select {
+			case <-opening:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			fresh = false // opened since this renewal's last request
+			continue
+		}
+		delete(r.streams, ep)
+		opened := make(chan struct{})
+		r.opening[ep] = opened
+		r.mu.Unlock()
+		if k != nil {
+			k.end(errStreamAbandoned)
+		}
+		c, err := r.conn(ep)
+		if err == nil {
+			k, err = openKeepAlives(ctx, c)
+		}
+		r.mu.Lock()
+		delete(r.opening, ep)
+		close(opened)
+		if err == nil && (r.closed || !slices.Contains(r.listed(), ep)) {
+			k.end(ErrClosed)
+			err = ErrClosed
+		}
+		if err != nil {
+			r.mu.Unlock()
+			return nil, err
+		}
+		r.streams[ep] = k
+		r.mu.Unlock()
+		return k, nil
+	}
+}
+
+// listed is what the keys of streams may be: the client's endpoints, or "" (its own
+// connection) while it has one endpoint.
+func (r *renewConns) listed() []string {
+	eps := r.cli.Endpoints()
+	if len(eps) == 1 {
+		return []string{""}
+	}
+	return eps
+}
+
+// keepAliveOnce renews lease once through ep ("": the client's connection), as
+// clientv3's KeepAliveOnce does through the client's connection, on a fresh stream
+// when fresh (see keepAlives): a lease etcd no longer has is
+// rpctypes.ErrLeaseNotFound.
+func (r *renewConns) keepAliveOnce(ctx context.Context, ep string, lease clientv3.LeaseID, fresh bool) (*clientv3.LeaseKeepAliveResponse, error) {
+	k, err := r.keepAlives(ctx, ep, fresh)
 	if err != nil {
 		return nil, err
 	}
-	// A member without a leader refuses at once instead of holding the request until it
-	// gives up forwarding it, and so does a connection that cannot be made (no
-	// WaitForReady, unlike the client's requests: on a connection to one member it
-	// would hold the request until the renewal's deadline): the renewal goes on to the
-	// next member.
-	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel() // ends the stream
-	stream, err := pb.NewLeaseClient(c).LeaseKeepAlive(ctx)
-	if err != nil {
-		return nil, rpctypes.Error(err)
-	}
-	if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(lease)}); err != nil {
-		return nil, rpctypes.Error(err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return nil, rpctypes.Error(err)
-	}
-	if resp.TTL <= 0 {
-		return nil, rpctypes.ErrLeaseNotFound
-	}
-	return &clientv3.LeaseKeepAliveResponse{ResponseHeader: resp.GetHeader(), ID: clientv3.LeaseID(resp.ID), TTL: resp.TTL}, nil
+	return k.renew(ctx, lease)
 }
 
-// close closes the connections; later renewals fail with ErrClosed.
+// close ends the keep-alive streams and closes the connections; later renewals fail
+// with ErrClosed.
 func (r *renewConns) close() {
 	r.mu.Lock()
-	conns := r.conns
-	r.conns, r.closed = nil, true
+	conns, streams := r.conns, r.streams
+	r.conns, r.streams, r.closed = nil, nil, true
 	r.mu.Unlock()
+	for _, k := range streams {
+		k.end(ErrClosed)
+		<-k.done
+	}
 	for _, c := range conns {
 		_ = c.Close()
 	}

@@ -18,26 +18,55 @@ import (
 	"github.com/etcd-monitor/etcd-monitor/internal/etcdtest"
 )
 
-// keepAliveCounter counts the keep-alive streams a client's connections open: on the
+// keepAliveCounter counts the keep-alive requests a client's connections carry: on the
 // client's own connection (where requests take the endpoints in turn) and on others
-// (the connections the client's Dial makes).
+// (the connections the client's Dial makes); and the keep-alive streams they open.
 type keepAliveCounter struct {
-	main        atomic.Pointer[grpc.ClientConn]
-	onMain, own atomic.Int64
+	main          atomic.Pointer[grpc.ClientConn]
+	onMain, own   atomic.Int64 // requests
+	streams       atomic.Int64 // streams opened, or tried
+	authenticated atomic.Int64 // Authenticate requests
 }
 
 func (k *keepAliveCounter) option() grpc.DialOption {
 	return grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
 		streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		if method == "/etcdserverpb.Lease/LeaseKeepAlive" {
-			if cc == k.main.Load() {
-				k.onMain.Add(1)
-			} else {
-				k.own.Add(1)
-			}
+		if method != "/etcdserverpb.Lease/LeaseKeepAlive" {
+			return streamer(ctx, desc, cc, method, opts...)
 		}
-		return streamer(ctx, desc, cc, method, opts...)
+		k.streams.Add(1)
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			return nil, err
+		}
+		n := &k.own
+		if cc == k.main.Load() {
+			n = &k.onMain
+		}
+		return countedStream{cs, n}, nil
 	})
+}
+
+// authOption counts the Authenticate requests of a client (made on its own connection
+// before each stream it opens, when it has a user name and password).
+func (k *keepAliveCounter) authOption() grpc.DialOption {
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+		invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == "/etcdserverpb.Auth/Authenticate" {
+			k.authenticated.Add(1)
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	})
+}
+
+type countedStream struct {
+	grpc.ClientStream
+	n *atomic.Int64
+}
+
+func (c countedStream) SendMsg(m any) error {
+	c.n.Add(1)
+	return c.ClientStream.SendMsg(m)
 }
 
 // renewingSession grants a 2s lease (renewed every second) to a client of endpoints
@@ -113,7 +142,7 @@ func TestRenewalsStayWithTheMemberThatAnswers(t *testing.T) {
 	}
 	assert.EventuallyWithT(t, moved, 3*ttl, 10*time.Millisecond)
 	// From here on: one request per renewal, each renewal moving the deadline on.
-	streams, renewals := k.own.Load(), 0
+	requests, renewals := k.own.Load(), 0
 	last := ses.Deadline()
 	tick := time.NewTicker(10 * time.Millisecond) // a renewal is every second
 	defer tick.Stop()
@@ -126,7 +155,7 @@ func TestRenewalsStayWithTheMemberThatAnswers(t *testing.T) {
 	}
 	require.NoError(t, ses.Alive(), "the session through the silence")
 	assert.GreaterOrEqual(t, renewals, 4, "renewals during 4 TTLs of silence")
-	assert.LessOrEqual(t, k.own.Load()-streams, int64(renewals+1), "requests for %d renewals", renewals)
+	assert.LessOrEqual(t, k.own.Load()-requests, int64(renewals+1), "requests for %d renewals", renewals)
 }
 
 // deadEndpoint returns the address of a port nobody listens on: a connection to it is
@@ -256,15 +285,18 @@ func TestRefusedRenewalNotResentToTheSameMember(t *testing.T) {
 	defer ses.renewals.release() // no tracker runs
 	ses.ttl, ses.deadline = 30*time.Second, time.Now().Add(20*time.Second)
 	close(ses.confirmed)
-	// Member 1 no longer has a leader once it refuses.
+	// Member 1 no longer has a leader once it refuses a new stream. (A request on a
+	// stream opened before waits for a leader: one given up ends its stream.)
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
-		_, err := ses.renewals.keepAliveOnce(ctx, cli.Endpoints()[0], lease.ID)
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := ses.renewals.keepAliveOnce(actx, "", lease.ID, false)
 		assert.ErrorIs(c, err, rpctypes.ErrNoLeader)
 	}, 10*time.Second, 50*time.Millisecond)
 	cli.SetEndpoints(c.Members[1].GRPCURL, deadEndpoint(t))
-	before := k.own.Load()
+	before := k.streams.Load()
 	assert.Error(t, ses.renew())
-	assert.Equal(t, int64(2), k.own.Load()-before, "requests of a renewal to the client's two endpoints")
+	assert.Equal(t, int64(2), k.streams.Load()-before, "requests of a renewal to the client's two endpoints")
 }
 
 // A renewal's requests go to every member before any gets a second, even when another
@@ -312,4 +344,105 @@ func TestRenewalConnectionClosedWhileRenewalsFail(t *testing.T) {
 		assert.False(c, has(m0), "a connection to the endpoint removed")
 	}, 4*time.Second, 20*time.Millisecond)
 	assert.NoError(t, ses.Err(), "the session lives on: its connections are not all closed with it")
+}
+
+// The sessions of a client renew on one keep-alive stream per member, as etcd's own
+// keep-alive renews a client's leases on one stream: not a stream per renewal.
+func TestRenewalsShareOneKeepAliveStream(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		endpoints []string
+	}{
+		{"one endpoint", etcdtest.Endpoints()[:1]},
+		{"two endpoints", append(etcdtest.Endpoints()[:1:1], deadEndpoint(t))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var k keepAliveCounter
+			sessions := []*Session{renewingSession(t, &k, tc.endpoints)}
+			cli := sessions[0].Client()
+			for range 2 {
+				ses, err := Grant(etcdtest.Context(t, 10*time.Second), cli, 2*time.Second, nil)
+				require.NoError(t, err)
+				t.Cleanup(func() { ses.Release() })
+				sessions = append(sessions, ses)
+			}
+			assert.EventuallyWithT(t, func(c *assert.CollectT) {
+				assert.GreaterOrEqual(c, k.onMain.Load()+k.own.Load(), int64(3*len(sessions)), "renewals")
+			}, 15*time.Second, 20*time.Millisecond)
+			for i, ses := range sessions {
+				assert.NoError(t, ses.Alive(), "session %d", i)
+			}
+			assert.Equal(t, int64(1), k.streams.Load(), "keep-alive streams for %d requests", k.onMain.Load()+k.own.Load())
+		})
+	}
+}
+
+// With a user name and password, the client authenticates before every stream it
+// opens, and etcd checks the password with bcrypt: renewals on one stream authenticate
+// once, not once per renewal.
+func TestRenewalsAuthenticateOnce(t *testing.T) {
+	c := etcdtest.NewCluster(t, 1)
+	ctx := etcdtest.Context(t, 30*time.Second)
+	admin := c.Client(0)
+	_, err := admin.UserAdd(ctx, "root", "secret")
+	require.NoError(t, err)
+	_, err = admin.UserGrantRole(ctx, "root", "root")
+	require.NoError(t, err)
+	_, err = admin.AuthEnable(ctx)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name      string
+		endpoints []string
+	}{
+		{"one endpoint", []string{c.Members[0].GRPCURL}},
+		{"two endpoints", []string{c.Members[0].GRPCURL, deadEndpoint(t)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var k keepAliveCounter
+			cli, err := clientv3.New(clientv3.Config{
+				Endpoints: tc.endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+				Username: "root", Password: "secret",
+				DialOptions: []grpc.DialOption{k.option(), k.authOption()},
+			})
+			require.NoError(t, err)
+			defer cli.Close()
+			k.main.Store(cli.ActiveConnection())
+			ses, err := Grant(ctx, cli, 2*time.Second, nil)
+			require.NoError(t, err)
+			defer ses.Release()
+			before := k.authenticated.Load()
+			assert.EventuallyWithT(t, func(c *assert.CollectT) {
+				assert.GreaterOrEqual(c, k.onMain.Load()+k.own.Load(), int64(4), "renewals")
+			}, 10*time.Second, 20*time.Millisecond)
+			assert.NoError(t, ses.Alive())
+			assert.LessOrEqual(t, k.authenticated.Load()-before, int64(1),
+				"Authenticate requests for %d renewals", k.onMain.Load()+k.own.Load())
+		})
+	}
+}
+
+// A renewal that stops waiting for its reply ends the stream it went on: the reply,
+// should it come, must not be taken for a later request's, and the next renewal opens a
+// new stream.
+func TestAbandonedRenewalEndsItsStream(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 10*time.Second)
+	lease, err := cli.Grant(ctx, 30)
+	require.NoError(t, err)
+	r := renewConnsOf(cli)
+	defer r.release()
+	k, err := r.keepAlives(ctx, "", false)
+	require.NoError(t, err)
+	_, err = k.renew(ctx, lease.ID)
+	require.NoError(t, err)
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	_, _ = k.renew(gone, lease.ID) // answered or not, its renewal stopped waiting
+	assert.False(t, k.alive(), "the stream of an abandoned request")
+	next, err := r.keepAlives(ctx, "", false)
+	require.NoError(t, err)
+	assert.NotSame(t, k, next, "the stream after it")
+	resp, err := next.renew(ctx, lease.ID)
+	require.NoError(t, err)
+	assert.Positive(t, resp.TTL)
 }

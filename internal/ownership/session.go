@@ -345,17 +345,15 @@ func (s *Session) renew() error {
 		if len(order) > 0 {
 			ep = order[i%len(order)]
 		}
-		var resp *clientv3.LeaseKeepAliveResponse
-		var err error
-		if len(order) > 1 {
-			resp, err = s.renewals.keepAliveOnce(ctx, ep, s.lease)
-		} else {
+		if len(order) == 1 {
 			// One endpoint: no member to choose, and no turn to take from anyone. The
-			// renewal shares the fate of the application's requests, as etcd's own
-			// keep-alive does: a connection that stops carrying them costs the lease,
-			// and another owner takes over.
-			resp, err = s.cli.KeepAliveOnce(ctx, s.lease)
+			// renewal goes on the client's connection and shares the fate of the
+			// application's requests, as etcd's own keep-alive does: a connection that
+			// stops carrying them costs the lease, and another owner takes over.
+			ep = ""
 		}
+		// Back at a member this renewal has a request waiting at: on a new stream.
+		resp, err := s.renewals.keepAliveOnce(ctx, ep, s.lease, i >= max(len(order), 1))
 		replies <- reply{sent, ep, resp, err}
 	}
 	go send(0)
