@@ -34,11 +34,11 @@
 //     client's connection. Cost: a connection to each endpoint a renewal went to, per
 //     client; one to an endpoint the client no longer lists is closed at the next
 //     renewal, and all of them when the client's last lease, lock or election session
-//     ends. On each connection, the renewals of all of them share one keep-alive
-//     stream, as etcd's own keep-alive does: under password auth, clientv3
-//     authenticates before each stream it opens, so once per stream, not per renewal.
-//     A renewal that stops waiting for its reply (answered elsewhere first) ends the
-//     stream it went on, and the next renewal there opens a new one.
+//     ends. On each connection, a Keeper renews on a keep-alive stream of its own,
+//     kept open: under password auth, clientv3 authenticates before each stream it
+//     opens, so once per stream, not per renewal. A renewal that stops waiting for its
+//     reply (answered elsewhere first) ends the stream it went on, and the next
+//     renewal there opens a new one.
 //   - A lease given up for silence is no longer renewed, and is revoked as soon as etcd
 //     answers; if etcd refuses the revoke for good (permission denied), that is logged
 //     and the lease left to expire within its TTL.

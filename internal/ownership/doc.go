@@ -13,11 +13,11 @@
 //     endpoint a renewal went to, per client, however many sessions. A client of one
 //     endpoint has no member to choose: its renewals go on its own connection and share
 //     the fate of the application's requests, as etcd's keep-alive does. On each
-//     connection the renewals of all the client's sessions share one keep-alive stream
-//     (keepalives.go), as etcd's keep-alive does, so a client with a password
-//     authenticates once per stream, not once per renewal; a request left unanswered
-//     ends its stream, and a renewal that comes back to a member it waits for opens a
-//     new one. The lease is known to be
+//     connection a session renews on a keep-alive stream of its own, kept open
+//     (keepalives.go), so a client with a password authenticates once per session and
+//     stream, not once per renewal, and no session's renewal waits behind another's; a
+//     request left unanswered ends its stream, and a renewal that comes back to a member
+//     it waits for opens a new one. The lease is known to be
 //     alive until the send time of the last acknowledged renewal plus the TTL, minus
 //     Margin. When that passes — by the monotonic clock or by the wall clock, which
 //     alone runs on while the machine is suspended — or etcd says the lease is gone,

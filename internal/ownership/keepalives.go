@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -13,20 +14,13 @@ import (
 	"google.golang.org/grpc"
 )
 
-// keepAlives is one LeaseKeepAlive stream on a connection, shared by the renewals of a
-// client's sessions through it, as etcd's own keep-alive shares one stream among a
-// client's leases. A stream opened is a stream authenticated: with a user name and
-// password, clientv3 authenticates again before every stream it opens, and etcd checks
-// the password with bcrypt, so a stream per renewal would cost the server a password
-// check per renewal.
-//
-// etcd answers a stream's requests one at a time, in the order they came, or ends the
-// stream: each reply answers the oldest request not yet answered. A request its renewal
-// stops waiting for (answered elsewhere first, or too late) ends the stream: its reply
-// would otherwise be taken for that of a later request of the same lease, which was
-// sent later, and the member behind it was slow or silent anyway. The requests waiting
-// on a stream that ends fail, and their renewals go on to the next member; the next
-// renewal through the connection opens a new stream.
+// keepAlives is one LeaseKeepAlive stream on a connection, kept open for the renewals
+// of one session (see renewStreams). etcd answers a stream's requests one at a time, in
+// the order they came, or ends the stream: each reply answers the oldest request not
+// yet answered. A request its renewal stops waiting for (answered elsewhere first, or
+// too late) ends the stream: its reply, should it come, is never taken for a later
+// request's, which was sent later; and the member behind it was slow or silent anyway.
+// A retired stream carries no new request and ends once none waits on it.
 type keepAlives struct {
 	cancel context.CancelFunc
 	stream pb.Lease_LeaseKeepAliveClient
@@ -35,6 +29,7 @@ type keepAlives struct {
 	mu      sync.Mutex
 	waiting []keepAliveCall // sent and not answered, oldest first
 	err     error           // why the stream ended, once it has
+	retired bool            // replaced: ends once no request waits on it
 }
 
 type keepAliveCall struct {
@@ -47,18 +42,23 @@ type keepAliveReply struct {
 	err  error
 }
 
-// errStreamAbandoned ends a keep-alive stream on which a request was left unanswered.
-var errStreamAbandoned = errors.New("keep-alive stream ended: a request on it went unanswered")
+var (
+	// errStreamAbandoned ends a keep-alive stream on which a request was left unanswered.
+	errStreamAbandoned = errors.New("keep-alive stream ended: a request on it went unanswered")
+	// errStreamRetired ends a keep-alive stream replaced by a new one.
+	errStreamRetired = errors.New("keep-alive stream ended: replaced")
+)
 
 // openKeepAlives opens a keep-alive stream on c, waiting no longer than ctx; the stream
 // itself lives until end.
 //
 // A member without a leader refuses the stream at once instead of holding requests
-// until it gives up forwarding them (WithRequireLeader), and etcd ends the stream when
-// its member loses the leader; so does a connection that cannot be made (no
-// WaitForReady, unlike the client's requests: on a connection to one member it would
-// hold the request until the renewal's deadline). The renewal then goes on to the next
-// member.
+// until it gives up forwarding them (WithRequireLeader), and so does a connection that
+// cannot be made (no WaitForReady, unlike the client's requests: on a connection to
+// one member it would hold the request until the renewal's deadline): the renewal goes
+// on to the next member at once. A stream opened before its member lost the leader
+// holds a request until etcd ends the stream (three election timeouts without a
+// leader) or gives up forwarding it: the renewal goes on at its hedge.
 func openKeepAlives(ctx context.Context, c *grpc.ClientConn) (*keepAlives, error) {
 	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
 	stop := context.AfterFunc(ctx, cancel) // until it is open
@@ -94,8 +94,26 @@ func (k *keepAlives) receive() {
 		call := k.waiting[0]
 		k.waiting[0] = keepAliveCall{}
 		k.waiting = k.waiting[1:]
+		done := k.retired && len(k.waiting) == 0
 		k.mu.Unlock()
 		call.reply <- keepAliveReply{resp: resp}
+		if done {
+			k.end(errStreamRetired)
+		}
+	}
+}
+
+// retire takes the stream out of use: it carries no new request, and ends once the
+// requests waiting on it are answered. A renewal that comes back to a member it has a
+// request waiting at opens a new stream, but the request may still land in time: a
+// slow member is not a silent one.
+func (k *keepAlives) retire() {
+	k.mu.Lock()
+	k.retired = true
+	done := len(k.waiting) == 0
+	k.mu.Unlock()
+	if done {
+		k.end(errStreamRetired)
 	}
 }
 
@@ -103,7 +121,7 @@ func (k *keepAlives) receive() {
 func (k *keepAlives) alive() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.err == nil
+	return k.err == nil && !k.retired
 }
 
 // end ends the stream, failing with err every request waiting on it; the first reason
@@ -126,10 +144,16 @@ func (k *keepAlives) end(err error) {
 // the stream (see keepAlives). A lease etcd no longer has is
 // rpctypes.ErrLeaseNotFound.
 func (k *keepAlives) renew(ctx context.Context, lease clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // a request sent now would only end the stream
+	}
 	call := keepAliveCall{lease: int64(lease), reply: make(chan keepAliveReply, 1)}
 	k.mu.Lock()
-	if k.err != nil {
+	if k.err != nil || k.retired {
 		err := k.err
+		if err == nil {
+			err = errStreamRetired
+		}
 		k.mu.Unlock()
 		return nil, err
 	}
@@ -172,4 +196,110 @@ func (k *keepAlives) renew(ctx context.Context, lease clientv3.LeaseID) (*client
 		return nil, rpctypes.ErrLeaseNotFound
 	}
 	return &clientv3.LeaseKeepAliveResponse{ResponseHeader: r.resp.GetHeader(), ID: clientv3.LeaseID(r.resp.ID), TTL: r.resp.TTL}, nil
+}
+
+// renewStreams are the keep-alive streams of one session, one per connection its
+// renewals go through (renewConns), each opened by its first renewal there and kept
+// while it answers: with a user name and password, the session authenticates once per
+// stream, not once per renewal. A session has at most one request waiting on a stream
+// but while a renewal comes back to a member (see keepAlives), so no session's renewal
+// ever waits behind another's, nor is failed by another's.
+type renewStreams struct {
+	conns *renewConns
+
+	mu      sync.Mutex
+	streams map[string]*keepAlives // by endpoint, or clientConnKey
+	closed  bool
+}
+
+func newRenewStreams(conns *renewConns) *renewStreams {
+	return &renewStreams{conns: conns, streams: map[string]*keepAlives{}}
+}
+
+// keepAliveOnce renews lease once through ep ("": the client's connection), as
+// clientv3's KeepAliveOnce does through the client's connection: a lease etcd no
+// longer has is rpctypes.ErrLeaseNotFound. The stream to ep is opened when first asked
+// for, after the last one ended, or when fresh: a renewal that comes back to a member
+// it has a request waiting at does not queue behind it, where a stream the member
+// stopped answering would hold it too; that request may still be answered (a slow
+// member is not a silent one), and its stream ends after it. The open waits no longer
+// than ctx.
+func (rs *renewStreams) keepAliveOnce(ctx context.Context, ep string, lease clientv3.LeaseID, fresh bool) (*clientv3.LeaseKeepAliveResponse, error) {
+	k, err := rs.stream(ctx, ep, fresh)
+	if err != nil {
+		return nil, err
+	}
+	return k.renew(ctx, lease)
+}
+
+func (rs *renewStreams) stream(ctx context.Context, ep string, fresh bool) (*keepAlives, error) {
+	if ep == "" {
+		ep = clientConnKey(rs.conns.cli.Endpoints())
+	}
+	rs.mu.Lock()
+	if rs.closed {
+		rs.mu.Unlock()
+		return nil, ErrClosed
+	}
+	k := rs.streams[ep]
+	if k != nil && k.alive() && !fresh {
+		rs.mu.Unlock()
+		return k, nil
+	}
+	delete(rs.streams, ep)
+	rs.mu.Unlock()
+	if k != nil {
+		k.retire() // ends after the request waiting on it, if any
+	}
+	c, err := rs.conns.conn(ep)
+	if err != nil {
+		return nil, err
+	}
+	k, err = openKeepAlives(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.closed || !slices.Contains(rs.conns.listed(), ep) {
+		k.end(ErrClosed)
+		return nil, ErrClosed
+	}
+	if old := rs.streams[ep]; old != nil {
+		old.retire() // opened by a hedge of the same renewal meanwhile
+	}
+	rs.streams[ep] = k
+	return k, nil
+}
+
+// prune ends the streams that ended or that go to an endpoint the client no longer
+// lists (and the one on the client's connection once it has other endpoints), after
+// every renewal.
+func (rs *renewStreams) prune() {
+	listed := rs.conns.listed()
+	var ended []*keepAlives
+	rs.mu.Lock()
+	for e, k := range rs.streams {
+		if !slices.Contains(listed, e) || !k.alive() {
+			ended = append(ended, k)
+			delete(rs.streams, e)
+		}
+	}
+	rs.mu.Unlock()
+	for _, k := range ended {
+		k.end(ErrClosed)
+	}
+}
+
+// close ends the streams and waits for their goroutines; later renewals fail with
+// ErrClosed.
+func (rs *renewStreams) close() {
+	rs.mu.Lock()
+	streams := rs.streams
+	rs.streams, rs.closed = nil, true
+	rs.mu.Unlock()
+	for _, k := range streams {
+		k.end(ErrClosed)
+		<-k.done
+	}
 }

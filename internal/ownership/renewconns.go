@@ -1,8 +1,8 @@
 package ownership
 
 import (
-	"context"
 	"slices"
+	"strings"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -28,21 +28,19 @@ import (
 // another owner takes over.
 //
 // The connections are made by the client's Dial (its credentials, auth token and dial
-// options), when first used: while every renewal is answered, one. On each, the
-// renewals of all the client's sessions share one keep-alive stream (see keepAlives),
-// as do those of a client of one endpoint on its own connection. A connection to an
+// options), when first used: while every renewal is answered, one. On each, a session's
+// renewals go on a keep-alive stream of the session's own (see renewStreams), as do
+// those of a client of one endpoint on its own connection. A connection to an
 // endpoint no longer in the client's list (SetEndpoints) is closed at the next
 // renewal, and all of them when the tracker of the client's last session stops.
 type renewConns struct {
 	cli  *clientv3.Client
 	refs int // sessions whose tracker runs, under renewMu
 
-	mu      sync.Mutex
-	conns   map[string]*grpc.ClientConn
-	streams map[string]*keepAlives   // by endpoint; "" on the client's connection
-	opening map[string]chan struct{} // closed when the stream being opened is
-	last    string                   // the endpoint that answered the last renewal
-	closed  bool
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	last   string // the endpoint that answered the last renewal
+	closed bool
 }
 
 var (
@@ -57,7 +55,7 @@ func renewConnsOf(cli *clientv3.Client) *renewConns {
 	defer renewMu.Unlock()
 	r := renewPool[cli]
 	if r == nil {
-		r = &renewConns{cli: cli, conns: map[string]*grpc.ClientConn{}, streams: map[string]*keepAlives{}, opening: map[string]chan struct{}{}}
+		r = &renewConns{cli: cli, conns: map[string]*grpc.ClientConn{}}
 		renewPool[cli] = r
 	}
 	r.refs++
@@ -99,15 +97,12 @@ func (r *renewConns) answered(ep string) {
 	r.mu.Unlock()
 }
 
-// prune closes the connections to endpoints no longer in the client's list, and ends
-// their keep-alive streams (and the one on the client's connection once it has more
-// than one endpoint), after every renewal, answered or not; a request in flight on one
-// (another session's) ends, and its renewal goes on to the next member.
+// prune closes the connections to endpoints no longer in the client's list, after
+// every renewal, answered or not; a request in flight on one (another session's) ends,
+// and its renewal goes on to the next member.
 func (r *renewConns) prune() {
 	eps := r.cli.Endpoints()
-	listed := r.listed()
 	var gone []*grpc.ClientConn
-	var ended []*keepAlives
 	r.mu.Lock()
 	for e, c := range r.conns {
 		if !slices.Contains(eps, e) {
@@ -115,25 +110,24 @@ func (r *renewConns) prune() {
 			delete(r.conns, e)
 		}
 	}
-	for e, k := range r.streams {
-		if !slices.Contains(listed, e) || !k.alive() {
-			ended = append(ended, k)
-			delete(r.streams, e)
-		}
-	}
 	r.mu.Unlock()
-	for _, k := range ended {
-		k.end(ErrClosed)
-	}
 	for _, c := range gone {
 		_ = c.Close()
 	}
 }
 
-// conn returns the connection to ep, made when first asked for; ep "" is the
+// clientConnPrefix starts the key of a stream on the client's own connection.
+const clientConnPrefix = "client connection to "
+
+// clientConnKey is the key of the stream on the client's own connection while the client
+// has endpoints eps: a stream opened before SetEndpoints is not used after, and is
+// ended by the next prune, so that renewals follow the client to its new endpoint.
+func clientConnKey(eps []string) string { return clientConnPrefix + strings.Join(eps, ",") }
+
+// conn returns the connection to ep, made when first asked for; a clientConnKey is the
 // client's own connection.
 func (r *renewConns) conn(ep string) (*grpc.ClientConn, error) {
-	if ep == "" {
+	if strings.HasPrefix(ep, clientConnPrefix) {
 		return r.cli.ActiveConnection(), nil
 	}
 	r.mu.Lock()
@@ -152,96 +146,22 @@ func (r *renewConns) conn(ep string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// keepAlives returns the keep-alive stream to ep ("": on the client's connection),
-// opened when first asked for, after the last one ended, or when fresh: a renewal that
-// comes back to a member it has a request waiting at does not queue behind it, where a
-// stream a member stopped answering would hold it too. The open waits no longer than
-// ctx.
-func (r *renewConns) keepAlives(ctx context.Context, ep string, fresh bool) (*keepAlives, error) {
-	for {
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			return nil, ErrClosed
-		}
-		k := r.streams[ep]
-		if k != nil && k.alive() && !fresh {
-			r.mu.Unlock()
-			return k, nil
-		}
-		if opening := r.opening[ep]; opening != nil {
-			// One open at a time per connection, so that sessions renewing together
-			// share the stream it opens (and its one authentication).
-			r.mu.Unlock()
-			select {
-			case <-opening:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			fresh = false // opened since this renewal's last request
-			continue
-		}
-		delete(r.streams, ep)
-		opened := make(chan struct{})
-		r.opening[ep] = opened
-		r.mu.Unlock()
-		if k != nil {
-			k.end(errStreamAbandoned)
-		}
-		c, err := r.conn(ep)
-		if err == nil {
-			k, err = openKeepAlives(ctx, c)
-		}
-		r.mu.Lock()
-		delete(r.opening, ep)
-		close(opened)
-		if err == nil && (r.closed || !slices.Contains(r.listed(), ep)) {
-			k.end(ErrClosed)
-			err = ErrClosed
-		}
-		if err != nil {
-			r.mu.Unlock()
-			return nil, err
-		}
-		r.streams[ep] = k
-		r.mu.Unlock()
-		return k, nil
-	}
-}
-
-// listed is what the keys of streams may be: the client's endpoints, or "" (its own
-// connection) while it has one endpoint.
+// listed is what the keys of streams may be: the client's endpoints, or the key of its
+// own connection while it has one endpoint.
 func (r *renewConns) listed() []string {
 	eps := r.cli.Endpoints()
 	if len(eps) == 1 {
-		return []string{""}
+		return []string{clientConnKey(eps)}
 	}
 	return eps
 }
 
-// keepAliveOnce renews lease once through ep ("": the client's connection), as
-// clientv3's KeepAliveOnce does through the client's connection, on a fresh stream
-// when fresh (see keepAlives): a lease etcd no longer has is
-// rpctypes.ErrLeaseNotFound.
-func (r *renewConns) keepAliveOnce(ctx context.Context, ep string, lease clientv3.LeaseID, fresh bool) (*clientv3.LeaseKeepAliveResponse, error) {
-	k, err := r.keepAlives(ctx, ep, fresh)
-	if err != nil {
-		return nil, err
-	}
-	return k.renew(ctx, lease)
-}
-
-// close ends the keep-alive streams and closes the connections; later renewals fail
-// with ErrClosed.
+// close closes the connections; later renewals fail with ErrClosed.
 func (r *renewConns) close() {
 	r.mu.Lock()
-	conns, streams := r.conns, r.streams
-	r.conns, r.streams, r.closed = nil, nil, true
+	conns := r.conns
+	r.conns, r.closed = nil, true
 	r.mu.Unlock()
-	for _, k := range streams {
-		k.end(ErrClosed)
-		<-k.done
-	}
 	for _, c := range conns {
 		_ = c.Close()
 	}

@@ -69,9 +69,9 @@ func (c countedStream) SendMsg(m any) error {
 	return c.ClientStream.SendMsg(m)
 }
 
-// renewingSession grants a 2s lease (renewed every second) to a client of endpoints
-// whose keep-alive streams k counts; both end with t.
-func renewingSession(t *testing.T, k *keepAliveCounter, endpoints []string) *Session {
+// renewingSession grants a lease of ttl (renewed every second) to a client of endpoints
+// whose keep-alive requests and streams k counts; both end with t.
+func renewingSession(t *testing.T, k *keepAliveCounter, endpoints []string, ttl time.Duration) *Session {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
@@ -80,7 +80,7 @@ func renewingSession(t *testing.T, k *keepAliveCounter, endpoints []string) *Ses
 	require.NoError(t, err)
 	t.Cleanup(func() { cli.Close() })
 	k.main.Store(cli.ActiveConnection())
-	ses, err := Grant(etcdtest.Context(t, 20*time.Second), cli, 2*time.Second, nil)
+	ses, err := Grant(etcdtest.Context(t, 20*time.Second), cli, ttl, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { ses.Release() })
 	return ses
@@ -91,7 +91,7 @@ func renewingSession(t *testing.T, k *keepAliveCounter, endpoints []string) *Ses
 // keep an application's retries on a silent member (see renewConns).
 func TestRenewalsTakeNoTurnOnTheClientsConnection(t *testing.T) {
 	var k keepAliveCounter
-	ses := renewingSession(t, &k, append(etcdtest.Endpoints(), deadEndpoint(t)))
+	ses := renewingSession(t, &k, append(etcdtest.Endpoints(), deadEndpoint(t)), 2*time.Second)
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.GreaterOrEqual(c, k.own.Load(), int64(3), "renewals on the session's own connection")
 	}, 10*time.Second, 20*time.Millisecond)
@@ -105,7 +105,7 @@ func TestRenewalsTakeNoTurnOnTheClientsConnection(t *testing.T) {
 // another owner takes over).
 func TestRenewalsOfAClientOfOneEndpointGoOnItsConnection(t *testing.T) {
 	var k keepAliveCounter
-	ses := renewingSession(t, &k, etcdtest.Endpoints()[:1])
+	ses := renewingSession(t, &k, etcdtest.Endpoints()[:1], 2*time.Second)
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.GreaterOrEqual(c, k.onMain.Load(), int64(3), "renewals on the client's connection")
 	}, 10*time.Second, 20*time.Millisecond)
@@ -283,6 +283,7 @@ func TestRefusedRenewalNotResentToTheSameMember(t *testing.T) {
 	c.StopMember(2)
 	ses := newSession(cli, lease.ID, nil, nil)
 	defer ses.renewals.release() // no tracker runs
+	defer ses.streams.close()
 	ses.ttl, ses.deadline = 30*time.Second, time.Now().Add(20*time.Second)
 	close(ses.confirmed)
 	// Member 1 no longer has a leader once it refuses a new stream. (A request on a
@@ -290,7 +291,7 @@ func TestRefusedRenewalNotResentToTheSameMember(t *testing.T) {
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		actx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		_, err := ses.renewals.keepAliveOnce(actx, "", lease.ID, false)
+		_, err := ses.streams.keepAliveOnce(actx, "", lease.ID, false)
 		assert.ErrorIs(c, err, rpctypes.ErrNoLeader)
 	}, 10*time.Second, 50*time.Millisecond)
 	cli.SetEndpoints(c.Members[1].GRPCURL, deadEndpoint(t))
@@ -346,9 +347,9 @@ func TestRenewalConnectionClosedWhileRenewalsFail(t *testing.T) {
 	assert.NoError(t, ses.Err(), "the session lives on: its connections are not all closed with it")
 }
 
-// The sessions of a client renew on one keep-alive stream per member, as etcd's own
-// keep-alive renews a client's leases on one stream: not a stream per renewal.
-func TestRenewalsShareOneKeepAliveStream(t *testing.T) {
+// A session renews on one keep-alive stream per member, kept open: not a stream per
+// renewal. Sessions do not share one: none waits behind another's renewal.
+func TestRenewalsOfASessionShareOneKeepAliveStream(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		endpoints []string
@@ -357,11 +358,14 @@ func TestRenewalsShareOneKeepAliveStream(t *testing.T) {
 		{"two endpoints", append(etcdtest.Endpoints()[:1:1], deadEndpoint(t))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// 5s leases, renewed every second: a renewal is hedged (on a new stream, with
+			// one endpoint) only when unanswered after about 1.7s.
+			const ttl = 5 * time.Second
 			var k keepAliveCounter
-			sessions := []*Session{renewingSession(t, &k, tc.endpoints)}
+			sessions := []*Session{renewingSession(t, &k, tc.endpoints, ttl)}
 			cli := sessions[0].Client()
 			for range 2 {
-				ses, err := Grant(etcdtest.Context(t, 10*time.Second), cli, 2*time.Second, nil)
+				ses, err := Grant(etcdtest.Context(t, 10*time.Second), cli, ttl, nil)
 				require.NoError(t, err)
 				t.Cleanup(func() { ses.Release() })
 				sessions = append(sessions, ses)
@@ -372,7 +376,8 @@ func TestRenewalsShareOneKeepAliveStream(t *testing.T) {
 			for i, ses := range sessions {
 				assert.NoError(t, ses.Alive(), "session %d", i)
 			}
-			assert.Equal(t, int64(1), k.streams.Load(), "keep-alive streams for %d requests", k.onMain.Load()+k.own.Load())
+			assert.Equal(t, int64(len(sessions)), k.streams.Load(), "keep-alive streams of %d sessions for %d requests",
+				len(sessions), k.onMain.Load()+k.own.Load())
 		})
 	}
 }
@@ -407,7 +412,7 @@ func TestRenewalsAuthenticateOnce(t *testing.T) {
 			require.NoError(t, err)
 			defer cli.Close()
 			k.main.Store(cli.ActiveConnection())
-			ses, err := Grant(ctx, cli, 2*time.Second, nil)
+			ses, err := Grant(ctx, cli, 5*time.Second, nil) // renewed every second
 			require.NoError(t, err)
 			defer ses.Release()
 			before := k.authenticated.Load()
@@ -425,21 +430,31 @@ func TestRenewalsAuthenticateOnce(t *testing.T) {
 // should it come, must not be taken for a later request's, and the next renewal opens a
 // new stream.
 func TestAbandonedRenewalEndsItsStream(t *testing.T) {
-	cli := etcdtest.Client(t)
+	t.Parallel()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: etcdtest.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{slowReplies(time.Second)},
+	})
+	require.NoError(t, err)
+	defer cli.Close()
 	ctx := etcdtest.Context(t, 10*time.Second)
 	lease, err := cli.Grant(ctx, 30)
 	require.NoError(t, err)
-	r := renewConnsOf(cli)
-	defer r.release()
-	k, err := r.keepAlives(ctx, "", false)
+	conns := renewConnsOf(cli)
+	defer conns.release()
+	rs := newRenewStreams(conns)
+	defer rs.close()
+	k, err := rs.stream(ctx, "", false)
 	require.NoError(t, err)
 	_, err = k.renew(ctx, lease.ID)
 	require.NoError(t, err)
-	gone, cancel := context.WithCancel(ctx)
-	cancel()
-	_, _ = k.renew(gone, lease.ID) // answered or not, its renewal stopped waiting
+	// Sent at once, answered after a second: given up after 100ms.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err = k.renew(short, lease.ID)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.False(t, k.alive(), "the stream of an abandoned request")
-	next, err := r.keepAlives(ctx, "", false)
+	next, err := rs.stream(ctx, "", false)
 	require.NoError(t, err)
 	assert.NotSame(t, k, next, "the stream after it")
 	resp, err := next.renew(ctx, lease.ID)

@@ -54,7 +54,8 @@ type Session struct {
 
 	refs int // users of a borrowed session (Attach), under sharedMu
 
-	renewals *renewConns // the connections its renewals go through, shared by its client's sessions
+	renewals *renewConns   // the connections its renewals go through, shared by its client's sessions
+	streams  *renewStreams // its keep-alive streams on them
 
 	watchMu sync.Mutex
 	watches *stream // the stream its holdings watch their keys on (joinStream), or nil
@@ -116,12 +117,13 @@ func newSession(cli *clientv3.Client, lease clientv3.LeaseID, borrowed *concurre
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	lostCtx, lostStop := context.WithCancel(context.Background())
+	conns := renewConnsOf(cli)
 	return &Session{
 		cli: cli, lease: lease, borrowed: borrowed, lg: lg, wall: time.Now,
 		confirmed: make(chan struct{}), tracked: make(chan struct{}),
 		ctx: ctx, cancel: cancel, lostCtx: lostCtx, lostStop: lostStop,
 		keys: map[string]bool{}, sweeping: closedCh, revoked: make(chan struct{}),
-		renewals: renewConnsOf(cli),
+		renewals: conns, streams: newRenewStreams(conns),
 	}
 }
 
@@ -265,6 +267,7 @@ func RenewInterval(ttl, slow time.Duration) time.Duration {
 func (s *Session) track() {
 	defer close(s.tracked)
 	defer s.renewals.release()
+	defer s.streams.close()
 	renew := time.NewTimer(s.untilRenewal())
 	defer renew.Stop()
 	expire := time.NewTimer(time.Hour)
@@ -353,7 +356,7 @@ func (s *Session) renew() error {
 			ep = ""
 		}
 		// Back at a member this renewal has a request waiting at: on a new stream.
-		resp, err := s.renewals.keepAliveOnce(ctx, ep, s.lease, i >= max(len(order), 1))
+		resp, err := s.streams.keepAliveOnce(ctx, ep, s.lease, i >= max(len(order), 1))
 		replies <- reply{sent, ep, resp, err}
 	}
 	go send(0)
@@ -392,6 +395,7 @@ func (s *Session) renew() error {
 	for ; inFlight > 0; inFlight-- {
 		<-replies // the other request ends with ctx
 	}
+	s.streams.prune()
 	s.renewals.prune()
 	if r.err != nil {
 		return r.err
