@@ -32,8 +32,9 @@ func Margin(ttl time.Duration) time.Duration {
 
 // Session is a lease watched by a tracker of its own: granted here, or that of a
 // concurrency.Session the caller owns (borrowed). The tracker renews the lease with
-// keep-alive requests of their own, on the connections its client's sessions share for
-// renewals (see renewConns), and remembers when each acknowledged one was sent:
+// keep-alive requests on streams of its own (see renewStreams), on the connections its
+// client's sessions share for renewals (see renewConns), and remembers when each
+// acknowledged one was sent:
 // the server cannot expire the lease before send time + TTL, so the lease is known to
 // be alive until that instant minus Margin. When that deadline passes without a newer
 // acknowledgement, or the lease is gone, or the session ends, the Session is lost for
