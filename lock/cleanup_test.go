@@ -220,6 +220,25 @@ func TestLockAllCleanupBounded(t *testing.T) {
 	require.NoError(t, b.Unlock(ctx))
 }
 
+// keepCallersLease renews lease through cli until the test ends: the caller's lease
+// lives on while renewals through the caller's client fail.
+func keepCallersLease(t *testing.T, cli *clientv3.Client, lease clientv3.LeaseID) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := cli.KeepAlive(ctx, lease)
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range ch {
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
 // When we declare a shared session lost while the caller's lease lives on (our
 // renewals fail, the caller's keep-alive stream does not), our keys on it are deleted:
 // they are ours to clean up, not the caller's.
@@ -299,23 +318,4 @@ func TestSharedSessionCleanupStopsWithClient(t *testing.T) {
 	after := faults.Hits()
 	assert.Never(t, func() bool { return faults.Hits() > after+1 }, 2*time.Second, 50*time.Millisecond,
 		"deletes retried through a closed client")
-}
-
-// keepCallersLease renews lease through cli until the test ends: the caller's lease
-// lives on while renewals through the caller's client fail.
-func keepCallersLease(t *testing.T, cli *clientv3.Client, lease clientv3.LeaseID) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ch, err := cli.KeepAlive(ctx, lease)
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for range ch {
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
 }

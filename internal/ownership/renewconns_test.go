@@ -158,6 +158,13 @@ func TestRenewalsStayWithTheMemberThatAnswers(t *testing.T) {
 	assert.LessOrEqual(t, k.own.Load()-requests, int64(renewals+1), "requests for %d renewals", renewals)
 }
 
+// hasRenewalConn reports whether ses's client has a renewal connection to ep.
+func hasRenewalConn(ses *Session, ep string) bool {
+	ses.renewals.mu.Lock()
+	defer ses.renewals.mu.Unlock()
+	return ses.renewals.conns[ep] != nil
+}
+
 // deadEndpoint returns the address of a port nobody listens on: a connection to it is
 // refused at once.
 func deadEndpoint(t *testing.T) string {
@@ -251,18 +258,13 @@ func TestRenewalConnectionClosedWithItsEndpoint(t *testing.T) {
 	ses, err := Grant(ctx, cli, 2*time.Second, nil)
 	require.NoError(t, err)
 	defer ses.Release()
-	has := func(ep string) bool {
-		ses.renewals.mu.Lock()
-		defer ses.renewals.mu.Unlock()
-		return ses.renewals.conns[ep] != nil
-	}
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.True(c, has(m0), "a renewal through the first endpoint")
+		assert.True(c, hasRenewalConn(ses, m0), "a renewal through the first endpoint")
 	}, 5*time.Second, 20*time.Millisecond)
 	cli.SetEndpoints(m1, m2)
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.False(c, has(m0), "a connection to the endpoint removed")
-		assert.True(c, has(m1), "a connection to the first endpoint left")
+		assert.False(c, hasRenewalConn(ses, m0), "a connection to the endpoint removed")
+		assert.True(c, hasRenewalConn(ses, m1), "a connection to the first endpoint left")
 	}, 5*time.Second, 20*time.Millisecond)
 	assert.NoError(t, ses.Alive())
 }
@@ -332,17 +334,12 @@ func TestRenewalConnectionClosedWhileRenewalsFail(t *testing.T) {
 	ses, err := Grant(ctx, cli, 10*time.Second, nil)
 	require.NoError(t, err)
 	defer ses.Release()
-	has := func(ep string) bool {
-		ses.renewals.mu.Lock()
-		defer ses.renewals.mu.Unlock()
-		return ses.renewals.conns[ep] != nil
-	}
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.True(c, has(m0), "a renewal through the member")
+		assert.True(c, hasRenewalConn(ses, m0), "a renewal through the member")
 	}, 5*time.Second, 20*time.Millisecond)
 	cli.SetEndpoints(deadEndpoint(t), deadEndpoint(t)) // nothing listens there
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.False(c, has(m0), "a connection to the endpoint removed")
+		assert.False(c, hasRenewalConn(ses, m0), "a connection to the endpoint removed")
 	}, 4*time.Second, 20*time.Millisecond)
 	assert.NoError(t, ses.Err(), "the session lives on: its connections are not all closed with it")
 }

@@ -129,8 +129,9 @@ func TestLostLeaseRevokedOnceEtcdAnswers(t *testing.T) {
 	require.NotEqual(t, id, cur.Lease())
 	// The Holder has moved on; the lost lease is still being revoked.
 	after := revokes.Load()
-	require.Eventually(t, func() bool { return revokes.Load() >= after+2 }, 10*time.Second, 20*time.Millisecond,
-		"revoke of the lost lease retried after the Holder moved on")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, revokes.Load(), after+2, "revoke of the lost lease retried after the Holder moved on")
+	}, 10*time.Second, 20*time.Millisecond)
 
 	f.Fail(nil)
 	f.FailStreams(nil)
