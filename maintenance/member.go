@@ -354,12 +354,17 @@ func (m *Maintainer) quorum(ctx context.Context, r *health.Report) (voters, heal
 	return voters, healthy, nil
 }
 
+// etcdHealthInterval is how long etcd wants the member that takes a membership change
+// to have been connected to every voting member before it accepts the change.
+const etcdHealthInterval = 5 * time.Second
+
 // whileEtcdUnhealthy calls fn until etcd stops refusing it as "unhealthy cluster", for
-// at most the settle timeout. etcd refuses membership changes until its leader has been
-// connected to a quorum for five seconds, which a cluster that just started or just
-// changed leader is not.
+// at most the settle timeout, and never less than twice etcd's health interval. etcd
+// refuses membership changes until the member that takes them has been connected to
+// every voting member for five seconds, which a cluster that just started, or a member
+// that just reconnected, has not: a shorter wait could fail where waiting succeeds.
 func (m *Maintainer) whileEtcdUnhealthy(ctx context.Context, fn func() error) error {
-	deadline := time.Now().Add(m.opts.settleTimeout)
+	deadline := time.Now().Add(max(m.opts.settleTimeout, 2*etcdHealthInterval))
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

@@ -94,3 +94,25 @@ func TestLearnerAddPromoteRemove(t *testing.T) {
 		assert.False(t, mem.IsLearner, "%x is still a learner", mem.ID)
 	}
 }
+
+// TestAddLearnerWaitsOutEtcdsHealthInterval adds a learner to a cluster that has just
+// started, with a settle timeout shorter than the 5s etcd wants its member connected to
+// every voter before it accepts a membership change: the add waits that out rather than
+// failing as "unhealthy cluster".
+func TestAddLearnerWaitsOutEtcdsHealthInterval(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	m, cli := clusterMaintainer(t, c, maintenance.WithSettleTimeout(500*time.Millisecond))
+	ctx := etcdtest.Context(t, 60*time.Second)
+
+	add, err := m.AddLearner(ctx, maintenance.AddRequest{PeerURLs: []string{"http://127.0.0.1:1"}})
+	require.NoError(t, err)
+	resp, err := cli.MemberList(ctx)
+	require.NoError(t, err)
+	var learners []health.ID
+	for _, mem := range resp.Members {
+		if mem.IsLearner {
+			learners = append(learners, health.ID(mem.ID))
+		}
+	}
+	assert.Equal(t, []health.ID{add.MemberID}, learners)
+}

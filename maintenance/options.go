@@ -79,7 +79,9 @@ func WithPollInterval(d time.Duration) Option {
 }
 
 // WithSettleTimeout bounds how long an operation waits for the cluster to be healthy
-// again between two steps before it aborts. Default 30s.
+// again between two steps before it aborts. Default 30s. A membership change that
+// etcd refuses as "unhealthy cluster" is retried for at least 10s whatever this says:
+// etcd accepts one only once its member has been connected to every voter for 5s.
 func WithSettleTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.settleTimeout = d })
 }
