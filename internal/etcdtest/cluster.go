@@ -1,7 +1,9 @@
 package etcdtest
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -61,10 +63,53 @@ func StartCluster(t testing.TB, size int, opts ...ClusterOption) *Cluster {
 	for _, opt := range opts {
 		opt(cfg)
 	}
-	c := integration.NewCluster(t, cfg)
-	t.Cleanup(func() { c.Terminate(t) })
+	q := quietTB{TB: t, min: clusterLogLevel()}
+	c := integration.NewCluster(q, cfg)
+	t.Cleanup(func() { c.Terminate(q) })
 	c.WaitLeader(t)
 	return &Cluster{Cluster: c, t: t}
+}
+
+// ClusterLogEnv names the variable that sets the lowest level of the members' own log
+// lines a failing test prints: debug, info, warn (the default) or error. A test's own
+// messages then stand out of a CI log that keeps only its head and tail.
+const ClusterLogEnv = "ETCD_MONITOR_TEST_CLUSTER_LOG"
+
+// zapLevels are the level names of zap's console encoder, lowest first.
+var zapLevels = []string{"DEBUG", "INFO", "WARN", "ERROR", "DPANIC", "PANIC", "FATAL"}
+
+func clusterLogLevel() int {
+	switch os.Getenv(ClusterLogEnv) {
+	case "debug":
+		return 0
+	case "info":
+		return 1
+	case "error":
+		return 3
+	default:
+		return 2
+	}
+}
+
+// quietTB passes on the log lines of the members' zap loggers (one "%s" argument each,
+// the level between tabs) only from level min up, and every other call as it is.
+type quietTB struct {
+	testing.TB
+	min int
+}
+
+func (q quietTB) Logf(format string, args ...any) {
+	if len(args) == 1 {
+		if line, ok := args[0].([]byte); ok {
+			for _, l := range zapLevels[:q.min] {
+				if bytes.Contains(line, []byte("\t"+l+"\t")) {
+					return
+				}
+			}
+		}
+	}
+	q.TB.Helper()
+	q.TB.Logf(format, args...)
 }
 
 // Client returns a client that reaches the cluster only through member i's bridge, so
