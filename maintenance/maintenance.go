@@ -136,6 +136,29 @@ func (m *Maintainer) settle(ctx context.Context, cond func(*health.Report) error
 	}
 }
 
+// sameMembers returns nil when r lists the members a linearizable member list has, and
+// ErrUnhealthy otherwise. The checker reads the membership serializably: a member that
+// has not applied the latest membership change yet still lists a member just removed,
+// or not yet one just added, and would have it held against the cluster.
+func (m *Maintainer) sameMembers(ctx context.Context, r *health.Report) error {
+	resp, err := m.cli.MemberList(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: member list: %w", ErrUnhealthy, err)
+	}
+	want := make(map[health.ID]bool, len(resp.Members))
+	for _, mem := range resp.Members {
+		want[health.ID(mem.ID)] = true
+	}
+	same := len(r.Members) == len(want)
+	for _, ms := range r.Members {
+		same = same && want[ms.ID]
+	}
+	if !same {
+		return fmt.Errorf("%w: the checked membership (%d members) is not the cluster's (%d) yet", ErrUnhealthy, len(r.Members), len(want))
+	}
+	return nil
+}
+
 // find returns the entry of member id in r.
 func find(r *health.Report, id health.ID) (health.MemberStatus, error) {
 	if ms, ok := r.Member(id); ok {

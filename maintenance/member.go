@@ -81,7 +81,9 @@ type AddRequest struct {
 // AddLearner adds a member as a learner: it receives the log but does not vote, so
 // adding it never changes the quorum, and a learner that never starts costs nothing.
 // Start it with the report's InitialCluster and --initial-cluster-state=existing, then
-// Promote it once it has caught up. Refused with ErrUnhealthy on a degraded cluster.
+// Promote it once it has caught up. Refused with ErrUnhealthy when the cluster stays
+// degraded for the settle timeout (WithSettleTimeout): a leader election or a
+// membership change just made is waited out.
 func (m *Maintainer) AddLearner(ctx context.Context, req AddRequest) (*MemberReport, error) {
 	start := time.Now()
 	if len(req.PeerURLs) == 0 {
@@ -97,11 +99,14 @@ func (m *Maintainer) AddLearner(ctx context.Context, req AddRequest) (*MemberRep
 		rep.Duration = since(start)
 		return rep, err
 	}
-	r, err := m.check(ctx)
+	// A membership change just made, a leader just elected: wait them out.
+	r, err := m.settle(ctx, func(r *health.Report) error {
+		if err := m.sameMembers(ctx, r); err != nil {
+			return err
+		}
+		return degraded(r, 0)
+	})
 	if err != nil {
-		return finish(err)
-	}
-	if err := degraded(r, 0); err != nil {
 		return finish(err)
 	}
 	rep.Voters, rep.QuorumAfter = r.Quorum.Voters, r.Quorum.Size
@@ -276,8 +281,11 @@ func (m *Maintainer) Remove(ctx context.Context, req RemoveRequest) (*MemberRepo
 	if err := m.exists(ctx, req.ID); err != nil {
 		return finish(err)
 	}
-	// The checker reads the membership serializably; wait for it to show the member.
+	// The checker reads the membership serializably; wait for it to show the cluster's.
 	r, err := m.settle(ctx, func(r *health.Report) error {
+		if err := m.sameMembers(ctx, r); err != nil {
+			return err
+		}
 		_, err := find(r, req.ID)
 		return err
 	})

@@ -116,3 +116,31 @@ func TestAddLearnerWaitsOutEtcdsHealthInterval(t *testing.T) {
 	}
 	assert.Equal(t, []health.ID{add.MemberID}, learners)
 }
+
+// TestAddLearnerWaitsOutAPartitionThatHeals adds a learner while a follower is cut off
+// from its peers for a second: the add waits for the cluster to be healthy again rather
+// than refusing a turbulence the settle timeout is there to wait out.
+func TestAddLearnerWaitsOutAPartitionThatHeals(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3, etcdtest.WithElectionTicks(50))
+	m, cli := clusterMaintainer(t, c, maintenance.WithSettleTimeout(30*time.Second))
+	ctx := etcdtest.Context(t, 90*time.Second)
+	ch, err := health.New(cli, health.WithEndpoints(endpoints(c)), health.WithTimeout(3*time.Second))
+	require.NoError(t, err)
+	defer ch.Close()
+
+	cut := (c.Leader() + 1) % 3
+	c.Partition(cut)
+	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
+		r, err := ch.Check(ctx)
+		if assert.NoError(ct, err) {
+			assert.NotEmpty(ct, r.Partition.Members, "the cut member seen as partitioned")
+		}
+	}, 20*time.Second, 100*time.Millisecond)
+	heal := time.AfterFunc(time.Second, func() { c.Heal(cut) })
+	defer heal.Stop()
+
+	add, err := m.AddLearner(ctx, maintenance.AddRequest{PeerURLs: []string{"http://127.0.0.1:1"}})
+	require.NoError(t, err)
+	assert.NotZero(t, add.MemberID)
+	assert.Equal(t, 3, add.Voters)
+}
