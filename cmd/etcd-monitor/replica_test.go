@@ -511,6 +511,7 @@ func TestReplicaEngineClosesWithinTheLeaseMargin(t *testing.T) {
 	cfg.Store = store.Config{Type: store.TypePostgres, DSNEnv: "UNUSED"}
 	cfg.Replica.LeaseTTL = 2 * time.Second
 	cfg.API.ShutdownTimeout = time.Minute
+	require.Equal(t, cfg.Replica.LeaseTTL/8, cfg.engineShutdownTimeout(), "an eighth of the lease, not api.shutdown_timeout")
 	opts, err := alertOptions(&cfg, zap.NewNop())
 	require.NoError(t, err)
 	m, err := alert.New(append(opts,
@@ -524,14 +525,21 @@ func TestReplicaEngineClosesWithinTheLeaseMargin(t *testing.T) {
 	_, err = m.EvaluateCluster(context.Background(), "prod", &health.Report{Time: time.Now()}, nil)
 	require.NoError(t, err)
 	closed := make(chan struct{})
+	start := time.Now()
 	go func() {
 		defer close(closed)
 		m.Close()
 	}()
+	// The engine's options carry that bound: Close gives up on the stuck receiver after
+	// it, not after api.shutdown_timeout. How soon after is the scheduler's to say on a
+	// loaded machine, so the wait only tells the two apart.
+	wait := cfg.API.ShutdownTimeout / 3
 	select {
 	case <-closed:
-	case <-time.After(3 * cfg.Replica.LeaseTTL / 8): // three times the bound
-		t.Fatalf("the engine did not close within %v of a %v lease", 3*cfg.Replica.LeaseTTL/8, cfg.Replica.LeaseTTL)
+		t.Logf("closed in %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(wait):
+		t.Fatalf("the engine did not close within %v: it waits for api.shutdown_timeout (%v), not %v", wait,
+			cfg.API.ShutdownTimeout, cfg.engineShutdownTimeout())
 	}
 }
 
