@@ -133,7 +133,10 @@ func (r *running) stop() {
 // standby takes over at once (well within the TTL), after the first one's term ended.
 func TestReplicaHandoverOnShutdown(t *testing.T) {
 	schema := pgSchema(t)
-	const ttl = 2 * time.Second
+	// Long enough that a campaign period (TTL/4) plus a loaded machine's delays stays
+	// well short of the expiry (at least 3/4 TTL after the stop) that an unreleased
+	// lease would make b wait for.
+	const ttl = 8 * time.Second
 	var ev events
 	a := startReplica(t, pgStore(t, schema), "a", ttl, recordingTerm(&ev, "a"))
 	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 3*time.Second, 10*time.Millisecond)
