@@ -114,6 +114,12 @@ func startLeasedReplica(t *testing.T, st *postgres.Store, id string, ttl time.Du
 	t.Helper()
 	r, err := newReplica(st, id, ttl, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	require.NoError(t, err)
+	return runReplica(t, r, term)
+}
+
+// runReplica runs r with term until the test ends.
+func runReplica(t *testing.T, r *replica, term term) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &running{r: r, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -164,18 +170,28 @@ func TestReplicaHandoverOnShutdown(t *testing.T) {
 func TestReplicaStepsDownWhenLeaseTaken(t *testing.T) {
 	schema := pgSchema(t)
 	st := pgStore(t, schema)
+	const ttl = 2 * time.Second
 	var ev events
-	a := startReplica(t, st, "a", 2*time.Second, recordingTerm(&ev, "a"))
-	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 3*time.Second, 10*time.Millisecond)
-	_, err := st.Pool().Exec(context.Background(), `UPDATE leases SET holder = 'thief', token = token + 1, expires = now() + interval '1 hour'`)
+	core, logs := observer.New(zap.InfoLevel)
+	r, err := newReplica(st, "a", ttl, zap.New(core))
 	require.NoError(t, err)
-	// One renewal period (TTL/4 = 500ms) and the term's end.
+	a := runReplica(t, r, func(ctx, _ context.Context, st store.Store) { recordingTerm(&ev, "a")(ctx, st) })
+	assert.EventuallyWithT(t, func(c *assert.CollectT) { assert.True(c, a.r.status().Active) }, 3*time.Second, 10*time.Millisecond)
+	_, err = st.Pool().Exec(context.Background(), `UPDATE leases SET holder = 'thief', token = token + 1, expires = now() + interval '1 hour'`)
+	require.NoError(t, err)
+	// One renewal period (TTL/4 = 500ms) and the term's end; waited for three TTLs, as
+	// a loaded machine delays the renewal's query. That it was the renewal that ended the
+	// term, not the renewals' running out of time (a quarter TTL before the deadline,
+	// 1-1.5 s after the theft), is in the reason the replica logs.
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.Equal(c, []string{"a start", "a stop"}, ev.all())
 		s := a.r.status()
 		assert.False(c, s.Active)
 		assert.Equal(c, "thief", s.ActiveID)
-	}, 1500*time.Millisecond, 10*time.Millisecond)
+	}, 3*ttl, 10*time.Millisecond)
+	stopped := logs.FilterMessage("replica: standby: alert engine stopped").All()
+	require.Len(t, stopped, 1)
+	assert.Equal(t, errLeaseTaken.Error(), stopped[0].ContextMap()["reason"], "the term ended at a renewal that found the lease taken")
 }
 
 // An active replica that cannot reach PostgreSQL ends its term before the lease
