@@ -200,7 +200,9 @@ func TestReplicaStepsDownBeforeExpiryWhenPostgresUnreachable(t *testing.T) {
 	schema := pgSchema(t)
 	own := pgStore(t, schema)
 	observer := pgStore(t, schema)
-	const ttl = 2 * time.Second
+	// The term ends a quarter TTL before its deadline; that quarter is what a loaded
+	// machine may take from the timer that ends it, so not a short one.
+	const ttl = 4 * time.Second
 	var mu sync.Mutex
 	var ended time.Time
 	a := startReplica(t, own, "a", ttl, func(ctx context.Context, st store.Store) {
@@ -729,7 +731,10 @@ replica:
 // before the lease expires in PostgreSQL, not when the renewal gives up.
 func TestReplicaStepsDownBeforeExpiryWhenRenewalHangs(t *testing.T) {
 	schema := pgSchema(t)
-	const ttl = 2 * time.Second // under the store's 5s operation timeout
+	// Under the store's 5s operation timeout; and the quarter TTL the term ends ahead of
+	// its deadline is what a loaded machine may take from the timer that ends it, so not
+	// a short one.
+	const ttl = 4 * time.Second
 	var mu sync.Mutex
 	var ended time.Time
 	a := startReplica(t, pgStore(t, schema), "a", ttl, func(ctx context.Context, st store.Store) {
