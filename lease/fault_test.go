@@ -51,10 +51,11 @@ func TestFaultCluster(t *testing.T) {
 		first, lost := k.ID(), k.Lost()
 		_, err = c.Client(c.Leader()).Revoke(ctx, first)
 		require.NoError(t, err)
+		// Found by the next renewal, at most a second away: three of them.
 		select {
 		case <-lost:
-		case <-time.After(2 * time.Second):
-			t.Fatal("Lost not closed within 2s of the revoke")
+		case <-time.After(3 * time.Second):
+			t.Fatal("Lost not closed within 3s of the revoke")
 		}
 		select {
 		case id := <-ids:
