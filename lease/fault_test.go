@@ -16,9 +16,9 @@ import (
 // TestFaultCluster runs the lease's fault checks on one 3-node cluster.
 func TestFaultCluster(t *testing.T) {
 	c := etcdtest.NewCluster(t, 3)
-	ctx := etcdtest.Context(t, 60*time.Second)
 
 	t.Run("LeaderStopSurvives", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 60*time.Second)
 		cli := c.ClusterClient()
 		k, err := lease.New(ctx, cli, 3*time.Second)
 		require.NoError(t, err)
@@ -40,6 +40,7 @@ func TestFaultCluster(t *testing.T) {
 	})
 
 	t.Run("RevokedElsewhereRegrants", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 60*time.Second)
 		cli := c.ClusterClient()
 		ids := make(chan clientv3.LeaseID, 1)
 		k, err := lease.New(ctx, cli, 5*time.Second, lease.WithRegrant(func(_ context.Context, id clientv3.LeaseID) error {
@@ -67,6 +68,7 @@ func TestFaultCluster(t *testing.T) {
 	})
 
 	t.Run("SilentPastTTLIsLostThenRegranted", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 60*time.Second)
 		i := (c.Leader() + 1) % 3
 		cli := c.Client(i)
 		ids := make(chan clientv3.LeaseID, 1)
@@ -98,6 +100,7 @@ func TestFaultCluster(t *testing.T) {
 	})
 
 	t.Run("LostBeforeEtcdCanExpire", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 60*time.Second)
 		// Cut off right after the grant: no renewal is ever acknowledged, so etcd may
 		// expire the lease from grant send time + TTL on. Lost must close before then.
 		i := (c.Leader() + 1) % 3
@@ -128,6 +131,7 @@ func TestFaultCluster(t *testing.T) {
 	for _, c1 := range []struct{ ttl, watch time.Duration }{{3 * time.Second, 7 * time.Second}, {time.Second, 3 * time.Second}} {
 		ttl := c1.ttl
 		t.Run("BlackholedEndpointSurvives/"+ttl.String(), func(t *testing.T) {
+			ctx := etcdtest.Context(t, 60*time.Second)
 			i, j := c.Leader(), (c.Leader()+1)%3
 			cli := c.Client(i)
 			k, err := lease.New(ctx, cli, ttl)
