@@ -30,7 +30,7 @@ func TestDaemonKeepsMemberConnectionsAndClosesThemOnStop(t *testing.T) {
   endpoints: ["`+p.Addr+`"]
   member_endpoints: {"`+name+`": "`+p.Addr+`"}
   metrics_urls: {"`+name+`": "http://`+p.Addr+`/metrics"}
-monitor: {metrics_interval: 100ms, health_check_interval: 100ms}
+monitor: {metrics_interval: 100ms, health_check_interval: 100ms, check_timeout: 30s}
 `)
 	d := startDaemon(t, "--config="+cfg)
 
@@ -59,7 +59,12 @@ monitor: {metrics_interval: 100ms, health_check_interval: 100ms}
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		assert.GreaterOrEqual(ct, collections(), start+10)
 	}, 30*time.Second, 50*time.Millisecond)
-	assert.Equal(t, made, p.Accepted.Load(), "connections made by 10 more collections and as many checks")
+	// A round cut short by the check timeout closes the connection its request was on,
+	// and the next round dials again: the timeout is long, so that rounds a loaded
+	// machine slows down are not cut short.
+	if !assert.Equal(t, made, p.Accepted.Load(), "connections made by 10 more collections and as many checks") {
+		t.Logf("daemon logs:\n%s", d.logs)
+	}
 
 	require.NoError(t, d.stop())
 	assert.EventuallyWithT(t, func(ct *assert.CollectT) {
