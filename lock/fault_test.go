@@ -249,9 +249,13 @@ func testTwoMutexesOneSession(t *testing.T, c *etcdtest.Cluster) {
 // Guarantee 5: an Unlock retried after another process acquired never deletes that
 // holder's key.
 func testRetriedUnlock(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client) {
-	ctx := etcdtest.Context(t, 30*time.Second)
+	ctx := etcdtest.Context(t, 60*time.Second)
 	key := etcdtest.Prefix(t) + "l"
-	a := newMutex(t, c.Client(0), key, lock.WithTTL(faultTTL))
+	// a's lease outlives by seconds the wait for its connection to go dead and its
+	// Unlock's 300ms below: that Unlock must fail for want of etcd, not because a's
+	// lease deadline passed meanwhile on a loaded machine.
+	acli := c.Client(0)
+	a := newMutex(t, acli, key, lock.WithTTL(5*time.Second))
 	b := newMutex(t, c.Client(1), key, lock.WithTTL(faultTTL))
 
 	// a's first release is applied but a does not learn of it (here: deleted for it);
@@ -272,6 +276,14 @@ func testRetriedUnlock(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client
 	oldKey := a.Key()
 	c.Blackhole(0)
 	defer c.Unblackhole(0)
+	// The bridge passes on the first read of a connection after Blackhole: let it be a
+	// probe, not the Unlock, which would then be applied and answered.
+	require.Eventually(t, func() bool {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		_, err := acli.Get(pctx, key+"-probe")
+		return err != nil
+	}, 10*time.Second, 10*time.Millisecond, "requests through the blackholed member still answered")
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	err = a.Unlock(short)
 	cancel()
