@@ -337,13 +337,18 @@ func testSemaphore(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client) {
 	ctx := etcdtest.Context(t, 60*time.Second)
 	key := etcdtest.Prefix(t) + "s"
 	const permits, workers, rounds = 3, 6, 5
+	// The workers' leases outlast a starved machine's late renewals (a 2s lease is lost
+	// after 1.7s without one, and was, here): a permit lost midway would end a worker
+	// with an error that says nothing of the semaphore. The crashed holder's below keeps
+	// faultTTL: its expiry is waited for.
+	const workerTTL = 5 * time.Second
 	var (
 		inside, most atomic.Int32
 		wg           sync.WaitGroup
 		errs         = make(chan error, workers)
 	)
 	for w := 0; w < workers; w++ {
-		sem, err := lock.NewSemaphore(c.Client(w%3), key, permits, lock.WithTTL(faultTTL))
+		sem, err := lock.NewSemaphore(c.Client(w%3), key, permits, lock.WithTTL(workerTTL))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = sem.Close() })
 		wg.Add(1)
@@ -389,7 +394,7 @@ func testSemaphore(t *testing.T, c *etcdtest.Cluster, admin *clientv3.Client) {
 	crashed, err := lock.NewSemaphore(crashCli, key, permits, lock.WithTTL(faultTTL))
 	require.NoError(t, err)
 	defer crashed.Close()
-	others, err := lock.NewSemaphore(c.Client(1), key, permits, lock.WithTTL(faultTTL))
+	others, err := lock.NewSemaphore(c.Client(1), key, permits, lock.WithTTL(workerTTL))
 	require.NoError(t, err)
 	defer others.Close()
 	_, err = crashed.Acquire(ctx)
