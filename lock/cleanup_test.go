@@ -30,6 +30,48 @@ func keysUnder(t *testing.T, cli *clientv3.Client, pfx string) []string {
 	return out
 }
 
+// expiringCtx is a context that ends with context.DeadlineExceeded when expire is
+// called: a deadline that falls where a test needs it — once the waiting key is in
+// etcd — and not wherever a short timeout happens to land on a loaded machine (before
+// the key was put, say).
+type expiringCtx struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newExpiringCtx() *expiringCtx {
+	return &expiringCtx{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *expiringCtx) Done() <-chan struct{} { return c.done }
+
+func (c *expiringCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+func (c *expiringCtx) expire() { c.once.Do(func() { close(c.done) }) }
+
+// waitPastDeadline runs try with a context whose deadline passes once n keys are under
+// pfx (the holder's and the waiting one), and returns try's error.
+func waitPastDeadline(t *testing.T, admin *clientv3.Client, pfx string, n int64, try func(context.Context) error) error {
+	t.Helper()
+	ctx := newExpiringCtx()
+	defer ctx.expire()
+	got := make(chan error, 1)
+	go func() { got <- try(ctx) }()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.EqualValues(c, n, etcdtest.Count(admin, pfx), "waiting behind the holder")
+	}, 10*time.Second, 10*time.Millisecond)
+	ctx.expire()
+	return waitErr(t, got, 10*time.Second, "wait past its deadline")
+}
+
 // A Semaphore closed while acquisitions are in flight neither panics nor leaves a
 // permit behind.
 func TestSemaphoreCloseDuringAcquire(t *testing.T) {
@@ -103,9 +145,7 @@ func TestCanceledWaitCleanupRetried(t *testing.T) {
 			}
 			require.NoError(t, holder.Lock(ctx))
 			faults.Fail(etcdtest.IsDelete)
-			short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			err := try(short)
-			cancel()
+			err := waitPastDeadline(t, admin, key+"/", 2, try)
 			require.ErrorIs(t, err, context.DeadlineExceeded)
 			require.Positive(t, faults.Hits(), "the cleanup was attempted and failed")
 			faults.Fail(nil)
@@ -133,9 +173,7 @@ func TestFailedAttemptNameNotReused(t *testing.T) {
 	m := newMutex(t, cli, key)
 	require.NoError(t, holder.Lock(ctx))
 	faults.Fail(etcdtest.IsDelete)
-	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	require.ErrorIs(t, m.Lock(short), context.DeadlineExceeded)
-	cancel()
+	require.ErrorIs(t, waitPastDeadline(t, admin, key+"/", 2, m.Lock), context.DeadlineExceeded)
 	var failed string
 	for _, k := range keysUnder(t, admin, key+"/") {
 		if k != holder.Key() {
