@@ -65,7 +65,9 @@ func partitioned(r *health.Report, id health.ID) (health.PartitionedMember, bool
 // appears and the change is in the history; that member shows down with quorum held;
 // a second member stops and quorum is lost.
 func TestClusterStopLeaderThenMembers(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	// Elections only when the test makes them: the leader history is counted, and the
+	// framework's default 100 ms election timeout elects leaders unasked on a loaded machine.
+	c := etcdtest.NewCluster(t, 3, etcdtest.WithElectionTicks(50))
 	// The first report of a fresh checker once the cluster is steady: on a loaded machine
 	// an election just after the start is normal ("leader changed" from /readyz).
 	var ch *health.Checker
@@ -169,7 +171,8 @@ func TestClusterStopLeaderThenMembers(t *testing.T) {
 // partitioned (and the flag clears when healed); split brain is seen through the status
 // source.
 func TestClusterPartitionAndSplitBrain(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	// The leader and follower picked here must keep their roles through the subtests.
+	c := etcdtest.NewCluster(t, 3, etcdtest.WithElectionTicks(50))
 	cli := c.ClusterClient()
 	lead := c.Leader()
 	follower := (lead + 1) % 3
