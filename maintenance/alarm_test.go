@@ -20,7 +20,7 @@ import (
 // brings writes back.
 func TestNoSpaceRecovery(t *testing.T) {
 	const quota = 1 << 20
-	c := etcdtest.NewCluster(t, 3, etcdtest.WithQuota(quota))
+	c := newCluster(t, 3, etcdtest.WithQuota(quota))
 	m, cli := clusterMaintainer(t, c)
 	ctx := etcdtest.Context(t, 60*time.Second)
 

@@ -37,7 +37,7 @@ func fragment(t *testing.T, ctx context.Context, cli *clientv3.Client, prefix st
 // steadily: no write fails, every member's database shrinks, the members are done one
 // at a time, and the leader last.
 func TestDefragmentUnderWriteLoad(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	c := newCluster(t, 3)
 	m, cli := clusterMaintainer(t, c)
 	ctx := etcdtest.Context(t, 60*time.Second)
 	fragment(t, ctx, cli, "/frag/")
@@ -107,7 +107,7 @@ func TestDefragmentUnderWriteLoad(t *testing.T) {
 
 // TestDefragmentMovesLeaderFirst hands leadership away before the leader's turn.
 func TestDefragmentMovesLeaderFirst(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	c := newCluster(t, 3)
 	m, _ := clusterMaintainer(t, c)
 	ctx := etcdtest.Context(t, 60*time.Second)
 	leader := health.ID(c.Members[c.Leader()].ID())
@@ -149,7 +149,7 @@ func TestDefragmentMovesLeaderFirst(t *testing.T) {
 // run cannot keep a quorum margin, so it aborts with a report and touches no one else,
 // and the cluster stays healthy.
 func TestDefragmentAbortsWhenAMemberStops(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	c := newCluster(t, 3)
 	m, cli := clusterMaintainer(t, c, maintenance.WithSettleTimeout(time.Second))
 	ctx := etcdtest.Context(t, 60*time.Second)
 	index := memberIndex(c)

@@ -19,6 +19,15 @@ import (
 // any goroutine outlives them (etcdtest.Main checks with goleak).
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
+// newCluster starts a cluster of size members whose followers wait half a second for
+// their leader before they campaign: the tests name the leader and expect operations
+// that need a healthy cluster to find one, and the framework's default 100 ms elects
+// leaders unasked on a loaded machine.
+func newCluster(t *testing.T, size int, opts ...etcdtest.ClusterOption) *etcdtest.Cluster {
+	t.Helper()
+	return etcdtest.NewCluster(t, size, append([]etcdtest.ClusterOption{etcdtest.WithElectionTicks(50)}, opts...)...)
+}
+
 // endpoints maps the cluster's member names to their gRPC bridges: the members of an
 // in-process cluster advertise client URLs this process cannot use for gRPC.
 func endpoints(c *etcdtest.Cluster) map[string]string {

@@ -18,7 +18,7 @@ import (
 // member would leave one healthy of two voters and is refused; removing the dead one
 // is allowed.
 func TestRemoveRefusedWhenItWouldCostQuorum(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	c := newCluster(t, 3)
 	m, cli := clusterMaintainer(t, c)
 	ctx := etcdtest.Context(t, 60*time.Second)
 	lead := c.Leader()
@@ -50,7 +50,7 @@ func TestRemoveRefusedWhenItWouldCostQuorum(t *testing.T) {
 // TestLearnerAddPromoteRemove adds a learner, starts it, promotes it once it has caught
 // up, and removes a learner that never started.
 func TestLearnerAddPromoteRemove(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	c := newCluster(t, 3)
 	m, cli := clusterMaintainer(t, c)
 	ctx := etcdtest.Context(t, 60*time.Second)
 
@@ -100,7 +100,7 @@ func TestLearnerAddPromoteRemove(t *testing.T) {
 // every voter before it accepts a membership change: the add waits that out rather than
 // failing as "unhealthy cluster".
 func TestAddLearnerWaitsOutEtcdsHealthInterval(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	c := newCluster(t, 3)
 	m, cli := clusterMaintainer(t, c, maintenance.WithSettleTimeout(500*time.Millisecond))
 	ctx := etcdtest.Context(t, 60*time.Second)
 

@@ -21,7 +21,7 @@ import (
 // compacts, defragments and disarms, and writes are back. A dry run changes nothing.
 func TestRecoverNoSpace(t *testing.T) {
 	const quota = 1 << 20
-	c := etcdtest.NewCluster(t, 3, etcdtest.WithQuota(quota))
+	c := newCluster(t, 3, etcdtest.WithQuota(quota))
 	m, cli := clusterMaintainer(t, c)
 	ctx := etcdtest.Context(t, 90*time.Second)
 	value := strings.Repeat("v", 32<<10)

@@ -68,7 +68,7 @@ func TestSnapshotFileRefusesToOverwrite(t *testing.T) {
 // TestSnapshotRestore takes a snapshot of a 3-node cluster and restores it into a new
 // single-node etcd, which must hold the same keys at the same revision.
 func TestSnapshotRestore(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	c := newCluster(t, 3)
 	m, cli := clusterMaintainer(t, c)
 	ctx := etcdtest.Context(t, 60*time.Second)
 	want := map[string]string{}
