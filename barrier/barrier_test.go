@@ -186,3 +186,21 @@ func TestDoubleBarrierCanceledEnterRemovesItsKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, resp.Count, "the canceled participant is no longer counted")
 }
+
+// An Enter whose registration was applied but not answered (the reply lost, or ctx
+// ended while it was in flight) removes its key: the participant must not be counted
+// in while it is gone, its lease kept alive by its session.
+func TestDoubleBarrierEnterReplyLostRemovesItsKey(t *testing.T) {
+	admin := etcdtest.Client(t)
+	ctx := etcdtest.Context(t, 20*time.Second)
+	key := etcdtest.Prefix(t) + "job"
+	cli, faults := etcdtest.FaultClient(t)
+	b, err := barrier.NewDouble(cli, key, 2)
+	require.NoError(t, err)
+	defer b.Close()
+	faults.LoseReply(etcdtest.IsPut) // the registration is applied, its reply lost
+	require.ErrorIs(t, b.Enter(ctx), etcdtest.ErrInjected)
+	require.Positive(t, faults.Hits())
+	faults.LoseReply(nil)
+	assert.Zero(t, etcdtest.Count(admin, key+"/waiters/"), "the participant whose Enter failed is still counted")
+}

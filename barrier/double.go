@@ -65,6 +65,9 @@ func (b *DoubleBarrier) Enter(ctx context.Context) error {
 		clientv3.OpGet(b.waiters(), clientv3.WithPrefix(), clientv3.WithCountOnly()),
 	).Commit()
 	if err != nil {
+		// The put may have been applied (the reply lost, or ctx ended in flight): our key
+		// must not count us in while we are gone.
+		b.remove(ctx, mine)
 		return err
 	}
 	rev := resp.Header.Revision
