@@ -348,8 +348,9 @@ func TestClusterFaultBadMembers(t *testing.T) {
 	eps["tls"] = tlsSrv.URL
 	eps["junk"] = junk.URL
 	// Long enough for the members that answer to do so on a loaded machine under -race
-	// (a new connection, then the status request); only the blackholed one waits it out.
-	const timeout = 2 * time.Second
+	// (a new connection, then the status request; 2 s has been too short on a machine
+	// running several cluster tests at once); only the blackholed one waits it out.
+	const timeout = 5 * time.Second
 	ch, err := health.New(cli, health.WithSource(src), health.WithEndpoints(eps), health.WithTimeout(timeout))
 	require.NoError(t, err)
 	t.Cleanup(func() { ch.Close() })
@@ -560,7 +561,10 @@ func TestMembersKeyedByID(t *testing.T) {
 	src := extra{StatusSource: health.NewEtcdSource(cli), members: []health.Member{
 		{ID: 0xd1, Name: "dup"}, {ID: 0xd2, Name: "dup"}, {ID: 0xd3, Name: ""},
 	}}
-	ch, err := health.New(cli, health.WithSource(src), health.WithTimeout(time.Second),
+	// Long enough for the shared node to answer on a new connection on a loaded machine:
+	// the member it stands for must be reachable (127.0.0.1:1 refuses at once, and its
+	// retries take the timeout whatever it is).
+	ch, err := health.New(cli, health.WithSource(src), health.WithTimeout(3*time.Second),
 		health.WithEndpoints(map[string]string{"d2": etcdtest.Endpoints()[0], "dup": "127.0.0.1:1"}))
 	require.NoError(t, err)
 	t.Cleanup(func() { ch.Close() })
