@@ -104,10 +104,10 @@ func TestFaultClusterWatch(t *testing.T) {
 	watch.ClusterMu.Lock()
 	t.Cleanup(watch.ClusterMu.Unlock) // after the cluster's own cleanups
 	c := etcdtest.NewCluster(t, 3)
-	ctx := etcdtest.Context(t, 80*time.Second)
 	const n = 500
 
 	t.Run("Resume500WhileDisconnected", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 80*time.Second)
 		i := c.Leader() // the member the watcher talks to; writes go through another
 		cli, writer := c.Client(i), c.Client((i+1)%3)
 		p := "/resume/"
@@ -141,6 +141,7 @@ func TestFaultClusterWatch(t *testing.T) {
 	})
 
 	t.Run("CompactedWhileDisconnectedResyncs", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 80*time.Second)
 		i := (c.Leader() + 1) % 3
 		cli, writer := c.Client(i), c.Client((i+1)%3)
 		p := "/compact/"
@@ -191,6 +192,7 @@ func TestFaultClusterWatch(t *testing.T) {
 	})
 
 	t.Run("CacheConvergesAfterRestartAndCompaction", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 80*time.Second)
 		i := c.Leader()
 		cli := c.Client(i)
 		p := "/cache/"
@@ -247,6 +249,7 @@ func TestFaultClusterWatch(t *testing.T) {
 	})
 
 	t.Run("WatchAcrossLeaderStop", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 80*time.Second)
 		cli, writer := c.ClusterClient(), c.ClusterClient()
 		p := "/leader/"
 		w, err := watch.NewWatcher(cli, p, watch.WithPrefix(), watch.WithStartRevision(currentRev(ctx, t, writer)+1))
@@ -290,6 +293,7 @@ func TestFaultClusterWatch(t *testing.T) {
 	})
 
 	t.Run("BlackholedEndpointIsAbandoned", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 80*time.Second)
 		i, j := c.Leader(), (c.Leader()+1)%3
 		cli := c.Client(i) // the watch opens through i
 		writer := c.Client((i + 2) % 3)
@@ -316,6 +320,7 @@ func TestFaultClusterWatch(t *testing.T) {
 	})
 
 	t.Run("CacheStaleWhilePartitioned", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 80*time.Second)
 		i := (c.Leader() + 1) % 3
 		cli, writer := c.Client(i), c.Client((i+1)%3)
 		p := "/partition/"
