@@ -103,7 +103,12 @@ func TestFaultClusterWatch(t *testing.T) {
 	t.Parallel()
 	watch.ClusterMu.Lock()
 	t.Cleanup(watch.ClusterMu.Unlock) // after the cluster's own cleanups
-	c := etcdtest.NewCluster(t, 3)
+	// Half a second without a leader's heartbeat before a follower campaigns, not the
+	// default 100ms: a loaded machine delays heartbeats by hundreds of milliseconds,
+	// and each election it then causes drops the proposals in flight, so that one of the
+	// 500 puts below timed out ("request timed out"); a put cannot be retried here, as
+	// the watchers must see each key put once.
+	c := etcdtest.NewCluster(t, 3, etcdtest.WithElectionTicks(50))
 	const n = 500
 
 	t.Run("Resume500WhileDisconnected", func(t *testing.T) {
@@ -120,6 +125,7 @@ func TestFaultClusterWatch(t *testing.T) {
 		con.waitSeen(t, 1, 10*time.Second)
 
 		c.PauseConnections(i)
+		defer c.ResumeConnections(i) // also when a step below fails: the next sub-test needs i
 		for k := range n {
 			_, err := writer.Put(ctx, fmt.Sprintf("%s%03d", p, k), fmt.Sprint(k))
 			require.NoError(t, err)
@@ -158,6 +164,7 @@ func TestFaultClusterWatch(t *testing.T) {
 		}, 10*time.Second, 10*time.Millisecond)
 
 		c.PauseConnections(i)
+		defer c.ResumeConnections(i) // also when a step below fails: the next sub-test needs i
 		for k := range 20 {
 			if k%2 == 0 {
 				_, err = writer.Delete(ctx, fmt.Sprintf("%sold%02d", p, k))
