@@ -67,12 +67,12 @@ func TestFaultCluster(t *testing.T) {
 	// parallel test that starts a cluster (the etcd test framework allows one at a time).
 	t.Parallel()
 	c := etcdtest.NewCluster(t, 3)
-	ctx := etcdtest.Context(t, 90*time.Second)
 	const ttl = 2 * time.Second
 
 	// 5: a resolver cut off while instances change and history is compacted converges
 	// to etcd's set after it reconnects.
 	t.Run("ResolverConvergesAfterCompaction", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 90*time.Second)
 		p := etcdtest.Prefix(t)
 		// Cut off a follower: Compact goes through the leader's own client.
 		lead := c.Leader()
@@ -107,6 +107,7 @@ func TestFaultCluster(t *testing.T) {
 
 	// 4: with the leader stopped, registrations stay and resolvers answer throughout.
 	t.Run("LeaderStop", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 90*time.Second)
 		p := etcdtest.Prefix(t)
 		reg := newRegistrar(t, c.ClusterClient(), p, discovery.WithTTL(ttl))
 		require.NoError(t, reg.Register(ctx, inst("svc", "a", 1)))
@@ -157,6 +158,7 @@ func TestFaultCluster(t *testing.T) {
 	// 1: a registrant that dies without deregistering leaves every resolver within
 	// TTL + 1s.
 	t.Run("RegistrantDies", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 90*time.Second)
 		p := etcdtest.Prefix(t)
 		regCli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
 		require.NoError(t, err)
@@ -181,6 +183,7 @@ func TestFaultCluster(t *testing.T) {
 	// for longer than the TTL: the lease expires, the instance leaves, and once the
 	// connection works again the registration comes back by itself.
 	t.Run("RegistrantBlackholed", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 90*time.Second)
 		p := etcdtest.Prefix(t)
 		lead := c.Leader()
 		i := (lead + 1) % 3
@@ -202,6 +205,7 @@ func TestFaultCluster(t *testing.T) {
 	// 3: every member down for longer than the TTL, then back: every registration
 	// returns by itself.
 	t.Run("AllMembersDown", func(t *testing.T) {
+		ctx := etcdtest.Context(t, 90*time.Second)
 		p := etcdtest.Prefix(t)
 		reg := newRegistrar(t, c.ClusterClient(), p, discovery.WithTTL(ttl), discovery.WithBackoff(50*time.Millisecond, time.Second))
 		names := []string{"a", "b", "c", "d"}
