@@ -239,13 +239,21 @@ func TestFaultCluster(t *testing.T) {
 		}, 20*time.Second, 20*time.Millisecond, "every registration is back on a live lease")
 		t.Logf("all back %v after the cluster", time.Since(start))
 		waitIDs(t, res, "svc", 10*time.Second, names...)
-		// And they stay: after two more TTLs they are still there.
+		// And they stay: after two more TTLs they are still there, on live leases. A 2s
+		// lease whose renewals a loaded machine delays past its deadline, while the
+		// restarted cluster settles, is given up and its registrations written again on
+		// a new one (as they were after the outage): there may be a moment when they are
+		// being written again, but they are back within a few seconds.
 		hold := time.NewTimer(2 * ttl)
 		<-hold.C
-		assert.Equal(t, names, etcdIDs(ctx, t, cli, p, "svc"))
-		for _, id := range names {
-			assert.True(t, liveLease(ctx, cli, p+"svc/"+id), id)
-		}
+		assert.EventuallyWithT(t, func(c *assert.CollectT) {
+			have, err := listIDs(ctx, cli, p, "svc")
+			assert.NoError(c, err)
+			assert.Equal(c, names, have)
+			for _, id := range names {
+				assert.True(c, liveLease(ctx, cli, p+"svc/"+id), id)
+			}
+		}, 10*time.Second, 20*time.Millisecond, "the registrations stay")
 	})
 }
 
