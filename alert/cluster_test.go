@@ -27,8 +27,12 @@ func TestClusterRollingRestartQuietQuorumLossPages(t *testing.T) {
 		eps[mem.Name] = mem.GRPCURL
 	}
 	// A timeout long enough for members that are up to answer on a busy machine under
-	// -race (a stopped member costs a check the whole timeout: its client retries).
-	ch, err := health.New(c.ClusterClient(), health.WithEndpoints(eps), health.WithTimeout(2*time.Second))
+	// -race (a stopped member costs a check the whole timeout: its client retries). A
+	// member that is up and does not answer in time counts as down: with another member
+	// stopped, that is a lost quorum, paged at once (its group_wait counts from the
+	// check's start), and 2 s has been too short on a machine running cluster tests side
+	// by side.
+	ch, err := health.New(c.ClusterClient(), health.WithEndpoints(eps), health.WithTimeout(5*time.Second))
 	require.NoError(t, err)
 	t.Cleanup(func() { ch.Close() })
 	rec := &sink{}
@@ -57,7 +61,7 @@ func TestClusterRollingRestartQuietQuorumLossPages(t *testing.T) {
 
 	for i := range c.Members {
 		c.StopMember(i)
-		for range 2 { // down about 4 s: each check waits out the stopped member's timeout (2 s)
+		for range 2 { // down about 10 s: each check waits out the stopped member's timeout (5 s)
 			check()
 		}
 		c.RestartMember(i)
@@ -77,7 +81,7 @@ func TestClusterRollingRestartQuietQuorumLossPages(t *testing.T) {
 	for n := 0; n < 60 && len(rec.summary()) == 0; n++ {
 		check()
 	}
-	for range 2 { // past the group_wait of anything else the same checks raised (2 s a check)
+	for range 2 { // past the group_wait of anything else the same checks raised (5 s a check)
 		check()
 	}
 	assert.Equal(t, []string{"firing EtcdInsufficientMembers::firing"}, rec.summary(), "one page, per-member alerts inhibited")
