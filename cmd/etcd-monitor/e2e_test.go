@@ -274,8 +274,10 @@ func startDaemon(t testing.TB, args ...string) *runningDaemon {
 // for is what absorbs a leader election; EtcdMembersDown's a member's restart); the
 // check timeout is long because the in-process cluster, under -race on a busy machine,
 // answers a linearizable read in up to 3 s, which a monitor must not take for members
-// being down (the outage alerts notify 2 s after the check that sees them); the
-// health interval and group_interval are short so that the tests take seconds and resolves come quickly.
+// being down (the outage alerts notify 2 s after the check that sees them), and the
+// dial timeout, which bounds the daemon's connection test at startup (a serializable
+// member list), is longer than that for the same reason; the health interval and
+// group_interval are short so that the tests take seconds and resolves come quickly.
 func e2eConfig(t *testing.T, c *etcdtest.Cluster, slack, pd, am string, extra string) string {
 	var eps, members []string
 	for _, m := range c.Members {
@@ -286,7 +288,7 @@ func e2eConfig(t *testing.T, c *etcdtest.Cluster, slack, pd, am string, extra st
 etcd:
   name: prod
   endpoints: [%s]
-  dial_timeout: 2s
+  dial_timeout: 10s
   member_endpoints: {%s}
 monitor:
   health_check_interval: %s
