@@ -22,7 +22,13 @@ const faultTTL = 2 * time.Second
 // TestClusterFaults runs the election's guarantees on one 3-node cluster, each with its
 // fault injected. Sub-tests that stop members run last.
 func TestClusterFaults(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	// Half a second without a leader's heartbeat before a follower campaigns, not the
+	// default 100ms: a loaded machine delays heartbeats by hundreds of milliseconds (560ms
+	// seen), and the elections that follow refuse renewals and drop proposals, so that
+	// 2s leases were lost and requests timed out in sub-tests that have no fault of
+	// that kind. The etcd leader stopped below is replaced half a second later too: the
+	// holding across it has a TTL that leaves room for that.
+	c := etcdtest.NewCluster(t, 3, etcdtest.WithElectionTicks(50))
 	t.Run("CampaignLeaseExpires", func(t *testing.T) { testCampaignLeaseExpires(t, c) })
 	t.Run("CancelCampaign", func(t *testing.T) { testCancelCampaign(t, c) })
 	t.Run("BlackholeLeader", func(t *testing.T) { testBlackholeLeader(t, c) })
@@ -372,7 +378,7 @@ func testStopEtcdLeader(t *testing.T, c *etcdtest.Cluster) {
 	pfx := etcdtest.Prefix(t) + "e"
 	lead := c.Leader()
 	member := (lead + 1) % 3
-	cand := newCandidate(t, c.Client(member), pfx, "a", election.WithTTL(3*time.Second))
+	cand := newCandidate(t, c.Client(member), pfx, "a", election.WithTTL(5*time.Second))
 	require.NoError(t, cand.Campaign(ctx))
 	done := cand.Done()
 	tok := cand.Token()

@@ -25,7 +25,13 @@ const faultTTL = 2 * time.Second
 // TestClusterFaults runs the lock's guarantees on one 3-node cluster, each with its fault
 // injected. Sub-tests that stop members run last.
 func TestClusterFaults(t *testing.T) {
-	c := etcdtest.NewCluster(t, 3)
+	// Half a second without a leader's heartbeat before a follower campaigns, not the
+	// default 100ms: a loaded machine delays heartbeats by hundreds of milliseconds (560ms
+	// seen), and the elections that follow refuse renewals and drop proposals, so that
+	// 2s leases were lost and requests timed out in sub-tests that have no fault of
+	// that kind. The etcd leader stopped below is replaced half a second later too: the
+	// holding across it has a TTL that leaves room for that.
+	c := etcdtest.NewCluster(t, 3, etcdtest.WithElectionTicks(50))
 	// Member 2 is never blackholed: the admin client goes through it alone.
 	admin := c.Client(2)
 
@@ -427,7 +433,7 @@ func testStopEtcdLeader(t *testing.T, c *etcdtest.Cluster) {
 	key := etcdtest.Prefix(t) + "l"
 	lead := c.Leader()
 	member := (lead + 1) % 3
-	m := newMutex(t, c.Client(member), key, lock.WithTTL(3*time.Second))
+	m := newMutex(t, c.Client(member), key, lock.WithTTL(5*time.Second))
 	require.NoError(t, m.Lock(ctx))
 	done := m.Done()
 	tok := m.Token()
