@@ -613,6 +613,11 @@ replica:
 		assert.True(ct, ra.Active, "the first daemon takes the lease")
 	}, 10*time.Second, 50*time.Millisecond)
 	b := startDaemon(t, "--config="+cfg)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("first daemon's logs:\n%s\nsecond daemon's logs:\n%s", a.logs, b.logs)
+		}
+	})
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		rb, err := replicaOf(t, b)
 		assert.NoError(ct, err)
