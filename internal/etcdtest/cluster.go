@@ -209,7 +209,11 @@ func (c *Cluster) others(i int) []*integration.Member {
 func (c *Cluster) DropConnections(i int) { c.Members[i].Bridge().DropConnections() }
 
 // Blackhole makes member i's bridge swallow all client traffic, in both directions,
-// while keeping the connections open.
+// while keeping the connections open. The bridge checks for the blackhole between
+// reads: on each open connection, the first bytes after Blackhole in each direction,
+// which a read was already waiting for, still pass. A test whose next request through
+// member i must be swallowed sends a probe through it first (a read, given up after a
+// moment), which takes that pass.
 func (c *Cluster) Blackhole(i int) { c.Members[i].Bridge().Blackhole() }
 
 // Unblackhole undoes Blackhole.
