@@ -588,7 +588,10 @@ func replicaOf(t *testing.T, d *runningDaemon) (replicaView, error) {
 // is active, only the active one pages. The active one stops (a rolling upgrade)
 // mid-incident: the other takes over within a health interval or so (the lease is
 // released) and sends the resolve when the cluster recovers; the page is never sent
-// twice.
+// twice. The lease's TTL is 4s, so that its campaign period (a quarter, within which the
+// standby takes a released lease) is the health interval, and a renewal a loaded
+// machine's PostgreSQL answers late does not end a term: a term that ends with a send
+// whose record it could not write leaves it due, and the next term sends it again.
 func TestEndToEndTwoReplicas(t *testing.T) {
 	if inOwnProcess(t) {
 		return
@@ -602,7 +605,7 @@ store:
   dsn_env: %s
   schema: %s
 replica:
-  lease_ttl: 1s
+  lease_ttl: 4s
 `, pgtest.URLEnv, schema))
 	a := startDaemon(t, "--config="+cfg)
 	var ra replicaView
