@@ -58,30 +58,46 @@ func newPKI(t *testing.T) pki {
 	return p
 }
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct ports that were free a moment ago (their listeners are
+// all open at once, so no two are the same). Another process may take one before etcd
+// binds it: startTLSEtcd then tries again on fresh ones.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
 }
 
 // startTLSEtcd starts a single-node etcd that requires client certificates.
 func startTLSEtcd(t *testing.T, p pki) string {
 	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = "tls"
-	cfg.Dir = t.TempDir()
-	cu, _ := url.Parse(fmt.Sprintf("https://127.0.0.1:%d", freePort(t)))
-	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = p.serverCert, p.serverKey
-	cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.ClientCertAuth = p.ca, true
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	cfg.UnsafeNoFsync = true
-	e, err := embed.StartEtcd(cfg)
+	var e *embed.Etcd
+	var cu *url.URL
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		ports := freePorts(t, 2)
+		cfg := embed.NewConfig()
+		cfg.Name = "tls"
+		cfg.Dir = t.TempDir()
+		cu, _ = url.Parse(fmt.Sprintf("https://127.0.0.1:%d", ports[0]))
+		pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+		cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = p.serverCert, p.serverKey
+		cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.ClientCertAuth = p.ca, true
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		cfg.UnsafeNoFsync = true
+		if e, err = embed.StartEtcd(cfg); err == nil {
+			break
+		}
+		t.Logf("etcd with TLS did not start on ports %v: %v", ports, err)
+	}
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		e.Close()
