@@ -38,14 +38,17 @@ func endpoints(c *etcdtest.Cluster) map[string]string {
 	return out
 }
 
-// clusterMaintainer returns a Maintainer of c with a short settle timeout.
+// clusterMaintainer returns a Maintainer of c with a settle timeout shorter than the
+// default. A member that answers its status within 5 s is healthy, as a loaded machine
+// under -race may take seconds; the settle timeout is three checks that wait that long,
+// so that one slow answer between two steps does not abort an operation.
 func clusterMaintainer(t *testing.T, c *etcdtest.Cluster, opts ...maintenance.Option) (*maintenance.Maintainer, *clientv3.Client) {
 	t.Helper()
 	cli := c.ClusterClient()
-	ch, err := health.New(cli, health.WithEndpoints(endpoints(c)), health.WithTimeout(3*time.Second))
+	ch, err := health.New(cli, health.WithEndpoints(endpoints(c)), health.WithTimeout(5*time.Second))
 	require.NoError(t, err)
 	t.Cleanup(func() { ch.Close() })
-	opts = append([]maintenance.Option{maintenance.WithChecker(ch), maintenance.WithSettleTimeout(5 * time.Second),
+	opts = append([]maintenance.Option{maintenance.WithChecker(ch), maintenance.WithSettleTimeout(15 * time.Second),
 		maintenance.WithPollInterval(50 * time.Millisecond)}, opts...)
 	m, err := maintenance.New(cli, opts...)
 	require.NoError(t, err)

@@ -20,7 +20,7 @@ import (
 func TestRemoveRefusedWhenItWouldCostQuorum(t *testing.T) {
 	c := newCluster(t, 3)
 	m, cli := clusterMaintainer(t, c)
-	ctx := etcdtest.Context(t, 60*time.Second)
+	ctx := etcdtest.Context(t, 2*time.Minute) // each check waits out the stopped member's timeout
 	lead := c.Leader()
 	dead, alive := (lead+1)%3, (lead+2)%3
 	deadID, aliveID := health.ID(c.Members[dead].ID()), health.ID(c.Members[alive].ID())
