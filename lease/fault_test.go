@@ -112,7 +112,7 @@ func TestFaultCluster(t *testing.T) {
 		defer k.Close()
 		c.Blackhole(i)
 		defer c.Unblackhole(i)
-		swallowed(t, cli) // else a renewal could be the read the bridge lets through
+		etcdtest.WaitSwallowed(t, cli) // else a renewal could be the read the bridge lets through
 		// Checked when etcd could first expire the lease, not when this goroutine wakes
 		// after Lost closed: a goroutine of the test scheduled late on a loaded machine
 		// says nothing of when Lost closed, one that finds it still open does.

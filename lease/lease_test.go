@@ -211,7 +211,7 @@ func TestCloseBoundedWhileUnreachable(t *testing.T) {
 		require.NoError(t, err)
 		c.Blackhole(0)
 		defer c.Unblackhole(0)
-		swallowed(t, cli)
+		etcdtest.WaitSwallowed(t, cli)
 		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		closed := make(chan error, 1)
@@ -226,19 +226,6 @@ func TestCloseBoundedWhileUnreachable(t *testing.T) {
 		assert.ErrorIs(t, k.Err(), lease.ErrClosed)
 		require.NoError(t, k.Close(), "later calls return nil")
 	})
-}
-
-// swallowed waits, after Blackhole, until requests through cli go unanswered: a
-// member's bridge passes on the first read of each connection after Blackhole, which
-// must be a probe, not a request the test means to be lost (a renewal, a revoke).
-func swallowed(t *testing.T, cli *clientv3.Client) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		defer cancel()
-		_, err := cli.Get(ctx, "/probe")
-		return err != nil
-	}, 10*time.Second, 10*time.Millisecond, "requests through the blackholed member still answered")
 }
 
 func assertClosed(t *testing.T, ch <-chan struct{}) {

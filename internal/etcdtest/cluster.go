@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/tests/v3/framework/integration"
 	"go.uber.org/zap"
@@ -215,6 +216,23 @@ func (c *Cluster) DropConnections(i int) { c.Members[i].Bridge().DropConnections
 // member i must be swallowed sends a probe through it first (a read, given up after a
 // moment), which takes that pass.
 func (c *Cluster) Blackhole(i int) { c.Members[i].Bridge().Blackhole() }
+
+// WaitSwallowed waits, after Blackhole, until reads through cli go unanswered, and
+// fails the test if they are still answered after 10s. Its reads take the pass the
+// bridge gives the first bytes after Blackhole, so that the test's next request
+// through the member (a renewal, a revoke, an unlock) is swallowed, as it means.
+func WaitSwallowed(t testing.TB, cli *clientv3.Client) {
+	t.Helper()
+	swallowed := func(c *assert.CollectT) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := cli.Get(ctx, "/etcdtest/probe")
+		assert.Error(c, err, "a read through the blackholed member was answered")
+	}
+	if !assert.EventuallyWithT(t, swallowed, 10*time.Second, 10*time.Millisecond) {
+		t.FailNow()
+	}
+}
 
 // Unblackhole undoes Blackhole.
 func (c *Cluster) Unblackhole(i int) { c.Members[i].Bridge().Unblackhole() }
