@@ -92,7 +92,9 @@ func TestIdlePoolsForgotten(t *testing.T) {
 	start := b.tick.Load()
 	// Four sweeps take 400ms; a ticker drops the ticks of a sweeper scheduled late, so
 	// the deadline leaves room for a loaded machine.
-	require.Eventually(t, func() bool { return b.tick.Load() >= start+4 }, 25*idle, idle/10)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, b.tick.Load(), start+4, "sweeps")
+	}, 25*idle, idle/10)
 	assert.Equal(t, 1, count(&b.pools), "kept while a pick is in flight")
 	held.Report(nil)
 	assert.EventuallyWithT(t, func(c *assert.CollectT) {
