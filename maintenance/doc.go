@@ -19,10 +19,11 @@
 //     otherwise aborts, returning the report of what was done with ErrAborted.
 //   - Remove refuses (ErrQuorum) when the voters left would lack a healthy quorum, and
 //     (ErrUnhealthy) when another member is degraded. AddLearner adds non-voting members
-//     only, and only to a healthy cluster, waiting up to the settle timeout for one (a
-//     membership change just made, a leader just elected). Both judge the cluster by a
-//     report whose membership is a linearizable member list's. Promote promotes only
-//     once etcd agrees the learner has caught up.
+//     only, and only to a cluster that is not degraded (quorum, an agreed leader, no
+//     split brain, no partitioned member, no CORRUPT alarm), waiting up to the settle
+//     timeout for one (a membership change just made, a leader just elected); a dry run
+//     looks once. Both judge the cluster by a report whose membership is a linearizable
+//     member list's. Promote promotes only once etcd agrees the learner has caught up.
 //   - DisarmNoSpace disarms NOSPACE only once every member's database file is under a
 //     share of its quota (ErrOverQuota otherwise), never CORRUPT. The way back from
 //     NOSPACE is Compact, then Defragment, then DisarmNoSpace; RecoverNoSpace takes the

@@ -136,25 +136,27 @@ func (m *Maintainer) settle(ctx context.Context, cond func(*health.Report) error
 	}
 }
 
-// sameMembers returns nil when r lists the members a linearizable member list has, and
-// ErrUnhealthy otherwise. The checker reads the membership serializably: a member that
-// has not applied the latest membership change yet still lists a member just removed,
-// or not yet one just added, and would have it held against the cluster.
+// sameMembers returns nil when r lists the members a linearizable member list has, each
+// a learner or a voter as there, and ErrUnhealthy otherwise. The checker reads the
+// membership serializably: a member that has not applied the latest membership change
+// yet still lists a member just removed, or not yet one just added or promoted, and
+// would have it held against the cluster or counted wrong.
 func (m *Maintainer) sameMembers(ctx context.Context, r *health.Report) error {
-	resp, err := m.cli.MemberList(ctx)
+	resp, err := m.memberList(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: member list: %w", ErrUnhealthy, err)
+		return fmt.Errorf("%w: %w", ErrUnhealthy, err)
 	}
-	want := make(map[health.ID]bool, len(resp.Members))
+	learner := make(map[health.ID]bool, len(resp.Members))
 	for _, mem := range resp.Members {
-		want[health.ID(mem.ID)] = true
+		learner[health.ID(mem.ID)] = mem.IsLearner
 	}
-	same := len(r.Members) == len(want)
+	same := len(r.Members) == len(learner)
 	for _, ms := range r.Members {
-		same = same && want[ms.ID]
+		l, ok := learner[ms.ID]
+		same = same && ok && l == ms.Member.IsLearner
 	}
 	if !same {
-		return fmt.Errorf("%w: the checked membership (%d members) is not the cluster's (%d) yet", ErrUnhealthy, len(r.Members), len(want))
+		return fmt.Errorf("%w: the checked membership (%d members) is not the cluster's (%d) yet", ErrUnhealthy, len(r.Members), len(learner))
 	}
 	return nil
 }

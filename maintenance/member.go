@@ -99,13 +99,25 @@ func (m *Maintainer) AddLearner(ctx context.Context, req AddRequest) (*MemberRep
 		rep.Duration = since(start)
 		return rep, err
 	}
-	// A membership change just made, a leader just elected: wait them out.
-	r, err := m.settle(ctx, func(r *health.Report) error {
-		if err := m.sameMembers(ctx, r); err != nil {
+	// A membership change just made, a leader just elected: wait them out (a dry run
+	// looks once).
+	guard := func(r *health.Report) error {
+		if err := degraded(r, 0); err != nil {
 			return err
 		}
-		return degraded(r, 0)
-	})
+		return m.sameMembers(ctx, r)
+	}
+	var (
+		r   *health.Report
+		err error
+	)
+	if req.DryRun {
+		if r, err = m.check(ctx); err == nil {
+			err = guard(r)
+		}
+	} else {
+		r, err = m.settle(ctx, guard)
+	}
 	if err != nil {
 		return finish(err)
 	}
@@ -119,6 +131,9 @@ func (m *Maintainer) AddLearner(ctx context.Context, req AddRequest) (*MemberRep
 		resp, err = m.cli.MemberAddAsLearner(ctx, req.PeerURLs)
 		return err
 	})
+	if errors.Is(err, rpctypes.ErrUnhealthy) {
+		return finish(fmt.Errorf("%w: add learner: %w", ErrUnhealthy, err))
+	}
 	if err != nil {
 		return finish(fmt.Errorf("maintenance: add learner: %w", err))
 	}
@@ -329,9 +344,9 @@ func (m *Maintainer) exists(ctx context.Context, id health.ID) error {
 // isLearner reads, from a linearizable member list, whether member id is a learner; it
 // returns ErrNotFound when there is no such member.
 func (m *Maintainer) isLearner(ctx context.Context, id health.ID) (bool, error) {
-	resp, err := m.cli.MemberList(ctx)
+	resp, err := m.memberList(ctx)
 	if err != nil {
-		return false, fmt.Errorf("maintenance: member list: %w", err)
+		return false, err
 	}
 	for _, mem := range resp.Members {
 		if health.ID(mem.ID) == id {
@@ -346,9 +361,9 @@ func (m *Maintainer) isLearner(ctx context.Context, id health.ID) (bool, error) 
 // serializable list, which a member that has just joined may answer with a view of its
 // own.
 func (m *Maintainer) quorum(ctx context.Context, r *health.Report) (voters, healthy int, err error) {
-	resp, err := m.cli.MemberList(ctx)
+	resp, err := m.memberList(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("maintenance: member list: %w", err)
+		return 0, 0, err
 	}
 	for _, mem := range resp.Members {
 		if mem.IsLearner {
@@ -362,14 +377,30 @@ func (m *Maintainer) quorum(ctx context.Context, r *health.Report) (voters, heal
 	return voters, healthy, nil
 }
 
+// memberListTimeout bounds one linearizable member list: without a leader, etcd holds
+// one for its request timeout and the client retries it, for minutes in all.
+const memberListTimeout = 10 * time.Second
+
+// memberList reads the membership linearizably, waiting at most memberListTimeout.
+func (m *Maintainer) memberList(ctx context.Context) (*clientv3.MemberListResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, memberListTimeout)
+	defer cancel()
+	resp, err := m.cli.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("maintenance: member list: %w", err)
+	}
+	return resp, nil
+}
+
 // etcdHealthInterval is how long etcd wants the member that takes a membership change
-// to have been connected to every voting member before it accepts the change.
+// to have been connected to a quorum of the voters before it accepts an add.
 const etcdHealthInterval = 5 * time.Second
 
 // whileEtcdUnhealthy calls fn until etcd stops refusing it as "unhealthy cluster", for
 // at most the settle timeout, and never less than twice etcd's health interval. etcd
-// refuses membership changes until the member that takes them has been connected to
-// every voting member for five seconds, which a cluster that just started, or a member
+// refuses to add a member until the member that takes the request has been connected
+// to a quorum of the voters, itself and the new member counted (every voter, in a
+// cluster of three), for five seconds, which a cluster that just started, or a member
 // that just reconnected, has not: a shorter wait could fail where waiting succeeds.
 func (m *Maintainer) whileEtcdUnhealthy(ctx context.Context, fn func() error) error {
 	deadline := time.Now().Add(max(m.opts.settleTimeout, 2*etcdHealthInterval))
@@ -380,6 +411,7 @@ func (m *Maintainer) whileEtcdUnhealthy(ctx context.Context, fn func() error) er
 		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || !time.Now().Before(deadline) {
 			return err
 		}
+		m.opts.logger.Debug("etcd refused the membership change as unhealthy; retrying", zap.Error(err))
 		t.Reset(m.opts.pollInterval)
 		select {
 		case <-ctx.Done():

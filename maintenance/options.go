@@ -62,7 +62,9 @@ func (o *options) validate() error {
 // WithChecker sets the health checker that guards every operation and tells it each
 // member's endpoint, size and raft state. Default: health.New(cli). Pass one made with
 // health.WithEndpoints when the members' advertised client URLs are not reachable from
-// here; it must check the same cluster cli reaches.
+// here; it must check the same cluster cli reaches, and its source must list every
+// member etcd lists (learners and members not started yet included) under etcd's IDs:
+// AddLearner and Remove wait for a report whose membership is etcd's.
 func WithChecker(c *health.Checker) Option {
 	return optionFunc(func(o *options) { o.checker = c })
 }
@@ -79,9 +81,10 @@ func WithPollInterval(d time.Duration) Option {
 }
 
 // WithSettleTimeout bounds how long an operation waits for the cluster to be healthy
-// again between two steps before it aborts. Default 30s. A membership change that
-// etcd refuses as "unhealthy cluster" is retried for at least 10s whatever this says:
-// etcd accepts one only once its member has been connected to every voter for 5s.
+// again between two steps before it aborts. Default 30s. An add that etcd refuses as
+// "unhealthy cluster" is retried for at least 10s whatever this says: etcd accepts one
+// only once its member has been connected to a quorum of the voters (every voter, in
+// a cluster of three) for 5s.
 func WithSettleTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.settleTimeout = d })
 }
