@@ -42,33 +42,6 @@ func TestRunResignFailsNoZombie(t *testing.T) {
 	require.NoError(t, b.Resign(ctx))
 }
 
-// expiringCtx is a context that ends with context.DeadlineExceeded when expire is
-// called: a deadline that falls where a test needs it — once the waiting key is in
-// etcd — and not wherever a short timeout happens to land on a loaded machine (before
-// the key was put, say).
-type expiringCtx struct {
-	context.Context
-	done chan struct{}
-	once sync.Once
-}
-
-func newExpiringCtx() *expiringCtx {
-	return &expiringCtx{Context: context.Background(), done: make(chan struct{})}
-}
-
-func (c *expiringCtx) Done() <-chan struct{} { return c.done }
-
-func (c *expiringCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.DeadlineExceeded
-	default:
-		return nil
-	}
-}
-
-func (c *expiringCtx) expire() { c.once.Do(func() { close(c.done) }) }
-
 // The key name of a failed campaign is never used again: a delete of it may still be on
 // its way.
 func TestFailedCampaignNameNotReused(t *testing.T) {
@@ -81,14 +54,14 @@ func TestFailedCampaignNameNotReused(t *testing.T) {
 	require.NoError(t, leader.Campaign(ctx))
 	faults.Fail(etcdtest.IsDelete)
 	// The campaign's deadline passes once it waits, its key put.
-	short := newExpiringCtx()
-	defer short.expire()
+	short := etcdtest.NewExpiringContext()
+	defer short.Expire()
 	got := make(chan error, 1)
 	go func() { got <- c.Campaign(short) }()
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		assert.EqualValues(ct, 2, etcdtest.Count(admin, pfx+"/"), "waiting behind the leader")
 	}, 10*time.Second, 10*time.Millisecond)
-	short.expire()
+	short.Expire()
 	require.ErrorIs(t, recv(t, got, 10*time.Second, "campaign past its deadline"), context.DeadlineExceeded)
 	r, err := admin.Get(ctx, pfx+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	require.NoError(t, err)

@@ -30,45 +30,18 @@ func keysUnder(t *testing.T, cli *clientv3.Client, pfx string) []string {
 	return out
 }
 
-// expiringCtx is a context that ends with context.DeadlineExceeded when expire is
-// called: a deadline that falls where a test needs it — once the waiting key is in
-// etcd — and not wherever a short timeout happens to land on a loaded machine (before
-// the key was put, say).
-type expiringCtx struct {
-	context.Context
-	done chan struct{}
-	once sync.Once
-}
-
-func newExpiringCtx() *expiringCtx {
-	return &expiringCtx{Context: context.Background(), done: make(chan struct{})}
-}
-
-func (c *expiringCtx) Done() <-chan struct{} { return c.done }
-
-func (c *expiringCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.DeadlineExceeded
-	default:
-		return nil
-	}
-}
-
-func (c *expiringCtx) expire() { c.once.Do(func() { close(c.done) }) }
-
 // waitPastDeadline runs try with a context whose deadline passes once n keys are under
 // pfx (the holder's and the waiting one), and returns try's error.
 func waitPastDeadline(t *testing.T, admin *clientv3.Client, pfx string, n int64, try func(context.Context) error) error {
 	t.Helper()
-	ctx := newExpiringCtx()
-	defer ctx.expire()
+	ctx := etcdtest.NewExpiringContext()
+	defer ctx.Expire()
 	got := make(chan error, 1)
 	go func() { got <- try(ctx) }()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.EqualValues(c, n, etcdtest.Count(admin, pfx), "waiting behind the holder")
 	}, 10*time.Second, 10*time.Millisecond)
-	ctx.expire()
+	ctx.Expire()
 	return waitErr(t, got, 10*time.Second, "wait past its deadline")
 }
 

@@ -123,3 +123,33 @@ func Context(tb testing.TB, d time.Duration) context.Context {
 	tb.Cleanup(cancel)
 	return ctx
 }
+
+// ExpiringContext is a context that ends with context.DeadlineExceeded when Expire is
+// called: a deadline that falls where a test needs it (once a waiting key is in etcd,
+// say), not wherever a short timeout happens to land on a loaded machine.
+type ExpiringContext struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+// NewExpiringContext returns an ExpiringContext that has not expired yet.
+func NewExpiringContext() *ExpiringContext {
+	return &ExpiringContext{Context: context.Background(), done: make(chan struct{})}
+}
+
+// Done is closed by Expire.
+func (c *ExpiringContext) Done() <-chan struct{} { return c.done }
+
+// Err is context.DeadlineExceeded once Expire has been called, nil before.
+func (c *ExpiringContext) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// Expire ends the context; later calls do nothing.
+func (c *ExpiringContext) Expire() { c.once.Do(func() { close(c.done) }) }
