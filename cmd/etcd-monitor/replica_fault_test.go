@@ -78,7 +78,7 @@ replica:
 `)
 	a := startDaemon(t, "--config="+cfg, endpoints())
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		r, err := replicaOf(t, a)
+		r, err := replicaOf(a)
 		assert.NoError(ct, err)
 		assert.True(ct, r.Active)
 	}, 20*time.Second, 50*time.Millisecond)
@@ -87,9 +87,9 @@ replica:
 	settled := func(msg string) {
 		t.Helper()
 		require.EventuallyWithT(t, func(ct *assert.CollectT) {
-			ra, err := replicaOf(t, a)
+			ra, err := replicaOf(a)
 			assert.NoError(ct, err)
-			rb, err := replicaOf(t, b)
+			rb, err := replicaOf(b)
 			assert.NoError(ct, err)
 			assert.NotEqual(ct, ra.Active, rb.Active, "one active")
 			assert.Equal(ct, ra.ActiveID, rb.ActiveID, "both name it")
@@ -132,9 +132,9 @@ replica:
 	// The active one steps down and queues its history; the outage lasts until it has
 	// queued ten checks' worth.
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		ra, err := replicaOf(t, a)
+		ra, err := replicaOf(a)
 		assert.NoError(ct, err)
-		rb, err := replicaOf(t, b)
+		rb, err := replicaOf(b)
 		assert.NoError(ct, err)
 		assert.False(ct, ra.Active || rb.Active, "both stepped down")
 		qa, err := metricValue(a.url, "etcd_monitor_store_queue_length")

@@ -571,7 +571,7 @@ type replicaView struct {
 	ActiveID string `json:"activeID"`
 }
 
-func replicaOf(t *testing.T, d *runningDaemon) (replicaView, error) {
+func replicaOf(d *runningDaemon) (replicaView, error) {
 	var h struct {
 		Replica *replicaView `json:"replica"`
 	}
@@ -611,7 +611,7 @@ replica:
 	var ra replicaView
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		var err error
-		ra, err = replicaOf(t, a)
+		ra, err = replicaOf(a)
 		assert.NoError(ct, err)
 		assert.True(ct, ra.Active, "the first daemon takes the lease")
 	}, 10*time.Second, 50*time.Millisecond)
@@ -622,7 +622,7 @@ replica:
 		}
 	})
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		rb, err := replicaOf(t, b)
+		rb, err := replicaOf(b)
 		assert.NoError(ct, err)
 		assert.False(ct, rb.Active)
 		assert.Equal(ct, ra.ID, rb.ActiveID, "the standby names the active one")
@@ -644,7 +644,7 @@ replica:
 	require.NoError(t, a.stop())
 	stopped := time.Now()
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		rb, err := replicaOf(t, b)
+		rb, err := replicaOf(b)
 		assert.NoError(ct, err)
 		assert.True(ct, rb.Active)
 	}, 2*2*e2eInterval, 20*time.Millisecond, "takeover within two health intervals (waited twice that)")
@@ -702,7 +702,7 @@ replica:
 	d := startDaemon(t, "--config="+cfg, endpoints())
 	active := func(want bool) func(ct *assert.CollectT) {
 		return func(ct *assert.CollectT) {
-			r, err := replicaOf(t, d)
+			r, err := replicaOf(d)
 			assert.NoError(ct, err)
 			assert.Equal(ct, want, r.Active)
 		}
